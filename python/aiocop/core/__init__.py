@@ -1,0 +1,1 @@
+"""Core monitoring modules for aiocop."""

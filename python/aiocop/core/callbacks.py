@@ -1,0 +1,86 @@
+"""Callback registry for aiocop events.
+
+The native side reads these lists directly, so registering or removing a
+callback or provider takes effect on the next monitored callback.
+"""
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from aiocop.types.events import SlowTaskEvent
+
+logger = logging.getLogger(__name__)
+
+SlowTaskCallback = Callable[[SlowTaskEvent], None]
+ContextProvider = Callable[[], dict[str, Any]]
+
+_slow_task_callbacks: list[SlowTaskCallback] = []
+_context_providers: list[ContextProvider] = []
+
+
+def register_slow_task_callback(callback: SlowTaskCallback) -> None:
+    """Register a callback to be invoked when a slow task is detected."""
+    if callback not in _slow_task_callbacks:
+        _slow_task_callbacks.append(callback)
+
+
+def unregister_slow_task_callback(callback: SlowTaskCallback) -> None:
+    """Unregister a previously registered slow task callback."""
+    if callback in _slow_task_callbacks:
+        _slow_task_callbacks.remove(callback)
+
+
+def clear_slow_task_callbacks() -> None:
+    """Clear all registered slow task callbacks."""
+    _slow_task_callbacks.clear()
+
+
+def register_context_provider(provider: ContextProvider) -> None:
+    """
+    Register a context provider, called in the task's context before and after each monitored callback.
+
+    The dicts it returns are merged into SlowTaskEvent.context; non-None values
+    returned after the callback win over those returned before it.
+    """
+    if provider not in _context_providers:
+        _context_providers.append(provider)
+
+
+def unregister_context_provider(provider: ContextProvider) -> None:
+    """Unregister a previously registered context provider."""
+    if provider in _context_providers:
+        _context_providers.remove(provider)
+
+
+def clear_context_providers() -> None:
+    """Clear all registered context providers."""
+    _context_providers.clear()
+
+
+def _name_of(function: object) -> str:
+    return getattr(function, "__name__", None) or repr(function)
+
+
+def _capture_context() -> dict[str, Any]:
+    """Capture context from all registered providers. Internal use only."""
+    context: dict[str, Any] = {}
+
+    for provider in list(_context_providers):
+        try:
+            provider_context = provider()
+            if provider_context is not None:
+                context.update(provider_context)
+        except Exception as e:
+            logger.warning("Error in context provider %s: %s", _name_of(provider), e)
+
+    return context
+
+
+def _invoke_slow_task_callbacks(event: SlowTaskEvent) -> None:
+    """Invoke all registered slow task callbacks. Internal use only."""
+    for callback in list(_slow_task_callbacks):
+        try:
+            callback(event)
+        except Exception as e:
+            logger.warning("Error in slow task callback %s: %s", _name_of(callback), e)

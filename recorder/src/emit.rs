@@ -1,0 +1,135 @@
+//! Turns a finished slice into what users see: a `SlowTaskEvent` for the
+//! registered callbacks, and `HighSeverityBlockingIoException` when they
+//! asked for it.
+//!
+//! This is the only place strings are built from captured events, and it
+//! only runs for slices that did blocking I/O or overran the threshold, and
+//! only when someone is listening.
+
+use crate::config::{self, PythonSide};
+use crate::slice::{RawEvent, Slice};
+use crate::stacks::{self, StackId};
+use aiocop_trace::severity::THRESHOLD_HIGH;
+use aiocop_trace::{level_from_score, BLOCKING_EVENTS};
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList, PyTuple};
+
+/// Characters of each argument shown in `BlockingEventInfo.event`.
+const MAX_ARG_CHARS: usize = 100;
+
+pub struct FinishedSlice<'py> {
+    pub elapsed_ns: u64,
+    pub slice: Slice,
+    pub samples: Vec<StackId>,
+    pub context: Option<Bound<'py, PyDict>>,
+}
+
+/// Reports the slice. Returns an error only to raise
+/// `HighSeverityBlockingIoException`; anything else that goes wrong is
+/// logged and swallowed, never raised into the application.
+pub fn emit(py: Python<'_>, finished: FinishedSlice<'_>) -> PyResult<()> {
+    let Some(side) = config::python_side() else { return Ok(()) };
+    match build_and_deliver(py, side, finished) {
+        Ok(None) => Ok(()),
+        Ok(Some(exception)) => Err(exception),
+        Err(error) => {
+            config::log_warning(py, &format!("error while reporting a monitored callback: {error}"));
+            Ok(())
+        }
+    }
+}
+
+fn build_and_deliver(py: Python<'_>, side: &PythonSide, finished: FinishedSlice<'_>) -> PyResult<Option<PyErr>> {
+    let threshold_ns = config::threshold_ns();
+    let exceeded = finished.elapsed_ns >= threshold_ns;
+    let slice = &finished.slice;
+    let io = slice.total_events > 0;
+    let raise = io && exceeded && slice.should_raise && slice.score >= THRESHOLD_HIGH;
+    let listening = side.callbacks.bind(py).len()? > 0;
+    if !(io || exceeded) || !(listening || raise) {
+        return Ok(None);
+    }
+    let elapsed_ms = finished.elapsed_ns as f64 / 1e6;
+    let threshold_ms = threshold_ns as f64 / 1e6;
+    let score = if io { slice.score } else { 0 };
+    let level = level_from_score(score).as_str();
+    let events = PyList::new(py, slice.events.iter().map(|e| format_event(py, e)).collect::<PyResult<Vec<_>>>()?)?;
+    if listening {
+        let fields = PyDict::new(py);
+        fields.set_item("elapsed_ms", elapsed_ms)?;
+        fields.set_item("threshold_ms", threshold_ms)?;
+        fields.set_item("exceeded_threshold", exceeded)?;
+        fields.set_item("severity_score", score)?;
+        fields.set_item("severity_level", level)?;
+        fields.set_item("reason", if io { "io_blocking" } else { "cpu_blocking" })?;
+        fields.set_item("blocking_events", &events)?;
+        fields.set_item("context", finished.context.clone().unwrap_or_else(|| PyDict::new(py)))?;
+        fields.set_item("cpu_stack_samples", format_samples(py, &finished.samples)?)?;
+        fields.set_item("dropped_blocking_events", slice.dropped_events())?;
+        let event = new_frozen_instance(py, side, &fields)?;
+        side.invoke_callbacks.call1(py, (event,))?;
+    }
+    if !raise {
+        return Ok(None);
+    }
+    let exception = side.high_severity_exception.call1(py, (score, level, elapsed_ms, threshold_ms, events))?;
+    Ok(Some(PyErr::from_value(exception.into_bound(py))))
+}
+
+/// A `SlowTaskEvent` made without running the frozen dataclass's
+/// `__init__`, which sets each field through `object.__setattr__` and costs
+/// more than all the rest of the report together.
+fn new_frozen_instance<'py>(py: Python<'py>, side: &PythonSide, fields: &Bound<'py, PyDict>) -> PyResult<Bound<'py, PyAny>> {
+    let instance = side.object_new.call1(py, (side.slow_task_event.clone_ref(py),))?.into_bound(py);
+    instance.getattr("__dict__")?.cast::<PyDict>()?.update(fields.as_mapping())?;
+    Ok(instance)
+}
+
+/// A `BlockingEventInfo` dict: `event`, `trace`, `entry_point`, `severity`.
+fn format_event<'py>(py: Python<'py>, event: &RawEvent) -> PyResult<Bound<'py, PyDict>> {
+    let spec = &BLOCKING_EVENTS[event.event_index as usize];
+    let (trace, entry_point) = stacks::describe(event.stack);
+    let info = PyDict::new(py);
+    info.set_item("event", format!("{}({})", spec.name, format_args(event.args.bind(py))))?;
+    info.set_item("trace", trace)?;
+    info.set_item("entry_point", entry_point)?;
+    info.set_item("severity", spec.weight)?;
+    Ok(info)
+}
+
+/// The audit arguments as aiocop 1.2.1 shows them. Patched functions raise
+/// `(args, kwargs)`; only `args` is shown for those.
+pub fn format_args(args: &Bound<'_, PyAny>) -> String {
+    let shown = match args.cast::<PyTuple>() {
+        Ok(tuple) if tuple.len() == 2 && tuple.get_item(0).is_ok_and(|a| a.is_instance_of::<PyTuple>()) && tuple.get_item(1).is_ok_and(|k| k.is_instance_of::<PyDict>()) => {
+            tuple.get_item(0).unwrap_or_else(|_| args.clone())
+        }
+        _ => args.clone(),
+    };
+    let parts: PyResult<Vec<String>> = shown
+        .try_iter()
+        .and_then(|items| items.map(|item| Ok(item?.str()?.to_cow()?.chars().take(MAX_ARG_CHARS).collect())).collect());
+    parts.map_or_else(|_| "error_formatting_args".to_owned(), |parts| parts.join(", "))
+}
+
+/// `CpuStackSample` dicts, one per distinct stack, most frequent first.
+fn format_samples<'py>(py: Python<'py>, samples: &[StackId]) -> PyResult<Bound<'py, PyList>> {
+    let mut counts: Vec<(StackId, usize)> = Vec::new();
+    for stack in samples {
+        match counts.iter_mut().find(|(s, _)| s == stack) {
+            Some((_, count)) => *count += 1,
+            None => counts.push((*stack, 1)),
+        }
+    }
+    counts.sort_by(|a, b| b.1.cmp(&a.1));
+    let list = PyList::empty(py);
+    for (stack, count) in counts {
+        let (trace, entry_point) = stacks::describe(Some(stack));
+        let sample = PyDict::new(py);
+        sample.set_item("trace", trace)?;
+        sample.set_item("entry_point", entry_point)?;
+        sample.set_item("count", count)?;
+        list.append(sample)?;
+    }
+    Ok(list)
+}

@@ -1,0 +1,213 @@
+//! `aiocop._native`: the hot path of the aiocop Python package.
+//!
+//! What runs for every event-loop callback or audit event lives here: the
+//! C-level audit hook and its event filter (`hook`), the per-thread record
+//! of the running slice (`slice`), native stack capture with interning
+//! (`stacks`), callback timing (`monitor`), the wrappers that add audit
+//! events to functions that lack them (`audited`) and the CPU sampling
+//! watchdog (`sampler`). Turning a slice into user-facing objects is
+//! `emit`. The Python package (`python/aiocop`) keeps the public API and
+//! calls into this module; the event table and scoring come from the
+//! `aiocop-trace` crate.
+
+mod audited;
+mod clock;
+mod config;
+mod emit;
+mod ffi;
+mod hook;
+mod monitor;
+mod sampler;
+mod slice;
+mod stacks;
+
+use pyo3::prelude::*;
+use pyo3::types::PyTuple;
+
+/// Installs the audit hook (once per process). True if this call did.
+#[pyfunction]
+fn install_audit_hook(py: Python<'_>) -> PyResult<bool> {
+    hook::install().map_err(|message| PyErr::take(py).unwrap_or_else(|| pyo3::exceptions::PyRuntimeError::new_err(message)))
+}
+
+/// Hands the native side the Python objects it reports through.
+#[pyfunction]
+#[allow(clippy::too_many_arguments)]
+fn configure(
+    raise_on_violations: Py<PyAny>,
+    slow_task_event: Py<PyAny>,
+    high_severity_exception: Py<PyAny>,
+    callbacks: Py<PyAny>,
+    providers: Py<PyAny>,
+    capture_context: Py<PyAny>,
+    invoke_callbacks: Py<PyAny>,
+    logger: Py<PyAny>,
+    object_new: Py<PyAny>,
+    own_source_prefix: String,
+) {
+    stacks::set_own_prefix(own_source_prefix);
+    config::set_python_side(config::PythonSide {
+        raise_on_violations,
+        slow_task_event,
+        high_severity_exception,
+        callbacks,
+        providers,
+        capture_context,
+        invoke_callbacks,
+        logger,
+        object_new,
+    });
+}
+
+#[pyfunction]
+fn set_monitoring_active(active: bool) {
+    config::set_monitoring_active(active);
+}
+
+#[pyfunction]
+fn is_monitoring_active() -> bool {
+    config::monitoring_active()
+}
+
+#[pyfunction]
+fn set_threshold_ns(threshold_ns: u64) {
+    config::set_threshold_ns(threshold_ns);
+}
+
+#[pyfunction]
+fn threshold_ns() -> u64 {
+    config::threshold_ns()
+}
+
+#[pyfunction]
+fn set_trace_depth(depth: usize) {
+    config::set_trace_depth(depth);
+}
+
+/// Replaces `handle_class._run` with the native timing wrapper (once).
+#[pyfunction]
+fn install_handle_run(py: Python<'_>, handle_class: &Bound<'_, PyAny>) -> PyResult<bool> {
+    let original = handle_class.getattr("_run")?;
+    if !monitor::set_original_handle_run(original.unbind()) {
+        return Ok(false);
+    }
+    let function = wrap_pyfunction!(monitor::run_handle, py)?;
+    // SAFETY: `function` is alive; PyInstanceMethod_New returns a new reference or NULL.
+    let method = unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyInstanceMethod_New(function.as_ptr()))? };
+    handle_class.setattr("_run", method)?;
+    Ok(true)
+}
+
+/// Marks a stock asyncio loop, by `id()`, as monitored or not.
+#[pyfunction]
+fn set_loop_monitored(loop_id: usize, monitored: bool) {
+    monitor::set_loop_monitored(loop_id, monitored);
+}
+
+#[pyfunction]
+#[pyo3(signature = (interval_ms, arm_after_ms, idle_interval_ms, max_samples_per_slice, trace_depth))]
+fn start_sampler(interval_ms: f64, arm_after_ms: Option<f64>, idle_interval_ms: Option<f64>, max_samples_per_slice: usize, trace_depth: usize) -> bool {
+    let ns = |ms: f64| (ms.max(0.0) * 1e6) as u64;
+    sampler::start(sampler::Settings {
+        interval_ns: ns(interval_ms),
+        arm_after_ns: arm_after_ms.map(ns),
+        idle_interval_ns: idle_interval_ms.map(ns),
+        max_samples_per_slice,
+        trace_depth,
+    })
+}
+
+#[pyfunction]
+fn is_sampler_started() -> bool {
+    sampler::is_started()
+}
+
+#[pyfunction]
+fn sampler_after_fork_in_child() {
+    sampler::after_fork_in_child();
+}
+
+#[pyfunction]
+fn stop_sampler() {
+    sampler::stop();
+}
+
+/// Forgets the blocking events recorded so far in this thread's slice.
+#[pyfunction]
+fn reset_blocking_events() {
+    slice::reset_events();
+}
+
+/// The audited event table: (name, weight, source) with source one of
+/// "native", "patched", "patched-before-3.13".
+#[pyfunction]
+fn blocking_events() -> Vec<(&'static str, i64, &'static str)> {
+    use aiocop_trace::EventSource;
+    aiocop_trace::BLOCKING_EVENTS
+        .iter()
+        .map(|e| {
+            let source = match e.source {
+                EventSource::Native => "native",
+                EventSource::Patched => "patched",
+                EventSource::PatchedBeforePy313 => "patched-before-3.13",
+            };
+            (e.name, e.weight, source)
+        })
+        .collect()
+}
+
+/// `short/path.py:line:function`, as in every trace and entry point.
+#[pyfunction]
+fn format_frame(filename: &str, line: i64, function: &str) -> String {
+    aiocop_trace::frame::format_frame(filename, line, function)
+}
+
+/// The audit arguments as shown in `BlockingEventInfo.event`.
+#[pyfunction]
+fn format_audit_args(args: &Bound<'_, PyAny>) -> String {
+    emit::format_args(args)
+}
+
+/// The caller's stack, innermost first, captured and interned as the audit
+/// hook does it: (filename, line, function) per frame, and the stack's id.
+#[pyfunction]
+#[pyo3(signature = (depth = 20))]
+fn capture_stack(py: Python<'_>, depth: usize) -> (Vec<(String, i32, String)>, Option<u32>) {
+    let stack = stacks::capture_current(py, depth);
+    (stack.map(stacks::frames_of).unwrap_or_default(), stack)
+}
+
+/// (distinct frames, distinct stacks) interned so far.
+#[pyfunction]
+fn interned_sizes() -> (usize, usize) {
+    stacks::sizes()
+}
+
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(install_audit_hook, m)?)?;
+    m.add_function(wrap_pyfunction!(configure, m)?)?;
+    m.add_function(wrap_pyfunction!(set_monitoring_active, m)?)?;
+    m.add_function(wrap_pyfunction!(is_monitoring_active, m)?)?;
+    m.add_function(wrap_pyfunction!(set_threshold_ns, m)?)?;
+    m.add_function(wrap_pyfunction!(threshold_ns, m)?)?;
+    m.add_function(wrap_pyfunction!(set_trace_depth, m)?)?;
+    m.add_function(wrap_pyfunction!(install_handle_run, m)?)?;
+    m.add_function(wrap_pyfunction!(set_loop_monitored, m)?)?;
+    m.add_function(wrap_pyfunction!(start_sampler, m)?)?;
+    m.add_function(wrap_pyfunction!(is_sampler_started, m)?)?;
+    m.add_function(wrap_pyfunction!(sampler_after_fork_in_child, m)?)?;
+    m.add_function(wrap_pyfunction!(stop_sampler, m)?)?;
+    m.add_function(wrap_pyfunction!(reset_blocking_events, m)?)?;
+    m.add_function(wrap_pyfunction!(blocking_events, m)?)?;
+    m.add_function(wrap_pyfunction!(format_frame, m)?)?;
+    m.add_function(wrap_pyfunction!(format_audit_args, m)?)?;
+    m.add_function(wrap_pyfunction!(capture_stack, m)?)?;
+    m.add_function(wrap_pyfunction!(interned_sizes, m)?)?;
+    m.add_class::<audited::AuditedFunction>()?;
+    m.add_class::<monitor::SchedulePatch>()?;
+    m.add_class::<monitor::MonitoredCallback>()?;
+    m.add("MAX_EVENTS_PER_SLICE", slice::MAX_EVENTS_PER_SLICE)?;
+    let _ = PyTuple::empty(m.py());
+    Ok(())
+}

@@ -1,0 +1,135 @@
+//! The per-thread record of the callback slice being run: which blocking
+//! events it raised, with their stacks.
+//!
+//! A thread records only between `begin` and `end`, which wrap the user's
+//! callback and nothing else: aiocop's own work (context providers, user
+//! callbacks, formatting) runs outside that window, so it is never reported
+//! as the application's.
+
+use crate::config;
+use crate::stacks::{self, StackId};
+use aiocop_trace::BLOCKING_EVENTS;
+use pyo3::ffi;
+use pyo3::prelude::*;
+use std::cell::{Cell, RefCell};
+
+/// Events kept per slice with their stacks, as in aiocop 1.2.1; later
+/// events are still counted and scored.
+pub const MAX_EVENTS_PER_SLICE: usize = 50;
+
+pub struct RawEvent {
+    pub event_index: u16,
+    pub args: Py<PyAny>,
+    pub stack: Option<StackId>,
+}
+
+#[derive(Default)]
+pub struct Slice {
+    pub events: Vec<RawEvent>,
+    /// Every blocking event, kept or not.
+    pub total_events: u32,
+    /// Summed weight of every blocking event, kept or not.
+    pub score: i64,
+    /// `raise_on_violations` was on in the context that raised an event.
+    pub should_raise: bool,
+}
+
+impl Slice {
+    pub fn dropped_events(&self) -> u32 {
+        self.total_events - self.events.len() as u32
+    }
+}
+
+thread_local! {
+    /// True while this thread runs a monitored callback. Read first by the
+    /// audit hook, so that events outside any slice cost one load. Cleared
+    /// while an event is being recorded, which keeps the hook from
+    /// re-entering itself (a garbage-collected `__del__` opening a file).
+    static RECORDING: Cell<bool> = const { Cell::new(false) };
+    static CURRENT: RefCell<Slice> = RefCell::new(Slice::default());
+}
+
+/// The slice interrupted by a nested one (a loop run inside a callback).
+pub struct Outer {
+    was_recording: bool,
+    slice: Slice,
+}
+
+pub fn is_recording() -> bool {
+    RECORDING.get()
+}
+
+pub fn begin() -> Outer {
+    let slice = CURRENT.with(|current| current.try_borrow_mut().map(|mut s| std::mem::take(&mut *s)).unwrap_or_default());
+    Outer { was_recording: RECORDING.replace(true), slice }
+}
+
+pub fn end(outer: Outer) -> Slice {
+    RECORDING.set(outer.was_recording);
+    CURRENT.with(|current| match current.try_borrow_mut() {
+        Ok(mut slice) => std::mem::replace(&mut *slice, outer.slice),
+        Err(_) => Slice::default(),
+    })
+}
+
+/// Forgets the events recorded so far in this thread's slice.
+pub fn reset_events() {
+    CURRENT.with(|current| {
+        if let Ok(mut slice) = current.try_borrow_mut() {
+            *slice = Slice::default();
+        }
+    });
+}
+
+/// Records one blocking event in this thread's slice. Called from the audit
+/// hook with the GIL held; never panics and never raises.
+pub fn record(py: Python<'_>, event_index: u16, args: *mut ffi::PyObject) {
+    RECORDING.set(false);
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| record_event(py, event_index, args)));
+    RECORDING.set(true);
+}
+
+fn record_event(py: Python<'_>, event_index: u16, args: *mut ffi::PyObject) {
+    let weight = BLOCKING_EVENTS[event_index as usize].weight;
+    let Some((keep, already_raising)) = with_slice(|slice| {
+        slice.total_events += 1;
+        slice.score += weight;
+        (slice.events.len() < MAX_EVENTS_PER_SLICE, slice.should_raise)
+    }) else {
+        return;
+    };
+    let raise_now = !already_raising && raise_on_violations_is_set(py);
+    let event = keep.then(|| RawEvent {
+        event_index,
+        // SAFETY: the hook's argument tuple is a live borrowed reference.
+        args: unsafe { Bound::from_borrowed_ptr(py, args) }.unbind(),
+        stack: stacks::capture_current(py, config::trace_depth()),
+    });
+    with_slice(|slice| {
+        slice.should_raise |= raise_now;
+        if let Some(event) = event {
+            if slice.events.len() < MAX_EVENTS_PER_SLICE {
+                slice.events.push(event);
+            }
+        }
+    });
+}
+
+fn with_slice<R>(f: impl FnOnce(&mut Slice) -> R) -> Option<R> {
+    CURRENT.with(|current| current.try_borrow_mut().ok().map(|mut slice| f(&mut slice)))
+}
+
+/// Reads the `raise_on_violations` ContextVar in the current context.
+fn raise_on_violations_is_set(py: Python<'_>) -> bool {
+    let Some(side) = config::python_side() else { return false };
+    let mut value: *mut ffi::PyObject = std::ptr::null_mut();
+    // SAFETY: GIL held; on success `value` is a new reference.
+    unsafe {
+        if ffi::PyContextVar_Get(side.raise_on_violations.as_ptr(), std::ptr::null_mut(), &mut value) != 0 {
+            ffi::PyErr_Clear();
+            return false;
+        }
+        let value = Bound::from_owned_ptr_or_opt(py, value);
+        value.is_some_and(|v| v.is(&*pyo3::types::PyBool::new(py, true)))
+    }
+}

@@ -1,0 +1,219 @@
+//! Native stack capture, with every frame and stack interned.
+//!
+//! A capture walks the interpreter's frames in C (`PyFrame_GetBack`,
+//! `PyFrame_GetCode`, `PyFrame_GetLasti`) and turns each `(code object,
+//! instruction offset)` pair into a frame id through a cache, so a repeated
+//! stack costs a few hash look-ups and builds no Python string: text is made
+//! only when an event is formatted for a user.
+//!
+//! Invariants:
+//! - The registry lock is only taken by threads that hold the GIL, and no
+//!   Python code runs while it is held (frame walking and attribute reads
+//!   happen outside it). So it is never contended, and a fork, which happens
+//!   under the GIL, never copies it locked.
+//! - Every interned code object is kept alive, so its address stays a valid
+//!   key. That is a bounded cost for ordinary programs, whose code objects
+//!   live as long as their modules anyway.
+//! - Frames of the aiocop package itself are never part of a stack.
+
+use aiocop_trace::frame::{format_frame, TRACE_SEPARATOR};
+use aiocop_trace::Interner;
+use pyo3::ffi;
+use pyo3::prelude::*;
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
+
+pub type FrameId = u32;
+pub type StackId = u32;
+
+/// Extra raw frames walked beyond the requested depth, so that skipping
+/// aiocop's own frames still leaves `depth` frames of the program's.
+const OWN_FRAME_MARGIN: usize = 8;
+
+/// Source files under this prefix are aiocop's own and never shown.
+static OWN_PREFIX: OnceLock<String> = OnceLock::new();
+
+pub fn set_own_prefix(prefix: String) {
+    let _ = OWN_PREFIX.set(prefix);
+}
+
+#[derive(Clone, Copy)]
+enum Resolved {
+    Own,
+    Frame(FrameId),
+}
+
+struct CodeInfo {
+    _keep_alive: Py<PyAny>,
+    filename: String,
+    function: String,
+}
+
+pub struct FrameInfo {
+    pub filename: String,
+    pub line: i32,
+    pub function: String,
+    pub text: String,
+}
+
+#[derive(Default)]
+struct Registry {
+    codes: HashMap<usize, CodeInfo>,
+    by_instruction: HashMap<(usize, i32), Resolved>,
+    frame_ids: Interner<(usize, i32)>,
+    frames: Vec<FrameInfo>,
+    stacks: Interner<Vec<FrameId>>,
+}
+
+static REGISTRY: Mutex<Option<Registry>> = Mutex::new(None);
+
+fn with_registry<R>(f: impl FnOnce(&mut Registry) -> R) -> Option<R> {
+    // try_lock: see the module invariants; failing here would mean a bug,
+    // and losing one stack is better than deadlocking the application.
+    let mut guard = REGISTRY.try_lock().ok()?;
+    Some(f(guard.get_or_insert_with(Registry::default)))
+}
+
+/// A frame as walked: its code object (owned) and instruction offset.
+struct RawFrame {
+    code: Py<PyAny>,
+    lasti: i32,
+}
+
+/// Walks up from `frame` (a borrowed reference, may be null).
+unsafe fn walk(py: Python<'_>, frame: *mut ffi::PyFrameObject, limit: usize) -> Vec<RawFrame> {
+    let mut raw = Vec::with_capacity(limit.min(64));
+    let mut current = frame;
+    ffi::Py_XINCREF(current.cast());
+    while !current.is_null() && raw.len() < limit {
+        let code = ffi::PyFrame_GetCode(current);
+        let lasti = ffi::PyFrame_GetLasti(current);
+        raw.push(RawFrame { code: Bound::from_owned_ptr(py, code.cast()).unbind(), lasti });
+        let back = ffi::PyFrame_GetBack(current);
+        ffi::Py_DECREF(current.cast());
+        current = back;
+    }
+    ffi::Py_XDECREF(current.cast());
+    raw
+}
+
+/// The stack of the calling thread, innermost first.
+pub fn capture_current(py: Python<'_>, depth: usize) -> Option<StackId> {
+    // SAFETY: we hold the GIL; PyEval_GetFrame returns a borrowed reference.
+    let raw = unsafe { walk(py, ffi::PyEval_GetFrame(), depth + OWN_FRAME_MARGIN) };
+    intern_stack(py, raw, depth)
+}
+
+/// The stack that starts at `frame`, a frame object of any thread.
+pub fn capture_from(py: Python<'_>, frame: &Bound<'_, PyAny>, depth: usize) -> Option<StackId> {
+    // SAFETY: `frame` is a live frame object for the duration of the walk.
+    let raw = unsafe { walk(py, frame.as_ptr().cast(), depth + OWN_FRAME_MARGIN) };
+    intern_stack(py, raw, depth)
+}
+
+fn intern_stack(py: Python<'_>, raw: Vec<RawFrame>, depth: usize) -> Option<StackId> {
+    let known = with_registry(|registry| resolve(registry, &raw, depth))?;
+    if let Some(stack) = known {
+        return Some(stack);
+    }
+    // Some frames are new: read what we need from Python without the lock,
+    // then insert them and resolve again.
+    let new_codes = describe_new_codes(py, &raw);
+    with_registry(|registry| {
+        for (address, info) in new_codes {
+            registry.codes.entry(address).or_insert(info);
+        }
+        for frame in &raw {
+            add_instruction(registry, frame);
+        }
+        resolve(registry, &raw, depth)
+    })?
+}
+
+/// The stack id if every frame is already known, None otherwise.
+fn resolve(registry: &mut Registry, raw: &[RawFrame], depth: usize) -> Option<StackId> {
+    let mut frames = Vec::with_capacity(depth);
+    for frame in raw {
+        match registry.by_instruction.get(&(frame.code.as_ptr() as usize, frame.lasti))? {
+            Resolved::Own => {}
+            Resolved::Frame(id) => frames.push(*id),
+        }
+        if frames.len() == depth {
+            break;
+        }
+    }
+    Some(registry.stacks.intern(&frames))
+}
+
+fn describe_new_codes(py: Python<'_>, raw: &[RawFrame]) -> Vec<(usize, CodeInfo)> {
+    let mut described: Vec<(usize, CodeInfo)> = Vec::new();
+    let known: Vec<usize> = with_registry(|r| raw.iter().map(|f| f.code.as_ptr() as usize).filter(|a| r.codes.contains_key(a)).collect()).unwrap_or_default();
+    for frame in raw {
+        let address = frame.code.as_ptr() as usize;
+        if known.contains(&address) || described.iter().any(|(a, _)| *a == address) {
+            continue;
+        }
+        let code = frame.code.bind(py);
+        let text = |name: &str| code.getattr(name).and_then(|v| v.extract::<String>()).unwrap_or_else(|_| "?".to_owned());
+        described.push((address, CodeInfo { _keep_alive: frame.code.clone_ref(py), filename: text("co_filename"), function: text("co_name") }));
+    }
+    described
+}
+
+fn add_instruction(registry: &mut Registry, frame: &RawFrame) {
+    let address = frame.code.as_ptr() as usize;
+    let key = (address, frame.lasti);
+    if registry.by_instruction.contains_key(&key) {
+        return;
+    }
+    let Some(code) = registry.codes.get(&address) else { return };
+    let own = OWN_PREFIX.get().is_some_and(|prefix| code.filename.starts_with(prefix.as_str()));
+    let resolved = if own {
+        Resolved::Own
+    } else {
+        // SAFETY: the code object is alive (kept by the registry); this only
+        // reads its line table.
+        let line = unsafe { ffi::PyCode_Addr2Line(frame.code.as_ptr().cast(), frame.lasti) };
+        let id = registry.frame_ids.intern(&(address, line));
+        if id as usize == registry.frames.len() {
+            let text = format_frame(&code.filename, line.into(), &code.function);
+            registry.frames.push(FrameInfo { filename: code.filename.clone(), line, function: code.function.clone(), text });
+        }
+        Resolved::Frame(id)
+    };
+    registry.by_instruction.insert(key, resolved);
+}
+
+/// What users see of a stack: the joined trace and its entry point (the
+/// innermost frame outside aiocop), as aiocop 1.2.1 formats them.
+pub fn describe(stack: Option<StackId>) -> (String, String) {
+    let described = stack.and_then(|id| {
+        with_registry(|registry| {
+            let frames = registry.stacks.get(id)?;
+            let texts: Vec<&str> = frames.iter().map(|f| registry.frames[*f as usize].text.as_str()).collect();
+            let entry = texts.first().copied().unwrap_or("unknown").to_owned();
+            Some((texts.join(TRACE_SEPARATOR), entry))
+        })
+        .flatten()
+    });
+    described.unwrap_or_else(|| (String::new(), "unknown".to_owned()))
+}
+
+/// The frames of a stack as (filename, line, function), innermost first.
+pub fn frames_of(stack: StackId) -> Vec<(String, i32, String)> {
+    with_registry(|registry| {
+        registry.stacks.get(stack).map(|frames| {
+            frames.iter().map(|f| {
+                let info = &registry.frames[*f as usize];
+                (info.filename.clone(), info.line, info.function.clone())
+            }).collect()
+        })
+    })
+    .flatten()
+    .unwrap_or_default()
+}
+
+/// How many distinct frames and stacks have been interned.
+pub fn sizes() -> (usize, usize) {
+    with_registry(|registry| (registry.frames.len(), registry.stacks.len())).unwrap_or((0, 0))
+}
