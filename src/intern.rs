@@ -4,7 +4,7 @@
 //! stack by id and no string is built until someone asks for one; traces
 //! store each string, frame and stack once and refer to it by id.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 use std::hash::Hash;
 
 /// Maps values to ids `0, 1, 2, ...` in first-seen order and back.
@@ -16,7 +16,7 @@ pub struct Interner<T: Eq + Hash + Clone> {
 
 impl<T: Eq + Hash + Clone> Default for Interner<T> {
     fn default() -> Self {
-        Self { ids: HashMap::new(), values: Vec::new() }
+        Self { ids: HashMap::default(), values: Vec::new() }
     }
 }
 

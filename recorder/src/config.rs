@@ -46,8 +46,6 @@ pub struct PythonSide {
     pub providers: Py<PyAny>,
     /// `aiocop.core.callbacks._capture_context`.
     pub capture_context: Py<PyAny>,
-    /// `aiocop.core.callbacks._invoke_slow_task_callbacks`.
-    pub invoke_callbacks: Py<PyAny>,
     /// The `aiocop` logger.
     pub logger: Py<PyAny>,
     pub object_new: Py<PyAny>,

@@ -10,7 +10,8 @@ use crate::config::{self, PythonSide};
 use crate::slice::{RawEvent, Slice};
 use crate::stacks::{self, StackId};
 use aiocop_trace::severity::THRESHOLD_HIGH;
-use aiocop_trace::{level_from_score, BLOCKING_EVENTS};
+use aiocop_trace::{level_from_score, SeverityLevel, BLOCKING_EVENTS};
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyTuple};
 
@@ -52,22 +53,28 @@ fn build_and_deliver(py: Python<'_>, side: &PythonSide, finished: FinishedSlice<
     let elapsed_ms = finished.elapsed_ns as f64 / 1e6;
     let threshold_ms = threshold_ns as f64 / 1e6;
     let score = if io { slice.score } else { 0 };
-    let level = level_from_score(score).as_str();
+    let level = match level_from_score(score) {
+        SeverityLevel::Low => intern!(py, "low"),
+        SeverityLevel::Medium => intern!(py, "medium"),
+        SeverityLevel::High => intern!(py, "high"),
+    };
     let events = PyList::new(py, slice.events.iter().map(|e| format_event(py, e)).collect::<PyResult<Vec<_>>>()?)?;
     if listening {
-        let fields = PyDict::new(py);
-        fields.set_item("elapsed_ms", elapsed_ms)?;
-        fields.set_item("threshold_ms", threshold_ms)?;
-        fields.set_item("exceeded_threshold", exceeded)?;
-        fields.set_item("severity_score", score)?;
-        fields.set_item("severity_level", level)?;
-        fields.set_item("reason", if io { "io_blocking" } else { "cpu_blocking" })?;
-        fields.set_item("blocking_events", &events)?;
-        fields.set_item("context", finished.context.clone().unwrap_or_else(|| PyDict::new(py)))?;
-        fields.set_item("cpu_stack_samples", format_samples(py, &finished.samples)?)?;
-        fields.set_item("dropped_blocking_events", slice.dropped_events())?;
-        let event = new_frozen_instance(py, side, &fields)?;
-        side.invoke_callbacks.call1(py, (event,))?;
+        let event = side.object_new.call1(py, (side.slow_task_event.clone_ref(py),))?.into_bound(py);
+        // Filled through its __dict__: the frozen dataclass's __init__ sets each
+        // field with object.__setattr__ and would cost more than all the rest.
+        let fields = event.getattr(intern!(py, "__dict__"))?.cast_into::<PyDict>()?;
+        fields.set_item(intern!(py, "elapsed_ms"), elapsed_ms)?;
+        fields.set_item(intern!(py, "threshold_ms"), threshold_ms)?;
+        fields.set_item(intern!(py, "exceeded_threshold"), exceeded)?;
+        fields.set_item(intern!(py, "severity_score"), score)?;
+        fields.set_item(intern!(py, "severity_level"), level)?;
+        fields.set_item(intern!(py, "reason"), if io { intern!(py, "io_blocking") } else { intern!(py, "cpu_blocking") })?;
+        fields.set_item(intern!(py, "blocking_events"), &events)?;
+        fields.set_item(intern!(py, "context"), finished.context.clone().unwrap_or_else(|| PyDict::new(py)))?;
+        fields.set_item(intern!(py, "cpu_stack_samples"), format_samples(py, &finished.samples)?)?;
+        fields.set_item(intern!(py, "dropped_blocking_events"), slice.dropped_events())?;
+        invoke_callbacks(py, side, &event)?;
     }
     if !raise {
         return Ok(None);
@@ -76,24 +83,30 @@ fn build_and_deliver(py: Python<'_>, side: &PythonSide, finished: FinishedSlice<
     Ok(Some(PyErr::from_value(exception.into_bound(py))))
 }
 
-/// A `SlowTaskEvent` made without running the frozen dataclass's
-/// `__init__`, which sets each field through `object.__setattr__` and costs
-/// more than all the rest of the report together.
-fn new_frozen_instance<'py>(py: Python<'py>, side: &PythonSide, fields: &Bound<'py, PyDict>) -> PyResult<Bound<'py, PyAny>> {
-    let instance = side.object_new.call1(py, (side.slow_task_event.clone_ref(py),))?.into_bound(py);
-    instance.getattr("__dict__")?.cast::<PyDict>()?.update(fields.as_mapping())?;
-    Ok(instance)
+/// Calls every registered callback with the event; one that raises is
+/// logged, as aiocop 1.2.1 logs it, and the others still run.
+fn invoke_callbacks(py: Python<'_>, side: &PythonSide, event: &Bound<'_, PyAny>) -> PyResult<()> {
+    // A snapshot, so a callback may unregister itself.
+    let registered = side.callbacks.bind(py).cast::<PyList>()?;
+    let callbacks = registered.get_slice(0, registered.len());
+    for callback in callbacks.iter() {
+        if let Err(error) = callback.call1((event,)) {
+            let name = callback.getattr(intern!(py, "__name__")).or_else(|_| callback.repr().map(|r| r.into_any()))?;
+            let _ = side.logger.call_method1(py, "warning", ("Error in slow task callback %s: %s", name, error.value(py)));
+        }
+    }
+    Ok(())
 }
 
 /// A `BlockingEventInfo` dict: `event`, `trace`, `entry_point`, `severity`.
 fn format_event<'py>(py: Python<'py>, event: &RawEvent) -> PyResult<Bound<'py, PyDict>> {
     let spec = &BLOCKING_EVENTS[event.event_index as usize];
-    let (trace, entry_point) = stacks::describe(event.stack);
+    let (trace, entry_point) = stacks::describe(py, event.stack);
     let info = PyDict::new(py);
-    info.set_item("event", format!("{}({})", spec.name, format_args(event.args.bind(py))))?;
-    info.set_item("trace", trace)?;
-    info.set_item("entry_point", entry_point)?;
-    info.set_item("severity", spec.weight)?;
+    info.set_item(intern!(py, "event"), format!("{}({})", spec.name, format_args(event.args.bind(py))))?;
+    info.set_item(intern!(py, "trace"), trace)?;
+    info.set_item(intern!(py, "entry_point"), entry_point)?;
+    info.set_item(intern!(py, "severity"), spec.weight)?;
     Ok(info)
 }
 
@@ -124,11 +137,11 @@ fn format_samples<'py>(py: Python<'py>, samples: &[StackId]) -> PyResult<Bound<'
     counts.sort_by(|a, b| b.1.cmp(&a.1));
     let list = PyList::empty(py);
     for (stack, count) in counts {
-        let (trace, entry_point) = stacks::describe(Some(stack));
+        let (trace, entry_point) = stacks::describe(py, Some(stack));
         let sample = PyDict::new(py);
-        sample.set_item("trace", trace)?;
-        sample.set_item("entry_point", entry_point)?;
-        sample.set_item("count", count)?;
+        sample.set_item(intern!(py, "trace"), trace)?;
+        sample.set_item(intern!(py, "entry_point"), entry_point)?;
+        sample.set_item(intern!(py, "count"), count)?;
         list.append(sample)?;
     }
     Ok(list)

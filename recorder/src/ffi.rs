@@ -17,10 +17,6 @@ extern "C" {
     /// event's argument tuple.
     pub fn PySys_Audit(event: *const c_char, format: *const c_char, ...) -> c_int;
 
-    /// Wraps a callable so that, stored on a class, it binds like a method.
-    /// Builtin functions do not bind by themselves.
-    pub fn PyInstanceMethod_New(function: *mut PyObject) -> *mut PyObject;
-
     /// A bound method: `function` called with `instance` prepended.
     pub fn PyMethod_New(function: *mut PyObject, instance: *mut PyObject) -> *mut PyObject;
 }

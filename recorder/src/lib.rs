@@ -40,7 +40,6 @@ fn configure(
     callbacks: Py<PyAny>,
     providers: Py<PyAny>,
     capture_context: Py<PyAny>,
-    invoke_callbacks: Py<PyAny>,
     logger: Py<PyAny>,
     object_new: Py<PyAny>,
     own_source_prefix: String,
@@ -53,7 +52,6 @@ fn configure(
         callbacks,
         providers,
         capture_context,
-        invoke_callbacks,
         logger,
         object_new,
     });
@@ -86,16 +84,8 @@ fn set_trace_depth(depth: usize) {
 
 /// Replaces `handle_class._run` with the native timing wrapper (once).
 #[pyfunction]
-fn install_handle_run(py: Python<'_>, handle_class: &Bound<'_, PyAny>) -> PyResult<bool> {
-    let original = handle_class.getattr("_run")?;
-    if !monitor::set_original_handle_run(original.unbind()) {
-        return Ok(false);
-    }
-    let function = wrap_pyfunction!(monitor::run_handle, py)?;
-    // SAFETY: `function` is alive; PyInstanceMethod_New returns a new reference or NULL.
-    let method = unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyInstanceMethod_New(function.as_ptr()))? };
-    handle_class.setattr("_run", method)?;
-    Ok(true)
+fn install_handle_run(py: Python<'_>, handle_class: &Bound<'_, pyo3::types::PyType>) -> PyResult<bool> {
+    monitor::install_handle_run(py, handle_class)
 }
 
 /// Marks a stock asyncio loop, by `id()`, as monitored or not.

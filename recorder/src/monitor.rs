@@ -13,7 +13,8 @@
 use crate::emit::{self, FinishedSlice};
 use crate::{clock, config, sampler, slice};
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyTuple};
+use pyo3::ffi;
+use pyo3::types::{PyDict, PyTuple, PyType};
 use pyo3::{intern, PyTraverseError, PyVisit};
 use std::sync::{Mutex, OnceLock};
 
@@ -21,10 +22,6 @@ use std::sync::{Mutex, OnceLock};
 static MONITORED_LOOPS: Mutex<Vec<usize>> = Mutex::new(Vec::new());
 /// `asyncio.events.Handle._run` as it was before aiocop replaced it.
 static ORIGINAL_HANDLE_RUN: OnceLock<Py<PyAny>> = OnceLock::new();
-
-pub fn set_original_handle_run(original: Py<PyAny>) -> bool {
-    ORIGINAL_HANDLE_RUN.set(original).is_ok()
-}
 
 pub fn set_loop_monitored(address: usize, monitored: bool) {
     if let Ok(mut loops) = MONITORED_LOOPS.lock() {
@@ -39,10 +36,46 @@ fn is_loop_monitored(address: usize) -> bool {
     MONITORED_LOOPS.lock().is_ok_and(|loops| loops.contains(&address))
 }
 
-/// Replaces `Handle._run`: runs the handle, timing it when its loop is
-/// monitored and monitoring is active.
-#[pyfunction]
-pub fn run_handle(py: Python<'_>, handle: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+/// Replaces `handle_class._run` (once) with a method descriptor calling
+/// `run_handle`. A method descriptor, like a C type's own methods, is called
+/// by the interpreter without creating a bound method per call.
+pub fn install_handle_run(py: Python<'_>, handle_class: &Bound<'_, PyType>) -> PyResult<bool> {
+    let original = handle_class.getattr("_run")?;
+    if ORIGINAL_HANDLE_RUN.set(original.unbind()).is_err() {
+        return Ok(false);
+    }
+    let definition = Box::leak(Box::new(ffi::PyMethodDef {
+        ml_name: c"_run".as_ptr(),
+        ml_meth: ffi::PyMethodDefPointer { PyCFunction: handle_run_entry },
+        ml_flags: ffi::METH_NOARGS,
+        ml_doc: c"Run the handle's callback; timed by aiocop when its loop is monitored.".as_ptr(),
+    }));
+    // SAFETY: the type is alive, the definition is leaked so it lives forever;
+    // PyDescr_NewMethod returns a new reference or NULL.
+    let descriptor = unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyDescr_NewMethod(handle_class.as_type_ptr(), definition))? };
+    handle_class.setattr("_run", descriptor)?;
+    Ok(true)
+}
+
+unsafe extern "C" fn handle_run_entry(handle: *mut ffi::PyObject, _unused: *mut ffi::PyObject) -> *mut ffi::PyObject {
+    let py = Python::assume_attached();
+    let handle = Bound::from_borrowed_ptr(py, handle);
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_handle(py, &handle))) {
+        Ok(Ok(value)) => value.into_ptr(),
+        Ok(Err(error)) => {
+            error.restore(py);
+            std::ptr::null_mut()
+        }
+        Err(_) => {
+            pyo3::exceptions::PyRuntimeError::new_err("aiocop: internal error while running a handle").restore(py);
+            std::ptr::null_mut()
+        }
+    }
+}
+
+/// Runs the handle, timing it when its loop is monitored and monitoring is
+/// active.
+fn run_handle(py: Python<'_>, handle: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
     let original = ORIGINAL_HANDLE_RUN
         .get()
         .ok_or_else(|| pyo3::exceptions::PyRuntimeError::new_err("aiocop: Handle._run was not saved"))?;
@@ -53,17 +86,18 @@ pub fn run_handle(py: Python<'_>, handle: &Bound<'_, PyAny>) -> PyResult<Py<PyAn
     if !is_loop_monitored(event_loop.as_ptr() as usize) {
         return original.call1(py, (handle,));
     }
-    let context = handle.getattr(intern!(py, "_context")).ok().filter(|c| !c.is_none());
-    run_slice(py, context.as_ref(), || original.call1(py, (handle,)))
+    run_slice(py, Some(handle), || original.call1(py, (handle,)))
 }
 
 /// Runs one callback as a monitored slice and reports it.
 ///
-/// `context` is the `contextvars.Context` the callback runs in, when the
-/// caller is outside it (stock asyncio's `Handle._run`); context providers
-/// are run inside it.
-pub fn run_slice(py: Python<'_>, context: Option<&Bound<'_, PyAny>>, run: impl FnOnce() -> PyResult<Py<PyAny>>) -> PyResult<Py<PyAny>> {
+/// `handle` is given when the caller runs outside the handle's
+/// `contextvars.Context` (stock asyncio's `Handle._run`): context providers
+/// then run inside that context.
+pub fn run_slice(py: Python<'_>, handle: Option<&Bound<'_, PyAny>>, run: impl FnOnce() -> PyResult<Py<PyAny>>) -> PyResult<Py<PyAny>> {
     let providers = has_context_providers(py);
+    let context = providers.then(|| handle.and_then(|h| h.getattr(intern!(py, "_context")).ok()).filter(|c| !c.is_none())).flatten();
+    let context = context.as_ref();
     let before = providers.then(|| capture_context(py, context)).flatten();
 
     let outer = slice::begin();

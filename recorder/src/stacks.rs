@@ -20,7 +20,8 @@ use aiocop_trace::frame::{format_frame, TRACE_SEPARATOR};
 use aiocop_trace::Interner;
 use pyo3::ffi;
 use pyo3::prelude::*;
-use std::collections::HashMap;
+use pyo3::types::PyString;
+use rustc_hash::FxHashMap as HashMap;
 use std::sync::{Mutex, OnceLock};
 
 pub type FrameId = u32;
@@ -63,6 +64,9 @@ struct Registry {
     frame_ids: Interner<(usize, i32)>,
     frames: Vec<FrameInfo>,
     stacks: Interner<Vec<FrameId>>,
+    /// (trace, entry point) of each stack reported so far, as Python
+    /// strings, so a stack that repeats is formatted once.
+    stack_texts: HashMap<StackId, (Py<PyString>, Py<PyString>)>,
 }
 
 static REGISTRY: Mutex<Option<Registry>> = Mutex::new(None);
@@ -185,18 +189,25 @@ fn add_instruction(registry: &mut Registry, frame: &RawFrame) {
 }
 
 /// What users see of a stack: the joined trace and its entry point (the
-/// innermost frame outside aiocop), as aiocop 1.2.1 formats them.
-pub fn describe(stack: Option<StackId>) -> (String, String) {
+/// innermost frame outside aiocop), as aiocop 1.2.1 formats them. Made once
+/// per stack; later calls share the same string objects.
+pub fn describe<'py>(py: Python<'py>, stack: Option<StackId>) -> (Bound<'py, PyString>, Bound<'py, PyString>) {
+    // Creating a str runs no Python code, so it is safe under the registry lock.
     let described = stack.and_then(|id| {
         with_registry(|registry| {
+            if let Some((trace, entry)) = registry.stack_texts.get(&id) {
+                return Some((trace.bind(py).clone(), entry.bind(py).clone()));
+            }
             let frames = registry.stacks.get(id)?;
             let texts: Vec<&str> = frames.iter().map(|f| registry.frames[*f as usize].text.as_str()).collect();
-            let entry = texts.first().copied().unwrap_or("unknown").to_owned();
-            Some((texts.join(TRACE_SEPARATOR), entry))
+            let trace = PyString::new(py, &texts.join(TRACE_SEPARATOR));
+            let entry = PyString::new(py, texts.first().copied().unwrap_or("unknown"));
+            registry.stack_texts.insert(id, (trace.clone().unbind(), entry.clone().unbind()));
+            Some((trace, entry))
         })
         .flatten()
     });
-    described.unwrap_or_else(|| (String::new(), "unknown".to_owned()))
+    described.unwrap_or_else(|| (PyString::new(py, ""), PyString::new(py, "unknown")))
 }
 
 /// The frames of a stack as (filename, line, function), innermost first.
@@ -216,4 +227,84 @@ pub fn frames_of(stack: StackId) -> Vec<(String, i32, String)> {
 /// How many distinct frames and stacks have been interned.
 pub fn sizes() -> (usize, usize) {
     with_registry(|registry| (registry.frames.len(), registry.stacks.len())).unwrap_or((0, 0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pyo3::types::PyDict;
+
+    #[pyfunction]
+    fn capture(py: Python<'_>, depth: usize) -> Option<StackId> {
+        capture_current(py, depth)
+    }
+
+    /// Runs `code` with `capture` in its globals and returns its globals.
+    fn run<'py>(py: Python<'py>, code: &std::ffi::CStr) -> Bound<'py, PyDict> {
+        let globals = PyDict::new(py);
+        globals.set_item("capture", wrap_pyfunction!(capture, py).unwrap()).unwrap();
+        globals.set_item("__file__", "/app/src/svc/handlers.py").unwrap();
+        py.run(code, Some(&globals), None).unwrap();
+        globals
+    }
+
+    const TWO_CALLS: &std::ffi::CStr = c"
+def inner():
+    return capture(20)
+
+def outer():
+    return inner()
+
+ids = []
+for _ in range(2):
+    ids.append(outer())
+shallow = capture(1)
+";
+
+    #[test]
+    fn a_repeated_stack_is_interned_once_with_its_lines_and_names() {
+        Python::initialize();
+        Python::attach(|py| {
+            let globals = run(py, TWO_CALLS);
+            let ids: Vec<StackId> = globals.get_item("ids").unwrap().unwrap().extract().unwrap();
+            assert_eq!(ids[0], ids[1], "the same call path must give the same stack id");
+
+            let frames = frames_of(ids[0]);
+            let names: Vec<(&str, i32)> = frames.iter().map(|(_, line, function)| (function.as_str(), *line)).collect();
+            assert_eq!(names, [("inner", 3), ("outer", 6), ("<module>", 10)]);
+
+            let (trace, entry) = describe(py, Some(ids[0]));
+            assert_eq!(entry.to_string(), "<string>:3:inner");
+            assert_eq!(trace.to_string(), "<string>:3:inner <- <string>:6:outer <- <string>:10:<module>");
+        });
+    }
+
+    #[test]
+    fn depth_limits_the_frames_kept() {
+        Python::initialize();
+        Python::attach(|py| {
+            let globals = run(py, TWO_CALLS);
+            let shallow: StackId = globals.get_item("shallow").unwrap().unwrap().extract().unwrap();
+            assert_eq!(frames_of(shallow).len(), 1);
+        });
+    }
+
+    #[test]
+    fn frames_under_the_own_prefix_are_skipped() {
+        Python::initialize();
+        set_own_prefix("/opt/aiocop/".to_owned());
+        Python::attach(|py| {
+            let globals = run(py, c"
+exec(compile('def own():\\n    return capture(20)\\n', '/opt/aiocop/core.py', 'exec'))
+
+def user():
+    return own()
+
+result = user()
+");
+            let stack: StackId = globals.get_item("result").unwrap().unwrap().extract().unwrap();
+            let functions: Vec<String> = frames_of(stack).into_iter().map(|(_, _, f)| f).collect();
+            assert_eq!(functions, ["user", "<module>"]);
+        });
+    }
 }

@@ -7,7 +7,6 @@ from aiocop import _native
 from aiocop.core.callbacks import (
     _capture_context,
     _context_providers,
-    _invoke_slow_task_callbacks,
     _slow_task_callbacks,
 )
 from aiocop.core.state import raise_on_violations
@@ -24,7 +23,6 @@ _native.configure(
     _slow_task_callbacks,
     _context_providers,
     _capture_context,
-    _invoke_slow_task_callbacks,
     logging.getLogger("aiocop"),
     object.__new__,
     AIOCOP_PACKAGE_DIR,

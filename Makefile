@@ -1,0 +1,44 @@
+# One entry point for people and CI. Everything runs from a virtualenv in
+# .venv that the first target creates, so a fresh machine needs only
+# python3 (with venv), cargo and a C compiler.
+#
+#   make demo    build, then run a demo asyncio app under aiocop and print what it found
+#   make test    build, then run every check: rustfmt, clippy, cargo test, ruff, pytest
+#   make bench   build, then compare no monitor / this aiocop / aiocop 1.2.1 from PyPI
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: build demo test lint rust-test py-test bench clean
+
+$(BIN)/maturin: requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+build: $(BIN)/maturin
+	$(BIN)/maturin develop --release --quiet
+
+demo: build
+	$(BIN)/python examples/demo_app.py
+
+lint: $(BIN)/maturin
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets --quiet -- -D warnings
+	$(BIN)/ruff check python tests bench examples
+	$(BIN)/ruff format --check python tests bench examples
+
+rust-test:
+	cargo test --workspace --quiet
+
+py-test: build
+	$(BIN)/python -m pytest -q
+
+test: lint rust-test py-test
+
+bench: build
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf $(VENV) target

@@ -1,0 +1,149 @@
+"""Benchmark workloads, run once per measurement in a fresh subprocess by bench/run.py.
+
+    python -I bench/workloads.py [--monitor] [--loop asyncio|uvloop] [--steps N] [--warmup N]
+
+Every workload is a coroutine that runs N *steps*; a step is one trip through the
+event loop (it ends with ``await asyncio.sleep(0)``), i.e. exactly one callback
+that aiocop's patched loop wraps and monitors.
+
+With --monitor, aiocop (whichever one this interpreter imports) is set up the
+default way -- patch_audit_functions(), start_blocking_io_detection(trace_depth=20),
+detect_slow_tasks(threshold_ms=30, on_slow_task=<callback>) with CPU sampling on --
+and activate()d inside the running loop. The callback only counts its calls, so the
+driver can check that both implementations see the same blocking events.
+
+Prints one JSON object on stdout: {"meta": {...}, "results": {workload: {...}}}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+Workload = Callable[[int, str], Awaitable[None]]
+
+# Steps per workload = --steps * scale: the pure step is ~30x cheaper than the others,
+# so it gets more of them to reach a comparable timing window.
+STEP_SCALE: dict[str, int] = {"pure": 5, "stat": 1, "open+read": 1, "handler": 1}
+
+REQUEST_BODY = json.dumps(
+    {
+        "user_id": 42,
+        "items": [{"sku": "a-1", "qty": 2, "price": 9.5}, {"sku": "b-2", "qty": 1, "price": 20.0}],
+        "coupon": "SPRING",
+        "note": "leave at the door",
+    }
+)
+
+
+async def pure(steps: int, path: str) -> None:
+    for _ in range(steps):
+        await asyncio.sleep(0)
+
+
+async def stat(steps: int, path: str) -> None:
+    for _ in range(steps):
+        os.stat(path)
+        await asyncio.sleep(0)
+
+
+async def open_read(steps: int, path: str) -> None:
+    for _ in range(steps):
+        with open(path, "rb") as f:
+            f.read()
+        await asyncio.sleep(0)
+
+
+def _subtotal(items: list[dict[str, Any]]) -> float:
+    return sum(item["qty"] * item["price"] for item in items)
+
+
+def _discount(coupon: str | None, amount: float) -> float:
+    return round(amount * 0.1, 2) if coupon else 0.0
+
+
+async def handler(steps: int, path: str) -> None:
+    for _ in range(steps):
+        request = json.loads(REQUEST_BODY)
+        subtotal = _subtotal(request["items"])
+        response = {
+            "user_id": request["user_id"],
+            "n_items": len(request["items"]),
+            "subtotal": subtotal,
+            "discount": _discount(request.get("coupon"), subtotal),
+            "catalog_mtime": os.stat(path).st_mtime,
+        }
+        json.dumps(response)
+        await asyncio.sleep(0)
+
+
+WORKLOADS: dict[str, Workload] = {"pure": pure, "stat": stat, "open+read": open_read, "handler": handler}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--monitor", action="store_true", help="set up and activate aiocop")
+    parser.add_argument("--loop", choices=["asyncio", "uvloop"], default="asyncio")
+    parser.add_argument("--steps", type=int, default=20_000, help="base steps per workload (see STEP_SCALE)")
+    parser.add_argument("--warmup", type=int, default=2_000, help="untimed steps per workload before timing")
+    parser.add_argument("--workloads", nargs="+", choices=list(WORKLOADS), default=list(WORKLOADS))
+    args = parser.parse_args()
+
+    slow_task_calls = 0
+
+    def on_slow_task(event: Any) -> None:
+        nonlocal slow_task_calls
+        slow_task_calls += 1
+
+    meta: dict[str, Any] = {"python": sys.version, "executable": sys.executable, "loop": args.loop}
+    if args.monitor:
+        import aiocop
+
+        aiocop.patch_audit_functions()
+        aiocop.start_blocking_io_detection(trace_depth=20)
+        aiocop.detect_slow_tasks(threshold_ms=30, on_slow_task=on_slow_task)
+        meta |= {"aiocop_version": aiocop.__version__, "aiocop_file": aiocop.__file__}
+
+    loop_factory = None
+    if args.loop == "uvloop":
+        import uvloop
+
+        loop_factory = uvloop.new_event_loop
+        meta["uvloop_version"] = uvloop.__version__
+
+    results: dict[str, dict[str, float | int]] = {}
+
+    async def run_all(path: str) -> None:
+        nonlocal slow_task_calls
+        if args.monitor:
+            aiocop.activate()  # patches the running loop
+        for name in args.workloads:
+            workload, steps = WORKLOADS[name], args.steps * STEP_SCALE[name]
+            await workload(args.warmup * STEP_SCALE[name], path)
+            gc.collect()
+            slow_task_calls = 0
+            t0 = time.perf_counter_ns()
+            await workload(steps, path)
+            elapsed = time.perf_counter_ns() - t0
+            results[name] = {"steps": steps, "ns_per_step": elapsed / steps, "events_per_step": slow_task_calls / steps}
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "catalog.json")
+        with open(path, "w") as f:
+            f.write(REQUEST_BODY * 8)  # ~1 KiB
+        with asyncio.Runner(loop_factory=loop_factory) as runner:
+            runner.run(run_all(path))
+
+    json.dump({"meta": meta, "results": results}, sys.stdout)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,149 @@
+"""A small asyncio service with deliberate blocking calls, monitored by aiocop.
+
+It serves a line-based protocol on 127.0.0.1, a client sends it a few
+requests, and every request handler makes one mistake that freezes the event
+loop (or none, for /health). At the end it prints what aiocop found, one
+line per place in the code, worst first.
+
+Run it with `make demo`, or `.venv/bin/python examples/demo_app.py`.
+"""
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+
+import aiocop
+
+CONFIG_PATH = os.path.join(tempfile.gettempdir(), f"aiocop-demo-{os.getpid()}.cfg")
+ROUNDS = 3
+
+
+def read_config() -> str:
+    with open(CONFIG_PATH) as config:  # blocking file I/O on the loop
+        return config.read()
+
+
+async def handle_profile() -> str:
+    return read_config()
+
+
+async def handle_report() -> str:
+    time.sleep(0.04)  # a sleep that should have been asyncio.sleep
+    return "report ready"
+
+
+async def handle_lookup(port: int) -> str:
+    with socket.create_connection(("127.0.0.1", port), timeout=1):  # a blocking connect
+        return "peer reachable"
+
+
+async def handle_export() -> str:
+    subprocess.run(["true"], check=True)  # a subprocess started from the loop
+    return "exported"
+
+
+async def handle_render() -> str:
+    deadline = time.perf_counter() + 0.05
+    while time.perf_counter() < deadline:  # CPU-bound work on the loop
+        pass
+    return "rendered"
+
+
+async def handle_health() -> str:
+    await asyncio.sleep(0)
+    return "ok"
+
+
+async def serve(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer_port: int, finished: asyncio.Event
+) -> None:
+    routes = {
+        "/profile": handle_profile,
+        "/report": handle_report,
+        "/lookup": lambda: handle_lookup(peer_port),
+        "/export": handle_export,
+        "/render": handle_render,
+        "/health": handle_health,
+    }
+    while line := await reader.readline():
+        handler = routes.get(line.decode().strip())
+        reply = await handler() if handler else "not found"
+        writer.write(reply.strip().encode() + b"\n")  # one line per reply
+        await writer.drain()
+    writer.close()
+    finished.set()
+
+
+async def main() -> list[aiocop.SlowTaskEvent]:
+    events: list[aiocop.SlowTaskEvent] = []
+    aiocop.register_slow_task_callback(events.append)
+    aiocop.activate()
+
+    peer = socket.create_server(("127.0.0.1", 0))
+    peer_port = peer.getsockname()[1]
+    finished = asyncio.Event()
+    server = await asyncio.start_server(lambda r, w: serve(r, w, peer_port, finished), "127.0.0.1", 0)
+    reader, writer = await asyncio.open_connection(*server.sockets[0].getsockname()[:2])
+    for _ in range(ROUNDS):
+        for path in ("/profile", "/report", "/lookup", "/export", "/render", "/health"):
+            writer.write(path.encode() + b"\n")
+            await writer.drain()
+            await reader.readline()
+    writer.close()
+    await finished.wait()
+    server.close()
+    await server.wait_closed()
+    peer.close()
+    aiocop.deactivate()
+    return events
+
+
+def app_frame(event: aiocop.SlowTaskEvent) -> str:
+    """The innermost frame of this file in the event's first trace: the line to fix.
+
+    entry_point is the innermost frame of all, often inside the standard
+    library (socket.py, subprocess.py); the app's own frame is the useful one.
+    """
+    traces = [e["trace"] for e in event.blocking_events] + [s["trace"] for s in event.cpu_stack_samples]
+    for trace in traces:
+        for frame in trace.split(" <- "):
+            if os.path.basename(__file__) in frame:
+                return frame.rsplit("/", 1)[-1]
+    return "(outside the app)"
+
+
+def print_report(events: list[aiocop.SlowTaskEvent]) -> None:
+    by_place: dict[str, list[aiocop.SlowTaskEvent]] = defaultdict(list)
+    for event in events:
+        by_place[app_frame(event)].append(event)
+
+    rows = sorted(by_place.items(), key=lambda item: -sum(e.severity_score for e in item[1]))
+    print(f"aiocop found {len(events)} blocking slices in {len(rows)} places\n")
+    print(f"{'app frame':<44} {'reason':<13} {'slices':>6} {'score':>6} {'level':<7} {'max ms':>7}  first event")
+    for place, place_events in rows:
+        worst = max(place_events, key=lambda e: e.severity_score)
+        first_event = worst.blocking_events[0]["event"] if worst.blocking_events else "-"
+        print(
+            f"{place[-44:]:<44} {worst.reason:<13} {len(place_events):>6} "
+            f"{sum(e.severity_score for e in place_events):>6} {worst.severity_level:<7} "
+            f"{max(e.elapsed_ms for e in place_events):>7.1f}  {first_event[:48]}"
+        )
+
+
+if __name__ == "__main__":
+    with open(CONFIG_PATH, "w") as config:
+        config.write("greeting = hello\n")
+    aiocop.patch_audit_functions()
+    aiocop.start_blocking_io_detection(trace_depth=20)
+    aiocop.detect_slow_tasks(threshold_ms=30)
+    try:
+        found = asyncio.run(main())
+    finally:
+        os.remove(CONFIG_PATH)
+    print_report(found)
+    sys.exit(0 if found else 1)
