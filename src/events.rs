@@ -5,7 +5,9 @@
 //! carry a copy so that they can be re-scored offline. The names and weights
 //! are those of aiocop 1.2.1.
 
-use crate::severity::{WEIGHT_HEAVY as HEAVY, WEIGHT_LIGHT as LIGHT, WEIGHT_MODERATE as MODERATE, WEIGHT_TRIVIAL as TRIVIAL};
+use crate::severity::{
+    WEIGHT_HEAVY as HEAVY, WEIGHT_LIGHT as LIGHT, WEIGHT_MODERATE as MODERATE, WEIGHT_TRIVIAL as TRIVIAL,
+};
 
 /// Who raises the audit event.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -142,10 +144,7 @@ pub const BLOCKING_EVENTS: &[BlockingEvent] = &[
 /// cheap. A linear scan over 80 names of which most differ in length or
 /// first byte is a handful of nanoseconds and allocates nothing.
 pub fn event_index(name: &[u8]) -> Option<u16> {
-    BLOCKING_EVENTS
-        .iter()
-        .position(|event| event.name.as_bytes() == name)
-        .map(|index| index as u16)
+    BLOCKING_EVENTS.iter().position(|event| event.name.as_bytes() == name).map(|index| index as u16)
 }
 
 /// Whether aiocop must patch the function named `event` to make it audited

@@ -15,6 +15,7 @@ def configure(
     callbacks: list[Callable[[Any], None]],
     providers: list[Callable[[], dict[str, Any]]],
     capture_context: Callable[[], dict[str, Any]],
+    report_error: Callable[[str, object, BaseException], None],
     logger: Logger,
     object_new: Callable[[type], Any],
     own_source_prefix: str,

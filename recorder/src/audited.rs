@@ -29,12 +29,18 @@ impl AuditedFunction {
     }
 
     #[pyo3(signature = (*args, **kwargs))]
-    fn __call__(&self, py: Python<'_>, args: &Bound<'_, PyTuple>, kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<Py<PyAny>> {
+    fn __call__(
+        &self,
+        py: Python<'_>,
+        args: &Bound<'_, PyTuple>,
+        kwargs: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Py<PyAny>> {
         let Some(original) = &self.original else { return Ok(py.None()) };
         if !(self.socket_method && is_non_blocking_socket(py, args)) {
             let kwargs = kwargs.cloned().unwrap_or_else(|| PyDict::new(py));
             // SAFETY: GIL held; "OO" takes two borrowed object references.
-            let status = unsafe { cpython::PySys_Audit(self.event.as_ptr(), c"OO".as_ptr(), args.as_ptr(), kwargs.as_ptr()) };
+            let status =
+                unsafe { cpython::PySys_Audit(self.event.as_ptr(), c"OO".as_ptr(), args.as_ptr(), kwargs.as_ptr()) };
             if status < 0 {
                 return Err(PyErr::fetch(py));
             }
@@ -44,12 +50,17 @@ impl AuditedFunction {
 
     /// Binds like a function, so a wrapped method (`socket.socket.connect`)
     /// still receives its instance.
-    fn __get__(slf: Bound<'_, Self>, instance: Option<Bound<'_, PyAny>>, _owner: Option<Bound<'_, PyAny>>) -> PyResult<Py<PyAny>> {
+    fn __get__(
+        slf: Bound<'_, Self>,
+        instance: Option<Bound<'_, PyAny>>,
+        _owner: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
         let py = slf.py();
         match instance {
             Some(instance) if !instance.is_none() => {
                 // SAFETY: both are live objects; PyMethod_New returns a new reference or NULL.
-                unsafe { Bound::from_owned_ptr_or_err(py, cpython::PyMethod_New(slf.as_ptr(), instance.as_ptr())) }.map(Bound::unbind)
+                unsafe { Bound::from_owned_ptr_or_err(py, cpython::PyMethod_New(slf.as_ptr(), instance.as_ptr())) }
+                    .map(Bound::unbind)
             }
             _ => Ok(slf.into_any().unbind()),
         }

@@ -46,6 +46,8 @@ pub struct PythonSide {
     pub providers: Py<PyAny>,
     /// `aiocop.core.callbacks._capture_context`.
     pub capture_context: Py<PyAny>,
+    /// `aiocop.core.callbacks._report_error(kind, function, error)`.
+    pub report_error: Py<PyAny>,
     /// The `aiocop` logger.
     pub logger: Py<PyAny>,
     pub object_new: Py<PyAny>,

@@ -69,7 +69,10 @@ fn build_and_deliver(py: Python<'_>, side: &PythonSide, finished: FinishedSlice<
         fields.set_item(intern!(py, "exceeded_threshold"), exceeded)?;
         fields.set_item(intern!(py, "severity_score"), score)?;
         fields.set_item(intern!(py, "severity_level"), level)?;
-        fields.set_item(intern!(py, "reason"), if io { intern!(py, "io_blocking") } else { intern!(py, "cpu_blocking") })?;
+        fields.set_item(
+            intern!(py, "reason"),
+            if io { intern!(py, "io_blocking") } else { intern!(py, "cpu_blocking") },
+        )?;
         fields.set_item(intern!(py, "blocking_events"), &events)?;
         fields.set_item(intern!(py, "context"), finished.context.clone().unwrap_or_else(|| PyDict::new(py)))?;
         fields.set_item(intern!(py, "cpu_stack_samples"), format_samples(py, &finished.samples)?)?;
@@ -84,15 +87,14 @@ fn build_and_deliver(py: Python<'_>, side: &PythonSide, finished: FinishedSlice<
 }
 
 /// Calls every registered callback with the event; one that raises is
-/// logged, as aiocop 1.2.1 logs it, and the others still run.
+/// reported (logged the first time, always counted) and the others still run.
 fn invoke_callbacks(py: Python<'_>, side: &PythonSide, event: &Bound<'_, PyAny>) -> PyResult<()> {
     // A snapshot, so a callback may unregister itself.
     let registered = side.callbacks.bind(py).cast::<PyList>()?;
     let callbacks = registered.get_slice(0, registered.len());
     for callback in callbacks.iter() {
         if let Err(error) = callback.call1((event,)) {
-            let name = callback.getattr(intern!(py, "__name__")).or_else(|_| callback.repr().map(|r| r.into_any()))?;
-            let _ = side.logger.call_method1(py, "warning", ("Error in slow task callback %s: %s", name, error.value(py)));
+            side.report_error.call1(py, ("slow task callback", callback, error.value(py)))?;
         }
     }
     Ok(())
@@ -114,7 +116,11 @@ fn format_event<'py>(py: Python<'py>, event: &RawEvent) -> PyResult<Bound<'py, P
 /// `(args, kwargs)`; only `args` is shown for those.
 pub fn format_args(args: &Bound<'_, PyAny>) -> String {
     let shown = match args.cast::<PyTuple>() {
-        Ok(tuple) if tuple.len() == 2 && tuple.get_item(0).is_ok_and(|a| a.is_instance_of::<PyTuple>()) && tuple.get_item(1).is_ok_and(|k| k.is_instance_of::<PyDict>()) => {
+        Ok(tuple)
+            if tuple.len() == 2
+                && tuple.get_item(0).is_ok_and(|a| a.is_instance_of::<PyTuple>())
+                && tuple.get_item(1).is_ok_and(|k| k.is_instance_of::<PyDict>()) =>
+        {
             tuple.get_item(0).unwrap_or_else(|_| args.clone())
         }
         _ => args.clone(),
@@ -134,7 +140,7 @@ fn format_samples<'py>(py: Python<'py>, samples: &[StackId]) -> PyResult<Bound<'
             None => counts.push((*stack, 1)),
         }
     }
-    counts.sort_by(|a, b| b.1.cmp(&a.1));
+    counts.sort_by_key(|(_, count)| std::cmp::Reverse(*count));
     let list = PyList::empty(py);
     for (stack, count) in counts {
         let (trace, entry_point) = stacks::describe(py, Some(stack));

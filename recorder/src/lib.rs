@@ -27,7 +27,8 @@ use pyo3::types::PyTuple;
 /// Installs the audit hook (once per process). True if this call did.
 #[pyfunction]
 fn install_audit_hook(py: Python<'_>) -> PyResult<bool> {
-    hook::install().map_err(|message| PyErr::take(py).unwrap_or_else(|| pyo3::exceptions::PyRuntimeError::new_err(message)))
+    hook::install()
+        .map_err(|message| PyErr::take(py).unwrap_or_else(|| pyo3::exceptions::PyRuntimeError::new_err(message)))
 }
 
 /// Hands the native side the Python objects it reports through.
@@ -40,6 +41,7 @@ fn configure(
     callbacks: Py<PyAny>,
     providers: Py<PyAny>,
     capture_context: Py<PyAny>,
+    report_error: Py<PyAny>,
     logger: Py<PyAny>,
     object_new: Py<PyAny>,
     own_source_prefix: String,
@@ -52,6 +54,7 @@ fn configure(
         callbacks,
         providers,
         capture_context,
+        report_error,
         logger,
         object_new,
     });
@@ -96,7 +99,13 @@ fn set_loop_monitored(loop_id: usize, monitored: bool) {
 
 #[pyfunction]
 #[pyo3(signature = (interval_ms, arm_after_ms, idle_interval_ms, max_samples_per_slice, trace_depth))]
-fn start_sampler(interval_ms: f64, arm_after_ms: Option<f64>, idle_interval_ms: Option<f64>, max_samples_per_slice: usize, trace_depth: usize) -> bool {
+fn start_sampler(
+    interval_ms: f64,
+    arm_after_ms: Option<f64>,
+    idle_interval_ms: Option<f64>,
+    max_samples_per_slice: usize,
+    trace_depth: usize,
+) -> bool {
     let ns = |ms: f64| (ms.max(0.0) * 1e6) as u64;
     sampler::start(sampler::Settings {
         interval_ns: ns(interval_ms),

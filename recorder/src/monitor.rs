@@ -12,8 +12,8 @@
 
 use crate::emit::{self, FinishedSlice};
 use crate::{clock, config, sampler, slice};
-use pyo3::prelude::*;
 use pyo3::ffi;
+use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple, PyType};
 use pyo3::{intern, PyTraverseError, PyVisit};
 use std::sync::{Mutex, OnceLock};
@@ -52,7 +52,8 @@ pub fn install_handle_run(py: Python<'_>, handle_class: &Bound<'_, PyType>) -> P
     }));
     // SAFETY: the type is alive, the definition is leaked so it lives forever;
     // PyDescr_NewMethod returns a new reference or NULL.
-    let descriptor = unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyDescr_NewMethod(handle_class.as_type_ptr(), definition))? };
+    let descriptor =
+        unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyDescr_NewMethod(handle_class.as_type_ptr(), definition))? };
     handle_class.setattr("_run", descriptor)?;
     Ok(true)
 }
@@ -94,9 +95,15 @@ fn run_handle(py: Python<'_>, handle: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> 
 /// `handle` is given when the caller runs outside the handle's
 /// `contextvars.Context` (stock asyncio's `Handle._run`): context providers
 /// then run inside that context.
-pub fn run_slice(py: Python<'_>, handle: Option<&Bound<'_, PyAny>>, run: impl FnOnce() -> PyResult<Py<PyAny>>) -> PyResult<Py<PyAny>> {
+pub fn run_slice(
+    py: Python<'_>,
+    handle: Option<&Bound<'_, PyAny>>,
+    run: impl FnOnce() -> PyResult<Py<PyAny>>,
+) -> PyResult<Py<PyAny>> {
     let providers = has_context_providers(py);
-    let context = providers.then(|| handle.and_then(|h| h.getattr(intern!(py, "_context")).ok()).filter(|c| !c.is_none())).flatten();
+    let context = providers
+        .then(|| handle.and_then(|h| h.getattr(intern!(py, "_context")).ok()).filter(|c| !c.is_none()))
+        .flatten();
     let context = context.as_ref();
     let before = providers.then(|| capture_context(py, context)).flatten();
 
@@ -139,7 +146,11 @@ fn capture_context<'py>(py: Python<'py>, context: Option<&Bound<'py, PyAny>>) ->
 }
 
 /// `{**before, **{k: v for k, v in after.items() if v is not None}}`.
-fn merge_contexts<'py>(py: Python<'py>, before: Option<Bound<'py, PyDict>>, after: Option<Bound<'py, PyDict>>) -> Option<Bound<'py, PyDict>> {
+fn merge_contexts<'py>(
+    py: Python<'py>,
+    before: Option<Bound<'py, PyDict>>,
+    after: Option<Bound<'py, PyDict>>,
+) -> Option<Bound<'py, PyDict>> {
     let merged = before.unwrap_or_else(|| PyDict::new(py));
     for (key, value) in after.iter().flat_map(|after| after.iter()) {
         if !value.is_none() {
@@ -209,7 +220,12 @@ impl SchedulePatch {
     }
 
     #[pyo3(signature = (*args, **kwargs))]
-    fn __call__(&self, py: Python<'_>, args: &Bound<'_, PyTuple>, kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<Py<PyAny>> {
+    fn __call__(
+        &self,
+        py: Python<'_>,
+        args: &Bound<'_, PyTuple>,
+        kwargs: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Py<PyAny>> {
         let Some(original) = &self.original else { return Ok(py.None()) };
         let index = self.callback_index;
         if args.len() <= index {

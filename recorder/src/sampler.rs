@@ -7,11 +7,17 @@
 //! whether samples were taken. The watchdog sleeps without the GIL and takes
 //! it only to capture a stack of a slice that is already old.
 
-use crate::{clock, config, stacks::{self, StackId}};
+use crate::{
+    clock, config,
+    stacks::{self, StackId},
+};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use std::cell::Cell;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::{Acquire, Relaxed, Release}};
+use std::sync::atomic::{
+    AtomicBool, AtomicU64, AtomicUsize,
+    Ordering::{Acquire, Relaxed, Release},
+};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -187,8 +193,8 @@ fn sample(slot: &Slot, start: u64, max_samples: usize, depth: usize) {
         return;
     }
     Python::attach(|py| {
-        let stack = thread_frame(py, slot.thread_ident.load(Relaxed))
-            .and_then(|frame| stacks::capture_from(py, &frame, depth));
+        let stack =
+            thread_frame(py, slot.thread_ident.load(Relaxed)).and_then(|frame| stacks::capture_from(py, &frame, depth));
         // The slice may have ended while we waited for the GIL: its frames
         // would then belong to whatever runs now.
         let (Some(stack), true) = (stack, slot.slice_start_ns.load(Acquire) == start) else { return };

@@ -60,7 +60,8 @@ pub fn is_recording() -> bool {
 }
 
 pub fn begin() -> Outer {
-    let slice = CURRENT.with(|current| current.try_borrow_mut().map(|mut s| std::mem::take(&mut *s)).unwrap_or_default());
+    let slice =
+        CURRENT.with(|current| current.try_borrow_mut().map(|mut s| std::mem::take(&mut *s)).unwrap_or_default());
     Outer { was_recording: RECORDING.replace(true), slice }
 }
 

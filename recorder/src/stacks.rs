@@ -151,15 +151,25 @@ fn resolve(registry: &mut Registry, raw: &[RawFrame], depth: usize) -> Option<St
 
 fn describe_new_codes(py: Python<'_>, raw: &[RawFrame]) -> Vec<(usize, CodeInfo)> {
     let mut described: Vec<(usize, CodeInfo)> = Vec::new();
-    let known: Vec<usize> = with_registry(|r| raw.iter().map(|f| f.code.as_ptr() as usize).filter(|a| r.codes.contains_key(a)).collect()).unwrap_or_default();
+    let known: Vec<usize> =
+        with_registry(|r| raw.iter().map(|f| f.code.as_ptr() as usize).filter(|a| r.codes.contains_key(a)).collect())
+            .unwrap_or_default();
     for frame in raw {
         let address = frame.code.as_ptr() as usize;
         if known.contains(&address) || described.iter().any(|(a, _)| *a == address) {
             continue;
         }
         let code = frame.code.bind(py);
-        let text = |name: &str| code.getattr(name).and_then(|v| v.extract::<String>()).unwrap_or_else(|_| "?".to_owned());
-        described.push((address, CodeInfo { _keep_alive: frame.code.clone_ref(py), filename: text("co_filename"), function: text("co_name") }));
+        let text =
+            |name: &str| code.getattr(name).and_then(|v| v.extract::<String>()).unwrap_or_else(|_| "?".to_owned());
+        described.push((
+            address,
+            CodeInfo {
+                _keep_alive: frame.code.clone_ref(py),
+                filename: text("co_filename"),
+                function: text("co_name"),
+            },
+        ));
     }
     described
 }
@@ -181,7 +191,12 @@ fn add_instruction(registry: &mut Registry, frame: &RawFrame) {
         let id = registry.frame_ids.intern(&(address, line));
         if id as usize == registry.frames.len() {
             let text = format_frame(&code.filename, line.into(), &code.function);
-            registry.frames.push(FrameInfo { filename: code.filename.clone(), line, function: code.function.clone(), text });
+            registry.frames.push(FrameInfo {
+                filename: code.filename.clone(),
+                line,
+                function: code.function.clone(),
+                text,
+            });
         }
         Resolved::Frame(id)
     };
@@ -214,10 +229,13 @@ pub fn describe<'py>(py: Python<'py>, stack: Option<StackId>) -> (Bound<'py, PyS
 pub fn frames_of(stack: StackId) -> Vec<(String, i32, String)> {
     with_registry(|registry| {
         registry.stacks.get(stack).map(|frames| {
-            frames.iter().map(|f| {
-                let info = &registry.frames[*f as usize];
-                (info.filename.clone(), info.line, info.function.clone())
-            }).collect()
+            frames
+                .iter()
+                .map(|f| {
+                    let info = &registry.frames[*f as usize];
+                    (info.filename.clone(), info.line, info.function.clone())
+                })
+                .collect()
         })
     })
     .flatten()
@@ -294,14 +312,17 @@ shallow = capture(1)
         Python::initialize();
         set_own_prefix("/opt/aiocop/".to_owned());
         Python::attach(|py| {
-            let globals = run(py, c"
+            let globals = run(
+                py,
+                c"
 exec(compile('def own():\\n    return capture(20)\\n', '/opt/aiocop/core.py', 'exec'))
 
 def user():
     return own()
 
 result = user()
-");
+",
+            );
             let stack: StackId = globals.get_item("result").unwrap().unwrap().extract().unwrap();
             let functions: Vec<String> = frames_of(stack).into_iter().map(|(_, _, f)| f).collect();
             assert_eq!(functions, ["user", "<module>"]);

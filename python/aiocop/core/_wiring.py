@@ -7,6 +7,7 @@ from aiocop import _native
 from aiocop.core.callbacks import (
     _capture_context,
     _context_providers,
+    _report_error,
     _slow_task_callbacks,
 )
 from aiocop.core.state import raise_on_violations
@@ -23,6 +24,7 @@ _native.configure(
     _slow_task_callbacks,
     _context_providers,
     _capture_context,
+    _report_error,
     logging.getLogger("aiocop"),
     object.__new__,
     AIOCOP_PACKAGE_DIR,

@@ -18,6 +18,9 @@ ContextProvider = Callable[[], dict[str, Any]]
 _slow_task_callbacks: list[SlowTaskCallback] = []
 _context_providers: list[ContextProvider] = []
 
+# id(function) -> (function, failures). The function is kept so its id is not reused.
+_failures: dict[int, tuple[object, int]] = {}
+
 
 def register_slow_task_callback(callback: SlowTaskCallback) -> None:
     """Register a callback to be invoked when a slow task is detected."""
@@ -62,6 +65,32 @@ def _name_of(function: object) -> str:
     return getattr(function, "__name__", None) or repr(function)
 
 
+def _report_error(kind: str, function: object, error: BaseException) -> None:
+    """Log a user callback's or provider's first failure, count every failure. Never raises.
+
+    A callback that fails on every event would otherwise log on every event,
+    which in a busy service is itself a way of slowing the application down.
+    """
+    _, failures = _failures.get(id(function), (function, 0))
+    _failures[id(function)] = (function, failures + 1)
+    if failures == 0:
+        logger.warning(
+            "Error in %s %s: %s (later errors of this %s are counted, not logged)",
+            kind,
+            _name_of(function),
+            error,
+            kind,
+        )
+
+
+def get_error_counts() -> dict[str, int]:
+    """How many times each failing slow-task callback or context provider has raised, by name."""
+    counts: dict[str, int] = {}
+    for function, failures in _failures.values():
+        counts[_name_of(function)] = counts.get(_name_of(function), 0) + failures
+    return counts
+
+
 def _capture_context() -> dict[str, Any]:
     """Capture context from all registered providers. Internal use only."""
     context: dict[str, Any] = {}
@@ -72,7 +101,7 @@ def _capture_context() -> dict[str, Any]:
             if provider_context is not None:
                 context.update(provider_context)
         except Exception as e:
-            logger.warning("Error in context provider %s: %s", _name_of(provider), e)
+            _report_error("context provider", provider, e)
 
     return context
 
@@ -83,4 +112,4 @@ def _invoke_slow_task_callbacks(event: SlowTaskEvent) -> None:
         try:
             callback(event)
         except Exception as e:
-            logger.warning("Error in slow task callback %s: %s", _name_of(callback), e)
+            _report_error("slow task callback", callback, e)

@@ -20,8 +20,10 @@ import weakref
 from typing import Any
 
 from aiocop import _native
-from aiocop.core import _wiring  # noqa: F401  (connects the native side)
-from aiocop.core import cpu_sampler
+from aiocop.core import (
+    _wiring,  # noqa: F401  (connects the native side)
+    cpu_sampler,
+)
 from aiocop.core.callbacks import SlowTaskCallback, register_slow_task_callback
 from aiocop.core.state import raise_on_violations, register_on_activate_hook
 from aiocop.exceptions import HighSeverityBlockingIoException
