@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -52,8 +51,10 @@ def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def has_module(python: str, module: str) -> bool:
-    return subprocess.run([python, "-I", "-c", f"import {module}"], capture_output=True).returncode == 0
+def import_error(python: str, module: str) -> str | None:
+    """The last line of the error `python -I -c "import module"` fails with, or None if it imports."""
+    proc = subprocess.run([python, "-I", "-c", f"import {module}"], capture_output=True, text=True)
+    return (proc.stderr.strip().splitlines() or ["failed"])[-1] if proc.returncode else None
 
 
 def ensure_ref_python(loop: str) -> str:
@@ -62,10 +63,10 @@ def ensure_ref_python(loop: str) -> str:
     if not python.exists():
         log(f"creating {REF_VENV} with {sys.executable} -m venv ...")
         subprocess.run([sys.executable, "-m", "venv", str(REF_VENV)], check=True)
-    if not has_module(str(python), "aiocop"):
+    if import_error(str(python), "aiocop"):
         log(f"installing {REF_SPEC} into {REF_VENV} ...")
         subprocess.run([str(python), "-m", "pip", "install", "-q", REF_SPEC], check=True)
-    if loop == "uvloop" and not has_module(str(python), "uvloop"):
+    if loop == "uvloop" and import_error(str(python), "uvloop"):
         log(f"installing uvloop into {REF_VENV} ...")
         subprocess.run([str(python), "-m", "pip", "install", "-q", "uvloop"], check=True)
     return str(python)
@@ -123,7 +124,7 @@ def markdown(summary: dict[str, Any], loop: str) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=20_000, help="base steps per workload; pure runs 5x (default 20000)")
+    parser.add_argument("--steps", type=int, default=20_000, help="base steps/workload; pure runs 5x")
     parser.add_argument("--repeats", type=int, default=5, help="measurements per mode; the median is reported")
     parser.add_argument("--quick", action="store_true", help="smoke run: --steps 2000 --repeats 3")
     parser.add_argument("--loop", choices=["asyncio", "uvloop"], default="asyncio")
@@ -138,8 +139,8 @@ def main() -> None:
     pythons = {"none": args.ours_python, "ours": args.ours_python, "aiocop-1.2.1": ref_python}
     for mode in ("ours", "aiocop-1.2.1"):
         for module in ["aiocop"] + (["uvloop"] if args.loop == "uvloop" else []):
-            if not has_module(pythons[mode], module):
-                sys.exit(f"{mode}: {pythons[mode]} cannot import {module}")
+            if error := import_error(pythons[mode], module):
+                sys.exit(f"{mode}: {pythons[mode]} cannot import {module}: {error}")
 
     samples: dict[str, list[dict[str, Any]]] = {mode: [] for mode in MODES}
     started = time.monotonic()

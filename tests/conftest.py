@@ -28,9 +28,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import pytest
-
 import aiocop
+import pytest
 
 THRESHOLD_MS = 30
 TRACE_DEPTH = 20

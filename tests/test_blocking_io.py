@@ -1,16 +1,20 @@
 """Blocking I/O detection on a stock asyncio loop, with real blocking calls."""
 
 import asyncio
+import concurrent.futures.thread  # noqa: F401 - imported up front: a first import is itself blocking I/O
 import contextlib
 import inspect
 import os
 import socket
 import sqlite3
 import subprocess
+import sys
+import threading
 import time
 import uuid
 
 import aiocop
+import pytest
 from conftest import THRESHOLD_MS, TRACE_DEPTH, run_monitored
 
 
@@ -144,7 +148,7 @@ def test_first_import_of_a_module_is_reported(slow_tasks, tmp_path, monkeypatch)
     try:
         assert run_monitored(body) == 1
     finally:
-        monkeypatch.delitem(__import__("sys").modules, module_name, raising=False)
+        sys.modules.pop(module_name, None)
 
     [(event, info)] = slow_tasks.blocking_named("import")
     assert info["event"].startswith(f"import({module_name}, ")
@@ -277,9 +281,7 @@ def test_deactivate_stops_events_and_activate_resumes_them(slow_tasks, tmp_path)
     run_monitored(body)
 
     assert states == [False, True]
-    assert [info["event"] for event in slow_tasks.events for info in event.blocking_events] == [
-        f"os.stat({resumed})"
-    ]
+    assert [info["event"] for event in slow_tasks.events for info in event.blocking_events] == [f"os.stat({resumed})"]
 
 
 def spin_the_cpu(seconds):
@@ -318,3 +320,87 @@ def test_short_cpu_slice_is_not_reported(slow_tasks):
     run_monitored(body)
 
     assert slow_tasks.events == []
+
+
+def test_timer_callbacks_are_monitored(slow_tasks, tmp_path):
+    async def body():
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
+
+        def on_timer():
+            os.stat(tmp_path)
+            done.set_result(None)
+
+        loop.call_later(0.001, on_timer)
+        await done
+
+    run_monitored(body)
+
+    [(_, info)] = slow_tasks.blocking_named("os.stat")
+    assert info["entry_point"].endswith(":on_timer")
+
+
+def test_callbacks_scheduled_from_another_thread_are_monitored(slow_tasks, tmp_path):
+    async def body():
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
+
+        def on_loop():
+            os.stat(tmp_path)
+            done.set_result(None)
+
+        thread = threading.Thread(target=loop.call_soon_threadsafe, args=(on_loop,))
+        thread.start()
+        await done
+        thread.join()
+
+    run_monitored(body)
+
+    [(_, info)] = slow_tasks.blocking_named("os.stat")
+    assert info["entry_point"].endswith(":on_loop")
+
+
+def test_blocking_io_offloaded_to_threads_is_not_reported(slow_tasks, tmp_path):
+    async def body():
+        loop = asyncio.get_running_loop()
+        await asyncio.to_thread(time.sleep, 0.04)
+        await loop.run_in_executor(None, os.stat, tmp_path)
+        return await asyncio.to_thread(os.listdir, tmp_path)
+
+    assert run_monitored(body) == []
+    assert slow_tasks.events == []
+
+
+def test_io_of_other_threads_is_not_blamed_on_the_running_slice(slow_tasks, tmp_path):
+    elsewhere, here = tmp_path / "elsewhere", tmp_path / "here"
+    elsewhere.mkdir()
+    here.mkdir()
+
+    def background_io():
+        for _ in range(20):
+            os.stat(elsewhere)
+        with open(elsewhere / "f", "w") as f:
+            f.write("x")
+
+    async def body():
+        thread = threading.Thread(target=background_io)
+        thread.start()
+        thread.join()
+        os.stat(here)
+
+    run_monitored(body)
+
+    seen = [info["event"] for event in slow_tasks.events for info in event.blocking_events]
+    assert seen == [f"os.stat({here})"]
+
+
+def test_exception_in_a_task_propagates_and_its_io_is_reported(slow_tasks, tmp_path):
+    async def body():
+        os.stat(tmp_path)
+        raise LookupError("from the task")
+
+    with pytest.raises(LookupError, match="from the task"):
+        run_monitored(body)
+
+    [(_, info)] = slow_tasks.blocking_named("os.stat")
+    assert info["entry_point"].endswith(":body")

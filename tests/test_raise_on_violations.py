@@ -4,9 +4,8 @@ import asyncio
 import os
 import time
 
-import pytest
-
 import aiocop
+import pytest
 from aiocop import HighSeverityBlockingIoException
 from conftest import THRESHOLD_MS, busy_spin, run_monitored
 

@@ -125,10 +125,22 @@ pub fn format_args(args: &Bound<'_, PyAny>) -> String {
         }
         _ => args.clone(),
     };
-    let parts: PyResult<Vec<String>> = shown
-        .try_iter()
-        .and_then(|items| items.map(|item| Ok(item?.str()?.to_cow()?.chars().take(MAX_ARG_CHARS).collect())).collect());
-    parts.map_or_else(|_| "error_formatting_args".to_owned(), |parts| parts.join(", "))
+    let mut text = String::new();
+    let formatted = shown.try_iter().and_then(|items| {
+        for (index, item) in items.enumerate() {
+            let item = item?.str()?;
+            let item = item.to_cow()?;
+            if index > 0 {
+                text.push_str(", ");
+            }
+            match item.char_indices().nth(MAX_ARG_CHARS) {
+                Some((cut, _)) => text.push_str(&item[..cut]),
+                None => text.push_str(&item),
+            }
+        }
+        Ok(())
+    });
+    formatted.map_or_else(|_: PyErr| "error_formatting_args".to_owned(), |()| text)
 }
 
 /// `CpuStackSample` dicts, one per distinct stack, most frequent first.

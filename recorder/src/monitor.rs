@@ -46,7 +46,9 @@ pub fn install_handle_run(py: Python<'_>, handle_class: &Bound<'_, PyType>) -> P
     }
     let definition = Box::leak(Box::new(ffi::PyMethodDef {
         ml_name: c"_run".as_ptr(),
-        ml_meth: ffi::PyMethodDefPointer { PyCFunction: handle_run_entry },
+        ml_meth: ffi::PyMethodDefPointer {
+            PyCFunction: pyo3::impl_::trampoline::get_trampoline_function!(noargs, handle_run_entry),
+        },
         ml_flags: ffi::METH_NOARGS,
         ml_doc: c"Run the handle's callback; timed by aiocop when its loop is monitored.".as_ptr(),
     }));
@@ -58,20 +60,13 @@ pub fn install_handle_run(py: Python<'_>, handle_class: &Bound<'_, PyType>) -> P
     Ok(true)
 }
 
-unsafe extern "C" fn handle_run_entry(handle: *mut ffi::PyObject, _unused: *mut ffi::PyObject) -> *mut ffi::PyObject {
-    let py = Python::assume_attached();
-    let handle = Bound::from_borrowed_ptr(py, handle);
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_handle(py, &handle))) {
-        Ok(Ok(value)) => value.into_ptr(),
-        Ok(Err(error)) => {
-            error.restore(py);
-            std::ptr::null_mut()
-        }
-        Err(_) => {
-            pyo3::exceptions::PyRuntimeError::new_err("aiocop: internal error while running a handle").restore(py);
-            std::ptr::null_mut()
-        }
-    }
+/// The C entry point of the `_run` descriptor. pyo3's trampoline marks the
+/// thread as attached (so references are released at once, not deferred),
+/// turns a panic into a Python exception and an `Err` into a raised one.
+unsafe fn handle_run_entry(py: Python<'_>, handle: *mut ffi::PyObject) -> PyResult<*mut ffi::PyObject> {
+    // SAFETY: the interpreter passes a live `self`.
+    let handle = unsafe { Bound::from_borrowed_ptr(py, handle) };
+    run_handle(py, &handle).map(Py::into_ptr)
 }
 
 /// Runs the handle, timing it when its loop is monitored and monitoring is

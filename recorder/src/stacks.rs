@@ -79,20 +79,22 @@ fn with_registry<R>(f: impl FnOnce(&mut Registry) -> R) -> Option<R> {
 }
 
 /// A frame as walked: its code object (owned) and instruction offset.
-struct RawFrame {
-    code: Py<PyAny>,
+/// `Bound`, not `Py`: dropping it releases the reference at once, even in
+/// the audit hook, where pyo3 does not know the thread holds the GIL.
+struct RawFrame<'py> {
+    code: Bound<'py, PyAny>,
     lasti: i32,
 }
 
 /// Walks up from `frame` (a borrowed reference, may be null).
-unsafe fn walk(py: Python<'_>, frame: *mut ffi::PyFrameObject, limit: usize) -> Vec<RawFrame> {
+unsafe fn walk(py: Python<'_>, frame: *mut ffi::PyFrameObject, limit: usize) -> Vec<RawFrame<'_>> {
     let mut raw = Vec::with_capacity(limit.min(64));
     let mut current = frame;
     ffi::Py_XINCREF(current.cast());
     while !current.is_null() && raw.len() < limit {
         let code = ffi::PyFrame_GetCode(current);
         let lasti = ffi::PyFrame_GetLasti(current);
-        raw.push(RawFrame { code: Bound::from_owned_ptr(py, code.cast()).unbind(), lasti });
+        raw.push(RawFrame { code: Bound::from_owned_ptr(py, code.cast()), lasti });
         let back = ffi::PyFrame_GetBack(current);
         ffi::Py_DECREF(current.cast());
         current = back;
@@ -105,24 +107,24 @@ unsafe fn walk(py: Python<'_>, frame: *mut ffi::PyFrameObject, limit: usize) -> 
 pub fn capture_current(py: Python<'_>, depth: usize) -> Option<StackId> {
     // SAFETY: we hold the GIL; PyEval_GetFrame returns a borrowed reference.
     let raw = unsafe { walk(py, ffi::PyEval_GetFrame(), depth + OWN_FRAME_MARGIN) };
-    intern_stack(py, raw, depth)
+    intern_stack(raw, depth)
 }
 
 /// The stack that starts at `frame`, a frame object of any thread.
 pub fn capture_from(py: Python<'_>, frame: &Bound<'_, PyAny>, depth: usize) -> Option<StackId> {
     // SAFETY: `frame` is a live frame object for the duration of the walk.
     let raw = unsafe { walk(py, frame.as_ptr().cast(), depth + OWN_FRAME_MARGIN) };
-    intern_stack(py, raw, depth)
+    intern_stack(raw, depth)
 }
 
-fn intern_stack(py: Python<'_>, raw: Vec<RawFrame>, depth: usize) -> Option<StackId> {
+fn intern_stack(raw: Vec<RawFrame<'_>>, depth: usize) -> Option<StackId> {
     let known = with_registry(|registry| resolve(registry, &raw, depth))?;
     if let Some(stack) = known {
         return Some(stack);
     }
     // Some frames are new: read what we need from Python without the lock,
     // then insert them and resolve again.
-    let new_codes = describe_new_codes(py, &raw);
+    let new_codes = describe_new_codes(&raw);
     with_registry(|registry| {
         for (address, info) in new_codes {
             registry.codes.entry(address).or_insert(info);
@@ -149,7 +151,7 @@ fn resolve(registry: &mut Registry, raw: &[RawFrame], depth: usize) -> Option<St
     Some(registry.stacks.intern(&frames))
 }
 
-fn describe_new_codes(py: Python<'_>, raw: &[RawFrame]) -> Vec<(usize, CodeInfo)> {
+fn describe_new_codes(raw: &[RawFrame<'_>]) -> Vec<(usize, CodeInfo)> {
     let mut described: Vec<(usize, CodeInfo)> = Vec::new();
     let known: Vec<usize> =
         with_registry(|r| raw.iter().map(|f| f.code.as_ptr() as usize).filter(|a| r.codes.contains_key(a)).collect())
@@ -159,13 +161,13 @@ fn describe_new_codes(py: Python<'_>, raw: &[RawFrame]) -> Vec<(usize, CodeInfo)
         if known.contains(&address) || described.iter().any(|(a, _)| *a == address) {
             continue;
         }
-        let code = frame.code.bind(py);
+        let code = &frame.code;
         let text =
             |name: &str| code.getattr(name).and_then(|v| v.extract::<String>()).unwrap_or_else(|_| "?".to_owned());
         described.push((
             address,
             CodeInfo {
-                _keep_alive: frame.code.clone_ref(py),
+                _keep_alive: frame.code.clone().unbind(),
                 filename: text("co_filename"),
                 function: text("co_name"),
             },
