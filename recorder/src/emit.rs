@@ -11,7 +11,7 @@ use crate::slice::{RawEvent, Slice};
 use crate::stacks::{self, StackId};
 use aiocop_trace::severity::THRESHOLD_HIGH;
 use aiocop_trace::{level_from_score, SeverityLevel, BLOCKING_EVENTS};
-use pyo3::intern;
+use pyo3::{intern, PyTraverseError, PyVisit};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyTuple};
 
@@ -43,7 +43,7 @@ pub fn emit(py: Python<'_>, finished: FinishedSlice<'_>) -> PyResult<()> {
 fn build_and_deliver(py: Python<'_>, side: &PythonSide, finished: FinishedSlice<'_>) -> PyResult<Option<PyErr>> {
     let threshold_ns = config::threshold_ns();
     let exceeded = finished.elapsed_ns >= threshold_ns;
-    let slice = &finished.slice;
+    let slice = finished.slice;
     let io = slice.total_events > 0;
     let raise = io && exceeded && slice.should_raise && slice.score >= THRESHOLD_HIGH;
     let listening = side.callbacks.bind(py).len()? > 0;
@@ -58,7 +58,11 @@ fn build_and_deliver(py: Python<'_>, side: &PythonSide, finished: FinishedSlice<
         SeverityLevel::Medium => intern!(py, "medium"),
         SeverityLevel::High => intern!(py, "high"),
     };
-    let events = PyList::new(py, slice.events.iter().map(|e| format_event(py, e)).collect::<PyResult<Vec<_>>>()?)?;
+    let dropped = slice.dropped_events();
+    let report = Bound::new(py, PendingReport { events: slice.events, samples: finished.samples })?;
+    // The exception shows the events, so they are formatted now; otherwise
+    // only when a callback first reads them.
+    let events = if raise { Some(report.borrow().blocking_events(py)?) } else { None };
     if listening {
         let event = side.object_new.call1(py, (side.slow_task_event.clone_ref(py),))?.into_bound(py);
         // Filled through its __dict__: the frozen dataclass's __init__ sets each
@@ -73,17 +77,51 @@ fn build_and_deliver(py: Python<'_>, side: &PythonSide, finished: FinishedSlice<
             intern!(py, "reason"),
             if io { intern!(py, "io_blocking") } else { intern!(py, "cpu_blocking") },
         )?;
-        fields.set_item(intern!(py, "blocking_events"), &events)?;
         fields.set_item(intern!(py, "context"), finished.context.clone().unwrap_or_else(|| PyDict::new(py)))?;
-        fields.set_item(intern!(py, "cpu_stack_samples"), format_samples(py, &finished.samples)?)?;
-        fields.set_item(intern!(py, "dropped_blocking_events"), slice.dropped_events())?;
+        fields.set_item(intern!(py, "dropped_blocking_events"), dropped)?;
+        match &events {
+            Some(events) => {
+                fields.set_item(intern!(py, "blocking_events"), events)?;
+                fields.set_item(intern!(py, "cpu_stack_samples"), report.borrow().cpu_stack_samples(py)?)?;
+            }
+            // SlowTaskEvent.__getattr__ formats the missing fields from it on first access.
+            None => fields.set_item(intern!(py, "_aiocop_pending"), &report)?,
+        }
         invoke_callbacks(py, side, &event)?;
     }
-    if !raise {
-        return Ok(None);
-    }
+    let Some(events) = events else { return Ok(None) };
     let exception = side.high_severity_exception.call1(py, (score, level, elapsed_ms, threshold_ms, events))?;
     Ok(Some(PyErr::from_value(exception.into_bound(py))))
+}
+
+/// What a slice captured, kept unformatted: the events' arguments and
+/// interned stacks, and the CPU samples' stacks. Strings are built only when
+/// a user reads `SlowTaskEvent.blocking_events` or `cpu_stack_samples`.
+#[pyclass(module = "aiocop._native")]
+pub struct PendingReport {
+    events: Vec<RawEvent>,
+    samples: Vec<StackId>,
+}
+
+#[pymethods]
+impl PendingReport {
+    /// `BlockingEventInfo` dicts, in the order the events happened.
+    fn blocking_events<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        PyList::new(py, self.events.iter().map(|e| format_event(py, e)).collect::<PyResult<Vec<_>>>()?)
+    }
+
+    /// `CpuStackSample` dicts, one per distinct stack, most frequent first.
+    fn cpu_stack_samples<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        format_samples(py, &self.samples)
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        self.events.iter().try_for_each(|event| visit.call(&event.args))
+    }
+
+    fn __clear__(&mut self) {
+        self.events.clear();
+    }
 }
 
 /// Calls every registered callback with the event; one that raises is
