@@ -11,9 +11,9 @@ use crate::slice::{RawEvent, Slice};
 use crate::stacks::{self, StackId};
 use aiocop_trace::severity::THRESHOLD_HIGH;
 use aiocop_trace::{level_from_score, SeverityLevel, BLOCKING_EVENTS};
-use pyo3::{intern, PyTraverseError, PyVisit};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyTuple};
+use pyo3::{intern, PyTraverseError, PyVisit};
 
 /// Characters of each argument shown in `BlockingEventInfo.event`.
 const MAX_ARG_CHARS: usize = 100;
