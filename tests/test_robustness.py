@@ -1,0 +1,130 @@
+"""aiocop never crashes or corrupts the monitored program: re-entrant audit
+events during garbage collection, forks, and reference cycles through its
+native wrappers."""
+
+import gc
+import os
+import subprocess
+import sys
+import textwrap
+
+import aiocop
+from aiocop import _native
+from conftest import run_monitored
+
+
+class OpensAFileWhenCollected:
+    """Garbage whose finalizer does blocking I/O, collected at arbitrary points."""
+
+    path = os.devnull
+
+    def __init__(self) -> None:
+        self.cycle = self
+
+    def __del__(self) -> None:
+        with open(self.path):
+            pass
+
+
+def test_finalizers_doing_io_during_event_capture_do_not_crash(slow_tasks, tmp_path):
+    # With a threshold of 1 every allocation may run the collector, including
+    # the ones made while the audit hook captures a stack: the finalizers'
+    # open() then raises an audit event inside the hook.
+    async def body():
+        for _ in range(200):
+            OpensAFileWhenCollected()
+            os.stat(tmp_path)
+
+    old_threshold = gc.get_threshold()
+    gc.set_threshold(1, 1, 1)
+    try:
+        run_monitored(body)
+    finally:
+        gc.set_threshold(*old_threshold)
+        gc.collect()
+
+    stats = [
+        info for event in slow_tasks.events for info in event.blocking_events if info["event"].startswith("os.stat(")
+    ]
+    dropped = sum(event.dropped_blocking_events for event in slow_tasks.events)
+    assert len(stats) + dropped >= 200 - 50, "os.stat events must still be recorded"
+
+
+def test_forked_child_detects_blocking_io_and_samples_cpu(tmp_path):
+    script = textwrap.dedent(
+        """
+        import asyncio, os, sys, time
+        import aiocop
+
+        aiocop.patch_audit_functions()
+        aiocop.start_blocking_io_detection()
+        events = []
+        aiocop.detect_slow_tasks(threshold_ms=30, on_slow_task=events.append)
+
+        def spin():
+            deadline = time.perf_counter() + 0.08
+            while time.perf_counter() < deadline:
+                pass
+
+        async def main():
+            aiocop.activate()
+            await asyncio.sleep(0)
+            os.stat(".")
+            await asyncio.sleep(0)
+            spin()
+            await asyncio.sleep(0)
+
+        pid = os.fork()
+        if pid == 0:
+            asyncio.run(main())
+            reasons = sorted(e.reason for e in events)
+            sampled = any("spin" in s["entry_point"] for e in events for s in e.cpu_stack_samples)
+            os.write(1, f"{reasons} {sampled}".encode())
+            os._exit(0)
+        _, status = os.waitpid(pid, 0)
+        sys.exit(os.waitstatus_to_exitcode(status))
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "['cpu_blocking', 'io_blocking'] True"
+
+
+def test_native_wrappers_expose_what_they_hold_to_the_garbage_collector():
+    def target() -> None:
+        pass
+
+    audited = _native.AuditedFunction(target, "os.stat")
+    assert target in gc.get_referents(audited)
+
+    schedule = _native.SchedulePatch(lambda wrapped, *args, **kwargs: wrapped, 0)
+    monitored = schedule(target, "arg")
+    assert isinstance(monitored, _native.MonitoredCallback)
+    assert target in gc.get_referents(monitored)
+
+
+def test_cycle_through_a_monitored_callback_is_collected():
+    import weakref
+
+    class Owner:
+        pass
+
+    owner = Owner()
+    schedule = _native.SchedulePatch(lambda wrapped, *args, **kwargs: wrapped, 0)
+    owner.callback = schedule(lambda: owner)  # owner -> callback -> lambda -> owner
+    alive = weakref.ref(owner)
+    del owner
+    gc.collect()
+    assert alive() is None
+
+
+def test_patched_functions_keep_their_identity_for_users():
+    import socket
+    import time
+
+    assert time.sleep.__name__ == "sleep"
+    assert os.stat.__wrapped__.__name__ == "stat"
+    assert socket.socket.connect.__qualname__ == "socket.connect"
+    with socket.socket() as sock:
+        assert sock.connect.__self__ is sock
+    assert aiocop.get_patched_functions()[0] == "os.getcwd"
