@@ -97,7 +97,7 @@ def test_native_wrappers_expose_what_they_hold_to_the_garbage_collector():
     audited = _native.AuditedFunction(target, "os.stat")
     assert target in gc.get_referents(audited)
 
-    schedule = _native.SchedulePatch(lambda wrapped, *args, **kwargs: wrapped, 0)
+    schedule = _native.schedule_patch(lambda wrapped, *args, **kwargs: wrapped, 0)
     monitored = schedule(target, "arg")
     assert isinstance(monitored, _native.MonitoredCallback)
     assert target in gc.get_referents(monitored)
@@ -110,7 +110,7 @@ def test_cycle_through_a_monitored_callback_is_collected():
         pass
 
     owner = Owner()
-    schedule = _native.SchedulePatch(lambda wrapped, *args, **kwargs: wrapped, 0)
+    schedule = _native.schedule_patch(lambda wrapped, *args, **kwargs: wrapped, 0)
     owner.callback = schedule(lambda: owner)  # owner -> callback -> lambda -> owner
     alive = weakref.ref(owner)
     del owner

@@ -91,6 +91,14 @@ fn install_handle_run(py: Python<'_>, handle_class: &Bound<'_, pyo3::types::PyTy
     monitor::install_handle_run(py, handle_class)
 }
 
+/// A stand-in for a loop's scheduling method (`call_soon` and kin) that
+/// wraps each callback so that it is timed; `callback_index` is where the
+/// callback is among the positional arguments.
+#[pyfunction]
+fn schedule_patch<'py>(py: Python<'py>, original: Py<PyAny>, callback_index: usize) -> PyResult<Bound<'py, PyAny>> {
+    monitor::schedule_patch(py, original, callback_index)
+}
+
 /// Marks a stock asyncio loop, by `id()`, as monitored or not.
 #[pyfunction]
 fn set_loop_monitored(loop_id: usize, monitored: bool) {
@@ -204,7 +212,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(capture_stack, m)?)?;
     m.add_function(wrap_pyfunction!(interned_sizes, m)?)?;
     m.add_class::<audited::AuditedFunction>()?;
-    m.add_class::<monitor::SchedulePatch>()?;
+    m.add_function(wrap_pyfunction!(schedule_patch, m)?)?;
+    m.add_class::<monitor::ScheduleTarget>()?;
     m.add_class::<monitor::MonitoredCallback>()?;
     m.add("MAX_EVENTS_PER_SLICE", slice::MAX_EVENTS_PER_SLICE)?;
     let _ = PyTuple::empty(m.py());

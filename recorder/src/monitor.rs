@@ -156,17 +156,20 @@ fn merge_contexts<'py>(
 }
 
 /// A callback and its arguments, run as a monitored slice when called.
-#[pyclass(module = "aiocop._native")]
+///
+/// Frozen, so calling it takes no borrow; it has no `__clear__`, which is
+/// fine for the collector: any cycle through it also runs through the
+/// callback (a function, a bound method, a task), which has one.
+#[pyclass(module = "aiocop._native", frozen)]
 pub struct MonitoredCallback {
-    callback: Option<Py<PyAny>>,
-    args: Option<Py<PyTuple>>,
+    callback: Py<PyAny>,
+    args: Py<PyTuple>,
 }
 
 #[pymethods]
 impl MonitoredCallback {
     fn __call__(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        let (Some(callback), Some(args)) = (&self.callback, &self.args) else { return Ok(py.None()) };
-        let call = || callback.call1(py, args.bind(py));
+        let call = || self.callback.call1(py, self.args.bind(py));
         if !config::monitoring_active() {
             return call();
         }
@@ -174,79 +177,117 @@ impl MonitoredCallback {
     }
 
     fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
-        match &self.callback {
-            Some(callback) => Ok(callback.bind(py).repr()?.to_string()),
-            None => Ok("<MonitoredCallback (cleared)>".to_owned()),
-        }
+        Ok(self.callback.bind(py).repr()?.to_string())
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        if let Some(callback) = &self.callback {
-            visit.call(callback)?;
-        }
-        if let Some(args) = &self.args {
-            visit.call(args)?;
-        }
-        Ok(())
-    }
-
-    fn __clear__(&mut self) {
-        self.callback = None;
-        self.args = None;
+        visit.call(&self.callback)?;
+        visit.call(&self.args)
     }
 }
 
-/// Stands in for a loop's `call_soon` (and kin): wraps the callback and its
-/// arguments into a `MonitoredCallback`, then schedules that through the
-/// original method with the same leading arguments and keywords.
-#[pyclass(module = "aiocop._native")]
-pub struct SchedulePatch {
-    original: Option<Py<PyAny>>,
+/// What a patched scheduling method (`call_soon` and kin) of a loop holds:
+/// the original method and where its callback argument is.
+#[pyclass(module = "aiocop._native", frozen)]
+pub struct ScheduleTarget {
+    original: Py<PyAny>,
     /// Position of the callback among the positional arguments: 0 for
     /// `call_soon`, 1 for `call_later(delay, ...)` and `call_at(when, ...)`.
     callback_index: usize,
 }
 
 #[pymethods]
-impl SchedulePatch {
-    #[new]
-    fn new(original: Py<PyAny>, callback_index: usize) -> Self {
-        Self { original: Some(original), callback_index }
-    }
-
-    #[pyo3(signature = (*args, **kwargs))]
-    fn __call__(
-        &self,
-        py: Python<'_>,
-        args: &Bound<'_, PyTuple>,
-        kwargs: Option<&Bound<'_, PyDict>>,
-    ) -> PyResult<Py<PyAny>> {
-        let Some(original) = &self.original else { return Ok(py.None()) };
-        let index = self.callback_index;
-        if args.len() <= index {
-            return original.call(py, args, kwargs);
-        }
-        let callback = args.get_item(index)?.unbind();
-        let callback_args = args.get_slice(index + 1, args.len()).unbind();
-        let wrapped = Py::new(py, MonitoredCallback { callback: Some(callback), args: Some(callback_args) })?;
-        let mut leading: Vec<Bound<'_, PyAny>> = args.get_slice(0, index).iter().collect();
-        leading.push(wrapped.into_bound(py).into_any());
-        original.call(py, PyTuple::new(py, leading)?, kwargs)
-    }
-
+impl ScheduleTarget {
     #[getter]
     fn __wrapped__(&self, py: Python<'_>) -> Py<PyAny> {
-        self.original.as_ref().map_or_else(|| py.None(), |o| o.clone_ref(py))
+        self.original.clone_ref(py)
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        if let Some(original) = &self.original {
-            visit.call(original)?;
-        }
-        Ok(())
+        visit.call(&self.original)
     }
+}
 
-    fn __clear__(&mut self) {
-        self.original = None;
+/// A stand-in for `original` (a loop's `call_soon`, `call_later`, ...):
+/// it wraps the callback and its arguments into a `MonitoredCallback` and
+/// schedules that through `original`, with the same leading arguments and
+/// keywords.
+///
+/// It is a builtin function taking the vectorcall convention, so keyword
+/// arguments (`context=`) pass through as they came, without a dict.
+pub fn schedule_patch<'py>(py: Python<'py>, original: Py<PyAny>, callback_index: usize) -> PyResult<Bound<'py, PyAny>> {
+    static DEFINITION: OnceLock<usize> = OnceLock::new();
+    let definition = *DEFINITION.get_or_init(|| {
+        Box::leak(Box::new(ffi::PyMethodDef {
+            ml_name: c"schedule".as_ptr(),
+            ml_meth: ffi::PyMethodDefPointer {
+                PyCFunctionFastWithKeywords: pyo3::impl_::trampoline::get_trampoline_function!(
+                    fastcall_cfunction_with_keywords,
+                    schedule_entry
+                ),
+            },
+            ml_flags: ffi::METH_FASTCALL | ffi::METH_KEYWORDS,
+            ml_doc: c"Schedule the callback wrapped so that aiocop times it.".as_ptr(),
+        })) as *mut ffi::PyMethodDef as usize
+    });
+    let target = Bound::new(py, ScheduleTarget { original, callback_index })?;
+    // SAFETY: the definition is leaked, so it outlives the function object,
+    // which keeps `target` alive as its `self`.
+    unsafe {
+        Bound::from_owned_ptr_or_err(
+            py,
+            ffi::PyCFunction_NewEx(definition as *mut ffi::PyMethodDef, target.as_ptr(), std::ptr::null_mut()),
+        )
+    }
+}
+
+unsafe fn schedule_entry(
+    py: Python<'_>,
+    target: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> PyResult<*mut ffi::PyObject> {
+    // SAFETY: `self` of this function is always a ScheduleTarget.
+    let target = unsafe { Bound::from_borrowed_ptr(py, target) };
+    let target = target.cast::<ScheduleTarget>()?.get();
+    let positional = nargs as usize;
+    let keywords = if kwnames.is_null() { 0 } else { unsafe { ffi::PyTuple_GET_SIZE(kwnames) as usize } };
+    // SAFETY: vectorcall passes `positional` arguments followed by one value per keyword name.
+    let all = unsafe { std::slice::from_raw_parts(args, positional + keywords) };
+    let index = target.callback_index;
+    let forwarded = if positional <= index {
+        all.to_vec()
+    } else {
+        // SAFETY: the array holds live borrowed references.
+        let callback = unsafe { Bound::from_borrowed_ptr(py, all[index]) }.unbind();
+        let callback_args =
+            PyTuple::new(py, all[index + 1..positional].iter().map(|a| unsafe { Bound::from_borrowed_ptr(py, *a) }))?;
+        let wrapped = Py::new(py, MonitoredCallback { callback, args: callback_args.unbind() })?;
+        let mut forwarded = Vec::with_capacity(index + 1 + keywords);
+        forwarded.extend_from_slice(&all[..index]);
+        forwarded.push(wrapped.into_ptr());
+        forwarded.extend_from_slice(&all[positional..]);
+        let call = forwarded_call(py, &target.original, &forwarded, index + 1, kwnames);
+        // SAFETY: releases the reference `into_ptr` handed to the array.
+        unsafe { ffi::Py_DECREF(forwarded[index]) };
+        return call;
+    };
+    forwarded_call(py, &target.original, &forwarded, positional, kwnames)
+}
+
+fn forwarded_call(
+    py: Python<'_>,
+    original: &Py<PyAny>,
+    args: &[*mut ffi::PyObject],
+    positional: usize,
+    kwnames: *mut ffi::PyObject,
+) -> PyResult<*mut ffi::PyObject> {
+    // SAFETY: `args` holds `positional` arguments then the keyword values named by `kwnames`.
+    let result = unsafe { ffi::PyObject_Vectorcall(original.as_ptr(), args.as_ptr(), positional, kwnames) };
+    if result.is_null() {
+        Err(PyErr::fetch(py))
+    } else {
+        Ok(result)
     }
 }

@@ -119,7 +119,7 @@ def _patch_loop(loop: asyncio.AbstractEventLoop) -> None:
         return
 
     for name, callback_index in _SCHEDULING_METHODS:
-        setattr(loop, name, _native.SchedulePatch(getattr(loop, name), callback_index))
+        setattr(loop, name, _native.schedule_patch(getattr(loop, name), callback_index))
 
 
 def _reraise_violations_from_exception_handler(loop: asyncio.AbstractEventLoop) -> None:
