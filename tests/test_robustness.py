@@ -97,21 +97,39 @@ def test_native_wrappers_expose_what_they_hold_to_the_garbage_collector():
     audited = _native.AuditedFunction(target, "os.stat")
     assert target in gc.get_referents(audited)
 
-    schedule = _native.schedule_patch(lambda wrapped, *args, **kwargs: wrapped, 0)
-    monitored = schedule(target, "arg")
-    assert isinstance(monitored, _native.MonitoredCallback)
-    assert target in gc.get_referents(monitored)
+    patched = _native.schedule_patch(target, 0)
+    [schedule_target] = gc.get_referents(patched)
+    assert target in gc.get_referents(schedule_target)
 
 
-def test_cycle_through_a_monitored_callback_is_collected():
+def test_scheduling_stand_in_routes_the_callback_through_run_monitored():
+    seen = []
+
+    def call_later(delay, callback, *args, context=None):
+        seen.append((delay, callback, args, context))
+        return "handle"
+
+    patched = _native.schedule_patch(call_later, 1)
+    assert patched(0.5, print, "a", "b", context="ctx") == "handle"
+    [(delay, callback, args, context)] = seen
+    assert (delay, args[0], args[1:], context) == (0.5, print, ("a", "b"), "ctx")
+    assert callback.__name__ == "run_monitored"
+
+    # run_monitored calls the callback with its arguments, monitored or not.
+    results = []
+    callback(results.append, "ran")
+    assert results == ["ran"]
+
+
+def test_cycle_through_a_patched_loop_method_is_collected():
     import weakref
 
     class Owner:
-        pass
+        def call_soon(self, callback, *args, context=None):
+            return callback
 
     owner = Owner()
-    schedule = _native.schedule_patch(lambda wrapped, *args, **kwargs: wrapped, 0)
-    owner.callback = schedule(lambda: owner)  # owner -> callback -> lambda -> owner
+    owner.call_soon = _native.schedule_patch(owner.call_soon, 0)  # owner -> patch -> bound method -> owner
     alive = weakref.ref(owner)
     del owner
     gc.collect()

@@ -54,6 +54,3 @@ def schedule_patch(original: Callable[..., Any], callback_index: int) -> Callabl
 
 class ScheduleTarget:
     __wrapped__: Callable[..., Any]
-
-class MonitoredCallback:
-    def __call__(self) -> Any: ...

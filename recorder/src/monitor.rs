@@ -7,14 +7,15 @@
 //!   replaces `Handle._run` with `run_handle`, which times the original.
 //! - Other loops (uvloop) run handles in compiled code, so their
 //!   `call_soon`, `call_later`, `call_at` and `call_soon_threadsafe` are
-//!   replaced on the loop instance by a `SchedulePatch`, which wraps each
-//!   callback in a `MonitoredCallback`, as aiocop 1.2.1 does.
+//!   replaced on the loop instance (`schedule_patch`) by functions that
+//!   schedule each callback through `run_monitored`, as aiocop 1.2.1 wraps
+//!   them.
 
 use crate::emit::{self, FinishedSlice};
 use crate::{clock, config, sampler, slice};
 use pyo3::ffi;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyTuple, PyType};
+use pyo3::types::{PyDict, PyType};
 use pyo3::{intern, PyTraverseError, PyVisit};
 use std::sync::{Mutex, OnceLock};
 
@@ -155,37 +156,6 @@ fn merge_contexts<'py>(
     Some(merged)
 }
 
-/// A callback and its arguments, run as a monitored slice when called.
-///
-/// Frozen, so calling it takes no borrow; it has no `__clear__`, which is
-/// fine for the collector: any cycle through it also runs through the
-/// callback (a function, a bound method, a task), which has one.
-#[pyclass(module = "aiocop._native", frozen)]
-pub struct MonitoredCallback {
-    callback: Py<PyAny>,
-    args: Py<PyTuple>,
-}
-
-#[pymethods]
-impl MonitoredCallback {
-    fn __call__(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        let call = || self.callback.call1(py, self.args.bind(py));
-        if !config::monitoring_active() {
-            return call();
-        }
-        run_slice(py, None, call)
-    }
-
-    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
-        Ok(self.callback.bind(py).repr()?.to_string())
-    }
-
-    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        visit.call(&self.callback)?;
-        visit.call(&self.args)
-    }
-}
-
 /// What a patched scheduling method (`call_soon` and kin) of a loop holds:
 /// the original method and where its callback argument is.
 #[pyclass(module = "aiocop._native", frozen)]
@@ -209,34 +179,69 @@ impl ScheduleTarget {
 }
 
 /// A stand-in for `original` (a loop's `call_soon`, `call_later`, ...):
-/// it wraps the callback and its arguments into a `MonitoredCallback` and
-/// schedules that through `original`, with the same leading arguments and
-/// keywords.
+/// `call_soon(callback, *args, context=c)` becomes
+/// `original(run_monitored, callback, *args, context=c)`, so the loop runs
+/// `run_monitored(callback, *args)`, which times `callback(*args)`.
 ///
-/// It is a builtin function taking the vectorcall convention, so keyword
-/// arguments (`context=`) pass through as they came, without a dict.
+/// Both are builtin functions taking the vectorcall convention: the
+/// arguments and keywords pass through as they came, and nothing is
+/// allocated per scheduled callback (the loop's handle already stores the
+/// arguments).
 pub fn schedule_patch<'py>(py: Python<'py>, original: Py<PyAny>, callback_index: usize) -> PyResult<Bound<'py, PyAny>> {
-    static DEFINITION: OnceLock<usize> = OnceLock::new();
-    let definition = *DEFINITION.get_or_init(|| {
-        Box::leak(Box::new(ffi::PyMethodDef {
-            ml_name: c"schedule".as_ptr(),
-            ml_meth: ffi::PyMethodDefPointer {
-                PyCFunctionFastWithKeywords: pyo3::impl_::trampoline::get_trampoline_function!(
-                    fastcall_cfunction_with_keywords,
-                    schedule_entry
-                ),
-            },
-            ml_flags: ffi::METH_FASTCALL | ffi::METH_KEYWORDS,
-            ml_doc: c"Schedule the callback wrapped so that aiocop times it.".as_ptr(),
-        })) as *mut ffi::PyMethodDef as usize
-    });
     let target = Bound::new(py, ScheduleTarget { original, callback_index })?;
-    // SAFETY: the definition is leaked, so it outlives the function object,
-    // which keeps `target` alive as its `self`.
+    new_builtin(py, &SCHEDULE_DEFINITION, target.as_any())
+}
+
+/// The function a patched loop schedules in place of each callback.
+pub fn run_monitored_function(py: Python<'_>) -> PyResult<&'static Py<PyAny>> {
+    static FUNCTION: OnceLock<Py<PyAny>> = OnceLock::new();
+    if let Some(function) = FUNCTION.get() {
+        return Ok(function);
+    }
+    let function = new_builtin(py, &RUN_MONITORED_DEFINITION, &py.None().into_bound(py))?.unbind();
+    Ok(FUNCTION.get_or_init(|| function))
+}
+
+/// A `PyMethodDef` in a static: CPython keeps a pointer to it for as long as
+/// the function object lives. It is only read after construction.
+struct MethodDefinition(std::cell::UnsafeCell<ffi::PyMethodDef>);
+// SAFETY: never mutated from Rust after construction.
+unsafe impl Sync for MethodDefinition {}
+
+static SCHEDULE_DEFINITION: MethodDefinition = MethodDefinition(std::cell::UnsafeCell::new(ffi::PyMethodDef {
+    ml_name: c"schedule".as_ptr(),
+    ml_meth: ffi::PyMethodDefPointer {
+        PyCFunctionFastWithKeywords: pyo3::impl_::trampoline::get_trampoline_function!(
+            fastcall_cfunction_with_keywords,
+            schedule_entry
+        ),
+    },
+    ml_flags: ffi::METH_FASTCALL | ffi::METH_KEYWORDS,
+    ml_doc: c"Schedule the callback through aiocop's run_monitored, which times it.".as_ptr(),
+}));
+
+static RUN_MONITORED_DEFINITION: MethodDefinition = MethodDefinition(std::cell::UnsafeCell::new(ffi::PyMethodDef {
+    ml_name: c"run_monitored".as_ptr(),
+    ml_meth: ffi::PyMethodDefPointer {
+        PyCFunctionFastWithKeywords: pyo3::impl_::trampoline::get_trampoline_function!(
+            fastcall_cfunction_with_keywords,
+            run_monitored_entry
+        ),
+    },
+    ml_flags: ffi::METH_FASTCALL | ffi::METH_KEYWORDS,
+    ml_doc: c"run_monitored(callback, *args): call callback(*args), timed by aiocop.".as_ptr(),
+}));
+
+fn new_builtin<'py>(
+    py: Python<'py>,
+    definition: &'static MethodDefinition,
+    bound_self: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyAny>> {
+    // SAFETY: the definition is static; the function keeps `bound_self` alive.
     unsafe {
         Bound::from_owned_ptr_or_err(
             py,
-            ffi::PyCFunction_NewEx(definition as *mut ffi::PyMethodDef, target.as_ptr(), std::ptr::null_mut()),
+            ffi::PyCFunction_NewEx(definition.0.get(), bound_self.as_ptr(), std::ptr::null_mut()),
         )
     }
 }
@@ -255,36 +260,49 @@ unsafe fn schedule_entry(
     let keywords = if kwnames.is_null() { 0 } else { unsafe { ffi::PyTuple_GET_SIZE(kwnames) as usize } };
     // SAFETY: vectorcall passes `positional` arguments followed by one value per keyword name.
     let all = unsafe { std::slice::from_raw_parts(args, positional + keywords) };
-    let index = target.callback_index;
-    let forwarded = if positional <= index {
-        all.to_vec()
-    } else {
-        // SAFETY: the array holds live borrowed references.
-        let callback = unsafe { Bound::from_borrowed_ptr(py, all[index]) }.unbind();
-        let callback_args =
-            PyTuple::new(py, all[index + 1..positional].iter().map(|a| unsafe { Bound::from_borrowed_ptr(py, *a) }))?;
-        let wrapped = Py::new(py, MonitoredCallback { callback, args: callback_args.unbind() })?;
-        let mut forwarded = Vec::with_capacity(index + 1 + keywords);
-        forwarded.extend_from_slice(&all[..index]);
-        forwarded.push(wrapped.into_ptr());
-        forwarded.extend_from_slice(&all[positional..]);
-        let call = forwarded_call(py, &target.original, &forwarded, index + 1, kwnames);
-        // SAFETY: releases the reference `into_ptr` handed to the array.
-        unsafe { ffi::Py_DECREF(forwarded[index]) };
-        return call;
-    };
-    forwarded_call(py, &target.original, &forwarded, positional, kwnames)
+    if positional <= target.callback_index {
+        return vectorcall(py, target.original.as_ptr(), all, positional, kwnames);
+    }
+    let mut forwarded = Vec::with_capacity(all.len() + 1);
+    forwarded.extend_from_slice(&all[..target.callback_index]);
+    forwarded.push(run_monitored_function(py)?.as_ptr());
+    forwarded.extend_from_slice(&all[target.callback_index..]);
+    vectorcall(py, target.original.as_ptr(), &forwarded, positional + 1, kwnames)
 }
 
-fn forwarded_call(
+unsafe fn run_monitored_entry(
     py: Python<'_>,
-    original: &Py<PyAny>,
+    _self: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> PyResult<*mut ffi::PyObject> {
+    let keywords = if kwnames.is_null() { 0 } else { unsafe { ffi::PyTuple_GET_SIZE(kwnames) as usize } };
+    let positional = nargs as usize;
+    // SAFETY: as in schedule_entry.
+    let all = unsafe { std::slice::from_raw_parts(args, positional + keywords) };
+    let Some((callback, rest)) = all.split_first() else {
+        return Err(pyo3::exceptions::PyTypeError::new_err("run_monitored() needs a callback"));
+    };
+    let call = || vectorcall(py, *callback, rest, positional - 1, kwnames);
+    if !config::monitoring_active() {
+        return call();
+    }
+    let result = run_slice(py, None, || call().map(|ptr| unsafe { Bound::from_owned_ptr(py, ptr) }.unbind()));
+    result.map(Py::into_ptr)
+}
+
+/// Calls `function` with `args` (`positional` of them, then the keyword
+/// values named by `kwnames`) and returns a new reference.
+fn vectorcall(
+    py: Python<'_>,
+    function: *mut ffi::PyObject,
     args: &[*mut ffi::PyObject],
     positional: usize,
     kwnames: *mut ffi::PyObject,
 ) -> PyResult<*mut ffi::PyObject> {
-    // SAFETY: `args` holds `positional` arguments then the keyword values named by `kwnames`.
-    let result = unsafe { ffi::PyObject_Vectorcall(original.as_ptr(), args.as_ptr(), positional, kwnames) };
+    // SAFETY: `args` holds live borrowed references laid out as vectorcall expects.
+    let result = unsafe { ffi::PyObject_Vectorcall(function, args.as_ptr(), positional, kwnames) };
     if result.is_null() {
         Err(PyErr::fetch(py))
     } else {
