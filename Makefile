@@ -3,7 +3,7 @@
 # python3 (with venv), cargo and a C compiler.
 #
 #   make demo    build, then run a demo asyncio app under aiocop and print what it found
-#   make test    build, then run every check: rustfmt, clippy, cargo test, ruff, pytest
+#   make test    build, then run every check: rustfmt, clippy, cargo test, ruff, mypy, stubtest, pytest
 #   make bench   build, then compare no monitor / this aiocop / aiocop 1.2.1 from PyPI
 
 PYTHON ?= python3
@@ -23,11 +23,13 @@ build: $(BIN)/maturin
 demo: build
 	$(BIN)/python examples/demo_app.py
 
-lint: $(BIN)/maturin
+lint: build
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets --quiet -- -D warnings
 	$(BIN)/ruff check python tests bench examples
 	$(BIN)/ruff format --check python tests bench examples
+	$(BIN)/python -m mypy python/aiocop
+	$(BIN)/python -m mypy.stubtest aiocop._native
 
 rust-test:
 	cargo test --workspace --quiet

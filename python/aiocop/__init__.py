@@ -96,7 +96,7 @@ from importlib.metadata import metadata
 
 _metadata = metadata("aiocop")
 __version__ = _metadata["Version"]
-__author__ = _metadata.get("Author-email")
+__author__ = _metadata["Author-email"] if "Author-email" in _metadata else None
 
 # ruff: noqa: E402 - imports must be after metadata loading
 from aiocop.core.audit_patcher import get_patched_functions, patch_audit_functions

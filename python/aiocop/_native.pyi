@@ -3,7 +3,33 @@
 from collections.abc import Callable
 from contextvars import ContextVar
 from logging import Logger
-from typing import Any, Final
+from typing import Any, Final, final
+
+__all__ = [
+    "install_audit_hook",
+    "configure",
+    "set_monitoring_active",
+    "is_monitoring_active",
+    "set_threshold_ns",
+    "threshold_ns",
+    "set_trace_depth",
+    "install_handle_run",
+    "set_loop_monitored",
+    "start_sampler",
+    "is_sampler_started",
+    "sampler_after_fork_in_child",
+    "stop_sampler",
+    "reset_blocking_events",
+    "blocking_events",
+    "format_frame",
+    "format_audit_args",
+    "capture_stack",
+    "interned_sizes",
+    "AuditedFunction",
+    "schedule_patch",
+    "ScheduleTarget",
+    "MAX_EVENTS_PER_SLICE",
+]
 
 MAX_EVENTS_PER_SLICE: Final[int]
 
@@ -44,13 +70,15 @@ def format_audit_args(args: tuple[Any, ...]) -> str: ...
 def capture_stack(depth: int = 20) -> tuple[list[tuple[str, int, str]], int | None]: ...
 def interned_sizes() -> tuple[int, int]: ...
 
+@final
 class AuditedFunction:
     __wrapped__: Callable[..., Any]
-    def __init__(self, original: Callable[..., Any], event: str) -> None: ...
+    def __new__(cls, original: Callable[..., Any], event: str) -> AuditedFunction: ...
     def __call__(self, *args: Any, **kwargs: Any) -> Any: ...
-    def __get__(self, instance: object, owner: type | None = None) -> Callable[..., Any]: ...
+    def __get__(self, instance: object, owner: type | None = None, /) -> Callable[..., Any]: ...
 
 def schedule_patch(original: Callable[..., Any], callback_index: int) -> Callable[..., Any]: ...
 
+@final
 class ScheduleTarget:
     __wrapped__: Callable[..., Any]

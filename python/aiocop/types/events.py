@@ -8,7 +8,7 @@ class RawBlockingEvent(TypedDict):
     """Raw blocking event captured by the audit hook before formatting."""
 
     event_name: str
-    raw_args: tuple
+    raw_args: tuple[Any, ...]
     raw_stack: list[tuple[str, int, str]]
     timestamp: float
     severity: int | None
