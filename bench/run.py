@@ -76,6 +76,7 @@ def run_mode(python: str, monitor: bool, args: argparse.Namespace) -> dict[str, 
     """One measurement: every workload once, in a fresh interpreter."""
     cmd = [python, "-I", str(WORKLOADS_PY), "--loop", args.loop, "--steps", str(args.steps)]
     cmd += ["--warmup", str(max(100, args.steps // 10))] + (["--monitor"] if monitor else [])
+    cmd += ["--callback", args.callback]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         sys.exit(f"workload run failed: {' '.join(cmd)}\n{proc.stderr}")
@@ -128,6 +129,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5, help="measurements per mode; the median is reported")
     parser.add_argument("--quick", action="store_true", help="smoke run: --steps 2000 --repeats 3")
     parser.add_argument("--loop", choices=["asyncio", "uvloop"], default="asyncio")
+    parser.add_argument(
+        "--callback",
+        choices=["count", "read"],
+        default="count",
+        help="what the slow-task callback does: count events, or also read every blocking event's strings",
+    )
     parser.add_argument("--ours-python", default=sys.executable, help="interpreter whose aiocop is 'ours'")
     parser.add_argument("--ref-python", help="interpreter with aiocop 1.2.1 (default: bench/.venv-aiocop121)")
     parser.add_argument("--json", type=Path, help="also write the results as JSON to this path")

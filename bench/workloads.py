@@ -95,13 +95,19 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20_000, help="base steps per workload (see STEP_SCALE)")
     parser.add_argument("--warmup", type=int, default=2_000, help="untimed steps per workload before timing")
     parser.add_argument("--workloads", nargs="+", choices=list(WORKLOADS), default=list(WORKLOADS))
+    parser.add_argument("--callback", choices=["count", "read"], default="count")
     args = parser.parse_args()
 
     slow_task_calls = 0
+    text_read = 0
 
     def on_slow_task(event: Any) -> None:
-        nonlocal slow_task_calls
+        nonlocal slow_task_calls, text_read
         slow_task_calls += 1
+        if args.callback == "read":
+            # What a logging callback does: every event's strings are used.
+            for info in event.blocking_events:
+                text_read += len(info["event"]) + len(info["trace"]) + len(info["entry_point"])
 
     meta: dict[str, Any] = {"python": sys.version, "executable": sys.executable, "loop": args.loop}
     if args.monitor:

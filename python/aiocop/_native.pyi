@@ -28,6 +28,8 @@ __all__ = [
     "AuditedFunction",
     "schedule_patch",
     "ScheduleTarget",
+    "FormattedOnRead",
+    "PendingReport",
     "MAX_EVENTS_PER_SLICE",
 ]
 
@@ -78,6 +80,16 @@ class AuditedFunction:
     def __get__(self, instance: object, owner: type | None = None, /) -> Callable[..., Any]: ...
 
 def schedule_patch(original: Callable[..., Any], callback_index: int) -> Callable[..., Any]: ...
+
+@final
+class FormattedOnRead:
+    def __new__(cls, field: str) -> FormattedOnRead: ...
+    def __get__(self, instance: object, owner: type | None = None, /) -> list[Any]: ...
+
+@final
+class PendingReport:
+    def blocking_events(self) -> list[dict[str, Any]]: ...
+    def cpu_stack_samples(self) -> list[dict[str, Any]]: ...
 
 @final
 class ScheduleTarget:

@@ -12,7 +12,7 @@ use crate::stacks::{self, StackId};
 use aiocop_trace::severity::THRESHOLD_HIGH;
 use aiocop_trace::{level_from_score, SeverityLevel, BLOCKING_EVENTS};
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList, PyTuple};
+use pyo3::types::{PyDict, PyList, PyString, PyTuple};
 use pyo3::{intern, PyTraverseError, PyVisit};
 
 /// Characters of each argument shown in `BlockingEventInfo.event`.
@@ -94,10 +94,59 @@ fn build_and_deliver(py: Python<'_>, side: &PythonSide, finished: FinishedSlice<
     Ok(Some(PyErr::from_value(exception.into_bound(py))))
 }
 
+/// The class attribute standing for `SlowTaskEvent.blocking_events` and
+/// `cpu_stack_samples`. It is a non-data descriptor, so Python consults it
+/// only when the instance's `__dict__` lacks the field: for events made here,
+/// which carry a `PendingReport` instead. It formats the field, stores it in
+/// the instance (later reads are plain attribute reads), and drops the
+/// pending report once both fields are formatted.
+#[pyclass(module = "aiocop._native", frozen)]
+pub struct FormattedOnRead {
+    samples: bool,
+}
+
+#[pymethods]
+impl FormattedOnRead {
+    #[new]
+    fn new(field: &str) -> PyResult<Self> {
+        match field {
+            "blocking_events" => Ok(Self { samples: false }),
+            "cpu_stack_samples" => Ok(Self { samples: true }),
+            _ => Err(pyo3::exceptions::PyValueError::new_err(format!("no formatted field named {field:?}"))),
+        }
+    }
+
+    fn __get__<'py>(
+        &self,
+        instance: Option<Bound<'py, PyAny>>,
+        _owner: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let name = if self.samples { "cpu_stack_samples" } else { "blocking_events" };
+        let missing = || pyo3::exceptions::PyAttributeError::new_err(name);
+        let instance = instance.filter(|i| !i.is_none()).ok_or_else(missing)?;
+        let py = instance.py();
+        let fields = instance.getattr(intern!(py, "__dict__"))?.cast_into::<PyDict>()?;
+        let pending_key = intern!(py, "_aiocop_pending");
+        let pending = fields.get_item(pending_key)?.ok_or_else(missing)?;
+        let pending = pending.cast::<PendingReport>()?.get();
+        let value = if self.samples { pending.cpu_stack_samples(py)? } else { pending.blocking_events(py)? };
+        let (key, other_key) = if self.samples {
+            (intern!(py, "cpu_stack_samples"), intern!(py, "blocking_events"))
+        } else {
+            (intern!(py, "blocking_events"), intern!(py, "cpu_stack_samples"))
+        };
+        fields.set_item(key, &value)?;
+        if fields.contains(other_key)? {
+            fields.del_item(pending_key)?;
+        }
+        Ok(value.into_any())
+    }
+}
+
 /// What a slice captured, kept unformatted: the events' arguments and
 /// interned stacks, and the CPU samples' stacks. Strings are built only when
 /// a user reads `SlowTaskEvent.blocking_events` or `cpu_stack_samples`.
-#[pyclass(module = "aiocop._native")]
+#[pyclass(module = "aiocop._native", frozen)]
 pub struct PendingReport {
     events: Vec<RawEvent>,
     samples: Vec<StackId>,
@@ -117,10 +166,6 @@ impl PendingReport {
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
         self.events.iter().try_for_each(|event| visit.call(&event.args))
-    }
-
-    fn __clear__(&mut self) {
-        self.events.clear();
     }
 }
 
@@ -150,35 +195,38 @@ fn format_event<'py>(py: Python<'py>, event: &RawEvent) -> PyResult<Bound<'py, P
     Ok(info)
 }
 
-/// The audit arguments as aiocop 1.2.1 shows them. Patched functions raise
+/// The audit arguments as aiocop 1.2.1 shows them: each argument's `str()`,
+/// cut to 100 characters, joined by ", ". Patched functions raise
 /// `(args, kwargs)`; only `args` is shown for those.
 pub fn format_args(args: &Bound<'_, PyAny>) -> String {
-    let shown = match args.cast::<PyTuple>() {
-        Ok(tuple)
-            if tuple.len() == 2
-                && tuple.get_item(0).is_ok_and(|a| a.is_instance_of::<PyTuple>())
-                && tuple.get_item(1).is_ok_and(|k| k.is_instance_of::<PyDict>()) =>
-        {
-            tuple.get_item(0).unwrap_or_else(|_| args.clone())
-        }
-        _ => args.clone(),
+    let Ok(tuple) = args.cast::<PyTuple>() else {
+        return join_shown(args.try_iter().into_iter().flatten().map(|item| item.and_then(|i| i.str())));
     };
+    let patched_call = tuple.len() == 2
+        && tuple.get_borrowed_item(0).is_ok_and(|a| a.is_instance_of::<PyTuple>())
+        && tuple.get_borrowed_item(1).is_ok_and(|k| k.is_instance_of::<PyDict>());
+    let call_args =
+        if patched_call { tuple.get_item(0).ok().and_then(|a| a.cast_into::<PyTuple>().ok()) } else { None };
+    let shown = call_args.as_ref().unwrap_or(tuple);
+    join_shown(shown.iter_borrowed().map(|item| item.str()))
+}
+
+/// Joins the shown arguments, or gives "error_formatting_args" if any
+/// `str()` failed, as aiocop 1.2.1 does.
+fn join_shown<'py>(items: impl Iterator<Item = PyResult<Bound<'py, PyString>>>) -> String {
     let mut text = String::new();
-    let formatted = shown.try_iter().and_then(|items| {
-        for (index, item) in items.enumerate() {
-            let item = item?.str()?;
-            let item = item.to_cow()?;
-            if index > 0 {
-                text.push_str(", ");
-            }
-            match item.char_indices().nth(MAX_ARG_CHARS) {
-                Some((cut, _)) => text.push_str(&item[..cut]),
-                None => text.push_str(&item),
-            }
+    for (index, item) in items.enumerate() {
+        let Ok(item) = item else { return "error_formatting_args".to_owned() };
+        let Ok(item) = item.to_str() else { return "error_formatting_args".to_owned() };
+        if index > 0 {
+            text.push_str(", ");
         }
-        Ok(())
-    });
-    formatted.map_or_else(|_: PyErr| "error_formatting_args".to_owned(), |()| text)
+        match item.char_indices().nth(MAX_ARG_CHARS) {
+            Some((cut, _)) => text.push_str(&item[..cut]),
+            None => text.push_str(item),
+        }
+    }
+    text
 }
 
 /// `CpuStackSample` dicts, one per distinct stack, most frequent first.

@@ -213,6 +213,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(interned_sizes, m)?)?;
     m.add_class::<audited::AuditedFunction>()?;
     m.add_function(wrap_pyfunction!(schedule_patch, m)?)?;
+    m.add_class::<emit::FormattedOnRead>()?;
+    m.add_class::<emit::PendingReport>()?;
     m.add_class::<monitor::ScheduleTarget>()?;
     m.add("MAX_EVENTS_PER_SLICE", slice::MAX_EVENTS_PER_SLICE)?;
     let _ = PyTuple::empty(m.py());

@@ -3,6 +3,8 @@
 from dataclasses import dataclass, field, fields
 from typing import Any, TypedDict
 
+from aiocop import _native
+
 
 class RawBlockingEvent(TypedDict):
     """Raw blocking event captured by the audit hook before formatting."""
@@ -51,22 +53,15 @@ class SlowTaskEvent:
     cpu_stack_samples: list[CpuStackSample] = field(default_factory=list)
     dropped_blocking_events: int = 0
 
-    def __getattr__(self, name: str) -> Any:
-        # Events made by aiocop's native side leave blocking_events and
-        # cpu_stack_samples unformatted until first read: most callbacks look
-        # at a few fields only, and formatting is most of the cost of an event.
-        pending = self.__dict__.get("_aiocop_pending") if name in _FORMATTED_ON_READ else None
-        if pending is None:
-            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
-        value = getattr(pending, name)()
-        self.__dict__[name] = value
-        if _FORMATTED_ON_READ <= self.__dict__.keys():
-            del self.__dict__["_aiocop_pending"]
-        return value
-
     def __getstate__(self) -> dict[str, Any]:
         # Pickle and copy the fields, formatted, never the native pending report.
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
-_FORMATTED_ON_READ = frozenset({"blocking_events", "cpu_stack_samples"})
+# Events made by aiocop's native side leave these two fields unformatted
+# until first read: most callbacks look at a few fields only, and formatting
+# is most of the cost of an event. The descriptors (non-data, so a field set
+# by __init__ or already formatted is read at normal speed) are set after
+# @dataclass has read the class, so the fields keep their definitions.
+SlowTaskEvent.blocking_events = _native.FormattedOnRead("blocking_events")  # type: ignore[assignment]
+SlowTaskEvent.cpu_stack_samples = _native.FormattedOnRead("cpu_stack_samples")  # type: ignore[assignment]
