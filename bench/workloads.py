@@ -96,6 +96,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2_000, help="untimed steps per workload before timing")
     parser.add_argument("--workloads", nargs="+", choices=list(WORKLOADS), default=list(WORKLOADS))
     parser.add_argument("--callback", choices=["count", "read"], default="count")
+    parser.add_argument("--record", metavar="DIR", help="with --monitor: record each workload to DIR/<name>.bin")
     args = parser.parse_args()
 
     slow_task_calls = 0
@@ -136,10 +137,16 @@ def main() -> None:
             await workload(args.warmup * STEP_SCALE[name], path)
             gc.collect()
             slow_task_calls = 0
+            if args.record:
+                aiocop.start_recording(os.path.join(args.record, f"{name}.bin"))
             t0 = time.perf_counter_ns()
             await workload(steps, path)
             elapsed = time.perf_counter_ns() - t0
             results[name] = {"steps": steps, "ns_per_step": elapsed / steps, "events_per_step": slow_task_calls / steps}
+            if args.record:
+                t1 = time.perf_counter_ns()
+                summary = aiocop.stop_recording()
+                results[name] |= {"recording": summary, "stop_ns": time.perf_counter_ns() - t1}
 
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "catalog.json")

@@ -116,6 +116,14 @@ from aiocop.core.callbacks import (
     unregister_slow_task_callback,
 )
 from aiocop.core.cpu_sampler import is_cpu_sampling_started, start_cpu_sampling
+from aiocop.core.recorder import (
+    RecordingSummary,
+    is_recording,
+    read_trace,
+    recording,
+    start_recording,
+    stop_recording,
+)
 from aiocop.core.severity import calculate_io_severity_score, get_severity_level_from_score
 from aiocop.core.slow_tasks import SlowTaskCallback, detect_slow_tasks, get_slow_task_threshold_ms
 from aiocop.core.state import (
@@ -182,6 +190,13 @@ __all__ = [
     "SlowTaskEvent",
     "SlowTaskCallback",
     "IoSeverityLevel",
+    # Recording to trace files
+    "start_recording",
+    "stop_recording",
+    "is_recording",
+    "recording",
+    "read_trace",
+    "RecordingSummary",
     # Exceptions
     "HighSeverityBlockingIoException",
     # Severity constants

@@ -19,4 +19,15 @@ extern "C" {
 
     /// A bound method: `function` called with `instance` prepended.
     pub fn PyMethod_New(function: *mut PyObject, instance: *mut PyObject) -> *mut PyObject;
+
+    static mut PyMethod_Type: pyo3::ffi::PyTypeObject;
+}
+
+#[allow(non_snake_case)]
+/// Whether `object` is exactly a bound method (of a Python function).
+///
+/// # Safety
+/// `object` must be a live object.
+pub unsafe fn PyMethod_Check(object: *mut PyObject) -> c_int {
+    c_int::from(pyo3::ffi::Py_TYPE(object) == &raw mut PyMethod_Type)
 }

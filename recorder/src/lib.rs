@@ -17,6 +17,8 @@ mod emit;
 mod ffi;
 mod hook;
 mod monitor;
+mod readback;
+mod recording;
 mod sampler;
 mod slice;
 mod stacks;
@@ -130,11 +132,6 @@ fn is_sampler_started() -> bool {
 }
 
 #[pyfunction]
-fn sampler_after_fork_in_child() {
-    sampler::after_fork_in_child();
-}
-
-#[pyfunction]
 fn stop_sampler() {
     sampler::stop();
 }
@@ -190,6 +187,101 @@ fn interned_sizes() -> (usize, usize) {
     stacks::sizes()
 }
 
+/// Starts recording every monitored slice to `path` (`{pid}` expands to
+/// the process id). Raises OSError naming the path if it cannot be written.
+#[pyfunction]
+#[pyo3(signature = (path, *, label, flush_interval_s, max_buffered_slices, record_context, aiocop_version, python_version, platform, host, argv))]
+#[allow(clippy::too_many_arguments)]
+fn start_recording(
+    path: String,
+    label: Option<String>,
+    flush_interval_s: f64,
+    max_buffered_slices: usize,
+    record_context: bool,
+    aiocop_version: String,
+    python_version: String,
+    platform: String,
+    host: String,
+    argv: Vec<String>,
+) -> PyResult<String> {
+    if !(flush_interval_s.is_finite() && flush_interval_s > 0.0) {
+        return Err(pyo3::exceptions::PyValueError::new_err(format!(
+            "flush_interval_s must be a positive number of seconds, not {flush_interval_s}"
+        )));
+    }
+    let settings = recording::Settings {
+        path_template: path,
+        label,
+        flush_interval: std::time::Duration::from_secs_f64(flush_interval_s),
+        max_buffered_slices,
+        record_context,
+        aiocop_version,
+        python_version,
+        platform,
+        host,
+        argv,
+    };
+    recording::start(settings).map_err(pyo3::exceptions::PyOSError::new_err)
+}
+
+/// Stops recording; returns what was written, or None if not recording.
+#[pyfunction]
+fn stop_recording(py: Python<'_>) -> PyResult<Option<Bound<'_, pyo3::types::PyDict>>> {
+    let Some((path, outcome)) = recording::stop(py) else { return Ok(None) };
+    let summary = pyo3::types::PyDict::new(py);
+    summary.set_item("path", path)?;
+    summary.set_item("slices", outcome.slices)?;
+    summary.set_item("events", outcome.events)?;
+    summary.set_item("dropped", outcome.dropped_slices)?;
+    summary.set_item("chunks", outcome.chunks)?;
+    summary.set_item("bytes", outcome.bytes)?;
+    summary.set_item("error", outcome.error)?;
+    Ok(Some(summary))
+}
+
+#[pyfunction]
+fn is_recording() -> bool {
+    recording::is_active()
+}
+
+/// The path being recorded to, if any.
+#[pyfunction]
+fn recording_path() -> Option<String> {
+    recording::current_settings().map(|s| recording::expand_path(&s.path_template, std::process::id()))
+}
+
+#[pyfunction]
+fn before_fork() {
+    recording::before_fork();
+}
+
+#[pyfunction]
+fn after_fork_in_parent() {
+    recording::after_fork_in_parent();
+}
+
+/// Returns the child's new trace path if the parent was recording.
+#[pyfunction]
+fn after_fork_in_child() -> Option<String> {
+    let path = recording::after_fork_in_child();
+    sampler::after_fork_in_child();
+    path
+}
+
+/// Whether every stock asyncio loop is monitored, not only those patched by
+/// activate() (recording mode).
+#[pyfunction]
+fn set_monitor_all_loops(all: bool) {
+    monitor::set_monitor_all_loops(all);
+}
+
+/// The whole trace at `path` as dicts (see `readback`); raises ValueError
+/// with a one-line message for a file that is not a readable trace.
+#[pyfunction]
+fn read_trace<'py>(py: Python<'py>, path: &str) -> PyResult<Bound<'py, pyo3::types::PyDict>> {
+    readback::read_trace(py, path)
+}
+
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(install_audit_hook, m)?)?;
@@ -203,7 +295,15 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(set_loop_monitored, m)?)?;
     m.add_function(wrap_pyfunction!(start_sampler, m)?)?;
     m.add_function(wrap_pyfunction!(is_sampler_started, m)?)?;
-    m.add_function(wrap_pyfunction!(sampler_after_fork_in_child, m)?)?;
+    m.add_function(wrap_pyfunction!(start_recording, m)?)?;
+    m.add_function(wrap_pyfunction!(stop_recording, m)?)?;
+    m.add_function(wrap_pyfunction!(is_recording, m)?)?;
+    m.add_function(wrap_pyfunction!(recording_path, m)?)?;
+    m.add_function(wrap_pyfunction!(before_fork, m)?)?;
+    m.add_function(wrap_pyfunction!(after_fork_in_parent, m)?)?;
+    m.add_function(wrap_pyfunction!(after_fork_in_child, m)?)?;
+    m.add_function(wrap_pyfunction!(set_monitor_all_loops, m)?)?;
+    m.add_function(wrap_pyfunction!(read_trace, m)?)?;
     m.add_function(wrap_pyfunction!(stop_sampler, m)?)?;
     m.add_function(wrap_pyfunction!(reset_blocking_events, m)?)?;
     m.add_function(wrap_pyfunction!(blocking_events, m)?)?;

@@ -12,6 +12,7 @@
 //!   them.
 
 use crate::emit::{self, FinishedSlice};
+use crate::recording::{self, Ran, SliceFacts};
 use crate::{clock, config, sampler, slice};
 use pyo3::ffi;
 use pyo3::prelude::*;
@@ -33,8 +34,16 @@ pub fn set_loop_monitored(address: usize, monitored: bool) {
     }
 }
 
+/// Recording mode: every stock asyncio loop is monitored.
+static MONITOR_ALL_LOOPS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+pub fn set_monitor_all_loops(all: bool) {
+    MONITOR_ALL_LOOPS.store(all, std::sync::atomic::Ordering::Relaxed);
+}
+
 fn is_loop_monitored(address: usize) -> bool {
-    MONITORED_LOOPS.lock().is_ok_and(|loops| loops.contains(&address))
+    MONITOR_ALL_LOOPS.load(std::sync::atomic::Ordering::Relaxed)
+        || MONITORED_LOOPS.lock().is_ok_and(|loops| loops.contains(&address))
 }
 
 /// Replaces `handle_class._run` (once) with a method descriptor calling
@@ -79,27 +88,25 @@ fn run_handle(py: Python<'_>, handle: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> 
     if !config::monitoring_active() {
         return original.call1(py, (handle,));
     }
-    let event_loop = handle.getattr(intern!(py, "_loop"))?;
-    if !is_loop_monitored(event_loop.as_ptr() as usize) {
+    if !MONITOR_ALL_LOOPS.load(std::sync::atomic::Ordering::Relaxed)
+        && !is_loop_monitored(handle.getattr(intern!(py, "_loop"))?.as_ptr() as usize)
+    {
         return original.call1(py, (handle,));
     }
-    run_slice(py, Some(handle), || original.call1(py, (handle,)))
+    run_slice(py, Ran::Handle(handle), || original.call1(py, (handle,)))
 }
 
-/// Runs one callback as a monitored slice and reports it.
+/// Runs one callback as a monitored slice, records it when recording, and
+/// reports it.
 ///
-/// `handle` is given when the caller runs outside the handle's
-/// `contextvars.Context` (stock asyncio's `Handle._run`): context providers
-/// then run inside that context.
-pub fn run_slice(
-    py: Python<'_>,
-    handle: Option<&Bound<'_, PyAny>>,
-    run: impl FnOnce() -> PyResult<Py<PyAny>>,
-) -> PyResult<Py<PyAny>> {
+/// For `Ran::Handle` (stock asyncio's `Handle._run`) the caller runs outside
+/// the handle's `contextvars.Context`: context providers then run inside it.
+pub fn run_slice(py: Python<'_>, ran: Ran<'_, '_>, run: impl FnOnce() -> PyResult<Py<PyAny>>) -> PyResult<Py<PyAny>> {
     let providers = has_context_providers(py);
-    let context = providers
-        .then(|| handle.and_then(|h| h.getattr(intern!(py, "_context")).ok()).filter(|c| !c.is_none()))
-        .flatten();
+    let context = match ran {
+        Ran::Handle(handle) if providers => handle.getattr(intern!(py, "_context")).ok().filter(|c| !c.is_none()),
+        _ => None,
+    };
     let context = context.as_ref();
     let before = providers.then(|| capture_context(py, context)).flatten();
 
@@ -111,11 +118,26 @@ pub fn run_slice(
     let samples = sampler::slice_finished(start_ns);
     let finished = slice::end(outer);
 
-    if finished.total_events == 0 && elapsed_ns < config::threshold_ns() {
+    let exceeded = elapsed_ns >= config::threshold_ns();
+    let interesting = finished.total_events > 0 || exceeded;
+    let after = (interesting && providers).then(|| capture_context(py, context)).flatten();
+    let merged = if interesting { merge_contexts(py, before, after) } else { None };
+    if recording::is_active() {
+        let facts = SliceFacts {
+            ran,
+            start_ns,
+            duration_ns: elapsed_ns,
+            exceeded,
+            slice: &finished,
+            samples: &samples,
+            context: merged.as_ref(),
+        };
+        recording::record_slice(py, facts);
+    }
+    if !interesting {
         return result;
     }
-    let after = providers.then(|| capture_context(py, context)).flatten();
-    let report = FinishedSlice { elapsed_ns, slice: finished, samples, context: merge_contexts(py, before, after) };
+    let report = FinishedSlice { elapsed_ns, slice: finished, samples, context: merged };
     match (emit::emit(py, report), result) {
         (Err(violation), Ok(_)) => Err(violation),
         (_, result) => result,
@@ -288,7 +310,11 @@ unsafe fn run_monitored_entry(
     if !config::monitoring_active() {
         return call();
     }
-    let result = run_slice(py, None, || call().map(|ptr| unsafe { Bound::from_owned_ptr(py, ptr) }.unbind()));
+    // SAFETY: the array holds live borrowed references.
+    let callback = unsafe { Bound::from_borrowed_ptr(py, *callback) };
+    let result = run_slice(py, Ran::Callback(&callback), || {
+        call().map(|ptr| unsafe { Bound::from_owned_ptr(py, ptr) }.unbind())
+    });
     result.map(Py::into_ptr)
 }
 

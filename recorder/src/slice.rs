@@ -21,6 +21,8 @@ pub struct RawEvent {
     pub event_index: u16,
     pub args: Py<PyAny>,
     pub stack: Option<StackId>,
+    /// When it happened, on the monitor's clock.
+    pub at_ns: u64,
 }
 
 #[derive(Default)]
@@ -104,6 +106,7 @@ fn record_event(py: Python<'_>, event_index: u16, args: *mut ffi::PyObject) {
         event_index,
         // SAFETY: the hook's argument tuple is a live borrowed reference.
         args: unsafe { Bound::from_borrowed_ptr(py, args) }.unbind(),
+        at_ns: crate::clock::now_ns(),
         stack: stacks::capture_current(py, config::trace_depth()),
     });
     with_slice(|slice| {

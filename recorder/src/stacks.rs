@@ -7,10 +7,12 @@
 //! only when an event is formatted for a user.
 //!
 //! Invariants:
-//! - The registry lock is only taken by threads that hold the GIL, and no
-//!   Python code runs while it is held (frame walking and attribute reads
-//!   happen outside it). So it is never contended, and a fork, which happens
-//!   under the GIL, never copies it locked.
+//! - No Python code runs while the registry lock is held (frame walking and
+//!   attribute reads happen outside it), and no holder waits for the GIL, so
+//!   it is only ever held for short, bounded work. Threads holding the GIL
+//!   take it to intern; the recorder's writer thread takes it, without the
+//!   GIL, to export new frames and stacks; around a fork it is held by the
+//!   forking thread (`hold_for_fork`), so the child never inherits it locked.
 //! - Every interned code object is kept alive, so its address stays a valid
 //!   key. That is a bounded cost for ordinary programs, whose code objects
 //!   live as long as their modules anyway.
@@ -72,10 +74,53 @@ struct Registry {
 static REGISTRY: Mutex<Option<Registry>> = Mutex::new(None);
 
 fn with_registry<R>(f: impl FnOnce(&mut Registry) -> R) -> Option<R> {
-    // try_lock: see the module invariants; failing here would mean a bug,
-    // and losing one stack is better than deadlocking the application.
-    let mut guard = REGISTRY.try_lock().ok()?;
+    // Holders never wait for anything while holding it (see the module
+    // invariants), so waiting here is short.
+    let mut guard = REGISTRY.lock().ok()?;
     Some(f(guard.get_or_insert_with(Registry::default)))
+}
+
+thread_local! {
+    static HELD_FOR_FORK: std::cell::RefCell<Option<std::sync::MutexGuard<'static, Option<Registry>>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Takes the registry lock until `release_after_fork`, so that a fork never
+/// copies it locked by the recorder's writer thread.
+pub fn hold_for_fork() {
+    let guard = REGISTRY.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    HELD_FOR_FORK.with(|held| *held.borrow_mut() = Some(guard));
+}
+
+pub fn release_after_fork() {
+    HELD_FOR_FORK.with(|held| held.borrow_mut().take());
+}
+
+/// For the trace writer: the frames of each stack in `stacks`, and the
+/// (file, line, function) of each of their frames for which `known` is
+/// false. Taken under one short hold of the lock, without the GIL.
+#[allow(clippy::type_complexity)]
+pub fn export(
+    stacks: &[StackId],
+    known: impl Fn(FrameId) -> bool,
+) -> (Vec<(StackId, Vec<FrameId>)>, Vec<(FrameId, (String, i32, String))>) {
+    with_registry(|registry| {
+        let exported: Vec<(StackId, Vec<FrameId>)> =
+            stacks.iter().filter_map(|&id| Some((id, registry.stacks.get(id)?.clone()))).collect();
+        let mut frames: Vec<FrameId> =
+            exported.iter().flat_map(|(_, f)| f.iter().copied()).filter(|&f| !known(f)).collect();
+        frames.sort_unstable();
+        frames.dedup();
+        let frames = frames
+            .into_iter()
+            .filter_map(|id| {
+                let info = registry.frames.get(id as usize)?;
+                Some((id, (info.filename.clone(), info.line, info.function.clone())))
+            })
+            .collect();
+        (exported, frames)
+    })
+    .unwrap_or_default()
 }
 
 /// A frame as walked: its code object (owned) and instruction offset.

@@ -17,6 +17,22 @@ from aiocop.types.events import SlowTaskEvent
 # Frames from files under this directory are aiocop's own: never shown, never blamed.
 AIOCOP_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 
+
+def _after_fork_in_child() -> None:
+    new_trace = _native.after_fork_in_child()
+    if new_trace is not None and new_trace.startswith("error: "):
+        logging.getLogger("aiocop").warning("aiocop cannot record in forked process %s: %s", os.getpid(), new_trace[7:])
+
+
+# Threads do not survive fork(): the CPU sampler and the recorder's writer
+# restart in the child, which records to a file of its own; the locks they
+# share with the hot path are held across the fork so the child gets them free.
+os.register_at_fork(
+    before=_native.before_fork,
+    after_in_parent=_native.after_fork_in_parent,
+    after_in_child=_after_fork_in_child,
+)
+
 _native.configure(
     raise_on_violations,
     SlowTaskEvent,

@@ -13,7 +13,6 @@ that is already old; the hot path stores two integers per callback.
 
 import atexit
 import logging
-import os
 
 from aiocop import _native
 from aiocop.core import _wiring  # noqa: F401  (connects the native side)
@@ -53,10 +52,8 @@ def start_cpu_sampling(
 
     _native.start_sampler(interval_ms, arm_after_ms, idle_interval_ms, max_samples_per_slice, trace_depth)
 
-    # Threads do not survive fork(): a child forked after this call (a
-    # gunicorn --preload worker) restarts its own watchdog.
-    if hasattr(os, "register_at_fork"):
-        os.register_at_fork(after_in_child=_native.sampler_after_fork_in_child)
+    # A child forked after this call (a gunicorn --preload worker) restarts
+    # its own watchdog: see aiocop.core._wiring.
     # Stop the watchdog before the interpreter finalizes.
     atexit.register(_native.stop_sampler)
 

@@ -1,0 +1,90 @@
+"""Command line of the aiocop package: record an unmodified program.
+
+    python -m aiocop record -o trace.bin [--label L] [--threshold-ms N] [--trace-depth N] -- script.py args
+    python -m aiocop record -o trace.bin -- -m package args
+
+Every event loop the program creates, on any thread, asyncio or uvloop, is
+monitored without the program calling aiocop, and every monitored callback
+slice is written to the trace. Analyze it with ``aiocop-analyze``.
+
+Exit status: the program's own; 2 for a usage error or a trace that cannot
+be written.
+"""
+
+import argparse
+import runpy
+import sys
+
+from aiocop.core import autorecord
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m aiocop",
+        description="Record where an asyncio program blocks its event loop.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    record = commands.add_parser(
+        "record",
+        help="run a program and record every event-loop callback and blocking call to a trace file",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    record.add_argument("-o", "--output", required=True, help="trace file to write; {pid} expands to the process id")
+    record.add_argument("--label", help='names the release or build recorded ("v1.4.2", a git sha)')
+    record.add_argument("--threshold-ms", type=float, default=30, help="a slice this long is slow (default: 30)")
+    record.add_argument("--trace-depth", type=int, default=20, help="stack frames kept per event (default: 20)")
+    record.add_argument("--flush-interval", type=float, default=1.0, help="seconds between writes (default: 1)")
+    record.add_argument(
+        "--record-context", action="store_true", help="also record context provider values (may be sensitive)"
+    )
+    record.add_argument("target", nargs=argparse.REMAINDER, help="-- script.py args, or -- -m module args")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    target = args.target[1:] if args.target[:1] == ["--"] else args.target
+    if not target or target == ["-m"]:
+        print("python -m aiocop record: name a script or -m module to run after --", file=sys.stderr)
+        return 2
+    try:
+        autorecord.record_everything(
+            args.output,
+            label=args.label,
+            threshold_ms=args.threshold_ms,
+            trace_depth=args.trace_depth,
+            flush_interval_s=args.flush_interval,
+            record_context=args.record_context,
+        )
+    except OSError as error:
+        print(f"python -m aiocop record: {error}", file=sys.stderr)
+        return 2
+    return _run(target)
+
+
+def _run(target: list[str]) -> int:
+    """Run the target as `python script.py args` or `python -m module args` would."""
+    try:
+        if target[0] == "-m":
+            sys.argv = target[1:]
+            runpy.run_module(target[1], run_name="__main__", alter_sys=True)
+        else:
+            sys.argv = target
+            runpy.run_path(target[0], run_name="__main__")
+    except SystemExit as exit_request:
+        return _exit_status(exit_request.code)
+    return 0
+
+
+def _exit_status(code: object) -> int:
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code
+    print(code, file=sys.stderr)
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,152 @@
+"""Recording every monitored callback slice, and every blocking event in it, to a trace file.
+
+The hot path only appends to a bounded in-memory buffer; a native background
+thread compresses and writes it (zstd + bincode chunks, see
+docs/trace-format.md) at least every ``flush_interval_s``. Read traces with
+``aiocop-analyze`` or ``aiocop.read_trace``.
+"""
+
+import atexit
+import logging
+import os
+import platform
+import socket
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, TypedDict
+
+from aiocop import _native
+from aiocop.core import _wiring  # noqa: F401  (connects the native side)
+
+logger = logging.getLogger(__name__)
+
+#: Slices buffered in memory at most before new ones are dropped (and counted).
+DEFAULT_MAX_BUFFERED_SLICES = 1_000_000
+
+
+class RecordingSummary(TypedDict):
+    """What stop_recording() reports about the trace it closed."""
+
+    path: str
+    slices: int
+    events: int
+    dropped: int
+    chunks: int
+    bytes: int
+    error: str | None
+
+
+def start_recording(
+    path: str | os.PathLike[str],
+    *,
+    label: str | None = None,
+    flush_interval_s: float = 1.0,
+    record_context: bool = False,
+    max_buffered_slices: int = DEFAULT_MAX_BUFFERED_SLICES,
+) -> str:
+    """
+    Start recording every monitored callback slice and its blocking events to ``path``.
+
+    ``{pid}`` in the path expands to the process id, so forked workers each
+    write their own file; a process forked while recording starts a fresh
+    file (with ``{pid}``, its own; without, ``path`` suffixed with its pid).
+    Detection is set up with its defaults if it was not, and monitoring is
+    activated.
+
+    Args:
+        path: The trace file to create (overwritten if it exists).
+        label: Names the release or build recorded ("v1.4.2", a git sha);
+            stored in the trace header so that diffs can tell sides apart.
+        flush_interval_s: Data reaches the file at least this often.
+        record_context: Also record context provider values, as strings (off
+            by default: they may be sensitive).
+        max_buffered_slices: Slices kept in memory for the writer at most;
+            past it, slices are dropped and counted, never waited for.
+
+    Returns:
+        The path of the file being written.
+
+    Raises:
+        OSError: The file cannot be created or written; nothing is recorded.
+    """
+    _ensure_detection()
+    written_path = _native.start_recording(
+        os.fspath(path),
+        label=label,
+        flush_interval_s=flush_interval_s,
+        max_buffered_slices=max_buffered_slices,
+        record_context=record_context,
+        aiocop_version=_aiocop_version(),
+        python_version=platform.python_version(),
+        platform=platform.platform(),
+        host=socket.gethostname(),
+        argv=list(sys.argv),
+    )
+    _register_stop_at_exit()
+    logger.info("Recording to %s", written_path)
+    return written_path
+
+
+def stop_recording() -> RecordingSummary | None:
+    """Stop recording: write what is buffered and the footer. Returns what was written, or None if not recording."""
+    summary = _native.stop_recording()
+    if summary is not None:
+        logger.info("Recorded %(slices)s slices, %(events)s events to %(path)s", summary)
+    return summary  # type: ignore[return-value]
+
+
+def is_recording() -> bool:
+    """Whether slices are being recorded."""
+    return _native.is_recording()
+
+
+@contextmanager
+def recording(path: str | os.PathLike[str], **options: Any) -> Iterator[str]:
+    """Record to ``path`` for the duration of the ``with`` block; takes start_recording()'s options."""
+    written_path = start_recording(path, **options)
+    try:
+        yield written_path
+    finally:
+        stop_recording()
+
+
+def read_trace(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a trace with the native reader: header, footer, and every slice with names resolved.
+
+    Meant for tests and small traces; use ``aiocop-analyze`` for real ones.
+    Raises ValueError with a one-line message for a file that is not a
+    readable trace.
+    """
+    return _native.read_trace(os.fspath(path))
+
+
+def _ensure_detection() -> None:
+    from aiocop.core import audit_patcher, blocking_io, slow_tasks
+    from aiocop.core.state import activate
+
+    if not audit_patcher._patch_audit_functions_configured:
+        audit_patcher.patch_audit_functions()
+    if not blocking_io._start_blocking_io_detection_configured:
+        blocking_io.start_blocking_io_detection()
+    if not slow_tasks._detect_slow_tasks_configured:
+        slow_tasks.detect_slow_tasks()
+    activate()
+
+
+_stop_registered = False
+
+
+def _register_stop_at_exit() -> None:
+    global _stop_registered
+    if not _stop_registered:
+        # atexit runs handlers last-in first-out: registered after the CPU
+        # sampler's stop, this one runs before it.
+        atexit.register(stop_recording)
+        _stop_registered = True
+
+
+def _aiocop_version() -> str:
+    from importlib.metadata import version
+
+    return version("aiocop")

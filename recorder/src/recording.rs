@@ -1,0 +1,612 @@
+//! Recording: every monitored slice, with its blocking events, into a trace
+//! file (format and writer: the `aiocop-trace` crate).
+//!
+//! The hot path (`record_slice`, called after every monitored callback)
+//! builds a small `PendingSlice` (ids and numbers; strings only for the
+//! arguments of blocking events) and appends it to a bounded buffer under a
+//! lock held for a push. A background thread wakes every flush interval,
+//! takes the buffer, turns it into a chunk (defining the strings, frames and
+//! stacks the file has not seen yet), compresses and writes it. If the
+//! writer falls behind and the buffer is full, slices are dropped and
+//! counted, never waited for.
+//!
+//! Locks: the buffer lock and the stack registry lock are held for short,
+//! bounded work only, and never while waiting for the GIL; before a fork
+//! both are taken and released after it on both sides, so the child never
+//! inherits one locked by a thread that does not exist there.
+
+use crate::stacks::{self, StackId};
+use crate::{clock, config};
+use aiocop_trace::records::{Chunk, EventRecord, EventSpec, Frame, SliceRecord, TraceFooter, TraceHeader};
+use aiocop_trace::writer::TraceWriter;
+use aiocop_trace::{Interner, BLOCKING_EVENTS};
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyWeakrefReference};
+use pyo3::{ffi, intern};
+use rustc_hash::FxHashMap;
+use std::cell::{Cell, RefCell};
+use std::fs::File;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::Relaxed};
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Whether slices are being recorded; read on every slice.
+static ACTIVE: AtomicBool = AtomicBool::new(false);
+
+pub fn is_active() -> bool {
+    ACTIVE.load(Relaxed)
+}
+
+/// What `start_recording` was given, kept to restart in a forked child.
+#[derive(Clone)]
+pub struct Settings {
+    pub path_template: String,
+    pub label: Option<String>,
+    pub flush_interval: Duration,
+    pub max_buffered_slices: usize,
+    pub record_context: bool,
+    pub aiocop_version: String,
+    pub python_version: String,
+    pub platform: String,
+    pub host: String,
+    pub argv: Vec<String>,
+}
+
+/// A slice as the hot path leaves it for the writer.
+struct PendingSlice {
+    start_ns: u64,
+    duration_ns: u64,
+    what: u32,
+    task: Option<String>,
+    thread: u32,
+    exceeded: bool,
+    events: Vec<PendingEvent>,
+    dropped_events: u32,
+    score: i64,
+    samples: Vec<StackId>,
+    context: Vec<(String, String)>,
+}
+
+struct PendingEvent {
+    event: u16,
+    args: String,
+    offset_ns: u64,
+    stack: Option<StackId>,
+}
+
+#[derive(Default)]
+struct Buffer {
+    slices: Vec<PendingSlice>,
+    dropped: u64,
+    stop: bool,
+}
+
+static BUFFER: Mutex<Buffer> = Mutex::new(Buffer { slices: Vec::new(), dropped: 0, stop: false });
+static WAKE_WRITER: Condvar = Condvar::new();
+static MAX_BUFFERED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(1 << 20);
+
+/// Names of what ran, by id: shared by the hot path (which assigns ids) and
+/// the writer (which defines them in the file).
+static WHAT_NAMES: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+struct RunningRecorder {
+    settings: Settings,
+    path: String,
+    writer_thread: std::thread::JoinHandle<WriterOutcome>,
+}
+
+static RECORDER: Mutex<Option<RunningRecorder>> = Mutex::new(None);
+
+thread_local! {
+    static THREAD_NUMBER: Cell<u32> = const { Cell::new(0) };
+    /// The last task seen on this thread (weakly) and the id of what it runs,
+    /// so consecutive steps of one task cost one attribute read.
+    static LAST_TASK: RefCell<Option<(Py<PyWeakrefReference>, u32)>> = const { RefCell::new(None) };
+    /// What-ids by code object address. Code objects are kept alive by the
+    /// stack registry's keep-alive rule: see `code_ids`.
+    static CODE_IDS: RefCell<FxHashMap<usize, (Py<PyAny>, u32)>> = RefCell::new(FxHashMap::default());
+}
+
+static NEXT_THREAD_NUMBER: AtomicU32 = AtomicU32::new(1);
+
+fn thread_number() -> u32 {
+    THREAD_NUMBER.with(|number| {
+        if number.get() == 0 {
+            number.set(NEXT_THREAD_NUMBER.fetch_add(1, Relaxed));
+        }
+        number.get()
+    })
+}
+
+/// What the monitored callback was, for `SliceRecord::what`.
+pub enum Ran<'a, 'py> {
+    /// A stock asyncio handle: its `_callback` ran.
+    Handle(&'a Bound<'py, PyAny>),
+    /// The callback itself (uvloop).
+    Callback(&'a Bound<'py, PyAny>),
+}
+
+/// The slice facts `record_slice` needs, borrowed from the monitor.
+pub struct SliceFacts<'a, 'py> {
+    pub ran: Ran<'a, 'py>,
+    pub start_ns: u64,
+    pub duration_ns: u64,
+    pub exceeded: bool,
+    pub slice: &'a crate::slice::Slice,
+    pub samples: &'a [StackId],
+    pub context: Option<&'a Bound<'py, PyDict>>,
+}
+
+/// Appends one slice to the buffer. Never raises, never blocks on the writer.
+pub fn record_slice(py: Python<'_>, facts: SliceFacts<'_, '_>) {
+    let interesting = facts.slice.total_events > 0 || facts.exceeded;
+    let callback = match facts.ran {
+        Ran::Handle(handle) => handle.getattr(intern!(py, "_callback")).ok(),
+        Ran::Callback(callback) => Some(callback.clone()),
+    };
+    let (what, task) = match &callback {
+        Some(callback) => describe_callback(py, callback, interesting),
+        None => (what_id_for_name("?"), None),
+    };
+    let events = facts
+        .slice
+        .events
+        .iter()
+        .map(|event| PendingEvent {
+            event: event.event_index,
+            args: crate::emit::format_args(event.args.bind(py)),
+            offset_ns: event.at_ns.saturating_sub(facts.start_ns),
+            stack: event.stack,
+        })
+        .collect();
+    let context = match (facts.context, RECORD_CONTEXT.load(Relaxed)) {
+        (Some(context), true) => {
+            context.iter().filter_map(|(k, v)| Some((k.str().ok()?.to_string(), v.str().ok()?.to_string()))).collect()
+        }
+        _ => Vec::new(),
+    };
+    let pending = PendingSlice {
+        start_ns: facts.start_ns,
+        duration_ns: facts.duration_ns,
+        what,
+        task,
+        thread: thread_number(),
+        exceeded: facts.exceeded,
+        events,
+        dropped_events: facts.slice.dropped_events(),
+        score: facts.slice.score,
+        samples: facts.samples.to_vec(),
+        context,
+    };
+    let Ok(mut buffer) = BUFFER.lock() else { return };
+    let max = MAX_BUFFERED.load(Relaxed);
+    if buffer.slices.len() >= max {
+        buffer.dropped += 1;
+        return;
+    }
+    buffer.slices.push(pending);
+    if buffer.slices.len() == max / 2 {
+        // Half full before the flush interval: wake the writer early.
+        WAKE_WRITER.notify_one();
+    }
+}
+
+static RECORD_CONTEXT: AtomicBool = AtomicBool::new(false);
+
+/// (what-id, task name if wanted) of a callback. A task step is named by its
+/// coroutine's qualname; anything else by its code's or its own qualname.
+fn describe_callback(py: Python<'_>, callback: &Bound<'_, PyAny>, want_task_name: bool) -> (u32, Option<String>) {
+    // SAFETY: type checks on a live object.
+    let is_function = unsafe { ffi::PyFunction_Check(callback.as_ptr()) } != 0;
+    let is_method = unsafe { crate::ffi::PyMethod_Check(callback.as_ptr()) } != 0;
+    if !is_function && !is_method {
+        if let Ok(owner) = callback.getattr(intern!(py, "__self__")) {
+            if let Some(what) = task_what(py, &owner) {
+                let task = want_task_name.then(|| task_name(py, &owner)).flatten();
+                return (what, task);
+            }
+        }
+    }
+    let code = if is_function {
+        callback.getattr(intern!(py, "__code__")).ok()
+    } else if is_method {
+        callback.getattr(intern!(py, "__func__")).and_then(|f| f.getattr(intern!(py, "__code__"))).ok()
+    } else {
+        None
+    };
+    match code {
+        Some(code) => (code_what_id(py, &code), None),
+        None => {
+            let name = callback
+                .getattr(intern!(py, "__qualname__"))
+                .or_else(|_| callback.get_type().getattr(intern!(py, "__qualname__")))
+                .and_then(|n| n.extract::<String>())
+                .unwrap_or_else(|_| "?".to_owned());
+            (what_id_for_name(&name), None)
+        }
+    }
+}
+
+/// The what-id of a task's coroutine, if `owner` is a task; cached for the
+/// last task of the thread through a weak reference, so a task that died
+/// and whose address was reused is never mistaken for it.
+fn task_what(py: Python<'_>, owner: &Bound<'_, PyAny>) -> Option<u32> {
+    let cached = LAST_TASK.with(|last| {
+        let last = last.try_borrow().ok()?;
+        let (reference, what) = last.as_ref()?;
+        let alive = reference.bind(py).upgrade()?;
+        alive.is(owner).then_some(*what)
+    });
+    if cached.is_some() {
+        return cached;
+    }
+    let coroutine = owner.getattr(intern!(py, "_coro")).ok()?;
+    let code = coroutine.getattr(intern!(py, "cr_code")).or_else(|_| coroutine.getattr(intern!(py, "gi_code"))).ok()?;
+    let what = code_what_id(py, &code);
+    if let Ok(reference) = PyWeakrefReference::new(owner) {
+        LAST_TASK.with(|last| {
+            if let Ok(mut last) = last.try_borrow_mut() {
+                *last = Some((reference.unbind(), what));
+            }
+        });
+    }
+    Some(what)
+}
+
+fn task_name(py: Python<'_>, task: &Bound<'_, PyAny>) -> Option<String> {
+    task.call_method0(intern!(py, "get_name")).ok()?.extract().ok()
+}
+
+/// The what-id of a code object: its qualname, interned; the code object is
+/// kept alive with its id so that its address cannot be reused.
+fn code_what_id(py: Python<'_>, code: &Bound<'_, PyAny>) -> u32 {
+    let address = code.as_ptr() as usize;
+    if let Some(id) = CODE_IDS.with(|ids| ids.try_borrow().ok()?.get(&address).map(|(_, id)| *id)) {
+        return id;
+    }
+    let name = code
+        .getattr(intern!(py, "co_qualname"))
+        .or_else(|_| code.getattr(intern!(py, "co_name")))
+        .and_then(|n| n.extract::<String>())
+        .unwrap_or_else(|_| "?".to_owned());
+    let id = what_id_for_name(&name);
+    CODE_IDS.with(|ids| {
+        if let Ok(mut ids) = ids.try_borrow_mut() {
+            ids.insert(address, (code.clone().unbind(), id));
+        }
+    });
+    id
+}
+
+fn what_id_for_name(name: &str) -> u32 {
+    let Ok(mut names) = WHAT_NAMES.lock() else { return 0 };
+    if let Some(position) = names.iter().position(|n| n == name) {
+        return position as u32;
+    }
+    names.push(name.to_owned());
+    (names.len() - 1) as u32
+}
+
+/// Expands `{pid}` in a path template.
+pub fn expand_path(template: &str, pid: u32) -> String {
+    template.replace("{pid}", &pid.to_string())
+}
+
+/// Starts recording to `settings.path_template` (with `{pid}` expanded).
+/// Fails, recording nothing, if the file cannot be created or written.
+pub fn start(settings: Settings) -> Result<String, String> {
+    let mut recorder = RECORDER.lock().map_err(|_| "aiocop recorder state is poisoned".to_owned())?;
+    if recorder.is_some() {
+        return Err("aiocop is already recording; call stop_recording() first".to_owned());
+    }
+    let running = spawn_writer(settings)?;
+    let path = running.path.clone();
+    *recorder = Some(running);
+    Ok(path)
+}
+
+fn spawn_writer(settings: Settings) -> Result<RunningRecorder, String> {
+    let path = expand_path(&settings.path_template, std::process::id());
+    let file = File::create(&path).map_err(|e| format!("cannot record to '{path}': {e}"))?;
+    let base_ns = clock::now_ns();
+    let header = trace_header(&settings, base_ns);
+    let writer = TraceWriter::new(file, &header).map_err(|e| format!("cannot record to '{path}': {e}"))?;
+    if let Ok(mut buffer) = BUFFER.lock() {
+        *buffer = Buffer::default();
+    }
+    MAX_BUFFERED.store(settings.max_buffered_slices.max(1), Relaxed);
+    RECORD_CONTEXT.store(settings.record_context, Relaxed);
+    let flush_interval = settings.flush_interval;
+    let writer_path = path.clone();
+    let writer_thread = std::thread::Builder::new()
+        .name("aiocop-recorder".into())
+        .spawn(move || write_loop(writer, writer_path, flush_interval, base_ns))
+        .map_err(|e| format!("cannot start the aiocop recorder thread: {e}"))?;
+    ACTIVE.store(true, Relaxed);
+    Ok(RunningRecorder { settings, path, writer_thread })
+}
+
+fn trace_header(settings: &Settings, start_monotonic_ns: u64) -> TraceHeader {
+    TraceHeader {
+        aiocop_version: settings.aiocop_version.clone(),
+        python_version: settings.python_version.clone(),
+        platform: settings.platform.clone(),
+        host: settings.host.clone(),
+        pid: std::process::id(),
+        argv: settings.argv.clone(),
+        start_unix_ns: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64),
+        start_monotonic_ns,
+        label: settings.label.clone(),
+        threshold_ns: config::threshold_ns(),
+        trace_depth: config::trace_depth() as u32,
+        event_table: BLOCKING_EVENTS.iter().map(|e| EventSpec { name: e.name.to_owned(), weight: e.weight }).collect(),
+        records_context: settings.record_context,
+    }
+}
+
+/// Slices per chunk at most, so that a chunk stays well under the format's
+/// size limits and readers can spread a big trace over threads.
+const MAX_SLICES_PER_CHUNK: usize = 65_536;
+
+/// What the writer thread reports when it ends.
+#[derive(Default, Clone)]
+pub struct WriterOutcome {
+    pub slices: u64,
+    pub events: u64,
+    pub dropped_slices: u64,
+    pub chunks: u64,
+    pub bytes: u64,
+    pub error: Option<String>,
+}
+
+/// The writer thread: every flush interval (or at stop), turns the buffer
+/// into a chunk and writes it; at stop, writes the footer.
+fn write_loop(mut writer: TraceWriter<File>, path: String, flush_interval: Duration, base_ns: u64) -> WriterOutcome {
+    let mut file_state = FileState::new(base_ns);
+    let mut outcome = WriterOutcome::default();
+    loop {
+        let (slices, dropped, stop) = {
+            let Ok(buffer) = BUFFER.lock() else { break };
+            let (mut buffer, _) = WAKE_WRITER
+                .wait_timeout_while(buffer, flush_interval, |b| {
+                    !b.stop && b.slices.len() < MAX_BUFFERED.load(Relaxed) / 2
+                })
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            (std::mem::take(&mut buffer.slices), std::mem::take(&mut buffer.dropped), buffer.stop)
+        };
+        outcome.dropped_slices += dropped;
+        let mut slices = slices.into_iter().peekable();
+        let mut dropped = Some(dropped).filter(|&d| d > 0);
+        while slices.peek().is_some() || dropped.is_some() {
+            let part: Vec<PendingSlice> = slices.by_ref().take(MAX_SLICES_PER_CHUNK).collect();
+            let chunk = file_state.chunk(part, dropped.take().unwrap_or(0));
+            outcome.slices += chunk.slices.len() as u64;
+            outcome.events += chunk.slices.iter().map(|s| s.events.len() as u64).sum::<u64>();
+            if let Err(error) = writer.write_chunk(&chunk) {
+                return fail(outcome, &path, &error.to_string());
+            }
+        }
+        if stop {
+            break;
+        }
+    }
+    outcome.chunks = writer.chunks_written();
+    let footer = TraceFooter {
+        slices: outcome.slices,
+        events: outcome.events,
+        dropped_slices: outcome.dropped_slices,
+        chunks: outcome.chunks,
+        end_offset_ns: clock::now_ns().saturating_sub(base_ns),
+    };
+    outcome.bytes = writer.bytes_written();
+    match writer.finish(&footer) {
+        Ok(file) => {
+            outcome.bytes = file.metadata().map_or(outcome.bytes, |m| m.len());
+            outcome
+        }
+        Err(error) => fail(outcome, &path, &error.to_string()),
+    }
+}
+
+/// A write failed (disk full, ...): stop recording, log once, keep what was
+/// written readable.
+fn fail(mut outcome: WriterOutcome, path: &str, error: &str) -> WriterOutcome {
+    ACTIVE.store(false, Relaxed);
+    let message = format!("aiocop stopped recording to '{path}': {error}; the trace is readable up to this point");
+    // SAFETY: only reads the interpreter's state.
+    if unsafe { ffi::Py_IsInitialized() } != 0 {
+        Python::attach(|py| config::log_warning(py, &message));
+    }
+    outcome.error = Some(message);
+    outcome
+}
+
+/// The per-file state of the writer: which ids the file defines already.
+struct FileState {
+    strings: Interner<String>,
+    defined_frames: Vec<bool>,
+    defined_stacks: Vec<bool>,
+    what_strings: Vec<u32>,
+    /// The monitor clock at the start of the recording: chunk bases count from it.
+    base_ns: u64,
+}
+
+impl FileState {
+    fn new(base_ns: u64) -> Self {
+        Self {
+            strings: Interner::default(),
+            defined_frames: Vec::new(),
+            defined_stacks: Vec::new(),
+            what_strings: Vec::new(),
+            base_ns,
+        }
+    }
+
+    /// Interns `text`, defining it in `chunk` if the file has not yet.
+    fn string(&mut self, chunk: &mut Chunk, text: &str) -> u32 {
+        let before = self.strings.len();
+        let id = self.strings.intern(&text.to_owned());
+        if self.strings.len() > before {
+            chunk.strings.push((id, text.to_owned()));
+        }
+        id
+    }
+
+    fn chunk(&mut self, slices: Vec<PendingSlice>, dropped: u64) -> Chunk {
+        let mut chunk = Chunk { dropped_slices: dropped, ..Chunk::default() };
+        self.define_stacks(&mut chunk, &slices);
+        let what_names = WHAT_NAMES.lock().map(|names| names.clone()).unwrap_or_default();
+        chunk.base_offset_ns = slices.first().map_or(0, |s| s.start_ns.saturating_sub(self.base_ns));
+        let mut previous = slices.first().map_or(0, |s| s.start_ns);
+        for slice in slices {
+            let what = self.what(&mut chunk, &what_names, slice.what);
+            let task = slice.task.as_deref().map(|t| self.string(&mut chunk, t));
+            let events = slice
+                .events
+                .iter()
+                .map(|e| EventRecord {
+                    event: e.event,
+                    args: self.string(&mut chunk, &e.args),
+                    offset_ns: e.offset_ns,
+                    stack: e.stack.unwrap_or(u32::MAX),
+                })
+                .collect();
+            let context =
+                slice.context.iter().map(|(k, v)| (self.string(&mut chunk, k), self.string(&mut chunk, v))).collect();
+            chunk.slices.push(SliceRecord {
+                start_delta_ns: slice.start_ns.saturating_sub(previous),
+                duration_ns: slice.duration_ns,
+                what,
+                task,
+                thread: slice.thread,
+                exceeded: slice.exceeded,
+                events,
+                dropped_events: slice.dropped_events,
+                score: slice.score,
+                samples: slice.samples,
+                context,
+            });
+            previous = slice.start_ns;
+        }
+        chunk
+    }
+
+    fn what(&mut self, chunk: &mut Chunk, names: &[String], what: u32) -> u32 {
+        if let Some(&id) = self.what_strings.get(what as usize).filter(|&&id| id != u32::MAX) {
+            return id;
+        }
+        let name = names.get(what as usize).map_or("?", String::as_str);
+        let id = self.string(chunk, name);
+        if self.what_strings.len() <= what as usize {
+            self.what_strings.resize(what as usize + 1, u32::MAX);
+        }
+        self.what_strings[what as usize] = id;
+        id
+    }
+
+    /// Defines every stack (and its frames) the slices use that the file
+    /// does not define yet, reading the registry under its lock once.
+    fn define_stacks(&mut self, chunk: &mut Chunk, slices: &[PendingSlice]) {
+        let mut wanted: Vec<StackId> = slices
+            .iter()
+            .flat_map(|s| s.events.iter().filter_map(|e| e.stack).chain(s.samples.iter().copied()))
+            .filter(|&id| !self.defined_stacks.get(id as usize).copied().unwrap_or(false))
+            .collect();
+        wanted.sort_unstable();
+        wanted.dedup();
+        if wanted.is_empty() {
+            return;
+        }
+        let defined_frames = &self.defined_frames;
+        let (stacks, frames) =
+            stacks::export(&wanted, |frame| defined_frames.get(frame as usize).copied().unwrap_or(false));
+        for (id, (file, line, function)) in frames {
+            let frame = Frame { file: self.string(chunk, &file), line, function: self.string(chunk, &function) };
+            chunk.frames.push((id, frame));
+            mark(&mut self.defined_frames, id);
+        }
+        for (id, frames) in stacks {
+            chunk.stacks.push((id, frames));
+            mark(&mut self.defined_stacks, id);
+        }
+    }
+}
+
+fn mark(defined: &mut Vec<bool>, id: u32) {
+    if defined.len() <= id as usize {
+        defined.resize(id as usize + 1, false);
+    }
+    defined[id as usize] = true;
+}
+
+/// Stops recording: the writer writes what is buffered and the footer.
+/// Returns what was written, or None if not recording.
+pub fn stop(py: Python<'_>) -> Option<(String, WriterOutcome)> {
+    let running = RECORDER.lock().ok()?.take()?;
+    ACTIVE.store(false, Relaxed);
+    if let Ok(mut buffer) = BUFFER.lock() {
+        buffer.stop = true;
+    }
+    WAKE_WRITER.notify_all();
+    // The writer may need the GIL to log an error: wait without holding it.
+    let outcome = py.detach(|| running.writer_thread.join()).unwrap_or_default();
+    Some((running.path, outcome))
+}
+
+/// Settings of the current recording, if any.
+pub fn current_settings() -> Option<Settings> {
+    RECORDER.lock().ok()?.as_ref().map(|r| r.settings.clone())
+}
+
+type HeldLocks = (MutexGuard<'static, Buffer>, MutexGuard<'static, Vec<String>>);
+
+thread_local! {
+    static HELD_FOR_FORK: RefCell<Option<HeldLocks>> = const { RefCell::new(None) };
+}
+
+/// Before fork: take the locks the writer thread could be holding, so the
+/// child gets them unlocked and consistent.
+pub fn before_fork() {
+    stacks::hold_for_fork();
+    let buffer = BUFFER.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let names = WHAT_NAMES.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    HELD_FOR_FORK.with(|held| *held.borrow_mut() = Some((buffer, names)));
+}
+
+pub fn after_fork_in_parent() {
+    HELD_FOR_FORK.with(|held| held.borrow_mut().take());
+    stacks::release_after_fork();
+}
+
+/// In the child: release the locks; if the parent was recording, the child
+/// records to a fresh file of its own (its pid in `{pid}`), dropping the
+/// parent's buffered slices, which belong to the parent's file.
+pub fn after_fork_in_child() -> Option<String> {
+    HELD_FOR_FORK.with(|held| {
+        if let Some((mut buffer, _)) = held.borrow_mut().take() {
+            *buffer = Buffer::default();
+        }
+    });
+    stacks::release_after_fork();
+    THREAD_NUMBER.set(0);
+    NEXT_THREAD_NUMBER.store(1, Relaxed);
+    let mut recorder = RECORDER.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let parent = recorder.take()?;
+    // The parent's writer thread does not exist here: forget its handle
+    // rather than detach a thread this process never had.
+    std::mem::forget(parent.writer_thread);
+    let mut settings = parent.settings;
+    if !settings.path_template.contains("{pid}") {
+        // Never write over the parent's file.
+        settings.path_template.push_str(".{pid}");
+    }
+    ACTIVE.store(false, Relaxed);
+    match spawn_writer(settings) {
+        Ok(running) => {
+            let path = running.path.clone();
+            *recorder = Some(running);
+            Some(path)
+        }
+        Err(message) => Some(format!("error: {message}")),
+    }
+}

@@ -1,0 +1,520 @@
+//! Reads a trace: opens it by its headers and an index of its frames, then
+//! decodes chunks on demand, in any order, from any number of threads.
+//!
+//! Opening reads the file header, decodes the header frame, and walks the
+//! frame headers (16 bytes each, not the payloads) to index the chunks and
+//! find the footer. A file opened from a path is never held whole in memory:
+//! each chunk's payload is read with a positioned read when it is asked for.
+//!
+//! Nothing read from a file is trusted: every length is checked against the
+//! limits of `format.rs` and against the file's size before anything is
+//! allocated for it, every payload's checksum is checked before it is
+//! decompressed, and decompression is bounded by the declared raw size.
+//! Malformed input gives a [`ReadError`], never a panic.
+//!
+//! A file that ends early (a crash, a kill, a reader racing the writer) is
+//! not an error: [`TraceFile::cut_short`] says so and the whole chunks before
+//! the cut are all there is.
+
+use crate::error::{FrameRef, ReadError};
+use crate::format::{
+    decode_payload, Codec, FileHeader, FrameHeader, FrameKind, Payload, FILE_HEADER_LEN, FORMAT_MAJOR, FORMAT_MINOR,
+    FRAME_HEADER_LEN, MAGIC, MAX_PAYLOAD_LEN, MAX_RAW_LEN,
+};
+use crate::records::{Chunk, Frame, FrameId, StackId, StringId, TraceFooter, TraceHeader};
+use rustc_hash::FxHashMap;
+use std::borrow::Cow;
+use std::fmt;
+use std::fs::File;
+use std::io;
+use std::path::Path;
+
+/// Where a chunk's frame is in the file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChunkInfo {
+    /// Offset of the frame header from the start of the file.
+    pub offset: u64,
+    pub codec: u8,
+    pub payload_len: u32,
+    pub raw_len: u32,
+    pub crc32: u32,
+}
+
+impl ChunkInfo {
+    fn frame_header(&self) -> FrameHeader {
+        FrameHeader {
+            kind: FrameKind::Chunk as u8,
+            codec: self.codec,
+            payload_len: self.payload_len,
+            raw_len: self.raw_len,
+            crc32: self.crc32,
+        }
+    }
+}
+
+/// The bytes of a trace: a file read piecewise, or a buffer.
+enum Source {
+    File { file: File, len: u64 },
+    Bytes(Vec<u8>),
+}
+
+impl fmt::Debug for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::File { len, .. } => write!(f, "File({len} bytes)"),
+            Source::Bytes(bytes) => write!(f, "Bytes({} bytes)", bytes.len()),
+        }
+    }
+}
+
+impl Source {
+    fn len(&self) -> u64 {
+        match self {
+            Source::File { len, .. } => *len,
+            Source::Bytes(bytes) => bytes.len() as u64,
+        }
+    }
+
+    /// `len` bytes at `offset`. Callers check the range against
+    /// [`Source::len`] first, so that `len` is never larger than the file.
+    fn read(&self, offset: u64, len: usize) -> io::Result<Cow<'_, [u8]>> {
+        match self {
+            Source::File { file, .. } => {
+                let mut buffer = vec![0u8; len];
+                read_exact_at(file, &mut buffer, offset)?;
+                Ok(Cow::Owned(buffer))
+            }
+            Source::Bytes(bytes) => usize::try_from(offset)
+                .ok()
+                .and_then(|start| bytes.get(start..start.checked_add(len)?))
+                .map(Cow::Borrowed)
+                .ok_or_else(|| io::Error::new(io::ErrorKind::UnexpectedEof, "read past the end of the trace")),
+        }
+    }
+
+    fn read_array<const N: usize>(&self, offset: u64) -> io::Result<[u8; N]> {
+        let bytes = self.read(offset, N)?;
+        <[u8; N]>::try_from(bytes.as_ref())
+            .map_err(|_| io::Error::new(io::ErrorKind::UnexpectedEof, "read past the end of the trace"))
+    }
+}
+
+#[cfg(unix)]
+fn read_exact_at(file: &File, buffer: &mut [u8], offset: u64) -> io::Result<()> {
+    std::os::unix::fs::FileExt::read_exact_at(file, buffer, offset)
+}
+
+#[cfg(windows)]
+fn read_exact_at(file: &File, mut buffer: &mut [u8], mut offset: u64) -> io::Result<()> {
+    use std::os::windows::fs::FileExt;
+    while !buffer.is_empty() {
+        match file.seek_read(buffer, offset) {
+            Ok(0) => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "read past the end of the trace")),
+            Ok(n) => {
+                buffer = &mut buffer[n..];
+                offset += n as u64;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// An opened trace: its header, the index of its chunks, and its footer.
+///
+/// `TraceFile` is `Sync`: [`read_chunk`](Self::read_chunk) takes `&self`, so
+/// chunks can be decoded in parallel.
+#[derive(Debug)]
+pub struct TraceFile {
+    name: String,
+    source: Source,
+    version: (u16, u16),
+    header: TraceHeader,
+    footer: Option<TraceFooter>,
+    chunks: Vec<ChunkInfo>,
+}
+
+impl TraceFile {
+    /// Reads the file header and the header frame, then scans the frame
+    /// headers (not the payloads) to index the chunks, and decodes the
+    /// footer if there is one.
+    ///
+    /// A file cut short is not an error: [`cut_short`](Self::cut_short) says
+    /// so and [`chunk_count`](Self::chunk_count) counts the whole chunks
+    /// only. A file that ends before its header frame is whole is an error.
+    pub fn open(path: &Path) -> Result<TraceFile, ReadError> {
+        let name = path.display().to_string();
+        let io_error = |source| ReadError::Io { path: name.clone(), source };
+        let file = File::open(path).map_err(io_error)?;
+        let metadata = file.metadata().map_err(io_error)?;
+        if metadata.is_dir() {
+            let source = io::Error::new(io::ErrorKind::InvalidInput, "it is a directory");
+            return Err(ReadError::Io { path: name, source });
+        }
+        TraceFile::load(Source::File { file, len: metadata.len() }, name)
+    }
+
+    /// [`TraceFile::open`] on bytes in memory; `name` is used in messages.
+    pub fn from_bytes(bytes: Vec<u8>, name: &str) -> Result<TraceFile, ReadError> {
+        TraceFile::load(Source::Bytes(bytes), name.to_owned())
+    }
+
+    pub fn header(&self) -> &TraceHeader {
+        &self.header
+    }
+
+    /// The footer, written by a clean stop; `None` if the file was cut short.
+    pub fn footer(&self) -> Option<&TraceFooter> {
+        self.footer.as_ref()
+    }
+
+    /// Whether the file lacks its footer: the recording did not stop cleanly
+    /// (a crash, a kill) or is still going on. Its whole chunks are readable.
+    pub fn cut_short(&self) -> bool {
+        self.footer.is_none()
+    }
+
+    /// Whole chunks in the file.
+    pub fn chunk_count(&self) -> usize {
+        self.chunks.len()
+    }
+
+    /// `(major, minor)` of the file. The major is this build's; a minor
+    /// newer than [`FORMAT_MINOR`] reads fine but may hold things this build
+    /// skips, which a caller may want to warn about.
+    pub fn format_version(&self) -> (u16, u16) {
+        self.version
+    }
+
+    /// Sum of the chunks' stored (compressed) payload sizes.
+    pub fn compressed_bytes(&self) -> u64 {
+        self.chunks.iter().map(|c| u64::from(c.payload_len)).sum()
+    }
+
+    /// Sum of the chunks' decompressed payload sizes, as their frame headers declare them.
+    pub fn raw_bytes(&self) -> u64 {
+        self.chunks.iter().map(|c| u64::from(c.raw_len)).sum()
+    }
+
+    /// The size of the file (or buffer) as opened.
+    pub fn file_len(&self) -> u64 {
+        self.source.len()
+    }
+
+    /// Where chunk `index` is, if there is such a chunk.
+    pub fn chunk_info(&self, index: usize) -> Option<ChunkInfo> {
+        self.chunks.get(index).copied()
+    }
+
+    /// Reads, checks the checksum of, decompresses and decodes chunk `index`.
+    pub fn read_chunk(&self, index: usize) -> Result<Chunk, ReadError> {
+        let info = self.chunk(index)?;
+        let raw = self.decompress_frame(info.offset, &info.frame_header(), FrameRef::Chunk(index))?;
+        self.decode(&raw, FrameRef::Chunk(index))
+    }
+
+    /// Reads, checks the checksum of and decompresses chunk `index` without
+    /// decoding it (the floor for reading it at all); returns its raw size.
+    pub fn decompress_chunk(&self, index: usize) -> Result<usize, ReadError> {
+        let info = self.chunk(index)?;
+        Ok(self.decompress_frame(info.offset, &info.frame_header(), FrameRef::Chunk(index))?.len())
+    }
+
+    /// Every chunk, in file order.
+    pub fn chunks(&self) -> impl Iterator<Item = Result<Chunk, ReadError>> + '_ {
+        (0..self.chunks.len()).map(move |index| self.read_chunk(index))
+    }
+
+    /// The name used in messages: the path as given to `open`, or the name
+    /// given to `from_bytes`.
+    pub fn path(&self) -> &str {
+        &self.name
+    }
+
+    fn chunk(&self, index: usize) -> Result<&ChunkInfo, ReadError> {
+        self.chunks.get(index).ok_or_else(|| ReadError::NoSuchChunk {
+            path: self.name.clone(),
+            index,
+            count: self.chunks.len(),
+        })
+    }
+
+    fn load(source: Source, name: String) -> Result<TraceFile, ReadError> {
+        let len = source.len();
+        let io_error = |source| ReadError::Io { path: name.clone(), source };
+        if len == 0 {
+            return Err(ReadError::Empty { path: name });
+        }
+
+        // The file header: magic first, so that a short file of another
+        // format says "not a trace" rather than "truncated".
+        let head = source.read(0, len.min(FILE_HEADER_LEN as u64) as usize).map_err(io_error)?;
+        let magic_len = head.len().min(MAGIC.len());
+        if head.get(..magic_len) != MAGIC.get(..magic_len) {
+            return Err(ReadError::NotATrace { path: name, looks_like: sniff(&head) });
+        }
+        let Ok(head) = <[u8; FILE_HEADER_LEN]>::try_from(head.as_ref()) else {
+            return Err(ReadError::TruncatedHeader { path: name, part: "its file header", len });
+        };
+        let Some(FileHeader { major, minor }) = FileHeader::from_bytes(&head) else {
+            return Err(ReadError::NotATrace { path: name, looks_like: None });
+        };
+        if major > FORMAT_MAJOR {
+            return Err(ReadError::TooNew { path: name, major, minor });
+        }
+        if major < FORMAT_MAJOR {
+            return Err(ReadError::TooOld { path: name, major, minor });
+        }
+
+        let mut trace = TraceFile {
+            name,
+            source,
+            version: (major, minor),
+            header: TraceHeader::default(),
+            footer: None,
+            chunks: Vec::new(),
+        };
+
+        // The header frame: it must be there, whole.
+        let mut offset = FILE_HEADER_LEN as u64;
+        let truncated_header =
+            |trace: &TraceFile| ReadError::TruncatedHeader { path: trace.name.clone(), part: "its header frame", len };
+        let Some(frame) = trace.frame_header_at(offset)? else {
+            return Err(truncated_header(&trace));
+        };
+        if frame.kind != FrameKind::Header as u8 {
+            return Err(
+                trace.bad_frame(offset, format!("the first frame is of kind {}, not the trace header", frame.kind))
+            );
+        }
+        trace.check_lengths(offset, &frame)?;
+        if len - offset < frame.frame_len() {
+            return Err(truncated_header(&trace));
+        }
+        trace.header = trace.decode_frame(offset, &frame, FrameRef::Header)?;
+        offset += frame.frame_len();
+
+        // The other frames, by their headers only, up to the footer or the
+        // last whole frame.
+        while let Some(frame) = trace.frame_header_at(offset)? {
+            if frame == (FrameHeader { kind: 0, codec: 0, payload_len: 0, raw_len: 0, crc32: 0 }) {
+                // Zeros where a frame should start: a crash can leave the
+                // end of a file zero-filled (the size was extended, the data
+                // never written). The file ends here.
+                break;
+            }
+            trace.check_lengths(offset, &frame)?;
+            if len - offset < frame.frame_len() {
+                break; // the last frame is partial
+            }
+            match FrameKind::from_byte(frame.kind) {
+                Some(FrameKind::Chunk) => trace.chunks.push(ChunkInfo {
+                    offset,
+                    codec: frame.codec,
+                    payload_len: frame.payload_len,
+                    raw_len: frame.raw_len,
+                    crc32: frame.crc32,
+                }),
+                Some(FrameKind::Footer) => {
+                    // Anything after the footer is not part of the trace.
+                    trace.footer = Some(trace.decode_frame(offset, &frame, FrameRef::Footer)?);
+                    break;
+                }
+                Some(FrameKind::Header) => return Err(trace.bad_frame(offset, "a second trace header".to_owned())),
+                None if minor > FORMAT_MINOR => {} // a kind added by a newer minor: skipped
+                None => return Err(trace.bad_frame(offset, format!("unknown frame kind {}", frame.kind))),
+            }
+            offset += frame.frame_len();
+        }
+        Ok(trace)
+    }
+
+    /// The frame header at `offset`, or `None` if the file ends before it is whole.
+    fn frame_header_at(&self, offset: u64) -> Result<Option<FrameHeader>, ReadError> {
+        if self.source.len().saturating_sub(offset) < FRAME_HEADER_LEN as u64 {
+            return Ok(None);
+        }
+        let bytes = self.source.read_array::<FRAME_HEADER_LEN>(offset).map_err(|e| self.io_error(e))?;
+        Ok(Some(FrameHeader::from_bytes(&bytes)))
+    }
+
+    fn check_lengths(&self, offset: u64, frame: &FrameHeader) -> Result<(), ReadError> {
+        let absurd = |field, len: u32, max: u32| ReadError::AbsurdLength {
+            path: self.name.clone(),
+            offset,
+            field,
+            len: u64::from(len),
+            max: u64::from(max),
+        };
+        if frame.payload_len > MAX_PAYLOAD_LEN {
+            return Err(absurd("payload length", frame.payload_len, MAX_PAYLOAD_LEN));
+        }
+        if frame.raw_len > MAX_RAW_LEN {
+            return Err(absurd("decompressed length", frame.raw_len, MAX_RAW_LEN));
+        }
+        Ok(())
+    }
+
+    fn decode_frame<T: Payload>(&self, offset: u64, frame: &FrameHeader, which: FrameRef) -> Result<T, ReadError> {
+        let raw = self.decompress_frame(offset, frame, which)?;
+        self.decode(&raw, which)
+    }
+
+    /// The payload of the frame at `offset`, checked and decompressed. The
+    /// frame's lengths were checked against the limits and the file's size
+    /// when it was indexed.
+    fn decompress_frame(&self, offset: u64, frame: &FrameHeader, which: FrameRef) -> Result<Vec<u8>, ReadError> {
+        let Some(Codec::Zstd) = Codec::from_byte(frame.codec) else {
+            return Err(ReadError::UnknownCodec { path: self.name.clone(), frame: which, codec: frame.codec });
+        };
+        let payload = self
+            .source
+            .read(offset + FRAME_HEADER_LEN as u64, frame.payload_len as usize)
+            .map_err(|e| self.io_error(e))?;
+        let crc = crc32fast::hash(&payload);
+        if crc != frame.crc32 {
+            return Err(ReadError::ChecksumMismatch {
+                path: self.name.clone(),
+                frame: which,
+                expected: frame.crc32,
+                got: crc,
+            });
+        }
+        let decompress_error =
+            |problem: String| ReadError::Decompress { path: self.name.clone(), frame: which, problem };
+        // The zstd frame states its size; refuse a disagreement before
+        // allocating for either.
+        if let Ok(Some(content_len)) = zstd::zstd_safe::get_frame_content_size(&payload) {
+            if content_len != u64::from(frame.raw_len) {
+                return Err(decompress_error(format!(
+                    "it holds {content_len} bytes, its frame header says {}",
+                    frame.raw_len
+                )));
+            }
+        }
+        let raw = zstd::bulk::decompress(&payload, frame.raw_len as usize)
+            .map_err(|e| decompress_error(e.to_string().replace('\n', " ")))?;
+        if raw.len() != frame.raw_len as usize {
+            return Err(decompress_error(format!(
+                "it decompresses to {} bytes, its frame header says {}",
+                raw.len(),
+                frame.raw_len
+            )));
+        }
+        Ok(raw)
+    }
+
+    fn decode<T: Payload>(&self, raw: &[u8], which: FrameRef) -> Result<T, ReadError> {
+        let decode_error = |problem: String| ReadError::Decode { path: self.name.clone(), frame: which, problem };
+        let (value, used) = decode_payload::<T>(raw).map_err(|e| decode_error(e.to_string().replace('\n', " ")))?;
+        // A newer minor may append to a payload; this build's may not.
+        let newer_minor = self.version.1 > FORMAT_MINOR;
+        if used != raw.len() && !newer_minor {
+            return Err(decode_error(format!("{} bytes are left over after it", raw.len() - used)));
+        }
+        Ok(value)
+    }
+
+    fn io_error(&self, source: io::Error) -> ReadError {
+        ReadError::Io { path: self.name.clone(), source }
+    }
+
+    fn bad_frame(&self, offset: u64, problem: String) -> ReadError {
+        ReadError::BadFrame { path: self.name.clone(), offset, problem }
+    }
+}
+
+/// What a file that is not a trace seems to be, for the message.
+fn sniff(head: &[u8]) -> Option<&'static str> {
+    const KNOWN: &[(&[u8], &str)] = &[
+        (b"\x89PNG", "a PNG image"),
+        (b"\x28\xb5\x2f\xfd", "zstd-compressed data"),
+        (b"\x1f\x8b", "gzip-compressed data"),
+        (b"PK\x03\x04", "a zip archive"),
+        (b"\x7fELF", "an executable (ELF)"),
+        (b"SQLite format 3", "an SQLite database"),
+        (b"{", "JSON (an aiocop report?)"),
+        (b"[", "JSON"),
+    ];
+    let trimmed = head.trim_ascii_start();
+    KNOWN.iter().find(|(magic, _)| head.starts_with(magic) || trimmed.starts_with(magic)).map(|(_, what)| *what)
+}
+
+/// The strings, frames and stacks a trace defines, gathered from its chunks
+/// (each chunk defines the ids it is the first to use), to resolve ids.
+///
+/// A file defines each id once; if a damaged or crafted one defines an id
+/// twice, the first definition added wins.
+#[derive(Clone, Debug, Default)]
+pub struct Dictionary {
+    strings: FxHashMap<StringId, String>,
+    frames: FxHashMap<FrameId, Frame>,
+    stacks: FxHashMap<StackId, Vec<FrameId>>,
+}
+
+impl Dictionary {
+    pub fn new() -> Dictionary {
+        Dictionary::default()
+    }
+
+    /// Adds the definitions of `chunk`.
+    pub fn add(&mut self, chunk: &Chunk) {
+        for (id, value) in &chunk.strings {
+            self.strings.entry(*id).or_insert_with(|| value.clone());
+        }
+        for (id, frame) in &chunk.frames {
+            self.frames.entry(*id).or_insert(*frame);
+        }
+        for (id, frames) in &chunk.stacks {
+            self.stacks.entry(*id).or_insert_with(|| frames.clone());
+        }
+    }
+
+    /// Adds the definitions of `other` (for example gathered from later
+    /// chunks on another thread).
+    pub fn merge(&mut self, other: Dictionary) {
+        for (id, value) in other.strings {
+            self.strings.entry(id).or_insert(value);
+        }
+        for (id, frame) in other.frames {
+            self.frames.entry(id).or_insert(frame);
+        }
+        for (id, frames) in other.stacks {
+            self.stacks.entry(id).or_insert(frames);
+        }
+    }
+
+    pub fn string(&self, id: StringId) -> Option<&str> {
+        self.strings.get(&id).map(String::as_str)
+    }
+
+    pub fn frame(&self, id: FrameId) -> Option<&Frame> {
+        self.frames.get(&id)
+    }
+
+    /// The frames of stack `id`, innermost first.
+    pub fn stack(&self, id: StackId) -> Option<&[FrameId]> {
+        self.stacks.get(&id).map(Vec::as_slice)
+    }
+
+    /// Frame `id` as `short/path.py:line:function` ([`crate::frame::format_frame`]);
+    /// an id or string the dictionary lacks shows as `<unknown frame N>` or `<unknown string N>`.
+    pub fn format_frame(&self, id: FrameId) -> String {
+        let Some(frame) = self.frame(id) else {
+            return format!("<unknown frame {id}>");
+        };
+        let string =
+            |id: StringId| self.string(id).map_or_else(|| Cow::Owned(format!("<unknown string {id}>")), Cow::Borrowed);
+        crate::frame::format_frame(&string(frame.file), i64::from(frame.line), &string(frame.function))
+    }
+
+    /// How many strings, frames and stacks are defined.
+    pub fn counts(&self) -> (usize, usize, usize) {
+        (self.strings.len(), self.frames.len(), self.stacks.len())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.strings.is_empty() && self.frames.is_empty() && self.stacks.is_empty()
+    }
+}

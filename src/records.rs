@@ -1,0 +1,122 @@
+//! What a trace holds: its header, the records of monitored callback slices
+//! with their blocking events, the interned strings, frames and stacks they
+//! refer to, and the footer.
+//!
+//! Every id (string, frame, stack) is defined once per file, in the first
+//! chunk that uses it, before or together with the records that refer to it.
+//! Timestamps inside a chunk are deltas, so that the varint encoding keeps a
+//! pure `await asyncio.sleep(0)` slice to a few bytes.
+//!
+//! bincode is not self-describing: any change to these structs must bump
+//! `FORMAT_MAJOR` (see `format.rs`), and the golden-bytes test pins them.
+
+use serde::{Deserialize, Serialize};
+
+pub type StringId = u32;
+pub type FrameId = u32;
+pub type StackId = u32;
+
+/// Written once, first in the file.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct TraceHeader {
+    pub aiocop_version: String,
+    pub python_version: String,
+    pub platform: String,
+    pub host: String,
+    pub pid: u32,
+    pub argv: Vec<String>,
+    /// Wall clock at the start, nanoseconds since the Unix epoch.
+    pub start_unix_ns: u64,
+    /// The monotonic clock at the start; slice times count from here.
+    pub start_monotonic_ns: u64,
+    /// Names the release or build recorded (`"v1.4.2"`, a git sha).
+    pub label: Option<String>,
+    pub threshold_ns: u64,
+    pub trace_depth: u32,
+    /// The audited events and their weights in force, in event-index order,
+    /// so that a trace can be re-scored offline.
+    pub event_table: Vec<EventSpec>,
+    /// Whether context provider values were recorded.
+    pub records_context: bool,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct EventSpec {
+    pub name: String,
+    pub weight: i64,
+}
+
+/// A source location: file, line and function, as string ids.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Frame {
+    pub file: StringId,
+    pub line: i32,
+    pub function: StringId,
+}
+
+/// One independently decodable unit of the file.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Chunk {
+    /// Ids first used in this chunk, with their values.
+    pub strings: Vec<(StringId, String)>,
+    pub frames: Vec<(FrameId, Frame)>,
+    /// Frames innermost first.
+    pub stacks: Vec<(StackId, Vec<FrameId>)>,
+    /// Start of the first slice, nanoseconds after the header's
+    /// `start_monotonic_ns`; each slice's `start_delta_ns` counts from the
+    /// previous slice's start.
+    pub base_offset_ns: u64,
+    pub slices: Vec<SliceRecord>,
+    /// Slices dropped (not recorded) since the previous chunk, because the
+    /// writer fell behind.
+    pub dropped_slices: u64,
+}
+
+/// One monitored callback run.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SliceRecord {
+    /// From the previous slice's start (or the chunk's base for the first).
+    pub start_delta_ns: u64,
+    pub duration_ns: u64,
+    /// What ran: the coroutine's qualname for a task step, the callback's
+    /// qualname otherwise.
+    pub what: StringId,
+    /// The task's name, for slices that did blocking I/O or overran.
+    pub task: Option<StringId>,
+    /// A small per-file number for the thread that ran the slice.
+    pub thread: u32,
+    pub exceeded: bool,
+    pub events: Vec<EventRecord>,
+    /// Blocking events past the kept ones (50 per slice), counted only.
+    pub dropped_events: u32,
+    /// Weight of every blocking event of the slice, kept or dropped.
+    pub score: i64,
+    /// CPU samples taken during the slice.
+    pub samples: Vec<StackId>,
+    /// Context provider values, as strings (only when enabled).
+    pub context: Vec<(StringId, StringId)>,
+}
+
+/// One blocking event inside a slice.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct EventRecord {
+    /// Index into the header's `event_table`.
+    pub event: u16,
+    /// A short summary of the arguments (`open(/etc/hosts, r, 524288)`
+    /// shows `/etc/hosts, r, 524288`).
+    pub args: StringId,
+    /// From the slice's start.
+    pub offset_ns: u64,
+    pub stack: StackId,
+}
+
+/// Written last by a clean stop; a file cut short by a crash has none.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct TraceFooter {
+    pub slices: u64,
+    pub events: u64,
+    pub dropped_slices: u64,
+    pub chunks: u64,
+    /// Monotonic clock at the stop, nanoseconds after `start_monotonic_ns`.
+    pub end_offset_ns: u64,
+}

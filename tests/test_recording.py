@@ -1,0 +1,342 @@
+"""Recording to trace files, read back with the native (Rust) reader.
+
+Each test records a known workload in a fresh interpreter (a real
+subprocess): recording is process-wide state, and several tests end the
+process abruptly on purpose.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import aiocop
+
+WORKLOAD = textwrap.dedent(
+    """
+    import asyncio, os, sys, time
+    import aiocop
+
+    def blocking_open(path):
+        with open(path, "w") as f:  # LINE_OPEN
+            f.write("x")
+
+    async def worker(path):
+        for _ in range(3):
+            blocking_open(path)
+            await asyncio.sleep(0)
+        time.sleep(0.04)  # LINE_SLEEP
+        for _ in range(100):
+            await asyncio.sleep(0)
+
+    async def main(path):
+        aiocop.activate()
+        await asyncio.sleep(0)
+        await asyncio.create_task(worker(path), name="the-worker")
+    """
+)
+
+
+def line_of(marker: str) -> int:
+    return next(n for n, line in enumerate(WORKLOAD.splitlines(), start=1) if marker in line)
+
+
+def run_python(
+    code: str, *args: str, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", code, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def record_workload(tmp_path: Path, extra: str = "") -> dict:
+    trace = tmp_path / "trace.bin"
+    script = WORKLOAD + textwrap.dedent(
+        f"""
+        aiocop.start_recording({str(trace)!r}, label="v1.4.2", flush_interval_s=0.05)
+        asyncio.run(main({str(tmp_path / "f.txt")!r}))
+        {extra}
+        summary = aiocop.stop_recording()
+        print(__import__("json").dumps(summary))
+        """
+    )
+    result = run_python(script)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["path"] == str(trace)
+    return summary
+
+
+def test_round_trip_counts_names_stacks_and_severities(tmp_path):
+    summary = record_workload(tmp_path)
+    trace = aiocop.read_trace(tmp_path / "trace.bin")
+
+    assert trace["cut_short"] is False
+    assert trace["footer"]["slices"] == summary["slices"] == len(trace["slices"])
+    assert summary["dropped"] == 0 and trace["dropped"] == 0
+    assert summary["bytes"] == (tmp_path / "trace.bin").stat().st_size
+
+    header = trace["header"]
+    assert header["label"] == "v1.4.2"
+    assert header["pid"] > 0 and header["threshold_ns"] == 30_000_000 and header["trace_depth"] == 20
+    assert ("open", 10) in header["event_table"] and ("time.sleep", 50) in header["event_table"]
+
+    worker_slices = [s for s in trace["slices"] if s["what"] == "worker"]
+    # 3 steps with an open, 1 with the sleep (up to the first of the 100
+    # yields), 99 pure steps, and the last one that returns.
+    assert len(worker_slices) == 104
+    opens = [s for s in worker_slices if [e["event"] for e in s["events"]] == ["open"]]
+    assert len(opens) == 3
+    for slice_ in opens:
+        [event] = slice_["events"]
+        assert event["args"].startswith(str(tmp_path / "f.txt") + ", w")
+        assert event["stack"][0].endswith(f":{line_of('LINE_OPEN')}:blocking_open")
+        assert event["stack"][1].endswith(":worker")
+        assert slice_["score"] == 10 and slice_["task"] == "the-worker"
+        assert 0 <= event["offset_ns"] <= slice_["duration_ns"]
+    [sleep] = [s for s in worker_slices if [e["event"] for e in s["events"]] == ["time.sleep"]]
+    assert sleep["exceeded"] is True and sleep["score"] == 50 and sleep["duration_ns"] >= 40_000_000
+    assert sleep["events"][0]["stack"][0].endswith(f":{line_of('LINE_SLEEP')}:worker")
+    pure = [s for s in worker_slices if not s["events"]]
+    assert len(pure) == 100 and not any(s["exceeded"] for s in pure)
+    assert all(s["task"] is None for s in pure), "task names are kept for interesting slices only"
+
+
+def test_every_slice_is_recorded_with_what_ran_and_its_thread(tmp_path):
+    record_workload(tmp_path)
+    trace = aiocop.read_trace(tmp_path / "trace.bin")
+    names = {s["what"] for s in trace["slices"]}
+    assert {"main", "worker"} <= names
+    assert {s["thread"] for s in trace["slices"]} == {1}
+
+
+def test_recording_context_manager_and_is_recording(tmp_path):
+    trace = tmp_path / "ctx.bin"
+    script = textwrap.dedent(
+        f"""
+        import asyncio, os, aiocop
+        async def main():
+            aiocop.activate()
+            await asyncio.sleep(0)
+            os.stat(".")
+        with aiocop.recording({str(trace)!r}, label="sha-abc") as path:
+            assert aiocop.is_recording() and path == {str(trace)!r}
+            asyncio.run(main())
+        assert not aiocop.is_recording()
+        """
+    )
+    result = run_python(script)
+    assert result.returncode == 0, result.stderr
+    read = aiocop.read_trace(trace)
+    assert read["header"]["label"] == "sha-abc"
+    assert [e["event"] for s in read["slices"] for e in s["events"]] == ["os.stat"]
+
+
+def test_recording_without_stop_is_finished_at_exit(tmp_path):
+    trace = tmp_path / "atexit.bin"
+    result = run_python(
+        WORKLOAD + f"aiocop.start_recording({str(trace)!r})\nasyncio.run(main({str(tmp_path / 'f')!r}))\n"
+    )
+    assert result.returncode == 0, result.stderr
+    read = aiocop.read_trace(trace)
+    assert read["cut_short"] is False and len(read["slices"]) >= 104
+
+
+def test_kill_9_leaves_everything_up_to_the_last_flush(tmp_path):
+    trace = tmp_path / "killed.bin"
+    script = WORKLOAD + textwrap.dedent(
+        f"""
+        async def forever():
+            aiocop.activate()
+            while True:
+                os.stat(".")
+                await asyncio.sleep(0.001)
+        aiocop.start_recording({str(trace)!r}, flush_interval_s=0.05)
+        print("recording", flush=True)
+        asyncio.run(forever())
+        """
+    )
+    process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert process.stdout.readline() == "recording\n"
+    time.sleep(0.8)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=10)
+
+    read = aiocop.read_trace(trace)
+    assert read["cut_short"] is True and read["footer"] is None
+    stats = [s for s in read["slices"] if [e["event"] for e in s["events"]] == ["os.stat"]]
+    assert len(stats) > 50, "0.8 s of recording at a 50 ms flush interval must be on disk"
+
+
+def test_sigterm_handled_by_the_app_loses_nothing(tmp_path):
+    trace = tmp_path / "term.bin"
+    script = WORKLOAD + textwrap.dedent(
+        f"""
+        import signal
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+        async def forever():
+            aiocop.activate()
+            while True:
+                os.stat(".")
+                await asyncio.sleep(0.001)
+        aiocop.start_recording({str(trace)!r}, flush_interval_s=10)
+        print("recording", flush=True)
+        asyncio.run(forever())
+        """
+    )
+    process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert process.stdout.readline() == "recording\n"
+    time.sleep(0.5)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=10) == 0
+
+    read = aiocop.read_trace(trace)
+    assert read["cut_short"] is False
+    assert read["footer"]["slices"] == len(read["slices"]) > 50
+
+
+def test_forked_child_records_to_its_own_file(tmp_path):
+    template = str(tmp_path / "worker-{pid}.bin")
+    script = WORKLOAD + textwrap.dedent(
+        f"""
+        aiocop.start_recording({template!r}, flush_interval_s=0.05)
+        asyncio.run(main({str(tmp_path / "parent.txt")!r}))
+        pid = os.fork()
+        if pid == 0:
+            asyncio.run(main({str(tmp_path / "child.txt")!r}))
+            aiocop.stop_recording()
+            os._exit(0)
+        os.waitpid(pid, 0)
+        aiocop.stop_recording()
+        print(pid)
+        """
+    )
+    result = run_python(script)
+    assert result.returncode == 0, result.stderr
+    child_pid = int(result.stdout)
+    files = sorted(tmp_path.glob("worker-*.bin"))
+    assert len(files) == 2
+    child = aiocop.read_trace(tmp_path / f"worker-{child_pid}.bin")
+    [parent_file] = [f for f in files if f.name != f"worker-{child_pid}.bin"]
+    parent = aiocop.read_trace(parent_file)
+
+    assert child["header"]["pid"] == child_pid != parent["header"]["pid"]
+    child_args = {e["args"].split(",")[0] for s in child["slices"] for e in s["events"]}
+    parent_args = {e["args"].split(",")[0] for s in parent["slices"] for e in s["events"]}
+    assert str(tmp_path / "child.txt") in child_args and str(tmp_path / "parent.txt") not in child_args
+    assert str(tmp_path / "parent.txt") in parent_args and str(tmp_path / "child.txt") not in parent_args
+
+
+def test_unwritable_path_raises_a_clear_error_and_records_nothing(tmp_path):
+    missing_dir = tmp_path / "no-such-dir" / "trace.bin"
+    result = run_python(
+        textwrap.dedent(
+            f"""
+            import aiocop
+            try:
+                aiocop.start_recording({str(missing_dir)!r})
+            except OSError as error:
+                print(error)
+            print(aiocop.is_recording())
+            """
+        )
+    )
+    assert result.returncode == 0, result.stderr
+    message, recording = result.stdout.splitlines()
+    assert str(missing_dir) in message and "No such file or directory" in message
+    assert recording == "False"
+
+
+def test_a_full_device_at_start_raises_a_clear_error():
+    result = run_python(
+        textwrap.dedent(
+            """
+            import aiocop
+            try:
+                aiocop.start_recording("/dev/full")
+            except OSError as error:
+                print(error)
+            print(aiocop.is_recording())
+            """
+        )
+    )
+    assert result.returncode == 0, result.stderr
+    message, recording = result.stdout.splitlines()
+    assert "/dev/full" in message and "No space left on device" in message
+    assert recording == "False"
+
+
+def test_disk_full_later_stops_recording_logs_once_and_the_app_goes_on(tmp_path):
+    # RLIMIT_FSIZE makes writes past 64 KiB fail, as a full disk would.
+    trace = tmp_path / "full.bin"
+    script = WORKLOAD + textwrap.dedent(
+        f"""
+        import logging, resource, signal
+        logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (65536, 65536))
+        aiocop.start_recording({str(trace)!r}, flush_interval_s=0.02)
+        async def busy():
+            aiocop.activate()
+            for _ in range(60000):
+                os.stat(".")
+                await asyncio.sleep(0)
+        asyncio.run(busy())
+        time.sleep(0.1)
+        print("app finished", aiocop.is_recording())
+        """
+    )
+    result = run_python(script)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "app finished False"
+    assert result.stderr.count(f"aiocop stopped recording to '{trace}'") == 1, result.stderr
+    read = aiocop.read_trace(trace)
+    assert read["cut_short"] is True and len(read["slices"]) > 0
+
+
+def test_a_stalled_writer_drops_and_counts_slices_without_blocking_the_loop(tmp_path):
+    fifo = tmp_path / "stalled.fifo"
+    os.mkfifo(fifo)
+    script = textwrap.dedent(
+        f"""
+        import asyncio, json, os, time, aiocop
+        async def main():
+            aiocop.activate()
+            await asyncio.sleep(0)
+            started = time.perf_counter()
+            for _ in range(20000):
+                os.stat(".")
+                await asyncio.sleep(0)
+            return time.perf_counter() - started
+        aiocop.start_recording({str(fifo)!r}, flush_interval_s=0.01, max_buffered_slices=500)
+        elapsed = asyncio.run(main())
+        print(json.dumps({{"elapsed": elapsed}}), flush=True)
+        print(json.dumps(aiocop.stop_recording()), flush=True)
+        """
+    )
+    process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    # Open the reading end but do not read: the pipe fills and the writer stalls.
+    reader = os.open(fifo, os.O_RDONLY)
+    first = json.loads(process.stdout.readline())
+    assert first["elapsed"] < 10, "the loop must not wait for the writer"
+    # Now drain the pipe so the writer can finish, keeping what it wrote.
+    data = bytearray()
+    while chunk := os.read(reader, 1 << 16):
+        data += chunk
+    os.close(reader)
+    summary = json.loads(process.stdout.readline())
+    assert process.wait(timeout=30) == 0
+    assert summary["dropped"] > 0
+    saved = tmp_path / "drained.bin"
+    saved.write_bytes(bytes(data))
+    read = aiocop.read_trace(saved)
+    assert read["dropped"] == summary["dropped"]
+    assert len(read["slices"]) + read["dropped"] >= 20000
