@@ -17,8 +17,12 @@ $(BIN)/maturin: requirements-dev.txt
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 
+# A real wheel install, not an editable one, so the tests see what users get
+# (the aiocop-autorecord.pth start-up hook is only installed from a wheel).
 build: $(BIN)/maturin
-	$(BIN)/maturin develop --release --quiet
+	rm -f target/wheels/aiocop-*.whl
+	$(BIN)/maturin build --release --quiet --out target/wheels
+	$(BIN)/pip install --quiet --no-deps --force-reinstall target/wheels/aiocop-*.whl
 
 demo: build
 	$(BIN)/python examples/demo_app.py

@@ -48,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     if not target or target == ["-m"]:
         print("python -m aiocop record: name a script or -m module to run after --", file=sys.stderr)
         return 2
+    sys.argv = target  # the trace header records the program's command line, not ours
     try:
         autorecord.record_everything(
             args.output,

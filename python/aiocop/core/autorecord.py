@@ -4,13 +4,17 @@ Used by ``python -m aiocop record`` and by the ``AIOCOP_RECORD`` environment
 variable (read at interpreter start-up by the ``aiocop-autorecord.pth``
 file the package installs). Every loop the program creates, on any thread,
 asyncio or uvloop, is monitored without the program calling activate():
-stock asyncio loops through the native ``Handle._run``, and any loop when
-it starts running, through asyncio's ``_set_running_loop``, which uvloop
-also calls (it must be imported after this runs, as it is in these modes).
+- stock asyncio loops through the native ``Handle._run``;
+- uvloop loops from their creation (``uvloop.Loop.__init__`` is wrapped), so
+  the callbacks scheduled before the loop first runs (the main task's first
+  step) are monitored too;
+- any other loop when it starts running, through asyncio's
+  ``_set_running_loop``.
 """
 
 import asyncio
 import asyncio.events
+import importlib.util
 import logging
 import os
 from typing import Any
@@ -41,9 +45,28 @@ def record_everything(
     if not slow_tasks._detect_slow_tasks_configured:
         slow_tasks.detect_slow_tasks(threshold_ms=threshold_ms)  # type: ignore[arg-type]
     _native.set_monitor_all_loops(True)
+    _monitor_uvloop_loops_from_creation()
     _monitor_loops_when_they_start()
     activate()
     return recorder.start_recording(path, label=label, flush_interval_s=flush_interval_s, record_context=record_context)
+
+
+def _monitor_uvloop_loops_from_creation() -> None:
+    if importlib.util.find_spec("uvloop") is None:
+        return
+    import uvloop
+
+    original_init = uvloop.Loop.__init__
+    if getattr(original_init, "_aiocop_wrapper", False):
+        return
+
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        original_init(self, *args, **kwargs)
+        slow_tasks._patch_loop(self)
+        self._aiocop_patched = True
+
+    __init__._aiocop_wrapper = True  # type: ignore[attr-defined]
+    uvloop.Loop.__init__ = __init__  # type: ignore[method-assign]
 
 
 def _monitor_loops_when_they_start() -> None:
