@@ -52,14 +52,22 @@ pub struct Settings {
     pub argv: Vec<String>,
 }
 
-/// A slice as the hot path leaves it for the writer.
+/// A slice as the hot path leaves it for the writer: 40 bytes for the
+/// common one that did nothing but run, the rest boxed.
 struct PendingSlice {
     start_ns: u64,
     duration_ns: u64,
     what: u32,
-    task: Option<String>,
     thread: u32,
     exceeded: bool,
+    detail: Option<Box<SliceDetail>>,
+}
+
+/// What only slices that did blocking I/O, were sampled, overran or carry
+/// context have.
+#[derive(Default)]
+struct SliceDetail {
+    task: Option<String>,
     events: Vec<PendingEvent>,
     dropped_events: u32,
     score: i64,
@@ -148,35 +156,41 @@ pub fn record_slice(py: Python<'_>, facts: SliceFacts<'_, '_>) {
         Some(callback) => describe_callback(py, callback, interesting),
         None => (what_id_for_name("?"), None),
     };
-    let events = facts
-        .slice
-        .events
-        .iter()
-        .map(|event| PendingEvent {
-            event: event.event_index,
-            args: crate::emit::format_args(event.args.bind(py)),
-            offset_ns: event.at_ns.saturating_sub(facts.start_ns),
-            stack: event.stack,
+    let detail = (interesting || !facts.samples.is_empty() || facts.context.is_some()).then(|| {
+        let events = facts
+            .slice
+            .events
+            .iter()
+            .map(|event| PendingEvent {
+                event: event.event_index,
+                args: crate::emit::format_args(event.args.bind(py)),
+                offset_ns: event.at_ns.saturating_sub(facts.start_ns),
+                stack: event.stack,
+            })
+            .collect();
+        let context = match (facts.context, RECORD_CONTEXT.load(Relaxed)) {
+            (Some(context), true) => context
+                .iter()
+                .filter_map(|(k, v)| Some((k.str().ok()?.to_string(), v.str().ok()?.to_string())))
+                .collect(),
+            _ => Vec::new(),
+        };
+        Box::new(SliceDetail {
+            task,
+            events,
+            dropped_events: facts.slice.dropped_events(),
+            score: facts.slice.score,
+            samples: facts.samples.to_vec(),
+            context,
         })
-        .collect();
-    let context = match (facts.context, RECORD_CONTEXT.load(Relaxed)) {
-        (Some(context), true) => {
-            context.iter().filter_map(|(k, v)| Some((k.str().ok()?.to_string(), v.str().ok()?.to_string()))).collect()
-        }
-        _ => Vec::new(),
-    };
+    });
     let pending = PendingSlice {
         start_ns: facts.start_ns,
         duration_ns: facts.duration_ns,
         what,
-        task,
         thread: thread_number(),
         exceeded: facts.exceeded,
-        events,
-        dropped_events: facts.slice.dropped_events(),
-        score: facts.slice.score,
-        samples: facts.samples.to_vec(),
-        context,
+        detail,
     };
     let Ok(mut buffer) = BUFFER.lock() else { return };
     let max = MAX_BUFFERED.load(Relaxed);
@@ -372,7 +386,10 @@ fn write_loop(mut writer: TraceWriter<File>, path: String, flush_interval: Durat
                     !b.stop && b.slices.len() < MAX_BUFFERED.load(Relaxed) / 2
                 })
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
-            (std::mem::take(&mut buffer.slices), std::mem::take(&mut buffer.dropped), buffer.stop)
+            // The next interval likely buffers as many: allocate that now,
+            // not by doubling on the hot path.
+            let capacity = buffer.slices.len();
+            (std::mem::replace(&mut buffer.slices, Vec::with_capacity(capacity)), std::mem::take(&mut buffer.dropped), buffer.stop)
         };
         outcome.dropped_slices += dropped;
         let mut slices = slices.into_iter().peekable();
@@ -460,35 +477,39 @@ impl FileState {
         let mut previous = slices.first().map_or(0, |s| s.start_ns);
         for slice in slices {
             let what = self.what(&mut chunk, &what_names, slice.what);
-            let task = slice.task.as_deref().map(|t| self.string(&mut chunk, t));
-            let events = slice
-                .events
-                .iter()
-                .map(|e| EventRecord {
-                    event: e.event,
-                    args: self.string(&mut chunk, &e.args),
-                    offset_ns: e.offset_ns,
-                    stack: e.stack.unwrap_or(u32::MAX),
-                })
-                .collect();
-            let context =
-                slice.context.iter().map(|(k, v)| (self.string(&mut chunk, k), self.string(&mut chunk, v))).collect();
-            chunk.slices.push(SliceRecord {
+            let mut record = SliceRecord {
                 start_delta_ns: slice.start_ns.saturating_sub(previous),
                 duration_ns: slice.duration_ns,
                 what,
-                task,
                 thread: slice.thread,
                 exceeded: slice.exceeded,
-                events,
-                dropped_events: slice.dropped_events,
-                score: slice.score,
-                samples: slice.samples,
-                context,
-            });
+                ..SliceRecord::default()
+            };
+            if let Some(detail) = slice.detail {
+                self.add_detail(&mut chunk, &mut record, *detail);
+            }
+            chunk.slices.push(record);
             previous = slice.start_ns;
         }
         chunk
+    }
+
+    fn add_detail(&mut self, chunk: &mut Chunk, record: &mut SliceRecord, detail: SliceDetail) {
+        record.task = detail.task.as_deref().map(|t| self.string(chunk, t));
+        record.events = detail
+            .events
+            .iter()
+            .map(|e| EventRecord {
+                event: e.event,
+                args: self.string(chunk, &e.args),
+                offset_ns: e.offset_ns,
+                stack: e.stack.unwrap_or(u32::MAX),
+            })
+            .collect();
+        record.context = detail.context.iter().map(|(k, v)| (self.string(chunk, k), self.string(chunk, v))).collect();
+        record.dropped_events = detail.dropped_events;
+        record.score = detail.score;
+        record.samples = detail.samples;
     }
 
     fn what(&mut self, chunk: &mut Chunk, names: &[String], what: u32) -> u32 {
@@ -509,7 +530,8 @@ impl FileState {
     fn define_stacks(&mut self, chunk: &mut Chunk, slices: &[PendingSlice]) {
         let mut wanted: Vec<StackId> = slices
             .iter()
-            .flat_map(|s| s.events.iter().filter_map(|e| e.stack).chain(s.samples.iter().copied()))
+            .filter_map(|s| s.detail.as_deref())
+            .flat_map(|d| d.events.iter().filter_map(|e| e.stack).chain(d.samples.iter().copied()))
             .filter(|&id| !self.defined_stacks.get(id as usize).copied().unwrap_or(false))
             .collect();
         wanted.sort_unstable();
