@@ -2,10 +2,12 @@
 
 It serves a line-based protocol on 127.0.0.1, a client sends it a few
 requests, and every request handler makes one mistake that freezes the event
-loop (or none, for /health). At the end it prints what aiocop found, one
-line per place in the code, worst first.
+loop (or none, for /health). The run is recorded to a trace file. At the end
+it prints what aiocop found, one line per place in the code, worst first,
+and what the trace holds.
 
-Run it with `make demo`, or `.venv/bin/python examples/demo_app.py`.
+Run it with `make demo`, or `.venv/bin/python examples/demo_app.py [TRACE]`
+(default: demo-trace.bin).
 """
 
 import asyncio
@@ -135,15 +137,31 @@ def print_report(events: list[aiocop.SlowTaskEvent]) -> None:
         )
 
 
+def print_trace_summary(path: str, summary: aiocop.RecordingSummary) -> None:
+    trace = aiocop.read_trace(path)
+    slow = [s for s in trace["slices"] if s["exceeded"]]
+    blocking = [s for s in trace["slices"] if s["events"]]
+    print(
+        f"\nrecorded {summary['slices']} slices ({len(blocking)} with blocking I/O, {len(slow)} over "
+        f"{trace['header']['threshold_ns'] / 1e6:g} ms) and {summary['events']} blocking events "
+        f"to {path}: {summary['bytes']} bytes, {summary['dropped']} dropped"
+    )
+
+
 if __name__ == "__main__":
+    trace_path = sys.argv[1] if len(sys.argv) > 1 else "demo-trace.bin"
     with open(CONFIG_PATH, "w") as config:
         config.write("greeting = hello\n")
     aiocop.patch_audit_functions()
     aiocop.start_blocking_io_detection(trace_depth=20)
     aiocop.detect_slow_tasks(threshold_ms=30)
+    aiocop.start_recording(trace_path, label="demo")
     try:
         found = asyncio.run(main())
     finally:
+        recorded = aiocop.stop_recording()
         os.remove(CONFIG_PATH)
     print_report(found)
+    if recorded is not None:
+        print_trace_summary(trace_path, recorded)
     sys.exit(0 if found else 1)
