@@ -67,7 +67,8 @@ struct PendingSlice {
 /// context have.
 #[derive(Default)]
 struct SliceDetail {
-    task: Option<String>,
+    /// A shared string id.
+    task: Option<u32>,
     events: Vec<PendingEvent>,
     dropped_events: u32,
     score: i64,
@@ -77,7 +78,8 @@ struct SliceDetail {
 
 struct PendingEvent {
     event: u16,
-    args: String,
+    /// A shared string id.
+    args: u32,
     offset_ns: u64,
     stack: Option<StackId>,
 }
@@ -93,9 +95,47 @@ static BUFFER: Mutex<Buffer> = Mutex::new(Buffer { slices: Vec::new(), dropped: 
 static WAKE_WRITER: Condvar = Condvar::new();
 static MAX_BUFFERED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(1 << 20);
 
-/// Names of what ran, by id: shared by the hot path (which assigns ids) and
-/// the writer (which defines them in the file).
-static WHAT_NAMES: Mutex<Vec<String>> = Mutex::new(Vec::new());
+/// Strings the hot path refers to by id (what ran, task names, argument
+/// summaries): it assigns the ids, the writer defines them in the file. A
+/// repeated string costs a hash look-up and no allocation, and is never
+/// freed by another thread than the one that allocated it.
+#[derive(Default)]
+struct SharedStrings {
+    ids: FxHashMap<Box<str>, u32>,
+    values: Vec<std::sync::Arc<str>>,
+}
+
+static SHARED_STRINGS: Mutex<Option<SharedStrings>> = Mutex::new(None);
+
+/// Distinct strings kept at most (argument summaries of programs that open
+/// a new path every time); later ones are all recorded as `OVERFLOW_TEXT`.
+const MAX_SHARED_STRINGS: usize = 500_000;
+const OVERFLOW_TEXT: &str = "<more distinct values than aiocop keeps>";
+
+fn shared_string_id(text: &str) -> u32 {
+    let Ok(mut guard) = SHARED_STRINGS.lock() else { return 0 };
+    let shared = guard.get_or_insert_with(SharedStrings::default);
+    if let Some(&id) = shared.ids.get(text) {
+        return id;
+    }
+    let text = if shared.values.len() >= MAX_SHARED_STRINGS { OVERFLOW_TEXT } else { text };
+    if let Some(&id) = shared.ids.get(text) {
+        return id;
+    }
+    let id = shared.values.len() as u32;
+    shared.values.push(std::sync::Arc::from(text));
+    shared.ids.insert(text.into(), id);
+    id
+}
+
+/// The shared strings from `first` on, for the writer.
+fn shared_strings_since(first: usize) -> Vec<std::sync::Arc<str>> {
+    SHARED_STRINGS
+        .lock()
+        .ok()
+        .and_then(|guard| guard.as_ref().map(|shared| shared.values.get(first..).unwrap_or_default().to_vec()))
+        .unwrap_or_default()
+}
 
 struct RunningRecorder {
     settings: Settings,
@@ -109,10 +149,18 @@ thread_local! {
     static THREAD_NUMBER: Cell<u32> = const { Cell::new(0) };
     /// The last task seen on this thread (weakly) and the id of what it runs,
     /// so consecutive steps of one task cost one attribute read.
-    static LAST_TASK: RefCell<Option<(Py<PyWeakrefReference>, u32)>> = const { RefCell::new(None) };
+    static LAST_TASK: RefCell<Option<LastTask>> = const { RefCell::new(None) };
     /// What-ids by code object address. Code objects are kept alive by the
     /// stack registry's keep-alive rule: see `code_ids`.
     static CODE_IDS: RefCell<FxHashMap<usize, (Py<PyAny>, u32)>> = RefCell::new(FxHashMap::default());
+}
+
+/// The last task that ran on a thread, weakly, with what it runs and its
+/// name once asked for.
+struct LastTask {
+    task: Py<PyWeakrefReference>,
+    what: u32,
+    name: Option<u32>,
 }
 
 static NEXT_THREAD_NUMBER: AtomicU32 = AtomicU32::new(1);
@@ -163,7 +211,7 @@ pub fn record_slice(py: Python<'_>, facts: SliceFacts<'_, '_>) {
             .iter()
             .map(|event| PendingEvent {
                 event: event.event_index,
-                args: crate::emit::format_args(event.args.bind(py)),
+                args: shared_string_id(&crate::emit::format_args(event.args.bind(py))),
                 offset_ns: event.at_ns.saturating_sub(facts.start_ns),
                 stack: event.stack,
             })
@@ -199,17 +247,22 @@ pub fn record_slice(py: Python<'_>, facts: SliceFacts<'_, '_>) {
         return;
     }
     buffer.slices.push(pending);
-    if buffer.slices.len() == max / 2 {
+    if buffer.slices.len() == wake_writer_at(max) {
         // Half full before the flush interval: wake the writer early.
         WAKE_WRITER.notify_one();
     }
+}
+
+/// The writer is woken before its interval when the buffer is half full.
+fn wake_writer_at(max_buffered: usize) -> usize {
+    (max_buffered / 2).max(1)
 }
 
 static RECORD_CONTEXT: AtomicBool = AtomicBool::new(false);
 
 /// (what-id, task name if wanted) of a callback. A task step is named by its
 /// coroutine's qualname; anything else by its code's or its own qualname.
-fn describe_callback(py: Python<'_>, callback: &Bound<'_, PyAny>, want_task_name: bool) -> (u32, Option<String>) {
+fn describe_callback(py: Python<'_>, callback: &Bound<'_, PyAny>, want_task_name: bool) -> (u32, Option<u32>) {
     // SAFETY: type checks on a live object.
     let is_function = unsafe { ffi::PyFunction_Check(callback.as_ptr()) } != 0;
     let is_method = unsafe { crate::ffi::PyMethod_Check(callback.as_ptr()) } != 0;
@@ -245,30 +298,41 @@ fn describe_callback(py: Python<'_>, callback: &Bound<'_, PyAny>, want_task_name
 /// last task of the thread through a weak reference, so a task that died
 /// and whose address was reused is never mistaken for it.
 fn task_what(py: Python<'_>, owner: &Bound<'_, PyAny>) -> Option<u32> {
-    let cached = LAST_TASK.with(|last| {
-        let last = last.try_borrow().ok()?;
-        let (reference, what) = last.as_ref()?;
-        let alive = reference.bind(py).upgrade()?;
-        alive.is(owner).then_some(*what)
-    });
-    if cached.is_some() {
-        return cached;
+    if let Some(what) = with_last_task(py, owner, |last| last.what) {
+        return Some(what);
     }
     let coroutine = owner.getattr(intern!(py, "_coro")).ok()?;
     let code = coroutine.getattr(intern!(py, "cr_code")).or_else(|_| coroutine.getattr(intern!(py, "gi_code"))).ok()?;
     let what = code_what_id(py, &code);
-    if let Ok(reference) = PyWeakrefReference::new(owner) {
+    if let Ok(task) = PyWeakrefReference::new(owner) {
         LAST_TASK.with(|last| {
             if let Ok(mut last) = last.try_borrow_mut() {
-                *last = Some((reference.unbind(), what));
+                *last = Some(LastTask { task: task.unbind(), what, name: None });
             }
         });
     }
     Some(what)
 }
 
-fn task_name(py: Python<'_>, task: &Bound<'_, PyAny>) -> Option<String> {
-    task.call_method0(intern!(py, "get_name")).ok()?.extract().ok()
+/// Runs `f` on the thread's last task if it is `owner`.
+fn with_last_task<R>(py: Python<'_>, owner: &Bound<'_, PyAny>, f: impl FnOnce(&mut LastTask) -> R) -> Option<R> {
+    LAST_TASK.with(|last| {
+        let mut last = last.try_borrow_mut().ok()?;
+        let last = last.as_mut()?;
+        let alive = last.task.bind(py).upgrade()?;
+        alive.is(owner).then(|| f(last))
+    })
+}
+
+/// The task's name as a shared string id, cached with the last task.
+fn task_name(py: Python<'_>, task: &Bound<'_, PyAny>) -> Option<u32> {
+    if let Some(Some(name)) = with_last_task(py, task, |last| last.name) {
+        return Some(name);
+    }
+    let name = task.call_method0(intern!(py, "get_name")).ok()?;
+    let name = shared_string_id(name.cast::<pyo3::types::PyString>().ok()?.to_str().ok()?);
+    with_last_task(py, task, |last| last.name = Some(name));
+    Some(name)
 }
 
 /// The what-id of a code object: its qualname, interned; the code object is
@@ -293,12 +357,7 @@ fn code_what_id(py: Python<'_>, code: &Bound<'_, PyAny>) -> u32 {
 }
 
 fn what_id_for_name(name: &str) -> u32 {
-    let Ok(mut names) = WHAT_NAMES.lock() else { return 0 };
-    if let Some(position) = names.iter().position(|n| n == name) {
-        return position as u32;
-    }
-    names.push(name.to_owned());
-    (names.len() - 1) as u32
+    shared_string_id(name)
 }
 
 /// Expands `{pid}` in a path template.
@@ -383,7 +442,7 @@ fn write_loop(mut writer: TraceWriter<File>, path: String, flush_interval: Durat
             let Ok(buffer) = BUFFER.lock() else { break };
             let (mut buffer, _) = WAKE_WRITER
                 .wait_timeout_while(buffer, flush_interval, |b| {
-                    !b.stop && b.slices.len() < MAX_BUFFERED.load(Relaxed) / 2
+                    !b.stop && b.slices.len() < wake_writer_at(MAX_BUFFERED.load(Relaxed))
                 })
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
             // The next interval likely buffers as many: allocate that now,
@@ -443,7 +502,10 @@ struct FileState {
     strings: Interner<String>,
     defined_frames: Vec<bool>,
     defined_stacks: Vec<bool>,
-    what_strings: Vec<u32>,
+    /// File string id of each shared string id, u32::MAX until defined.
+    file_ids: Vec<u32>,
+    /// The shared strings seen so far.
+    shared: Vec<std::sync::Arc<str>>,
     /// The monitor clock at the start of the recording: chunk bases count from it.
     base_ns: u64,
 }
@@ -454,7 +516,8 @@ impl FileState {
             strings: Interner::default(),
             defined_frames: Vec::new(),
             defined_stacks: Vec::new(),
-            what_strings: Vec::new(),
+            file_ids: Vec::new(),
+            shared: Vec::new(),
             base_ns,
         }
     }
@@ -472,11 +535,12 @@ impl FileState {
     fn chunk(&mut self, slices: Vec<PendingSlice>, dropped: u64) -> Chunk {
         let mut chunk = Chunk { dropped_slices: dropped, ..Chunk::default() };
         self.define_stacks(&mut chunk, &slices);
-        let what_names = WHAT_NAMES.lock().map(|names| names.clone()).unwrap_or_default();
+        let new_shared = shared_strings_since(self.shared.len());
+        self.shared.extend(new_shared);
         chunk.base_offset_ns = slices.first().map_or(0, |s| s.start_ns.saturating_sub(self.base_ns));
         let mut previous = slices.first().map_or(0, |s| s.start_ns);
         for slice in slices {
-            let what = self.what(&mut chunk, &what_names, slice.what);
+            let what = self.shared(&mut chunk, slice.what);
             let mut record = SliceRecord {
                 start_delta_ns: slice.start_ns.saturating_sub(previous),
                 duration_ns: slice.duration_ns,
@@ -495,13 +559,13 @@ impl FileState {
     }
 
     fn add_detail(&mut self, chunk: &mut Chunk, record: &mut SliceRecord, detail: SliceDetail) {
-        record.task = detail.task.as_deref().map(|t| self.string(chunk, t));
+        record.task = detail.task.map(|t| self.shared(chunk, t));
         record.events = detail
             .events
             .iter()
             .map(|e| EventRecord {
                 event: e.event,
-                args: self.string(chunk, &e.args),
+                args: self.shared(chunk, e.args),
                 offset_ns: e.offset_ns,
                 stack: e.stack.unwrap_or(u32::MAX),
             })
@@ -512,16 +576,17 @@ impl FileState {
         record.samples = detail.samples;
     }
 
-    fn what(&mut self, chunk: &mut Chunk, names: &[String], what: u32) -> u32 {
-        if let Some(&id) = self.what_strings.get(what as usize).filter(|&&id| id != u32::MAX) {
+    /// The file string id of a shared string id, defining it in `chunk` first.
+    fn shared(&mut self, chunk: &mut Chunk, shared_id: u32) -> u32 {
+        if let Some(&id) = self.file_ids.get(shared_id as usize).filter(|&&id| id != u32::MAX) {
             return id;
         }
-        let name = names.get(what as usize).map_or("?", String::as_str);
-        let id = self.string(chunk, name);
-        if self.what_strings.len() <= what as usize {
-            self.what_strings.resize(what as usize + 1, u32::MAX);
+        let text = self.shared.get(shared_id as usize).cloned();
+        let id = self.string(chunk, text.as_deref().unwrap_or("?"));
+        if self.file_ids.len() <= shared_id as usize {
+            self.file_ids.resize(shared_id as usize + 1, u32::MAX);
         }
-        self.what_strings[what as usize] = id;
+        self.file_ids[shared_id as usize] = id;
         id
     }
 
@@ -580,7 +645,7 @@ pub fn current_settings() -> Option<Settings> {
     RECORDER.lock().ok()?.as_ref().map(|r| r.settings.clone())
 }
 
-type HeldLocks = (MutexGuard<'static, Buffer>, MutexGuard<'static, Vec<String>>);
+type HeldLocks = (MutexGuard<'static, Buffer>, MutexGuard<'static, Option<SharedStrings>>);
 
 thread_local! {
     static HELD_FOR_FORK: RefCell<Option<HeldLocks>> = const { RefCell::new(None) };
@@ -591,7 +656,7 @@ thread_local! {
 pub fn before_fork() {
     stacks::hold_for_fork();
     let buffer = BUFFER.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    let names = WHAT_NAMES.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let names = SHARED_STRINGS.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     HELD_FOR_FORK.with(|held| *held.borrow_mut() = Some((buffer, names)));
 }
 
