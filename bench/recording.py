@@ -13,7 +13,8 @@ Three modes per repeat, interleaved, each a fresh `python -I bench/workloads.py`
 Reported per workload: µs per step for each mode; the monitor's overhead
 (monitor - none) and what recording adds on top (recording - monitor), with
 their ratio (target: <= 0.30); and, from the trace files, bytes on disk per
-slice and per blocking event. Writer throughput: slices written per second
+slice, and what a blocking event adds to its slice (bytes beyond those of as
+many pure slices, per event). Writer throughput: slices written per second
 of wall time, from start_recording() to the return of stop_recording() (which
 waits for the writer to drain), with no slice dropped, on the pure workload.
 """
@@ -67,6 +68,8 @@ def main() -> None:
         "| ratio (target ≤ 0.30) | bytes/slice | bytes/event | dropped |"
     )
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    pure_summary = samples["recording"][-1]["pure"]["recording"]
+    pure_bytes_per_slice = pure_summary["bytes"] / max(pure_summary["slices"], 1)
     for name in samples["none"][0]:
         median = {m: statistics.median(r[name]["ns_per_step"] for r in samples[m]) / 1000 for m in MODES}
         monitor_overhead = median["monitor"] - median["none"]
@@ -74,12 +77,14 @@ def main() -> None:
         ratio = recording_adds / monitor_overhead if monitor_overhead > 0 else float("nan")
         summary = samples["recording"][-1][name]["recording"]
         per_slice = summary["bytes"] / max(summary["slices"], 1)
-        per_event = summary["bytes"] / summary["events"] if summary["events"] else float("nan")
+        # What an event adds to its slice: the bytes beyond those of as many pure slices.
+        extra_bytes = summary["bytes"] - summary["slices"] * pure_bytes_per_slice
+        per_event = f"{extra_bytes / summary['events']:.2f}" if summary["events"] > summary["slices"] / 100 else "-"
         mark = " ✗" if ratio > TARGET_RATIO else ""
         print(
             f"| {name} | {median['none']:.2f} | {median['monitor']:.2f} | {median['recording']:.2f} "
             f"| {monitor_overhead:.2f} | {recording_adds:.2f} | {ratio:.2f}{mark} | {per_slice:.2f} "
-            f"| {per_event:.2f} | {summary['dropped']} |"
+            f"| {per_event} | {summary['dropped']} |"
         )
 
     pure = [r["pure"] for r in samples["recording"]]

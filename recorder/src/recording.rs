@@ -448,7 +448,11 @@ fn write_loop(mut writer: TraceWriter<File>, path: String, flush_interval: Durat
             // The next interval likely buffers as many: allocate that now,
             // not by doubling on the hot path.
             let capacity = buffer.slices.len();
-            (std::mem::replace(&mut buffer.slices, Vec::with_capacity(capacity)), std::mem::take(&mut buffer.dropped), buffer.stop)
+            (
+                std::mem::replace(&mut buffer.slices, Vec::with_capacity(capacity)),
+                std::mem::take(&mut buffer.dropped),
+                buffer.stop,
+            )
         };
         outcome.dropped_slices += dropped;
         let mut slices = slices.into_iter().peekable();
