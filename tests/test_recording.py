@@ -340,3 +340,21 @@ def test_a_stalled_writer_drops_and_counts_slices_without_blocking_the_loop(tmp_
     read = aiocop.read_trace(saved)
     assert read["dropped"] == summary["dropped"]
     assert len(read["slices"]) + read["dropped"] >= 20000
+
+
+def test_start_recording_runs_no_subprocess(tmp_path):
+    # platform.platform() would run `uname -p`: a blocking call on the loop
+    # of an application that starts recording from a coroutine.
+    script = textwrap.dedent(
+        f"""
+        import sys, aiocop
+        started = []
+        sys.addaudithook(lambda event, args: started.append(args) if event == "subprocess.Popen" else None)
+        aiocop.start_recording({str(tmp_path / "t.bin")!r})
+        aiocop.stop_recording()
+        print(started)
+        """
+    )
+    result = run_python(script)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

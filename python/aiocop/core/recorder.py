@@ -79,7 +79,7 @@ def start_recording(
         record_context=record_context,
         aiocop_version=_aiocop_version(),
         python_version=platform.python_version(),
-        platform=platform.platform(),
+        platform=_platform(),
         host=socket.gethostname(),
         argv=list(sys.argv),
     )
@@ -144,6 +144,12 @@ def _register_stop_at_exit() -> None:
         # sampler's stop, this one runs before it.
         atexit.register(stop_recording)
         _stop_registered = True
+
+
+def _platform() -> str:
+    # Not platform.platform(): it runs `uname -p` in a subprocess.
+    system = os.uname()
+    return f"{system.sysname}-{system.release}-{system.machine}"
 
 
 def _aiocop_version() -> str:
