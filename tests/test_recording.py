@@ -150,22 +150,31 @@ def test_recording_without_stop_is_finished_at_exit(tmp_path):
     assert read["cut_short"] is False and len(read["slices"]) >= 104
 
 
-def test_kill_9_leaves_everything_up_to_the_last_flush(tmp_path):
-    trace = tmp_path / "killed.bin"
-    script = WORKLOAD + textwrap.dedent(
+def start_recording_forever(trace: Path, flush_interval_s: float, setup: str = "") -> subprocess.Popen:
+    """A process that records an endless loop of os.stat steps; returns once it records."""
+    script = textwrap.dedent(
         f"""
+        import asyncio, os, signal, sys
+        import aiocop
+        {setup}
         async def forever():
             aiocop.activate()
             while True:
                 os.stat(".")
                 await asyncio.sleep(0.001)
-        aiocop.start_recording({str(trace)!r}, flush_interval_s=0.05)
+        aiocop.start_recording({str(trace)!r}, flush_interval_s={flush_interval_s})
         print("recording", flush=True)
         asyncio.run(forever())
         """
     )
     process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     assert process.stdout.readline() == "recording\n"
+    return process
+
+
+def test_kill_9_leaves_everything_up_to_the_last_flush(tmp_path):
+    trace = tmp_path / "killed.bin"
+    process = start_recording_forever(trace, flush_interval_s=0.05)
     time.sleep(0.8)
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=10)
@@ -178,22 +187,10 @@ def test_kill_9_leaves_everything_up_to_the_last_flush(tmp_path):
 
 def test_sigterm_handled_by_the_app_loses_nothing(tmp_path):
     trace = tmp_path / "term.bin"
-    script = WORKLOAD + textwrap.dedent(
-        f"""
-        import signal
-        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-        async def forever():
-            aiocop.activate()
-            while True:
-                os.stat(".")
-                await asyncio.sleep(0.001)
-        aiocop.start_recording({str(trace)!r}, flush_interval_s=10)
-        print("recording", flush=True)
-        asyncio.run(forever())
-        """
+    # A flush interval longer than the run: everything must come from the clean exit.
+    process = start_recording_forever(
+        trace, flush_interval_s=10, setup="signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))"
     )
-    process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
-    assert process.stdout.readline() == "recording\n"
     time.sleep(0.5)
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=10) == 0
