@@ -200,7 +200,8 @@ fn format_event<'py>(py: Python<'py>, event: &RawEvent) -> PyResult<Bound<'py, P
 /// `(args, kwargs)`; only `args` is shown for those.
 pub fn format_args(args: &Bound<'_, PyAny>) -> String {
     let Ok(tuple) = args.cast::<PyTuple>() else {
-        return join_shown(args.try_iter().into_iter().flatten().map(|item| item.and_then(|i| i.str())));
+        let items: PyResult<Vec<Bound<'_, PyAny>>> = args.try_iter().and_then(|items| items.collect());
+        return items.map_or_else(|_| FORMAT_ERROR.to_owned(), |items| join_shown(items.iter()));
     };
     let patched_call = tuple.len() == 2
         && tuple.get_borrowed_item(0).is_ok_and(|a| a.is_instance_of::<PyTuple>())
@@ -208,25 +209,47 @@ pub fn format_args(args: &Bound<'_, PyAny>) -> String {
     let call_args =
         if patched_call { tuple.get_item(0).ok().and_then(|a| a.cast_into::<PyTuple>().ok()) } else { None };
     let shown = call_args.as_ref().unwrap_or(tuple);
-    join_shown(shown.iter_borrowed().map(|item| item.str()))
+    join_shown(shown.iter_borrowed())
 }
+
+const FORMAT_ERROR: &str = "error_formatting_args";
 
 /// Joins the shown arguments, or gives "error_formatting_args" if any
 /// `str()` failed, as aiocop 1.2.1 does.
-fn join_shown<'py>(items: impl Iterator<Item = PyResult<Bound<'py, PyString>>>) -> String {
-    let mut text = String::new();
+fn join_shown<'py, Item: std::ops::Deref<Target = Bound<'py, PyAny>>>(items: impl Iterator<Item = Item>) -> String {
+    let mut text = String::with_capacity(64);
     for (index, item) in items.enumerate() {
-        let Ok(item) = item else { return "error_formatting_args".to_owned() };
-        let Ok(item) = item.to_str() else { return "error_formatting_args".to_owned() };
         if index > 0 {
             text.push_str(", ");
         }
-        match item.char_indices().nth(MAX_ARG_CHARS) {
-            Some((cut, _)) => text.push_str(&item[..cut]),
-            None => text.push_str(item),
+        if push_shown(&mut text, &item).is_err() {
+            return FORMAT_ERROR.to_owned();
         }
     }
     text
+}
+
+/// Appends `str(item)` cut to MAX_ARG_CHARS characters. Exact `str` and
+/// `int` arguments (paths, modes, flags: most of them) are written without
+/// calling `str()`.
+fn push_shown(text: &mut String, item: &Bound<'_, PyAny>) -> PyResult<()> {
+    use std::fmt::Write;
+    if item.is_exact_instance_of::<pyo3::types::PyInt>() {
+        if let Ok(number) = item.extract::<i64>() {
+            let _ = write!(text, "{number}");
+            return Ok(());
+        }
+    }
+    let shown =
+        if item.is_exact_instance_of::<PyString>() { item.clone().cast_into::<PyString>()? } else { item.str()? };
+    let shown = shown.to_str()?;
+    // A string of at most MAX_ARG_CHARS bytes has at most as many characters.
+    let cut = if shown.len() <= MAX_ARG_CHARS { None } else { shown.char_indices().nth(MAX_ARG_CHARS) };
+    match cut {
+        Some((cut, _)) => text.push_str(&shown[..cut]),
+        None => text.push_str(shown),
+    }
+    Ok(())
 }
 
 /// `CpuStackSample` dicts, one per distinct stack, most frequent first.

@@ -69,7 +69,8 @@ struct PendingSlice {
 struct SliceDetail {
     /// A shared string id.
     task: Option<u32>,
-    events: Vec<PendingEvent>,
+    /// Inline for the usual one event, so such a slice costs one allocation.
+    events: smallvec::SmallVec<[PendingEvent; 1]>,
     dropped_events: u32,
     score: i64,
     samples: Vec<StackId>,
