@@ -15,6 +15,7 @@ mod clock;
 mod config;
 mod emit;
 mod ffi;
+mod handle_slots;
 mod hook;
 mod monitor;
 mod readback;

@@ -12,6 +12,7 @@
 //!   them.
 
 use crate::emit::{self, FinishedSlice};
+use crate::handle_slots::{self, Slot};
 use crate::recording::{self, Ran, SliceFacts};
 use crate::{clock, config, sampler, slice};
 use pyo3::ffi;
@@ -54,6 +55,7 @@ pub fn install_handle_run(py: Python<'_>, handle_class: &Bound<'_, PyType>) -> P
     if ORIGINAL_HANDLE_RUN.set(original.unbind()).is_err() {
         return Ok(false);
     }
+    handle_slots::learn(handle_class);
     let definition = Box::leak(Box::new(ffi::PyMethodDef {
         ml_name: c"_run".as_ptr(),
         ml_meth: ffi::PyMethodDefPointer {
@@ -89,7 +91,7 @@ fn run_handle(py: Python<'_>, handle: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> 
         return original.call1(py, (handle,));
     }
     if !MONITOR_ALL_LOOPS.load(std::sync::atomic::Ordering::Relaxed)
-        && !is_loop_monitored(handle.getattr(intern!(py, "_loop"))?.as_ptr() as usize)
+        && !handle_slots::read(handle, Slot::Loop).is_some_and(|l| is_loop_monitored(l.as_ptr() as usize))
     {
         return original.call1(py, (handle,));
     }

@@ -198,7 +198,7 @@ pub struct SliceFacts<'a, 'py> {
 pub fn record_slice(py: Python<'_>, facts: SliceFacts<'_, '_>) {
     let interesting = facts.slice.total_events > 0 || facts.exceeded;
     let callback = match facts.ran {
-        Ran::Handle(handle) => handle.getattr(intern!(py, "_callback")).ok(),
+        Ran::Handle(handle) => crate::handle_slots::read(handle, crate::handle_slots::Slot::Callback),
         Ran::Callback(callback) => Some(callback.clone()),
     };
     let (what, task) = match &callback {
@@ -268,7 +268,7 @@ fn describe_callback(py: Python<'_>, callback: &Bound<'_, PyAny>, want_task_name
     let is_function = unsafe { ffi::PyFunction_Check(callback.as_ptr()) } != 0;
     let is_method = unsafe { crate::ffi::PyMethod_Check(callback.as_ptr()) } != 0;
     if !is_function && !is_method {
-        if let Ok(owner) = callback.getattr(intern!(py, "__self__")) {
+        if let Some(owner) = callback_owner(py, callback) {
             if let Some(what) = task_what(py, &owner) {
                 let task = want_task_name.then(|| task_name(py, &owner)).flatten();
                 return (what, task);
@@ -293,6 +293,52 @@ fn describe_callback(py: Python<'_>, callback: &Bound<'_, PyAny>, want_task_name
             (what_id_for_name(&name), None)
         }
     }
+}
+
+/// The object a callback is bound to (`__self__`): the task, for a task's
+/// step and wake-up callbacks. Read without an attribute look-up for the two
+/// kinds every task step uses: builtin methods (`task.__wakeup`) and the C
+/// `TaskStepMethWrapper`, whose task pointer sits right after the object
+/// header (the offset is checked against `__self__` the first time).
+fn callback_owner<'py>(py: Python<'py>, callback: &Bound<'py, PyAny>) -> Option<Bound<'py, PyAny>> {
+    // SAFETY: type checks and field reads on a live object.
+    unsafe {
+        if ffi::PyCFunction_Check(callback.as_ptr()) != 0 {
+            return Bound::from_borrowed_ptr_or_opt(py, ffi::PyCFunction_GET_SELF(callback.as_ptr()));
+        }
+        let callback_type = ffi::Py_TYPE(callback.as_ptr()) as usize;
+        match STEP_WRAPPER_TYPE.get() {
+            Some(&Some(known)) if known == callback_type => {
+                let task = *((callback.as_ptr() as *mut u8).add(STEP_WRAPPER_TASK_OFFSET) as *mut *mut ffi::PyObject);
+                return Bound::from_borrowed_ptr_or_opt(py, task);
+            }
+            Some(_) => {}
+            None => learn_step_wrapper(callback),
+        }
+    }
+    callback.getattr(intern!(py, "__self__")).ok()
+}
+
+/// The type of `_asyncio`'s task step wrapper, once checked; None inside if
+/// its layout is not the expected one.
+static STEP_WRAPPER_TYPE: std::sync::OnceLock<Option<usize>> = std::sync::OnceLock::new();
+const STEP_WRAPPER_TASK_OFFSET: usize = std::mem::size_of::<ffi::PyObject>();
+
+fn learn_step_wrapper(callback: &Bound<'_, PyAny>) {
+    let Ok(name) = callback.get_type().name() else { return };
+    if name.to_str().ok() != Some("TaskStepMethWrapper") {
+        return;
+    }
+    let Ok(owner) = callback.getattr("__self__") else { return };
+    // SAFETY: reads one pointer-sized field inside the object (its basic size
+    // is checked to include it first).
+    let matches = unsafe {
+        let basic_size = (*ffi::Py_TYPE(callback.as_ptr())).tp_basicsize as usize;
+        basic_size >= STEP_WRAPPER_TASK_OFFSET + std::mem::size_of::<usize>()
+            && *((callback.as_ptr() as *mut u8).add(STEP_WRAPPER_TASK_OFFSET) as *mut *mut ffi::PyObject)
+                == owner.as_ptr()
+    };
+    let _ = STEP_WRAPPER_TYPE.set(matches.then_some(callback.get_type().as_type_ptr() as usize));
 }
 
 /// The what-id of a task's coroutine, if `owner` is a task; cached for the
