@@ -2,7 +2,7 @@
 # .venv that the first target creates, so a fresh machine needs only
 # python3 (with venv), cargo and a C compiler.
 #
-#   make demo    build, then run a demo asyncio app under aiocop and print what it found
+#   make demo    build, record a demo asyncio app under aiocop, then print its report
 #   make test    build, then run every check: rustfmt, clippy, cargo test, ruff, mypy, stubtest, pytest
 #   make bench   build, then compare no monitor / this aiocop / aiocop 1.2.1 from PyPI
 
@@ -25,7 +25,8 @@ build: $(BIN)/maturin
 	$(BIN)/pip install --quiet --no-deps --force-reinstall target/wheels/aiocop-*.whl
 
 demo: build
-	$(BIN)/python examples/demo_app.py
+	$(BIN)/python examples/demo_app.py demo-trace.bin
+	$(BIN)/aiocop-analyze --by app-frame --top 8 demo-trace.bin
 
 lint: build
 	cargo fmt --all --check

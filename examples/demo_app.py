@@ -2,9 +2,9 @@
 
 It serves a line-based protocol on 127.0.0.1, a client sends it a few
 requests, and every request handler makes one mistake that freezes the event
-loop (or none, for /health). The run is recorded to a trace file. At the end
-it prints what aiocop found, one line per place in the code, worst first,
-and what the trace holds.
+loop (or none, for /health). The run is recorded to a trace file; at the
+end it prints what the slow-task callback saw and what the trace holds.
+`make demo` then prints the trace's report with `aiocop-analyze`.
 
 Run it with `make demo`, or `.venv/bin/python examples/demo_app.py [TRACE]`
 (default: demo-trace.bin).
@@ -17,7 +17,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import defaultdict
 
 import aiocop
 
@@ -105,38 +104,6 @@ async def main() -> list[aiocop.SlowTaskEvent]:
     return events
 
 
-def app_frame(event: aiocop.SlowTaskEvent) -> str:
-    """The innermost frame of this file in the event's first trace: the line to fix.
-
-    entry_point is the innermost frame of all, often inside the standard
-    library (socket.py, subprocess.py); the app's own frame is the useful one.
-    """
-    traces = [e["trace"] for e in event.blocking_events] + [s["trace"] for s in event.cpu_stack_samples]
-    for trace in traces:
-        for frame in trace.split(" <- "):
-            if os.path.basename(__file__) in frame:
-                return frame.rsplit("/", 1)[-1]
-    return "(outside the app)"
-
-
-def print_report(events: list[aiocop.SlowTaskEvent]) -> None:
-    by_place: dict[str, list[aiocop.SlowTaskEvent]] = defaultdict(list)
-    for event in events:
-        by_place[app_frame(event)].append(event)
-
-    rows = sorted(by_place.items(), key=lambda item: -sum(e.severity_score for e in item[1]))
-    print(f"aiocop found {len(events)} blocking slices in {len(rows)} places\n")
-    print(f"{'app frame':<44} {'reason':<13} {'slices':>6} {'score':>6} {'level':<7} {'max ms':>7}  first event")
-    for place, place_events in rows:
-        worst = max(place_events, key=lambda e: e.severity_score)
-        first_event = worst.blocking_events[0]["event"] if worst.blocking_events else "-"
-        print(
-            f"{place[-44:]:<44} {worst.reason:<13} {len(place_events):>6} "
-            f"{sum(e.severity_score for e in place_events):>6} {worst.severity_level:<7} "
-            f"{max(e.elapsed_ms for e in place_events):>7.1f}  {first_event[:48]}"
-        )
-
-
 def print_trace_summary(path: str, summary: aiocop.RecordingSummary) -> None:
     trace = aiocop.read_trace(path)
     slow = [s for s in trace["slices"] if s["exceeded"]]
@@ -161,7 +128,8 @@ if __name__ == "__main__":
     finally:
         recorded = aiocop.stop_recording()
         os.remove(CONFIG_PATH)
-    print_report(found)
+    levels = ", ".join(f"{lvl}: {sum(e.severity_level == lvl for e in found)}" for lvl in ("high", "medium", "low"))
+    print(f"the slow-task callback saw {len(found)} blocking slices ({levels})")
     if recorded is not None:
         print_trace_summary(trace_path, recorded)
     sys.exit(0 if found else 1)

@@ -1,0 +1,453 @@
+//! The first stage: each chunk of a file, on any thread, folded into a
+//! partial aggregate keyed by ids, never by text.
+//!
+//! A chunk alone has ids but maybe not their text (each id is defined once
+//! per file, in the first chunk that uses it), so slices are aggregated by
+//! their *signature*: the sorted `(event, stack)` pairs of their blocking
+//! events, whether they ran over the threshold, and, for `--by task` and
+//! `--by context:KEY`, the string id that keys them. Slices with the same
+//! signature resolve to the same keys with the same scores, so keeping a
+//! count, their elapsed times and one example per signature is enough for
+//! [`crate::resolve`] to compute every group exactly once the file's
+//! dictionary is whole, however the chunks were split between threads.
+//! The number of signatures grows with the program's code paths, not with
+//! the trace's length.
+//!
+//! CPU-blocking slices (over the threshold, no blocking event) are keyed by
+//! their most frequent CPU sample's stack (the first of the most frequent,
+//! in sample order).
+
+use crate::durations::Durations;
+use crate::group::NO_STACK;
+use aiocop_trace::records::{Chunk, SliceRecord, StackId, StringId};
+use aiocop_trace::{Dictionary, ReadError};
+use rustc_hash::FxHashMap;
+
+/// What, besides the events, keys a slice.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Extra {
+    None,
+    /// `--by task`: the slice's `what`.
+    What,
+    /// `--by context:KEY`: the value of the key with this string id (the
+    /// file defines the key once; `None` if it never does).
+    Context(Option<StringId>),
+}
+
+/// How slices are taken in.
+#[derive(Clone, Copy, Debug)]
+pub struct ChunkOptions {
+    pub extra: Extra,
+    /// `--threshold-ms`: re-evaluates `exceeded`; `None` keeps the recorded flag.
+    pub threshold_ns: Option<u64>,
+    /// Slices starting in `[since_ns, until_ns)` after the trace's start count.
+    pub since_ns: u64,
+    pub until_ns: u64,
+}
+
+impl Default for ChunkOptions {
+    fn default() -> Self {
+        ChunkOptions { extra: Extra::None, threshold_ns: None, since_ns: 0, until_ns: u64::MAX }
+    }
+}
+
+/// Slices that did blocking I/O and resolve to the same keys.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct IoSignature {
+    pub exceeded: bool,
+    pub extra: Option<StringId>,
+    /// `(event index, stack id)`, sorted.
+    pub events: Box<[(u16, StackId)]>,
+}
+
+#[derive(Clone, Debug)]
+pub struct IoStats {
+    pub slices: u64,
+    pub durations: Durations,
+    /// The earliest slice: its start and its events' argument ids, in
+    /// signature order.
+    pub example_start_ns: u64,
+    pub example_args: Box<[StringId]>,
+}
+
+/// CPU-blocking slices with the same most frequent sample and extra key.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct CpuSignature {
+    /// The most frequent sample's stack; [`NO_STACK`] if the slice has no samples.
+    pub stack: StackId,
+    pub extra: Option<StringId>,
+}
+
+#[derive(Clone, Debug)]
+pub struct CpuStats {
+    pub slices: u64,
+    pub samples: u64,
+    pub durations: Durations,
+    pub first_start_ns: u64,
+}
+
+/// Counts that need no key.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Slices in the time window.
+    pub slices: u64,
+    /// Of those, over the (possibly re-evaluated) threshold.
+    pub exceeded: u64,
+    /// Slices the recorder dropped (it fell behind): they have no time, so
+    /// the window does not apply to them.
+    pub dropped_slices: u64,
+    /// Blocking events past the 50 kept per slice, in window slices.
+    pub dropped_events: u64,
+    /// The start of the first slice and the end of the last, of all slices
+    /// whatever the window, from the trace's start.
+    pub first_start_ns: Option<u64>,
+    pub last_end_ns: u64,
+    pub chunks_read: u64,
+}
+
+impl Counts {
+    fn merge(&mut self, other: &Counts) {
+        self.slices += other.slices;
+        self.exceeded += other.exceeded;
+        self.dropped_slices += other.dropped_slices;
+        self.dropped_events += other.dropped_events;
+        self.first_start_ns = match (self.first_start_ns, other.first_start_ns) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        self.last_end_ns = self.last_end_ns.max(other.last_end_ns);
+        self.chunks_read += other.chunks_read;
+    }
+}
+
+/// A file's chunks folded together, keyed by its ids.
+#[derive(Debug, Default)]
+pub struct FileAggregate {
+    pub io: FxHashMap<IoSignature, IoStats>,
+    pub cpu: FxHashMap<CpuSignature, CpuStats>,
+    pub counts: Counts,
+    pub dictionary: Dictionary,
+    /// Chunks that could not be read, and the error of the first of them.
+    pub unreadable: u64,
+    pub first_error: Option<(usize, ReadError)>,
+}
+
+impl FileAggregate {
+    /// Adds chunk `index` as read: its slices, or its error.
+    pub fn add(&mut self, index: usize, chunk: Result<Chunk, ReadError>, options: &ChunkOptions) {
+        match chunk {
+            Ok(chunk) => self.add_chunk(&chunk, options),
+            Err(error) => {
+                self.unreadable += 1;
+                if self.first_error.as_ref().is_none_or(|(first, _)| index < *first) {
+                    self.first_error = Some((index, error));
+                }
+            }
+        }
+    }
+
+    pub fn add_chunk(&mut self, chunk: &Chunk, options: &ChunkOptions) {
+        self.dictionary.add(chunk);
+        self.counts.chunks_read += 1;
+        self.counts.dropped_slices += chunk.dropped_slices;
+        let mut start_ns = chunk.base_offset_ns;
+        for slice in &chunk.slices {
+            start_ns = start_ns.saturating_add(slice.start_delta_ns);
+            let end_ns = start_ns.saturating_add(slice.duration_ns);
+            self.counts.first_start_ns = Some(self.counts.first_start_ns.map_or(start_ns, |s| s.min(start_ns)));
+            self.counts.last_end_ns = self.counts.last_end_ns.max(end_ns);
+            if start_ns < options.since_ns || start_ns >= options.until_ns {
+                continue;
+            }
+            self.add_slice(slice, start_ns, options);
+        }
+    }
+
+    fn add_slice(&mut self, slice: &SliceRecord, start_ns: u64, options: &ChunkOptions) {
+        let exceeded = options.threshold_ns.map_or(slice.exceeded, |threshold| slice.duration_ns >= threshold);
+        self.counts.slices += 1;
+        self.counts.exceeded += u64::from(exceeded);
+        self.counts.dropped_events += u64::from(slice.dropped_events);
+        let extra = match options.extra {
+            Extra::None => None,
+            Extra::What => Some(slice.what),
+            Extra::Context(key) => {
+                key.and_then(|key| slice.context.iter().find(|(k, _)| *k == key).map(|(_, value)| *value))
+            }
+        };
+        if !slice.events.is_empty() {
+            let mut events: Vec<(u16, StackId, StringId)> =
+                slice.events.iter().map(|e| (e.event, e.stack, e.args)).collect();
+            // Stable: among equal (event, stack) pairs the example keeps the
+            // arguments in the order the slice made the calls.
+            events.sort_by_key(|&(event, stack, _)| (event, stack));
+            let signature = IoSignature {
+                exceeded,
+                extra,
+                events: events.iter().map(|&(event, stack, _)| (event, stack)).collect(),
+            };
+            let stats = self.io.entry(signature).or_insert_with(|| IoStats {
+                slices: 0,
+                durations: Durations::new(),
+                example_start_ns: start_ns,
+                example_args: events.iter().map(|&(_, _, args)| args).collect(),
+            });
+            stats.slices += 1;
+            stats.durations.record(slice.duration_ns);
+            if start_ns < stats.example_start_ns {
+                stats.example_start_ns = start_ns;
+                stats.example_args = events.iter().map(|&(_, _, args)| args).collect();
+            }
+        } else if exceeded {
+            let signature = CpuSignature { stack: most_frequent(&slice.samples).unwrap_or(NO_STACK), extra };
+            let stats = self.cpu.entry(signature).or_insert_with(|| CpuStats {
+                slices: 0,
+                samples: 0,
+                durations: Durations::new(),
+                first_start_ns: start_ns,
+            });
+            stats.slices += 1;
+            stats.samples += slice.samples.len() as u64;
+            stats.durations.record(slice.duration_ns);
+            stats.first_start_ns = stats.first_start_ns.min(start_ns);
+        }
+    }
+
+    /// Folds `other` (other chunks of the same file) into `self`.
+    pub fn merge(mut self, other: FileAggregate) -> FileAggregate {
+        for (signature, theirs) in other.io {
+            match self.io.entry(signature) {
+                std::collections::hash_map::Entry::Vacant(entry) => {
+                    entry.insert(theirs);
+                }
+                std::collections::hash_map::Entry::Occupied(mut entry) => {
+                    let mine = entry.get_mut();
+                    mine.slices += theirs.slices;
+                    mine.durations.merge(&theirs.durations);
+                    if theirs.example_start_ns < mine.example_start_ns {
+                        mine.example_start_ns = theirs.example_start_ns;
+                        mine.example_args = theirs.example_args;
+                    }
+                }
+            }
+        }
+        for (signature, theirs) in other.cpu {
+            match self.cpu.entry(signature) {
+                std::collections::hash_map::Entry::Vacant(entry) => {
+                    entry.insert(theirs);
+                }
+                std::collections::hash_map::Entry::Occupied(mut entry) => {
+                    let mine = entry.get_mut();
+                    mine.slices += theirs.slices;
+                    mine.samples += theirs.samples;
+                    mine.durations.merge(&theirs.durations);
+                    mine.first_start_ns = mine.first_start_ns.min(theirs.first_start_ns);
+                }
+            }
+        }
+        self.counts.merge(&other.counts);
+        self.dictionary.merge(other.dictionary);
+        self.unreadable += other.unreadable;
+        if let Some((index, error)) = other.first_error {
+            if self.first_error.as_ref().is_none_or(|(first, _)| index < *first) {
+                self.first_error = Some((index, error));
+            }
+        }
+        self
+    }
+}
+
+/// The most frequent stack of `samples`; the first of them in sample order
+/// on a tie. Samples per slice are few (the sampler caps them), and so are
+/// the distinct stacks among them.
+pub fn most_frequent(samples: &[StackId]) -> Option<StackId> {
+    let mut counts: Vec<(StackId, u32)> = Vec::new();
+    for &stack in samples {
+        match counts.iter_mut().find(|(s, _)| *s == stack) {
+            Some((_, count)) => *count += 1,
+            None => counts.push((stack, 1)),
+        }
+    }
+    // `max_by_key` keeps the last of equal maxima: reverse to keep the first.
+    counts.iter().rev().max_by_key(|(_, count)| *count).map(|(stack, _)| *stack)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aiocop_trace::records::EventRecord;
+
+    fn event(event: u16, stack: StackId, args: StringId) -> EventRecord {
+        EventRecord { event, args, offset_ns: 0, stack }
+    }
+
+    fn slice(start_delta_ns: u64, duration_ns: u64, exceeded: bool, events: Vec<EventRecord>) -> SliceRecord {
+        SliceRecord { start_delta_ns, duration_ns, exceeded, events, ..SliceRecord::default() }
+    }
+
+    #[test]
+    fn most_frequent_sample_prefers_the_first_on_ties() {
+        assert_eq!(most_frequent(&[]), None);
+        assert_eq!(most_frequent(&[4, 5, 5, 4]), Some(4));
+        assert_eq!(most_frequent(&[4, 5, 5]), Some(5));
+        assert_eq!(most_frequent(&[9]), Some(9));
+    }
+
+    #[test]
+    fn slices_with_the_same_events_in_any_order_share_a_signature() {
+        let chunk = Chunk {
+            base_offset_ns: 1_000,
+            slices: vec![
+                slice(0, 10, false, vec![event(1, 7, 100), event(0, 8, 101)]),
+                slice(50, 20, true, vec![event(0, 8, 102), event(1, 7, 103)]),
+                slice(50, 30, false, vec![event(0, 8, 104), event(1, 7, 105)]),
+                slice(50, 5, false, vec![]),
+            ],
+            dropped_slices: 3,
+            ..Chunk::default()
+        };
+        let mut aggregate = FileAggregate::default();
+        aggregate.add_chunk(&chunk, &ChunkOptions::default());
+        assert_eq!(aggregate.io.len(), 2);
+        let quiet = &aggregate.io[&IoSignature { exceeded: false, extra: None, events: Box::new([(0, 8), (1, 7)]) }];
+        assert_eq!((quiet.slices, quiet.durations.total_ns()), (2, 40));
+        assert_eq!((quiet.example_start_ns, &*quiet.example_args), (1_000, &[101, 100][..]));
+        let slow = &aggregate.io[&IoSignature { exceeded: true, extra: None, events: Box::new([(0, 8), (1, 7)]) }];
+        assert_eq!((slow.slices, slow.example_start_ns), (1, 1_050));
+        assert!(aggregate.cpu.is_empty());
+        assert_eq!(
+            aggregate.counts,
+            Counts {
+                slices: 4,
+                exceeded: 1,
+                dropped_slices: 3,
+                dropped_events: 0,
+                first_start_ns: Some(1_000),
+                last_end_ns: 1_155,
+                chunks_read: 1
+            }
+        );
+    }
+
+    #[test]
+    fn the_window_and_a_new_threshold_decide_what_counts() {
+        let chunk = Chunk {
+            base_offset_ns: 0,
+            slices: vec![
+                slice(0, 100, false, vec![]),
+                slice(1_000, 300, true, vec![]),
+                slice(1_000, 200, false, vec![event(0, 1, 2)]),
+                slice(1_000, 900, true, vec![]),
+            ],
+            ..Chunk::default()
+        };
+        // Starts 0, 1000, 2000, 3000; window [1000, 3000).
+        let options =
+            ChunkOptions { threshold_ns: Some(250), since_ns: 1_000, until_ns: 3_000, ..ChunkOptions::default() };
+        let mut aggregate = FileAggregate::default();
+        aggregate.add_chunk(&chunk, &options);
+        assert_eq!((aggregate.counts.slices, aggregate.counts.exceeded), (2, 1));
+        assert_eq!((aggregate.counts.first_start_ns, aggregate.counts.last_end_ns), (Some(0), 3_900));
+        assert_eq!(aggregate.cpu.len(), 1);
+        // 200 ns is under the new threshold of 250 ns.
+        assert!(aggregate.io.keys().all(|signature| !signature.exceeded));
+
+        // A threshold of 0 makes every slice slow, without samples.
+        let mut aggregate = FileAggregate::default();
+        aggregate.add_chunk(&chunk, &ChunkOptions { threshold_ns: Some(0), ..ChunkOptions::default() });
+        assert_eq!(aggregate.counts.exceeded, 4);
+        let cpu = &aggregate.cpu[&CpuSignature { stack: NO_STACK, extra: None }];
+        assert_eq!((cpu.slices, cpu.samples, cpu.durations.max_ns()), (3, 0, 900));
+    }
+
+    #[test]
+    fn task_and_context_keys_split_signatures() {
+        let with_context = |what: StringId, context: Vec<(StringId, StringId)>| SliceRecord {
+            what,
+            context,
+            ..slice(0, 1, false, vec![event(0, 1, 2)])
+        };
+        let chunk = Chunk {
+            slices: vec![
+                with_context(40, vec![(5, 6), (7, 8)]),
+                with_context(41, vec![(7, 9)]),
+                with_context(40, vec![(5, 6)]),
+            ],
+            ..Chunk::default()
+        };
+        let extras = |extra| {
+            let mut aggregate = FileAggregate::default();
+            aggregate.add_chunk(&chunk, &ChunkOptions { extra, ..ChunkOptions::default() });
+            let mut extras: Vec<(Option<StringId>, u64)> =
+                aggregate.io.iter().map(|(s, stats)| (s.extra, stats.slices)).collect();
+            extras.sort();
+            extras
+        };
+        assert_eq!(extras(Extra::None), [(None, 3)]);
+        assert_eq!(extras(Extra::What), [(Some(40), 2), (Some(41), 1)]);
+        assert_eq!(extras(Extra::Context(Some(7))), [(None, 1), (Some(8), 1), (Some(9), 1)]);
+        assert_eq!(extras(Extra::Context(None)), [(None, 3)]);
+    }
+
+    #[test]
+    fn merging_chunks_in_any_order_gives_the_same_aggregate() {
+        let chunks: Vec<Chunk> = (0..4u64)
+            .map(|i| Chunk {
+                base_offset_ns: i * 10_000,
+                slices: vec![
+                    slice(0, 100 + i, i % 2 == 0, vec![event(0, 1, i as u32)]),
+                    SliceRecord { samples: vec![3, 3, 4], ..slice(10, 5_000, true, vec![]) },
+                ],
+                dropped_slices: i,
+                ..Chunk::default()
+            })
+            .collect();
+        let fold = |order: &[usize]| {
+            order.iter().fold(FileAggregate::default(), |all, &i| {
+                let mut one = FileAggregate::default();
+                one.add(i, Ok(chunks[i].clone()), &ChunkOptions::default());
+                all.merge(one)
+            })
+        };
+        let summary = |aggregate: &FileAggregate| {
+            let mut io: Vec<_> = aggregate
+                .io
+                .iter()
+                .map(|(s, stats)| {
+                    (
+                        s.exceeded,
+                        stats.slices,
+                        stats.durations.total_ns(),
+                        stats.example_start_ns,
+                        stats.example_args.clone(),
+                    )
+                })
+                .collect();
+            io.sort();
+            let cpu: Vec<_> = aggregate
+                .cpu
+                .iter()
+                .map(|(s, stats)| (s.stack, stats.slices, stats.samples, stats.first_start_ns))
+                .collect();
+            (io, cpu, aggregate.counts.clone())
+        };
+        let forward = summary(&fold(&[0, 1, 2, 3]));
+        assert_eq!(forward, summary(&fold(&[3, 1, 0, 2])));
+        assert_eq!(forward.0, [(false, 2, 204, 10_000, Box::from([1])), (true, 2, 202, 0, Box::from([0]))]);
+        assert_eq!(forward.1, [(3, 4, 12, 10)]);
+        assert_eq!(forward.2.dropped_slices, 6);
+    }
+
+    #[test]
+    fn unreadable_chunks_are_counted_and_the_first_is_kept() {
+        let error = |index| ReadError::NoSuchChunk { path: "t".to_owned(), index, count: 0 };
+        let mut a = FileAggregate::default();
+        a.add(5, Err(error(5)), &ChunkOptions::default());
+        let mut b = FileAggregate::default();
+        b.add(2, Err(error(2)), &ChunkOptions::default());
+        b.add(9, Err(error(9)), &ChunkOptions::default());
+        let merged = a.merge(b);
+        assert_eq!(merged.unreadable, 3);
+        assert_eq!(merged.first_error.map(|(index, _)| index), Some(2));
+    }
+}

@@ -1,0 +1,465 @@
+//! Runs a parsed command line: opens the inputs, reads every chunk in
+//! parallel, and writes the result. The command line becomes library
+//! options here and nowhere else.
+//!
+//! Reading is two stages (see [`crate::aggregate`] and [`crate::resolve`]).
+//! Files are read in parallel, each by its own task that opens it, reads it
+//! and closes it (so that a fleet of thousands of traces does not hold
+//! thousands of open files). Within a file, chunks are decoded in parallel
+//! on rayon's threads and folded into an aggregate keyed by the file's ids,
+//! together with the file's definitions; then the aggregate is resolved to
+//! text keys through the file's whole dictionary, and the files' results are
+//! merged in input order. Chunks are read from disk one at a time per thread
+//! and dropped once folded: memory holds aggregates and definitions, never a
+//! whole trace. `--by context:KEY` first reads each file once more to find
+//! the key's id.
+//!
+//! Warnings (a file cut short, unreadable chunks, a newer format minor) are
+//! one line each on stderr, printed in input order before the output.
+
+use crate::aggregate::{ChunkOptions, FileAggregate};
+use crate::cli::{ColorChoice, Command, InfoArgs, InfoFormat, ReportArgs};
+use crate::error::AnalyzeError;
+use crate::export::{self, ReportFormat, Style};
+use crate::group::{GroupBy, IgnoreSet};
+use crate::info::{InfoCounts, TraceInfo};
+use crate::report::{self, OptionsView, RankOptions, Report, TotalsView, TraceFacts};
+use crate::resolve::{self, Analysis, ResolveOptions};
+use aiocop_trace::format::{FORMAT_MINOR, FRAME_HEADER_LEN};
+use aiocop_trace::TraceFile;
+use globset::GlobBuilder;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use rayon::prelude::*;
+use std::ffi::OsStr;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+
+/// Input bytes past which reading shows a progress bar (when stderr is a terminal).
+const PROGRESS_MIN_BYTES: u64 = 16 << 20;
+
+pub fn run(cli: crate::cli::Cli) -> Result<(), AnalyzeError> {
+    match cli.command {
+        Some(Command::Report(args)) => run_report(args),
+        Some(Command::Info(args)) => run_info(args),
+        None => run_report(cli.report),
+    }
+}
+
+/// Prints a warning: one line on stderr.
+fn warn(message: &str) {
+    let _ = writeln!(std::io::stderr().lock(), "aiocop-analyze: warning: {message}");
+}
+
+fn thread_pool(threads: usize) -> Result<rayon::ThreadPool, AnalyzeError> {
+    // A pool of our own, not rayon's global one: the Python extension may
+    // run the analyzer more than once in a process that uses rayon itself.
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(|i| format!("aiocop-analyze-{i}"))
+        .build()
+        .map_err(|e| AnalyzeError::Threads { threads, problem: e.to_string() })
+}
+
+/// The warning for a file of a newer format minor, if it is one.
+fn newer_minor_warning(trace: &TraceFile) -> Option<String> {
+    let (major, minor) = trace.format_version();
+    (minor > FORMAT_MINOR).then(|| {
+        format!(
+            "'{}' is trace format {major}.{minor}, newer than this build reads ({major}.{FORMAT_MINOR}): what it adds is skipped",
+            trace.path()
+        )
+    })
+}
+
+/// Prints every error but the last, which it returns; or the values, in input order.
+fn all_or_errors<T>(results: Vec<Result<T, AnalyzeError>>) -> Result<Vec<T>, AnalyzeError> {
+    let mut values = Vec::with_capacity(results.len());
+    let mut errors = Vec::new();
+    for result in results {
+        match result {
+            Ok(value) => values.push(value),
+            Err(error) => errors.push(error),
+        }
+    }
+    match errors.pop() {
+        None => Ok(values),
+        Some(last) => {
+            for error in errors {
+                let _ = writeln!(std::io::stderr().lock(), "aiocop-analyze: {error}");
+            }
+            Err(last)
+        }
+    }
+}
+
+/// A progress bar over the inputs' bytes, shown only on a terminal and for
+/// inputs large enough to take a while.
+fn progress_bar(paths: &[PathBuf]) -> ProgressBar {
+    let bytes: u64 = paths.iter().filter_map(|p| std::fs::metadata(p).ok()).map(|m| m.len()).sum();
+    if !std::io::stderr().is_terminal() || bytes < PROGRESS_MIN_BYTES {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(Some(bytes), ProgressDrawTarget::stderr());
+    if let Ok(style) = ProgressStyle::with_template("{spinner} reading {bar:40} {bytes}/{total_bytes} ({eta} left)") {
+        bar.set_style(style);
+    }
+    bar
+}
+
+/// Bytes chunk `index` takes in its file, for the progress bar.
+fn chunk_bytes(trace: &TraceFile, index: usize) -> u64 {
+    trace.chunk_info(index).map_or(0, |info| FRAME_HEADER_LEN as u64 + u64::from(info.payload_len))
+}
+
+/// The one-line warning for a file cut short or with unreadable chunks.
+fn check_readable(trace: &TraceFile, unreadable: u64, first_error: Option<String>) -> Option<String> {
+    let mut problems = Vec::new();
+    if trace.cut_short() {
+        problems
+            .push("it was cut short (no footer: the recording did not stop cleanly, or is still going on)".to_owned());
+    }
+    if let Some(error) = first_error {
+        // The trace crate's message names the file: the warning names it first already.
+        let prefix = format!("'{}': ", trace.path());
+        let error = error.strip_prefix(&prefix).map_or_else(|| error.clone(), str::to_owned);
+        let more = match unreadable {
+            0 | 1 => String::new(),
+            n => format!(" (and {} more)", crate::export::count(n - 1, "unreadable chunk")),
+        };
+        problems.push(format!("{error}{more}"));
+    }
+    if problems.is_empty() {
+        return None;
+    }
+    let readable = trace.chunk_count() as u64 - unreadable;
+    Some(format!(
+        "'{}': {}; using its {}",
+        trace.path(),
+        problems.join("; "),
+        crate::export::count(readable, "readable chunk")
+    ))
+}
+
+struct Destination {
+    path: Option<PathBuf>,
+}
+
+impl Destination {
+    fn new(output: Option<&Path>) -> Destination {
+        Destination { path: output.filter(|p| p.as_os_str() != "-").map(Path::to_path_buf) }
+    }
+
+    fn is_stdout(&self) -> bool {
+        self.path.is_none()
+    }
+
+    fn write(&self, text: &str) -> Result<(), AnalyzeError> {
+        match &self.path {
+            None => {
+                let mut stdout = std::io::stdout().lock();
+                match stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
+                    Ok(()) => Ok(()),
+                    Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(AnalyzeError::BrokenPipe),
+                    Err(source) => Err(AnalyzeError::Output { path: "<stdout>".to_owned(), source }),
+                }
+            }
+            Some(path) => std::fs::write(path, text)
+                .map_err(|source| AnalyzeError::Output { path: path.display().to_string(), source }),
+        }
+    }
+}
+
+/// Whether to colour: `always`, `never`, or with `auto` only on a terminal
+/// with `NO_COLOR` unset (or empty) and `TERM` not `dumb`.
+pub fn color_enabled(choice: ColorChoice, terminal: bool, no_color: Option<&OsStr>, term: Option<&OsStr>) -> bool {
+    match choice {
+        ColorChoice::Always => true,
+        ColorChoice::Never => false,
+        ColorChoice::Auto => terminal && no_color.is_none_or(OsStr::is_empty) && term.is_none_or(|t| t != "dumb"),
+    }
+}
+
+fn style_for(choice: ColorChoice, destination: &Destination) -> Style {
+    let terminal = destination.is_stdout() && std::io::stdout().is_terminal();
+    let color =
+        color_enabled(choice, terminal, std::env::var_os("NO_COLOR").as_deref(), std::env::var_os("TERM").as_deref());
+    // comfy-table asks the terminal for its width.
+    let width = if terminal { comfy_table::Table::new().width() } else { None };
+    Style { color, width }
+}
+
+fn seconds_to_ns(seconds: f64) -> u64 {
+    // Saturates: `as` clamps a float too large for u64.
+    (seconds * 1e9).round() as u64
+}
+
+fn label_matcher(pattern: &str) -> Result<globset::GlobMatcher, AnalyzeError> {
+    let glob = GlobBuilder::new(pattern)
+        .literal_separator(false)
+        .build()
+        .map_err(|e| AnalyzeError::BadPattern { pattern: pattern.to_owned(), problem: e.kind().to_string() })?;
+    Ok(glob.compile_matcher())
+}
+
+pub fn run_report(args: ReportArgs) -> Result<(), AnalyzeError> {
+    if let (Some(since), Some(until)) = (args.since, args.until) {
+        if since >= until {
+            return Err(AnalyzeError::Usage(format!("--since {since} is not before --until {until}")));
+        }
+    }
+    let ignore = IgnoreSet::new(&args.ignore)
+        .map_err(|(pattern, e)| AnalyzeError::BadPattern { pattern, problem: e.kind().to_string() })?;
+    let label = args.label.as_deref().map(label_matcher).transpose()?;
+    let destination = Destination::new(args.output.as_deref());
+    let paths = crate::input::expand(&args.inputs)?;
+    let pool = thread_pool(args.threads)?;
+
+    let report = pool.install(|| analyse(&args, &paths, ignore.as_ref(), label.as_ref()))?;
+    let text = export::exporter(args.format).render(&report, style_for(args.color, &destination));
+    destination.write(&text)
+}
+
+fn default_top(args: &ReportArgs) -> usize {
+    args.top.unwrap_or(match args.format {
+        ReportFormat::Table | ReportFormat::Markdown => 20,
+        ReportFormat::Json | ReportFormat::Csv => 0,
+    })
+}
+
+/// One input, read: what the report needs of it.
+enum FileOutcome {
+    /// Left out by `--label`; its label.
+    Skipped(Option<String>),
+    Read(Box<ReadFile>),
+}
+
+struct ReadFile {
+    facts: TraceFacts,
+    analysis: Analysis,
+    warnings: Vec<String>,
+}
+
+/// Reads `paths` and makes the report (inside the caller's thread pool).
+///
+/// Each file is opened, read and closed by its own task, so that a fleet of
+/// thousands of traces never holds thousands of open files; its chunks are
+/// read in parallel within it.
+fn analyse(
+    args: &ReportArgs,
+    paths: &[PathBuf],
+    ignore: Option<&IgnoreSet>,
+    label: Option<&globset::GlobMatcher>,
+) -> Result<Report, AnalyzeError> {
+    let since_ns = args.since.map_or(0, seconds_to_ns);
+    let until_ns = args.until.map_or(u64::MAX, seconds_to_ns);
+    let threshold_ns = args.threshold_ms.map(|ms| seconds_to_ns(ms / 1000.0));
+    let resolve_options =
+        ResolveOptions { by: &args.by, app_roots: &args.app_roots, ignore, exceeded_only: args.exceeded_only };
+    let progress = progress_bar(paths);
+
+    let read_file = |file: usize, path: &PathBuf| -> Result<FileOutcome, AnalyzeError> {
+        let trace = TraceFile::open(path)?;
+        if let Some(matcher) = label {
+            let label = trace.header().label.clone();
+            if !label.as_deref().is_some_and(|l| matcher.is_match(l)) {
+                progress.inc(std::fs::metadata(path).map_or(0, |m| m.len()));
+                return Ok(FileOutcome::Skipped(label));
+            }
+        }
+        // `--by context:KEY` needs the key's string id before slices are read.
+        let context_id = match &args.by {
+            GroupBy::Context(key) => (0..trace.chunk_count())
+                .into_par_iter()
+                .filter_map(|i| trace.read_chunk(i).ok().and_then(|c| resolve::find_string(&c.strings, key)))
+                .min(),
+            _ => None,
+        };
+        let options =
+            ChunkOptions { extra: resolve::extra_for(&args.by, context_id), threshold_ns, since_ns, until_ns };
+        let mut aggregate = (0..trace.chunk_count())
+            .into_par_iter()
+            .fold(FileAggregate::default, |mut aggregate, index| {
+                aggregate.add(index, trace.read_chunk(index), &options);
+                progress.inc(chunk_bytes(&trace, index));
+                aggregate
+            })
+            .reduce(FileAggregate::default, FileAggregate::merge);
+
+        let mut warnings: Vec<String> = newer_minor_warning(&trace).into_iter().collect();
+        let first_error = aggregate.first_error.take().map(|(_, error)| error);
+        if aggregate.unreadable == trace.chunk_count() as u64 {
+            if let Some(error) = first_error {
+                return Err(AnalyzeError::NothingReadable { error, chunks: trace.chunk_count() });
+            }
+        }
+        warnings.extend(check_readable(&trace, aggregate.unreadable, first_error.map(|e| e.to_string())));
+        let mut analysis = Analysis::default();
+        analysis.add_file(file, trace.header(), &aggregate, resolve_options);
+        let facts = trace_facts(&trace, &aggregate, since_ns, until_ns);
+        Ok(FileOutcome::Read(Box::new(ReadFile { facts, analysis, warnings })))
+    };
+    let outcomes: Vec<Result<FileOutcome, AnalyzeError>> =
+        paths.par_iter().enumerate().map(|(file, path)| read_file(file, path)).collect();
+    progress.finish_and_clear();
+
+    let mut analysis = Analysis::default();
+    let mut facts = Vec::new();
+    let mut skipped_labels = Vec::new();
+    for outcome in all_or_errors(outcomes)? {
+        match outcome {
+            FileOutcome::Skipped(label) => skipped_labels.push(label.unwrap_or_else(|| "none".to_owned())),
+            FileOutcome::Read(file) => {
+                for warning in &file.warnings {
+                    warn(warning);
+                }
+                facts.push(file.facts);
+                analysis.merge(file.analysis);
+            }
+        }
+    }
+    if facts.is_empty() {
+        if let Some(pattern) = &args.label {
+            skipped_labels.sort();
+            skipped_labels.dedup();
+            return Err(AnalyzeError::NoLabelMatch { pattern: pattern.clone(), labels: skipped_labels.join(", ") });
+        }
+    }
+
+    let totals = &analysis.totals;
+    let duration_ns: u64 = facts.iter().map(|f| seconds_to_ns(f.duration_s)).sum();
+    let min_severity = args.min_severity.map(|m| m.level());
+    let totals = TotalsView {
+        traces: totals.traces,
+        slices: totals.slices,
+        blocking_slices: totals.blocking_slices,
+        exceeded: totals.exceeded,
+        cpu_blocking: totals.cpu_blocking,
+        events: totals.events,
+        dropped: totals.dropped_slices,
+        dropped_events: totals.dropped_events,
+        duration_s: report::seconds(duration_ns),
+        groups: analysis.groups.values().filter(|g| min_severity.is_none_or(|min| g.worst >= min)).count(),
+        cpu_groups: analysis.cpu_groups.len(),
+    };
+    let rank = RankOptions { sort: args.sort, top: default_top(args), min_severity };
+    let (groups, groups_not_shown, cpu_groups, cpu_groups_not_shown) = report::rank(analysis, rank);
+    Ok(Report {
+        schema_version: report::SCHEMA_VERSION,
+        by: args.by.to_string(),
+        groups,
+        groups_not_shown,
+        cpu_groups,
+        cpu_groups_not_shown,
+        totals,
+        traces: facts,
+        options: OptionsView {
+            threshold_ms: args.threshold_ms,
+            since_s: args.since,
+            until_s: args.until,
+            exceeded_only: args.exceeded_only,
+            min_severity: min_severity.map(|l| l.as_str()),
+            ignore: args.ignore.clone(),
+            label: args.label.clone(),
+            app_roots: args.app_roots.clone(),
+            sort: args.sort.name(),
+            top: args.top,
+        },
+        group_by: args.by.clone(),
+    })
+}
+
+fn trace_facts(trace: &TraceFile, aggregate: &FileAggregate, since_ns: u64, until_ns: u64) -> TraceFacts {
+    let header = trace.header();
+    let (major, minor) = trace.format_version();
+    let end_ns = trace.footer().map_or(aggregate.counts.last_end_ns, |f| f.end_offset_ns);
+    TraceFacts {
+        path: trace.path().to_owned(),
+        format_version: format!("{major}.{minor}"),
+        aiocop_version: header.aiocop_version.clone(),
+        python_version: header.python_version.clone(),
+        platform: header.platform.clone(),
+        host: header.host.clone(),
+        pid: header.pid,
+        label: header.label.clone(),
+        threshold_ms: report::ms(header.threshold_ns),
+        start_unix_ns: header.start_unix_ns,
+        duration_s: report::seconds(end_ns.min(until_ns).saturating_sub(since_ns)),
+        slices: aggregate.counts.slices,
+        chunks: trace.chunk_count(),
+        unreadable_chunks: aggregate.unreadable,
+        cut_short: trace.cut_short(),
+    }
+}
+
+pub fn run_info(args: InfoArgs) -> Result<(), AnalyzeError> {
+    let destination = Destination::new(args.output.as_deref());
+    let paths = crate::input::expand(&args.inputs)?;
+    let pool = thread_pool(args.threads)?;
+    let infos = pool.install(|| -> Result<Vec<TraceInfo>, AnalyzeError> {
+        let progress = progress_bar(&paths);
+        let read_file = |path: &PathBuf| -> Result<(TraceInfo, Vec<String>), AnalyzeError> {
+            let trace = TraceFile::open(path)?;
+            let mut counts = (0..trace.chunk_count())
+                .into_par_iter()
+                .fold(InfoCounts::default, |mut counts, index| {
+                    counts.add(index, trace.read_chunk(index));
+                    progress.inc(chunk_bytes(&trace, index));
+                    counts
+                })
+                .reduce(InfoCounts::default, InfoCounts::merge);
+            let mut warnings: Vec<String> = newer_minor_warning(&trace).into_iter().collect();
+            let first_error = counts.first_error.take().map(|(_, e)| e.to_string());
+            warnings.extend(check_readable(&trace, counts.unreadable, first_error));
+            Ok((TraceInfo::new(&trace, &counts), warnings))
+        };
+        let results: Vec<_> = paths.par_iter().map(read_file).collect();
+        progress.finish_and_clear();
+        let mut infos = Vec::new();
+        for (info, warnings) in all_or_errors(results)? {
+            for warning in warnings {
+                warn(&warning);
+            }
+            infos.push(info);
+        }
+        Ok(infos)
+    })?;
+    let text = match args.format {
+        InfoFormat::Text => infos.iter().map(TraceInfo::text).collect::<Vec<_>>().join("\n"),
+        InfoFormat::Json => {
+            #[derive(serde::Serialize)]
+            struct InfoJson<'a> {
+                traces: &'a [TraceInfo],
+            }
+            let mut text = serde_json::to_string_pretty(&InfoJson { traces: &infos })
+                .expect("trace info serializes: its keys are strings");
+            text.push('\n');
+            text
+        }
+    };
+    destination.write(&text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn colour_only_on_a_terminal_without_no_color_or_a_dumb_term() {
+        let os = |s: &'static str| Some(OsStr::new(s));
+        assert!(color_enabled(ColorChoice::Auto, true, None, os("xterm-256color")));
+        assert!(color_enabled(ColorChoice::Auto, true, None, None));
+        assert!(color_enabled(ColorChoice::Auto, true, os(""), os("xterm")));
+        assert!(!color_enabled(ColorChoice::Auto, false, None, os("xterm")));
+        assert!(!color_enabled(ColorChoice::Auto, true, os("1"), os("xterm")));
+        assert!(!color_enabled(ColorChoice::Auto, true, None, os("dumb")));
+        assert!(color_enabled(ColorChoice::Always, false, os("1"), os("dumb")));
+        assert!(!color_enabled(ColorChoice::Never, true, None, os("xterm")));
+    }
+
+    #[test]
+    fn seconds_become_nanoseconds_and_saturate() {
+        assert_eq!(seconds_to_ns(2.1), 2_100_000_000);
+        assert_eq!(seconds_to_ns(0.0), 0);
+        assert_eq!(seconds_to_ns(1e300), u64::MAX);
+    }
+}

@@ -1,0 +1,94 @@
+//! GitHub-flavoured Markdown: the ranking as a table, the CPU-blocking
+//! ranking as another, and the totals as a list. Keys are code spans, so
+//! that `<no stack>` or `<frozen ...>` show as text, not as HTML.
+
+use super::{fmt_ms, summary_lines, top_events_text, Exporter, Style};
+use crate::report::Report;
+
+pub struct MarkdownExporter;
+
+const EVENTS_SHOWN: usize = 3;
+
+/// `text` as a code span inside a table cell.
+fn code(text: &str) -> String {
+    let text = text.replace('|', "\\|");
+    if text.contains('`') {
+        format!("`` {text} ``")
+    } else {
+        format!("`{text}`")
+    }
+}
+
+fn cell(text: &str) -> String {
+    text.replace('|', "\\|")
+}
+
+fn table_row(cells: &[String]) -> String {
+    format!("| {} |\n", cells.join(" | "))
+}
+
+impl Exporter for MarkdownExporter {
+    fn render(&self, report: &Report, _style: Style) -> String {
+        let mut out = String::new();
+        if report.groups.is_empty() {
+            out.push_str("No blocking I/O");
+            out.push_str(if report.totals.groups > 0 { " at this severity.\n" } else { " recorded.\n" });
+        } else {
+            let title = report.group_by.title();
+            out.push_str(&format!(
+                "| # | {title} | slices | events | score | level | over | total ms | p50 ms | p95 ms | p99 ms | max ms | top events |\n"
+            ));
+            out.push_str("|--:|:--|--:|--:|--:|:--|--:|--:|--:|--:|--:|--:|:--|\n");
+            for row in &report.groups {
+                out.push_str(&table_row(&[
+                    row.rank.to_string(),
+                    code(&row.key),
+                    row.slices.to_string(),
+                    row.events.to_string(),
+                    row.severity_score.to_string(),
+                    row.severity_level.to_owned(),
+                    row.exceeded.to_string(),
+                    fmt_ms(row.total_ms),
+                    fmt_ms(row.p50_ms),
+                    fmt_ms(row.p95_ms),
+                    fmt_ms(row.p99_ms),
+                    fmt_ms(row.max_ms),
+                    cell(&top_events_text(row, EVENTS_SHOWN)),
+                ]));
+            }
+            if report.groups_not_shown > 0 {
+                out.push_str(&format!("\n… and {} more.\n", report.groups_not_shown));
+            }
+        }
+        if !report.cpu_groups.is_empty() {
+            let title = report.group_by.cpu_title();
+            out.push_str(&format!("\n**CPU-blocking slices** (over the threshold, no blocking I/O), by {title}:\n\n"));
+            out.push_str(&format!(
+                "| # | {title} | slices | samples | total ms | p50 ms | p95 ms | p99 ms | max ms |\n"
+            ));
+            out.push_str("|--:|:--|--:|--:|--:|--:|--:|--:|--:|\n");
+            for row in &report.cpu_groups {
+                out.push_str(&table_row(&[
+                    row.rank.to_string(),
+                    code(&row.key),
+                    row.slices.to_string(),
+                    row.samples.to_string(),
+                    fmt_ms(row.total_ms),
+                    fmt_ms(row.p50_ms),
+                    fmt_ms(row.p95_ms),
+                    fmt_ms(row.p99_ms),
+                    fmt_ms(row.max_ms),
+                ]));
+            }
+            if report.cpu_groups_not_shown > 0 {
+                out.push_str(&format!("\n… and {} more.\n", report.cpu_groups_not_shown));
+            }
+        }
+        out.push('\n');
+        for line in summary_lines(report) {
+            // `<no samples>` would be an HTML tag.
+            out.push_str(&format!("- {}\n", line.replace('<', "&lt;")));
+        }
+        out
+    }
+}

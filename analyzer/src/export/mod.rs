@@ -1,0 +1,140 @@
+//! One module per output format behind one trait, each turning a
+//! [`Report`] into the text written out.
+//!
+//! - `table`: comfy-table tables and the totals under them, for people;
+//! - `json`: the stable contract to script against (see [`json`]);
+//! - `csv`: one row per group, the JSON's group fields as columns;
+//! - `markdown`: GitHub tables, for a pull request or an issue.
+
+pub mod csv;
+pub mod json;
+pub mod markdown;
+pub mod table;
+
+use crate::report::{Report, Row, TraceFacts};
+use clap::ValueEnum;
+
+/// `--format`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormat {
+    Table,
+    Json,
+    Csv,
+    Markdown,
+}
+
+/// How text for a terminal may look.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Style {
+    /// ANSI colours and bold.
+    pub color: bool,
+    /// The terminal's width, to wrap wide tables; `None`: no wrapping.
+    pub width: Option<u16>,
+}
+
+pub trait Exporter {
+    fn render(&self, report: &Report, style: Style) -> String;
+}
+
+pub fn exporter(format: ReportFormat) -> Box<dyn Exporter> {
+    match format {
+        ReportFormat::Table => Box::new(table::TableExporter),
+        ReportFormat::Json => Box::new(json::JsonExporter),
+        ReportFormat::Csv => Box::new(csv::CsvExporter),
+        ReportFormat::Markdown => Box::new(markdown::MarkdownExporter),
+    }
+}
+
+/// Milliseconds as every text format shows them.
+pub(crate) fn fmt_ms(ms: f64) -> String {
+    format!("{ms:.3}")
+}
+
+/// A duration in milliseconds without trailing zeros: `100`, `0.5`.
+pub(crate) fn fmt_short_ms(ms: f64) -> String {
+    let text = format!("{ms:.3}");
+    text.trim_end_matches('0').trim_end_matches('.').to_owned()
+}
+
+/// `1 slice`, `2 slices`.
+pub(crate) fn count(n: u64, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
+/// The first few event names of a row, `open ×3, time.sleep ×1, …`.
+pub(crate) fn top_events_text(row: &Row, at_most: usize) -> String {
+    let mut parts: Vec<String> =
+        row.top_events.iter().take(at_most).map(|e| format!("{} ×{}", e.event, e.count)).collect();
+    if row.top_events.len() > at_most {
+        parts.push("…".to_owned());
+    }
+    parts.join(", ")
+}
+
+/// The lines under the tables: totals, then the facts of each trace.
+pub(crate) fn summary_lines(report: &Report) -> Vec<String> {
+    let totals = &report.totals;
+    let options = &report.options;
+    let mut lines = Vec::new();
+    let window = match (options.since_s, options.until_s) {
+        (None, None) => String::new(),
+        (since, until) => format!(
+            " from {} s to {}",
+            fmt_short_ms(since.unwrap_or(0.0)),
+            until.map_or_else(|| "the end".to_owned(), |u| format!("{} s", fmt_short_ms(u)))
+        ),
+    };
+    let threshold =
+        options.threshold_ms.map_or_else(String::new, |t| format!(" (re-evaluated at {} ms)", fmt_short_ms(t)));
+    lines.push(format!(
+        "Slices: {} in {:.3} s recorded{window}, {} over the threshold{threshold}",
+        totals.slices, totals.duration_s, totals.exceeded
+    ));
+    lines.push(format!("Blocking I/O: {}, {}", count(totals.blocking_slices, "slice"), count(totals.events, "event")));
+    let cpu_where = report
+        .cpu_groups
+        .first()
+        .map_or_else(String::new, |row| format!("; most at {} ({})", row.key, count(row.slices, "slice")));
+    lines.push(format!(
+        "CPU-blocking: {} over the threshold without blocking I/O{cpu_where}",
+        count(totals.cpu_blocking, "slice")
+    ));
+    lines.push(format!(
+        "Dropped by the recorder: {}, {} past 50 in a slice",
+        count(totals.dropped, "slice"),
+        count(totals.dropped_events, "event")
+    ));
+    const MAX_TRACES: usize = 10;
+    for trace in report.traces.iter().take(MAX_TRACES) {
+        lines.push(trace_line(trace));
+    }
+    if report.traces.len() > MAX_TRACES {
+        lines.push(format!("… and {} more traces", report.traces.len() - MAX_TRACES));
+    }
+    lines
+}
+
+fn trace_line(trace: &TraceFacts) -> String {
+    let mut line = format!(
+        "Trace '{}': label {}, host {}, Python {}, threshold {} ms",
+        trace.path,
+        trace.label.as_deref().unwrap_or("none"),
+        trace.host,
+        trace.python_version,
+        fmt_short_ms(trace.threshold_ms)
+    );
+    if trace.cut_short {
+        line.push_str(", cut short");
+    }
+    if trace.unreadable_chunks > 0 {
+        line.push_str(&format!(", {} of {} chunks unreadable", trace.unreadable_chunks, trace.chunks));
+    }
+    line
+}
+
+#[cfg(test)]
+pub(crate) mod tests;

@@ -1,0 +1,183 @@
+//! The report for people: a comfy-table ranking, example traces of the top
+//! rows, the CPU-blocking ranking, then the totals and the traces' facts.
+
+use super::{fmt_ms, summary_lines, top_events_text, Exporter, Style};
+use crate::report::Report;
+use aiocop_trace::frame::TRACE_SEPARATOR;
+use aiocop_trace::SeverityLevel;
+use comfy_table::{presets, Attribute, Cell, CellAlignment, Color, ColumnConstraint, ContentArrangement, Table, Width};
+
+/// Rows whose example trace is shown under the table.
+const EXAMPLES_SHOWN: usize = 3;
+/// Event names shown per row.
+const EVENTS_SHOWN: usize = 3;
+/// Text columns wrap no narrower than this.
+const MIN_TEXT_WIDTH: u16 = 20;
+/// The level column of the blocking I/O table (never wrapped).
+const LEVEL_COLUMN: usize = 5;
+
+pub struct TableExporter;
+
+/// A table whose `right_aligned` (number) columns never wrap; on a narrow
+/// terminal the others (key, event names) wrap, down to `MIN_TEXT_WIDTH`.
+fn new_table(style: Style, header: &[String], right_aligned: &[usize]) -> Table {
+    let mut table = Table::new();
+    table.load_style(presets::UTF8_FULL_CONDENSED);
+    // Never ask the terminal: `style` says what it is, so that output to a
+    // file or a pipe is the same wherever it is made.
+    table.force_no_tty();
+    if style.color {
+        table.enforce_styling();
+    }
+    match style.width {
+        Some(width) => {
+            table.set_content_arrangement(ContentArrangement::Dynamic).set_width(width);
+        }
+        None => {
+            table.set_content_arrangement(ContentArrangement::Disabled);
+        }
+    }
+    table.set_header(header.iter().map(|title| {
+        let cell = Cell::new(title);
+        if style.color {
+            cell.add_attribute(Attribute::Bold)
+        } else {
+            cell
+        }
+    }));
+    for index in 0..header.len() {
+        let Some(column) = table.column_mut(index) else { continue };
+        if right_aligned.contains(&index) {
+            column.set_cell_alignment(CellAlignment::Right);
+            column.set_constraint(ColumnConstraint::ContentWidth);
+        } else if index != LEVEL_COLUMN {
+            column.set_constraint(ColumnConstraint::LowerBoundary(Width::Fixed(MIN_TEXT_WIDTH)));
+        } else {
+            column.set_constraint(ColumnConstraint::ContentWidth);
+        }
+    }
+    table
+}
+
+fn level_cell(level: SeverityLevel, style: Style) -> Cell {
+    let cell = Cell::new(level.as_str());
+    match (style.color, level) {
+        (true, SeverityLevel::High) => cell.fg(Color::Red).add_attribute(Attribute::Bold),
+        (true, SeverityLevel::Medium) => cell.fg(Color::Yellow),
+        _ => cell,
+    }
+}
+
+fn bold(text: &str, style: Style) -> String {
+    if style.color {
+        format!("\x1b[1m{text}\x1b[0m")
+    } else {
+        text.to_owned()
+    }
+}
+
+impl Exporter for TableExporter {
+    fn render(&self, report: &Report, style: Style) -> String {
+        let mut out = String::new();
+        if report.groups.is_empty() {
+            out.push_str("No blocking I/O");
+            out.push_str(if report.totals.groups > 0 { " at this severity.\n" } else { " recorded.\n" });
+        } else {
+            let header: Vec<String> = [
+                "#",
+                &report.group_by.title(),
+                "slices",
+                "events",
+                "score",
+                "level",
+                "over",
+                "total ms",
+                "p50 ms",
+                "p95 ms",
+                "p99 ms",
+                "max ms",
+                "top events",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+            let mut table = new_table(style, &header, &[0, 2, 3, 4, 6, 7, 8, 9, 10, 11]);
+            for row in &report.groups {
+                table.add_row(vec![
+                    Cell::new(row.rank),
+                    Cell::new(&row.key),
+                    Cell::new(row.slices),
+                    Cell::new(row.events),
+                    Cell::new(row.severity_score),
+                    level_cell(row.level, style),
+                    Cell::new(row.exceeded),
+                    Cell::new(fmt_ms(row.total_ms)),
+                    Cell::new(fmt_ms(row.p50_ms)),
+                    Cell::new(fmt_ms(row.p95_ms)),
+                    Cell::new(fmt_ms(row.p99_ms)),
+                    Cell::new(fmt_ms(row.max_ms)),
+                    Cell::new(top_events_text(row, EVENTS_SHOWN)),
+                ]);
+            }
+            out.push_str(&table.to_string());
+            out.push('\n');
+            if report.groups_not_shown > 0 {
+                out.push_str(&format!("… and {} more (--top 0 shows all)\n", report.groups_not_shown));
+            }
+            out.push('\n');
+            out.push_str(&bold("Example traces", style));
+            out.push_str(" (innermost frame first):\n");
+            for row in report.groups.iter().take(EXAMPLES_SHOWN) {
+                out.push_str(&format!("{}. {}: {}\n", row.rank, row.key, row.example_event));
+                for (depth, frame) in row.example_trace.split(TRACE_SEPARATOR).enumerate() {
+                    let arrow = if depth == 0 { "   " } else { "<- " };
+                    out.push_str(&format!("     {arrow}{frame}\n"));
+                }
+            }
+        }
+        if !report.cpu_groups.is_empty() {
+            out.push('\n');
+            out.push_str(&bold("CPU-blocking slices", style));
+            out.push_str(&format!(" (over the threshold, no blocking I/O), by {}:\n", report.group_by.cpu_title()));
+            let header: Vec<String> = [
+                "#",
+                &report.group_by.cpu_title(),
+                "slices",
+                "samples",
+                "total ms",
+                "p50 ms",
+                "p95 ms",
+                "p99 ms",
+                "max ms",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+            let mut table = new_table(style, &header, &[0, 2, 3, 4, 5, 6, 7, 8]);
+            for row in &report.cpu_groups {
+                table.add_row(vec![
+                    Cell::new(row.rank),
+                    Cell::new(&row.key),
+                    Cell::new(row.slices),
+                    Cell::new(row.samples),
+                    Cell::new(fmt_ms(row.total_ms)),
+                    Cell::new(fmt_ms(row.p50_ms)),
+                    Cell::new(fmt_ms(row.p95_ms)),
+                    Cell::new(fmt_ms(row.p99_ms)),
+                    Cell::new(fmt_ms(row.max_ms)),
+                ]);
+            }
+            out.push_str(&table.to_string());
+            out.push('\n');
+            if report.cpu_groups_not_shown > 0 {
+                out.push_str(&format!("… and {} more (--top 0 shows all)\n", report.cpu_groups_not_shown));
+            }
+        }
+        out.push('\n');
+        for line in summary_lines(report) {
+            out.push_str(&line);
+            out.push('\n');
+        }
+        out
+    }
+}

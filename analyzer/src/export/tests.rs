@@ -1,0 +1,396 @@
+//! Every format on one hand-made report, compared with exact text.
+
+use super::*;
+use crate::group::GroupBy;
+use crate::report::{CpuRow, Elapsed, EventCount, OptionsView, Report, Row, TotalsView, TraceFacts};
+use aiocop_trace::SeverityLevel;
+
+pub(crate) fn sample_report() -> Report {
+    let row = |rank, key: &str, score, level: SeverityLevel, ms: [f64; 5], events: &[(&str, u64)]| Row {
+        rank,
+        key: key.to_owned(),
+        slices: 3,
+        events: events.iter().map(|e| e.1).sum(),
+        severity_score: score,
+        severity_level: level.as_str(),
+        exceeded: 1,
+        total_ms: ms[0],
+        p50_ms: ms[1],
+        p95_ms: ms[2],
+        p99_ms: ms[3],
+        max_ms: ms[4],
+        top_events: events.iter().map(|(e, c)| EventCount { event: (*e).to_owned(), count: *c }).collect(),
+        example_trace: format!("{key} <- app.py:1:main"),
+        example_event: "open(/etc/hosts, r)".to_owned(),
+        level,
+        elapsed: Elapsed::default(),
+    };
+    Report {
+        schema_version: 1,
+        by: "entry-point".to_owned(),
+        groups: vec![
+            row(
+                1,
+                "app.py:12:fetch",
+                150,
+                SeverityLevel::High,
+                [312.5, 101.25, 110.0, 110.0, 110.0],
+                &[("time.sleep", 3)],
+            ),
+            row(
+                2,
+                "<frozen a|b>:3:load",
+                31,
+                SeverityLevel::Medium,
+                [0.052, 0.011, 0.03, 0.03, 0.03],
+                &[("open", 2), ("os.stat", 1), ("os.listdir", 1), ("glob.glob", 1)],
+            ),
+        ],
+        groups_not_shown: 4,
+        cpu_groups: vec![CpuRow {
+            rank: 1,
+            key: "app.py:40:crunch".to_owned(),
+            slices: 2,
+            samples: 14,
+            total_ms: 450.0,
+            p50_ms: 200.0,
+            p95_ms: 250.0,
+            p99_ms: 250.0,
+            max_ms: 250.0,
+            example_trace: "app.py:40:crunch <- app.py:1:main".to_owned(),
+            elapsed: Elapsed::default(),
+        }],
+        cpu_groups_not_shown: 0,
+        totals: TotalsView {
+            traces: 1,
+            slices: 1200,
+            blocking_slices: 6,
+            exceeded: 4,
+            cpu_blocking: 2,
+            events: 11,
+            dropped: 3,
+            dropped_events: 1,
+            duration_s: 12.5,
+            groups: 6,
+            cpu_groups: 1,
+        },
+        traces: vec![TraceFacts {
+            path: "w.bin".to_owned(),
+            format_version: "1.0".to_owned(),
+            aiocop_version: "1.3.0".to_owned(),
+            python_version: "3.12.1".to_owned(),
+            platform: "linux".to_owned(),
+            host: "web-1".to_owned(),
+            pid: 7,
+            label: None,
+            threshold_ms: 100.0,
+            start_unix_ns: 1_000_000_000,
+            duration_s: 12.5,
+            slices: 1200,
+            chunks: 4,
+            unreadable_chunks: 1,
+            cut_short: true,
+        }],
+        options: OptionsView {
+            threshold_ms: Some(50.0),
+            since_s: Some(2.5),
+            until_s: None,
+            sort: "score",
+            top: Some(2),
+            ..OptionsView::default()
+        },
+        group_by: GroupBy::EntryPoint,
+    }
+}
+
+fn render(format: ReportFormat, style: Style) -> String {
+    exporter(format).render(&sample_report(), style)
+}
+
+#[test]
+fn the_table_shows_rows_examples_cpu_rows_and_totals() {
+    let expected = r#"┌───┬─────────────────────┬────────┬────────┬───────┬────────┬──────┬──────────┬─────────┬─────────┬─────────┬─────────┬───────────────────────────────────────┐
+│ # ┆ entry point         ┆ slices ┆ events ┆ score ┆ level  ┆ over ┆ total ms ┆  p50 ms ┆  p95 ms ┆  p99 ms ┆  max ms ┆ top events                            │
+╞═══╪═════════════════════╪════════╪════════╪═══════╪════════╪══════╪══════════╪═════════╪═════════╪═════════╪═════════╪═══════════════════════════════════════╡
+│ 1 ┆ app.py:12:fetch     ┆      3 ┆      3 ┆   150 ┆ high   ┆    1 ┆  312.500 ┆ 101.250 ┆ 110.000 ┆ 110.000 ┆ 110.000 ┆ time.sleep ×3                         │
+│ 2 ┆ <frozen a|b>:3:load ┆      3 ┆      5 ┆    31 ┆ medium ┆    1 ┆    0.052 ┆   0.011 ┆   0.030 ┆   0.030 ┆   0.030 ┆ open ×2, os.stat ×1, os.listdir ×1, … │
+└───┴─────────────────────┴────────┴────────┴───────┴────────┴──────┴──────────┴─────────┴─────────┴─────────┴─────────┴───────────────────────────────────────┘
+… and 4 more (--top 0 shows all)
+
+Example traces (innermost frame first):
+1. app.py:12:fetch: open(/etc/hosts, r)
+        app.py:12:fetch
+     <- app.py:1:main
+2. <frozen a|b>:3:load: open(/etc/hosts, r)
+        <frozen a|b>:3:load
+     <- app.py:1:main
+
+CPU-blocking slices (over the threshold, no blocking I/O), by most sampled frame:
+┌───┬────────────────────┬────────┬─────────┬──────────┬─────────┬─────────┬─────────┬─────────┐
+│ # ┆ most sampled frame ┆ slices ┆ samples ┆ total ms ┆  p50 ms ┆  p95 ms ┆  p99 ms ┆  max ms │
+╞═══╪════════════════════╪════════╪═════════╪══════════╪═════════╪═════════╪═════════╪═════════╡
+│ 1 ┆ app.py:40:crunch   ┆      2 ┆      14 ┆  450.000 ┆ 200.000 ┆ 250.000 ┆ 250.000 ┆ 250.000 │
+└───┴────────────────────┴────────┴─────────┴──────────┴─────────┴─────────┴─────────┴─────────┘
+
+Slices: 1200 in 12.500 s recorded from 2.5 s to the end, 4 over the threshold (re-evaluated at 50 ms)
+Blocking I/O: 6 slices, 11 events
+CPU-blocking: 2 slices over the threshold without blocking I/O; most at app.py:40:crunch (2 slices)
+Dropped by the recorder: 3 slices, 1 event past 50 in a slice
+Trace 'w.bin': label none, host web-1, Python 3.12.1, threshold 100 ms, cut short, 1 of 4 chunks unreadable
+"#;
+    assert_eq!(render(ReportFormat::Table, Style::default()), expected);
+}
+
+#[test]
+fn json_is_the_serde_form_in_field_order() {
+    let expected = r#"{
+  "schema_version": 1,
+  "by": "entry-point",
+  "groups": [
+    {
+      "rank": 1,
+      "key": "app.py:12:fetch",
+      "slices": 3,
+      "events": 3,
+      "severity_score": 150,
+      "severity_level": "high",
+      "exceeded": 1,
+      "total_ms": 312.5,
+      "p50_ms": 101.25,
+      "p95_ms": 110.0,
+      "p99_ms": 110.0,
+      "max_ms": 110.0,
+      "top_events": [
+        {
+          "event": "time.sleep",
+          "count": 3
+        }
+      ],
+      "example_trace": "app.py:12:fetch <- app.py:1:main",
+      "example_event": "open(/etc/hosts, r)"
+    },
+    {
+      "rank": 2,
+      "key": "<frozen a|b>:3:load",
+      "slices": 3,
+      "events": 5,
+      "severity_score": 31,
+      "severity_level": "medium",
+      "exceeded": 1,
+      "total_ms": 0.052,
+      "p50_ms": 0.011,
+      "p95_ms": 0.03,
+      "p99_ms": 0.03,
+      "max_ms": 0.03,
+      "top_events": [
+        {
+          "event": "open",
+          "count": 2
+        },
+        {
+          "event": "os.stat",
+          "count": 1
+        },
+        {
+          "event": "os.listdir",
+          "count": 1
+        },
+        {
+          "event": "glob.glob",
+          "count": 1
+        }
+      ],
+      "example_trace": "<frozen a|b>:3:load <- app.py:1:main",
+      "example_event": "open(/etc/hosts, r)"
+    }
+  ],
+  "groups_not_shown": 4,
+  "cpu_groups": [
+    {
+      "rank": 1,
+      "key": "app.py:40:crunch",
+      "slices": 2,
+      "samples": 14,
+      "total_ms": 450.0,
+      "p50_ms": 200.0,
+      "p95_ms": 250.0,
+      "p99_ms": 250.0,
+      "max_ms": 250.0,
+      "example_trace": "app.py:40:crunch <- app.py:1:main"
+    }
+  ],
+  "cpu_groups_not_shown": 0,
+  "totals": {
+    "traces": 1,
+    "slices": 1200,
+    "blocking_slices": 6,
+    "exceeded": 4,
+    "cpu_blocking": 2,
+    "events": 11,
+    "dropped": 3,
+    "dropped_events": 1,
+    "duration_s": 12.5,
+    "groups": 6,
+    "cpu_groups": 1
+  },
+  "traces": [
+    {
+      "path": "w.bin",
+      "format_version": "1.0",
+      "aiocop_version": "1.3.0",
+      "python_version": "3.12.1",
+      "platform": "linux",
+      "host": "web-1",
+      "pid": 7,
+      "label": null,
+      "threshold_ms": 100.0,
+      "start_unix_ns": 1000000000,
+      "duration_s": 12.5,
+      "slices": 1200,
+      "chunks": 4,
+      "unreadable_chunks": 1,
+      "cut_short": true
+    }
+  ],
+  "options": {
+    "threshold_ms": 50.0,
+    "since_s": 2.5,
+    "until_s": null,
+    "exceeded_only": false,
+    "min_severity": null,
+    "ignore": [],
+    "label": null,
+    "app_roots": [],
+    "sort": "score",
+    "top": 2
+  }
+}
+"#;
+    assert_eq!(render(ReportFormat::Json, Style::default()), expected);
+}
+
+#[test]
+fn csv_quotes_fields_with_commas() {
+    let expected = r#"rank,key,slices,events,severity_score,severity_level,exceeded,total_ms,p50_ms,p95_ms,p99_ms,max_ms,top_events,example_trace,example_event
+1,app.py:12:fetch,3,3,150,high,1,312.500,101.250,110.000,110.000,110.000,time.sleep:3,app.py:12:fetch <- app.py:1:main,"open(/etc/hosts, r)"
+2,<frozen a|b>:3:load,3,5,31,medium,1,0.052,0.011,0.030,0.030,0.030,open:2;os.stat:1;os.listdir:1;glob.glob:1,<frozen a|b>:3:load <- app.py:1:main,"open(/etc/hosts, r)"
+"#;
+    assert_eq!(render(ReportFormat::Csv, Style::default()), expected);
+}
+
+#[test]
+fn markdown_escapes_pipes_and_keeps_tags_as_code() {
+    let expected = r#"| # | entry point | slices | events | score | level | over | total ms | p50 ms | p95 ms | p99 ms | max ms | top events |
+|--:|:--|--:|--:|--:|:--|--:|--:|--:|--:|--:|--:|:--|
+| 1 | `app.py:12:fetch` | 3 | 3 | 150 | high | 1 | 312.500 | 101.250 | 110.000 | 110.000 | 110.000 | time.sleep ×3 |
+| 2 | `<frozen a\|b>:3:load` | 3 | 5 | 31 | medium | 1 | 0.052 | 0.011 | 0.030 | 0.030 | 0.030 | open ×2, os.stat ×1, os.listdir ×1, … |
+
+… and 4 more.
+
+**CPU-blocking slices** (over the threshold, no blocking I/O), by most sampled frame:
+
+| # | most sampled frame | slices | samples | total ms | p50 ms | p95 ms | p99 ms | max ms |
+|--:|:--|--:|--:|--:|--:|--:|--:|--:|
+| 1 | `app.py:40:crunch` | 2 | 14 | 450.000 | 200.000 | 250.000 | 250.000 | 250.000 |
+
+- Slices: 1200 in 12.500 s recorded from 2.5 s to the end, 4 over the threshold (re-evaluated at 50 ms)
+- Blocking I/O: 6 slices, 11 events
+- CPU-blocking: 2 slices over the threshold without blocking I/O; most at app.py:40:crunch (2 slices)
+- Dropped by the recorder: 3 slices, 1 event past 50 in a slice
+- Trace 'w.bin': label none, host web-1, Python 3.12.1, threshold 100 ms, cut short, 1 of 4 chunks unreadable
+"#;
+    assert_eq!(render(ReportFormat::Markdown, Style::default()), expected);
+}
+
+#[test]
+fn a_narrow_terminal_wraps_text_columns_not_numbers() {
+    let expected = r#"┌───┬────────────────────┬────────┬────────┬───────┬────────┬──────┬──────────┬─────────┬─────────┬─────────┬─────────┬────────────────────┐
+│ # ┆ entry point        ┆ slices ┆ events ┆ score ┆ level  ┆ over ┆ total ms ┆  p50 ms ┆  p95 ms ┆  p99 ms ┆  max ms ┆ top events         │
+╞═══╪════════════════════╪════════╪════════╪═══════╪════════╪══════╪══════════╪═════════╪═════════╪═════════╪═════════╪════════════════════╡
+│ 1 ┆ app.py:12:fetch    ┆      3 ┆      3 ┆   150 ┆ high   ┆    1 ┆  312.500 ┆ 101.250 ┆ 110.000 ┆ 110.000 ┆ 110.000 ┆ time.sleep ×3      │
+│ 2 ┆ <frozen            ┆      3 ┆      5 ┆    31 ┆ medium ┆    1 ┆    0.052 ┆   0.011 ┆   0.030 ┆   0.030 ┆   0.030 ┆ open ×2, os.stat   │
+│   ┆ a|b>:3:load        ┆        ┆        ┆       ┆        ┆      ┆          ┆         ┆         ┆         ┆         ┆ ×1, os.listdir ×1, │
+│   ┆                    ┆        ┆        ┆       ┆        ┆      ┆          ┆         ┆         ┆         ┆         ┆ …                  │
+└───┴────────────────────┴────────┴────────┴───────┴────────┴──────┴──────────┴─────────┴─────────┴─────────┴─────────┴────────────────────┘
+… and 4 more (--top 0 shows all)
+
+Example traces (innermost frame first):
+1. app.py:12:fetch: open(/etc/hosts, r)
+        app.py:12:fetch
+     <- app.py:1:main
+2. <frozen a|b>:3:load: open(/etc/hosts, r)
+        <frozen a|b>:3:load
+     <- app.py:1:main
+
+CPU-blocking slices (over the threshold, no blocking I/O), by most sampled frame:
+┌───┬────────────────────┬────────┬─────────┬──────────┬─────────┬─────────┬─────────┬─────────┐
+│ # ┆ most sampled frame ┆ slices ┆ samples ┆ total ms ┆  p50 ms ┆  p95 ms ┆  p99 ms ┆  max ms │
+╞═══╪════════════════════╪════════╪═════════╪══════════╪═════════╪═════════╪═════════╪═════════╡
+│ 1 ┆ app.py:40:crunch   ┆      2 ┆      14 ┆  450.000 ┆ 200.000 ┆ 250.000 ┆ 250.000 ┆ 250.000 │
+└───┴────────────────────┴────────┴─────────┴──────────┴─────────┴─────────┴─────────┴─────────┘
+
+Slices: 1200 in 12.500 s recorded from 2.5 s to the end, 4 over the threshold (re-evaluated at 50 ms)
+Blocking I/O: 6 slices, 11 events
+CPU-blocking: 2 slices over the threshold without blocking I/O; most at app.py:40:crunch (2 slices)
+Dropped by the recorder: 3 slices, 1 event past 50 in a slice
+Trace 'w.bin': label none, host web-1, Python 3.12.1, threshold 100 ms, cut short, 1 of 4 chunks unreadable
+"#;
+    assert_eq!(render(ReportFormat::Table, Style { color: false, width: Some(120) }), expected);
+}
+
+#[test]
+fn colour_is_bold_headers_and_red_or_yellow_levels() {
+    let coloured = render(ReportFormat::Table, Style { color: true, width: None });
+    let plain = render(ReportFormat::Table, Style::default());
+    // Without its escapes, the coloured table is the plain one.
+    let mut stripped = String::new();
+    let mut rest = coloured.as_str();
+    while let Some(at) = rest.find('\x1b') {
+        stripped.push_str(&rest[..at]);
+        let end = rest[at..].find('m').expect("an escape ends with m");
+        rest = &rest[at + end + 1..];
+    }
+    stripped.push_str(rest);
+    assert_eq!(stripped, plain);
+    let lines: Vec<&str> = coloured.lines().collect();
+    assert!(lines[1].starts_with("│\x1b[1m # \x1b[0m┆\x1b[1m entry point         \x1b[0m┆"), "{}", lines[1]);
+    assert!(lines[3].contains("┆\x1b[38;5;9m\x1b[1m high   \x1b[0m┆"), "{}", lines[3]);
+    assert!(lines[4].contains("┆\x1b[38;5;11m medium \x1b[39m┆"), "{}", lines[4]);
+    assert!(coloured.contains("\n\x1b[1mExample traces\x1b[0m (innermost frame first):\n"));
+    assert!(coloured.contains("\n\x1b[1mCPU-blocking slices\x1b[0m (over the threshold"));
+    assert!(!plain.contains('\x1b'));
+}
+
+#[test]
+fn empty_reports_say_so() {
+    let mut report = sample_report();
+    report.groups.clear();
+    report.groups_not_shown = 0;
+    report.cpu_groups.clear();
+    report.totals.groups = 0;
+    let table = exporter(ReportFormat::Table).render(&report, Style::default());
+    assert!(table.starts_with("No blocking I/O recorded.\n\nSlices: 1200 in 12.500 s"), "{table}");
+    let markdown = exporter(ReportFormat::Markdown).render(&report, Style::default());
+    assert!(markdown.starts_with("No blocking I/O recorded.\n\n- Slices: 1200"), "{markdown}");
+    // Groups exist, but none at the asked severity.
+    report.totals.groups = 2;
+    let table = exporter(ReportFormat::Table).render(&report, Style::default());
+    assert!(table.starts_with("No blocking I/O at this severity.\n"), "{table}");
+    let csv = exporter(ReportFormat::Csv).render(&report, Style::default());
+    assert_eq!(csv.lines().count(), 1);
+    let json: serde_json::Value =
+        serde_json::from_str(&exporter(ReportFormat::Json).render(&report, Style::default())).unwrap();
+    assert_eq!(json["groups"], serde_json::json!([]));
+}
+
+#[test]
+fn helpers() {
+    assert_eq!(fmt_short_ms(100.0), "100");
+    assert_eq!(fmt_short_ms(0.5), "0.5");
+    assert_eq!(fmt_short_ms(2.125), "2.125");
+    assert_eq!(fmt_ms(0.0005), "0.001");
+    assert_eq!(
+        (count(1, "slice"), count(0, "slice"), count(2, "event")),
+        ("1 slice".to_owned(), "0 slices".to_owned(), "2 events".to_owned())
+    );
+}

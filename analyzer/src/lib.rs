@@ -1,0 +1,88 @@
+//! `aiocop-analyze`: ranked reports of where an asyncio program blocked its
+//! event loop, read from aiocop traces (the `aiocop-trace` crate).
+//!
+//! All of the program is here, so that it can be tested through its parts
+//! and run from two binaries: the standalone `aiocop-analyze` (`src/main.rs`)
+//! and the Python package's console script, which calls [`main_with_args`]
+//! through the `aiocop._native` extension.
+//!
+//! How a report is made (the `--help` says the same to users):
+//!
+//! - A *slice* is one run of a callback or task step. A slice *appears in* a
+//!   group when one of its blocking events (not dropped by `--ignore`) has
+//!   the group's key; its score there is the sum of those events' weights,
+//!   from the trace header's `event_table` (so traces are re-scored offline
+//!   with the weights they were recorded with), and it counts once however
+//!   many events it has there. A score's level is high from 50, medium from
+//!   10, low below (`aiocop_trace::severity`); a group's worst level is the
+//!   highest over its slices. Its elapsed times are its slices'.
+//! - Keys (`--by`): see [`group::GroupBy`]; `app-frame` rules are in
+//!   [`group::is_library_path`] and [`group::is_app_path`].
+//! - CPU-blocking slices (over the threshold, no blocking event at all) have
+//!   no severity, so rather than sink to the bottom of a severity ranking
+//!   they get a ranking of their own, by total elapsed time, keyed by their
+//!   most frequent CPU sample at the same `--by`.
+//! - `--label`, `--since`/`--until`, `--threshold-ms` and `--ignore` change
+//!   what is read, and the totals with it; `--exceeded-only`,
+//!   `--min-severity` and `--top` only choose rows.
+//!
+//! Reading is streaming and parallel: see [`app`], [`aggregate`] and
+//! [`resolve`]. Output formats are in [`export`].
+//!
+//! Exit codes: [`EXIT_OK`] (0), [`EXIT_UNUSABLE`] (2: an unusable input, a
+//! usage error, an output that cannot be written); 1 is reserved for a
+//! failing gate (`diff`, to come). A closed stdout ends the run with 0.
+
+pub mod aggregate;
+pub mod app;
+pub mod cli;
+pub mod durations;
+pub mod error;
+pub mod export;
+pub mod group;
+pub mod info;
+pub mod input;
+pub mod report;
+pub mod resolve;
+
+pub use cli::Cli;
+pub use error::AnalyzeError;
+
+use clap::Parser;
+use std::ffi::OsString;
+use std::io::Write;
+
+pub const EXIT_OK: i32 = 0;
+/// Reserved for `diff`'s failing gate.
+pub const EXIT_GATE_FAILED: i32 = 1;
+pub const EXIT_UNUSABLE: i32 = 2;
+
+/// Runs the command line `args` (the program name first), writing to stdout
+/// and stderr, and returns the exit code.
+pub fn main_with_args<I, T>(args: I) -> i32
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(error) => {
+            // Help and version go to stdout (exit 0), usage errors to stderr (exit 2).
+            let code = error.exit_code();
+            if let Err(e) = error.print() {
+                if e.kind() != std::io::ErrorKind::BrokenPipe {
+                    return EXIT_UNUSABLE;
+                }
+            }
+            return code;
+        }
+    };
+    match app::run(cli) {
+        Ok(()) => EXIT_OK,
+        Err(AnalyzeError::BrokenPipe) => EXIT_OK,
+        Err(error) => {
+            let _ = writeln!(std::io::stderr().lock(), "aiocop-analyze: {error}");
+            error.exit_code()
+        }
+    }
+}
