@@ -133,6 +133,9 @@ pub struct TraceFile {
     header: TraceHeader,
     footer: Option<TraceFooter>,
     chunks: Vec<ChunkInfo>,
+    /// A damaged frame header after the trace header: the file is read up
+    /// to it, as if it were cut there.
+    damage: Option<ReadError>,
 }
 
 impl TraceFile {
@@ -173,6 +176,13 @@ impl TraceFile {
     /// (a crash, a kill) or is still going on. Its whole chunks are readable.
     pub fn cut_short(&self) -> bool {
         self.footer.is_none()
+    }
+
+    /// Why the file is read only up to some point, when a damaged frame
+    /// header (an absurd length, an unknown kind) rather than the end of
+    /// the file stopped the reading.
+    pub fn damage(&self) -> Option<&ReadError> {
+        self.damage.as_ref()
     }
 
     /// Whole chunks in the file.
@@ -274,6 +284,7 @@ impl TraceFile {
             header: TraceHeader::default(),
             footer: None,
             chunks: Vec::new(),
+            damage: None,
         };
 
         // The header frame: it must be there, whole.
@@ -296,20 +307,28 @@ impl TraceFile {
         offset += frame.frame_len();
 
         // The other frames, by their headers only, up to the footer or the
-        // last whole frame.
-        while let Some(frame) = trace.frame_header_at(offset)? {
+        // last whole frame. A damaged frame header ends the readable part:
+        // the chunks before it are kept, as for a file cut short.
+        if let Err(damage) = trace.index_frames(offset, len, minor) {
+            trace.damage = Some(damage);
+        }
+        Ok(trace)
+    }
+
+    fn index_frames(&mut self, mut offset: u64, len: u64, minor: u16) -> Result<(), ReadError> {
+        while let Some(frame) = self.frame_header_at(offset)? {
             if frame == (FrameHeader { kind: 0, codec: 0, payload_len: 0, raw_len: 0, crc32: 0 }) {
                 // Zeros where a frame should start: a crash can leave the
                 // end of a file zero-filled (the size was extended, the data
                 // never written). The file ends here.
                 break;
             }
-            trace.check_lengths(offset, &frame)?;
+            self.check_lengths(offset, &frame)?;
             if len - offset < frame.frame_len() {
                 break; // the last frame is partial
             }
             match FrameKind::from_byte(frame.kind) {
-                Some(FrameKind::Chunk) => trace.chunks.push(ChunkInfo {
+                Some(FrameKind::Chunk) => self.chunks.push(ChunkInfo {
                     offset,
                     codec: frame.codec,
                     payload_len: frame.payload_len,
@@ -318,16 +337,16 @@ impl TraceFile {
                 }),
                 Some(FrameKind::Footer) => {
                     // Anything after the footer is not part of the trace.
-                    trace.footer = Some(trace.decode_frame(offset, &frame, FrameRef::Footer)?);
+                    self.footer = Some(self.decode_frame(offset, &frame, FrameRef::Footer)?);
                     break;
                 }
-                Some(FrameKind::Header) => return Err(trace.bad_frame(offset, "a second trace header".to_owned())),
+                Some(FrameKind::Header) => return Err(self.bad_frame(offset, "a second trace header".to_owned())),
                 None if minor > FORMAT_MINOR => {} // a kind added by a newer minor: skipped
-                None => return Err(trace.bad_frame(offset, format!("unknown frame kind {}", frame.kind))),
+                None => return Err(self.bad_frame(offset, format!("unknown frame kind {}", frame.kind))),
             }
             offset += frame.frame_len();
         }
-        Ok(trace)
+        Ok(())
     }
 
     /// The frame header at `offset`, or `None` if the file ends before it is whole.

@@ -124,6 +124,14 @@ fn frame_ends(bytes: &[u8]) -> Vec<usize> {
     ends
 }
 
+/// Opens a file damaged after its trace header: readable up to the damage.
+fn open_damaged(bytes: Vec<u8>, name: &str) -> TraceFile {
+    let trace = TraceFile::from_bytes(bytes, name).expect("readable up to the damage");
+    assert!(trace.cut_short());
+    assert_one_line(trace.damage().expect("the damage is reported"), name);
+    trace
+}
+
 fn open_err(bytes: Vec<u8>, name: &str) -> ReadError {
     let error = TraceFile::from_bytes(bytes, name).unwrap_err();
     assert_one_line(&error, name);
@@ -379,7 +387,7 @@ fn a_flipped_bit_in_a_chunk_is_a_checksum_error_naming_the_chunk() {
 }
 
 #[test]
-fn a_flipped_bit_in_the_header_or_footer_frame_fails_open() {
+fn a_flipped_bit_in_the_header_frame_fails_open_and_in_the_footer_loses_only_the_footer() {
     let clean = write_trace(&header(), &chunks(), Some(&footer()));
     let ends = frame_ends(&clean);
     let mut bytes = clean.clone();
@@ -388,8 +396,10 @@ fn a_flipped_bit_in_the_header_or_footer_frame_fails_open() {
     assert!(matches!(error, ReadError::ChecksumMismatch { frame: FrameRef::Header, .. }), "{error}");
     let mut bytes = clean.clone();
     bytes[ends[4] - 1] ^= 0x01;
-    let error = open_err(bytes, "f.aiocop");
-    assert!(matches!(error, ReadError::ChecksumMismatch { frame: FrameRef::Footer, .. }), "{error}");
+    let trace = open_damaged(bytes, "f.aiocop");
+    let damage = trace.damage().unwrap();
+    assert!(matches!(damage, ReadError::ChecksumMismatch { frame: FrameRef::Footer, .. }), "{damage}");
+    assert_eq!(trace.chunks().collect::<Result<Vec<_>, _>>().unwrap(), chunks());
 }
 
 fn set_u32(bytes: &mut [u8], offset: usize, value: u32) {
@@ -410,8 +420,21 @@ fn an_absurd_frame_length_is_refused_without_allocating() {
         for len in [u32::MAX, max + 1] {
             let mut bytes = clean.clone();
             set_u32(&mut bytes, frame_start + field_offset, len);
-            let error = open_err(bytes, "absurd.aiocop");
-            let ReadError::AbsurdLength { len: got_len, max: got_max, offset, .. } = error else { panic!("{error}") };
+            let (got_len, got_max, offset) = if frame_start == FILE_HEADER_LEN {
+                // In the trace header's frame: nothing is readable.
+                let error = open_err(bytes, "absurd.aiocop");
+                let ReadError::AbsurdLength { len, max, offset, .. } = error else { panic!("{error}") };
+                (len, max, offset)
+            } else {
+                // In a later frame: the chunks before it stay readable.
+                let trace = TraceFile::from_bytes(bytes, "absurd.aiocop").expect("readable up to the damage");
+                assert!(trace.cut_short());
+                assert_eq!(trace.chunk_count(), 1);
+                let Some(ReadError::AbsurdLength { len, max, offset, .. }) = trace.damage() else {
+                    panic!("{:?}", trace.damage().map(ToString::to_string))
+                };
+                (*len, *max, *offset)
+            };
             assert_eq!((got_len, got_max, offset), (u64::from(len), u64::from(max), frame_start as u64));
         }
     }
@@ -573,10 +596,12 @@ fn a_newer_minor_opens_and_skips_what_it_added() {
     assert_eq!(trace.chunks().collect::<Result<Vec<_>, _>>().unwrap(), chunks()[..2]);
     assert_eq!(trace.footer(), Some(&footer()));
 
-    // The same from a file of this build's minor is corruption.
-    let error = open_err(bytes.clone(), "same.aiocop");
-    assert!(matches!(error, ReadError::BadFrame { .. }), "{error}");
-    assert!(error.to_string().contains("unknown frame kind 9"), "{error}");
+    // The same from a file of this build's minor is corruption: read up to it.
+    let trace = open_damaged(bytes.clone(), "same.aiocop");
+    let damage = trace.damage().unwrap();
+    assert!(matches!(damage, ReadError::BadFrame { .. }), "{damage}");
+    assert!(damage.to_string().contains("unknown frame kind 9"), "{damage}");
+    assert_eq!(trace.chunk_count(), 1);
     let ends = frame_ends(&bytes);
     let mut without_kind_9 = bytes[..ends[1]].to_vec();
     without_kind_9.extend_from_slice(&bytes[ends[2]..]);
@@ -612,8 +637,9 @@ fn a_second_header_or_a_chunk_first_is_corrupt() {
     assert!(matches!(error, ReadError::BadFrame { offset: 16, .. }), "{error}");
     let mut two_headers = bytes[..ends[0]].to_vec();
     two_headers.extend_from_slice(&bytes[FILE_HEADER_LEN..]);
-    let error = open_err(two_headers, "b.aiocop");
-    assert!(matches!(error, ReadError::BadFrame { .. }), "{error}");
+    let trace = open_damaged(two_headers, "b.aiocop");
+    assert!(matches!(trace.damage(), Some(ReadError::BadFrame { .. })));
+    assert_eq!(trace.chunk_count(), 0);
 }
 
 #[test]

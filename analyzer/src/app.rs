@@ -114,7 +114,14 @@ fn chunk_bytes(trace: &TraceFile, index: usize) -> u64 {
 /// The one-line warning for a file cut short or with unreadable chunks.
 fn check_readable(trace: &TraceFile, unreadable: u64, first_error: Option<String>) -> Option<String> {
     let mut problems = Vec::new();
-    if trace.cut_short() {
+    if let Some(damage) = trace.damage() {
+        // The trace crate's message starts with the quoted path, which the
+        // warning has already named.
+        let quoted = format!("'{}'", trace.path());
+        let damage = damage.to_string();
+        let damage = damage.strip_prefix(&quoted).unwrap_or(&damage).trim_start_matches(':').trim_start();
+        problems.push(format!("it is read only up to a damaged frame ({damage})"));
+    } else if trace.cut_short() {
         problems
             .push("it was cut short (no footer: the recording did not stop cleanly, or is still going on)".to_owned());
     }
@@ -285,6 +292,9 @@ fn analyse(
             })
             .reduce(FileAggregate::default, FileAggregate::merge);
 
+        if let (0, Some(damage)) = (trace.chunk_count(), trace.damage()) {
+            return Err(AnalyzeError::DamagedBeforeAnyChunk { damage: damage.to_string() });
+        }
         let mut warnings: Vec<String> = newer_minor_warning(&trace).into_iter().collect();
         let first_error = aggregate.first_error.take().map(|(_, error)| error);
         if aggregate.unreadable == trace.chunk_count() as u64 {

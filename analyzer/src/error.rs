@@ -27,6 +27,10 @@ pub enum AnalyzeError {
     #[error("{error}; no chunk of it could be read (it has {chunks})")]
     NothingReadable { error: ReadError, chunks: usize },
 
+    /// A damaged frame header before the first chunk: nothing to report.
+    #[error("{damage}; no chunk of it comes before the damage")]
+    DamagedBeforeAnyChunk { damage: String },
+
     #[error("no trace has a label matching '{pattern}' (labels: {labels})")]
     NoLabelMatch { pattern: String, labels: String },
 

@@ -255,15 +255,21 @@ fn an_absurd_length_field_is_refused_without_allocating_it() {
     let dir = test_dir("absurd");
     let (one, _) = write_fleet(&dir);
     let (frames, _) = chunk_frames(&one);
-    let at = frames[1].0 as usize;
+    // In the first chunk's frame: nothing after the header is readable.
+    let at = frames[0].0 as usize;
     let absurd = edited(&one, dir.join("absurd.bin"), |b| b[at + 4..at + 8].copy_from_slice(&u32::MAX.to_le_bytes()));
-    assert_unusable(
-        &run([path(&absurd)]),
-        &format!(
-            "'{}' is corrupt: the frame at byte {at} declares a payload length of 4294967295 bytes, more than the 67108864 allowed",
-            path(&absurd)
-        ),
-    );
+    let output = run(["--format", "json", path(&absurd)]);
+    assert_eq!(output.status.code(), Some(2), "stderr: {}", stderr(&output));
+    assert!(stderr(&output).contains("declares a payload length of 4294967295 bytes"), "{}", stderr(&output));
+    // In a later chunk's frame: the chunks before it are reported, with a warning.
+    let at = frames[1].0 as usize;
+    let later = edited(&one, dir.join("later.bin"), |b| b[at + 4..at + 8].copy_from_slice(&u32::MAX.to_le_bytes()));
+    let output = run(["--format", "json", path(&later)]);
+    assert_eq!(output.status.code(), Some(0), "stderr: {}", stderr(&output));
+    assert!(stderr(&output).contains("damaged frame"), "{}", stderr(&output));
+    assert!(stderr(&output).contains("declares a payload length of 4294967295 bytes"), "{}", stderr(&output));
+    assert_eq!(stderr(&output).lines().count(), 1);
+    assert!(totals_slices(&output) > 0);
 }
 
 #[test]
