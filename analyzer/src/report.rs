@@ -140,6 +140,13 @@ pub struct Row {
     pub elapsed: Elapsed,
 }
 
+impl Row {
+    /// Total, p50, p95, p99 and max elapsed, in the order every format shows them.
+    pub fn elapsed_ms(&self) -> [f64; 5] {
+        [self.total_ms, self.p50_ms, self.p95_ms, self.p99_ms, self.max_ms]
+    }
+}
+
 /// One ranked group of CPU-blocking slices.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct CpuRow {
@@ -157,6 +164,13 @@ pub struct CpuRow {
     pub example_trace: String,
     #[serde(skip)]
     pub elapsed: Elapsed,
+}
+
+impl CpuRow {
+    /// Total, p50, p95, p99 and max elapsed, in the order every format shows them.
+    pub fn elapsed_ms(&self) -> [f64; 5] {
+        [self.total_ms, self.p50_ms, self.p95_ms, self.p99_ms, self.max_ms]
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]

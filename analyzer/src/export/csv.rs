@@ -1,7 +1,7 @@
 //! One CSV row per group, with the JSON's group fields as columns;
 //! `top_events` as `name:count` pairs joined with `;`.
 
-use super::{fmt_ms, Exporter, Style};
+use super::{elapsed_cells, Exporter, Style};
 use crate::report::Report;
 
 pub struct CsvExporter;
@@ -33,7 +33,7 @@ impl Exporter for CsvExporter {
         write(COLUMNS.iter().map(|c| c.to_string()).collect());
         for row in &report.groups {
             let top_events: Vec<String> = row.top_events.iter().map(|e| format!("{}:{}", e.event, e.count)).collect();
-            write(vec![
+            let mut record = vec![
                 row.rank.to_string(),
                 row.key.clone(),
                 row.slices.to_string(),
@@ -41,15 +41,10 @@ impl Exporter for CsvExporter {
                 row.severity_score.to_string(),
                 row.severity_level.to_owned(),
                 row.exceeded.to_string(),
-                fmt_ms(row.total_ms),
-                fmt_ms(row.p50_ms),
-                fmt_ms(row.p95_ms),
-                fmt_ms(row.p99_ms),
-                fmt_ms(row.max_ms),
-                top_events.join(";"),
-                row.example_trace.clone(),
-                row.example_event.clone(),
-            ]);
+            ];
+            record.extend(elapsed_cells(row.elapsed_ms()));
+            record.extend([top_events.join(";"), row.example_trace.clone(), row.example_event.clone()]);
+            write(record);
         }
         let bytes = writer.into_inner().expect("flushing CSV to memory cannot fail");
         String::from_utf8(bytes).expect("CSV of strings is UTF-8")

@@ -2,7 +2,7 @@
 //! ranking as another, and the totals as a list. Keys are code spans, so
 //! that `<no stack>` or `<frozen ...>` show as text, not as HTML.
 
-use super::{fmt_ms, summary_lines, top_events_text, Exporter, Style};
+use super::{elapsed_cells, summary_lines, top_events_text, Exporter, Style};
 use crate::report::Report;
 
 pub struct MarkdownExporter;
@@ -40,7 +40,7 @@ impl Exporter for MarkdownExporter {
             ));
             out.push_str("|--:|:--|--:|--:|--:|:--|--:|--:|--:|--:|--:|--:|:--|\n");
             for row in &report.groups {
-                out.push_str(&table_row(&[
+                let mut cells = vec![
                     row.rank.to_string(),
                     code(&row.key),
                     row.slices.to_string(),
@@ -48,13 +48,10 @@ impl Exporter for MarkdownExporter {
                     row.severity_score.to_string(),
                     row.severity_level.to_owned(),
                     row.exceeded.to_string(),
-                    fmt_ms(row.total_ms),
-                    fmt_ms(row.p50_ms),
-                    fmt_ms(row.p95_ms),
-                    fmt_ms(row.p99_ms),
-                    fmt_ms(row.max_ms),
-                    cell(&top_events_text(row, EVENTS_SHOWN)),
-                ]));
+                ];
+                cells.extend(elapsed_cells(row.elapsed_ms()));
+                cells.push(cell(&top_events_text(row, EVENTS_SHOWN)));
+                out.push_str(&table_row(&cells));
             }
             if report.groups_not_shown > 0 {
                 out.push_str(&format!("\n… and {} more.\n", report.groups_not_shown));
@@ -68,17 +65,10 @@ impl Exporter for MarkdownExporter {
             ));
             out.push_str("|--:|:--|--:|--:|--:|--:|--:|--:|--:|\n");
             for row in &report.cpu_groups {
-                out.push_str(&table_row(&[
-                    row.rank.to_string(),
-                    code(&row.key),
-                    row.slices.to_string(),
-                    row.samples.to_string(),
-                    fmt_ms(row.total_ms),
-                    fmt_ms(row.p50_ms),
-                    fmt_ms(row.p95_ms),
-                    fmt_ms(row.p99_ms),
-                    fmt_ms(row.max_ms),
-                ]));
+                let mut cells =
+                    vec![row.rank.to_string(), code(&row.key), row.slices.to_string(), row.samples.to_string()];
+                cells.extend(elapsed_cells(row.elapsed_ms()));
+                out.push_str(&table_row(&cells));
             }
             if report.cpu_groups_not_shown > 0 {
                 out.push_str(&format!("\n… and {} more.\n", report.cpu_groups_not_shown));

@@ -50,6 +50,11 @@ pub(crate) fn fmt_ms(ms: f64) -> String {
     format!("{ms:.3}")
 }
 
+/// Elapsed columns (`Row::elapsed_ms`) as every text format shows them.
+pub(crate) fn elapsed_cells(elapsed_ms: [f64; 5]) -> [String; 5] {
+    elapsed_ms.map(fmt_ms)
+}
+
 /// A duration in milliseconds without trailing zeros: `100`, `0.5`.
 pub(crate) fn fmt_short_ms(ms: f64) -> String {
     let text = format!("{ms:.3}");

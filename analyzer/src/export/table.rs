@@ -1,7 +1,7 @@
 //! The report for people: a comfy-table ranking, example traces of the top
 //! rows, the CPU-blocking ranking, then the totals and the traces' facts.
 
-use super::{fmt_ms, summary_lines, top_events_text, Exporter, Style};
+use super::{elapsed_cells, summary_lines, top_events_text, Exporter, Style};
 use crate::report::Report;
 use aiocop_trace::frame::TRACE_SEPARATOR;
 use aiocop_trace::SeverityLevel;
@@ -103,21 +103,21 @@ impl Exporter for TableExporter {
             .collect();
             let mut table = new_table(style, &header, &[0, 2, 3, 4, 6, 7, 8, 9, 10, 11]);
             for row in &report.groups {
-                table.add_row(vec![
-                    Cell::new(row.rank),
-                    Cell::new(&row.key),
-                    Cell::new(row.slices),
-                    Cell::new(row.events),
-                    Cell::new(row.severity_score),
-                    level_cell(row.level, style),
-                    Cell::new(row.exceeded),
-                    Cell::new(fmt_ms(row.total_ms)),
-                    Cell::new(fmt_ms(row.p50_ms)),
-                    Cell::new(fmt_ms(row.p95_ms)),
-                    Cell::new(fmt_ms(row.p99_ms)),
-                    Cell::new(fmt_ms(row.max_ms)),
-                    Cell::new(top_events_text(row, EVENTS_SHOWN)),
-                ]);
+                table.add_row(
+                    vec![
+                        Cell::new(row.rank),
+                        Cell::new(&row.key),
+                        Cell::new(row.slices),
+                        Cell::new(row.events),
+                        Cell::new(row.severity_score),
+                        level_cell(row.level, style),
+                        Cell::new(row.exceeded),
+                    ]
+                    .into_iter()
+                    .chain(elapsed_cells(row.elapsed_ms()).map(Cell::new))
+                    .chain([Cell::new(top_events_text(row, EVENTS_SHOWN))])
+                    .collect::<Vec<_>>(),
+                );
             }
             out.push_str(&table.to_string());
             out.push('\n');
@@ -155,17 +155,12 @@ impl Exporter for TableExporter {
             .collect();
             let mut table = new_table(style, &header, &[0, 2, 3, 4, 5, 6, 7, 8]);
             for row in &report.cpu_groups {
-                table.add_row(vec![
-                    Cell::new(row.rank),
-                    Cell::new(&row.key),
-                    Cell::new(row.slices),
-                    Cell::new(row.samples),
-                    Cell::new(fmt_ms(row.total_ms)),
-                    Cell::new(fmt_ms(row.p50_ms)),
-                    Cell::new(fmt_ms(row.p95_ms)),
-                    Cell::new(fmt_ms(row.p99_ms)),
-                    Cell::new(fmt_ms(row.max_ms)),
-                ]);
+                table.add_row(
+                    vec![Cell::new(row.rank), Cell::new(&row.key), Cell::new(row.slices), Cell::new(row.samples)]
+                        .into_iter()
+                        .chain(elapsed_cells(row.elapsed_ms()).map(Cell::new))
+                        .collect::<Vec<_>>(),
+                );
             }
             out.push_str(&table.to_string());
             out.push('\n');
