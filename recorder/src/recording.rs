@@ -303,9 +303,8 @@ fn describe_callback(py: Python<'_>, callback: &Bound<'_, PyAny>, want_task_name
 fn callback_owner<'py>(py: Python<'py>, callback: &Bound<'py, PyAny>) -> Option<Bound<'py, PyAny>> {
     // SAFETY: type checks and field reads on a live object.
     unsafe {
-        if ffi::PyCFunction_Check(callback.as_ptr()) != 0 {
-            return Bound::from_borrowed_ptr_or_opt(py, ffi::PyCFunction_GET_SELF(callback.as_ptr()));
-        }
+        // The step wrapper first: it runs every task step (an exact type
+        // compare, where PyCFunction_Check walks the type's bases).
         let callback_type = ffi::Py_TYPE(callback.as_ptr()) as usize;
         match STEP_WRAPPER_TYPE.get() {
             Some(&Some(known)) if known == callback_type => {
@@ -314,6 +313,9 @@ fn callback_owner<'py>(py: Python<'py>, callback: &Bound<'py, PyAny>) -> Option<
             }
             Some(_) => {}
             None => learn_step_wrapper(callback),
+        }
+        if ffi::PyCFunction_Check(callback.as_ptr()) != 0 {
+            return Bound::from_borrowed_ptr_or_opt(py, ffi::PyCFunction_GET_SELF(callback.as_ptr()));
         }
     }
     callback.getattr(intern!(py, "__self__")).ok()
