@@ -184,7 +184,7 @@ impl FrameHeader {
 }
 
 /// The types a frame payload can hold.
-pub trait Payload: Serialize + DeserializeOwned {
+pub trait Payload: Serialize + DeserializeOwned + bincode::Encode + bincode::Decode<()> {
     const KIND: FrameKind;
 }
 
@@ -207,7 +207,7 @@ pub fn bincode_config() -> bincode::config::Configuration {
 
 /// The payload's raw (uncompressed) bytes.
 pub fn encode_payload<T: Payload>(value: &T) -> Result<Vec<u8>, bincode::error::EncodeError> {
-    bincode::serde::encode_to_vec(value, bincode_config())
+    bincode::encode_to_vec(value, bincode_config())
 }
 
 /// Decodes a raw payload. Returns the value and the bytes it used; a payload
@@ -222,9 +222,9 @@ pub fn decode_payload<T: Payload>(raw: &[u8]) -> Result<(T, usize), bincode::err
         ($($budget:literal),*) => {
             match decode_budget(raw.len()) {
                 $(budget if budget <= $budget => {
-                    bincode::serde::decode_from_slice(raw, bincode_config().with_limit::<$budget>())
+                    bincode::decode_from_slice(raw, bincode_config().with_limit::<$budget>())
                 })*
-                _ => bincode::serde::decode_from_slice(raw, bincode_config().with_limit::<MAX_DECODE_BYTES>()),
+                _ => bincode::decode_from_slice(raw, bincode_config().with_limit::<MAX_DECODE_BYTES>()),
             }
         };
     }

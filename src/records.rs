@@ -17,7 +17,7 @@ pub type FrameId = u32;
 pub type StackId = u32;
 
 /// Written once, first in the file.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 pub struct TraceHeader {
     pub aiocop_version: String,
     pub python_version: String,
@@ -40,14 +40,14 @@ pub struct TraceHeader {
     pub records_context: bool,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 pub struct EventSpec {
     pub name: String,
     pub weight: i64,
 }
 
 /// A source location: file, line and function, as string ids.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 pub struct Frame {
     pub file: StringId,
     pub line: i32,
@@ -55,7 +55,7 @@ pub struct Frame {
 }
 
 /// One independently decodable unit of the file.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 pub struct Chunk {
     /// Ids first used in this chunk, with their values.
     pub strings: Vec<(StringId, String)>,
@@ -73,7 +73,7 @@ pub struct Chunk {
 }
 
 /// One monitored callback run.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 pub struct SliceRecord {
     /// From the previous slice's start (or the chunk's base for the first).
     pub start_delta_ns: u64,
@@ -98,7 +98,7 @@ pub struct SliceRecord {
 }
 
 /// One blocking event inside a slice.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 pub struct EventRecord {
     /// Index into the header's `event_table`.
     pub event: u16,
@@ -111,7 +111,7 @@ pub struct EventRecord {
 }
 
 /// Written last by a clean stop; a file cut short by a crash has none.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 pub struct TraceFooter {
     pub slices: u64,
     pub events: u64,
