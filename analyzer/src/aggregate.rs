@@ -105,16 +105,21 @@ pub struct Counts {
     pub chunks_read: u64,
 }
 
+/// The earlier of two optional start times, either one if the other is unknown.
+pub(crate) fn earliest(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
 impl Counts {
     fn merge(&mut self, other: &Counts) {
         self.slices += other.slices;
         self.exceeded += other.exceeded;
         self.dropped_slices += other.dropped_slices;
         self.dropped_events += other.dropped_events;
-        self.first_start_ns = match (self.first_start_ns, other.first_start_ns) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        self.first_start_ns = earliest(self.first_start_ns, other.first_start_ns);
         self.last_end_ns = self.last_end_ns.max(other.last_end_ns);
         self.chunks_read += other.chunks_read;
     }

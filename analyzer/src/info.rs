@@ -64,10 +64,7 @@ impl InfoCounts {
         self.samples += other.samples;
         self.dropped_slices += other.dropped_slices;
         self.dropped_events += other.dropped_events;
-        self.first_start_ns = match (self.first_start_ns, other.first_start_ns) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        self.first_start_ns = crate::aggregate::earliest(self.first_start_ns, other.first_start_ns);
         self.last_end_ns = self.last_end_ns.max(other.last_end_ns);
         self.strings += other.strings;
         self.frames += other.frames;

@@ -25,7 +25,6 @@ mod slice;
 mod stacks;
 
 use pyo3::prelude::*;
-use pyo3::types::PyTuple;
 
 /// Installs the audit hook (once per process). True if this call did.
 #[pyfunction]
@@ -327,6 +326,5 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<emit::PendingReport>()?;
     m.add_class::<monitor::ScheduleTarget>()?;
     m.add("MAX_EVENTS_PER_SLICE", slice::MAX_EVENTS_PER_SLICE)?;
-    let _ = PyTuple::empty(m.py());
     Ok(())
 }
