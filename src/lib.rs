@@ -8,6 +8,7 @@
 //! of everything they must agree on and cannot drift. Its only I/O is the
 //! trace writer (to any `io::Write`) and reader (of a file or a buffer).
 
+pub mod chunk_decoder;
 pub mod error;
 pub mod events;
 pub mod format;

@@ -16,12 +16,13 @@
 //! not an error: [`TraceFile::cut_short`] says so and the whole chunks before
 //! the cut are all there is.
 
+use crate::chunk_decoder;
 use crate::error::{FrameRef, ReadError};
 use crate::format::{
     decode_payload, Codec, FileHeader, FrameHeader, FrameKind, Payload, FILE_HEADER_LEN, FORMAT_MAJOR, FORMAT_MINOR,
     FRAME_HEADER_LEN, MAGIC, MAX_PAYLOAD_LEN, MAX_RAW_LEN,
 };
-use crate::records::{Chunk, Frame, FrameId, StackId, StringId, TraceFooter, TraceHeader};
+use crate::records::{Chunk, Frame, FrameId, SliceRecord, StackId, StringId, TraceFooter, TraceHeader};
 use rustc_hash::FxHashMap;
 use std::borrow::Cow;
 use std::fmt;
@@ -219,16 +220,43 @@ impl TraceFile {
 
     /// Reads, checks the checksum of, decompresses and decodes chunk `index`.
     pub fn read_chunk(&self, index: usize) -> Result<Chunk, ReadError> {
-        let info = self.chunk(index)?;
-        let raw = self.decompress_frame(info.offset, &info.frame_header(), FrameRef::Chunk(index))?;
-        self.decode(&raw, FrameRef::Chunk(index))
+        let mut slices = Vec::new();
+        let mut chunk = self.visit_chunk(index, |_, slice| slices.push(slice.clone()))?;
+        chunk.slices = slices;
+        Ok(chunk)
+    }
+
+    /// Reads chunk `index` one slice at a time, without holding its slices:
+    /// calls `on_slice` with each slice and its start (nanoseconds from the
+    /// trace's start), then returns the chunk's definitions, base offset and
+    /// dropped count, with `slices` empty. This is how a report reads.
+    ///
+    /// On an error after the checksum (a crafted or miswritten payload), the
+    /// slices decoded before it have been passed to `on_slice`.
+    pub fn visit_chunk(&self, index: usize, on_slice: impl FnMut(u64, &SliceRecord)) -> Result<Chunk, ReadError> {
+        let raw = self.decompress_chunk_payload(index)?;
+        let (chunk, used) =
+            chunk_decoder::decode_chunk(&raw, on_slice).map_err(|e| self.decode_error(FrameRef::Chunk(index), e))?;
+        self.check_all_used(raw.len(), used, FrameRef::Chunk(index))?;
+        Ok(chunk)
+    }
+
+    /// The definitions (strings, frames, stacks) and base offset of chunk
+    /// `index`, without decoding its slices.
+    pub fn read_chunk_definitions(&self, index: usize) -> Result<Chunk, ReadError> {
+        let raw = self.decompress_chunk_payload(index)?;
+        chunk_decoder::decode_chunk_definitions(&raw).map_err(|e| self.decode_error(FrameRef::Chunk(index), e))
     }
 
     /// Reads, checks the checksum of and decompresses chunk `index` without
     /// decoding it (the floor for reading it at all); returns its raw size.
     pub fn decompress_chunk(&self, index: usize) -> Result<usize, ReadError> {
+        Ok(self.decompress_chunk_payload(index)?.len())
+    }
+
+    fn decompress_chunk_payload(&self, index: usize) -> Result<Vec<u8>, ReadError> {
         let info = self.chunk(index)?;
-        Ok(self.decompress_frame(info.offset, &info.frame_header(), FrameRef::Chunk(index))?.len())
+        self.decompress_frame(info.offset, &info.frame_header(), FrameRef::Chunk(index))
     }
 
     /// Every chunk, in file order.
@@ -425,14 +453,22 @@ impl TraceFile {
     }
 
     fn decode<T: Payload>(&self, raw: &[u8], which: FrameRef) -> Result<T, ReadError> {
-        let decode_error = |problem: String| ReadError::Decode { path: self.name.clone(), frame: which, problem };
-        let (value, used) = decode_payload::<T>(raw).map_err(|e| decode_error(e.to_string().replace('\n', " ")))?;
-        // A newer minor may append to a payload; this build's may not.
-        let newer_minor = self.version.1 > FORMAT_MINOR;
-        if used != raw.len() && !newer_minor {
-            return Err(decode_error(format!("{} bytes are left over after it", raw.len() - used)));
-        }
+        let (value, used) = decode_payload::<T>(raw).map_err(|e| self.decode_error(which, e))?;
+        self.check_all_used(raw.len(), used, which)?;
         Ok(value)
+    }
+
+    /// A newer minor may append to a payload; this build's may not.
+    fn check_all_used(&self, raw_len: usize, used: usize, which: FrameRef) -> Result<(), ReadError> {
+        let newer_minor = self.version.1 > FORMAT_MINOR;
+        if used != raw_len && !newer_minor {
+            return Err(self.decode_error(which, format!("{} bytes are left over after it", raw_len - used)));
+        }
+        Ok(())
+    }
+
+    fn decode_error(&self, which: FrameRef, problem: impl fmt::Display) -> ReadError {
+        ReadError::Decode { path: self.name.clone(), frame: which, problem: problem.to_string().replace('\n', " ") }
     }
 
     fn io_error(&self, source: io::Error) -> ReadError {

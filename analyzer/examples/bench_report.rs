@@ -8,9 +8,11 @@
 //! like the recorder's, 1 in 50 with a blocking event on one of 40 stacks,
 //! 1 in 500 slow and CPU-sampled) to TRACE (default a temporary file), then
 //! times, with 1 and 2 threads: decompressing every chunk without decoding
-//! it (the floor), and a whole `aiocop-analyze` report. Prints the peak
+//! it (the floor), decompressing and decoding it slice by slice, that and
+//! aggregating it as a report does, and a whole `aiocop-analyze` report. Prints the peak
 //! resident memory of the process at the end (Linux).
 
+use aiocop_analyze::aggregate::{ChunkOptions, FileAggregate};
 use aiocop_trace::records::{Chunk, EventRecord, EventSpec, Frame, SliceRecord, TraceFooter, TraceHeader};
 use aiocop_trace::{TraceFile, TraceWriter, BLOCKING_EVENTS};
 use rayon::prelude::*;
@@ -127,11 +129,26 @@ fn main() {
         let decode = best_of(3, || {
             pool.install(|| {
                 (0..trace.chunk_count()).into_par_iter().for_each(|i| {
-                    trace.read_chunk(i).expect("decode");
+                    trace
+                        .visit_chunk(i, |start_ns, slice| {
+                            std::hint::black_box((start_ns, slice));
+                        })
+                        .expect("decode");
                 })
             })
         });
-        println!("{threads} thread(s): decompress and decode {decode:.3} s");
+        let aggregate = best_of(3, || {
+            pool.install(|| {
+                (0..trace.chunk_count())
+                    .into_par_iter()
+                    .fold(FileAggregate::default, |mut aggregate, index| {
+                        aggregate.add_from(&trace, index, &ChunkOptions::default());
+                        aggregate
+                    })
+                    .reduce(FileAggregate::default, FileAggregate::merge);
+            })
+        });
+        println!("{threads} thread(s): decompress and decode {decode:.3} s, and aggregate {aggregate:.3} s");
         let path = path.to_str().expect("a UTF-8 path");
         let threads_arg = threads.to_string();
         let report = best_of(3, || {

@@ -20,8 +20,7 @@
 use crate::durations::Durations;
 use crate::group::NO_STACK;
 use aiocop_trace::records::{Chunk, SliceRecord, StackId, StringId};
-use aiocop_trace::{Dictionary, ReadError};
-use rustc_hash::FxHashMap;
+use aiocop_trace::{Dictionary, ReadError, TraceFile};
 
 /// What, besides the events, keys a slice.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,6 +58,40 @@ pub struct IoSignature {
     /// `(event index, stack id)`, sorted.
     pub events: Box<[(u16, StackId)]>,
 }
+
+/// An [`IoSignature`] in borrowed scratch space: it hashes and compares as
+/// the signature it stands for, so that looking up a known signature
+/// allocates nothing.
+#[derive(Hash)]
+struct IoSignatureRef<'a> {
+    exceeded: bool,
+    extra: Option<StringId>,
+    events: &'a [(u16, StackId)],
+}
+
+impl hashbrown::Equivalent<IoSignature> for IoSignatureRef<'_> {
+    fn equivalent(&self, key: &IoSignature) -> bool {
+        self.exceeded == key.exceeded && self.extra == key.extra && *self.events == *key.events
+    }
+}
+
+impl From<&IoSignatureRef<'_>> for IoSignature {
+    fn from(signature: &IoSignatureRef<'_>) -> IoSignature {
+        IoSignature { exceeded: signature.exceeded, extra: signature.extra, events: signature.events.into() }
+    }
+}
+
+/// Buffers reused from one slice to the next.
+#[derive(Debug, Default)]
+struct Scratch {
+    /// `(event, stack, args)` of a slice's events, sorted by event and stack.
+    events: Vec<(u16, StackId, StringId)>,
+    /// The same, without the arguments: the signature's events.
+    pairs: Vec<(u16, StackId)>,
+}
+
+/// A map keyed by signatures.
+pub type SignatureMap<K, V> = hashbrown::HashMap<K, V, rustc_hash::FxBuildHasher>;
 
 #[derive(Clone, Debug)]
 pub struct IoStats {
@@ -114,6 +147,24 @@ pub(crate) fn earliest(a: Option<u64>, b: Option<u64>) -> Option<u64> {
 }
 
 impl Counts {
+    /// Counts a slice that starts `start_ns` after the trace's start. Returns
+    /// whether it ran over the threshold, or `None` if it is outside the
+    /// window (then only the trace's time span counts it).
+    #[inline]
+    fn add_slice(&mut self, start_ns: u64, slice: &SliceRecord, options: &ChunkOptions) -> Option<bool> {
+        let end_ns = start_ns.saturating_add(slice.duration_ns);
+        self.first_start_ns = Some(self.first_start_ns.map_or(start_ns, |s| s.min(start_ns)));
+        self.last_end_ns = self.last_end_ns.max(end_ns);
+        if start_ns < options.since_ns || start_ns >= options.until_ns {
+            return None;
+        }
+        let exceeded = options.threshold_ns.map_or(slice.exceeded, |threshold| slice.duration_ns >= threshold);
+        self.slices += 1;
+        self.exceeded += u64::from(exceeded);
+        self.dropped_events += u64::from(slice.dropped_events);
+        Some(exceeded)
+    }
+
     fn merge(&mut self, other: &Counts) {
         self.slices += other.slices;
         self.exceeded += other.exceeded;
@@ -128,20 +179,68 @@ impl Counts {
 /// A file's chunks folded together, keyed by its ids.
 #[derive(Debug, Default)]
 pub struct FileAggregate {
-    pub io: FxHashMap<IoSignature, IoStats>,
-    pub cpu: FxHashMap<CpuSignature, CpuStats>,
+    pub io: SignatureMap<IoSignature, IoStats>,
+    pub cpu: SignatureMap<CpuSignature, CpuStats>,
     pub counts: Counts,
     pub dictionary: Dictionary,
     /// Chunks that could not be read, and the error of the first of them.
     pub unreadable: u64,
     pub first_error: Option<(usize, ReadError)>,
+    scratch: Scratch,
 }
 
 impl FileAggregate {
+    /// Reads chunk `index` of `trace` one slice at a time into the aggregate,
+    /// or counts its error. A chunk whose payload fails to decode after its
+    /// checksum matched (crafted, or written by a buggy writer) keeps the
+    /// slices decoded before the error and still counts as unreadable.
+    pub fn add_from(&mut self, trace: &TraceFile, index: usize, options: &ChunkOptions) {
+        // Counted apart from `self` so that the loop over a chunk's slices,
+        // which are mostly pure (no events, not slow), keeps them in registers.
+        let mut counts = Counts::default();
+        let visited = trace.visit_chunk(index, |start_ns, slice| {
+            if let Some(exceeded) = counts.add_slice(start_ns, slice, options) {
+                if exceeded || !slice.events.is_empty() {
+                    self.add_keyed_slice(slice, start_ns, exceeded, options);
+                }
+            }
+        });
+        self.counts.merge(&counts);
+        self.add_definitions_or_error(index, visited);
+    }
+
     /// Adds chunk `index` as read: its slices, or its error.
     pub fn add(&mut self, index: usize, chunk: Result<Chunk, ReadError>, options: &ChunkOptions) {
         match chunk {
             Ok(chunk) => self.add_chunk(&chunk, options),
+            Err(error) => self.add_definitions_or_error(index, Err(error)),
+        }
+    }
+
+    /// Adds a whole chunk, as decoded.
+    pub fn add_chunk(&mut self, chunk: &Chunk, options: &ChunkOptions) {
+        let mut start_ns = chunk.base_offset_ns;
+        for slice in &chunk.slices {
+            start_ns = start_ns.saturating_add(slice.start_delta_ns);
+            if let Some(exceeded) = self.counts.add_slice(start_ns, slice, options) {
+                if exceeded || !slice.events.is_empty() {
+                    self.add_keyed_slice(slice, start_ns, exceeded, options);
+                }
+            }
+        }
+        self.add_definitions(chunk);
+    }
+
+    /// The chunk's definitions and counts, its slices aside.
+    fn add_definitions(&mut self, chunk: &Chunk) {
+        self.dictionary.add(chunk);
+        self.counts.chunks_read += 1;
+        self.counts.dropped_slices += chunk.dropped_slices;
+    }
+
+    fn add_definitions_or_error(&mut self, index: usize, chunk: Result<Chunk, ReadError>) {
+        match chunk {
+            Ok(chunk) => self.add_definitions(&chunk),
             Err(error) => {
                 self.unreadable += 1;
                 if self.first_error.as_ref().is_none_or(|(first, _)| index < *first) {
@@ -151,28 +250,10 @@ impl FileAggregate {
         }
     }
 
-    pub fn add_chunk(&mut self, chunk: &Chunk, options: &ChunkOptions) {
-        self.dictionary.add(chunk);
-        self.counts.chunks_read += 1;
-        self.counts.dropped_slices += chunk.dropped_slices;
-        let mut start_ns = chunk.base_offset_ns;
-        for slice in &chunk.slices {
-            start_ns = start_ns.saturating_add(slice.start_delta_ns);
-            let end_ns = start_ns.saturating_add(slice.duration_ns);
-            self.counts.first_start_ns = Some(self.counts.first_start_ns.map_or(start_ns, |s| s.min(start_ns)));
-            self.counts.last_end_ns = self.counts.last_end_ns.max(end_ns);
-            if start_ns < options.since_ns || start_ns >= options.until_ns {
-                continue;
-            }
-            self.add_slice(slice, start_ns, options);
-        }
-    }
-
-    fn add_slice(&mut self, slice: &SliceRecord, start_ns: u64, options: &ChunkOptions) {
-        let exceeded = options.threshold_ns.map_or(slice.exceeded, |threshold| slice.duration_ns >= threshold);
-        self.counts.slices += 1;
-        self.counts.exceeded += u64::from(exceeded);
-        self.counts.dropped_events += u64::from(slice.dropped_events);
+    /// Keys a slice in the window that did blocking I/O or ran over the
+    /// threshold (a few in a hundred: kept out of the loop over slices).
+    #[inline(never)]
+    fn add_keyed_slice(&mut self, slice: &SliceRecord, start_ns: u64, exceeded: bool, options: &ChunkOptions) {
         let extra = match options.extra {
             Extra::None => None,
             Extra::What => Some(slice.what),
@@ -181,27 +262,27 @@ impl FileAggregate {
             }
         };
         if !slice.events.is_empty() {
-            let mut events: Vec<(u16, StackId, StringId)> =
-                slice.events.iter().map(|e| (e.event, e.stack, e.args)).collect();
+            let Scratch { events, pairs } = &mut self.scratch;
+            events.clear();
+            events.extend(slice.events.iter().map(|e| (e.event, e.stack, e.args)));
             // Stable: among equal (event, stack) pairs the example keeps the
             // arguments in the order the slice made the calls.
             events.sort_by_key(|&(event, stack, _)| (event, stack));
-            let signature = IoSignature {
-                exceeded,
-                extra,
-                events: events.iter().map(|&(event, stack, _)| (event, stack)).collect(),
-            };
-            let stats = self.io.entry(signature).or_insert_with(|| IoStats {
+            pairs.clear();
+            pairs.extend(events.iter().map(|&(event, stack, _)| (event, stack)));
+            let args = || events.iter().map(|&(_, _, args)| args).collect();
+            let signature = IoSignatureRef { exceeded, extra, events: pairs };
+            let stats = self.io.entry_ref(&signature).or_insert_with(|| IoStats {
                 slices: 0,
                 durations: Durations::new(),
                 example_start_ns: start_ns,
-                example_args: events.iter().map(|&(_, _, args)| args).collect(),
+                example_args: args(),
             });
             stats.slices += 1;
             stats.durations.record(slice.duration_ns);
             if start_ns < stats.example_start_ns {
                 stats.example_start_ns = start_ns;
-                stats.example_args = events.iter().map(|&(_, _, args)| args).collect();
+                stats.example_args = args();
             }
         } else if exceeded {
             let signature = CpuSignature { stack: most_frequent(&slice.samples).unwrap_or(NO_STACK), extra };
@@ -222,10 +303,10 @@ impl FileAggregate {
     pub fn merge(mut self, other: FileAggregate) -> FileAggregate {
         for (signature, theirs) in other.io {
             match self.io.entry(signature) {
-                std::collections::hash_map::Entry::Vacant(entry) => {
+                hashbrown::hash_map::Entry::Vacant(entry) => {
                     entry.insert(theirs);
                 }
-                std::collections::hash_map::Entry::Occupied(mut entry) => {
+                hashbrown::hash_map::Entry::Occupied(mut entry) => {
                     let mine = entry.get_mut();
                     mine.slices += theirs.slices;
                     mine.durations.merge(&theirs.durations);
@@ -238,10 +319,10 @@ impl FileAggregate {
         }
         for (signature, theirs) in other.cpu {
             match self.cpu.entry(signature) {
-                std::collections::hash_map::Entry::Vacant(entry) => {
+                hashbrown::hash_map::Entry::Vacant(entry) => {
                     entry.insert(theirs);
                 }
-                std::collections::hash_map::Entry::Occupied(mut entry) => {
+                hashbrown::hash_map::Entry::Occupied(mut entry) => {
                     let mine = entry.get_mut();
                     mine.slices += theirs.slices;
                     mine.samples += theirs.samples;

@@ -277,7 +277,9 @@ fn analyse(
         let context_id = match &args.by {
             GroupBy::Context(key) => (0..trace.chunk_count())
                 .into_par_iter()
-                .filter_map(|i| trace.read_chunk(i).ok().and_then(|c| resolve::find_string(&c.strings, key)))
+                .filter_map(|i| {
+                    trace.read_chunk_definitions(i).ok().and_then(|c| resolve::find_string(&c.strings, key))
+                })
                 .min(),
             _ => None,
         };
@@ -286,7 +288,7 @@ fn analyse(
         let mut aggregate = (0..trace.chunk_count())
             .into_par_iter()
             .fold(FileAggregate::default, |mut aggregate, index| {
-                aggregate.add(index, trace.read_chunk(index), &options);
+                aggregate.add_from(&trace, index, &options);
                 progress.inc(chunk_bytes(&trace, index));
                 aggregate
             })
@@ -412,7 +414,7 @@ pub fn run_info(args: InfoArgs) -> Result<(), AnalyzeError> {
             let mut counts = (0..trace.chunk_count())
                 .into_par_iter()
                 .fold(InfoCounts::default, |mut counts, index| {
-                    counts.add(index, trace.read_chunk(index));
+                    counts.add_from(&trace, index);
                     progress.inc(chunk_bytes(&trace, index));
                     counts
                 })

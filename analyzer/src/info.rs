@@ -3,6 +3,7 @@
 //! was cut short. Chunks are decoded in parallel, as for a report.
 
 use crate::report::{ms, seconds};
+use aiocop_trace::records::SliceRecord;
 use aiocop_trace::{ReadError, TraceFile};
 use serde::Serialize;
 
@@ -26,34 +27,34 @@ pub struct InfoCounts {
 }
 
 impl InfoCounts {
-    pub fn add(&mut self, index: usize, chunk: Result<aiocop_trace::records::Chunk, ReadError>) {
-        let chunk = match chunk {
-            Ok(chunk) => chunk,
+    /// Counts chunk `index` of `trace`, read one slice at a time, or its error.
+    pub fn add_from(&mut self, trace: &TraceFile, index: usize) {
+        match trace.visit_chunk(index, |start_ns, slice| self.add_slice(start_ns, slice)) {
+            // Each id is defined once per file: the sums are the file's counts.
+            Ok(chunk) => {
+                self.strings += chunk.strings.len() as u64;
+                self.frames += chunk.frames.len() as u64;
+                self.stacks += chunk.stacks.len() as u64;
+                self.dropped_slices += chunk.dropped_slices;
+            }
             Err(error) => {
                 self.unreadable += 1;
                 if self.first_error.as_ref().is_none_or(|(first, _)| index < *first) {
                     self.first_error = Some((index, error));
                 }
-                return;
             }
-        };
-        // Each id is defined once per file: the sums are the file's counts.
-        self.strings += chunk.strings.len() as u64;
-        self.frames += chunk.frames.len() as u64;
-        self.stacks += chunk.stacks.len() as u64;
-        self.dropped_slices += chunk.dropped_slices;
-        let mut start_ns = chunk.base_offset_ns;
-        for slice in &chunk.slices {
-            start_ns = start_ns.saturating_add(slice.start_delta_ns);
-            self.first_start_ns = Some(self.first_start_ns.map_or(start_ns, |s| s.min(start_ns)));
-            self.last_end_ns = self.last_end_ns.max(start_ns.saturating_add(slice.duration_ns));
-            self.slices += 1;
-            self.exceeded += u64::from(slice.exceeded);
-            self.blocking_slices += u64::from(!slice.events.is_empty());
-            self.events += slice.events.len() as u64;
-            self.samples += slice.samples.len() as u64;
-            self.dropped_events += u64::from(slice.dropped_events);
         }
+    }
+
+    fn add_slice(&mut self, start_ns: u64, slice: &SliceRecord) {
+        self.first_start_ns = Some(self.first_start_ns.map_or(start_ns, |s| s.min(start_ns)));
+        self.last_end_ns = self.last_end_ns.max(start_ns.saturating_add(slice.duration_ns));
+        self.slices += 1;
+        self.exceeded += u64::from(slice.exceeded);
+        self.blocking_slices += u64::from(!slice.events.is_empty());
+        self.events += slice.events.len() as u64;
+        self.samples += slice.samples.len() as u64;
+        self.dropped_events += u64::from(slice.dropped_events);
     }
 
     pub fn merge(mut self, other: InfoCounts) -> InfoCounts {

@@ -1,0 +1,23 @@
+//! Differential: the hand-written chunk decoder (`src/chunk_decoder.rs`)
+//! and bincode's derive must agree on every payload: the same chunk and the
+//! same bytes used when either succeeds, and neither may panic.
+#![no_main]
+
+use aiocop_trace::chunk_decoder::decode_chunk;
+use aiocop_trace::format::decode_payload;
+use aiocop_trace::records::Chunk;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|raw: &[u8]| {
+    let mut slices = Vec::new();
+    let ours = decode_chunk(raw, |_, slice| slices.push(slice.clone())).map(|(mut chunk, used)| {
+        chunk.slices = slices;
+        (chunk, used)
+    });
+    let theirs = decode_payload::<Chunk>(raw);
+    match (ours, theirs) {
+        (Ok(ours), Ok(theirs)) => assert_eq!(ours, theirs),
+        (Err(_), Err(_)) => {}
+        (ours, theirs) => panic!("the decoders disagree: ours {ours:?}, bincode's {theirs:?}"),
+    }
+});

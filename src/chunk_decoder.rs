@@ -1,0 +1,449 @@
+//! Decodes a chunk payload one slice at a time, without building the
+//! chunk's `Vec<SliceRecord>`.
+//!
+//! The bytes are the ones the writer produces with bincode 2's derive and
+//! standard configuration (`format.rs`); this module reads exactly that
+//! encoding, by hand, because a report reads tens of millions of slices and
+//! bincode's generic decoder spent about 80 ns on each (building and
+//! dropping a 120-byte record, checking an allocation budget per field).
+//! Here a slice is decoded into one record reused for the whole chunk, and
+//! a pure `await asyncio.sleep(0)` slice is a dozen one-byte varints.
+//!
+//! The encoding, as bincode writes it:
+//! - an unsigned integer is one byte below 251, or a marker byte (251, 252,
+//!   253) followed by 2, 4 or 8 little-endian bytes; a marker too wide for
+//!   the field is an error, as in bincode;
+//! - a signed integer is the unsigned encoding of its zigzag;
+//! - `bool` and an `Option`'s tag are one byte, 0 or 1;
+//! - a `Vec` or `String` is its length as a `u64`, then its elements;
+//! - a struct or tuple is its fields in order.
+//!
+//! Tests check that bincode and this decoder agree on random chunks and on
+//! the golden bytes, so the writer (bincode) and this reader cannot drift.
+//! Nothing read is trusted: a length is checked against the bytes left
+//! before anything is allocated for it.
+
+use crate::records::{Chunk, EventRecord, Frame, SliceRecord};
+
+/// Why a payload could not be decoded, and where.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DecodeError {
+    /// Offset in the decompressed payload.
+    pub offset: usize,
+    pub problem: &'static str,
+}
+
+impl std::fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} at byte {} of its decompressed payload", self.problem, self.offset)
+    }
+}
+
+type Result<T> = std::result::Result<T, DecodeError>;
+
+const U16_MARKER: u8 = 251;
+const U32_MARKER: u8 = 252;
+const U64_MARKER: u8 = 253;
+
+/// The fewest bytes a `SliceRecord` takes: eleven fields of at least one byte.
+const MIN_SLICE_BYTES: usize = 11;
+
+/// Decodes the payload of a chunk: its definitions into the returned
+/// [`Chunk`] (with `slices` left empty), and each slice, with its start
+/// from the trace's start (the chunk's base plus the deltas so far), to
+/// `on_slice`. Returns the chunk and the bytes it used; a payload written
+/// by a newer minor version may carry more after them.
+///
+/// On an error, the slices before it have been passed to `on_slice`.
+#[inline]
+pub fn decode_chunk(raw: &[u8], mut on_slice: impl FnMut(u64, &SliceRecord)) -> Result<(Chunk, usize)> {
+    let mut cursor = Cursor { bytes: raw, pos: 0 };
+    let mut chunk = decode_definitions(&mut cursor)?;
+    let slice_count = cursor.len(MIN_SLICE_BYTES)?;
+    let mut slice = SliceRecord::default();
+    let mut start_ns = chunk.base_offset_ns;
+    for _ in 0..slice_count {
+        cursor.slice_into(&mut slice)?;
+        start_ns = start_ns.saturating_add(slice.start_delta_ns);
+        on_slice(start_ns, &slice);
+    }
+    chunk.dropped_slices = cursor.u64()?;
+    Ok((chunk, cursor.pos))
+}
+
+/// Decodes only the definitions of a chunk (strings, frames, stacks) and its
+/// base offset; `slices` is left empty and `dropped_slices` zero.
+pub fn decode_chunk_definitions(raw: &[u8]) -> Result<Chunk> {
+    decode_definitions(&mut Cursor { bytes: raw, pos: 0 })
+}
+
+fn decode_definitions(cursor: &mut Cursor<'_>) -> Result<Chunk> {
+    let strings = cursor.vec(2, |c| Ok((c.u32()?, c.string()?)))?;
+    let frames = cursor.vec(4, |c| Ok((c.u32()?, Frame { file: c.u32()?, line: c.i32()?, function: c.u32()? })))?;
+    let stacks = cursor.vec(2, |c| Ok((c.u32()?, c.vec(1, Cursor::u32)?)))?;
+    let base_offset_ns = cursor.u64()?;
+    Ok(Chunk { strings, frames, stacks, base_offset_ns, slices: Vec::new(), dropped_slices: 0 })
+}
+
+struct Cursor<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl Cursor<'_> {
+    fn error(&self, problem: &'static str) -> DecodeError {
+        DecodeError { offset: self.pos, problem }
+    }
+
+    #[inline(always)]
+    fn byte(&mut self) -> Result<u8> {
+        let Some(&byte) = self.bytes.get(self.pos) else {
+            return Err(self.error("it ends in the middle of a value"));
+        };
+        self.pos += 1;
+        Ok(byte)
+    }
+
+    #[inline(always)]
+    fn array<const N: usize>(&mut self) -> Result<[u8; N]> {
+        let Some(bytes) = self.bytes.get(self.pos..self.pos + N) else {
+            return Err(self.error("it ends in the middle of a value"));
+        };
+        self.pos += N;
+        Ok(bytes.try_into().expect("a slice of N bytes"))
+    }
+
+    /// An unsigned varint whose marker may be at most `widest`.
+    #[inline(always)]
+    fn varint(&mut self, widest: u8) -> Result<u64> {
+        let byte = self.byte()?;
+        if byte < U16_MARKER {
+            return Ok(u64::from(byte));
+        }
+        self.wide_varint(byte, widest)
+    }
+
+    /// Durations and time deltas in nanoseconds usually take 2 or 4 bytes
+    /// after their marker: this is a hot path too.
+    #[inline(always)]
+    fn wide_varint(&mut self, marker: u8, widest: u8) -> Result<u64> {
+        match marker {
+            U16_MARKER => Ok(u64::from(u16::from_le_bytes(self.array()?))),
+            U32_MARKER if widest >= U32_MARKER => Ok(u64::from(u32::from_le_bytes(self.array()?))),
+            U64_MARKER if widest >= U64_MARKER => Ok(u64::from_le_bytes(self.array()?)),
+            _ => {
+                self.pos -= 1;
+                Err(self.error("an integer is too wide for its field"))
+            }
+        }
+    }
+
+    #[inline(always)]
+    fn u64(&mut self) -> Result<u64> {
+        self.varint(U64_MARKER)
+    }
+
+    #[inline(always)]
+    fn u32(&mut self) -> Result<u32> {
+        Ok(self.varint(U32_MARKER)? as u32)
+    }
+
+    #[inline(always)]
+    fn u16(&mut self) -> Result<u16> {
+        Ok(self.varint(U16_MARKER)? as u16)
+    }
+
+    #[inline(always)]
+    fn i64(&mut self) -> Result<i64> {
+        let zigzag = self.u64()?;
+        Ok((zigzag >> 1) as i64 ^ -((zigzag & 1) as i64))
+    }
+
+    fn i32(&mut self) -> Result<i32> {
+        let zigzag = self.u32()?;
+        Ok((zigzag >> 1) as i32 ^ -((zigzag & 1) as i32))
+    }
+
+    #[inline(always)]
+    fn flag(&mut self) -> Result<bool> {
+        match self.byte()? {
+            0 => Ok(false),
+            1 => Ok(true),
+            _ => {
+                self.pos -= 1;
+                Err(self.error("a flag is neither 0 nor 1"))
+            }
+        }
+    }
+
+    /// A length of elements of at least `min_element_bytes` each, refused if
+    /// the bytes left cannot hold them: nothing is allocated for a length
+    /// the payload does not back.
+    #[inline(always)]
+    fn len(&mut self, min_element_bytes: usize) -> Result<usize> {
+        let start = self.pos;
+        let len = self.u64()?;
+        let left = (self.bytes.len() - self.pos) as u64;
+        if len > left / min_element_bytes as u64 {
+            self.pos = start;
+            return Err(self.error("a length is longer than the rest of the payload"));
+        }
+        Ok(len as usize)
+    }
+
+    fn string(&mut self) -> Result<String> {
+        let len = self.len(1)?;
+        let bytes = &self.bytes[self.pos..self.pos + len];
+        let text = std::str::from_utf8(bytes).map_err(|_| self.error("a string is not UTF-8"))?;
+        self.pos += len;
+        Ok(text.to_owned())
+    }
+
+    fn vec<T>(&mut self, min_element_bytes: usize, mut element: impl FnMut(&mut Self) -> Result<T>) -> Result<Vec<T>> {
+        let len = self.len(min_element_bytes)?;
+        let mut values = Vec::with_capacity(len);
+        for _ in 0..len {
+            values.push(element(self)?);
+        }
+        Ok(values)
+    }
+
+    /// Refills `values` in place, keeping its allocation for the next slice.
+    #[inline(always)]
+    fn refill<T>(
+        &mut self,
+        values: &mut Vec<T>,
+        min_element_bytes: usize,
+        mut element: impl FnMut(&mut Self) -> Result<T>,
+    ) -> Result<()> {
+        values.clear();
+        let len = self.len(min_element_bytes)?;
+        if len > 0 {
+            values.reserve(len);
+            for _ in 0..len {
+                values.push(element(self)?);
+            }
+        }
+        Ok(())
+    }
+
+    /// The eight bytes after `what` in a pure slice (no task name, not over
+    /// the threshold, no events, no samples, no context: most slices) are
+    /// all zero but the thread number's; reads them in one load, or returns
+    /// `None` to decode the slice field by field.
+    #[inline(always)]
+    fn pure_slice_tail(&mut self) -> Option<u32> {
+        const THREAD_BYTE: u64 = 0xff00;
+        let bytes: [u8; 8] = self.bytes.get(self.pos..self.pos + 8)?.try_into().ok()?;
+        let word = u64::from_le_bytes(bytes);
+        let thread = bytes[1];
+        if word & !THREAD_BYTE != 0 || thread >= U16_MARKER {
+            return None;
+        }
+        self.pos += 8;
+        Some(u32::from(thread))
+    }
+
+    #[inline(always)]
+    fn slice_into(&mut self, slice: &mut SliceRecord) -> Result<()> {
+        slice.start_delta_ns = self.u64()?;
+        slice.duration_ns = self.u64()?;
+        slice.what = self.u32()?;
+        if let Some(thread) = self.pure_slice_tail() {
+            slice.task = None;
+            slice.thread = thread;
+            slice.exceeded = false;
+            slice.events.clear();
+            slice.dropped_events = 0;
+            slice.score = 0;
+            slice.samples.clear();
+            slice.context.clear();
+            return Ok(());
+        }
+        slice.task = if self.flag()? { Some(self.u32()?) } else { None };
+        slice.thread = self.u32()?;
+        slice.exceeded = self.flag()?;
+        self.refill(&mut slice.events, 4, |c| {
+            Ok(EventRecord { event: c.u16()?, args: c.u32()?, offset_ns: c.u64()?, stack: c.u32()? })
+        })?;
+        slice.dropped_events = self.u32()?;
+        slice.score = self.i64()?;
+        self.refill(&mut slice.samples, 1, Cursor::u32)?;
+        self.refill(&mut slice.context, 2, |c| Ok((c.u32()?, c.u32()?)))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::encode_payload;
+
+    fn decode_all(raw: &[u8]) -> Result<(Chunk, usize)> {
+        let mut slices = Vec::new();
+        let (mut chunk, used) = decode_chunk(raw, |_, slice| slices.push(slice.clone()))?;
+        chunk.slices = slices;
+        Ok((chunk, used))
+    }
+
+    /// A small xorshift generator: reproducible chunks without a crate.
+    struct Random(u64);
+
+    impl Random {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+
+        /// Values around every varint width boundary, and extremes.
+        fn wide(&mut self) -> u64 {
+            let bits = self.next() % 65;
+            let value = if bits == 64 { self.next() } else { self.next() & ((1u64 << bits) - 1) };
+            match self.next() % 8 {
+                0 => 250 + self.next() % 3,
+                1 => u64::MAX - self.next() % 2,
+                _ => value,
+            }
+        }
+
+        fn below(&mut self, n: u64) -> usize {
+            (self.next() % n) as usize
+        }
+    }
+
+    fn random_slice(random: &mut Random) -> SliceRecord {
+        SliceRecord {
+            start_delta_ns: random.wide(),
+            duration_ns: random.wide(),
+            what: random.wide() as u32,
+            task: (random.next().is_multiple_of(2)).then(|| random.wide() as u32),
+            thread: random.wide() as u32,
+            exceeded: random.next().is_multiple_of(2),
+            events: (0..random.below(3))
+                .map(|_| EventRecord {
+                    event: random.wide() as u16,
+                    args: random.wide() as u32,
+                    offset_ns: random.wide(),
+                    stack: random.wide() as u32,
+                })
+                .collect(),
+            dropped_events: random.wide() as u32,
+            score: random.wide() as i64,
+            samples: (0..random.below(3)).map(|_| random.wide() as u32).collect(),
+            context: (0..random.below(2)).map(|_| (random.wide() as u32, random.wide() as u32)).collect(),
+        }
+    }
+
+    /// A slice the decoder's fast path takes (unless its thread number
+    /// needs more than one byte).
+    fn pure_slice(random: &mut Random) -> SliceRecord {
+        SliceRecord {
+            start_delta_ns: random.wide(),
+            duration_ns: random.wide(),
+            what: random.wide() as u32,
+            thread: random.wide() as u32,
+            ..SliceRecord::default()
+        }
+    }
+
+    fn random_chunk(random: &mut Random) -> Chunk {
+        Chunk {
+            strings: (0..random.below(4)).map(|i| (random.wide() as u32, format!("s{i}é\u{1F40D}"))).collect(),
+            frames: (0..random.below(4))
+                .map(|_| {
+                    let frame = Frame {
+                        file: random.wide() as u32,
+                        line: random.wide() as i32,
+                        function: random.wide() as u32,
+                    };
+                    (random.wide() as u32, frame)
+                })
+                .collect(),
+            stacks: (0..random.below(3))
+                .map(|_| (random.wide() as u32, (0..random.below(4)).map(|_| random.wide() as u32).collect()))
+                .collect(),
+            base_offset_ns: random.wide(),
+            slices: (0..random.below(20))
+                .map(|_| if random.next().is_multiple_of(2) { pure_slice(random) } else { random_slice(random) })
+                .collect(),
+            dropped_slices: random.wide(),
+        }
+    }
+
+    #[test]
+    fn agrees_with_bincode_on_random_chunks() {
+        let mut random = Random(0x2545_f491_4f6c_dd1d);
+        for _ in 0..2_000 {
+            let chunk = random_chunk(&mut random);
+            let raw = encode_payload(&chunk).unwrap();
+            let (decoded, used) = decode_all(&raw).unwrap();
+            assert_eq!(decoded, chunk);
+            assert_eq!(used, raw.len());
+            let (by_bincode, _) = crate::format::decode_payload::<Chunk>(&raw).unwrap();
+            assert_eq!(by_bincode, decoded);
+        }
+    }
+
+    #[test]
+    fn slices_get_their_start_from_the_base_and_the_deltas() {
+        let slice = |start_delta_ns| SliceRecord { start_delta_ns, ..SliceRecord::default() };
+        let chunk = Chunk { base_offset_ns: 1_000, slices: vec![slice(0), slice(5), slice(7)], ..Chunk::default() };
+        let mut starts = Vec::new();
+        decode_chunk(&encode_payload(&chunk).unwrap(), |start, _| starts.push(start)).unwrap();
+        assert_eq!(starts, [1_000, 1_005, 1_012]);
+    }
+
+    #[test]
+    fn definitions_alone_stop_before_the_slices() {
+        let mut random = Random(7);
+        let chunk = random_chunk(&mut random);
+        let definitions = decode_chunk_definitions(&encode_payload(&chunk).unwrap()).unwrap();
+        assert_eq!(definitions.strings, chunk.strings);
+        assert_eq!(definitions.stacks, chunk.stacks);
+        assert_eq!(definitions.base_offset_ns, chunk.base_offset_ns);
+        assert!(definitions.slices.is_empty());
+    }
+
+    #[test]
+    fn every_cut_of_a_payload_is_an_error_where_bincode_errs_too() {
+        let mut random = Random(11);
+        let raw = encode_payload(&random_chunk(&mut random)).unwrap();
+        for cut in 0..raw.len() {
+            assert!(decode_all(&raw[..cut]).is_err(), "cut at {cut}");
+            assert!(crate::format::decode_payload::<Chunk>(&raw[..cut]).is_err());
+        }
+    }
+
+    #[test]
+    fn malformed_values_are_refused_with_their_offset() {
+        // No definitions, base 0, one slice whose `exceeded` flag is 2.
+        let flag_two = [0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0];
+        assert_eq!(
+            decode_all(&flag_two).unwrap_err(),
+            DecodeError { offset: 10, problem: "a flag is neither 0 nor 1" }
+        );
+        // A slice count that the payload cannot hold.
+        let too_many = [0, 0, 0, 0, 253, 0, 0, 0, 0, 0, 0, 0, 1];
+        assert_eq!(decode_all(&too_many).unwrap_err().problem, "a length is longer than the rest of the payload");
+        // A string id written as a u64: too wide for a u32, as for bincode.
+        let wide_id = [1, 253, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        assert_eq!(
+            decode_all(&wide_id).unwrap_err(),
+            DecodeError { offset: 1, problem: "an integer is too wide for its field" }
+        );
+        assert!(crate::format::decode_payload::<Chunk>(&wide_id).is_err());
+        // A string that is not UTF-8.
+        let latin1 = [1, 0, 1, 0xe9];
+        assert_eq!(decode_all(&latin1).unwrap_err().problem, "a string is not UTF-8");
+    }
+
+    #[test]
+    fn a_crafted_length_allocates_nothing_it_cannot_back() {
+        // A chunk whose first string claims 2^40 bytes.
+        let mut raw = vec![1, 0, 253];
+        raw.extend_from_slice(&(1u64 << 40).to_le_bytes());
+        assert_eq!(decode_all(&raw).unwrap_err().problem, "a length is longer than the rest of the payload");
+    }
+}
