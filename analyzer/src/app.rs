@@ -18,14 +18,16 @@
 //! one line each on stderr, printed in input order before the output.
 
 use crate::aggregate::{ChunkOptions, FileAggregate};
-use crate::cli::{ColorChoice, Command, InfoArgs, InfoFormat, ReportArgs};
+use crate::cli::{ColorChoice, Command, DiffArgs, FilterArgs, InfoArgs, InfoFormat, ReportArgs};
+use crate::diff::{self, Diff, DiffOptions, ScoreWith};
 use crate::error::AnalyzeError;
 use crate::export::{self, ReportFormat, Style};
 use crate::group::{GroupBy, IgnoreSet};
 use crate::info::{InfoCounts, TraceInfo};
 use crate::report::{self, OptionsView, RankOptions, Report, TotalsView, TraceFacts};
-use crate::resolve::{self, Analysis, ResolveOptions};
+use crate::resolve::{self, Analysis, EventWeights, ResolveOptions};
 use aiocop_trace::format::{FORMAT_MINOR, FRAME_HEADER_LEN};
+use aiocop_trace::SeverityLevel;
 use aiocop_trace::TraceFile;
 use globset::GlobBuilder;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -37,11 +39,20 @@ use std::path::{Path, PathBuf};
 /// Input bytes past which reading shows a progress bar (when stderr is a terminal).
 const PROGRESS_MIN_BYTES: u64 = 16 << 20;
 
-pub fn run(cli: crate::cli::Cli) -> Result<(), AnalyzeError> {
+/// How a run that wrote its output ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Done,
+    /// `diff --fail-on` found what it fails on (exit code 1).
+    GateFailed,
+}
+
+pub fn run(cli: crate::cli::Cli) -> Result<Outcome, AnalyzeError> {
     match cli.command {
-        Some(Command::Report(args)) => run_report(args),
-        Some(Command::Info(args)) => run_info(args),
-        None => run_report(cli.report),
+        Some(Command::Report(args)) => run_report(args).map(|()| Outcome::Done),
+        Some(Command::Diff(args)) => run_diff(args),
+        Some(Command::Info(args)) => run_info(args).map(|()| Outcome::Done),
+        None => run_report(cli.report).map(|()| Outcome::Done),
     }
 }
 
@@ -147,7 +158,7 @@ fn check_readable(trace: &TraceFile, unreadable: u64, first_error: Option<String
     ))
 }
 
-struct Destination {
+pub(crate) struct Destination {
     path: Option<PathBuf>,
 }
 
@@ -186,7 +197,7 @@ pub fn color_enabled(choice: ColorChoice, terminal: bool, no_color: Option<&OsSt
     }
 }
 
-fn style_for(choice: ColorChoice, destination: &Destination) -> Style {
+pub(crate) fn style_for(choice: ColorChoice, destination: &Destination) -> Style {
     let terminal = destination.is_stdout() && std::io::stdout().is_terminal();
     let color =
         color_enabled(choice, terminal, std::env::var_os("NO_COLOR").as_deref(), std::env::var_os("TERM").as_deref());
@@ -208,26 +219,128 @@ fn label_matcher(pattern: &str) -> Result<globset::GlobMatcher, AnalyzeError> {
     Ok(glob.compile_matcher())
 }
 
-pub fn run_report(args: ReportArgs) -> Result<(), AnalyzeError> {
-    if let (Some(since), Some(until)) = (args.since, args.until) {
-        if since >= until {
-            return Err(AnalyzeError::Usage(format!("--since {since} is not before --until {until}")));
-        }
-    }
-    let ignore = IgnoreSet::new(&args.ignore)
-        .map_err(|(pattern, e)| AnalyzeError::BadPattern { pattern, problem: e.kind().to_string() })?;
-    let label = args.label.as_deref().map(label_matcher).transpose()?;
-    let destination = Destination::new(args.output.as_deref());
-    let paths = crate::input::expand(&args.inputs)?;
-    let pool = thread_pool(args.threads)?;
+/// The filters turned into the options of reading: checked once, shared by
+/// every file of a report and by both sides of a diff.
+pub(crate) struct ReadOptions<'a> {
+    pub filters: &'a FilterArgs,
+    pub ignore: Option<IgnoreSet>,
+    pub label: Option<globset::GlobMatcher>,
+    /// Scores events by name with these weights instead of each trace's own
+    /// (`diff` scores both sides with one table).
+    pub weights: Option<EventWeights>,
+}
 
-    let report = pool.install(|| analyse(&args, &paths, ignore.as_ref(), label.as_ref()))?;
-    let text = export::exporter(args.format).render(&report, style_for(args.color, &destination));
+impl ReadOptions<'_> {
+    pub(crate) fn new(filters: &FilterArgs) -> Result<ReadOptions<'_>, AnalyzeError> {
+        if let (Some(since), Some(until)) = (filters.since, filters.until) {
+            if since >= until {
+                return Err(AnalyzeError::Usage(format!("--since {since} is not before --until {until}")));
+            }
+        }
+        let ignore = IgnoreSet::new(&filters.ignore)
+            .map_err(|(pattern, e)| AnalyzeError::BadPattern { pattern, problem: e.kind().to_string() })?;
+        let label = filters.label.as_deref().map(label_matcher).transpose()?;
+        Ok(ReadOptions { filters, ignore, label, weights: None })
+    }
+}
+
+pub fn run_report(args: ReportArgs) -> Result<(), AnalyzeError> {
+    let options = ReadOptions::new(&args.filters)?;
+    let destination = Destination::new(args.output.output.as_deref());
+    let paths = crate::input::expand(&args.inputs)?;
+    let pool = thread_pool(args.output.threads)?;
+
+    let report = pool.install(|| -> Result<Report, AnalyzeError> {
+        let side = read_side(&paths, &options)?;
+        Ok(make_report(&args, side))
+    })?;
+    let text = export::exporter(args.output.format).render(&report, style_for(args.output.color, &destination));
     destination.write(&text)
 }
 
+/// Reads both sides, scored with one side's event table, and writes their
+/// comparison; prints one line per reason the gate fails on stderr.
+pub fn run_diff(args: DiffArgs) -> Result<Outcome, AnalyzeError> {
+    let destination = Destination::new(args.output.output.as_deref());
+    let base_paths = expand_side(&args.base, &args.more_base)?;
+    let new_paths = expand_side(&args.new, &args.more_new)?;
+    // The first trace of each side gives its event table (read from its
+    // header only) before either side is scored.
+    let base_table = TraceFile::open(&base_paths[0])?.header().event_table.clone();
+    let new_table = TraceFile::open(&new_paths[0])?.header().event_table.clone();
+    let scoring_table = match args.rescore {
+        ScoreWith::New => &new_table,
+        ScoreWith::Base => &base_table,
+    };
+    let mut options = ReadOptions::new(&args.filters)?;
+    options.weights = Some(diff::weights_of(scoring_table));
+    let pool = thread_pool(args.output.threads)?;
+    let (base, new) = pool.install(|| -> Result<(Side, Side), AnalyzeError> {
+        Ok((read_side(&base_paths, &options)?, read_side(&new_paths, &options)?))
+    })?;
+
+    let diff = make_diff(&args, &base, &new, diff::table_changes(&base_table, &new_table));
+    let text = export::exporter(args.output.format).render_diff(&diff, style_for(args.output.color, &destination));
+    destination.write(&text)?;
+    for reason in &diff.gate.reasons {
+        let _ = writeln!(std::io::stderr().lock(), "aiocop-analyze: gate: {reason}");
+    }
+    Ok(if diff.gate.failed { Outcome::GateFailed } else { Outcome::Done })
+}
+
+/// The paths of one side of a diff: its input, then its `--base`/`--new` ones.
+fn expand_side(first: &Path, more: &[PathBuf]) -> Result<Vec<PathBuf>, AnalyzeError> {
+    let inputs: Vec<PathBuf> = std::iter::once(first.to_path_buf()).chain(more.iter().cloned()).collect();
+    crate::input::expand(&inputs)
+}
+
+fn make_diff(args: &DiffArgs, base: &Side, new: &Side, event_table_changes: Vec<diff::WeightChange>) -> Diff {
+    let diff_options = DiffOptions {
+        min_increase: args.min_increase,
+        min_count: args.min_count,
+        fail_on: args.fail_on.clone(),
+        all: args.all,
+    };
+    let mut rows = diff::compare(base, new, diff_options.min_increase);
+    let counts = diff::count_statuses(&rows);
+    let gate = diff::gate(&rows, &diff_options);
+    let shown_before = rows.len();
+    if !diff_options.all {
+        rows.retain(|row| row.status != diff::Status::Unchanged);
+    }
+    let side_view = |side: &Side| diff::SideView {
+        labels: diff::labels(&side.facts),
+        totals: side.totals(None),
+        traces: side.facts.clone(),
+    };
+    let filters = &args.filters;
+    Diff {
+        schema_version: diff::DIFF_SCHEMA_VERSION,
+        by: filters.by.to_string(),
+        base: side_view(base),
+        new: side_view(new),
+        scored_with: args.rescore.as_str(),
+        event_table_changes,
+        counts,
+        rows_not_shown: shown_before - rows.len(),
+        rows,
+        gate,
+        options: diff::DiffOptionsView {
+            min_increase_pct: diff::round_pct(args.min_increase),
+            all: args.all,
+            threshold_ms: filters.threshold_ms,
+            since_s: filters.since,
+            until_s: filters.until,
+            exceeded_only: filters.exceeded_only,
+            ignore: filters.ignore.clone(),
+            app_roots: filters.app_roots.clone(),
+        },
+        group_by: filters.by.clone(),
+    }
+}
+
 fn default_top(args: &ReportArgs) -> usize {
-    args.top.unwrap_or(match args.format {
+    args.top.unwrap_or(match args.output.format {
         ReportFormat::Table | ReportFormat::Markdown => 20,
         ReportFormat::Json | ReportFormat::Csv => 0,
     })
@@ -246,27 +359,56 @@ struct ReadFile {
     warnings: Vec<String>,
 }
 
-/// Reads `paths` and makes the report (inside the caller's thread pool).
+/// Inputs read and merged: a report's, or one side of a diff.
+pub struct Side {
+    pub analysis: Analysis,
+    /// Each trace read, in input order.
+    pub facts: Vec<TraceFacts>,
+}
+
+impl Side {
+    /// The totals every format shows, for groups at `min_severity` or above.
+    pub fn totals(&self, min_severity: Option<SeverityLevel>) -> TotalsView {
+        let totals = &self.analysis.totals;
+        let duration_ns: u64 = self.facts.iter().map(|f| seconds_to_ns(f.duration_s)).sum();
+        TotalsView {
+            traces: totals.traces,
+            slices: totals.slices,
+            blocking_slices: totals.blocking_slices,
+            exceeded: totals.exceeded,
+            cpu_blocking: totals.cpu_blocking,
+            events: totals.events,
+            dropped: totals.dropped_slices,
+            dropped_events: totals.dropped_events,
+            duration_s: report::seconds(duration_ns),
+            groups: self.analysis.groups.values().filter(|g| min_severity.is_none_or(|min| g.worst >= min)).count(),
+            cpu_groups: self.analysis.cpu_groups.len(),
+        }
+    }
+}
+
+/// Reads `paths` and merges them (inside the caller's thread pool).
 ///
 /// Each file is opened, read and closed by its own task, so that a fleet of
 /// thousands of traces never holds thousands of open files; its chunks are
 /// read in parallel within it.
-fn analyse(
-    args: &ReportArgs,
-    paths: &[PathBuf],
-    ignore: Option<&IgnoreSet>,
-    label: Option<&globset::GlobMatcher>,
-) -> Result<Report, AnalyzeError> {
-    let since_ns = args.since.map_or(0, seconds_to_ns);
-    let until_ns = args.until.map_or(u64::MAX, seconds_to_ns);
-    let threshold_ns = args.threshold_ms.map(|ms| seconds_to_ns(ms / 1000.0));
-    let resolve_options =
-        ResolveOptions { by: &args.by, app_roots: &args.app_roots, ignore, exceeded_only: args.exceeded_only };
+pub(crate) fn read_side(paths: &[PathBuf], options: &ReadOptions<'_>) -> Result<Side, AnalyzeError> {
+    let filters = options.filters;
+    let since_ns = filters.since.map_or(0, seconds_to_ns);
+    let until_ns = filters.until.map_or(u64::MAX, seconds_to_ns);
+    let threshold_ns = filters.threshold_ms.map(|ms| seconds_to_ns(ms / 1000.0));
+    let resolve_options = ResolveOptions {
+        by: &filters.by,
+        app_roots: &filters.app_roots,
+        ignore: options.ignore.as_ref(),
+        exceeded_only: filters.exceeded_only,
+        weights: options.weights.as_ref(),
+    };
     let progress = progress_bar(paths);
 
     let read_file = |file: usize, path: &PathBuf| -> Result<FileOutcome, AnalyzeError> {
         let trace = TraceFile::open(path)?;
-        if let Some(matcher) = label {
+        if let Some(matcher) = &options.label {
             let label = trace.header().label.clone();
             if !label.as_deref().is_some_and(|l| matcher.is_match(l)) {
                 progress.inc(std::fs::metadata(path).map_or(0, |m| m.len()));
@@ -274,7 +416,7 @@ fn analyse(
             }
         }
         // `--by context:KEY` needs the key's string id before slices are read.
-        let context_id = match &args.by {
+        let context_id = match &filters.by {
             GroupBy::Context(key) => (0..trace.chunk_count())
                 .into_par_iter()
                 .filter_map(|i| {
@@ -283,12 +425,12 @@ fn analyse(
                 .min(),
             _ => None,
         };
-        let options =
-            ChunkOptions { extra: resolve::extra_for(&args.by, context_id), threshold_ns, since_ns, until_ns };
+        let chunk_options =
+            ChunkOptions { extra: resolve::extra_for(&filters.by, context_id), threshold_ns, since_ns, until_ns };
         let mut aggregate = (0..trace.chunk_count())
             .into_par_iter()
             .fold(FileAggregate::default, |mut aggregate, index| {
-                aggregate.add_from(&trace, index, &options);
+                aggregate.add_from(&trace, index, &chunk_options);
                 progress.inc(chunk_bytes(&trace, index));
                 aggregate
             })
@@ -330,54 +472,45 @@ fn analyse(
         }
     }
     if facts.is_empty() {
-        if let Some(pattern) = &args.label {
+        if let Some(pattern) = &filters.label {
             skipped_labels.sort();
             skipped_labels.dedup();
             return Err(AnalyzeError::NoLabelMatch { pattern: pattern.clone(), labels: skipped_labels.join(", ") });
         }
     }
+    Ok(Side { analysis, facts })
+}
 
-    let totals = &analysis.totals;
-    let duration_ns: u64 = facts.iter().map(|f| seconds_to_ns(f.duration_s)).sum();
+/// The ranked report of what was read.
+fn make_report(args: &ReportArgs, side: Side) -> Report {
+    let filters = &args.filters;
     let min_severity = args.min_severity.map(|m| m.level());
-    let totals = TotalsView {
-        traces: totals.traces,
-        slices: totals.slices,
-        blocking_slices: totals.blocking_slices,
-        exceeded: totals.exceeded,
-        cpu_blocking: totals.cpu_blocking,
-        events: totals.events,
-        dropped: totals.dropped_slices,
-        dropped_events: totals.dropped_events,
-        duration_s: report::seconds(duration_ns),
-        groups: analysis.groups.values().filter(|g| min_severity.is_none_or(|min| g.worst >= min)).count(),
-        cpu_groups: analysis.cpu_groups.len(),
-    };
+    let totals = side.totals(min_severity);
     let rank = RankOptions { sort: args.sort, top: default_top(args), min_severity };
-    let (groups, groups_not_shown, cpu_groups, cpu_groups_not_shown) = report::rank(analysis, rank);
-    Ok(Report {
+    let (groups, groups_not_shown, cpu_groups, cpu_groups_not_shown) = report::rank(side.analysis, rank);
+    Report {
         schema_version: report::SCHEMA_VERSION,
-        by: args.by.to_string(),
+        by: filters.by.to_string(),
         groups,
         groups_not_shown,
         cpu_groups,
         cpu_groups_not_shown,
         totals,
-        traces: facts,
+        traces: side.facts,
         options: OptionsView {
-            threshold_ms: args.threshold_ms,
-            since_s: args.since,
-            until_s: args.until,
-            exceeded_only: args.exceeded_only,
+            threshold_ms: filters.threshold_ms,
+            since_s: filters.since,
+            until_s: filters.until,
+            exceeded_only: filters.exceeded_only,
             min_severity: min_severity.map(|l| l.as_str()),
-            ignore: args.ignore.clone(),
-            label: args.label.clone(),
-            app_roots: args.app_roots.clone(),
+            ignore: filters.ignore.clone(),
+            label: filters.label.clone(),
+            app_roots: filters.app_roots.clone(),
             sort: args.sort.name(),
             top: args.top,
         },
-        group_by: args.by.clone(),
-    })
+        group_by: filters.by.clone(),
+    }
 }
 
 fn trace_facts(trace: &TraceFile, aggregate: &FileAggregate, since_ns: u64, until_ns: u64) -> TraceFacts {

@@ -1,6 +1,7 @@
 //! The command line: clap derive structs whose doc comments are the help.
 //! They are turned into library options in one place, [`crate::run`].
 
+use crate::diff::{FailOn, ScoreWith};
 use crate::export::ReportFormat;
 use crate::group::GroupBy;
 use crate::report::{MinSeverity, SortColumn};
@@ -21,7 +22,7 @@ Examples:
   aiocop-analyze info trace.bin
 
 Exit codes: 0 the report was written; 2 an input is unusable, or a usage error.
-(1 is reserved for a failing gate.)";
+(1 is a failing gate of `aiocop-analyze diff`.)";
 
 const REPORT_SEMANTICS: &str = "\
 How a report is made:
@@ -61,6 +62,40 @@ How a report is made:
     key, slices, events, score (severity_score), level (severity_level),
     exceeded (over), total (total_ms), p50, p95, p99, max (p50_ms ... max_ms)";
 
+const DIFF_EXAMPLES: &str = "\
+Examples:
+  aiocop-analyze diff base.bin new.bin
+      What got worse from one release to the next, most severe first.
+  aiocop-analyze diff 'v1.4/*.bin' 'v1.5/*.bin' --by app-frame --all
+      Every worker of each run; every row, unchanged ones too.
+  aiocop-analyze diff base.bin new.bin --fail-on new-high --fail-on regressed --min-increase 50% --min-count 5
+      A CI gate: exit 1 on a new high-severity group, or a group at least 50%
+      worse, counting only groups with 5 or more blocking slices.
+  aiocop-analyze diff base.bin new.bin --format markdown -o diff.md
+      A table for a pull-request comment.
+
+Exit codes: 0 nothing failed the gate (or no --fail-on); 1 the gate failed,
+one line per reason on stderr; 2 an input is unusable, or a usage error.";
+
+const DIFF_SEMANTICS: &str = "\
+How a diff is made:
+  Each side is read as a report reads its inputs (same --by and filters).
+  Runs differ in length, so a group's blocking slices, events and severity
+  score are compared per 1,000 slices of their side.
+
+  Status of a row:
+    new        the group is only in NEW
+    gone       the group is only in BASE
+    regressed  its severity or events per 1k slices, or its p95 elapsed
+               time, rose by at least --min-increase
+    improved   none of those rose that much, and one fell that much
+    unchanged  otherwise (shown with --all)
+  Rows are ordered by how much their severity per 1k slices rose (new and
+  regressed groups first, improved and gone ones last), then by status.
+
+  Both sides are scored with the NEW side's event table (--rescore base:
+  the base's), matched by event name; weights that differ are listed.";
+
 /// Rank where an asyncio program blocked its event loop, from aiocop traces.
 ///
 /// `aiocop-analyze TRACE...` is `aiocop-analyze report TRACE...`.
@@ -88,6 +123,10 @@ pub enum Command {
     #[command(after_help = REPORT_EXAMPLES, after_long_help = format!("{REPORT_SEMANTICS}\n\n{REPORT_EXAMPLES}"))]
     Report(ReportArgs),
 
+    /// Compare two releases' traces group by group; with --fail-on, gate CI on regressions.
+    #[command(after_help = DIFF_EXAMPLES, after_long_help = format!("{DIFF_SEMANTICS}\n\n{DIFF_EXAMPLES}"))]
+    Diff(DiffArgs),
+
     /// Describe trace files: header, counts, time span, sizes, whether cut short.
     #[command(after_help = "Examples:\n  aiocop-analyze info trace.bin\n  aiocop-analyze info traces/ --format json")]
     Info(InfoArgs),
@@ -100,6 +139,30 @@ pub struct ReportArgs {
     #[arg(required = true, value_name = "TRACE")]
     pub inputs: Vec<PathBuf>,
 
+    #[command(flatten)]
+    pub filters: FilterArgs,
+
+    /// Only groups whose worst level is at least LEVEL.
+    #[arg(long, value_name = "LEVEL", help_heading = "Filters")]
+    pub min_severity: Option<MinSeverity>,
+
+    /// Show the first N rows of each table (0: all) [default: 20 in a table
+    /// or markdown, all in json or csv].
+    #[arg(long, value_name = "N", help_heading = "Output")]
+    pub top: Option<usize>,
+
+    /// The column rows are ranked by (see --help for aliases and ties).
+    #[arg(long, value_name = "COLUMN", default_value = "score", hide_possible_values = false, help_heading = "Output")]
+    pub sort: SortColumn,
+
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+/// What is read of each trace and how its slices are grouped: shared by
+/// `report` and `diff`.
+#[derive(Clone, Debug, Args)]
+pub struct FilterArgs {
     /// What a row stands for: entry-point, app-frame, event, task, stack or
     /// context:KEY.
     #[arg(long, value_name = "KEY", default_value = "entry-point", value_parser = parse_group_by, help_heading = "Grouping")]
@@ -109,10 +172,6 @@ pub struct ReportArgs {
     /// (matched on whole path components).
     #[arg(long = "app-root", value_name = "PATH", help_heading = "Grouping")]
     pub app_roots: Vec<String>,
-
-    /// Only groups whose worst level is at least LEVEL.
-    #[arg(long, value_name = "LEVEL", help_heading = "Filters")]
-    pub min_severity: Option<MinSeverity>,
 
     /// Only slices over the threshold count in groups.
     #[arg(long, help_heading = "Filters")]
@@ -141,16 +200,11 @@ pub struct ReportArgs {
     /// (default: each trace's own threshold).
     #[arg(long, value_name = "MS", value_parser = parse_seconds, help_heading = "Filters")]
     pub threshold_ms: Option<f64>,
+}
 
-    /// Show the first N rows of each table (0: all) [default: 20 in a table
-    /// or markdown, all in json or csv].
-    #[arg(long, value_name = "N", help_heading = "Output")]
-    pub top: Option<usize>,
-
-    /// The column rows are ranked by (see --help for aliases and ties).
-    #[arg(long, value_name = "COLUMN", default_value = "score", hide_possible_values = false, help_heading = "Output")]
-    pub sort: SortColumn,
-
+/// Where and how the result is written: shared by `report` and `diff`.
+#[derive(Clone, Debug, Args)]
+pub struct OutputArgs {
     /// A table for people, json to script against, csv, or markdown for a pull request.
     #[arg(long, value_name = "FORMAT", default_value = "table", help_heading = "Output")]
     pub format: ReportFormat,
@@ -166,6 +220,54 @@ pub struct ReportArgs {
     /// Threads decoding chunks (0: one per CPU).
     #[arg(short = 'j', long, value_name = "N", default_value_t = 0)]
     pub threads: usize,
+}
+
+#[derive(Clone, Debug, Args)]
+pub struct DiffArgs {
+    /// The base side (the previous release): a trace file, a directory or a
+    /// quoted glob ('base/*.bin': every worker of its run).
+    #[arg(value_name = "BASE")]
+    pub base: PathBuf,
+
+    /// The new side (the candidate), likewise.
+    #[arg(value_name = "NEW")]
+    pub new: PathBuf,
+
+    /// One more input for the base side (repeatable).
+    #[arg(long = "base", value_name = "TRACE")]
+    pub more_base: Vec<PathBuf>,
+
+    /// One more input for the new side (repeatable).
+    #[arg(long = "new", value_name = "TRACE")]
+    pub more_new: Vec<PathBuf>,
+
+    #[command(flatten)]
+    pub filters: FilterArgs,
+
+    /// Exit with 1 when a row is WHAT (repeatable): new-high (a new group of
+    /// high severity), new, regressed, or any (new or regressed).
+    #[arg(long = "fail-on", value_name = "WHAT", help_heading = "Gate")]
+    pub fail_on: Vec<FailOn>,
+
+    /// A rate or p95 must rise (or fall) by at least PCT for a row to be
+    /// regressed (or improved).
+    #[arg(long, value_name = "PCT", default_value = "20%", value_parser = parse_percent, help_heading = "Gate")]
+    pub min_increase: f64,
+
+    /// The gate ignores rows with fewer than N blocking slices on the new side.
+    #[arg(long, value_name = "N", default_value_t = 1, help_heading = "Gate")]
+    pub min_count: u64,
+
+    /// Score both sides with this side's event table (its weights, by event name).
+    #[arg(long, value_name = "SIDE", default_value = "new", help_heading = "Grouping")]
+    pub rescore: ScoreWith,
+
+    /// Show unchanged rows too.
+    #[arg(long, help_heading = "Output")]
+    pub all: bool,
+
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 #[derive(Clone, Debug, Args)]
@@ -205,6 +307,15 @@ fn parse_group_by(text: &str) -> Result<GroupBy, String> {
     text.parse()
 }
 
+/// A percentage, `20%` or `20`, as a fraction (0.2).
+fn parse_percent(text: &str) -> Result<f64, String> {
+    let number = text.strip_suffix('%').unwrap_or(text);
+    match number.trim().parse::<f64>() {
+        Ok(value) if value.is_finite() && value >= 0.0 => Ok(value / 100.0),
+        _ => Err(format!("'{text}' is not a percentage of at least 0 (like 20%)")),
+    }
+}
+
 /// A finite, non-negative number.
 fn parse_seconds(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
@@ -232,21 +343,48 @@ mod tests {
         let cli = parse(&["t.bin", "--by", "app-frame", "--top", "3"]).unwrap();
         assert!(cli.command.is_none());
         assert_eq!(cli.report.inputs, [PathBuf::from("t.bin")]);
-        assert_eq!((cli.report.by, cli.report.top), (GroupBy::AppFrame, Some(3)));
+        assert_eq!((cli.report.filters.by, cli.report.top), (GroupBy::AppFrame, Some(3)));
         let cli = parse(&["report", "t.bin", "u.bin", "--by", "context:endpoint"]).unwrap();
         let Some(Command::Report(args)) = cli.command else { panic!("not report") };
         assert_eq!(args.inputs.len(), 2);
-        assert_eq!(args.by, GroupBy::Context("endpoint".to_owned()));
+        assert_eq!(args.filters.by, GroupBy::Context("endpoint".to_owned()));
         let cli = parse(&["info", "t.bin", "--format", "json"]).unwrap();
         assert!(matches!(cli.command, Some(Command::Info(InfoArgs { format: InfoFormat::Json, .. }))));
     }
 
     #[test]
+    fn diff_takes_two_sides_and_a_gate() {
+        let cli =
+            parse(&["diff", "a.bin", "b/", "--base", "a2.bin", "--fail-on", "new-high", "--fail-on", "any"]).unwrap();
+        let Some(Command::Diff(args)) = cli.command else { panic!("not diff") };
+        assert_eq!((args.base, args.new), (PathBuf::from("a.bin"), PathBuf::from("b/")));
+        assert_eq!(args.more_base, [PathBuf::from("a2.bin")]);
+        assert_eq!(args.fail_on, [FailOn::NewHigh, FailOn::Any]);
+        assert_eq!((args.min_increase, args.min_count, args.rescore, args.all), (0.2, 1, ScoreWith::New, false));
+        let percent = |text: &str| {
+            parse(&["diff", "a", "b", "--min-increase", text]).map(|c| match c.command {
+                Some(Command::Diff(args)) => args.min_increase,
+                _ => panic!("not diff"),
+            })
+        };
+        assert_eq!(percent("50%").unwrap(), 0.5);
+        assert_eq!(percent("5").unwrap(), 0.05);
+        assert!(percent("-1%").is_err() && percent("much").is_err());
+        assert_eq!(parse(&["diff", "a.bin"]).unwrap_err().exit_code(), 2);
+    }
+
+    #[test]
     fn defaults() {
         let args = parse(&["t.bin"]).unwrap().report;
-        assert_eq!(args.by, GroupBy::EntryPoint);
-        assert_eq!((args.sort, args.format, args.color), (SortColumn::Score, ReportFormat::Table, ColorChoice::Auto));
-        assert_eq!((args.top, args.min_severity, args.exceeded_only, args.threads), (None, None, false, 0));
+        assert_eq!(args.filters.by, GroupBy::EntryPoint);
+        assert_eq!(
+            (args.sort, args.output.format, args.output.color),
+            (SortColumn::Score, ReportFormat::Table, ColorChoice::Auto)
+        );
+        assert_eq!(
+            (args.top, args.min_severity, args.filters.exceeded_only, args.output.threads),
+            (None, None, false, 0)
+        );
     }
 
     #[test]

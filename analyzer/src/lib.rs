@@ -26,16 +26,20 @@
 //!   what is read, and the totals with it; `--exceeded-only`,
 //!   `--min-severity` and `--top` only choose rows.
 //!
+//! - `diff` compares two sides group by group, per 1,000 slices: see [`diff`].
+//!
 //! Reading is streaming and parallel: see [`app`], [`aggregate`] and
 //! [`resolve`]. Output formats are in [`export`].
 //!
 //! Exit codes: [`EXIT_OK`] (0), [`EXIT_UNUSABLE`] (2: an unusable input, a
-//! usage error, an output that cannot be written); 1 is reserved for a
-//! failing gate (`diff`, to come). A closed stdout ends the run with 0.
+//! usage error, an output that cannot be written), [`EXIT_GATE_FAILED`] (1:
+//! `diff --fail-on` found what it fails on). A closed stdout ends the run
+//! with 0.
 
 pub mod aggregate;
 pub mod app;
 pub mod cli;
+pub mod diff;
 pub mod durations;
 pub mod error;
 pub mod export;
@@ -53,7 +57,7 @@ use std::ffi::OsString;
 use std::io::Write;
 
 pub const EXIT_OK: i32 = 0;
-/// Reserved for `diff`'s failing gate.
+/// `diff --fail-on` found what it fails on.
 pub const EXIT_GATE_FAILED: i32 = 1;
 pub const EXIT_UNUSABLE: i32 = 2;
 
@@ -78,7 +82,8 @@ where
         }
     };
     match app::run(cli) {
-        Ok(()) => EXIT_OK,
+        Ok(app::Outcome::Done) => EXIT_OK,
+        Ok(app::Outcome::GateFailed) => EXIT_GATE_FAILED,
         Err(AnalyzeError::BrokenPipe) => EXIT_OK,
         Err(error) => {
             let _ = writeln!(std::io::stderr().lock(), "aiocop-analyze: {error}");

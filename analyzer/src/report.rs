@@ -107,7 +107,7 @@ pub struct Elapsed {
 }
 
 impl Elapsed {
-    fn of(durations: &crate::durations::Durations) -> Elapsed {
+    pub(crate) fn of(durations: &crate::durations::Durations) -> Elapsed {
         let p = durations.percentiles_ns(&[0.50, 0.95, 0.99]);
         Elapsed { total_ns: durations.total_ns(), p50_ns: p[0], p95_ns: p[1], p99_ns: p[2], max_ns: durations.max_ns() }
     }

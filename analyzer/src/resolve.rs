@@ -24,7 +24,13 @@ pub struct ResolveOptions<'a> {
     pub ignore: Option<&'a IgnoreSet>,
     /// `--exceeded-only`: only slices over the threshold count in groups.
     pub exceeded_only: bool,
+    /// Weights by event name that replace each trace's own (`diff` scores
+    /// both sides with one table); an event they lack keeps its own.
+    pub weights: Option<&'a EventWeights>,
 }
+
+/// Event weights by event name.
+pub type EventWeights = FxHashMap<String, i64>;
 
 /// One row of the blocking I/O ranking, before sorting.
 #[derive(Clone, Debug)]
@@ -107,7 +113,10 @@ impl Analysis {
     pub fn add_file(&mut self, file: usize, header: &TraceHeader, aggregate: &FileAggregate, options: ResolveOptions) {
         let dictionary = &aggregate.dictionary;
         let mut stacks = StackResolver::new(dictionary, options.app_roots, options.ignore);
-        let weight = |event: u16| header.event_table.get(usize::from(event)).map_or(WEIGHT_MODERATE, |e| e.weight);
+        let weight = |event: u16| match header.event_table.get(usize::from(event)) {
+            Some(spec) => options.weights.and_then(|w| w.get(&spec.name)).copied().unwrap_or(spec.weight),
+            None => WEIGHT_MODERATE,
+        };
         let name = |event: u16| {
             header.event_table.get(usize::from(event)).map_or_else(|| format!("<event {event}>"), |e| e.name.clone())
         };
@@ -387,7 +396,7 @@ mod tests {
         aggregate.add_chunk(&chunk, &ChunkOptions { extra: extra_for(by, Some(9)), ..ChunkOptions::default() });
         let ignore = IgnoreSet::new(ignore).unwrap();
         let mut analysis = Analysis::default();
-        let options = ResolveOptions { by, app_roots: &[], ignore: ignore.as_ref(), exceeded_only };
+        let options = ResolveOptions { by, app_roots: &[], ignore: ignore.as_ref(), exceeded_only, weights: None };
         analysis.add_file(0, &header(), &aggregate, options);
         analysis
     }

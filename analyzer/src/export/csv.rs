@@ -1,7 +1,10 @@
 //! One CSV row per group, with the JSON's group fields as columns;
-//! `top_events` as `name:count` pairs joined with `;`.
+//! `top_events` as `name:count` pairs joined with `;`. For a diff, one row
+//! per diff row: key, status, then each value as `base_X` and `new_X`
+//! (empty for a side without the group).
 
 use super::{elapsed_cells, Exporter, Style};
+use crate::diff::{Diff, SideValues};
 use crate::report::Report;
 
 pub struct CsvExporter;
@@ -24,13 +27,64 @@ pub const COLUMNS: [&str; 15] = [
     "example_event",
 ];
 
+/// The values of each side of a diff row, as `base_X` and `new_X` columns.
+pub const DIFF_VALUES: [&str; 11] = [
+    "slices",
+    "events",
+    "severity_score",
+    "severity_level",
+    "exceeded",
+    "slices_per_1k",
+    "events_per_1k",
+    "severity_per_1k",
+    "exceeded_pct",
+    "p95_ms",
+    "max_ms",
+];
+
+fn side_cells(values: Option<&SideValues>) -> [String; 11] {
+    let Some(v) = values else { return Default::default() };
+    [
+        v.slices.to_string(),
+        v.events.to_string(),
+        v.severity_score.to_string(),
+        v.severity_level.to_owned(),
+        v.exceeded.to_string(),
+        v.slices_per_1k.to_string(),
+        v.events_per_1k.to_string(),
+        v.severity_per_1k.to_string(),
+        v.exceeded_pct.to_string(),
+        v.p95_ms.to_string(),
+        v.max_ms.to_string(),
+    ]
+}
+
+fn to_csv(records: impl IntoIterator<Item = Vec<String>>) -> String {
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    for record in records {
+        writer.write_record(&record).expect("writing CSV to memory cannot fail");
+    }
+    let bytes = writer.into_inner().expect("flushing CSV to memory cannot fail");
+    String::from_utf8(bytes).expect("CSV of strings is UTF-8")
+}
+
 impl Exporter for CsvExporter {
+    fn render_diff(&self, diff: &Diff, _style: Style) -> String {
+        let header = ["key".to_owned(), "status".to_owned()]
+            .into_iter()
+            .chain(DIFF_VALUES.iter().flat_map(|v| [format!("base_{v}"), format!("new_{v}")]));
+        let rows = diff.rows.iter().map(|row| {
+            let (base, new) = (side_cells(row.base.as_ref()), side_cells(row.new.as_ref()));
+            [row.key.clone(), row.status.as_str().to_owned()]
+                .into_iter()
+                .chain(base.into_iter().zip(new).flat_map(|(b, n)| [b, n]))
+                .collect()
+        });
+        to_csv(std::iter::once(header.collect()).chain(rows))
+    }
+
     fn render(&self, report: &Report, _style: Style) -> String {
-        let mut writer = csv::Writer::from_writer(Vec::new());
-        let mut write = |record: Vec<String>| {
-            writer.write_record(&record).expect("writing CSV to memory cannot fail");
-        };
-        write(COLUMNS.iter().map(|c| c.to_string()).collect());
+        let mut records = vec![COLUMNS.iter().map(|c| c.to_string()).collect()];
         for row in &report.groups {
             let top_events: Vec<String> = row.top_events.iter().map(|e| format!("{}:{}", e.event, e.count)).collect();
             let mut record = vec![
@@ -44,9 +98,8 @@ impl Exporter for CsvExporter {
             ];
             record.extend(elapsed_cells(row.elapsed_ms()));
             record.extend([top_events.join(";"), row.example_trace.clone(), row.example_event.clone()]);
-            write(record);
+            records.push(record);
         }
-        let bytes = writer.into_inner().expect("flushing CSV to memory cannot fail");
-        String::from_utf8(bytes).expect("CSV of strings is UTF-8")
+        to_csv(records)
     }
 }

@@ -37,6 +37,7 @@
 //! is bumped if one changes meaning or goes away.
 
 use super::{Exporter, Style};
+use crate::diff::Diff;
 use crate::report::Report;
 
 pub struct JsonExporter;
@@ -44,6 +45,13 @@ pub struct JsonExporter;
 impl Exporter for JsonExporter {
     fn render(&self, report: &Report, _style: Style) -> String {
         let mut text = serde_json::to_string_pretty(report).expect("a report serializes: its keys are strings");
+        text.push('\n');
+        text
+    }
+
+    /// See [`crate::diff`] and the README for the fields.
+    fn render_diff(&self, diff: &Diff, _style: Style) -> String {
+        let mut text = serde_json::to_string_pretty(diff).expect("a diff serializes: its keys are strings");
         text.push('\n');
         text
     }

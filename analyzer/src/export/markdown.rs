@@ -2,7 +2,11 @@
 //! ranking as another, and the totals as a list. Keys are code spans, so
 //! that `<no stack>` or `<frozen ...>` show as text, not as HTML.
 
-use super::{elapsed_cells, summary_lines, top_events_text, Exporter, Style};
+use super::{
+    diff_cells, diff_summary_lines, diff_title, elapsed_cells, summary_lines, top_events_text, Exporter, Style,
+    DIFF_HEADER,
+};
+use crate::diff::Diff;
 use crate::report::Report;
 
 pub struct MarkdownExporter;
@@ -28,6 +32,38 @@ fn table_row(cells: &[String]) -> String {
 }
 
 impl Exporter for MarkdownExporter {
+    /// A title naming both sides, a table of the rows, and the summary as a
+    /// list: fit for a pull-request comment.
+    fn render_diff(&self, diff: &Diff, _style: Style) -> String {
+        let mut out = format!("**aiocop diff**: {}\n\n", cell(&diff_title(diff)).replace('<', "&lt;"));
+        if diff.rows.is_empty() {
+            out.push_str("No group changed.\n");
+        } else {
+            let title = diff.group_by.title();
+            out.push_str(&table_row(
+                &["status".to_owned(), title]
+                    .into_iter()
+                    .chain(DIFF_HEADER.iter().map(|h| h.to_string()))
+                    .collect::<Vec<_>>(),
+            ));
+            out.push_str("|:--|:--|--:|--:|--:|--:|--:|\n");
+            for row in &diff.rows {
+                let status = if row.status.is_worse() {
+                    format!("**{}**", row.status.as_str())
+                } else {
+                    row.status.as_str().to_owned()
+                };
+                let cells: Vec<String> = [status, code(&row.key)].into_iter().chain(diff_cells(row)).collect();
+                out.push_str(&table_row(&cells));
+            }
+        }
+        out.push('\n');
+        for line in diff_summary_lines(diff) {
+            out.push_str(&format!("- {}\n", cell(&line).replace('<', "&lt;")));
+        }
+        out
+    }
+
     fn render(&self, report: &Report, _style: Style) -> String {
         let mut out = String::new();
         if report.groups.is_empty() {

@@ -1,5 +1,5 @@
 //! One module per output format behind one trait, each turning a
-//! [`Report`] into the text written out.
+//! [`Report`] (or a [`Diff`]) into the text written out.
 //!
 //! - `table`: comfy-table tables and the totals under them, for people;
 //! - `json`: the stable contract to script against (see [`json`]);
@@ -11,6 +11,7 @@ pub mod json;
 pub mod markdown;
 pub mod table;
 
+use crate::diff::{trim, Diff, DiffRow, SideValues, SideView};
 use crate::report::{Report, Row, TraceFacts};
 use clap::ValueEnum;
 
@@ -34,6 +35,7 @@ pub struct Style {
 
 pub trait Exporter {
     fn render(&self, report: &Report, style: Style) -> String;
+    fn render_diff(&self, diff: &Diff, style: Style) -> String;
 }
 
 pub fn exporter(format: ReportFormat) -> Box<dyn Exporter> {
@@ -139,6 +141,96 @@ fn trace_line(trace: &TraceFacts) -> String {
         line.push_str(&format!(", {} of {} chunks unreadable", trace.unreadable_chunks, trace.chunks));
     }
     line
+}
+
+/// `base → new (+150%)`: one value of a diff row on both sides, `–` for a
+/// side without the group.
+pub(crate) fn change_text(row: &DiffRow, pick: fn(&SideValues) -> f64) -> String {
+    let (base, new) = (row.base.as_ref().map(pick), row.new.as_ref().map(pick));
+    let side = |value: Option<f64>| value.map_or_else(|| "–".to_owned(), trim);
+    let percent = match (base, new) {
+        (Some(base), Some(new)) if base > 0.0 => match ((new - base) / base * 100.0).round() {
+            0.0 => String::new(), // also -0.0: a change too small to show
+            percent => format!(" ({percent:+}%)"),
+        },
+        _ => String::new(),
+    };
+    format!("{} → {}{percent}", side(base), side(new))
+}
+
+/// The cells of a diff row after its status and key, in the order the
+/// table and markdown formats show them (see [`DIFF_HEADER`]).
+pub(crate) fn diff_cells(row: &DiffRow) -> [String; 5] {
+    [
+        change_text(row, |v| v.severity_per_1k),
+        change_text(row, |v| v.events_per_1k),
+        change_text(row, |v| v.p95_ms),
+        change_text(row, |v| v.max_ms),
+        change_text(row, |v| v.exceeded_pct),
+    ]
+}
+
+/// The titles of [`diff_cells`].
+pub(crate) const DIFF_HEADER: [&str; 5] =
+    ["severity per 1k slices", "events per 1k slices", "p95 ms", "max ms", "% over threshold"];
+
+/// The title line of a diff: both sides by name.
+pub(crate) fn diff_title(diff: &Diff) -> String {
+    format!("Base {} → new {}, by {}", diff.base.name(), diff.new.name(), diff.group_by.title())
+}
+
+fn side_line(which: &str, side: &SideView) -> String {
+    let totals = &side.totals;
+    format!(
+        "{which} {}: {} in {:.3} s, {} with blocking I/O ({}), {} over the threshold, {} CPU-blocking, {} dropped",
+        side.name(),
+        count(totals.slices, "slice"),
+        totals.duration_s,
+        totals.blocking_slices,
+        count(totals.events, "event"),
+        totals.exceeded,
+        totals.cpu_blocking,
+        totals.dropped
+    )
+}
+
+/// The lines under a diff's table: both sides, the counts of each status,
+/// the event table, the gate.
+pub(crate) fn diff_summary_lines(diff: &Diff) -> Vec<String> {
+    let counts = &diff.counts;
+    let mut lines = vec![side_line("Base", &diff.base), side_line("New", &diff.new)];
+    let hidden = if diff.rows_not_shown > 0 { " (not shown: --all shows them)" } else { "" };
+    lines.push(format!(
+        "Groups: {} new, {} regressed, {} improved, {} gone, {} unchanged{hidden}",
+        counts.new, counts.regressed, counts.improved, counts.gone, counts.unchanged
+    ));
+    let mut scoring = format!("Both sides scored with the {} side's event weights", diff.scored_with);
+    if diff.event_table_changes.is_empty() {
+        scoring.push_str(", the same on both sides");
+    } else {
+        let weight = |w: Option<i64>| w.map_or_else(|| "–".to_owned(), |w| w.to_string());
+        let changes: Vec<String> = diff
+            .event_table_changes
+            .iter()
+            .map(|c| format!("{} {} → {}", c.event, weight(c.base_weight), weight(c.new_weight)))
+            .collect();
+        scoring.push_str(&format!("; they differ: {}", changes.join(", ")));
+    }
+    lines.push(scoring);
+    let gate = &diff.gate;
+    if !gate.fail_on.is_empty() {
+        let verdict = if gate.failed {
+            format!("failed ({})", count(gate.reasons.len() as u64, "reason"))
+        } else {
+            "passed".to_owned()
+        };
+        lines.push(format!(
+            "Gate (--fail-on {}, groups of at least {} on the new side): {verdict}",
+            gate.fail_on.join(", "),
+            count(gate.min_count, "slice")
+        ));
+    }
+    lines
 }
 
 #[cfg(test)]

@@ -1,7 +1,11 @@
 //! The report for people: a comfy-table ranking, example traces of the top
 //! rows, the CPU-blocking ranking, then the totals and the traces' facts.
 
-use super::{elapsed_cells, summary_lines, top_events_text, Exporter, Style};
+use super::{
+    diff_cells, diff_summary_lines, diff_title, elapsed_cells, summary_lines, top_events_text, Exporter, Style,
+    DIFF_HEADER,
+};
+use crate::diff::{Diff, Status};
 use crate::report::Report;
 use aiocop_trace::frame::TRACE_SEPARATOR;
 use aiocop_trace::SeverityLevel;
@@ -76,7 +80,49 @@ fn bold(text: &str, style: Style) -> String {
     }
 }
 
+fn status_cell(status: Status, style: Style) -> Cell {
+    let cell = Cell::new(status.as_str());
+    match (style.color, status) {
+        (true, Status::New | Status::Regressed) => cell.fg(Color::Red).add_attribute(Attribute::Bold),
+        (true, Status::Improved | Status::Gone) => cell.fg(Color::Green),
+        _ => cell,
+    }
+}
+
 impl Exporter for TableExporter {
+    fn render_diff(&self, diff: &Diff, style: Style) -> String {
+        let mut out = format!("{}\n", bold(&diff_title(diff), style));
+        if diff.rows.is_empty() {
+            out.push_str("No group changed.\n");
+        } else {
+            let header: Vec<String> = ["status".to_owned(), diff.group_by.title()]
+                .into_iter()
+                .chain(DIFF_HEADER.iter().map(|h| h.to_string()))
+                .collect();
+            // Column 0 (status) is short: never wrapped, like a level column.
+            let mut table = new_table(style, &header, &[2, 3, 4, 5, 6]);
+            if let Some(column) = table.column_mut(0) {
+                column.set_constraint(ColumnConstraint::ContentWidth);
+            }
+            for row in &diff.rows {
+                table.add_row(
+                    [status_cell(row.status, style), Cell::new(&row.key)]
+                        .into_iter()
+                        .chain(diff_cells(row).map(Cell::new))
+                        .collect::<Vec<_>>(),
+                );
+            }
+            out.push_str(&table.to_string());
+            out.push('\n');
+        }
+        out.push('\n');
+        for line in diff_summary_lines(diff) {
+            out.push_str(&line);
+            out.push('\n');
+        }
+        out
+    }
+
     fn render(&self, report: &Report, style: Style) -> String {
         let mut out = String::new();
         if report.groups.is_empty() {

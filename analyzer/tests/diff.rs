@@ -1,0 +1,320 @@
+//! `aiocop-analyze diff` on real traces of two releases of one app: every
+//! status, the per-1k numbers, every `--fail-on` mode's exit code, the
+//! event table change, and the JSON, CSV and markdown outputs.
+
+mod common;
+
+use aiocop_trace::records::TraceHeader;
+use common::*;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+
+const CONFIG: At = ("app/config.py", 7, "load");
+const HANDLERS: At = ("app/handlers.py", 42, "get_user");
+const CACHE: At = ("app/cache.py", 9, "warm");
+const DB: At = ("app/db.py", 30, "query");
+const REPORT: At = ("app/report.py", 12, "render");
+
+/// A run of `total` slices, of which `blocking` come first: `(count, event,
+/// frame, duration_ms)`; the others are pure 1 ms slices.
+fn write_run(path: &Path, header: TraceHeader, total: u64, blocking: &[(u64, &str, At, u64)]) -> PathBuf {
+    let mut trace = TraceBuilder::new(header, 0);
+    let mut start_ns = 0;
+    let mut written = 0;
+    for &(count, event, at, duration_ms) in blocking {
+        for _ in 0..count {
+            trace.slice(Slice {
+                start_ns,
+                duration_ns: duration_ms * MS,
+                what: "handle_request",
+                events: vec![(event, "x", vec![at, ("app/main.py", 5, "serve")])],
+                ..Slice::default()
+            });
+            start_ns += 100 * MS;
+            written += 1;
+        }
+    }
+    for _ in written..total {
+        trace.slice(Slice { start_ns, duration_ns: MS, what: "tick", ..Slice::default() });
+        start_ns += 10 * MS;
+    }
+    trace.write(path, Some(start_ns))
+}
+
+/// Base (v1, 1,000 slices) and new (v2, 2,000 slices): the config read is
+/// fixed (gone), the handler's sleep happens twice as often (regressed), the
+/// cache warm-up is as frequent (unchanged), the database connect half as
+/// frequent (improved), the report's sleep is new (high).
+fn write_releases(dir: &Path, new_header: TraceHeader) -> (PathBuf, PathBuf) {
+    let base = write_run(
+        &dir.join("base.bin"),
+        header(Some("v1"), "ci", 100),
+        1_000,
+        &[
+            (10, "open", CONFIG, 2),
+            (5, "time.sleep", HANDLERS, 20),
+            (4, "os.stat", CACHE, 2),
+            (10, "socket.socket.connect", DB, 5),
+        ],
+    );
+    let new = write_run(
+        &dir.join("new.bin"),
+        new_header,
+        2_000,
+        &[
+            (20, "time.sleep", HANDLERS, 20),
+            (8, "os.stat", CACHE, 2),
+            (4, "socket.socket.connect", DB, 5),
+            (3, "time.sleep", REPORT, 150),
+        ],
+    );
+    (base, new)
+}
+
+fn releases(name: &str) -> (PathBuf, PathBuf) {
+    write_releases(&test_dir(name), header(Some("v2"), "ci", 100))
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn diff_json(base: &Path, new: &Path, more: &[&str]) -> Value {
+    let mut args = vec!["diff", path(base), path(new), "--format", "json"];
+    args.extend(more);
+    let output = run(&args);
+    assert_eq!(output.status.code(), Some(0), "stderr: {}", stderr(&output));
+    serde_json::from_str(&stdout(&output)).expect("the diff is JSON")
+}
+
+/// (key, status) of every row, in order.
+fn statuses(diff: &Value) -> Vec<(String, String)> {
+    diff["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["key"].as_str().unwrap().to_owned(), r["status"].as_str().unwrap().to_owned()))
+        .collect()
+}
+
+fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+    list.iter().map(|(k, s)| (k.to_string(), s.to_string())).collect()
+}
+
+#[test]
+fn every_status_most_severe_first_and_unchanged_only_with_all() {
+    let (base, new) = releases("diff-statuses");
+    let diff = diff_json(&base, &new, &[]);
+    assert_eq!(
+        statuses(&diff),
+        // By how much severity per 1k slices rose: +250, +75, -100, -400.
+        pairs(&[
+            ("app/handlers.py:42:get_user", "regressed"),
+            ("app/report.py:12:render", "new"),
+            ("app/config.py:7:load", "gone"),
+            ("app/db.py:30:query", "improved"),
+        ])
+    );
+    assert_eq!(diff["rows_not_shown"], 1);
+    assert_eq!(diff["counts"], serde_json::json!({"new": 1, "regressed": 1, "unchanged": 1, "improved": 1, "gone": 1}));
+    let all = diff_json(&base, &new, &["--all"]);
+    assert_eq!(statuses(&all)[2], ("app/cache.py:9:warm".to_owned(), "unchanged".to_owned()));
+    assert_eq!((all["rows"].as_array().unwrap().len(), all["rows_not_shown"].as_u64()), (5, Some(0)));
+}
+
+#[test]
+fn values_are_normalised_per_thousand_slices_of_each_side() {
+    let (base, new) = releases("diff-values");
+    let diff = diff_json(&base, &new, &["--all"]);
+    let row = |key: &str| diff["rows"].as_array().unwrap().iter().find(|r| r["key"] == key).unwrap().clone();
+
+    // 5 of 1,000 slices slept (weight 50, 20 ms); then 20 of 2,000.
+    let handler = row("app/handlers.py:42:get_user");
+    assert_eq!(
+        handler["base"],
+        serde_json::json!({"slices": 5, "events": 5, "severity_score": 250, "severity_level": "high", "exceeded": 0,
+            "slices_per_1k": 5.0, "events_per_1k": 5.0, "severity_per_1k": 250.0, "exceeded_pct": 0.0,
+            "p95_ms": 20.0, "max_ms": 20.0})
+    );
+    assert_eq!(
+        (handler["new"]["events_per_1k"].as_f64(), handler["new"]["severity_per_1k"].as_f64()),
+        (Some(10.0), Some(500.0))
+    );
+    assert_eq!(
+        handler["change"],
+        serde_json::json!({"slices_per_1k": 5.0, "events_per_1k": 5.0, "severity_per_1k": 250.0,
+            "exceeded_pct": 0.0, "p95_ms": 0.0, "max_ms": 0.0})
+    );
+    // Twice the slices, twice the stats: the same rate.
+    let cache = row("app/cache.py:9:warm");
+    assert_eq!(
+        (cache["base"]["events_per_1k"].as_f64(), cache["new"]["events_per_1k"].as_f64()),
+        (Some(4.0), Some(4.0))
+    );
+    // New: no base side; over the 100 ms threshold.
+    let report = row("app/report.py:12:render");
+    assert_eq!(report["base"], Value::Null);
+    assert_eq!(
+        (
+            report["new"]["severity_per_1k"].as_f64(),
+            report["new"]["exceeded_pct"].as_f64(),
+            report["new"]["severity_level"].as_str()
+        ),
+        (Some(75.0), Some(100.0), Some("high"))
+    );
+    assert_eq!((report["change"]["severity_per_1k"].as_f64(), &report["change"]["p95_ms"]), (Some(75.0), &Value::Null));
+    assert_eq!(row("app/config.py:7:load")["new"], Value::Null);
+
+    assert_eq!(diff["base"]["labels"], serde_json::json!(["v1"]));
+    assert_eq!(diff["new"]["labels"], serde_json::json!(["v2"]));
+    assert_eq!(
+        (diff["base"]["totals"]["slices"].as_u64(), diff["new"]["totals"]["slices"].as_u64()),
+        (Some(1_000), Some(2_000))
+    );
+    assert_eq!(diff["base"]["totals"]["events"], 29);
+    assert_eq!(
+        (diff["scored_with"].as_str(), diff["event_table_changes"].as_array().map(Vec::len)),
+        (Some("new"), Some(0))
+    );
+    assert_eq!(diff["gate"], serde_json::json!({"fail_on": [], "min_count": 1, "failed": false, "reasons": []}));
+}
+
+#[test]
+fn each_fail_on_mode_sets_the_exit_code_with_one_line_per_reason() {
+    let (base, new) = releases("diff-gate");
+    let gate = |more: &[&str]| {
+        let mut args = vec!["diff", path(&base), path(&new), "--format", "json"];
+        args.extend(more);
+        let output = run(&args);
+        (output.status.code().unwrap(), stderr(&output))
+    };
+    let new_high =
+        "aiocop-analyze: gate: new high group 'app/report.py:12:render': 3 slices, severity 75 per 1k slices\n";
+    let regressed =
+        "aiocop-analyze: gate: regressed 'app/handlers.py:42:get_user': severity per 1k slices 250 -> 500, \
+                     events per 1k slices 5 -> 10, p95 20 -> 20 ms\n";
+    assert_eq!(gate(&[]), (0, String::new()));
+    assert_eq!(gate(&["--fail-on", "new-high"]), (1, new_high.to_owned()));
+    assert_eq!(gate(&["--fail-on", "new"]), (1, new_high.to_owned()));
+    assert_eq!(gate(&["--fail-on", "regressed"]), (1, regressed.to_owned()));
+    assert_eq!(gate(&["--fail-on", "any"]), (1, format!("{regressed}{new_high}")));
+    assert_eq!(gate(&["--fail-on", "new-high", "--fail-on", "regressed"]), (1, format!("{regressed}{new_high}")));
+    // Noise control: the new group has 3 slices; the regression is +100%.
+    assert_eq!(gate(&["--fail-on", "any", "--min-count", "4"]), (1, regressed.to_owned()));
+    assert_eq!(gate(&["--fail-on", "new-high", "--min-count", "4"]), (0, String::new()));
+    assert_eq!(gate(&["--fail-on", "regressed", "--min-increase", "150%"]), (0, String::new()));
+    assert_eq!(gate(&["--fail-on", "regressed", "--min-increase", "100"]), (1, regressed.to_owned()));
+}
+
+#[test]
+fn the_markdown_is_a_pull_request_comment() {
+    let (base, new) = releases("diff-markdown");
+    let output = run(["diff", path(&base), path(&new), "--format", "markdown", "--fail-on", "new-high"]);
+    assert_eq!(output.status.code(), Some(1));
+    let expected = "\
+**aiocop diff**: Base v1 → new v2, by entry point
+
+| status | entry point | severity per 1k slices | events per 1k slices | p95 ms | max ms | % over threshold |
+|:--|:--|--:|--:|--:|--:|--:|
+| **regressed** | `app/handlers.py:42:get_user` | 250 → 500 (+100%) | 5 → 10 (+100%) | 20 → 20 | 20 → 20 | 0 → 0 |
+| **new** | `app/report.py:12:render` | – → 75 | – → 1.5 | – → 150 | – → 150 | – → 100 |
+| gone | `app/config.py:7:load` | 100 → – | 10 → – | 2 → – | 2 → – | 0 → – |
+| improved | `app/db.py:30:query` | 500 → 100 (-80%) | 10 → 2 (-80%) | 5 → 5 | 5 → 5 | 0 → 0 |
+
+- Base v1: 1000 slices in 12.610 s, 29 with blocking I/O (29 events), 0 over the threshold, 0 CPU-blocking, 0 dropped
+- New v2: 2000 slices in 23.150 s, 35 with blocking I/O (35 events), 3 over the threshold, 0 CPU-blocking, 0 dropped
+- Groups: 1 new, 1 regressed, 1 improved, 1 gone, 1 unchanged (not shown: --all shows them)
+- Both sides scored with the new side's event weights, the same on both sides
+- Gate (--fail-on new-high, groups of at least 1 slice on the new side): failed (1 reason)
+";
+    assert_eq!(stdout(&output), expected);
+}
+
+#[test]
+fn csv_has_a_base_and_a_new_column_per_value() {
+    let (base, new) = releases("diff-csv");
+    let output = run(["diff", path(&base), path(&new), "--format", "csv"]);
+    assert_eq!(output.status.code(), Some(0));
+    let text = stdout(&output);
+    let mut lines = text.lines();
+    assert_eq!(
+        lines.next(),
+        Some(
+            "key,status,base_slices,new_slices,base_events,new_events,base_severity_score,new_severity_score,\
+             base_severity_level,new_severity_level,base_exceeded,new_exceeded,base_slices_per_1k,new_slices_per_1k,\
+             base_events_per_1k,new_events_per_1k,base_severity_per_1k,new_severity_per_1k,base_exceeded_pct,\
+             new_exceeded_pct,base_p95_ms,new_p95_ms,base_max_ms,new_max_ms"
+        )
+    );
+    assert_eq!(
+        lines.next(),
+        Some(
+            "app/handlers.py:42:get_user,regressed,5,20,5,20,250,1000,high,high,0,0,5,10,5,10,250,500,0,0,20,20,20,20"
+        )
+    );
+    assert_eq!(lines.next(), Some("app/report.py:12:render,new,,3,,3,,150,,high,,3,,1.5,,1.5,,75,,100,,150,,150"));
+    assert_eq!(lines.count(), 2);
+}
+
+#[test]
+fn a_changed_event_table_is_reported_and_the_new_one_scores_both_sides() {
+    let dir = test_dir("diff-weights");
+    let mut new_header = header(Some("v2"), "ci", 100);
+    let sleep = new_header.event_table.iter_mut().find(|e| e.name == "time.sleep").unwrap();
+    sleep.weight = 10;
+    let (base, new) = write_releases(&dir, new_header);
+    let diff = diff_json(&base, &new, &[]);
+    assert_eq!(
+        diff["event_table_changes"],
+        serde_json::json!([{"event": "time.sleep", "base_weight": 50, "new_weight": 10}])
+    );
+    let handler = diff["rows"].as_array().unwrap().iter().find(|r| r["key"] == "app/handlers.py:42:get_user").unwrap();
+    // 5 sleeps in 1,000 slices at the new weight, 10: 50 per 1k; then 100 per 1k.
+    assert_eq!(
+        (handler["base"]["severity_per_1k"].as_f64(), handler["new"]["severity_per_1k"].as_f64()),
+        (Some(50.0), Some(100.0))
+    );
+    let rescored = diff_json(&base, &new, &["--rescore", "base"]);
+    assert_eq!(rescored["scored_with"], "base");
+    let handler =
+        rescored["rows"].as_array().unwrap().iter().find(|r| r["key"] == "app/handlers.py:42:get_user").unwrap();
+    assert_eq!(
+        (handler["base"]["severity_per_1k"].as_f64(), handler["new"]["severity_per_1k"].as_f64()),
+        (Some(250.0), Some(500.0))
+    );
+    let table = run(["diff", path(&base), path(&new)]);
+    assert!(stdout(&table)
+        .contains("Both sides scored with the new side's event weights; they differ: time.sleep 50 → 10\n"));
+}
+
+#[test]
+fn each_side_can_be_several_traces() {
+    let dir = test_dir("diff-sides");
+    let (base, new) = write_releases(&dir, header(Some("v2"), "ci", 100));
+    let other = dir.join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    let second_base =
+        write_run(&other.join("base-2.bin"), header(Some("v1"), "ci", 100), 1_000, &[(5, "open", CONFIG, 2)]);
+    let diff = diff_json(&base, &new, &["--base", path(&second_base)]);
+    assert_eq!(diff["base"]["totals"]["slices"], 2_000);
+    assert_eq!(diff["base"]["totals"]["traces"], 2);
+    let config = diff["rows"].as_array().unwrap().iter().find(|r| r["key"] == "app/config.py:7:load").unwrap();
+    assert_eq!(config["base"]["events_per_1k"], 7.5);
+}
+
+#[test]
+fn unusable_inputs_exit_2_naming_the_file() {
+    let (base, new) = releases("diff-bad");
+    let missing = run(["diff", path(&base), "/no/such/new.bin"]);
+    assert_eq!(missing.status.code(), Some(2));
+    assert_eq!(stderr(&missing), "aiocop-analyze: '/no/such/new.bin': no such file or directory\n");
+    let junk = base.with_file_name("junk.bin");
+    std::fs::write(&junk, b"not a trace at all, just some bytes").unwrap();
+    let foreign = run(["diff", path(&junk), path(&new)]);
+    assert_eq!(foreign.status.code(), Some(2));
+    assert!(stderr(&foreign).starts_with(&format!("aiocop-analyze: '{}'", path(&junk))), "{}", stderr(&foreign));
+    assert_eq!(stderr(&foreign).lines().count(), 1);
+    let bad_percent = run(["diff", path(&base), path(&new), "--min-increase", "lots"]);
+    assert_eq!(bad_percent.status.code(), Some(2));
+    assert!(stdout(&missing).is_empty());
+}
