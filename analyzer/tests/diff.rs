@@ -180,6 +180,145 @@ fn values_are_normalised_per_thousand_slices_of_each_side() {
 }
 
 #[test]
+fn the_json_rows_are_exactly_these() {
+    let (base, new) = releases("diff-json");
+    let diff = diff_json(&base, &new, &[]);
+    let expected = serde_json::json!(
+    [
+        {
+            "key": "app/handlers.py:42:get_user",
+            "status": "regressed",
+            "base": {
+                "slices": 5,
+                "events": 5,
+                "severity_score": 250,
+                "severity_level": "high",
+                "exceeded": 0,
+                "slices_per_1k": 5.0,
+                "events_per_1k": 5.0,
+                "severity_per_1k": 250.0,
+                "exceeded_pct": 0.0,
+                "p95_ms": 20.0,
+                "max_ms": 20.0
+            },
+            "new": {
+                "slices": 20,
+                "events": 20,
+                "severity_score": 1000,
+                "severity_level": "high",
+                "exceeded": 0,
+                "slices_per_1k": 10.0,
+                "events_per_1k": 10.0,
+                "severity_per_1k": 500.0,
+                "exceeded_pct": 0.0,
+                "p95_ms": 20.0,
+                "max_ms": 20.0
+            },
+            "change": {
+                "slices_per_1k": 5.0,
+                "events_per_1k": 5.0,
+                "severity_per_1k": 250.0,
+                "exceeded_pct": 0.0,
+                "p95_ms": 0.0,
+                "max_ms": 0.0
+            }
+        },
+        {
+            "key": "app/report.py:12:render",
+            "status": "new",
+            "base": null,
+            "new": {
+                "slices": 3,
+                "events": 3,
+                "severity_score": 150,
+                "severity_level": "high",
+                "exceeded": 3,
+                "slices_per_1k": 1.5,
+                "events_per_1k": 1.5,
+                "severity_per_1k": 75.0,
+                "exceeded_pct": 100.0,
+                "p95_ms": 150.0,
+                "max_ms": 150.0
+            },
+            "change": {
+                "slices_per_1k": 1.5,
+                "events_per_1k": 1.5,
+                "severity_per_1k": 75.0,
+                "exceeded_pct": null,
+                "p95_ms": null,
+                "max_ms": null
+            }
+        },
+        {
+            "key": "app/config.py:7:load",
+            "status": "gone",
+            "base": {
+                "slices": 10,
+                "events": 10,
+                "severity_score": 100,
+                "severity_level": "medium",
+                "exceeded": 0,
+                "slices_per_1k": 10.0,
+                "events_per_1k": 10.0,
+                "severity_per_1k": 100.0,
+                "exceeded_pct": 0.0,
+                "p95_ms": 2.0,
+                "max_ms": 2.0
+            },
+            "new": null,
+            "change": {
+                "slices_per_1k": -10.0,
+                "events_per_1k": -10.0,
+                "severity_per_1k": -100.0,
+                "exceeded_pct": null,
+                "p95_ms": null,
+                "max_ms": null
+            }
+        },
+        {
+            "key": "app/db.py:30:query",
+            "status": "improved",
+            "base": {
+                "slices": 10,
+                "events": 10,
+                "severity_score": 500,
+                "severity_level": "high",
+                "exceeded": 0,
+                "slices_per_1k": 10.0,
+                "events_per_1k": 10.0,
+                "severity_per_1k": 500.0,
+                "exceeded_pct": 0.0,
+                "p95_ms": 5.0,
+                "max_ms": 5.0
+            },
+            "new": {
+                "slices": 4,
+                "events": 4,
+                "severity_score": 200,
+                "severity_level": "high",
+                "exceeded": 0,
+                "slices_per_1k": 2.0,
+                "events_per_1k": 2.0,
+                "severity_per_1k": 100.0,
+                "exceeded_pct": 0.0,
+                "p95_ms": 5.0,
+                "max_ms": 5.0
+            },
+            "change": {
+                "slices_per_1k": -8.0,
+                "events_per_1k": -8.0,
+                "severity_per_1k": -400.0,
+                "exceeded_pct": 0.0,
+                "p95_ms": 0.0,
+                "max_ms": 0.0
+            }
+        }
+    ]
+    );
+    assert_eq!(diff["rows"], expected);
+}
+
+#[test]
 fn each_fail_on_mode_sets_the_exit_code_with_one_line_per_reason() {
     let (base, new) = releases("diff-gate");
     let gate = |more: &[&str]| {
