@@ -355,3 +355,72 @@ def test_start_recording_runs_no_subprocess(tmp_path):
     result = run_python(script)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_a_task_taking_the_place_of_one_that_ended_is_named_by_its_own_coroutine(tmp_path):
+    # The recorder remembers the last task of the thread by address, checked
+    # through a weak reference: a new task allocated where the last one was
+    # freed (CPython reuses the memory at once) must not inherit its name.
+    # Each task is started by the done callback of the one before, so no
+    # other task runs between them.
+    trace = tmp_path / "reuse.bin"
+    script = textwrap.dedent(
+        f"""
+        import asyncio, aiocop
+        async def first():
+            for _ in range(3):
+                await asyncio.sleep(0)
+        async def second():
+            for _ in range(3):
+                await asyncio.sleep(0)
+        async def main():
+            aiocop.activate()
+            all_done = asyncio.get_running_loop().create_future()
+            def start(n):
+                if n == 200:
+                    return all_done.set_result(None)
+                task = asyncio.get_running_loop().create_task(first() if n % 2 else second())
+                task.add_done_callback(lambda _: start(n + 1))
+            start(0)
+            await all_done
+        aiocop.start_recording({str(trace)!r})
+        asyncio.run(main())
+        aiocop.stop_recording()
+        """
+    )
+    result = run_python(script)
+    assert result.returncode == 0, result.stderr
+    names = [s["what"] for s in aiocop.read_trace(trace)["slices"] if s["what"] in ("first", "second")]
+    # Each task runs 4 steps (3 yields, then the return), alternating.
+    assert names == [name for n in range(200) for name in ["first" if n % 2 else "second"] * 4]
+
+
+def test_slices_with_events_keep_their_details_in_a_flush_of_several_chunks(tmp_path):
+    # Details (events, task names) are buffered apart from the slices and
+    # matched back in order; a flush of more slices than a chunk holds
+    # (65,536) splits them over chunks.
+    trace = tmp_path / "many.bin"
+    script = textwrap.dedent(
+        f"""
+        import asyncio, os, aiocop
+        async def worker():
+            for n in range(70_000):
+                if n % 1000 == 999:
+                    os.stat(".")
+                await asyncio.sleep(0)
+        async def main():
+            aiocop.activate()
+            await asyncio.create_task(worker(), name="many")
+        aiocop.start_recording({str(trace)!r}, flush_interval_s=60)
+        asyncio.run(main())
+        print(__import__("json").dumps(aiocop.stop_recording()))
+        """
+    )
+    result = run_python(script)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["chunks"] >= 2 and summary["dropped"] == 0
+    worker = [s for s in aiocop.read_trace(trace)["slices"] if s["what"] == "worker"]
+    with_events = [n for n, s in enumerate(worker) if s["events"]]
+    assert with_events == list(range(999, 70_000, 1000))
+    assert all(worker[n]["task"] == "many" and worker[n]["events"][0]["event"] == "os.stat" for n in with_events)

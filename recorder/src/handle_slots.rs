@@ -66,11 +66,23 @@ pub fn learn(handle_class: &Bound<'_, PyType>) {
 
 /// The slot's value, or None if it is unset.
 pub fn read<'py>(handle: &Bound<'py, PyAny>, slot: Slot) -> Option<Bound<'py, PyAny>> {
-    let Some(offsets) = OFFSETS.get() else { return handle.getattr(slot.name()).ok() };
+    match read_borrowed(handle, slot) {
+        // SAFETY: the slot holds a live reference or NULL.
+        Some(value) => unsafe { Bound::from_borrowed_ptr_or_opt(handle.py(), value) },
+        None => handle.getattr(slot.name()).ok(),
+    }
+}
+
+/// The slot's value (NULL if unset) as a pointer borrowed from the handle,
+/// or None if `handle` is not a `Handle` with known offsets. The handle may
+/// drop it when Python code runs (`Handle.cancel()`): use it before any does.
+#[inline]
+pub fn read_borrowed(handle: &Bound<'_, PyAny>, slot: Slot) -> Option<*mut ffi::PyObject> {
+    let offsets = OFFSETS.get()?;
     // SAFETY: type check on a live object.
     let is_handle = unsafe { ffi::PyObject_TypeCheck(handle.as_ptr(), offsets.handle_type as *mut ffi::PyTypeObject) };
     if is_handle == 0 {
-        return handle.getattr(slot.name()).ok();
+        return None;
     }
     let offset = match slot {
         Slot::Loop => offsets.event_loop,
@@ -79,8 +91,5 @@ pub fn read<'py>(handle: &Bound<'py, PyAny>, slot: Slot) -> Option<Bound<'py, Py
     };
     // SAFETY: `handle` is an instance of the class the offset was read from,
     // so the slot is at that offset; it holds a borrowed pointer or NULL.
-    unsafe {
-        let value = *((handle.as_ptr() as *mut u8).offset(offset) as *mut *mut ffi::PyObject);
-        Bound::from_borrowed_ptr_or_opt(handle.py(), value)
-    }
+    Some(unsafe { *((handle.as_ptr() as *mut u8).offset(offset) as *mut *mut ffi::PyObject) })
 }

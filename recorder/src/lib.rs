@@ -6,7 +6,8 @@
 //! (`stacks`), callback timing (`monitor`), the wrappers that add audit
 //! events to functions that lack them (`audited`) and the CPU sampling
 //! watchdog (`sampler`). Turning a slice into user-facing objects is
-//! `emit`. The Python package (`python/aiocop`) keeps the public API and
+//! `emit`; writing every slice to a trace file is `recording`, which names
+//! what ran with `what_ran`. The Python package (`python/aiocop`) keeps the public API and
 //! calls into this module; the event table and scoring come from the
 //! `aiocop-trace` crate.
 
@@ -23,6 +24,7 @@ mod recording;
 mod sampler;
 mod slice;
 mod stacks;
+mod what_ran;
 
 use pyo3::prelude::*;
 

@@ -2,11 +2,17 @@
 //! file (format and writer: the `aiocop-trace` crate).
 //!
 //! The hot path (`record_slice`, called after every monitored callback)
-//! builds a small `PendingSlice` (ids and numbers; strings only for the
-//! arguments of blocking events) and appends it to a bounded buffer under a
-//! lock held for a push. A background thread wakes every flush interval,
-//! takes the buffer, turns it into a chunk (defining the strings, frames and
-//! stacks the file has not seen yet), compresses and writes it. If the
+//! builds a small `PendingSlice` (ids and numbers, named by `what_ran`;
+//! strings only for the arguments of blocking events) and appends it to a
+//! bounded buffer under a lock held for a push; the few slices with more to
+//! say (blocking events, samples, context) append a `SliceDetail` to a
+//! second vector of the buffer. Nothing the hot path allocates is freed by
+//! the writer: memory one thread allocates and another frees misses the
+//! allocator's per-thread caches, which cost more than the rest of a slice.
+//!
+//! A background thread wakes every flush interval, takes the buffer, turns
+//! it into chunks (defining the strings, frames and stacks the file has not
+//! seen yet), compresses and writes them. If the
 //! writer falls behind and the buffer is full, slices are dropped and
 //! counted, never waited for.
 //!
@@ -16,17 +22,17 @@
 //! inherits one locked by a thread that does not exist there.
 
 use crate::stacks::{self, StackId};
-use crate::{clock, config};
+use crate::{clock, config, what_ran};
 use aiocop_trace::records::{Chunk, EventRecord, EventSpec, Frame, SliceRecord, TraceFooter, TraceHeader};
 use aiocop_trace::writer::TraceWriter;
 use aiocop_trace::{Interner, BLOCKING_EVENTS};
+use pyo3::ffi;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyWeakrefReference};
-use pyo3::{ffi, intern};
+use pyo3::types::PyDict;
 use rustc_hash::FxHashMap;
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::fs::File;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -52,15 +58,29 @@ pub struct Settings {
     pub argv: Vec<String>,
 }
 
-/// A slice as the hot path leaves it for the writer: 40 bytes for the
-/// common one that did nothing but run, the rest boxed.
+/// A slice as the hot path leaves it for the writer: 32 bytes; the rest,
+/// for the slices that have more, in `Buffer::details`.
 struct PendingSlice {
     start_ns: u64,
     duration_ns: u64,
     what: u32,
     thread: u32,
     exceeded: bool,
-    detail: Option<Box<SliceDetail>>,
+    /// Its detail is the next one in `Buffer::details`.
+    has_detail: bool,
+}
+
+impl PendingSlice {
+    fn new(facts: &SliceFacts<'_, '_>, described: &what_ran::Described, has_detail: bool) -> Self {
+        Self {
+            start_ns: facts.start_ns,
+            duration_ns: facts.duration_ns,
+            what: described.what,
+            thread: described.thread,
+            exceeded: facts.exceeded,
+            has_detail,
+        }
+    }
 }
 
 /// What only slices that did blocking I/O, were sampled, overran or carry
@@ -88,11 +108,13 @@ struct PendingEvent {
 #[derive(Default)]
 struct Buffer {
     slices: Vec<PendingSlice>,
+    /// The details of the slices with `has_detail`, in the same order.
+    details: Vec<SliceDetail>,
     dropped: u64,
     stop: bool,
 }
 
-static BUFFER: Mutex<Buffer> = Mutex::new(Buffer { slices: Vec::new(), dropped: 0, stop: false });
+static BUFFER: Mutex<Buffer> = Mutex::new(Buffer { slices: Vec::new(), details: Vec::new(), dropped: 0, stop: false });
 static WAKE_WRITER: Condvar = Condvar::new();
 static MAX_BUFFERED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(1 << 20);
 
@@ -113,7 +135,7 @@ static SHARED_STRINGS: Mutex<Option<SharedStrings>> = Mutex::new(None);
 const MAX_SHARED_STRINGS: usize = 500_000;
 const OVERFLOW_TEXT: &str = "<more distinct values than aiocop keeps>";
 
-fn shared_string_id(text: &str) -> u32 {
+pub fn shared_string_id(text: &str) -> u32 {
     let Ok(mut guard) = SHARED_STRINGS.lock() else { return 0 };
     let shared = guard.get_or_insert_with(SharedStrings::default);
     if let Some(&id) = shared.ids.get(text) {
@@ -146,35 +168,6 @@ struct RunningRecorder {
 
 static RECORDER: Mutex<Option<RunningRecorder>> = Mutex::new(None);
 
-thread_local! {
-    static THREAD_NUMBER: Cell<u32> = const { Cell::new(0) };
-    /// The last task seen on this thread (weakly) and the id of what it runs,
-    /// so consecutive steps of one task cost one attribute read.
-    static LAST_TASK: RefCell<Option<LastTask>> = const { RefCell::new(None) };
-    /// What-ids by code object address. Code objects are kept alive by the
-    /// stack registry's keep-alive rule: see `code_ids`.
-    static CODE_IDS: RefCell<FxHashMap<usize, (Py<PyAny>, u32)>> = RefCell::new(FxHashMap::default());
-}
-
-/// The last task that ran on a thread, weakly, with what it runs and its
-/// name once asked for.
-struct LastTask {
-    task: Py<PyWeakrefReference>,
-    what: u32,
-    name: Option<u32>,
-}
-
-static NEXT_THREAD_NUMBER: AtomicU32 = AtomicU32::new(1);
-
-fn thread_number() -> u32 {
-    THREAD_NUMBER.with(|number| {
-        if number.get() == 0 {
-            number.set(NEXT_THREAD_NUMBER.fetch_add(1, Relaxed));
-        }
-        number.get()
-    })
-}
-
 /// What the monitored callback was, for `SliceRecord::what`.
 pub enum Ran<'a, 'py> {
     /// A stock asyncio handle: its `_callback` ran.
@@ -195,61 +188,70 @@ pub struct SliceFacts<'a, 'py> {
 }
 
 /// Appends one slice to the buffer. Never raises, never blocks on the writer.
+///
+/// Inlined into the monitor, so that the facts of the common slice (no
+/// events, no samples, no context) are never copied.
+#[inline]
 pub fn record_slice(py: Python<'_>, facts: SliceFacts<'_, '_>) {
     let interesting = facts.slice.total_events > 0 || facts.exceeded;
-    let callback = match facts.ran {
-        Ran::Handle(handle) => crate::handle_slots::read(handle, crate::handle_slots::Slot::Callback),
-        Ran::Callback(callback) => Some(callback.clone()),
-    };
-    let (what, task) = match &callback {
-        Some(callback) => describe_callback(py, callback, interesting),
-        None => (what_id_for_name("?"), None),
-    };
-    let detail = (interesting || !facts.samples.is_empty() || facts.context.is_some()).then(|| {
-        let events = facts
-            .slice
-            .events
-            .iter()
-            .map(|event| PendingEvent {
-                event: event.event_index,
-                args: shared_string_id(&crate::emit::format_args(event.args.bind(py))),
-                offset_ns: event.at_ns.saturating_sub(facts.start_ns),
-                stack: event.stack,
-            })
-            .collect();
-        let context = match (facts.context, RECORD_CONTEXT.load(Relaxed)) {
-            (Some(context), true) => context
-                .iter()
-                .filter_map(|(k, v)| Some((k.str().ok()?.to_string(), v.str().ok()?.to_string())))
-                .collect(),
-            _ => Vec::new(),
-        };
-        Box::new(SliceDetail {
-            task,
-            events,
-            dropped_events: facts.slice.dropped_events(),
-            score: facts.slice.score,
-            samples: facts.samples.to_vec(),
-            context,
-        })
-    });
-    let pending = PendingSlice {
-        start_ns: facts.start_ns,
-        duration_ns: facts.duration_ns,
-        what,
-        thread: thread_number(),
-        exceeded: facts.exceeded,
-        detail,
-    };
-    let Ok(mut buffer) = BUFFER.lock() else { return };
-    let max = MAX_BUFFERED.load(Relaxed);
-    if buffer.slices.len() >= max {
-        buffer.dropped += 1;
-        return;
+    if interesting || !facts.samples.is_empty() || facts.context.is_some() {
+        return record_detailed_slice(py, facts, interesting);
     }
-    buffer.slices.push(pending);
-    if buffer.slices.len() == wake_writer_at(max) {
-        // Half full before the flush interval: wake the writer early.
+    let described = what_ran::describe(py, &facts.ran, false);
+    let Some(mut buffer) = buffer_with_room() else { return };
+    buffer.slices.push(PendingSlice::new(&facts, &described, false));
+    wake_writer_if_half_full(&buffer);
+}
+
+/// `record_slice` for a slice with blocking events, samples or context.
+#[inline(never)]
+fn record_detailed_slice(py: Python<'_>, facts: SliceFacts<'_, '_>, interesting: bool) {
+    let described = what_ran::describe(py, &facts.ran, interesting);
+    let events = facts
+        .slice
+        .events
+        .iter()
+        .map(|event| PendingEvent {
+            event: event.event_index,
+            args: shared_string_id(&crate::emit::format_args(event.args.bind(py))),
+            offset_ns: event.at_ns.saturating_sub(facts.start_ns),
+            stack: event.stack,
+        })
+        .collect();
+    let context = match (facts.context, RECORD_CONTEXT.load(Relaxed)) {
+        (Some(context), true) => {
+            context.iter().filter_map(|(k, v)| Some((k.str().ok()?.to_string(), v.str().ok()?.to_string()))).collect()
+        }
+        _ => Vec::new(),
+    };
+    let detail = SliceDetail {
+        task: described.task,
+        events,
+        dropped_events: facts.slice.dropped_events(),
+        score: facts.slice.score,
+        samples: facts.samples.to_vec(),
+        context,
+    };
+    let Some(mut buffer) = buffer_with_room() else { return };
+    buffer.slices.push(PendingSlice::new(&facts, &described, true));
+    buffer.details.push(detail);
+    wake_writer_if_half_full(&buffer);
+}
+
+/// The buffer, locked, if it has room for one more slice; if not, the
+/// slice is counted as dropped.
+fn buffer_with_room() -> Option<MutexGuard<'static, Buffer>> {
+    let mut buffer = BUFFER.lock().ok()?;
+    if buffer.slices.len() >= MAX_BUFFERED.load(Relaxed) {
+        buffer.dropped += 1;
+        return None;
+    }
+    Some(buffer)
+}
+
+/// Half full before the flush interval: wake the writer early.
+fn wake_writer_if_half_full(buffer: &Buffer) {
+    if buffer.slices.len() == wake_writer_at(MAX_BUFFERED.load(Relaxed)) {
         WAKE_WRITER.notify_one();
     }
 }
@@ -260,154 +262,6 @@ fn wake_writer_at(max_buffered: usize) -> usize {
 }
 
 static RECORD_CONTEXT: AtomicBool = AtomicBool::new(false);
-
-/// (what-id, task name if wanted) of a callback. A task step is named by its
-/// coroutine's qualname; anything else by its code's or its own qualname.
-fn describe_callback(py: Python<'_>, callback: &Bound<'_, PyAny>, want_task_name: bool) -> (u32, Option<u32>) {
-    // SAFETY: type checks on a live object.
-    let is_function = unsafe { ffi::PyFunction_Check(callback.as_ptr()) } != 0;
-    let is_method = unsafe { crate::ffi::PyMethod_Check(callback.as_ptr()) } != 0;
-    if !is_function && !is_method {
-        if let Some(owner) = callback_owner(py, callback) {
-            if let Some(what) = task_what(py, &owner) {
-                let task = want_task_name.then(|| task_name(py, &owner)).flatten();
-                return (what, task);
-            }
-        }
-    }
-    let code = if is_function {
-        callback.getattr(intern!(py, "__code__")).ok()
-    } else if is_method {
-        callback.getattr(intern!(py, "__func__")).and_then(|f| f.getattr(intern!(py, "__code__"))).ok()
-    } else {
-        None
-    };
-    match code {
-        Some(code) => (code_what_id(py, &code), None),
-        None => {
-            let name = callback
-                .getattr(intern!(py, "__qualname__"))
-                .or_else(|_| callback.get_type().getattr(intern!(py, "__qualname__")))
-                .and_then(|n| n.extract::<String>())
-                .unwrap_or_else(|_| "?".to_owned());
-            (what_id_for_name(&name), None)
-        }
-    }
-}
-
-/// The object a callback is bound to (`__self__`): the task, for a task's
-/// step and wake-up callbacks. Read without an attribute look-up for the two
-/// kinds every task step uses: builtin methods (`task.__wakeup`) and the C
-/// `TaskStepMethWrapper`, whose task pointer sits right after the object
-/// header (the offset is checked against `__self__` the first time).
-fn callback_owner<'py>(py: Python<'py>, callback: &Bound<'py, PyAny>) -> Option<Bound<'py, PyAny>> {
-    // SAFETY: type checks and field reads on a live object.
-    unsafe {
-        // The step wrapper first: it runs every task step (an exact type
-        // compare, where PyCFunction_Check walks the type's bases).
-        let callback_type = ffi::Py_TYPE(callback.as_ptr()) as usize;
-        match STEP_WRAPPER_TYPE.get() {
-            Some(&Some(known)) if known == callback_type => {
-                let task = *((callback.as_ptr() as *mut u8).add(STEP_WRAPPER_TASK_OFFSET) as *mut *mut ffi::PyObject);
-                return Bound::from_borrowed_ptr_or_opt(py, task);
-            }
-            Some(_) => {}
-            None => learn_step_wrapper(callback),
-        }
-        if ffi::PyCFunction_Check(callback.as_ptr()) != 0 {
-            return Bound::from_borrowed_ptr_or_opt(py, ffi::PyCFunction_GET_SELF(callback.as_ptr()));
-        }
-    }
-    callback.getattr(intern!(py, "__self__")).ok()
-}
-
-/// The type of `_asyncio`'s task step wrapper, once checked; None inside if
-/// its layout is not the expected one.
-static STEP_WRAPPER_TYPE: std::sync::OnceLock<Option<usize>> = std::sync::OnceLock::new();
-const STEP_WRAPPER_TASK_OFFSET: usize = std::mem::size_of::<ffi::PyObject>();
-
-fn learn_step_wrapper(callback: &Bound<'_, PyAny>) {
-    let Ok(name) = callback.get_type().name() else { return };
-    if name.to_str().ok() != Some("TaskStepMethWrapper") {
-        return;
-    }
-    let Ok(owner) = callback.getattr("__self__") else { return };
-    // SAFETY: reads one pointer-sized field inside the object (its basic size
-    // is checked to include it first).
-    let matches = unsafe {
-        let basic_size = (*ffi::Py_TYPE(callback.as_ptr())).tp_basicsize as usize;
-        basic_size >= STEP_WRAPPER_TASK_OFFSET + std::mem::size_of::<usize>()
-            && *((callback.as_ptr() as *mut u8).add(STEP_WRAPPER_TASK_OFFSET) as *mut *mut ffi::PyObject)
-                == owner.as_ptr()
-    };
-    let _ = STEP_WRAPPER_TYPE.set(matches.then_some(callback.get_type().as_type_ptr() as usize));
-}
-
-/// The what-id of a task's coroutine, if `owner` is a task; cached for the
-/// last task of the thread through a weak reference, so a task that died
-/// and whose address was reused is never mistaken for it.
-fn task_what(py: Python<'_>, owner: &Bound<'_, PyAny>) -> Option<u32> {
-    if let Some(what) = with_last_task(py, owner, |last| last.what) {
-        return Some(what);
-    }
-    let coroutine = owner.getattr(intern!(py, "_coro")).ok()?;
-    let code = coroutine.getattr(intern!(py, "cr_code")).or_else(|_| coroutine.getattr(intern!(py, "gi_code"))).ok()?;
-    let what = code_what_id(py, &code);
-    if let Ok(task) = PyWeakrefReference::new(owner) {
-        LAST_TASK.with(|last| {
-            if let Ok(mut last) = last.try_borrow_mut() {
-                *last = Some(LastTask { task: task.unbind(), what, name: None });
-            }
-        });
-    }
-    Some(what)
-}
-
-/// Runs `f` on the thread's last task if it is `owner`.
-fn with_last_task<R>(py: Python<'_>, owner: &Bound<'_, PyAny>, f: impl FnOnce(&mut LastTask) -> R) -> Option<R> {
-    LAST_TASK.with(|last| {
-        let mut last = last.try_borrow_mut().ok()?;
-        let last = last.as_mut()?;
-        let alive = last.task.bind(py).upgrade()?;
-        alive.is(owner).then(|| f(last))
-    })
-}
-
-/// The task's name as a shared string id, cached with the last task.
-fn task_name(py: Python<'_>, task: &Bound<'_, PyAny>) -> Option<u32> {
-    if let Some(Some(name)) = with_last_task(py, task, |last| last.name) {
-        return Some(name);
-    }
-    let name = task.call_method0(intern!(py, "get_name")).ok()?;
-    let name = shared_string_id(name.cast::<pyo3::types::PyString>().ok()?.to_str().ok()?);
-    with_last_task(py, task, |last| last.name = Some(name));
-    Some(name)
-}
-
-/// The what-id of a code object: its qualname, interned; the code object is
-/// kept alive with its id so that its address cannot be reused.
-fn code_what_id(py: Python<'_>, code: &Bound<'_, PyAny>) -> u32 {
-    let address = code.as_ptr() as usize;
-    if let Some(id) = CODE_IDS.with(|ids| ids.try_borrow().ok()?.get(&address).map(|(_, id)| *id)) {
-        return id;
-    }
-    let name = code
-        .getattr(intern!(py, "co_qualname"))
-        .or_else(|_| code.getattr(intern!(py, "co_name")))
-        .and_then(|n| n.extract::<String>())
-        .unwrap_or_else(|_| "?".to_owned());
-    let id = what_id_for_name(&name);
-    CODE_IDS.with(|ids| {
-        if let Ok(mut ids) = ids.try_borrow_mut() {
-            ids.insert(address, (code.clone().unbind(), id));
-        }
-    });
-    id
-}
-
-fn what_id_for_name(name: &str) -> u32 {
-    shared_string_id(name)
-}
 
 /// Expands `{pid}` in a path template.
 pub fn expand_path(template: &str, pid: u32) -> String {
@@ -487,7 +341,7 @@ fn write_loop(mut writer: TraceWriter<File>, path: String, flush_interval: Durat
     let mut file_state = FileState::new(base_ns);
     let mut outcome = WriterOutcome::default();
     loop {
-        let (slices, dropped, stop) = {
+        let (slices, details, dropped, stop) = {
             let Ok(buffer) = BUFFER.lock() else { break };
             let (mut buffer, _) = WAKE_WRITER
                 .wait_timeout_while(buffer, flush_interval, |b| {
@@ -496,19 +350,21 @@ fn write_loop(mut writer: TraceWriter<File>, path: String, flush_interval: Durat
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
             // The next interval likely buffers as many: allocate that now,
             // not by doubling on the hot path.
-            let capacity = buffer.slices.len();
+            let (capacity, details_capacity) = (buffer.slices.len(), buffer.details.len());
             (
                 std::mem::replace(&mut buffer.slices, Vec::with_capacity(capacity)),
+                std::mem::replace(&mut buffer.details, Vec::with_capacity(details_capacity)),
                 std::mem::take(&mut buffer.dropped),
                 buffer.stop,
             )
         };
         outcome.dropped_slices += dropped;
         let mut slices = slices.into_iter().peekable();
+        let mut details = details.into_iter();
         let mut dropped = Some(dropped).filter(|&d| d > 0);
         while slices.peek().is_some() || dropped.is_some() {
             let part: Vec<PendingSlice> = slices.by_ref().take(MAX_SLICES_PER_CHUNK).collect();
-            let chunk = file_state.chunk(part, dropped.take().unwrap_or(0));
+            let chunk = file_state.chunk(part, &mut details, dropped.take().unwrap_or(0));
             outcome.slices += chunk.slices.len() as u64;
             outcome.events += chunk.slices.iter().map(|s| s.events.len() as u64).sum::<u64>();
             if let Err(error) = writer.write_chunk(&chunk) {
@@ -585,9 +441,18 @@ impl FileState {
         id
     }
 
-    fn chunk(&mut self, slices: Vec<PendingSlice>, dropped: u64) -> Chunk {
+    /// A chunk of `slices`, taking their details from `details`.
+    fn chunk(
+        &mut self,
+        slices: Vec<PendingSlice>,
+        details: &mut impl Iterator<Item = SliceDetail>,
+        dropped: u64,
+    ) -> Chunk {
         let mut chunk = Chunk { dropped_slices: dropped, ..Chunk::default() };
-        self.define_stacks(&mut chunk, &slices);
+        let with_detail = slices.iter().filter(|s| s.has_detail).count();
+        let mut details: Vec<SliceDetail> = details.take(with_detail).collect();
+        self.define_stacks(&mut chunk, &details);
+        let mut details = details.drain(..);
         let new_shared = shared_strings_since(self.shared.len());
         self.shared.extend(new_shared);
         chunk.base_offset_ns = slices.first().map_or(0, |s| s.start_ns.saturating_sub(self.base_ns));
@@ -602,8 +467,8 @@ impl FileState {
                 exceeded: slice.exceeded,
                 ..SliceRecord::default()
             };
-            if let Some(detail) = slice.detail {
-                self.add_detail(&mut chunk, &mut record, *detail);
+            if let Some(detail) = slice.has_detail.then(|| details.next()).flatten() {
+                self.add_detail(&mut chunk, &mut record, detail);
             }
             chunk.slices.push(record);
             previous = slice.start_ns;
@@ -645,10 +510,9 @@ impl FileState {
 
     /// Defines every stack (and its frames) the slices use that the file
     /// does not define yet, reading the registry under its lock once.
-    fn define_stacks(&mut self, chunk: &mut Chunk, slices: &[PendingSlice]) {
-        let mut wanted: Vec<StackId> = slices
+    fn define_stacks(&mut self, chunk: &mut Chunk, details: &[SliceDetail]) {
+        let mut wanted: Vec<StackId> = details
             .iter()
-            .filter_map(|s| s.detail.as_deref())
             .flat_map(|d| d.events.iter().filter_map(|e| e.stack).chain(d.samples.iter().copied()))
             .filter(|&id| !self.defined_stacks.get(id as usize).copied().unwrap_or(false))
             .collect();
@@ -728,8 +592,7 @@ pub fn after_fork_in_child() -> Option<String> {
         }
     });
     stacks::release_after_fork();
-    THREAD_NUMBER.set(0);
-    NEXT_THREAD_NUMBER.store(1, Relaxed);
+    what_ran::restart_thread_numbers();
     let mut recorder = RECORDER.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let parent = recorder.take()?;
     // The parent's writer thread does not exist here: forget its handle

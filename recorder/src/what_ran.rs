@@ -1,0 +1,296 @@
+//! What ran in a recorded slice, and on which thread: the what-id (a shared
+//! string id) of the callback, the task's name when wanted, and the
+//! thread's number in the trace.
+//!
+//! A task step is named by its coroutine's qualname; any other callback by
+//! its code's or its own qualname. Almost every slice is the next step of
+//! the task that ran last on its thread: for it, `describe` does one
+//! thread-local access and a few pointer compares, touching no reference
+//! count and running no Python code. Anything else takes attribute reads,
+//! whose results are cached per thread.
+
+use crate::recording::{shared_string_id, Ran};
+use pyo3::prelude::*;
+use pyo3::types::PyWeakrefReference;
+use pyo3::{ffi, intern};
+use rustc_hash::FxHashMap;
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
+
+/// What the recorder knows about a slice's callback and thread.
+pub struct Described {
+    pub what: u32,
+    /// The task's name (a shared string id), if asked for and a task ran.
+    pub task: Option<u32>,
+    pub thread: u32,
+}
+
+/// What the recorder keeps per thread, in one thread-local so that a slice
+/// costs one thread-local access (each is a call into the dynamic linker
+/// from a shared library).
+struct ThreadState {
+    /// The thread's number in the trace; 0 until its first slice.
+    number: u32,
+    /// The last task seen on this thread, so consecutive steps of one task
+    /// cost a pointer compare.
+    last_task: Option<LastTask>,
+    /// What-ids by code object address. The code objects are kept alive
+    /// with their ids, so that an address is never reused while cached.
+    code_ids: FxHashMap<usize, (Py<PyAny>, u32)>,
+}
+
+thread_local! {
+    static THREAD: RefCell<ThreadState> = const {
+        RefCell::new(ThreadState {
+            number: 0,
+            last_task: None,
+            code_ids: FxHashMap::with_hasher(rustc_hash::FxBuildHasher),
+        })
+    };
+}
+
+static NEXT_THREAD_NUMBER: AtomicU32 = AtomicU32::new(1);
+
+/// The last task that ran on a thread, weakly, with the id of what it runs
+/// and its name once asked for.
+struct LastTask {
+    task: Py<PyWeakrefReference>,
+    what: u32,
+    name: Option<u32>,
+}
+
+impl LastTask {
+    /// Whether `object` is this task. The weak reference's referent is
+    /// compared without taking a reference: it is cleared when the task
+    /// dies, so a new object at a dead task's address never matches.
+    fn is(&self, object: *mut ffi::PyObject) -> bool {
+        // SAFETY: reads a field of a live weak reference object.
+        unsafe { (*self.task.as_ptr().cast::<ffi::PyWeakReference>()).wr_object == object }
+    }
+}
+
+impl ThreadState {
+    fn number(&mut self) -> u32 {
+        if self.number == 0 {
+            self.number = NEXT_THREAD_NUMBER.fetch_add(1, Relaxed);
+        }
+        self.number
+    }
+
+    /// The what-id of `callback` if it is a step or wake-up of the thread's
+    /// last task.
+    fn last_task_what(&self, callback: *mut ffi::PyObject) -> Option<u32> {
+        let last = self.last_task.as_ref()?;
+        // SAFETY: `callback` is live for the duration of the call.
+        let owner = unsafe { task_of_step(callback) }?;
+        last.is(owner).then_some(last.what)
+    }
+}
+
+/// Describes the callback of a slice that ran on this thread. Never raises.
+///
+/// Inlined into the monitor with the thread-local access: there, the
+/// address of this module's thread-locals is computed once for all of them.
+#[inline]
+pub fn describe(py: Python<'_>, ran: &Ran<'_, '_>, want_task_name: bool) -> Described {
+    if !want_task_name {
+        let callback = match ran {
+            Ran::Handle(handle) => crate::handle_slots::read_borrowed(handle, crate::handle_slots::Slot::Callback),
+            Ran::Callback(callback) => Some(callback.as_ptr()),
+        };
+        let fast = callback.filter(|c| !c.is_null()).and_then(|callback| {
+            THREAD.with(|state| {
+                let mut state = state.try_borrow_mut().ok()?;
+                let what = state.last_task_what(callback)?;
+                Some(Described { what, task: None, thread: state.number() })
+            })
+        });
+        if let Some(described) = fast {
+            return described;
+        }
+    }
+    describe_slowly(py, ran, want_task_name)
+}
+
+/// `describe` for any callback: reads attributes (which may run Python
+/// code, so every reference is owned) and fills the caches.
+#[cold]
+#[inline(never)]
+fn describe_slowly(py: Python<'_>, ran: &Ran<'_, '_>, want_task_name: bool) -> Described {
+    let callback = match ran {
+        Ran::Handle(handle) => crate::handle_slots::read(handle, crate::handle_slots::Slot::Callback),
+        Ran::Callback(callback) => Some((*callback).clone()),
+    };
+    let (what, task) = match &callback {
+        Some(callback) => describe_callback(py, callback, want_task_name),
+        None => (shared_string_id("?"), None),
+    };
+    let thread = THREAD.with(|state| state.try_borrow_mut().map_or(0, |mut state| state.number()));
+    Described { what, task, thread }
+}
+
+/// (what-id, task name if wanted) of a callback.
+fn describe_callback(py: Python<'_>, callback: &Bound<'_, PyAny>, want_task_name: bool) -> (u32, Option<u32>) {
+    // SAFETY: type checks on a live object.
+    let is_function = unsafe { ffi::PyFunction_Check(callback.as_ptr()) } != 0;
+    let is_method = unsafe { crate::ffi::PyMethod_Check(callback.as_ptr()) } != 0;
+    if !is_function && !is_method {
+        if let Some(owner) = callback_owner(py, callback) {
+            if let Some(what) = task_what(py, &owner) {
+                let task = want_task_name.then(|| task_name(py, &owner)).flatten();
+                return (what, task);
+            }
+        }
+    }
+    let code = if is_function {
+        callback.getattr(intern!(py, "__code__")).ok()
+    } else if is_method {
+        callback.getattr(intern!(py, "__func__")).and_then(|f| f.getattr(intern!(py, "__code__"))).ok()
+    } else {
+        None
+    };
+    match code {
+        Some(code) => (code_what_id(py, &code), None),
+        None => {
+            let name = callback
+                .getattr(intern!(py, "__qualname__"))
+                .or_else(|_| callback.get_type().getattr(intern!(py, "__qualname__")))
+                .and_then(|n| n.extract::<String>())
+                .unwrap_or_else(|_| "?".to_owned());
+            (shared_string_id(&name), None)
+        }
+    }
+}
+
+/// The object a callback is bound to (`__self__`): the task, for a task's
+/// step and wake-up callbacks.
+fn callback_owner<'py>(py: Python<'py>, callback: &Bound<'py, PyAny>) -> Option<Bound<'py, PyAny>> {
+    // SAFETY: `callback` is live; the task it points to is borrowed from it.
+    if let Some(task) = unsafe { task_of_step(callback.as_ptr()) } {
+        return unsafe { Bound::from_borrowed_ptr_or_opt(py, task) };
+    }
+    if STEP_WRAPPER_TYPE.get().is_none() {
+        learn_step_wrapper(callback);
+    }
+    callback.getattr(intern!(py, "__self__")).ok()
+}
+
+/// The object bound to `callback`, borrowed from it, read without an
+/// attribute look-up for the two kinds every task step uses: the C
+/// `TaskStepMethWrapper`, whose task pointer sits right after the object
+/// header (the offset is checked against `__self__` the first time), and
+/// builtin methods (`task.__wakeup`). None for anything else.
+///
+/// # Safety
+/// `callback` must be a live object.
+unsafe fn task_of_step(callback: *mut ffi::PyObject) -> Option<*mut ffi::PyObject> {
+    // SAFETY: type checks and field reads on a live object.
+    unsafe {
+        // The step wrapper first: it runs every task step (an exact type
+        // compare, where PyCFunction_Check walks the type's bases).
+        let callback_type = ffi::Py_TYPE(callback) as usize;
+        if let Some(&Some(known)) = STEP_WRAPPER_TYPE.get() {
+            if known == callback_type {
+                let task = *(callback.cast::<u8>().add(STEP_WRAPPER_TASK_OFFSET) as *mut *mut ffi::PyObject);
+                return Some(task).filter(|t| !t.is_null());
+            }
+        }
+        if ffi::PyCFunction_Check(callback) != 0 {
+            return Some(ffi::PyCFunction_GET_SELF(callback)).filter(|s| !s.is_null());
+        }
+    }
+    None
+}
+
+/// The type of `_asyncio`'s task step wrapper, once checked; None inside if
+/// its layout is not the expected one.
+static STEP_WRAPPER_TYPE: std::sync::OnceLock<Option<usize>> = std::sync::OnceLock::new();
+const STEP_WRAPPER_TASK_OFFSET: usize = std::mem::size_of::<ffi::PyObject>();
+
+fn learn_step_wrapper(callback: &Bound<'_, PyAny>) {
+    let Ok(name) = callback.get_type().name() else { return };
+    if name.to_str().ok() != Some("TaskStepMethWrapper") {
+        return;
+    }
+    let Ok(owner) = callback.getattr("__self__") else { return };
+    // SAFETY: reads one pointer-sized field inside the object (its basic size
+    // is checked to include it first).
+    let matches = unsafe {
+        let basic_size = (*ffi::Py_TYPE(callback.as_ptr())).tp_basicsize as usize;
+        basic_size >= STEP_WRAPPER_TASK_OFFSET + std::mem::size_of::<usize>()
+            && *((callback.as_ptr() as *mut u8).add(STEP_WRAPPER_TASK_OFFSET) as *mut *mut ffi::PyObject)
+                == owner.as_ptr()
+    };
+    let _ = STEP_WRAPPER_TYPE.set(matches.then_some(callback.get_type().as_type_ptr() as usize));
+}
+
+/// The what-id of a task's coroutine, if `owner` is a task; cached for the
+/// last task of the thread through a weak reference, so a task that died
+/// and whose address was reused is never mistaken for it.
+fn task_what(py: Python<'_>, owner: &Bound<'_, PyAny>) -> Option<u32> {
+    if let Some(what) = with_last_task(owner, |last| last.what) {
+        return Some(what);
+    }
+    let coroutine = owner.getattr(intern!(py, "_coro")).ok()?;
+    let code = coroutine.getattr(intern!(py, "cr_code")).or_else(|_| coroutine.getattr(intern!(py, "gi_code"))).ok()?;
+    let what = code_what_id(py, &code);
+    if let Ok(task) = PyWeakrefReference::new(owner) {
+        let last = LastTask { task: task.unbind(), what, name: None };
+        // Replaced outside the borrow: dropping the previous one may run Python code.
+        let previous = THREAD.with(|state| state.try_borrow_mut().ok().map(|mut s| s.last_task.replace(last)));
+        drop(previous);
+    }
+    Some(what)
+}
+
+/// Runs `f` on the thread's last task if it is `owner`.
+fn with_last_task<R>(owner: &Bound<'_, PyAny>, f: impl FnOnce(&mut LastTask) -> R) -> Option<R> {
+    THREAD.with(|state| {
+        let mut state = state.try_borrow_mut().ok()?;
+        let last = state.last_task.as_mut()?;
+        last.is(owner.as_ptr()).then(|| f(last))
+    })
+}
+
+/// The task's name as a shared string id, cached with the last task.
+fn task_name(py: Python<'_>, task: &Bound<'_, PyAny>) -> Option<u32> {
+    if let Some(Some(name)) = with_last_task(task, |last| last.name) {
+        return Some(name);
+    }
+    let name = task.call_method0(intern!(py, "get_name")).ok()?;
+    let name = shared_string_id(name.cast::<pyo3::types::PyString>().ok()?.to_str().ok()?);
+    with_last_task(task, |last| last.name = Some(name));
+    Some(name)
+}
+
+/// The what-id of a code object: its qualname, interned.
+fn code_what_id(py: Python<'_>, code: &Bound<'_, PyAny>) -> u32 {
+    let address = code.as_ptr() as usize;
+    let cached = THREAD.with(|state| state.try_borrow().ok()?.code_ids.get(&address).map(|(_, id)| *id));
+    if let Some(id) = cached {
+        return id;
+    }
+    let name = code
+        .getattr(intern!(py, "co_qualname"))
+        .or_else(|_| code.getattr(intern!(py, "co_name")))
+        .and_then(|n| n.extract::<String>())
+        .unwrap_or_else(|_| "?".to_owned());
+    let id = shared_string_id(&name);
+    THREAD.with(|state| {
+        if let Ok(mut state) = state.try_borrow_mut() {
+            state.code_ids.insert(address, (code.clone().unbind(), id));
+        }
+    });
+    id
+}
+
+/// In a forked child: thread numbers start again from 1, with the thread
+/// that forked (the only one the child has) numbered at its next slice.
+pub fn restart_thread_numbers() {
+    THREAD.with(|state| {
+        if let Ok(mut state) = state.try_borrow_mut() {
+            state.number = 0;
+        }
+    });
+    NEXT_THREAD_NUMBER.store(1, Relaxed);
+}
