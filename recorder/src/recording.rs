@@ -10,9 +10,10 @@
 //! the writer: memory one thread allocates and another frees misses the
 //! allocator's per-thread caches, which cost more than the rest of a slice.
 //!
-//! A background thread wakes every flush interval, takes the buffer, turns
-//! it into chunks (defining the strings, frames and stacks the file has not
-//! seen yet), compresses and writes them. If the
+//! A background thread wakes every flush interval, swaps the buffer with
+//! the one it wrote last time, emptied (in a steady state neither side
+//! allocates), turns it into chunks (defining the strings, frames and
+//! stacks the file has not seen yet), compresses and writes them. If the
 //! writer falls behind and the buffer is full, slices are dropped and
 //! counted, never waited for.
 //!
@@ -60,6 +61,7 @@ pub struct Settings {
 
 /// A slice as the hot path leaves it for the writer: 32 bytes; the rest,
 /// for the slices that have more, in `Buffer::details`.
+#[derive(Clone, Copy)]
 struct PendingSlice {
     start_ns: u64,
     duration_ns: u64,
@@ -113,6 +115,10 @@ struct Buffer {
     dropped: u64,
     stop: bool,
 }
+
+/// Slices the buffer has room for from the start (512 KiB), so that the
+/// first flush interval of a recording does not grow it on the hot path.
+const INITIAL_BUFFER_SLICES: usize = 16_384;
 
 static BUFFER: Mutex<Buffer> = Mutex::new(Buffer { slices: Vec::new(), details: Vec::new(), dropped: 0, stop: false });
 static WAKE_WRITER: Condvar = Condvar::new();
@@ -287,10 +293,12 @@ fn spawn_writer(settings: Settings) -> Result<RunningRecorder, String> {
     let base_ns = clock::now_ns();
     let header = trace_header(&settings, base_ns);
     let writer = TraceWriter::new(file, &header).map_err(|e| format!("cannot record to '{path}': {e}"))?;
+    let max_buffered = settings.max_buffered_slices.max(1);
     if let Ok(mut buffer) = BUFFER.lock() {
-        *buffer = Buffer::default();
+        let slices = Vec::with_capacity(INITIAL_BUFFER_SLICES.min(max_buffered));
+        *buffer = Buffer { slices, ..Buffer::default() };
     }
-    MAX_BUFFERED.store(settings.max_buffered_slices.max(1), Relaxed);
+    MAX_BUFFERED.store(max_buffered, Relaxed);
     RECORD_CONTEXT.store(settings.record_context, Relaxed);
     let flush_interval = settings.flush_interval;
     let writer_path = path.clone();
@@ -340,37 +348,40 @@ pub struct WriterOutcome {
 fn write_loop(mut writer: TraceWriter<File>, path: String, flush_interval: Duration, base_ns: u64) -> WriterOutcome {
     let mut file_state = FileState::new(base_ns);
     let mut outcome = WriterOutcome::default();
+    // The writer's half of a double buffer: swapped with the hot path's
+    // every interval, written, emptied, so that in a steady state neither
+    // side allocates.
+    let mut slices: Vec<PendingSlice> = Vec::new();
+    let mut details: Vec<SliceDetail> = Vec::new();
     loop {
-        let (slices, details, dropped, stop) = {
+        let (dropped, stop) = {
             let Ok(buffer) = BUFFER.lock() else { break };
             let (mut buffer, _) = WAKE_WRITER
                 .wait_timeout_while(buffer, flush_interval, |b| {
                     !b.stop && b.slices.len() < wake_writer_at(MAX_BUFFERED.load(Relaxed))
                 })
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
-            // The next interval likely buffers as many: allocate that now,
-            // not by doubling on the hot path.
-            let (capacity, details_capacity) = (buffer.slices.len(), buffer.details.len());
-            (
-                std::mem::replace(&mut buffer.slices, Vec::with_capacity(capacity)),
-                std::mem::replace(&mut buffer.details, Vec::with_capacity(details_capacity)),
-                std::mem::take(&mut buffer.dropped),
-                buffer.stop,
-            )
+            std::mem::swap(&mut buffer.slices, &mut slices);
+            std::mem::swap(&mut buffer.details, &mut details);
+            (std::mem::take(&mut buffer.dropped), buffer.stop)
         };
         outcome.dropped_slices += dropped;
-        let mut slices = slices.into_iter().peekable();
-        let mut details = details.into_iter();
+        let (slices_used, details_used) = (slices.len(), details.len());
+        let mut parts = slices.chunks(MAX_SLICES_PER_CHUNK).peekable();
+        let mut part_details = details.drain(..);
         let mut dropped = Some(dropped).filter(|&d| d > 0);
-        while slices.peek().is_some() || dropped.is_some() {
-            let part: Vec<PendingSlice> = slices.by_ref().take(MAX_SLICES_PER_CHUNK).collect();
-            let chunk = file_state.chunk(part, &mut details, dropped.take().unwrap_or(0));
+        while parts.peek().is_some() || dropped.is_some() {
+            let part = parts.next().unwrap_or_default();
+            let chunk = file_state.chunk(part, &mut part_details, dropped.take().unwrap_or(0));
             outcome.slices += chunk.slices.len() as u64;
             outcome.events += chunk.slices.iter().map(|s| s.events.len() as u64).sum::<u64>();
             if let Err(error) = writer.write_chunk(&chunk) {
                 return fail(outcome, &path, &error.to_string());
             }
         }
+        drop(part_details);
+        empty_for_reuse(&mut slices, slices_used);
+        empty_for_reuse(&mut details, details_used);
         if stop {
             break;
         }
@@ -390,6 +401,16 @@ fn write_loop(mut writer: TraceWriter<File>, path: String, flush_interval: Durat
             outcome
         }
         Err(error) => fail(outcome, &path, &error.to_string()),
+    }
+}
+
+/// Empties a vector the writer has written, keeping its memory for the next
+/// interval unless a burst left it much larger than the last interval used.
+fn empty_for_reuse<T>(vector: &mut Vec<T>, used: usize) {
+    let needed = used.max(INITIAL_BUFFER_SLICES);
+    vector.clear();
+    if vector.capacity() > 4 * needed {
+        vector.shrink_to(needed);
     }
 }
 
@@ -444,7 +465,7 @@ impl FileState {
     /// A chunk of `slices`, taking their details from `details`.
     fn chunk(
         &mut self,
-        slices: Vec<PendingSlice>,
+        slices: &[PendingSlice],
         details: &mut impl Iterator<Item = SliceDetail>,
         dropped: u64,
     ) -> Chunk {
