@@ -23,7 +23,7 @@
 //! Nothing read is trusted: a length is checked against the bytes left
 //! before anything is allocated for it.
 
-use crate::records::{Chunk, EventRecord, Frame, SliceRecord};
+use crate::records::{Chunk, EventRecord, Frame, SliceRecord, StringId};
 
 /// Why a payload could not be decoded, and where.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -48,27 +48,101 @@ const U64_MARKER: u8 = 253;
 /// The fewest bytes a `SliceRecord` takes: eleven fields of at least one byte.
 const MIN_SLICE_BYTES: usize = 11;
 
+/// A pure slice: no task name, not over the threshold, no blocking events,
+/// samples or context. Most slices are pure (`await asyncio.sleep(0)`), so
+/// the decoder hands them over as these four numbers, without filling a
+/// [`SliceRecord`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PureSlice {
+    pub start_delta_ns: u64,
+    pub duration_ns: u64,
+    pub what: StringId,
+    pub thread: u32,
+}
+
+impl PureSlice {
+    /// The record this slice stands for.
+    pub fn to_record(self) -> SliceRecord {
+        SliceRecord {
+            start_delta_ns: self.start_delta_ns,
+            duration_ns: self.duration_ns,
+            what: self.what,
+            thread: self.thread,
+            ..SliceRecord::default()
+        }
+    }
+}
+
+/// Takes a chunk's slices in order, each with its start (nanoseconds from
+/// the trace's start: the chunk's base plus the deltas so far).
+pub trait SliceVisitor {
+    fn pure_slice(&mut self, start_ns: u64, slice: PureSlice);
+    fn slice(&mut self, start_ns: u64, slice: &SliceRecord);
+}
+
+/// A closure takes every slice as a record, pure ones too.
+impl<F: FnMut(u64, &SliceRecord)> SliceVisitor for F {
+    #[inline(always)]
+    fn pure_slice(&mut self, start_ns: u64, slice: PureSlice) {
+        self(start_ns, &slice.to_record());
+    }
+
+    #[inline(always)]
+    fn slice(&mut self, start_ns: u64, slice: &SliceRecord) {
+        self(start_ns, slice);
+    }
+}
+
 /// Decodes the payload of a chunk: its definitions into the returned
-/// [`Chunk`] (with `slices` left empty), and each slice, with its start
-/// from the trace's start (the chunk's base plus the deltas so far), to
-/// `on_slice`. Returns the chunk and the bytes it used; a payload written
-/// by a newer minor version may carry more after them.
+/// [`Chunk`] (with `slices` left empty), and each slice to `visitor`.
+/// Returns the chunk and the bytes it used; a payload written by a newer
+/// minor version may carry more after them.
 ///
-/// On an error, the slices before it have been passed to `on_slice`.
+/// On an error, the slices before it have been passed to `visitor`.
 #[inline]
-pub fn decode_chunk(raw: &[u8], mut on_slice: impl FnMut(u64, &SliceRecord)) -> Result<(Chunk, usize)> {
-    let mut cursor = Cursor { bytes: raw, pos: 0 };
-    let mut chunk = decode_definitions(&mut cursor)?;
+pub fn decode_chunk(raw: &[u8], visitor: &mut impl SliceVisitor) -> Result<(Chunk, usize)> {
+    let mut definitions = Cursor { bytes: raw, pos: 0 };
+    let mut chunk = decode_definitions(&mut definitions)?;
+    // A cursor of its own for the loop over slices, lent to no function
+    // that is not inlined, so that its position stays in a register.
+    let mut cursor = Cursor { bytes: raw, pos: definitions.pos };
     let slice_count = cursor.len(MIN_SLICE_BYTES)?;
     let mut slice = SliceRecord::default();
     let mut start_ns = chunk.base_offset_ns;
     for _ in 0..slice_count {
-        cursor.slice_into(&mut slice)?;
-        start_ns = start_ns.saturating_add(slice.start_delta_ns);
-        on_slice(start_ns, &slice);
+        let start_delta_ns = cursor.u64()?;
+        let duration_ns = cursor.u64()?;
+        let what = cursor.u32()?;
+        start_ns = start_ns.saturating_add(start_delta_ns);
+        if let Some(thread) = cursor.pure_slice_tail() {
+            visitor.pure_slice(start_ns, PureSlice { start_delta_ns, duration_ns, what, thread });
+        } else {
+            (slice.start_delta_ns, slice.duration_ns, slice.what) = (start_delta_ns, duration_ns, what);
+            cursor.pos = decode_slice_rest(raw, cursor.pos, &mut slice)?;
+            visitor.slice(start_ns, &slice);
+        }
     }
     chunk.dropped_slices = cursor.u64()?;
     Ok((chunk, cursor.pos))
+}
+
+/// Decodes the fields of a slice after `what` into `slice`, from `pos`;
+/// returns the position after them. Out of line, with a cursor of its own:
+/// few slices need it.
+#[inline(never)]
+fn decode_slice_rest(bytes: &[u8], pos: usize, slice: &mut SliceRecord) -> Result<usize> {
+    let mut cursor = Cursor { bytes, pos };
+    slice.task = if cursor.flag()? { Some(cursor.u32()?) } else { None };
+    slice.thread = cursor.u32()?;
+    slice.exceeded = cursor.flag()?;
+    cursor.refill(&mut slice.events, 4, |c| {
+        Ok(EventRecord { event: c.u16()?, args: c.u32()?, offset_ns: c.u64()?, stack: c.u32()? })
+    })?;
+    slice.dropped_events = cursor.u32()?;
+    slice.score = cursor.i64()?;
+    cursor.refill(&mut slice.samples, 1, Cursor::u32)?;
+    cursor.refill(&mut slice.context, 2, |c| Ok((c.u32()?, c.u32()?)))?;
+    Ok(cursor.pos)
 }
 
 /// Decodes only the definitions of a chunk (strings, frames, stacks) and its
@@ -243,35 +317,6 @@ impl Cursor<'_> {
         self.pos += 8;
         Some(u32::from(thread))
     }
-
-    #[inline(always)]
-    fn slice_into(&mut self, slice: &mut SliceRecord) -> Result<()> {
-        slice.start_delta_ns = self.u64()?;
-        slice.duration_ns = self.u64()?;
-        slice.what = self.u32()?;
-        if let Some(thread) = self.pure_slice_tail() {
-            slice.task = None;
-            slice.thread = thread;
-            slice.exceeded = false;
-            slice.events.clear();
-            slice.dropped_events = 0;
-            slice.score = 0;
-            slice.samples.clear();
-            slice.context.clear();
-            return Ok(());
-        }
-        slice.task = if self.flag()? { Some(self.u32()?) } else { None };
-        slice.thread = self.u32()?;
-        slice.exceeded = self.flag()?;
-        self.refill(&mut slice.events, 4, |c| {
-            Ok(EventRecord { event: c.u16()?, args: c.u32()?, offset_ns: c.u64()?, stack: c.u32()? })
-        })?;
-        slice.dropped_events = self.u32()?;
-        slice.score = self.i64()?;
-        self.refill(&mut slice.samples, 1, Cursor::u32)?;
-        self.refill(&mut slice.context, 2, |c| Ok((c.u32()?, c.u32()?)))?;
-        Ok(())
-    }
 }
 
 #[cfg(test)]
@@ -281,7 +326,7 @@ mod tests {
 
     fn decode_all(raw: &[u8]) -> Result<(Chunk, usize)> {
         let mut slices = Vec::new();
-        let (mut chunk, used) = decode_chunk(raw, |_, slice| slices.push(slice.clone()))?;
+        let (mut chunk, used) = decode_chunk(raw, &mut |_, slice: &SliceRecord| slices.push(slice.clone()))?;
         chunk.slices = slices;
         Ok((chunk, used))
     }
@@ -391,7 +436,7 @@ mod tests {
         let slice = |start_delta_ns| SliceRecord { start_delta_ns, ..SliceRecord::default() };
         let chunk = Chunk { base_offset_ns: 1_000, slices: vec![slice(0), slice(5), slice(7)], ..Chunk::default() };
         let mut starts = Vec::new();
-        decode_chunk(&encode_payload(&chunk).unwrap(), |start, _| starts.push(start)).unwrap();
+        decode_chunk(&encode_payload(&chunk).unwrap(), &mut |start, _: &SliceRecord| starts.push(start)).unwrap();
         assert_eq!(starts, [1_000, 1_005, 1_012]);
     }
 

@@ -19,6 +19,7 @@ pub mod records;
 pub mod severity;
 pub mod writer;
 
+pub use chunk_decoder::{PureSlice, SliceVisitor};
 pub use error::{ReadError, WriteError};
 pub use events::{BlockingEvent, EventSource, BLOCKING_EVENTS};
 pub use intern::Interner;

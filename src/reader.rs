@@ -16,7 +16,7 @@
 //! not an error: [`TraceFile::cut_short`] says so and the whole chunks before
 //! the cut are all there is.
 
-use crate::chunk_decoder;
+use crate::chunk_decoder::{self, SliceVisitor};
 use crate::error::{FrameRef, ReadError};
 use crate::format::{
     decode_payload, Codec, FileHeader, FrameHeader, FrameKind, Payload, FILE_HEADER_LEN, FORMAT_MAJOR, FORMAT_MINOR,
@@ -25,6 +25,7 @@ use crate::format::{
 use crate::records::{Chunk, Frame, FrameId, SliceRecord, StackId, StringId, TraceFooter, TraceHeader};
 use rustc_hash::FxHashMap;
 use std::borrow::Cow;
+use std::cell::Cell;
 use std::fmt;
 use std::fs::File;
 use std::io;
@@ -51,6 +52,37 @@ impl ChunkInfo {
             crc32: self.crc32,
         }
     }
+}
+
+/// A zstd context and the buffers it reads from and decompresses into, kept
+/// by each reading thread from one frame to the next: creating a context and
+/// faulting in fresh buffers for every chunk cost about 5% of a report.
+struct Decompression {
+    context: io::Result<zstd::bulk::Decompressor<'static>>,
+    /// The compressed payload, read from a file.
+    payload: Vec<u8>,
+    raw: Vec<u8>,
+}
+
+impl Decompression {
+    fn new() -> Self {
+        Decompression { context: zstd::bulk::Decompressor::new(), payload: Vec::new(), raw: Vec::new() }
+    }
+
+    /// This thread's, or a new one if it is out (a visitor reading another
+    /// chunk on the same thread).
+    fn take() -> Decompression {
+        DECOMPRESSION.with(Cell::take).unwrap_or_else(Decompression::new)
+    }
+
+    /// Back to this thread, for the next frame.
+    fn put_back(self) {
+        DECOMPRESSION.with(|cell| cell.set(Some(self)));
+    }
+}
+
+thread_local! {
+    static DECOMPRESSION: Cell<Option<Decompression>> = const { Cell::new(None) };
 }
 
 /// The bytes of a trace: a file read piecewise, or a buffer.
@@ -80,9 +112,9 @@ impl Source {
     /// [`Source::len`] first, so that `len` is never larger than the file.
     fn read(&self, offset: u64, len: usize) -> io::Result<Cow<'_, [u8]>> {
         match self {
-            Source::File { file, .. } => {
-                let mut buffer = vec![0u8; len];
-                read_exact_at(file, &mut buffer, offset)?;
+            Source::File { .. } => {
+                let mut buffer = Vec::new();
+                self.read_into(offset, len, &mut buffer)?;
                 Ok(Cow::Owned(buffer))
             }
             Source::Bytes(bytes) => usize::try_from(offset)
@@ -90,6 +122,22 @@ impl Source {
                 .and_then(|start| bytes.get(start..start.checked_add(len)?))
                 .map(Cow::Borrowed)
                 .ok_or_else(|| io::Error::new(io::ErrorKind::UnexpectedEof, "read past the end of the trace")),
+        }
+    }
+
+    /// [`Source::read`], into `buffer` (reused) if the bytes are in a file.
+    fn read_into<'a>(&'a self, offset: u64, len: usize, buffer: &'a mut Vec<u8>) -> io::Result<&'a [u8]> {
+        match self {
+            Source::File { file, .. } => {
+                buffer.clear();
+                buffer.resize(len, 0);
+                read_exact_at(file, buffer, offset)?;
+                Ok(buffer)
+            }
+            Source::Bytes(_) => match self.read(offset, len)? {
+                Cow::Borrowed(bytes) => Ok(bytes),
+                Cow::Owned(_) => unreachable!("bytes in memory are borrowed"),
+            },
         }
     }
 
@@ -221,42 +269,51 @@ impl TraceFile {
     /// Reads, checks the checksum of, decompresses and decodes chunk `index`.
     pub fn read_chunk(&self, index: usize) -> Result<Chunk, ReadError> {
         let mut slices = Vec::new();
-        let mut chunk = self.visit_chunk(index, |_, slice| slices.push(slice.clone()))?;
+        let mut chunk = self.visit_chunk(index, &mut |_, slice: &SliceRecord| slices.push(slice.clone()))?;
         chunk.slices = slices;
         Ok(chunk)
     }
 
     /// Reads chunk `index` one slice at a time, without holding its slices:
-    /// calls `on_slice` with each slice and its start (nanoseconds from the
-    /// trace's start), then returns the chunk's definitions, base offset and
-    /// dropped count, with `slices` empty. This is how a report reads.
+    /// gives `visitor` each slice and its start (nanoseconds from the trace's
+    /// start; a closure `|start_ns, slice: &SliceRecord|` will do), then
+    /// returns the chunk's definitions, base offset and dropped count, with
+    /// `slices` empty. This is how a report reads.
     ///
     /// On an error after the checksum (a crafted or miswritten payload), the
-    /// slices decoded before it have been passed to `on_slice`.
-    pub fn visit_chunk(&self, index: usize, on_slice: impl FnMut(u64, &SliceRecord)) -> Result<Chunk, ReadError> {
-        let raw = self.decompress_chunk_payload(index)?;
-        let (chunk, used) =
-            chunk_decoder::decode_chunk(&raw, on_slice).map_err(|e| self.decode_error(FrameRef::Chunk(index), e))?;
-        self.check_all_used(raw.len(), used, FrameRef::Chunk(index))?;
-        Ok(chunk)
+    /// slices decoded before it have been passed to `visitor`.
+    #[inline(always)]
+    pub fn visit_chunk(&self, index: usize, visitor: &mut impl SliceVisitor) -> Result<Chunk, ReadError> {
+        self.with_chunk_payload(index, |raw| {
+            let (chunk, used) =
+                chunk_decoder::decode_chunk(raw, visitor).map_err(|e| self.decode_error(FrameRef::Chunk(index), e))?;
+            self.check_all_used(raw.len(), used, FrameRef::Chunk(index))?;
+            Ok(chunk)
+        })
     }
 
     /// The definitions (strings, frames, stacks) and base offset of chunk
     /// `index`, without decoding its slices.
     pub fn read_chunk_definitions(&self, index: usize) -> Result<Chunk, ReadError> {
-        let raw = self.decompress_chunk_payload(index)?;
-        chunk_decoder::decode_chunk_definitions(&raw).map_err(|e| self.decode_error(FrameRef::Chunk(index), e))
+        self.with_chunk_payload(index, |raw| {
+            chunk_decoder::decode_chunk_definitions(raw).map_err(|e| self.decode_error(FrameRef::Chunk(index), e))
+        })
     }
 
     /// Reads, checks the checksum of and decompresses chunk `index` without
     /// decoding it (the floor for reading it at all); returns its raw size.
     pub fn decompress_chunk(&self, index: usize) -> Result<usize, ReadError> {
-        Ok(self.decompress_chunk_payload(index)?.len())
+        self.with_chunk_payload(index, |raw| Ok(raw.len()))
     }
 
-    fn decompress_chunk_payload(&self, index: usize) -> Result<Vec<u8>, ReadError> {
+    #[inline(always)]
+    fn with_chunk_payload<R>(
+        &self,
+        index: usize,
+        use_payload: impl FnOnce(&[u8]) -> Result<R, ReadError>,
+    ) -> Result<R, ReadError> {
         let info = self.chunk(index)?;
-        self.decompress_frame(info.offset, &info.frame_header(), FrameRef::Chunk(index))
+        self.with_frame_payload(info.offset, &info.frame_header(), FrameRef::Chunk(index), use_payload)
     }
 
     /// Every chunk, in file order.
@@ -404,22 +461,47 @@ impl TraceFile {
     }
 
     fn decode_frame<T: Payload>(&self, offset: u64, frame: &FrameHeader, which: FrameRef) -> Result<T, ReadError> {
-        let raw = self.decompress_frame(offset, frame, which)?;
-        self.decode(&raw, which)
+        self.with_frame_payload(offset, frame, which, |raw| self.decode(raw, which))
     }
 
-    /// The payload of the frame at `offset`, checked and decompressed. The
-    /// frame's lengths were checked against the limits and the file's size
-    /// when it was indexed.
-    fn decompress_frame(&self, offset: u64, frame: &FrameHeader, which: FrameRef) -> Result<Vec<u8>, ReadError> {
+    /// Gives `use_payload` the payload of the frame at `offset`, checked and
+    /// decompressed. The frame's lengths were checked against the limits and
+    /// the file's size when it was indexed.
+    #[inline(always)]
+    fn with_frame_payload<R>(
+        &self,
+        offset: u64,
+        frame: &FrameHeader,
+        which: FrameRef,
+        use_payload: impl FnOnce(&[u8]) -> Result<R, ReadError>,
+    ) -> Result<R, ReadError> {
         let Some(Codec::Zstd) = Codec::from_byte(frame.codec) else {
             return Err(ReadError::UnknownCodec { path: self.name.clone(), frame: which, codec: frame.codec });
         };
+        let mut decompression = Decompression::take();
+        let decompressed = self.decompress(offset, frame, which, &mut decompression);
+        // The payload is used outside the thread's buffers' closure, so that
+        // the loop over its slices compiles as if it owned them.
+        let result = decompressed.and_then(|()| use_payload(&decompression.raw));
+        decompression.put_back();
+        result
+    }
+
+    /// Reads the frame at `offset`, checks it and decompresses its payload
+    /// into `decompression.raw`.
+    fn decompress(
+        &self,
+        offset: u64,
+        frame: &FrameHeader,
+        which: FrameRef,
+        decompression: &mut Decompression,
+    ) -> Result<(), ReadError> {
+        let Decompression { context, payload, raw } = decompression;
         let payload = self
             .source
-            .read(offset + FRAME_HEADER_LEN as u64, frame.payload_len as usize)
+            .read_into(offset + FRAME_HEADER_LEN as u64, frame.payload_len as usize, payload)
             .map_err(|e| self.io_error(e))?;
-        let crc = crc32fast::hash(&payload);
+        let crc = crc32fast::hash(payload);
         if crc != frame.crc32 {
             return Err(ReadError::ChecksumMismatch {
                 path: self.name.clone(),
@@ -432,7 +514,7 @@ impl TraceFile {
             |problem: String| ReadError::Decompress { path: self.name.clone(), frame: which, problem };
         // The zstd frame states its size; refuse a disagreement before
         // allocating for either.
-        if let Ok(Some(content_len)) = zstd::zstd_safe::get_frame_content_size(&payload) {
+        if let Ok(Some(content_len)) = zstd::zstd_safe::get_frame_content_size(payload) {
             if content_len != u64::from(frame.raw_len) {
                 return Err(decompress_error(format!(
                     "it holds {content_len} bytes, its frame header says {}",
@@ -440,8 +522,10 @@ impl TraceFile {
                 )));
             }
         }
-        let raw = zstd::bulk::decompress(&payload, frame.raw_len as usize)
-            .map_err(|e| decompress_error(e.to_string().replace('\n', " ")))?;
+        raw.clear();
+        raw.reserve(frame.raw_len as usize);
+        let context = context.as_mut().map_err(|e| decompress_error(e.to_string()))?;
+        context.decompress_to_buffer(payload, raw).map_err(|e| decompress_error(e.to_string().replace('\n', " ")))?;
         if raw.len() != frame.raw_len as usize {
             return Err(decompress_error(format!(
                 "it decompresses to {} bytes, its frame header says {}",
@@ -449,7 +533,7 @@ impl TraceFile {
                 frame.raw_len
             )));
         }
-        Ok(raw)
+        Ok(())
     }
 
     fn decode<T: Payload>(&self, raw: &[u8], which: FrameRef) -> Result<T, ReadError> {

@@ -192,6 +192,80 @@ fn header_chunks_and_footer_round_trip_exactly() {
 }
 
 #[test]
+fn a_visitor_may_read_other_chunks_while_it_visits_one() {
+    // Each thread reuses one decompression buffer: a chunk read from inside
+    // the visit of another must get buffers of its own, not the ones in use.
+    let bytes = write_trace(&header(), &chunks(), Some(&footer()));
+    let trace = TraceFile::from_bytes(bytes, "nested.aiocop").unwrap();
+    let mut visited = Vec::new();
+    let mut nested = Vec::new();
+    let definitions = trace
+        .visit_chunk(0, &mut |_, slice: &SliceRecord| {
+            visited.push(slice.clone());
+            nested.push(trace.read_chunk(1).unwrap());
+        })
+        .unwrap();
+    assert_eq!(visited, chunks()[0].slices);
+    assert!(nested.iter().all(|chunk| *chunk == chunks()[1]));
+    assert_eq!(definitions.strings, chunks()[0].strings);
+    // And the buffers work on after it.
+    assert_eq!(trace.read_chunk(2).unwrap(), chunks()[2]);
+}
+
+/// Collects which slices a visitor was given as pure and which as records.
+#[derive(Default)]
+struct Sorted {
+    pure: Vec<(u64, crate::PureSlice)>,
+    full: Vec<(u64, SliceRecord)>,
+}
+
+impl crate::SliceVisitor for Sorted {
+    fn pure_slice(&mut self, start_ns: u64, slice: crate::PureSlice) {
+        self.pure.push((start_ns, slice));
+    }
+
+    fn slice(&mut self, start_ns: u64, slice: &SliceRecord) {
+        self.full.push((start_ns, slice.clone()));
+    }
+}
+
+#[test]
+fn pure_slices_come_as_numbers_and_the_rest_as_records() {
+    let pure = |start_delta_ns, what, thread| SliceRecord {
+        start_delta_ns,
+        duration_ns: 40_000,
+        what,
+        thread,
+        ..SliceRecord::default()
+    };
+    let chunk = Chunk {
+        base_offset_ns: 1_000,
+        slices: vec![
+            pure(0, 1, 2),
+            SliceRecord { exceeded: true, ..pure(10, 1, 2) },
+            SliceRecord { task: Some(3), ..pure(10, 1, 2) },
+            // A thread number past one byte takes the slow path, and is still right.
+            pure(10, 4, 70_000),
+            pure(10, 5, 250),
+        ],
+        ..Chunk::default()
+    };
+    let bytes = write_trace(&header(), std::slice::from_ref(&chunk), Some(&footer()));
+    let trace = TraceFile::from_bytes(bytes, "pure.aiocop").unwrap();
+    let mut sorted = Sorted::default();
+    trace.visit_chunk(0, &mut sorted).unwrap();
+    let starts: Vec<u64> = sorted.pure.iter().map(|(start, _)| *start).collect();
+    assert_eq!(starts, [1_000, 1_040]);
+    assert_eq!(sorted.pure[0].1.to_record(), chunk.slices[0]);
+    assert_eq!(sorted.pure[1].1.to_record(), chunk.slices[4]);
+    let full: Vec<(u64, SliceRecord)> = sorted.full;
+    assert_eq!(
+        full,
+        [(1_010, chunk.slices[1].clone()), (1_020, chunk.slices[2].clone()), (1_030, chunk.slices[3].clone())]
+    );
+}
+
+#[test]
 fn the_writer_counts_what_it_writes() {
     let mut writer = TraceWriter::new(Vec::new(), &header()).unwrap();
     let after_header = writer.bytes_written();

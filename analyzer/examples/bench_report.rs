@@ -12,7 +12,7 @@
 //! aggregating it as a report does, and a whole `aiocop-analyze` report. Prints the peak
 //! resident memory of the process at the end (Linux).
 
-use aiocop_analyze::aggregate::{ChunkOptions, FileAggregate};
+use aiocop_analyze::aggregate::{fold_chunks, ChunkOptions, FileAggregate};
 use aiocop_trace::records::{Chunk, EventRecord, EventSpec, Frame, SliceRecord, TraceFooter, TraceHeader};
 use aiocop_trace::{TraceFile, TraceWriter, BLOCKING_EVENTS};
 use rayon::prelude::*;
@@ -130,7 +130,7 @@ fn main() {
             pool.install(|| {
                 (0..trace.chunk_count()).into_par_iter().for_each(|i| {
                     trace
-                        .visit_chunk(i, |start_ns, slice| {
+                        .visit_chunk(i, &mut |start_ns, slice: &SliceRecord| {
                             std::hint::black_box((start_ns, slice));
                         })
                         .expect("decode");
@@ -139,13 +139,12 @@ fn main() {
         });
         let aggregate = best_of(3, || {
             pool.install(|| {
-                (0..trace.chunk_count())
-                    .into_par_iter()
-                    .fold(FileAggregate::default, |mut aggregate, index| {
-                        aggregate.add_from(&trace, index, &ChunkOptions::default());
-                        aggregate
-                    })
-                    .reduce(FileAggregate::default, FileAggregate::merge);
+                fold_chunks(
+                    trace.chunk_count(),
+                    FileAggregate::default,
+                    |aggregate, index| aggregate.add_from(&trace, index, &ChunkOptions::default()),
+                    FileAggregate::merge,
+                );
             })
         });
         println!("{threads} thread(s): decompress and decode {decode:.3} s, and aggregate {aggregate:.3} s");

@@ -20,7 +20,8 @@
 use crate::durations::Durations;
 use crate::group::NO_STACK;
 use aiocop_trace::records::{Chunk, SliceRecord, StackId, StringId};
-use aiocop_trace::{Dictionary, ReadError, TraceFile};
+use aiocop_trace::{Dictionary, PureSlice, ReadError, SliceVisitor, TraceFile};
+use rayon::prelude::*;
 
 /// What, besides the events, keys a slice.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,9 +56,12 @@ impl Default for ChunkOptions {
 pub struct IoSignature {
     pub exceeded: bool,
     pub extra: Option<StringId>,
-    /// `(event index, stack id)`, sorted.
-    pub events: Box<[(u16, StackId)]>,
+    /// `(event index, stack id)`, sorted. Inline for the usual one or two
+    /// events, so that comparing a signature in the map reads no other memory.
+    pub events: SignatureEvents,
 }
+
+pub type SignatureEvents = smallvec::SmallVec<[(u16, StackId); 2]>;
 
 /// An [`IoSignature`] in borrowed scratch space: it hashes and compares as
 /// the signature it stands for, so that looking up a known signature
@@ -150,18 +154,32 @@ impl Counts {
     /// Counts a slice that starts `start_ns` after the trace's start. Returns
     /// whether it ran over the threshold, or `None` if it is outside the
     /// window (then only the trace's time span counts it).
-    #[inline]
+    #[inline(always)]
     fn add_slice(&mut self, start_ns: u64, slice: &SliceRecord, options: &ChunkOptions) -> Option<bool> {
-        let end_ns = start_ns.saturating_add(slice.duration_ns);
+        self.add(start_ns, slice.duration_ns, slice.exceeded, slice.dropped_events, options)
+    }
+
+    /// [`Counts::add_slice`] from the fields it needs; `recorded_exceeded`
+    /// is the slice's flag, which `--threshold-ms` overrides.
+    #[inline(always)]
+    fn add(
+        &mut self,
+        start_ns: u64,
+        duration_ns: u64,
+        recorded_exceeded: bool,
+        dropped_events: u32,
+        options: &ChunkOptions,
+    ) -> Option<bool> {
+        let end_ns = start_ns.saturating_add(duration_ns);
         self.first_start_ns = Some(self.first_start_ns.map_or(start_ns, |s| s.min(start_ns)));
         self.last_end_ns = self.last_end_ns.max(end_ns);
         if start_ns < options.since_ns || start_ns >= options.until_ns {
             return None;
         }
-        let exceeded = options.threshold_ns.map_or(slice.exceeded, |threshold| slice.duration_ns >= threshold);
+        let exceeded = options.threshold_ns.map_or(recorded_exceeded, |threshold| duration_ns >= threshold);
         self.slices += 1;
         self.exceeded += u64::from(exceeded);
-        self.dropped_events += u64::from(slice.dropped_events);
+        self.dropped_events += u64::from(dropped_events);
         Some(exceeded)
     }
 
@@ -195,16 +213,9 @@ impl FileAggregate {
     /// checksum matched (crafted, or written by a buggy writer) keeps the
     /// slices decoded before the error and still counts as unreadable.
     pub fn add_from(&mut self, trace: &TraceFile, index: usize, options: &ChunkOptions) {
-        // Counted apart from `self` so that the loop over a chunk's slices,
-        // which are mostly pure (no events, not slow), keeps them in registers.
-        let mut counts = Counts::default();
-        let visited = trace.visit_chunk(index, |start_ns, slice| {
-            if let Some(exceeded) = counts.add_slice(start_ns, slice, options) {
-                if exceeded || !slice.events.is_empty() {
-                    self.add_keyed_slice(slice, start_ns, exceeded, options);
-                }
-            }
-        });
+        let mut visitor = ChunkVisitor { aggregate: self, options: *options, counts: Counts::default() };
+        let visited = trace.visit_chunk(index, &mut visitor);
+        let counts = visitor.counts;
         self.counts.merge(&counts);
         self.add_definitions_or_error(index, visited);
     }
@@ -343,6 +354,64 @@ impl FileAggregate {
     }
 }
 
+/// Folds chunks `0..count` into one value: one accumulator per thread of the
+/// current rayon pool, each taking the next chunk that no thread has taken
+/// yet. As balanced as work stealing, and there are only as many
+/// accumulators to merge as threads (rayon's `fold` makes one per split,
+/// and merging two aggregates of thousands of signatures is not free).
+pub fn fold_chunks<A: Send>(
+    count: usize,
+    init: impl Fn() -> A + Sync,
+    add: impl Fn(&mut A, usize) + Sync,
+    merge: impl Fn(A, A) -> A + Sync,
+) -> A {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let workers = rayon::current_num_threads().clamp(1, count.max(1));
+    (0..workers)
+        .into_par_iter()
+        .map(|_| {
+            let mut accumulator = init();
+            loop {
+                let index = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if index >= count {
+                    break accumulator;
+                }
+                add(&mut accumulator, index);
+            }
+        })
+        .reduce(&init, &merge)
+}
+
+/// Takes a chunk's slices into an aggregate: counts them all, keys the few
+/// that did blocking I/O or overran.
+struct ChunkVisitor<'a> {
+    aggregate: &'a mut FileAggregate,
+    /// A copy, which the compiler knows no store in the loop can change.
+    options: ChunkOptions,
+    /// Apart from the aggregate's, so that the loop over a chunk's slices,
+    /// which are mostly pure, keeps them in registers.
+    counts: Counts,
+}
+
+impl SliceVisitor for ChunkVisitor<'_> {
+    #[inline(always)]
+    fn pure_slice(&mut self, start_ns: u64, slice: PureSlice) {
+        if let Some(true) = self.counts.add(start_ns, slice.duration_ns, false, 0, &self.options) {
+            // Over a threshold given with `--threshold-ms`: CPU-blocking.
+            self.aggregate.add_keyed_slice(&slice.to_record(), start_ns, true, &self.options);
+        }
+    }
+
+    #[inline(always)]
+    fn slice(&mut self, start_ns: u64, slice: &SliceRecord) {
+        if let Some(exceeded) = self.counts.add_slice(start_ns, slice, &self.options) {
+            if exceeded || !slice.events.is_empty() {
+                self.aggregate.add_keyed_slice(slice, start_ns, exceeded, &self.options);
+            }
+        }
+    }
+}
+
 /// The most frequent stack of `samples`; the first of them in sample order
 /// on a tie. Samples per slice are few (the sampler caps them), and so are
 /// the distinct stacks among them.
@@ -395,10 +464,10 @@ mod tests {
         let mut aggregate = FileAggregate::default();
         aggregate.add_chunk(&chunk, &ChunkOptions::default());
         assert_eq!(aggregate.io.len(), 2);
-        let quiet = &aggregate.io[&IoSignature { exceeded: false, extra: None, events: Box::new([(0, 8), (1, 7)]) }];
+        let quiet = &aggregate.io[&IoSignature { exceeded: false, extra: None, events: [(0, 8), (1, 7)].into() }];
         assert_eq!((quiet.slices, quiet.durations.total_ns()), (2, 40));
         assert_eq!((quiet.example_start_ns, &*quiet.example_args), (1_000, &[101, 100][..]));
-        let slow = &aggregate.io[&IoSignature { exceeded: true, extra: None, events: Box::new([(0, 8), (1, 7)]) }];
+        let slow = &aggregate.io[&IoSignature { exceeded: true, extra: None, events: [(0, 8), (1, 7)].into() }];
         assert_eq!((slow.slices, slow.example_start_ns), (1, 1_050));
         assert!(aggregate.cpu.is_empty());
         assert_eq!(
@@ -522,6 +591,28 @@ mod tests {
         assert_eq!(forward.0, [(false, 2, 204, 10_000, Box::from([1])), (true, 2, 202, 0, Box::from([0]))]);
         assert_eq!(forward.1, [(3, 4, 12, 10)]);
         assert_eq!(forward.2.dropped_slices, 6);
+    }
+
+    #[test]
+    fn fold_chunks_takes_every_chunk_once_on_any_number_of_threads() {
+        for threads in [1, 2, 3] {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            for count in [0, 1, 2, 100] {
+                let mut taken = pool.install(|| {
+                    fold_chunks(
+                        count,
+                        Vec::new,
+                        |taken: &mut Vec<usize>, index| taken.push(index),
+                        |mut a, b| {
+                            a.extend(b);
+                            a
+                        },
+                    )
+                });
+                taken.sort_unstable();
+                assert_eq!(taken, (0..count).collect::<Vec<_>>(), "{threads} threads, {count} chunks");
+            }
+        }
     }
 
     #[test]

@@ -17,7 +17,7 @@
 //! Warnings (a file cut short, unreadable chunks, a newer format minor) are
 //! one line each on stderr, printed in input order before the output.
 
-use crate::aggregate::{ChunkOptions, FileAggregate};
+use crate::aggregate::{fold_chunks, ChunkOptions, FileAggregate};
 use crate::cli::{ColorChoice, Command, DiffArgs, FilterArgs, InfoArgs, InfoFormat, ReportArgs};
 use crate::diff::{self, Diff, DiffOptions, ScoreWith};
 use crate::error::AnalyzeError;
@@ -427,14 +427,15 @@ pub(crate) fn read_side(paths: &[PathBuf], options: &ReadOptions<'_>) -> Result<
         };
         let chunk_options =
             ChunkOptions { extra: resolve::extra_for(&filters.by, context_id), threshold_ns, since_ns, until_ns };
-        let mut aggregate = (0..trace.chunk_count())
-            .into_par_iter()
-            .fold(FileAggregate::default, |mut aggregate, index| {
+        let mut aggregate = fold_chunks(
+            trace.chunk_count(),
+            FileAggregate::default,
+            |aggregate, index| {
                 aggregate.add_from(&trace, index, &chunk_options);
                 progress.inc(chunk_bytes(&trace, index));
-                aggregate
-            })
-            .reduce(FileAggregate::default, FileAggregate::merge);
+            },
+            FileAggregate::merge,
+        );
 
         if let (0, Some(damage)) = (trace.chunk_count(), trace.damage()) {
             return Err(AnalyzeError::DamagedBeforeAnyChunk { damage: damage.to_string() });
@@ -544,14 +545,15 @@ pub fn run_info(args: InfoArgs) -> Result<(), AnalyzeError> {
         let progress = progress_bar(&paths);
         let read_file = |path: &PathBuf| -> Result<(TraceInfo, Vec<String>), AnalyzeError> {
             let trace = TraceFile::open(path)?;
-            let mut counts = (0..trace.chunk_count())
-                .into_par_iter()
-                .fold(InfoCounts::default, |mut counts, index| {
+            let mut counts = fold_chunks(
+                trace.chunk_count(),
+                InfoCounts::default,
+                |counts, index| {
                     counts.add_from(&trace, index);
                     progress.inc(chunk_bytes(&trace, index));
-                    counts
-                })
-                .reduce(InfoCounts::default, InfoCounts::merge);
+                },
+                InfoCounts::merge,
+            );
             let mut warnings: Vec<String> = newer_minor_warning(&trace).into_iter().collect();
             let first_error = counts.first_error.take().map(|(_, e)| e.to_string());
             warnings.extend(check_readable(&trace, counts.unreadable, first_error));

@@ -29,7 +29,7 @@ pub struct InfoCounts {
 impl InfoCounts {
     /// Counts chunk `index` of `trace`, read one slice at a time, or its error.
     pub fn add_from(&mut self, trace: &TraceFile, index: usize) {
-        match trace.visit_chunk(index, |start_ns, slice| self.add_slice(start_ns, slice)) {
+        match trace.visit_chunk(index, &mut |start_ns, slice: &SliceRecord| self.add_slice(start_ns, slice)) {
             // Each id is defined once per file: the sums are the file's counts.
             Ok(chunk) => {
                 self.strings += chunk.strings.len() as u64;

@@ -5,12 +5,12 @@
 
 use aiocop_trace::chunk_decoder::decode_chunk;
 use aiocop_trace::format::decode_payload;
-use aiocop_trace::records::Chunk;
+use aiocop_trace::records::{Chunk, SliceRecord};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|raw: &[u8]| {
     let mut slices = Vec::new();
-    let ours = decode_chunk(raw, |_, slice| slices.push(slice.clone())).map(|(mut chunk, used)| {
+    let ours = decode_chunk(raw, &mut |_, slice: &SliceRecord| slices.push(slice.clone())).map(|(mut chunk, used)| {
         chunk.slices = slices;
         (chunk, used)
     });
