@@ -1,0 +1,54 @@
+"""One workload for bench/instructions.py: python instruction_step.py MODE WORKLOAD STEPS.
+
+MODE: none (no monitor), monitor (aiocop's default setup; works with aiocop 1.2.1 too), record (monitor,
+and recording to a temporary trace). WORKLOAD: pure (`await asyncio.sleep(0)`) or open+read (open and
+read a 1 KB file, then sleep(0)). 3,000 warm-up steps, then STEPS measured ones.
+"""
+
+import asyncio
+import os
+import sys
+import tempfile
+
+mode, workload, steps = sys.argv[1], sys.argv[2], int(sys.argv[3])
+WARMUP_STEPS = 3000
+tmp = tempfile.mkdtemp()
+path = os.path.join(tmp, "catalog.json")
+with open(path, "w") as f:
+    f.write("x" * 1000)
+
+if mode != "none":
+    import aiocop
+
+    aiocop.patch_audit_functions()
+    aiocop.start_blocking_io_detection(trace_depth=20)
+    aiocop.detect_slow_tasks(threshold_ms=30, on_slow_task=lambda event: None)
+
+
+async def pure(n: int) -> None:
+    for _ in range(n):
+        await asyncio.sleep(0)
+
+
+async def open_read(n: int) -> None:
+    for _ in range(n):
+        with open(path, "rb") as f:
+            f.read()
+        await asyncio.sleep(0)
+
+
+async def main() -> None:
+    run = pure if workload == "pure" else open_read
+    if mode != "none":
+        aiocop.activate()
+    if mode == "record":
+        # Started before the warm-up, so that the measured steps see the recorder's steady state.
+        aiocop.start_recording(os.path.join(tmp, "trace.bin"), flush_interval_s=60)
+    await run(WARMUP_STEPS)
+    await run(steps)
+    if mode == "record":
+        summary = aiocop.stop_recording()
+        assert summary["slices"] >= steps and summary["dropped"] == 0, summary
+
+
+asyncio.run(main())
