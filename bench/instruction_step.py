@@ -1,8 +1,9 @@
 """One workload for bench/instructions.py: python instruction_step.py MODE WORKLOAD STEPS.
 
 MODE: none (no monitor), monitor (aiocop's default setup; works with aiocop 1.2.1 too), record (monitor,
-and recording to a temporary trace). WORKLOAD: pure (`await asyncio.sleep(0)`) or open+read (open and
-read a 1 KB file, then sleep(0)). 3,000 warm-up steps, then STEPS measured ones.
+and recording to a temporary trace). WORKLOAD: pure (`await asyncio.sleep(0)`), open+read (open and
+read a 1 KB file, then sleep(0)) or tasks (100 tasks taking pure steps in turn, as a server's
+connections do). 3,000 warm-up steps, then STEPS measured ones.
 """
 
 import asyncio
@@ -37,8 +38,15 @@ async def open_read(n: int) -> None:
         await asyncio.sleep(0)
 
 
+async def tasks(n: int) -> None:
+    await asyncio.gather(*(pure(n // TASKS) for _ in range(TASKS)))
+
+
+TASKS = 100
+
+
 async def main() -> None:
-    run = pure if workload == "pure" else open_read
+    run = {"pure": pure, "open+read": open_read, "tasks": tasks}[workload]
     if mode != "none":
         aiocop.activate()
     if mode == "record":

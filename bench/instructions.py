@@ -35,7 +35,7 @@ from pathlib import Path
 from run import ensure_ref_python
 
 STEP_PY = Path(__file__).resolve().parent / "instruction_step.py"
-WORKLOADS = ["pure", "open+read"]
+WORKLOADS = ["pure", "open+read", "tasks"]
 STEPS = (2000, 6000)
 
 

@@ -19,6 +19,7 @@ Workloads (see workloads.py) run N steps; a step is one trip through the event l
   stat       os.stat(path)                       + sleep(0)   -> 1 blocking event/step
   open+read  open() and read a ~1 KiB file       + sleep(0)   -> 1 blocking event/step
   handler    json.loads, dict, 2 helpers, json.dumps, os.stat + sleep(0) -> 1 event/step
+  tasks      100 tasks taking pure steps in turn, as a server's connections do
 
 Every cell is the median over --repeats of µs per step; modes are interleaved within each
 repeat (in rotating order) so machine noise hits all of them alike. "overhead" is a mode's

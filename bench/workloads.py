@@ -32,7 +32,10 @@ Workload = Callable[[int, str], Awaitable[None]]
 
 # Steps per workload = --steps * scale: the pure step is ~30x cheaper than the others,
 # so it gets more of them to reach a comparable timing window.
-STEP_SCALE: dict[str, int] = {"pure": 5, "stat": 1, "open+read": 1, "handler": 1}
+STEP_SCALE: dict[str, int] = {"pure": 5, "stat": 1, "open+read": 1, "handler": 1, "tasks": 5}
+
+# Tasks of the `tasks` workload, each taking pure steps in turn, as a server's connections do.
+TASKS = 100
 
 REQUEST_BODY = json.dumps(
     {
@@ -85,7 +88,17 @@ async def handler(steps: int, path: str) -> None:
         await asyncio.sleep(0)
 
 
-WORKLOADS: dict[str, Workload] = {"pure": pure, "stat": stat, "open+read": open_read, "handler": handler}
+async def tasks(steps: int, path: str) -> None:
+    await asyncio.gather(*(pure(steps // TASKS, path) for _ in range(TASKS)))
+
+
+WORKLOADS: dict[str, Workload] = {
+    "pure": pure,
+    "stat": stat,
+    "open+read": open_read,
+    "handler": handler,
+    "tasks": tasks,
+}
 
 
 def main() -> None:

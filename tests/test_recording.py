@@ -358,7 +358,7 @@ def test_start_recording_runs_no_subprocess(tmp_path):
 
 
 def test_a_task_taking_the_place_of_one_that_ended_is_named_by_its_own_coroutine(tmp_path):
-    # The recorder remembers the last task of the thread by address, checked
+    # The recorder remembers the tasks of the thread by address, checked
     # through a weak reference: a new task allocated where the last one was
     # freed (CPython reuses the memory at once) must not inherit its name.
     # Each task is started by the done callback of the one before, so no
@@ -393,6 +393,41 @@ def test_a_task_taking_the_place_of_one_that_ended_is_named_by_its_own_coroutine
     names = [s["what"] for s in aiocop.read_trace(trace)["slices"] if s["what"] in ("first", "second")]
     # Each task runs 4 steps (3 yields, then the return), alternating.
     assert names == [name for n in range(200) for name in ["first" if n % 2 else "second"] * 4]
+
+
+def test_interleaved_tasks_are_each_named_by_their_own_coroutine(tmp_path):
+    # A server's tasks take steps in turn: the recorder knows each task of
+    # its thread by address (with a small cache in front), forgets dead
+    # tasks when it holds 16,384, and all of them if they are all alive.
+    # Waves of thousands of concurrent tasks of two kinds, with different
+    # step counts, so that any task named after another changes the counts.
+    trace = tmp_path / "interleaved.bin"
+    script = textwrap.dedent(
+        f"""
+        import asyncio, aiocop
+        async def short():
+            for _ in range(2):
+                await asyncio.sleep(0)
+        async def long():
+            for _ in range(4):
+                await asyncio.sleep(0)
+        async def main():
+            aiocop.activate()
+            for wave in (5_000, 5_000, 5_000, 17_000):
+                await asyncio.gather(*(short() if n % 2 else long() for n in range(wave)))
+        aiocop.start_recording({str(trace)!r}, flush_interval_s=60)
+        asyncio.run(main())
+        print(__import__("json").dumps(aiocop.stop_recording()))
+        """
+    )
+    result = run_python(script)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["dropped"] == 0
+    names = [s["what"] for s in aiocop.read_trace(trace)["slices"]]
+    tasks_of_each_kind = (5_000 + 5_000 + 5_000 + 17_000) // 2
+    # Each task runs its yields and then the step that returns.
+    assert names.count("short") == tasks_of_each_kind * 3
+    assert names.count("long") == tasks_of_each_kind * 5
 
 
 def test_slices_with_events_keep_their_details_in_a_flush_of_several_chunks(tmp_path):

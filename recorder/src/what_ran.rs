@@ -3,11 +3,11 @@
 //! thread's number in the trace.
 //!
 //! A task step is named by its coroutine's qualname; any other callback by
-//! its code's or its own qualname. Almost every slice is the next step of
-//! the task that ran last on its thread: for it, `describe` does one
-//! thread-local access and a few pointer compares, touching no reference
-//! count and running no Python code. Anything else takes attribute reads,
-//! whose results are cached per thread.
+//! its code's or its own qualname. Almost every slice is a step of a task
+//! the thread has run before: for it, `describe` does one thread-local
+//! access, a hash look-up by the task's address and a pointer compare,
+//! touching no reference count and running no Python code. Anything else
+//! takes attribute reads, whose results are cached per thread.
 
 use crate::recording::{shared_string_id, Ran};
 use pyo3::prelude::*;
@@ -31,9 +31,14 @@ pub struct Described {
 struct ThreadState {
     /// The thread's number in the trace; 0 until its first slice.
     number: u32,
-    /// The last task seen on this thread, so consecutive steps of one task
-    /// cost a pointer compare.
-    last_task: Option<LastTask>,
+    /// The tasks seen on this thread, by address, so that a step of any of
+    /// them (a server interleaves thousands) costs a hash look-up.
+    tasks: FxHashMap<usize, KnownTask>,
+    /// In front of `tasks`: the last task seen in each of a few slots, so
+    /// that most steps cost a multiply and two compares. Its weak reference
+    /// pointers are borrowed from `tasks`: it is emptied whenever a task
+    /// leaves `tasks`.
+    recent: [RecentTask; RECENT_SLOTS],
     /// What-ids by code object address. The code objects are kept alive
     /// with their ids, so that an address is never reused while cached.
     code_ids: FxHashMap<usize, (Py<PyAny>, u32)>,
@@ -43,7 +48,8 @@ thread_local! {
     static THREAD: RefCell<ThreadState> = const {
         RefCell::new(ThreadState {
             number: 0,
-            last_task: None,
+            tasks: FxHashMap::with_hasher(rustc_hash::FxBuildHasher),
+            recent: [RecentTask::EMPTY; RECENT_SLOTS],
             code_ids: FxHashMap::with_hasher(rustc_hash::FxBuildHasher),
         })
     };
@@ -51,15 +57,15 @@ thread_local! {
 
 static NEXT_THREAD_NUMBER: AtomicU32 = AtomicU32::new(1);
 
-/// The last task that ran on a thread, weakly, with the id of what it runs
-/// and its name once asked for.
-struct LastTask {
+/// A task that ran on a thread, weakly, with the id of what it runs and its
+/// name once asked for.
+struct KnownTask {
     task: Py<PyWeakrefReference>,
     what: u32,
     name: Option<u32>,
 }
 
-impl LastTask {
+impl KnownTask {
     /// Whether `object` is this task. The weak reference's referent is
     /// compared without taking a reference: it is cleared when the task
     /// dies, so a new object at a dead task's address never matches.
@@ -67,7 +73,44 @@ impl LastTask {
         // SAFETY: reads a field of a live weak reference object.
         unsafe { (*self.task.as_ptr().cast::<ffi::PyWeakReference>()).wr_object == object }
     }
+
+    fn is_dead(&self) -> bool {
+        // SAFETY: as in `is`; a dead referent is `Py_None`.
+        unsafe { (*self.task.as_ptr().cast::<ffi::PyWeakReference>()).wr_object == ffi::Py_None() }
+    }
 }
+
+/// A task of `ThreadState::tasks`, by address, with its weak reference
+/// (borrowed) and what-id.
+#[derive(Clone, Copy)]
+struct RecentTask {
+    address: usize,
+    weakref: *mut ffi::PyObject,
+    what: u32,
+}
+
+impl RecentTask {
+    const EMPTY: RecentTask = RecentTask { address: 0, weakref: std::ptr::null_mut(), what: 0 };
+
+    /// Whether this is `owner`, alive.
+    fn is(&self, owner: usize) -> bool {
+        // SAFETY: a non-null `weakref` is a live weak reference held by `tasks`.
+        self.address == owner
+            && !self.weakref.is_null()
+            && unsafe { (*self.weakref.cast::<ffi::PyWeakReference>()).wr_object } as usize == owner
+    }
+}
+
+const RECENT_SLOTS: usize = 256;
+
+fn recent_slot(address: usize) -> usize {
+    // Fibonacci hashing: the top 8 bits of the address times 2^64 / phi.
+    (address.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 56) % RECENT_SLOTS
+}
+
+/// Tasks a thread keeps at most; past it, the dead ones are forgotten, and
+/// all of them if that is not enough (about 100 bytes each).
+const MAX_KNOWN_TASKS: usize = 16_384;
 
 impl ThreadState {
     fn number(&mut self) -> u32 {
@@ -77,13 +120,45 @@ impl ThreadState {
         self.number
     }
 
-    /// The what-id of `callback` if it is a step or wake-up of the thread's
-    /// last task.
-    fn last_task_what(&self, callback: *mut ffi::PyObject) -> Option<u32> {
-        let last = self.last_task.as_ref()?;
+    /// The what-id of `callback` if it is a step or wake-up of a task this
+    /// thread knows.
+    fn known_task_what(&mut self, callback: *mut ffi::PyObject) -> Option<u32> {
         // SAFETY: `callback` is live for the duration of the call.
         let owner = unsafe { task_of_step(callback) }?;
-        last.is(owner).then_some(last.what)
+        let slot = &mut self.recent[recent_slot(owner as usize)];
+        if slot.is(owner as usize) {
+            return Some(slot.what);
+        }
+        let known = self.tasks.get(&(owner as usize))?;
+        if !known.is(owner) {
+            return None;
+        }
+        *slot = RecentTask { address: owner as usize, weakref: known.task.as_ptr(), what: known.what };
+        Some(known.what)
+    }
+
+    /// Adds a task, replacing any entry at its address; returns what it
+    /// forgot, to be dropped outside the thread state's borrow.
+    fn add_task(&mut self, address: usize, task: KnownTask) -> Vec<KnownTask> {
+        let mut forgotten = self.make_room();
+        forgotten.extend(self.tasks.insert(address, task));
+        if !forgotten.is_empty() {
+            self.recent = [RecentTask::EMPTY; RECENT_SLOTS];
+        }
+        forgotten
+    }
+
+    /// Makes room for one more task; returns what it forgot.
+    fn make_room(&mut self) -> Vec<KnownTask> {
+        if self.tasks.len() < MAX_KNOWN_TASKS {
+            return Vec::new();
+        }
+        let dead: Vec<usize> = self.tasks.iter().filter(|(_, t)| t.is_dead()).map(|(&address, _)| address).collect();
+        let mut forgotten: Vec<KnownTask> = dead.iter().filter_map(|address| self.tasks.remove(address)).collect();
+        if self.tasks.len() > MAX_KNOWN_TASKS * 3 / 4 {
+            forgotten.extend(self.tasks.drain().map(|(_, task)| task));
+        }
+        forgotten
     }
 }
 
@@ -101,7 +176,7 @@ pub fn describe(py: Python<'_>, ran: &Ran<'_, '_>, want_task_name: bool) -> Desc
         let fast = callback.filter(|c| !c.is_null()).and_then(|callback| {
             THREAD.with(|state| {
                 let mut state = state.try_borrow_mut().ok()?;
-                let what = state.last_task_what(callback)?;
+                let what = state.known_task_what(callback)?;
                 Some(Described { what, task: None, thread: state.number() })
             })
         });
@@ -224,42 +299,43 @@ fn learn_step_wrapper(callback: &Bound<'_, PyAny>) {
     let _ = STEP_WRAPPER_TYPE.set(matches.then_some(callback.get_type().as_type_ptr() as usize));
 }
 
-/// The what-id of a task's coroutine, if `owner` is a task; cached for the
-/// last task of the thread through a weak reference, so a task that died
-/// and whose address was reused is never mistaken for it.
+/// The what-id of a task's coroutine, if `owner` is a task; cached per
+/// thread through a weak reference, so a task that died and whose address
+/// was reused is never mistaken for it.
 fn task_what(py: Python<'_>, owner: &Bound<'_, PyAny>) -> Option<u32> {
-    if let Some(what) = with_last_task(owner, |last| last.what) {
+    if let Some(what) = with_known_task(owner, |known| known.what) {
         return Some(what);
     }
     let coroutine = owner.getattr(intern!(py, "_coro")).ok()?;
     let code = coroutine.getattr(intern!(py, "cr_code")).or_else(|_| coroutine.getattr(intern!(py, "gi_code"))).ok()?;
     let what = code_what_id(py, &code);
     if let Ok(task) = PyWeakrefReference::new(owner) {
-        let last = LastTask { task: task.unbind(), what, name: None };
-        // Replaced outside the borrow: dropping the previous one may run Python code.
-        let previous = THREAD.with(|state| state.try_borrow_mut().ok().map(|mut s| s.last_task.replace(last)));
-        drop(previous);
+        let known = KnownTask { task: task.unbind(), what, name: None };
+        // Dropped outside the borrow: dropping a reference may run Python code.
+        let forgotten =
+            THREAD.with(|state| Some(state.try_borrow_mut().ok()?.add_task(owner.as_ptr() as usize, known)));
+        drop(forgotten);
     }
     Some(what)
 }
 
-/// Runs `f` on the thread's last task if it is `owner`.
-fn with_last_task<R>(owner: &Bound<'_, PyAny>, f: impl FnOnce(&mut LastTask) -> R) -> Option<R> {
+/// Runs `f` on the thread's entry for `owner`, if it knows that task.
+fn with_known_task<R>(owner: &Bound<'_, PyAny>, f: impl FnOnce(&mut KnownTask) -> R) -> Option<R> {
     THREAD.with(|state| {
         let mut state = state.try_borrow_mut().ok()?;
-        let last = state.last_task.as_mut()?;
-        last.is(owner.as_ptr()).then(|| f(last))
+        let known = state.tasks.get_mut(&(owner.as_ptr() as usize))?;
+        known.is(owner.as_ptr()).then(|| f(known))
     })
 }
 
-/// The task's name as a shared string id, cached with the last task.
+/// The task's name as a shared string id, cached with the known task.
 fn task_name(py: Python<'_>, task: &Bound<'_, PyAny>) -> Option<u32> {
-    if let Some(Some(name)) = with_last_task(task, |last| last.name) {
+    if let Some(Some(name)) = with_known_task(task, |known| known.name) {
         return Some(name);
     }
     let name = task.call_method0(intern!(py, "get_name")).ok()?;
     let name = shared_string_id(name.cast::<pyo3::types::PyString>().ok()?.to_str().ok()?);
-    with_last_task(task, |last| last.name = Some(name));
+    with_known_task(task, |known| known.name = Some(name));
     Some(name)
 }
 
