@@ -48,15 +48,15 @@ const U64_MARKER: u8 = 253;
 /// The fewest bytes a `SliceRecord` takes: eleven fields of at least one byte.
 const MIN_SLICE_BYTES: usize = 11;
 
-/// A pure slice: no task name, not over the threshold, no blocking events,
-/// samples or context. Most slices are pure (`await asyncio.sleep(0)`), so
-/// the decoder hands them over as these four numbers, without filling a
-/// [`SliceRecord`].
+/// A pure slice: not over the threshold, no blocking events, samples or
+/// context. Most slices are pure (`await asyncio.sleep(0)`), so the decoder
+/// hands them over as these numbers, without filling a [`SliceRecord`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PureSlice {
     pub start_delta_ns: u64,
     pub duration_ns: u64,
     pub what: StringId,
+    pub task: Option<StringId>,
     pub thread: u32,
 }
 
@@ -67,6 +67,7 @@ impl PureSlice {
             start_delta_ns: self.start_delta_ns,
             duration_ns: self.duration_ns,
             what: self.what,
+            task: self.task,
             thread: self.thread,
             ..SliceRecord::default()
         }
@@ -114,8 +115,8 @@ pub fn decode_chunk(raw: &[u8], visitor: &mut impl SliceVisitor) -> Result<(Chun
         let duration_ns = cursor.u64()?;
         let what = cursor.u32()?;
         start_ns = start_ns.saturating_add(start_delta_ns);
-        if let Some(thread) = cursor.pure_slice_tail() {
-            visitor.pure_slice(start_ns, PureSlice { start_delta_ns, duration_ns, what, thread });
+        if let Some((task, thread)) = cursor.pure_slice_rest() {
+            visitor.pure_slice(start_ns, PureSlice { start_delta_ns, duration_ns, what, task, thread });
         } else {
             (slice.start_delta_ns, slice.duration_ns, slice.what) = (start_delta_ns, duration_ns, what);
             cursor.pos = decode_slice_rest(raw, cursor.pos, &mut slice)?;
@@ -301,21 +302,44 @@ impl Cursor<'_> {
         Ok(())
     }
 
-    /// The eight bytes after `what` in a pure slice (no task name, not over
-    /// the threshold, no events, no samples, no context: most slices) are
-    /// all zero but the thread number's; reads them in one load, or returns
-    /// `None` to decode the slice field by field.
+    /// The fields after `what` of a pure slice: the task, then seven bytes
+    /// all zero but the thread number's (not over the threshold, no events,
+    /// samples or context), read in one load. Returns `None`, having read
+    /// nothing, for any other slice: it is then decoded field by field.
     #[inline(always)]
-    fn pure_slice_tail(&mut self) -> Option<u32> {
-        const THREAD_BYTE: u64 = 0xff00;
-        let bytes: [u8; 8] = self.bytes.get(self.pos..self.pos + 8)?.try_into().ok()?;
-        let word = u64::from_le_bytes(bytes);
-        let thread = bytes[1];
-        if word & !THREAD_BYTE != 0 || thread >= U16_MARKER {
-            return None;
+    fn pure_slice_rest(&mut self) -> Option<(Option<StringId>, u32)> {
+        const AFTER_THREAD: u64 = 0x00ff_ffff_ffff_ff00;
+        let start = self.pos;
+        let task = match self.bytes.get(self.pos) {
+            Some(0) => {
+                self.pos += 1;
+                None
+            }
+            Some(1) => {
+                self.pos += 1;
+                match self.u32() {
+                    Ok(task) => Some(task),
+                    Err(_) => {
+                        self.pos = start;
+                        return None;
+                    }
+                }
+            }
+            _ => return None,
+        };
+        // Eight bytes: the seven of the slice and one of whatever follows
+        // (at least the chunk's dropped count), masked off.
+        let word = self.bytes.get(self.pos..self.pos + 8).map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")));
+        match word {
+            Some(word) if word & AFTER_THREAD == 0 && (word as u8) < U16_MARKER => {
+                self.pos += 7;
+                Some((task, u32::from(word as u8)))
+            }
+            _ => {
+                self.pos = start;
+                None
+            }
         }
-        self.pos += 8;
-        Some(u32::from(thread))
     }
 }
 
@@ -388,6 +412,7 @@ mod tests {
             start_delta_ns: random.wide(),
             duration_ns: random.wide(),
             what: random.wide() as u32,
+            task: (random.next().is_multiple_of(2)).then(|| random.wide() as u32),
             thread: random.wide() as u32,
             ..SliceRecord::default()
         }

@@ -81,7 +81,7 @@ pub struct SliceRecord {
     /// What ran: the coroutine's qualname for a task step, the callback's
     /// qualname otherwise.
     pub what: StringId,
-    /// The task's name, for slices that did blocking I/O or overran.
+    /// The task's name, for a task's steps; `None` for other callbacks.
     pub task: Option<StringId>,
     /// A small per-file number for the thread that ran the slice.
     pub thread: u32,

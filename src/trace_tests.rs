@@ -244,8 +244,10 @@ fn pure_slices_come_as_numbers_and_the_rest_as_records() {
             pure(0, 1, 2),
             SliceRecord { exceeded: true, ..pure(10, 1, 2) },
             SliceRecord { task: Some(3), ..pure(10, 1, 2) },
+            SliceRecord { task: Some(70_000), ..pure(10, 1, 2) },
             // A thread number past one byte takes the slow path, and is still right.
             pure(10, 4, 70_000),
+            SliceRecord { samples: vec![1], ..pure(10, 4, 2) },
             pure(10, 5, 250),
         ],
         ..Chunk::default()
@@ -254,15 +256,10 @@ fn pure_slices_come_as_numbers_and_the_rest_as_records() {
     let trace = TraceFile::from_bytes(bytes, "pure.aiocop").unwrap();
     let mut sorted = Sorted::default();
     trace.visit_chunk(0, &mut sorted).unwrap();
-    let starts: Vec<u64> = sorted.pure.iter().map(|(start, _)| *start).collect();
-    assert_eq!(starts, [1_000, 1_040]);
-    assert_eq!(sorted.pure[0].1.to_record(), chunk.slices[0]);
-    assert_eq!(sorted.pure[1].1.to_record(), chunk.slices[4]);
-    let full: Vec<(u64, SliceRecord)> = sorted.full;
-    assert_eq!(
-        full,
-        [(1_010, chunk.slices[1].clone()), (1_020, chunk.slices[2].clone()), (1_030, chunk.slices[3].clone())]
-    );
+    let pure: Vec<(u64, SliceRecord)> = sorted.pure.iter().map(|(start, slice)| (*start, slice.to_record())).collect();
+    let at = |n: usize| (1_000 + 10 * n as u64, chunk.slices[n].clone());
+    assert_eq!(pure, [at(0), at(2), at(3), at(6)]);
+    assert_eq!(sorted.full, [at(1), at(4), at(5)]);
 }
 
 #[test]

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections import Counter
 from pathlib import Path
 
 import aiocop
@@ -107,7 +108,7 @@ def test_round_trip_counts_names_stacks_and_severities(tmp_path):
     assert sleep["events"][0]["stack"][0].endswith(f":{line_of('LINE_SLEEP')}:worker")
     pure = [s for s in worker_slices if not s["events"]]
     assert len(pure) == 100 and not any(s["exceeded"] for s in pure)
-    assert all(s["task"] is None for s in pure), "task names are kept for interesting slices only"
+    assert all(s["task"] == "the-worker" for s in pure), "every step of a task is named by the task"
 
 
 def test_every_slice_is_recorded_with_what_ran_and_its_thread(tmp_path):
@@ -116,6 +117,11 @@ def test_every_slice_is_recorded_with_what_ran_and_its_thread(tmp_path):
     names = {s["what"] for s in trace["slices"]}
     assert {"main", "worker"} <= names
     assert {s["thread"] for s in trace["slices"]} == {1}
+    # Task steps carry their task's name; plain callbacks none.
+    tasks = {(s["what"], s["task"]) for s in trace["slices"]}
+    assert ("worker", "the-worker") in tasks
+    assert any(what == "main" and task and task.startswith("Task-") for what, task in tasks)
+    assert all(task is not None for what, task in tasks if what in ("main", "worker"))
 
 
 def test_recording_context_manager_and_is_recording(tmp_path):
@@ -423,11 +429,19 @@ def test_interleaved_tasks_are_each_named_by_their_own_coroutine(tmp_path):
     result = run_python(script)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["dropped"] == 0
-    names = [s["what"] for s in aiocop.read_trace(trace)["slices"]]
+    slices = [s for s in aiocop.read_trace(trace)["slices"] if s["what"] in ("short", "long")]
     tasks_of_each_kind = (5_000 + 5_000 + 5_000 + 17_000) // 2
     # Each task runs its yields and then the step that returns.
+    names = [s["what"] for s in slices]
     assert names.count("short") == tasks_of_each_kind * 3
     assert names.count("long") == tasks_of_each_kind * 5
+    # And each step carries its own task's name, forgotten tasks or not.
+    steps_of_task = Counter((s["task"], s["what"]) for s in slices)
+    assert len(steps_of_task) == 2 * tasks_of_each_kind
+    assert all(
+        name.startswith("Task-") and steps == (3 if what == "short" else 5)
+        for (name, what), steps in steps_of_task.items()
+    )
 
 
 def test_slices_with_events_keep_their_details_in_a_flush_of_several_chunks(tmp_path):

@@ -5,8 +5,9 @@
 //! ```
 //!
 //! Writes a trace of SLICES slices (default 10,000,000; in chunks of 65,536
-//! like the recorder's, 1 in 50 with a blocking event on one of 40 stacks,
-//! 1 in 500 slow and CPU-sampled) to TRACE (default a temporary file), then
+//! like the recorder's, steps of 100 tasks in turn, 1 in 50 with a blocking
+//! event on one of 40 stacks, 1 in 500 slow and CPU-sampled) to TRACE
+//! (default a temporary file), then
 //! times, with 1 and 2 threads: decompressing every chunk without decoding
 //! it (the floor), decompressing and decoding it slice by slice, that and
 //! aggregating it as a report does, and a whole `aiocop-analyze` report. Prints the peak
@@ -20,6 +21,9 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 const SLICES_PER_CHUNK: u64 = 65_536;
+/// Tasks taking steps in turn, named by strings from this id on.
+const TASKS: u32 = 100;
+const FIRST_TASK: u32 = 43;
 
 fn write_trace(path: &Path, slices: u64) {
     let header = TraceHeader {
@@ -48,6 +52,7 @@ fn write_trace(path: &Path, slices: u64) {
             chunk.strings.push((40, "handler".to_owned()));
             chunk.strings.push((41, "what".to_owned()));
             chunk.strings.push((42, "/etc/hosts, r".to_owned()));
+            chunk.strings.extend((0..TASKS).map(|t| (FIRST_TASK + t, format!("Task-{t}"))));
             chunk.frames = (0..400).map(|i| (i, Frame { file: i % 20, line: i as i32, function: 40 })).collect();
             chunk.stacks = (0..40).map(|s| (s, (0..10).map(|k| s * 10 + k).collect())).collect();
         }
@@ -61,6 +66,7 @@ fn write_trace(path: &Path, slices: u64) {
                 start_delta_ns: delta,
                 duration_ns: 2_000 + (r >> 8 & 0x3f),
                 what: 41,
+                task: Some(FIRST_TASK + (r >> 48) as u32 % TASKS),
                 thread: 1,
                 ..SliceRecord::default()
             };

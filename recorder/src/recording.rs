@@ -26,7 +26,7 @@ use crate::stacks::{self, StackId};
 use crate::{clock, config, what_ran};
 use aiocop_trace::records::{Chunk, EventRecord, EventSpec, Frame, SliceRecord, TraceFooter, TraceHeader};
 use aiocop_trace::writer::TraceWriter;
-use aiocop_trace::{Interner, BLOCKING_EVENTS};
+use aiocop_trace::BLOCKING_EVENTS;
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
@@ -34,7 +34,7 @@ use rustc_hash::FxHashMap;
 use std::cell::RefCell;
 use std::fs::File;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Whether slices are being recorded; read on every slice.
@@ -66,11 +66,16 @@ struct PendingSlice {
     start_ns: u64,
     duration_ns: u64,
     what: u32,
+    /// The task's token (see `announce_task`), or `NO_TASK`.
+    task: u32,
     thread: u32,
     exceeded: bool,
     /// Its detail is the next one in `Buffer::details`.
     has_detail: bool,
 }
+
+/// The token of no task: the slice ran a plain callback.
+pub const NO_TASK: u32 = u32::MAX;
 
 impl PendingSlice {
     fn new(facts: &SliceFacts<'_, '_>, described: &what_ran::Described, has_detail: bool) -> Self {
@@ -78,6 +83,7 @@ impl PendingSlice {
             start_ns: facts.start_ns,
             duration_ns: facts.duration_ns,
             what: described.what,
+            task: described.task,
             thread: described.thread,
             exceeded: facts.exceeded,
             has_detail,
@@ -89,8 +95,6 @@ impl PendingSlice {
 /// context have.
 #[derive(Default)]
 struct SliceDetail {
-    /// A shared string id.
-    task: Option<u32>,
     /// Inline for the usual one event, so such a slice costs one allocation.
     events: smallvec::SmallVec<[PendingEvent; 1]>,
     dropped_events: u32,
@@ -112,6 +116,12 @@ struct Buffer {
     slices: Vec<PendingSlice>,
     /// The details of the slices with `has_detail`, in the same order.
     details: Vec<SliceDetail>,
+    /// Tasks named since the last flush, by token; each is announced before
+    /// its first slice is pushed, to each recording once.
+    announced: Vec<(u32, Arc<str>)>,
+    /// Tokens of tasks the recorder forgot (dead, or past its bound): the
+    /// writer may forget their names once this flush is written.
+    forgotten: Vec<u32>,
     dropped: u64,
     stop: bool,
 }
@@ -120,7 +130,45 @@ struct Buffer {
 /// first flush interval of a recording does not grow it on the hot path.
 const INITIAL_BUFFER_SLICES: usize = 16_384;
 
-static BUFFER: Mutex<Buffer> = Mutex::new(Buffer { slices: Vec::new(), details: Vec::new(), dropped: 0, stop: false });
+static BUFFER: Mutex<Buffer> = Mutex::new(Buffer {
+    slices: Vec::new(),
+    details: Vec::new(),
+    announced: Vec::new(),
+    forgotten: Vec::new(),
+    dropped: 0,
+    stop: false,
+});
+
+/// Announced task names a flush keeps at most (a writer stalled while a
+/// program makes tasks); past it, their slices are recorded without a name.
+const MAX_ANNOUNCED_PER_FLUSH: usize = 1 << 20;
+
+/// Tells the writer the name of the task with `token`, before its first
+/// slice of the current recording.
+pub fn announce_task(token: u32, name: Arc<str>) {
+    if let Ok(mut buffer) = BUFFER.lock() {
+        if buffer.announced.len() < MAX_ANNOUNCED_PER_FLUSH {
+            buffer.announced.push((token, name));
+        }
+    }
+}
+
+/// Tells the writer that no slice will name these tasks any more.
+pub fn forget_tasks(tokens: impl Iterator<Item = u32>) {
+    if let Ok(mut buffer) = BUFFER.lock() {
+        if buffer.forgotten.len() < MAX_ANNOUNCED_PER_FLUSH {
+            buffer.forgotten.extend(tokens);
+        }
+    }
+}
+
+/// Counts recordings started in this process (0: none yet): a task
+/// announced to an earlier one is announced again.
+static GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+pub fn generation() -> u64 {
+    GENERATION.load(Relaxed)
+}
 static WAKE_WRITER: Condvar = Condvar::new();
 static MAX_BUFFERED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(1 << 20);
 
@@ -131,7 +179,7 @@ static MAX_BUFFERED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicU
 #[derive(Default)]
 struct SharedStrings {
     ids: FxHashMap<Box<str>, u32>,
-    values: Vec<std::sync::Arc<str>>,
+    values: Vec<Arc<str>>,
 }
 
 static SHARED_STRINGS: Mutex<Option<SharedStrings>> = Mutex::new(None);
@@ -152,13 +200,13 @@ pub fn shared_string_id(text: &str) -> u32 {
         return id;
     }
     let id = shared.values.len() as u32;
-    shared.values.push(std::sync::Arc::from(text));
+    shared.values.push(Arc::from(text));
     shared.ids.insert(text.into(), id);
     id
 }
 
 /// The shared strings from `first` on, for the writer.
-fn shared_strings_since(first: usize) -> Vec<std::sync::Arc<str>> {
+fn shared_strings_since(first: usize) -> Vec<Arc<str>> {
     SHARED_STRINGS
         .lock()
         .ok()
@@ -201,9 +249,9 @@ pub struct SliceFacts<'a, 'py> {
 pub fn record_slice(py: Python<'_>, facts: SliceFacts<'_, '_>) {
     let interesting = facts.slice.total_events > 0 || facts.exceeded;
     if interesting || !facts.samples.is_empty() || facts.context.is_some() {
-        return record_detailed_slice(py, facts, interesting);
+        return record_detailed_slice(py, facts);
     }
-    let described = what_ran::describe(py, &facts.ran, false);
+    let described = what_ran::describe(py, &facts.ran);
     let Some(mut buffer) = buffer_with_room() else { return };
     buffer.slices.push(PendingSlice::new(&facts, &described, false));
     wake_writer_if_half_full(&buffer);
@@ -211,8 +259,8 @@ pub fn record_slice(py: Python<'_>, facts: SliceFacts<'_, '_>) {
 
 /// `record_slice` for a slice with blocking events, samples or context.
 #[inline(never)]
-fn record_detailed_slice(py: Python<'_>, facts: SliceFacts<'_, '_>, interesting: bool) {
-    let described = what_ran::describe(py, &facts.ran, interesting);
+fn record_detailed_slice(py: Python<'_>, facts: SliceFacts<'_, '_>) {
+    let described = what_ran::describe(py, &facts.ran);
     let events = facts
         .slice
         .events
@@ -231,7 +279,6 @@ fn record_detailed_slice(py: Python<'_>, facts: SliceFacts<'_, '_>, interesting:
         _ => Vec::new(),
     };
     let detail = SliceDetail {
-        task: described.task,
         events,
         dropped_events: facts.slice.dropped_events(),
         score: facts.slice.score,
@@ -298,6 +345,8 @@ fn spawn_writer(settings: Settings) -> Result<RunningRecorder, String> {
         let slices = Vec::with_capacity(INITIAL_BUFFER_SLICES.min(max_buffered));
         *buffer = Buffer { slices, ..Buffer::default() };
     }
+    // After the buffer is emptied: names announced from here on are this recording's.
+    GENERATION.fetch_add(1, Relaxed);
     MAX_BUFFERED.store(max_buffered, Relaxed);
     RECORD_CONTEXT.store(settings.record_context, Relaxed);
     let flush_interval = settings.flush_interval;
@@ -354,7 +403,7 @@ fn write_loop(mut writer: TraceWriter<File>, path: String, flush_interval: Durat
     let mut slices: Vec<PendingSlice> = Vec::new();
     let mut details: Vec<SliceDetail> = Vec::new();
     loop {
-        let (dropped, stop) = {
+        let (dropped, stop, announced, forgotten) = {
             let Ok(buffer) = BUFFER.lock() else { break };
             let (mut buffer, _) = WAKE_WRITER
                 .wait_timeout_while(buffer, flush_interval, |b| {
@@ -363,9 +412,12 @@ fn write_loop(mut writer: TraceWriter<File>, path: String, flush_interval: Durat
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
             std::mem::swap(&mut buffer.slices, &mut slices);
             std::mem::swap(&mut buffer.details, &mut details);
-            (std::mem::take(&mut buffer.dropped), buffer.stop)
+            let announced = std::mem::take(&mut buffer.announced);
+            let forgotten = std::mem::take(&mut buffer.forgotten);
+            (std::mem::take(&mut buffer.dropped), buffer.stop, announced, forgotten)
         };
         outcome.dropped_slices += dropped;
+        file_state.tasks.extend(announced.into_iter().map(|(token, name)| (token, (name, None))));
         let (slices_used, details_used) = (slices.len(), details.len());
         let mut parts = slices.chunks(MAX_SLICES_PER_CHUNK).peekable();
         let mut part_details = details.drain(..);
@@ -380,6 +432,10 @@ fn write_loop(mut writer: TraceWriter<File>, path: String, flush_interval: Durat
             }
         }
         drop(part_details);
+        // After the slices of this flush: a task is forgotten after its last slice.
+        for token in forgotten {
+            file_state.tasks.remove(&token);
+        }
         empty_for_reuse(&mut slices, slices_used);
         empty_for_reuse(&mut details, details_used);
         if stop {
@@ -429,13 +485,19 @@ fn fail(mut outcome: WriterOutcome, path: &str, error: &str) -> WriterOutcome {
 
 /// The per-file state of the writer: which ids the file defines already.
 struct FileState {
-    strings: Interner<String>,
+    /// File string ids of the strings defined so far (task names aside).
+    strings: FxHashMap<Box<str>, u32>,
+    next_string_id: u32,
+    /// Names of the tasks slices may still name, by token, with their file
+    /// string id once defined. Task names are not deduplicated: a server
+    /// names millions of tasks, each once.
+    tasks: FxHashMap<u32, (Arc<str>, Option<u32>)>,
     defined_frames: Vec<bool>,
     defined_stacks: Vec<bool>,
     /// File string id of each shared string id, u32::MAX until defined.
     file_ids: Vec<u32>,
     /// The shared strings seen so far.
-    shared: Vec<std::sync::Arc<str>>,
+    shared: Vec<Arc<str>>,
     /// The monitor clock at the start of the recording: chunk bases count from it.
     base_ns: u64,
 }
@@ -443,7 +505,9 @@ struct FileState {
 impl FileState {
     fn new(base_ns: u64) -> Self {
         Self {
-            strings: Interner::default(),
+            strings: FxHashMap::default(),
+            next_string_id: 0,
+            tasks: FxHashMap::default(),
             defined_frames: Vec::new(),
             defined_stacks: Vec::new(),
             file_ids: Vec::new(),
@@ -452,14 +516,35 @@ impl FileState {
         }
     }
 
-    /// Interns `text`, defining it in `chunk` if the file has not yet.
+    /// The file string id of `text`, defining it in `chunk` if the file has not yet.
     fn string(&mut self, chunk: &mut Chunk, text: &str) -> u32 {
-        let before = self.strings.len();
-        let id = self.strings.intern(&text.to_owned());
-        if self.strings.len() > before {
-            chunk.strings.push((id, text.to_owned()));
+        if let Some(&id) = self.strings.get(text) {
+            return id;
         }
+        let id = self.define_string(chunk, text);
+        self.strings.insert(text.into(), id);
         id
+    }
+
+    /// Defines `text` in `chunk` under a new file string id.
+    fn define_string(&mut self, chunk: &mut Chunk, text: &str) -> u32 {
+        let id = self.next_string_id;
+        self.next_string_id += 1;
+        chunk.strings.push((id, text.to_owned()));
+        id
+    }
+
+    /// The file string id of the name of the task with `token`, defining it
+    /// in `chunk` at its first slice; `None` for no task or an unknown one.
+    fn task(&mut self, chunk: &mut Chunk, token: u32) -> Option<u32> {
+        let (name, id) = self.tasks.get_mut(&token)?;
+        if let Some(id) = id {
+            return Some(*id);
+        }
+        let name = name.clone();
+        let new_id = self.define_string(chunk, &name);
+        self.tasks.get_mut(&token)?.1 = Some(new_id);
+        Some(new_id)
     }
 
     /// A chunk of `slices`, taking their details from `details`.
@@ -484,6 +569,7 @@ impl FileState {
                 start_delta_ns: slice.start_ns.saturating_sub(previous),
                 duration_ns: slice.duration_ns,
                 what,
+                task: self.task(&mut chunk, slice.task),
                 thread: slice.thread,
                 exceeded: slice.exceeded,
                 ..SliceRecord::default()
@@ -498,7 +584,6 @@ impl FileState {
     }
 
     fn add_detail(&mut self, chunk: &mut Chunk, record: &mut SliceRecord, detail: SliceDetail) {
-        record.task = detail.task.map(|t| self.shared(chunk, t));
         record.events = detail
             .events
             .iter()

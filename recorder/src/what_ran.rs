@@ -1,27 +1,28 @@
 //! What ran in a recorded slice, and on which thread: the what-id (a shared
-//! string id) of the callback, the task's name when wanted, and the
-//! thread's number in the trace.
+//! string id) of the callback, the task's token (which names it in the
+//! trace, see `recording::announce_task`), and the thread's number.
 //!
 //! A task step is named by its coroutine's qualname; any other callback by
 //! its code's or its own qualname. Almost every slice is a step of a task
 //! the thread has run before: for it, `describe` does one thread-local
-//! access, a hash look-up by the task's address and a pointer compare,
-//! touching no reference count and running no Python code. Anything else
-//! takes attribute reads, whose results are cached per thread.
+//! access, a multiply and a few compares (a hash look-up if the small cache
+//! misses), touching no reference count and running no Python code.
+//! Anything else takes attribute reads, whose results are cached per thread.
 
-use crate::recording::{shared_string_id, Ran};
+use crate::recording::{self, shared_string_id, Ran, NO_TASK};
 use pyo3::prelude::*;
 use pyo3::types::PyWeakrefReference;
 use pyo3::{ffi, intern};
 use rustc_hash::FxHashMap;
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
+use std::sync::Arc;
 
 /// What the recorder knows about a slice's callback and thread.
 pub struct Described {
     pub what: u32,
-    /// The task's name (a shared string id), if asked for and a task ran.
-    pub task: Option<u32>,
+    /// The task's token, or `NO_TASK` if no task ran.
+    pub task: u32,
     pub thread: u32,
 }
 
@@ -35,13 +36,20 @@ struct ThreadState {
     /// them (a server interleaves thousands) costs a hash look-up.
     tasks: FxHashMap<usize, KnownTask>,
     /// In front of `tasks`: the last task seen in each of a few slots, so
-    /// that most steps cost a multiply and two compares. Its weak reference
-    /// pointers are borrowed from `tasks`: it is emptied whenever a task
-    /// leaves `tasks`.
+    /// that most steps cost a multiply and a few compares. Its weak
+    /// reference pointers are borrowed from `tasks`: it is emptied whenever
+    /// a task leaves `tasks`.
     recent: [RecentTask; RECENT_SLOTS],
     /// What-ids by code object address. The code objects are kept alive
     /// with their ids, so that an address is never reused while cached.
     code_ids: FxHashMap<usize, (Py<PyAny>, u32)>,
+}
+
+impl Drop for ThreadState {
+    /// A thread that ends takes its tasks with it: the writer may forget them.
+    fn drop(&mut self) {
+        recording::forget_tasks(self.tasks.values().map(|task| task.token));
+    }
 }
 
 thread_local! {
@@ -57,12 +65,26 @@ thread_local! {
 
 static NEXT_THREAD_NUMBER: AtomicU32 = AtomicU32::new(1);
 
-/// A task that ran on a thread, weakly, with the id of what it runs and its
-/// name once asked for.
+/// Tokens of tasks, unique in the process (`NO_TASK` is never one).
+static NEXT_TASK_TOKEN: AtomicU32 = AtomicU32::new(0);
+
+fn next_task_token() -> u32 {
+    loop {
+        let token = NEXT_TASK_TOKEN.fetch_add(1, Relaxed);
+        if token != NO_TASK {
+            return token;
+        }
+    }
+}
+
+/// A task that ran on a thread, weakly, with the id of what it runs, its
+/// token and name, and the recording its name was last announced to.
 struct KnownTask {
     task: Py<PyWeakrefReference>,
     what: u32,
-    name: Option<u32>,
+    token: u32,
+    name: Arc<str>,
+    announced_in: u64,
 }
 
 impl KnownTask {
@@ -78,19 +100,32 @@ impl KnownTask {
         // SAFETY: as in `is`; a dead referent is `Py_None`.
         unsafe { (*self.task.as_ptr().cast::<ffi::PyWeakReference>()).wr_object == ffi::Py_None() }
     }
+
+    /// (what, token), announcing the name to the current recording first
+    /// if it has not heard of this task.
+    fn described(&mut self, recording: u64) -> (u32, u32) {
+        if self.announced_in != recording {
+            recording::announce_task(self.token, self.name.clone());
+            self.announced_in = recording;
+        }
+        (self.what, self.token)
+    }
 }
 
 /// A task of `ThreadState::tasks`, by address, with its weak reference
-/// (borrowed) and what-id.
+/// (borrowed) and what the fast path needs of it.
 #[derive(Clone, Copy)]
 struct RecentTask {
     address: usize,
     weakref: *mut ffi::PyObject,
     what: u32,
+    token: u32,
+    announced_in: u64,
 }
 
 impl RecentTask {
-    const EMPTY: RecentTask = RecentTask { address: 0, weakref: std::ptr::null_mut(), what: 0 };
+    const EMPTY: RecentTask =
+        RecentTask { address: 0, weakref: std::ptr::null_mut(), what: 0, token: NO_TASK, announced_in: 0 };
 
     /// Whether this is `owner`, alive.
     fn is(&self, owner: usize) -> bool {
@@ -120,21 +155,27 @@ impl ThreadState {
         self.number
     }
 
-    /// The what-id of `callback` if it is a step or wake-up of a task this
-    /// thread knows.
-    fn known_task_what(&mut self, callback: *mut ffi::PyObject) -> Option<u32> {
+    /// (what, token) of `callback` if it is a step or wake-up of a task this
+    /// thread knows, whose name the current recording has heard.
+    fn known_task(&mut self, callback: *mut ffi::PyObject, recording: u64) -> Option<(u32, u32)> {
         // SAFETY: `callback` is live for the duration of the call.
-        let owner = unsafe { task_of_step(callback) }?;
-        let slot = &mut self.recent[recent_slot(owner as usize)];
-        if slot.is(owner as usize) {
-            return Some(slot.what);
+        let owner = unsafe { task_of_step(callback) }? as usize;
+        let slot = &mut self.recent[recent_slot(owner)];
+        if slot.is(owner) && slot.announced_in == recording {
+            return Some((slot.what, slot.token));
         }
-        let known = self.tasks.get(&(owner as usize))?;
-        if !known.is(owner) {
+        let known = self.tasks.get(&owner).filter(|known| known.is(owner as *mut ffi::PyObject))?;
+        if known.announced_in != recording {
             return None;
         }
-        *slot = RecentTask { address: owner as usize, weakref: known.task.as_ptr(), what: known.what };
-        Some(known.what)
+        *slot = RecentTask {
+            address: owner,
+            weakref: known.task.as_ptr(),
+            what: known.what,
+            token: known.token,
+            announced_in: known.announced_in,
+        };
+        Some((known.what, known.token))
     }
 
     /// Adds a task, replacing any entry at its address; returns what it
@@ -167,53 +208,48 @@ impl ThreadState {
 /// Inlined into the monitor with the thread-local access: there, the
 /// address of this module's thread-locals is computed once for all of them.
 #[inline]
-pub fn describe(py: Python<'_>, ran: &Ran<'_, '_>, want_task_name: bool) -> Described {
-    if !want_task_name {
-        let callback = match ran {
-            Ran::Handle(handle) => crate::handle_slots::read_borrowed(handle, crate::handle_slots::Slot::Callback),
-            Ran::Callback(callback) => Some(callback.as_ptr()),
-        };
-        let fast = callback.filter(|c| !c.is_null()).and_then(|callback| {
-            THREAD.with(|state| {
-                let mut state = state.try_borrow_mut().ok()?;
-                let what = state.known_task_what(callback)?;
-                Some(Described { what, task: None, thread: state.number() })
-            })
-        });
-        if let Some(described) = fast {
-            return described;
-        }
-    }
-    describe_slowly(py, ran, want_task_name)
+pub fn describe(py: Python<'_>, ran: &Ran<'_, '_>) -> Described {
+    let callback = match ran {
+        Ran::Handle(handle) => crate::handle_slots::read_borrowed(handle, crate::handle_slots::Slot::Callback),
+        Ran::Callback(callback) => Some(callback.as_ptr()),
+    };
+    let recording = recording::generation();
+    let fast = callback.filter(|c| !c.is_null()).and_then(|callback| {
+        THREAD.with(|state| {
+            let mut state = state.try_borrow_mut().ok()?;
+            let (what, task) = state.known_task(callback, recording)?;
+            Some(Described { what, task, thread: state.number() })
+        })
+    });
+    fast.unwrap_or_else(|| describe_slowly(py, ran, recording))
 }
 
 /// `describe` for any callback: reads attributes (which may run Python
 /// code, so every reference is owned) and fills the caches.
 #[cold]
 #[inline(never)]
-fn describe_slowly(py: Python<'_>, ran: &Ran<'_, '_>, want_task_name: bool) -> Described {
+fn describe_slowly(py: Python<'_>, ran: &Ran<'_, '_>, recording: u64) -> Described {
     let callback = match ran {
         Ran::Handle(handle) => crate::handle_slots::read(handle, crate::handle_slots::Slot::Callback),
         Ran::Callback(callback) => Some((*callback).clone()),
     };
     let (what, task) = match &callback {
-        Some(callback) => describe_callback(py, callback, want_task_name),
-        None => (shared_string_id("?"), None),
+        Some(callback) => describe_callback(py, callback, recording),
+        None => (shared_string_id("?"), NO_TASK),
     };
     let thread = THREAD.with(|state| state.try_borrow_mut().map_or(0, |mut state| state.number()));
     Described { what, task, thread }
 }
 
-/// (what-id, task name if wanted) of a callback.
-fn describe_callback(py: Python<'_>, callback: &Bound<'_, PyAny>, want_task_name: bool) -> (u32, Option<u32>) {
+/// (what-id, task token) of a callback.
+fn describe_callback(py: Python<'_>, callback: &Bound<'_, PyAny>, recording: u64) -> (u32, u32) {
     // SAFETY: type checks on a live object.
     let is_function = unsafe { ffi::PyFunction_Check(callback.as_ptr()) } != 0;
     let is_method = unsafe { crate::ffi::PyMethod_Check(callback.as_ptr()) } != 0;
     if !is_function && !is_method {
         if let Some(owner) = callback_owner(py, callback) {
-            if let Some(what) = task_what(py, &owner) {
-                let task = want_task_name.then(|| task_name(py, &owner)).flatten();
-                return (what, task);
+            if let Some(described) = describe_task(py, &owner, recording) {
+                return described;
             }
         }
     }
@@ -225,14 +261,14 @@ fn describe_callback(py: Python<'_>, callback: &Bound<'_, PyAny>, want_task_name
         None
     };
     match code {
-        Some(code) => (code_what_id(py, &code), None),
+        Some(code) => (code_what_id(py, &code), NO_TASK),
         None => {
             let name = callback
                 .getattr(intern!(py, "__qualname__"))
                 .or_else(|_| callback.get_type().getattr(intern!(py, "__qualname__")))
                 .and_then(|n| n.extract::<String>())
                 .unwrap_or_else(|_| "?".to_owned());
-            (shared_string_id(&name), None)
+            (shared_string_id(&name), NO_TASK)
         }
     }
 }
@@ -299,44 +335,37 @@ fn learn_step_wrapper(callback: &Bound<'_, PyAny>) {
     let _ = STEP_WRAPPER_TYPE.set(matches.then_some(callback.get_type().as_type_ptr() as usize));
 }
 
-/// The what-id of a task's coroutine, if `owner` is a task; cached per
+/// (what-id of its coroutine, token) if `owner` is a task; cached per
 /// thread through a weak reference, so a task that died and whose address
 /// was reused is never mistaken for it.
-fn task_what(py: Python<'_>, owner: &Bound<'_, PyAny>) -> Option<u32> {
-    if let Some(what) = with_known_task(owner, |known| known.what) {
-        return Some(what);
+fn describe_task(py: Python<'_>, owner: &Bound<'_, PyAny>, recording: u64) -> Option<(u32, u32)> {
+    let address = owner.as_ptr() as usize;
+    let known = THREAD.with(|state| {
+        let mut state = state.try_borrow_mut().ok()?;
+        let known = state.tasks.get_mut(&address).filter(|known| known.is(owner.as_ptr()))?;
+        Some(known.described(recording))
+    });
+    if known.is_some() {
+        return known;
     }
     let coroutine = owner.getattr(intern!(py, "_coro")).ok()?;
     let code = coroutine.getattr(intern!(py, "cr_code")).or_else(|_| coroutine.getattr(intern!(py, "gi_code"))).ok()?;
     let what = code_what_id(py, &code);
-    if let Ok(task) = PyWeakrefReference::new(owner) {
-        let known = KnownTask { task: task.unbind(), what, name: None };
-        // Dropped outside the borrow: dropping a reference may run Python code.
-        let forgotten =
-            THREAD.with(|state| Some(state.try_borrow_mut().ok()?.add_task(owner.as_ptr() as usize, known)));
-        drop(forgotten);
+    let name: Arc<str> = owner
+        .call_method0(intern!(py, "get_name"))
+        .ok()
+        .and_then(|name| name.str().ok().map(|name| Arc::from(name.to_string_lossy().as_ref())))
+        .unwrap_or_else(|| Arc::from("?"));
+    let Ok(task) = PyWeakrefReference::new(owner) else { return Some((what, NO_TASK)) };
+    let mut known = KnownTask { task: task.unbind(), what, token: next_task_token(), name, announced_in: 0 };
+    let described = known.described(recording);
+    // Dropped outside the borrow: dropping a reference may run Python code.
+    let forgotten = THREAD.with(|state| Some(state.try_borrow_mut().ok()?.add_task(address, known)));
+    if let Some(forgotten) = &forgotten {
+        recording::forget_tasks(forgotten.iter().map(|task| task.token));
     }
-    Some(what)
-}
-
-/// Runs `f` on the thread's entry for `owner`, if it knows that task.
-fn with_known_task<R>(owner: &Bound<'_, PyAny>, f: impl FnOnce(&mut KnownTask) -> R) -> Option<R> {
-    THREAD.with(|state| {
-        let mut state = state.try_borrow_mut().ok()?;
-        let known = state.tasks.get_mut(&(owner.as_ptr() as usize))?;
-        known.is(owner.as_ptr()).then(|| f(known))
-    })
-}
-
-/// The task's name as a shared string id, cached with the known task.
-fn task_name(py: Python<'_>, task: &Bound<'_, PyAny>) -> Option<u32> {
-    if let Some(Some(name)) = with_known_task(task, |known| known.name) {
-        return Some(name);
-    }
-    let name = task.call_method0(intern!(py, "get_name")).ok()?;
-    let name = shared_string_id(name.cast::<pyo3::types::PyString>().ok()?.to_str().ok()?);
-    with_known_task(task, |known| known.name = Some(name));
-    Some(name)
+    drop(forgotten);
+    Some(described)
 }
 
 /// The what-id of a code object: its qualname, interned.
