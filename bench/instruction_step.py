@@ -2,8 +2,9 @@
 
 MODE: none (no monitor), monitor (aiocop's default setup; works with aiocop 1.2.1 too), record (monitor,
 and recording to a temporary trace). WORKLOAD: pure (`await asyncio.sleep(0)`), open+read (open and
-read a 1 KB file, then sleep(0)) or tasks (100 tasks taking pure steps in turn, as a server's
-connections do). 3,000 warm-up steps, then STEPS measured ones.
+read a 1 KB file, then sleep(0)), tasks (100 tasks taking pure steps in turn, as a server's
+connections do) or callbacks (a method that schedules itself again with call_soon, as a protocol's
+callbacks run: no task). 3,000 warm-up steps, then STEPS measured ones.
 """
 
 import asyncio
@@ -45,8 +46,28 @@ async def tasks(n: int) -> None:
 TASKS = 100
 
 
+class Ticker:
+    def __init__(self, steps: int) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.left = steps
+        self.done = self.loop.create_future()
+
+    def tick(self) -> None:
+        self.left -= 1
+        if self.left > 0:
+            self.loop.call_soon(self.tick)
+        else:
+            self.done.set_result(None)
+
+
+async def callbacks(n: int) -> None:
+    ticker = Ticker(n)
+    ticker.loop.call_soon(ticker.tick)
+    await ticker.done
+
+
 async def main() -> None:
-    run = {"pure": pure, "open+read": open_read, "tasks": tasks}[workload]
+    run = {"pure": pure, "open+read": open_read, "tasks": tasks, "callbacks": callbacks}[workload]
     if mode != "none":
         aiocop.activate()
     if mode == "record":

@@ -40,7 +40,7 @@ from typing import NamedTuple
 from run import ensure_ref_python
 
 STEP_PY = Path(__file__).resolve().parent / "instruction_step.py"
-WORKLOADS = ["pure", "open+read", "tasks"]
+WORKLOADS = ["pure", "open+read", "tasks", "callbacks"]
 STEPS = (2000, 6000)
 
 

@@ -20,6 +20,7 @@ Workloads (see workloads.py) run N steps; a step is one trip through the event l
   open+read  open() and read a ~1 KiB file       + sleep(0)   -> 1 blocking event/step
   handler    json.loads, dict, 2 helpers, json.dumps, os.stat + sleep(0) -> 1 event/step
   tasks      100 tasks taking pure steps in turn, as a server's connections do
+  callbacks  a method that schedules itself again with call_soon (no task), as a protocol's do
 
 Every cell is the median over --repeats of µs per step; modes are interleaved within each
 repeat (in rotating order) so machine noise hits all of them alike. "overhead" is a mode's

@@ -32,7 +32,7 @@ Workload = Callable[[int, str], Awaitable[None]]
 
 # Steps per workload = --steps * scale: the pure step is ~30x cheaper than the others,
 # so it gets more of them to reach a comparable timing window.
-STEP_SCALE: dict[str, int] = {"pure": 5, "stat": 1, "open+read": 1, "handler": 1, "tasks": 5}
+STEP_SCALE: dict[str, int] = {"pure": 5, "stat": 1, "open+read": 1, "handler": 1, "tasks": 5, "callbacks": 5}
 
 # Tasks of the `tasks` workload, each taking pure steps in turn, as a server's connections do.
 TASKS = 100
@@ -92,12 +92,35 @@ async def tasks(steps: int, path: str) -> None:
     await asyncio.gather(*(pure(steps // TASKS, path) for _ in range(TASKS)))
 
 
+class Ticker:
+    """A method that schedules itself again with call_soon, as a protocol's callbacks run: no task."""
+
+    def __init__(self, steps: int) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.left = steps
+        self.done = self.loop.create_future()
+
+    def tick(self) -> None:
+        self.left -= 1
+        if self.left > 0:
+            self.loop.call_soon(self.tick)
+        else:
+            self.done.set_result(None)
+
+
+async def callbacks(steps: int, path: str) -> None:
+    ticker = Ticker(steps)
+    ticker.loop.call_soon(ticker.tick)
+    await ticker.done
+
+
 WORKLOADS: dict[str, Workload] = {
     "pure": pure,
     "stat": stat,
     "open+read": open_read,
     "handler": handler,
     "tasks": tasks,
+    "callbacks": callbacks,
 }
 
 

@@ -444,6 +444,49 @@ def test_interleaved_tasks_are_each_named_by_their_own_coroutine(tmp_path):
     )
 
 
+def test_plain_callbacks_are_named_by_their_code_and_have_no_task(tmp_path):
+    # Callbacks that are not task steps (a protocol's methods, call_soon,
+    # call_later) are named by what they run, cached by code object: two
+    # methods of one class, a function, a lambda, and a functools.partial by
+    # the function it calls.
+    trace = tmp_path / "callbacks.bin"
+    script = textwrap.dedent(
+        f"""
+        import asyncio, functools, aiocop
+        def ping(n):
+            pass
+        class Protocol:
+            def first(self):
+                pass
+            def second(self):
+                pass
+        async def main():
+            aiocop.activate()
+            loop = asyncio.get_running_loop()
+            protocol = Protocol()
+            for n in range(50):
+                loop.call_soon(protocol.first)
+                loop.call_soon(protocol.second)
+                loop.call_soon(ping, n)
+                loop.call_soon(lambda: None)
+                loop.call_soon(functools.partial(ping, n))
+                await asyncio.sleep(0)
+        aiocop.start_recording({str(trace)!r})
+        asyncio.run(main())
+        aiocop.stop_recording()
+        """
+    )
+    result = run_python(script)
+    assert result.returncode == 0, result.stderr
+    slices = aiocop.read_trace(trace)["slices"]
+    names = Counter(s["what"] for s in slices if s["task"] is None)
+    assert names["Protocol.first"] == names["Protocol.second"] == 50
+    assert names["ping"] == 100, "called directly, and through the partial"
+    assert names["main.<locals>.<lambda>"] == 50
+    # The task's 50 steps after the one that called activate().
+    assert Counter(s["what"] for s in slices if s["task"] is not None)["main"] == 50
+
+
 def test_slices_with_events_keep_their_details_in_a_flush_of_several_chunks(tmp_path):
     # Details (events, task names) are buffered apart from the slices and
     # matched back in order; a flush of more slices than a chunk holds

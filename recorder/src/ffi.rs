@@ -20,6 +20,9 @@ extern "C" {
     /// A bound method: `function` called with `instance` prepended.
     pub fn PyMethod_New(function: *mut PyObject, instance: *mut PyObject) -> *mut PyObject;
 
+    /// The function of a bound method, borrowed.
+    pub fn PyMethod_Function(method: *mut PyObject) -> *mut PyObject;
+
     static mut PyMethod_Type: pyo3::ffi::PyTypeObject;
 }
 

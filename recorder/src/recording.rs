@@ -6,9 +6,10 @@
 //! strings only for the arguments of blocking events) and appends it to a
 //! bounded buffer under a lock held for a push; the few slices with more to
 //! say (blocking events, samples, context) append a `SliceDetail` to a
-//! second vector of the buffer. Nothing the hot path allocates is freed by
-//! the writer: memory one thread allocates and another frees misses the
-//! allocator's per-thread caches, which cost more than the rest of a slice.
+//! second vector of the buffer. Nothing the hot path allocates per slice is
+//! freed by the writer: memory one thread allocates and another frees misses
+//! the allocator's per-thread caches, which cost more than the rest of a
+//! slice.
 //!
 //! A background thread wakes every flush interval, swaps the buffer with
 //! the one it wrote last time, emptied (in a steady state neither side
@@ -16,6 +17,12 @@
 //! stacks the file has not seen yet), compresses and writes them. If the
 //! writer falls behind and the buffer is full, slices are dropped and
 //! counted, never waited for.
+//!
+//! Task names: a slice carries its task's token, not its name. The first
+//! time a task runs in a recording, `what_ran` announces its name with the
+//! token; the writer defines the name in the file at the task's first slice
+//! and forgets it when `what_ran` forgets the task (dead, or past its
+//! bound). So neither side keeps a table of every name a server ever made.
 //!
 //! Locks: the buffer lock and the stack registry lock are held for short,
 //! bounded work only, and never while waiting for the GIL; before a fork
@@ -169,6 +176,7 @@ static GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::
 pub fn generation() -> u64 {
     GENERATION.load(Relaxed)
 }
+
 static WAKE_WRITER: Condvar = Condvar::new();
 static MAX_BUFFERED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(1 << 20);
 

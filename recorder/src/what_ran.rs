@@ -178,6 +178,15 @@ impl ThreadState {
         Some((known.what, known.token))
     }
 
+    /// The what-id of `callback` if it is a function or a bound method whose
+    /// code this thread has named already (an I/O readiness callback, a
+    /// plain `call_soon`).
+    fn known_code(&self, callback: *mut ffi::PyObject) -> Option<u32> {
+        // SAFETY: `callback` is live for the duration of the call.
+        let code = unsafe { code_of(callback) }?;
+        self.code_ids.get(&(code as usize)).map(|(_, id)| *id)
+    }
+
     /// Adds a task, replacing any entry at its address; returns what it
     /// forgot, to be dropped outside the thread state's borrow.
     fn add_task(&mut self, address: usize, task: KnownTask) -> Vec<KnownTask> {
@@ -217,7 +226,9 @@ pub fn describe(py: Python<'_>, ran: &Ran<'_, '_>) -> Described {
     let fast = callback.filter(|c| !c.is_null()).and_then(|callback| {
         THREAD.with(|state| {
             let mut state = state.try_borrow_mut().ok()?;
-            let (what, task) = state.known_task(callback, recording)?;
+            let (what, task) = state
+                .known_task(callback, recording)
+                .or_else(|| state.known_code(callback).map(|what| (what, NO_TASK)))?;
             Some(Described { what, task, thread: state.number() })
         })
     });
@@ -243,6 +254,9 @@ fn describe_slowly(py: Python<'_>, ran: &Ran<'_, '_>, recording: u64) -> Describ
 
 /// (what-id, task token) of a callback.
 fn describe_callback(py: Python<'_>, callback: &Bound<'_, PyAny>, recording: u64) -> (u32, u32) {
+    if let Some(function) = partial_function(py, callback) {
+        return describe_callback(py, &function, recording);
+    }
     // SAFETY: type checks on a live object.
     let is_function = unsafe { ffi::PyFunction_Check(callback.as_ptr()) } != 0;
     let is_method = unsafe { crate::ffi::PyMethod_Check(callback.as_ptr()) } != 0;
@@ -271,6 +285,18 @@ fn describe_callback(py: Python<'_>, callback: &Bound<'_, PyAny>, recording: u64
             (shared_string_id(&name), NO_TASK)
         }
     }
+}
+
+/// The function a `functools.partial` calls, so that `call_soon(partial(f,
+/// x))` is named by `f`.
+fn partial_function<'py>(py: Python<'py>, callback: &Bound<'py, PyAny>) -> Option<Bound<'py, PyAny>> {
+    let kind = callback.get_type();
+    let is_partial = kind.name().is_ok_and(|name| name == "partial")
+        && kind.getattr(intern!(py, "__module__")).is_ok_and(|module| module.eq("functools").unwrap_or(false));
+    if !is_partial {
+        return None;
+    }
+    callback.getattr(intern!(py, "func")).ok()
 }
 
 /// The object a callback is bound to (`__self__`): the task, for a task's
@@ -311,6 +337,26 @@ unsafe fn task_of_step(callback: *mut ffi::PyObject) -> Option<*mut ffi::PyObjec
         }
     }
     None
+}
+
+/// The code object a function or a bound method runs, borrowed; None for
+/// any other callable.
+///
+/// # Safety
+/// `callback` must be a live object.
+unsafe fn code_of(callback: *mut ffi::PyObject) -> Option<*mut ffi::PyObject> {
+    // SAFETY: type checks and borrowed reads on a live object.
+    unsafe {
+        let function = if crate::ffi::PyMethod_Check(callback) != 0 {
+            crate::ffi::PyMethod_Function(callback)
+        } else {
+            callback
+        };
+        if function.is_null() || ffi::PyFunction_Check(function) == 0 {
+            return None;
+        }
+        Some(ffi::PyFunction_GetCode(function)).filter(|code| !code.is_null())
+    }
 }
 
 /// The type of `_asyncio`'s task step wrapper, once checked; None inside if
