@@ -347,11 +347,8 @@ unsafe fn task_of_step(callback: *mut ffi::PyObject) -> Option<*mut ffi::PyObjec
 unsafe fn code_of(callback: *mut ffi::PyObject) -> Option<*mut ffi::PyObject> {
     // SAFETY: type checks and borrowed reads on a live object.
     unsafe {
-        let function = if crate::ffi::PyMethod_Check(callback) != 0 {
-            crate::ffi::PyMethod_Function(callback)
-        } else {
-            callback
-        };
+        let function =
+            if crate::ffi::PyMethod_Check(callback) != 0 { crate::ffi::PyMethod_Function(callback) } else { callback };
         if function.is_null() || ffi::PyFunction_Check(function) == 0 {
             return None;
         }
