@@ -491,10 +491,18 @@ fn fail(mut outcome: WriterOutcome, path: &str, error: &str) -> WriterOutcome {
     outcome
 }
 
+/// Distinct strings the writer remembers, to define each once per file;
+/// past it (context values recorded with `record_context`, unique per
+/// request), a new string is defined again at each use, so that the
+/// writer's memory stays bounded.
+const MAX_REMEMBERED_STRINGS: usize = 1_000_000;
+
 /// The per-file state of the writer: which ids the file defines already.
 struct FileState {
-    /// File string ids of the strings defined so far (task names aside).
+    /// File string ids of the strings defined so far (task names aside), up
+    /// to `max_remembered`.
     strings: FxHashMap<Box<str>, u32>,
+    max_remembered: usize,
     next_string_id: u32,
     /// Names of the tasks slices may still name, by token, with their file
     /// string id once defined. Task names are not deduplicated: a server
@@ -514,6 +522,7 @@ impl FileState {
     fn new(base_ns: u64) -> Self {
         Self {
             strings: FxHashMap::default(),
+            max_remembered: MAX_REMEMBERED_STRINGS,
             next_string_id: 0,
             tasks: FxHashMap::default(),
             defined_frames: Vec::new(),
@@ -524,13 +533,16 @@ impl FileState {
         }
     }
 
-    /// The file string id of `text`, defining it in `chunk` if the file has not yet.
+    /// The file string id of `text`, defining it in `chunk` if the file has
+    /// not yet (or no longer remembers it).
     fn string(&mut self, chunk: &mut Chunk, text: &str) -> u32 {
         if let Some(&id) = self.strings.get(text) {
             return id;
         }
         let id = self.define_string(chunk, text);
-        self.strings.insert(text.into(), id);
+        if self.strings.len() < self.max_remembered {
+            self.strings.insert(text.into(), id);
+        }
         id
     }
 
@@ -725,5 +737,38 @@ pub fn after_fork_in_child() -> Option<String> {
             Some(path)
         }
         Err(message) => Some(format!("error: {message}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strings_are_defined_once_until_the_writer_remembers_too_many() {
+        let mut state = FileState::new(0);
+        state.max_remembered = 2;
+        let mut chunk = Chunk::default();
+        let ids: Vec<u32> = ["a", "b", "a", "c", "c", "b"].iter().map(|text| state.string(&mut chunk, text)).collect();
+        // "a" and "b" are remembered; "c" is defined again at each use.
+        assert_eq!(ids, [0, 1, 0, 2, 3, 1]);
+        let defined: Vec<(u32, &str)> = chunk.strings.iter().map(|(id, text)| (*id, text.as_str())).collect();
+        assert_eq!(defined, [(0, "a"), (1, "b"), (2, "c"), (3, "c")]);
+    }
+
+    #[test]
+    fn a_task_name_is_defined_at_its_first_slice_and_forgotten_with_the_task() {
+        let mut state = FileState::new(0);
+        state.tasks.insert(7, (Arc::from("Task-1"), None));
+        let mut chunk = Chunk::default();
+        let first = state.task(&mut chunk, 7);
+        assert_eq!((first, state.task(&mut chunk, 7)), (Some(0), Some(0)));
+        assert_eq!(state.task(&mut chunk, NO_TASK), None);
+        assert_eq!(state.task(&mut chunk, 8), None, "a task never announced has no name");
+        assert_eq!(chunk.strings, [(0, "Task-1".to_owned())]);
+        // Task names are not shared with other strings, nor between tasks.
+        assert_eq!(state.string(&mut chunk, "Task-1"), 1);
+        state.tasks.insert(9, (Arc::from("Task-1"), None));
+        assert_eq!(state.task(&mut chunk, 9), Some(2));
     }
 }
