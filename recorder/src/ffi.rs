@@ -20,10 +20,16 @@ extern "C" {
     /// A bound method: `function` called with `instance` prepended.
     pub fn PyMethod_New(function: *mut PyObject, instance: *mut PyObject) -> *mut PyObject;
 
-    /// The function of a bound method, borrowed.
-    pub fn PyMethod_Function(method: *mut PyObject) -> *mut PyObject;
-
     static mut PyMethod_Type: pyo3::ffi::PyTypeObject;
+}
+
+/// A bound method's object layout (`Include/cpython/classobject.h`, the
+/// same from 3.8 on): read directly, as `PyMethod_GET_FUNCTION` does.
+#[repr(C)]
+pub struct PyMethodObject {
+    pub ob_base: PyObject,
+    pub im_func: *mut PyObject,
+    pub im_self: *mut PyObject,
 }
 
 #[allow(non_snake_case)]

@@ -178,12 +178,10 @@ impl ThreadState {
         Some((known.what, known.token))
     }
 
-    /// The what-id of `callback` if it is a function or a bound method whose
-    /// code this thread has named already (an I/O readiness callback, a
-    /// plain `call_soon`).
-    fn known_code(&self, callback: *mut ffi::PyObject) -> Option<u32> {
-        // SAFETY: `callback` is live for the duration of the call.
-        let code = unsafe { code_of(callback) }?;
+    /// The what-id of a code object this thread has named already (that of
+    /// a function or a bound method: an I/O readiness callback, a plain
+    /// `call_soon`).
+    fn known_code(&self, code: *mut ffi::PyObject) -> Option<u32> {
         self.code_ids.get(&(code as usize)).map(|(_, id)| *id)
     }
 
@@ -226,9 +224,11 @@ pub fn describe(py: Python<'_>, ran: &Ran<'_, '_>) -> Described {
     let fast = callback.filter(|c| !c.is_null()).and_then(|callback| {
         THREAD.with(|state| {
             let mut state = state.try_borrow_mut().ok()?;
-            let (what, task) = state
-                .known_task(callback, recording)
-                .or_else(|| state.known_code(callback).map(|what| (what, NO_TASK)))?;
+            // SAFETY: `callback` is live for the duration of the call.
+            let (what, task) = match unsafe { code_of(callback) } {
+                Some(code) => (state.known_code(code)?, NO_TASK),
+                None => state.known_task(callback, recording)?,
+            };
             Some(Described { what, task, thread: state.number() })
         })
     });
@@ -257,34 +257,22 @@ fn describe_callback(py: Python<'_>, callback: &Bound<'_, PyAny>, recording: u64
     if let Some(function) = partial_function(py, callback) {
         return describe_callback(py, &function, recording);
     }
-    // SAFETY: type checks on a live object.
-    let is_function = unsafe { ffi::PyFunction_Check(callback.as_ptr()) } != 0;
-    let is_method = unsafe { crate::ffi::PyMethod_Check(callback.as_ptr()) } != 0;
-    if !is_function && !is_method {
-        if let Some(owner) = callback_owner(py, callback) {
-            if let Some(described) = describe_task(py, &owner, recording) {
-                return described;
-            }
+    // SAFETY: `callback` is live; the code object is borrowed from it.
+    if let Some(code) = unsafe { code_of(callback.as_ptr()) } {
+        let code = unsafe { Bound::from_borrowed_ptr(py, code) };
+        return (code_what_id(py, &code), NO_TASK);
+    }
+    if let Some(owner) = callback_owner(py, callback) {
+        if let Some(described) = describe_task(py, &owner, recording) {
+            return described;
         }
     }
-    let code = if is_function {
-        callback.getattr(intern!(py, "__code__")).ok()
-    } else if is_method {
-        callback.getattr(intern!(py, "__func__")).and_then(|f| f.getattr(intern!(py, "__code__"))).ok()
-    } else {
-        None
-    };
-    match code {
-        Some(code) => (code_what_id(py, &code), NO_TASK),
-        None => {
-            let name = callback
-                .getattr(intern!(py, "__qualname__"))
-                .or_else(|_| callback.get_type().getattr(intern!(py, "__qualname__")))
-                .and_then(|n| n.extract::<String>())
-                .unwrap_or_else(|_| "?".to_owned());
-            (shared_string_id(&name), NO_TASK)
-        }
-    }
+    let name = callback
+        .getattr(intern!(py, "__qualname__"))
+        .or_else(|_| callback.get_type().getattr(intern!(py, "__qualname__")))
+        .and_then(|n| n.extract::<String>())
+        .unwrap_or_else(|_| "?".to_owned());
+    (shared_string_id(&name), NO_TASK)
 }
 
 /// The function a `functools.partial` calls, so that `call_soon(partial(f,
@@ -344,15 +332,19 @@ unsafe fn task_of_step(callback: *mut ffi::PyObject) -> Option<*mut ffi::PyObjec
 ///
 /// # Safety
 /// `callback` must be a live object.
+#[inline]
 unsafe fn code_of(callback: *mut ffi::PyObject) -> Option<*mut ffi::PyObject> {
-    // SAFETY: type checks and borrowed reads on a live object.
+    // SAFETY: exact type checks, then field reads of the checked layouts.
     unsafe {
-        let function =
-            if crate::ffi::PyMethod_Check(callback) != 0 { crate::ffi::PyMethod_Function(callback) } else { callback };
+        let function = if crate::ffi::PyMethod_Check(callback) != 0 {
+            (*callback.cast::<crate::ffi::PyMethodObject>()).im_func
+        } else {
+            callback
+        };
         if function.is_null() || ffi::PyFunction_Check(function) == 0 {
             return None;
         }
-        Some(ffi::PyFunction_GetCode(function)).filter(|code| !code.is_null())
+        Some((*function.cast::<ffi::PyFunctionObject>()).func_code).filter(|code| !code.is_null())
     }
 }
 
