@@ -2,8 +2,9 @@
 `aiocop-analyze diff`.
 
 From v1 to v2: the config read is fixed (gone), the audit log stats three times as often (regressed), the
-throttle's sleep is untouched (unchanged), a rate limiter's sleep is added (new, high severity). v2 serves twice
-as many requests, so only rates per 1,000 slices can be compared.
+cache check stats a third as often (improved), the throttle's sleep is untouched (unchanged), a rate limiter's
+sleep is added (new, high severity). v2 serves twice as many requests, so only rates per 1,000 slices can be
+compared.
 """
 
 import json
@@ -33,6 +34,10 @@ APP = textwrap.dedent(
         for _ in range(1 if version == "v1" else 3):
             os.stat(config)  # LINE_AUDIT
 
+    def cache_check():
+        for _ in range(3 if version == "v1" else 1):
+            os.stat(config)  # LINE_CACHE
+
     def throttle():
         time.sleep(0.02)  # LINE_THROTTLE
 
@@ -45,6 +50,8 @@ APP = textwrap.dedent(
             load_config()
         await asyncio.sleep(0)
         audit_log()
+        await asyncio.sleep(0)
+        cache_check()
         await asyncio.sleep(0)
         throttle()
         await asyncio.sleep(0)
@@ -104,6 +111,7 @@ def test_every_status_of_the_release(releases):
     assert statuses == {
         f"{line_of('LINE_CONFIG')}:load_config": "gone",
         f"{line_of('LINE_AUDIT')}:audit_log": "regressed",
+        f"{line_of('LINE_CACHE')}:cache_check": "improved",
         f"{line_of('LINE_THROTTLE')}:throttle": "unchanged",
         f"{line_of('LINE_RATE_LIMIT')}:rate_limit": "new",
     }
@@ -117,15 +125,16 @@ def test_numbers_are_per_thousand_slices_of_each_side(releases):
     app, base, new = releases
     report = diff_json(base, new, "--all")
     base_slices, new_slices = report["base"]["totals"]["slices"], report["new"]["totals"]["slices"]
-    # Three steps a request (the last runs on into the next request), and asyncio.run's own callbacks.
-    assert 120 <= base_slices < 140 and 240 <= new_slices < 260
+    # Four steps a request (the last runs on into the next request), and asyncio.run's own callbacks.
+    assert 160 <= base_slices < 180 and 320 <= new_slices < 340
     expected_events = {  # (base, new) events of each app line
         "load_config": (40, None),
         "audit_log": (40, 240),
+        "cache_check": (120, 80),
         "throttle": (40, 80),
         "rate_limit": (None, 80),
     }
-    weights = {"load_config": 10, "audit_log": 1, "throttle": 50, "rate_limit": 50}
+    weights = {"load_config": 10, "audit_log": 1, "cache_check": 1, "throttle": 50, "rate_limit": 50}
     for key, row in app_rows(report, app).items():
         function = key.rsplit(":", 1)[1]
         sides = zip(("base", "new"), (base_slices, new_slices), expected_events[function], strict=True)
@@ -189,15 +198,17 @@ def test_markdown_is_a_pull_request_comment(releases):
         "|:--|:--|--:|--:|--:|--:|--:|",
     ]
     app_lines = [line for line in lines if str(app) in line]
-    # Most added severity first: 240 stats (weight 1) and 80 sleeps (50) in v2.
+    # Most added severity per 1k slices first: the new sleeps (+12,500), the audit log's stats (250 -> 750),
+    # the cache check's (750 -> 250), the config read's opens (2,500 -> none).
     assert [re.match(r"\| ([*a-z]+) \| `[^`]*:(\w+)` \|", line).groups() for line in app_lines] == [
         ("**new**", "rate_limit"),
         ("**regressed**", "audit_log"),
+        ("improved", "cache_check"),
         ("gone", "load_config"),
     ]
     rate_limit = app_lines[0].split(" | ")
     assert rate_limit[2].startswith("– → ") and rate_limit[3].startswith("– → ")
-    assert "- Groups: 1 new, 1 regressed, 0 improved, 1 gone, " in result.stdout
+    assert "- Groups: 1 new, 1 regressed, 1 improved, 1 gone, " in result.stdout
     assert "- Both sides scored with the new side's event weights, the same on both sides" in result.stdout
 
 
