@@ -133,9 +133,11 @@ struct Buffer {
     stop: bool,
 }
 
-/// Slices the buffer has room for from the start (512 KiB), so that the
-/// first flush interval of a recording does not grow it on the hot path.
-const INITIAL_BUFFER_SLICES: usize = 16_384;
+/// Slices the buffer has room for from the start (8 MiB of address space,
+/// resident only as slices fill it), so that the first flush interval of a
+/// recording does not grow it on the hot path: a loop makes up to about
+/// 400,000 slices a second, and each doubling copies the buffer.
+const INITIAL_BUFFER_SLICES: usize = 1 << 18;
 
 static BUFFER: Mutex<Buffer> = Mutex::new(Buffer {
     slices: Vec::new(),
