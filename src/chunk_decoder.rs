@@ -347,99 +347,13 @@ impl Cursor<'_> {
 mod tests {
     use super::*;
     use crate::format::encode_payload;
+    use crate::test_chunks::{random_chunk, Random};
 
     fn decode_all(raw: &[u8]) -> Result<(Chunk, usize)> {
         let mut slices = Vec::new();
         let (mut chunk, used) = decode_chunk(raw, &mut |_, slice: &SliceRecord| slices.push(slice.clone()))?;
         chunk.slices = slices;
         Ok((chunk, used))
-    }
-
-    /// A small xorshift generator: reproducible chunks without a crate.
-    struct Random(u64);
-
-    impl Random {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-
-        /// Values around every varint width boundary, and extremes.
-        fn wide(&mut self) -> u64 {
-            let bits = self.next() % 65;
-            let value = if bits == 64 { self.next() } else { self.next() & ((1u64 << bits) - 1) };
-            match self.next() % 8 {
-                0 => 250 + self.next() % 3,
-                1 => u64::MAX - self.next() % 2,
-                _ => value,
-            }
-        }
-
-        fn below(&mut self, n: u64) -> usize {
-            (self.next() % n) as usize
-        }
-    }
-
-    fn random_slice(random: &mut Random) -> SliceRecord {
-        SliceRecord {
-            start_delta_ns: random.wide(),
-            duration_ns: random.wide(),
-            what: random.wide() as u32,
-            task: (random.next().is_multiple_of(2)).then(|| random.wide() as u32),
-            thread: random.wide() as u32,
-            exceeded: random.next().is_multiple_of(2),
-            events: (0..random.below(3))
-                .map(|_| EventRecord {
-                    event: random.wide() as u16,
-                    args: random.wide() as u32,
-                    offset_ns: random.wide(),
-                    stack: random.wide() as u32,
-                })
-                .collect(),
-            dropped_events: random.wide() as u32,
-            score: random.wide() as i64,
-            samples: (0..random.below(3)).map(|_| random.wide() as u32).collect(),
-            context: (0..random.below(2)).map(|_| (random.wide() as u32, random.wide() as u32)).collect(),
-        }
-    }
-
-    /// A slice the decoder's fast path takes (unless its thread number
-    /// needs more than one byte).
-    fn pure_slice(random: &mut Random) -> SliceRecord {
-        SliceRecord {
-            start_delta_ns: random.wide(),
-            duration_ns: random.wide(),
-            what: random.wide() as u32,
-            task: (random.next().is_multiple_of(2)).then(|| random.wide() as u32),
-            thread: random.wide() as u32,
-            ..SliceRecord::default()
-        }
-    }
-
-    fn random_chunk(random: &mut Random) -> Chunk {
-        Chunk {
-            strings: (0..random.below(4)).map(|i| (random.wide() as u32, format!("s{i}é\u{1F40D}"))).collect(),
-            frames: (0..random.below(4))
-                .map(|_| {
-                    let frame = Frame {
-                        file: random.wide() as u32,
-                        line: random.wide() as i32,
-                        function: random.wide() as u32,
-                    };
-                    (random.wide() as u32, frame)
-                })
-                .collect(),
-            stacks: (0..random.below(3))
-                .map(|_| (random.wide() as u32, (0..random.below(4)).map(|_| random.wide() as u32).collect()))
-                .collect(),
-            base_offset_ns: random.wide(),
-            slices: (0..random.below(20))
-                .map(|_| if random.next().is_multiple_of(2) { pure_slice(random) } else { random_slice(random) })
-                .collect(),
-            dropped_slices: random.wide(),
-        }
     }
 
     #[test]

@@ -186,6 +186,11 @@ impl FrameHeader {
 /// The types a frame payload can hold.
 pub trait Payload: Serialize + DeserializeOwned + bincode::Encode + bincode::Decode<()> {
     const KIND: FrameKind;
+
+    /// The raw bytes of this payload: bincode's.
+    fn raw_bytes(&self) -> Result<Vec<u8>, bincode::error::EncodeError> {
+        bincode::encode_to_vec(self, bincode_config())
+    }
 }
 
 impl Payload for TraceHeader {
@@ -194,6 +199,14 @@ impl Payload for TraceHeader {
 
 impl Payload for Chunk {
     const KIND: FrameKind = FrameKind::Chunk;
+
+    /// bincode's bytes, by the hand-written encoder a recorder can afford for
+    /// every slice (`chunk_encoder.rs`).
+    fn raw_bytes(&self) -> Result<Vec<u8>, bincode::error::EncodeError> {
+        let mut raw = Vec::new();
+        crate::chunk_encoder::encode_chunk(self, &mut raw);
+        Ok(raw)
+    }
 }
 
 impl Payload for TraceFooter {
@@ -207,7 +220,7 @@ pub fn bincode_config() -> bincode::config::Configuration {
 
 /// The payload's raw (uncompressed) bytes.
 pub fn encode_payload<T: Payload>(value: &T) -> Result<Vec<u8>, bincode::error::EncodeError> {
-    bincode::encode_to_vec(value, bincode_config())
+    value.raw_bytes()
 }
 
 /// Decodes a raw payload. Returns the value and the bytes it used; a payload

@@ -9,6 +9,7 @@
 //! trace writer (to any `io::Write`) and reader (of a file or a buffer).
 
 pub mod chunk_decoder;
+pub mod chunk_encoder;
 pub mod error;
 pub mod events;
 pub mod format;
@@ -27,5 +28,7 @@ pub use reader::{Dictionary, TraceFile};
 pub use severity::{level_from_score, SeverityLevel};
 pub use writer::TraceWriter;
 
+#[cfg(test)]
+mod test_chunks;
 #[cfg(test)]
 mod trace_tests;
