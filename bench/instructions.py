@@ -8,14 +8,15 @@ Run from the repository root, after `make build` (needs valgrind; about 8 minute
 Wall-clock timings on small shared machines drift by 10-20 % between runs; instruction counts drift much
 less. A measurement runs `instruction_step.py` under callgrind twice, with 2,000 and 6,000 measured steps
 after the same warm-up, and divides the difference by 4,000: the instructions one step costs on the loop's
-thread, start-up and shutdown cancelled out. A fixed hash seed and no address randomisation keep repeated
-runs close; each cell is the median of 3 measurements (`--repeats`).
+thread, start-up and shutdown cancelled out. No address randomisation and a fixed hash seed make a
+measurement repeatable; each cell is the median of 3 (`--repeats`), with hash seeds 0, 1 and 2.
 
-Two things still move the loop thread's count between modes by up to about 100 instructions a step: the
-writer thread, which valgrind runs in turns with the loop's, and the interpreter's own dictionaries, laid
-out a little differently once recording has started (CPython probes them a few times more or less per
-step). So what recording adds is also counted inside aiocop's native module alone (with the dynamic
-linker's thread-local look-ups it calls), which neither moves: that count is what the target compares.
+Two things still move the loop thread's count by up to about 100 instructions a step: the writer thread,
+which valgrind runs in turns with the loop's, and the interpreter's own dictionaries, laid out by the hash
+seed and a little differently in each mode (CPython probes them a few times more or less per step): hence
+the median over seeds. What recording adds is also counted inside aiocop's native module alone (with the
+dynamic linker's thread-local look-ups it calls), which neither moves: that count is what the target
+compares.
 
 Printed (markdown): per workload, instructions per step of each mode; the monitor's overhead (monitor -
 none); what recording adds (recording - monitor), on the whole loop thread and in aiocop's code, and the
@@ -66,10 +67,10 @@ def in_aiocop(callgrind_out: Path) -> int:
     return total
 
 
-def instructions(python: str, mode: str, workload: str, steps: int, out_dir: str) -> Count:
+def instructions(python: str, mode: str, workload: str, steps: int, seed: int, out_dir: str) -> Count:
     """The instructions of one callgrind run."""
     prefix = os.path.join(out_dir, f"{mode}.{workload}.{steps}")
-    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    env = {**os.environ, "PYTHONHASHSEED": str(seed)}
     command = ["setarch", "-R", "valgrind", "--tool=callgrind", "--separate-threads=yes"]
     command += [f"--callgrind-out-file={prefix}", python, "-I", str(STEP_PY), mode, workload, str(steps)]
     subprocess.run(command, check=True, capture_output=True, env=env)
@@ -81,18 +82,18 @@ def instructions(python: str, mode: str, workload: str, steps: int, out_dir: str
     return Count(totals[main], sum(totals.values()), in_aiocop(main))
 
 
-def per_step(python: str, mode: str, workload: str, out_dir: str) -> Count:
+def per_step(python: str, mode: str, workload: str, seed: int, out_dir: str) -> Count:
     """Instructions per step."""
     with ThreadPoolExecutor(max_workers=2) as pool:
-        short, long = pool.map(lambda n: instructions(python, mode, workload, n, out_dir), STEPS)
+        short, long = pool.map(lambda n: instructions(python, mode, workload, n, seed, out_dir), STEPS)
     steps = STEPS[1] - STEPS[0]
     return Count(*((b - a) / steps for a, b in zip(short, long, strict=True)))
 
 
 def median_per_step(python: str, mode: str, workload: str, out_dir: str, repeats: int) -> Count:
-    """The median of `repeats` measurements: with the recorder's writer thread, which valgrind runs in
-    turns with the loop's, the loop thread's count varies from run to run."""
-    runs = [per_step(python, mode, workload, out_dir) for _ in range(repeats)]
+    """The median of `repeats` measurements, each with another hash seed: the interpreter's dictionaries are
+    laid out by it, which moves a step's count by up to about 100 instructions, one way or the other."""
+    runs = [per_step(python, mode, workload, seed, out_dir) for seed in range(repeats)]
     return Count(*(statistics.median(values) for values in zip(*runs, strict=True)))
 
 
