@@ -1,13 +1,14 @@
 //! Decodes a chunk payload one slice at a time, without building the
 //! chunk's `Vec<SliceRecord>`.
 //!
-//! The bytes are the ones the writer produces with bincode 2's derive and
-//! standard configuration (`format.rs`); this module reads exactly that
-//! encoding, by hand, because a report reads tens of millions of slices and
-//! bincode's generic decoder spent about 80 ns on each (building and
-//! dropping a 120-byte record, checking an allocation budget per field).
-//! Here a slice is decoded into one record reused for the whole chunk, and
-//! a pure `await asyncio.sleep(0)` slice is a dozen one-byte varints.
+//! The bytes are those of bincode 2's derive and standard configuration
+//! (`format.rs`), which the writer produces (`chunk_encoder.rs`); this
+//! module reads exactly that encoding, by hand, because a report reads tens
+//! of millions of slices and bincode's generic decoder spent about 80 ns on
+//! each (building and dropping a 120-byte record, checking an allocation
+//! budget per field). Here a pure `await asyncio.sleep(0)` slice is handed
+//! over as a few numbers, and any other is decoded into one record reused
+//! for the whole chunk.
 //!
 //! The encoding, as bincode writes it:
 //! - an unsigned integer is one byte below 251, or a marker byte (251, 252,
@@ -19,7 +20,7 @@
 //! - a struct or tuple is its fields in order.
 //!
 //! Tests check that bincode and this decoder agree on random chunks and on
-//! the golden bytes, so the writer (bincode) and this reader cannot drift.
+//! the golden bytes, so the writer and this reader cannot drift.
 //! Nothing read is trusted: a length is checked against the bytes left
 //! before anything is allocated for it.
 
