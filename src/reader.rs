@@ -117,11 +117,7 @@ impl Source {
                 self.read_into(offset, len, &mut buffer)?;
                 Ok(Cow::Owned(buffer))
             }
-            Source::Bytes(bytes) => usize::try_from(offset)
-                .ok()
-                .and_then(|start| bytes.get(start..start.checked_add(len)?))
-                .map(Cow::Borrowed)
-                .ok_or_else(|| io::Error::new(io::ErrorKind::UnexpectedEof, "read past the end of the trace")),
+            Source::Bytes(bytes) => in_memory(bytes, offset, len).map(Cow::Borrowed),
         }
     }
 
@@ -134,10 +130,7 @@ impl Source {
                 read_exact_at(file, buffer, offset)?;
                 Ok(buffer)
             }
-            Source::Bytes(_) => match self.read(offset, len)? {
-                Cow::Borrowed(bytes) => Ok(bytes),
-                Cow::Owned(_) => unreachable!("bytes in memory are borrowed"),
-            },
+            Source::Bytes(bytes) => in_memory(bytes, offset, len),
         }
     }
 
@@ -146,6 +139,14 @@ impl Source {
         <[u8; N]>::try_from(bytes.as_ref())
             .map_err(|_| io::Error::new(io::ErrorKind::UnexpectedEof, "read past the end of the trace"))
     }
+}
+
+/// `len` bytes at `offset` of a trace held in memory.
+fn in_memory(bytes: &[u8], offset: u64, len: usize) -> io::Result<&[u8]> {
+    usize::try_from(offset)
+        .ok()
+        .and_then(|start| bytes.get(start..start.checked_add(len)?))
+        .ok_or_else(|| io::Error::new(io::ErrorKind::UnexpectedEof, "read past the end of the trace"))
 }
 
 #[cfg(unix)]

@@ -92,13 +92,13 @@ impl KnownTask {
     /// compared without taking a reference: it is cleared when the task
     /// dies, so a new object at a dead task's address never matches.
     fn is(&self, object: *mut ffi::PyObject) -> bool {
-        // SAFETY: reads a field of a live weak reference object.
-        unsafe { (*self.task.as_ptr().cast::<ffi::PyWeakReference>()).wr_object == object }
+        // SAFETY: `task` is a live weak reference, held here.
+        unsafe { referent(self.task.as_ptr()) == object }
     }
 
     fn is_dead(&self) -> bool {
         // SAFETY: as in `is`; a dead referent is `Py_None`.
-        unsafe { (*self.task.as_ptr().cast::<ffi::PyWeakReference>()).wr_object == ffi::Py_None() }
+        unsafe { referent(self.task.as_ptr()) == ffi::Py_None() }
     }
 
     /// (what, token), announcing the name to the current recording first
@@ -130,10 +130,18 @@ impl RecentTask {
     /// Whether this is `owner`, alive.
     fn is(&self, owner: usize) -> bool {
         // SAFETY: a non-null `weakref` is a live weak reference held by `tasks`.
-        self.address == owner
-            && !self.weakref.is_null()
-            && unsafe { (*self.weakref.cast::<ffi::PyWeakReference>()).wr_object } as usize == owner
+        self.address == owner && !self.weakref.is_null() && unsafe { referent(self.weakref) } as usize == owner
     }
+}
+
+/// What a weak reference refers to, without taking a reference: `Py_None`
+/// once the object died.
+///
+/// # Safety
+/// `weakref` must be a live weak reference object.
+unsafe fn referent(weakref: *mut ffi::PyObject) -> *mut ffi::PyObject {
+    // SAFETY: reads a field of a live weak reference object.
+    unsafe { (*weakref.cast::<ffi::PyWeakReference>()).wr_object }
 }
 
 const RECENT_SLOTS: usize = 256;
