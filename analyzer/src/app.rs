@@ -297,11 +297,12 @@ fn expand_side(first: &Path, more: &[PathBuf]) -> Result<Vec<PathBuf>, AnalyzeEr
 fn make_diff(args: &DiffArgs, base: &Side, new: &Side, event_table_changes: Vec<diff::WeightChange>) -> Diff {
     let diff_options = DiffOptions {
         min_increase: args.min_increase,
+        min_p95_change_ms: args.min_p95_change_ms,
         min_count: args.min_count,
         fail_on: args.fail_on.clone(),
         all: args.all,
     };
-    let mut rows = diff::compare(base, new, diff_options.min_increase);
+    let mut rows = diff::compare(base, new, &diff_options);
     let counts = diff::count_statuses(&rows);
     let gate = diff::gate(&rows, &diff_options);
     let shown_before = rows.len();
@@ -327,6 +328,7 @@ fn make_diff(args: &DiffArgs, base: &Side, new: &Side, event_table_changes: Vec<
         gate,
         options: diff::DiffOptionsView {
             min_increase_pct: diff::round_pct(args.min_increase),
+            min_p95_change_ms: args.min_p95_change_ms,
             all: args.all,
             threshold_ms: filters.threshold_ms,
             since_s: filters.since,

@@ -87,7 +87,8 @@ How a diff is made:
     new        the group is only in NEW
     gone       the group is only in BASE
     regressed  its severity or events per 1k slices, or its p95 elapsed
-               time, rose by at least --min-increase
+               time, rose by at least --min-increase (p95 also by at least
+               --min-p95-change-ms: a slice of microseconds doubles with noise)
     improved   none of those rose that much, and one fell that much
     unchanged  otherwise (shown with --all)
   Rows are ordered by how much their severity per 1k slices rose (new and
@@ -253,6 +254,11 @@ pub struct DiffArgs {
     /// regressed (or improved).
     #[arg(long, value_name = "PCT", default_value = "20%", value_parser = parse_percent, help_heading = "Gate")]
     pub min_increase: f64,
+
+    /// A p95 elapsed time must also rise (or fall) by at least MS for a row to
+    /// be regressed (or improved) by it: short slices' times move with noise.
+    #[arg(long, value_name = "MS", default_value_t = 1.0, help_heading = "Gate")]
+    pub min_p95_change_ms: f64,
 
     /// The gate ignores rows with fewer than N blocking slices on the new side.
     #[arg(long, value_name = "N", default_value_t = 1, help_heading = "Gate")]

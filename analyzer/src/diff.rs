@@ -6,7 +6,9 @@
 //! events and severity score are compared *per 1,000 slices* of their side.
 //! A group present on one side only is `new` or `gone`. A group on both is
 //! `regressed` when its severity or events per 1,000 slices, or its p95
-//! elapsed time, rose by at least `--min-increase` (20% by default);
+//! elapsed time, rose by at least `--min-increase` (20% by default; a p95
+//! also by at least `--min-p95-change-ms`, 1 ms by default, since the times
+//! of slices of a few microseconds double with noise);
 //! `improved` when none rose that much and one fell that much (the old
 //! value is at least `1 + min_increase` times the new one); `unchanged`
 //! otherwise. Rows are ordered most severe first: by how much their
@@ -114,6 +116,8 @@ impl ScoreWith {
 pub struct DiffOptions {
     /// A rise (or fall) counts from this fraction: 0.2 for 20%.
     pub min_increase: f64,
+    /// A p95 rise (or fall) counts from this many milliseconds too.
+    pub min_p95_change_ms: f64,
     /// The gate ignores rows with fewer blocking slices on the new side.
     pub min_count: u64,
     pub fail_on: Vec<FailOn>,
@@ -215,6 +219,7 @@ pub struct Gate {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct DiffOptionsView {
     pub min_increase_pct: f64,
+    pub min_p95_change_ms: f64,
     pub all: bool,
     pub threshold_ms: Option<f64>,
     pub since_s: Option<f64>,
@@ -286,20 +291,23 @@ fn rose(from: f64, to: f64, min_increase: f64) -> bool {
     to > from && to >= from * (1.0 + min_increase)
 }
 
-fn status(base: Option<&SideValues>, new: Option<&SideValues>, min_increase: f64) -> Status {
+fn status(base: Option<&SideValues>, new: Option<&SideValues>, options: &DiffOptions) -> Status {
     let (base, new) = match (base, new) {
         (Some(base), Some(new)) => (base, new),
         (None, _) => return Status::New,
         (_, None) => return Status::Gone,
     };
+    let p95 = (base.p95_ms, new.p95_ms);
+    let p95_moved = (p95.1 - p95.0).abs() >= options.min_p95_change_ms;
     let compared = [
-        (base.severity_per_1k, new.severity_per_1k),
-        (base.events_per_1k, new.events_per_1k),
-        (base.p95_ms, new.p95_ms),
+        Some((base.severity_per_1k, new.severity_per_1k)),
+        Some((base.events_per_1k, new.events_per_1k)),
+        p95_moved.then_some(p95),
     ];
-    if compared.iter().any(|&(b, n)| rose(b, n, min_increase)) {
+    let min_increase = options.min_increase;
+    if compared.iter().flatten().any(|&(b, n)| rose(b, n, min_increase)) {
         Status::Regressed
-    } else if compared.iter().any(|&(b, n)| rose(n, b, min_increase)) {
+    } else if compared.iter().flatten().any(|&(b, n)| rose(n, b, min_increase)) {
         Status::Improved
     } else {
         Status::Unchanged
@@ -320,7 +328,7 @@ fn change(base: Option<&SideValues>, new: Option<&SideValues>) -> Change {
 }
 
 /// Every group of either side as a row, most severe first.
-pub fn compare(base: &Side, new: &Side, min_increase: f64) -> Vec<DiffRow> {
+pub fn compare(base: &Side, new: &Side, options: &DiffOptions) -> Vec<DiffRow> {
     let keys: BTreeSet<&String> = base.analysis.groups.keys().chain(new.analysis.groups.keys()).collect();
     let (base_slices, new_slices) = (base.analysis.totals.slices, new.analysis.totals.slices);
     let mut rows: Vec<DiffRow> = keys
@@ -330,7 +338,7 @@ pub fn compare(base: &Side, new: &Side, min_increase: f64) -> Vec<DiffRow> {
             let new = new.analysis.groups.get(key).map(|g| side_values(g, new_slices));
             DiffRow {
                 key: key.clone(),
-                status: status(base.as_ref(), new.as_ref(), min_increase),
+                status: status(base.as_ref(), new.as_ref(), options),
                 change: change(base.as_ref(), new.as_ref()),
                 base,
                 new,
@@ -456,10 +464,14 @@ mod tests {
         }
     }
 
+    fn options(min_increase: f64, min_p95_change_ms: f64) -> DiffOptions {
+        DiffOptions { min_increase, min_p95_change_ms, min_count: 1, fail_on: Vec::new(), all: false }
+    }
+
     #[test]
     fn statuses_follow_the_minimum_increase() {
         let base = values(10, 10.0, 100.0, 5.0);
-        let status_of = |new: &SideValues, min| status(Some(&base), Some(new), min);
+        let status_of = |new: &SideValues, min| status(Some(&base), Some(new), &options(min, 0.0));
         assert_eq!(status_of(&values(10, 10.0, 100.0, 5.0), 0.2), Status::Unchanged);
         assert_eq!(status_of(&values(10, 11.9, 119.0, 5.9), 0.2), Status::Unchanged);
         assert_eq!(status_of(&values(10, 12.0, 100.0, 5.0), 0.2), Status::Regressed);
@@ -469,11 +481,30 @@ mod tests {
         assert_eq!(status_of(&values(10, 8.3, 100.0, 5.0), 0.2), Status::Improved);
         assert_eq!(status_of(&values(10, 8.4, 90.0, 5.0), 0.2), Status::Unchanged);
         assert_eq!(status_of(&values(10, 10.1, 100.0, 5.0), 0.0), Status::Regressed);
-        assert_eq!(status(None, Some(&base), 0.2), Status::New);
-        assert_eq!(status(Some(&base), None, 0.2), Status::Gone);
+        assert_eq!(status(None, Some(&base), &options(0.2, 0.0)), Status::New);
+        assert_eq!(status(Some(&base), None, &options(0.2, 0.0)), Status::Gone);
         // From zero, any rise is one.
         let zero = values(1, 0.0, 0.0, 0.0);
-        assert_eq!(status(Some(&zero), Some(&values(1, 0.0, 0.001, 0.0)), 0.5), Status::Regressed);
+        assert_eq!(status(Some(&zero), Some(&values(1, 0.0, 0.001, 0.0)), &options(0.5, 0.0)), Status::Regressed);
+    }
+
+    #[test]
+    fn a_p95_change_counts_from_the_minimum_change_in_milliseconds() {
+        let status_of = |base_p95, new_p95, floor| {
+            status(
+                Some(&values(10, 10.0, 100.0, base_p95)),
+                Some(&values(10, 10.0, 100.0, new_p95)),
+                &options(0.2, floor),
+            )
+        };
+        // Microseconds that grow tenfold with noise are not a regression...
+        assert_eq!(status_of(0.019, 0.223, 1.0), Status::Unchanged);
+        assert_eq!(status_of(0.223, 0.019, 1.0), Status::Unchanged);
+        assert_eq!(status_of(0.019, 0.223, 0.0), Status::Regressed);
+        // ...a millisecond more is, when it is also 20% more.
+        assert_eq!(status_of(5.0, 6.0, 1.0), Status::Regressed);
+        assert_eq!(status_of(6.0, 5.0, 1.0), Status::Improved);
+        assert_eq!(status_of(50.0, 51.5, 1.0), Status::Unchanged);
     }
 
     #[test]
