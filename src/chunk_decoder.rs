@@ -24,7 +24,7 @@
 //! Nothing read is trusted: a length is checked against the bytes left
 //! before anything is allocated for it.
 
-use crate::records::{Chunk, EventRecord, Frame, SliceRecord, StringId};
+use crate::records::{Chunk, EventRecord, Frame, FrameName, SliceRecord, StringId};
 
 /// Why a payload could not be decoded, and where.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -125,6 +125,10 @@ pub fn decode_chunk(raw: &[u8], visitor: &mut impl SliceVisitor) -> Result<(Chun
         }
     }
     chunk.dropped_slices = cursor.u64()?;
+    // Format 1.1 appended the frame names; a 1.0 chunk ends here.
+    if cursor.pos < raw.len() {
+        chunk.frame_names.0 = cursor.vec(3, |c| Ok((c.u32()?, FrameName { module: c.u32()?, qualname: c.u32()? })))?;
+    }
     Ok((chunk, cursor.pos))
 }
 
@@ -158,7 +162,7 @@ fn decode_definitions(cursor: &mut Cursor<'_>) -> Result<Chunk> {
     let frames = cursor.vec(4, |c| Ok((c.u32()?, Frame { file: c.u32()?, line: c.i32()?, function: c.u32()? })))?;
     let stacks = cursor.vec(2, |c| Ok((c.u32()?, c.vec(1, Cursor::u32)?)))?;
     let base_offset_ns = cursor.u64()?;
-    Ok(Chunk { strings, frames, stacks, base_offset_ns, slices: Vec::new(), dropped_slices: 0 })
+    Ok(Chunk { strings, frames, stacks, base_offset_ns, ..Chunk::default() })
 }
 
 struct Cursor<'a> {
@@ -394,8 +398,14 @@ mod tests {
     #[test]
     fn every_cut_of_a_payload_is_an_error_where_bincode_errs_too() {
         let mut random = Random(11);
-        let raw = encode_payload(&random_chunk(&mut random)).unwrap();
-        for cut in 0..raw.len() {
+        let chunk = random_chunk(&mut random);
+        let raw = encode_payload(&chunk).unwrap();
+        // Cut where format 1.1's frame names start, the payload is a whole
+        // 1.0 chunk.
+        let format_1_0_end = encode_payload(&Chunk { frame_names: Default::default(), ..chunk }).unwrap().len() - 1;
+        let (whole, _) = decode_all(&raw[..format_1_0_end]).unwrap();
+        assert!(whole.frame_names.is_empty());
+        for cut in (0..raw.len()).filter(|&cut| cut != format_1_0_end) {
             assert!(decode_all(&raw[..cut]).is_err(), "cut at {cut}");
             assert!(crate::format::decode_payload::<Chunk>(&raw[..cut]).is_err());
         }

@@ -42,6 +42,12 @@ pub fn encode_chunk(chunk: &Chunk, out: &mut Vec<u8>) {
     out.len(chunk.slices.len());
     chunk.slices.iter().for_each(|slice| out.slice(slice));
     out.u64(chunk.dropped_slices);
+    out.len(chunk.frame_names.len());
+    for (id, name) in chunk.frame_names.iter() {
+        out.u64(u64::from(*id));
+        out.u64(u64::from(name.module));
+        out.u64(u64::from(name.qualname));
+    }
 }
 
 struct Encoder<'a> {
@@ -144,7 +150,7 @@ mod tests {
         let chunk = Chunk { base_offset_ns: 300, dropped_slices: 2, ..Chunk::default() };
         let mut out = vec![9];
         encode_chunk(&chunk, &mut out);
-        // No definitions, base 300 (a u16 varint), no slices, 2 dropped.
-        assert_eq!(out, [9, 0, 0, 0, 251, 44, 1, 0, 2]);
+        // No definitions, base 300 (a u16 varint), no slices, 2 dropped, no frame names.
+        assert_eq!(out, [9, 0, 0, 0, 251, 44, 1, 0, 2, 0]);
     }
 }

@@ -22,7 +22,7 @@ use crate::format::{
     decode_payload, Codec, FileHeader, FrameHeader, FrameKind, Payload, FILE_HEADER_LEN, FORMAT_MAJOR, FORMAT_MINOR,
     FRAME_HEADER_LEN, MAGIC, MAX_PAYLOAD_LEN, MAX_RAW_LEN,
 };
-use crate::records::{Chunk, Frame, FrameId, SliceRecord, StackId, StringId, TraceFooter, TraceHeader};
+use crate::records::{Chunk, Frame, FrameId, FrameName, SliceRecord, StackId, StringId, TraceFooter, TraceHeader};
 use rustc_hash::FxHashMap;
 use std::borrow::Cow;
 use std::cell::Cell;
@@ -591,6 +591,7 @@ pub struct Dictionary {
     strings: FxHashMap<StringId, String>,
     frames: FxHashMap<FrameId, Frame>,
     stacks: FxHashMap<StackId, Vec<FrameId>>,
+    frame_names: FxHashMap<FrameId, FrameName>,
 }
 
 impl Dictionary {
@@ -609,6 +610,9 @@ impl Dictionary {
         for (id, frames) in &chunk.stacks {
             self.stacks.entry(*id).or_insert_with(|| frames.clone());
         }
+        for (id, name) in chunk.frame_names.iter() {
+            self.frame_names.entry(*id).or_insert(*name);
+        }
     }
 
     /// Adds the definitions of `other` (for example gathered from later
@@ -623,6 +627,9 @@ impl Dictionary {
         for (id, frames) in other.stacks {
             self.stacks.entry(id).or_insert(frames);
         }
+        for (id, name) in other.frame_names {
+            self.frame_names.entry(id).or_insert(name);
+        }
     }
 
     pub fn string(&self, id: StringId) -> Option<&str> {
@@ -631,6 +638,14 @@ impl Dictionary {
 
     pub fn frame(&self, id: FrameId) -> Option<&Frame> {
         self.frames.get(&id)
+    }
+
+    /// The module and qualified name of frame `id` (`("shop.views",
+    /// "CartView.total")`), if its trace recorded them (format 1.1) and the
+    /// dictionary has both strings.
+    pub fn frame_name(&self, id: FrameId) -> Option<(&str, &str)> {
+        let name = self.frame_names.get(&id)?;
+        Some((self.string(name.module)?, self.string(name.qualname)?))
     }
 
     /// The frames of stack `id`, innermost first.

@@ -38,6 +38,26 @@ pub struct TraceHeader {
     pub event_table: Vec<EventSpec>,
     /// Whether context provider values were recorded.
     pub records_context: bool,
+    /// Since format 1.1: who wrote the trace (defaults in a 1.0 trace).
+    pub process: Appended<ProcessInfo>,
+}
+
+/// Which process of a deployment wrote a trace (format 1.1).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
+pub struct ProcessInfo {
+    /// The parent's pid when recording started (0: unknown).
+    pub parent_pid: u32,
+    /// The command line of the process the user started (`uvicorn app:app
+    /// --workers 2`), which a worker's own `argv` does not tell.
+    pub root_command: Vec<String>,
+    /// How the process came to record: `main` (started by the user),
+    /// `fork child`, `spawn child` (multiprocessing spawn or forkserver),
+    /// `subprocess` (a Python program another recorded process ran), or
+    /// empty when unknown.
+    pub role: String,
+    /// The process's `sys.path` when recording started, so that paths can be
+    /// shown relative to the entry they were imported from.
+    pub sys_path: Vec<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
@@ -70,6 +90,22 @@ pub struct Chunk {
     /// Slices dropped (not recorded) since the previous chunk, because the
     /// writer fell behind.
     pub dropped_slices: u64,
+    /// Since format 1.1: the module and qualified name of the frames this
+    /// chunk defines (a frame defined by a 1.0 writer has none). After the
+    /// slices, where a 1.0 reader ignores it.
+    pub frame_names: Appended<Vec<(FrameId, FrameName)>>,
+}
+
+/// What names a frame's function across releases, where lines and paths
+/// move (format 1.1).
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, bincode::Encode, bincode::Decode,
+)]
+pub struct FrameName {
+    /// `__name__` of the frame's globals (`shop.views`).
+    pub module: StringId,
+    /// The code's `co_qualname` (`CartView.total`).
+    pub qualname: StringId,
 }
 
 /// One monitored callback run.
@@ -108,6 +144,51 @@ pub struct EventRecord {
     /// From the slice's start.
     pub offset_ns: u64,
     pub stack: StackId,
+}
+
+/// Data a later minor version appended at the end of a payload: decoded
+/// when the payload has bytes left, the default when it ends first (a
+/// payload of an earlier minor version).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Appended<T>(pub T);
+
+impl<T> std::ops::Deref for Appended<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T> std::ops::DerefMut for Appended<T> {
+    fn deref_mut(&mut self) -> &mut T {
+        &mut self.0
+    }
+}
+
+impl<T: bincode::Encode> bincode::Encode for Appended<T> {
+    fn encode<E: bincode::enc::Encoder>(&self, encoder: &mut E) -> Result<(), bincode::error::EncodeError> {
+        self.0.encode(encoder)
+    }
+}
+
+impl<Context, T: bincode::Decode<Context> + Default> bincode::Decode<Context> for Appended<T> {
+    fn decode<D: bincode::de::Decoder<Context = Context>>(
+        decoder: &mut D,
+    ) -> Result<Self, bincode::error::DecodeError> {
+        use bincode::de::read::Reader;
+        if decoder.reader().peek_read(1).is_none() {
+            return Ok(Appended(T::default()));
+        }
+        T::decode(decoder).map(Appended)
+    }
+}
+
+impl<'de, Context, T: bincode::Decode<Context> + Default> bincode::BorrowDecode<'de, Context> for Appended<T> {
+    fn borrow_decode<D: bincode::de::BorrowDecoder<'de, Context = Context>>(
+        decoder: &mut D,
+    ) -> Result<Self, bincode::error::DecodeError> {
+        bincode::Decode::decode(decoder)
+    }
 }
 
 /// Written last by a clean stop; a file cut short by a crash has none.

@@ -2,7 +2,7 @@
 //! around every varint width boundary, pure slices (the decoder's fast path)
 //! and slices with every field set.
 
-use crate::records::{Chunk, EventRecord, Frame, SliceRecord};
+use crate::records::{Appended, Chunk, EventRecord, Frame, FrameName, SliceRecord};
 
 /// A small xorshift generator: reproducible chunks without a crate.
 pub struct Random(pub u64);
@@ -82,5 +82,12 @@ pub fn random_chunk(random: &mut Random) -> Chunk {
             .map(|_| if random.next().is_multiple_of(2) { pure_slice(random) } else { random_slice(random) })
             .collect(),
         dropped_slices: random.wide(),
+        frame_names: Appended(
+            (0..random.below(3))
+                .map(|_| {
+                    (random.wide() as u32, FrameName { module: random.wide() as u32, qualname: random.wide() as u32 })
+                })
+                .collect(),
+        ),
     }
 }

@@ -8,7 +8,9 @@ use crate::format::{
     MAX_PAYLOAD_LEN, MAX_RAW_LEN,
 };
 use crate::reader::{Dictionary, TraceFile};
-use crate::records::{Chunk, EventRecord, EventSpec, Frame, SliceRecord, TraceFooter, TraceHeader};
+use crate::records::{
+    Appended, Chunk, EventRecord, EventSpec, Frame, FrameName, ProcessInfo, SliceRecord, TraceFooter, TraceHeader,
+};
 use crate::writer::TraceWriter;
 use std::io::{self, Write};
 use std::path::PathBuf;
@@ -31,6 +33,12 @@ fn header() -> TraceHeader {
             EventSpec { name: "open".into(), weight: 10 },
         ],
         records_context: true,
+        process: Appended(ProcessInfo {
+            parent_pid: 4241,
+            root_command: vec!["app.py".into(), "--serve".into(), "--workers".into(), "2".into()],
+            role: "spawn child".into(),
+            sys_path: vec!["/app/src".into(), "/usr/lib/python3.12".into()],
+        }),
     }
 }
 
@@ -46,6 +54,7 @@ fn chunks() -> Vec<Chunk> {
             (4, "Task-1".into()),
             (5, "request_id".into()),
             (6, "abc123".into()),
+            (9, "svc.api".into()),
         ],
         frames: vec![(0, Frame { file: 1, line: 12, function: 2 }), (1, Frame { file: 1, line: -1, function: 2 })],
         stacks: vec![(0, vec![0, 1]), (1, vec![1])],
@@ -70,6 +79,10 @@ fn chunks() -> Vec<Chunk> {
             },
         ],
         dropped_slices: 0,
+        frame_names: Appended(vec![
+            (0, FrameName { module: 9, qualname: 2 }),
+            (1, FrameName { module: 9, qualname: 2 }),
+        ]),
     };
     let second = Chunk {
         strings: vec![(7, "asyncio.sleep".into())],
@@ -289,27 +302,51 @@ fn an_empty_recording_is_a_header_and_a_footer() {
 /// The exact bytes of a small known trace. They change only with the format:
 /// if this test fails, either the change was a mistake, or it was meant and
 /// then `FORMAT_MAJOR` (or, for a compatible addition, `FORMAT_MINOR`) must
-/// be bumped, `docs/trace-format.md` updated, and the hex regenerated
+/// be bumped, `docs/trace-format.md` updated, the old golden trace kept as a
+/// reading test (as `GOLDEN_TRACE_1_0` is), and the hex regenerated
 /// deliberately (the failure prints the new one). A zstd upgrade may change
 /// the compressed bytes alone: then `golden_payloads_are_pinned` still
 /// passes and `GOLDEN_TRACE` still reads (`the_golden_trace_still_reads`),
 /// and regenerating the hex is all there is to do.
 const GOLDEN_TRACE: &str = "\
+41494f434f5054520100010000000000010100005c000000530000008555373c28b52ffd205399020005312e332e3004\
+332e3132056c696e75780168070104612e7079fc00ca9a3bfb881300640201046f70656e1400060207757669636f726e\
+076170703a6170700b737061776e206368696c6401062f612f737263020100005e0000005d0000007b37c29f28b52ffd\
+205dad02000285121eb015a6031c866118062f2044849c846095242a52e4824282518436d93205246fbf83c771dbfb15\
+b8458d623202eec5d2ab8e61907c0483c8a18a0977da4a0c15de012514685b89e52502007114222e4506030100001200\
+00000900000098906e4c28b52ffd200949000002010101fc80380100";
+
+/// The decompressed payloads of [`GOLDEN_TRACE`] (header, chunk, footer):
+/// the bincode encoding itself, independent of zstd.
+const GOLDEN_PAYLOADS: [&str; 3] = [
+    "05312e332e3004332e3132056c696e75780168070104612e7079fc00ca9a3bfb881300640201046f70656e1400060207757669636f726e076170703a6170700b737061776e206368696c6401062f612f737263",
+    "0600046d61696e010e2f612f7372632f6d61696e2e70790201660304782c207204046d61696e0503672e660100010602010001000a020005000000000000000000fb2c01fc701101000001000101010003020000140100000101000405",
+    "02010101fc80380100",
+];
+
+/// A trace of format 1.0, before the process information and frame names.
+const GOLDEN_TRACE_1_0: &str = "\
 41494f434f505452010000000000000001010000360000002d00000086ed2ee828b52ffd202d69010005312e332e3004\
 332e3132056c696e75780168070104612e7079fc00ca9a3bfb881300640201046f70656e140002010000570000004e00\
 00001df07a0c28b52ffd204e7102000400046d61696e010e2f612f7372632f6d61696e2e70790201660304782c207201\
 00010602010001000a020005000000000000000000fb2c01fc7011010000010001010100030200001401000001030100\
 00120000000900000098906e4c28b52ffd200949000002010101fc80380100";
 
-/// The decompressed payloads of [`GOLDEN_TRACE`] (header, chunk, footer):
-/// the bincode encoding itself, independent of zstd.
-const GOLDEN_PAYLOADS: [&str; 3] = [
-    "05312e332e3004332e3132056c696e75780168070104612e7079fc00ca9a3bfb881300640201046f70656e1400",
-    "0400046d61696e010e2f612f7372632f6d61696e2e70790201660304782c20720100010602010001000a020005000000000000000000fb2c01fc7011010000010001010100030200001401000001",
-    "02010101fc80380100",
-];
-
 fn golden_parts() -> (TraceHeader, Chunk, TraceFooter) {
+    let (mut header, mut chunk, footer) = golden_parts_1_0();
+    header.process = Appended(ProcessInfo {
+        parent_pid: 6,
+        root_command: vec!["uvicorn".into(), "app:app".into()],
+        role: "spawn child".into(),
+        sys_path: vec!["/a/src".into()],
+    });
+    chunk.strings.extend([(4, "main".into()), (5, "g.f".into())]);
+    chunk.frame_names = Appended(vec![(0, FrameName { module: 4, qualname: 5 })]);
+    (header, chunk, footer)
+}
+
+/// What [`GOLDEN_TRACE_1_0`] holds.
+fn golden_parts_1_0() -> (TraceHeader, Chunk, TraceFooter) {
     let header = TraceHeader {
         aiocop_version: "1.3.0".into(),
         python_version: "3.12".into(),
@@ -324,6 +361,7 @@ fn golden_parts() -> (TraceHeader, Chunk, TraceFooter) {
         trace_depth: 2,
         event_table: vec![EventSpec { name: "open".into(), weight: 10 }],
         records_context: false,
+        process: Appended::default(),
     };
     let chunk = Chunk {
         strings: vec![(0, "main".into()), (1, "/a/src/main.py".into()), (2, "f".into()), (3, "x, r".into())],
@@ -347,6 +385,7 @@ fn golden_parts() -> (TraceHeader, Chunk, TraceFooter) {
             },
         ],
         dropped_slices: 1,
+        frame_names: Appended::default(),
     };
     let footer = TraceFooter { slices: 2, events: 1, dropped_slices: 1, chunks: 1, end_offset_ns: 80_000 };
     (header, chunk, footer)
@@ -377,6 +416,16 @@ fn golden_trace_bytes_are_pinned() {
     let hex = to_hex(&bytes);
     println!("GOLDEN_TRACE:\n{hex}");
     assert_eq!(hex, to_hex(&from_hex(GOLDEN_TRACE)), "the trace bytes changed: see GOLDEN_TRACE");
+}
+
+#[test]
+fn a_1_0_trace_still_reads_without_process_information_or_frame_names() {
+    let (header, chunk, footer) = golden_parts_1_0();
+    let trace = TraceFile::from_bytes(from_hex(GOLDEN_TRACE_1_0), "golden-1.0.aiocop").unwrap();
+    assert_eq!(trace.format_version(), (1, 0));
+    assert_eq!(trace.header(), &header);
+    assert_eq!(trace.read_chunk(0).unwrap(), chunk);
+    assert_eq!(trace.footer(), Some(&footer));
 }
 
 #[test]
@@ -874,7 +923,9 @@ fn the_dictionary_resolves_ids_across_chunks() {
     let mut broken = Dictionary::default();
     broken.add(&Chunk { frames: vec![(0, Frame { file: 40, line: 1, function: 41 })], ..Chunk::default() });
     assert_eq!(broken.format_frame(0), "<unknown string 40>:1:<unknown string 41>");
-    assert_eq!(early.counts(), (8, 2, 2));
+    assert_eq!(early.frame_name(0), Some(("svc.api", "get_user")));
+    assert_eq!(broken.frame_name(0), None, "a frame of a 1.0 trace has no name");
+    assert_eq!(early.counts(), (9, 2, 2));
     assert!(!early.is_empty() && Dictionary::default().is_empty());
 }
 

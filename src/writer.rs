@@ -220,6 +220,7 @@ fn split_chunk(chunk: &Chunk) -> Option<(Chunk, Chunk)> {
             base_offset_ns: chunk.base_offset_ns,
             slices: head.to_vec(),
             dropped_slices: chunk.dropped_slices,
+            frame_names: chunk.frame_names.clone(),
         };
         let second = Chunk {
             base_offset_ns: tail_start.saturating_sub(first_delta),
@@ -233,7 +234,9 @@ fn split_chunk(chunk: &Chunk) -> Option<(Chunk, Chunk)> {
     if definitions < 2 {
         return None;
     }
-    let mut first = Chunk { dropped_slices: chunk.dropped_slices, ..Chunk::default() };
+    // Frame names may come in either half: a reader merges definitions.
+    let mut first =
+        Chunk { dropped_slices: chunk.dropped_slices, frame_names: chunk.frame_names.clone(), ..Chunk::default() };
     let mut second = Chunk { base_offset_ns: chunk.base_offset_ns, slices: chunk.slices.clone(), ..Chunk::default() };
     let mut to_first = definitions / 2;
     let take = |n: &mut usize, len: usize| {

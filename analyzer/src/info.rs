@@ -101,6 +101,10 @@ pub struct TraceInfo {
     pub host: String,
     pub pid: u32,
     pub argv: Vec<String>,
+    /// Since format 1.1 (0, empty in older traces): see `TraceFacts`.
+    pub parent_pid: u32,
+    pub role: String,
+    pub root_command: Vec<String>,
     pub label: Option<String>,
     pub start_unix_ns: u64,
     pub start_utc: String,
@@ -153,6 +157,9 @@ impl TraceInfo {
             host: header.host.clone(),
             pid: header.pid,
             argv: header.argv.clone(),
+            parent_pid: header.process.parent_pid,
+            role: header.process.role.clone(),
+            root_command: header.process.root_command.clone(),
             label: header.label.clone(),
             start_unix_ns: header.start_unix_ns,
             start_utc: utc(header.start_unix_ns),
@@ -199,6 +206,10 @@ impl TraceInfo {
             ),
         );
         field("command", if self.argv.is_empty() { "unknown".to_owned() } else { self.argv.join(" ") });
+        if !self.role.is_empty() {
+            let of_parent = if self.role == "main" { String::new() } else { format!(" of pid {}", self.parent_pid) };
+            field("process", format!("{}{of_parent}, for: {}", self.role, self.root_command.join(" ")));
+        }
         field("label", self.label.clone().unwrap_or_else(|| "none".to_owned()));
         field("started", self.start_utc.clone());
         field(

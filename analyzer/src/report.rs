@@ -207,6 +207,12 @@ pub struct TraceFacts {
     pub platform: String,
     pub host: String,
     pub pid: u32,
+    /// Since format 1.1 (0, empty in older traces): the parent's pid, the
+    /// process's role (`main`, `fork child`, `spawn child`, `subprocess`)
+    /// and the command line of the process the user started.
+    pub parent_pid: u32,
+    pub role: String,
+    pub root_command: Vec<String>,
     pub label: Option<String>,
     pub threshold_ms: f64,
     pub start_unix_ns: u64,

@@ -129,7 +129,7 @@ fn format_versions() {
     assert_unusable(
         &run([path(&newer_major)]),
         &format!(
-            "'{}' is trace format 2.0, newer than this build of aiocop reads (format 1.x): upgrade aiocop to read it",
+            "'{}' is trace format 2.1, newer than this build of aiocop reads (format 1.x): upgrade aiocop to read it",
             path(&newer_major)
         ),
     );
@@ -143,7 +143,7 @@ fn format_versions() {
     assert_eq!(
         stderr(&output),
         format!(
-            "aiocop-analyze: warning: '{}' is trace format 1.3, newer than this build reads (1.0): what it adds is skipped\n",
+            "aiocop-analyze: warning: '{}' is trace format 1.3, newer than this build reads (1.1): what it adds is skipped\n",
             path(&newer_minor)
         )
     );
@@ -284,7 +284,7 @@ fn info_describes_each_trace() {
         stdout(&output),
         format!(
             "'{}'
-  format:      1.0, complete
+  format:      1.1, complete
   recorded by: aiocop 1.3.0, Python 3.12.1 on linux, host web-1, pid 4242
   command:     app.py --serve
   label:       v1
@@ -471,4 +471,26 @@ fn usage_errors_version_and_help() {
         assert!(help.contains(part), "--help lacks {part}");
     }
     assert!(stdout(&run(["info", "--help"])).contains("aiocop-analyze info traces/ --format json"));
+}
+
+#[test]
+fn info_and_the_report_name_the_process_and_the_command_it_belongs_to() {
+    let dir = test_dir("process");
+    let mut header = header(Some("v1"), "web-1", 100);
+    header.process.0 = aiocop_trace::records::ProcessInfo {
+        parent_pid: 4241,
+        root_command: vec!["uvicorn".to_owned(), "app:app".to_owned(), "--workers".to_owned(), "2".to_owned()],
+        role: "spawn child".to_owned(),
+        sys_path: vec!["/srv/app".to_owned()],
+    };
+    let mut builder = TraceBuilder::new(header, 0);
+    builder.slice(Slice { start_ns: 1_000, duration_ns: 2_000, ..Slice::default() });
+    let trace = builder.write(&dir.join("worker.bin"), Some(10_000));
+    let info = stdout(&run(["info", path(&trace)]));
+    assert!(info.contains("\n  process:     spawn child of pid 4241, for: uvicorn app:app --workers 2\n"), "{info}");
+    let report = stdout(&run([path(&trace)]));
+    assert!(report.contains("pid 4242 (spawn child of pid 4241)"), "{report}");
+    let json = json_of(&run(["info", path(&trace), "--format", "json"]));
+    assert_eq!(json["traces"][0]["role"], "spawn child");
+    assert_eq!(json["traces"][0]["root_command"][0], "uvicorn");
 }

@@ -5,7 +5,11 @@
 
 Every event loop the program creates, on any thread, asyncio or uvloop, is
 monitored without the program calling aiocop, and every monitored callback
-slice is written to the trace. Analyze it with ``aiocop-analyze``.
+slice is written to the trace. Every Python process the program starts
+(multiprocessing children, server workers, subprocesses) records to a file
+of its own: {pid} in the path expands to its process id; without {pid}, a
+child's file is the path with .<pid> appended. A process that runs no event
+loop leaves no file. Analyze the traces with ``aiocop-analyze``.
 
 Exit status: the program's own; 2 for a usage error or a trace that cannot
 be written.
@@ -14,8 +18,9 @@ be written.
 import argparse
 import runpy
 import sys
+from typing import Any
 
-from aiocop.core import autorecord
+from aiocop.core import autorecord, lineage
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -49,18 +54,20 @@ def main(argv: list[str] | None = None) -> int:
         print("python -m aiocop record: name a script or -m module to run after --", file=sys.stderr)
         return 2
     sys.argv = target  # the trace header records the program's command line, not ours
+    lineage.claim_root(target)
+    settings: dict[str, Any] = {
+        "label": args.label,
+        "threshold_ms": args.threshold_ms,
+        "trace_depth": args.trace_depth,
+        "flush_interval_s": args.flush_interval,
+        "record_context": args.record_context,
+    }
     try:
-        autorecord.record_everything(
-            args.output,
-            label=args.label,
-            threshold_ms=args.threshold_ms,
-            trace_depth=args.trace_depth,
-            flush_interval_s=args.flush_interval,
-            record_context=args.record_context,
-        )
+        autorecord.record_everything(args.output, **settings)
     except OSError as error:
         print(f"python -m aiocop record: {error}", file=sys.stderr)
         return 2
+    autorecord.pass_on_to_children(args.output, **settings)
     return _run(target)
 
 

@@ -84,6 +84,10 @@ def start_recording(
     platform: str,
     host: str,
     argv: list[str],
+    parent_pid: int,
+    root_command: list[str],
+    role: str,
+    sys_path: list[str],
 ) -> str: ...
 def stop_recording() -> dict[str, Any] | None: ...
 def is_recording() -> bool: ...

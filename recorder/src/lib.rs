@@ -24,6 +24,7 @@ mod recording;
 mod sampler;
 mod slice;
 mod stacks;
+mod trace_file;
 mod what_ran;
 
 use pyo3::prelude::*;
@@ -192,7 +193,7 @@ fn interned_sizes() -> (usize, usize) {
 /// Starts recording every monitored slice to `path` (`{pid}` expands to
 /// the process id). Raises OSError naming the path if it cannot be written.
 #[pyfunction]
-#[pyo3(signature = (path, *, label, flush_interval_s, max_buffered_slices, record_context, aiocop_version, python_version, platform, host, argv))]
+#[pyo3(signature = (path, *, label, flush_interval_s, max_buffered_slices, record_context, aiocop_version, python_version, platform, host, argv, parent_pid, root_command, role, sys_path))]
 #[allow(clippy::too_many_arguments)]
 fn start_recording(
     path: String,
@@ -205,6 +206,10 @@ fn start_recording(
     platform: String,
     host: String,
     argv: Vec<String>,
+    parent_pid: u32,
+    root_command: Vec<String>,
+    role: String,
+    sys_path: Vec<String>,
 ) -> PyResult<String> {
     if !(flush_interval_s.is_finite() && flush_interval_s > 0.0) {
         return Err(pyo3::exceptions::PyValueError::new_err(format!(
@@ -222,6 +227,7 @@ fn start_recording(
         platform,
         host,
         argv,
+        process: aiocop_trace::records::ProcessInfo { parent_pid, root_command, role, sys_path },
     };
     recording::start(settings).map_err(pyo3::exceptions::PyOSError::new_err)
 }

@@ -61,6 +61,8 @@ pub fn read_trace<'py>(py: Python<'py>, path: &str) -> PyResult<Bound<'py, PyDic
             record.set_item("events", events)?;
             let samples: Vec<Vec<String>> = slice.samples.iter().map(|s| stack_strings(&dictionary, *s)).collect();
             record.set_item("samples", samples)?;
+            let names: Vec<Vec<String>> = slice.events.iter().map(|e| stack_names(&dictionary, e.stack)).collect();
+            record.set_item("event_frame_names", names)?;
             let context = PyDict::new(py);
             for (key, value) in &slice.context {
                 context.set_item(dictionary.string(*key), dictionary.string(*value))?;
@@ -80,6 +82,13 @@ fn stack_strings(dictionary: &Dictionary, stack: u32) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// The frames of a stack as `module:qualname` (format 1.1; `?` where the
+/// trace did not record them).
+fn stack_names(dictionary: &Dictionary, stack: u32) -> Vec<String> {
+    let name = |f: &u32| dictionary.frame_name(*f).map_or_else(|| "?".to_owned(), |(m, q)| format!("{m}:{q}"));
+    dictionary.stack(stack).map(|frames| frames.iter().map(name).collect()).unwrap_or_default()
+}
+
 fn header_dict<'py>(py: Python<'py>, header: &TraceHeader) -> PyResult<Bound<'py, PyDict>> {
     let dict = PyDict::new(py);
     dict.set_item("aiocop_version", &header.aiocop_version)?;
@@ -96,5 +105,9 @@ fn header_dict<'py>(py: Python<'py>, header: &TraceHeader) -> PyResult<Bound<'py
     let table: Vec<(&str, i64)> = header.event_table.iter().map(|e| (e.name.as_str(), e.weight)).collect();
     dict.set_item("event_table", table)?;
     dict.set_item("records_context", header.records_context)?;
+    dict.set_item("parent_pid", header.process.parent_pid)?;
+    dict.set_item("root_command", &header.process.root_command)?;
+    dict.set_item("role", &header.process.role)?;
+    dict.set_item("sys_path", &header.process.sys_path)?;
     Ok(dict)
 }

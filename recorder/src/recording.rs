@@ -30,8 +30,10 @@
 //! inherits one locked by a thread that does not exist there.
 
 use crate::stacks::{self, StackId};
-use crate::{clock, config, what_ran};
-use aiocop_trace::records::{Chunk, EventRecord, EventSpec, Frame, SliceRecord, TraceFooter, TraceHeader};
+use crate::{clock, config, trace_file, what_ran};
+use aiocop_trace::records::{
+    Appended, Chunk, EventRecord, EventSpec, Frame, FrameName, ProcessInfo, SliceRecord, TraceFooter, TraceHeader,
+};
 use aiocop_trace::writer::TraceWriter;
 use aiocop_trace::BLOCKING_EVENTS;
 use pyo3::ffi;
@@ -64,6 +66,7 @@ pub struct Settings {
     pub platform: String,
     pub host: String,
     pub argv: Vec<String>,
+    pub process: ProcessInfo,
 }
 
 /// A slice as the hot path leaves it for the writer: 32 bytes; the rest,
@@ -346,10 +349,15 @@ pub fn start(settings: Settings) -> Result<String, String> {
 
 fn spawn_writer(settings: Settings) -> Result<RunningRecorder, String> {
     let path = expand_path(&settings.path_template, std::process::id());
-    let file = File::create(&path).map_err(|e| format!("cannot record to '{path}': {e}"))?;
+    let cannot_record = |e: &dyn std::fmt::Display| format!("cannot record to '{path}': {e}");
+    let destination = trace_file::prepare(&path).map_err(|e| cannot_record(&e))?;
     let base_ns = clock::now_ns();
     let header = trace_header(&settings, base_ns);
-    let writer = TraceWriter::new(file, &header).map_err(|e| format!("cannot record to '{path}': {e}"))?;
+    let mut output = Output { path: path.clone(), header, writer: None };
+    if let trace_file::Destination::Opened(file) = destination {
+        trace_file::publish(&file);
+        output.writer = Some(TraceWriter::new(file, &output.header).map_err(|e| cannot_record(&e))?);
+    }
     let max_buffered = settings.max_buffered_slices.max(1);
     if let Ok(mut buffer) = BUFFER.lock() {
         let slices = Vec::with_capacity(INITIAL_BUFFER_SLICES.min(max_buffered));
@@ -360,13 +368,60 @@ fn spawn_writer(settings: Settings) -> Result<RunningRecorder, String> {
     MAX_BUFFERED.store(max_buffered, Relaxed);
     RECORD_CONTEXT.store(settings.record_context, Relaxed);
     let flush_interval = settings.flush_interval;
-    let writer_path = path.clone();
     let writer_thread = std::thread::Builder::new()
         .name("aiocop-recorder".into())
-        .spawn(move || write_loop(writer, writer_path, flush_interval, base_ns))
+        .spawn(move || write_loop(output, flush_interval, base_ns))
         .map_err(|e| format!("cannot start the aiocop recorder thread: {e}"))?;
     ACTIVE.store(true, Relaxed);
     Ok(RunningRecorder { settings, path, writer_thread })
+}
+
+/// Where the writer thread writes: the trace file, created with its header
+/// when there is first something to write.
+struct Output {
+    /// The path asked for (`{pid}` expanded).
+    path: String,
+    header: TraceHeader,
+    writer: Option<TraceWriter<File>>,
+}
+
+impl Output {
+    fn writer(&mut self) -> Result<&mut TraceWriter<File>, String> {
+        if self.writer.is_none() {
+            let created = trace_file::create_published(|| trace_file::create_locked(&self.path))
+                .map_err(|e| format!("cannot create '{}': {e}", self.path))?;
+            if created.moved_aside {
+                log_from_writer(&format!(
+                    "aiocop: another process is recording to '{}'; this one ({}) records to '{}'",
+                    self.path,
+                    std::process::id(),
+                    created.path
+                ));
+                self.path = created.path;
+            }
+            let writer = TraceWriter::new(created.file, &self.header).map_err(|e| e.to_string())?;
+            self.writer = Some(writer);
+        }
+        Ok(self.writer.as_mut().expect("created above"))
+    }
+}
+
+impl Drop for Output {
+    /// The descriptor is unpublished before the file closes, so that the
+    /// fork handler never closes a number the program reuses.
+    fn drop(&mut self) {
+        if self.writer.is_some() {
+            trace_file::unpublish();
+        }
+    }
+}
+
+/// Logs a warning through the `aiocop` logger from the writer thread.
+fn log_from_writer(message: &str) {
+    // SAFETY: only reads the interpreter's state.
+    if unsafe { ffi::Py_IsInitialized() } != 0 {
+        Python::attach(|py| config::log_warning(py, message));
+    }
 }
 
 fn trace_header(settings: &Settings, start_monotonic_ns: u64) -> TraceHeader {
@@ -384,6 +439,7 @@ fn trace_header(settings: &Settings, start_monotonic_ns: u64) -> TraceHeader {
         trace_depth: config::trace_depth() as u32,
         event_table: BLOCKING_EVENTS.iter().map(|e| EventSpec { name: e.name.to_owned(), weight: e.weight }).collect(),
         records_context: settings.record_context,
+        process: Appended(settings.process.clone()),
     }
 }
 
@@ -400,11 +456,13 @@ pub struct WriterOutcome {
     pub chunks: u64,
     pub bytes: u64,
     pub error: Option<String>,
+    /// The file written, if one was: none when there was nothing to write.
+    pub path: Option<String>,
 }
 
 /// The writer thread: every flush interval (or at stop), turns the buffer
 /// into a chunk and writes it; at stop, writes the footer.
-fn write_loop(mut writer: TraceWriter<File>, path: String, flush_interval: Duration, base_ns: u64) -> WriterOutcome {
+fn write_loop(mut output: Output, flush_interval: Duration, base_ns: u64) -> WriterOutcome {
     let mut file_state = FileState::new(base_ns);
     let mut outcome = WriterOutcome::default();
     // The writer's half of a double buffer: swapped with the hot path's
@@ -437,8 +495,9 @@ fn write_loop(mut writer: TraceWriter<File>, path: String, flush_interval: Durat
             let chunk = file_state.chunk(part, &mut part_details, dropped.take().unwrap_or(0));
             outcome.slices += chunk.slices.len() as u64;
             outcome.events += chunk.slices.iter().map(|s| s.events.len() as u64).sum::<u64>();
-            if let Err(error) = writer.write_chunk(&chunk) {
-                return fail(outcome, &path, &error.to_string());
+            let written = output.writer().and_then(|writer| writer.write_chunk(&chunk).map_err(|e| e.to_string()));
+            if let Err(error) = written {
+                return fail(outcome, &output.path, &error);
             }
         }
         drop(part_details);
@@ -452,6 +511,10 @@ fn write_loop(mut writer: TraceWriter<File>, path: String, flush_interval: Durat
             break;
         }
     }
+    let Some(writer) = output.writer.take() else {
+        return outcome; // nothing was recorded: no file
+    };
+    outcome.path = Some(output.path.clone());
     outcome.chunks = writer.chunks_written();
     let footer = TraceFooter {
         slices: outcome.slices,
@@ -461,12 +524,14 @@ fn write_loop(mut writer: TraceWriter<File>, path: String, flush_interval: Durat
         end_offset_ns: clock::now_ns().saturating_sub(base_ns),
     };
     outcome.bytes = writer.bytes_written();
-    match writer.finish(&footer) {
+    let finished = writer.finish(&footer);
+    trace_file::unpublish();
+    match finished {
         Ok(file) => {
             outcome.bytes = file.metadata().map_or(outcome.bytes, |m| m.len());
             outcome
         }
-        Err(error) => fail(outcome, &path, &error.to_string()),
+        Err(error) => fail(outcome, &output.path, &error.to_string()),
     }
 }
 
@@ -485,11 +550,9 @@ fn empty_for_reuse<T>(vector: &mut Vec<T>, used: usize) {
 fn fail(mut outcome: WriterOutcome, path: &str, error: &str) -> WriterOutcome {
     ACTIVE.store(false, Relaxed);
     let message = format!("aiocop stopped recording to '{path}': {error}; the trace is readable up to this point");
-    // SAFETY: only reads the interpreter's state.
-    if unsafe { ffi::Py_IsInitialized() } != 0 {
-        Python::attach(|py| config::log_warning(py, &message));
-    }
+    log_from_writer(&message);
     outcome.error = Some(message);
+    outcome.path = Some(path.to_owned());
     outcome
 }
 
@@ -652,9 +715,13 @@ impl FileState {
         let defined_frames = &self.defined_frames;
         let (stacks, frames) =
             stacks::export(&wanted, |frame| defined_frames.get(frame as usize).copied().unwrap_or(false));
-        for (id, (file, line, function)) in frames {
-            let frame = Frame { file: self.string(chunk, &file), line, function: self.string(chunk, &function) };
-            chunk.frames.push((id, frame));
+        for (id, exported) in frames {
+            let file = self.string(chunk, &exported.filename);
+            let function = self.string(chunk, &exported.function);
+            chunk.frames.push((id, Frame { file, line: exported.line, function }));
+            let module = self.string(chunk, &exported.name.module);
+            let qualname = self.string(chunk, &exported.name.qualname);
+            chunk.frame_names.push((id, FrameName { module, qualname }));
             mark(&mut self.defined_frames, id);
         }
         for (id, frames) in stacks {
@@ -682,7 +749,7 @@ pub fn stop(py: Python<'_>) -> Option<(String, WriterOutcome)> {
     WAKE_WRITER.notify_all();
     // The writer may need the GIL to log an error: wait without holding it.
     let outcome = py.detach(|| running.writer_thread.join()).unwrap_or_default();
-    Some((running.path, outcome))
+    Some((outcome.path.clone().unwrap_or(running.path), outcome))
 }
 
 /// Settings of the current recording, if any.
@@ -690,7 +757,7 @@ pub fn current_settings() -> Option<Settings> {
     RECORDER.lock().ok()?.as_ref().map(|r| r.settings.clone())
 }
 
-type HeldLocks = (MutexGuard<'static, Buffer>, MutexGuard<'static, Option<SharedStrings>>);
+type HeldLocks = (MutexGuard<'static, ()>, MutexGuard<'static, Buffer>, MutexGuard<'static, Option<SharedStrings>>);
 
 thread_local! {
     static HELD_FOR_FORK: RefCell<Option<HeldLocks>> = const { RefCell::new(None) };
@@ -699,10 +766,11 @@ thread_local! {
 /// Before fork: take the locks the writer thread could be holding, so the
 /// child gets them unlocked and consistent.
 pub fn before_fork() {
+    let creating = trace_file::hold_for_fork();
     stacks::hold_for_fork();
     let buffer = BUFFER.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let names = SHARED_STRINGS.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    HELD_FOR_FORK.with(|held| *held.borrow_mut() = Some((buffer, names)));
+    HELD_FOR_FORK.with(|held| *held.borrow_mut() = Some((creating, buffer, names)));
 }
 
 pub fn after_fork_in_parent() {
@@ -715,10 +783,11 @@ pub fn after_fork_in_parent() {
 /// parent's buffered slices, which belong to the parent's file.
 pub fn after_fork_in_child() -> Option<String> {
     HELD_FOR_FORK.with(|held| {
-        if let Some((mut buffer, _)) = held.borrow_mut().take() {
+        if let Some((_, mut buffer, _)) = held.borrow_mut().take() {
             *buffer = Buffer::default();
         }
     });
+    trace_file::close_inherited();
     stacks::release_after_fork();
     what_ran::restart_thread_numbers();
     let mut recorder = RECORDER.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -727,6 +796,8 @@ pub fn after_fork_in_child() -> Option<String> {
     // rather than detach a thread this process never had.
     std::mem::forget(parent.writer_thread);
     let mut settings = parent.settings;
+    settings.process.parent_pid = std::os::unix::process::parent_id();
+    settings.process.role = "fork child".to_owned();
     if !settings.path_template.contains("{pid}") {
         // Never write over the parent's file.
         settings.path_template.push_str(".{pid}");

@@ -50,13 +50,31 @@ struct CodeInfo {
     _keep_alive: Py<PyAny>,
     filename: String,
     function: String,
+    /// What names the code across releases, where lines and paths move.
+    name: FrameName,
+}
+
+/// A frame's module (`__name__` of its globals) and `co_qualname`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FrameName {
+    pub module: String,
+    pub qualname: String,
 }
 
 pub struct FrameInfo {
     pub filename: String,
     pub line: i32,
     pub function: String,
+    pub name: FrameName,
     pub text: String,
+}
+
+/// What the trace writer needs of a frame it has not defined yet.
+pub struct ExportedFrame {
+    pub filename: String,
+    pub line: i32,
+    pub function: String,
+    pub name: FrameName,
 }
 
 #[derive(Default)]
@@ -96,14 +114,14 @@ pub fn release_after_fork() {
     HELD_FOR_FORK.with(|held| held.borrow_mut().take());
 }
 
-/// For the trace writer: the frames of each stack in `stacks`, and the
-/// (file, line, function) of each of their frames for which `known` is
-/// false. Taken under one short hold of the lock, without the GIL.
+/// For the trace writer: the frames of each stack in `stacks`, and what it
+/// needs of each of their frames for which `known` is false. Taken under one
+/// short hold of the lock, without the GIL.
 #[allow(clippy::type_complexity)]
 pub fn export(
     stacks: &[StackId],
     known: impl Fn(FrameId) -> bool,
-) -> (Vec<(StackId, Vec<FrameId>)>, Vec<(FrameId, (String, i32, String))>) {
+) -> (Vec<(StackId, Vec<FrameId>)>, Vec<(FrameId, ExportedFrame)>) {
     with_registry(|registry| {
         let exported: Vec<(StackId, Vec<FrameId>)> =
             stacks.iter().filter_map(|&id| Some((id, registry.stacks.get(id)?.clone()))).collect();
@@ -115,7 +133,13 @@ pub fn export(
             .into_iter()
             .filter_map(|id| {
                 let info = registry.frames.get(id as usize)?;
-                Some((id, (info.filename.clone(), info.line, info.function.clone())))
+                let exported = ExportedFrame {
+                    filename: info.filename.clone(),
+                    line: info.line,
+                    function: info.function.clone(),
+                    name: info.name.clone(),
+                };
+                Some((id, exported))
             })
             .collect();
         (exported, frames)
@@ -123,10 +147,13 @@ pub fn export(
     .unwrap_or_default()
 }
 
-/// A frame as walked: its code object (owned) and instruction offset.
-/// `Bound`, not `Py`: dropping it releases the reference at once, even in
-/// the audit hook, where pyo3 does not know the thread holds the GIL.
+/// A frame as walked: the frame and its code object (owned) and instruction
+/// offset. The frame is kept for the module name of a code seen for the
+/// first time (its globals' `__name__`). `Bound`, not `Py`: dropping it
+/// releases the reference at once, even in the audit hook, where pyo3 does
+/// not know the thread holds the GIL.
 struct RawFrame<'py> {
+    frame: Bound<'py, PyAny>,
     code: Bound<'py, PyAny>,
     lasti: i32,
 }
@@ -139,9 +166,13 @@ unsafe fn walk(py: Python<'_>, frame: *mut ffi::PyFrameObject, limit: usize) -> 
     while !current.is_null() && raw.len() < limit {
         let code = ffi::PyFrame_GetCode(current);
         let lasti = ffi::PyFrame_GetLasti(current);
-        raw.push(RawFrame { code: Bound::from_owned_ptr(py, code.cast()), lasti });
         let back = ffi::PyFrame_GetBack(current);
-        ffi::Py_DECREF(current.cast());
+        // The walk's reference to `current` moves into the raw frame.
+        raw.push(RawFrame {
+            frame: Bound::from_owned_ptr(py, current.cast()),
+            code: Bound::from_owned_ptr(py, code.cast()),
+            lasti,
+        });
         current = back;
     }
     ffi::Py_XDECREF(current.cast());
@@ -215,10 +246,23 @@ fn describe_new_codes(raw: &[RawFrame<'_>]) -> Vec<(usize, CodeInfo)> {
                 _keep_alive: frame.code.clone().unbind(),
                 filename: text("co_filename"),
                 function: text("co_name"),
+                name: FrameName { module: module_of(&frame.frame), qualname: text("co_qualname") },
             },
         ));
     }
     described
+}
+
+/// `__name__` of the frame's globals: the module its code belongs to
+/// (`shop.views`, `__main__`); empty if it has none.
+fn module_of(frame: &Bound<'_, PyAny>) -> String {
+    // SAFETY: `frame` is a live frame object; PyFrame_GetGlobals returns a
+    // new reference to its globals dict.
+    let globals = unsafe { Bound::from_owned_ptr_or_opt(frame.py(), ffi::PyFrame_GetGlobals(frame.as_ptr().cast())) };
+    globals
+        .and_then(|globals| globals.get_item("__name__").ok())
+        .and_then(|name| name.extract::<String>().ok())
+        .unwrap_or_default()
 }
 
 fn add_instruction(registry: &mut Registry, frame: &RawFrame) {
@@ -242,6 +286,7 @@ fn add_instruction(registry: &mut Registry, frame: &RawFrame) {
                 filename: code.filename.clone(),
                 line,
                 function: code.function.clone(),
+                name: code.name.clone(),
                 text,
             });
         }

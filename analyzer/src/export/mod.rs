@@ -134,6 +134,13 @@ fn trace_line(trace: &TraceFacts) -> String {
         trace.python_version,
         fmt_short_ms(trace.threshold_ms)
     );
+    if !trace.role.is_empty() {
+        line.push_str(&format!(", pid {} ({}", trace.pid, trace.role));
+        if trace.role != "main" {
+            line.push_str(&format!(" of pid {}", trace.parent_pid));
+        }
+        line.push(')');
+    }
     if trace.cut_short {
         line.push_str(", cut short");
     }

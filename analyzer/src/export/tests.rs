@@ -82,6 +82,9 @@ pub(crate) fn sample_report() -> Report {
             platform: "linux".to_owned(),
             host: "web-1".to_owned(),
             pid: 7,
+            parent_pid: 6,
+            role: "spawn child".to_owned(),
+            root_command: vec!["uvicorn".to_owned(), "app:app".to_owned(), "--workers".to_owned(), "2".to_owned()],
             label: None,
             threshold_ms: 100.0,
             start_unix_ns: 1_000_000_000,
@@ -136,7 +139,7 @@ Slices: 1200 in 12.500 s recorded from 2.5 s to the end, 4 over the threshold (r
 Blocking I/O: 6 slices, 11 events
 CPU-blocking: 2 slices over the threshold without blocking I/O; most at app.py:40:crunch (2 slices)
 Dropped by the recorder: 3 slices, 1 event past 50 in a slice
-Trace 'w.bin': label none, host web-1, Python 3.12.1, threshold 100 ms, cut short, 1 of 4 chunks unreadable
+Trace 'w.bin': label none, host web-1, Python 3.12.1, threshold 100 ms, pid 7 (spawn child of pid 6), cut short, 1 of 4 chunks unreadable
 "#;
     assert_eq!(render(ReportFormat::Table, Style::default()), expected);
 }
@@ -242,6 +245,14 @@ fn json_is_the_serde_form_in_field_order() {
       "platform": "linux",
       "host": "web-1",
       "pid": 7,
+      "parent_pid": 6,
+      "role": "spawn child",
+      "root_command": [
+        "uvicorn",
+        "app:app",
+        "--workers",
+        "2"
+      ],
       "label": null,
       "threshold_ms": 100.0,
       "start_unix_ns": 1000000000,
@@ -297,7 +308,7 @@ fn markdown_escapes_pipes_and_keeps_tags_as_code() {
 - Blocking I/O: 6 slices, 11 events
 - CPU-blocking: 2 slices over the threshold without blocking I/O; most at app.py:40:crunch (2 slices)
 - Dropped by the recorder: 3 slices, 1 event past 50 in a slice
-- Trace 'w.bin': label none, host web-1, Python 3.12.1, threshold 100 ms, cut short, 1 of 4 chunks unreadable
+- Trace 'w.bin': label none, host web-1, Python 3.12.1, threshold 100 ms, pid 7 (spawn child of pid 6), cut short, 1 of 4 chunks unreadable
 "#;
     assert_eq!(render(ReportFormat::Markdown, Style::default()), expected);
 }
@@ -333,7 +344,7 @@ Slices: 1200 in 12.500 s recorded from 2.5 s to the end, 4 over the threshold (r
 Blocking I/O: 6 slices, 11 events
 CPU-blocking: 2 slices over the threshold without blocking I/O; most at app.py:40:crunch (2 slices)
 Dropped by the recorder: 3 slices, 1 event past 50 in a slice
-Trace 'w.bin': label none, host web-1, Python 3.12.1, threshold 100 ms, cut short, 1 of 4 chunks unreadable
+Trace 'w.bin': label none, host web-1, Python 3.12.1, threshold 100 ms, pid 7 (spawn child of pid 6), cut short, 1 of 4 chunks unreadable
 "#;
     assert_eq!(render(ReportFormat::Table, Style { color: false, width: Some(120) }), expected);
 }

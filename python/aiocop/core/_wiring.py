@@ -20,8 +20,14 @@ AIOCOP_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def _after_fork_in_child() -> None:
     new_trace = _native.after_fork_in_child()
-    if new_trace is not None and new_trace.startswith("error: "):
+    if new_trace is None:
+        return
+    if new_trace.startswith("error: "):
         logging.getLogger("aiocop").warning("aiocop cannot record in forked process %s: %s", os.getpid(), new_trace[7:])
+        return
+    from aiocop.core import recorder
+
+    recorder.stop_when_multiprocessing_exits()
 
 
 # Threads do not survive fork(): the CPU sampler and the recorder's writer

@@ -2,8 +2,14 @@
 
 Used by ``python -m aiocop record`` and by the ``AIOCOP_RECORD`` environment
 variable (read at interpreter start-up by the ``aiocop-autorecord.pth``
-file the package installs). Every loop the program creates, on any thread,
-asyncio or uvloop, is monitored without the program calling activate():
+file the package installs). The record command puts its settings in the
+environment, so every Python process the program starts records too
+(multiprocessing's spawn and forkserver children, a server's workers,
+``subprocess`` children); forked children record through the fork handler.
+A child writes a file of its own: ``{pid}`` expands, and without it a
+child's path gets ``.<pid>`` appended. Every loop the program creates, on any
+thread, asyncio or uvloop, is monitored without the program calling
+activate():
 - stock asyncio loops through the native ``Handle._run``;
 - uvloop loops from their creation (``uvloop.Loop.__init__`` is wrapped), so
   the callbacks scheduled before the loop first runs (the main task's first
@@ -17,15 +23,23 @@ import asyncio.events
 import importlib.util
 import logging
 import os
+import signal
+import sys
+import threading
 from typing import Any
 
 from aiocop import _native
-from aiocop.core import audit_patcher, blocking_io, recorder, slow_tasks
+from aiocop.core import audit_patcher, blocking_io, lineage, recorder, slow_tasks
 from aiocop.core.state import activate
 
 logger = logging.getLogger(__name__)
 
 ENVIRONMENT_VARIABLE = "AIOCOP_RECORD"
+LABEL_VARIABLE = "AIOCOP_LABEL"
+THRESHOLD_VARIABLE = "AIOCOP_THRESHOLD_MS"
+TRACE_DEPTH_VARIABLE = "AIOCOP_TRACE_DEPTH"
+FLUSH_INTERVAL_VARIABLE = "AIOCOP_FLUSH_INTERVAL_S"
+RECORD_CONTEXT_VARIABLE = "AIOCOP_RECORD_CONTEXT"
 
 
 def record_everything(
@@ -48,7 +62,56 @@ def record_everything(
     _monitor_uvloop_loops_from_creation()
     _monitor_loops_when_they_start()
     activate()
-    return recorder.start_recording(path, label=label, flush_interval_s=flush_interval_s, record_context=record_context)
+    written_path = recorder.start_recording(
+        path, label=label, flush_interval_s=flush_interval_s, record_context=record_context
+    )
+    _stop_recording_on_sigterm()
+    return written_path
+
+
+def pass_on_to_children(
+    path: str,
+    *,
+    label: str | None,
+    threshold_ms: float,
+    trace_depth: int,
+    flush_interval_s: float,
+    record_context: bool,
+) -> None:
+    """Put the recording settings in the environment, for every Python process this one starts."""
+    settings = {
+        ENVIRONMENT_VARIABLE: path,
+        THRESHOLD_VARIABLE: repr(threshold_ms),
+        TRACE_DEPTH_VARIABLE: str(trace_depth),
+        FLUSH_INTERVAL_VARIABLE: repr(flush_interval_s),
+        RECORD_CONTEXT_VARIABLE: "1" if record_context else "",
+    }
+    if label is not None:
+        settings[LABEL_VARIABLE] = label
+    os.environ.update(settings)
+
+
+def _stop_recording_on_sigterm() -> None:
+    """Write the trace out when SIGTERM would kill the process, then die of it as before.
+
+    Servers stop their workers with SIGTERM, and some (uvicorn) let it kill
+    the worker once they have shut down: without this, the last flush
+    interval and the footer are lost. Only where SIGTERM has its default
+    action: a program's own handler is left alone.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return
+    signal.signal(signal.SIGTERM, _stop_then_die)
+
+
+def _stop_then_die(signum: int, frame: Any) -> None:
+    try:
+        recorder.stop_recording()
+    finally:
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
 
 
 def _monitor_uvloop_loops_from_creation() -> None:
@@ -84,17 +147,31 @@ def _monitor_loops_when_they_start() -> None:
     asyncio._set_running_loop = _set_running_loop
 
 
+_environment_read = False
+
+
 def record_from_environment() -> None:
-    """Start recording if AIOCOP_RECORD names a trace file. Never raises: a bad path is logged."""
+    """Start recording if AIOCOP_RECORD names a trace file. Never raises: a bad path is logged.
+
+    Runs once per process, however often it is called: ``site`` can process
+    a virtualenv's site-packages, and so the start-up hook, twice.
+    """
+    global _environment_read
     path = os.environ.get(ENVIRONMENT_VARIABLE)
-    if not path:
+    if not path or _environment_read:
         return
+    _environment_read = True
+    if lineage.is_descendant() and "{pid}" not in path:
+        path += ".{pid}"  # never the file of the process that started this one
+    lineage.claim_root(list(sys.argv))
     try:
         record_everything(
             path,
-            label=os.environ.get("AIOCOP_LABEL"),
-            threshold_ms=float(os.environ.get("AIOCOP_THRESHOLD_MS", "30")),
-            trace_depth=int(os.environ.get("AIOCOP_TRACE_DEPTH", "20")),
+            label=os.environ.get(LABEL_VARIABLE),
+            threshold_ms=float(os.environ.get(THRESHOLD_VARIABLE, "30")),
+            trace_depth=int(os.environ.get(TRACE_DEPTH_VARIABLE, "20")),
+            flush_interval_s=float(os.environ.get(FLUSH_INTERVAL_VARIABLE) or "1.0"),
+            record_context=bool(os.environ.get(RECORD_CONTEXT_VARIABLE)),
         )
     except (OSError, ValueError) as error:
-        logging.getLogger("aiocop").error("%s=%s: not recording: %s", ENVIRONMENT_VARIABLE, path, error)
+        logging.getLogger("aiocop").warning("%s=%s: not recording: %s", ENVIRONMENT_VARIABLE, path, error)

@@ -18,6 +18,7 @@ from typing import Any, TypedDict
 
 from aiocop import _native
 from aiocop.core import _wiring  # noqa: F401  (connects the native side)
+from aiocop.core import lineage
 
 logger = logging.getLogger(__name__)
 
@@ -54,8 +55,15 @@ def start_recording(
     Detection is set up with its defaults if it was not, and monitoring is
     activated.
 
+    The file is created when the first slice is written, so a process that
+    never runs a monitored loop leaves none; it is locked while written, and
+    if another live process is writing ``path``, this one writes
+    ``<path>.<pid>`` instead (and says so once, through the ``aiocop``
+    logger).
+
     Args:
-        path: The trace file to create (overwritten if it exists).
+        path: The trace file to write (overwritten if it exists and no live
+            process is writing it).
         label: Names the release or build recorded ("v1.4.2", a git sha);
             stored in the trace header so that diffs can tell sides apart.
         flush_interval_s: Data reaches the file at least this often.
@@ -82,6 +90,7 @@ def start_recording(
         platform=_platform(),
         host=socket.gethostname(),
         argv=list(sys.argv),
+        **lineage.describe(),
     )
     _register_stop_at_exit()
     logger.info("Recording to %s", written_path)
@@ -144,6 +153,29 @@ def _register_stop_at_exit() -> None:
         # sampler's stop, this one runs before it.
         atexit.register(stop_recording)
         _stop_registered = True
+    stop_when_multiprocessing_exits()
+
+
+def stop_when_multiprocessing_exits() -> None:
+    """Stop recording in multiprocessing's exit handler too, once multiprocessing is imported.
+
+    A multiprocessing child started by fork or forkserver leaves through
+    ``os._exit()``, past atexit, right after ``multiprocessing.util._exit_function()``.
+    Called at start and in every forked child that records.
+    """
+    util = sys.modules.get("multiprocessing.util")
+    if util is None or getattr(util._exit_function, "_aiocop_wrapper", False):
+        return
+    original = util._exit_function
+
+    def _exit_function(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return original(*args, **kwargs)
+        finally:
+            stop_recording()
+
+    _exit_function._aiocop_wrapper = True  # type: ignore[attr-defined]
+    util._exit_function = _exit_function
 
 
 def _platform() -> str:
