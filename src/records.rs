@@ -51,9 +51,9 @@ pub struct ProcessInfo {
     /// --workers 2`), which a worker's own `argv` does not tell.
     pub root_command: Vec<String>,
     /// How the process came to record: `main` (started by the user),
-    /// `fork child`, `spawn child` (multiprocessing spawn or forkserver),
-    /// `subprocess` (a Python program another recorded process ran), or
-    /// empty when unknown.
+    /// `fork child`, `spawn child` (multiprocessing spawn), `forkserver`
+    /// and `forkserver child` (multiprocessing forkserver), `subprocess` (a
+    /// Python program another recorded process ran), or empty when unknown.
     pub role: String,
     /// The process's `sys.path` when recording started, so that paths can be
     /// shown relative to the entry they were imported from.

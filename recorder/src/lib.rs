@@ -129,6 +129,13 @@ fn start_sampler(
     })
 }
 
+/// The body of the `aiocop-cpu-sampler` thread: samples until
+/// `stop_sampler()`, without the GIL.
+#[pyfunction]
+fn run_sampler(py: Python<'_>) {
+    sampler::run(py);
+}
+
 #[pyfunction]
 fn is_sampler_started() -> bool {
     sampler::is_started()
@@ -310,6 +317,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(install_handle_run, m)?)?;
     m.add_function(wrap_pyfunction!(set_loop_monitored, m)?)?;
     m.add_function(wrap_pyfunction!(start_sampler, m)?)?;
+    m.add_function(wrap_pyfunction!(run_sampler, m)?)?;
     m.add_function(wrap_pyfunction!(is_sampler_started, m)?)?;
     m.add_function(wrap_pyfunction!(start_recording, m)?)?;
     m.add_function(wrap_pyfunction!(stop_recording, m)?)?;

@@ -124,6 +124,10 @@ pub fn run_slice(py: Python<'_>, ran: Ran<'_, '_>, run: impl FnOnce() -> PyResul
     let interesting = finished.total_events > 0 || exceeded;
     let after = (interesting && providers).then(|| capture_context(py, context)).flatten();
     let merged = if interesting { merge_contexts(py, before, after) } else { None };
+    let merged = match finished.first_event_context.as_ref() {
+        Some(at_first_event) => Some(fill_missing(at_first_event.bind(py).clone(), merged)),
+        None => merged,
+    };
     if recording::is_active() {
         let facts = SliceFacts {
             ran,
@@ -144,6 +148,24 @@ pub fn run_slice(py: Python<'_>, ran: Ran<'_, '_>, run: impl FnOnce() -> PyResul
         (Err(violation), Ok(_)) => Err(violation),
         (_, result) => result,
     }
+}
+
+/// What the context providers return now, in the current context, if any
+/// are registered (for the first blocking event of a slice).
+pub fn capture_current_context(py: Python<'_>) -> Option<Bound<'_, PyDict>> {
+    has_context_providers(py).then(|| capture_context(py, None)).flatten()
+}
+
+/// `at_first_event`, with the keys it lacks or has as None taken from
+/// `around` (the values from before and after the callback).
+fn fill_missing<'py>(at_first_event: Bound<'py, PyDict>, around: Option<Bound<'py, PyDict>>) -> Bound<'py, PyDict> {
+    for (key, value) in around.iter().flat_map(|around| around.iter()) {
+        let missing = at_first_event.get_item(&key).ok().flatten().is_none_or(|v| v.is_none());
+        if missing {
+            let _ = at_first_event.set_item(key, value);
+        }
+    }
+    at_first_event
 }
 
 fn has_context_providers(py: Python<'_>) -> bool {

@@ -797,7 +797,8 @@ pub fn after_fork_in_child() -> Option<String> {
     std::mem::forget(parent.writer_thread);
     let mut settings = parent.settings;
     settings.process.parent_pid = std::os::unix::process::parent_id();
-    settings.process.role = "fork child".to_owned();
+    let role = if settings.process.role == "forkserver" { "forkserver child" } else { "fork child" };
+    settings.process.role = role.to_owned();
     if !settings.path_template.contains("{pid}") {
         // Never write over the parent's file.
         settings.path_template.push_str(".{pid}");

@@ -1,6 +1,11 @@
-//! The CPU sampler: a native watchdog thread that, while a monitored
-//! callback has run longer than an arming delay, samples the stack of the
-//! thread running it, so `cpu_blocking` events say where the time went.
+//! The CPU sampler: a watchdog thread that, while a monitored callback has
+//! run longer than an arming delay, samples the stack of the thread running
+//! it, so `cpu_blocking` events say where the time went.
+//!
+//! The thread is a Python `threading.Thread` named `aiocop-cpu-sampler`
+//! (as in aiocop 1.2.1: listed by `threading.enumerate()`, faulthandler and
+//! py-spy), started by the Python side; its body is [`run`], which releases
+//! the GIL for good and runs natively.
 //!
 //! Each thread that runs monitored callbacks gets a slot; the hot path only
 //! stores two atomics into it on entry and one on exit, plus a load to see
@@ -65,7 +70,10 @@ static SETTINGS: Mutex<Settings> = Mutex::new(Settings {
     max_samples_per_slice: 32,
     trace_depth: 20,
 });
+/// Sampling was started (the settings are in force).
 static RUNNING: AtomicBool = AtomicBool::new(false);
+/// A watchdog thread runs [`run`]'s loop.
+static LOOP_RUNNING: AtomicBool = AtomicBool::new(false);
 static STOP: AtomicBool = AtomicBool::new(false);
 
 fn my_slot() -> Option<&'static Slot> {
@@ -109,7 +117,8 @@ pub fn is_started() -> bool {
     RUNNING.load(Relaxed)
 }
 
-/// Starts the watchdog with these settings; returns false if it already runs.
+/// Puts these settings in force; returns false if sampling was started
+/// already. The caller then starts a thread running [`run`].
 pub fn start(settings: Settings) -> bool {
     if RUNNING.swap(true, Relaxed) {
         return false;
@@ -117,20 +126,22 @@ pub fn start(settings: Settings) -> bool {
     if let Ok(mut current) = SETTINGS.lock() {
         *current = settings;
     }
-    spawn();
+    STOP.store(false, Relaxed);
     true
 }
 
-fn spawn() {
-    STOP.store(false, Relaxed);
-    let spawned = std::thread::Builder::new().name("aiocop-cpu-sampler".into()).spawn(watchdog_loop);
-    if spawned.is_err() {
-        RUNNING.store(false, Relaxed);
+/// The watchdog thread's body: samples until [`stop`], without the GIL.
+/// Returns at once if another thread runs it already.
+pub fn run(py: Python<'_>) {
+    if !RUNNING.load(Relaxed) || LOOP_RUNNING.swap(true, Relaxed) {
+        return;
     }
+    py.detach(watchdog_loop);
+    LOOP_RUNNING.store(false, Relaxed);
 }
 
-/// Threads do not survive fork: start a new watchdog in the child, and drop
-/// the parent's slices, which do not exist here.
+/// Threads do not survive fork: drop the parent's slices, which do not
+/// exist here; the Python side starts a new watchdog thread.
 pub fn after_fork_in_child() {
     for slot in &SLOTS {
         slot.slice_start_ns.store(0, Relaxed);
@@ -139,9 +150,7 @@ pub fn after_fork_in_child() {
     }
     SLOTS_USED.store(0, Relaxed);
     MY_SLOT.set(None);
-    if RUNNING.load(Relaxed) {
-        spawn();
-    }
+    LOOP_RUNNING.store(false, Relaxed);
 }
 
 /// Asks the watchdog to stop before the interpreter finalizes, so it never

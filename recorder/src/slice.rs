@@ -34,6 +34,10 @@ pub struct Slice {
     pub score: i64,
     /// `raise_on_violations` was on in the context that raised an event.
     pub should_raise: bool,
+    /// What the context providers returned at the first blocking event, if
+    /// any are registered: a value that exists only while the blocking call
+    /// runs (a tracing span opened and closed inside the callback).
+    pub first_event_context: Option<Py<pyo3::types::PyDict>>,
 }
 
 impl Slice {
@@ -94,13 +98,16 @@ pub fn record(py: Python<'_>, event_index: u16, args: *mut ffi::PyObject) {
 
 fn record_event(py: Python<'_>, event_index: u16, args: *mut ffi::PyObject) {
     let weight = BLOCKING_EVENTS[event_index as usize].weight;
-    let Some((keep, already_raising)) = with_slice(|slice| {
+    let Some((keep, already_raising, first)) = with_slice(|slice| {
         slice.total_events += 1;
         slice.score += weight;
-        (slice.events.len() < MAX_EVENTS_PER_SLICE, slice.should_raise)
+        (slice.events.len() < MAX_EVENTS_PER_SLICE, slice.should_raise, slice.total_events == 1)
     }) else {
         return;
     };
+    // Under the hook's re-entrancy guard: the providers' own I/O is not
+    // recorded.
+    let first_event_context = first.then(|| crate::monitor::capture_current_context(py)).flatten();
     let raise_now = !already_raising && raise_on_violations_is_set(py);
     let event = keep.then(|| RawEvent {
         event_index,
@@ -111,6 +118,9 @@ fn record_event(py: Python<'_>, event_index: u16, args: *mut ffi::PyObject) {
     });
     with_slice(|slice| {
         slice.should_raise |= raise_now;
+        if first_event_context.is_some() {
+            slice.first_event_context = first_event_context.map(Bound::unbind);
+        }
         if let Some(event) = event {
             if slice.events.len() < MAX_EVENTS_PER_SLICE {
                 slice.events.push(event);

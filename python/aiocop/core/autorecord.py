@@ -66,6 +66,7 @@ def record_everything(
         path, label=label, flush_interval_s=flush_interval_s, record_context=record_context
     )
     _stop_recording_on_sigterm()
+    _stop_recording_before_raise_signal()
     return written_path
 
 
@@ -104,6 +105,31 @@ def _stop_recording_on_sigterm() -> None:
     if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
         return
     signal.signal(signal.SIGTERM, _stop_then_die)
+
+
+# Signals whose default action ends the process (SIGINT's Python default
+# raises KeyboardInterrupt instead, and exits through atexit).
+_ENDING_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT})
+
+
+def _stop_recording_before_raise_signal() -> None:
+    """Write the trace out before the program kills itself with a signal.
+
+    uvicorn, once shut down after SIGTERM, restores the handler it found
+    and raises the signal again; under gunicorn's UvicornWorker that
+    handler is the default one, so the worker dies of it, past atexit.
+    """
+    original = signal.raise_signal
+    if getattr(original, "_aiocop_wrapper", False):
+        return
+
+    def raise_signal(signalnum: int, /) -> None:
+        if signalnum in _ENDING_SIGNALS and signal.getsignal(signalnum) is signal.SIG_DFL:
+            recorder.stop_recording()
+        original(signalnum)
+
+    raise_signal._aiocop_wrapper = True  # type: ignore[attr-defined]
+    signal.raise_signal = raise_signal
 
 
 def _stop_then_die(signum: int, frame: Any) -> None:

@@ -7,12 +7,16 @@ the stack of the thread running a monitored callback once the callback is
 older than an arming delay, and the samples are attached to the resulting
 SlowTaskEvent.
 
-The watchdog sleeps without the GIL and takes it only to sample a slice
-that is already old; the hot path stores two integers per callback.
+The watchdog is a daemon ``threading.Thread`` named ``aiocop-cpu-sampler``
+(listed by ``threading.enumerate()``, faulthandler and py-spy, and started
+again in a forked child), whose body runs natively: it sleeps without the
+GIL and takes it only to sample a slice that is already old; the hot path
+stores two integers per callback.
 """
 
 import atexit
 import logging
+import threading
 
 from aiocop import _native
 from aiocop.core import _wiring  # noqa: F401  (connects the native side)
@@ -51,6 +55,7 @@ def start_cpu_sampling(
         return
 
     _native.start_sampler(interval_ms, arm_after_ms, idle_interval_ms, max_samples_per_slice, trace_depth)
+    start_watchdog_thread()
 
     # A child forked after this call (a gunicorn --preload worker) restarts
     # its own watchdog: see aiocop.core._wiring.
@@ -62,6 +67,15 @@ def start_cpu_sampling(
         interval_ms,
         f"{arm_after_ms}ms" if arm_after_ms is not None else "threshold/2",
     )
+
+
+WATCHDOG_THREAD_NAME = "aiocop-cpu-sampler"
+
+
+def start_watchdog_thread() -> None:
+    """Start the watchdog thread, once sampling is started (again in a forked child)."""
+    thread = threading.Thread(target=_native.run_sampler, name=WATCHDOG_THREAD_NAME, daemon=True)
+    thread.start()
 
 
 def is_cpu_sampling_started() -> bool:
