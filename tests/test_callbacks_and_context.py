@@ -236,3 +236,48 @@ def test_callbacks_receive_a_slow_task_event(slow_tasks, tmp_path):
     assert isinstance(event.threshold_ms, float)
     assert isinstance(event.cpu_stack_samples, list)
     assert set(event.blocking_events[0]) == {"event", "trace", "entry_point", "severity"}
+
+
+span: contextvars.ContextVar[str | None] = contextvars.ContextVar("span", default=None)
+
+
+def span_provider() -> dict[str, str | None]:
+    return {"span": span.get()}
+
+
+def test_io_blocking_context_is_taken_at_the_first_blocking_event(slow_tasks, tmp_path):
+    """A span opened and closed inside one callback is seen by its io_blocking event (as in 1.2.1)."""
+    aiocop.register_context_provider(span_provider)
+    aiocop.register_context_provider(phase_provider)
+    target = tmp_path / "f"
+
+    async def body():
+        phase.set("around")
+        await asyncio.sleep(0)
+        token = span.set("span-1")  # what a tracer's current_span() would return
+        target.write_text("x")
+        span.reset(token)
+        busy_spin(0.001)
+
+    run_monitored(body)
+
+    event = slow_tasks.single_event_with(str(target))
+    assert event.reason == "io_blocking"
+    # Before and after the callback the span is None: only the first
+    # blocking event's context has it.
+    assert event.context == {"span": "span-1", "phase": "around"}
+
+
+def test_cpu_blocking_context_keeps_the_before_and_after_merge(slow_tasks):
+    aiocop.register_context_provider(span_provider)
+
+    async def body():
+        await asyncio.sleep(0)
+        token = span.set("span-2")
+        busy_spin(0.05)
+        span.reset(token)
+
+    run_monitored(body)
+
+    [event] = slow_tasks.with_reason("cpu_blocking")
+    assert event.context == {"span": None}
