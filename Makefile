@@ -1,16 +1,24 @@
 # One entry point for people and CI. Everything runs from a virtualenv in
 # .venv that the first target creates, so a fresh machine needs only
-# python3 (with venv), cargo and a C compiler.
+# python3 (with venv), cargo and a C compiler; `make test` also needs
+# CPython 3.12 and 3.13 (found as below), each tested in a venv of its own.
 #
 #   make demo    build, record a demo asyncio app under aiocop, then print its report
-#   make test    build, then run every check: rustfmt, clippy, cargo test, ruff, mypy, stubtest, pytest
+#   make test    build, then run every check: rustfmt, clippy, cargo test, ruff, mypy, stubtest,
+#                and pytest on CPython 3.11 (.venv), 3.12 (.venv-3.12) and 3.13 (.venv-3.13)
 #   make bench   build, then compare no monitor / this aiocop / aiocop 1.2.1 from PyPI
 
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: build demo test lint rust-test py-test bench clean
+# The other supported versions: pyenv's install where there is one, else
+# pythonX.Y on the PATH. Each builds in a cargo target directory of its own,
+# so switching interpreters never rebuilds pyo3 and the recorder.
+OTHER_VERSIONS := 3.12 3.13
+python_for = $(firstword $(wildcard /root/.pyenv/versions/$(1).*/bin/python3) python$(1))
+
+.PHONY: build demo test lint rust-test py-test bench clean $(addprefix build-,$(OTHER_VERSIONS)) $(addprefix py-test-,$(OTHER_VERSIONS))
 
 $(BIN)/maturin: requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -42,10 +50,23 @@ rust-test:
 py-test: build
 	$(BIN)/python -m pytest -q
 
-test: lint rust-test py-test
+$(VENV)-%/bin/maturin: requirements-dev.txt
+	$(call python_for,$*) -m venv $(VENV)-$*
+	$(VENV)-$*/bin/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+$(addprefix build-,$(OTHER_VERSIONS)): build-%: $(VENV)-%/bin/maturin
+	rm -f target/wheels-$*/aiocop-*.whl
+	CARGO_TARGET_DIR=target/py$* $(VENV)-$*/bin/maturin build --release --quiet -i $(VENV)-$*/bin/python --out target/wheels-$*
+	$(VENV)-$*/bin/pip install --quiet --no-deps --force-reinstall target/wheels-$*/aiocop-*.whl
+
+$(addprefix py-test-,$(OTHER_VERSIONS)): py-test-%: build-%
+	$(VENV)-$*/bin/python -m pytest -q
+
+test: lint rust-test py-test $(addprefix py-test-,$(OTHER_VERSIONS))
 
 bench: build
 	$(BIN)/python bench/run.py
 
 clean:
-	rm -rf $(VENV) target
+	rm -rf $(VENV) $(addprefix $(VENV)-,$(OTHER_VERSIONS)) target

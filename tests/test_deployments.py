@@ -74,7 +74,7 @@ def generate_load(port: int, seconds: float, concurrency: int = 6) -> list[int]:
                 try:
                     if await asyncio.wait_for(_get(port, path), 5) and n % 2:
                         answered.append(n)
-                except (OSError, asyncio.TimeoutError):
+                except (TimeoutError, OSError):
                     await asyncio.sleep(0.05)
 
         await asyncio.gather(*(client() for _ in range(concurrency)))
@@ -119,7 +119,8 @@ def serve_load_and_stop(tmp_path: Path, server_command: list[str], workers: int)
     data = tmp_path / "data"
     data.mkdir()
     port = free_port()
-    command = [sys.executable, "-m", "aiocop", "record", "-o", str(tmp_path / "traces" / "w.bin"), "--", *server_command]
+    trace = str(tmp_path / "traces" / "w.bin")
+    command = [sys.executable, "-m", "aiocop", "record", "-o", trace, "--", *server_command]
     command = [word.replace("PORT", str(port)) for word in command]
     (tmp_path / "traces").mkdir()
     env = {**os.environ, "APP_DATA": str(data)}
@@ -151,6 +152,19 @@ def opened_requests(trace_path: Path) -> list[int]:
     return [int(match.group(1)) for path in paths if (match := re.search(r"req-(\d+)", path))]
 
 
+def requests_in_complete_worker_traces(paths: list[Path], role: str, root_program: str) -> list[int]:
+    """The /io requests the traces hold, checking that each is whole and says who wrote it."""
+    recorded: list[int] = []
+    for path in paths:
+        described = info(path)
+        assert described["cut_short"] is False, f"{path.name} has no footer"
+        assert described["role"] == role
+        assert described["root_command"][:2] == ["-m", root_program]
+        assert described["parent_pid"] != described["pid"]
+        recorded += opened_requests(path)
+    return recorded
+
+
 def test_uvicorn_with_two_workers_leaves_one_complete_trace_per_worker(tmp_path):
     answered, workers, stderr = serve_load_and_stop(
         tmp_path,
@@ -163,14 +177,7 @@ def test_uvicorn_with_two_workers_leaves_one_complete_trace_per_worker(tmp_path)
     # loop: no file. Each spawned worker: one, named after its pid (no {pid}
     # in the path).
     assert {p.name for p in traces} == {f"w.bin.{pid}" for pid in workers}, (traces, workers, stderr)
-    recorded: list[int] = []
-    for path in traces:
-        described = info(path)
-        assert described["cut_short"] is False, f"{path.name} has no footer"
-        assert described["role"] == "spawn child"
-        assert described["root_command"][:2] == ["-m", "uvicorn"]
-        assert described["parent_pid"] != described["pid"]
-        recorded += opened_requests(path)
+    recorded = requests_in_complete_worker_traces(traces, "spawn child", "uvicorn")
     assert sorted(recorded) == sorted(answered), "every answered blocking request is in a trace, once"
     report = subprocess.run([ANALYZE, *map(str, traces), "--format", "json"], capture_output=True, text=True)
     assert report.returncode == 0, report.stderr
@@ -188,12 +195,7 @@ def test_gunicorn_with_uvicorn_workers_leaves_one_complete_trace_per_worker(tmp_
     traces = {p.name: p for p in (tmp_path / "traces").iterdir()}
     worker_names = {f"w.bin.{pid}" for pid in workers}
     assert worker_names <= set(traces), (traces, workers)
-    recorded: list[int] = []
-    for name in worker_names:
-        described = info(traces[name])
-        assert described["cut_short"] is False, f"{name} has no footer"
-        assert described["role"] == "fork child"
-        recorded += opened_requests(traces[name])
+    recorded = requests_in_complete_worker_traces([traces[name] for name in worker_names], "fork child", "gunicorn")
     assert sorted(recorded) == sorted(answered)
     # gunicorn's arbiter (the process started, so its file is the path
     # itself) runs an asyncio loop of its own, its control socket server, in
@@ -249,7 +251,7 @@ def test_multiprocessing_pool_workers_running_asyncio_each_record(tmp_path, star
     # The parent, the resource tracker and the forkserver run no loop: no file.
     assert set(traces) == worker_pids
     expected_role = {"spawn": "spawn child", "forkserver": "forkserver child", "fork": "fork child"}[start_method]
-    for pid, path in traces.items():
+    for path in traces.values():
         described = info(path)
         assert described["cut_short"] is False
         assert described["role"] == expected_role

@@ -17,8 +17,10 @@ from contextlib import contextmanager
 from typing import Any, TypedDict
 
 from aiocop import _native
-from aiocop.core import _wiring  # noqa: F401  (connects the native side)
-from aiocop.core import lineage
+from aiocop.core import (
+    _wiring,  # noqa: F401  (connects the native side)
+    lineage,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -164,9 +166,9 @@ def stop_when_multiprocessing_exits() -> None:
     Called at start and in every forked child that records.
     """
     util = sys.modules.get("multiprocessing.util")
-    if util is None or getattr(util._exit_function, "_aiocop_wrapper", False):
+    original = getattr(util, "_exit_function", None)
+    if original is None or getattr(original, "_aiocop_wrapper", False):
         return
-    original = util._exit_function
 
     def _exit_function(*args: Any, **kwargs: Any) -> Any:
         try:
@@ -175,7 +177,7 @@ def stop_when_multiprocessing_exits() -> None:
             stop_recording()
 
     _exit_function._aiocop_wrapper = True  # type: ignore[attr-defined]
-    util._exit_function = _exit_function
+    setattr(util, "_exit_function", _exit_function)  # noqa: B010 (a module mypy cannot see into)
 
 
 def _platform() -> str:
