@@ -40,6 +40,20 @@ pub struct TraceHeader {
     pub records_context: bool,
     /// Since format 1.1: who wrote the trace (defaults in a 1.0 trace).
     pub process: Appended<ProcessInfo>,
+    /// Since format 1.1: how recording sampled stacks (zeros in a 1.0 trace,
+    /// or with recording's sampling off).
+    pub sampling: Appended<SamplingInfo>,
+}
+
+/// Recording's own stack sampling (format 1.1): every slice that ran at
+/// least `after_ns` got a sample about every `interval_ns`, each standing
+/// for that much of the loop's time. Apart from the monitor's CPU samples
+/// of slow slices, whose arming rules are aiocop 1.2.1's.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
+pub struct SamplingInfo {
+    /// 0: recording did not sample.
+    pub after_ns: u64,
+    pub interval_ns: u64,
 }
 
 /// Which process of a deployment wrote a trace (format 1.1).

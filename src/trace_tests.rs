@@ -9,7 +9,8 @@ use crate::format::{
 };
 use crate::reader::{Dictionary, TraceFile};
 use crate::records::{
-    Appended, Chunk, EventRecord, EventSpec, Frame, FrameName, ProcessInfo, SliceRecord, TraceFooter, TraceHeader,
+    Appended, Chunk, EventRecord, EventSpec, Frame, FrameName, ProcessInfo, SamplingInfo, SliceRecord, TraceFooter,
+    TraceHeader,
 };
 use crate::writer::TraceWriter;
 use std::io::{self, Write};
@@ -39,6 +40,7 @@ fn header() -> TraceHeader {
             role: "spawn child".into(),
             sys_path: vec!["/app/src".into(), "/usr/lib/python3.12".into()],
         }),
+        sampling: Appended(SamplingInfo { after_ns: 2_000_000, interval_ns: 1_000_000 }),
     }
 }
 
@@ -309,17 +311,17 @@ fn an_empty_recording_is_a_header_and_a_footer() {
 /// passes and `GOLDEN_TRACE` still reads (`the_golden_trace_still_reads`),
 /// and regenerating the hex is all there is to do.
 const GOLDEN_TRACE: &str = "\
-41494f434f5054520100010000000000010100005c000000530000008555373c28b52ffd205399020005312e332e3004\
+41494f434f505452010001000000000001010000660000005d0000005ac626cd28b52ffd205de9020005312e332e3004\
 332e3132056c696e75780168070104612e7079fc00ca9a3bfb881300640201046f70656e1400060207757669636f726e\
-076170703a6170700b737061776e206368696c6401062f612f737263020100005e0000005d0000007b37c29f28b52ffd\
-205dad02000285121eb015a6031c866118062f2044849c846095242a52e4824282518436d93205246fbf83c771dbfb15\
-b8458d623202eec5d2ab8e61907c0483c8a18a0977da4a0c15de012514685b89e52502007114222e4506030100001200\
-00000900000098906e4c28b52ffd200949000002010101fc80380100";
+076170703a6170700b737061776e206368696c6401062f612f737263fc80841e00fc40420f00020100005e0000005d00\
+00007b37c29f28b52ffd205dad02000285121eb015a6031c866118062f2044849c846095242a52e4824282518436d932\
+05246fbf83c771dbfb15b8458d623202eec5d2ab8e61907c0483c8a18a0977da4a0c15de012514685b89e52502007114\
+222e450603010000120000000900000098906e4c28b52ffd200949000002010101fc80380100";
 
 /// The decompressed payloads of [`GOLDEN_TRACE`] (header, chunk, footer):
 /// the bincode encoding itself, independent of zstd.
 const GOLDEN_PAYLOADS: [&str; 3] = [
-    "05312e332e3004332e3132056c696e75780168070104612e7079fc00ca9a3bfb881300640201046f70656e1400060207757669636f726e076170703a6170700b737061776e206368696c6401062f612f737263",
+    "05312e332e3004332e3132056c696e75780168070104612e7079fc00ca9a3bfb881300640201046f70656e1400060207757669636f726e076170703a6170700b737061776e206368696c6401062f612f737263fc80841e00fc40420f00",
     "0600046d61696e010e2f612f7372632f6d61696e2e70790201660304782c207204046d61696e0503672e660100010602010001000a020005000000000000000000fb2c01fc701101000001000101010003020000140100000101000405",
     "02010101fc80380100",
 ];
@@ -340,6 +342,7 @@ fn golden_parts() -> (TraceHeader, Chunk, TraceFooter) {
         role: "spawn child".into(),
         sys_path: vec!["/a/src".into()],
     });
+    header.sampling = Appended(SamplingInfo { after_ns: 2_000_000, interval_ns: 1_000_000 });
     chunk.strings.extend([(4, "main".into()), (5, "g.f".into())]);
     chunk.frame_names = Appended(vec![(0, FrameName { module: 4, qualname: 5 })]);
     (header, chunk, footer)
@@ -362,6 +365,7 @@ fn golden_parts_1_0() -> (TraceHeader, Chunk, TraceFooter) {
         event_table: vec![EventSpec { name: "open".into(), weight: 10 }],
         records_context: false,
         process: Appended::default(),
+        sampling: Appended::default(),
     };
     let chunk = Chunk {
         strings: vec![(0, "main".into()), (1, "/a/src/main.py".into()), (2, "f".into()), (3, "x, r".into())],

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import aiocop
+import pytest
 from conftest import run_monitored
 
 LOOP_PROGRAM = textwrap.dedent(
@@ -140,6 +141,7 @@ def test_record_with_a_path_in_a_missing_directory_exits_2_with_one_line(tmp_pat
     assert not (tmp_path / "missing").exists()
 
 
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
 def test_the_cpu_watchdog_is_a_visible_thread_again_in_a_forked_child():
     [watchdog] = [t for t in threading.enumerate() if t.name == "aiocop-cpu-sampler"]
     assert watchdog.daemon and watchdog.is_alive()

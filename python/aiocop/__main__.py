@@ -1,6 +1,7 @@
 """Command line of the aiocop package: record an unmodified program.
 
-    python -m aiocop record -o trace.bin [--label L] [--threshold-ms N] [--trace-depth N] -- script.py args
+    python -m aiocop record -o trace.bin [--label L] [--threshold-ms N] [--trace-depth N]
+        [--sample-after-ms N] [--sample-interval-ms N] -- script.py args
     python -m aiocop record -o trace.bin -- -m package args
 
 Every event loop the program creates, on any thread, asyncio or uvloop, is
@@ -43,8 +44,30 @@ def _parser() -> argparse.ArgumentParser:
     record.add_argument(
         "--record-context", action="store_true", help="also record context provider values (may be sensitive)"
     )
+    record.add_argument(
+        "--sample-after-ms",
+        type=_milliseconds,
+        default=2.0,
+        help="a slice this long gets stack samples, to say where the loop's time went (default: 2; 0: off)",
+    )
+    record.add_argument(
+        "--sample-interval-ms",
+        type=_milliseconds,
+        default=1.0,
+        help="how often such a slice is sampled; each sample stands for this long (default: 1)",
+    )
     record.add_argument("target", nargs=argparse.REMAINDER, help="-- script.py args, or -- -m module args")
     return parser
+
+
+def _milliseconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more milliseconds, not {text}")
+    return value
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
         "trace_depth": args.trace_depth,
         "flush_interval_s": args.flush_interval,
         "record_context": args.record_context,
+        "sample_after_ms": args.sample_after_ms,
+        "sample_interval_ms": args.sample_interval_ms,
     }
     try:
         autorecord.record_everything(args.output, **settings)

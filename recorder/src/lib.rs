@@ -136,6 +136,13 @@ fn run_sampler(py: Python<'_>) {
     sampler::run(py);
 }
 
+/// Whether a watchdog thread should run (the monitor samples, or recording
+/// does) and none does yet.
+#[pyfunction]
+fn watchdog_thread_needed() -> bool {
+    sampler::watchdog_thread_needed()
+}
+
 #[pyfunction]
 fn is_sampler_started() -> bool {
     sampler::is_started()
@@ -200,14 +207,17 @@ fn interned_sizes() -> (usize, usize) {
 /// Starts recording every monitored slice to `path` (`{pid}` expands to
 /// the process id). Raises OSError naming the path if it cannot be written.
 #[pyfunction]
-#[pyo3(signature = (path, *, label, flush_interval_s, max_buffered_slices, record_context, aiocop_version, python_version, platform, host, argv, parent_pid, root_command, role, sys_path))]
+#[pyo3(signature = (path, *, label, flush_interval_s, max_buffered_slices, record_context, sample_after_ms, sample_interval_ms, aiocop_version, python_version, platform, host, argv, parent_pid, root_command, role, sys_path))]
 #[allow(clippy::too_many_arguments)]
 fn start_recording(
+    py: Python<'_>,
     path: String,
     label: Option<String>,
     flush_interval_s: f64,
     max_buffered_slices: usize,
     record_context: bool,
+    sample_after_ms: f64,
+    sample_interval_ms: f64,
     aiocop_version: String,
     python_version: String,
     platform: String,
@@ -223,6 +233,18 @@ fn start_recording(
             "flush_interval_s must be a positive number of seconds, not {flush_interval_s}"
         )));
     }
+    for (name, ms) in [("sample_after_ms", sample_after_ms), ("sample_interval_ms", sample_interval_ms)] {
+        if !(ms.is_finite() && ms >= 0.0) {
+            return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                "{name} must be 0 or more milliseconds, not {ms}"
+            )));
+        }
+    }
+    let ns = |ms: f64| (ms * 1e6) as u64;
+    let sampling = aiocop_trace::records::SamplingInfo {
+        after_ns: ns(sample_after_ms),
+        interval_ns: if sample_after_ms > 0.0 { ns(sample_interval_ms).max(1_000_000) } else { 0 },
+    };
     let settings = recording::Settings {
         path_template: path,
         label,
@@ -235,14 +257,18 @@ fn start_recording(
         host,
         argv,
         process: aiocop_trace::records::ProcessInfo { parent_pid, root_command, role, sys_path },
+        sampling,
     };
-    recording::start(settings).map_err(pyo3::exceptions::PyOSError::new_err)
+    let path = recording::start(settings).map_err(pyo3::exceptions::PyOSError::new_err)?;
+    sampler::set_recording_sampling(py, sampling.after_ns, sampling.interval_ns);
+    Ok(path)
 }
 
 /// Stops recording; returns what was written, or None if not recording.
 #[pyfunction]
 fn stop_recording(py: Python<'_>) -> PyResult<Option<Bound<'_, pyo3::types::PyDict>>> {
     let Some((path, outcome)) = recording::stop(py) else { return Ok(None) };
+    sampler::set_recording_sampling(py, 0, 0);
     let summary = pyo3::types::PyDict::new(py);
     summary.set_item("path", path)?;
     summary.set_item("slices", outcome.slices)?;
@@ -318,6 +344,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(set_loop_monitored, m)?)?;
     m.add_function(wrap_pyfunction!(start_sampler, m)?)?;
     m.add_function(wrap_pyfunction!(run_sampler, m)?)?;
+    m.add_function(wrap_pyfunction!(watchdog_thread_needed, m)?)?;
     m.add_function(wrap_pyfunction!(is_sampler_started, m)?)?;
     m.add_function(wrap_pyfunction!(start_recording, m)?)?;
     m.add_function(wrap_pyfunction!(stop_recording, m)?)?;

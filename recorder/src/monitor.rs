@@ -117,7 +117,7 @@ pub fn run_slice(py: Python<'_>, ran: Ran<'_, '_>, run: impl FnOnce() -> PyResul
     sampler::slice_started(start_ns);
     let result = run();
     let elapsed_ns = clock::now_ns() - start_ns;
-    let samples = sampler::slice_finished(start_ns);
+    let sampler::SliceSamples { monitor: samples, recording: recording_samples } = sampler::slice_finished(start_ns);
     let finished = slice::end(outer);
 
     let exceeded = elapsed_ns >= config::threshold_ns();
@@ -135,7 +135,8 @@ pub fn run_slice(py: Python<'_>, ran: Ran<'_, '_>, run: impl FnOnce() -> PyResul
             duration_ns: elapsed_ns,
             exceeded,
             slice: &finished,
-            samples: &samples,
+            // Recording's own samples where it takes them, else the monitor's.
+            samples: if sampler::recording_sampling().0 != 0 { &recording_samples } else { &samples },
             context: merged.as_ref(),
         };
         recording::record_slice(py, facts);

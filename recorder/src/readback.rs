@@ -109,5 +109,7 @@ fn header_dict<'py>(py: Python<'py>, header: &TraceHeader) -> PyResult<Bound<'py
     dict.set_item("root_command", &header.process.root_command)?;
     dict.set_item("role", &header.process.role)?;
     dict.set_item("sys_path", &header.process.sys_path)?;
+    dict.set_item("sample_after_ns", header.sampling.after_ns)?;
+    dict.set_item("sample_interval_ns", header.sampling.interval_ns)?;
     Ok(dict)
 }

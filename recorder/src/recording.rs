@@ -32,7 +32,8 @@
 use crate::stacks::{self, StackId};
 use crate::{clock, config, trace_file, what_ran};
 use aiocop_trace::records::{
-    Appended, Chunk, EventRecord, EventSpec, Frame, FrameName, ProcessInfo, SliceRecord, TraceFooter, TraceHeader,
+    Appended, Chunk, EventRecord, EventSpec, Frame, FrameName, ProcessInfo, SamplingInfo, SliceRecord, TraceFooter,
+    TraceHeader,
 };
 use aiocop_trace::writer::TraceWriter;
 use aiocop_trace::BLOCKING_EVENTS;
@@ -67,6 +68,7 @@ pub struct Settings {
     pub host: String,
     pub argv: Vec<String>,
     pub process: ProcessInfo,
+    pub sampling: SamplingInfo,
 }
 
 /// A slice as the hot path leaves it for the writer: 32 bytes; the rest,
@@ -440,6 +442,7 @@ fn trace_header(settings: &Settings, start_monotonic_ns: u64) -> TraceHeader {
         event_table: BLOCKING_EVENTS.iter().map(|e| EventSpec { name: e.name.to_owned(), weight: e.weight }).collect(),
         records_context: settings.record_context,
         process: Appended(settings.process.clone()),
+        sampling: Appended(settings.sampling),
     }
 }
 

@@ -7,6 +7,28 @@
 //! py-spy), started by the Python side; its body is [`run`], which releases
 //! the GIL for good and runs natively.
 //!
+//! While recording, the same thread also takes recording's own samples:
+//! every slice that runs at least `after_ns` gets a stack about every
+//! `interval_ns`, so that a trace says where the loop's time went in slices
+//! too short to be slow (the monitor's samples keep aiocop 1.2.1's arming
+//! rules). Taking the GIL to sample would wait for the loop thread to give
+//! it up, which it does only every `sys.getswitchinterval()` (5 ms): too
+//! late for a 3 ms slice. So:
+//! - On 3.13, for the main thread, the watchdog asks the interpreter to run
+//!   [`take_pending_sample`] there, with `Py_AddPendingCall` (no GIL or
+//!   thread state needed): it runs at the loop thread's next eval-breaker
+//!   check, inside the busy code, which then walks its own stack.
+//! - On 3.11 and 3.12 a pending call queued from another thread does not
+//!   set the main thread's eval breaker (it is computed for the calling
+//!   thread), so it would wait for the next GIL switch anyway. There the
+//!   watchdog takes the GIL, with the switch interval lowered to
+//!   [`SAMPLING_SWITCH_INTERVAL_US`] for the time it waits: the loop thread
+//!   is asked to drop the GIL after that much, not 5 ms. That works for
+//!   loops on any thread.
+//! - Loops off the main thread on 3.13 (where the switch interval cannot be
+//!   set from C) are sampled by taking the GIL at the normal interval: their
+//!   long slices get fewer samples.
+//!
 //! Each thread that runs monitored callbacks gets a slot; the hot path only
 //! stores two atomics into it on entry and one on exit, plus a load to see
 //! whether samples were taken. The watchdog sleeps without the GIL and takes
@@ -19,11 +41,12 @@ use crate::{
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use std::cell::Cell;
+use std::ffi::{c_int, c_void};
 use std::sync::atomic::{
     AtomicBool, AtomicU64, AtomicUsize,
     Ordering::{Acquire, Relaxed, Release},
 };
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 const MAX_SLOTS: usize = 64;
@@ -39,6 +62,16 @@ struct Slot {
     /// The slice the samples belong to, 0 when there are none.
     sampled_slice: AtomicU64,
     samples: Mutex<Vec<StackId>>,
+    /// Recording's samples: when the next one is due for the running
+    /// slice (0: none), ...
+    recording_due_ns: AtomicU64,
+    /// ... the slice a pending call was queued for (0: none queued), and
+    /// when, ...
+    recording_pending: AtomicU64,
+    recording_pending_since_ns: AtomicU64,
+    /// ... and the slice the samples taken belong to, and the samples.
+    recording_slice: AtomicU64,
+    recording_samples: Mutex<Vec<StackId>>,
 }
 
 #[allow(clippy::declare_interior_mutable_const)]
@@ -47,6 +80,11 @@ const EMPTY_SLOT: Slot = Slot {
     slice_start_ns: AtomicU64::new(0),
     sampled_slice: AtomicU64::new(0),
     samples: Mutex::new(Vec::new()),
+    recording_due_ns: AtomicU64::new(0),
+    recording_pending: AtomicU64::new(0),
+    recording_pending_since_ns: AtomicU64::new(0),
+    recording_slice: AtomicU64::new(0),
+    recording_samples: Mutex::new(Vec::new()),
 };
 static SLOTS: [Slot; MAX_SLOTS] = [EMPTY_SLOT; MAX_SLOTS];
 static SLOTS_USED: AtomicUsize = AtomicUsize::new(0);
@@ -72,6 +110,14 @@ static SETTINGS: Mutex<Settings> = Mutex::new(Settings {
 });
 /// Sampling was started (the settings are in force).
 static RUNNING: AtomicBool = AtomicBool::new(false);
+/// Recording's sampling: a slice this old gets samples (0: off), this often.
+static RECORDING_AFTER_NS: AtomicU64 = AtomicU64::new(0);
+static RECORDING_INTERVAL_NS: AtomicU64 = AtomicU64::new(1_000_000);
+/// Recording's samples keep at most this many per slice (a 10 s stall at
+/// 1 ms): past it, a slice's samples stand for more time each.
+const MAX_RECORDING_SAMPLES: usize = 10_000;
+/// The main thread's ident: its slices are sampled through pending calls.
+static MAIN_THREAD_IDENT: AtomicU64 = AtomicU64::new(0);
 /// A watchdog thread runs [`run`]'s loop.
 static LOOP_RUNNING: AtomicBool = AtomicBool::new(false);
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -97,20 +143,62 @@ fn current_thread_ident() -> u64 {
 /// Publishes the slice starting at `start_ns` to the watchdog.
 pub fn slice_started(start_ns: u64) {
     if let Some(slot) = my_slot() {
+        let after_ns = RECORDING_AFTER_NS.load(Relaxed);
+        if after_ns != 0 {
+            slot.recording_due_ns.store(start_ns + after_ns, Relaxed);
+        }
         slot.slice_start_ns.store(start_ns, Release);
     }
 }
 
+/// The samples taken during a slice: the monitor's (for `cpu_blocking`
+/// events, 1.2.1's rules) and recording's.
+#[derive(Default)]
+pub struct SliceSamples {
+    pub monitor: Vec<StackId>,
+    pub recording: Vec<StackId>,
+}
+
 /// Withdraws the slice and returns the samples taken during it.
-pub fn slice_finished(start_ns: u64) -> Vec<StackId> {
-    let Some(slot) = my_slot() else { return Vec::new() };
+pub fn slice_finished(start_ns: u64) -> SliceSamples {
+    let Some(slot) = my_slot() else { return SliceSamples::default() };
     slot.slice_start_ns.store(0, Release);
-    if slot.sampled_slice.load(Acquire) != start_ns {
+    slot.recording_due_ns.store(0, Relaxed);
+    SliceSamples {
+        monitor: take_samples(&slot.sampled_slice, &slot.samples, start_ns),
+        recording: take_samples(&slot.recording_slice, &slot.recording_samples, start_ns),
+    }
+}
+
+/// The samples in `samples` if they belong to the slice of `start_ns`.
+#[inline]
+fn take_samples(owner: &AtomicU64, samples: &Mutex<Vec<StackId>>, start_ns: u64) -> Vec<StackId> {
+    if owner.load(Acquire) != start_ns {
         return Vec::new();
     }
-    let Ok(mut samples) = slot.samples.try_lock() else { return Vec::new() };
-    slot.sampled_slice.store(0, Relaxed);
+    let Ok(mut samples) = samples.try_lock() else { return Vec::new() };
+    owner.store(0, Relaxed);
     std::mem::take(&mut *samples)
+}
+
+/// Turns recording's sampling on (`after_ns` > 0) or off (0). The Python
+/// side then starts a watchdog thread if [`watchdog_thread_needed`].
+pub fn set_recording_sampling(py: Python<'_>, after_ns: u64, interval_ns: u64) {
+    if MAIN_THREAD_IDENT.load(Relaxed) == 0 {
+        let ident = py
+            .import("threading")
+            .and_then(|threading| threading.call_method0("main_thread")?.getattr("ident")?.extract::<u64>());
+        MAIN_THREAD_IDENT.store(ident.unwrap_or(0), Relaxed);
+    }
+    let version = py.version_info();
+    PENDING_CALLS_REACH_THE_MAIN_THREAD.store((version.major, version.minor) >= (3, 13), Relaxed);
+    RECORDING_INTERVAL_NS.store(interval_ns.max(MIN_SLEEP_NS), Relaxed);
+    RECORDING_AFTER_NS.store(after_ns, Relaxed);
+}
+
+/// The recording's sampling in force: (after_ns, interval_ns), after 0 when off.
+pub fn recording_sampling() -> (u64, u64) {
+    (RECORDING_AFTER_NS.load(Relaxed), RECORDING_INTERVAL_NS.load(Relaxed))
 }
 
 pub fn is_started() -> bool {
@@ -130,10 +218,21 @@ pub fn start(settings: Settings) -> bool {
     true
 }
 
+/// Whether a watchdog thread should run: the monitor's sampling was
+/// started, or recording samples.
+fn watchdog_wanted() -> bool {
+    RUNNING.load(Relaxed) || RECORDING_AFTER_NS.load(Relaxed) != 0
+}
+
+/// A watchdog thread should run and none does (yet).
+pub fn watchdog_thread_needed() -> bool {
+    watchdog_wanted() && !LOOP_RUNNING.load(Relaxed)
+}
+
 /// The watchdog thread's body: samples until [`stop`], without the GIL.
 /// Returns at once if another thread runs it already.
 pub fn run(py: Python<'_>) {
-    if !RUNNING.load(Relaxed) || LOOP_RUNNING.swap(true, Relaxed) {
+    if !watchdog_wanted() || LOOP_RUNNING.swap(true, Relaxed) {
         return;
     }
     py.detach(watchdog_loop);
@@ -147,6 +246,9 @@ pub fn after_fork_in_child() {
         slot.slice_start_ns.store(0, Relaxed);
         slot.sampled_slice.store(0, Relaxed);
         slot.thread_ident.store(0, Relaxed);
+        slot.recording_due_ns.store(0, Relaxed);
+        slot.recording_pending.store(0, Relaxed);
+        slot.recording_slice.store(0, Relaxed);
     }
     SLOTS_USED.store(0, Relaxed);
     MY_SLOT.set(None);
@@ -170,7 +272,8 @@ fn effective_timing(settings: &Settings) -> (u64, u64) {
 fn watchdog_loop() {
     let mut sleep_ns = MAX_IDLE_NS;
     while !STOP.load(Relaxed) {
-        std::thread::sleep(Duration::from_nanos(sleep_ns.max(MIN_SLEEP_NS)));
+        std::thread::sleep(Duration::from_nanos(sleep_ns));
+        let monitor_sampling = RUNNING.load(Relaxed);
         let (interval_ns, arm_ns, idle_ns, max_samples, depth) = match SETTINGS.lock() {
             Ok(s) => {
                 let (arm, idle) = effective_timing(&s);
@@ -178,21 +281,177 @@ fn watchdog_loop() {
             }
             Err(_) => return,
         };
+        let (recording_after_ns, recording_interval_ns) = recording_sampling();
         let now = clock::now_ns();
         let used = SLOTS_USED.load(Relaxed).min(MAX_SLOTS);
         let mut any_running = false;
-        for slot in &SLOTS[..used] {
+        for (index, slot) in SLOTS[..used].iter().enumerate() {
             let start = slot.slice_start_ns.load(Acquire);
-            if start == 0 {
+            if start == 0 || STOP.load(Relaxed) {
                 continue;
             }
             any_running = true;
-            if now.saturating_sub(start) >= arm_ns && !STOP.load(Relaxed) {
+            if monitor_sampling && now.saturating_sub(start) >= arm_ns {
                 sample(slot, start, max_samples, depth);
             }
+            let due = slot.recording_due_ns.load(Relaxed);
+            if recording_after_ns != 0 && due != 0 && now >= due {
+                slot.recording_due_ns.store(now + recording_interval_ns, Relaxed);
+                sample_for_recording(index, slot, start);
+            }
         }
-        sleep_ns = if any_running { interval_ns } else { idle_ns };
+        sleep_ns = next_sleep_ns(any_running, monitor_sampling, (interval_ns, idle_ns), recording_after_ns);
+        if let Some(due) = next_recording_due_ns(used) {
+            // Wake when the next slice turns old enough, not up to an
+            // interval later: a 3 ms slice would be over by then.
+            sleep_ns = sleep_ns.min(due.saturating_sub(clock::now_ns()).max(MIN_RECORDING_SLEEP_NS));
+        }
     }
+}
+
+/// The watchdog sleeps at least this long between recording's samples.
+const MIN_RECORDING_SLEEP_NS: u64 = 200_000;
+
+/// When recording's next sample is due, over every running slice.
+fn next_recording_due_ns(used: usize) -> Option<u64> {
+    SLOTS[..used].iter().map(|slot| slot.recording_due_ns.load(Relaxed)).filter(|&due| due != 0).min()
+}
+
+/// How long the watchdog sleeps: the monitor's interval (or idle interval),
+/// and while recording samples, often enough to find a slice soon after it
+/// turns `after_ns` old.
+fn next_sleep_ns(any_running: bool, monitor_sampling: bool, monitor: (u64, u64), recording_after_ns: u64) -> u64 {
+    let (interval_ns, idle_ns) = monitor;
+    let monitor_sleep = match (monitor_sampling, any_running) {
+        (false, _) => MAX_IDLE_NS,
+        (true, true) => interval_ns,
+        (true, false) => idle_ns,
+    }
+    .max(MIN_SLEEP_NS);
+    if recording_after_ns == 0 {
+        return monitor_sleep;
+    }
+    let recording_sleep = if any_running { RECORDING_INTERVAL_NS.load(Relaxed) } else { recording_after_ns / 2 };
+    monitor_sleep.min(recording_sleep.max(MIN_RECORDING_SLEEP_NS))
+}
+
+/// How long the watchdog lets a loop thread keep the GIL when it wants a
+/// sample, on 3.11 and 3.12.
+const SAMPLING_SWITCH_INTERVAL_US: std::ffi::c_ulong = 100;
+
+type SetSwitchInterval = unsafe extern "C" fn(std::ffi::c_ulong);
+type GetSwitchInterval = unsafe extern "C" fn() -> std::ffi::c_ulong;
+
+/// CPython's `_PyEval_SetSwitchInterval` and `_PyEval_GetSwitchInterval`,
+/// exported by 3.11 and 3.12 only, looked up at run time so that the same
+/// code loads on 3.13.
+fn switch_interval_functions() -> Option<(SetSwitchInterval, GetSwitchInterval)> {
+    static FUNCTIONS: OnceLock<Option<(SetSwitchInterval, GetSwitchInterval)>> = OnceLock::new();
+    *FUNCTIONS.get_or_init(|| {
+        // SAFETY: dlsym on the process's own symbols; a found symbol has the
+        // signature of its declaration in CPython's cpython/ceval.h.
+        unsafe {
+            let set = libc::dlsym(libc::RTLD_DEFAULT, c"_PyEval_SetSwitchInterval".as_ptr());
+            let get = libc::dlsym(libc::RTLD_DEFAULT, c"_PyEval_GetSwitchInterval".as_ptr());
+            (!set.is_null() && !get.is_null()).then(|| {
+                (
+                    std::mem::transmute::<*mut c_void, SetSwitchInterval>(set),
+                    std::mem::transmute::<*mut c_void, GetSwitchInterval>(get),
+                )
+            })
+        }
+    })
+}
+
+/// Whether a pending call queued from the watchdog reaches the main thread
+/// at once (3.13's per-thread eval breaker).
+static PENDING_CALLS_REACH_THE_MAIN_THREAD: AtomicBool = AtomicBool::new(false);
+
+/// Takes one of recording's samples of the slice of `start` in `slot`.
+fn sample_for_recording(index: usize, slot: &Slot, start: u64) {
+    let main_thread = slot.thread_ident.load(Relaxed) == MAIN_THREAD_IDENT.load(Relaxed);
+    if !(main_thread && PENDING_CALLS_REACH_THE_MAIN_THREAD.load(Relaxed)) {
+        return sample_with_the_gil(slot, start);
+    }
+    // One pending call per slice at a time: the interpreter's queue is
+    // short (32). A call queued for an earlier slice runs, finds its slice
+    // over and does nothing.
+    let now = clock::now_ns();
+    if slot.recording_pending.load(Relaxed) == start {
+        // Not serviced yet: the eval breaker can be missed (the bit goes to
+        // the thread holding the GIL at that instant). Taking the GIL makes
+        // the loop thread drop and take it again, and so run the call.
+        if now.saturating_sub(slot.recording_pending_since_ns.load(Relaxed)) > 2 * RECORDING_INTERVAL_NS.load(Relaxed) {
+            sample_with_the_gil(slot, start);
+        }
+        return;
+    }
+    slot.recording_pending_since_ns.store(now, Relaxed);
+    slot.recording_pending.store(start, Relaxed);
+    // SAFETY: Py_AddPendingCall needs neither the GIL nor a thread state;
+    // the argument is a slot index, valid for the life of the process.
+    let queued = unsafe { pyo3::ffi::Py_AddPendingCall(Some(take_pending_sample), index as *mut c_void) };
+    if queued != 0 {
+        slot.recording_pending.store(0, Relaxed);
+    }
+}
+
+/// Runs on the main thread, holding the GIL, at its next eval-breaker check:
+/// samples its own stack for the slice the call was queued for, if that
+/// slice still runs. Never raises.
+extern "C" fn take_pending_sample(index: *mut c_void) -> c_int {
+    let Some(slot) = SLOTS.get(index as usize) else { return 0 };
+    let wanted = slot.recording_pending.swap(0, Relaxed);
+    if wanted == 0 || slot.slice_start_ns.load(Acquire) != wanted {
+        return 0;
+    }
+    // SAFETY: pending calls run on the main thread with the GIL held.
+    let py = unsafe { Python::assume_attached() };
+    if let Some(stack) = stacks::capture_current(py, config::trace_depth()) {
+        push_recording_sample(slot, wanted, stack);
+    }
+    0
+}
+
+/// Samples a slice by taking the GIL, asking for it after
+/// [`SAMPLING_SWITCH_INTERVAL_US`] where the interpreter lets us set the
+/// switch interval (3.11, 3.12), else after the program's own (5 ms).
+fn sample_with_the_gil(slot: &Slot, start: u64) {
+    // SAFETY: only reads the interpreter's state; stop() is called from
+    // atexit, before finalization.
+    if unsafe { pyo3::ffi::Py_IsInitialized() } == 0 {
+        return;
+    }
+    let switch_interval = switch_interval_functions();
+    // SAFETY: plain reads and writes of the interpreter's switch interval,
+    // which need no GIL; the program's value is put back once we hold it.
+    let program_interval = switch_interval.map(|(set, get)| unsafe {
+        let program_interval = get();
+        set(SAMPLING_SWITCH_INTERVAL_US.min(program_interval));
+        program_interval
+    });
+    Python::attach(|py| {
+        if let (Some((set, _)), Some(interval)) = (switch_interval, program_interval) {
+            // SAFETY: as above.
+            unsafe { set(interval) };
+        }
+        let stack = thread_frame(py, slot.thread_ident.load(Relaxed))
+            .and_then(|frame| stacks::capture_from(py, &frame, config::trace_depth()));
+        if let (Some(stack), true) = (stack, slot.slice_start_ns.load(Acquire) == start) {
+            push_recording_sample(slot, start, stack);
+        }
+    });
+}
+
+fn push_recording_sample(slot: &Slot, start: u64, stack: StackId) {
+    let Ok(mut samples) = slot.recording_samples.try_lock() else { return };
+    if slot.recording_slice.load(Relaxed) != start {
+        samples.clear();
+    }
+    if samples.len() < MAX_RECORDING_SAMPLES {
+        samples.push(stack);
+    }
+    slot.recording_slice.store(start, Release);
 }
 
 fn sample(slot: &Slot, start: u64, max_samples: usize, depth: usize) {

@@ -59,6 +59,7 @@ pub fn header(label: Option<&str>, host: &str, threshold_ms: u64) -> TraceHeader
         event_table: BLOCKING_EVENTS.iter().map(|e| EventSpec { name: e.name.to_owned(), weight: e.weight }).collect(),
         records_context: true,
         process: Default::default(),
+        sampling: Default::default(),
     }
 }
 

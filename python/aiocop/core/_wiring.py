@@ -20,10 +20,9 @@ AIOCOP_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def _after_fork_in_child() -> None:
     new_trace = _native.after_fork_in_child()
-    if _native.is_sampler_started():
-        from aiocop.core import cpu_sampler
+    from aiocop.core import cpu_sampler
 
-        cpu_sampler.start_watchdog_thread()
+    cpu_sampler.start_watchdog_thread()
     if new_trace is None:
         return
     if new_trace.startswith("error: "):

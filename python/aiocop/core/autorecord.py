@@ -40,6 +40,8 @@ THRESHOLD_VARIABLE = "AIOCOP_THRESHOLD_MS"
 TRACE_DEPTH_VARIABLE = "AIOCOP_TRACE_DEPTH"
 FLUSH_INTERVAL_VARIABLE = "AIOCOP_FLUSH_INTERVAL_S"
 RECORD_CONTEXT_VARIABLE = "AIOCOP_RECORD_CONTEXT"
+SAMPLE_AFTER_VARIABLE = "AIOCOP_SAMPLE_AFTER_MS"
+SAMPLE_INTERVAL_VARIABLE = "AIOCOP_SAMPLE_INTERVAL_MS"
 
 
 def record_everything(
@@ -50,6 +52,8 @@ def record_everything(
     trace_depth: int = 20,
     flush_interval_s: float = 1.0,
     record_context: bool = False,
+    sample_after_ms: float = recorder.DEFAULT_SAMPLE_AFTER_MS,
+    sample_interval_ms: float = recorder.DEFAULT_SAMPLE_INTERVAL_MS,
 ) -> str:
     """Set up detection, monitor every loop from now on, and start recording to ``path``."""
     if not audit_patcher._patch_audit_functions_configured:
@@ -63,7 +67,12 @@ def record_everything(
     _monitor_loops_when_they_start()
     activate()
     written_path = recorder.start_recording(
-        path, label=label, flush_interval_s=flush_interval_s, record_context=record_context
+        path,
+        label=label,
+        flush_interval_s=flush_interval_s,
+        record_context=record_context,
+        sample_after_ms=sample_after_ms,
+        sample_interval_ms=sample_interval_ms,
     )
     _stop_recording_on_sigterm()
     _stop_recording_before_raise_signal()
@@ -78,6 +87,8 @@ def pass_on_to_children(
     trace_depth: int,
     flush_interval_s: float,
     record_context: bool,
+    sample_after_ms: float,
+    sample_interval_ms: float,
 ) -> None:
     """Put the recording settings in the environment, for every Python process this one starts."""
     settings = {
@@ -86,6 +97,8 @@ def pass_on_to_children(
         TRACE_DEPTH_VARIABLE: str(trace_depth),
         FLUSH_INTERVAL_VARIABLE: repr(flush_interval_s),
         RECORD_CONTEXT_VARIABLE: "1" if record_context else "",
+        SAMPLE_AFTER_VARIABLE: repr(sample_after_ms),
+        SAMPLE_INTERVAL_VARIABLE: repr(sample_interval_ms),
     }
     if label is not None:
         settings[LABEL_VARIABLE] = label
@@ -176,6 +189,13 @@ def _monitor_loops_when_they_start() -> None:
 _environment_read = False
 
 
+def _milliseconds(variable: str, default: float) -> float:
+    value = float(os.environ.get(variable) or default)
+    if not value >= 0:
+        raise ValueError(f"{variable} must be a number of milliseconds, 0 or more, not {value}")
+    return value
+
+
 def record_from_environment() -> None:
     """Start recording if AIOCOP_RECORD names a trace file. Never raises: a bad path is logged.
 
@@ -198,6 +218,8 @@ def record_from_environment() -> None:
             trace_depth=int(os.environ.get(TRACE_DEPTH_VARIABLE, "20")),
             flush_interval_s=float(os.environ.get(FLUSH_INTERVAL_VARIABLE) or "1.0"),
             record_context=bool(os.environ.get(RECORD_CONTEXT_VARIABLE)),
+            sample_after_ms=_milliseconds(SAMPLE_AFTER_VARIABLE, recorder.DEFAULT_SAMPLE_AFTER_MS),
+            sample_interval_ms=_milliseconds(SAMPLE_INTERVAL_VARIABLE, recorder.DEFAULT_SAMPLE_INTERVAL_MS),
         )
     except (OSError, ValueError) as error:
         logging.getLogger("aiocop").warning("%s=%s: not recording: %s", ENVIRONMENT_VARIABLE, path, error)

@@ -73,9 +73,13 @@ WATCHDOG_THREAD_NAME = "aiocop-cpu-sampler"
 
 
 def start_watchdog_thread() -> None:
-    """Start the watchdog thread, once sampling is started (again in a forked child)."""
-    thread = threading.Thread(target=_native.run_sampler, name=WATCHDOG_THREAD_NAME, daemon=True)
-    thread.start()
+    """Start the watchdog thread if sampling (the monitor's, or recording's) needs one and none runs.
+
+    Called when either starts, and in a forked child.
+    """
+    if _native.watchdog_thread_needed():
+        thread = threading.Thread(target=_native.run_sampler, name=WATCHDOG_THREAD_NAME, daemon=True)
+        thread.start()
 
 
 def is_cpu_sampling_started() -> bool:

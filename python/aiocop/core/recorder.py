@@ -19,6 +19,7 @@ from typing import Any, TypedDict
 from aiocop import _native
 from aiocop.core import (
     _wiring,  # noqa: F401  (connects the native side)
+    cpu_sampler,
     lineage,
 )
 
@@ -26,6 +27,11 @@ logger = logging.getLogger(__name__)
 
 #: Slices buffered in memory at most before new ones are dropped (and counted).
 DEFAULT_MAX_BUFFERED_SLICES = 1_000_000
+
+#: While recording, a slice that runs this long gets stack samples...
+DEFAULT_SAMPLE_AFTER_MS = 2.0
+#: ...about this often, each standing for this much of the loop's time.
+DEFAULT_SAMPLE_INTERVAL_MS = 1.0
 
 
 class RecordingSummary(TypedDict):
@@ -47,6 +53,8 @@ def start_recording(
     flush_interval_s: float = 1.0,
     record_context: bool = False,
     max_buffered_slices: int = DEFAULT_MAX_BUFFERED_SLICES,
+    sample_after_ms: float = DEFAULT_SAMPLE_AFTER_MS,
+    sample_interval_ms: float = DEFAULT_SAMPLE_INTERVAL_MS,
 ) -> str:
     """
     Start recording every monitored callback slice and its blocking events to ``path``.
@@ -73,6 +81,12 @@ def start_recording(
             by default: they may be sensitive).
         max_buffered_slices: Slices kept in memory for the writer at most;
             past it, slices are dropped and counted, never waited for.
+        sample_after_ms: A slice that runs this long gets stack samples, so
+            that the trace says where the loop's time went in slices too
+            short to be slow (0 turns recording's sampling off). Independent
+            of the monitor's ``cpu_stack_samples``, whose rules stay 1.2.1's.
+        sample_interval_ms: Such a slice is sampled about this often; each
+            sample stands for this much time.
 
     Returns:
         The path of the file being written.
@@ -87,6 +101,8 @@ def start_recording(
         flush_interval_s=flush_interval_s,
         max_buffered_slices=max_buffered_slices,
         record_context=record_context,
+        sample_after_ms=sample_after_ms,
+        sample_interval_ms=sample_interval_ms,
         aiocop_version=_aiocop_version(),
         python_version=platform.python_version(),
         platform=_platform(),
@@ -94,6 +110,7 @@ def start_recording(
         argv=list(sys.argv),
         **lineage.describe(),
     )
+    cpu_sampler.start_watchdog_thread()  # recording's sampling runs on it
     _register_stop_at_exit()
     logger.info("Recording to %s", written_path)
     return written_path
