@@ -380,3 +380,36 @@ def test_capture_thread_stack_and_watchdog_helpers():
     cpu_sampler._reinit_after_fork()
     time.sleep(0.05)
     assert [t.name for t in threading.enumerate()].count(cpu_sampler.WATCHDOG_THREAD_NAME) == 1
+
+
+# --- the "configured" flags: cleared, the setup function runs again ------------
+
+
+def test_detect_slow_tasks_configures_again_once_its_flag_is_cleared(monkeypatch):
+    monkeypatch.setattr(slow_tasks_module, "_detect_slow_tasks_configured", False)
+    try:
+        aiocop.detect_slow_tasks(threshold_ms=12, cpu_sampling=False)
+        assert slow_tasks_module._detect_slow_tasks_configured is True
+        assert slow_tasks_module._slow_task_threshold_ns == 12_000_000
+    finally:
+        slow_tasks_module._slow_task_threshold_ns = THRESHOLD_MS * 1_000_000
+
+
+def test_start_blocking_io_detection_configures_again_once_its_flag_is_cleared(slow_tasks, tmp_path, monkeypatch):
+    path = tmp_path / "deep.txt"
+    path.write_text("x")
+    monkeypatch.setattr(blocking_io, "_start_blocking_io_detection_configured", False)
+    try:
+        aiocop.start_blocking_io_detection(trace_depth=2)
+        assert blocking_io._trace_depth == 2
+
+        async def body():
+            nested_open(path, 5)
+
+        run_monitored(body)
+    finally:
+        blocking_io._trace_depth = TRACE_DEPTH
+
+    # Still one audit hook: each event is seen once.
+    [info] = opened(slow_tasks, path)
+    assert len(info["trace"].split(" <- ")) == 2

@@ -68,7 +68,7 @@ MACHINERY = {"__name__", "__doc__", "__file__", "__loader__", "__spec__", "__pac
 CLASS_MACHINERY = {"__dict__", "__weakref__", "__module__", "__doc__", "__annotations__", "__qualname__",
                    "__orig_bases__", "__parameters__", "__required_keys__", "__optional_keys__", "__total__",
                    "__dataclass_fields__", "__dataclass_params__", "__match_args__", "__hash__", "__eq__",
-                   "__repr__", "__setattr__", "__delattr__", "__init__", "__readonly_keys__",
+                   "__repr__", "__setattr__", "__delattr__", "__readonly_keys__",
                    "__mutable_keys__", "__static_attributes__", "__firstlineno__", "__annotate__",
                    "__annotations_cache__", "__getstate__", "__setstate__", "__replace__"}
 
@@ -128,9 +128,7 @@ def describe_class(cls):
         entry["parameters"] = parameters(cls)
     methods = {}
     for name, member in sorted(vars(cls).items()):
-        if name in CLASS_MACHINERY and name not in {"__init__", "__enter__", "__exit__"}:
-            continue
-        if inspect.isfunction(member):
+        if name not in CLASS_MACHINERY and inspect.isfunction(member):
             methods[name] = parameters(member)
     if methods:
         entry["methods"] = methods

@@ -114,6 +114,7 @@ def format_cpu_samples(raw_samples: list[list[tuple[str, int, str]]]) -> list[Cp
 import os as os  # noqa: E402
 import sys  # noqa: E402
 import time as time  # noqa: E402
+from collections.abc import Callable  # noqa: E402
 from types import ModuleType  # noqa: E402
 
 _AIOCOP_PACKAGE_DIR = _wiring.AIOCOP_PACKAGE_DIR
@@ -194,29 +195,40 @@ def _capture_thread_stack(thread_id: int) -> list[tuple[str, int, str]]:
     return captured_frames
 
 
-def _read_only(name: str) -> property:
+def _fixed_natively(name: str, read: Callable[[], object]) -> property:
+    """A read-only property of this module: assigning raises, since the native sampler cannot change its settings."""
+
+    def get(module: ModuleType) -> object:
+        return read()
+
     def refuse(module: ModuleType, value: object) -> None:
         raise AttributeError(
             f"aiocop.core.cpu_sampler.{name} cannot be assigned: the CPU sampler's settings are fixed natively"
             " when sampling starts; pass them to start_cpu_sampling() before detect_slow_tasks()"
         )
 
-    return property(fset=refuse)
+    return property(get, refuse)
+
+
+def _read_arm_after_ns_override() -> int | None:
+    arm_after_ms = _settings()[1]
+    return None if arm_after_ms is None else round(arm_after_ms * 1e6)
+
+
+def _read_idle_interval_s_override() -> float | None:
+    idle_interval_ms = _settings()[2]
+    return None if idle_interval_ms is None else idle_interval_ms / 1000
 
 
 class _CpuSamplerModule(ModuleType):
     """This module, with aiocop 1.2.1's sampler globals as read-only properties over the native sampler."""
 
-    _sampler_started = _read_only("_sampler_started").getter(lambda module: _native.is_sampler_started())
-    _interval_s = _read_only("_interval_s").getter(lambda module: _settings()[0] / 1000)
-    _arm_after_ns_override = _read_only("_arm_after_ns_override").getter(
-        lambda module: None if (arm := _settings()[1]) is None else round(arm * 1e6)
-    )
-    _idle_interval_s_override = _read_only("_idle_interval_s_override").getter(
-        lambda module: None if (idle := _settings()[2]) is None else idle / 1000
-    )
-    _max_samples_per_slice = _read_only("_max_samples_per_slice").getter(lambda module: _settings()[3])
-    _trace_depth = _read_only("_trace_depth").getter(lambda module: _settings()[4])
+    _sampler_started = _fixed_natively("_sampler_started", _native.is_sampler_started)
+    _interval_s = _fixed_natively("_interval_s", lambda: _settings()[0] / 1000)
+    _arm_after_ns_override = _fixed_natively("_arm_after_ns_override", _read_arm_after_ns_override)
+    _idle_interval_s_override = _fixed_natively("_idle_interval_s_override", _read_idle_interval_s_override)
+    _max_samples_per_slice = _fixed_natively("_max_samples_per_slice", lambda: _settings()[3])
+    _trace_depth = _fixed_natively("_trace_depth", lambda: _settings()[4])
 
 
 sys.modules[__name__].__class__ = _CpuSamplerModule
