@@ -378,8 +378,14 @@ def test_capture_thread_stack_and_watchdog_helpers():
     # Sampling runs already: neither starts a second watchdog loop.
     cpu_sampler._watchdog_loop()
     cpu_sampler._reinit_after_fork()
-    time.sleep(0.05)
-    assert [t.name for t in threading.enumerate()].count(cpu_sampler.WATCHDOG_THREAD_NAME) == 1
+    deadline = time.monotonic() + 5
+    while watchdog_threads() > 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert watchdog_threads() == 1
+
+
+def watchdog_threads():
+    return [thread.name for thread in threading.enumerate()].count(cpu_sampler.WATCHDOG_THREAD_NAME)
 
 
 # --- the "configured" flags: cleared, the setup function runs again ------------
