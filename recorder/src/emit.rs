@@ -45,8 +45,8 @@ fn build_and_deliver(py: Python<'_>, side: &PythonSide, finished: FinishedSlice<
     let exceeded = finished.elapsed_ns >= threshold_ns;
     let slice = finished.slice;
     let io = slice.total_events > 0;
-    let raise = io && exceeded && slice.should_raise && slice.score >= THRESHOLD_HIGH;
-    let listening = side.callbacks.bind(py).len()? > 0;
+    let raise = io && exceeded && slice.should_raise && slice.score >= THRESHOLD_HIGH && !config::exception_raised();
+    let listening = config::len_of(py, &config::CALLBACKS) > 0;
     if !(io || exceeded) || !(listening || raise) {
         return Ok(None);
     }
@@ -90,6 +90,7 @@ fn build_and_deliver(py: Python<'_>, side: &PythonSide, finished: FinishedSlice<
         invoke_callbacks(py, side, &event)?;
     }
     let Some(events) = events else { return Ok(None) };
+    config::set_exception_raised(true);
     let exception = side.high_severity_exception.call1(py, (score, level, elapsed_ms, threshold_ms, events))?;
     Ok(Some(PyErr::from_value(exception.into_bound(py))))
 }
@@ -173,7 +174,8 @@ impl PendingReport {
 /// reported (logged the first time, always counted) and the others still run.
 fn invoke_callbacks(py: Python<'_>, side: &PythonSide, event: &Bound<'_, PyAny>) -> PyResult<()> {
     // A snapshot, so a callback may unregister itself.
-    let registered = side.callbacks.bind(py).cast::<PyList>()?;
+    let Some(registered) = config::CALLBACKS.get(py) else { return Ok(()) };
+    let registered = registered.cast::<PyList>()?;
     let callbacks = registered.get_slice(0, registered.len());
     for callback in callbacks.iter() {
         if let Err(error) = callback.call1((event,)) {

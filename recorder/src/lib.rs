@@ -43,8 +43,8 @@ fn configure(
     raise_on_violations: Py<PyAny>,
     slow_task_event: Py<PyAny>,
     high_severity_exception: Py<PyAny>,
-    callbacks: Py<PyAny>,
-    providers: Py<PyAny>,
+    callbacks: Bound<'_, PyAny>,
+    providers: Bound<'_, PyAny>,
     capture_context: Py<PyAny>,
     report_error: Py<PyAny>,
     logger: Py<PyAny>,
@@ -52,12 +52,12 @@ fn configure(
     own_source_prefix: String,
 ) {
     stacks::set_own_prefix(own_source_prefix);
+    config::CALLBACKS.set(callbacks);
+    config::PROVIDERS.set(providers);
     config::set_python_side(config::PythonSide {
         raise_on_violations,
         slow_task_event,
         high_severity_exception,
-        callbacks,
-        providers,
         capture_context,
         report_error,
         logger,
@@ -90,6 +90,32 @@ fn set_trace_depth(depth: usize) {
     config::set_trace_depth(depth);
 }
 
+#[pyfunction]
+fn trace_depth() -> usize {
+    config::trace_depth()
+}
+
+/// Points the native side at new lists of slow-task callbacks and context
+/// providers (code assigned `aiocop.core.callbacks._slow_task_callbacks` or
+/// `_context_providers`, as aiocop 1.2.1 allows).
+#[pyfunction]
+fn set_callback_lists(callbacks: Bound<'_, pyo3::types::PyList>, providers: Bound<'_, pyo3::types::PyList>) {
+    config::CALLBACKS.set(callbacks.into_any());
+    config::PROVIDERS.set(providers.into_any());
+}
+
+/// aiocop 1.2.1's `state._exception_raised`: whether the running monitored
+/// callback raised HighSeverityBlockingIoException already.
+#[pyfunction]
+fn exception_raised() -> bool {
+    config::exception_raised()
+}
+
+#[pyfunction]
+fn set_exception_raised(raised: bool) {
+    config::set_exception_raised(raised);
+}
+
 /// Replaces `handle_class._run` with the native timing wrapper (once).
 #[pyfunction]
 fn install_handle_run(py: Python<'_>, handle_class: &Bound<'_, pyo3::types::PyType>) -> PyResult<bool> {
@@ -120,13 +146,19 @@ fn start_sampler(
     trace_depth: usize,
 ) -> bool {
     let ns = |ms: f64| (ms.max(0.0) * 1e6) as u64;
-    sampler::start(sampler::Settings {
+    let started = sampler::start(sampler::Settings {
         interval_ns: ns(interval_ms),
         arm_after_ns: arm_after_ms.map(ns),
         idle_interval_ns: idle_interval_ms.map(ns),
         max_samples_per_slice,
         trace_depth,
-    })
+    });
+    if started {
+        if let Ok(mut arguments) = SAMPLER_ARGUMENTS.lock() {
+            *arguments = Some((interval_ms, arm_after_ms, idle_interval_ms, max_samples_per_slice, trace_depth));
+        }
+    }
+    started
 }
 
 /// The body of the `aiocop-cpu-sampler` thread: samples until
@@ -146,6 +178,47 @@ fn watchdog_thread_needed() -> bool {
 #[pyfunction]
 fn is_sampler_started() -> bool {
     sampler::is_started()
+}
+
+/// What start_sampler() was called with, the first time it started sampling:
+/// (interval_ms, arm_after_ms, idle_interval_ms, max_samples_per_slice,
+/// trace_depth); None before.
+#[pyfunction]
+fn sampler_settings() -> Option<SamplerArguments> {
+    SAMPLER_ARGUMENTS.lock().ok().and_then(|arguments| *arguments)
+}
+
+type SamplerArguments = (f64, Option<f64>, Option<f64>, usize, usize);
+static SAMPLER_ARGUMENTS: std::sync::Mutex<Option<SamplerArguments>> = std::sync::Mutex::new(None);
+
+/// Publishes a slice starting now, on this thread, to the CPU sampler, as
+/// every monitored callback does; returns its start (its id) on the
+/// monitor's clock.
+#[pyfunction]
+fn sampler_slice_started() -> u64 {
+    let start_ns = clock::now_ns();
+    sampler::slice_started(start_ns);
+    start_ns
+}
+
+/// Withdraws the slice that `sampler_slice_started()` published and returns
+/// the stacks sampled during it, innermost frame first.
+#[pyfunction]
+fn sampler_slice_finished(start_ns: u64) -> Vec<Vec<(String, i32, String)>> {
+    sampler::slice_finished(start_ns).into_iter().map(stacks::frames_of).collect()
+}
+
+/// Feeds one audit event to the native audit hook, as CPython would: it is
+/// recorded if it is a blocking event and this thread runs a monitored
+/// callback.
+#[pyfunction]
+fn audit_event(event: &str, args: &Bound<'_, pyo3::types::PyTuple>) {
+    if !slice::is_recording() {
+        return;
+    }
+    if let Some(index) = aiocop_trace::events::event_index(event.as_bytes()) {
+        slice::record(args.py(), index, args.as_ptr());
+    }
 }
 
 #[pyfunction]
@@ -340,6 +413,14 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(set_threshold_ns, m)?)?;
     m.add_function(wrap_pyfunction!(threshold_ns, m)?)?;
     m.add_function(wrap_pyfunction!(set_trace_depth, m)?)?;
+    m.add_function(wrap_pyfunction!(trace_depth, m)?)?;
+    m.add_function(wrap_pyfunction!(set_callback_lists, m)?)?;
+    m.add_function(wrap_pyfunction!(exception_raised, m)?)?;
+    m.add_function(wrap_pyfunction!(set_exception_raised, m)?)?;
+    m.add_function(wrap_pyfunction!(sampler_settings, m)?)?;
+    m.add_function(wrap_pyfunction!(sampler_slice_started, m)?)?;
+    m.add_function(wrap_pyfunction!(sampler_slice_finished, m)?)?;
+    m.add_function(wrap_pyfunction!(audit_event, m)?)?;
     m.add_function(wrap_pyfunction!(install_handle_run, m)?)?;
     m.add_function(wrap_pyfunction!(set_loop_monitored, m)?)?;
     m.add_function(wrap_pyfunction!(start_sampler, m)?)?;
@@ -369,5 +450,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<emit::PendingReport>()?;
     m.add_class::<monitor::ScheduleTarget>()?;
     m.add("MAX_EVENTS_PER_SLICE", slice::MAX_EVENTS_PER_SLICE)?;
+    // run_monitored(callback, *args): what a patched loop schedules in place of each callback.
+    m.add("run_monitored", monitor::run_monitored_function(m.py())?.clone_ref(m.py()))?;
     Ok(())
 }

@@ -113,6 +113,7 @@ pub fn run_slice(py: Python<'_>, ran: Ran<'_, '_>, run: impl FnOnce() -> PyResul
     let before = providers.then(|| capture_context(py, context)).flatten();
 
     let outer = slice::begin();
+    config::set_exception_raised(false);
     let start_ns = clock::now_ns();
     sampler::slice_started(start_ns);
     let result = run();
@@ -170,7 +171,7 @@ fn fill_missing<'py>(at_first_event: Bound<'py, PyDict>, around: Option<Bound<'p
 }
 
 fn has_context_providers(py: Python<'_>) -> bool {
-    config::python_side().is_some_and(|side| side.providers.bind(py).len().is_ok_and(|n| n > 0))
+    config::len_of(py, &config::PROVIDERS) > 0
 }
 
 fn capture_context<'py>(py: Python<'py>, context: Option<&Bound<'py, PyAny>>) -> Option<Bound<'py, PyDict>> {

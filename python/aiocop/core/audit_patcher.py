@@ -9,9 +9,14 @@ raise nothing.
 import importlib
 import logging
 import sys
+from functools import wraps as wraps  # aiocop 1.2.1's namespace, as the severity weights below
 from typing import Any
 
 from aiocop import _native
+from aiocop.types.severity import WEIGHT_HEAVY as WEIGHT_HEAVY
+from aiocop.types.severity import WEIGHT_LIGHT as WEIGHT_LIGHT
+from aiocop.types.severity import WEIGHT_MODERATE as WEIGHT_MODERATE
+from aiocop.types.severity import WEIGHT_TRIVIAL as WEIGHT_TRIVIAL
 
 logger = logging.getLogger(__name__)
 

@@ -1,13 +1,20 @@
 """Callback registry for aiocop events.
 
 The native side reads these lists directly, so registering or removing a
-callback or provider takes effect on the next monitored callback.
+callback or provider takes effect on the next monitored callback. Code
+written against aiocop 1.2.1 also assigns new lists to
+``_slow_task_callbacks`` and ``_context_providers`` (``monkeypatch.setattr``
+in a fixture): the module's class turns the assignment into one the native
+side sees too.
 """
 
 import logging
+import sys
 from collections.abc import Callable
+from types import ModuleType
 from typing import Any
 
+from aiocop import _native
 from aiocop.types.events import SlowTaskEvent
 
 logger = logging.getLogger(__name__)
@@ -113,3 +120,39 @@ def _invoke_slow_task_callbacks(event: SlowTaskEvent) -> None:
             callback(event)
         except Exception as e:
             _report_error("slow task callback", callback, e)
+
+
+class _CallbacksModule(ModuleType):
+    """This module, whose two registries can be replaced by assignment, as in aiocop 1.2.1.
+
+    The lists stay module globals, which this module's functions use; the
+    properties only add telling the native side when one is replaced.
+    """
+
+    @property
+    def _slow_task_callbacks(self) -> list[SlowTaskCallback]:
+        callbacks: list[SlowTaskCallback] = self.__dict__["_slow_task_callbacks"]
+        return callbacks
+
+    @_slow_task_callbacks.setter
+    def _slow_task_callbacks(self, callbacks: list[SlowTaskCallback]) -> None:
+        self._replace_lists(callbacks, self.__dict__["_context_providers"])
+
+    @property
+    def _context_providers(self) -> list[ContextProvider]:
+        providers: list[ContextProvider] = self.__dict__["_context_providers"]
+        return providers
+
+    @_context_providers.setter
+    def _context_providers(self, providers: list[ContextProvider]) -> None:
+        self._replace_lists(self.__dict__["_slow_task_callbacks"], providers)
+
+    def _replace_lists(self, callbacks: list[SlowTaskCallback], providers: list[ContextProvider]) -> None:
+        if not isinstance(callbacks, list) or not isinstance(providers, list):
+            raise TypeError("aiocop's slow task callbacks and context providers must be lists")
+        _native.set_callback_lists(callbacks, providers)
+        self.__dict__["_slow_task_callbacks"] = callbacks
+        self.__dict__["_context_providers"] = providers
+
+
+sys.modules[__name__].__class__ = _CallbacksModule

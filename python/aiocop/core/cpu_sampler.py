@@ -108,3 +108,131 @@ def format_cpu_samples(raw_samples: list[list[tuple[str, int, str]]]) -> list[Cp
         )
 
     return formatted
+
+
+# aiocop 1.2.1's module-level names, which code written against it reads and
+# calls: its settings (read-only here: they are in force natively), its
+# private helpers on top of the native sampler, and the idle values of its
+# single-slot hand-off between the loop and the watchdog (ours keeps one
+# slot per thread, natively).
+import os as os  # noqa: E402
+import sys  # noqa: E402
+import time as time  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from types import ModuleType  # noqa: E402
+
+_AIOCOP_PACKAGE_DIR = _wiring.AIOCOP_PACKAGE_DIR
+_MIN_SLEEP_S = 0.001
+
+_current_slice_id: int = 0
+_current_slice_thread_id: int = 0
+_samples_lock = threading.Lock()
+_samples_slice_id: int = 0
+_samples: list[list[tuple[str, int, str]]] = []
+
+# Properties of this module (see _CpuSamplerModule), declared for type checkers.
+_sampler_started: bool
+_interval_s: float
+_arm_after_ns_override: int | None
+_idle_interval_s_override: float | None
+_max_samples_per_slice: int
+_trace_depth: int
+
+# The slice each thread published through _slice_started(): (slice id, start on the native clock).
+_published = threading.local()
+
+
+def _settings() -> tuple[float, float | None, float | None, int, int]:
+    """(interval_ms, arm_after_ms, idle_interval_ms, max_samples_per_slice, trace_depth) in force."""
+    return _native.sampler_settings() or (10, None, None, 32, 20)
+
+
+def _effective_arm_and_idle() -> tuple[int, float]:
+    """Effective (arm_after_ns, idle_interval_s): derived from the live slow-task threshold where not set."""
+    interval_ms, arm_after_ms, idle_interval_ms, _, _ = _settings()
+    arm_after_ns = max(1_000_000, _native.threshold_ns() // 2) if arm_after_ms is None else round(arm_after_ms * 1e6)
+    if idle_interval_ms is None:
+        return arm_after_ns, min(0.050, max(arm_after_ns / 1_000_000_000, interval_ms / 1000))
+    return arm_after_ns, idle_interval_ms / 1000
+
+
+def _reinit_after_fork() -> None:
+    """Make sure a watchdog thread runs once sampling is started (a forked child gets one from aiocop itself)."""
+    if _native.is_sampler_started():
+        start_watchdog_thread()
+
+
+def _watchdog_loop() -> None:
+    """The watchdog thread's body: samples until the interpreter exits; returns at once if a watchdog runs."""
+    _native.run_sampler()
+
+
+def _slice_started(slice_id: int) -> None:
+    """Publish a slice of the calling thread to the watchdog, as every monitored callback does."""
+    _published.slice = (slice_id, _native.sampler_slice_started())
+
+
+def _slice_finished(slice_id: int) -> list[list[tuple[str, int, str]]]:
+    """Withdraw the calling thread's slice; the stacks sampled during it if it is ``slice_id``."""
+    published: tuple[int, int] | None = getattr(_published, "slice", None)
+    if published is None:
+        return []
+    _published.slice = None
+    samples = _native.sampler_slice_finished(published[1])
+    return samples if published[0] == slice_id else []
+
+
+def _capture_thread_stack(thread_id: int) -> list[tuple[str, int, str]]:
+    """The stack of thread ``thread_id``, innermost first, without aiocop's own frames."""
+    frame = sys._current_frames().get(thread_id)
+    depth = _settings()[4]
+    captured_frames: list[tuple[str, int, str]] = []
+    try:
+        while frame is not None and len(captured_frames) < depth:
+            filename = frame.f_code.co_filename
+            if not filename.startswith(_AIOCOP_PACKAGE_DIR):
+                captured_frames.append((filename, frame.f_lineno, frame.f_code.co_name))
+            frame = frame.f_back
+    finally:
+        # Frames hold locals alive; no reference may outlive the walk.
+        del frame
+    return captured_frames
+
+
+def _fixed_natively(name: str, read: Callable[[], object]) -> property:
+    """A read-only property of this module: assigning raises, since the native sampler cannot change its settings."""
+
+    def get(module: ModuleType) -> object:
+        return read()
+
+    def refuse(module: ModuleType, value: object) -> None:
+        raise AttributeError(
+            f"aiocop.core.cpu_sampler.{name} cannot be assigned: the CPU sampler's settings are fixed natively"
+            " when sampling starts; pass them to start_cpu_sampling() before detect_slow_tasks()"
+        )
+
+    return property(get, refuse)
+
+
+def _read_arm_after_ns_override() -> int | None:
+    arm_after_ms = _settings()[1]
+    return None if arm_after_ms is None else round(arm_after_ms * 1e6)
+
+
+def _read_idle_interval_s_override() -> float | None:
+    idle_interval_ms = _settings()[2]
+    return None if idle_interval_ms is None else idle_interval_ms / 1000
+
+
+class _CpuSamplerModule(ModuleType):
+    """This module, with aiocop 1.2.1's sampler globals as read-only properties over the native sampler."""
+
+    _sampler_started = _fixed_natively("_sampler_started", _native.is_sampler_started)
+    _interval_s = _fixed_natively("_interval_s", lambda: _settings()[0] / 1000)
+    _arm_after_ns_override = _fixed_natively("_arm_after_ns_override", _read_arm_after_ns_override)
+    _idle_interval_s_override = _fixed_natively("_idle_interval_s_override", _read_idle_interval_s_override)
+    _max_samples_per_slice = _fixed_natively("_max_samples_per_slice", lambda: _settings()[3])
+    _trace_depth = _fixed_natively("_trace_depth", lambda: _settings()[4])
+
+
+sys.modules[__name__].__class__ = _CpuSamplerModule

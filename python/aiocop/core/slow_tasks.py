@@ -12,11 +12,22 @@ loop instance by native wrappers, as aiocop 1.2.1 does.
 
 A loop becomes monitored when detect_slow_tasks() or activate() is called
 while it runs, on whichever thread it runs.
+
+The module keeps aiocop 1.2.1's namespace, which code written against it
+uses: the names it imported (``x as x`` below), its private helpers on top
+of the native monitor, and ``_slow_task_threshold_ns`` as a property over
+the native threshold.
 """
 
 import asyncio
+import functools
 import logging
+import sys
 import weakref
+from collections.abc import Callable as Callable
+from dataclasses import replace as replace
+from time import perf_counter_ns as perf_counter_ns
+from types import ModuleType
 from typing import Any
 
 from aiocop import _native
@@ -24,18 +35,33 @@ from aiocop.core import (
     _wiring,  # noqa: F401  (connects the native side)
     cpu_sampler,
 )
-from aiocop.core.callbacks import SlowTaskCallback, register_slow_task_callback
+from aiocop.core.blocking_io import format_blocking_event as format_blocking_event
+from aiocop.core.callbacks import SlowTaskCallback as SlowTaskCallback
+from aiocop.core.callbacks import _capture_context as _capture_context
+from aiocop.core.callbacks import _invoke_slow_task_callbacks as _invoke_slow_task_callbacks
+from aiocop.core.callbacks import register_slow_task_callback
+from aiocop.core.severity import calculate_io_severity_score as calculate_io_severity_score
+from aiocop.core.severity import get_severity_level_from_score as get_severity_level_from_score
+from aiocop.core.state import _get_thread_local as _get_thread_local
+from aiocop.core.state import _has_exception_been_raised as _has_exception_been_raised
+from aiocop.core.state import _mark_exception_raised as _mark_exception_raised
+from aiocop.core.state import _reset_exception_flag as _reset_exception_flag
+from aiocop.core.state import is_monitoring_active as is_monitoring_active
 from aiocop.core.state import raise_on_violations, register_on_activate_hook
 from aiocop.exceptions import HighSeverityBlockingIoException
+from aiocop.types.events import BlockingEventInfo as BlockingEventInfo
+from aiocop.types.events import SlowTaskEvent as SlowTaskEvent
+from aiocop.types.severity import THRESHOLD_HIGH as THRESHOLD_HIGH
 
 logger = logging.getLogger(__name__)
 
 _detect_slow_tasks_configured = False
 
+# A property of this module (see _SlowTasksModule at the end), declared for type checkers.
+_slow_task_threshold_ns: int
+
 # (method name, position of the callback among its positional arguments)
 _SCHEDULING_METHODS = (("call_soon", 0), ("call_later", 1), ("call_at", 1), ("call_soon_threadsafe", 0))
-
-__all__ = ["SlowTaskCallback", "detect_slow_tasks", "get_slow_task_threshold_ms"]
 
 
 def detect_slow_tasks(
@@ -138,3 +164,56 @@ def _reraise_violations_from_exception_handler(loop: asyncio.AbstractEventLoop) 
 def get_slow_task_threshold_ms() -> float:
     """Get the current slow task threshold in milliseconds."""
     return _native.threshold_ns() / 1_000_000
+
+
+def _make_monitored_callback(callback: Callable[..., Any], args: tuple[Any, ...]) -> Callable[[], Any]:
+    """A function of no arguments that runs ``callback(*args)`` as a monitored callback, as 1.2.1's wrapper.
+
+    It is what a patched ``call_soon`` schedules: while monitoring is active,
+    the call is timed, its blocking I/O recorded and reported.
+    """
+    return functools.partial(_native.run_monitored, callback, *args)
+
+
+def _invoke_callbacks_with_context(event: SlowTaskEvent, captured_context: dict[str, Any]) -> None:
+    """Attach pre-captured context to the event and invoke callbacks."""
+    _invoke_slow_task_callbacks(replace(event, context=captured_context))
+
+
+def _check_and_raise_if_needed(
+    elapsed: int, blocking_events: list[BlockingEventInfo] | None, should_raise: bool
+) -> None:
+    """Raise HighSeverityBlockingIoException for ``elapsed`` ns of these events, as a monitored callback would.
+
+    Only if ``should_raise`` (raise_on_violations was on), the events score
+    THRESHOLD_HIGH or more, and the running callback raised none yet.
+    """
+    if should_raise is True and _has_exception_been_raised() is False:
+        io_severity = calculate_io_severity_score(blocking_events)
+
+        if io_severity >= THRESHOLD_HIGH:
+            _mark_exception_raised()
+
+            raise HighSeverityBlockingIoException(
+                severity_score=io_severity,
+                severity_level=get_severity_level_from_score(io_severity),
+                elapsed_ms=elapsed / 1_000_000,
+                threshold_ms=_native.threshold_ns() / 1_000_000,
+                events=blocking_events or [],
+            )
+
+
+class _SlowTasksModule(ModuleType):
+    """This module, with aiocop 1.2.1's threshold global as a property over the native threshold."""
+
+    @property
+    def _slow_task_threshold_ns(self) -> int:
+        return _native.threshold_ns()
+
+    @_slow_task_threshold_ns.setter
+    def _slow_task_threshold_ns(self, threshold_ns: int) -> None:
+        # Read by every monitored callback and by the CPU sampler's arming delay, as in 1.2.1.
+        _native.set_threshold_ns(int(threshold_ns))
+
+
+sys.modules[__name__].__class__ = _SlowTasksModule

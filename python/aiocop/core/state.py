@@ -3,15 +3,26 @@
 Whether monitoring is active lives in the native module, where every
 monitored callback reads it; ``raise_on_violations`` is a ContextVar, read by
 the native audit hook in the context of the code that did the blocking call.
+
+aiocop 1.2.1 kept its flags in module globals, and code written against it
+reads and assigns them (``state._monitoring_active = False`` in a test
+fixture). The module's class gives those names properties over the native
+flags, so reading tells the current state and assigning changes it.
 """
 
+import sys
 import threading
 from collections.abc import Callable
 from contextvars import ContextVar
+from types import ModuleType
 
 from aiocop import _native
 
 _thread_local = threading.local()
+
+# Properties of this module (see _StateModule at the end), declared for type checkers.
+_monitoring_active: bool
+_exception_raised: bool
 
 raise_on_violations: ContextVar[bool] = ContextVar("raise_on_violations", default=False)
 
@@ -75,3 +86,45 @@ class raise_on_violations_context:
 def _get_thread_local() -> threading.local:
     """Get the thread local storage. Internal use only."""
     return _thread_local
+
+
+def _reset_exception_flag() -> None:
+    """Reset the exception raised flag. Internal use only."""
+    _native.set_exception_raised(False)
+
+
+def _mark_exception_raised() -> None:
+    """Mark that an exception has been raised. Internal use only."""
+    _native.set_exception_raised(True)
+
+
+def _has_exception_been_raised() -> bool:
+    """Check if an exception has been raised in the current handle. Internal use only."""
+    return _native.exception_raised()
+
+
+class _StateModule(ModuleType):
+    """This module, with aiocop 1.2.1's state globals as properties over the native flags."""
+
+    @property
+    def _monitoring_active(self) -> bool:
+        return _native.is_monitoring_active()
+
+    @_monitoring_active.setter
+    def _monitoring_active(self, active: bool) -> None:
+        # As in 1.2.1, where monitoring is on only while the flag `is True`;
+        # unlike activate(), assigning runs no on-activate hook.
+        _native.set_monitoring_active(active is True)
+
+    @property
+    def _exception_raised(self) -> bool:
+        return _native.exception_raised()
+
+    @_exception_raised.setter
+    def _exception_raised(self, raised: bool) -> None:
+        # Cleared when each monitored callback starts: set inside one, it
+        # keeps that callback from raising HighSeverityBlockingIoException.
+        _native.set_exception_raised(raised is True)
+
+
+sys.modules[__name__].__class__ = _StateModule
