@@ -205,7 +205,7 @@ fn sampler_slice_started() -> u64 {
 /// the stacks sampled during it, innermost frame first.
 #[pyfunction]
 fn sampler_slice_finished(start_ns: u64) -> Vec<Vec<(String, i32, String)>> {
-    sampler::slice_finished(start_ns).into_iter().map(stacks::frames_of).collect()
+    sampler::slice_finished(start_ns).monitor.into_iter().map(stacks::frames_of).collect()
 }
 
 /// Feeds one audit event to the native audit hook, as CPython would: it is

@@ -20,14 +20,15 @@
 //!   check, inside the busy code, which then walks its own stack.
 //! - On 3.11 and 3.12 a pending call queued from another thread does not
 //!   set the main thread's eval breaker (it is computed for the calling
-//!   thread), so it would wait for the next GIL switch anyway. There the
-//!   watchdog takes the GIL, with the switch interval lowered to
+//!   thread), so it would wait for the next GIL switch anyway. On 3.11 the
+//!   watchdog takes the GIL with the switch interval lowered to
 //!   [`SAMPLING_SWITCH_INTERVAL_US`] for the time it waits: the loop thread
 //!   is asked to drop the GIL after that much, not 5 ms. That works for
 //!   loops on any thread.
-//! - Loops off the main thread on 3.13 (where the switch interval cannot be
-//!   set from C) are sampled by taking the GIL at the normal interval: their
-//!   long slices get fewer samples.
+//! - On 3.12 (whose `_PyEval_SetSwitchInterval` needs a thread state) and
+//!   for loops off the main thread on 3.13 (where it is not exported), the
+//!   watchdog takes the GIL at the program's switch interval: those long
+//!   slices get fewer samples (see the README for what each way gives).
 //!
 //! Each thread that runs monitored callbacks gets a slot; the hot path only
 //! stores two atomics into it on entry and one on exit, plus a load to see
@@ -192,6 +193,7 @@ pub fn set_recording_sampling(py: Python<'_>, after_ns: u64, interval_ns: u64) {
     }
     let version = py.version_info();
     PENDING_CALLS_REACH_THE_MAIN_THREAD.store((version.major, version.minor) >= (3, 13), Relaxed);
+    SWITCH_INTERVAL_SETTABLE_WITHOUT_THE_GIL.store((version.major, version.minor) == (3, 11), Relaxed);
     RECORDING_INTERVAL_NS.store(interval_ns.max(MIN_SLEEP_NS), Relaxed);
     RECORDING_AFTER_NS.store(after_ns, Relaxed);
 }
@@ -342,11 +344,14 @@ const SAMPLING_SWITCH_INTERVAL_US: std::ffi::c_ulong = 100;
 type SetSwitchInterval = unsafe extern "C" fn(std::ffi::c_ulong);
 type GetSwitchInterval = unsafe extern "C" fn() -> std::ffi::c_ulong;
 
-/// CPython's `_PyEval_SetSwitchInterval` and `_PyEval_GetSwitchInterval`,
-/// exported by 3.11 and 3.12 only, looked up at run time so that the same
-/// code loads on 3.13.
+/// CPython 3.11's `_PyEval_SetSwitchInterval` and `_PyEval_GetSwitchInterval`
+/// (3.12's need a thread state, 3.13 does not export them), looked up at
+/// run time so that the same code loads everywhere.
 fn switch_interval_functions() -> Option<(SetSwitchInterval, GetSwitchInterval)> {
     static FUNCTIONS: OnceLock<Option<(SetSwitchInterval, GetSwitchInterval)>> = OnceLock::new();
+    if !SWITCH_INTERVAL_SETTABLE_WITHOUT_THE_GIL.load(Relaxed) {
+        return None;
+    }
     *FUNCTIONS.get_or_init(|| {
         // SAFETY: dlsym on the process's own symbols; a found symbol has the
         // signature of its declaration in CPython's cpython/ceval.h.
@@ -366,6 +371,9 @@ fn switch_interval_functions() -> Option<(SetSwitchInterval, GetSwitchInterval)>
 /// Whether a pending call queued from the watchdog reaches the main thread
 /// at once (3.13's per-thread eval breaker).
 static PENDING_CALLS_REACH_THE_MAIN_THREAD: AtomicBool = AtomicBool::new(false);
+/// Whether the switch interval can be set from a thread without a thread
+/// state (3.11: one GIL for the runtime).
+static SWITCH_INTERVAL_SETTABLE_WITHOUT_THE_GIL: AtomicBool = AtomicBool::new(false);
 
 /// Takes one of recording's samples of the slice of `start` in `slot`.
 fn sample_for_recording(index: usize, slot: &Slot, start: u64) {
