@@ -48,6 +48,7 @@ pub mod info;
 pub mod input;
 pub mod report;
 pub mod resolve;
+pub mod stats;
 
 pub use cli::Cli;
 pub use error::AnalyzeError;
