@@ -36,6 +36,8 @@ How a report is made:
 
   Keys (--by):
     entry-point    the innermost frame of the event's stack, path:line:function
+    function       the innermost frame without its line: module:qualname when
+                   the trace records them, else relative/path.py:function
     app-frame      the innermost frame in your own code: not the standard
                    library (lib/pythonX.Y, <frozen ...>), not site-packages or
                    dist-packages; with --app-root, the innermost frame under
@@ -251,9 +253,30 @@ pub struct DiffArgs {
     pub fail_on: Vec<FailOn>,
 
     /// A rate or p95 must rise (or fall) by at least PCT for a row to be
-    /// regressed (or improved).
-    #[arg(long, value_name = "PCT", default_value = "20%", value_parser = parse_percent, help_heading = "Gate")]
+    /// regressed (or improved), as well as beyond chance.
+    #[arg(long, value_name = "PCT", default_value = "20%", value_parser = parse_percent, allow_hyphen_values = true, help_heading = "Gate")]
     pub min_increase: f64,
+
+    /// The chance that an unchanged build passes the gate: a change is
+    /// beyond chance when its test, adjusted for every test of the diff
+    /// (Holm-Bonferroni), has p <= 1 - P.
+    #[arg(long, value_name = "P", default_value = "0.99", value_parser = parse_confidence, allow_hyphen_values = true, help_heading = "Gate")]
+    pub confidence: f64,
+
+    /// p95s are compared only when both sides have at least N slices of the group.
+    #[arg(long = "min-slices-p95", value_name = "N", default_value_t = crate::diff::DEFAULT_MIN_SLICES_P95, help_heading = "Gate")]
+    pub min_slices_p95: u64,
+
+    /// Leave out the first SECONDS of each trace (start-up and warm-up work);
+    /// the same as --since, named for what it is for.
+    #[arg(long, value_name = "SECONDS", default_value_t = 0.0, value_parser = parse_seconds, allow_hyphen_values = true, help_heading = "Gate")]
+    pub skip_first_s: f64,
+
+    /// Test and gate one-time work too: groups all of whose slices came
+    /// through the import system (first-call imports), and groups seen in at
+    /// most 2 slices on each side.
+    #[arg(long, help_heading = "Gate")]
+    pub gate_one_time: bool,
 
     /// A p95 elapsed time must also rise (or fall) by at least MS for a row to
     /// be regressed (or improved) by it: short slices' times move with noise.
@@ -261,7 +284,7 @@ pub struct DiffArgs {
     pub min_p95_change_ms: f64,
 
     /// The gate ignores rows with fewer than N blocking slices on the new side.
-    #[arg(long, value_name = "N", default_value_t = 1, help_heading = "Gate")]
+    #[arg(long, value_name = "N", default_value_t = crate::diff::DEFAULT_MIN_COUNT, help_heading = "Gate")]
     pub min_count: u64,
 
     /// Score both sides with this side's event table (its weights, by event name).
@@ -322,6 +345,18 @@ fn parse_percent(text: &str) -> Result<f64, String> {
     }
 }
 
+/// A probability strictly between 0 and 1, `0.99` or `99%`.
+fn parse_confidence(text: &str) -> Result<f64, String> {
+    let value = match text.strip_suffix('%') {
+        Some(percent) => percent.trim().parse::<f64>().map(|p| p / 100.0),
+        None => text.trim().parse::<f64>(),
+    };
+    match value {
+        Ok(value) if value > 0.0 && value < 1.0 => Ok(value),
+        _ => Err(format!("'{text}' is not a confidence between 0 and 1 (like 0.99 or 99%)")),
+    }
+}
+
 /// A finite, non-negative number.
 fn parse_seconds(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
@@ -366,7 +401,11 @@ mod tests {
         assert_eq!((args.base, args.new), (PathBuf::from("a.bin"), PathBuf::from("b/")));
         assert_eq!(args.more_base, [PathBuf::from("a2.bin")]);
         assert_eq!(args.fail_on, [FailOn::NewHigh, FailOn::Any]);
-        assert_eq!((args.min_increase, args.min_count, args.rescore, args.all), (0.2, 1, ScoreWith::New, false));
+        assert_eq!((args.min_increase, args.min_count, args.rescore, args.all), (0.2, 5, ScoreWith::New, false));
+        assert_eq!(
+            (args.confidence, args.min_slices_p95, args.skip_first_s, args.gate_one_time),
+            (0.99, 50, 0.0, false)
+        );
         let percent = |text: &str| {
             parse(&["diff", "a", "b", "--min-increase", text]).map(|c| match c.command {
                 Some(Command::Diff(args)) => args.min_increase,
@@ -375,7 +414,14 @@ mod tests {
         };
         assert_eq!(percent("50%").unwrap(), 0.5);
         assert_eq!(percent("5").unwrap(), 0.05);
-        assert!(percent("-1%").is_err() && percent("much").is_err());
+        assert!(percent("-1%").is_err() && percent("much").is_err() && percent("-5%").is_err());
+        let confidence = |text: &str| parse(&["diff", "a", "b", "--confidence", text]).map(|_| ());
+        assert!(confidence("0.95").is_ok() && confidence("99.9%").is_ok());
+        for bad in ["1.5", "1", "0", "-0.5", "nan", "high"] {
+            assert_eq!(confidence(bad).unwrap_err().exit_code(), 2, "{bad}");
+        }
+        assert!(parse(&["diff", "a", "b", "--skip-first-s", "-1"]).is_err());
+        assert!(parse(&["diff", "a", "b", "--skip-first-s", "2.5"]).is_ok());
         assert_eq!(parse(&["diff", "a.bin"]).unwrap_err().exit_code(), 2);
     }
 
