@@ -634,8 +634,8 @@ fn measure_text(measure: Measure, base: Option<&SideValues>, new: &SideValues, p
 /// The reason a row fails the gate: the numbers, the tests beyond chance
 /// and the confidence they were held at.
 fn reason(row: &DiffRow, options: &DiffOptions) -> String {
-    let key = &row.key;
-    let Some(new) = &row.new else { return format!("'{key}' is gone") };
+    let key = row_name(row);
+    let Some(new) = &row.new else { return format!("{key} is gone") };
     let alpha = 1.0 - options.confidence;
     let beyond: Vec<String> = row
         .tests
@@ -653,12 +653,26 @@ fn reason(row: &DiffRow, options: &DiffOptions) -> String {
     };
     match &row.base {
         None => format!(
-            "new {} group '{key}': {} slices, severity {} per 1k slices{tests}",
+            "new {} group {key}: {} slices, severity {} per 1k slices{tests}",
             new.severity_level,
             new.slices,
             trim(new.severity_per_1k)
         ),
-        Some(_) => format!("regressed '{key}'{}", tests.replacen(';', ":", 1)),
+        Some(_) => format!("regressed {key}{}", tests.replacen(';', ":", 1)),
+    }
+}
+
+/// A row as a reason names it: by identity, which is the same in both
+/// releases, with the lines it was seen at on the new side (`'app.py:orders'
+/// (line 30)`).
+fn row_name(row: &DiffRow) -> String {
+    let lines = row.new.as_ref().or(row.base.as_ref()).map_or(&[][..], |side| &side.lines[..]);
+    let shown: Vec<String> = lines.iter().take(3).map(i32::to_string).collect();
+    let more = if lines.len() > 3 { ", …" } else { "" };
+    match shown.len() {
+        0 => format!("'{}'", row.identity),
+        1 => format!("'{}' (line {})", row.identity, shown[0]),
+        _ => format!("'{}' (lines {}{more})", row.identity, shown.join(", ")),
     }
 }
 
@@ -868,7 +882,7 @@ mod tests {
         let reasons = gate(&rows, &DiffOptions { fail_on: vec![FailOn::Regressed], ..DiffOptions::default() });
         assert_eq!(reasons.len(), 1);
         assert!(
-            reasons[0].starts_with("regressed 'a': p95 2 -> 30 ms (x15.0, p < 0.001) at confidence 0.99"),
+            reasons[0].starts_with("regressed 'a' (line 42): p95 2 -> 30 ms (x15.0, p < 0.001) at confidence 0.99"),
             "{reasons:?}"
         );
     }
@@ -891,11 +905,11 @@ mod tests {
             |fail_on| gate(&rows, &DiffOptions { fail_on: vec![fail_on], min_count: 1, ..DiffOptions::default() });
         let new_reasons = fail(FailOn::New);
         assert_eq!(new_reasons.len(), 1, "{new_reasons:?}");
-        assert!(new_reasons[0].starts_with("new medium group 'common': 40 slices, severity 400 per 1k slices; events per 1k slices 0 -> 40 (p < 0.001)"), "{new_reasons:?}");
+        assert!(new_reasons[0].starts_with("new medium group 'common' (line 42): 40 slices, severity 400 per 1k slices; events per 1k slices 0 -> 40 (p < 0.001)"), "{new_reasons:?}");
         // new-high keeps its meaning: any new group of high severity.
         let high = fail(FailOn::NewHigh);
         assert_eq!(high.len(), 1);
-        assert!(high[0].starts_with("new high group 'heavy': 4 slices"), "{high:?}");
+        assert!(high[0].starts_with("new high group 'heavy' (line 42): 4 slices"), "{high:?}");
     }
 
     #[test]

@@ -363,11 +363,12 @@ fn each_fail_on_mode_sets_the_exit_code_with_one_line_per_reason() {
         let output = run(&args);
         (output.status.code().unwrap(), stderr(&output))
     };
-    let new_high = "aiocop-analyze: gate: new high group 'app/report.py:12:render': 30 slices, severity 75 per 1k \
+    let new_high =
+        "aiocop-analyze: gate: new high group 'app/report.py:render' (line 12): 30 slices, severity 75 per 1k \
                     slices; events per 1k slices 0 -> 1.5 (p < 0.001), severity per 1k slices 0 -> 75 (p < 0.001) \
                     at confidence 0.99\n";
-    let regressed = "aiocop-analyze: gate: regressed 'app/handlers.py:42:get_user': events per 1k slices 5 -> 10 \
-                     (x2.0, p < 0.001), severity per 1k slices 250 -> 500 (x2.0, p < 0.001) at confidence 0.99\n";
+    let regressed = "aiocop-analyze: gate: regressed 'app/handlers.py:get_user' (line 42): events per 1k slices \
+                     5 -> 10 (x2.0, p < 0.001), severity per 1k slices 250 -> 500 (x2.0, p < 0.001) at confidence 0.99\n";
     assert_eq!(gate(&[]), (0, String::new()));
     assert_eq!(gate(&["--fail-on", "new-high"]), (1, new_high.to_owned()));
     assert_eq!(gate(&["--fail-on", "new"]), (1, new_high.to_owned()));
@@ -495,4 +496,164 @@ fn unusable_inputs_exit_2_naming_the_file() {
     let bad_percent = run(["diff", path(&base), path(&new), "--min-increase", "lots"]);
     assert_eq!(bad_percent.status.code(), Some(2));
     assert!(stdout(&missing).is_empty());
+}
+
+/// One deployment of a release: where its code is, and how many lines were
+/// inserted above every function.
+struct Deployment {
+    root: &'static str,
+    venv: &'static str,
+    shift: i32,
+}
+
+/// A run of a shop in `deployment`: `total` slices, of which each route
+/// blocks in `per_route[i]` slices (the pure ones 1 ms each).
+fn write_shop(path: &Path, label: &str, deployment: &Deployment, total: u64, per_route: [u64; 3]) -> PathBuf {
+    let file = |name: &str| -> &'static str { Box::leak(format!("{}/shop/{name}", deployment.root).into_boxed_str()) };
+    let library = |name: &str| -> &'static str {
+        Box::leak(format!("{}/lib/python3.12/site-packages/{name}", deployment.venv).into_boxed_str())
+    };
+    let line = |line: i32| line + deployment.shift;
+    // The entry module is beside the package: the app root is the deployment's.
+    let serve: At = (Box::leak(format!("{}/app.py", deployment.root).into_boxed_str()), line(5), "serve");
+    let routes: [(&str, Vec<At>); 3] = [
+        ("time.sleep", vec![(file("handlers.py"), line(42), "get_user"), serve]),
+        ("open", vec![(file("config.py"), line(7), "load"), (file("handlers.py"), line(60), "get_cart"), serve]),
+        (
+            "socket.socket.connect",
+            vec![
+                (library("redis/connection.py"), 600, "connect"),
+                (file("cache.py"), line(9), "warm"),
+                serve,
+                ("/usr/lib/python3.12/asyncio/events.py", 80, "_run"),
+            ],
+        ),
+    ];
+    let mut trace = TraceBuilder::new(header(Some(label), "ci", 100), 0);
+    let mut start_ns = 0;
+    for (route, &count) in routes.iter().zip(&per_route) {
+        for i in 0..count {
+            let (event, stack) = route;
+            // Elapsed times spread over 1 to 10 ms, the same on both sides.
+            let duration_ns = (1 + i % 10) * MS;
+            trace.slice(Slice {
+                start_ns,
+                duration_ns,
+                what: "handle",
+                events: vec![(event, "x", stack.clone())],
+                ..Slice::default()
+            });
+            start_ns += 20 * MS;
+        }
+    }
+    for _ in per_route.iter().sum::<u64>()..total {
+        trace.slice(Slice { start_ns, duration_ns: MS, what: "tick", ..Slice::default() });
+        start_ns += 2 * MS;
+    }
+    trace.write(path, Some(start_ns))
+}
+
+#[test]
+fn a_release_with_moved_lines_deployed_elsewhere_keeps_untouched_groups_unchanged() {
+    let dir = test_dir("diff-release");
+    let old = Deployment { root: "/srv/shop-1.4", venv: "/srv/shop-1.4/.venv", shift: 0 };
+    let new = Deployment { root: "/home/runner/work/shop/checkout", venv: "/opt/venvs/shop-1.5", shift: 3 };
+    let base = write_shop(&dir.join("base.bin"), "v1.4", &old, 20_000, [200, 150, 100]);
+    // Twice as long a run; the cart's config read happens twice as often.
+    let candidate = write_shop(&dir.join("new.bin"), "v1.5", &new, 40_000, [400, 600, 200]);
+    for by in ["entry-point", "function", "app-frame", "stack"] {
+        let diff = diff_json(&base, &candidate, &["--by", by, "--all"]);
+        let rows = diff["rows"].as_array().unwrap();
+        let statuses: Vec<(String, String)> = rows
+            .iter()
+            .map(|r| (r["identity"].as_str().unwrap().to_owned(), r["status"].as_str().unwrap().to_owned()))
+            .collect();
+        assert_eq!(statuses.len(), 3, "--by {by}: {statuses:?}");
+        for (identity, status) in &statuses {
+            let expected = if identity.contains("config.py:load") { "regressed" } else { "unchanged" };
+            assert_eq!(status, expected, "--by {by}: {statuses:?}");
+        }
+        assert_eq!(diff["counts"]["new"], 0, "--by {by}");
+        assert_eq!(diff["counts"]["gone"], 0, "--by {by}");
+    }
+    // Identities are line-free and deployment-free; lines stay as detail.
+    let diff = diff_json(&base, &candidate, &["--by", "app-frame", "--all"]);
+    let row =
+        |identity: &str| diff["rows"].as_array().unwrap().iter().find(|r| r["identity"] == identity).unwrap().clone();
+    let user = row("shop/handlers.py:get_user");
+    assert_eq!(
+        (user["base"]["lines"].clone(), user["new"]["lines"].clone()),
+        (serde_json::json!([42]), serde_json::json!([45]))
+    );
+    assert_eq!(user["key"], "/home/runner/work/shop/checkout/shop/handlers.py:45:get_user");
+    assert_eq!(row("shop/cache.py:warm")["new"]["lines"], serde_json::json!([12]));
+    let stack = diff_json(&base, &candidate, &["--by", "stack", "--all"]);
+    let identities: Vec<&str> =
+        stack["rows"].as_array().unwrap().iter().map(|r| r["identity"].as_str().unwrap()).collect();
+    assert!(
+        identities
+            .contains(&"redis/connection.py:connect <- shop/cache.py:warm <- app.py:serve <- asyncio/events.py:_run"),
+        "{identities:?}"
+    );
+    // The report groups by the same identity with --by function.
+    let output = run(["report", path(&candidate), "--by", "function", "--format", "json"]);
+    let report: Value = serde_json::from_str(&stdout(&output)).unwrap();
+    let keys: Vec<&str> = report["groups"].as_array().unwrap().iter().map(|g| g["key"].as_str().unwrap()).collect();
+    // By score: 400 sleeps (50 each), 200 connects (50), 600 opens (10).
+    assert_eq!(keys, ["shop/handlers.py:get_user", "redis/connection.py:connect", "shop/config.py:load"]);
+}
+
+#[test]
+fn bad_gate_settings_are_usage_errors_on_one_line() {
+    let (base, new) = releases("diff-bad-settings");
+    for (flag, value, message) in [
+        ("--confidence", "1.5", "'1.5' is not a confidence between 0 and 1 (like 0.99 or 99%)"),
+        ("--min-increase", "-5%", "'-5%' is not a percentage of at least 0 (like 20%)"),
+        ("--skip-first-s", "-1", "'-1' is not a number of at least 0"),
+    ] {
+        let output = run(["diff", path(&base), path(&new), flag, value]);
+        assert_eq!(output.status.code(), Some(2), "{flag} {value}");
+        let text = stderr(&output);
+        assert_eq!(text.lines().count(), 1, "{text}");
+        assert!(text.starts_with(&format!("aiocop-analyze: invalid value '{value}' for '{flag} ")), "{text}");
+        assert!(text.trim_end().ends_with(message), "{text}");
+        assert!(stdout(&output).is_empty());
+    }
+}
+
+#[test]
+fn a_side_without_slices_or_sides_without_a_group_in_common_say_so() {
+    let (base, new) = releases("diff-empty");
+    // The base run lasts 126 s: nothing starts after 1,000 s.
+    let output = run(["diff", path(&base), path(&new), "--skip-first-s", "1000"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(
+        stderr(&output),
+        format!(
+            "aiocop-analyze: the base side ('{}') has no slices to compare in the window and labels asked for \
+             (--since, --skip-first-s, --until, --label)\n",
+            path(&base)
+        )
+    );
+    let other = write_run(
+        &base.with_file_name("other.bin"),
+        header(Some("v9"), "ci", 100),
+        1_000,
+        &[(50, "open", ("other/x.py", 1, "f"), 2)],
+    );
+    let output = run(["diff", path(&base), path(&other), "--format", "markdown"]);
+    assert_eq!(output.status.code(), Some(0));
+    let warning = "no group is on both sides: every row is new or gone. Are both sides recordings of the same \
+                   program, grouped the same way (--by, --app-root)?";
+    assert_eq!(stderr(&output), format!("aiocop-analyze: warning: {warning}\n"));
+    assert!(stdout(&output).contains(&format!("- Warning: {warning}\n")), "{}", stdout(&output));
+}
+
+#[test]
+fn skipping_the_warm_up_leaves_its_slices_out_of_both_sides() {
+    let (base, new) = releases("diff-warm-up");
+    let diff = diff_json(&base, &new, &["--skip-first-s", "20", "--all"]);
+    // The base's blocking slices start every 100 ms from 0: the first 200 are in the first 20 s.
+    assert_eq!(diff["gate"]["skip_first_s"], 20.0);
+    assert!(diff["base"]["totals"]["blocking_slices"].as_u64().unwrap() < 290, "{}", diff["base"]["totals"]);
 }
