@@ -30,6 +30,7 @@ import asyncio
 import os
 import random
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -38,7 +39,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-APP = '''
+APP = """
 import os, random, time
 from fastapi import FastAPI
 
@@ -81,13 +82,13 @@ async def search(q: str = ""):
     return {"q": q, "hits": []}
 
 app.get("/search")(search)
-'''
+"""
 
-NEW_HELPER = '''
+NEW_HELPER = """
 def audit(query):
     with open(DATA) as f:
         return f.read(1) + query
-'''
+"""
 
 RELEASES = {
     "A": APP.replace("#NEW_HELPER", "").replace("#DOUBLE", "").replace("#NEW_CALL", ""),
@@ -165,13 +166,15 @@ def record(release: str, run_dir: Path, trace: Path, seconds: float, connections
     try:
         served = asyncio.run(load(port, seconds, connections))
     finally:
-        server.terminate()
+        # Ctrl-C, as a user stops it: uvicorn shuts down, re-raises it as KeyboardInterrupt, and the recorder
+        # writes its footer on the way out (SIGTERM, re-raised, would kill it before).
+        server.send_signal(signal.SIGINT)
         try:
             _, stderr = server.communicate(timeout=30)
         except subprocess.TimeoutExpired:
             server.kill()
             raise
-    if server.returncode not in (0, -15):
+    if server.returncode not in (0, 1, 130, -signal.SIGINT):
         sys.exit(f"recording {release} failed ({server.returncode}):\n{stderr}")
     return served
 
