@@ -70,9 +70,12 @@ Examples:
       What got worse from one release to the next, most severe first.
   aiocop-analyze diff 'v1.4/*.bin' 'v1.5/*.bin' --by app-frame --all
       Every worker of each run; every row, unchanged ones too.
-  aiocop-analyze diff base.bin new.bin --fail-on new-high --fail-on regressed --min-increase 50% --min-count 5
-      A CI gate: exit 1 on a new high-severity group, or a group at least 50%
-      worse, counting only groups with 5 or more blocking slices.
+  aiocop-analyze diff base.bin new.bin --fail-on regressed --fail-on new
+      A CI gate: exit 1 on a group worse beyond chance (at 0.99 over the whole
+      diff) and by at least 20%, or a new group seen more than by chance.
+  aiocop-analyze diff base.bin new.bin --fail-on new-high --fail-on regressed --min-increase 50% --skip-first-s 10
+      Stricter on size (50% worse), new high-severity groups however rare,
+      and the first 10 s of each run (warm-up) left out.
   aiocop-analyze diff base.bin new.bin --format markdown -o diff.md
       A table for a pull-request comment.
 
@@ -82,17 +85,40 @@ one line per reason on stderr; 2 an input is unusable, or a usage error.";
 const DIFF_SEMANTICS: &str = "\
 How a diff is made:
   Each side is read as a report reads its inputs (same --by and filters).
-  Runs differ in length, so a group's blocking slices, events and severity
-  score are compared per 1,000 slices of their side.
+  Rows are matched across releases by identity: for frame keys (entry-point,
+  function, app-frame, stack), the frames without their lines, paths made
+  relative (module:qualname when the trace records them), so a moved line or
+  another deployment directory is the same row; the lines seen are detail.
+  Runs differ in length, so a group's events and severity score are compared
+  per 1,000 slices of their side.
 
   Status of a row:
     new        the group is only in NEW
     gone       the group is only in BASE
-    regressed  its severity or events per 1k slices, or its p95 elapsed
-               time, rose by at least --min-increase (p95 also by at least
-               --min-p95-change-ms: a slice of microseconds doubles with noise)
-    improved   none of those rose that much, and one fell that much
+    regressed  its events or severity per 1k slices, or its p95 elapsed time,
+               rose beyond chance and by at least --min-increase. Beyond
+               chance: a Poisson rate-ratio test for the rates (the new
+               side's count out of both, binomial with the new side's share
+               of the slices; counts that come several to a slice divided by
+               their dispersion); for the p95, only with --min-slices-p95
+               slices on both sides, Fisher's exact test on the slices above
+               the pooled p95, and a rise of --min-p95-change-ms too. Each
+               p-value is Holm-adjusted over every test of the diff and must
+               be at most 1 - --confidence.
+    improved   none of those rose so, and one fell so
     unchanged  otherwise (shown with --all)
+  One-time work is not tested nor gated (--gate-one-time: it is): groups
+  whose events all came through the import system (first-call imports), and
+  groups seen in at most 2 slices on each side. --skip-first-s leaves out
+  each trace's warm-up.
+
+  The gate counts rows with at least --min-count blocking slices on the new
+  side: regressed rows; with new, new groups beyond chance (tested against 0
+  on the base side); with new-high, new groups of high severity. With
+  regressed and new, an unchanged build passes with a chance of at least
+  --confidence. Each reason gives the numbers, the p-values and the
+  confidence.
+
   Rows are ordered by how much their severity per 1k slices rose (new and
   regressed groups first, improved and gone ones last), then by status.
 

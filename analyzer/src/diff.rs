@@ -1,19 +1,46 @@
 //! `diff`: the traces of two releases (base and new, each one or more
 //! files, read and merged as a report reads them) compared group by group,
-//! and the gate a CI job fails on.
+//! and the gate a CI job fails on. It promises that an unchanged build
+//! passes `--fail-on regressed --fail-on new` with a chance of at least
+//! `--confidence` (0.99), and says for every row why it has its status.
 //!
-//! Two runs never have the same length, so a group's blocking slices,
-//! events and severity score are compared *per 1,000 slices* of their side.
-//! A group present on one side only is `new` or `gone`. A group on both is
-//! `regressed` when its severity or events per 1,000 slices, or its p95
-//! elapsed time, rose by at least `--min-increase` (20% by default; a p95
-//! also by at least `--min-p95-change-ms`, 1 ms by default, since the times
-//! of slices of a few microseconds double with noise);
-//! `improved` when none rose that much and one fell that much (the old
-//! value is at least `1 + min_increase` times the new one); `unchanged`
-//! otherwise. Rows are ordered most severe first: by how much their
-//! severity per 1,000 slices rose (new and regressed groups first, improved
-//! and gone ones last), then by status, then by key.
+//! Rows are matched across releases by *identity* (see
+//! [`crate::identity`]): for `--by entry-point`, `function`, `app-frame` and
+//! `stack`, frames without their lines and with their paths made relative,
+//! so a moved line or another deployment directory is the same group. Each
+//! side keeps the lines it was seen at, most frequent first.
+//!
+//! Two runs never have the same length, so a group's events and severity
+//! score are compared *per 1,000 slices* of their side. A group on one side
+//! only is `new` or `gone`. A group on both is:
+//!
+//! - `regressed` when one of its measures rose beyond chance and by at least
+//!   `--min-increase` (20%): events per 1k slices and severity per 1k
+//!   slices by the rate test of [`crate::stats`] (a Poisson rate-ratio test,
+//!   quasi-Poisson for calls that come several to a slice); its p95, only
+//!   when both sides have `--min-slices-p95` (50) slices of it, by Fisher's
+//!   exact test on the slices above the pooled p95, and only by at least
+//!   `--min-p95-change-ms` (1 ms) too. Beyond chance: the test's p-value,
+//!   Holm-adjusted over every rise test of the diff, is at most
+//!   `1 - --confidence`;
+//! - `improved` when none rose so, and one fell so (the same tests the other
+//!   way, adjusted over every fall test of the diff);
+//! - `unchanged` otherwise.
+//!
+//! One-time work is neither tested nor gated (unless `--gate-one-time`): a
+//! group all of whose slices' events came through the import system
+//! (first-call imports), or seen in at most 2 slices on each side; and
+//! `--skip-first-s` leaves out each trace's warm-up.
+//!
+//! The gate (`--fail-on`) looks at rows with at least `--min-count` (5)
+//! blocking slices on the new side that are not one-time work: `regressed`
+//! fails on a regressed row, `new` on a new group whose rate test (against a
+//! count of 0 on the base side) is beyond chance, `new-high` on any new group
+//! whose worst level is high (as before: a severity level, not a test).
+//!
+//! Rows are ordered most severe first: by how much their severity per 1,000
+//! slices rose (new and regressed groups first, improved and gone ones
+//! last), then by status, then by key.
 //!
 //! Both sides are scored with one event table, the new side's (or the
 //! base's with `--rescore base`), matched by event name, so that a change of

@@ -26,7 +26,9 @@
 //!   what is read, and the totals with it; `--exceeded-only`,
 //!   `--min-severity` and `--top` only choose rows.
 //!
-//! - `diff` compares two sides group by group, per 1,000 slices: see [`diff`].
+//! - `diff` compares two sides group by group, per 1,000 slices, matching
+//!   rows by identity ([`identity`]) and deciding their status with the
+//!   tests of [`stats`]: see [`diff`].
 //!
 //! Reading is streaming and parallel: see [`app`], [`aggregate`] and
 //! [`resolve`]. Output formats are in [`export`].

@@ -16,8 +16,10 @@
 //!   count of slices, not of `m` times as many independent events.
 //! - [`tail_rise`] / [`tail_fall`]: for elapsed times, Fisher's exact test on
 //!   how many slices of each side are above the *pooled* p95 (of both sides'
-//!   slices together). Unlike comparing two p95s, it accounts for both
-//!   sides' sample sizes, and a slow outlier or two cannot make it.
+//!   slices together; or at or above it when ties at the p95 make that the
+//!   nearer to 5% of the slices, see `diff::tail_counts`). Unlike comparing
+//!   two p95s, it accounts for both sides' sample sizes, and a slow outlier
+//!   or two cannot make it.
 //! - [`holm`]: a diff tests dozens of rows at once; Holm–Bonferroni
 //!   adjusts each p-value so that, when nothing changed, the chance that
 //!   *any* test of the diff rejects stays at most `1 - confidence`.
