@@ -192,8 +192,8 @@ pub struct ReportArgs {
 /// `report` and `diff`.
 #[derive(Clone, Debug, Args)]
 pub struct FilterArgs {
-    /// What a row stands for: entry-point, app-frame, event, task, stack or
-    /// context:KEY.
+    /// What a row stands for: entry-point, function, app-frame, event, task,
+    /// stack or context:KEY.
     #[arg(long, value_name = "KEY", default_value = "entry-point", value_parser = parse_group_by, help_heading = "Grouping")]
     pub by: GroupBy,
 

@@ -418,20 +418,32 @@ fn csv_has_a_base_and_a_new_column_per_value() {
     assert_eq!(
         lines.next(),
         Some(
-            "key,status,base_slices,new_slices,base_events,new_events,base_severity_score,new_severity_score,\
-             base_severity_level,new_severity_level,base_exceeded,new_exceeded,base_slices_per_1k,new_slices_per_1k,\
-             base_events_per_1k,new_events_per_1k,base_severity_per_1k,new_severity_per_1k,base_exceeded_pct,\
-             new_exceeded_pct,base_p95_ms,new_p95_ms,base_max_ms,new_max_ms"
+            "key,identity,status,base_slices,new_slices,base_events,new_events,base_severity_score,\
+             new_severity_score,base_severity_level,new_severity_level,base_exceeded,new_exceeded,\
+             base_slices_per_1k,new_slices_per_1k,base_events_per_1k,new_events_per_1k,base_severity_per_1k,\
+             new_severity_per_1k,base_exceeded_pct,new_exceeded_pct,base_p95_ms,new_p95_ms,base_max_ms,new_max_ms,\
+             p_value,one_time"
         )
     );
+    // The p-value last but one, then one_time (empty: null).
+    let row = |line: Option<&str>| -> (String, f64) {
+        let line = line.expect("a row");
+        let (values, p_value) = line.trim_end_matches(',').rsplit_once(',').unwrap();
+        (values.to_owned(), p_value.parse().unwrap())
+    };
+    let (handler, p_value) = row(lines.next());
     assert_eq!(
-        lines.next(),
-        Some(
-            "app/handlers.py:42:get_user,regressed,50,200,50,200,2500,10000,high,high,0,0,5,10,5,10,250,500,0,0,20,20,\
-             20,20"
-        )
+        handler,
+        "app/handlers.py:42:get_user,app/handlers.py:get_user,regressed,50,200,50,200,2500,10000,high,high,0,0,5,10,5,\
+         10,250,500,0,0,20,20,20,20"
     );
-    assert_eq!(lines.next(), Some("app/report.py:12:render,new,,30,,30,,1500,,high,,30,,1.5,,1.5,,75,,100,,150,,150"));
+    assert!(p_value < 0.001, "{p_value}");
+    let (report, p_value) = row(lines.next());
+    assert_eq!(
+        report,
+        "app/report.py:12:render,app/report.py:render,new,,30,,30,,1500,,high,,30,,1.5,,1.5,,75,,100,,150,,150"
+    );
+    assert!(p_value < 0.001, "{p_value}");
     assert_eq!(lines.count(), 2);
 }
 
