@@ -31,6 +31,7 @@ def calibration() -> ModuleType:
     spec = importlib.util.spec_from_file_location("gate_calibration", ROOT / "bench" / "gate_calibration.py")
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
