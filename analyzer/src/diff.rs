@@ -52,6 +52,7 @@ use crate::group::GroupBy;
 use crate::report::{ms, Elapsed, TotalsView, TraceFacts};
 use crate::resolve::{EventWeights, Group};
 use crate::stats::{self, RateSample, TailCounts};
+use aiocop_trace::frame::TRACE_SEPARATOR;
 use aiocop_trace::records::EventSpec;
 use aiocop_trace::SeverityLevel;
 use clap::ValueEnum;
@@ -149,6 +150,9 @@ pub struct DiffOptions {
     /// One-time work (first-call imports, groups of at most 2 slices a side)
     /// is tested and gates like the rest.
     pub gate_one_time: bool,
+    /// Keys are frame identities (`--by entry-point`, `function`,
+    /// `app-frame`, `stack`): see [`pair_groups`].
+    pub frame_keys: bool,
 }
 
 impl Default for DiffOptions {
@@ -162,6 +166,7 @@ impl Default for DiffOptions {
             confidence: DEFAULT_CONFIDENCE,
             min_slices_p95: DEFAULT_MIN_SLICES_P95,
             gate_one_time: false,
+            frame_keys: false,
         }
     }
 }
@@ -527,13 +532,13 @@ fn change(base: Option<&SideValues>, new: Option<&SideValues>) -> Change {
 /// Every group of either side as a row, most severe first, with the number
 /// of rise and fall tests made.
 pub fn compare(base: &Side, new: &Side, options: &DiffOptions) -> (Vec<DiffRow>, usize, usize) {
-    let keys: BTreeSet<&String> = base.analysis.groups.keys().chain(new.analysis.groups.keys()).collect();
+    let pairs = pair_groups(&base.analysis.groups, &new.analysis.groups, options.frame_keys);
     let sides = (base.analysis.totals.slices, new.analysis.totals.slices);
-    let mut raw: Vec<Vec<RawTests>> = Vec::with_capacity(keys.len());
-    let mut rows: Vec<DiffRow> = keys
+    let mut raw: Vec<Vec<RawTests>> = Vec::with_capacity(pairs.len());
+    let mut rows: Vec<DiffRow> = pairs
         .into_iter()
-        .map(|identity| {
-            let (base_group, new_group) = (base.analysis.groups.get(identity), new.analysis.groups.get(identity));
+        .map(|(identity, base_group, new_group)| {
+            let identity = &identity;
             let one_time = one_time(base_group, new_group);
             let tested = one_time.is_none() || options.gate_one_time;
             raw.push(if tested { raw_tests(base_group, new_group, sides, options) } else { Vec::new() });
@@ -567,6 +572,68 @@ pub fn compare(base: &Side, new: &Side, options: &DiffOptions) -> (Vec<DiffRow>,
             .then_with(|| a.identity.cmp(&b.identity))
     });
     (rows, rise_tests, fall_tests)
+}
+
+/// A row's identity and its group on each side.
+type Pair<'a> = (String, Option<&'a Group>, Option<&'a Group>);
+
+/// The groups of both sides, paired by identity: `(identity, base, new)`.
+///
+/// With frame keys, an identity on one side only is also paired with one on
+/// the other side only when their frames have the same functions and each
+/// path of one ends with the other's (`views.py:total` and
+/// `shop/views.py:total`: two releases whose app roots were found at
+/// different depths, one having blocked only in `shop/`), and neither has
+/// another such partner; the row takes the longer identity.
+fn pair_groups<'a>(
+    base: &'a FxHashMap<String, Group>,
+    new: &'a FxHashMap<String, Group>,
+    frame_keys: bool,
+) -> Vec<Pair<'a>> {
+    let identities: BTreeSet<&String> = base.keys().chain(new.keys()).collect();
+    let mut pairs: Vec<Pair> = identities.into_iter().map(|id| (id.clone(), base.get(id), new.get(id))).collect();
+    let only = |pick: fn(&Pair) -> bool| -> Vec<usize> {
+        pairs.iter().enumerate().filter(|(_, pair)| pick(pair)).map(|(at, _)| at).collect()
+    };
+    let (only_base, only_new) = (only(|p| p.2.is_none()), only(|p| p.1.is_none()));
+    // Past a million comparisons, the sides are not two releases of one program.
+    if !frame_keys || only_base.len().saturating_mul(only_new.len()) > 1_000_000 {
+        return pairs;
+    }
+    let partners = |at: usize, others: &[usize]| -> Vec<usize> {
+        others.iter().copied().filter(|&other| same_but_for_root(&pairs[at].0, &pairs[other].0)).collect()
+    };
+    let mut merged: Vec<(usize, usize)> = Vec::new();
+    for &b in &only_base {
+        if let [n] = partners(b, &only_new)[..] {
+            if partners(n, &only_base) == [b] {
+                merged.push((b, n));
+            }
+        }
+    }
+    for &(b, n) in &merged {
+        let new_group = pairs[n].2.take();
+        pairs[b].2 = new_group;
+        if pairs[n].0.len() > pairs[b].0.len() {
+            pairs[b].0 = pairs[n].0.clone();
+        }
+    }
+    pairs.retain(|(_, base, new)| base.is_some() || new.is_some());
+    pairs
+}
+
+/// Whether two frame identities differ only by how much of their paths
+/// their app roots took (see [`pair_groups`]).
+fn same_but_for_root(a: &str, b: &str) -> bool {
+    let suffix = |long: &str, short: &str| {
+        long.len() > short.len() && long.ends_with(short) && { long.as_bytes()[long.len() - short.len() - 1] == b'/' }
+    };
+    let frame = |x: &str, y: &str| match (x.rsplit_once(':'), y.rsplit_once(':')) {
+        (Some((px, fx)), Some((py, fy))) => fx == fy && (px == py || suffix(px, py) || suffix(py, px)),
+        _ => x == y,
+    };
+    let (fa, fb): (Vec<&str>, Vec<&str>) = (a.split(TRACE_SEPARATOR).collect(), b.split(TRACE_SEPARATOR).collect());
+    a != b && fa.len() == fb.len() && fa.iter().zip(&fb).all(|(x, y)| frame(x, y))
 }
 
 /// Holm-adjusts every rise test of the diff together, and every fall test
@@ -942,6 +1009,39 @@ mod tests {
         let high = fail(FailOn::NewHigh);
         assert_eq!(high.len(), 1);
         assert!(high[0].starts_with("new high group 'heavy' (line 42): 4 slices"), "{high:?}");
+    }
+
+    #[test]
+    fn identities_that_differ_only_by_their_roots_depth_are_one_row() {
+        let base = side(
+            10_000,
+            vec![("views.py:total", group(100, 1, 1)), ("a/x.py:f", group(100, 1, 1)), ("b/x.py:f", group(100, 1, 1))],
+        );
+        let new = side(
+            10_000,
+            vec![
+                ("shop/views.py:total", group(100, 1, 1)),
+                ("x.py:f", group(100, 1, 1)),
+                ("api/views.py:other", group(100, 1, 1)),
+            ],
+        );
+        let frames = DiffOptions { frame_keys: true, ..DiffOptions::default() };
+        assert_eq!(
+            statuses(&base, &new, &frames),
+            pairs(&[
+                ("a/x.py:f", Status::Gone), // two partners: left alone
+                ("api/views.py:other", Status::New),
+                ("b/x.py:f", Status::Gone),
+                ("shop/views.py:total", Status::Unchanged),
+                ("x.py:f", Status::New),
+            ])
+        );
+        // Not for keys that are not frames.
+        assert_eq!(statuses(&base, &new, &DiffOptions::default()).len(), 6);
+        assert!(same_but_for_root("c.py:w <- views.py:total", "x/c.py:w <- shop/views.py:total"));
+        assert!(!same_but_for_root("c.py:w <- views.py:total", "c.py:w <- shop/views.py:other"));
+        assert!(!same_but_for_root("hop/views.py:total", "shop/views.py:total"));
+        assert!(!same_but_for_root("shop.views:Cart.total", "views:Cart.total"));
     }
 
     #[test]

@@ -31,7 +31,9 @@
 //!    stacks (the user's own code, leaving out console-script launchers in a
 //!    `bin/` or `Scripts/` directory), so `/srv/app-1.4/shop/views.py` and
 //!    `/srv/app-1.5/shop/views.py` are both `shop/views.py` as long as each
-//!    release blocked in `shop/` and somewhere else under its root;
+//!    release blocked in `shop/` and somewhere else under its root (when one
+//!    blocked only in `shop/`, its paths lose `shop/` too: `diff` then pairs
+//!    `views.py:total` with `shop/views.py:total`, see `diff::pair_groups`);
 //! 6. anything else as recorded.
 
 use crate::group::is_library_path;
