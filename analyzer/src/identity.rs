@@ -27,9 +27,9 @@
 //! 4. the standard library (a `lib/pythonX.Y` directory): what follows it
 //!    (`asyncio/events.py`);
 //! 5. a path under the file's *app root*: relative to it. The app root is
-//!    the deepest directory holding every other absolute path of the file's
-//!    stacks (the user's own code, leaving out console-script launchers in a
-//!    `bin/` or `Scripts/` directory), so `/srv/app-1.4/shop/views.py` and
+//!    the deepest directory holding every absolute path of the file's stacks
+//!    that is the user's own code (not library code, not a console-script
+//!    launcher in a `bin/` or `Scripts/` directory), so `/srv/app-1.4/shop/views.py` and
 //!    `/srv/app-1.5/shop/views.py` are both `shop/views.py` as long as each
 //!    release blocked in `shop/` and somewhere else under its root (when one
 //!    blocked only in `shop/`, its paths lose `shop/` too: `diff` then pairs
