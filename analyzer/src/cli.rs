@@ -273,8 +273,10 @@ pub struct DiffArgs {
     #[command(flatten)]
     pub filters: FilterArgs,
 
-    /// Exit with 1 when a row is WHAT (repeatable): new-high (a new group of
-    /// high severity), new, regressed, or any (new or regressed).
+    /// Exit with 1 when a row is WHAT (repeatable), counting rows with at
+    /// least --min-count blocking slices on the new side that are not
+    /// one-time work: new-high (a new group of high severity), new (a new
+    /// group beyond chance), regressed, or any (new or regressed).
     #[arg(long = "fail-on", value_name = "WHAT", help_heading = "Gate")]
     pub fail_on: Vec<FailOn>,
 

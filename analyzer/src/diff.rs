@@ -93,13 +93,13 @@ impl Status {
 /// `--fail-on`: what fails the gate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum FailOn {
-    /// A new group whose worst level is high.
+    /// A new group whose worst level is high, however rare.
     NewHigh,
-    /// Any new group.
+    /// A new group seen more often than chance explains.
     New,
-    /// Any regressed group.
+    /// A regressed group (worse beyond chance, and by --min-increase).
     Regressed,
-    /// Any new or regressed group.
+    /// Either of new and regressed.
     Any,
 }
 
