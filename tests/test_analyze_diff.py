@@ -165,13 +165,13 @@ def test_numbers_are_per_thousand_slices_of_each_side(releases):
     ("gate", "exit_code", "reasons"),
     [
         ([], 0, []),
-        (["--fail-on", "new-high"], 1, ["new high group '{app}:{rate_limit}:rate_limit'"]),
-        (["--fail-on", "new"], 1, ["new high group '{app}:{rate_limit}:rate_limit'"]),
-        (["--fail-on", "regressed"], 1, ["regressed '{app}:{audit}:audit_log'"]),
+        (["--fail-on", "new-high"], 1, ["new high group 'app.py:rate_limit' (line {rate_limit})"]),
+        (["--fail-on", "new"], 1, ["new high group 'app.py:rate_limit' (line {rate_limit})"]),
+        (["--fail-on", "regressed"], 1, ["regressed 'app.py:audit_log' (line {audit})"]),
         (
             ["--fail-on", "any"],
             1,
-            ["new high group '{app}:{rate_limit}:rate_limit'", "regressed '{app}:{audit}:audit_log'"],
+            ["new high group 'app.py:rate_limit' (line {rate_limit})", "regressed 'app.py:audit_log' (line {audit})"],
         ),
         (["--fail-on", "new-high", "--min-count", "81"], 0, []),
         (["--fail-on", "regressed", "--min-increase", "1000%"], 0, []),
@@ -185,7 +185,7 @@ def test_each_fail_on_mode_gates_with_one_line_per_reason(releases, gate, exit_c
     assert len(lines) == len(reasons)
     for expected, line in zip(sorted(reasons), sorted(lines), strict=True):
         prefix = "aiocop-analyze: gate: " + expected.format(
-            app=app, rate_limit=line_of("LINE_RATE_LIMIT"), audit=line_of("LINE_AUDIT")
+            rate_limit=line_of("LINE_RATE_LIMIT"), audit=line_of("LINE_AUDIT")
         )
         assert line.startswith(prefix), line
     assert json.loads(result.stdout)["gate"]["failed"] is (exit_code == 1)

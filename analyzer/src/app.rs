@@ -228,6 +228,8 @@ pub(crate) struct ReadOptions<'a> {
     /// Scores events by name with these weights instead of each trace's own
     /// (`diff` scores both sides with one table).
     pub weights: Option<EventWeights>,
+    /// Frame keys by identity, without lines (`diff` matches releases by them).
+    pub by_identity: bool,
 }
 
 impl ReadOptions<'_> {
@@ -240,7 +242,7 @@ impl ReadOptions<'_> {
         let ignore = IgnoreSet::new(&filters.ignore)
             .map_err(|(pattern, e)| AnalyzeError::BadPattern { pattern, problem: e.kind().to_string() })?;
         let label = filters.label.as_deref().map(label_matcher).transpose()?;
-        Ok(ReadOptions { filters, ignore, label, weights: None })
+        Ok(ReadOptions { filters, ignore, label, weights: None, by_identity: false })
     }
 }
 
@@ -260,7 +262,10 @@ pub fn run_report(args: ReportArgs) -> Result<(), AnalyzeError> {
 
 /// Reads both sides, scored with one side's event table, and writes their
 /// comparison; prints one line per reason the gate fails on stderr.
-pub fn run_diff(args: DiffArgs) -> Result<Outcome, AnalyzeError> {
+pub fn run_diff(mut args: DiffArgs) -> Result<Outcome, AnalyzeError> {
+    if args.skip_first_s > args.filters.since.unwrap_or(0.0) {
+        args.filters.since = Some(args.skip_first_s);
+    }
     let destination = Destination::new(args.output.output.as_deref());
     let base_paths = expand_side(&args.base, &args.more_base)?;
     let new_paths = expand_side(&args.new, &args.more_new)?;
@@ -274,12 +279,30 @@ pub fn run_diff(args: DiffArgs) -> Result<Outcome, AnalyzeError> {
     };
     let mut options = ReadOptions::new(&args.filters)?;
     options.weights = Some(diff::weights_of(scoring_table));
+    options.by_identity = true;
     let pool = thread_pool(args.output.threads)?;
     let (base, new) = pool.install(|| -> Result<(Side, Side), AnalyzeError> {
         Ok((read_side(&base_paths, &options)?, read_side(&new_paths, &options)?))
     })?;
 
+    for (which, side, paths) in [("base", &base, &base_paths), ("new", &new, &new_paths)] {
+        if side.analysis.totals.slices == 0 {
+            return Err(AnalyzeError::Usage(format!(
+                "the {which} side ('{}'{}) has no slices to compare{}",
+                paths[0].display(),
+                if paths.len() > 1 { format!(" and {} more", paths.len() - 1) } else { String::new() },
+                if args.filters.since.is_some() || args.filters.until.is_some() || args.filters.label.is_some() {
+                    " in the window and labels asked for (--since, --skip-first-s, --until, --label)"
+                } else {
+                    ""
+                }
+            )));
+        }
+    }
     let diff = make_diff(&args, &base, &new, diff::table_changes(&base_table, &new_table));
+    if let Some(warning) = &diff.warning {
+        warn(warning);
+    }
     let text = export::exporter(args.output.format).render_diff(&diff, style_for(args.output.color, &destination));
     destination.write(&text)?;
     for reason in &diff.gate.reasons {
@@ -301,10 +324,35 @@ fn make_diff(args: &DiffArgs, base: &Side, new: &Side, event_table_changes: Vec<
         min_count: args.min_count,
         fail_on: args.fail_on.clone(),
         all: args.all,
+        confidence: args.confidence,
+        min_slices_p95: args.min_slices_p95,
+        gate_one_time: args.gate_one_time,
+        frame_keys: matches!(
+            args.filters.by,
+            crate::group::GroupBy::EntryPoint
+                | crate::group::GroupBy::Function
+                | crate::group::GroupBy::AppFrame
+                | crate::group::GroupBy::Stack
+        ),
     };
-    let mut rows = diff::compare(base, new, &diff_options);
+    let (mut rows, rise_tests, fall_tests) = diff::compare(base, new, &diff_options);
     let counts = diff::count_statuses(&rows);
-    let gate = diff::gate(&rows, &diff_options);
+    let warning = diff::nothing_in_common(&rows);
+    let reasons = diff::gate(&rows, &diff_options);
+    let gate = diff::Gate {
+        fail_on: args.fail_on.iter().map(|f| f.as_str()).collect(),
+        min_count: args.min_count,
+        confidence: args.confidence,
+        min_increase_pct: diff::round_pct(args.min_increase),
+        min_p95_change_ms: args.min_p95_change_ms,
+        min_slices_p95: args.min_slices_p95,
+        skip_first_s: args.skip_first_s,
+        gate_one_time: args.gate_one_time,
+        rise_tests,
+        fall_tests,
+        failed: !reasons.is_empty(),
+        reasons,
+    };
     let shown_before = rows.len();
     if !diff_options.all {
         rows.retain(|row| row.status != diff::Status::Unchanged);
@@ -325,6 +373,7 @@ fn make_diff(args: &DiffArgs, base: &Side, new: &Side, event_table_changes: Vec<
         counts,
         rows_not_shown: shown_before - rows.len(),
         rows,
+        warning,
         gate,
         options: diff::DiffOptionsView {
             min_increase_pct: diff::round_pct(args.min_increase),
@@ -405,6 +454,7 @@ pub(crate) fn read_side(paths: &[PathBuf], options: &ReadOptions<'_>) -> Result<
         ignore: options.ignore.as_ref(),
         exceeded_only: filters.exceeded_only,
         weights: options.weights.as_ref(),
+        by_identity: options.by_identity,
     };
     let progress = progress_bar(paths);
 

@@ -36,6 +36,8 @@ How a report is made:
 
   Keys (--by):
     entry-point    the innermost frame of the event's stack, path:line:function
+    function       the innermost frame without its line: module:qualname when
+                   the trace records them, else relative/path.py:function
     app-frame      the innermost frame in your own code: not the standard
                    library (lib/pythonX.Y, <frozen ...>), not site-packages or
                    dist-packages; with --app-root, the innermost frame under
@@ -68,9 +70,12 @@ Examples:
       What got worse from one release to the next, most severe first.
   aiocop-analyze diff 'v1.4/*.bin' 'v1.5/*.bin' --by app-frame --all
       Every worker of each run; every row, unchanged ones too.
-  aiocop-analyze diff base.bin new.bin --fail-on new-high --fail-on regressed --min-increase 50% --min-count 5
-      A CI gate: exit 1 on a new high-severity group, or a group at least 50%
-      worse, counting only groups with 5 or more blocking slices.
+  aiocop-analyze diff base.bin new.bin --fail-on regressed --fail-on new
+      A CI gate: exit 1 on a group worse beyond chance (at 0.99 over the whole
+      diff) and by at least 20%, or a new group seen more than by chance.
+  aiocop-analyze diff base.bin new.bin --fail-on new-high --fail-on regressed --min-increase 50% --skip-first-s 10
+      Stricter on size (50% worse), new high-severity groups however rare,
+      and the first 10 s of each run (warm-up) left out.
   aiocop-analyze diff base.bin new.bin --format markdown -o diff.md
       A table for a pull-request comment.
 
@@ -80,17 +85,40 @@ one line per reason on stderr; 2 an input is unusable, or a usage error.";
 const DIFF_SEMANTICS: &str = "\
 How a diff is made:
   Each side is read as a report reads its inputs (same --by and filters).
-  Runs differ in length, so a group's blocking slices, events and severity
-  score are compared per 1,000 slices of their side.
+  Rows are matched across releases by identity: for frame keys (entry-point,
+  function, app-frame, stack), the frames without their lines, paths made
+  relative (module:qualname when the trace records them), so a moved line or
+  another deployment directory is the same row; the lines seen are detail.
+  Runs differ in length, so a group's events and severity score are compared
+  per 1,000 slices of their side.
 
   Status of a row:
     new        the group is only in NEW
     gone       the group is only in BASE
-    regressed  its severity or events per 1k slices, or its p95 elapsed
-               time, rose by at least --min-increase (p95 also by at least
-               --min-p95-change-ms: a slice of microseconds doubles with noise)
-    improved   none of those rose that much, and one fell that much
+    regressed  its events or severity per 1k slices, or its p95 elapsed time,
+               rose beyond chance and by at least --min-increase. Beyond
+               chance: a Poisson rate-ratio test for the rates (the new
+               side's count out of both, binomial with the new side's share
+               of the slices; counts that come several to a slice divided by
+               their dispersion); for the p95, only with --min-slices-p95
+               slices on both sides, Fisher's exact test on the slices above
+               the pooled p95, and a rise of --min-p95-change-ms too. Each
+               p-value is Holm-adjusted over every test of the diff and must
+               be at most 1 - --confidence.
+    improved   none of those rose so, and one fell so
     unchanged  otherwise (shown with --all)
+  One-time work is not tested nor gated (--gate-one-time: it is): groups
+  whose events all came through the import system (first-call imports), and
+  groups seen in at most 2 slices on each side. --skip-first-s leaves out
+  each trace's warm-up.
+
+  The gate counts rows with at least --min-count blocking slices on the new
+  side: regressed rows; with new, new groups beyond chance (tested against 0
+  on the base side); with new-high, new groups of high severity. With
+  regressed and new, an unchanged build passes with a chance of at least
+  --confidence. Each reason gives the numbers, the p-values and the
+  confidence.
+
   Rows are ordered by how much their severity per 1k slices rose (new and
   regressed groups first, improved and gone ones last), then by status.
 
@@ -164,8 +192,8 @@ pub struct ReportArgs {
 /// `report` and `diff`.
 #[derive(Clone, Debug, Args)]
 pub struct FilterArgs {
-    /// What a row stands for: entry-point, app-frame, event, task, stack or
-    /// context:KEY.
+    /// What a row stands for: entry-point, function, app-frame, event, task,
+    /// stack or context:KEY.
     #[arg(long, value_name = "KEY", default_value = "entry-point", value_parser = parse_group_by, help_heading = "Grouping")]
     pub by: GroupBy,
 
@@ -245,23 +273,48 @@ pub struct DiffArgs {
     #[command(flatten)]
     pub filters: FilterArgs,
 
-    /// Exit with 1 when a row is WHAT (repeatable): new-high (a new group of
-    /// high severity), new, regressed, or any (new or regressed).
+    /// Exit with 1 when a row is WHAT (repeatable), counting rows with at
+    /// least --min-count blocking slices on the new side that are not
+    /// one-time work: new-high (a new group of high severity), new (a new
+    /// group beyond chance), regressed, or any (new or regressed).
     #[arg(long = "fail-on", value_name = "WHAT", help_heading = "Gate")]
     pub fail_on: Vec<FailOn>,
 
     /// A rate or p95 must rise (or fall) by at least PCT for a row to be
-    /// regressed (or improved).
-    #[arg(long, value_name = "PCT", default_value = "20%", value_parser = parse_percent, help_heading = "Gate")]
+    /// regressed (or improved), as well as beyond chance.
+    #[arg(long, value_name = "PCT", default_value = "20%", value_parser = parse_percent, allow_hyphen_values = true, help_heading = "Gate")]
     pub min_increase: f64,
 
+    /// The chance that an unchanged build passes the gate: a change is
+    /// beyond chance when its test, adjusted for every test of the diff
+    /// (Holm-Bonferroni), has p <= 1 - P.
+    #[arg(long, value_name = "P", default_value = "0.99", value_parser = parse_confidence, allow_hyphen_values = true, help_heading = "Gate")]
+    pub confidence: f64,
+
+    /// p95s are compared only when both sides have at least N slices of the group.
+    #[arg(long = "min-slices-p95", value_name = "N", default_value_t = crate::diff::DEFAULT_MIN_SLICES_P95, help_heading = "Gate")]
+    pub min_slices_p95: u64,
+
+    /// Leave out the first SECONDS of each trace (start-up and warm-up work);
+    /// the same as --since, named for what it is for.
+    #[arg(long, value_name = "SECONDS", default_value_t = 0.0, value_parser = parse_seconds, allow_hyphen_values = true, help_heading = "Gate")]
+    pub skip_first_s: f64,
+
+    /// Test and gate one-time work too: groups all of whose slices came
+    /// through the import system (first-call imports), and groups seen in at
+    /// most 2 slices on each side.
+    #[arg(long, help_heading = "Gate")]
+    pub gate_one_time: bool,
+
     /// A p95 elapsed time must also rise (or fall) by at least MS for a row to
-    /// be regressed (or improved) by it: short slices' times move with noise.
-    #[arg(long, value_name = "MS", default_value_t = 1.0, help_heading = "Gate")]
+    /// be regressed (or improved) by it: a busier machine adds milliseconds
+    /// to every slice's tail (up to 5 ms in bench/gate_calibration.py's A/A
+    /// runs), which no test of one run against another can tell from code.
+    #[arg(long, value_name = "MS", default_value_t = crate::diff::DEFAULT_MIN_P95_CHANGE_MS, allow_hyphen_values = true, value_parser = parse_seconds, help_heading = "Gate")]
     pub min_p95_change_ms: f64,
 
     /// The gate ignores rows with fewer than N blocking slices on the new side.
-    #[arg(long, value_name = "N", default_value_t = 1, help_heading = "Gate")]
+    #[arg(long, value_name = "N", default_value_t = crate::diff::DEFAULT_MIN_COUNT, help_heading = "Gate")]
     pub min_count: u64,
 
     /// Score both sides with this side's event table (its weights, by event name).
@@ -322,6 +375,18 @@ fn parse_percent(text: &str) -> Result<f64, String> {
     }
 }
 
+/// A probability strictly between 0 and 1, `0.99` or `99%`.
+fn parse_confidence(text: &str) -> Result<f64, String> {
+    let value = match text.strip_suffix('%') {
+        Some(percent) => percent.trim().parse::<f64>().map(|p| p / 100.0),
+        None => text.trim().parse::<f64>(),
+    };
+    match value {
+        Ok(value) if value > 0.0 && value < 1.0 => Ok(value),
+        _ => Err(format!("'{text}' is not a confidence between 0 and 1 (like 0.99 or 99%)")),
+    }
+}
+
 /// A finite, non-negative number.
 fn parse_seconds(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
@@ -366,7 +431,11 @@ mod tests {
         assert_eq!((args.base, args.new), (PathBuf::from("a.bin"), PathBuf::from("b/")));
         assert_eq!(args.more_base, [PathBuf::from("a2.bin")]);
         assert_eq!(args.fail_on, [FailOn::NewHigh, FailOn::Any]);
-        assert_eq!((args.min_increase, args.min_count, args.rescore, args.all), (0.2, 1, ScoreWith::New, false));
+        assert_eq!((args.min_increase, args.min_count, args.rescore, args.all), (0.2, 5, ScoreWith::New, false));
+        assert_eq!(
+            (args.confidence, args.min_slices_p95, args.skip_first_s, args.gate_one_time),
+            (0.99, 50, 0.0, false)
+        );
         let percent = |text: &str| {
             parse(&["diff", "a", "b", "--min-increase", text]).map(|c| match c.command {
                 Some(Command::Diff(args)) => args.min_increase,
@@ -375,7 +444,14 @@ mod tests {
         };
         assert_eq!(percent("50%").unwrap(), 0.5);
         assert_eq!(percent("5").unwrap(), 0.05);
-        assert!(percent("-1%").is_err() && percent("much").is_err());
+        assert!(percent("-1%").is_err() && percent("much").is_err() && percent("-5%").is_err());
+        let confidence = |text: &str| parse(&["diff", "a", "b", "--confidence", text]).map(|_| ());
+        assert!(confidence("0.95").is_ok() && confidence("99.9%").is_ok());
+        for bad in ["1.5", "1", "0", "-0.5", "nan", "high"] {
+            assert_eq!(confidence(bad).unwrap_err().exit_code(), 2, "{bad}");
+        }
+        assert!(parse(&["diff", "a", "b", "--skip-first-s", "-1"]).is_err());
+        assert!(parse(&["diff", "a", "b", "--skip-first-s", "2.5"]).is_ok());
         assert_eq!(parse(&["diff", "a.bin"]).unwrap_err().exit_code(), 2);
     }
 

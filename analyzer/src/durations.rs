@@ -151,6 +151,18 @@ impl Durations {
         self.max_ns
     }
 
+    /// How many of the times are above `threshold_ns`: exactly up to 256
+    /// times, else to the histogram's precision (microseconds, 3 digits).
+    pub fn count_above(&self, threshold_ns: u64) -> u64 {
+        match &self.sketch {
+            Sketch::Exact(values) => values.iter().filter(|&&value| value > threshold_ns).count() as u64,
+            Sketch::Histogram(histogram) => {
+                let at_most = histogram.count_between(0, threshold_ns / 1000);
+                self.count.saturating_sub(at_most)
+            }
+        }
+    }
+
     /// The percentiles `quantiles` (0 to 1) in nanoseconds; zeros if empty.
     pub fn percentiles_ns(&self, quantiles: &[f64]) -> Vec<u64> {
         if self.count == 0 {
@@ -269,6 +281,15 @@ mod tests {
         let [p50, p51, p100] = mixed.percentiles_ns(&[0.5, 0.51, 1.0])[..] else { unreachable!() };
         assert_eq!((p50, p100), (1_000, u64::MAX));
         assert!(p51.abs_diff(u64::MAX) <= u64::MAX / 1000, "{p51}");
+    }
+
+    #[test]
+    fn counts_above_a_time_are_exact_for_small_groups_and_close_for_large_ones() {
+        assert_eq!(of(&[900, 300, 1_000_001]).count_above(900), 1);
+        assert_eq!(of(&[]).count_above(0), 0);
+        let large = of(&(1..=1_000u64).map(|ms| ms * 1_000_000).collect::<Vec<_>>());
+        assert_eq!(large.count_above(950_000_000), 50);
+        assert_eq!(large.count_above(0), 1_000);
     }
 
     #[test]

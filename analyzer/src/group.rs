@@ -5,6 +5,7 @@
 //! Every key is text, resolved through one file's [`Dictionary`]: ids are
 //! per file, keys are comparable across files.
 
+use crate::identity::{frame_facts, frame_identity, is_import_frame, PathContext};
 use aiocop_trace::frame::{short_path, TRACE_SEPARATOR};
 use aiocop_trace::records::{FrameId, StackId};
 use aiocop_trace::Dictionary;
@@ -18,6 +19,8 @@ use std::str::FromStr;
 pub enum GroupBy {
     /// The innermost frame of the event's stack, `path:line:function`.
     EntryPoint,
+    /// The innermost frame's identity, without its line (see [`crate::identity`]).
+    Function,
     /// The innermost frame in the user's own code; the entry point if none.
     AppFrame,
     /// The event's name (`open`, `time.sleep`).
@@ -36,6 +39,7 @@ impl FromStr for GroupBy {
     fn from_str(text: &str) -> Result<GroupBy, String> {
         match text {
             "entry-point" => Ok(GroupBy::EntryPoint),
+            "function" => Ok(GroupBy::Function),
             "app-frame" => Ok(GroupBy::AppFrame),
             "event" => Ok(GroupBy::Event),
             "task" => Ok(GroupBy::Task),
@@ -43,7 +47,9 @@ impl FromStr for GroupBy {
             _ => match text.strip_prefix("context:") {
                 Some("") => Err("context: needs a key, as in context:endpoint".to_owned()),
                 Some(key) => Ok(GroupBy::Context(key.to_owned())),
-                None => Err(format!("'{text}' is not one of entry-point, app-frame, event, task, stack, context:KEY")),
+                None => Err(format!(
+                    "'{text}' is not one of entry-point, function, app-frame, event, task, stack, context:KEY"
+                )),
             },
         }
     }
@@ -53,6 +59,7 @@ impl fmt::Display for GroupBy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             GroupBy::EntryPoint => f.write_str("entry-point"),
+            GroupBy::Function => f.write_str("function"),
             GroupBy::AppFrame => f.write_str("app-frame"),
             GroupBy::Event => f.write_str("event"),
             GroupBy::Task => f.write_str("task"),
@@ -67,6 +74,7 @@ impl GroupBy {
     pub fn title(&self) -> String {
         match self {
             GroupBy::EntryPoint => "entry point".to_owned(),
+            GroupBy::Function => "function".to_owned(),
             GroupBy::AppFrame => "app frame".to_owned(),
             GroupBy::Event => "event".to_owned(),
             GroupBy::Task => "task".to_owned(),
@@ -79,6 +87,7 @@ impl GroupBy {
     pub fn cpu_title(&self) -> String {
         match self {
             GroupBy::EntryPoint | GroupBy::Event => "most sampled frame".to_owned(),
+            GroupBy::Function => "most sampled function".to_owned(),
             GroupBy::AppFrame => "most sampled app frame".to_owned(),
             GroupBy::Stack => "most sampled stack".to_owned(),
             GroupBy::Task | GroupBy::Context(_) => self.title(),
@@ -174,6 +183,15 @@ pub struct StackFacts {
     pub trace: String,
     /// Whether a frame matches an `--ignore` glob.
     pub ignored: bool,
+    /// The same three by identity, without lines (see [`crate::identity`]).
+    pub entry_identity: String,
+    pub app_identity: String,
+    pub trace_identity: String,
+    /// The lines of the entry point and of the app frame (`None` for a placeholder).
+    pub entry_line: Option<i32>,
+    pub app_line: Option<i32>,
+    /// Whether a frame is the import system's: first-call import work.
+    pub through_import: bool,
 }
 
 /// The id the recorder writes for an event whose stack could not be taken.
@@ -184,17 +202,23 @@ pub struct StackResolver<'a> {
     dictionary: &'a Dictionary,
     app_roots: &'a [String],
     ignore: Option<&'a IgnoreSet>,
+    paths: &'a PathContext,
     cache: FxHashMap<StackId, StackFacts>,
 }
 
 impl<'a> StackResolver<'a> {
-    pub fn new(dictionary: &'a Dictionary, app_roots: &'a [String], ignore: Option<&'a IgnoreSet>) -> Self {
-        StackResolver { dictionary, app_roots, ignore, cache: FxHashMap::default() }
+    pub fn new(
+        dictionary: &'a Dictionary,
+        app_roots: &'a [String],
+        ignore: Option<&'a IgnoreSet>,
+        paths: &'a PathContext,
+    ) -> Self {
+        StackResolver { dictionary, app_roots, ignore, paths, cache: FxHashMap::default() }
     }
 
     pub fn facts(&mut self, stack: StackId) -> &StackFacts {
-        let (dictionary, app_roots, ignore) = (self.dictionary, self.app_roots, self.ignore);
-        self.cache.entry(stack).or_insert_with(|| resolve_stack(dictionary, app_roots, ignore, stack))
+        let (dictionary, app_roots, ignore, paths) = (self.dictionary, self.app_roots, self.ignore, self.paths);
+        self.cache.entry(stack).or_insert_with(|| resolve_stack(dictionary, app_roots, ignore, paths, stack))
     }
 }
 
@@ -202,10 +226,18 @@ fn resolve_stack(
     dictionary: &Dictionary,
     app_roots: &[String],
     ignore: Option<&IgnoreSet>,
+    paths: &PathContext,
     stack: StackId,
 ) -> StackFacts {
-    let placeholder =
-        |text: String| StackFacts { entry_point: text.clone(), app_frame: text.clone(), trace: text, ignored: false };
+    let placeholder = |text: String| StackFacts {
+        entry_point: text.clone(),
+        app_frame: text.clone(),
+        trace: text.clone(),
+        entry_identity: text.clone(),
+        app_identity: text.clone(),
+        trace_identity: text,
+        ..StackFacts::default()
+    };
     let frames = match dictionary.stack(stack) {
         None if stack == NO_STACK => return placeholder("<no stack>".to_owned()),
         None => return placeholder(format!("<unknown stack {stack}>")),
@@ -215,15 +247,33 @@ fn resolve_stack(
     let recorded_path =
         |frame: FrameId| -> &str { dictionary.frame(frame).and_then(|f| dictionary.string(f.file)).unwrap_or("") };
     let formatted: Vec<String> = frames.iter().map(|&frame| dictionary.format_frame(frame)).collect();
-    let app_frame = frames
+    let app_at = frames
         .iter()
-        .zip(&formatted)
-        .find(|(&frame, _)| dictionary.frame(frame).is_some() && is_app_path(recorded_path(frame), app_roots))
-        .map_or_else(|| formatted[0].clone(), |(_, text)| text.clone());
+        .position(|&frame| dictionary.frame(frame).is_some() && is_app_path(recorded_path(frame), app_roots))
+        .unwrap_or(0);
     let ignored = ignore.is_some_and(|ignore| {
         frames.iter().zip(&formatted).any(|(&frame, text)| ignore.matches_frame(text, recorded_path(frame)))
     });
-    StackFacts { entry_point: formatted[0].clone(), app_frame, trace: formatted.join(TRACE_SEPARATOR), ignored }
+    let identities: Vec<String> = frames
+        .iter()
+        .zip(&formatted)
+        .map(|(&frame, text)| {
+            frame_facts(dictionary, frame).map_or_else(|| text.clone(), |f| frame_identity(&f, paths))
+        })
+        .collect();
+    let line = |at: usize| dictionary.frame(frames[at]).map(|f| f.line);
+    StackFacts {
+        entry_point: formatted[0].clone(),
+        app_frame: formatted[app_at].clone(),
+        trace: formatted.join(TRACE_SEPARATOR),
+        ignored,
+        entry_identity: identities[0].clone(),
+        app_identity: identities[app_at].clone(),
+        trace_identity: identities.join(TRACE_SEPARATOR),
+        entry_line: line(0),
+        app_line: line(app_at),
+        through_import: frames.iter().any(|&frame| is_import_frame(recorded_path(frame))),
+    }
 }
 
 #[cfg(test)]
@@ -231,9 +281,13 @@ mod tests {
     use super::*;
     use aiocop_trace::records::{Chunk, Frame};
 
+    static NO_PATHS: PathContext = PathContext { sys_path: Vec::new(), app_root: None };
+
     #[test]
     fn group_by_parses_every_documented_form_and_shows_it_back() {
-        for text in ["entry-point", "app-frame", "event", "task", "stack", "context:endpoint", "context:a:b"] {
+        for text in
+            ["entry-point", "function", "app-frame", "event", "task", "stack", "context:endpoint", "context:a:b"]
+        {
             assert_eq!(text.parse::<GroupBy>().unwrap().to_string(), text);
         }
         assert_eq!("context:user".parse::<GroupBy>(), Ok(GroupBy::Context("user".to_owned())));
@@ -307,7 +361,9 @@ mod tests {
     #[test]
     fn stacks_resolve_to_entry_point_app_frame_and_trace() {
         let dictionary = dictionary();
-        let mut resolver = StackResolver::new(&dictionary, &[], None);
+        let paths = PathContext::new(&dictionary, [0, 1], &[]);
+        assert_eq!(paths.app_root.as_deref(), Some("/srv/app/"));
+        let mut resolver = StackResolver::new(&dictionary, &[], None, &paths);
         assert_eq!(
             resolver.facts(0),
             &StackFacts {
@@ -317,6 +373,14 @@ mod tests {
                         <- /srv/app/cache.py:42:get_user <- /srv/app/handlers.py:7:handle"
                     .to_owned(),
                 ignored: false,
+                entry_identity: "socket.py:create_connection".to_owned(),
+                app_identity: "cache.py:get_user".to_owned(),
+                trace_identity: "socket.py:create_connection <- redis/connection.py:connect \
+                                 <- cache.py:get_user <- handlers.py:handle"
+                    .to_owned(),
+                entry_line: Some(800),
+                app_line: Some(42),
+                through_import: false,
             }
         );
         // Only library frames: the app frame falls back to the entry point.
@@ -330,10 +394,10 @@ mod tests {
     fn app_roots_pick_the_innermost_frame_under_them() {
         let dictionary = dictionary();
         let roots = ["/srv/app/handlers.py".to_owned(), "/v/lib/python3.12/site-packages/redis".to_owned()];
-        let mut resolver = StackResolver::new(&dictionary, &roots, None);
+        let mut resolver = StackResolver::new(&dictionary, &roots, None, &NO_PATHS);
         assert_eq!(resolver.facts(0).app_frame, "redis/connection.py:600:connect");
         let roots = ["/srv/app/handlers.py".to_owned()];
-        let mut resolver = StackResolver::new(&dictionary, &roots, None);
+        let mut resolver = StackResolver::new(&dictionary, &roots, None, &NO_PATHS);
         // `handlers.py` is a file, not a directory: nothing is under it.
         assert_eq!(resolver.facts(0).app_frame, "socket.py:800:create_connection");
     }
@@ -343,7 +407,7 @@ mod tests {
         let dictionary = dictionary();
         let ignored = |pattern: &str| {
             let set = IgnoreSet::new(&[pattern.to_owned()]).unwrap().unwrap();
-            let mut resolver = StackResolver::new(&dictionary, &[], Some(&set));
+            let mut resolver = StackResolver::new(&dictionary, &[], Some(&set), &NO_PATHS);
             (resolver.facts(0).ignored, resolver.facts(1).ignored)
         };
         assert_eq!(ignored("/srv/app/cache.py:42:get_user"), (true, false));

@@ -26,7 +26,9 @@
 //!   what is read, and the totals with it; `--exceeded-only`,
 //!   `--min-severity` and `--top` only choose rows.
 //!
-//! - `diff` compares two sides group by group, per 1,000 slices: see [`diff`].
+//! - `diff` compares two sides group by group, per 1,000 slices, matching
+//!   rows by identity ([`identity`]) and deciding their status with the
+//!   tests of [`stats`]: see [`diff`].
 //!
 //! Reading is streaming and parallel: see [`app`], [`aggregate`] and
 //! [`resolve`]. Output formats are in [`export`].
@@ -44,10 +46,12 @@ pub mod durations;
 pub mod error;
 pub mod export;
 pub mod group;
+pub mod identity;
 pub mod info;
 pub mod input;
 pub mod report;
 pub mod resolve;
+pub mod stats;
 
 pub use cli::Cli;
 pub use error::AnalyzeError;
@@ -71,8 +75,13 @@ where
     let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
         Err(error) => {
-            // Help and version go to stdout (exit 0), usage errors to stderr (exit 2).
+            // Help and version go to stdout (exit 0), usage errors to stderr
+            // (exit 2) as one line, as every other error: a CI log shows it whole.
             let code = error.exit_code();
+            if let Some(line) = usage_error_line(&error) {
+                let _ = writeln!(std::io::stderr().lock(), "aiocop-analyze: {line}");
+                return code;
+            }
             if let Err(e) = error.print() {
                 if e.kind() != std::io::ErrorKind::BrokenPipe {
                     return EXIT_UNUSABLE;
@@ -90,4 +99,22 @@ where
             error.exit_code()
         }
     }
+}
+
+/// The one line a usage error is shown as (clap's first line, without its
+/// `error: `); `None` for help and version, which are shown whole.
+fn usage_error_line(error: &clap::Error) -> Option<String> {
+    use clap::error::ErrorKind;
+    if matches!(
+        error.kind(),
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        return None;
+    }
+    // The first paragraph: `... were not provided:` lists the arguments on the lines after it.
+    let text = error.render().to_string();
+    let paragraph: Vec<&str> =
+        text.lines().map(str::trim).skip_while(|l| l.is_empty()).take_while(|l| !l.is_empty()).collect();
+    let line = paragraph.join(" ");
+    Some(line.strip_prefix("error: ").unwrap_or(&line).to_owned())
 }

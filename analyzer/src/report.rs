@@ -414,6 +414,7 @@ mod tests {
                 .into_iter()
                 .collect(),
             example: Example { slice_score: 0, file: 0, start_ns: 0, trace: "t".to_owned(), event: "e()".to_owned() },
+            detail: Default::default(),
         }
     }
 

@@ -10,7 +10,8 @@
 
 use crate::aggregate::{CpuSignature, Extra, FileAggregate, IoSignature, IoStats};
 use crate::durations::Durations;
-use crate::group::{GroupBy, IgnoreSet, StackResolver, NO_STACK};
+use crate::group::{GroupBy, IgnoreSet, StackFacts, StackResolver, NO_STACK};
+use crate::identity::PathContext;
 use aiocop_trace::records::{StringId, TraceHeader};
 use aiocop_trace::severity::WEIGHT_MODERATE;
 use aiocop_trace::{level_from_score, SeverityLevel};
@@ -27,6 +28,9 @@ pub struct ResolveOptions<'a> {
     /// Weights by event name that replace each trace's own (`diff` scores
     /// both sides with one table); an event they lack keeps its own.
     pub weights: Option<&'a EventWeights>,
+    /// `entry-point`, `app-frame` and `stack` keys by frame identity, without
+    /// lines (see [`crate::identity`]): `diff` matches releases by them.
+    pub by_identity: bool,
 }
 
 /// Event weights by event name.
@@ -43,6 +47,36 @@ pub struct Group {
     pub durations: Durations,
     pub event_counts: FxHashMap<String, u64>,
     pub example: Example,
+    pub detail: GroupDetail,
+}
+
+/// What `diff` needs of a group besides what a report shows.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct GroupDetail {
+    /// The key frame's line (the entry point's, or the app frame's for
+    /// `app-frame`) of each of the group's events: events per line.
+    pub lines: FxHashMap<i32, u64>,
+    /// Slices whose every event at the key came through the import system.
+    pub import_slices: u64,
+    /// Σ over the group's slices of (its events at the key)², and of (its score there)².
+    pub events_sq: f64,
+    pub score_sq: f64,
+    /// With `by_identity`, the keys as a report shows them (with lines), by events.
+    pub shown: FxHashMap<String, u64>,
+}
+
+impl GroupDetail {
+    fn merge(&mut self, other: GroupDetail) {
+        for (line, count) in other.lines {
+            *self.lines.entry(line).or_default() += count;
+        }
+        self.import_slices += other.import_slices;
+        self.events_sq += other.events_sq;
+        self.score_sq += other.score_sq;
+        for (shown, count) in other.shown {
+            *self.shown.entry(shown).or_default() += count;
+        }
+    }
 }
 
 /// One blocking event shown for a group: the heaviest event at the group's
@@ -106,13 +140,23 @@ struct KeyPart {
     /// Index (in signature order) of the heaviest event with this key.
     heaviest: usize,
     heaviest_weight: i64,
+    /// Events per line of the key frame.
+    lines: smallvec::SmallVec<[(i32, u64); 2]>,
+    /// Whether every event with this key came through the import system.
+    through_import: bool,
+    /// With `by_identity`: events per key as a report shows it.
+    shown: smallvec::SmallVec<[(String, u64); 1]>,
 }
 
 impl Analysis {
     /// Resolves `aggregate`, the whole of file number `file`, and adds it.
     pub fn add_file(&mut self, file: usize, header: &TraceHeader, aggregate: &FileAggregate, options: ResolveOptions) {
         let dictionary = &aggregate.dictionary;
-        let mut stacks = StackResolver::new(dictionary, options.app_roots, options.ignore);
+        let used_stacks = aggregate.io.keys().flat_map(|s| s.events.iter().map(|&(_, stack)| stack));
+        // Format 1.1 headers add the process's sys.path; 1.0 has none.
+        let sys_path = &header.process.sys_path;
+        let paths = PathContext::new(dictionary, used_stacks.chain(aggregate.cpu.keys().map(|s| s.stack)), sys_path);
+        let mut stacks = StackResolver::new(dictionary, options.app_roots, options.ignore, &paths);
         let weight = |event: u16| match header.event_table.get(usize::from(event)) {
             Some(spec) => options.weights.and_then(|w| w.get(&spec.name)).copied().unwrap_or(spec.weight),
             None => WEIGHT_MODERATE,
@@ -136,11 +180,20 @@ impl Analysis {
                     continue;
                 }
                 let key = match options.by {
-                    GroupBy::EntryPoint => facts.entry_point.clone(),
-                    GroupBy::AppFrame => facts.app_frame.clone(),
-                    GroupBy::Stack => facts.trace.clone(),
                     GroupBy::Event => name(event),
                     GroupBy::Task | GroupBy::Context(_) => extra_key(signature.extra),
+                    by => frame_key(by, facts, options.by_identity).to_owned(),
+                };
+                let line = match options.by {
+                    GroupBy::AppFrame => facts.app_line,
+                    _ => facts.entry_line,
+                };
+                let through_import = facts.through_import;
+                let shown = match options.by {
+                    GroupBy::EntryPoint | GroupBy::AppFrame | GroupBy::Stack if options.by_identity => {
+                        Some(frame_key(options.by, facts, false).to_owned())
+                    }
+                    _ => None,
                 };
                 let weight = weight(event);
                 let part = match parts.iter_mut().position(|p| p.key == key) {
@@ -153,6 +206,9 @@ impl Analysis {
                             names: Vec::new(),
                             heaviest: index,
                             heaviest_weight: weight,
+                            lines: smallvec::SmallVec::new(),
+                            through_import: true,
+                            shown: smallvec::SmallVec::new(),
                         });
                         parts.last_mut().expect("just pushed")
                     }
@@ -161,6 +217,19 @@ impl Analysis {
                 part.score = part.score.saturating_add(weight);
                 part.events += 1;
                 part.names.push(name(event));
+                part.through_import &= through_import;
+                if let Some(line) = line {
+                    match part.lines.iter_mut().find(|(l, _)| *l == line) {
+                        Some((_, count)) => *count += 1,
+                        None => part.lines.push((line, 1)),
+                    }
+                }
+                if let Some(shown) = shown {
+                    match part.shown.iter_mut().find(|(s, _)| *s == shown) {
+                        Some((_, count)) => *count += 1,
+                        None => part.shown.push((shown, 1)),
+                    }
+                }
                 if weight > part.heaviest_weight {
                     part.heaviest = index;
                     part.heaviest_weight = weight;
@@ -187,10 +256,10 @@ impl Analysis {
                 "<no samples>".to_owned()
             } else {
                 match options.by {
-                    GroupBy::EntryPoint | GroupBy::Event => facts.entry_point.clone(),
-                    GroupBy::AppFrame => facts.app_frame.clone(),
-                    GroupBy::Stack => facts.trace.clone(),
                     GroupBy::Task | GroupBy::Context(_) => extra_key(*extra),
+                    // The most sampled frame stands for the event.
+                    GroupBy::Event => frame_key(&GroupBy::EntryPoint, facts, options.by_identity).to_owned(),
+                    by => frame_key(by, facts, options.by_identity).to_owned(),
                 }
             };
             let trace = if *stack == NO_STACK { "<no samples>".to_owned() } else { facts.trace.clone() };
@@ -229,9 +298,23 @@ impl Analysis {
             durations: Durations::new(),
             event_counts: FxHashMap::default(),
             example: example.clone(),
+            detail: GroupDetail::default(),
         });
         group.slices += stats.slices;
         group.events += part.events * stats.slices;
+        let detail = &mut group.detail;
+        let slices = stats.slices as f64;
+        detail.events_sq += (part.events as f64).powi(2) * slices;
+        detail.score_sq += (part.score as f64).powi(2) * slices;
+        if part.through_import {
+            detail.import_slices += stats.slices;
+        }
+        for &(line, events) in &part.lines {
+            *detail.lines.entry(line).or_default() += events * stats.slices;
+        }
+        for (shown, events) in part.shown {
+            *detail.shown.entry(shown).or_default() += events * stats.slices;
+        }
         group.severity_score = group.severity_score.saturating_add(part.score.saturating_mul(stats.slices as i64));
         group.worst = group.worst.max(level);
         if signature.exceeded {
@@ -266,6 +349,7 @@ impl Analysis {
                     if theirs.example.better_than(&mine.example) {
                         mine.example = theirs.example;
                     }
+                    mine.detail.merge(theirs.detail);
                 }
             }
         }
@@ -294,6 +378,18 @@ impl Analysis {
         mine.dropped_slices += theirs.dropped_slices;
         mine.dropped_events += theirs.dropped_events;
         mine.duration_ns = mine.duration_ns.saturating_add(theirs.duration_ns);
+    }
+}
+
+/// The key of a frame-keyed `--by` (entry-point, function, app-frame, stack).
+fn frame_key<'f>(by: &GroupBy, facts: &'f StackFacts, by_identity: bool) -> &'f str {
+    match (by, by_identity) {
+        (GroupBy::Function, _) | (GroupBy::EntryPoint, true) => &facts.entry_identity,
+        (GroupBy::AppFrame, true) => &facts.app_identity,
+        (GroupBy::AppFrame, false) => &facts.app_frame,
+        (GroupBy::Stack, true) => &facts.trace_identity,
+        (GroupBy::Stack, false) => &facts.trace,
+        _ => &facts.entry_point,
     }
 }
 
@@ -396,7 +492,14 @@ mod tests {
         aggregate.add_chunk(&chunk, &ChunkOptions { extra: extra_for(by, Some(9)), ..ChunkOptions::default() });
         let ignore = IgnoreSet::new(ignore).unwrap();
         let mut analysis = Analysis::default();
-        let options = ResolveOptions { by, app_roots: &[], ignore: ignore.as_ref(), exceeded_only, weights: None };
+        let options = ResolveOptions {
+            by,
+            app_roots: &[],
+            ignore: ignore.as_ref(),
+            exceeded_only,
+            weights: None,
+            by_identity: false,
+        };
         analysis.add_file(0, &header(), &aggregate, options);
         analysis
     }

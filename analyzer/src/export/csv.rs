@@ -1,7 +1,8 @@
 //! One CSV row per group, with the JSON's group fields as columns;
 //! `top_events` as `name:count` pairs joined with `;`. For a diff, one row
-//! per diff row: key, status, then each value as `base_X` and `new_X`
-//! (empty for a side without the group).
+//! per diff row: key, identity, status, then each value as `base_X` and
+//! `new_X` (empty for a side without the group), then `p_value` and
+//! `one_time` (empty when null).
 
 use super::{elapsed_cells, Exporter, Style};
 use crate::diff::{Diff, SideValues};
@@ -70,14 +71,16 @@ fn to_csv(records: impl IntoIterator<Item = Vec<String>>) -> String {
 
 impl Exporter for CsvExporter {
     fn render_diff(&self, diff: &Diff, _style: Style) -> String {
-        let header = ["key".to_owned(), "status".to_owned()]
+        let header = ["key".to_owned(), "identity".to_owned(), "status".to_owned()]
             .into_iter()
-            .chain(DIFF_VALUES.iter().flat_map(|v| [format!("base_{v}"), format!("new_{v}")]));
+            .chain(DIFF_VALUES.iter().flat_map(|v| [format!("base_{v}"), format!("new_{v}")]))
+            .chain(["p_value".to_owned(), "one_time".to_owned()]);
         let rows = diff.rows.iter().map(|row| {
             let (base, new) = (side_cells(row.base.as_ref()), side_cells(row.new.as_ref()));
-            [row.key.clone(), row.status.as_str().to_owned()]
+            [row.key.clone(), row.identity.clone(), row.status.as_str().to_owned()]
                 .into_iter()
                 .chain(base.into_iter().zip(new).flat_map(|(b, n)| [b, n]))
+                .chain([row.p_value.map_or_else(String::new, |p| p.to_string()), row.one_time.unwrap_or("").to_owned()])
                 .collect()
         });
         to_csv(std::iter::once(header.collect()).chain(rows))

@@ -231,11 +231,16 @@ pub(crate) fn diff_summary_lines(diff: &Diff) -> Vec<String> {
         } else {
             "passed".to_owned()
         };
+        let one_time = if gate.gate_one_time { "" } else { ", one-time work left out" };
         lines.push(format!(
-            "Gate (--fail-on {}, groups of at least {} on the new side): {verdict}",
+            "Gate (--fail-on {}, confidence {}, groups of at least {} on the new side{one_time}): {verdict}",
             gate.fail_on.join(", "),
+            gate.confidence,
             count(gate.min_count, "slice")
         ));
+    }
+    if let Some(warning) = &diff.warning {
+        lines.push(format!("Warning: {warning}"));
     }
     lines
 }
