@@ -156,6 +156,16 @@ pub struct ReportArgs {
     #[arg(long, value_name = "COLUMN", default_value = "score", hide_possible_values = false, help_heading = "Output")]
     pub sort: SortColumn,
 
+    /// Slices of MS milliseconds or more are long: the Loop time table says
+    /// how much of their time a stack explains.
+    #[arg(long, value_name = "MS", default_value_t = crate::loop_time::DEFAULT_LONG_MS, allow_negative_numbers = true, help_heading = "Loop time")]
+    pub long_ms: f64,
+
+    /// Two slices of a loop at most US microseconds apart are back to back:
+    /// the loop did not get back to waiting for I/O between them (stalls).
+    #[arg(long, value_name = "US", default_value_t = crate::stalls::DEFAULT_STALL_GAP_NS as f64 / 1000.0, allow_negative_numbers = true, help_heading = "Loop time")]
+    pub stall_gap_us: f64,
+
     #[command(flatten)]
     pub output: OutputArgs,
 }

@@ -166,14 +166,60 @@ impl IgnoreSet {
 /// What a stack resolves to, computed once per stack per file.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct StackFacts {
-    /// The innermost frame, `path:line:function`.
+    /// The innermost frame, `path:line:function`; for a stack inside a lazy
+    /// import, the innermost frame outside the import machinery.
     pub entry_point: String,
-    /// The innermost frame in the user's own code, or the entry point.
+    /// The innermost frame in the user's own code; without one, the
+    /// innermost third-party frame (site-packages, dist-packages); without
+    /// either, the entry point. Inside a lazy import, of the frames outside
+    /// the import machinery.
     pub app_frame: String,
     /// Every frame, innermost first, joined with ` <- `.
     pub trace: String,
     /// Whether a frame matches an `--ignore` glob.
     pub ignored: bool,
+    /// Set when the stack runs inside the import machinery: a lazy import.
+    pub import: Option<ImportFacts>,
+}
+
+/// A stack inside a lazy import.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ImportFacts {
+    /// Whether frames outside the machinery were recorded: a deep import's
+    /// stack may be cut at the trace depth before its importer.
+    pub has_importer: bool,
+    /// The module the outermost import runs, from its `<module>` frame's
+    /// path (`numpy/__init__.py`: `numpy`), if recorded.
+    pub module_hint: Option<String>,
+}
+
+/// Whether `path` is the import machinery: importlib's frozen bootstrap,
+/// zipimport, or `importlib/__init__.py` (`import_module`).
+pub fn is_import_machinery(path: &str) -> bool {
+    path.starts_with("<frozen importlib._bootstrap")
+        || path == "<frozen zipimport>"
+        || path.replace('\\', "/").ends_with("/importlib/__init__.py")
+}
+
+/// Whether `path` is a third-party package: under `site-packages` or `dist-packages`.
+pub fn is_third_party_path(path: &str) -> bool {
+    let path = path.replace('\\', "/");
+    path.contains("/site-packages/") || path.contains("/dist-packages/")
+}
+
+/// A module's dotted name from its file's path as recorded: the path after
+/// `site-packages/` (or `src/`) if any, else the file (or, for a package's
+/// `__init__.py`, its directory) alone.
+pub fn module_name(path: &str) -> String {
+    let path = path.replace('\\', "/");
+    let short = short_path(&path);
+    let stem = short.strip_suffix(".py").unwrap_or(short);
+    let stem = stem.strip_suffix("/__init__").unwrap_or(stem);
+    if short.len() < path.len() && !short.starts_with('/') {
+        stem.replace('/', ".")
+    } else {
+        stem.rsplit('/').next().unwrap_or(stem).to_owned()
+    }
 }
 
 /// The id the recorder writes for an event whose stack could not be taken.
@@ -204,8 +250,13 @@ fn resolve_stack(
     ignore: Option<&IgnoreSet>,
     stack: StackId,
 ) -> StackFacts {
-    let placeholder =
-        |text: String| StackFacts { entry_point: text.clone(), app_frame: text.clone(), trace: text, ignored: false };
+    let placeholder = |text: String| StackFacts {
+        entry_point: text.clone(),
+        app_frame: text.clone(),
+        trace: text,
+        ignored: false,
+        import: None,
+    };
     let frames = match dictionary.stack(stack) {
         None if stack == NO_STACK => return placeholder("<no stack>".to_owned()),
         None => return placeholder(format!("<unknown stack {stack}>")),
@@ -214,16 +265,46 @@ fn resolve_stack(
     };
     let recorded_path =
         |frame: FrameId| -> &str { dictionary.frame(frame).and_then(|f| dictionary.string(f.file)).unwrap_or("") };
+    let function =
+        |frame: FrameId| -> &str { dictionary.frame(frame).and_then(|f| dictionary.string(f.function)).unwrap_or("") };
     let formatted: Vec<String> = frames.iter().map(|&frame| dictionary.format_frame(frame)).collect();
-    let app_frame = frames
-        .iter()
-        .zip(&formatted)
-        .find(|(&frame, _)| dictionary.frame(frame).is_some() && is_app_path(recorded_path(frame), app_roots))
-        .map_or_else(|| formatted[0].clone(), |(_, text)| text.clone());
+    // A lazy import is keyed where it was imported: the frames outside the
+    // outermost run of import machinery, not each module-level line of
+    // everything it pulled in.
+    let outermost_machinery = frames.iter().rposition(|&frame| is_import_machinery(recorded_path(frame)));
+    let import = outermost_machinery.map(|at| {
+        // A `<module>` frame alone outside the machinery is a module being
+        // imported whose importer is past the trace depth, not an importer.
+        let cut = at + 2 == frames.len() && function(frames[at + 1]) == "<module>";
+        let has_importer = at + 1 < frames.len() && !cut;
+        let inside = if has_importer { &frames[..at] } else { frames };
+        let module_hint = inside
+            .iter()
+            .rev()
+            .find(|&&frame| function(frame) == "<module>")
+            .map(|&frame| module_name(recorded_path(frame)));
+        ImportFacts { has_importer, module_hint }
+    });
+    let outside = match (&import, outermost_machinery) {
+        (Some(import), Some(at)) if import.has_importer => at + 1,
+        _ => 0,
+    };
+    let known = |frame: FrameId| dictionary.frame(frame).is_some();
+    let candidates = || frames.iter().zip(&formatted).skip(outside);
+    let app_frame = candidates()
+        .find(|(&frame, _)| known(frame) && is_app_path(recorded_path(frame), app_roots))
+        .or_else(|| candidates().find(|(&frame, _)| known(frame) && is_third_party_path(recorded_path(frame))))
+        .map_or_else(|| formatted[outside].clone(), |(_, text)| text.clone());
     let ignored = ignore.is_some_and(|ignore| {
         frames.iter().zip(&formatted).any(|(&frame, text)| ignore.matches_frame(text, recorded_path(frame)))
     });
-    StackFacts { entry_point: formatted[0].clone(), app_frame, trace: formatted.join(TRACE_SEPARATOR), ignored }
+    StackFacts {
+        entry_point: formatted[outside].clone(),
+        app_frame,
+        trace: formatted.join(TRACE_SEPARATOR),
+        ignored,
+        import,
+    }
 }
 
 #[cfg(test)]
@@ -317,6 +398,7 @@ mod tests {
                         <- /srv/app/cache.py:42:get_user <- /srv/app/handlers.py:7:handle"
                     .to_owned(),
                 ignored: false,
+                import: None,
             }
         );
         // Only library frames: the app frame falls back to the entry point.
@@ -334,8 +416,11 @@ mod tests {
         assert_eq!(resolver.facts(0).app_frame, "redis/connection.py:600:connect");
         let roots = ["/srv/app/handlers.py".to_owned()];
         let mut resolver = StackResolver::new(&dictionary, &roots, None);
-        // `handlers.py` is a file, not a directory: nothing is under it.
-        assert_eq!(resolver.facts(0).app_frame, "socket.py:800:create_connection");
+        // `handlers.py` is a file, not a directory: nothing is under it, and
+        // the innermost third-party frame stands for the stack.
+        assert_eq!(resolver.facts(0).app_frame, "redis/connection.py:600:connect");
+        // Only the standard library: the entry point.
+        assert_eq!(resolver.facts(1).app_frame, "socket.py:800:create_connection");
     }
 
     #[test]

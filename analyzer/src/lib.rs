@@ -46,8 +46,10 @@ pub mod export;
 pub mod group;
 pub mod info;
 pub mod input;
+pub mod loop_time;
 pub mod report;
 pub mod resolve;
+pub mod stalls;
 
 pub use cli::Cli;
 pub use error::AnalyzeError;

@@ -1,5 +1,7 @@
-//! One CSV row per group, with the JSON's group fields as columns;
-//! `top_events` as `name:count` pairs joined with `;`. For a diff, one row
+//! One CSV row per group of the blocking I/O ranking, with the JSON's group
+//! fields as columns (`busy_ms` last, the loop's time at the key);
+//! `top_events` as `name:count` pairs joined with `;`. CSV holds one table:
+//! the Loop time table and the stalls are in the other formats. For a diff, one row
 //! per diff row: key, status, then each value as `base_X` and `new_X`
 //! (empty for a side without the group).
 
@@ -9,7 +11,7 @@ use crate::report::Report;
 
 pub struct CsvExporter;
 
-pub const COLUMNS: [&str; 15] = [
+pub const COLUMNS: [&str; 16] = [
     "rank",
     "key",
     "slices",
@@ -25,6 +27,7 @@ pub const COLUMNS: [&str; 15] = [
     "top_events",
     "example_trace",
     "example_event",
+    "busy_ms",
 ];
 
 /// The values of each side of a diff row, as `base_X` and `new_X` columns.
@@ -98,6 +101,7 @@ impl Exporter for CsvExporter {
             ];
             record.extend(elapsed_cells(row.elapsed_ms()));
             record.extend([top_events.join(";"), row.example_trace.clone(), row.example_event.clone()]);
+            record.push(super::fmt_ms(row.busy_ms));
             records.push(record);
         }
         to_csv(records)
