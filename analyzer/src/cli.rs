@@ -25,7 +25,24 @@ Exit codes: 0 the report was written; 2 an input is unusable, or a usage error.
 (1 is a failing gate of `aiocop-analyze diff`.)";
 
 const REPORT_SEMANTICS: &str = "\
-How a report is made:
+Where the loop's time went (the Loop time table, first):
+  Every slice's time goes to groups of the --by key: a slice with blocking
+  events to its events' keys (split by event count), one with CPU samples to
+  its samples' keys (split by sample count), any other to what ran (its
+  coroutine or callback qualname). The groups add up to the busy time. io ms
+  is the time of slices with blocking events, cpu ms the rest. The headline
+  says how much of the time in slices of --long-ms or more a stack (events
+  or samples) explains; traces without CPU samples are said to be missing
+  them.
+
+Stalls:
+  A stall is a run of slices of one loop, each starting at most
+  --stall-gap-us after the previous one ended (the loop never got back to
+  waiting for I/O), at least the threshold long: one long callback, or
+  callbacks back to back. Listed longest first, with the groups with most
+  time in them.
+
+How the blocking I/O ranking is made:
   A slice is one run of a callback or task step on the event loop. A slice
   appears in a group when one of its blocking events has the group's key;
   its score there is the sum of those events' weights, taken from the
@@ -39,7 +56,8 @@ How a report is made:
     app-frame      the innermost frame in your own code: not the standard
                    library (lib/pythonX.Y, <frozen ...>), not site-packages or
                    dist-packages; with --app-root, the innermost frame under
-                   one of the roots. The entry point if there is none.
+                   one of the roots. Without one, the innermost third-party
+                   frame (site-packages, dist-packages); else the entry point.
     event          the event's name (open, time.sleep, socket.getaddrinfo)
     task           what the slice ran: the coroutine's qualname for a task
     stack          the whole stack, innermost frame first, joined with ' <- '
@@ -57,10 +75,14 @@ How a report is made:
     the rows; the totals still describe everything read. A slice whose only
     blocking events are ignored is neither a blocking nor a CPU-blocking one.
 
+  A lazy import (entry-point, app-frame) is one row at the frame that
+  imported it, with the module named: app.py:12:handler (import numpy).
+
   Sort columns (--sort; numbers rank high first, keys alphabetically, ties
   go to the higher score, then the longer total time, then the key):
     key, slices, events, score (severity_score), level (severity_level),
-    exceeded (over), total (total_ms), p50, p95, p99, max (p50_ms ... max_ms)";
+    exceeded (over), total (total_ms), p50, p95, p99, max (p50_ms ... max_ms),
+    busy (busy_ms: the loop time at the key)";
 
 const DIFF_EXAMPLES: &str = "\
 Examples:

@@ -26,6 +26,11 @@
 //!   what is read, and the totals with it; `--exceeded-only`,
 //!   `--min-severity` and `--top` only choose rows.
 //!
+//! - The report opens with where the loop's time went ([`loop_time`]): every
+//!   slice's time attributed to groups of the same keys, adding up to the
+//!   busy time; and with its stalls ([`stalls`]): runs of back-to-back
+//!   slices of a loop at least the threshold long. Keys inside a lazy
+//!   import are the importer's ([`resolve`]).
 //! - `diff` compares two sides group by group, per 1,000 slices: see [`diff`].
 //!
 //! Reading is streaming and parallel: see [`app`], [`aggregate`] and

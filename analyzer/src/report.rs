@@ -498,7 +498,15 @@ pub fn loop_time(analysis: &Analysis, top: usize, long_ms: f64) -> LoopTimeView 
         .zip(&busy_us)
         .enumerate()
         .map(|(index, ((key, group), &busy_us))| {
-            let io_us = us(group.io_ns).min(busy_us);
+            // In proportion to the group's rounded time, so that a group all
+            // of I/O (or of CPU) shows exactly that.
+            let io_us = match group.busy_ns {
+                0 => 0,
+                busy_ns => {
+                    ((u128::from(busy_us) * u128::from(group.io_ns) + u128::from(busy_ns / 2)) / u128::from(busy_ns))
+                        as u64
+                }
+            };
             let share = if totals.busy_ns == 0 { 0.0 } else { group.busy_ns as f64 / totals.busy_ns as f64 };
             let mut via_names = Vec::new();
             for (flag, name) in [(via::EVENTS, "events"), (via::SAMPLES, "samples"), (via::WHAT_RAN, "what_ran")] {
@@ -582,7 +590,7 @@ fn truncate<T>(rows: &mut Vec<T>, top: usize) -> usize {
 mod tests {
     use super::*;
     use crate::durations::Durations;
-    use crate::resolve::Example;
+    use crate::resolve::{Example, LoopGroup};
 
     fn group(slices: u64, score: i64, worst: SeverityLevel, durations_ms: &[u64]) -> Group {
         let mut durations = Durations::new();
@@ -674,6 +682,23 @@ mod tests {
             assert_eq!(SortColumn::from_str(name, false), Ok(column), "{name}");
         }
         assert_eq!(SortColumn::P95.name(), "p95");
+    }
+
+    #[test]
+    fn loop_time_rows_add_up_to_the_rounded_total_and_keep_all_io_groups_all_io() {
+        let mut analysis = Analysis::default();
+        for (key, busy_ns, io_ns) in [("a", 1_000_400, 1_000_400), ("b", 1_000_400, 0), ("c", 1_000_400, 500_000)] {
+            let group = LoopGroup { busy_ns, io_ns, slices: 1, ..LoopGroup::default() };
+            analysis.loop_groups.insert(key.to_owned(), group);
+        }
+        analysis.loop_totals.busy_ns = 3_001_200;
+        let view = loop_time(&analysis, 2, 2.0);
+        let rows: Vec<(&str, f64, f64, f64)> =
+            view.groups.iter().map(|r| (r.key.as_str(), r.busy_ms, r.io_ms, r.cpu_ms)).collect();
+        // 1000.4 µs each: the microsecond left over goes to the first.
+        assert_eq!(rows, [("a", 1.001, 1.001, 0.0), ("b", 1.0, 0.0, 1.0)]);
+        assert_eq!((view.busy_ms, view.groups_not_shown, view.groups_not_shown_busy_ms), (3.001, 1, 1.0));
+        assert_eq!(view.groups[0].share, 0.3333);
     }
 
     #[test]
