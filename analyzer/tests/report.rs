@@ -84,14 +84,14 @@ Samples missing: 1 of the 2 traces have no CPU samples (recorded without samplin
 └───┴─────────────────────────────────┴─────────┴───────┴─────────┴─────────┴────────┴─────────┴──────────┘
 
 Stalls: 4 stalls of at least the threshold (100 ms) without getting back to waiting for I/O, 680.000 ms in all
-┌───┬─────────┬─────────────┬────────┬─────────────────────────────────────────────────────────────────────────┐
-│ # ┆ start s ┆ duration ms ┆ slices ┆ most time in                                                            │
-╞═══╪═════════╪═════════════╪════════╪═════════════════════════════════════════════════════════════════════════╡
-│ 1 ┆   1.000 ┆     300.000 ┆      1 ┆ shop/compute.py:30:crunch 200.000 ms, encoder.py:200:encode 100.000 ms  │
-│ 2 ┆   0.100 ┆     150.000 ┆      1 ┆ shop/config.py:7:load 75.000 ms, shop/handlers.py:42:get_user 75.000 ms │
-│ 3 ┆   1.500 ┆     120.000 ┆      1 ┆ socket.py:850:create_connection 120.000 ms                              │
-│ 4 ┆   0.200 ┆     110.000 ┆      1 ┆ shop/handlers.py:42:get_user 110.000 ms                                 │
-└───┴─────────┴─────────────┴────────┴─────────────────────────────────────────────────────────────────────────┘
+┌───┬───────────────────────────────────────────┬─────────┬─────────────┬────────┬─────────────────────────────────────────────────────────────────────────┐
+│ # ┆ trace, thread                             ┆ start s ┆ duration ms ┆ slices ┆ most time in                                                            │
+╞═══╪═══════════════════════════════════════════╪═════════╪═════════════╪════════╪═════════════════════════════════════════════════════════════════════════╡
+│ 1 ┆ DIR/web-1.bin, 1 ┆   1.000 ┆     300.000 ┆      1 ┆ shop/compute.py:30:crunch 200.000 ms, encoder.py:200:encode 100.000 ms  │
+│ 2 ┆ DIR/web-1.bin, 1 ┆   0.100 ┆     150.000 ┆      1 ┆ shop/config.py:7:load 75.000 ms, shop/handlers.py:42:get_user 75.000 ms │
+│ 3 ┆ DIR/web-1.bin, 1 ┆   1.500 ┆     120.000 ┆      1 ┆ socket.py:850:create_connection 120.000 ms                              │
+│ 4 ┆ DIR/web-2.bin, 1 ┆   0.200 ┆     110.000 ┆      1 ┆ shop/handlers.py:42:get_user 110.000 ms                                 │
+└───┴───────────────────────────────────────────┴─────────┴─────────────┴────────┴─────────────────────────────────────────────────────────────────────────┘
 
 Blocking I/O by entry point:
 ┌───┬─────────────────────────────────┬────────┬────────┬───────┬────────┬──────┬──────────┬─────────┬─────────┬─────────┬─────────┬──────────────────────────┐
@@ -234,10 +234,10 @@ Samples missing: 1 of the 2 traces have no CPU samples (recorded without samplin
 
 **Stalls**: 4 stalls of at least the threshold (100 ms) without getting back to waiting for I/O, 680.000 ms in all
 
-| # | start s | duration ms | slices | most time in |
-|--:|--:|--:|--:|:--|
-| 1 | 1.000 | 300.000 | 1 | shop/compute.py:30:crunch 200.000 ms, encoder.py:200:encode 100.000 ms |
-| 2 | 0.100 | 150.000 | 1 | shop/config.py:7:load 75.000 ms, shop/handlers.py:42:get_user 75.000 ms |
+| # | trace, thread | start s | duration ms | slices | most time in |
+|--:|:--|--:|--:|--:|:--|
+| 1 | `DIR/web-1.bin, 1` | 1.000 | 300.000 | 1 | shop/compute.py:30:crunch 200.000 ms, encoder.py:200:encode 100.000 ms |
+| 2 | `DIR/web-1.bin, 1` | 0.100 | 150.000 | 1 | shop/config.py:7:load 75.000 ms, shop/handlers.py:42:get_user 75.000 ms |
 
 … and 2 more.
 

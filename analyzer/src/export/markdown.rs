@@ -169,11 +169,12 @@ fn render_stalls(out: &mut String, report: &Report) {
     if report.stalls.is_empty() {
         return;
     }
-    out.push_str("| # | start s | duration ms | slices | most time in |\n");
-    out.push_str("|--:|--:|--:|--:|:--|\n");
+    out.push_str("| # | trace, thread | start s | duration ms | slices | most time in |\n");
+    out.push_str("|--:|:--|--:|--:|--:|:--|\n");
     for row in &report.stalls {
         out.push_str(&table_row(&[
             row.rank.to_string(),
+            code(&format!("{}, {}", row.trace, row.thread)),
             format!("{:.3}", row.start_s),
             fmt_ms(row.duration_ms),
             row.slices.to_string(),

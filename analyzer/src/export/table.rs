@@ -284,17 +284,27 @@ fn render_stalls(out: &mut String, report: &Report, style: Style) {
         out.push('\n');
         return;
     }
-    let header: Vec<String> =
-        ["#", "start s", "duration ms", "slices", "most time in"].iter().map(|s| s.to_string()).collect();
-    let mut table = new_table(style, &header, &[0, 1, 2, 3]);
+    // Which trace and thread, when there is more than one of either.
+    let place = report.traces.len() > 1 || report.stalls.iter().any(|row| row.thread != report.stalls[0].thread);
+    let mut header = vec!["#", "start s", "duration ms", "slices", "most time in"];
+    if place {
+        header.insert(1, "trace, thread");
+    }
+    let header: Vec<String> = header.iter().map(|s| s.to_string()).collect();
+    let right: &[usize] = if place { &[0, 2, 3, 4] } else { &[0, 1, 2, 3] };
+    let mut table = new_table(style, &header, right);
     for row in &report.stalls {
-        table.add_row(vec![
+        let mut cells = vec![
             Cell::new(row.rank),
             Cell::new(format!("{:.3}", row.start_s)),
             Cell::new(fmt_ms(row.duration_ms)),
             Cell::new(row.slices),
             Cell::new(stall_top_text(row)),
-        ]);
+        ];
+        if place {
+            cells.insert(1, Cell::new(format!("{}, {}", row.trace, row.thread)));
+        }
+        table.add_row(cells);
     }
     out.push_str(&table.to_string());
     out.push('\n');

@@ -447,9 +447,9 @@ fn markdown_escapes_pipes_and_keeps_tags_as_code() {
 
 **Stalls**: 1 stall of at least the threshold (50 ms) without getting back to waiting for I/O, 200.125 ms in all
 
-| # | start s | duration ms | slices | most time in |
-|--:|--:|--:|--:|:--|
-| 1 | 3.250 | 200.125 | 10 | handle_cpu 180.000 ms, app.py:12:fetch 20.100 ms |
+| # | trace, thread | start s | duration ms | slices | most time in |
+|--:|:--|--:|--:|--:|:--|
+| 1 | `w.bin, 1` | 3.250 | 200.125 | 10 | handle_cpu 180.000 ms, app.py:12:fetch 20.100 ms |
 
 **Blocking I/O** by entry point:
 
@@ -614,6 +614,20 @@ fn traces_without_samples_are_said_to_be_missing_them() {
     report.loop_time.traces_without_samples = 2;
     let markdown = exporter(ReportFormat::Markdown).render(&report, Style::default());
     assert!(markdown.contains("\n\nSamples missing: none of the 2 traces has CPU samples"), "{markdown}");
+}
+
+#[test]
+fn stalls_name_their_trace_and_thread_when_there_are_several() {
+    let mut report = sample_report();
+    report.traces.push(TraceFacts { path: "v.bin".to_owned(), ..report.traces[0].clone() });
+    let table = exporter(ReportFormat::Table).render(&report, Style::default());
+    assert!(table.contains("│ # ┆ trace, thread      ┆ start s ┆ duration ms ┆ slices ┆ most time in "), "{table}");
+    assert!(
+        table.contains("│ 1 ┆ w.bin, 1           ┆   3.250 ┆     200.125 ┆     10 ┆ handle_cpu 180.000 ms"),
+        "{table}"
+    );
+    // One trace, one thread: no such column.
+    assert!(!render(ReportFormat::Table, Style::default()).contains("trace, thread"));
 }
 
 #[test]
