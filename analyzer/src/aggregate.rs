@@ -349,7 +349,7 @@ impl FileAggregate {
         }
         let long = slice.duration_ns >= options.long_ns;
         if slice.samples.is_empty() {
-            self.loop_time.add_ran(slice.what, start_ns, slice.duration_ns);
+            self.loop_time.add_ran(slice.what, slice.duration_ns);
             Slot::Ran(slice.what)
         } else {
             let signature = SampleSignature::of(&slice.samples, self.extra_of(slice, options));
@@ -524,8 +524,8 @@ impl SliceVisitor for ChunkVisitor<'_> {
             }
             Some(false) => {}
         }
-        self.aggregate.loop_time.add_ran(slice.what, start_ns, slice.duration_ns);
-        self.stalls.add(slice.thread, start_ns, slice.duration_ns, Slot::Ran(slice.what));
+        self.aggregate.loop_time.add_ran(slice.what, slice.duration_ns);
+        self.stalls.add_ran(slice.thread, start_ns, slice.duration_ns, slice.what);
     }
 
     #[inline(always)]

@@ -93,6 +93,27 @@ impl BusyStats {
     }
 }
 
+/// The time of slices with neither events nor samples, of one `what`: two
+/// adds a slice (most slices are these).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RanStats {
+    pub slices: u64,
+    pub busy_ns: u64,
+}
+
+impl RanStats {
+    #[inline(always)]
+    fn add(&mut self, duration_ns: u64) {
+        self.slices += 1;
+        self.busy_ns = self.busy_ns.saturating_add(duration_ns);
+    }
+
+    fn merge(&mut self, other: &RanStats) {
+        self.slices += other.slices;
+        self.busy_ns = self.busy_ns.saturating_add(other.busy_ns);
+    }
+}
+
 /// Where one slice's time goes, by ids: what a stall remembers of its
 /// slices, resolved to keys once the file's dictionary is whole.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -109,9 +130,9 @@ pub enum Slot {
 #[derive(Debug, Default)]
 pub struct LoopAggregate {
     /// Slices with neither events nor samples, indexed by their `what`.
-    pub ran: Vec<BusyStats>,
+    pub ran: Vec<RanStats>,
     /// The same, for `what` ids past [`RAN_TABLE_MAX`].
-    pub ran_far: SignatureMap<StringId, BusyStats>,
+    pub ran_far: SignatureMap<StringId, RanStats>,
     /// Sampled slices without events, and how many of them were long.
     pub sampled: SignatureMap<SampleSignature, (BusyStats, u64)>,
 }
@@ -119,23 +140,21 @@ pub struct LoopAggregate {
 impl LoopAggregate {
     /// A slice with neither events nor samples.
     #[inline(always)]
-    pub fn add_ran(&mut self, what: StringId, start_ns: u64, duration_ns: u64) {
-        let index = what as usize;
-        if index < self.ran.len() {
-            self.ran[index].add(start_ns, duration_ns);
-        } else {
-            self.add_ran_slow(what, start_ns, duration_ns);
+    pub fn add_ran(&mut self, what: StringId, duration_ns: u64) {
+        match self.ran.get_mut(what as usize) {
+            Some(stats) => stats.add(duration_ns),
+            None => self.add_ran_slow(what, duration_ns),
         }
     }
 
     #[inline(never)]
-    fn add_ran_slow(&mut self, what: StringId, start_ns: u64, duration_ns: u64) {
+    fn add_ran_slow(&mut self, what: StringId, duration_ns: u64) {
         let index = what as usize;
         if index < RAN_TABLE_MAX {
-            self.ran.resize(index + 1, BusyStats::default());
-            self.ran[index].add(start_ns, duration_ns);
+            self.ran.resize(index + 1, RanStats::default());
+            self.ran[index].add(duration_ns);
         } else {
-            self.ran_far.entry(what).or_default().add(start_ns, duration_ns);
+            self.ran_far.entry(what).or_default().add(duration_ns);
         }
     }
 
@@ -149,14 +168,14 @@ impl LoopAggregate {
     }
 
     /// The slices with neither events nor samples, by `what`.
-    pub fn ran(&self) -> impl Iterator<Item = (StringId, &BusyStats)> {
+    pub fn ran(&self) -> impl Iterator<Item = (StringId, &RanStats)> {
         let near = self.ran.iter().enumerate().filter(|(_, s)| s.slices > 0).map(|(what, s)| (what as StringId, s));
         near.chain(self.ran_far.iter().map(|(&what, s)| (what, s)))
     }
 
     pub fn merge(&mut self, other: LoopAggregate) {
         if other.ran.len() > self.ran.len() {
-            self.ran.resize(other.ran.len(), BusyStats::default());
+            self.ran.resize(other.ran.len(), RanStats::default());
         }
         for (mine, theirs) in self.ran.iter_mut().zip(&other.ran) {
             mine.merge(theirs);
@@ -238,16 +257,16 @@ mod tests {
     #[test]
     fn ran_slices_add_up_by_what_in_the_table_or_past_it() {
         let mut a = LoopAggregate::default();
-        a.add_ran(3, 100, 10);
-        a.add_ran(3, 50, 5);
-        a.add_ran(u32::MAX, 7, 1);
+        a.add_ran(3, 10);
+        a.add_ran(3, 5);
+        a.add_ran(u32::MAX, 1);
         let mut b = LoopAggregate::default();
-        b.add_ran(9, 20, 2);
-        b.add_ran(3, 10, 1);
+        b.add_ran(9, 2);
+        b.add_ran(3, 1);
         a.merge(b);
         let mut ran: Vec<_> = a.ran().map(|(what, s)| (what, *s)).collect();
         ran.sort_by_key(|(what, _)| *what);
-        let stats = |slices, busy_ns, first_start_ns| BusyStats { slices, busy_ns, first_start_ns };
-        assert_eq!(ran, [(3, stats(3, 16, 10)), (9, stats(1, 2, 20)), (u32::MAX, stats(1, 1, 7))]);
+        let stats = |slices, busy_ns| RanStats { slices, busy_ns };
+        assert_eq!(ran, [(3, stats(3, 16)), (9, stats(1, 2)), (u32::MAX, stats(1, 1))]);
     }
 }

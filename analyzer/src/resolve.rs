@@ -524,8 +524,8 @@ impl Analysis {
 
         for run in file_stalls(aggregate.runs.clone()) {
             let mut top: Vec<(String, u64)> = Vec::new();
-            for (slot, ns) in &run.slots {
-                for (key, part_ns) in keyer.slot_keys(slot, *ns) {
+            for (slot, ns) in run.time_by_slot() {
+                for (key, part_ns) in keyer.slot_keys(slot, ns) {
                     match top.iter_mut().find(|(k, _)| *k == key) {
                         Some((_, total)) => *total += part_ns,
                         None => top.push((key, part_ns)),

@@ -14,11 +14,14 @@
 //! edge. So each chunk keeps, per thread, its first run (which may continue
 //! the previous chunk's last), the stalls wholly inside it, and its last run
 //! (which may go on in the next); [`file_stalls`] joins them in chunk order.
-//! A run remembers where its time went as [`Slot`]s (at most [`SLOTS_KEPT`]
-//! distinct ones; the rest counts as [`Slot::Other`]), resolved to keys with
-//! the file's dictionary.
+//! A run remembers where its time went as [`Slot`]s, resolved to keys with
+//! the file's dictionary: at most [`SLOTS_KEPT`] distinct ones, chosen as
+//! the Space-Saving algorithm (Metwally et al., 2005) chooses frequent
+//! items, so that the largest stay named; the time of the others is kept
+//! whole as `other_ns`.
 
 use crate::loop_time::Slot;
+use aiocop_trace::records::StringId;
 
 /// The gap tolerance, from real recordings on a 2-core machine (see
 /// `docs/analyzer-report.md`, "Stalls"): between callbacks the loop runs
@@ -32,7 +35,8 @@ use crate::loop_time::Slot;
 pub const DEFAULT_STALL_GAP_NS: u64 = 100_000;
 
 /// Distinct slots a run keeps; a stall's top groups are its few largest.
-pub const SLOTS_KEPT: usize = 32;
+/// Few, because a slice of a run looks for its slot among them.
+pub const SLOTS_KEPT: usize = 12;
 
 /// How runs are cut and which are stalls.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,41 +60,73 @@ pub struct Run {
     pub start_ns: u64,
     pub end_ns: u64,
     pub slices: u64,
-    /// Where the time of its slices went, in nanoseconds.
-    pub slots: Vec<(Slot, u64)>,
+    /// Where the time of its slices went: `(slot, its nanoseconds, its
+    /// rank)`, the rank being its nanoseconds plus those of the slot it took
+    /// the place of (Space-Saving's count with its error).
+    pub slots: Vec<(Slot, u64, u64)>,
+    /// The time of slices whose slots were not kept.
+    pub other_ns: u64,
+    /// The slot the last slice went to: mostly the next one's too.
+    last_slot: usize,
 }
 
 impl Run {
-    fn new(thread: u32, start_ns: u64, duration_ns: u64, slot: Slot, mut slots: Vec<(Slot, u64)>) -> Run {
+    fn new(thread: u32, start_ns: u64, duration_ns: u64, slot: Slot, mut slots: Vec<(Slot, u64, u64)>) -> Run {
         slots.clear();
-        slots.push((slot, duration_ns));
-        Run { thread, start_ns, end_ns: start_ns.saturating_add(duration_ns), slices: 1, slots }
+        slots.push((slot, duration_ns, duration_ns));
+        let end_ns = start_ns.saturating_add(duration_ns);
+        Run { thread, start_ns, end_ns, slices: 1, slots, other_ns: 0, last_slot: 0 }
     }
 
     pub fn duration_ns(&self) -> u64 {
         self.end_ns - self.start_ns
     }
 
+    /// Takes a slice that continues the run.
+    #[inline(always)]
+    fn extend(&mut self, start_ns: u64, duration_ns: u64) {
+        self.end_ns = self.end_ns.max(start_ns.saturating_add(duration_ns));
+        self.slices += 1;
+    }
+
+    /// Adds a pure slice's time to what ran, the last slot's first.
+    #[inline(always)]
+    fn add_ran(&mut self, what: StringId, ns: u64) {
+        if let Some((Slot::Ran(last), total, rank)) = self.slots.get_mut(self.last_slot) {
+            if *last == what {
+                *total = total.saturating_add(ns);
+                *rank = rank.saturating_add(ns);
+                return;
+            }
+        }
+        self.add_slot(Slot::Ran(what), ns);
+    }
+
+    #[inline(never)]
     fn add_slot(&mut self, slot: Slot, ns: u64) {
-        if let Some((_, total)) = self.slots.iter_mut().find(|(s, _)| *s == slot) {
+        if let Some(at) = self.slots.iter().position(|(s, _, _)| *s == slot) {
+            let (_, total, rank) = &mut self.slots[at];
             *total = total.saturating_add(ns);
+            *rank = rank.saturating_add(ns);
+            self.last_slot = at;
         } else if self.slots.len() < SLOTS_KEPT {
-            self.slots.push((slot, ns));
+            self.slots.push((slot, ns, ns));
+            self.last_slot = self.slots.len() - 1;
         } else {
-            self.add_other(ns);
+            // Space-Saving: the new slot takes the place of the lowest ranked,
+            // whose time goes to `other_ns`, and its rank.
+            let at = (0..self.slots.len()).min_by_key(|&i| self.slots[i].2).expect("full, so not empty");
+            let (_, evicted_ns, rank) = std::mem::replace(&mut self.slots[at], (slot, ns, 0));
+            self.slots[at].2 = rank.saturating_add(ns);
+            self.other_ns = self.other_ns.saturating_add(evicted_ns);
+            self.last_slot = at;
         }
     }
 
-    fn add_other(&mut self, ns: u64) {
-        match self.slots.iter_mut().find(|(s, _)| *s == Slot::Other) {
-            Some((_, total)) => *total = total.saturating_add(ns),
-            // The kept slots are full: the smallest makes room for `Other`.
-            None => {
-                let smallest = (0..self.slots.len()).min_by_key(|&i| self.slots[i].1).expect("full, so not empty");
-                let freed = self.slots[smallest].1;
-                self.slots[smallest] = (Slot::Other, freed.saturating_add(ns));
-            }
-        }
+    /// Where its time went: its slots, then [`Slot::Other`] for the rest.
+    pub fn time_by_slot(&self) -> impl Iterator<Item = (&Slot, u64)> {
+        let other = (self.other_ns > 0).then_some((&Slot::Other, self.other_ns));
+        self.slots.iter().map(|(slot, ns, _)| (slot, *ns)).chain(other)
     }
 
     /// Whether a slice starting at `start_ns` goes on this run.
@@ -103,7 +139,8 @@ impl Run {
     fn absorb(&mut self, later: Run) {
         self.end_ns = self.end_ns.max(later.end_ns);
         self.slices += later.slices;
-        for (slot, ns) in later.slots {
+        self.other_ns = self.other_ns.saturating_add(later.other_ns);
+        for (slot, ns, _) in later.slots {
             self.add_slot(slot, ns);
         }
     }
@@ -120,6 +157,25 @@ struct ThreadRuns {
     last: Option<Run>,
 }
 
+/// One thread's runs while its chunk is read.
+#[derive(Debug)]
+struct OpenRuns {
+    /// The first run, once another has started.
+    first: Option<Run>,
+    stalls: Vec<Run>,
+    /// The run going on.
+    open: Run,
+}
+
+impl OpenRuns {
+    fn finish(self) -> ThreadRuns {
+        match self.first {
+            None => ThreadRuns { first: self.open, stalls: self.stalls, last: None },
+            Some(first) => ThreadRuns { first, stalls: self.stalls, last: Some(self.open) },
+        }
+    }
+}
+
 /// The runs of one chunk.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ChunkRuns {
@@ -132,11 +188,11 @@ pub struct ChunkRuns {
 #[derive(Debug)]
 pub struct StallTracker {
     options: StallOptions,
-    threads: Vec<ThreadRuns>,
+    threads: Vec<OpenRuns>,
     /// The thread of the previous slice: mostly the next one's too.
     current: usize,
     /// Buffers of runs that ended short, for the next runs.
-    spare: Vec<Vec<(Slot, u64)>>,
+    spare: Vec<Vec<(Slot, u64, u64)>>,
 }
 
 impl StallTracker {
@@ -144,15 +200,28 @@ impl StallTracker {
         StallTracker { options, threads: Vec::new(), current: 0, spare: Vec::new() }
     }
 
+    /// Takes the next slice of the chunk, a pure one (its time goes to what
+    /// ran): most slices, so a few compares and adds.
+    #[inline(always)]
+    pub fn add_ran(&mut self, thread: u32, start_ns: u64, duration_ns: u64, what: StringId) {
+        if let Some(runs) = self.threads.get_mut(self.current) {
+            let open = &mut runs.open;
+            if open.thread == thread && open.continued_by(start_ns, self.options.gap_ns) {
+                open.extend(start_ns, duration_ns);
+                open.add_ran(what, duration_ns);
+                return;
+            }
+        }
+        self.add_slow(thread, start_ns, duration_ns, Slot::Ran(what));
+    }
+
     /// Takes the next slice of the chunk.
     #[inline]
     pub fn add(&mut self, thread: u32, start_ns: u64, duration_ns: u64, slot: Slot) {
-        let gap_ns = self.options.gap_ns;
         if let Some(runs) = self.threads.get_mut(self.current) {
-            let open = runs.last.as_mut().unwrap_or(&mut runs.first);
-            if open.thread == thread && open.continued_by(start_ns, gap_ns) {
-                open.end_ns = open.end_ns.max(start_ns.saturating_add(duration_ns));
-                open.slices += 1;
+            let open = &mut runs.open;
+            if open.thread == thread && open.continued_by(start_ns, self.options.gap_ns) {
+                open.extend(start_ns, duration_ns);
                 open.add_slot(slot, duration_ns);
                 return;
             }
@@ -160,37 +229,35 @@ impl StallTracker {
         self.add_slow(thread, start_ns, duration_ns, slot);
     }
 
+    /// Another thread's slice, or the start of a new run.
     #[inline(never)]
     fn add_slow(&mut self, thread: u32, start_ns: u64, duration_ns: u64, slot: Slot) {
-        let slots = self.spare.pop().unwrap_or_default();
-        let Some(at) = self.threads.iter().position(|runs| runs.first.thread == thread) else {
-            let first = Run::new(thread, start_ns, duration_ns, slot, slots);
-            self.threads.push(ThreadRuns { first, stalls: Vec::new(), last: None });
+        let Some(at) = self.threads.iter().position(|runs| runs.open.thread == thread) else {
+            let open = Run::new(thread, start_ns, duration_ns, slot, self.spare.pop().unwrap_or_default());
+            self.threads.push(OpenRuns { first: None, stalls: Vec::new(), open });
             self.current = self.threads.len() - 1;
             return;
         };
         self.current = at;
         let runs = &mut self.threads[at];
-        let open = runs.last.as_mut().unwrap_or(&mut runs.first);
-        if open.continued_by(start_ns, self.options.gap_ns) {
-            self.spare.push(slots);
-            open.end_ns = open.end_ns.max(start_ns.saturating_add(duration_ns));
-            open.slices += 1;
-            open.add_slot(slot, duration_ns);
+        if runs.open.continued_by(start_ns, self.options.gap_ns) {
+            runs.open.extend(start_ns, duration_ns);
+            runs.open.add_slot(slot, duration_ns);
             return;
         }
-        let next = Run::new(thread, start_ns, duration_ns, slot, slots);
-        if let Some(ended) = runs.last.replace(next) {
-            if ended.duration_ns() >= self.options.threshold_ns {
-                runs.stalls.push(ended);
-            } else {
-                self.spare.push(ended.slots);
-            }
+        let next = Run::new(thread, start_ns, duration_ns, slot, self.spare.pop().unwrap_or_default());
+        let ended = std::mem::replace(&mut runs.open, next);
+        if runs.first.is_none() {
+            runs.first = Some(ended);
+        } else if ended.duration_ns() >= self.options.threshold_ns {
+            runs.stalls.push(ended);
+        } else {
+            self.spare.push(ended.slots);
         }
     }
 
     pub fn finish(self, index: usize) -> ChunkRuns {
-        ChunkRuns { index, options: self.options, threads: self.threads }
+        ChunkRuns { index, options: self.options, threads: self.threads.into_iter().map(OpenRuns::finish).collect() }
     }
 }
 
@@ -312,14 +379,25 @@ mod tests {
     #[test]
     fn a_run_keeps_its_largest_slots_and_counts_the_rest_as_other() {
         let mut tracker = StallTracker::new(options());
+        let mut start = 0;
+        // Many small slots, then a large one: the large one stays named.
         for what in 0..(SLOTS_KEPT as u32 + 5) {
-            tracker.add(1, u64::from(what) * MS, MS, Slot::Ran(what));
+            tracker.add(1, start, MS, Slot::Ran(what));
+            start += MS;
+        }
+        tracker.add(1, start, 40 * MS, Slot::Ran(99));
+        // And a slot seen all along, in small slices, after each other one.
+        for _ in 0..20 {
+            start += 2 * MS;
+            tracker.add(1, start, MS, Slot::Ran(7));
         }
         let stalls = file_stalls(vec![tracker.finish(0)]);
         assert_eq!(stalls.len(), 1);
-        let slots = &stalls[0].slots;
-        assert_eq!(slots.len(), SLOTS_KEPT);
-        assert_eq!(slots.iter().map(|(_, ns)| ns).sum::<u64>(), (SLOTS_KEPT as u64 + 5) * MS);
-        assert_eq!(slots.iter().find(|(s, _)| *s == Slot::Other).map(|(_, ns)| *ns), Some(6 * MS));
+        let slots: Vec<(&Slot, u64)> = stalls[0].time_by_slot().collect();
+        assert_eq!(slots.len(), SLOTS_KEPT + 1);
+        assert_eq!(slots.iter().map(|(_, ns)| ns).sum::<u64>(), (SLOTS_KEPT as u64 + 5 + 40 + 20) * MS);
+        assert!(slots.contains(&(&Slot::Ran(99), 40 * MS)), "{slots:?}");
+        assert!(slots.contains(&(&Slot::Ran(7), 21 * MS)), "{slots:?}");
+        assert_eq!(slots.last(), Some(&(&Slot::Other, 6 * MS)));
     }
 }
