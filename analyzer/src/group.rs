@@ -349,6 +349,33 @@ mod tests {
     }
 
     #[test]
+    fn module_names_come_from_paths_and_the_machinery_is_recognised() {
+        for (path, module) in [
+            ("/v/lib/python3.12/site-packages/numpy/__init__.py", "numpy"),
+            ("/v/lib/python3.12/site-packages/numpy/core/multiarray.py", "numpy.core.multiarray"),
+            ("/srv/app/src/shop/models.py", "shop.models"),
+            ("/tmp/t0/lazy_pkg/__init__.py", "lazy_pkg"),
+            ("/tmp/t0/lazy_pkg/alpha.py", "alpha"),
+            ("C:\\app\\.venv\\Lib\\site-packages\\h11\\_events.py", "h11._events"),
+        ] {
+            assert_eq!(module_name(path), module, "{path}");
+        }
+        for path in [
+            "<frozen importlib._bootstrap>",
+            "<frozen importlib._bootstrap_external>",
+            "<frozen zipimport>",
+            "/usr/lib/python3.12/importlib/__init__.py",
+        ] {
+            assert!(is_import_machinery(path), "{path}");
+        }
+        for path in ["<frozen runpy>", "/usr/lib/python3.12/importlib/resources/_common.py", "/srv/app/importlib.py"] {
+            assert!(!is_import_machinery(path), "{path}");
+        }
+        assert!(is_third_party_path("/v/lib/python3.12/site-packages/redis/client.py"));
+        assert!(!is_third_party_path("/usr/lib/python3.12/json/decoder.py"));
+    }
+
+    #[test]
     fn app_roots_match_whole_path_components() {
         let roots = ["/srv/app".to_owned(), "/opt/lib/".to_owned()];
         assert!(is_app_path("/srv/app/x.py", &roots));

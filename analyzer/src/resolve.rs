@@ -374,13 +374,14 @@ impl<'a> Keyer<'a> {
         let hint = import.module_hint.as_deref();
         if import.has_importer {
             let key = self.frame_key(facts);
-            let mut here = outer_imports.iter().filter(|(k, _)| *k == key);
             let module = match hint {
+                // The outermost import it is part of, or its own outermost module.
                 Some(hint) => outer_imports
                     .iter()
                     .find(|(k, m)| *k == key && related_modules(m, hint))
                     .map_or(hint, |(_, m)| m.as_str()),
-                None => here.next().map_or("?", |(_, m)| m.as_str()),
+                // Loading the outermost module itself (its `.pyc`, its finder).
+                None => outer_imports.iter().find(|(k, _)| *k == key).map_or("?", |(_, m)| m.as_str()),
             };
             return format!("{key} (import {module})");
         }
