@@ -419,7 +419,8 @@ impl Side {
             groups: self.analysis.groups.values().filter(|g| min_severity.is_none_or(|min| g.worst >= min)).count(),
             cpu_groups: self.analysis.cpu_groups.len(),
             stalls: self.analysis.stalls.len(),
-            stall_ms: report::ms(self.analysis.stalls.iter().map(|s| s.duration_ns).sum()),
+            // The stalls' durations as shown, added up: the list and the total agree.
+            stall_ms: self.analysis.stalls.iter().map(|s| report::us(s.duration_ns)).sum::<u64>() as f64 / 1000.0,
         }
     }
 }

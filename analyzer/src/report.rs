@@ -480,7 +480,7 @@ pub fn rank(analysis: Analysis, options: RankOptions) -> (Vec<Row>, usize, Vec<C
 }
 
 /// Microseconds, rounded.
-fn us(ns: u64) -> u64 {
+pub fn us(ns: u64) -> u64 {
     ns.saturating_add(500) / 1000
 }
 
