@@ -212,7 +212,18 @@ pub fn is_third_party_path(path: &str) -> bool {
 /// `__init__.py`, its directory) alone.
 pub fn module_name(path: &str) -> String {
     let path = path.replace('\\', "/");
-    let short = short_path(&path);
+    // The standard library's shown path is its file alone: the module is
+    // the path after `lib/pythonX.Y/`.
+    let stdlib = path.match_indices("/lib/python").find_map(|(at, _)| {
+        let rest = &path[at + "/lib/python".len()..];
+        rest.split_once('/')
+            .filter(|(version, _)| version.starts_with(|c: char| c.is_ascii_digit()))
+            .map(|(_, rest)| rest)
+    });
+    let short = match stdlib {
+        Some(rest) if !rest.starts_with("site-packages/") => rest,
+        _ => short_path(&path),
+    };
     let stem = short.strip_suffix(".py").unwrap_or(short);
     let stem = stem.strip_suffix("/__init__").unwrap_or(stem);
     if short.len() < path.len() && !short.starts_with('/') {
@@ -356,6 +367,8 @@ mod tests {
             ("/srv/app/src/shop/models.py", "shop.models"),
             ("/tmp/t0/lazy_pkg/__init__.py", "lazy_pkg"),
             ("/tmp/t0/lazy_pkg/alpha.py", "alpha"),
+            ("/usr/lib/python3.11/xml/dom/__init__.py", "xml.dom"),
+            ("/root/.pyenv/versions/3.11.7/lib/python3.11/json/decoder.py", "json.decoder"),
             ("C:\\app\\.venv\\Lib\\site-packages\\h11\\_events.py", "h11._events"),
         ] {
             assert_eq!(module_name(path), module, "{path}");

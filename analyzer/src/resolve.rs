@@ -316,6 +316,25 @@ impl<'a> Keyer<'a> {
                     outer_imports.push(pair);
                 }
             }
+            // `import xml.dom.minidom` raises an event for `xml`, `xml.dom`
+            // and `xml.dom.minidom` at one frame: one import, named in full.
+            let full_names: Vec<String> = outer_imports
+                .iter()
+                .map(|(key, module)| {
+                    let longer = outer_imports.iter().filter(|(k, m)| {
+                        k == key && m.strip_prefix(module.as_str()).is_some_and(|rest| rest.starts_with('.'))
+                    });
+                    longer.map(|(_, m)| m).max_by_key(|m| m.len()).unwrap_or(module).clone()
+                })
+                .collect();
+            for own in own_module.iter_mut().flatten() {
+                if let Some(at) = outer_imports.iter().position(|(_, m)| m == own) {
+                    own.clone_from(&full_names[at]);
+                }
+            }
+            for ((_, module), full) in outer_imports.iter_mut().zip(full_names) {
+                *module = full;
+            }
         }
         let mut parts: Vec<KeyPart> = Vec::new();
         for (index, &(event, stack)) in signature.events.iter().enumerate() {

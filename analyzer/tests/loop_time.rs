@@ -485,3 +485,31 @@ fn long_ms_must_be_above_zero() {
     let output = run([path(&one), "--stall-gap-us", "-3"]);
     assert_eq!((output.status.code(), stderr(&output).lines().count()), (Some(2), 1));
 }
+
+#[test]
+fn a_dotted_import_is_one_row_named_in_full() {
+    let dir = test_dir("loop-dotted-import");
+    let at = vec![(APP, 41, "report"), (APP, 30, "main")];
+    let stdlib = "/usr/lib/python3.12/xml/dom/__init__.py";
+    let mut inside = executing(&[(stdlib, 5, "<module>")]);
+    inside.extend(at.clone());
+    let mut trace = TraceBuilder::new(header(None, "h", 100), 0);
+    trace.slice(Slice {
+        start_ns: 0,
+        duration_ns: 4 * MS,
+        what: "report",
+        events: vec![
+            // `import xml.dom.minidom` raises one event per package on the way.
+            ("import", "xml, None, []", at.clone()),
+            ("import", "xml.dom, None, []", at.clone()),
+            ("import", "xml.dom.minidom, None, []", at.clone()),
+            ("open", "/usr/lib/python3.12/xml/dom/domreg.py, r", inside),
+        ],
+        ..Slice::default()
+    });
+    let file = trace.write(&dir.join("t.bin"), None);
+    let report = json(&[path(&file), "--by", "app-frame"]);
+    let keys: Vec<&str> = report["groups"].as_array().unwrap().iter().map(|g| g["key"].as_str().unwrap()).collect();
+    assert_eq!(keys, ["/srv/app/app.py:41:report (import xml.dom.minidom)"]);
+    assert_eq!(report["groups"][0]["events"], 4);
+}

@@ -5,7 +5,8 @@
 
 use super::{
     diff_cells, diff_summary_lines, diff_title, elapsed_cells, fmt_ms, fmt_share, loop_time_headline, samples_note,
-    stall_top_text, stalls_headline, summary_lines, top_events_text, via_text, Exporter, Style, DIFF_HEADER,
+    stall_top_text, stalls_headline, summary_lines, top_events_text, unexplained_note, via_text, Exporter, Style,
+    DIFF_HEADER,
 };
 use crate::diff::Diff;
 use crate::report::Report;
@@ -132,6 +133,9 @@ fn render_loop_time(out: &mut String, report: &Report) {
     let view = &report.loop_time;
     out.push_str(&format!("**Loop time**: {}\n\n", prose(&loop_time_headline(report))));
     if let Some(note) = samples_note(report) {
+        out.push_str(&format!("{}\n\n", prose(&note)));
+    }
+    if let Some(note) = unexplained_note(report) {
         out.push_str(&format!("{}\n\n", prose(&note)));
     }
     if view.groups.is_empty() {

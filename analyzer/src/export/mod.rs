@@ -126,6 +126,22 @@ pub(crate) fn samples_note(report: &Report) -> Option<String> {
     ))
 }
 
+/// Said when most of the long slices' time has no stack although the
+/// traces have samples: those slices were not sampled (too short for the
+/// recorder's sampler), and their time is under what ran.
+pub(crate) fn unexplained_note(report: &Report) -> Option<String> {
+    let view = &report.loop_time;
+    let unexplained_ms = view.long_slice_ms - view.long_slice_attributed_ms;
+    if view.traces_without_samples > 0 || view.long_slice_ms == 0.0 || view.long_slice_attributed_share >= 0.9 {
+        return None;
+    }
+    Some(format!(
+        "Not explained by a stack: {:.3} s of slices of {} ms or more had neither blocking I/O nor CPU samples; their time is under what ran",
+        unexplained_ms / 1000.0,
+        fmt_short_ms(view.long_ms)
+    ))
+}
+
 /// Where a Loop time row's time came from: `events+what ran`.
 pub(crate) fn via_text(row: &LoopRow) -> String {
     row.via.iter().map(|v| v.replace('_', " ")).collect::<Vec<_>>().join("+")

@@ -5,7 +5,8 @@
 
 use super::{
     diff_cells, diff_summary_lines, diff_title, elapsed_cells, fmt_ms, fmt_share, loop_time_headline, samples_note,
-    stall_top_text, stalls_headline, summary_lines, top_events_text, via_text, Exporter, Style, DIFF_HEADER,
+    stall_top_text, stalls_headline, summary_lines, top_events_text, unexplained_note, via_text, Exporter, Style,
+    DIFF_HEADER,
 };
 use crate::diff::{Diff, Status};
 use crate::report::Report;
@@ -235,6 +236,10 @@ fn render_loop_time(out: &mut String, report: &Report, style: Style) {
     out.push_str(&bold("Loop time", style));
     out.push_str(&format!(": {}\n", loop_time_headline(report)));
     if let Some(note) = samples_note(report) {
+        out.push_str(&note);
+        out.push('\n');
+    }
+    if let Some(note) = unexplained_note(report) {
         out.push_str(&note);
         out.push('\n');
     }

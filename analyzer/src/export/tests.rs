@@ -162,6 +162,7 @@ fn render(format: ReportFormat, style: Style) -> String {
 #[test]
 fn the_table_shows_rows_examples_cpu_rows_and_totals() {
     let expected = r#"Loop time: 9.600 s busy of 12.500 s recorded; 20% of the time in slices of 2 ms or more (8.000 s) is explained by a stack
+Not explained by a stack: 6.400 s of slices of 2 ms or more had neither blocking I/O nor CPU samples; their time is under what ran
 ┌───┬────────────────────┬──────────┬───────┬─────────┬──────────┬────────┬─────────┬────────────────┐
 │ # ┆ entry point        ┆  busy ms ┆ share ┆   io ms ┆   cpu ms ┆ slices ┆ samples ┆ from           │
 ╞═══╪════════════════════╪══════════╪═══════╪═════════╪══════════╪════════╪═════════╪════════════════╡
@@ -437,6 +438,8 @@ fn csv_quotes_fields_with_commas() {
 fn markdown_escapes_pipes_and_keeps_tags_as_code() {
     let expected = r#"**Loop time**: 9.600 s busy of 12.500 s recorded; 20% of the time in slices of 2 ms or more (8.000 s) is explained by a stack
 
+Not explained by a stack: 6.400 s of slices of 2 ms or more had neither blocking I/O nor CPU samples; their time is under what ran
+
 | # | entry point | busy ms | share | io ms | cpu ms | slices | samples | from |
 |--:|:--|--:|--:|--:|--:|--:|--:|:--|
 | 1 | `handle_cpu` | 7000.000 | 72.9% | 0.000 | 7000.000 | 3 | 0 | what ran |
@@ -479,6 +482,7 @@ fn markdown_escapes_pipes_and_keeps_tags_as_code() {
 #[test]
 fn a_narrow_terminal_wraps_text_columns_not_numbers() {
     let expected = r#"Loop time: 9.600 s busy of 12.500 s recorded; 20% of the time in slices of 2 ms or more (8.000 s) is explained by a stack
+Not explained by a stack: 6.400 s of slices of 2 ms or more had neither blocking I/O nor CPU samples; their time is under what ran
 ┌───┬────────────────────┬──────────┬───────┬─────────┬──────────┬────────┬─────────┬────────────────┐
 │ # ┆ entry point        ┆  busy ms ┆ share ┆   io ms ┆   cpu ms ┆ slices ┆ samples ┆ from           │
 ╞═══╪════════════════════╪══════════╪═══════╪═════════╪══════════╪════════╪═════════╪════════════════╡
