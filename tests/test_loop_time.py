@@ -95,7 +95,10 @@ def stall_shapes_problem(report: dict) -> str | None:
     for stall, steps, each_ms in [(ten, 10, 20), (hundred, 100, 1)]:
         stepping = sum(t["busy_ms"] for t in stall["top"] if t["key"] == "step" or t["key"].endswith(":spin"))
         # Under load a step's wall time grows past its spin (preemption); never below it.
-        if not (steps < stall["slices"] < 3 * steps and steps * each_ms <= stepping <= stall["duration_ms"] < 2 * steps * each_ms):
+        if not (
+            steps < stall["slices"] < 3 * steps
+            and steps * each_ms <= stepping <= stall["duration_ms"] < 2 * steps * each_ms
+        ):
             return f"not {steps} steps of {each_ms} ms back to back: {stall}"
     return None
 
@@ -163,7 +166,14 @@ LAZY_APP = textwrap.dedent(
 )
 
 LAZY_PACKAGE = {
-    "__init__.py": "import os\nfrom . import alpha\nwith open(os.path.join(os.path.dirname(__file__), 'data.txt')) as f:\n    DATA = f.read()\n",
+    "__init__.py": textwrap.dedent(
+        """
+        import os
+        from . import alpha
+        with open(os.path.join(os.path.dirname(__file__), "data.txt")) as f:
+            DATA = f.read()
+        """
+    ),
     "alpha.py": "import os\nfrom . import beta\nos.stat(__file__)\n",
     "beta.py": "import os, json\nfrom .gamma import VALUE\nwith open(__file__) as f:\n    f.read()\n",
     "gamma.py": "import os\nos.listdir(os.path.dirname(__file__))\nVALUE = 1\n",

@@ -109,7 +109,9 @@ async def client(port: int, first: int, deadline: float, counts: dict[str, int])
         await writer.drain()
         head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
         assert head.startswith(b"HTTP/1.1 200"), head
-        length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length"))
+        length = next(
+            int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")
+        )
         await asyncio.wait_for(reader.readexactly(length), 5)
         counts[path] = counts.get(path, 0) + 1
     writer.close()
