@@ -574,6 +574,7 @@ fn make_report(args: &ReportArgs, side: Side) -> Report {
             long_ms: args.long_ms,
         },
         group_by: filters.by.clone(),
+        csv_table: args.csv_table,
     }
 }
 

@@ -4,7 +4,7 @@
 use crate::diff::{FailOn, ScoreWith};
 use crate::export::ReportFormat;
 use crate::group::GroupBy;
-use crate::report::{MinSeverity, SortColumn};
+use crate::report::{CsvTable, MinSeverity, SortColumn};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
@@ -187,6 +187,10 @@ pub struct ReportArgs {
     /// the loop did not get back to waiting for I/O between them (stalls).
     #[arg(long, value_name = "US", default_value_t = crate::stalls::DEFAULT_STALL_GAP_NS as f64 / 1000.0, allow_negative_numbers = true, help_heading = "Loop time")]
     pub stall_gap_us: f64,
+
+    /// With --format csv, the table written: groups (blocking I/O), loop-time or stalls.
+    #[arg(long, value_name = "TABLE", default_value = "groups", help_heading = "Output")]
+    pub csv_table: CsvTable,
 
     #[command(flatten)]
     pub output: OutputArgs,

@@ -341,6 +341,21 @@ pub struct Report {
     pub options: OptionsView,
     #[serde(skip)]
     pub group_by: GroupBy,
+    /// The table `--format csv` writes.
+    #[serde(skip)]
+    pub csv_table: CsvTable,
+}
+
+/// `--csv-table`: CSV holds one table.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum CsvTable {
+    /// The blocking I/O groups (the default, as before loop time).
+    #[default]
+    Groups,
+    /// The Loop time table.
+    LoopTime,
+    /// The stalls.
+    Stalls,
 }
 
 /// How rows are chosen and ordered.

@@ -152,6 +152,7 @@ pub(crate) fn sample_report() -> Report {
             ..OptionsView::default()
         },
         group_by: GroupBy::EntryPoint,
+        csv_table: crate::report::CsvTable::Groups,
     }
 }
 
@@ -647,5 +648,26 @@ fn helpers() {
     assert_eq!(
         (count(1, "slice"), count(0, "slice"), count(2, "event")),
         ("1 slice".to_owned(), "0 slices".to_owned(), "2 events".to_owned())
+    );
+}
+
+#[test]
+fn csv_writes_the_loop_time_or_the_stalls_when_asked() {
+    let mut report = sample_report();
+    report.csv_table = crate::report::CsvTable::LoopTime;
+    assert_eq!(
+        exporter(ReportFormat::Csv).render(&report, Style::default()),
+        "rank,key,busy_ms,share,slices,io_ms,cpu_ms,samples,via,example_trace
+1,handle_cpu,7000.000,0.7292,3,0.000,7000.000,0,what_ran,
+2,app.py:40:crunch,1450.500,0.1511,3,0.000,1450.500,14,samples,app.py:40:crunch <- app.py:1:main
+3,app.py:12:fetch,1000.000,0.1042,3,312.500,687.500,0,events+samples,app.py:12:fetch <- app.py:1:main
+"
+    );
+    report.csv_table = crate::report::CsvTable::Stalls;
+    assert_eq!(
+        exporter(ReportFormat::Csv).render(&report, Style::default()),
+        "rank,trace,thread,start_s,duration_ms,slices,top
+1,w.bin,1,3.250000,200.125,10,handle_cpu:180.000;app.py:12:fetch:20.100
+"
     );
 }
