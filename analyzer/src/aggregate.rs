@@ -66,7 +66,7 @@ impl Default for ChunkOptions {
             threshold_ns: None,
             since_ns: 0,
             until_ns: u64::MAX,
-            long_ns: 2_000_000,
+            long_ns: (crate::loop_time::DEFAULT_LONG_MS * 1e6) as u64,
             import_event: None,
             stalls: StallOptions::default(),
         }
