@@ -16,9 +16,16 @@
 //! CPU-blocking slices (over the threshold, no blocking event) are keyed by
 //! their most frequent CPU sample's stack (the first of the most frequent,
 //! in sample order).
+//!
+//! Every slice in the window also gives its time to the loop's
+//! ([`crate::loop_time`]) and is followed by a [`StallTracker`]
+//! ([`crate::stalls`]): a pure slice costs an add in a table and a
+//! comparison with the previous slice's end.
 
 use crate::durations::Durations;
 use crate::group::NO_STACK;
+use crate::loop_time::{LoopAggregate, SampleSignature, Slot};
+use crate::stalls::{ChunkRuns, StallOptions, StallTracker};
 use aiocop_trace::records::{Chunk, SliceRecord, StackId, StringId};
 use aiocop_trace::{Dictionary, PureSlice, ReadError, SliceVisitor, TraceFile};
 use rayon::prelude::*;
@@ -43,11 +50,26 @@ pub struct ChunkOptions {
     /// Slices starting in `[since_ns, until_ns)` after the trace's start count.
     pub since_ns: u64,
     pub until_ns: u64,
+    /// `--long-ms`: slices at least this long are the ones a stack should explain.
+    pub long_ns: u64,
+    /// The `import` event's index in the file's event table: its argument
+    /// (the module imported) is part of a signature, so that a lazy import's
+    /// row can name it.
+    pub import_event: Option<u16>,
+    pub stalls: StallOptions,
 }
 
 impl Default for ChunkOptions {
     fn default() -> Self {
-        ChunkOptions { extra: Extra::None, threshold_ns: None, since_ns: 0, until_ns: u64::MAX }
+        ChunkOptions {
+            extra: Extra::None,
+            threshold_ns: None,
+            since_ns: 0,
+            until_ns: u64::MAX,
+            long_ns: (crate::loop_time::DEFAULT_LONG_MS * 1e6) as u64,
+            import_event: None,
+            stalls: StallOptions::default(),
+        }
     }
 }
 
@@ -56,10 +78,16 @@ impl Default for ChunkOptions {
 pub struct IoSignature {
     pub exceeded: bool,
     pub extra: Option<StringId>,
+    /// What ran: where the slice's time goes if every event is ignored.
+    pub what: StringId,
     /// `(event index, stack id)`, sorted. Inline for the usual one or two
     /// events, so that comparing a signature in the map reads no other memory.
     pub events: SignatureEvents,
+    /// The argument ids of its `import` events, in signature order.
+    pub imports: SignatureImports,
 }
+
+pub type SignatureImports = smallvec::SmallVec<[StringId; 1]>;
 
 pub type SignatureEvents = smallvec::SmallVec<[(u16, StackId); 2]>;
 
@@ -70,18 +98,30 @@ pub type SignatureEvents = smallvec::SmallVec<[(u16, StackId); 2]>;
 struct IoSignatureRef<'a> {
     exceeded: bool,
     extra: Option<StringId>,
+    what: StringId,
     events: &'a [(u16, StackId)],
+    imports: &'a [StringId],
 }
 
 impl hashbrown::Equivalent<IoSignature> for IoSignatureRef<'_> {
     fn equivalent(&self, key: &IoSignature) -> bool {
-        self.exceeded == key.exceeded && self.extra == key.extra && *self.events == *key.events
+        self.exceeded == key.exceeded
+            && self.extra == key.extra
+            && self.what == key.what
+            && *self.events == *key.events
+            && *self.imports == *key.imports
     }
 }
 
 impl From<&IoSignatureRef<'_>> for IoSignature {
     fn from(signature: &IoSignatureRef<'_>) -> IoSignature {
-        IoSignature { exceeded: signature.exceeded, extra: signature.extra, events: signature.events.into() }
+        IoSignature {
+            exceeded: signature.exceeded,
+            extra: signature.extra,
+            what: signature.what,
+            events: signature.events.into(),
+            imports: signature.imports.into(),
+        }
     }
 }
 
@@ -92,6 +132,8 @@ struct Scratch {
     events: Vec<(u16, StackId, StringId)>,
     /// The same, without the arguments: the signature's events.
     pairs: Vec<(u16, StackId)>,
+    /// The arguments of its `import` events.
+    imports: Vec<StringId>,
 }
 
 /// A map keyed by signatures.
@@ -101,6 +143,8 @@ pub type SignatureMap<K, V> = hashbrown::HashMap<K, V, rustc_hash::FxBuildHasher
 pub struct IoStats {
     pub slices: u64,
     pub durations: Durations,
+    /// The time of those of them at least `--long-ms` long.
+    pub long_ns: u64,
     /// The earliest slice: its start and its events' argument ids, in
     /// signature order.
     pub example_start_ns: u64,
@@ -140,6 +184,12 @@ pub struct Counts {
     pub first_start_ns: Option<u64>,
     pub last_end_ns: u64,
     pub chunks_read: u64,
+    /// The time of the slices in the window: the loop's busy time.
+    pub busy_ns: u64,
+    /// Of that, in slices at least `--long-ms` long.
+    pub long_ns: u64,
+    /// CPU samples in window slices.
+    pub samples: u64,
 }
 
 /// The earlier of two optional start times, either one if the other is unknown.
@@ -177,6 +227,10 @@ impl Counts {
             return None;
         }
         let exceeded = options.threshold_ns.map_or(recorded_exceeded, |threshold| duration_ns >= threshold);
+        self.busy_ns = self.busy_ns.saturating_add(duration_ns);
+        if duration_ns >= options.long_ns {
+            self.long_ns = self.long_ns.saturating_add(duration_ns);
+        }
         self.slices += 1;
         self.exceeded += u64::from(exceeded);
         self.dropped_events += u64::from(dropped_events);
@@ -191,6 +245,9 @@ impl Counts {
         self.first_start_ns = earliest(self.first_start_ns, other.first_start_ns);
         self.last_end_ns = self.last_end_ns.max(other.last_end_ns);
         self.chunks_read += other.chunks_read;
+        self.busy_ns = self.busy_ns.saturating_add(other.busy_ns);
+        self.long_ns = self.long_ns.saturating_add(other.long_ns);
+        self.samples += other.samples;
     }
 }
 
@@ -199,6 +256,10 @@ impl Counts {
 pub struct FileAggregate {
     pub io: SignatureMap<IoSignature, IoStats>,
     pub cpu: SignatureMap<CpuSignature, CpuStats>,
+    /// Slices without blocking events, for the loop's time.
+    pub loop_time: LoopAggregate,
+    /// Each chunk's runs of slices, joined into stalls once all are read.
+    pub runs: Vec<ChunkRuns>,
     pub counts: Counts,
     pub dictionary: Dictionary,
     /// Chunks that could not be read, and the error of the first of them.
@@ -213,32 +274,47 @@ impl FileAggregate {
     /// checksum matched (crafted, or written by a buggy writer) keeps the
     /// slices decoded before the error and still counts as unreadable.
     pub fn add_from(&mut self, trace: &TraceFile, index: usize, options: &ChunkOptions) {
-        let mut visitor = ChunkVisitor { aggregate: self, options: *options, counts: Counts::default() };
+        let mut visitor = ChunkVisitor {
+            aggregate: self,
+            options: *options,
+            counts: Counts::default(),
+            stalls: StallTracker::new(options.stalls),
+        };
         let visited = trace.visit_chunk(index, &mut visitor);
-        let counts = visitor.counts;
+        let (counts, stalls) = (visitor.counts, visitor.stalls);
         self.counts.merge(&counts);
+        self.runs.push(stalls.finish(index));
         self.add_definitions_or_error(index, visited);
     }
 
     /// Adds chunk `index` as read: its slices, or its error.
     pub fn add(&mut self, index: usize, chunk: Result<Chunk, ReadError>, options: &ChunkOptions) {
         match chunk {
-            Ok(chunk) => self.add_chunk(&chunk, options),
+            Ok(chunk) => self.add_chunk_at(index, &chunk, options),
             Err(error) => self.add_definitions_or_error(index, Err(error)),
         }
     }
 
     /// Adds a whole chunk, as decoded.
+    /// Adds a whole chunk, as decoded; it counts as the chunk after those
+    /// added so far (for joining runs into stalls).
     pub fn add_chunk(&mut self, chunk: &Chunk, options: &ChunkOptions) {
+        let index = self.counts.chunks_read as usize + self.unreadable as usize;
+        self.add_chunk_at(index, chunk, options);
+    }
+
+    /// Adds chunk number `index`, as decoded.
+    pub fn add_chunk_at(&mut self, index: usize, chunk: &Chunk, options: &ChunkOptions) {
         let mut start_ns = chunk.base_offset_ns;
+        let mut stalls = StallTracker::new(options.stalls);
         for slice in &chunk.slices {
             start_ns = start_ns.saturating_add(slice.start_delta_ns);
             if let Some(exceeded) = self.counts.add_slice(start_ns, slice, options) {
-                if exceeded || !slice.events.is_empty() {
-                    self.add_keyed_slice(slice, start_ns, exceeded, options);
-                }
+                let slot = self.add_window_slice(slice, start_ns, exceeded, options);
+                stalls.add(slice.thread, start_ns, slice.duration_ns, slot);
             }
         }
+        self.runs.push(stalls.finish(index));
         self.add_definitions(chunk);
     }
 
@@ -261,19 +337,49 @@ impl FileAggregate {
         }
     }
 
-    /// Keys a slice in the window that did blocking I/O or ran over the
-    /// threshold (a few in a hundred: kept out of the loop over slices).
+    /// Takes a slice in the window that is not pure (a few in a hundred:
+    /// kept out of the loop over slices); returns where its time goes.
     #[inline(never)]
-    fn add_keyed_slice(&mut self, slice: &SliceRecord, start_ns: u64, exceeded: bool, options: &ChunkOptions) {
-        let extra = match options.extra {
+    fn add_window_slice(&mut self, slice: &SliceRecord, start_ns: u64, exceeded: bool, options: &ChunkOptions) -> Slot {
+        self.counts.samples += slice.samples.len() as u64;
+        if exceeded || !slice.events.is_empty() {
+            if let Some(slot) = self.add_keyed_slice(slice, start_ns, exceeded, options) {
+                return slot;
+            }
+        }
+        let long = slice.duration_ns >= options.long_ns;
+        if slice.samples.is_empty() {
+            self.loop_time.add_ran(slice.what, slice.duration_ns);
+            Slot::Ran(slice.what)
+        } else {
+            let signature = SampleSignature::of(&slice.samples, self.extra_of(slice, options));
+            self.loop_time.add_sampled(signature.clone(), start_ns, slice.duration_ns, long);
+            Slot::Sampled(signature)
+        }
+    }
+
+    fn extra_of(&self, slice: &SliceRecord, options: &ChunkOptions) -> Option<StringId> {
+        match options.extra {
             Extra::None => None,
             Extra::What => Some(slice.what),
             Extra::Context(key) => {
                 key.and_then(|key| slice.context.iter().find(|(k, _)| *k == key).map(|(_, value)| *value))
             }
-        };
+        }
+    }
+
+    /// Keys a slice in the window that did blocking I/O or ran over the
+    /// threshold; returns its slot if it did blocking I/O.
+    fn add_keyed_slice(
+        &mut self,
+        slice: &SliceRecord,
+        start_ns: u64,
+        exceeded: bool,
+        options: &ChunkOptions,
+    ) -> Option<Slot> {
+        let extra = self.extra_of(slice, options);
         if !slice.events.is_empty() {
-            let Scratch { events, pairs } = &mut self.scratch;
+            let Scratch { events, pairs, imports } = &mut self.scratch;
             events.clear();
             events.extend(slice.events.iter().map(|e| (e.event, e.stack, e.args)));
             // Stable: among equal (event, stack) pairs the example keeps the
@@ -281,20 +387,29 @@ impl FileAggregate {
             events.sort_by_key(|&(event, stack, _)| (event, stack));
             pairs.clear();
             pairs.extend(events.iter().map(|&(event, stack, _)| (event, stack)));
+            imports.clear();
+            if let Some(import) = options.import_event {
+                imports.extend(events.iter().filter(|&&(event, _, _)| event == import).map(|&(_, _, args)| args));
+            }
             let args = || events.iter().map(|&(_, _, args)| args).collect();
-            let signature = IoSignatureRef { exceeded, extra, events: pairs };
+            let signature = IoSignatureRef { exceeded, extra, what: slice.what, events: pairs, imports };
             let stats = self.io.entry_ref(&signature).or_insert_with(|| IoStats {
                 slices: 0,
                 durations: Durations::new(),
+                long_ns: 0,
                 example_start_ns: start_ns,
                 example_args: args(),
             });
             stats.slices += 1;
             stats.durations.record(slice.duration_ns);
+            if slice.duration_ns >= options.long_ns {
+                stats.long_ns = stats.long_ns.saturating_add(slice.duration_ns);
+            }
             if start_ns < stats.example_start_ns {
                 stats.example_start_ns = start_ns;
                 stats.example_args = args();
             }
+            return Some(Slot::Io(IoSignature::from(&signature)));
         } else if exceeded {
             let signature = CpuSignature { stack: most_frequent(&slice.samples).unwrap_or(NO_STACK), extra };
             let stats = self.cpu.entry(signature).or_insert_with(|| CpuStats {
@@ -308,6 +423,7 @@ impl FileAggregate {
             stats.durations.record(slice.duration_ns);
             stats.first_start_ns = stats.first_start_ns.min(start_ns);
         }
+        None
     }
 
     /// Folds `other` (other chunks of the same file) into `self`.
@@ -321,6 +437,7 @@ impl FileAggregate {
                     let mine = entry.get_mut();
                     mine.slices += theirs.slices;
                     mine.durations.merge(&theirs.durations);
+                    mine.long_ns = mine.long_ns.saturating_add(theirs.long_ns);
                     if theirs.example_start_ns < mine.example_start_ns {
                         mine.example_start_ns = theirs.example_start_ns;
                         mine.example_args = theirs.example_args;
@@ -342,6 +459,8 @@ impl FileAggregate {
                 }
             }
         }
+        self.loop_time.merge(other.loop_time);
+        self.runs.extend(other.runs);
         self.counts.merge(&other.counts);
         self.dictionary.merge(other.dictionary);
         self.unreadable += other.unreadable;
@@ -391,23 +510,29 @@ struct ChunkVisitor<'a> {
     /// Apart from the aggregate's, so that the loop over a chunk's slices,
     /// which are mostly pure, keeps them in registers.
     counts: Counts,
+    stalls: StallTracker,
 }
 
 impl SliceVisitor for ChunkVisitor<'_> {
     #[inline(always)]
     fn pure_slice(&mut self, start_ns: u64, slice: PureSlice) {
-        if let Some(true) = self.counts.add(start_ns, slice.duration_ns, false, 0, &self.options) {
-            // Over a threshold given with `--threshold-ms`: CPU-blocking.
-            self.aggregate.add_keyed_slice(&slice.to_record(), start_ns, true, &self.options);
+        match self.counts.add(start_ns, slice.duration_ns, false, 0, &self.options) {
+            None => return,
+            Some(true) => {
+                // Over a threshold given with `--threshold-ms`: CPU-blocking.
+                self.aggregate.add_keyed_slice(&slice.to_record(), start_ns, true, &self.options);
+            }
+            Some(false) => {}
         }
+        self.aggregate.loop_time.add_ran(slice.what, slice.duration_ns);
+        self.stalls.add_ran(slice.thread, start_ns, slice.duration_ns, slice.what);
     }
 
     #[inline(always)]
     fn slice(&mut self, start_ns: u64, slice: &SliceRecord) {
         if let Some(exceeded) = self.counts.add_slice(start_ns, slice, &self.options) {
-            if exceeded || !slice.events.is_empty() {
-                self.aggregate.add_keyed_slice(slice, start_ns, exceeded, &self.options);
-            }
+            let slot = self.aggregate.add_window_slice(slice, start_ns, exceeded, &self.options);
+            self.stalls.add(slice.thread, start_ns, slice.duration_ns, slot);
         }
     }
 }
@@ -464,10 +589,22 @@ mod tests {
         let mut aggregate = FileAggregate::default();
         aggregate.add_chunk(&chunk, &ChunkOptions::default());
         assert_eq!(aggregate.io.len(), 2);
-        let quiet = &aggregate.io[&IoSignature { exceeded: false, extra: None, events: [(0, 8), (1, 7)].into() }];
+        let quiet = &aggregate.io[&IoSignature {
+            exceeded: false,
+            extra: None,
+            what: 0,
+            events: [(0, 8), (1, 7)].into(),
+            imports: SignatureImports::new(),
+        }];
         assert_eq!((quiet.slices, quiet.durations.total_ns()), (2, 40));
         assert_eq!((quiet.example_start_ns, &*quiet.example_args), (1_000, &[101, 100][..]));
-        let slow = &aggregate.io[&IoSignature { exceeded: true, extra: None, events: [(0, 8), (1, 7)].into() }];
+        let slow = &aggregate.io[&IoSignature {
+            exceeded: true,
+            extra: None,
+            what: 0,
+            events: [(0, 8), (1, 7)].into(),
+            imports: SignatureImports::new(),
+        }];
         assert_eq!((slow.slices, slow.example_start_ns), (1, 1_050));
         assert!(aggregate.cpu.is_empty());
         assert_eq!(
@@ -479,7 +616,10 @@ mod tests {
                 dropped_events: 0,
                 first_start_ns: Some(1_000),
                 last_end_ns: 1_155,
-                chunks_read: 1
+                chunks_read: 1,
+                busy_ns: 65,
+                long_ns: 0,
+                samples: 0,
             }
         );
     }
@@ -538,10 +678,11 @@ mod tests {
             extras.sort();
             extras
         };
-        assert_eq!(extras(Extra::None), [(None, 3)]);
+        // Signatures also keep what ran (40 twice, 41 once).
+        assert_eq!(extras(Extra::None), [(None, 1), (None, 2)]);
         assert_eq!(extras(Extra::What), [(Some(40), 2), (Some(41), 1)]);
         assert_eq!(extras(Extra::Context(Some(7))), [(None, 1), (Some(8), 1), (Some(9), 1)]);
-        assert_eq!(extras(Extra::Context(None)), [(None, 3)]);
+        assert_eq!(extras(Extra::Context(None)), [(None, 1), (None, 2)]);
     }
 
     #[test]

@@ -24,8 +24,10 @@ use crate::error::AnalyzeError;
 use crate::export::{self, ReportFormat, Style};
 use crate::group::{GroupBy, IgnoreSet};
 use crate::info::{InfoCounts, TraceInfo};
+use crate::loop_time::DEFAULT_LONG_MS;
 use crate::report::{self, OptionsView, RankOptions, Report, TotalsView, TraceFacts};
 use crate::resolve::{self, Analysis, EventWeights, ResolveOptions};
+use crate::stalls::{StallOptions, DEFAULT_STALL_GAP_NS};
 use aiocop_trace::format::{FORMAT_MINOR, FRAME_HEADER_LEN};
 use aiocop_trace::SeverityLevel;
 use aiocop_trace::TraceFile;
@@ -230,6 +232,10 @@ pub(crate) struct ReadOptions<'a> {
     pub weights: Option<EventWeights>,
     /// Frame keys by identity, without lines (`diff` matches releases by them).
     pub by_identity: bool,
+    /// `--long-ms`, in nanoseconds.
+    pub long_ns: u64,
+    /// The stall gap tolerance (`--stall-gap-us`), in nanoseconds.
+    pub stall_gap_ns: u64,
 }
 
 impl ReadOptions<'_> {
@@ -242,12 +248,37 @@ impl ReadOptions<'_> {
         let ignore = IgnoreSet::new(&filters.ignore)
             .map_err(|(pattern, e)| AnalyzeError::BadPattern { pattern, problem: e.kind().to_string() })?;
         let label = filters.label.as_deref().map(label_matcher).transpose()?;
-        Ok(ReadOptions { filters, ignore, label, weights: None, by_identity: false })
+        Ok(ReadOptions {
+            filters,
+            ignore,
+            label,
+            weights: None,
+            by_identity: false,
+            long_ns: seconds_to_ns(DEFAULT_LONG_MS / 1000.0),
+            stall_gap_ns: DEFAULT_STALL_GAP_NS,
+        })
     }
 }
 
+/// `--long-ms` and `--stall-gap-us`, checked: a usage error (one line) unless positive.
+fn check_report_args(args: &ReportArgs) -> Result<(), AnalyzeError> {
+    if !(args.long_ms.is_finite() && args.long_ms > 0.0) {
+        return Err(AnalyzeError::Usage(format!("--long-ms {} is not a number of milliseconds above 0", args.long_ms)));
+    }
+    if !(args.stall_gap_us.is_finite() && args.stall_gap_us >= 0.0) {
+        return Err(AnalyzeError::Usage(format!(
+            "--stall-gap-us {} is not a number of microseconds of at least 0",
+            args.stall_gap_us
+        )));
+    }
+    Ok(())
+}
+
 pub fn run_report(args: ReportArgs) -> Result<(), AnalyzeError> {
-    let options = ReadOptions::new(&args.filters)?;
+    check_report_args(&args)?;
+    let mut options = ReadOptions::new(&args.filters)?;
+    options.long_ns = seconds_to_ns(args.long_ms / 1000.0).max(1);
+    options.stall_gap_ns = seconds_to_ns(args.stall_gap_us / 1_000_000.0);
     let destination = Destination::new(args.output.output.as_deref());
     let paths = crate::input::expand(&args.inputs)?;
     let pool = thread_pool(args.output.threads)?;
@@ -415,6 +446,9 @@ pub struct Side {
     pub analysis: Analysis,
     /// Each trace read, in input order.
     pub facts: Vec<TraceFacts>,
+    /// Every input path, read or left out by `--label`, in input order (a
+    /// file's number in the analysis is its index here).
+    pub paths: Vec<String>,
 }
 
 impl Side {
@@ -434,6 +468,9 @@ impl Side {
             duration_s: report::seconds(duration_ns),
             groups: self.analysis.groups.values().filter(|g| min_severity.is_none_or(|min| g.worst >= min)).count(),
             cpu_groups: self.analysis.cpu_groups.len(),
+            stalls: self.analysis.stalls.len(),
+            // The stalls' durations as shown, added up: the list and the total agree.
+            stall_ms: self.analysis.stalls.iter().map(|s| report::us(s.duration_ns)).sum::<u64>() as f64 / 1000.0,
         }
     }
 }
@@ -477,8 +514,23 @@ pub(crate) fn read_side(paths: &[PathBuf], options: &ReadOptions<'_>) -> Result<
                 .min(),
             _ => None,
         };
-        let chunk_options =
-            ChunkOptions { extra: resolve::extra_for(&filters.by, context_id), threshold_ns, since_ns, until_ns };
+        let header = trace.header();
+        let chunk_options = ChunkOptions {
+            extra: resolve::extra_for(&filters.by, context_id),
+            threshold_ns,
+            since_ns,
+            until_ns,
+            long_ns: options.long_ns,
+            import_event: header
+                .event_table
+                .iter()
+                .position(|e| e.name == "import")
+                .and_then(|i| u16::try_from(i).ok()),
+            stalls: StallOptions {
+                threshold_ns: threshold_ns.unwrap_or(header.threshold_ns),
+                gap_ns: options.stall_gap_ns,
+            },
+        };
         let mut aggregate = fold_chunks(
             trace.chunk_count(),
             FileAggregate::default,
@@ -503,6 +555,7 @@ pub(crate) fn read_side(paths: &[PathBuf], options: &ReadOptions<'_>) -> Result<
         let mut analysis = Analysis::default();
         analysis.add_file(file, trace.header(), &aggregate, resolve_options);
         let facts = trace_facts(&trace, &aggregate, since_ns, until_ns);
+        aggregate.runs = Vec::new();
         Ok(FileOutcome::Read(Box::new(ReadFile { facts, analysis, warnings })))
     };
     let outcomes: Vec<Result<FileOutcome, AnalyzeError>> =
@@ -531,7 +584,8 @@ pub(crate) fn read_side(paths: &[PathBuf], options: &ReadOptions<'_>) -> Result<
             return Err(AnalyzeError::NoLabelMatch { pattern: pattern.clone(), labels: skipped_labels.join(", ") });
         }
     }
-    Ok(Side { analysis, facts })
+    let paths = paths.iter().map(|p| p.display().to_string()).collect();
+    Ok(Side { analysis, facts, paths })
 }
 
 /// The ranked report of what was read.
@@ -539,11 +593,18 @@ fn make_report(args: &ReportArgs, side: Side) -> Report {
     let filters = &args.filters;
     let min_severity = args.min_severity.map(|m| m.level());
     let totals = side.totals(min_severity);
-    let rank = RankOptions { sort: args.sort, top: default_top(args), min_severity };
+    let top = default_top(args);
+    let rank = RankOptions { sort: args.sort, top, min_severity };
+    let loop_time = report::loop_time(&side.analysis, top, args.long_ms);
+    let (stalls, stalls_not_shown) = report::stalls(&side.analysis.stalls, top, &side.paths);
     let (groups, groups_not_shown, cpu_groups, cpu_groups_not_shown) = report::rank(side.analysis, rank);
     Report {
         schema_version: report::SCHEMA_VERSION,
+        schema_minor: report::SCHEMA_MINOR,
         by: filters.by.to_string(),
+        loop_time,
+        stalls,
+        stalls_not_shown,
         groups,
         groups_not_shown,
         cpu_groups,
@@ -561,8 +622,10 @@ fn make_report(args: &ReportArgs, side: Side) -> Report {
             app_roots: filters.app_roots.clone(),
             sort: args.sort.name(),
             top: args.top,
+            long_ms: args.long_ms,
         },
         group_by: filters.by.clone(),
+        csv_table: args.csv_table,
     }
 }
 
@@ -586,6 +649,7 @@ fn trace_facts(trace: &TraceFile, aggregate: &FileAggregate, since_ns: u64, unti
         start_unix_ns: header.start_unix_ns,
         duration_s: report::seconds(end_ns.min(until_ns).saturating_sub(since_ns)),
         slices: aggregate.counts.slices,
+        samples: aggregate.counts.samples,
         chunks: trace.chunk_count(),
         unreadable_chunks: aggregate.unreadable,
         cut_short: trace.cut_short(),

@@ -4,7 +4,7 @@
 use crate::diff::{FailOn, ScoreWith};
 use crate::export::ReportFormat;
 use crate::group::GroupBy;
-use crate::report::{MinSeverity, SortColumn};
+use crate::report::{CsvTable, MinSeverity, SortColumn};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
@@ -25,7 +25,24 @@ Exit codes: 0 the report was written; 2 an input is unusable, or a usage error.
 (1 is a failing gate of `aiocop-analyze diff`.)";
 
 const REPORT_SEMANTICS: &str = "\
-How a report is made:
+Where the loop's time went (the Loop time table, first):
+  Every slice's time goes to groups of the --by key: a slice with blocking
+  events to its events' keys (split by event count), one with CPU samples to
+  its samples' keys (split by sample count), any other to what ran (its
+  coroutine or callback qualname). The groups add up to the busy time. io ms
+  is the time of slices with blocking events, cpu ms the rest. The headline
+  says how much of the time in slices of --long-ms or more a stack (events
+  or samples) explains; traces without CPU samples are said to be missing
+  them.
+
+Stalls:
+  A stall is a run of slices of one loop, each starting at most
+  --stall-gap-us after the previous one ended (the loop never got back to
+  waiting for I/O), at least the threshold long: one long callback, or
+  callbacks back to back. Listed longest first, with the groups with most
+  time in them.
+
+How the blocking I/O ranking is made:
   A slice is one run of a callback or task step on the event loop. A slice
   appears in a group when one of its blocking events has the group's key;
   its score there is the sum of those events' weights, taken from the
@@ -41,7 +58,8 @@ How a report is made:
     app-frame      the innermost frame in your own code: not the standard
                    library (lib/pythonX.Y, <frozen ...>), not site-packages or
                    dist-packages; with --app-root, the innermost frame under
-                   one of the roots. The entry point if there is none.
+                   one of the roots. Without one, the innermost third-party
+                   frame (site-packages, dist-packages); else the entry point.
     event          the event's name (open, time.sleep, socket.getaddrinfo)
     task           what the slice ran: the coroutine's qualname for a task
     stack          the whole stack, innermost frame first, joined with ' <- '
@@ -59,10 +77,14 @@ How a report is made:
     the rows; the totals still describe everything read. A slice whose only
     blocking events are ignored is neither a blocking nor a CPU-blocking one.
 
+  A lazy import (entry-point, app-frame) is one row at the frame that
+  imported it, with the module named: app.py:12:handler (import numpy).
+
   Sort columns (--sort; numbers rank high first, keys alphabetically, ties
   go to the higher score, then the longer total time, then the key):
     key, slices, events, score (severity_score), level (severity_level),
-    exceeded (over), total (total_ms), p50, p95, p99, max (p50_ms ... max_ms)";
+    exceeded (over), total (total_ms), p50, p95, p99, max (p50_ms ... max_ms),
+    busy (busy_ms: the loop time at the key)";
 
 const DIFF_EXAMPLES: &str = "\
 Examples:
@@ -183,6 +205,20 @@ pub struct ReportArgs {
     /// The column rows are ranked by (see --help for aliases and ties).
     #[arg(long, value_name = "COLUMN", default_value = "score", hide_possible_values = false, help_heading = "Output")]
     pub sort: SortColumn,
+
+    /// Slices of MS milliseconds or more are long: the Loop time table says
+    /// how much of their time a stack explains.
+    #[arg(long, value_name = "MS", default_value_t = crate::loop_time::DEFAULT_LONG_MS, allow_negative_numbers = true, help_heading = "Loop time")]
+    pub long_ms: f64,
+
+    /// Two slices of a loop at most US microseconds apart are back to back:
+    /// the loop did not get back to waiting for I/O between them (stalls).
+    #[arg(long, value_name = "US", default_value_t = crate::stalls::DEFAULT_STALL_GAP_NS as f64 / 1000.0, allow_negative_numbers = true, help_heading = "Loop time")]
+    pub stall_gap_us: f64,
+
+    /// With --format csv, the table written: groups (blocking I/O), loop-time or stalls.
+    #[arg(long, value_name = "TABLE", default_value = "groups", help_heading = "Output")]
+    pub csv_table: CsvTable,
 
     #[command(flatten)]
     pub output: OutputArgs,

@@ -175,9 +175,13 @@ impl IgnoreSet {
 /// What a stack resolves to, computed once per stack per file.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct StackFacts {
-    /// The innermost frame, `path:line:function`.
+    /// The innermost frame, `path:line:function`; for a stack inside a lazy
+    /// import, the innermost frame outside the import machinery.
     pub entry_point: String,
-    /// The innermost frame in the user's own code, or the entry point.
+    /// The innermost frame in the user's own code; without one, the
+    /// innermost third-party frame (site-packages, dist-packages); without
+    /// either, the entry point. Inside a lazy import, of the frames outside
+    /// the import machinery.
     pub app_frame: String,
     /// Every frame, innermost first, joined with ` <- `.
     pub trace: String,
@@ -192,6 +196,59 @@ pub struct StackFacts {
     pub app_line: Option<i32>,
     /// Whether a frame is the import system's: first-call import work.
     pub through_import: bool,
+    /// Set when the stack runs inside the import machinery: a lazy import.
+    pub import: Option<ImportFacts>,
+}
+
+/// A stack inside a lazy import.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ImportFacts {
+    /// Whether frames outside the machinery were recorded: a deep import's
+    /// stack may be cut at the trace depth before its importer.
+    pub has_importer: bool,
+    /// The module the outermost import runs, from its `<module>` frame's
+    /// path (`numpy/__init__.py`: `numpy`), if recorded.
+    pub module_hint: Option<String>,
+}
+
+/// Whether `path` is the import machinery: importlib's frozen bootstrap,
+/// zipimport, or `importlib/__init__.py` (`import_module`).
+pub fn is_import_machinery(path: &str) -> bool {
+    path.starts_with("<frozen importlib._bootstrap")
+        || path == "<frozen zipimport>"
+        || path.replace('\\', "/").ends_with("/importlib/__init__.py")
+}
+
+/// Whether `path` is a third-party package: under `site-packages` or `dist-packages`.
+pub fn is_third_party_path(path: &str) -> bool {
+    let path = path.replace('\\', "/");
+    path.contains("/site-packages/") || path.contains("/dist-packages/")
+}
+
+/// A module's dotted name from its file's path as recorded: the path after
+/// `site-packages/` (or `src/`) if any, else the file (or, for a package's
+/// `__init__.py`, its directory) alone.
+pub fn module_name(path: &str) -> String {
+    let path = path.replace('\\', "/");
+    // The standard library's shown path is its file alone: the module is
+    // the path after `lib/pythonX.Y/`.
+    let stdlib = path.match_indices("/lib/python").find_map(|(at, _)| {
+        let rest = &path[at + "/lib/python".len()..];
+        rest.split_once('/')
+            .filter(|(version, _)| version.starts_with(|c: char| c.is_ascii_digit()))
+            .map(|(_, rest)| rest)
+    });
+    let short = match stdlib {
+        Some(rest) if !rest.starts_with("site-packages/") => rest,
+        _ => short_path(&path),
+    };
+    let stem = short.strip_suffix(".py").unwrap_or(short);
+    let stem = stem.strip_suffix("/__init__").unwrap_or(stem);
+    if short.len() < path.len() && !short.starts_with('/') {
+        stem.replace('/', ".")
+    } else {
+        stem.rsplit('/').next().unwrap_or(stem).to_owned()
+    }
 }
 
 /// The id the recorder writes for an event whose stack could not be taken.
@@ -246,11 +303,37 @@ fn resolve_stack(
     };
     let recorded_path =
         |frame: FrameId| -> &str { dictionary.frame(frame).and_then(|f| dictionary.string(f.file)).unwrap_or("") };
+    let function =
+        |frame: FrameId| -> &str { dictionary.frame(frame).and_then(|f| dictionary.string(f.function)).unwrap_or("") };
     let formatted: Vec<String> = frames.iter().map(|&frame| dictionary.format_frame(frame)).collect();
-    let app_at = frames
-        .iter()
-        .position(|&frame| dictionary.frame(frame).is_some() && is_app_path(recorded_path(frame), app_roots))
-        .unwrap_or(0);
+    // A lazy import is keyed where it was imported: the frames outside the
+    // outermost run of import machinery, not each module-level line of
+    // everything it pulled in.
+    let outermost_machinery = frames.iter().rposition(|&frame| is_import_machinery(recorded_path(frame)));
+    let import = outermost_machinery.map(|at| {
+        // A `<module>` frame alone outside the machinery is a module being
+        // imported whose importer is past the trace depth, not an importer.
+        let cut = at + 2 == frames.len() && function(frames[at + 1]) == "<module>";
+        let has_importer = at + 1 < frames.len() && !cut;
+        let inside = if has_importer { &frames[..at] } else { frames };
+        let module_hint = inside
+            .iter()
+            .rev()
+            .find(|&&frame| function(frame) == "<module>")
+            .map(|&frame| module_name(recorded_path(frame)));
+        ImportFacts { has_importer, module_hint }
+    });
+    let outside = match (&import, outermost_machinery) {
+        (Some(import), Some(at)) if import.has_importer => at + 1,
+        _ => 0,
+    };
+    let known = |at: usize| dictionary.frame(frames[at]).is_some();
+    // The innermost frame of the app outside the import, else of a
+    // third-party package, else the entry point.
+    let app_at = (outside..frames.len())
+        .find(|&at| known(at) && is_app_path(recorded_path(frames[at]), app_roots))
+        .or_else(|| (outside..frames.len()).find(|&at| known(at) && is_third_party_path(recorded_path(frames[at]))))
+        .unwrap_or(outside);
     let ignored = ignore.is_some_and(|ignore| {
         frames.iter().zip(&formatted).any(|(&frame, text)| ignore.matches_frame(text, recorded_path(frame)))
     });
@@ -263,16 +346,17 @@ fn resolve_stack(
         .collect();
     let line = |at: usize| dictionary.frame(frames[at]).map(|f| f.line);
     StackFacts {
-        entry_point: formatted[0].clone(),
+        entry_point: formatted[outside].clone(),
         app_frame: formatted[app_at].clone(),
         trace: formatted.join(TRACE_SEPARATOR),
         ignored,
-        entry_identity: identities[0].clone(),
+        entry_identity: identities[outside].clone(),
         app_identity: identities[app_at].clone(),
         trace_identity: identities.join(TRACE_SEPARATOR),
-        entry_line: line(0),
+        entry_line: line(outside),
         app_line: line(app_at),
         through_import: frames.iter().any(|&frame| is_import_frame(recorded_path(frame))),
+        import,
     }
 }
 
@@ -319,6 +403,35 @@ mod tests {
         ] {
             assert!(!is_library_path(path), "{path}");
         }
+    }
+
+    #[test]
+    fn module_names_come_from_paths_and_the_machinery_is_recognised() {
+        for (path, module) in [
+            ("/v/lib/python3.12/site-packages/numpy/__init__.py", "numpy"),
+            ("/v/lib/python3.12/site-packages/numpy/core/multiarray.py", "numpy.core.multiarray"),
+            ("/srv/app/src/shop/models.py", "shop.models"),
+            ("/tmp/t0/lazy_pkg/__init__.py", "lazy_pkg"),
+            ("/tmp/t0/lazy_pkg/alpha.py", "alpha"),
+            ("/usr/lib/python3.11/xml/dom/__init__.py", "xml.dom"),
+            ("/root/.pyenv/versions/3.11.7/lib/python3.11/json/decoder.py", "json.decoder"),
+            ("C:\\app\\.venv\\Lib\\site-packages\\h11\\_events.py", "h11._events"),
+        ] {
+            assert_eq!(module_name(path), module, "{path}");
+        }
+        for path in [
+            "<frozen importlib._bootstrap>",
+            "<frozen importlib._bootstrap_external>",
+            "<frozen zipimport>",
+            "/usr/lib/python3.12/importlib/__init__.py",
+        ] {
+            assert!(is_import_machinery(path), "{path}");
+        }
+        for path in ["<frozen runpy>", "/usr/lib/python3.12/importlib/resources/_common.py", "/srv/app/importlib.py"] {
+            assert!(!is_import_machinery(path), "{path}");
+        }
+        assert!(is_third_party_path("/v/lib/python3.12/site-packages/redis/client.py"));
+        assert!(!is_third_party_path("/usr/lib/python3.12/json/decoder.py"));
     }
 
     #[test]
@@ -381,6 +494,7 @@ mod tests {
                 entry_line: Some(800),
                 app_line: Some(42),
                 through_import: false,
+                import: None,
             }
         );
         // Only library frames: the app frame falls back to the entry point.
@@ -398,8 +512,11 @@ mod tests {
         assert_eq!(resolver.facts(0).app_frame, "redis/connection.py:600:connect");
         let roots = ["/srv/app/handlers.py".to_owned()];
         let mut resolver = StackResolver::new(&dictionary, &roots, None, &NO_PATHS);
-        // `handlers.py` is a file, not a directory: nothing is under it.
-        assert_eq!(resolver.facts(0).app_frame, "socket.py:800:create_connection");
+        // `handlers.py` is a file, not a directory: nothing is under it, and
+        // the innermost third-party frame stands for the stack.
+        assert_eq!(resolver.facts(0).app_frame, "redis/connection.py:600:connect");
+        // Only the standard library: the entry point.
+        assert_eq!(resolver.facts(1).app_frame, "socket.py:800:create_connection");
     }
 
     #[test]

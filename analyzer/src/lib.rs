@@ -26,6 +26,11 @@
 //!   what is read, and the totals with it; `--exceeded-only`,
 //!   `--min-severity` and `--top` only choose rows.
 //!
+//! - The report opens with where the loop's time went ([`loop_time`]): every
+//!   slice's time attributed to groups of the same keys, adding up to the
+//!   busy time; and with its stalls ([`stalls`]): runs of back-to-back
+//!   slices of a loop at least the threshold long. Keys inside a lazy
+//!   import are the importer's ([`resolve`]).
 //! - `diff` compares two sides group by group, per 1,000 slices, matching
 //!   rows by identity ([`identity`]) and deciding their status with the
 //!   tests of [`stats`]: see [`diff`].
@@ -49,8 +54,10 @@ pub mod group;
 pub mod identity;
 pub mod info;
 pub mod input;
+pub mod loop_time;
 pub mod report;
 pub mod resolve;
+pub mod stalls;
 pub mod stats;
 
 pub use cli::Cli;

@@ -3,13 +3,18 @@
 //! [`crate::export::json`]); the other formats show the same values.
 
 use crate::group::GroupBy;
-use crate::resolve::{Analysis, CpuGroup, Group};
+use crate::loop_time::apportion;
+use crate::resolve::{via, Analysis, CpuGroup, Group, LoopGroup, Stall};
 use aiocop_trace::SeverityLevel;
 use clap::ValueEnum;
 use serde::Serialize;
 
 /// Bumped when a field of the JSON changes meaning or goes away (adding one does not).
 pub const SCHEMA_VERSION: u32 = 1;
+/// Bumped when fields are added: 1 added `loop_time`, `stalls`,
+/// `totals.stalls`, `totals.stall_ms`, the groups' `busy_ms` and the
+/// traces' `samples`.
+pub const SCHEMA_MINOR: u32 = 1;
 
 /// `--sort`: the column rows are ranked by. Numbers rank high first, keys
 /// alphabetically; ties go to the higher score, then the longer total
@@ -42,6 +47,9 @@ pub enum SortColumn {
     P99,
     #[value(alias = "max_ms", alias = "max-ms")]
     Max,
+    /// The loop's busy time at the key (see the Loop time table).
+    #[value(alias = "busy_ms", alias = "busy-ms")]
+    Busy,
 }
 
 impl SortColumn {
@@ -58,6 +66,7 @@ impl SortColumn {
             SortColumn::P95 => "p95",
             SortColumn::P99 => "p99",
             SortColumn::Max => "max",
+            SortColumn::Busy => "busy",
         }
     }
 }
@@ -128,6 +137,8 @@ pub struct Row {
     pub p95_ms: f64,
     pub p99_ms: f64,
     pub max_ms: f64,
+    /// The loop's busy time at the key, from slices with blocking events there.
+    pub busy_ms: f64,
     /// Every event name at the key, most frequent first.
     pub top_events: Vec<EventCount>,
     /// The stack of one blocking event at the key, innermost first, joined with ` <- `.
@@ -138,6 +149,8 @@ pub struct Row {
     pub level: SeverityLevel,
     #[serde(skip)]
     pub elapsed: Elapsed,
+    #[serde(skip)]
+    pub busy_ns: u64,
 }
 
 impl Row {
@@ -195,6 +208,9 @@ pub struct TotalsView {
     /// Groups that pass `--min-severity`, shown or not.
     pub groups: usize,
     pub cpu_groups: usize,
+    /// Stalls found, shown or not, and their time.
+    pub stalls: usize,
+    pub stall_ms: f64,
 }
 
 /// What the report says about each input trace.
@@ -218,6 +234,9 @@ pub struct TraceFacts {
     pub start_unix_ns: u64,
     pub duration_s: f64,
     pub slices: u64,
+    /// CPU samples in its slices (in the window): 0 for a trace recorded
+    /// without sampling, whose loop time comes from events and what ran.
+    pub samples: u64,
     pub chunks: usize,
     pub unreadable_chunks: u64,
     pub cut_short: bool,
@@ -236,12 +255,88 @@ pub struct OptionsView {
     pub app_roots: Vec<String>,
     pub sort: &'static str,
     pub top: Option<usize>,
+    /// `--long-ms`.
+    pub long_ms: f64,
 }
+
+/// One ranked group of the Loop time table.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct LoopRow {
+    pub rank: usize,
+    pub key: String,
+    /// The loop's time at the key; the groups' add up to the total exactly
+    /// (to the microsecond).
+    pub busy_ms: f64,
+    /// Of the loop's busy time, 0 to 1.
+    pub share: f64,
+    pub slices: u64,
+    /// From slices with blocking events; `cpu_ms` is the rest, and they add up to `busy_ms`.
+    pub io_ms: f64,
+    pub cpu_ms: f64,
+    pub samples: u64,
+    /// Where its time came from: `events`, `samples`, `what_ran`.
+    pub via: Vec<&'static str>,
+    /// The stack that gave it the most time; `null` when only what ran did.
+    pub example_trace: Option<String>,
+    #[serde(skip)]
+    pub busy_ns: u64,
+}
+
+/// The Loop time table and what it adds up to.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct LoopTimeView {
+    /// The time of every slice in the window, summed over the traces.
+    pub busy_ms: f64,
+    pub groups: Vec<LoopRow>,
+    pub groups_not_shown: usize,
+    /// The busy time of the groups past `--top`: with the groups shown, it
+    /// adds up to `busy_ms` exactly.
+    pub groups_not_shown_busy_ms: f64,
+    /// `--long-ms`: slices at least this long should be explained by a stack.
+    pub long_ms: f64,
+    /// The time of those slices, and the part of it explained by a stack
+    /// (blocking events or CPU samples), and that part's share (0 to 1; 1
+    /// without long slices).
+    pub long_slice_ms: f64,
+    pub long_slice_attributed_ms: f64,
+    pub long_slice_attributed_share: f64,
+    /// CPU samples in the window, and how many traces have none at all.
+    pub samples: u64,
+    pub traces_without_samples: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct StallTop {
+    pub key: String,
+    pub busy_ms: f64,
+}
+
+/// One stall: a stretch of at least the threshold in which a loop never
+/// got back to waiting for I/O.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct StallRow {
+    pub rank: usize,
+    /// The trace, and the start in seconds after its start.
+    pub trace: String,
+    pub thread: u32,
+    pub start_s: f64,
+    pub duration_ms: f64,
+    pub slices: u64,
+    /// The groups with most time in it (at most [`STALL_TOP`]).
+    pub top: Vec<StallTop>,
+}
+
+/// Groups named per stall.
+pub const STALL_TOP: usize = 3;
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Report {
     pub schema_version: u32,
+    pub schema_minor: u32,
     pub by: String,
+    pub loop_time: LoopTimeView,
+    pub stalls: Vec<StallRow>,
+    pub stalls_not_shown: usize,
     pub groups: Vec<Row>,
     /// Groups past `--top`.
     pub groups_not_shown: usize,
@@ -252,6 +347,21 @@ pub struct Report {
     pub options: OptionsView,
     #[serde(skip)]
     pub group_by: GroupBy,
+    /// The table `--format csv` writes.
+    #[serde(skip)]
+    pub csv_table: CsvTable,
+}
+
+/// `--csv-table`: CSV holds one table.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum CsvTable {
+    /// The blocking I/O groups (the default, as before loop time).
+    #[default]
+    Groups,
+    /// The Loop time table.
+    LoopTime,
+    /// The stalls.
+    Stalls,
 }
 
 /// How rows are chosen and ordered.
@@ -287,11 +397,13 @@ fn row(key: String, group: Group) -> Row {
         p95_ms: ms(elapsed.p95_ns),
         p99_ms: ms(elapsed.p99_ns),
         max_ms: ms(elapsed.max_ns),
+        busy_ms: 0.0,
         top_events,
         example_trace: group.example.trace,
         example_event: group.example.event,
         level: group.worst,
         elapsed,
+        busy_ns: 0,
     }
 }
 
@@ -333,6 +445,7 @@ pub fn sort_rows(rows: &mut [Row], column: SortColumn) {
             SortColumn::Score => std::cmp::Ordering::Equal,
             SortColumn::Level => b.level.cmp(&a.level),
             SortColumn::Exceeded => b.exceeded.cmp(&a.exceeded),
+            SortColumn::Busy => b.busy_ns.cmp(&a.busy_ns),
             _ => elapsed_column(&b.elapsed, column).cmp(&elapsed_column(&a.elapsed, column)),
         };
         primary
@@ -363,11 +476,15 @@ pub fn sort_cpu_rows(rows: &mut [CpuRow], column: SortColumn) {
 
 /// Ranked, filtered rows of `analysis`, and how many `top` left out.
 pub fn rank(analysis: Analysis, options: RankOptions) -> (Vec<Row>, usize, Vec<CpuRow>, usize) {
+    let loop_groups = &analysis.loop_groups;
     let mut rows: Vec<Row> = analysis
         .groups
         .into_iter()
         .filter(|(_, group)| options.min_severity.is_none_or(|min| group.worst >= min))
-        .map(|(key, group)| row(key, group))
+        .map(|(key, group)| {
+            let busy_ns = loop_groups.get(&key).map_or(0, |g| g.io_ns);
+            Row { busy_ns, busy_ms: ms(busy_ns), ..row(key, group) }
+        })
         .collect();
     sort_rows(&mut rows, options.sort);
     let mut cpu_rows: Vec<CpuRow> = analysis.cpu_groups.into_iter().map(|(key, group)| cpu_row(key, group)).collect();
@@ -383,6 +500,104 @@ pub fn rank(analysis: Analysis, options: RankOptions) -> (Vec<Row>, usize, Vec<C
     (rows, hidden, cpu_rows, cpu_hidden)
 }
 
+/// Microseconds, rounded.
+pub fn us(ns: u64) -> u64 {
+    ns.saturating_add(500) / 1000
+}
+
+/// The Loop time table: groups by busy time, the top `top` (0: all).
+/// Each group's microseconds are apportioned from the rounded total, so the
+/// groups shown and `groups_not_shown_busy_ms` add up to `busy_ms` exactly.
+pub fn loop_time(analysis: &Analysis, top: usize, long_ms: f64) -> LoopTimeView {
+    let totals = &analysis.loop_totals;
+    let mut groups: Vec<(&String, &LoopGroup)> = analysis.loop_groups.iter().collect();
+    groups.sort_by(|a, b| b.1.busy_ns.cmp(&a.1.busy_ns).then_with(|| a.0.cmp(b.0)));
+    let weights: Vec<u64> = groups.iter().map(|(_, g)| g.busy_ns).collect();
+    let busy_us = apportion(us(totals.busy_ns), &weights);
+    let mut rows: Vec<LoopRow> = groups
+        .iter()
+        .zip(&busy_us)
+        .enumerate()
+        .map(|(index, ((key, group), &busy_us))| {
+            // In proportion to the group's rounded time, so that a group all
+            // of I/O (or of CPU) shows exactly that.
+            let io_us = match group.busy_ns {
+                0 => 0,
+                busy_ns => {
+                    ((u128::from(busy_us) * u128::from(group.io_ns) + u128::from(busy_ns / 2)) / u128::from(busy_ns))
+                        as u64
+                }
+            };
+            let share = if totals.busy_ns == 0 { 0.0 } else { group.busy_ns as f64 / totals.busy_ns as f64 };
+            let mut via_names = Vec::new();
+            for (flag, name) in [(via::EVENTS, "events"), (via::SAMPLES, "samples"), (via::WHAT_RAN, "what_ran")] {
+                if group.via & flag != 0 {
+                    via_names.push(name);
+                }
+            }
+            LoopRow {
+                rank: index + 1,
+                key: (*key).clone(),
+                busy_ms: busy_us as f64 / 1000.0,
+                share: (share * 10_000.0).round() / 10_000.0,
+                slices: group.slices,
+                io_ms: io_us as f64 / 1000.0,
+                cpu_ms: (busy_us - io_us) as f64 / 1000.0,
+                samples: group.samples,
+                via: via_names,
+                example_trace: group.example.as_ref().map(|e| e.3.clone()),
+                busy_ns: group.busy_ns,
+            }
+        })
+        .collect();
+    let not_shown = truncate(&mut rows, top);
+    let not_shown_us: u64 = busy_us.iter().skip(rows.len()).sum();
+    let share = if totals.long_ns == 0 { 1.0 } else { totals.long_attributed_ns as f64 / totals.long_ns as f64 };
+    LoopTimeView {
+        busy_ms: us(totals.busy_ns) as f64 / 1000.0,
+        groups: rows,
+        groups_not_shown: not_shown,
+        groups_not_shown_busy_ms: not_shown_us as f64 / 1000.0,
+        long_ms,
+        long_slice_ms: ms(totals.long_ns),
+        long_slice_attributed_ms: ms(totals.long_attributed_ns),
+        long_slice_attributed_share: (share * 10_000.0).round() / 10_000.0,
+        samples: totals.samples,
+        traces_without_samples: totals.traces_without_samples,
+    }
+}
+
+/// The longest stalls first (then the earliest), the top `top` (0: all);
+/// `paths` names each file.
+pub fn stalls(stalls: &[Stall], top: usize, paths: &[String]) -> (Vec<StallRow>, usize) {
+    let mut sorted: Vec<&Stall> = stalls.iter().collect();
+    sorted.sort_by(|a, b| {
+        b.duration_ns
+            .cmp(&a.duration_ns)
+            .then_with(|| (a.file, a.start_ns, a.thread).cmp(&(b.file, b.start_ns, b.thread)))
+    });
+    let mut rows: Vec<StallRow> = sorted
+        .iter()
+        .enumerate()
+        .map(|(index, stall)| StallRow {
+            rank: index + 1,
+            trace: paths.get(stall.file).cloned().unwrap_or_default(),
+            thread: stall.thread,
+            start_s: seconds(stall.start_ns),
+            duration_ms: ms(stall.duration_ns),
+            slices: stall.slices,
+            top: stall
+                .top
+                .iter()
+                .take(STALL_TOP)
+                .map(|(key, ns)| StallTop { key: key.clone(), busy_ms: ms(*ns) })
+                .collect(),
+        })
+        .collect();
+    let not_shown = truncate(&mut rows, top);
+    (rows, not_shown)
+}
+
 fn truncate<T>(rows: &mut Vec<T>, top: usize) -> usize {
     if top == 0 || rows.len() <= top {
         return 0;
@@ -396,7 +611,7 @@ fn truncate<T>(rows: &mut Vec<T>, top: usize) -> usize {
 mod tests {
     use super::*;
     use crate::durations::Durations;
-    use crate::resolve::Example;
+    use crate::resolve::{Example, LoopGroup};
 
     fn group(slices: u64, score: i64, worst: SeverityLevel, durations_ms: &[u64]) -> Group {
         let mut durations = Durations::new();
@@ -489,6 +704,23 @@ mod tests {
             assert_eq!(SortColumn::from_str(name, false), Ok(column), "{name}");
         }
         assert_eq!(SortColumn::P95.name(), "p95");
+    }
+
+    #[test]
+    fn loop_time_rows_add_up_to_the_rounded_total_and_keep_all_io_groups_all_io() {
+        let mut analysis = Analysis::default();
+        for (key, busy_ns, io_ns) in [("a", 1_000_400, 1_000_400), ("b", 1_000_400, 0), ("c", 1_000_400, 500_000)] {
+            let group = LoopGroup { busy_ns, io_ns, slices: 1, ..LoopGroup::default() };
+            analysis.loop_groups.insert(key.to_owned(), group);
+        }
+        analysis.loop_totals.busy_ns = 3_001_200;
+        let view = loop_time(&analysis, 2, 2.0);
+        let rows: Vec<(&str, f64, f64, f64)> =
+            view.groups.iter().map(|r| (r.key.as_str(), r.busy_ms, r.io_ms, r.cpu_ms)).collect();
+        // 1000.4 µs each: the microsecond left over goes to the first.
+        assert_eq!(rows, [("a", 1.001, 1.001, 0.0), ("b", 1.0, 0.0, 1.0)]);
+        assert_eq!((view.busy_ms, view.groups_not_shown, view.groups_not_shown_busy_ms), (3.001, 1, 1.0));
+        assert_eq!(view.groups[0].share, 0.3333);
     }
 
     #[test]

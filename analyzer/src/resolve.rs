@@ -7,12 +7,23 @@
 //! weights (from the trace header's `event_table`) of its events with that
 //! key. A group adds up its slices, their events and scores; its worst level
 //! is the highest level of those per-slice scores.
+//!
+//! Keys of events inside a lazy import (`--by entry-point` and `app-frame`)
+//! are those of the frame that imported, with the module named:
+//! `app.py:12:handler (import numpy)`, the module being the argument of the
+//! slice's outermost `import` event at that frame. A stack cut at the trace
+//! depth before its importer takes the slice's outermost import.
+//!
+//! The same keys give the loop's time ([`crate::loop_time`]) and the stalls'
+//! top groups ([`crate::stalls`]).
 
 use crate::aggregate::{CpuSignature, Extra, FileAggregate, IoSignature, IoStats};
 use crate::durations::Durations;
 use crate::group::{GroupBy, IgnoreSet, StackFacts, StackResolver, NO_STACK};
 use crate::identity::PathContext;
-use aiocop_trace::records::{StringId, TraceHeader};
+use crate::loop_time::{apportion, SampleSignature, Slot};
+use crate::stalls::file_stalls;
+use aiocop_trace::records::{StackId, StringId, TraceHeader};
 use aiocop_trace::severity::WEIGHT_MODERATE;
 use aiocop_trace::{level_from_score, SeverityLevel};
 use rustc_hash::FxHashMap;
@@ -109,6 +120,73 @@ pub struct CpuGroup {
     pub example: (u64, usize, u64, String),
 }
 
+/// Where a group's loop time came from.
+pub mod via {
+    pub const EVENTS: u8 = 1;
+    pub const SAMPLES: u8 = 2;
+    pub const WHAT_RAN: u8 = 4;
+}
+
+/// One row of the Loop time table, before ranking.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LoopGroup {
+    pub busy_ns: u64,
+    /// Of which from slices with blocking events.
+    pub io_ns: u64,
+    /// Slices that gave it time.
+    pub slices: u64,
+    /// CPU samples at its key.
+    pub samples: u64,
+    /// [`via`] flags.
+    pub via: u8,
+    /// The stack that gave it the most time: (ns, file, first start, trace).
+    pub example: Option<(u64, usize, u64, String)>,
+}
+
+impl LoopGroup {
+    fn add(&mut self, other: LoopGroup) {
+        self.busy_ns = self.busy_ns.saturating_add(other.busy_ns);
+        self.io_ns = self.io_ns.saturating_add(other.io_ns);
+        self.slices += other.slices;
+        self.samples += other.samples;
+        self.via |= other.via;
+        if let Some(theirs) = other.example {
+            let better = self.example.as_ref().is_none_or(|mine| {
+                (std::cmp::Reverse(theirs.0), theirs.1, theirs.2, &theirs.3)
+                    < (std::cmp::Reverse(mine.0), mine.1, mine.2, &mine.3)
+            });
+            if better {
+                self.example = Some(theirs);
+            }
+        }
+    }
+}
+
+/// The loop's time as a whole.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LoopTotals {
+    pub busy_ns: u64,
+    /// Time in slices at least `--long-ms` long.
+    pub long_ns: u64,
+    /// Of that, explained by a stack (blocking events or CPU samples).
+    pub long_attributed_ns: u64,
+    pub samples: u64,
+    /// Traces read without a single CPU sample in the window.
+    pub traces_without_samples: u64,
+}
+
+/// A stall, resolved.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stall {
+    pub file: usize,
+    pub thread: u32,
+    pub start_ns: u64,
+    pub duration_ns: u64,
+    pub slices: u64,
+    /// Keys by the time they had in it, most first.
+    pub top: Vec<(String, u64)>,
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Totals {
     pub traces: u64,
@@ -128,6 +206,9 @@ pub struct Totals {
 pub struct Analysis {
     pub groups: FxHashMap<String, Group>,
     pub cpu_groups: FxHashMap<String, CpuGroup>,
+    pub loop_groups: FxHashMap<String, LoopGroup>,
+    pub loop_totals: LoopTotals,
+    pub stalls: Vec<Stall>,
     pub totals: Totals,
 }
 
@@ -148,95 +229,331 @@ struct KeyPart {
     shown: smallvec::SmallVec<[(String, u64); 1]>,
 }
 
-impl Analysis {
-    /// Resolves `aggregate`, the whole of file number `file`, and adds it.
-    pub fn add_file(&mut self, file: usize, header: &TraceHeader, aggregate: &FileAggregate, options: ResolveOptions) {
-        let dictionary = &aggregate.dictionary;
-        let used_stacks = aggregate.io.keys().flat_map(|s| s.events.iter().map(|&(_, stack)| stack));
-        // Format 1.1 headers add the process's sys.path; 1.0 has none.
-        let sys_path = &header.process.sys_path;
-        let paths = PathContext::new(dictionary, used_stacks.chain(aggregate.cpu.keys().map(|s| s.stack)), sys_path);
-        let mut stacks = StackResolver::new(dictionary, options.app_roots, options.ignore, &paths);
-        let weight = |event: u16| match header.event_table.get(usize::from(event)) {
-            Some(spec) => options.weights.and_then(|w| w.get(&spec.name)).copied().unwrap_or(spec.weight),
-            None => WEIGHT_MODERATE,
-        };
-        let name = |event: u16| {
-            header.event_table.get(usize::from(event)).map_or_else(|| format!("<event {event}>"), |e| e.name.clone())
-        };
-        let string =
-            |id: StringId| dictionary.string(id).map_or_else(|| format!("<unknown string {id}>"), str::to_owned);
+/// Whether two module names are the same module, one a package of the
+/// other, or the same module under another root (`shop.x` and `x`).
+fn related_modules(a: &str, b: &str) -> bool {
+    let (short, long) = if a.len() <= b.len() { (a, b) } else { (b, a) };
+    short == long
+        || long.strip_prefix(short).is_some_and(|rest| rest.starts_with('.'))
+        || long.strip_suffix(short).is_some_and(|rest| rest.ends_with('.'))
+}
+
+/// The module an `import` event's argument summary names: its first item.
+fn imported_module(args: &str) -> &str {
+    args.split(", ").next().unwrap_or(args)
+}
+
+/// Turns one file's ids into keys.
+struct Keyer<'a> {
+    header: &'a TraceHeader,
+    aggregate: &'a FileAggregate,
+    options: ResolveOptions<'a>,
+    stacks: StackResolver<'a>,
+    /// The key of a slice without the `context:KEY` value.
+    missing: String,
+}
+
+impl<'a> Keyer<'a> {
+    fn new(
+        header: &'a TraceHeader,
+        aggregate: &'a FileAggregate,
+        options: ResolveOptions<'a>,
+        paths: &'a PathContext,
+    ) -> Keyer<'a> {
         let missing = match options.by {
             GroupBy::Context(key) => format!("<no {key}>"),
             _ => String::new(),
         };
-        let extra_key = |extra: Option<StringId>| extra.map_or_else(|| missing.clone(), string);
+        let stacks = StackResolver::new(&aggregate.dictionary, options.app_roots, options.ignore, paths);
+        Keyer { header, aggregate, options, stacks, missing }
+    }
 
-        for (signature, stats) in &aggregate.io {
-            let mut parts: Vec<KeyPart> = Vec::new();
+    fn weight(&self, event: u16) -> i64 {
+        match self.header.event_table.get(usize::from(event)) {
+            Some(spec) => self.options.weights.and_then(|w| w.get(&spec.name)).copied().unwrap_or(spec.weight),
+            None => WEIGHT_MODERATE,
+        }
+    }
+
+    fn name(&self, event: u16) -> String {
+        self.header.event_table.get(usize::from(event)).map_or_else(|| format!("<event {event}>"), |e| e.name.clone())
+    }
+
+    fn string(&self, id: StringId) -> String {
+        self.aggregate.dictionary.string(id).map_or_else(|| format!("<unknown string {id}>"), str::to_owned)
+    }
+
+    fn extra_key(&self, extra: Option<StringId>) -> String {
+        extra.map_or_else(|| self.missing.clone(), |id| self.string(id))
+    }
+
+    /// Whether `--by` keys by frames, where the lazy-import rule applies.
+    fn by_frame(&self) -> bool {
+        matches!(self.options.by, GroupBy::EntryPoint | GroupBy::AppFrame | GroupBy::Function)
+    }
+
+    /// The frame key of a stack at `--by` (entry point, function or app
+    /// frame), by identity for `function` and when matching releases.
+    fn frame_key(&self, facts: &StackFacts) -> String {
+        frame_key(self.options.by, facts, self.options.by_identity).to_owned()
+    }
+
+    /// The key of a CPU sample's stack (for `--by event`, its innermost frame).
+    fn sample_key(&mut self, stack: StackId, extra: Option<StringId>) -> String {
+        let by_frame = self.by_frame();
+        let facts = self.stacks.facts(stack);
+        match self.options.by {
+            GroupBy::Task | GroupBy::Context(_) => return self.extra_key(extra),
+            GroupBy::Stack => return frame_key(&GroupBy::Stack, facts, self.options.by_identity).to_owned(),
+            // The most sampled frame stands for the event.
+            GroupBy::Event => return frame_key(&GroupBy::EntryPoint, facts, self.options.by_identity).to_owned(),
+            GroupBy::EntryPoint | GroupBy::AppFrame | GroupBy::Function => {}
+        }
+        let facts = facts.clone();
+        let key = self.frame_key(&facts);
+        match (&facts.import, by_frame) {
+            (Some(import), true) if import.has_importer => {
+                format!("{key} (import {})", import.module_hint.as_deref().unwrap_or("?"))
+            }
+            _ => key,
+        }
+    }
+
+    /// The parts of a slice with this signature, one per key of its events
+    /// that no `--ignore` glob drops, in order of first appearance.
+    fn io_parts(&mut self, signature: &IoSignature) -> Vec<KeyPart> {
+        // The slice's outermost imports, (importer key, module): its `import`
+        // events not made from a module being imported (the module is their
+        // argument), then the modules its stacks inside imports run outermost
+        // (`importlib.import_module` raises no `import` event).
+        let mut outer_imports: Vec<(String, String)> = Vec::new();
+        // Each event's own module, for the outermost `import` events.
+        let mut own_module: Vec<Option<String>> = vec![None; signature.events.len()];
+        if self.by_frame() {
+            let mut imports = signature.imports.iter();
+            let mut hinted = Vec::new();
             for (index, &(event, stack)) in signature.events.iter().enumerate() {
-                let facts = stacks.facts(stack);
-                if facts.ignored {
-                    continue;
-                }
-                let key = match options.by {
-                    GroupBy::Event => name(event),
-                    GroupBy::Task | GroupBy::Context(_) => extra_key(signature.extra),
-                    by => frame_key(by, facts, options.by_identity).to_owned(),
-                };
-                let line = match options.by {
-                    GroupBy::AppFrame => facts.app_line,
-                    _ => facts.entry_line,
-                };
-                let through_import = facts.through_import;
-                let shown = match options.by {
-                    GroupBy::EntryPoint | GroupBy::AppFrame | GroupBy::Stack if options.by_identity => {
-                        Some(frame_key(options.by, facts, false).to_owned())
+                let is_import = self.name(event) == "import";
+                let args = if is_import { imports.next().copied() } else { None };
+                let facts = self.stacks.facts(stack).clone();
+                match (&facts.import, args) {
+                    (None, Some(args)) => {
+                        let module = imported_module(&self.string(args)).to_owned();
+                        outer_imports.push((self.frame_key(&facts), module.clone()));
+                        own_module[index] = Some(module);
                     }
-                    _ => None,
-                };
-                let weight = weight(event);
-                let part = match parts.iter_mut().position(|p| p.key == key) {
-                    Some(at) => &mut parts[at],
-                    None => {
-                        parts.push(KeyPart {
-                            key,
-                            score: 0,
-                            events: 0,
-                            names: Vec::new(),
-                            heaviest: index,
-                            heaviest_weight: weight,
-                            lines: smallvec::SmallVec::new(),
-                            through_import: true,
-                            shown: smallvec::SmallVec::new(),
-                        });
-                        parts.last_mut().expect("just pushed")
+                    (Some(import), _) if import.has_importer => {
+                        if let Some(hint) = &import.module_hint {
+                            hinted.push((self.frame_key(&facts), hint.clone()));
+                        } else if let Some(args) = args {
+                            // Made by the machinery itself for the module it was asked for.
+                            let module = imported_module(&self.string(args)).to_owned();
+                            outer_imports.push((self.frame_key(&facts), module.clone()));
+                            own_module[index] = Some(module);
+                        }
                     }
-                };
-                // Weights come from the file: a crafted one must not overflow.
-                part.score = part.score.saturating_add(weight);
-                part.events += 1;
-                part.names.push(name(event));
-                part.through_import &= through_import;
-                if let Some(line) = line {
-                    match part.lines.iter_mut().find(|(l, _)| *l == line) {
-                        Some((_, count)) => *count += 1,
-                        None => part.lines.push((line, 1)),
-                    }
-                }
-                if let Some(shown) = shown {
-                    match part.shown.iter_mut().find(|(s, _)| *s == shown) {
-                        Some((_, count)) => *count += 1,
-                        None => part.shown.push((shown, 1)),
-                    }
-                }
-                if weight > part.heaviest_weight {
-                    part.heaviest = index;
-                    part.heaviest_weight = weight;
+                    _ => {}
                 }
             }
+            for pair in hinted {
+                if !outer_imports.iter().any(|(key, module)| *key == pair.0 && related_modules(module, &pair.1)) {
+                    outer_imports.push(pair);
+                }
+            }
+            // `import xml.dom.minidom` raises an event for `xml`, `xml.dom`
+            // and `xml.dom.minidom` at one frame: one import, named in full.
+            let full_names: Vec<String> = outer_imports
+                .iter()
+                .map(|(key, module)| {
+                    let longer = outer_imports.iter().filter(|(k, m)| {
+                        k == key && m.strip_prefix(module.as_str()).is_some_and(|rest| rest.starts_with('.'))
+                    });
+                    longer.map(|(_, m)| m).max_by_key(|m| m.len()).unwrap_or(module).clone()
+                })
+                .collect();
+            for own in own_module.iter_mut().flatten() {
+                if let Some(at) = outer_imports.iter().position(|(_, m)| m == own) {
+                    own.clone_from(&full_names[at]);
+                }
+            }
+            for ((_, module), full) in outer_imports.iter_mut().zip(full_names) {
+                *module = full;
+            }
+        }
+        let mut parts: Vec<KeyPart> = Vec::new();
+        for (index, &(event, stack)) in signature.events.iter().enumerate() {
+            let facts = self.stacks.facts(stack).clone();
+            if facts.ignored {
+                continue;
+            }
+            let key = match self.options.by {
+                GroupBy::EntryPoint | GroupBy::AppFrame | GroupBy::Function => {
+                    self.event_frame_key(&facts, own_module[index].as_deref(), &outer_imports)
+                }
+                GroupBy::Stack => frame_key(&GroupBy::Stack, &facts, self.options.by_identity).to_owned(),
+                GroupBy::Event => self.name(event),
+                GroupBy::Task | GroupBy::Context(_) => self.extra_key(signature.extra),
+            };
+            let line = match self.options.by {
+                GroupBy::AppFrame => facts.app_line,
+                _ => facts.entry_line,
+            };
+            let shown = match self.options.by {
+                GroupBy::EntryPoint | GroupBy::AppFrame | GroupBy::Stack if self.options.by_identity => {
+                    Some(shown_key(self.options.by, &facts, &key))
+                }
+                _ => None,
+            };
+            let weight = self.weight(event);
+            let part = match parts.iter_mut().position(|p| p.key == key) {
+                Some(at) => &mut parts[at],
+                None => {
+                    parts.push(KeyPart {
+                        key,
+                        score: 0,
+                        events: 0,
+                        names: Vec::new(),
+                        heaviest: index,
+                        heaviest_weight: weight,
+                        lines: smallvec::SmallVec::new(),
+                        through_import: true,
+                        shown: smallvec::SmallVec::new(),
+                    });
+                    parts.last_mut().expect("just pushed")
+                }
+            };
+            // Weights come from the file: a crafted one must not overflow.
+            part.score = part.score.saturating_add(weight);
+            part.events += 1;
+            part.names.push(self.name(event));
+            part.through_import &= facts.through_import;
+            if let Some(line) = line {
+                match part.lines.iter_mut().find(|(l, _)| *l == line) {
+                    Some((_, count)) => *count += 1,
+                    None => part.lines.push((line, 1)),
+                }
+            }
+            if let Some(shown) = shown {
+                match part.shown.iter_mut().find(|(s, _)| *s == shown) {
+                    Some((_, count)) => *count += 1,
+                    None => part.shown.push((shown, 1)),
+                }
+            }
+            if weight > part.heaviest_weight {
+                part.heaviest = index;
+                part.heaviest_weight = weight;
+            }
+        }
+        parts
+    }
+
+    /// The key of an event at `--by entry-point` or `app-frame`: its frame,
+    /// or, inside a lazy import, the importer's with the module named.
+    /// `own_module` is set for an outermost `import` event.
+    fn event_frame_key(
+        &self,
+        facts: &StackFacts,
+        own_module: Option<&str>,
+        outer_imports: &[(String, String)],
+    ) -> String {
+        if let Some(module) = own_module {
+            return format!("{} (import {module})", self.frame_key(facts));
+        }
+        let Some(import) = &facts.import else { return self.frame_key(facts) };
+        let hint = import.module_hint.as_deref();
+        if import.has_importer {
+            let key = self.frame_key(facts);
+            let module = match hint {
+                // The outermost import it is part of, or its own outermost module.
+                Some(hint) => outer_imports
+                    .iter()
+                    .find(|(k, m)| *k == key && related_modules(m, hint))
+                    .map_or(hint, |(_, m)| m.as_str()),
+                // Loading the outermost module itself (its `.pyc`, its finder).
+                None => outer_imports.iter().find(|(k, _)| *k == key).map_or("?", |(_, m)| m.as_str()),
+            };
+            return format!("{key} (import {module})");
+        }
+        // Cut at the trace depth inside the import: the slice's outermost
+        // import it belongs to.
+        let matching = hint.and_then(|hint| outer_imports.iter().find(|(_, m)| related_modules(m, hint)));
+        match matching.or(outer_imports.first()) {
+            Some((key, module)) => format!("{key} (import {module})"),
+            None => format!("<import of {}, importer not recorded>", hint.unwrap_or("?")),
+        }
+    }
+
+    /// How a sampled slice's time splits: (key, samples, a stack there).
+    fn sample_parts(&mut self, signature: &SampleSignature) -> Vec<(String, u64, StackId)> {
+        let mut parts: Vec<(String, u64, StackId)> = Vec::new();
+        for &(stack, count) in &signature.samples {
+            let key = self.sample_key(stack, signature.extra);
+            match parts.iter_mut().find(|(k, _, _)| *k == key) {
+                Some((_, total, _)) => *total += u64::from(count),
+                None => parts.push((key, u64::from(count), stack)),
+            }
+        }
+        parts
+    }
+
+    /// Where `ns` of a slot's time goes, by key.
+    fn slot_keys(&mut self, slot: &Slot, ns: u64) -> Vec<(String, u64)> {
+        match slot {
+            Slot::Io(signature) => {
+                let parts = self.io_parts(signature);
+                if parts.is_empty() {
+                    return vec![(self.string(signature.what), ns)];
+                }
+                let weights: Vec<u64> = parts.iter().map(|p| p.events).collect();
+                parts.into_iter().map(|p| p.key).zip(apportion(ns, &weights)).collect()
+            }
+            Slot::Sampled(signature) => {
+                let parts = self.sample_parts(signature);
+                let weights: Vec<u64> = parts.iter().map(|p| p.1).collect();
+                parts.into_iter().map(|p| p.0).zip(apportion(ns, &weights)).collect()
+            }
+            Slot::Ran(what) => vec![(self.string(*what), ns)],
+            Slot::Other => vec![("<other>".to_owned(), ns)],
+        }
+    }
+}
+
+impl Analysis {
+    /// Resolves `aggregate`, the whole of file number `file`, and adds it.
+    pub fn add_file(&mut self, file: usize, header: &TraceHeader, aggregate: &FileAggregate, options: ResolveOptions) {
+        let used_stacks = aggregate.io.keys().flat_map(|s| s.events.iter().map(|&(_, stack)| stack));
+        // Format 1.1 headers add the process's sys.path; 1.0 has none.
+        let sys_path = &header.process.sys_path;
+        let paths =
+            PathContext::new(&aggregate.dictionary, used_stacks.chain(aggregate.cpu.keys().map(|s| s.stack)), sys_path);
+        let mut keyer = Keyer::new(header, aggregate, options, &paths);
+        let mut loop_groups: FxHashMap<String, LoopGroup> = FxHashMap::default();
+        let mut add_loop = |key: String, group: LoopGroup| loop_groups.entry(key).or_default().add(group);
+        let mut long_attributed_ns: u64 = 0;
+
+        for (signature, stats) in &aggregate.io {
+            let parts = keyer.io_parts(signature);
+            let busy_ns = stats.durations.total_ns();
             if parts.is_empty() {
-                continue; // every event is ignored: known and accepted
+                // Every event is ignored (known and accepted): the time goes to what ran.
+                let group = LoopGroup { busy_ns, slices: stats.slices, via: via::WHAT_RAN, ..LoopGroup::default() };
+                add_loop(keyer.string(signature.what), group);
+                continue;
+            }
+            long_attributed_ns = long_attributed_ns.saturating_add(stats.long_ns);
+            let weights: Vec<u64> = parts.iter().map(|p| p.events).collect();
+            for (part, part_ns) in parts.iter().zip(apportion(busy_ns, &weights)) {
+                let (_, stack) = signature.events[part.heaviest];
+                let trace = keyer.stacks.facts(stack).trace.clone();
+                let group = LoopGroup {
+                    busy_ns: part_ns,
+                    io_ns: part_ns,
+                    slices: stats.slices,
+                    samples: 0,
+                    via: via::EVENTS,
+                    example: Some((part_ns, file, stats.example_start_ns, trace)),
+                };
+                add_loop(part.key.clone(), group);
             }
             self.totals.blocking_slices += stats.slices;
             self.totals.events += parts.iter().map(|p| p.events).sum::<u64>() * stats.slices;
@@ -244,25 +561,46 @@ impl Analysis {
                 continue;
             }
             for part in parts {
-                let example = example(file, signature, stats, &part, &mut stacks, &name, &string);
+                let example = example(file, signature, stats, &part, &mut keyer);
                 self.add_group(part, signature, stats, example);
             }
         }
 
+        for (signature, (stats, long_ns)) in &aggregate.loop_time.sampled {
+            long_attributed_ns = long_attributed_ns.saturating_add(*long_ns);
+            let parts = keyer.sample_parts(signature);
+            let weights: Vec<u64> = parts.iter().map(|p| p.1).collect();
+            for ((key, samples, stack), part_ns) in parts.into_iter().zip(apportion(stats.busy_ns, &weights)) {
+                let trace = keyer.stacks.facts(stack).trace.clone();
+                let group = LoopGroup {
+                    busy_ns: part_ns,
+                    io_ns: 0,
+                    slices: stats.slices,
+                    samples: samples * stats.slices,
+                    via: via::SAMPLES,
+                    example: Some((part_ns, file, stats.first_start_ns, trace)),
+                };
+                add_loop(key, group);
+            }
+        }
+        for (what, stats) in aggregate.loop_time.ran() {
+            let group =
+                LoopGroup { busy_ns: stats.busy_ns, slices: stats.slices, via: via::WHAT_RAN, ..LoopGroup::default() };
+            add_loop(keyer.string(what), group);
+        }
+        for (key, group) in loop_groups {
+            self.loop_groups.entry(key).or_default().add(group);
+        }
+
         for (signature, stats) in &aggregate.cpu {
             let CpuSignature { stack, extra } = signature;
-            let facts = stacks.facts(*stack);
             let key = if *stack == NO_STACK && !matches!(options.by, GroupBy::Task | GroupBy::Context(_)) {
                 "<no samples>".to_owned()
             } else {
-                match options.by {
-                    GroupBy::Task | GroupBy::Context(_) => extra_key(*extra),
-                    // The most sampled frame stands for the event.
-                    GroupBy::Event => frame_key(&GroupBy::EntryPoint, facts, options.by_identity).to_owned(),
-                    by => frame_key(by, facts, options.by_identity).to_owned(),
-                }
+                keyer.sample_key(*stack, *extra)
             };
-            let trace = if *stack == NO_STACK { "<no samples>".to_owned() } else { facts.trace.clone() };
+            let trace =
+                if *stack == NO_STACK { "<no samples>".to_owned() } else { keyer.stacks.facts(*stack).trace.clone() };
             self.totals.cpu_blocking += stats.slices;
             let example = (stats.durations.max_ns(), file, stats.first_start_ns, trace);
             let group = self.cpu_groups.entry(key).or_insert_with(|| CpuGroup {
@@ -279,12 +617,39 @@ impl Analysis {
             }
         }
 
+        for run in file_stalls(aggregate.runs.clone()) {
+            let mut top: Vec<(String, u64)> = Vec::new();
+            for (slot, ns) in run.time_by_slot() {
+                for (key, part_ns) in keyer.slot_keys(slot, ns) {
+                    match top.iter_mut().find(|(k, _)| *k == key) {
+                        Some((_, total)) => *total += part_ns,
+                        None => top.push((key, part_ns)),
+                    }
+                }
+            }
+            top.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+            self.stalls.push(Stall {
+                file,
+                thread: run.thread,
+                start_ns: run.start_ns,
+                duration_ns: run.duration_ns(),
+                slices: run.slices,
+                top,
+            });
+        }
+
         let (counts, totals) = (&aggregate.counts, &mut self.totals);
         totals.traces += 1;
         totals.slices += counts.slices;
         totals.exceeded += counts.exceeded;
         totals.dropped_slices += counts.dropped_slices;
         totals.dropped_events += counts.dropped_events;
+        let loop_totals = &mut self.loop_totals;
+        loop_totals.busy_ns = loop_totals.busy_ns.saturating_add(counts.busy_ns);
+        loop_totals.long_ns = loop_totals.long_ns.saturating_add(counts.long_ns);
+        loop_totals.long_attributed_ns = loop_totals.long_attributed_ns.saturating_add(long_attributed_ns);
+        loop_totals.samples += counts.samples;
+        loop_totals.traces_without_samples += u64::from(counts.samples == 0);
     }
 
     fn add_group(&mut self, part: KeyPart, signature: &IoSignature, stats: &IoStats, example: Example) {
@@ -368,6 +733,16 @@ impl Analysis {
                 }
             }
         }
+        for (key, theirs) in other.loop_groups {
+            self.loop_groups.entry(key).or_default().add(theirs);
+        }
+        let (mine, theirs) = (&mut self.loop_totals, other.loop_totals);
+        mine.busy_ns = mine.busy_ns.saturating_add(theirs.busy_ns);
+        mine.long_ns = mine.long_ns.saturating_add(theirs.long_ns);
+        mine.long_attributed_ns = mine.long_attributed_ns.saturating_add(theirs.long_attributed_ns);
+        mine.samples += theirs.samples;
+        mine.traces_without_samples += theirs.traces_without_samples;
+        self.stalls.extend(other.stalls);
         let (mine, theirs) = (&mut self.totals, other.totals);
         mine.traces += theirs.traces;
         mine.slices += theirs.slices;
@@ -378,6 +753,16 @@ impl Analysis {
         mine.dropped_slices += theirs.dropped_slices;
         mine.dropped_events += theirs.dropped_events;
         mine.duration_ns = mine.duration_ns.saturating_add(theirs.duration_ns);
+    }
+}
+
+/// How a report shows `key`, a key by identity: the frame with its path and
+/// line, and what the key adds to the frame (a lazy import's module).
+fn shown_key(by: &GroupBy, facts: &StackFacts, key: &str) -> String {
+    let shown = frame_key(by, facts, false);
+    match key.strip_prefix(frame_key(by, facts, true)) {
+        Some(added) => format!("{shown}{added}"),
+        None => key.to_owned(),
     }
 }
 
@@ -398,23 +783,15 @@ fn better_cpu_example(a: &(u64, usize, u64, String), b: &(u64, usize, u64, Strin
     (std::cmp::Reverse(a.0), a.1, a.2, &a.3) < (std::cmp::Reverse(b.0), b.1, b.2, &b.3)
 }
 
-fn example(
-    file: usize,
-    signature: &IoSignature,
-    stats: &IoStats,
-    part: &KeyPart,
-    stacks: &mut StackResolver,
-    name: &impl Fn(u16) -> String,
-    string: &impl Fn(StringId) -> String,
-) -> Example {
+fn example(file: usize, signature: &IoSignature, stats: &IoStats, part: &KeyPart, keyer: &mut Keyer) -> Example {
     let (event, stack) = signature.events[part.heaviest];
-    let args = stats.example_args.get(part.heaviest).map_or_else(String::new, |&id| string(id));
+    let args = stats.example_args.get(part.heaviest).map_or_else(String::new, |&id| keyer.string(id));
     Example {
         slice_score: part.score,
         file,
         start_ns: stats.example_start_ns,
-        trace: stacks.facts(stack).trace.clone(),
-        event: format!("{}({args})", name(event)),
+        trace: keyer.stacks.facts(stack).trace.clone(),
+        event: format!("{}({args})", keyer.name(event)),
     }
 }
 

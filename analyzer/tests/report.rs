@@ -61,6 +61,18 @@ fn path(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
+/// `text` with every run of spaces or of a table's rule characters as one.
+fn collapse_padding(text: &str) -> String {
+    let mut collapsed = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, ' ' | '─' | '═') && collapsed.ends_with(c) {
+            continue;
+        }
+        collapsed.push(c);
+    }
+    collapsed
+}
+
 #[test]
 fn the_table_ranks_entry_points_by_severity() {
     let (dir, _, _) = fleet("table");
@@ -69,6 +81,31 @@ fn the_table_ranks_entry_points_by_severity() {
     assert_eq!(stderr(&output), "");
     let text = stdout(&output).replace(path(&dir), "DIR");
     let expected = "\
+Loop time: 0.691 s busy of 4.000 s recorded; 100% of the time in slices of 2 ms or more (0.690 s) is explained by a stack
+Samples missing: 1 of the 2 traces have no CPU samples (recorded without sampling, or before it existed), so time without blocking I/O goes to what ran (a coroutine or callback), not to a line
+┌───┬─────────────────────────────────┬─────────┬───────┬─────────┬─────────┬────────┬─────────┬──────────┐
+│ # ┆ entry point                     ┆ busy ms ┆ share ┆   io ms ┆  cpu ms ┆ slices ┆ samples ┆ from     │
+╞═══╪═════════════════════════════════╪═════════╪═══════╪═════════╪═════════╪════════╪═════════╪══════════╡
+│ 1 ┆ shop/compute.py:30:crunch       ┆ 200.000 ┆ 28.9% ┆   0.000 ┆ 200.000 ┆      1 ┆       2 ┆ samples  │
+│ 2 ┆ shop/handlers.py:42:get_user    ┆ 185.000 ┆ 26.8% ┆ 185.000 ┆   0.000 ┆      2 ┆       0 ┆ events   │
+│ 3 ┆ socket.py:850:create_connection ┆ 120.000 ┆ 17.4% ┆ 120.000 ┆   0.000 ┆      1 ┆       0 ┆ events   │
+│ 4 ┆ encoder.py:200:encode           ┆ 100.000 ┆ 14.5% ┆   0.000 ┆ 100.000 ┆      1 ┆       1 ┆ samples  │
+│ 5 ┆ shop/config.py:7:load           ┆  80.000 ┆ 11.6% ┆  80.000 ┆   0.000 ┆      3 ┆       0 ┆ events   │
+│ 6 ┆ __init__.py:1200:emit           ┆   5.000 ┆  0.7% ┆   5.000 ┆   0.000 ┆      1 ┆       0 ┆ events   │
+│ 7 ┆ tick                            ┆   1.050 ┆  0.1% ┆   0.000 ┆   1.050 ┆      2 ┆       0 ┆ what ran │
+└───┴─────────────────────────────────┴─────────┴───────┴─────────┴─────────┴────────┴─────────┴──────────┘
+
+Stalls: 4 stalls of at least the threshold (100 ms) without getting back to waiting for I/O, 680.000 ms in all
+┌───┬───────────────────────────────────────────┬─────────┬─────────────┬────────┬─────────────────────────────────────────────────────────────────────────┐
+│ # ┆ trace, thread                             ┆ start s ┆ duration ms ┆ slices ┆ most time in                                                            │
+╞═══╪═══════════════════════════════════════════╪═════════╪═════════════╪════════╪═════════════════════════════════════════════════════════════════════════╡
+│ 1 ┆ DIR/web-1.bin, 1 ┆   1.000 ┆     300.000 ┆      1 ┆ shop/compute.py:30:crunch 200.000 ms, encoder.py:200:encode 100.000 ms  │
+│ 2 ┆ DIR/web-1.bin, 1 ┆   0.100 ┆     150.000 ┆      1 ┆ shop/config.py:7:load 75.000 ms, shop/handlers.py:42:get_user 75.000 ms │
+│ 3 ┆ DIR/web-1.bin, 1 ┆   1.500 ┆     120.000 ┆      1 ┆ socket.py:850:create_connection 120.000 ms                              │
+│ 4 ┆ DIR/web-2.bin, 1 ┆   0.200 ┆     110.000 ┆      1 ┆ shop/handlers.py:42:get_user 110.000 ms                                 │
+└───┴───────────────────────────────────────────┴─────────┴─────────────┴────────┴─────────────────────────────────────────────────────────────────────────┘
+
+Blocking I/O by entry point:
 ┌───┬─────────────────────────────────┬────────┬────────┬───────┬────────┬──────┬──────────┬─────────┬─────────┬─────────┬─────────┬──────────────────────────┐
 │ # ┆ entry point                     ┆ slices ┆ events ┆ score ┆ level  ┆ over ┆ total ms ┆  p50 ms ┆  p95 ms ┆  p99 ms ┆  max ms ┆ top events               │
 ╞═══╪═════════════════════════════════╪════════╪════════╪═══════╪════════╪══════╪══════════╪═════════╪═════════╪═════════╪═════════╪══════════════════════════╡
@@ -100,11 +137,14 @@ CPU-blocking slices (over the threshold, no blocking I/O), by most sampled frame
 Slices: 9 in 4.000 s recorded, 4 over the threshold
 Blocking I/O: 6 slices, 7 events
 CPU-blocking: 1 slice over the threshold without blocking I/O; most at shop/compute.py:30:crunch (1 slice)
+Stalls: 4, 680.000 ms
 Dropped by the recorder: 2 slices, 0 events past 50 in a slice
 Trace 'DIR/web-1.bin': label v1, host web-1, Python 3.12.1, threshold 100 ms
 Trace 'DIR/web-2.bin': label v2, host web-2, Python 3.12.1, threshold 100 ms
 ";
-    assert_eq!(text, expected);
+    // The stalls table is as wide as the test directory's path: compare
+    // with padding and rules collapsed.
+    assert_eq!(collapse_padding(&text), collapse_padding(expected));
     // `report` is the default command.
     assert_eq!(stdout(&run(["report", path(&dir)])), stdout(&output));
 }
@@ -147,7 +187,8 @@ fn the_json_report_is_the_documented_contract() {
         report["totals"],
         serde_json::json!({
             "traces": 2, "slices": 9, "blocking_slices": 6, "exceeded": 4, "cpu_blocking": 1, "events": 7,
-            "dropped": 2, "dropped_events": 0, "duration_s": 4.0, "groups": 4, "cpu_groups": 1
+            "dropped": 2, "dropped_events": 0, "duration_s": 4.0, "groups": 4, "cpu_groups": 1,
+            "stalls": 4, "stall_ms": 680.0
         })
     );
     assert_eq!(
@@ -157,14 +198,14 @@ fn the_json_report_is_the_documented_contract() {
             "python_version": "3.12.1", "platform": "linux", "host": "web-2", "pid": 4242,
             "parent_pid": 0, "role": "", "root_command": [], "label": "v2",
             "threshold_ms": 100.0, "start_unix_ns": 1_714_564_800_000_000_000u64, "duration_s": 1.0, "slices": 2,
-            "chunks": 2, "unreadable_chunks": 0, "cut_short": false
+            "samples": 0, "chunks": 2, "unreadable_chunks": 0, "cut_short": false
         })
     );
     assert_eq!(
         report["options"],
         serde_json::json!({
             "threshold_ms": null, "since_s": null, "until_s": null, "exceeded_only": false, "min_severity": null,
-            "ignore": [], "label": null, "app_roots": [], "sort": "score", "top": null
+            "ignore": [], "label": null, "app_roots": [], "sort": "score", "top": null, "long_ms": 2.0
         })
     );
 }
@@ -177,11 +218,11 @@ fn csv_has_one_row_per_group() {
     assert_eq!(
         stdout(&output),
         "\
-rank,key,slices,events,severity_score,severity_level,exceeded,total_ms,p50_ms,p95_ms,p99_ms,max_ms,top_events,example_trace,example_event
-1,shop/handlers.py:42:get_user,2,2,100,high,2,260.000,110.000,150.000,150.000,150.000,time.sleep:2,shop/handlers.py:42:get_user <- shop/handlers.py:10:handle_request,time.sleep(0.12)
-2,socket.py:850:create_connection,1,1,50,high,1,120.000,120.000,120.000,120.000,120.000,socket.socket.connect:1,socket.py:850:create_connection <- shop/client.py:12:fetch <- shop/handlers.py:43:get_user,\"socket.socket.connect(('10.0.0.5', 6379))\"
-3,shop/config.py:7:load,3,3,30,medium,1,155.000,3.000,150.000,150.000,150.000,open:3,shop/config.py:7:load <- shop/handlers.py:11:handle_request,\"open(/etc/shop.toml, r)\"
-4,__init__.py:1200:emit,1,1,1,low,0,5.000,5.000,5.000,5.000,5.000,os.stat:1,__init__.py:1200:emit <- shop/handlers.py:44:get_user,os.stat(/var/log/shop.log)
+rank,key,slices,events,severity_score,severity_level,exceeded,total_ms,p50_ms,p95_ms,p99_ms,max_ms,top_events,example_trace,example_event,busy_ms
+1,shop/handlers.py:42:get_user,2,2,100,high,2,260.000,110.000,150.000,150.000,150.000,time.sleep:2,shop/handlers.py:42:get_user <- shop/handlers.py:10:handle_request,time.sleep(0.12),185.000
+2,socket.py:850:create_connection,1,1,50,high,1,120.000,120.000,120.000,120.000,120.000,socket.socket.connect:1,socket.py:850:create_connection <- shop/client.py:12:fetch <- shop/handlers.py:43:get_user,\"socket.socket.connect(('10.0.0.5', 6379))\",120.000
+3,shop/config.py:7:load,3,3,30,medium,1,155.000,3.000,150.000,150.000,150.000,open:3,shop/config.py:7:load <- shop/handlers.py:11:handle_request,\"open(/etc/shop.toml, r)\",80.000
+4,__init__.py:1200:emit,1,1,1,low,0,5.000,5.000,5.000,5.000,5.000,os.stat:1,__init__.py:1200:emit <- shop/handlers.py:44:get_user,os.stat(/var/log/shop.log),5.000
 "
     );
 }
@@ -195,6 +236,28 @@ fn markdown_is_a_github_table() {
     assert_eq!(
         text,
         "\
+**Loop time**: 0.691 s busy of 4.000 s recorded; 100% of the time in slices of 2 ms or more (0.690 s) is explained by a stack
+
+Samples missing: 1 of the 2 traces have no CPU samples (recorded without sampling, or before it existed), so time without blocking I/O goes to what ran (a coroutine or callback), not to a line
+
+| # | entry point | busy ms | share | io ms | cpu ms | slices | samples | from |
+|--:|:--|--:|--:|--:|--:|--:|--:|:--|
+| 1 | `shop/compute.py:30:crunch` | 200.000 | 28.9% | 0.000 | 200.000 | 1 | 2 | samples |
+| 2 | `shop/handlers.py:42:get_user` | 185.000 | 26.8% | 185.000 | 0.000 | 2 | 0 | events |
+
+… and 5 more, 306.050 ms.
+
+**Stalls**: 4 stalls of at least the threshold (100 ms) without getting back to waiting for I/O, 680.000 ms in all
+
+| # | trace, thread | start s | duration ms | slices | most time in |
+|--:|:--|--:|--:|--:|:--|
+| 1 | `DIR/web-1.bin, 1` | 1.000 | 300.000 | 1 | shop/compute.py:30:crunch 200.000 ms, encoder.py:200:encode 100.000 ms |
+| 2 | `DIR/web-1.bin, 1` | 0.100 | 150.000 | 1 | shop/config.py:7:load 75.000 ms, shop/handlers.py:42:get_user 75.000 ms |
+
+… and 2 more.
+
+**Blocking I/O** by entry point:
+
 | # | entry point | slices | events | score | level | over | total ms | p50 ms | p95 ms | p99 ms | max ms | top events |
 |--:|:--|--:|--:|--:|:--|--:|--:|--:|--:|--:|--:|:--|
 | 1 | `shop/handlers.py:42:get_user` | 2 | 2 | 100 | high | 2 | 260.000 | 110.000 | 150.000 | 150.000 | 150.000 | time.sleep ×2 |
@@ -211,6 +274,7 @@ fn markdown_is_a_github_table() {
 - Slices: 9 in 4.000 s recorded, 4 over the threshold
 - Blocking I/O: 6 slices, 7 events
 - CPU-blocking: 1 slice over the threshold without blocking I/O; most at shop/compute.py:30:crunch (1 slice)
+- Stalls: 4, 680.000 ms
 - Dropped by the recorder: 2 slices, 0 events past 50 in a slice
 - Trace 'DIR/web-1.bin': label v1, host web-1, Python 3.12.1, threshold 100 ms
 - Trace 'DIR/web-2.bin': label v2, host web-2, Python 3.12.1, threshold 100 ms

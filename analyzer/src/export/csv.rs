@@ -1,16 +1,19 @@
-//! One CSV row per group, with the JSON's group fields as columns;
-//! `top_events` as `name:count` pairs joined with `;`. For a diff, one row
-//! per diff row: key, identity, status, then each value as `base_X` and
-//! `new_X` (empty for a side without the group), then `p_value` and
-//! `one_time` (empty when null).
+//! One CSV row per group of the blocking I/O ranking, with the JSON's group
+//! fields as columns (`busy_ms` last, the loop's time at the key);
+//! `top_events` as `name:count` pairs joined with `;`. CSV holds one table:
+//! `--csv-table loop-time` writes the Loop time table instead (`via` joined
+//! with `+`), `--csv-table stalls` the stalls (`top` as `key:busy_ms` pairs
+//! joined with `;`). For a diff, one row per diff row: key, identity, status,
+//! then each value as `base_X` and `new_X` (empty for a side without the
+//! group), then `p_value` and `one_time` (empty when null).
 
 use super::{elapsed_cells, Exporter, Style};
 use crate::diff::{Diff, SideValues};
-use crate::report::Report;
+use crate::report::{CsvTable, Report};
 
 pub struct CsvExporter;
 
-pub const COLUMNS: [&str; 15] = [
+pub const COLUMNS: [&str; 16] = [
     "rank",
     "key",
     "slices",
@@ -26,6 +29,7 @@ pub const COLUMNS: [&str; 15] = [
     "top_events",
     "example_trace",
     "example_event",
+    "busy_ms",
 ];
 
 /// The values of each side of a diff row, as `base_X` and `new_X` columns.
@@ -87,22 +91,72 @@ impl Exporter for CsvExporter {
     }
 
     fn render(&self, report: &Report, _style: Style) -> String {
-        let mut records = vec![COLUMNS.iter().map(|c| c.to_string()).collect()];
-        for row in &report.groups {
-            let top_events: Vec<String> = row.top_events.iter().map(|e| format!("{}:{}", e.event, e.count)).collect();
-            let mut record = vec![
-                row.rank.to_string(),
-                row.key.clone(),
-                row.slices.to_string(),
-                row.events.to_string(),
-                row.severity_score.to_string(),
-                row.severity_level.to_owned(),
-                row.exceeded.to_string(),
-            ];
-            record.extend(elapsed_cells(row.elapsed_ms()));
-            record.extend([top_events.join(";"), row.example_trace.clone(), row.example_event.clone()]);
-            records.push(record);
+        match report.csv_table {
+            CsvTable::Groups => groups(report),
+            CsvTable::LoopTime => loop_time(report),
+            CsvTable::Stalls => stalls(report),
         }
-        to_csv(records)
     }
+}
+
+pub const LOOP_TIME_COLUMNS: [&str; 10] =
+    ["rank", "key", "busy_ms", "share", "slices", "io_ms", "cpu_ms", "samples", "via", "example_trace"];
+
+pub const STALL_COLUMNS: [&str; 7] = ["rank", "trace", "thread", "start_s", "duration_ms", "slices", "top"];
+
+fn loop_time(report: &Report) -> String {
+    let header = LOOP_TIME_COLUMNS.iter().map(|c| c.to_string()).collect();
+    let rows = report.loop_time.groups.iter().map(|row| {
+        vec![
+            row.rank.to_string(),
+            row.key.clone(),
+            super::fmt_ms(row.busy_ms),
+            row.share.to_string(),
+            row.slices.to_string(),
+            super::fmt_ms(row.io_ms),
+            super::fmt_ms(row.cpu_ms),
+            row.samples.to_string(),
+            row.via.join("+"),
+            row.example_trace.clone().unwrap_or_default(),
+        ]
+    });
+    to_csv(std::iter::once(header).chain(rows))
+}
+
+fn stalls(report: &Report) -> String {
+    let header = STALL_COLUMNS.iter().map(|c| c.to_string()).collect();
+    let rows = report.stalls.iter().map(|row| {
+        let top: Vec<String> = row.top.iter().map(|t| format!("{}:{}", t.key, super::fmt_ms(t.busy_ms))).collect();
+        vec![
+            row.rank.to_string(),
+            row.trace.clone(),
+            row.thread.to_string(),
+            format!("{:.6}", row.start_s),
+            super::fmt_ms(row.duration_ms),
+            row.slices.to_string(),
+            top.join(";"),
+        ]
+    });
+    to_csv(std::iter::once(header).chain(rows))
+}
+
+fn groups(report: &Report) -> String {
+    let mut records = vec![COLUMNS.iter().map(|c| c.to_string()).collect()];
+    for row in &report.groups {
+        let top_events: Vec<String> = row.top_events.iter().map(|e| format!("{}:{}", e.event, e.count)).collect();
+        let mut record = vec![
+            row.rank.to_string(),
+            row.key.clone(),
+            row.slices.to_string(),
+            row.events.to_string(),
+            row.severity_score.to_string(),
+            row.severity_level.to_owned(),
+            row.exceeded.to_string(),
+        ];
+        record.extend(elapsed_cells(row.elapsed_ms()));
+        record.extend([top_events.join(";"), row.example_trace.clone(), row.example_event.clone()]);
+        record.push(super::fmt_ms(row.busy_ms));
+        records.push(record);
+    }
+    to_csv(records)
 }

@@ -1,9 +1,11 @@
-//! GitHub-flavoured Markdown: the ranking as a table, the CPU-blocking
-//! ranking as another, and the totals as a list. Keys are code spans, so
+//! GitHub-flavoured Markdown: the Loop time table, the longest stalls, the
+//! ranking as a table, the CPU-blocking ranking as another, and the totals
+//! as a list. Keys are code spans, so
 //! that `<no stack>` or `<frozen ...>` show as text, not as HTML.
 
 use super::{
-    diff_cells, diff_summary_lines, diff_title, elapsed_cells, summary_lines, top_events_text, Exporter, Style,
+    diff_cells, diff_summary_lines, diff_title, elapsed_cells, fmt_ms, fmt_share, loop_time_headline, samples_note,
+    stall_top_text, stalls_headline, summary_lines, top_events_text, unexplained_note, via_text, Exporter, Style,
     DIFF_HEADER,
 };
 use crate::diff::Diff;
@@ -66,6 +68,9 @@ impl Exporter for MarkdownExporter {
 
     fn render(&self, report: &Report, _style: Style) -> String {
         let mut out = String::new();
+        render_loop_time(&mut out, report);
+        render_stalls(&mut out, report);
+        out.push_str(&format!("**Blocking I/O** by {}:\n\n", report.group_by.title()));
         if report.groups.is_empty() {
             out.push_str("No blocking I/O");
             out.push_str(if report.totals.groups > 0 { " at this severity.\n" } else { " recorded.\n" });
@@ -117,4 +122,71 @@ impl Exporter for MarkdownExporter {
         }
         out
     }
+}
+
+/// `text` outside a code span: `<no samples>` would be an HTML tag.
+fn prose(text: &str) -> String {
+    cell(text).replace('<', "&lt;")
+}
+
+fn render_loop_time(out: &mut String, report: &Report) {
+    let view = &report.loop_time;
+    out.push_str(&format!("**Loop time**: {}\n\n", prose(&loop_time_headline(report))));
+    if let Some(note) = samples_note(report) {
+        out.push_str(&format!("{}\n\n", prose(&note)));
+    }
+    if let Some(note) = unexplained_note(report) {
+        out.push_str(&format!("{}\n\n", prose(&note)));
+    }
+    if view.groups.is_empty() {
+        out.push_str("No slice recorded.\n\n");
+        return;
+    }
+    let title = report.group_by.title();
+    out.push_str(&format!("| # | {title} | busy ms | share | io ms | cpu ms | slices | samples | from |\n"));
+    out.push_str("|--:|:--|--:|--:|--:|--:|--:|--:|:--|\n");
+    for row in &view.groups {
+        out.push_str(&table_row(&[
+            row.rank.to_string(),
+            code(&row.key),
+            fmt_ms(row.busy_ms),
+            fmt_share(row.share),
+            fmt_ms(row.io_ms),
+            fmt_ms(row.cpu_ms),
+            row.slices.to_string(),
+            row.samples.to_string(),
+            via_text(row),
+        ]));
+    }
+    if view.groups_not_shown > 0 {
+        out.push_str(&format!(
+            "\n… and {} more, {} ms.\n",
+            view.groups_not_shown,
+            fmt_ms(view.groups_not_shown_busy_ms)
+        ));
+    }
+    out.push('\n');
+}
+
+fn render_stalls(out: &mut String, report: &Report) {
+    out.push_str(&format!("**Stalls**: {}\n\n", prose(&stalls_headline(report))));
+    if report.stalls.is_empty() {
+        return;
+    }
+    out.push_str("| # | trace, thread | start s | duration ms | slices | most time in |\n");
+    out.push_str("|--:|:--|--:|--:|--:|:--|\n");
+    for row in &report.stalls {
+        out.push_str(&table_row(&[
+            row.rank.to_string(),
+            code(&format!("{}, {}", row.trace, row.thread)),
+            format!("{:.3}", row.start_s),
+            fmt_ms(row.duration_ms),
+            row.slices.to_string(),
+            prose(&stall_top_text(row)),
+        ]));
+    }
+    if report.stalls_not_shown > 0 {
+        out.push_str(&format!("\n… and {} more.\n", report.stalls_not_shown));
+    }
+    out.push('\n');
 }

@@ -12,7 +12,7 @@ pub mod markdown;
 pub mod table;
 
 use crate::diff::{trim, Diff, DiffRow, SideValues, SideView};
-use crate::report::{Report, Row, TraceFacts};
+use crate::report::{LoopRow, Report, Row, StallRow, TraceFacts};
 use clap::ValueEnum;
 
 /// `--format`.
@@ -82,6 +82,91 @@ pub(crate) fn top_events_text(row: &Row, at_most: usize) -> String {
     parts.join(", ")
 }
 
+/// A share (0 to 1) as a percentage: `97%`, `99.5%`, `<0.1%`.
+pub(crate) fn fmt_share(share: f64) -> String {
+    let percent = share * 100.0;
+    if percent > 0.0 && percent < 0.1 {
+        "<0.1%".to_owned()
+    } else if percent >= 99.95 || percent == percent.round() {
+        format!("{percent:.0}%")
+    } else {
+        format!("{percent:.1}%")
+    }
+}
+
+/// The line over the Loop time table: busy time, and how much of the long
+/// slices' time a stack explains.
+pub(crate) fn loop_time_headline(report: &Report) -> String {
+    let view = &report.loop_time;
+    let recorded = report.totals.duration_s;
+    let busy = format!("{:.3} s busy of {recorded:.3} s recorded", view.busy_ms / 1000.0);
+    let long = fmt_short_ms(view.long_ms);
+    if view.long_slice_ms == 0.0 {
+        return format!("{busy}; no slice of {long} ms or more");
+    }
+    format!(
+        "{busy}; {} of the time in slices of {long} ms or more ({:.3} s) is explained by a stack",
+        fmt_share(view.long_slice_attributed_share),
+        view.long_slice_ms / 1000.0
+    )
+}
+
+/// Said when traces have no CPU samples: their time without blocking I/O
+/// is attributed to what ran, not to a line.
+pub(crate) fn samples_note(report: &Report) -> Option<String> {
+    let (missing, traces) = (report.loop_time.traces_without_samples, report.traces.len() as u64);
+    let which = match (missing, traces) {
+        (0, _) => return None,
+        (1, 1) => "the trace has no CPU samples".to_owned(),
+        (m, t) if m == t => format!("none of the {t} traces has CPU samples"),
+        (m, t) => format!("{m} of the {t} traces have no CPU samples"),
+    };
+    Some(format!(
+        "Samples missing: {which} (recorded without sampling, or before it existed), so time without blocking I/O goes to what ran (a coroutine or callback), not to a line"
+    ))
+}
+
+/// Said when most of the long slices' time has no stack although the
+/// traces have samples: those slices were not sampled (too short for the
+/// recorder's sampler), and their time is under what ran.
+pub(crate) fn unexplained_note(report: &Report) -> Option<String> {
+    let view = &report.loop_time;
+    let unexplained_ms = view.long_slice_ms - view.long_slice_attributed_ms;
+    if view.traces_without_samples > 0 || view.long_slice_ms == 0.0 || view.long_slice_attributed_share >= 0.9 {
+        return None;
+    }
+    Some(format!(
+        "Not explained by a stack: {:.3} s of slices of {} ms or more had neither blocking I/O nor CPU samples; their time is under what ran",
+        unexplained_ms / 1000.0,
+        fmt_short_ms(view.long_ms)
+    ))
+}
+
+/// Where a Loop time row's time came from: `events+what ran`.
+pub(crate) fn via_text(row: &LoopRow) -> String {
+    row.via.iter().map(|v| v.replace('_', " ")).collect::<Vec<_>>().join("+")
+}
+
+/// The groups with most time in a stall: `key 120.000 ms, key 3.000 ms`.
+pub(crate) fn stall_top_text(row: &StallRow) -> String {
+    row.top.iter().map(|t| format!("{} {} ms", t.key, fmt_ms(t.busy_ms))).collect::<Vec<_>>().join(", ")
+}
+
+/// The line over the stalls table.
+pub(crate) fn stalls_headline(report: &Report) -> String {
+    let mut thresholds: Vec<String> =
+        report.traces.iter().map(|t| fmt_short_ms(report.options.threshold_ms.unwrap_or(t.threshold_ms))).collect();
+    thresholds.sort();
+    thresholds.dedup();
+    let totals = &report.totals;
+    format!(
+        "{} of at least the threshold ({} ms) without getting back to waiting for I/O, {} ms in all",
+        count(totals.stalls as u64, "stall"),
+        thresholds.join(", "),
+        fmt_ms(totals.stall_ms)
+    )
+}
+
 /// The lines under the tables: totals, then the facts of each trace.
 pub(crate) fn summary_lines(report: &Report) -> Vec<String> {
     let totals = &report.totals;
@@ -110,6 +195,7 @@ pub(crate) fn summary_lines(report: &Report) -> Vec<String> {
         "CPU-blocking: {} over the threshold without blocking I/O{cpu_where}",
         count(totals.cpu_blocking, "slice")
     ));
+    lines.push(format!("Stalls: {}, {} ms", totals.stalls, fmt_ms(totals.stall_ms)));
     lines.push(format!(
         "Dropped by the recorder: {}, {} past 50 in a slice",
         count(totals.dropped, "slice"),

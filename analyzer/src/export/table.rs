@@ -1,8 +1,11 @@
-//! The report for people: a comfy-table ranking, example traces of the top
-//! rows, the CPU-blocking ranking, then the totals and the traces' facts.
+//! The report for people: where the loop's time went (the Loop time table)
+//! and its longest stalls, then a comfy-table ranking of blocking I/O,
+//! example traces of the top rows, the CPU-blocking ranking, then the
+//! totals and the traces' facts.
 
 use super::{
-    diff_cells, diff_summary_lines, diff_title, elapsed_cells, summary_lines, top_events_text, Exporter, Style,
+    diff_cells, diff_summary_lines, diff_title, elapsed_cells, fmt_ms, fmt_share, loop_time_headline, samples_note,
+    stall_top_text, stalls_headline, summary_lines, top_events_text, unexplained_note, via_text, Exporter, Style,
     DIFF_HEADER,
 };
 use crate::diff::{Diff, Status};
@@ -125,6 +128,10 @@ impl Exporter for TableExporter {
 
     fn render(&self, report: &Report, style: Style) -> String {
         let mut out = String::new();
+        render_loop_time(&mut out, report, style);
+        render_stalls(&mut out, report, style);
+        out.push_str(&bold("Blocking I/O", style));
+        out.push_str(&format!(" by {}:\n", report.group_by.title()));
         if report.groups.is_empty() {
             out.push_str("No blocking I/O");
             out.push_str(if report.totals.groups > 0 { " at this severity.\n" } else { " recorded.\n" });
@@ -221,4 +228,93 @@ impl Exporter for TableExporter {
         }
         out
     }
+}
+
+/// The Loop time table, its headline and the note on missing samples.
+fn render_loop_time(out: &mut String, report: &Report, style: Style) {
+    let view = &report.loop_time;
+    out.push_str(&bold("Loop time", style));
+    out.push_str(&format!(": {}\n", loop_time_headline(report)));
+    if let Some(note) = samples_note(report) {
+        out.push_str(&note);
+        out.push('\n');
+    }
+    if let Some(note) = unexplained_note(report) {
+        out.push_str(&note);
+        out.push('\n');
+    }
+    if view.groups.is_empty() {
+        out.push_str("No slice recorded.\n\n");
+        return;
+    }
+    let header: Vec<String> =
+        ["#", &report.group_by.title(), "busy ms", "share", "io ms", "cpu ms", "slices", "samples", "from"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+    let mut table = new_table(style, &header, &[0, 2, 3, 4, 5, 6, 7]);
+    if let Some(column) = table.column_mut(8) {
+        column.set_constraint(ColumnConstraint::ContentWidth);
+    }
+    for row in &view.groups {
+        table.add_row(vec![
+            Cell::new(row.rank),
+            Cell::new(&row.key),
+            Cell::new(fmt_ms(row.busy_ms)),
+            Cell::new(fmt_share(row.share)),
+            Cell::new(fmt_ms(row.io_ms)),
+            Cell::new(fmt_ms(row.cpu_ms)),
+            Cell::new(row.slices),
+            Cell::new(row.samples),
+            Cell::new(via_text(row)),
+        ]);
+    }
+    out.push_str(&table.to_string());
+    out.push('\n');
+    if view.groups_not_shown > 0 {
+        out.push_str(&format!(
+            "… and {} more, {} ms (--top 0 shows all)\n",
+            view.groups_not_shown,
+            fmt_ms(view.groups_not_shown_busy_ms)
+        ));
+    }
+    out.push('\n');
+}
+
+/// The longest stalls.
+fn render_stalls(out: &mut String, report: &Report, style: Style) {
+    out.push_str(&bold("Stalls", style));
+    out.push_str(&format!(": {}\n", stalls_headline(report)));
+    if report.stalls.is_empty() {
+        out.push('\n');
+        return;
+    }
+    // Which trace and thread, when there is more than one of either.
+    let place = report.traces.len() > 1 || report.stalls.iter().any(|row| row.thread != report.stalls[0].thread);
+    let mut header = vec!["#", "start s", "duration ms", "slices", "most time in"];
+    if place {
+        header.insert(1, "trace, thread");
+    }
+    let header: Vec<String> = header.iter().map(|s| s.to_string()).collect();
+    let right: &[usize] = if place { &[0, 2, 3, 4] } else { &[0, 1, 2, 3] };
+    let mut table = new_table(style, &header, right);
+    for row in &report.stalls {
+        let mut cells = vec![
+            Cell::new(row.rank),
+            Cell::new(format!("{:.3}", row.start_s)),
+            Cell::new(fmt_ms(row.duration_ms)),
+            Cell::new(row.slices),
+            Cell::new(stall_top_text(row)),
+        ];
+        if place {
+            cells.insert(1, Cell::new(format!("{}, {}", row.trace, row.thread)));
+        }
+        table.add_row(cells);
+    }
+    out.push_str(&table.to_string());
+    out.push('\n');
+    if report.stalls_not_shown > 0 {
+        out.push_str(&format!("… and {} more (--top 0 shows all)\n", report.stalls_not_shown));
+    }
+    out.push('\n');
 }

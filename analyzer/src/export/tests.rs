@@ -2,7 +2,10 @@
 
 use super::*;
 use crate::group::GroupBy;
-use crate::report::{CpuRow, Elapsed, EventCount, OptionsView, Report, Row, TotalsView, TraceFacts};
+use crate::report::{
+    CpuRow, Elapsed, EventCount, LoopRow, LoopTimeView, OptionsView, Report, Row, StallRow, StallTop, TotalsView,
+    TraceFacts,
+};
 use aiocop_trace::SeverityLevel;
 
 pub(crate) fn sample_report() -> Report {
@@ -19,15 +22,60 @@ pub(crate) fn sample_report() -> Report {
         p95_ms: ms[2],
         p99_ms: ms[3],
         max_ms: ms[4],
+        busy_ms: ms[0],
         top_events: events.iter().map(|(e, c)| EventCount { event: (*e).to_owned(), count: *c }).collect(),
         example_trace: format!("{key} <- app.py:1:main"),
         example_event: "open(/etc/hosts, r)".to_owned(),
         level,
         elapsed: Elapsed::default(),
+        busy_ns: 0,
+    };
+    let loop_row = |rank, key: &str, busy_ms: f64, share, io_ms: f64, samples, via: &[&'static str]| LoopRow {
+        rank,
+        key: key.to_owned(),
+        busy_ms,
+        share,
+        slices: 3,
+        io_ms,
+        cpu_ms: ((busy_ms - io_ms) * 1000.0).round() / 1000.0,
+        samples,
+        via: via.to_vec(),
+        example_trace: (via != ["what_ran"]).then(|| format!("{key} <- app.py:1:main")),
+        busy_ns: 0,
     };
     Report {
         schema_version: 1,
+        schema_minor: 1,
         by: "entry-point".to_owned(),
+        loop_time: LoopTimeView {
+            busy_ms: 9600.0,
+            groups: vec![
+                loop_row(1, "handle_cpu", 7000.0, 0.7292, 0.0, 0, &["what_ran"]),
+                loop_row(2, "app.py:40:crunch", 1450.5, 0.1511, 0.0, 14, &["samples"]),
+                loop_row(3, "app.py:12:fetch", 1000.0, 0.1042, 312.5, 0, &["events", "samples"]),
+            ],
+            groups_not_shown: 5,
+            groups_not_shown_busy_ms: 149.5,
+            long_ms: 2.0,
+            long_slice_ms: 8000.0,
+            long_slice_attributed_ms: 1600.0,
+            long_slice_attributed_share: 0.2,
+            samples: 14,
+            traces_without_samples: 0,
+        },
+        stalls: vec![StallRow {
+            rank: 1,
+            trace: "w.bin".to_owned(),
+            thread: 1,
+            start_s: 3.25,
+            duration_ms: 200.125,
+            slices: 10,
+            top: vec![
+                StallTop { key: "handle_cpu".to_owned(), busy_ms: 180.0 },
+                StallTop { key: "app.py:12:fetch".to_owned(), busy_ms: 20.1 },
+            ],
+        }],
+        stalls_not_shown: 0,
         groups: vec![
             row(
                 1,
@@ -73,6 +121,8 @@ pub(crate) fn sample_report() -> Report {
             duration_s: 12.5,
             groups: 6,
             cpu_groups: 1,
+            stalls: 1,
+            stall_ms: 200.125,
         },
         traces: vec![TraceFacts {
             path: "w.bin".to_owned(),
@@ -90,6 +140,7 @@ pub(crate) fn sample_report() -> Report {
             start_unix_ns: 1_000_000_000,
             duration_s: 12.5,
             slices: 1200,
+            samples: 14,
             chunks: 4,
             unreadable_chunks: 1,
             cut_short: true,
@@ -100,9 +151,11 @@ pub(crate) fn sample_report() -> Report {
             until_s: None,
             sort: "score",
             top: Some(2),
+            long_ms: 2.0,
             ..OptionsView::default()
         },
         group_by: GroupBy::EntryPoint,
+        csv_table: crate::report::CsvTable::Groups,
     }
 }
 
@@ -112,7 +165,26 @@ fn render(format: ReportFormat, style: Style) -> String {
 
 #[test]
 fn the_table_shows_rows_examples_cpu_rows_and_totals() {
-    let expected = r#"┌───┬─────────────────────┬────────┬────────┬───────┬────────┬──────┬──────────┬─────────┬─────────┬─────────┬─────────┬───────────────────────────────────────┐
+    let expected = r#"Loop time: 9.600 s busy of 12.500 s recorded; 20% of the time in slices of 2 ms or more (8.000 s) is explained by a stack
+Not explained by a stack: 6.400 s of slices of 2 ms or more had neither blocking I/O nor CPU samples; their time is under what ran
+┌───┬────────────────────┬──────────┬───────┬─────────┬──────────┬────────┬─────────┬────────────────┐
+│ # ┆ entry point        ┆  busy ms ┆ share ┆   io ms ┆   cpu ms ┆ slices ┆ samples ┆ from           │
+╞═══╪════════════════════╪══════════╪═══════╪═════════╪══════════╪════════╪═════════╪════════════════╡
+│ 1 ┆ handle_cpu         ┆ 7000.000 ┆ 72.9% ┆   0.000 ┆ 7000.000 ┆      3 ┆       0 ┆ what ran       │
+│ 2 ┆ app.py:40:crunch   ┆ 1450.500 ┆ 15.1% ┆   0.000 ┆ 1450.500 ┆      3 ┆      14 ┆ samples        │
+│ 3 ┆ app.py:12:fetch    ┆ 1000.000 ┆ 10.4% ┆ 312.500 ┆  687.500 ┆      3 ┆       0 ┆ events+samples │
+└───┴────────────────────┴──────────┴───────┴─────────┴──────────┴────────┴─────────┴────────────────┘
+… and 5 more, 149.500 ms (--top 0 shows all)
+
+Stalls: 1 stall of at least the threshold (50 ms) without getting back to waiting for I/O, 200.125 ms in all
+┌───┬─────────┬─────────────┬────────┬──────────────────────────────────────────────────┐
+│ # ┆ start s ┆ duration ms ┆ slices ┆ most time in                                     │
+╞═══╪═════════╪═════════════╪════════╪══════════════════════════════════════════════════╡
+│ 1 ┆   3.250 ┆     200.125 ┆     10 ┆ handle_cpu 180.000 ms, app.py:12:fetch 20.100 ms │
+└───┴─────────┴─────────────┴────────┴──────────────────────────────────────────────────┘
+
+Blocking I/O by entry point:
+┌───┬─────────────────────┬────────┬────────┬───────┬────────┬──────┬──────────┬─────────┬─────────┬─────────┬─────────┬───────────────────────────────────────┐
 │ # ┆ entry point         ┆ slices ┆ events ┆ score ┆ level  ┆ over ┆ total ms ┆  p50 ms ┆  p95 ms ┆  p99 ms ┆  max ms ┆ top events                            │
 ╞═══╪═════════════════════╪════════╪════════╪═══════╪════════╪══════╪══════════╪═════════╪═════════╪═════════╪═════════╪═══════════════════════════════════════╡
 │ 1 ┆ app.py:12:fetch     ┆      3 ┆      3 ┆   150 ┆ high   ┆    1 ┆  312.500 ┆ 101.250 ┆ 110.000 ┆ 110.000 ┆ 110.000 ┆ time.sleep ×3                         │
@@ -138,6 +210,7 @@ CPU-blocking slices (over the threshold, no blocking I/O), by most sampled frame
 Slices: 1200 in 12.500 s recorded from 2.5 s to the end, 4 over the threshold (re-evaluated at 50 ms)
 Blocking I/O: 6 slices, 11 events
 CPU-blocking: 2 slices over the threshold without blocking I/O; most at app.py:40:crunch (2 slices)
+Stalls: 1, 200.125 ms
 Dropped by the recorder: 3 slices, 1 event past 50 in a slice
 Trace 'w.bin': label none, host web-1, Python 3.12.1, threshold 100 ms, pid 7 (spawn child of pid 6), cut short, 1 of 4 chunks unreadable
 "#;
@@ -148,7 +221,85 @@ Trace 'w.bin': label none, host web-1, Python 3.12.1, threshold 100 ms, pid 7 (s
 fn json_is_the_serde_form_in_field_order() {
     let expected = r#"{
   "schema_version": 1,
+  "schema_minor": 1,
   "by": "entry-point",
+  "loop_time": {
+    "busy_ms": 9600.0,
+    "groups": [
+      {
+        "rank": 1,
+        "key": "handle_cpu",
+        "busy_ms": 7000.0,
+        "share": 0.7292,
+        "slices": 3,
+        "io_ms": 0.0,
+        "cpu_ms": 7000.0,
+        "samples": 0,
+        "via": [
+          "what_ran"
+        ],
+        "example_trace": null
+      },
+      {
+        "rank": 2,
+        "key": "app.py:40:crunch",
+        "busy_ms": 1450.5,
+        "share": 0.1511,
+        "slices": 3,
+        "io_ms": 0.0,
+        "cpu_ms": 1450.5,
+        "samples": 14,
+        "via": [
+          "samples"
+        ],
+        "example_trace": "app.py:40:crunch <- app.py:1:main"
+      },
+      {
+        "rank": 3,
+        "key": "app.py:12:fetch",
+        "busy_ms": 1000.0,
+        "share": 0.1042,
+        "slices": 3,
+        "io_ms": 312.5,
+        "cpu_ms": 687.5,
+        "samples": 0,
+        "via": [
+          "events",
+          "samples"
+        ],
+        "example_trace": "app.py:12:fetch <- app.py:1:main"
+      }
+    ],
+    "groups_not_shown": 5,
+    "groups_not_shown_busy_ms": 149.5,
+    "long_ms": 2.0,
+    "long_slice_ms": 8000.0,
+    "long_slice_attributed_ms": 1600.0,
+    "long_slice_attributed_share": 0.2,
+    "samples": 14,
+    "traces_without_samples": 0
+  },
+  "stalls": [
+    {
+      "rank": 1,
+      "trace": "w.bin",
+      "thread": 1,
+      "start_s": 3.25,
+      "duration_ms": 200.125,
+      "slices": 10,
+      "top": [
+        {
+          "key": "handle_cpu",
+          "busy_ms": 180.0
+        },
+        {
+          "key": "app.py:12:fetch",
+          "busy_ms": 20.1
+        }
+      ]
+    }
+  ],
+  "stalls_not_shown": 0,
   "groups": [
     {
       "rank": 1,
@@ -163,6 +314,7 @@ fn json_is_the_serde_form_in_field_order() {
       "p95_ms": 110.0,
       "p99_ms": 110.0,
       "max_ms": 110.0,
+      "busy_ms": 312.5,
       "top_events": [
         {
           "event": "time.sleep",
@@ -185,6 +337,7 @@ fn json_is_the_serde_form_in_field_order() {
       "p95_ms": 0.03,
       "p99_ms": 0.03,
       "max_ms": 0.03,
+      "busy_ms": 0.052,
       "top_events": [
         {
           "event": "open",
@@ -234,7 +387,9 @@ fn json_is_the_serde_form_in_field_order() {
     "dropped_events": 1,
     "duration_s": 12.5,
     "groups": 6,
-    "cpu_groups": 1
+    "cpu_groups": 1,
+    "stalls": 1,
+    "stall_ms": 200.125
   },
   "traces": [
     {
@@ -258,6 +413,7 @@ fn json_is_the_serde_form_in_field_order() {
       "start_unix_ns": 1000000000,
       "duration_s": 12.5,
       "slices": 1200,
+      "samples": 14,
       "chunks": 4,
       "unreadable_chunks": 1,
       "cut_short": true
@@ -273,7 +429,8 @@ fn json_is_the_serde_form_in_field_order() {
     "label": null,
     "app_roots": [],
     "sort": "score",
-    "top": 2
+    "top": 2,
+    "long_ms": 2.0
   }
 }
 "#;
@@ -282,16 +439,36 @@ fn json_is_the_serde_form_in_field_order() {
 
 #[test]
 fn csv_quotes_fields_with_commas() {
-    let expected = r#"rank,key,slices,events,severity_score,severity_level,exceeded,total_ms,p50_ms,p95_ms,p99_ms,max_ms,top_events,example_trace,example_event
-1,app.py:12:fetch,3,3,150,high,1,312.500,101.250,110.000,110.000,110.000,time.sleep:3,app.py:12:fetch <- app.py:1:main,"open(/etc/hosts, r)"
-2,<frozen a|b>:3:load,3,5,31,medium,1,0.052,0.011,0.030,0.030,0.030,open:2;os.stat:1;os.listdir:1;glob.glob:1,<frozen a|b>:3:load <- app.py:1:main,"open(/etc/hosts, r)"
+    let expected = r#"rank,key,slices,events,severity_score,severity_level,exceeded,total_ms,p50_ms,p95_ms,p99_ms,max_ms,top_events,example_trace,example_event,busy_ms
+1,app.py:12:fetch,3,3,150,high,1,312.500,101.250,110.000,110.000,110.000,time.sleep:3,app.py:12:fetch <- app.py:1:main,"open(/etc/hosts, r)",312.500
+2,<frozen a|b>:3:load,3,5,31,medium,1,0.052,0.011,0.030,0.030,0.030,open:2;os.stat:1;os.listdir:1;glob.glob:1,<frozen a|b>:3:load <- app.py:1:main,"open(/etc/hosts, r)",0.052
 "#;
     assert_eq!(render(ReportFormat::Csv, Style::default()), expected);
 }
 
 #[test]
 fn markdown_escapes_pipes_and_keeps_tags_as_code() {
-    let expected = r#"| # | entry point | slices | events | score | level | over | total ms | p50 ms | p95 ms | p99 ms | max ms | top events |
+    let expected = r#"**Loop time**: 9.600 s busy of 12.500 s recorded; 20% of the time in slices of 2 ms or more (8.000 s) is explained by a stack
+
+Not explained by a stack: 6.400 s of slices of 2 ms or more had neither blocking I/O nor CPU samples; their time is under what ran
+
+| # | entry point | busy ms | share | io ms | cpu ms | slices | samples | from |
+|--:|:--|--:|--:|--:|--:|--:|--:|:--|
+| 1 | `handle_cpu` | 7000.000 | 72.9% | 0.000 | 7000.000 | 3 | 0 | what ran |
+| 2 | `app.py:40:crunch` | 1450.500 | 15.1% | 0.000 | 1450.500 | 3 | 14 | samples |
+| 3 | `app.py:12:fetch` | 1000.000 | 10.4% | 312.500 | 687.500 | 3 | 0 | events+samples |
+
+… and 5 more, 149.500 ms.
+
+**Stalls**: 1 stall of at least the threshold (50 ms) without getting back to waiting for I/O, 200.125 ms in all
+
+| # | trace, thread | start s | duration ms | slices | most time in |
+|--:|:--|--:|--:|--:|:--|
+| 1 | `w.bin, 1` | 3.250 | 200.125 | 10 | handle_cpu 180.000 ms, app.py:12:fetch 20.100 ms |
+
+**Blocking I/O** by entry point:
+
+| # | entry point | slices | events | score | level | over | total ms | p50 ms | p95 ms | p99 ms | max ms | top events |
 |--:|:--|--:|--:|--:|:--|--:|--:|--:|--:|--:|--:|:--|
 | 1 | `app.py:12:fetch` | 3 | 3 | 150 | high | 1 | 312.500 | 101.250 | 110.000 | 110.000 | 110.000 | time.sleep ×3 |
 | 2 | `<frozen a\|b>:3:load` | 3 | 5 | 31 | medium | 1 | 0.052 | 0.011 | 0.030 | 0.030 | 0.030 | open ×2, os.stat ×1, os.listdir ×1, … |
@@ -307,6 +484,7 @@ fn markdown_escapes_pipes_and_keeps_tags_as_code() {
 - Slices: 1200 in 12.500 s recorded from 2.5 s to the end, 4 over the threshold (re-evaluated at 50 ms)
 - Blocking I/O: 6 slices, 11 events
 - CPU-blocking: 2 slices over the threshold without blocking I/O; most at app.py:40:crunch (2 slices)
+- Stalls: 1, 200.125 ms
 - Dropped by the recorder: 3 slices, 1 event past 50 in a slice
 - Trace 'w.bin': label none, host web-1, Python 3.12.1, threshold 100 ms, pid 7 (spawn child of pid 6), cut short, 1 of 4 chunks unreadable
 "#;
@@ -315,7 +493,26 @@ fn markdown_escapes_pipes_and_keeps_tags_as_code() {
 
 #[test]
 fn a_narrow_terminal_wraps_text_columns_not_numbers() {
-    let expected = r#"┌───┬────────────────────┬────────┬────────┬───────┬────────┬──────┬──────────┬─────────┬─────────┬─────────┬─────────┬────────────────────┐
+    let expected = r#"Loop time: 9.600 s busy of 12.500 s recorded; 20% of the time in slices of 2 ms or more (8.000 s) is explained by a stack
+Not explained by a stack: 6.400 s of slices of 2 ms or more had neither blocking I/O nor CPU samples; their time is under what ran
+┌───┬────────────────────┬──────────┬───────┬─────────┬──────────┬────────┬─────────┬────────────────┐
+│ # ┆ entry point        ┆  busy ms ┆ share ┆   io ms ┆   cpu ms ┆ slices ┆ samples ┆ from           │
+╞═══╪════════════════════╪══════════╪═══════╪═════════╪══════════╪════════╪═════════╪════════════════╡
+│ 1 ┆ handle_cpu         ┆ 7000.000 ┆ 72.9% ┆   0.000 ┆ 7000.000 ┆      3 ┆       0 ┆ what ran       │
+│ 2 ┆ app.py:40:crunch   ┆ 1450.500 ┆ 15.1% ┆   0.000 ┆ 1450.500 ┆      3 ┆      14 ┆ samples        │
+│ 3 ┆ app.py:12:fetch    ┆ 1000.000 ┆ 10.4% ┆ 312.500 ┆  687.500 ┆      3 ┆       0 ┆ events+samples │
+└───┴────────────────────┴──────────┴───────┴─────────┴──────────┴────────┴─────────┴────────────────┘
+… and 5 more, 149.500 ms (--top 0 shows all)
+
+Stalls: 1 stall of at least the threshold (50 ms) without getting back to waiting for I/O, 200.125 ms in all
+┌───┬─────────┬─────────────┬────────┬──────────────────────────────────────────────────┐
+│ # ┆ start s ┆ duration ms ┆ slices ┆ most time in                                     │
+╞═══╪═════════╪═════════════╪════════╪══════════════════════════════════════════════════╡
+│ 1 ┆   3.250 ┆     200.125 ┆     10 ┆ handle_cpu 180.000 ms, app.py:12:fetch 20.100 ms │
+└───┴─────────┴─────────────┴────────┴──────────────────────────────────────────────────┘
+
+Blocking I/O by entry point:
+┌───┬────────────────────┬────────┬────────┬───────┬────────┬──────┬──────────┬─────────┬─────────┬─────────┬─────────┬────────────────────┐
 │ # ┆ entry point        ┆ slices ┆ events ┆ score ┆ level  ┆ over ┆ total ms ┆  p50 ms ┆  p95 ms ┆  p99 ms ┆  max ms ┆ top events         │
 ╞═══╪════════════════════╪════════╪════════╪═══════╪════════╪══════╪══════════╪═════════╪═════════╪═════════╪═════════╪════════════════════╡
 │ 1 ┆ app.py:12:fetch    ┆      3 ┆      3 ┆   150 ┆ high   ┆    1 ┆  312.500 ┆ 101.250 ┆ 110.000 ┆ 110.000 ┆ 110.000 ┆ time.sleep ×3      │
@@ -343,6 +540,7 @@ CPU-blocking slices (over the threshold, no blocking I/O), by most sampled frame
 Slices: 1200 in 12.500 s recorded from 2.5 s to the end, 4 over the threshold (re-evaluated at 50 ms)
 Blocking I/O: 6 slices, 11 events
 CPU-blocking: 2 slices over the threshold without blocking I/O; most at app.py:40:crunch (2 slices)
+Stalls: 1, 200.125 ms
 Dropped by the recorder: 3 slices, 1 event past 50 in a slice
 Trace 'w.bin': label none, host web-1, Python 3.12.1, threshold 100 ms, pid 7 (spawn child of pid 6), cut short, 1 of 4 chunks unreadable
 "#;
@@ -363,10 +561,13 @@ fn colour_is_bold_headers_and_red_or_yellow_levels() {
     }
     stripped.push_str(rest);
     assert_eq!(stripped, plain);
-    let lines: Vec<&str> = coloured.lines().collect();
-    assert!(lines[1].starts_with("│\x1b[1m # \x1b[0m┆\x1b[1m entry point         \x1b[0m┆"), "{}", lines[1]);
-    assert!(lines[3].contains("┆\x1b[38;5;9m\x1b[1m high   \x1b[0m┆"), "{}", lines[3]);
-    assert!(lines[4].contains("┆\x1b[38;5;11m medium \x1b[39m┆"), "{}", lines[4]);
+    assert!(coloured.starts_with("\x1b[1mLoop time\x1b[0m: 9.600 s busy"), "{coloured}");
+    assert!(coloured.contains("\n\x1b[1mStalls\x1b[0m: 1 stall"));
+    // The blocking I/O table starts after its title.
+    let lines: Vec<&str> = coloured.lines().skip_while(|l| !l.contains("Blocking I/O\x1b[0m by")).collect();
+    assert!(lines[2].starts_with("│\x1b[1m # \x1b[0m┆\x1b[1m entry point         \x1b[0m┆"), "{}", lines[2]);
+    assert!(lines[4].contains("┆\x1b[38;5;9m\x1b[1m high   \x1b[0m┆"), "{}", lines[4]);
+    assert!(lines[5].contains("┆\x1b[38;5;11m medium \x1b[39m┆"), "{}", lines[5]);
     assert!(coloured.contains("\n\x1b[1mExample traces\x1b[0m (innermost frame first):\n"));
     assert!(coloured.contains("\n\x1b[1mCPU-blocking slices\x1b[0m (over the threshold"));
     assert!(!plain.contains('\x1b'));
@@ -379,14 +580,33 @@ fn empty_reports_say_so() {
     report.groups_not_shown = 0;
     report.cpu_groups.clear();
     report.totals.groups = 0;
+    report.loop_time.groups.clear();
+    report.loop_time.groups_not_shown = 0;
+    report.stalls.clear();
+    report.totals.stalls = 0;
+    report.totals.stall_ms = 0.0;
     let table = exporter(ReportFormat::Table).render(&report, Style::default());
-    assert!(table.starts_with("No blocking I/O recorded.\n\nSlices: 1200 in 12.500 s"), "{table}");
+    let after_loop_time = |text: &str, heading: &str| text[text.find(heading).expect(heading)..].to_owned();
+    assert!(
+        after_loop_time(&table, "No slice")
+            .starts_with("No slice recorded.\n\nStalls: 0 stalls of at least the threshold (50 ms)"),
+        "{table}"
+    );
+    assert!(
+        after_loop_time(&table, "Blocking I/O by")
+            .starts_with("Blocking I/O by entry point:\nNo blocking I/O recorded.\n\nSlices: 1200 in 12.500 s"),
+        "{table}"
+    );
     let markdown = exporter(ReportFormat::Markdown).render(&report, Style::default());
-    assert!(markdown.starts_with("No blocking I/O recorded.\n\n- Slices: 1200"), "{markdown}");
+    assert!(
+        after_loop_time(&markdown, "**Blocking I/O**")
+            .starts_with("**Blocking I/O** by entry point:\n\nNo blocking I/O recorded.\n\n- Slices: 1200"),
+        "{markdown}"
+    );
     // Groups exist, but none at the asked severity.
     report.totals.groups = 2;
     let table = exporter(ReportFormat::Table).render(&report, Style::default());
-    assert!(table.starts_with("No blocking I/O at this severity.\n"), "{table}");
+    assert!(table.contains("\nBlocking I/O by entry point:\nNo blocking I/O at this severity.\n"), "{table}");
     let csv = exporter(ReportFormat::Csv).render(&report, Style::default());
     assert_eq!(csv.lines().count(), 1);
     let json: serde_json::Value =
@@ -395,7 +615,43 @@ fn empty_reports_say_so() {
 }
 
 #[test]
+fn traces_without_samples_are_said_to_be_missing_them() {
+    let mut report = sample_report();
+    assert!(!render(ReportFormat::Table, Style::default()).contains("Samples missing"));
+    report.loop_time.traces_without_samples = 1;
+    let table = exporter(ReportFormat::Table).render(&report, Style::default());
+    assert!(
+        table.contains("\nSamples missing: the trace has no CPU samples (recorded without sampling, or before it existed), so time without blocking I/O goes to what ran (a coroutine or callback), not to a line\n"),
+        "{table}"
+    );
+    report.traces.push(report.traces[0].clone());
+    let markdown = exporter(ReportFormat::Markdown).render(&report, Style::default());
+    assert!(markdown.contains("\n\nSamples missing: 1 of the 2 traces have no CPU samples"), "{markdown}");
+    report.loop_time.traces_without_samples = 2;
+    let markdown = exporter(ReportFormat::Markdown).render(&report, Style::default());
+    assert!(markdown.contains("\n\nSamples missing: none of the 2 traces has CPU samples"), "{markdown}");
+}
+
+#[test]
+fn stalls_name_their_trace_and_thread_when_there_are_several() {
+    let mut report = sample_report();
+    report.traces.push(TraceFacts { path: "v.bin".to_owned(), ..report.traces[0].clone() });
+    let table = exporter(ReportFormat::Table).render(&report, Style::default());
+    assert!(table.contains("│ # ┆ trace, thread      ┆ start s ┆ duration ms ┆ slices ┆ most time in "), "{table}");
+    assert!(
+        table.contains("│ 1 ┆ w.bin, 1           ┆   3.250 ┆     200.125 ┆     10 ┆ handle_cpu 180.000 ms"),
+        "{table}"
+    );
+    // One trace, one thread: no such column.
+    assert!(!render(ReportFormat::Table, Style::default()).contains("trace, thread"));
+}
+
+#[test]
 fn helpers() {
+    assert_eq!(
+        [0.0, 0.0004, 0.2, 0.7292, 0.99951, 1.0].map(fmt_share),
+        ["0%", "<0.1%", "20%", "72.9%", "100%", "100%"]
+    );
     assert_eq!(fmt_short_ms(100.0), "100");
     assert_eq!(fmt_short_ms(0.5), "0.5");
     assert_eq!(fmt_short_ms(2.125), "2.125");
@@ -403,5 +659,26 @@ fn helpers() {
     assert_eq!(
         (count(1, "slice"), count(0, "slice"), count(2, "event")),
         ("1 slice".to_owned(), "0 slices".to_owned(), "2 events".to_owned())
+    );
+}
+
+#[test]
+fn csv_writes_the_loop_time_or_the_stalls_when_asked() {
+    let mut report = sample_report();
+    report.csv_table = crate::report::CsvTable::LoopTime;
+    assert_eq!(
+        exporter(ReportFormat::Csv).render(&report, Style::default()),
+        "rank,key,busy_ms,share,slices,io_ms,cpu_ms,samples,via,example_trace
+1,handle_cpu,7000.000,0.7292,3,0.000,7000.000,0,what_ran,
+2,app.py:40:crunch,1450.500,0.1511,3,0.000,1450.500,14,samples,app.py:40:crunch <- app.py:1:main
+3,app.py:12:fetch,1000.000,0.1042,3,312.500,687.500,0,events+samples,app.py:12:fetch <- app.py:1:main
+"
+    );
+    report.csv_table = crate::report::CsvTable::Stalls;
+    assert_eq!(
+        exporter(ReportFormat::Csv).render(&report, Style::default()),
+        "rank,trace,thread,start_s,duration_ms,slices,top
+1,w.bin,1,3.250000,200.125,10,handle_cpu:180.000;app.py:12:fetch:20.100
+"
     );
 }

@@ -24,6 +24,8 @@ pub struct Slice<'a> {
     pub events: Vec<(&'a str, &'a str, Vec<At<'a>>)>,
     pub samples: Vec<Vec<At<'a>>>,
     pub context: Vec<(&'a str, &'a str)>,
+    /// The recorder's number for the thread; 0 is written as 1.
+    pub thread: u32,
 }
 
 /// Builds a trace chunk by chunk, interning strings, frames and stacks per
@@ -160,7 +162,7 @@ impl TraceBuilder {
             duration_ns: slice.duration_ns,
             what,
             task,
-            thread: 1,
+            thread: slice.thread.max(1),
             exceeded,
             events,
             dropped_events: 0,

@@ -1,0 +1,272 @@
+//! Where the loop's time went: every slice's time, attributed to the groups
+//! of the report's `--by` key.
+//!
+//! Each slice in the time window gives its whole duration to groups, so the
+//! groups' busy times add up to the loop's busy time exactly (in
+//! nanoseconds):
+//!
+//! - a slice with blocking events (not all dropped by `--ignore`) goes to
+//!   the keys of its events, split by how many events each key has;
+//! - otherwise, a slice with CPU samples is split across its samples' keys
+//!   by sample count;
+//! - any other slice goes to what ran: its task's coroutine qualname or its
+//!   callback's qualname (and so does a slice whose every event is ignored).
+//!
+//! A group's `io` time is the time it got from slices with blocking events
+//! (the whole slice: the blocking call and what ran around it); its `cpu`
+//! time is the rest, from slices without blocking I/O, the loop thread
+//! running Python. A slice's time is *explained by a stack* when it comes
+//! from events or samples; "what ran" names a coroutine, not a line.
+//!
+//! The first stage, here, keys slices by ids as [`crate::aggregate`] does:
+//! slices with events by their [`IoSignature`](crate::aggregate::IoSignature)
+//! (kept there), sampled ones by their [`SampleSignature`], the others by
+//! their `what` string id in a table indexed by it, so that the pure slices
+//! (most of them) cost an add each. [`crate::resolve`] turns them into text
+//! keys with [`apportion`], which splits a time by weights without losing a
+//! nanosecond.
+
+use crate::aggregate::{IoSignature, SignatureMap};
+use aiocop_trace::records::{StackId, StringId};
+use smallvec::SmallVec;
+
+/// `what` ids up to this index a table; past it (a crafted file), a map.
+const RAN_TABLE_MAX: usize = 1 << 20;
+
+/// The `--long-ms` default: slices at least this long are the ones a stack
+/// should explain.
+pub const DEFAULT_LONG_MS: f64 = 2.0;
+
+/// A slice's CPU samples: `(stack, count)`, sorted by stack.
+pub type SampleCounts = SmallVec<[(StackId, u32); 2]>;
+
+/// Sampled slices (no blocking event) that resolve to the same keys.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct SampleSignature {
+    pub samples: SampleCounts,
+    /// `--by task` and `--by context:KEY`: the id keying the slice.
+    pub extra: Option<StringId>,
+}
+
+impl SampleSignature {
+    pub fn of(samples: &[StackId], extra: Option<StringId>) -> SampleSignature {
+        let mut counts = SampleCounts::new();
+        for &stack in samples {
+            match counts.iter_mut().find(|(s, _)| *s == stack) {
+                Some((_, count)) => *count += 1,
+                None => counts.push((stack, 1)),
+            }
+        }
+        counts.sort_unstable();
+        SampleSignature { samples: counts, extra }
+    }
+}
+
+/// The time of some slices.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BusyStats {
+    pub slices: u64,
+    pub busy_ns: u64,
+    /// The start of the earliest of them.
+    pub first_start_ns: u64,
+}
+
+impl BusyStats {
+    #[inline(always)]
+    fn add(&mut self, start_ns: u64, duration_ns: u64) {
+        if self.slices == 0 || start_ns < self.first_start_ns {
+            self.first_start_ns = start_ns;
+        }
+        self.slices += 1;
+        self.busy_ns = self.busy_ns.saturating_add(duration_ns);
+    }
+
+    fn merge(&mut self, other: &BusyStats) {
+        if other.slices == 0 {
+            return;
+        }
+        if self.slices == 0 || other.first_start_ns < self.first_start_ns {
+            self.first_start_ns = other.first_start_ns;
+        }
+        self.slices += other.slices;
+        self.busy_ns = self.busy_ns.saturating_add(other.busy_ns);
+    }
+}
+
+/// The time of slices with neither events nor samples, of one `what`: two
+/// adds a slice (most slices are these).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RanStats {
+    pub slices: u64,
+    pub busy_ns: u64,
+}
+
+impl RanStats {
+    #[inline(always)]
+    fn add(&mut self, duration_ns: u64) {
+        self.slices += 1;
+        self.busy_ns = self.busy_ns.saturating_add(duration_ns);
+    }
+
+    fn merge(&mut self, other: &RanStats) {
+        self.slices += other.slices;
+        self.busy_ns = self.busy_ns.saturating_add(other.busy_ns);
+    }
+}
+
+/// Where one slice's time goes, by ids: what a stall remembers of its
+/// slices, resolved to keys once the file's dictionary is whole.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Slot {
+    Io(IoSignature),
+    Sampled(SampleSignature),
+    Ran(StringId),
+    /// A stall's slices past the distinct slots it keeps.
+    Other,
+}
+
+/// Loop time of one file's chunks, keyed by ids (the slices with events are
+/// in [`crate::aggregate::FileAggregate::io`]).
+#[derive(Debug, Default)]
+pub struct LoopAggregate {
+    /// Slices with neither events nor samples, indexed by their `what`.
+    pub ran: Vec<RanStats>,
+    /// The same, for `what` ids past [`RAN_TABLE_MAX`].
+    pub ran_far: SignatureMap<StringId, RanStats>,
+    /// Sampled slices without events, and how many of them were long.
+    pub sampled: SignatureMap<SampleSignature, (BusyStats, u64)>,
+}
+
+impl LoopAggregate {
+    /// A slice with neither events nor samples.
+    #[inline(always)]
+    pub fn add_ran(&mut self, what: StringId, duration_ns: u64) {
+        match self.ran.get_mut(what as usize) {
+            Some(stats) => stats.add(duration_ns),
+            None => self.add_ran_slow(what, duration_ns),
+        }
+    }
+
+    #[inline(never)]
+    fn add_ran_slow(&mut self, what: StringId, duration_ns: u64) {
+        let index = what as usize;
+        if index < RAN_TABLE_MAX {
+            self.ran.resize(index + 1, RanStats::default());
+            self.ran[index].add(duration_ns);
+        } else {
+            self.ran_far.entry(what).or_default().add(duration_ns);
+        }
+    }
+
+    /// A slice with samples and no events; `long` if it lasted `--long-ms` or more.
+    pub fn add_sampled(&mut self, signature: SampleSignature, start_ns: u64, duration_ns: u64, long: bool) {
+        let (stats, long_ns) = self.sampled.entry(signature).or_default();
+        stats.add(start_ns, duration_ns);
+        if long {
+            *long_ns = long_ns.saturating_add(duration_ns);
+        }
+    }
+
+    /// The slices with neither events nor samples, by `what`.
+    pub fn ran(&self) -> impl Iterator<Item = (StringId, &RanStats)> {
+        let near = self.ran.iter().enumerate().filter(|(_, s)| s.slices > 0).map(|(what, s)| (what as StringId, s));
+        near.chain(self.ran_far.iter().map(|(&what, s)| (what, s)))
+    }
+
+    pub fn merge(&mut self, other: LoopAggregate) {
+        if other.ran.len() > self.ran.len() {
+            self.ran.resize(other.ran.len(), RanStats::default());
+        }
+        for (mine, theirs) in self.ran.iter_mut().zip(&other.ran) {
+            mine.merge(theirs);
+        }
+        for (what, theirs) in other.ran_far {
+            self.ran_far.entry(what).or_default().merge(&theirs);
+        }
+        for (signature, (theirs, long_ns)) in other.sampled {
+            let (mine, mine_long_ns) = self.sampled.entry(signature).or_default();
+            mine.merge(&theirs);
+            *mine_long_ns = mine_long_ns.saturating_add(long_ns);
+        }
+    }
+}
+
+/// Splits `total` in proportion to `weights`, in whole units, so that the
+/// parts add up to `total` exactly: each part is rounded down, and the units
+/// left over go one each to the parts with the largest remainders (the
+/// first of equal ones). All weights 0: everything to the first part.
+pub fn apportion(total: u64, weights: &[u64]) -> Vec<u64> {
+    let sum: u128 = weights.iter().map(|&w| u128::from(w)).sum();
+    if weights.is_empty() {
+        return Vec::new();
+    }
+    if sum == 0 {
+        let mut parts = vec![0; weights.len()];
+        parts[0] = total;
+        return parts;
+    }
+    let mut parts = Vec::with_capacity(weights.len());
+    let mut remainders = Vec::with_capacity(weights.len());
+    for (index, &weight) in weights.iter().enumerate() {
+        let exact = u128::from(total) * u128::from(weight);
+        parts.push((exact / sum) as u64);
+        remainders.push((exact % sum, index));
+    }
+    let given: u64 = parts.iter().sum();
+    let mut left = total - given;
+    // Largest remainder first; on a tie, the first part.
+    remainders.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    for &(_, index) in &remainders {
+        if left == 0 {
+            break;
+        }
+        parts[index] += 1;
+        left -= 1;
+    }
+    parts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn apportion_adds_up_exactly_and_follows_the_weights() {
+        assert_eq!(apportion(10, &[1, 1, 1]), [4, 3, 3]);
+        assert_eq!(apportion(10, &[2, 1, 1]), [5, 3, 2]);
+        assert_eq!(apportion(7, &[0, 0]), [7, 0]);
+        assert_eq!(apportion(0, &[3, 4]), [0, 0]);
+        assert_eq!(apportion(5, &[]), Vec::<u64>::new());
+        assert_eq!(
+            apportion(u64::MAX, &[u64::MAX, 1]).iter().map(|&p| u128::from(p)).sum::<u128>(),
+            u128::from(u64::MAX)
+        );
+        for total in [1, 999, 1_000_003] {
+            for weights in [&[3u64, 5, 7][..], &[1], &[1, 0, 2], &[100, 1]] {
+                assert_eq!(apportion(total, weights).iter().sum::<u64>(), total, "{total} by {weights:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn sample_signatures_count_each_stack_in_any_order() {
+        assert_eq!(SampleSignature::of(&[7, 3, 7], None), SampleSignature::of(&[3, 7, 7], None));
+        assert_eq!(&SampleSignature::of(&[7, 3, 7], Some(1)).samples[..], &[(3, 1), (7, 2)]);
+    }
+
+    #[test]
+    fn ran_slices_add_up_by_what_in_the_table_or_past_it() {
+        let mut a = LoopAggregate::default();
+        a.add_ran(3, 10);
+        a.add_ran(3, 5);
+        a.add_ran(u32::MAX, 1);
+        let mut b = LoopAggregate::default();
+        b.add_ran(9, 2);
+        b.add_ran(3, 1);
+        a.merge(b);
+        let mut ran: Vec<_> = a.ran().map(|(what, s)| (what, *s)).collect();
+        ran.sort_by_key(|(what, _)| *what);
+        let stats = |slices, busy_ns| RanStats { slices, busy_ns };
+        assert_eq!(ran, [(3, stats(3, 16)), (9, stats(1, 2)), (u32::MAX, stats(1, 1))]);
+    }
+}

@@ -1,0 +1,210 @@
+"""End to end on a real web app: a Starlette app under uvicorn, recorded with
+``python -m aiocop record``, driven by an asyncio HTTP load generator, stopped
+with SIGINT, and read back with ``aiocop-analyze``: the Loop time table says
+where the loop's time went.
+
+The app has a clean route, two routes with blocking I/O (sqlite3, open) and
+a route that spends about 12 ms of pure CPU per request, under the 30 ms
+threshold: no slow-task report and no blocking event ever names it, but its
+slices are most of the loop's busy time.
+"""
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+ANALYZE = shutil.which("aiocop-analyze", path=os.path.dirname(sys.executable))
+
+pytest.importorskip("starlette")
+pytest.importorskip("uvicorn")
+
+WEBAPP = textwrap.dedent(
+    """
+    import sqlite3
+    import time
+
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+
+    def crunch(seconds):
+        deadline = time.perf_counter() + seconds
+        n = 0
+        while time.perf_counter() < deadline:
+            n += 1
+        return n
+
+
+    async def clean(request):
+        return PlainTextResponse("ok")
+
+
+    async def db(request):
+        with sqlite3.connect("web.sqlite3") as connection:  # LINE_SQLITE
+            row = connection.execute("select count(*) from sqlite_master").fetchone()
+        return PlainTextResponse(str(row[0]))
+
+
+    async def read_file(request):
+        with open(__file__, "rb") as f:  # LINE_OPEN
+            size = len(f.read())
+        return PlainTextResponse(str(size))
+
+
+    async def cpu(request):
+        return PlainTextResponse(str(crunch(0.012)))
+
+
+    app = Starlette(routes=[Route("/clean", clean), Route("/db", db), Route("/file", read_file), Route("/cpu", cpu)])
+    """
+)
+
+PATHS = ["/clean", "/db", "/file", "/cpu"]
+LOAD_SECONDS = 4.0
+CONNECTIONS = 4
+
+
+def line_of(marker: str) -> int:
+    return next(n for n, line in enumerate(WEBAPP.splitlines(), start=1) if marker in line)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def wait_for_server(port: int, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.05)
+
+
+async def client(port: int, first: int, deadline: float, counts: dict[str, int]) -> None:
+    """One keep-alive connection asking for each path in turn until the deadline."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    i = first
+    while time.monotonic() < deadline:
+        path = PATHS[i % len(PATHS)]
+        i += 1
+        writer.write(f"GET {path} HTTP/1.1\r\nHost: test\r\n\r\n".encode())
+        await writer.drain()
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        assert head.startswith(b"HTTP/1.1 200"), head
+        length = next(
+            int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")
+        )
+        await asyncio.wait_for(reader.readexactly(length), 5)
+        counts[path] = counts.get(path, 0) + 1
+    writer.close()
+
+
+async def drive(port: int) -> dict[str, int]:
+    await wait_for_server(port, timeout_s=10)
+    counts: dict[str, int] = {}
+    deadline = time.monotonic() + LOAD_SECONDS
+    await asyncio.gather(*(client(port, c, deadline, counts) for c in range(CONNECTIONS)))
+    return counts
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory) -> tuple[Path, Path, dict[str, int]]:
+    tmp = tmp_path_factory.mktemp("web")
+    (tmp / "webapp.py").write_text(WEBAPP)
+    trace, port = tmp / "web.bin", free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "aiocop", "record", "-o", str(trace), "--"]
+        + ["-m", "uvicorn", "webapp:app", "--port", str(port), "--log-level", "warning"],
+        cwd=tmp,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        counts = asyncio.run(drive(port))
+    finally:
+        server.send_signal(signal.SIGINT)
+        try:
+            _, stderr = server.communicate(timeout=15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            _, stderr = server.communicate()
+    assert server.returncode == 0, stderr
+    return tmp / "webapp.py", trace, counts
+
+
+def analyze(*args: str) -> subprocess.CompletedProcess:
+    assert ANALYZE, "pip install of the package provides the aiocop-analyze console script"
+    return subprocess.run([ANALYZE, *args], capture_output=True, text=True, timeout=60)
+
+
+def report_json(*args: str) -> dict:
+    result = analyze("--format", "json", *args)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_the_cpu_route_is_the_top_loop_time_group_and_the_io_routes_have_their_time(served):
+    app, trace, counts = served
+    assert all(counts.get(path, 0) >= 20 for path in PATHS), counts
+    report = report_json("--by", "app-frame", str(trace))
+    loop_time = report["loop_time"]
+    groups = loop_time["groups"]
+
+    # The CPU route's slices are no blocking I/O and under the sampler's
+    # arming time: what ran (the request's task) stands for them, and it is
+    # most of the loop's busy time.
+    top = groups[0]
+    cpu_ms = counts["/cpu"] * 12
+    assert top["via"] == ["what_ran"] and top["io_ms"] == 0, top
+    assert top["busy_ms"] >= 0.9 * cpu_ms, (top, counts)
+    assert top["share"] > 0.5, top
+    assert top["busy_ms"] > 5 * max(g["busy_ms"] for g in groups[1:])
+
+    # The I/O routes are there with their time, at the app's own lines.
+    by_key = {g["key"]: g for g in groups}
+    for marker, function, path in [("LINE_SQLITE", "db", "/db"), ("LINE_OPEN", "read_file", "/file")]:
+        group = by_key[f"{app}:{line_of(marker)}:{function}"]
+        assert group["slices"] == counts[path], (group, counts)
+        assert group["via"] == ["events"] and group["io_ms"] == group["busy_ms"] > 0
+        assert group["example_trace"].startswith(f"{app}:{line_of(marker)}:{function}")
+    severity_keys = [g["key"] for g in report["groups"]]
+    assert f"{app}:{line_of('LINE_SQLITE')}:db" in severity_keys
+
+    # Every slice's time is in a group, to the microsecond.
+    total = sum(round(g["busy_ms"] * 1000) for g in groups) + round(loop_time["groups_not_shown_busy_ms"] * 1000)
+    assert total == round(loop_time["busy_ms"] * 1000)
+    # Most of the long slices' time is the CPU route's, which no stack explains yet.
+    assert loop_time["long_slice_ms"] >= 0.9 * cpu_ms
+    assert loop_time["long_slice_attributed_ms"] <= loop_time["long_slice_ms"]
+
+    # --sort busy puts the route with most loop time first among the blocking ones.
+    by_busy = report_json("--by", "app-frame", "--sort", "busy", str(trace))["groups"]
+    assert by_busy[0]["busy_ms"] == max(g["busy_ms"] for g in by_busy)
+
+
+def test_the_table_opens_with_the_loop_time(served):
+    app, trace, _ = served
+    text = analyze("--by", "app-frame", str(trace)).stdout
+    assert text.startswith("Loop time: "), text[:300]
+    assert "is explained by a stack" in text.splitlines()[0]
+    assert text.index("Loop time") < text.index("Stalls") < text.index("Blocking I/O by app frame")
+    assert f"{app}:{line_of('LINE_SQLITE')}:db" in text
