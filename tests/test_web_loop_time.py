@@ -169,12 +169,12 @@ def test_the_cpu_route_is_the_top_loop_time_group_and_the_io_routes_have_their_t
     loop_time = report["loop_time"]
     groups = loop_time["groups"]
 
-    # The CPU route's slices are no blocking I/O and under the sampler's
-    # arming time: what ran (the request's task) stands for them, and it is
-    # most of the loop's busy time.
+    # The CPU route's slices have no blocking I/O and are under the slow
+    # threshold: recording's samples (every slice of 2 ms or more) put their
+    # time on the function that burns it, most of the loop's busy time.
     top = groups[0]
     cpu_ms = counts["/cpu"] * 12
-    assert top["via"] == ["what_ran"] and top["io_ms"] == 0, top
+    assert top["key"].endswith(":crunch") and top["via"] == ["samples"] and top["io_ms"] == 0, top
     assert top["busy_ms"] >= 0.9 * cpu_ms, (top, counts)
     assert top["share"] > 0.5, top
     assert top["busy_ms"] > 5 * max(g["busy_ms"] for g in groups[1:])
@@ -192,9 +192,11 @@ def test_the_cpu_route_is_the_top_loop_time_group_and_the_io_routes_have_their_t
     # Every slice's time is in a group, to the microsecond.
     total = sum(round(g["busy_ms"] * 1000) for g in groups) + round(loop_time["groups_not_shown_busy_ms"] * 1000)
     assert total == round(loop_time["busy_ms"] * 1000)
-    # Most of the long slices' time is the CPU route's, which no stack explains yet.
+    # Most of the long slices' time is the CPU route's, and a stack explains
+    # 95% of it (3.12 gets fewer samples: see tests/test_recording_samples.py).
     assert loop_time["long_slice_ms"] >= 0.9 * cpu_ms
-    assert loop_time["long_slice_attributed_ms"] <= loop_time["long_slice_ms"]
+    required_share = 0.85 if sys.version_info[:2] == (3, 12) else 0.95
+    assert loop_time["long_slice_attributed_ms"] >= required_share * loop_time["long_slice_ms"], loop_time
 
     # --sort busy puts the route with most loop time first among the blocking ones.
     by_busy = report_json("--by", "app-frame", "--sort", "busy", str(trace))["groups"]
