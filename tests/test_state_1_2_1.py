@@ -346,12 +346,37 @@ def test_cpu_sampler_state_reads_the_settings_in_force():
     assert cpu_sampler._effective_arm_and_idle() == (THRESHOLD_MS * 1_000_000 // 2, 0.015)
 
 
-def test_cpu_sampler_settings_cannot_be_assigned():
-    with pytest.raises(AttributeError, match="start_cpu_sampling"):
-        cpu_sampler._interval_s = 0.001
-    with pytest.raises(AttributeError, match="start_cpu_sampling"):
+def cpu_samples_of_a_busy_slice(slow_tasks, seconds: float) -> int:
+    async def body():
+        busy_spin(seconds)
+
+    slow_tasks.events.clear()
+    run_monitored(body)
+    [event] = slow_tasks.with_reason("cpu_blocking")
+    return sum(sample["count"] for sample in event.cpu_stack_samples)
+
+
+def test_cpu_sampler_settings_assigned_take_effect_as_in_1_2_1(slow_tasks):
+    assert cpu_samples_of_a_busy_slice(slow_tasks, 0.12) >= 4  # every 10 ms after 15 ms
+    try:
+        cpu_sampler._interval_s = 0.002
+        cpu_sampler._max_samples_per_slice = 100
+        assert (cpu_sampler._interval_s, cpu_sampler._max_samples_per_slice) == (0.002, 100)
+        assert cpu_samples_of_a_busy_slice(slow_tasks, 0.12) >= 10  # every 2 ms, as the GIL comes
+        cpu_sampler._max_samples_per_slice = 3
+        assert cpu_samples_of_a_busy_slice(slow_tasks, 0.12) == 3
+        # Stopped, the watchdog takes no sample; start_cpu_sampling() may start it again.
         cpu_sampler._sampler_started = False
-    assert cpu_sampler._sampler_started is True
+        assert cpu_sampler._sampler_started is False and not aiocop.is_cpu_sampling_started()
+        assert cpu_samples_of_a_busy_slice(slow_tasks, 0.06) == 0
+        aiocop.start_cpu_sampling(interval_ms=10, max_samples_per_slice=32)
+        assert cpu_sampler._sampler_started is True
+        assert cpu_samples_of_a_busy_slice(slow_tasks, 0.12) >= 4
+    finally:
+        cpu_sampler._sampler_started = True
+        cpu_sampler._interval_s = 0.01
+        cpu_sampler._max_samples_per_slice = 32
+    assert cpu_sampler._effective_arm_and_idle() == (THRESHOLD_MS * 1_000_000 // 2, 0.015)
 
 
 def test_slice_started_and_finished_collect_samples_of_a_busy_slice():

@@ -145,20 +145,50 @@ fn start_sampler(
     max_samples_per_slice: usize,
     trace_depth: usize,
 ) -> bool {
+    let arguments = (interval_ms, arm_after_ms, idle_interval_ms, max_samples_per_slice, trace_depth);
+    let started = sampler::start(sampler_settings_of(arguments));
+    if started {
+        if let Ok(mut kept) = SAMPLER_ARGUMENTS.lock() {
+            *kept = Some(arguments);
+        }
+    }
+    started
+}
+
+fn sampler_settings_of(arguments: SamplerArguments) -> sampler::Settings {
+    let (interval_ms, arm_after_ms, idle_interval_ms, max_samples_per_slice, trace_depth) = arguments;
     let ns = |ms: f64| (ms.max(0.0) * 1e6) as u64;
-    let started = sampler::start(sampler::Settings {
+    sampler::Settings {
         interval_ns: ns(interval_ms),
         arm_after_ns: arm_after_ms.map(ns),
         idle_interval_ns: idle_interval_ms.map(ns),
         max_samples_per_slice,
         trace_depth,
-    });
-    if started {
-        if let Ok(mut arguments) = SAMPLER_ARGUMENTS.lock() {
-            *arguments = Some((interval_ms, arm_after_ms, idle_interval_ms, max_samples_per_slice, trace_depth));
-        }
     }
-    started
+}
+
+/// Puts these sampler settings in force, started or not (aiocop 1.2.1's
+/// `cpu_sampler` globals assigned): as `start_sampler()`'s arguments.
+#[pyfunction]
+#[pyo3(signature = (interval_ms, arm_after_ms, idle_interval_ms, max_samples_per_slice, trace_depth))]
+fn replace_sampler_settings(
+    interval_ms: f64,
+    arm_after_ms: Option<f64>,
+    idle_interval_ms: Option<f64>,
+    max_samples_per_slice: usize,
+    trace_depth: usize,
+) {
+    let arguments = (interval_ms, arm_after_ms, idle_interval_ms, max_samples_per_slice, trace_depth);
+    sampler::replace_settings(sampler_settings_of(arguments));
+    if let Ok(mut kept) = SAMPLER_ARGUMENTS.lock() {
+        *kept = Some(arguments);
+    }
+}
+
+/// Marks the CPU sampler started or not (1.2.1's `_sampler_started` assigned).
+#[pyfunction]
+fn set_sampler_started(started: bool) {
+    sampler::set_started(started);
 }
 
 /// The body of the `aiocop-cpu-sampler` thread: samples until
@@ -425,6 +455,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(set_loop_monitored, m)?)?;
     m.add_function(wrap_pyfunction!(start_sampler, m)?)?;
     m.add_function(wrap_pyfunction!(run_sampler, m)?)?;
+    m.add_function(wrap_pyfunction!(replace_sampler_settings, m)?)?;
+    m.add_function(wrap_pyfunction!(set_sampler_started, m)?)?;
     m.add_function(wrap_pyfunction!(watchdog_thread_needed, m)?)?;
     m.add_function(wrap_pyfunction!(is_sampler_started, m)?)?;
     m.add_function(wrap_pyfunction!(start_recording, m)?)?;

@@ -231,6 +231,20 @@ pub fn watchdog_thread_needed() -> bool {
     watchdog_wanted() && !LOOP_RUNNING.load(Relaxed)
 }
 
+/// Replaces the settings in force (aiocop 1.2.1's module globals assigned).
+pub fn replace_settings(settings: Settings) {
+    if let Ok(mut current) = SETTINGS.lock() {
+        *current = settings;
+    }
+}
+
+/// Marks sampling started or not, as assigning 1.2.1's `_sampler_started`
+/// does: stopped, the watchdog takes no more monitor samples, and
+/// `start_cpu_sampling()` may start it again.
+pub fn set_started(started: bool) {
+    RUNNING.store(started, Relaxed);
+}
+
 /// The watchdog thread's body: samples until [`stop`], without the GIL.
 /// Returns at once if another thread runs it already.
 pub fn run(py: Python<'_>) {

@@ -111,7 +111,8 @@ def format_cpu_samples(raw_samples: list[list[tuple[str, int, str]]]) -> list[Cp
 
 
 # aiocop 1.2.1's module-level names, which code written against it reads and
-# calls: its settings (read-only here: they are in force natively), its
+# calls: its settings (properties over the native sampler's: assigning one
+# puts it in force), its
 # private helpers on top of the native sampler, and the idle values of its
 # single-slot hand-off between the loop and the watchdog (ours keeps one
 # slot per thread, natively).
@@ -120,6 +121,7 @@ import sys  # noqa: E402
 import time as time  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 from types import ModuleType  # noqa: E402
+from typing import Any  # noqa: E402
 
 _AIOCOP_PACKAGE_DIR = _wiring.AIOCOP_PACKAGE_DIR
 _MIN_SLEEP_S = 0.001
@@ -199,40 +201,41 @@ def _capture_thread_stack(thread_id: int) -> list[tuple[str, int, str]]:
     return captured_frames
 
 
-def _fixed_natively(name: str, read: Callable[[], object]) -> property:
-    """A read-only property of this module: assigning raises, since the native sampler cannot change its settings."""
+def _native_setting(index: int, to_native: Callable[[Any], Any], from_native: Callable[[Any], Any]) -> property:
+    """A property of this module over setting ``index`` of the native sampler's settings (see _settings()).
+
+    Assigning it puts the new value in force, as assigning aiocop 1.2.1's
+    module global did for its next sample.
+    """
 
     def get(module: ModuleType) -> object:
-        return read()
+        return from_native(_settings()[index])
 
-    def refuse(module: ModuleType, value: object) -> None:
-        raise AttributeError(
-            f"aiocop.core.cpu_sampler.{name} cannot be assigned: the CPU sampler's settings are fixed natively"
-            " when sampling starts; pass them to start_cpu_sampling() before detect_slow_tasks()"
-        )
+    def put(module: ModuleType, value: object) -> None:
+        settings: list[Any] = list(_settings())
+        settings[index] = to_native(value)
+        _native.replace_sampler_settings(*settings)
 
-    return property(get, refuse)
-
-
-def _read_arm_after_ns_override() -> int | None:
-    arm_after_ms = _settings()[1]
-    return None if arm_after_ms is None else round(arm_after_ms * 1e6)
+    return property(get, put)
 
 
-def _read_idle_interval_s_override() -> float | None:
-    idle_interval_ms = _settings()[2]
-    return None if idle_interval_ms is None else idle_interval_ms / 1000
+def _optional(convert: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    return lambda value: None if value is None else convert(value)
+
+
+def _put_sampler_started(module: ModuleType, value: object) -> None:
+    _native.set_sampler_started(value is True)
 
 
 class _CpuSamplerModule(ModuleType):
-    """This module, with aiocop 1.2.1's sampler globals as read-only properties over the native sampler."""
+    """This module, with aiocop 1.2.1's sampler globals as properties over the native sampler."""
 
-    _sampler_started = _fixed_natively("_sampler_started", _native.is_sampler_started)
-    _interval_s = _fixed_natively("_interval_s", lambda: _settings()[0] / 1000)
-    _arm_after_ns_override = _fixed_natively("_arm_after_ns_override", _read_arm_after_ns_override)
-    _idle_interval_s_override = _fixed_natively("_idle_interval_s_override", _read_idle_interval_s_override)
-    _max_samples_per_slice = _fixed_natively("_max_samples_per_slice", lambda: _settings()[3])
-    _trace_depth = _fixed_natively("_trace_depth", lambda: _settings()[4])
+    _sampler_started = property(lambda module: _native.is_sampler_started(), _put_sampler_started)
+    _interval_s = _native_setting(0, lambda s: s * 1000, lambda ms: ms / 1000)
+    _arm_after_ns_override = _native_setting(1, _optional(lambda ns: ns / 1e6), _optional(lambda ms: round(ms * 1e6)))
+    _idle_interval_s_override = _native_setting(2, _optional(lambda s: s * 1000), _optional(lambda ms: ms / 1000))
+    _max_samples_per_slice = _native_setting(3, int, int)
+    _trace_depth = _native_setting(4, int, int)
 
 
 sys.modules[__name__].__class__ = _CpuSamplerModule
