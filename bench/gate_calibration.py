@@ -97,8 +97,8 @@ RELEASES = {
     .replace("#NEW_CALL", "if random.random() < 0.05:\n        audit(q)"),
     "B-double": APP.replace("#NEW_HELPER", "").replace("#DOUBLE", "os.stat(DATA)").replace("#NEW_CALL", ""),
 }
-# The row each B release must be named by (its identity: relative path and function).
-CHANGED_ROW = {"B-new": "app.py:audit", "B-double": "app.py:orders"}
+# The row each B release must be named by (its identity: module and qualified name, from format 1.1's frames).
+CHANGED_ROW = {"B-new": "app:audit", "B-double": "app:orders"}
 # The load: (weight, path); ids and queries vary from request to request.
 ROUTES = [(30, "/"), (25, "/items/{n}"), (15, "/orders"), (15, "/users/{n}"), (15, "/search?q=q{n}")]
 GATE = ["--fail-on", "regressed", "--fail-on", "new"]
@@ -199,7 +199,7 @@ def gate(analyze: str, base: Path, new: Path, extra: list[str]) -> Verdict:
 
 
 def names(reason: str, identity: str) -> bool:
-    # A reason names its row by identity: `regressed 'app.py:orders' (line 30): ...`.
+    # A reason names its row by identity: `regressed 'app:orders' (line 30): ...`.
     return f"'{identity}'" in reason
 
 
