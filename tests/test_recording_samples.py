@@ -120,10 +120,14 @@ def test_a_loop_off_the_main_thread_gets_samples_too(tmp_path):
     long_slices = [s for s in trace["slices"] if s["duration_ns"] >= 10_000_000]
     assert len(long_slices) == 40
     # By taking the GIL: with the switch interval lowered for the wait on
-    # 3.11, at the program's own (5 ms) on 3.12 and 3.13, so fewer there.
-    assert sum(1 for s in long_slices if s["samples"]) >= 36
+    # 3.11, at the program's own (5 ms) on 3.12 and 3.13, so fewer there
+    # (measured 33 to 40 of these 12 ms slices sampled, on a loaded machine).
+    sampled = sum(1 for s in long_slices if s["samples"])
     if sys.version_info[:2] == (3, 11):
+        assert sampled >= 36
         assert sum(len(s["samples"]) for s in long_slices) >= 40 * 5
+    else:
+        assert sampled >= 28
 
 
 def test_sampling_off_records_no_samples_of_short_slices(tmp_path):
