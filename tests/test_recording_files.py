@@ -155,3 +155,36 @@ def test_the_cpu_watchdog_is_a_visible_thread_again_in_a_forked_child():
     listed_in_child = os.read(read_end, 100).decode()
     os.waitpid(pid, 0)
     assert listed_in_child == "1"
+
+
+def test_aiocops_threads_leave_the_processs_signals_to_the_programs_threads(tmp_path):
+    """A SIGTERM a thread of aiocop's took would only be noted for the main thread, and a main
+    thread blocked in a multiprocessing lock would never run the handler: aiocop's threads block them."""
+    program = write_program(tmp_path, LOOP_PROGRAM.replace("sys.exit(", "time.sleep(30)\nsys.exit("))
+    env = {**os.environ, "AIOCOP_RECORD": str(tmp_path / "t.bin")}
+    process = subprocess.Popen([sys.executable, str(program), "0.1"], env=env, cwd=tmp_path)
+    try:
+        deadline = time.monotonic() + 10
+        threads: list[Path] = []
+        while time.monotonic() < deadline:
+            threads = [task for task in Path(f"/proc/{process.pid}/task").iterdir() if task.name != str(process.pid)]
+            if len(threads) >= 2 and (tmp_path / "t.bin").exists():
+                break
+            time.sleep(0.05)
+        assert len(threads) >= 2, "the recorder's writer and the CPU watchdog run"
+        sigterm = 1 << (15 - 1)
+        for task in threads:
+            blocked = int(
+                next(line for line in (task / "status").read_text().splitlines() if line.startswith("SigBlk:")).split()[
+                    1
+                ],
+                16,
+            )
+            assert blocked & sigterm, f"thread {task.name} ({(task / 'comm').read_text().strip()}) takes SIGTERM"
+        # So SIGTERM reaches the main thread, and the trace is written out before it dies of it.
+        process.terminate()
+        assert process.wait(timeout=10) == -15
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert aiocop.read_trace(tmp_path / "t.bin")["cut_short"] is False

@@ -22,6 +22,7 @@ mod monitor;
 mod readback;
 mod recording;
 mod sampler;
+mod signals;
 mod slice;
 mod stacks;
 mod trace_file;

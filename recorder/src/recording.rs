@@ -466,6 +466,7 @@ pub struct WriterOutcome {
 /// The writer thread: every flush interval (or at stop), turns the buffer
 /// into a chunk and writes it; at stop, writes the footer.
 fn write_loop(mut output: Output, flush_interval: Duration, base_ns: u64) -> WriterOutcome {
+    crate::signals::block_in_this_thread();
     let mut file_state = FileState::new(base_ns);
     let mut outcome = WriterOutcome::default();
     // The writer's half of a double buffer: swapped with the hot path's

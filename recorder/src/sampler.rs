@@ -251,6 +251,7 @@ pub fn run(py: Python<'_>) {
     if !watchdog_wanted() || LOOP_RUNNING.swap(true, Relaxed) {
         return;
     }
+    crate::signals::block_in_this_thread();
     py.detach(watchdog_loop);
     LOOP_RUNNING.store(false, Relaxed);
 }
