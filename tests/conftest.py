@@ -23,6 +23,11 @@ first step is then a monitored callback.
 """
 
 import asyncio
+import json
+import os
+import shutil
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -33,6 +38,23 @@ import pytest
 
 THRESHOLD_MS = 30
 TRACE_DEPTH = 20
+
+# The analyzer's console script, installed with the package beside this Python.
+ANALYZE = shutil.which("aiocop-analyze", path=os.path.dirname(sys.executable))
+
+
+def analyze(*args: str) -> subprocess.CompletedProcess:
+    """Run the real aiocop-analyze CLI."""
+    assert ANALYZE, "pip install of the package provides the aiocop-analyze console script"
+    return subprocess.run([ANALYZE, *args], capture_output=True, text=True, timeout=60)
+
+
+def report_json(*args: str) -> dict:
+    """The CLI's JSON report of ``args``, which must succeed."""
+    result = analyze("--format", "json", *args)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
 
 aiocop.patch_audit_functions()
 aiocop.start_blocking_io_detection(trace_depth=TRACE_DEPTH)

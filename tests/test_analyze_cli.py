@@ -8,15 +8,13 @@ import csv
 import io
 import json
 import os
-import shutil
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
 import pytest
-
-ANALYZE = shutil.which("aiocop-analyze", path=os.path.dirname(sys.executable))
+from conftest import analyze, report_json
 
 WORKLOAD = textwrap.dedent(
     """
@@ -84,17 +82,6 @@ def recorded(tmp_path_factory) -> tuple[Path, Path]:
         )
     assert result.returncode == 0, result.stderr
     return script, trace
-
-
-def analyze(*args: str) -> subprocess.CompletedProcess:
-    assert ANALYZE, "pip install of the package provides the aiocop-analyze console script"
-    return subprocess.run([ANALYZE, *args], capture_output=True, text=True, timeout=60)
-
-
-def report_json(*args: str) -> dict:
-    result = analyze("--format", "json", *args)
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)
 
 
 def app_groups(report: dict, script: Path) -> list[dict]:

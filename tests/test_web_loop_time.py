@@ -10,9 +10,6 @@ slices are most of the loop's busy time.
 """
 
 import asyncio
-import json
-import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -22,8 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
-
-ANALYZE = shutil.which("aiocop-analyze", path=os.path.dirname(sys.executable))
+from conftest import analyze, report_json
 
 pytest.importorskip("starlette")
 pytest.importorskip("uvicorn")
@@ -149,17 +145,6 @@ def served(tmp_path_factory) -> tuple[Path, Path, dict[str, int]]:
             _, stderr = server.communicate()
     assert server.returncode == 0, stderr
     return tmp / "webapp.py", trace, counts
-
-
-def analyze(*args: str) -> subprocess.CompletedProcess:
-    assert ANALYZE, "pip install of the package provides the aiocop-analyze console script"
-    return subprocess.run([ANALYZE, *args], capture_output=True, text=True, timeout=60)
-
-
-def report_json(*args: str) -> dict:
-    result = analyze("--format", "json", *args)
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)
 
 
 def test_the_cpu_route_is_the_top_loop_time_group_and_the_io_routes_have_their_time(served):
