@@ -5,16 +5,13 @@ traces are read back with the ``aiocop-analyze`` console script.
 """
 
 import json
-import os
-import shutil
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
 import pytest
-
-ANALYZE = shutil.which("aiocop-analyze", path=os.path.dirname(sys.executable))
+from conftest import analyze, report_json
 
 SHAPES = textwrap.dedent(
     """
@@ -64,17 +61,6 @@ def record(tmp_path: Path, script_text: str, *args: str, name: str = "app.py") -
     return trace
 
 
-def analyze(*args: str) -> subprocess.CompletedProcess:
-    assert ANALYZE, "pip install of the package provides the aiocop-analyze console script"
-    return subprocess.run([ANALYZE, *args], capture_output=True, text=True, timeout=60)
-
-
-def report_json(*args: str) -> dict:
-    result = analyze("--format", "json", *args)
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)
-
-
 def us(ms: float) -> int:
     return round(ms * 1000)
 
@@ -108,8 +94,9 @@ def test_ten_ready_tasks_and_a_hundred_callbacks_in_a_row_are_one_stall_each(tmp
     # On a loaded machine the scheduler may take the loop's thread away
     # between two callbacks for longer than the gap tolerance, which a
     # trace cannot tell from the loop waiting: such a run is recorded again
-    # (at most three times), each time checked in full.
-    for attempt in range(3):
+    # (at most five times; measured here, with recording's sampling on or
+    # off alike, one run in four or five is split), each time checked in full.
+    for attempt in range(5):
         trace = record(tmp_path, SHAPES, loop, name=f"app{attempt}.py")
         report = report_json(str(trace))
         problem = stall_shapes_problem(report)
@@ -129,11 +116,12 @@ def test_ten_ready_tasks_and_a_hundred_callbacks_in_a_row_are_one_stall_each(tmp
     steps = [g for key, g in groups.items() if key == "step" or key.endswith(":spin")]
     assert sum(g["busy_ms"] for g in steps) >= 300
     assert groups["step"]["via"] == ["what_ran"] and groups["step"]["io_ms"] == 0
-    # The recorder samples slices of 2 ms or more: the 20 ms steps' time is
-    # explained by a stack (their spin), the 1 ms callbacks' goes to what ran;
-    # the twenty 2 ms spins are at the sampling's edge and mostly end first.
-    assert loop_time["long_slice_attributed_share"] >= 0.75
-    assert any(key.endswith(":spin") and "samples" in g["via"] for key, g in groups.items()), groups
+    # The recorder samples slices of 2 ms or more: the ten 20 ms steps' time
+    # is explained by a stack (their spin), the 1 ms callbacks' goes to what
+    # ran. (The twenty 2 ms spins are at the sampling's edge: some end before
+    # their first sample, so the overall share moves from run to run.)
+    sampled_spin_ms = sum(g["busy_ms"] for key, g in groups.items() if key.endswith(":spin") and "samples" in g["via"])
+    assert sampled_spin_ms >= 0.9 * 10 * 20, groups
     assert "of the time in slices of 2 ms or more" in analyze(str(trace)).stdout.splitlines()[0]
 
 

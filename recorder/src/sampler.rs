@@ -458,6 +458,12 @@ fn sample_with_the_gil(slot: &Slot, start: u64) {
             // SAFETY: as above.
             unsafe { set(interval) };
         }
+        // The slice may have ended while we waited for the GIL: then hand
+        // it back at once, so that the loop's next callback is not held up
+        // by a sample it would throw away.
+        if slot.slice_start_ns.load(Acquire) != start {
+            return;
+        }
         let stack = thread_frame(py, slot.thread_ident.load(Relaxed))
             .and_then(|frame| stacks::capture_from(py, &frame, config::trace_depth()));
         if let (Some(stack), true) = (stack, slot.slice_start_ns.load(Acquire) == start) {
