@@ -160,10 +160,19 @@ def test_the_cpu_route_is_the_top_loop_time_group_and_the_io_routes_have_their_t
     top = groups[0]
     cpu_ms = counts["/cpu"] * 12
     assert top["key"].endswith(":crunch") and top["via"] == ["samples"] and top["io_ms"] == 0, top
-    # (On 3.12 some of the route's slices get no sample: their time goes to what ran.)
-    assert top["busy_ms"] >= (0.5 if sys.version_info[:2] == (3, 12) else 0.9) * cpu_ms, (top, counts)
-    assert top["share"] > 0.5, top
-    assert top["busy_ms"] > 5 * max(g["busy_ms"] for g in groups[1:])
+    others, route_ms = groups[1:], top["busy_ms"]
+    if sys.version_info[:2] == (3, 12):
+        # 3.12 samples sparsely (see tests/test_recording_samples.py): the
+        # route's unsampled slices go to what ran (the request's task), so
+        # the route's time is the two together.
+        unsampled = [g for g in others if g["via"] == ["what_ran"]]
+        others = [g for g in others if g not in unsampled]
+        route_ms += sum(g["busy_ms"] for g in unsampled)
+    else:
+        assert top["share"] > 0.5, top
+    assert route_ms >= 0.9 * cpu_ms, (top, counts)
+    # Every other group is far smaller.
+    assert route_ms > 5 * max(g["busy_ms"] for g in others)
 
     # The I/O routes are there with their time, at the app's own lines.
     by_key = {g["key"]: g for g in groups}
