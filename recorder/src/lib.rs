@@ -23,6 +23,7 @@ mod readback;
 mod recording;
 mod sampler;
 mod signals;
+mod sigterm;
 mod slice;
 mod stacks;
 mod trace_file;
@@ -184,6 +185,14 @@ fn replace_sampler_settings(
     if let Ok(mut kept) = SAMPLER_ARGUMENTS.lock() {
         *kept = Some(arguments);
     }
+}
+
+/// Writes the trace out when SIGTERM's default action would kill the
+/// process, then dies of it as before (see `sigterm`); returns whether it
+/// was installed (SIGTERM had its default action).
+#[pyfunction]
+fn stop_recording_on_sigterm() -> bool {
+    sigterm::install()
 }
 
 /// Marks the CPU sampler started or not (1.2.1's `_sampler_started` assigned).
@@ -408,6 +417,7 @@ fn after_fork_in_parent() {
 /// Returns the child's new trace path if the parent was recording.
 #[pyfunction]
 fn after_fork_in_child() -> Option<String> {
+    sigterm::after_fork_in_child();
     let path = recording::after_fork_in_child();
     sampler::after_fork_in_child();
     path
@@ -458,6 +468,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(run_sampler, m)?)?;
     m.add_function(wrap_pyfunction!(replace_sampler_settings, m)?)?;
     m.add_function(wrap_pyfunction!(set_sampler_started, m)?)?;
+    m.add_function(wrap_pyfunction!(stop_recording_on_sigterm, m)?)?;
     m.add_function(wrap_pyfunction!(watchdog_thread_needed, m)?)?;
     m.add_function(wrap_pyfunction!(is_sampler_started, m)?)?;
     m.add_function(wrap_pyfunction!(start_recording, m)?)?;

@@ -745,14 +745,25 @@ fn mark(defined: &mut Vec<bool>, id: u32) {
 /// Stops recording: the writer writes what is buffered and the footer.
 /// Returns what was written, or None if not recording.
 pub fn stop(py: Python<'_>) -> Option<(String, WriterOutcome)> {
+    // The writer may need the GIL to log an error: wait without holding it.
+    py.detach(stop_without_the_gil)
+}
+
+/// Held for the whole of a stop, so that a second stopper (the SIGTERM
+/// waiter, while the program's exit handler stops) returns only once the
+/// file is written: it may then end the process.
+static STOPPING: Mutex<()> = Mutex::new(());
+
+/// [`stop`], from a thread that does not hold the GIL.
+pub fn stop_without_the_gil() -> Option<(String, WriterOutcome)> {
+    let _stopping = STOPPING.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let running = RECORDER.lock().ok()?.take()?;
     ACTIVE.store(false, Relaxed);
     if let Ok(mut buffer) = BUFFER.lock() {
         buffer.stop = true;
     }
     WAKE_WRITER.notify_all();
-    // The writer may need the GIL to log an error: wait without holding it.
-    let outcome = py.detach(|| running.writer_thread.join()).unwrap_or_default();
+    let outcome = running.writer_thread.join().unwrap_or_default();
     Some((outcome.path.clone().unwrap_or(running.path), outcome))
 }
 
@@ -761,7 +772,12 @@ pub fn current_settings() -> Option<Settings> {
     RECORDER.lock().ok()?.as_ref().map(|r| r.settings.clone())
 }
 
-type HeldLocks = (MutexGuard<'static, ()>, MutexGuard<'static, Buffer>, MutexGuard<'static, Option<SharedStrings>>);
+type HeldLocks = (
+    MutexGuard<'static, ()>,
+    MutexGuard<'static, ()>,
+    MutexGuard<'static, Buffer>,
+    MutexGuard<'static, Option<SharedStrings>>,
+);
 
 thread_local! {
     static HELD_FOR_FORK: RefCell<Option<HeldLocks>> = const { RefCell::new(None) };
@@ -770,11 +786,12 @@ thread_local! {
 /// Before fork: take the locks the writer thread could be holding, so the
 /// child gets them unlocked and consistent.
 pub fn before_fork() {
+    let stopping = STOPPING.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let creating = trace_file::hold_for_fork();
     stacks::hold_for_fork();
     let buffer = BUFFER.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let names = SHARED_STRINGS.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    HELD_FOR_FORK.with(|held| *held.borrow_mut() = Some((creating, buffer, names)));
+    HELD_FOR_FORK.with(|held| *held.borrow_mut() = Some((stopping, creating, buffer, names)));
 }
 
 pub fn after_fork_in_parent() {
@@ -787,7 +804,7 @@ pub fn after_fork_in_parent() {
 /// parent's buffered slices, which belong to the parent's file.
 pub fn after_fork_in_child() -> Option<String> {
     HELD_FOR_FORK.with(|held| {
-        if let Some((_, mut buffer, _)) = held.borrow_mut().take() {
+        if let Some((_, _, mut buffer, _)) = held.borrow_mut().take() {
             *buffer = Buffer::default();
         }
     });

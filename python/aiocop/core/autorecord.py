@@ -25,7 +25,6 @@ import logging
 import os
 import signal
 import sys
-import threading
 from typing import Any
 
 from aiocop import _native
@@ -108,16 +107,14 @@ def pass_on_to_children(
 def _stop_recording_on_sigterm() -> None:
     """Write the trace out when SIGTERM would kill the process, then die of it as before.
 
-    Servers stop their workers with SIGTERM, and some (uvicorn) let it kill
-    the worker once they have shut down: without this, the last flush
-    interval and the footer are lost. Only where SIGTERM has its default
-    action: a program's own handler is left alone.
+    Servers stop their workers with SIGTERM, and a multiprocessing pool
+    terminates its workers with it: without this, the last flush interval
+    and the footer are lost. Only where SIGTERM has its default action: a
+    program's own handler is left alone. The handler is native (see
+    aiocop's ``sigterm`` module): a Python-level one would wait for the main
+    thread, which a C wait can keep from ever running it.
     """
-    if threading.current_thread() is not threading.main_thread():
-        return
-    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
-        return
-    signal.signal(signal.SIGTERM, _stop_then_die)
+    _native.stop_recording_on_sigterm()
 
 
 # Signals whose default action ends the process (SIGINT's Python default
@@ -143,14 +140,6 @@ def _stop_recording_before_raise_signal() -> None:
 
     raise_signal._aiocop_wrapper = True  # type: ignore[attr-defined]
     signal.raise_signal = raise_signal
-
-
-def _stop_then_die(signum: int, frame: Any) -> None:
-    try:
-        recorder.stop_recording()
-    finally:
-        signal.signal(signum, signal.SIG_DFL)
-        os.kill(os.getpid(), signum)
 
 
 def _monitor_uvloop_loops_from_creation() -> None:
