@@ -2,8 +2,8 @@
 
 Run from the repository root, after `make build` (any of the venvs):
 
-    .venv/bin/python bench/sampling_cost.py            # ~1 min
-    .venv/bin/python bench/sampling_cost.py --quick
+    .venv/bin/python bench/sampling_cost.py                # wall clock, ~1 min
+    .venv/bin/python bench/sampling_cost.py --callgrind    # instructions, ~3 min (needs valgrind)
 
 Each repeat runs, interleaved, fresh processes of this file in `--child`
 mode, recording with sampling on (`sample_after_ms=2, sample_interval_ms=1`,
@@ -11,10 +11,22 @@ the defaults) and off (`sample_after_ms=0`):
   cpu   200 slices of fixed pure-Python work of 5 to 15 ms each (a fixed
         number of loop iterations, so that time taken from the loop thread
         shows as longer slices): the median over repeats of the mean slice
-        time, and the ratio on / off (target: at most 1.02);
+        time, wall clock and the loop thread's CPU time, and the ratio
+        on / off (target: at most 1.02);
   pure  50,000 steps of `await asyncio.sleep(0)`: µs per step, and what
         sampling adds (target: at most 0.05 µs).
 It also reports the share of the cpu slices' time that has samples.
+
+Wall clock on these small shared machines moves by more than the target
+whenever anything else runs, so `--callgrind` counts instead the loop
+thread's instructions (valgrind's callgrind, runs of 10 and 30 cpu slices
+and of 2,000 and 6,000 pure steps, the difference of the two cancelling
+start-up and shutdown): the instructions one sample costs, and what that
+makes at one sample per millisecond of native speed (the instructions of a
+native millisecond of the same work, from this machine's calibration).
+Under valgrind a program runs ~50x slower, so a slice gets ~50x more samples
+per unit of work; the count per sample is what carries over. It does not see
+time the loop thread spends waiting (a GIL hand-off), only work.
 """
 
 from __future__ import annotations
@@ -22,21 +34,30 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
+import re
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+
+from instructions import in_aiocop
 
 CPU_SLICES = 200
 PURE_STEPS = 50_000
+CALLGRIND_SLICES = (10, 30)
+CALLGRIND_STEPS = (2_000, 6_000)
 
 
 def calibrate_iterations_per_ms() -> float:
-    start = time.perf_counter()
-    spin(200_000)
-    return 200_000 / ((time.perf_counter() - start) * 1000)
+    """Iterations of `spin` per millisecond of this thread's CPU time (so that other work on the machine,
+    which takes the CPU away, does not count)."""
+    start = time.thread_time()
+    spin(1_000_000)
+    return 1_000_000 / ((time.thread_time() - start) * 1000)
 
 
 def spin(iterations: int) -> int:
@@ -46,24 +67,26 @@ def spin(iterations: int) -> int:
     return total
 
 
-async def cpu_workload(iterations: list[int]) -> float:
-    durations = []
+async def cpu_workload(iterations: list[int]) -> dict[str, float]:
+    """Mean wall-clock and loop-thread CPU ms per slice."""
+    wall, cpu = [], []
     for n in iterations:
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.thread_time()
         spin(n)
-        durations.append(time.perf_counter() - start)
+        wall.append(time.perf_counter() - start)
+        cpu.append(time.thread_time() - start_cpu)
         await asyncio.sleep(0)
-    return statistics.fmean(durations) * 1000
+    return {"cpu_ms": statistics.fmean(wall) * 1000, "cpu_thread_ms": statistics.fmean(cpu) * 1000}
 
 
-async def pure_workload(steps: int) -> float:
-    start = time.perf_counter()
+async def pure_workload(steps: int, clock: Callable[[], float] = time.perf_counter) -> float:
+    start = clock()
     for _ in range(steps):
         await asyncio.sleep(0)
-    return (time.perf_counter() - start) / steps * 1e6
+    return (clock() - start) / steps * 1e6
 
 
-def child(sample_after_ms: float, trace: str, iterations: list[int]) -> None:
+def child(sample_after_ms: float, trace: str, iterations: list[int], pure_steps: int) -> None:
     import aiocop
 
     aiocop.patch_audit_functions()
@@ -75,35 +98,40 @@ def child(sample_after_ms: float, trace: str, iterations: list[int]) -> None:
         aiocop.activate()
         await asyncio.sleep(0)
         await pure_workload(2_000)  # warm-up
-        return {"cpu_ms": await cpu_workload(iterations), "pure_us": await pure_workload(PURE_STEPS)}
+        result = await cpu_workload(iterations) if iterations else {}
+        return {**result, "pure_us": await pure_workload(pure_steps)} if pure_steps else result
 
     result = asyncio.run(main())
     aiocop.stop_recording()
-    slices = [s for s in aiocop.read_trace(trace)["slices"] if s["duration_ns"] >= 4_000_000]
-    sampled = sum(s["duration_ns"] for s in slices if s["samples"]) / max(1, sum(s["duration_ns"] for s in slices))
-    print(json.dumps({**result, "sampled_share": sampled}))
+    slices = aiocop.read_trace(trace)["slices"]
+    long_slices = [s for s in slices if s["duration_ns"] >= 4_000_000]
+    sampled = sum(s["duration_ns"] for s in long_slices if s["samples"]) / max(
+        1, sum(s["duration_ns"] for s in long_slices)
+    )
+    samples = sum(len(s["samples"]) for s in slices)
+    _, by_pending_call, with_the_gil = aiocop._native.recording_sample_counts()
+    counts = {"samples": samples, "by_pending_call": by_pending_call, "with_the_gil": with_the_gil}
+    print(json.dumps({**result, "sampled_share": sampled, **counts}))
+
+
+def child_command(sample_after_ms: float, trace: str, iterations: list[int], pure_steps: int) -> list[str]:
+    return [sys.executable, __file__, "--child", str(sample_after_ms), trace, json.dumps(iterations), str(pure_steps)]
 
 
 def run_child(sample_after_ms: float, directory: str, iterations: list[int]) -> dict[str, float]:
     trace = str(Path(directory) / f"t-{sample_after_ms}.bin")
-    command = [sys.executable, __file__, "--child", str(sample_after_ms), trace, json.dumps(iterations)]
+    command = child_command(sample_after_ms, trace, iterations, PURE_STEPS)
     output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     return json.loads(output)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--quick", action="store_true", help="--repeats 3")
-    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.child:
-        child(float(args.child[0]), args.child[1], json.loads(args.child[2]))
-        return
-    repeats = 3 if args.quick else args.repeats
-    per_ms = calibrate_iterations_per_ms()
-    # 5 to 15 ms of work each, the same for every run.
-    iterations = [int(per_ms * (5 + (i * 7919) % 11)) for i in range(CPU_SLICES)]
+def workload_iterations(per_ms: float, count: int) -> list[int]:
+    """5 to 15 ms of work each, the same for every run."""
+    return [int(per_ms * (5 + (i * 7919) % 11)) for i in range(count)]
+
+
+def wall_clock(repeats: int) -> None:
+    iterations = workload_iterations(calibrate_iterations_per_ms(), CPU_SLICES)
     runs: dict[str, list[dict[str, float]]] = {"on": [], "off": []}
     with tempfile.TemporaryDirectory() as directory:
         for _ in range(repeats):
@@ -111,13 +139,122 @@ def main() -> None:
             runs["off"].append(run_child(0.0, directory, iterations))
     median = {mode: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for mode, rs in runs.items()}
     cpu_ratio = median["on"]["cpu_ms"] / median["off"]["cpu_ms"]
+    thread_ratio = median["on"]["cpu_thread_ms"] / median["off"]["cpu_thread_ms"]
     pure_added = median["on"]["pure_us"] - median["off"]["pure_us"]
     print(f"Python {sys.version.split()[0]}, {repeats} repeats, medians")
-    print(f"{'':6} {'cpu slice ms':>13} {'pure step us':>13} {'cpu time sampled':>17}")
+    print(f"{'':6} {'cpu slice ms':>13} {'(thread cpu)':>13} {'pure step us':>13} {'cpu time sampled':>17}")
     for mode in ("off", "on"):
         m = median[mode]
-        print(f"{mode:6} {m['cpu_ms']:13.3f} {m['pure_us']:13.3f} {m['sampled_share']:17.1%}")
-    print(f"sampling: cpu slices x{cpu_ratio:.3f} (target <= 1.02), pure step {pure_added:+.3f} us (target <= 0.05)")
+        print(
+            f"{mode:6} {m['cpu_ms']:13.3f} {m['cpu_thread_ms']:13.3f} {m['pure_us']:13.3f} {m['sampled_share']:17.1%}"
+        )
+    print(
+        f"sampling: cpu slices x{cpu_ratio:.3f} wall, x{thread_ratio:.3f} loop-thread CPU (target <= 1.02), "
+        f"pure step {pure_added:+.3f} us (target <= 0.05)"
+    )
+
+
+def inclusive_instructions(callgrind_out: str, function: str) -> int:
+    """Instructions spent in `function` and what it called, in one thread's profile."""
+    listing = subprocess.run(
+        ["callgrind_annotate", "--inclusive=yes", "--threshold=100", callgrind_out],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    pattern = rf"^\s*([\d,]+) \([^)]*\)\s+\S*:{re.escape(function)} "
+    return sum(int(match.group(1).replace(",", "")) for match in re.finditer(pattern, listing, re.MULTILINE))
+
+
+def loop_thread_instructions(command: list[str], out_dir: str, name: str) -> tuple[int, dict[str, float]]:
+    """The loop thread's instructions of one run under callgrind, and the child's result (with, for
+    samples taken by pending calls, the instructions the interpreter's make_pending_calls took)."""
+    prefix = os.path.join(out_dir, name)
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    valgrind = ["setarch", "-R", "valgrind", "--tool=callgrind", "--separate-threads=yes"]
+    run = subprocess.run(
+        [*valgrind, f"--callgrind-out-file={prefix}", *command], check=True, capture_output=True, text=True, env=env
+    )
+    main_thread = Path(f"{prefix}-01").read_text(errors="replace")
+    match = re.search(r"^totals: (\d+)", main_thread, re.MULTILINE)
+    assert match, f"no totals in {prefix}-01"
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    result["pending_call_instructions"] = inclusive_instructions(f"{prefix}-01", "make_pending_calls")
+    result["in_aiocop"] = in_aiocop(Path(f"{prefix}-01"))
+    return int(match.group(1)), result
+
+
+def callgrind() -> None:
+    per_ms = calibrate_iterations_per_ms()
+    pure_us = statistics.median(asyncio.run(pure_workload(20_000, time.thread_time)) for _ in range(3))
+    counts: dict[tuple[str, str, int], tuple[int, dict[str, float]]] = {}
+    with tempfile.TemporaryDirectory() as out_dir:
+        trace = str(Path(out_dir) / "t.bin")
+        for mode, after in (("off", 0.0), ("on", 2.0)):
+            for n in CALLGRIND_SLICES:
+                command = child_command(after, trace, workload_iterations(per_ms, n), 0)
+                print(f"{mode}: {n} cpu slices ...", file=sys.stderr, flush=True)
+                counts[mode, "cpu", n] = loop_thread_instructions(command, out_dir, f"{mode}.cpu.{n}")
+            for n in CALLGRIND_STEPS:
+                print(f"{mode}: {n} pure steps ...", file=sys.stderr, flush=True)
+                command = child_command(after, trace, [], n)
+                counts[mode, "pure", n] = loop_thread_instructions(command, out_dir, f"{mode}.pure.{n}")
+
+    def added(mode: str, workload: str, sizes: tuple[int, int]) -> tuple[int, float]:
+        """Instructions and samples of the larger run minus the smaller."""
+        (small, small_result), (large, large_result) = (counts[mode, workload, n] for n in sizes)
+        return large - small, large_result["samples"] - small_result["samples"]
+
+    def in_aiocop_of(mode: str, workload: str, sizes: tuple[int, int]) -> float:
+        """Instructions in aiocop's native module of the larger run minus the smaller."""
+        small, large = (counts[mode, workload, n][1]["in_aiocop"] for n in sizes)
+        return large - small
+
+    off_cpu, _ = added("off", "cpu", CALLGRIND_SLICES)
+    on_cpu, on_samples = added("on", "cpu", CALLGRIND_SLICES)
+    extra_ms = sum(workload_iterations(per_ms, CALLGRIND_SLICES[1])[CALLGRIND_SLICES[0] :]) / per_ms
+    per_native_ms = off_cpu / extra_ms
+    per_sample = (on_cpu - off_cpu) / max(1, on_samples)
+    large = counts["on", "cpu", CALLGRIND_SLICES[1]][1]
+    pending_per_sample = large["pending_call_instructions"] / max(1, large["by_pending_call"])
+    steps = CALLGRIND_STEPS[1] - CALLGRIND_STEPS[0]
+    off_pure, _ = added("off", "pure", CALLGRIND_STEPS)
+    on_pure, _ = added("on", "pure", CALLGRIND_STEPS)
+    pure_added = (on_pure - off_pure) / steps
+    in_aiocop_added = {mode: in_aiocop_of(mode, "pure", CALLGRIND_STEPS) for mode in ("off", "on")}
+    pure_added_in_aiocop = (in_aiocop_added["on"] - in_aiocop_added["off"]) / steps
+    ns_per_instruction = pure_us * 1000 / (off_pure / steps)
+    print(f"Python {sys.version.split()[0]}, callgrind, loop thread")
+    print(f"cpu: {per_native_ms:,.0f} instructions per native ms of work; {on_samples:.0f} samples under valgrind")
+    print(
+        f"  {large['by_pending_call']} samples by pending call, {large['with_the_gil']} with the GIL; "
+        f"a pending call's sample costs {pending_per_sample:,.0f} instructions (make_pending_calls, inclusive): "
+        f"at 1 per ms, x{1 + pending_per_sample / per_native_ms:.4f} (target <= 1.02)"
+    )
+    print(
+        f"  the whole loop thread, on - off: {per_sample:+,.0f} instructions per sample, "
+        f"x{1 + per_sample / per_native_ms:.4f} at 1 per ms (this difference has a noise of ~10,000 per sample)"
+    )
+    print(
+        f"pure: {off_pure / steps:,.0f} instructions per step off; on, {pure_added_in_aiocop:+,.1f} in aiocop's code "
+        f"(~{pure_added_in_aiocop * ns_per_instruction / 1000:+.4f} us at {pure_us:.3f} us per step; target <= 0.05), "
+        f"{pure_added:+,.0f} on the whole loop thread (a noise of a few hundred)"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--quick", action="store_true", help="--repeats 3")
+    parser.add_argument("--callgrind", action="store_true", help="count instructions instead of timing")
+    parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(float(args.child[0]), args.child[1], json.loads(args.child[2]), int(args.child[3]))
+    elif args.callgrind:
+        callgrind()
+    else:
+        wall_clock(3 if args.quick else args.repeats)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ mod audited;
 mod clock;
 mod config;
 mod emit;
+mod eval_breaker;
 mod ffi;
 mod handle_slots;
 mod hook;
@@ -185,6 +186,21 @@ fn replace_sampler_settings(
     if let Ok(mut kept) = SAMPLER_ARGUMENTS.lock() {
         *kept = Some(arguments);
     }
+}
+
+/// How recording samples slices on the main thread: "pending call" (3.13),
+/// "pending call, eval breaker set" (3.11, 3.12), or a fallback taking the
+/// GIL ("GIL, switch interval lowered" on 3.11, "GIL").
+#[pyfunction]
+fn main_thread_sampling_method() -> &'static str {
+    sampler::main_thread_sampling_method()
+}
+
+/// Recording's samples so far in this process: pending calls queued, the
+/// samples they took, and the samples taken with the GIL.
+#[pyfunction]
+fn recording_sample_counts() -> (u64, u64, u64) {
+    sampler::recording_sample_counts()
 }
 
 /// Writes the trace out when SIGTERM's default action would kill the
@@ -469,6 +485,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(replace_sampler_settings, m)?)?;
     m.add_function(wrap_pyfunction!(set_sampler_started, m)?)?;
     m.add_function(wrap_pyfunction!(stop_recording_on_sigterm, m)?)?;
+    m.add_function(wrap_pyfunction!(main_thread_sampling_method, m)?)?;
+    m.add_function(wrap_pyfunction!(recording_sample_counts, m)?)?;
     m.add_function(wrap_pyfunction!(watchdog_thread_needed, m)?)?;
     m.add_function(wrap_pyfunction!(is_sampler_started, m)?)?;
     m.add_function(wrap_pyfunction!(start_recording, m)?)?;

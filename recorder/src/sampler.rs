@@ -14,21 +14,22 @@
 //! rules). Taking the GIL to sample would wait for the loop thread to give
 //! it up, which it does only every `sys.getswitchinterval()` (5 ms): too
 //! late for a 3 ms slice. So:
-//! - On 3.13, for the main thread, the watchdog asks the interpreter to run
+//! - For the main thread, the watchdog asks the interpreter to run
 //!   [`take_pending_sample`] there, with `Py_AddPendingCall` (no GIL or
 //!   thread state needed): it runs at the loop thread's next eval-breaker
-//!   check, inside the busy code, which then walks its own stack.
-//! - On 3.11 and 3.12 a pending call queued from another thread does not
-//!   set the main thread's eval breaker (it is computed for the calling
-//!   thread), so it would wait for the next GIL switch anyway. On 3.11 the
-//!   watchdog takes the GIL with the switch interval lowered to
-//!   [`SAMPLING_SWITCH_INTERVAL_US`] for the time it waits: the loop thread
-//!   is asked to drop the GIL after that much, not 5 ms. That works for
-//!   loops on any thread.
-//! - On 3.12 (whose `_PyEval_SetSwitchInterval` needs a thread state) and
-//!   for loops off the main thread on 3.13 (where it is not exported), the
-//!   watchdog takes the GIL at the program's switch interval: those long
-//!   slices get fewer samples (see the README for what each way gives).
+//!   check, inside the busy code, which then walks its own stack. On 3.13
+//!   that is all it takes. On 3.11 and 3.12 a pending call queued from
+//!   another thread does not set the main thread's eval breaker (it is
+//!   computed for the calling thread), so the watchdog then sets it
+//!   ([`eval_breaker`]).
+//! - For loops off the main thread, and where [`eval_breaker`] is not
+//!   usable, the watchdog takes the GIL. On 3.11 it lowers the switch
+//!   interval to [`SAMPLING_SWITCH_INTERVAL_US`] for the time it waits: the
+//!   loop thread is asked to drop the GIL after that much, not 5 ms. On 3.12
+//!   (whose `_PyEval_SetSwitchInterval` needs a thread state) and 3.13
+//!   (which does not export it) it waits the program's switch interval:
+//!   those long slices get fewer samples (see the README for what each way
+//!   gives), and each costs the loop thread a GIL hand-off.
 //!
 //! Each thread that runs monitored callbacks gets a slot; the hot path only
 //! stores two atomics into it on entry and one on exit, plus a load to see
@@ -36,7 +37,7 @@
 //! it only to capture a stack of a slice that is already old.
 
 use crate::{
-    clock, config,
+    clock, config, eval_breaker,
     stacks::{self, StackId},
 };
 use pyo3::prelude::*;
@@ -66,13 +67,17 @@ struct Slot {
     /// Recording's samples: when the next one is due for the running
     /// slice (0: none), ...
     recording_due_ns: AtomicU64,
-    /// ... the slice a pending call was queued for (0: none queued), and
-    /// when, ...
-    recording_pending: AtomicU64,
-    recording_pending_since_ns: AtomicU64,
     /// ... and the slice the samples taken belong to, and the samples.
     recording_slice: AtomicU64,
     recording_samples: Mutex<Vec<StackId>>,
+    /// Samples the loop thread takes of itself (pending calls): the slice a
+    /// call was queued for (0: none queued), and when, ...
+    pending_for: AtomicU64,
+    pending_since_ns: AtomicU64,
+    /// ... and the slices it should take a monitor's and a recording's
+    /// sample of (0: none).
+    monitor_wanted: AtomicU64,
+    recording_wanted: AtomicU64,
 }
 
 #[allow(clippy::declare_interior_mutable_const)]
@@ -82,10 +87,12 @@ const EMPTY_SLOT: Slot = Slot {
     sampled_slice: AtomicU64::new(0),
     samples: Mutex::new(Vec::new()),
     recording_due_ns: AtomicU64::new(0),
-    recording_pending: AtomicU64::new(0),
-    recording_pending_since_ns: AtomicU64::new(0),
     recording_slice: AtomicU64::new(0),
     recording_samples: Mutex::new(Vec::new()),
+    pending_for: AtomicU64::new(0),
+    pending_since_ns: AtomicU64::new(0),
+    monitor_wanted: AtomicU64::new(0),
+    recording_wanted: AtomicU64::new(0),
 };
 static SLOTS: [Slot; MAX_SLOTS] = [EMPTY_SLOT; MAX_SLOTS];
 static SLOTS_USED: AtomicUsize = AtomicUsize::new(0);
@@ -193,9 +200,38 @@ pub fn set_recording_sampling(py: Python<'_>, after_ns: u64, interval_ns: u64) {
     }
     let version = py.version_info();
     PENDING_CALLS_REACH_THE_MAIN_THREAD.store((version.major, version.minor) >= (3, 13), Relaxed);
+    if after_ns != 0 && current_thread_ident() == MAIN_THREAD_IDENT.load(Relaxed) {
+        eval_breaker::check_on_main_thread(py);
+    }
     SWITCH_INTERVAL_SETTABLE_WITHOUT_THE_GIL.store((version.major, version.minor) == (3, 11), Relaxed);
     RECORDING_INTERVAL_NS.store(interval_ns.max(MIN_SLEEP_NS), Relaxed);
     RECORDING_AFTER_NS.store(after_ns, Relaxed);
+}
+
+/// How recording's samples were asked for, since the process started:
+/// pending calls queued, pending calls that ran while their slice still
+/// did (and so took a sample), and samples taken with the GIL.
+static PENDING_QUEUED: AtomicU64 = AtomicU64::new(0);
+static PENDING_SAMPLED: AtomicU64 = AtomicU64::new(0);
+static GIL_SAMPLED: AtomicU64 = AtomicU64::new(0);
+
+/// (pending calls queued, samples they took, samples taken with the GIL).
+pub fn recording_sample_counts() -> (u64, u64, u64) {
+    (PENDING_QUEUED.load(Relaxed), PENDING_SAMPLED.load(Relaxed), GIL_SAMPLED.load(Relaxed))
+}
+
+/// How recording takes samples of slices on the main thread here (for the
+/// README's table, and tests); valid once recording's sampling was set.
+pub fn main_thread_sampling_method() -> &'static str {
+    if PENDING_CALLS_REACH_THE_MAIN_THREAD.load(Relaxed) {
+        "pending call"
+    } else if eval_breaker::usable() {
+        "pending call, eval breaker set"
+    } else if switch_interval_functions().is_some() {
+        "GIL, switch interval lowered"
+    } else {
+        "GIL"
+    }
 }
 
 /// The recording's sampling in force: (after_ns, interval_ns), after 0 when off.
@@ -264,8 +300,10 @@ pub fn after_fork_in_child() {
         slot.sampled_slice.store(0, Relaxed);
         slot.thread_ident.store(0, Relaxed);
         slot.recording_due_ns.store(0, Relaxed);
-        slot.recording_pending.store(0, Relaxed);
         slot.recording_slice.store(0, Relaxed);
+        slot.pending_for.store(0, Relaxed);
+        slot.monitor_wanted.store(0, Relaxed);
+        slot.recording_wanted.store(0, Relaxed);
     }
     SLOTS_USED.store(0, Relaxed);
     MY_SLOT.set(None);
@@ -286,8 +324,50 @@ fn effective_timing(settings: &Settings) -> (u64, u64) {
     (arm, idle)
 }
 
+/// When the monitor's next sample of a slot's slice is due: `arm` after the
+/// slice started, then every `interval` (the watchdog's own bookkeeping, so
+/// that waking more often for recording's samples does not take more).
+#[derive(Clone, Copy, Default)]
+struct MonitorDue {
+    slice: u64,
+    due_ns: u64,
+}
+
+impl MonitorDue {
+    fn take_if_due(&mut self, start: u64, now: u64, arm_ns: u64, interval_ns: u64) -> bool {
+        if self.slice != start {
+            *self = MonitorDue { slice: start, due_ns: start + arm_ns };
+        }
+        let due = now >= self.due_ns;
+        if due {
+            self.due_ns = now + interval_ns;
+        }
+        due
+    }
+}
+
+/// Whether recording's next sample of the slot's running slice is due; if
+/// so, the one after is due an interval from now.
+fn take_recording_due(slot: &Slot, now: u64, interval_ns: u64) -> bool {
+    let due = slot.recording_due_ns.load(Relaxed);
+    let is_due = due != 0 && now >= due;
+    if is_due {
+        slot.recording_due_ns.store(now + interval_ns, Relaxed);
+    }
+    is_due
+}
+
+/// The samples the watchdog wants of a running slice at one wake-up.
+#[derive(Clone, Copy)]
+struct Wanted {
+    monitor: bool,
+    recording: bool,
+}
+
 fn watchdog_loop() {
-    let mut sleep_ns = MAX_IDLE_NS;
+    // Look soon after starting: a slice may be running already.
+    let mut sleep_ns = MIN_SLEEP_NS;
+    let mut monitor_due = [MonitorDue::default(); MAX_SLOTS];
     while !STOP.load(Relaxed) {
         std::thread::sleep(Duration::from_nanos(sleep_ns));
         let monitor_sampling = RUNNING.load(Relaxed);
@@ -308,13 +388,12 @@ fn watchdog_loop() {
                 continue;
             }
             any_running = true;
-            if monitor_sampling && now.saturating_sub(start) >= arm_ns {
-                sample(slot, start, max_samples, depth);
-            }
-            let due = slot.recording_due_ns.load(Relaxed);
-            if recording_after_ns != 0 && due != 0 && now >= due {
-                slot.recording_due_ns.store(now + recording_interval_ns, Relaxed);
-                sample_for_recording(index, slot, start);
+            let wanted = Wanted {
+                monitor: monitor_sampling && monitor_due[index].take_if_due(start, now, arm_ns, interval_ns),
+                recording: recording_after_ns != 0 && take_recording_due(slot, now, recording_interval_ns),
+            };
+            if wanted.monitor || wanted.recording {
+                sample_now(index, slot, start, wanted, (max_samples, depth));
             }
         }
         sleep_ns = next_sleep_ns(any_running, monitor_sampling, (interval_ns, idle_ns), recording_after_ns);
@@ -390,48 +469,84 @@ static PENDING_CALLS_REACH_THE_MAIN_THREAD: AtomicBool = AtomicBool::new(false);
 /// state (3.11: one GIL for the runtime).
 static SWITCH_INTERVAL_SETTABLE_WITHOUT_THE_GIL: AtomicBool = AtomicBool::new(false);
 
-/// Takes one of recording's samples of the slice of `start` in `slot`.
-fn sample_for_recording(index: usize, slot: &Slot, start: u64) {
+/// Takes the samples wanted of the slice of `start` in `slot`: on the main
+/// thread, where pending calls reach it, by asking it to sample itself; else
+/// by taking the GIL. `monitor` is the monitor's (max samples, depth).
+fn sample_now(index: usize, slot: &Slot, start: u64, wanted: Wanted, monitor: (usize, usize)) {
     let main_thread = slot.thread_ident.load(Relaxed) == MAIN_THREAD_IDENT.load(Relaxed);
-    if !(main_thread && PENDING_CALLS_REACH_THE_MAIN_THREAD.load(Relaxed)) {
-        return sample_with_the_gil(slot, start);
+    let pending_calls_reach_it = PENDING_CALLS_REACH_THE_MAIN_THREAD.load(Relaxed) || eval_breaker::usable();
+    if main_thread && pending_calls_reach_it {
+        return ask_the_loop_thread(index, slot, start, wanted);
+    }
+    if wanted.monitor {
+        sample(slot, start, monitor.0, monitor.1);
+    }
+    if wanted.recording {
+        sample_with_the_gil(slot, start);
+    }
+}
+
+/// Queues [`take_pending_sample`] for the slice of `start`, which takes
+/// the samples wanted when the loop thread runs it.
+fn ask_the_loop_thread(index: usize, slot: &Slot, start: u64, wanted: Wanted) {
+    if wanted.monitor {
+        slot.monitor_wanted.store(start, Relaxed);
+    }
+    if wanted.recording {
+        slot.recording_wanted.store(start, Relaxed);
     }
     // One pending call per slice at a time: the interpreter's queue is
     // short (32). A call queued for an earlier slice runs, finds its slice
     // over and does nothing.
     let now = clock::now_ns();
-    if slot.recording_pending.load(Relaxed) == start {
+    if slot.pending_for.load(Acquire) == start {
         // Not serviced yet: the eval breaker can be missed (the bit goes to
         // the thread holding the GIL at that instant). Taking the GIL makes
         // the loop thread drop and take it again, and so run the call.
-        if now.saturating_sub(slot.recording_pending_since_ns.load(Relaxed)) > 2 * RECORDING_INTERVAL_NS.load(Relaxed) {
+        let late = now.saturating_sub(slot.pending_since_ns.load(Relaxed)) > 2 * RECORDING_INTERVAL_NS.load(Relaxed);
+        if wanted.recording && late {
             sample_with_the_gil(slot, start);
         }
         return;
     }
-    slot.recording_pending_since_ns.store(now, Relaxed);
-    slot.recording_pending.store(start, Relaxed);
+    slot.pending_since_ns.store(now, Relaxed);
+    slot.pending_for.store(start, Release);
     // SAFETY: Py_AddPendingCall needs neither the GIL nor a thread state;
     // the argument is a slot index, valid for the life of the process.
     let queued = unsafe { pyo3::ffi::Py_AddPendingCall(Some(take_pending_sample), index as *mut c_void) };
     if queued != 0 {
-        slot.recording_pending.store(0, Relaxed);
+        slot.pending_for.store(0, Relaxed);
+    } else {
+        PENDING_QUEUED.fetch_add(1, Relaxed);
+        eval_breaker::signal_main_thread();
     }
 }
 
 /// Runs on the main thread, holding the GIL, at its next eval-breaker check:
-/// samples its own stack for the slice the call was queued for, if that
-/// slice still runs. Never raises.
+/// takes the samples wanted of its own stack, if the slice the call was
+/// queued for still runs. Never raises.
 extern "C" fn take_pending_sample(index: *mut c_void) -> c_int {
     let Some(slot) = SLOTS.get(index as usize) else { return 0 };
-    let wanted = slot.recording_pending.swap(0, Relaxed);
-    if wanted == 0 || slot.slice_start_ns.load(Acquire) != wanted {
+    let queued_for = slot.pending_for.swap(0, Acquire);
+    let running = slot.slice_start_ns.load(Acquire);
+    if queued_for == 0 || running != queued_for {
         return 0;
     }
     // SAFETY: pending calls run on the main thread with the GIL held.
     let py = unsafe { Python::assume_attached() };
-    if let Some(stack) = stacks::capture_current(py, config::trace_depth()) {
-        push_recording_sample(slot, wanted, stack);
+    if slot.recording_wanted.swap(0, Relaxed) == running {
+        if let Some(stack) = stacks::capture_current(py, config::trace_depth()) {
+            PENDING_SAMPLED.fetch_add(1, Relaxed);
+            push_recording_sample(slot, running, stack);
+        }
+    }
+    if slot.monitor_wanted.swap(0, Relaxed) == running {
+        let Ok((max_samples, depth)) = SETTINGS.lock().map(|s| (s.max_samples_per_slice, s.trace_depth)) else {
+            return 0;
+        };
+        if let Some(stack) = stacks::capture_current(py, depth) {
+            push_sample(&slot.sampled_slice, &slot.samples, running, stack, max_samples);
+        }
     }
     0
 }
@@ -467,20 +582,27 @@ fn sample_with_the_gil(slot: &Slot, start: u64) {
         let stack = thread_frame(py, slot.thread_ident.load(Relaxed))
             .and_then(|frame| stacks::capture_from(py, &frame, config::trace_depth()));
         if let (Some(stack), true) = (stack, slot.slice_start_ns.load(Acquire) == start) {
+            GIL_SAMPLED.fetch_add(1, Relaxed);
             push_recording_sample(slot, start, stack);
         }
     });
 }
 
 fn push_recording_sample(slot: &Slot, start: u64, stack: StackId) {
-    let Ok(mut samples) = slot.recording_samples.try_lock() else { return };
-    if slot.recording_slice.load(Relaxed) != start {
+    push_sample(&slot.recording_slice, &slot.recording_samples, start, stack, MAX_RECORDING_SAMPLES);
+}
+
+/// Adds a sample of the slice of `start` to `samples`, which `owner` says
+/// are of that slice (those of an earlier one, never taken, are dropped).
+fn push_sample(owner: &AtomicU64, samples: &Mutex<Vec<StackId>>, start: u64, stack: StackId, max: usize) {
+    let Ok(mut samples) = samples.try_lock() else { return };
+    if owner.load(Relaxed) != start {
         samples.clear();
     }
-    if samples.len() < MAX_RECORDING_SAMPLES {
+    if samples.len() < max {
         samples.push(stack);
     }
-    slot.recording_slice.store(start, Release);
+    owner.store(start, Release);
 }
 
 fn sample(slot: &Slot, start: u64, max_samples: usize, depth: usize) {
@@ -495,14 +617,7 @@ fn sample(slot: &Slot, start: u64, max_samples: usize, depth: usize) {
         // The slice may have ended while we waited for the GIL: its frames
         // would then belong to whatever runs now.
         let (Some(stack), true) = (stack, slot.slice_start_ns.load(Acquire) == start) else { return };
-        let Ok(mut samples) = slot.samples.try_lock() else { return };
-        if slot.sampled_slice.load(Relaxed) != start {
-            samples.clear();
-        }
-        if samples.len() < max_samples {
-            samples.push(stack);
-        }
-        slot.sampled_slice.store(start, Release);
+        push_sample(&slot.sampled_slice, &slot.samples, start, stack, max_samples);
     });
 }
 
