@@ -468,8 +468,10 @@ How the flame graph is made:
     - any other slice (and one whose every event is ignored) is one frame,
       what ran.
   Every stack sits on a root frame, what ran (the coroutine or callback
-  qualname), so a callback's width is its whole busy time. Frames read
-  'function (path:line)', outermost at the bottom.
+  qualname), so a callback's width is its whole busy time; the loop's own
+  frames, from the script's <module> to asyncio's Handle._run, are left out
+  (what ran stands for them). Frames read 'function (path:line)', outermost
+  at the bottom.
   --diff BASE draws this run (red: more time) against the base run (blue:
   less), the base's time scaled to this run's total, with frames named by
   their identity (module:qualname where the trace records it, else

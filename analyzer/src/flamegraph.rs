@@ -17,7 +17,8 @@
 //!
 //! Every line starts with what ran (the slice's coroutine or callback
 //! qualname), so a callback's width is its busy time and its own box is the
-//! time no stack explains. Frames read `function (path:line)`, or by their
+//! time no stack explains; the loop's own frames outside asyncio's
+//! `Handle._run` are left out. Frames read `function (path:line)`, or by their
 //! identity ([`crate::identity`]) for a differential graph, whose sides must
 //! name a frame alike across releases.
 //!
@@ -28,7 +29,7 @@ use crate::group::{IgnoreSet, StackResolver};
 use crate::identity::{frame_facts, frame_identity, PathContext};
 use crate::loop_time::apportion;
 use aiocop_trace::frame::short_path;
-use aiocop_trace::records::{StackId, StringId, TraceHeader};
+use aiocop_trace::records::{FrameId, StackId, StringId, TraceHeader};
 use aiocop_trace::Dictionary;
 use rustc_hash::FxHashMap;
 use std::fmt::Write as _;
@@ -169,6 +170,17 @@ impl StackNames<'_> {
                     None => format!("<unknown stack {stack}>"),
                 };
             };
+            // The loop's own frames, from the script's `<module>` down to
+            // asyncio's `Handle._run`, are the same in every stack: what ran,
+            // the root, stands for them.
+            let is_loop_run = |frame: &FrameId| {
+                frame_facts(dictionary, *frame)
+                    .is_some_and(|f| f.function == "_run" && f.path.replace('\\', "/").ends_with("/asyncio/events.py"))
+            };
+            let frames = match frames.iter().position(is_loop_run) {
+                Some(at) if at > 0 => &frames[..at],
+                _ => frames,
+            };
             let mut text = String::new();
             for (at, &frame) in frames.iter().rev().enumerate() {
                 if at > 0 {
@@ -200,10 +212,14 @@ fn options(text: &SvgText) -> inferno::flamegraph::Options<'static> {
     let mut options = inferno::flamegraph::Options::default();
     options.title = text.title.clone();
     options.subtitle = text.subtitle.clone();
-    options.colors = inferno::flamegraph::color::Palette::Multi(inferno::flamegraph::color::MultiPalette::Python);
-    // Colours by name, not by chance: the same picture for the same trace.
+    // inferno's Python palette tells the standard library by `pythonX.Y` in
+    // a frame's path, which shortened paths no longer hold: the classic
+    // palette, coloured by name, not by chance (the same picture for the same trace).
+    options.colors = inferno::flamegraph::color::Palette::Basic(inferno::flamegraph::color::BasicPalette::Hot);
     options.hash = true;
     options.deterministic = true;
+    // A narrow frame keeps its function's name, the start of its text.
+    options.text_truncate_direction = inferno::flamegraph::TextTruncateDirection::Right;
     // Counts are nanoseconds; tooltips show microseconds.
     options.count_name = "µs".to_owned();
     options.factor = 0.001;
@@ -260,14 +276,18 @@ mod tests {
     use crate::aggregate::{ChunkOptions, Extra};
     use aiocop_trace::records::{Chunk, EventRecord, Frame, SliceRecord};
 
-    /// Strings: 0 app.py, 1 handler, 2 load, 3 "main", 4 "tick"; frames 10
-    /// app.py:5:load, 11 app.py:9:handler; stacks 20 (load <- handler), 21 (handler).
+    /// Strings: 0 app.py, 1 handler, 2 load, 3 "main", 4 "tick", 5 asyncio's
+    /// events.py, 6 _run; frames 10 app.py:5:load, 11 app.py:9:handler, 12
+    /// events.py:88:_run, 13 app.py:1:handler; stacks 20 (load <- handler), 21
+    /// (handler <- _run <- handler: the loop's frames, outside, are left out).
     fn chunk(slices: Vec<SliceRecord>) -> Chunk {
-        let strings = ["/srv/app/app.py", "handler", "load", "main", "tick"];
+        let strings =
+            ["/srv/app/app.py", "handler", "load", "main", "tick", "/usr/lib/python3.12/asyncio/events.py", "_run"];
+        let frame = |file, line, function| Frame { file, line, function };
         Chunk {
             strings: strings.iter().enumerate().map(|(i, s)| (i as u32, (*s).to_owned())).collect(),
-            frames: vec![(10, Frame { file: 0, line: 5, function: 2 }), (11, Frame { file: 0, line: 9, function: 1 })],
-            stacks: vec![(20, vec![10, 11]), (21, vec![11])],
+            frames: vec![(10, frame(0, 5, 2)), (11, frame(0, 9, 1)), (12, frame(5, 88, 6)), (13, frame(0, 1, 1))],
+            stacks: vec![(20, vec![10, 11]), (21, vec![11, 12, 13])],
             slices,
             ..Chunk::default()
         }
