@@ -476,7 +476,9 @@ How the flame graph is made:
   less), the base's time scaled to this run's total, with frames named by
   their identity (module:qualname where the trace records it, else
   relative/path.py:function), so that a moved line or another deployment
-  directory is the same frame.";
+  directory is the same frame. Only this run's stacks are drawn: one the
+  base had alone has no width here (swap the sides to see it). Tooltips give
+  each frame's time and, after the ';', its change as a share of the total.";
 
 /// `aiocop-analyze timeline`.
 #[derive(Clone, Debug, Args)]

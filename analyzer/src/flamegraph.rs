@@ -70,21 +70,39 @@ impl Folded {
 
     /// The lines, sorted (as `inferno` wants them), each `stack nanoseconds`.
     pub fn lines(&self) -> Vec<String> {
-        let mut lines: Vec<String> = self.stacks.iter().map(|(stack, ns)| format!("{stack} {ns}")).collect();
+        self.lines_in(1)
+    }
+
+    /// The lines with their time in units of `unit_ns`, rounded; those that
+    /// round to 0 are left out.
+    fn lines_in(&self, unit_ns: u64) -> Vec<String> {
+        let mut lines: Vec<String> = self
+            .stacks
+            .iter()
+            .map(|(stack, ns)| (stack, ns.saturating_add(unit_ns / 2) / unit_ns))
+            .filter(|&(_, units)| units > 0)
+            .map(|(stack, units)| format!("{stack} {units}"))
+            .collect();
         lines.sort_unstable();
         lines
     }
 
-    /// The collapsed-stack text: one line each, sorted.
+    /// The collapsed-stack text: one line each, sorted, in nanoseconds.
     pub fn text(&self) -> String {
-        let mut text = String::new();
-        for line in self.lines() {
-            text.push_str(&line);
-            text.push('\n');
-        }
-        text
+        lines_text(&self.lines())
     }
+}
 
+fn lines_text(lines: &[String]) -> String {
+    let mut text = String::new();
+    for line in lines {
+        text.push_str(line);
+        text.push('\n');
+    }
+    text
+}
+
+impl Folded {
     /// Adds file `aggregate` (read with [`crate::aggregate::Extra::What`],
     /// so that sampled slices keep what ran), through its whole dictionary.
     pub fn add_file(
@@ -220,16 +238,19 @@ fn options(text: &SvgText) -> inferno::flamegraph::Options<'static> {
     options.deterministic = true;
     // A narrow frame keeps its function's name, the start of its text.
     options.text_truncate_direction = inferno::flamegraph::TextTruncateDirection::Right;
-    // Counts are nanoseconds; tooltips show microseconds.
+    // The SVG's counts are microseconds (not nanoseconds with inferno's
+    // `factor`: it scales the counts shown, not a differential's deltas).
     options.count_name = "µs".to_owned();
-    options.factor = 0.001;
     options.name_type = String::new();
     options
 }
 
+/// The SVG's unit of time: a microsecond.
+const SVG_UNIT_NS: u64 = 1_000;
+
 /// The flame graph of `folded`, as SVG.
 pub fn svg(folded: &Folded, text: &SvgText) -> std::io::Result<Vec<u8>> {
-    let lines = folded.lines();
+    let lines = folded.lines_in(SVG_UNIT_NS);
     let mut out = Vec::new();
     if lines.is_empty() {
         // inferno refuses an empty profile; an empty window still gets a picture.
@@ -245,7 +266,8 @@ pub fn svg(folded: &Folded, text: &SvgText) -> std::io::Result<Vec<u8>> {
 pub fn differential_svg(base: &Folded, new: &Folded, text: &SvgText) -> std::io::Result<Vec<u8>> {
     let mut both = Vec::new();
     let differential = inferno::differential::Options { normalize: true, strip_hex: false };
-    inferno::differential::from_readers(differential, base.text().as_bytes(), new.text().as_bytes(), &mut both)?;
+    let (base, new) = (lines_text(&base.lines_in(SVG_UNIT_NS)), lines_text(&new.lines_in(SVG_UNIT_NS)));
+    inferno::differential::from_readers(differential, base.as_bytes(), new.as_bytes(), &mut both)?;
     let both = String::from_utf8_lossy(&both);
     let mut lines: Vec<&str> = both.lines().filter(|line| !line.trim().is_empty()).collect();
     if lines.is_empty() {
@@ -357,6 +379,10 @@ mod tests {
         assert!(empty.starts_with("<?xml") && empty.contains("nothing to draw"));
         let diff = differential_svg(&Folded::default(), &folded, &text).unwrap();
         assert!(String::from_utf8(diff).unwrap().contains("load (/srv/app/app.py:5)"));
+        // Against itself at twice the time: normalized, nothing changed.
+        let twice = Folded { stacks: folded.stacks.iter().map(|(k, ns)| (k.clone(), 2 * ns)).collect() };
+        let same = String::from_utf8(differential_svg(&twice, &folded, &text).unwrap()).unwrap();
+        assert!(same.contains("<title>load (/srv/app/app.py:5) (10 µs, 100.00%; 0.00%)</title>"), "{same}");
     }
 
     fn svg_of_nothing() -> Vec<u8> {

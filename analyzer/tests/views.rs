@@ -235,6 +235,8 @@ fn the_svg_names_the_frames_and_the_diff_matches_them_by_identity() {
     assert!(svg.contains("v2 against v1"));
     // Frames by identity, without lines; the base's build_report is gone (width 0 in v2).
     assert!(svg.contains("handlers.py:get_user") && !svg.contains("(shop/handlers.py:42)"), "{svg}");
+    // v1's 75 ms of 578 in get_user, scaled to v2's 113 ms total, against v2's 110 ms: +84% of the total.
+    assert!(svg.contains("<title>handlers.py:get_user (110,000 µs, 97.35%; +84.37%)</title>"), "{svg}");
 }
 
 #[test]
