@@ -754,14 +754,19 @@ pub fn run_timeline(args: TimelineArgs) -> Result<(), AnalyzeError> {
             let name = path.display().to_string();
             let failed = |source| AnalyzeError::Output { path: name.clone(), source };
             let file = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(path).map_err(failed)?);
-            if path.extension().is_some_and(|e| e == "gz") {
+            let written = if path.extension().is_some_and(|e| e == "gz") {
                 let mut gzip = flate2::write::GzEncoder::new(file, flate2::Compression::fast());
-                let outcomes = write(&mut gzip, &name)?;
-                gzip.finish().and_then(|mut file| file.flush()).map_err(failed)?;
-                outcomes
+                write(&mut gzip, &name).and_then(|outcomes| {
+                    gzip.finish().and_then(|mut file| file.flush()).map_err(failed).map(|()| outcomes)
+                })
             } else {
-                write(&mut { file }, &name)?
+                write(&mut { file }, &name)
+            };
+            // Not a timeline cut short at an unusable trace: no file at all.
+            if written.is_err() {
+                let _ = std::fs::remove_file(path);
             }
+            written?
         }
     };
     let (mut slices, mut short) = (0, 0);

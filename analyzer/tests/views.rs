@@ -105,6 +105,14 @@ fn the_timeline_keeps_to_the_window_drops_short_slices_and_gzips() {
     let json: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(slices(&json).len(), 7);
 
+    // --label picks the traces, --threshold-ms who overran.
+    let (_, two) = write_fleet(&dir);
+    let json = timeline(&[path(&one), path(&two), "--label", "v2", "--threshold-ms", "100"]);
+    let overran: Vec<bool> = slices(&json).iter().map(|s| s["args"]["overran"].as_bool().unwrap()).collect();
+    assert_eq!(overran, [true, false]);
+    let processes = events(&json).iter().filter(|e| e["name"] == "process_name").count();
+    assert_eq!(processes, 1);
+
     let output = run(["timeline", path(&one), "--tracks", "task"]);
     ok(&output);
     let json: Value = serde_json::from_str(&stdout(&output)).unwrap();
@@ -151,7 +159,19 @@ fn bad_outputs_windows_and_damaged_traces() {
     assert!(stderr(&output).starts_with(&warning));
     assert!(!stdout(&output).contains("build_report"), "{}", stdout(&output));
     assert!(stdout(&output).contains("handle_request;handle_request (shop/handlers.py:10);get_user"));
-    let _ = two;
+
+    // A trace with no readable chunk is unusable: exit 2, and no half-written timeline left.
+    let mut ruined = fs::read(&two).unwrap();
+    let trace = aiocop_trace::TraceFile::open(&two).unwrap();
+    for index in 0..trace.chunk_count() {
+        ruined[trace.chunk_info(index).unwrap().offset as usize + 20] ^= 0x40;
+    }
+    let ruined_path = dir.join("ruined.bin");
+    fs::write(&ruined_path, ruined).unwrap();
+    let out = dir.join("t.json");
+    let output = run(["timeline", path(&one), path(&ruined_path), "-o", path(&out)]);
+    assert_one_line_error(&output, &format!("'{}': chunk 0 is corrupt", path(&ruined_path)));
+    assert!(!out.exists());
 }
 
 /// Folded lines as (stack, ns).
