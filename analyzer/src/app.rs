@@ -527,7 +527,12 @@ pub(crate) fn read_side(paths: &[PathBuf], options: &ReadOptions<'_>) -> Result<
         };
         let header = trace.header();
         let chunk_options = ChunkOptions {
-            extra: resolve::extra_for(&filters.by, context_id),
+            // A flame graph roots sampled stacks at what ran: signatures keep
+            // it where `--by` has no other use for their extra key.
+            extra: match (resolve::extra_for(&filters.by, context_id), options.flame) {
+                (crate::aggregate::Extra::None, Some(_)) => crate::aggregate::Extra::What,
+                (extra, _) => extra,
+            },
             threshold_ns,
             since_ns,
             until_ns,
@@ -786,13 +791,11 @@ pub fn run_timeline(args: TimelineArgs) -> Result<(), AnalyzeError> {
     Ok(())
 }
 
-/// `flamegraph`: the traces read as a report reads them, keeping what ran
-/// in every signature (`--by task`), folded by [`crate::flamegraph`].
+/// `flamegraph`: the traces read as a report reads them, with
+/// [`ReadOptions::flame`], folded by [`crate::flamegraph`].
 pub fn run_flamegraph(args: FlamegraphArgs) -> Result<(), AnalyzeError> {
     use crate::flamegraph::{FrameNames, SvgText};
-    let mut filters = args.filters.clone();
-    filters.by = GroupBy::Task;
-    let mut options = ReadOptions::new(&filters)?;
+    let mut options = ReadOptions::new(&args.filters)?;
     let names = if args.diff.is_empty() { FrameNames::Shown } else { FrameNames::Identity };
     options.flame = Some(names);
     let destination = Destination::new(args.output.as_deref());

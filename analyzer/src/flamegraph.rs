@@ -104,7 +104,10 @@ fn lines_text(lines: &[String]) -> String {
 
 impl Folded {
     /// Adds file `aggregate` (read with [`crate::aggregate::Extra::What`],
-    /// so that sampled slices keep what ran), through its whole dictionary.
+    /// so that sampled slices keep what ran, as `read_side` reads with
+    /// `ReadOptions::flame` unless `--by context:KEY` needs the extra key:
+    /// then sampled stacks sit on `<what ran not kept>`), through its whole
+    /// dictionary.
     pub fn add_file(
         &mut self,
         header: &TraceHeader,
