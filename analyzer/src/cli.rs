@@ -434,9 +434,9 @@ What the timeline holds (Chrome trace event format, JSON):
                       sample), with args stack, at the time the sampler was
                       due (recording's sampling), else spread evenly over
                       their slice
-    stalls            complete events (cat stall) on the thread's track,
-                      around the back-to-back slices they are made of (see
-                      `aiocop-analyze --help`)
+    stalls            complete events (cat stall) on a track beside their
+                      thread's, spanning the back-to-back slices they are
+                      made of (see `aiocop-analyze --help`)
   --min-ms leaves out shorter slices with their events and samples, and a
   note on stderr says how many; stalls are found from every slice.
   The file is written as the trace is read, chunk by chunk: memory holds a

@@ -6,7 +6,7 @@
 //! or with [`Tracks::Task`] each task. A slice is a complete (`X`) event
 //! named by what ran; its blocking events and CPU samples are instant (`i`)
 //! events on its track; stalls ([`crate::stalls`]) are complete events on
-//! the thread's track around their slices. Times are microseconds from the
+//! a track beside their thread's, spanning their slices. Times are microseconds from the
 //! earliest trace's start on the wall clock, so that a fleet's workers line
 //! up.
 //!
@@ -34,6 +34,9 @@ use std::path::PathBuf;
 
 /// Task tracks are numbered from here, above any loop thread's number.
 const FIRST_TASK_TID: u32 = 1 << 20;
+/// A loop thread's stalls are on a track of their own, this plus its number:
+/// a stall as long as its one slice would otherwise nest ambiguously with it.
+const STALL_TID_BASE: u32 = 1 << 30;
 
 /// What is read of each trace and how it is laid out.
 #[derive(Clone, Copy, Debug)]
@@ -241,7 +244,8 @@ impl<'a> FileWriter<'a> {
             if self.threads.insert(slice.thread) {
                 let name = format!("loop thread {}", slice.thread);
                 metadata(meta, "thread_name", self.pid, slice.thread, NameArgs { name: &name });
-                metadata(meta, "thread_sort_index", self.pid, slice.thread, SortArgs { sort_index: 0 });
+                let sort_index = 2 * u64::from(slice.thread);
+                metadata(meta, "thread_sort_index", self.pid, slice.thread, SortArgs { sort_index });
             }
             if slice.duration_ns < self.options.min_ns {
                 self.counts.short_slices += 1;
@@ -343,8 +347,16 @@ impl<'a> FileWriter<'a> {
         let tracker = std::mem::replace(&mut self.stalls, StallTracker::new(StallOptions::default()));
         let mut stalls = file_stalls(vec![tracker.finish(0)]);
         stalls.sort_by_key(|run| (run.thread, run.start_ns));
+        let mut tracks = FxHashSet::default();
         for run in stalls {
             self.counts.stalls += 1;
+            let tid = STALL_TID_BASE.saturating_add(run.thread);
+            if tracks.insert(tid) {
+                let name = format!("stalls, loop thread {}", run.thread);
+                metadata(buffer, "thread_name", self.pid, tid, NameArgs { name: &name });
+                let sort_index = 2 * u64::from(run.thread) + 1;
+                metadata(buffer, "thread_sort_index", self.pid, tid, SortArgs { sort_index });
+            }
             let name = format!("stall {:.1} ms", run.duration_ns() as f64 / 1e6);
             let event = Event {
                 name: &name,
@@ -353,7 +365,7 @@ impl<'a> FileWriter<'a> {
                 ts: us(self.base_ns.saturating_add(run.start_ns)),
                 dur: Some(us(run.duration_ns())),
                 pid: self.pid,
-                tid: run.thread,
+                tid,
                 s: None,
                 args: StallArgs { slices: run.slices },
             };

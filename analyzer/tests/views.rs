@@ -121,7 +121,10 @@ fn the_timeline_keeps_to_the_window_drops_short_slices_and_gzips() {
         .filter(|e| e["name"] == "thread_name")
         .map(|e| e["args"]["name"].as_str().unwrap())
         .collect();
-    assert_eq!(tracks, ["loop thread 1", "Task-1"]);
+    assert_eq!(tracks, ["loop thread 1", "Task-1", "stalls, loop thread 1"]);
+    let stall_tracks: Vec<u64> =
+        events(&json).iter().filter(|e| e["cat"] == "stall").map(|e| e["tid"].as_u64().unwrap()).collect();
+    assert_eq!(stall_tracks, [(1 << 30) + 1; 3]);
 }
 
 #[test]
