@@ -821,7 +821,10 @@ pub fn run_flamegraph(args: FlamegraphArgs) -> Result<(), AnalyzeError> {
     let title = |default: &str| args.title.clone().unwrap_or_else(|| default.to_owned());
     let failed = |e: std::io::Error| AnalyzeError::Output { path: "<svg>".to_owned(), source: e };
     let text = match (&base, args.format) {
-        (_, FlameFormat::Folded) => side.flame.text(),
+        (None, FlameFormat::Folded) => side.flame.text(),
+        (Some(base), FlameFormat::Folded) => {
+            crate::flamegraph::differential_text(&base.flame, &side.flame).map_err(failed)?
+        }
         (None, FlameFormat::Svg) => {
             let text = SvgText { title: title("aiocop: the loop's busy time by stack"), subtitle: Some(what(&side)) };
             String::from_utf8_lossy(&crate::flamegraph::svg(&side.flame, &text).map_err(failed)?).into_owned()

@@ -527,7 +527,8 @@ pub struct FlamegraphArgs {
     #[arg(long = "diff", value_name = "BASE", help_heading = "Output")]
     pub diff: Vec<PathBuf>,
 
-    /// svg, or folded: collapsed stacks, one line each, with their nanoseconds.
+    /// svg, or folded: collapsed stacks, one line each, with their nanoseconds
+    /// (with --diff, the base's then this run's).
     #[arg(long, value_name = "FORMAT", default_value = "svg", help_heading = "Output")]
     pub format: FlameFormat,
 

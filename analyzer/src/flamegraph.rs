@@ -267,11 +267,7 @@ pub fn svg(folded: &Folded, text: &SvgText) -> std::io::Result<Vec<u8>> {
 /// coloured by how their time changed, the base's time first scaled to
 /// `new`'s total (inferno's `differential` with `normalize`).
 pub fn differential_svg(base: &Folded, new: &Folded, text: &SvgText) -> std::io::Result<Vec<u8>> {
-    let mut both = Vec::new();
-    let differential = inferno::differential::Options { normalize: true, strip_hex: false };
-    let (base, new) = (lines_text(&base.lines_in(SVG_UNIT_NS)), lines_text(&new.lines_in(SVG_UNIT_NS)));
-    inferno::differential::from_readers(differential, base.as_bytes(), new.as_bytes(), &mut both)?;
-    let both = String::from_utf8_lossy(&both);
+    let both = differential_lines(base, new, SVG_UNIT_NS, true)?;
     let mut lines: Vec<&str> = both.lines().filter(|line| !line.trim().is_empty()).collect();
     if lines.is_empty() {
         return Ok(empty_svg(&text.title));
@@ -280,6 +276,27 @@ pub fn differential_svg(base: &Folded, new: &Folded, text: &SvgText) -> std::io:
     let mut out = Vec::new();
     inferno::flamegraph::from_lines(&mut options(text), lines, &mut out)?;
     Ok(out)
+}
+
+/// Both sides' stacks, one line each, `stack base new`, in units of
+/// `unit_ns` (inferno's `differential`; with `normalize`, the base's time
+/// scaled to the new side's total).
+fn differential_lines(base: &Folded, new: &Folded, unit_ns: u64, normalize: bool) -> std::io::Result<String> {
+    let mut both = Vec::new();
+    let differential = inferno::differential::Options { normalize, strip_hex: false };
+    let (base, new) = (lines_text(&base.lines_in(unit_ns)), lines_text(&new.lines_in(unit_ns)));
+    inferno::differential::from_readers(differential, base.as_bytes(), new.as_bytes(), &mut both)?;
+    let mut lines: Vec<String> =
+        String::from_utf8_lossy(&both).lines().filter(|l| !l.trim().is_empty()).map(str::to_owned).collect();
+    lines.sort_unstable();
+    Ok(lines_text(&lines))
+}
+
+/// The folded text of a differential: `stack base_ns new_ns` lines, as
+/// recorded (not scaled), sorted: what `inferno-flamegraph` and
+/// `difffolded.pl`'s readers take.
+pub fn differential_text(base: &Folded, new: &Folded) -> std::io::Result<String> {
+    differential_lines(base, new, 1, false)
 }
 
 /// A valid SVG that says there was nothing to draw.
@@ -382,6 +399,8 @@ mod tests {
         assert!(empty.starts_with("<?xml") && empty.contains("nothing to draw"));
         let diff = differential_svg(&Folded::default(), &folded, &text).unwrap();
         assert!(String::from_utf8(diff).unwrap().contains("load (/srv/app/app.py:5)"));
+        let text_lines = differential_text(&Folded::default(), &folded).unwrap();
+        assert_eq!(text_lines, "main;handler (/srv/app/app.py:9);load (/srv/app/app.py:5) 0 10000\n");
         // Against itself at twice the time: normalized, nothing changed.
         let twice = Folded { stacks: folded.stacks.iter().map(|(k, ns)| (k.clone(), 2 * ns)).collect() };
         let same = String::from_utf8(differential_svg(&twice, &folded, &text).unwrap()).unwrap();

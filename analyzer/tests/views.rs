@@ -260,6 +260,12 @@ fn the_svg_names_the_frames_and_the_diff_matches_them_by_identity() {
     assert!(svg.contains("handlers.py:get_user") && !svg.contains("(shop/handlers.py:42)"), "{svg}");
     // v1's 75 ms of 578 in get_user, scaled to v2's 113 ms total, against v2's 110 ms: +84% of the total.
     assert!(svg.contains("<title>handlers.py:get_user (110,000 µs, 97.35%; +84.37%)</title>"), "{svg}");
+    // Folded, both sides' nanoseconds as recorded: the same frames on one line.
+    let output = run(["flamegraph", path(&two), "--diff", path(&one), "--format", "folded"]);
+    ok(&output);
+    let text = stdout(&output);
+    assert!(text.contains("handle_request;handlers.py:handle_request;handlers.py:get_user 75000000 110000000\n"));
+    assert!(text.contains("build_report;handlers.py:report;compute.py:crunch 200000000 0\n"), "{text}");
 }
 
 #[test]
