@@ -60,11 +60,9 @@ PROGRAM = textwrap.dedent(
 )
 
 
-@pytest.fixture(scope="module")
-def trace(tmp_path_factory) -> Path:
-    directory = tmp_path_factory.mktemp("views")
+def record(directory: Path, program: str) -> Path:
     script, trace, config = directory / "app.py", directory / "trace.bin", directory / "shop.toml"
-    script.write_text(PROGRAM)
+    script.write_text(program)
     config.write_text("[shop]\n")
     result = subprocess.run(
         [sys.executable, str(script), str(trace), str(config)],
@@ -75,6 +73,11 @@ def trace(tmp_path_factory) -> Path:
     )
     assert result.returncode == 0, result.stderr
     return trace
+
+
+@pytest.fixture(scope="module")
+def trace(tmp_path_factory) -> Path:
+    return record(tmp_path_factory.mktemp("views"), PROGRAM)
 
 
 def timeline_events(trace: Path, out: Path, *args: str) -> tuple[list[dict], str]:
@@ -190,3 +193,23 @@ def test_a_missing_output_directory_is_one_line_and_exit_2(trace, tmp_path):
         result = analyze(command, str(trace), "-o", str(tmp_path / "missing" / "out"))
         assert result.returncode == 2
         assert result.stderr.count("\n") == 1 and "cannot write" in result.stderr
+
+
+def test_a_diff_matches_the_frames_of_two_releases_by_identity(trace, tmp_path):
+    # The next release: deployed elsewhere, every line moved down by three.
+    moved = record(tmp_path, "# release 2\n" * 3 + PROGRAM)
+    result = analyze("flamegraph", str(moved), "--diff", str(trace), "--format", "folded")
+    assert result.returncode == 0, result.stderr
+    lines = {}
+    for line in result.stdout.splitlines():
+        stack, base_ns, new_ns = line.rsplit(" ", 2)
+        lines[stack] = (int(base_ns), int(new_ns))
+    # Frames are module:qualname (a script's path for __main__): no line, no directory.
+    [read_config] = [stack for stack in lines if stack.endswith(";app.py:read_config")]
+    assert read_config == "handler;app.py:handler;app.py:read_config"
+    assert all(ns > 0 for ns in lines[read_config])
+    spins = [times for stack, times in lines.items() if stack.endswith(";app.py:spin")]
+    assert spins and all(base > 0 and new > 0 for base, new in spins)
+    svg = analyze("flamegraph", str(moved), "--diff", str(trace), "-o", str(tmp_path / "diff.svg"))
+    assert svg.returncode == 0, svg.stderr
+    ElementTree.parse(tmp_path / "diff.svg")
