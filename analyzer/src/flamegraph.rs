@@ -22,7 +22,8 @@
 //! identity ([`crate::identity`]) for a differential graph, whose sides must
 //! name a frame alike across releases.
 //!
-//! [`svg`] and [`differential_svg`] only write.
+//! [`svg`], [`differential_svg`] and [`differential_text`] only write (an
+//! SVG counts microseconds, folded text nanoseconds).
 
 use crate::aggregate::FileAggregate;
 use crate::group::{IgnoreSet, StackResolver};

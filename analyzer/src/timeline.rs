@@ -5,10 +5,10 @@
 //! `process_name` metadata); each loop thread a track (`tid`, `thread_name`),
 //! or with [`Tracks::Task`] each task. A slice is a complete (`X`) event
 //! named by what ran; its blocking events and CPU samples are instant (`i`)
-//! events on its track; stalls ([`crate::stalls`]) are complete events on
-//! a track beside their thread's, spanning their slices. Times are microseconds from the
-//! earliest trace's start on the wall clock, so that a fleet's workers line
-//! up.
+//! events on its track; stalls ([`crate::stalls`]) are complete events on a
+//! track beside their thread's, spanning their slices. Times are
+//! microseconds from the earliest trace's start on the wall clock, so that
+//! a fleet's workers line up.
 //!
 //! The file is written as it is read, and memory stays flat with the
 //! trace's length: chunks are decoded a window at a time (in parallel),
