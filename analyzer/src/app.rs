@@ -18,10 +18,7 @@
 //! one line each on stderr, printed in input order before the output.
 
 use crate::aggregate::{fold_chunks, ChunkOptions, FileAggregate};
-use crate::cli::{
-    ColorChoice, Command, DiffArgs, FilterArgs, FlameFormat, FlamegraphArgs, InfoArgs, InfoFormat, ReportArgs,
-    TimelineArgs,
-};
+use crate::cli::{ColorChoice, Command, DiffArgs, FilterArgs, InfoArgs, InfoFormat, ReportArgs};
 use crate::diff::{self, Diff, DiffOptions, ScoreWith};
 use crate::error::AnalyzeError;
 use crate::export::{self, ReportFormat, Style};
@@ -730,7 +727,7 @@ pub fn run_info(args: InfoArgs) -> Result<(), AnalyzeError> {
 /// `timeline`: see [`crate::timeline`]. The output is created before any
 /// trace is read (a missing directory fails at once), then written as the
 /// traces are read.
-pub fn run_timeline(args: TimelineArgs) -> Result<(), AnalyzeError> {
+pub fn run_timeline(args: crate::cli::TimelineArgs) -> Result<(), AnalyzeError> {
     use crate::timeline::{write_traces, JsonSink, TimelineOptions};
     let read = ReadOptions::new(&args.filters)?;
     let filters = &args.filters;
@@ -793,7 +790,8 @@ pub fn run_timeline(args: TimelineArgs) -> Result<(), AnalyzeError> {
 
 /// `flamegraph`: the traces read as a report reads them, with
 /// [`ReadOptions::flame`], folded by [`crate::flamegraph`].
-pub fn run_flamegraph(args: FlamegraphArgs) -> Result<(), AnalyzeError> {
+pub fn run_flamegraph(args: crate::cli::FlamegraphArgs) -> Result<(), AnalyzeError> {
+    use crate::cli::FlameFormat;
     use crate::flamegraph::{FrameNames, SvgText};
     let mut options = ReadOptions::new(&args.filters)?;
     let names = if args.diff.is_empty() { FrameNames::Shown } else { FrameNames::Identity };
