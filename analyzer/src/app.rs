@@ -54,6 +54,8 @@ pub fn run(cli: crate::cli::Cli) -> Result<Outcome, AnalyzeError> {
         Some(Command::Report(args)) => run_report(args).map(|()| Outcome::Done),
         Some(Command::Diff(args)) => run_diff(args),
         Some(Command::Info(args)) => run_info(args).map(|()| Outcome::Done),
+        Some(Command::Timeline(args)) => run_timeline(args).map(|()| Outcome::Done),
+        Some(Command::Flamegraph(args)) => run_flamegraph(args).map(|()| Outcome::Done),
         None => run_report(cli.report).map(|()| Outcome::Done),
     }
 }
@@ -74,7 +76,7 @@ fn thread_pool(threads: usize) -> Result<rayon::ThreadPool, AnalyzeError> {
 }
 
 /// The warning for a file of a newer format minor, if it is one.
-fn newer_minor_warning(trace: &TraceFile) -> Option<String> {
+pub(crate) fn newer_minor_warning(trace: &TraceFile) -> Option<String> {
     let (major, minor) = trace.format_version();
     (minor > FORMAT_MINOR).then(|| {
         format!(
@@ -125,7 +127,7 @@ fn chunk_bytes(trace: &TraceFile, index: usize) -> u64 {
 }
 
 /// The one-line warning for a file cut short or with unreadable chunks.
-fn check_readable(trace: &TraceFile, unreadable: u64, first_error: Option<String>) -> Option<String> {
+pub(crate) fn check_readable(trace: &TraceFile, unreadable: u64, first_error: Option<String>) -> Option<String> {
     let mut problems = Vec::new();
     if let Some(damage) = trace.damage() {
         // The trace crate's message starts with the quoted path, which the
@@ -236,6 +238,8 @@ pub(crate) struct ReadOptions<'a> {
     pub long_ns: u64,
     /// The stall gap tolerance (`--stall-gap-us`), in nanoseconds.
     pub stall_gap_ns: u64,
+    /// Folds each file's stacks for a flame graph too ([`Side::flame`]).
+    pub flame: Option<crate::flamegraph::FrameNames>,
 }
 
 impl ReadOptions<'_> {
@@ -256,6 +260,7 @@ impl ReadOptions<'_> {
             by_identity: false,
             long_ns: seconds_to_ns(DEFAULT_LONG_MS / 1000.0),
             stall_gap_ns: DEFAULT_STALL_GAP_NS,
+            flame: None,
         })
     }
 }
@@ -439,6 +444,7 @@ struct ReadFile {
     facts: TraceFacts,
     analysis: Analysis,
     warnings: Vec<String>,
+    flame: crate::flamegraph::Folded,
 }
 
 /// Inputs read and merged: a report's, or one side of a diff.
@@ -449,6 +455,8 @@ pub struct Side {
     /// Every input path, read or left out by `--label`, in input order (a
     /// file's number in the analysis is its index here).
     pub paths: Vec<String>,
+    /// With [`ReadOptions::flame`], the busy time by stack.
+    pub flame: crate::flamegraph::Folded,
 }
 
 impl Side {
@@ -516,7 +524,12 @@ pub(crate) fn read_side(paths: &[PathBuf], options: &ReadOptions<'_>) -> Result<
         };
         let header = trace.header();
         let chunk_options = ChunkOptions {
-            extra: resolve::extra_for(&filters.by, context_id),
+            // A flame graph roots sampled stacks at what ran: signatures keep
+            // it where `--by` has no other use for their extra key.
+            extra: match (resolve::extra_for(&filters.by, context_id), options.flame) {
+                (crate::aggregate::Extra::None, Some(_)) => crate::aggregate::Extra::What,
+                (extra, _) => extra,
+            },
             threshold_ns,
             since_ns,
             until_ns,
@@ -555,8 +568,12 @@ pub(crate) fn read_side(paths: &[PathBuf], options: &ReadOptions<'_>) -> Result<
         let mut analysis = Analysis::default();
         analysis.add_file(file, trace.header(), &aggregate, resolve_options);
         let facts = trace_facts(&trace, &aggregate, since_ns, until_ns);
+        let mut flame = crate::flamegraph::Folded::default();
+        if let Some(names) = options.flame {
+            flame.add_file(trace.header(), &aggregate, options.ignore.as_ref(), names);
+        }
         aggregate.runs = Vec::new();
-        Ok(FileOutcome::Read(Box::new(ReadFile { facts, analysis, warnings })))
+        Ok(FileOutcome::Read(Box::new(ReadFile { facts, analysis, warnings, flame })))
     };
     let outcomes: Vec<Result<FileOutcome, AnalyzeError>> =
         paths.par_iter().enumerate().map(|(file, path)| read_file(file, path)).collect();
@@ -564,6 +581,7 @@ pub(crate) fn read_side(paths: &[PathBuf], options: &ReadOptions<'_>) -> Result<
 
     let mut analysis = Analysis::default();
     let mut facts = Vec::new();
+    let mut flame = crate::flamegraph::Folded::default();
     let mut skipped_labels = Vec::new();
     for outcome in all_or_errors(outcomes)? {
         match outcome {
@@ -574,6 +592,7 @@ pub(crate) fn read_side(paths: &[PathBuf], options: &ReadOptions<'_>) -> Result<
                 }
                 facts.push(file.facts);
                 analysis.merge(file.analysis);
+                flame.merge(file.flame);
             }
         }
     }
@@ -585,7 +604,7 @@ pub(crate) fn read_side(paths: &[PathBuf], options: &ReadOptions<'_>) -> Result<
         }
     }
     let paths = paths.iter().map(|p| p.display().to_string()).collect();
-    Ok(Side { analysis, facts, paths })
+    Ok(Side { analysis, facts, paths, flame })
 }
 
 /// The ranked report of what was read.
@@ -700,6 +719,120 @@ pub fn run_info(args: InfoArgs) -> Result<(), AnalyzeError> {
                 .expect("trace info serializes: its keys are strings");
             text.push('\n');
             text
+        }
+    };
+    destination.write(&text)
+}
+
+/// `timeline`: see [`crate::timeline`]. The output is created before any
+/// trace is read (a missing directory fails at once), then written as the
+/// traces are read.
+pub fn run_timeline(args: crate::cli::TimelineArgs) -> Result<(), AnalyzeError> {
+    use crate::timeline::{write_traces, JsonSink, TimelineOptions};
+    let read = ReadOptions::new(&args.filters)?;
+    let filters = &args.filters;
+    let options = TimelineOptions {
+        tracks: args.tracks,
+        since_ns: filters.since.map_or(0, seconds_to_ns),
+        until_ns: filters.until.map_or(u64::MAX, seconds_to_ns),
+        min_ns: seconds_to_ns(args.min_ms / 1000.0),
+        threshold_ns: filters.threshold_ms.map(|ms| seconds_to_ns(ms / 1000.0)),
+        stall_gap_ns: DEFAULT_STALL_GAP_NS,
+        ignore: read.ignore.as_ref(),
+        window: 4,
+    };
+    let paths = crate::input::expand(&args.inputs)?;
+    let pool = thread_pool(args.threads)?;
+    let destination = Destination::new(args.output.as_deref());
+    let write = |out: &mut (dyn Write + Send), name: &str| {
+        let mut sink = JsonSink::new(out, name);
+        let outcomes = pool.install(|| write_traces(&paths, read.label.as_ref(), &options, &mut sink))?;
+        sink.finish()?;
+        Ok::<_, AnalyzeError>(outcomes)
+    };
+    let outcomes = match &destination.path {
+        None => write(&mut std::io::BufWriter::with_capacity(1 << 20, std::io::stdout()), "<stdout>")?,
+        Some(path) => {
+            let name = path.display().to_string();
+            let failed = |source| AnalyzeError::Output { path: name.clone(), source };
+            let file = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(path).map_err(failed)?);
+            let written = if path.extension().is_some_and(|e| e == "gz") {
+                let mut gzip = flate2::write::GzEncoder::new(file, flate2::Compression::fast());
+                write(&mut gzip, &name).and_then(|outcomes| {
+                    gzip.finish().and_then(|mut file| file.flush()).map_err(failed).map(|()| outcomes)
+                })
+            } else {
+                write(&mut { file }, &name)
+            };
+            // Not a timeline cut short at an unusable trace: no file at all.
+            if written.is_err() {
+                let _ = std::fs::remove_file(path);
+            }
+            written?
+        }
+    };
+    let (mut slices, mut short) = (0, 0);
+    for outcome in &outcomes {
+        outcome.warnings.iter().for_each(|w| warn(w));
+        slices += outcome.counts.slices;
+        short += outcome.counts.short_slices;
+    }
+    if args.min_ms > 0.0 {
+        let _ = writeln!(
+            std::io::stderr().lock(),
+            "aiocop-analyze: note: --min-ms {} left out {short} of {slices} slices (shorter than {} ms)",
+            args.min_ms,
+            args.min_ms
+        );
+    }
+    Ok(())
+}
+
+/// `flamegraph`: the traces read as a report reads them, with
+/// [`ReadOptions::flame`], folded by [`crate::flamegraph`].
+pub fn run_flamegraph(args: crate::cli::FlamegraphArgs) -> Result<(), AnalyzeError> {
+    use crate::cli::FlameFormat;
+    use crate::flamegraph::{FrameNames, SvgText};
+    let mut options = ReadOptions::new(&args.filters)?;
+    let names = if args.diff.is_empty() { FrameNames::Shown } else { FrameNames::Identity };
+    options.flame = Some(names);
+    let destination = Destination::new(args.output.as_deref());
+    let paths = crate::input::expand(&args.inputs)?;
+    let base_paths = if args.diff.is_empty() { Vec::new() } else { crate::input::expand(&args.diff)? };
+    let pool = thread_pool(args.threads)?;
+    let (side, base) = pool.install(|| -> Result<_, AnalyzeError> {
+        let side = read_side(&paths, &options)?;
+        let base = if base_paths.is_empty() { None } else { Some(read_side(&base_paths, &options)?) };
+        Ok((side, base))
+    })?;
+    let what = |side: &Side| {
+        let labels: Vec<&str> = side.facts.iter().filter_map(|f| f.label.as_deref()).collect();
+        let mut labels = labels;
+        labels.dedup();
+        format!(
+            "{}{}, {:.1} ms busy",
+            crate::export::count(side.facts.len() as u64, "trace"),
+            if labels.is_empty() { String::new() } else { format!(" ({})", labels.join(", ")) },
+            side.flame.total_ns() as f64 / 1e6
+        )
+    };
+    let title = |default: &str| args.title.clone().unwrap_or_else(|| default.to_owned());
+    let failed = |e: std::io::Error| AnalyzeError::Output { path: "<svg>".to_owned(), source: e };
+    let text = match (&base, args.format) {
+        (None, FlameFormat::Folded) => side.flame.text(),
+        (Some(base), FlameFormat::Folded) => {
+            crate::flamegraph::differential_text(&base.flame, &side.flame).map_err(failed)?
+        }
+        (None, FlameFormat::Svg) => {
+            let text = SvgText { title: title("aiocop: the loop's busy time by stack"), subtitle: Some(what(&side)) };
+            String::from_utf8_lossy(&crate::flamegraph::svg(&side.flame, &text).map_err(failed)?).into_owned()
+        }
+        (Some(base), FlameFormat::Svg) => {
+            let subtitle = format!("{} against base {} (scaled to the same total)", what(&side), what(base));
+            let text =
+                SvgText { title: title("aiocop: busy time by stack, against the base"), subtitle: Some(subtitle) };
+            let svg = crate::flamegraph::differential_svg(&base.flame, &side.flame, &text).map_err(failed)?;
+            String::from_utf8_lossy(&svg).into_owned()
         }
     };
     destination.write(&text)

@@ -181,6 +181,27 @@ pub enum Command {
     /// Describe trace files: header, counts, time span, sizes, whether cut short.
     #[command(after_help = "Examples:\n  aiocop-analyze info trace.bin\n  aiocop-analyze info traces/ --format json")]
     Info(InfoArgs),
+
+    /// Write the recording as a timeline (Chrome trace event JSON) for ui.perfetto.dev, chrome://tracing or speedscope.
+    #[command(
+        after_help = TIMELINE_EXAMPLES,
+        after_long_help = format!("{TIMELINE_SEMANTICS}\n\n{TIMELINE_EXAMPLES}"),
+        mut_arg("by", |a| a.hide(true)),
+        mut_arg("app_roots", |a| a.hide(true)),
+        mut_arg("exceeded_only", |a| a.hide(true)),
+    )]
+    Timeline(TimelineArgs),
+
+    /// Draw the loop's busy time by stack as a flame graph (SVG), or write it as folded stacks.
+    #[command(
+        after_help = FLAMEGRAPH_EXAMPLES,
+        after_long_help = format!("{FLAMEGRAPH_SEMANTICS}\n\n{FLAMEGRAPH_EXAMPLES}"),
+        mut_arg("by", |a| a.hide(true)),
+        mut_arg("app_roots", |a| a.hide(true)),
+        mut_arg("exceeded_only", |a| a.hide(true)),
+        mut_arg("threshold_ms", |a| a.hide(true)),
+    )]
+    Flamegraph(FlamegraphArgs),
 }
 
 #[derive(Clone, Debug, Args)]
@@ -384,6 +405,152 @@ pub struct InfoArgs {
     pub threads: usize,
 }
 
+const TIMELINE_EXAMPLES: &str = "\
+Examples:
+  aiocop-analyze timeline trace.bin -o timeline.json
+      Open timeline.json in ui.perfetto.dev (Open trace file), chrome://tracing or speedscope.app.
+  aiocop-analyze timeline 'traces/*.bin' -o fleet.json.gz --min-ms 1
+      Every worker of a run, one process each, slices under 1 ms left out, gzipped.
+  aiocop-analyze timeline trace.bin --since 60 --until 90 --tracks task -o minute.json
+      Half a minute of the run, one track per task.
+
+Exit codes: 0 the timeline was written; 2 an input is unusable, or a usage error.";
+
+const TIMELINE_SEMANTICS: &str = "\
+What the timeline holds (Chrome trace event format, JSON):
+  Each trace is a process, named by its command, role and label; each loop
+  thread a track (--tracks task: each task a track of its own, callbacks
+  that are not a task's step on their thread's track). Times are
+  microseconds from the earliest trace's start (wall clock), so the workers
+  of a fleet line up.
+    slices            complete events named by what ran (the coroutine or
+                      callback qualname), with args task, score and overran
+                      (over the threshold, or --threshold-ms)
+    blocking events   instant events at their offset in their slice, named
+                      by the event, with args args (the call's arguments),
+                      weight and stack (innermost frame first); --ignore
+                      drops those with a matching frame
+    CPU samples       instant events named by their innermost frame (cat
+                      sample), with args stack, at the time the sampler was
+                      due (recording's sampling), else spread evenly over
+                      their slice
+    stalls            complete events (cat stall) on a track beside their
+                      thread's, spanning the back-to-back slices they are
+                      made of (see `aiocop-analyze --help`)
+  --min-ms leaves out shorter slices with their events and samples, and a
+  note on stderr says how many; stalls are found from every slice.
+  The file is written as the trace is read, chunk by chunk: memory holds a
+  few chunks and the trace's strings, not its slices. A name ending in .gz
+  is gzipped.";
+
+const FLAMEGRAPH_EXAMPLES: &str = "\
+Examples:
+  aiocop-analyze flamegraph trace.bin -o flame.svg
+      Open flame.svg in a browser: click a frame to zoom, Ctrl+F to search.
+  aiocop-analyze flamegraph 'traces/*.bin' --ignore '*/logging/*' --since 10 -o flame.svg
+  aiocop-analyze flamegraph trace.bin --format folded > stacks.folded
+      Collapsed stacks (one 'frame;frame;... nanoseconds' line each) for other tools.
+  aiocop-analyze flamegraph new.bin --diff base.bin -o diff.svg
+      Red: more time than in the base release; blue: less.
+
+Exit codes: 0 the flame graph was written; 2 an input is unusable, or a usage error.";
+
+const FLAMEGRAPH_SEMANTICS: &str = "\
+How the flame graph is made:
+  Its width is the loop's busy time: every slice in the window gives its
+  whole duration, in nanoseconds, as the report's Loop time table does
+  (the two add up to the same busy time):
+    - a slice with blocking events (not dropped by --ignore) splits its time
+      between its events' stacks, by event count: the stack that blocked
+      stands for the time of its slice;
+    - else, a slice with CPU samples splits it between its samples' stacks,
+      by sample count: each sample stands for its share of its slice;
+    - any other slice (and one whose every event is ignored) is one frame,
+      what ran.
+  Every stack sits on a root frame, what ran (the coroutine or callback
+  qualname), so a callback's width is its whole busy time; the loop's own
+  frames, from the script's <module> to asyncio's Handle._run, are left out
+  (what ran stands for them). Frames read 'function (path:line)', outermost
+  at the bottom.
+  --diff BASE draws this run (red: more time) against the base run (blue:
+  less), the base's time scaled to this run's total, with frames named by
+  their identity (module:qualname where the trace records it, else
+  relative/path.py:function), so that a moved line or another deployment
+  directory is the same frame. Only this run's stacks are drawn: one the
+  base had alone has no width here (swap the sides to see it). Tooltips give
+  each frame's time and, after the ';', its change as a share of the total.";
+
+/// `aiocop-analyze timeline`.
+#[derive(Clone, Debug, Args)]
+pub struct TimelineArgs {
+    /// Trace files, directories or quoted glob patterns: one process each.
+    #[arg(required = true, value_name = "TRACE")]
+    pub inputs: Vec<PathBuf>,
+
+    #[command(flatten)]
+    pub filters: FilterArgs,
+
+    /// Leave out slices shorter than MS milliseconds (with their events and samples).
+    #[arg(long, value_name = "MS", default_value_t = 0.0, value_parser = parse_seconds, help_heading = "Filters")]
+    pub min_ms: f64,
+
+    /// One track per loop thread, or per task.
+    #[arg(long, value_name = "TRACKS", default_value = "thread", help_heading = "Output")]
+    pub tracks: Tracks,
+
+    /// Write to FILE ('-': stdout); gzipped if FILE ends in .gz.
+    #[arg(short, long, value_name = "FILE", help_heading = "Output")]
+    pub output: Option<PathBuf>,
+
+    /// Threads decoding chunks (0: one per CPU).
+    #[arg(short = 'j', long, value_name = "N", default_value_t = 0)]
+    pub threads: usize,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Tracks {
+    Thread,
+    Task,
+}
+
+/// `aiocop-analyze flamegraph`.
+#[derive(Clone, Debug, Args)]
+pub struct FlamegraphArgs {
+    /// Trace files, directories or quoted glob patterns, merged.
+    #[arg(required = true, value_name = "TRACE")]
+    pub inputs: Vec<PathBuf>,
+
+    #[command(flatten)]
+    pub filters: FilterArgs,
+
+    /// Draw the difference from BASE (the previous release's traces; repeatable).
+    #[arg(long = "diff", value_name = "BASE", help_heading = "Output")]
+    pub diff: Vec<PathBuf>,
+
+    /// svg, or folded: collapsed stacks, one line each, with their nanoseconds
+    /// (with --diff, the base's then this run's).
+    #[arg(long, value_name = "FORMAT", default_value = "svg", help_heading = "Output")]
+    pub format: FlameFormat,
+
+    /// The SVG's title.
+    #[arg(long, value_name = "TEXT", help_heading = "Output")]
+    pub title: Option<String>,
+
+    /// Write to FILE instead of stdout ('-': stdout).
+    #[arg(short, long, value_name = "FILE", help_heading = "Output")]
+    pub output: Option<PathBuf>,
+
+    /// Threads decoding chunks (0: one per CPU).
+    #[arg(short = 'j', long, value_name = "N", default_value_t = 0)]
+    pub threads: usize,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum FlameFormat {
+    Svg,
+    Folded,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum InfoFormat {
     #[value(alias = "table")]
@@ -503,6 +670,28 @@ mod tests {
             (args.top, args.min_severity, args.filters.exceeded_only, args.output.threads),
             (None, None, false, 0)
         );
+    }
+
+    #[test]
+    fn timeline_and_flamegraph_take_the_report_filters() {
+        let cli =
+            parse(&["timeline", "t.bin", "-o", "t.json.gz", "--min-ms", "1.5", "--since", "2", "--tracks", "task"])
+                .unwrap();
+        let Some(Command::Timeline(args)) = cli.command else { panic!("not timeline") };
+        assert_eq!((args.min_ms, args.filters.since, args.tracks), (1.5, Some(2.0), Tracks::Task));
+        assert_eq!(args.output, Some(PathBuf::from("t.json.gz")));
+        let cli =
+            parse(&["flamegraph", "new.bin", "--diff", "base.bin", "--format", "folded", "--ignore", "*/x/*"]).unwrap();
+        let Some(Command::Flamegraph(args)) = cli.command else { panic!("not flamegraph") };
+        assert_eq!((args.diff, args.format), (vec![PathBuf::from("base.bin")], FlameFormat::Folded));
+        assert_eq!(args.filters.ignore, ["*/x/*"]);
+        for bad in [&["timeline", "t.bin", "--min-ms", "-1"][..], &["timeline", "t.bin", "--tracks", "loop"]] {
+            assert_eq!(parse(bad).unwrap_err().exit_code(), 2, "{bad:?}");
+        }
+        // --by and what only groups rows are not theirs: hidden from their help.
+        let help = Cli::command().find_subcommand_mut("flamegraph").unwrap().render_long_help().to_string();
+        assert!(!help.contains("--by ") && !help.contains("--exceeded-only") && help.contains("--ignore"), "{help}");
+        assert!(help.contains("what ran"));
     }
 
     #[test]

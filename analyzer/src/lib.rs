@@ -35,6 +35,11 @@
 //!   rows by identity ([`identity`]) and deciding their status with the
 //!   tests of [`stats`]: see [`diff`].
 //!
+//! - `timeline` writes every slice, blocking event, sample and stall as
+//!   Chrome trace event JSON, streaming ([`timeline`]); `flamegraph` draws
+//!   the loop's busy time by stack, attributed as the Loop time table
+//!   attributes it, with `inferno` ([`flamegraph`]).
+//!
 //! Reading is streaming and parallel: see [`app`], [`aggregate`] and
 //! [`resolve`]. Output formats are in [`export`].
 //!
@@ -50,6 +55,7 @@ pub mod diff;
 pub mod durations;
 pub mod error;
 pub mod export;
+pub mod flamegraph;
 pub mod group;
 pub mod identity;
 pub mod info;
@@ -59,6 +65,7 @@ pub mod report;
 pub mod resolve;
 pub mod stalls;
 pub mod stats;
+pub mod timeline;
 
 pub use cli::Cli;
 pub use error::AnalyzeError;

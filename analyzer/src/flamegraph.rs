@@ -1,0 +1,414 @@
+//! The flame graph: the loop's busy time by stack, as folded stacks and
+//! as an SVG drawn by `inferno`.
+//!
+//! The view computes, from each file's aggregate ([`crate::aggregate`],
+//! read as a report reads it, with `what` kept in every signature), a
+//! [`Folded`]: a line `root;outer;...;inner` per distinct stack with the
+//! nanoseconds it stands for. It promises that the lines add up to the
+//! loop's busy time exactly, attributed as [`crate::loop_time`] attributes
+//! it:
+//!
+//! - a slice with blocking events that `--ignore` keeps splits its duration
+//!   between its events' stacks by event count ([`apportion`]);
+//! - else a sampled slice splits it between its samples' stacks by sample
+//!   count: each sample stands for its share of its slice, which recording's
+//!   sampling takes about every `interval_ns`;
+//! - any other slice is one frame, what ran.
+//!
+//! Every line starts with what ran (the slice's coroutine or callback
+//! qualname), so a callback's width is its busy time and its own box is the
+//! time no stack explains; the loop's own frames outside asyncio's
+//! `Handle._run` are left out. Frames read `function (path:line)`, or by their
+//! identity ([`crate::identity`]) for a differential graph, whose sides must
+//! name a frame alike across releases.
+//!
+//! [`svg`], [`differential_svg`] and [`differential_text`] only write (an
+//! SVG counts microseconds, folded text nanoseconds).
+
+use crate::aggregate::FileAggregate;
+use crate::group::{IgnoreSet, StackResolver};
+use crate::identity::{frame_facts, frame_identity, PathContext};
+use crate::loop_time::apportion;
+use aiocop_trace::frame::short_path;
+use aiocop_trace::records::{FrameId, StackId, StringId, TraceHeader};
+use aiocop_trace::Dictionary;
+use rustc_hash::FxHashMap;
+use std::fmt::Write as _;
+
+/// How frames are named in the folded lines.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FrameNames {
+    /// `function (short/path.py:line)`.
+    Shown,
+    /// `module:qualname`, else `relative/path.py:function`: the same across releases.
+    Identity,
+}
+
+/// Folded stacks: `root;outer;...;inner` to the nanoseconds they stand for.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Folded {
+    pub stacks: FxHashMap<String, u64>,
+}
+
+impl Folded {
+    fn add(&mut self, line: String, ns: u64) {
+        if ns > 0 {
+            let total = self.stacks.entry(line).or_default();
+            *total = total.saturating_add(ns);
+        }
+    }
+
+    pub fn merge(&mut self, other: Folded) {
+        for (line, ns) in other.stacks {
+            self.add(line, ns);
+        }
+    }
+
+    /// All the time, in nanoseconds.
+    pub fn total_ns(&self) -> u64 {
+        self.stacks.values().fold(0, |sum, &ns| sum.saturating_add(ns))
+    }
+
+    /// The lines, sorted (as `inferno` wants them), each `stack nanoseconds`.
+    pub fn lines(&self) -> Vec<String> {
+        self.lines_in(1)
+    }
+
+    /// The lines with their time in units of `unit_ns`, rounded; those that
+    /// round to 0 are left out.
+    fn lines_in(&self, unit_ns: u64) -> Vec<String> {
+        let mut lines: Vec<String> = self
+            .stacks
+            .iter()
+            .map(|(stack, ns)| (stack, ns.saturating_add(unit_ns / 2) / unit_ns))
+            .filter(|&(_, units)| units > 0)
+            .map(|(stack, units)| format!("{stack} {units}"))
+            .collect();
+        lines.sort_unstable();
+        lines
+    }
+
+    /// The collapsed-stack text: one line each, sorted, in nanoseconds.
+    pub fn text(&self) -> String {
+        lines_text(&self.lines())
+    }
+}
+
+fn lines_text(lines: &[String]) -> String {
+    let mut text = String::new();
+    for line in lines {
+        text.push_str(line);
+        text.push('\n');
+    }
+    text
+}
+
+impl Folded {
+    /// Adds file `aggregate` (read with [`crate::aggregate::Extra::What`],
+    /// so that sampled slices keep what ran, as `read_side` reads with
+    /// `ReadOptions::flame` unless `--by context:KEY` needs the extra key:
+    /// then sampled stacks sit on `<what ran not kept>`), through its whole
+    /// dictionary.
+    pub fn add_file(
+        &mut self,
+        header: &TraceHeader,
+        aggregate: &FileAggregate,
+        ignore: Option<&IgnoreSet>,
+        names: FrameNames,
+    ) {
+        let dictionary = &aggregate.dictionary;
+        let used = aggregate.io.keys().flat_map(|s| s.events.iter().map(|&(_, stack)| stack));
+        let sampled = aggregate.loop_time.sampled.keys().flat_map(|s| s.samples.iter().map(|&(stack, _)| stack));
+        let paths = PathContext::new(dictionary, used.chain(sampled), &header.process.sys_path);
+        let mut stacks = StackNames { dictionary, paths: &paths, names, cache: FxHashMap::default() };
+        let mut resolver = StackResolver::new(dictionary, &[], ignore, &paths);
+        let root = |what: StringId| frame_text(&string(dictionary, what));
+
+        for (signature, stats) in &aggregate.io {
+            let busy_ns = stats.durations.total_ns();
+            let mut kept: Vec<(StackId, u64)> = Vec::new();
+            for &(_, stack) in &signature.events {
+                if resolver.facts(stack).ignored {
+                    continue;
+                }
+                match kept.iter_mut().find(|(s, _)| *s == stack) {
+                    Some((_, count)) => *count += 1,
+                    None => kept.push((stack, 1)),
+                }
+            }
+            let root = root(signature.what);
+            if kept.is_empty() {
+                // Every event is ignored (known and accepted): what ran.
+                self.add(root, busy_ns);
+                continue;
+            }
+            self.add_split(&root, &kept, busy_ns, &mut stacks);
+        }
+        for (signature, (stats, _)) in &aggregate.loop_time.sampled {
+            let what = signature.extra.map_or_else(|| "<what ran not kept>".to_owned(), root);
+            let counts: Vec<(StackId, u64)> = signature.samples.iter().map(|&(s, n)| (s, u64::from(n))).collect();
+            self.add_split(&what, &counts, stats.busy_ns, &mut stacks);
+        }
+        for (what, stats) in aggregate.loop_time.ran() {
+            self.add(root(what), stats.busy_ns);
+        }
+    }
+
+    /// `ns` split between `stacks` by their counts, each under `root`.
+    fn add_split(&mut self, root: &str, stacks: &[(StackId, u64)], ns: u64, names: &mut StackNames) {
+        let weights: Vec<u64> = stacks.iter().map(|&(_, count)| count).collect();
+        for (&(stack, _), part_ns) in stacks.iter().zip(apportion(ns, &weights)) {
+            self.add(format!("{root};{}", names.get(stack)), part_ns);
+        }
+    }
+}
+
+fn string(dictionary: &Dictionary, id: StringId) -> String {
+    dictionary.string(id).map_or_else(|| format!("<unknown string {id}>"), str::to_owned)
+}
+
+/// A frame's text as a folded line may hold it: `;` separates frames and a
+/// line ends the stack.
+fn frame_text(text: &str) -> String {
+    text.replace(';', ":").replace(['\n', '\r'], " ")
+}
+
+/// The folded text of one file's stacks, outermost frame first, cached.
+struct StackNames<'a> {
+    dictionary: &'a Dictionary,
+    paths: &'a PathContext,
+    names: FrameNames,
+    cache: FxHashMap<StackId, String>,
+}
+
+impl StackNames<'_> {
+    fn get(&mut self, stack: StackId) -> &str {
+        let (dictionary, paths, names) = (self.dictionary, self.paths, self.names);
+        self.cache.entry(stack).or_insert_with(|| {
+            let Some(frames) = dictionary.stack(stack).filter(|frames| !frames.is_empty()) else {
+                return match dictionary.stack(stack) {
+                    Some(_) => "<empty stack>".to_owned(),
+                    None if stack == crate::group::NO_STACK => "<no stack>".to_owned(),
+                    None => format!("<unknown stack {stack}>"),
+                };
+            };
+            // The loop's own frames, from the script's `<module>` down to
+            // asyncio's `Handle._run`, are the same in every stack: what ran,
+            // the root, stands for them.
+            let is_loop_run = |frame: &FrameId| {
+                frame_facts(dictionary, *frame)
+                    .is_some_and(|f| f.function == "_run" && f.path.replace('\\', "/").ends_with("/asyncio/events.py"))
+            };
+            let frames = match frames.iter().position(is_loop_run) {
+                Some(at) if at > 0 => &frames[..at],
+                _ => frames,
+            };
+            let mut text = String::new();
+            for (at, &frame) in frames.iter().rev().enumerate() {
+                if at > 0 {
+                    text.push(';');
+                }
+                let name = match (frame_facts(dictionary, frame), names) {
+                    (None, _) => format!("<unknown frame {frame}>"),
+                    (Some(facts), FrameNames::Identity) => frame_identity(&facts, paths),
+                    (Some(facts), FrameNames::Shown) => {
+                        format!("{} ({}:{})", facts.function, short_path(facts.path), facts.line)
+                    }
+                };
+                text.push_str(&frame_text(&name));
+            }
+            text
+        })
+    }
+}
+
+/// What the SVG says about itself.
+#[derive(Clone, Debug, Default)]
+pub struct SvgText {
+    pub title: String,
+    /// Under the title: what was read.
+    pub subtitle: Option<String>,
+}
+
+fn options(text: &SvgText) -> inferno::flamegraph::Options<'static> {
+    let mut options = inferno::flamegraph::Options::default();
+    options.title = text.title.clone();
+    options.subtitle = text.subtitle.clone();
+    // inferno's Python palette tells the standard library by `pythonX.Y` in
+    // a frame's path, which shortened paths no longer hold: the classic
+    // palette, coloured by name, not by chance (the same picture for the same trace).
+    options.colors = inferno::flamegraph::color::Palette::Basic(inferno::flamegraph::color::BasicPalette::Hot);
+    options.hash = true;
+    options.deterministic = true;
+    // A narrow frame keeps its function's name, the start of its text.
+    options.text_truncate_direction = inferno::flamegraph::TextTruncateDirection::Right;
+    // The SVG's counts are microseconds (not nanoseconds with inferno's
+    // `factor`: it scales the counts shown, not a differential's deltas).
+    options.count_name = "µs".to_owned();
+    options.name_type = String::new();
+    options
+}
+
+/// The SVG's unit of time: a microsecond.
+const SVG_UNIT_NS: u64 = 1_000;
+
+/// The flame graph of `folded`, as SVG.
+pub fn svg(folded: &Folded, text: &SvgText) -> std::io::Result<Vec<u8>> {
+    let lines = folded.lines_in(SVG_UNIT_NS);
+    let mut out = Vec::new();
+    if lines.is_empty() {
+        // inferno refuses an empty profile; an empty window still gets a picture.
+        return Ok(empty_svg(&text.title));
+    }
+    inferno::flamegraph::from_lines(&mut options(text), lines.iter().map(String::as_str), &mut out)?;
+    Ok(out)
+}
+
+/// The differential flame graph of `new` against `base`: `new`'s stacks,
+/// coloured by how their time changed, the base's time first scaled to
+/// `new`'s total (inferno's `differential` with `normalize`).
+pub fn differential_svg(base: &Folded, new: &Folded, text: &SvgText) -> std::io::Result<Vec<u8>> {
+    let both = differential_lines(base, new, SVG_UNIT_NS, true)?;
+    let mut lines: Vec<&str> = both.lines().filter(|line| !line.trim().is_empty()).collect();
+    if lines.is_empty() {
+        return Ok(empty_svg(&text.title));
+    }
+    lines.sort_unstable();
+    let mut out = Vec::new();
+    inferno::flamegraph::from_lines(&mut options(text), lines, &mut out)?;
+    Ok(out)
+}
+
+/// Both sides' stacks, one line each, `stack base new`, in units of
+/// `unit_ns` (inferno's `differential`; with `normalize`, the base's time
+/// scaled to the new side's total).
+fn differential_lines(base: &Folded, new: &Folded, unit_ns: u64, normalize: bool) -> std::io::Result<String> {
+    let mut both = Vec::new();
+    let differential = inferno::differential::Options { normalize, strip_hex: false };
+    let (base, new) = (lines_text(&base.lines_in(unit_ns)), lines_text(&new.lines_in(unit_ns)));
+    inferno::differential::from_readers(differential, base.as_bytes(), new.as_bytes(), &mut both)?;
+    let mut lines: Vec<String> =
+        String::from_utf8_lossy(&both).lines().filter(|l| !l.trim().is_empty()).map(str::to_owned).collect();
+    lines.sort_unstable();
+    Ok(lines_text(&lines))
+}
+
+/// The folded text of a differential: `stack base_ns new_ns` lines, as
+/// recorded (not scaled), sorted: what `inferno-flamegraph` and
+/// `difffolded.pl`'s readers take.
+pub fn differential_text(base: &Folded, new: &Folded) -> std::io::Result<String> {
+    differential_lines(base, new, 1, false)
+}
+
+/// A valid SVG that says there was nothing to draw.
+fn empty_svg(title: &str) -> Vec<u8> {
+    let mut svg = String::new();
+    let escaped = title.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
+    let _ = write!(
+        svg,
+        "<?xml version=\"1.0\" standalone=\"no\"?>\n<svg version=\"1.1\" width=\"1200\" height=\"60\" \
+         xmlns=\"http://www.w3.org/2000/svg\"><text x=\"600\" y=\"24\" text-anchor=\"middle\">{escaped}</text>\
+         <text x=\"600\" y=\"48\" text-anchor=\"middle\">no slice in the window: nothing to draw</text></svg>\n"
+    );
+    svg.into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::aggregate::{ChunkOptions, Extra};
+    use aiocop_trace::records::{Chunk, EventRecord, Frame, SliceRecord};
+
+    /// Strings: 0 app.py, 1 handler, 2 load, 3 "main", 4 "tick", 5 asyncio's
+    /// events.py, 6 _run; frames 10 app.py:5:load, 11 app.py:9:handler, 12
+    /// events.py:88:_run, 13 app.py:1:handler; stacks 20 (load <- handler), 21
+    /// (handler <- _run <- handler: the loop's frames, outside, are left out).
+    fn chunk(slices: Vec<SliceRecord>) -> Chunk {
+        let strings =
+            ["/srv/app/app.py", "handler", "load", "main", "tick", "/usr/lib/python3.12/asyncio/events.py", "_run"];
+        let frame = |file, line, function| Frame { file, line, function };
+        Chunk {
+            strings: strings.iter().enumerate().map(|(i, s)| (i as u32, (*s).to_owned())).collect(),
+            frames: vec![(10, frame(0, 5, 2)), (11, frame(0, 9, 1)), (12, frame(5, 88, 6)), (13, frame(0, 1, 1))],
+            stacks: vec![(20, vec![10, 11]), (21, vec![11, 12, 13])],
+            slices,
+            ..Chunk::default()
+        }
+    }
+
+    fn slice(duration_ns: u64, what: u32, events: &[StackId], samples: &[StackId]) -> SliceRecord {
+        SliceRecord {
+            start_delta_ns: 1_000,
+            duration_ns,
+            what,
+            events: events.iter().map(|&stack| EventRecord { event: 0, args: 4, offset_ns: 0, stack }).collect(),
+            samples: samples.to_vec(),
+            ..SliceRecord::default()
+        }
+    }
+
+    fn folded(slices: Vec<SliceRecord>, ignore: &[&str], names: FrameNames) -> Folded {
+        let mut aggregate = FileAggregate::default();
+        aggregate.add_chunk(&chunk(slices), &ChunkOptions { extra: Extra::What, ..ChunkOptions::default() });
+        let ignore = IgnoreSet::new(&ignore.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>()).unwrap();
+        let mut folded = Folded::default();
+        folded.add_file(&TraceHeader::default(), &aggregate, ignore.as_ref(), names);
+        folded
+    }
+
+    #[test]
+    fn every_slice_gives_its_whole_time_to_its_stacks_or_to_what_ran() {
+        let slices = vec![
+            slice(900, 3, &[20, 20, 21], &[21]), // events win over samples: 600 + 300
+            slice(1_000, 3, &[], &[20, 21, 21, 21]),
+            slice(77, 4, &[], &[]),
+            slice(5, 4, &[], &[]),
+        ];
+        let folded = folded(slices, &[], FrameNames::Shown);
+        assert_eq!(
+            folded.lines(),
+            [
+                "main;handler (/srv/app/app.py:9) 1050",
+                "main;handler (/srv/app/app.py:9);load (/srv/app/app.py:5) 850",
+                "tick 82",
+            ]
+        );
+        assert_eq!(folded.total_ns(), 900 + 1_000 + 77 + 5);
+    }
+
+    #[test]
+    fn ignored_events_leave_their_time_to_the_others_or_to_what_ran() {
+        let slices = vec![slice(100, 3, &[20, 21], &[]), slice(40, 3, &[20], &[21])];
+        let folded = folded(slices, &["*:5:load"], FrameNames::Shown);
+        assert_eq!(folded.lines(), ["main 40", "main;handler (/srv/app/app.py:9) 100"]);
+    }
+
+    #[test]
+    fn identity_names_drop_lines_and_frames_are_safe_in_a_folded_line() {
+        let folded = folded(vec![slice(10, 3, &[20], &[])], &[], FrameNames::Identity);
+        assert_eq!(folded.lines(), ["main;app.py:handler;app.py:load 10"]);
+        assert_eq!(frame_text("a;b\nc"), "a:b c");
+    }
+
+    #[test]
+    fn svgs_name_the_frames_and_an_empty_window_is_still_a_picture() {
+        let folded = folded(vec![slice(10_000, 3, &[20], &[])], &[], FrameNames::Shown);
+        let text = SvgText { title: "t".to_owned(), subtitle: None };
+        let svg = String::from_utf8(svg(&folded, &text).unwrap()).unwrap();
+        assert!(svg.contains("load (/srv/app/app.py:5)"), "{svg}");
+        let empty = String::from_utf8(svg_of_nothing()).unwrap();
+        assert!(empty.starts_with("<?xml") && empty.contains("nothing to draw"));
+        let diff = differential_svg(&Folded::default(), &folded, &text).unwrap();
+        assert!(String::from_utf8(diff).unwrap().contains("load (/srv/app/app.py:5)"));
+        let text_lines = differential_text(&Folded::default(), &folded).unwrap();
+        assert_eq!(text_lines, "main;handler (/srv/app/app.py:9);load (/srv/app/app.py:5) 0 10000\n");
+        // Against itself at twice the time: normalized, nothing changed.
+        let twice = Folded { stacks: folded.stacks.iter().map(|(k, ns)| (k.clone(), 2 * ns)).collect() };
+        let same = String::from_utf8(differential_svg(&twice, &folded, &text).unwrap()).unwrap();
+        assert!(same.contains("<title>load (/srv/app/app.py:5) (10 µs, 100.00%; 0.00%)</title>"), "{same}");
+    }
+
+    fn svg_of_nothing() -> Vec<u8> {
+        svg(&Folded::default(), &SvgText { title: "t".to_owned(), subtitle: None }).unwrap()
+    }
+}
