@@ -105,11 +105,16 @@ fn all_or_errors<T>(results: Vec<Result<T, AnalyzeError>>) -> Result<Vec<T>, Ana
     }
 }
 
-/// A progress bar over the inputs' bytes, shown only on a terminal and for
-/// inputs large enough to take a while.
-fn progress_bar(paths: &[PathBuf]) -> ProgressBar {
+/// Whether reading shows a progress bar: on a terminal, for inputs large
+/// enough to take a while, unless `--quiet`.
+fn shows_progress(bytes: u64, stderr_is_terminal: bool, quiet: bool) -> bool {
+    stderr_is_terminal && !quiet && bytes >= PROGRESS_MIN_BYTES
+}
+
+/// A progress bar over the inputs' bytes on stderr (see [`shows_progress`]).
+fn progress_bar(paths: &[PathBuf], quiet: bool) -> ProgressBar {
     let bytes: u64 = paths.iter().filter_map(|p| std::fs::metadata(p).ok()).map(|m| m.len()).sum();
-    if !std::io::stderr().is_terminal() || bytes < PROGRESS_MIN_BYTES {
+    if !shows_progress(bytes, std::io::stderr().is_terminal(), quiet) {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::with_draw_target(Some(bytes), ProgressDrawTarget::stderr());
@@ -199,13 +204,17 @@ pub fn color_enabled(choice: ColorChoice, terminal: bool, no_color: Option<&OsSt
     }
 }
 
-pub(crate) fn style_for(choice: ColorChoice, destination: &Destination) -> Style {
+pub(crate) fn style_for(output: &crate::cli::OutputArgs, destination: &Destination) -> Style {
     let terminal = destination.is_stdout() && std::io::stdout().is_terminal();
-    let color =
-        color_enabled(choice, terminal, std::env::var_os("NO_COLOR").as_deref(), std::env::var_os("TERM").as_deref());
-    // comfy-table asks the terminal for its width.
-    let width = if terminal { comfy_table::Table::new().width() } else { None };
-    Style { color, width }
+    let color = color_enabled(
+        output.color,
+        terminal,
+        std::env::var_os("NO_COLOR").as_deref(),
+        std::env::var_os("TERM").as_deref(),
+    );
+    // The width of the terminal written to (stdout's), not of /dev/tty.
+    let width = if terminal { console::Term::stdout().size_checked().map(|(_rows, columns)| columns) } else { None };
+    Style { color, width: width.filter(|_| output.format == ReportFormat::Table), wide: output.wide }
 }
 
 fn seconds_to_ns(seconds: f64) -> u64 {
@@ -236,6 +245,8 @@ pub(crate) struct ReadOptions<'a> {
     pub long_ns: u64,
     /// The stall gap tolerance (`--stall-gap-us`), in nanoseconds.
     pub stall_gap_ns: u64,
+    /// `--quiet`: no progress bar.
+    pub quiet: bool,
 }
 
 impl ReadOptions<'_> {
@@ -256,6 +267,7 @@ impl ReadOptions<'_> {
             by_identity: false,
             long_ns: seconds_to_ns(DEFAULT_LONG_MS / 1000.0),
             stall_gap_ns: DEFAULT_STALL_GAP_NS,
+            quiet: false,
         })
     }
 }
@@ -279,6 +291,7 @@ pub fn run_report(args: ReportArgs) -> Result<(), AnalyzeError> {
     let mut options = ReadOptions::new(&args.filters)?;
     options.long_ns = seconds_to_ns(args.long_ms / 1000.0).max(1);
     options.stall_gap_ns = seconds_to_ns(args.stall_gap_us / 1_000_000.0);
+    options.quiet = args.output.quiet;
     let destination = Destination::new(args.output.output.as_deref());
     let paths = crate::input::expand(&args.inputs)?;
     let pool = thread_pool(args.output.threads)?;
@@ -287,7 +300,12 @@ pub fn run_report(args: ReportArgs) -> Result<(), AnalyzeError> {
         let side = read_side(&paths, &options)?;
         Ok(make_report(&args, side))
     })?;
-    let text = export::exporter(args.output.format).render(&report, style_for(args.output.color, &destination));
+    let style = style_for(&args.output, &destination);
+    let mut report = report;
+    if style.width.is_some() {
+        export::fit::relative_report(&mut report, &export::fit::roots(&args.filters.app_roots));
+    }
+    let text = export::exporter(args.output.format).render(&report, style);
     destination.write(&text)
 }
 
@@ -311,6 +329,7 @@ pub fn run_diff(mut args: DiffArgs) -> Result<Outcome, AnalyzeError> {
     let mut options = ReadOptions::new(&args.filters)?;
     options.weights = Some(diff::weights_of(scoring_table));
     options.by_identity = true;
+    options.quiet = args.output.quiet;
     let pool = thread_pool(args.output.threads)?;
     let (base, new) = pool.install(|| -> Result<(Side, Side), AnalyzeError> {
         Ok((read_side(&base_paths, &options)?, read_side(&new_paths, &options)?))
@@ -330,11 +349,15 @@ pub fn run_diff(mut args: DiffArgs) -> Result<Outcome, AnalyzeError> {
             )));
         }
     }
-    let diff = make_diff(&args, &base, &new, diff::table_changes(&base_table, &new_table));
+    let mut diff = make_diff(&args, &base, &new, diff::table_changes(&base_table, &new_table));
     if let Some(warning) = &diff.warning {
         warn(warning);
     }
-    let text = export::exporter(args.output.format).render_diff(&diff, style_for(args.output.color, &destination));
+    let style = style_for(&args.output, &destination);
+    if style.width.is_some() {
+        export::fit::relative_diff(&mut diff, &export::fit::roots(&args.filters.app_roots));
+    }
+    let text = export::exporter(args.output.format).render_diff(&diff, style);
     destination.write(&text)?;
     for reason in &diff.gate.reasons {
         let _ = writeln!(std::io::stderr().lock(), "aiocop-analyze: gate: {reason}");
@@ -493,7 +516,7 @@ pub(crate) fn read_side(paths: &[PathBuf], options: &ReadOptions<'_>) -> Result<
         weights: options.weights.as_ref(),
         by_identity: options.by_identity,
     };
-    let progress = progress_bar(paths);
+    let progress = progress_bar(paths, options.quiet);
 
     let read_file = |file: usize, path: &PathBuf| -> Result<FileOutcome, AnalyzeError> {
         let trace = TraceFile::open(path)?;
@@ -661,7 +684,7 @@ pub fn run_info(args: InfoArgs) -> Result<(), AnalyzeError> {
     let paths = crate::input::expand(&args.inputs)?;
     let pool = thread_pool(args.threads)?;
     let infos = pool.install(|| -> Result<Vec<TraceInfo>, AnalyzeError> {
-        let progress = progress_bar(&paths);
+        let progress = progress_bar(&paths, args.quiet);
         let read_file = |path: &PathBuf| -> Result<(TraceInfo, Vec<String>), AnalyzeError> {
             let trace = TraceFile::open(path)?;
             let mut counts = fold_chunks(
@@ -720,6 +743,14 @@ mod tests {
         assert!(!color_enabled(ColorChoice::Auto, true, None, os("dumb")));
         assert!(color_enabled(ColorChoice::Always, false, os("1"), os("dumb")));
         assert!(!color_enabled(ColorChoice::Never, true, None, os("xterm")));
+    }
+
+    #[test]
+    fn progress_only_on_a_terminal_for_long_reads_unless_quiet() {
+        assert!(shows_progress(PROGRESS_MIN_BYTES, true, false));
+        assert!(!shows_progress(PROGRESS_MIN_BYTES, true, true));
+        assert!(!shows_progress(PROGRESS_MIN_BYTES, false, false));
+        assert!(!shows_progress(PROGRESS_MIN_BYTES - 1, true, false));
     }
 
     #[test]

@@ -285,6 +285,14 @@ pub struct OutputArgs {
     /// Threads decoding chunks (0: one per CPU).
     #[arg(short = 'j', long, value_name = "N", default_value_t = 0)]
     pub threads: usize,
+
+    /// On a terminal, every column of the tables (by default, the main ones, fitted to its width).
+    #[arg(long, help_heading = "Output")]
+    pub wide: bool,
+
+    /// No progress bar on stderr (it shows only on a terminal, for long reads).
+    #[arg(short, long, help_heading = "Output")]
+    pub quiet: bool,
 }
 
 #[derive(Clone, Debug, Args)]
@@ -382,6 +390,10 @@ pub struct InfoArgs {
     /// Threads decoding chunks (0: one per CPU).
     #[arg(short = 'j', long, value_name = "N", default_value_t = 0)]
     pub threads: usize,
+
+    /// No progress bar on stderr.
+    #[arg(short, long)]
+    pub quiet: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

@@ -4,9 +4,11 @@
 //! - `table`: comfy-table tables and the totals under them, for people;
 //! - `json`: the stable contract to script against (see [`json`]);
 //! - `csv`: one row per group, the JSON's group fields as columns;
-//! - `markdown`: GitHub tables, for a pull request or an issue.
+//! - `markdown`: GitHub tables, for a pull request or an issue;
+//! - `fit`: the table laid out to a terminal's width.
 
 pub mod csv;
+pub(crate) mod fit;
 pub mod json;
 pub mod markdown;
 pub mod table;
@@ -29,8 +31,11 @@ pub enum ReportFormat {
 pub struct Style {
     /// ANSI colours and bold.
     pub color: bool,
-    /// The terminal's width, to wrap wide tables; `None`: no wrapping.
+    /// The terminal's width, to fit the table to; `None` (a pipe, a file):
+    /// every column, whole.
     pub width: Option<u16>,
+    /// On a terminal, every column (`--wide`).
+    pub wide: bool,
 }
 
 pub trait Exporter {
