@@ -178,6 +178,18 @@ impl Destination {
         self.path.is_none()
     }
 
+    /// Fails (before anything is read) when the file's directory does not exist.
+    fn check(&self) -> Result<(), AnalyzeError> {
+        let Some(path) = &self.path else { return Ok(()) };
+        match path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+            Some(dir) if !dir.is_dir() => Err(AnalyzeError::Output {
+                path: path.display().to_string(),
+                source: std::io::Error::new(std::io::ErrorKind::NotFound, format!("no directory '{}'", dir.display())),
+            }),
+            _ => Ok(()),
+        }
+    }
+
     fn write(&self, text: &str) -> Result<(), AnalyzeError> {
         match &self.path {
             None => {
@@ -247,6 +259,8 @@ pub(crate) struct ReadOptions<'a> {
     pub stall_gap_ns: u64,
     /// `--quiet`: no progress bar.
     pub quiet: bool,
+    /// Keep the busy time over each trace (the HTML report's chart).
+    pub busy_series: bool,
 }
 
 impl ReadOptions<'_> {
@@ -268,6 +282,7 @@ impl ReadOptions<'_> {
             long_ns: seconds_to_ns(DEFAULT_LONG_MS / 1000.0),
             stall_gap_ns: DEFAULT_STALL_GAP_NS,
             quiet: false,
+            busy_series: false,
         })
     }
 }
@@ -292,7 +307,9 @@ pub fn run_report(args: ReportArgs) -> Result<(), AnalyzeError> {
     options.long_ns = seconds_to_ns(args.long_ms / 1000.0).max(1);
     options.stall_gap_ns = seconds_to_ns(args.stall_gap_us / 1_000_000.0);
     options.quiet = args.output.quiet;
+    options.busy_series = args.output.format == ReportFormat::Html;
     let destination = Destination::new(args.output.output.as_deref());
+    destination.check()?;
     let paths = crate::input::expand(&args.inputs)?;
     let pool = thread_pool(args.output.threads)?;
 
@@ -302,6 +319,9 @@ pub fn run_report(args: ReportArgs) -> Result<(), AnalyzeError> {
     })?;
     let style = style_for(&args.output, &destination);
     let mut report = report;
+    if args.output.format == ReportFormat::Html {
+        report.pictures.flame_graph_svg = export::html::flame_graph(&report);
+    }
     if style.width.is_some() {
         export::fit::relative_report(&mut report, &export::fit::roots(&args.filters.app_roots));
     }
@@ -326,6 +346,7 @@ pub fn run_diff(mut args: DiffArgs) -> Result<Outcome, AnalyzeError> {
         ScoreWith::New => &new_table,
         ScoreWith::Base => &base_table,
     };
+    destination.check()?;
     let mut options = ReadOptions::new(&args.filters)?;
     options.weights = Some(diff::weights_of(scoring_table));
     options.by_identity = true;
@@ -447,6 +468,7 @@ fn make_diff(args: &DiffArgs, base: &Side, new: &Side, event_table_changes: Vec<
 fn default_top(args: &ReportArgs) -> usize {
     args.top.unwrap_or(match args.output.format {
         ReportFormat::Table | ReportFormat::Markdown => 20,
+        ReportFormat::Html => 50,
         ReportFormat::Json | ReportFormat::Csv => 0,
     })
 }
@@ -553,6 +575,7 @@ pub(crate) fn read_side(paths: &[PathBuf], options: &ReadOptions<'_>) -> Result<
                 threshold_ns: threshold_ns.unwrap_or(header.threshold_ns),
                 gap_ns: options.stall_gap_ns,
             },
+            busy_series: options.busy_series,
         };
         let mut aggregate = fold_chunks(
             trace.chunk_count(),
@@ -612,13 +635,15 @@ pub(crate) fn read_side(paths: &[PathBuf], options: &ReadOptions<'_>) -> Result<
 }
 
 /// The ranked report of what was read.
-fn make_report(args: &ReportArgs, side: Side) -> Report {
+fn make_report(args: &ReportArgs, mut side: Side) -> Report {
     let filters = &args.filters;
     let min_severity = args.min_severity.map(|m| m.level());
     let totals = side.totals(min_severity);
     let top = default_top(args);
     let rank = RankOptions { sort: args.sort, top, min_severity };
     let loop_time = report::loop_time(&side.analysis, top, args.long_ms);
+    let (busy_series_ns, totals_traces) =
+        (std::mem::take(&mut side.analysis.busy_series_ns), side.analysis.totals.traces);
     let (stalls, stalls_not_shown) = report::stalls(&side.analysis.stalls, top, &side.paths);
     let (groups, groups_not_shown, cpu_groups, cpu_groups_not_shown) = report::rank(side.analysis, rank);
     Report {
@@ -649,6 +674,10 @@ fn make_report(args: &ReportArgs, side: Side) -> Report {
         },
         group_by: filters.by.clone(),
         csv_table: args.csv_table,
+        pictures: {
+            let (busy_share, interval_s) = report::busy_share(&busy_series_ns, totals_traces);
+            report::Pictures { busy_share, interval_s, flame_graph_svg: None }
+        },
     }
 }
 
@@ -681,6 +710,7 @@ fn trace_facts(trace: &TraceFile, aggregate: &FileAggregate, since_ns: u64, unti
 
 pub fn run_info(args: InfoArgs) -> Result<(), AnalyzeError> {
     let destination = Destination::new(args.output.as_deref());
+    destination.check()?;
     let paths = crate::input::expand(&args.inputs)?;
     let pool = thread_pool(args.threads)?;
     let infos = pool.install(|| -> Result<Vec<TraceInfo>, AnalyzeError> {

@@ -270,7 +270,8 @@ pub struct FilterArgs {
 /// Where and how the result is written: shared by `report` and `diff`.
 #[derive(Clone, Debug, Args)]
 pub struct OutputArgs {
-    /// A table for people, json to script against, csv, or markdown for a pull request.
+    /// A table for people, json to script against, csv, markdown for a pull
+    /// request, or html: one self-contained page (with -o FILE).
     #[arg(long, value_name = "FORMAT", default_value = "table", help_heading = "Output")]
     pub format: ReportFormat,
 

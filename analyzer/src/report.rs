@@ -350,6 +350,33 @@ pub struct Report {
     /// The table `--format csv` writes.
     #[serde(skip)]
     pub csv_table: CsvTable,
+    /// What only `--format html` draws.
+    #[serde(skip)]
+    pub pictures: Pictures,
+}
+
+/// What only the HTML report draws (not in the JSON).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Pictures {
+    /// The loop's busy share (0 to 1, averaged over the traces) in each
+    /// interval of `interval_s` after the traces' starts.
+    pub busy_share: Vec<f64>,
+    pub interval_s: f64,
+    /// The flame graph: an SVG document.
+    pub flame_graph_svg: Option<String>,
+}
+
+/// Points the busy share over time is drawn with at most.
+pub const BUSY_POINTS: usize = 200;
+
+/// The busy share over time of `busy_ns` (per [`crate::aggregate::BUSY_BUCKET_NS`],
+/// added up over `traces`), in at most [`BUSY_POINTS`] intervals of whole buckets.
+pub fn busy_share(busy_ns: &[u64], traces: u64) -> (Vec<f64>, f64) {
+    let bucket_ns = crate::aggregate::BUSY_BUCKET_NS;
+    let per_point = busy_ns.len().div_ceil(BUSY_POINTS).max(1);
+    let capacity_ns = (per_point as u64 * bucket_ns * traces.max(1)) as f64;
+    let shares = busy_ns.chunks(per_point).map(|c| (c.iter().sum::<u64>() as f64 / capacity_ns).min(1.0)).collect();
+    (shares, per_point as f64 * bucket_ns as f64 / 1e9)
 }
 
 /// `--csv-table`: CSV holds one table.

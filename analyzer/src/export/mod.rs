@@ -5,10 +5,12 @@
 //! - `json`: the stable contract to script against (see [`json`]);
 //! - `csv`: one row per group, the JSON's group fields as columns;
 //! - `markdown`: GitHub tables, for a pull request or an issue;
+//! - `html`: one self-contained page (see [`html`]);
 //! - `fit`: the table laid out to a terminal's width.
 
 pub mod csv;
 pub(crate) mod fit;
+pub mod html;
 pub mod json;
 pub mod markdown;
 pub mod table;
@@ -24,6 +26,8 @@ pub enum ReportFormat {
     Json,
     Csv,
     Markdown,
+    /// One self-contained page: tables, the flame graph, the busy share over time.
+    Html,
 }
 
 /// How text for a terminal may look.
@@ -49,6 +53,7 @@ pub fn exporter(format: ReportFormat) -> Box<dyn Exporter> {
         ReportFormat::Json => Box::new(json::JsonExporter),
         ReportFormat::Csv => Box::new(csv::CsvExporter),
         ReportFormat::Markdown => Box::new(markdown::MarkdownExporter),
+        ReportFormat::Html => Box::new(html::HtmlExporter),
     }
 }
 

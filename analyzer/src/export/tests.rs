@@ -156,6 +156,7 @@ pub(crate) fn sample_report() -> Report {
         },
         group_by: GroupBy::EntryPoint,
         csv_table: crate::report::CsvTable::Groups,
+        pictures: crate::report::Pictures::default(),
     }
 }
 
