@@ -191,6 +191,23 @@ pub(crate) fn lay_out(
             .unwrap_or(0)
     };
     let contents: Vec<usize> = (0..titles.len()).map(content).collect();
+    // What a key column needs for every line's last path component (`…/views.py:30:f`).
+    let tails: Vec<usize> = (0..titles.len())
+        .map(|c| {
+            let tail = |key: &str, suffix: &str| {
+                let last = key.rfind('/').map_or(key, |at| &key[at..]);
+                width_of(last) + usize::from(last.len() < key.len()) + width_of(suffix)
+            };
+            rows.iter()
+                .flat_map(|row| match fits[c] {
+                    Fit::Key if !row[c].keys.is_empty() => row[c].keys.iter().map(|(k, s)| tail(k, s)).max(),
+                    Fit::Key => Some(tail(&row[c].full, "")),
+                    _ => None,
+                })
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
     // A title wraps (a word a line) only where that gains a few columns:
     // `duration ms` over `200.125`, not `start s` over `3.250`.
     let title_width = |column: usize, wrap: bool| {
@@ -220,6 +237,9 @@ pub(crate) fn lay_out(
                 spare -= more;
             }
         };
+        // Keys first get room for their file, line and function, then lists
+        // room for a few items, then keys the rest.
+        grow(&mut widths, Fit::Key, &|c| preferred(c).min(tails[c]));
         grow(&mut widths, Fit::Words, &|c| preferred(c).min(WORDS_TARGET_WIDTH));
         grow(&mut widths, Fit::Key, &preferred);
         grow(&mut widths, Fit::Words, &preferred);

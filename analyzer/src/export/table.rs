@@ -236,7 +236,14 @@ impl Exporter for TableExporter {
             out.push_str(&bold("Example traces", style));
             out.push_str(" (innermost frame first):\n");
             for row in report.groups.iter().take(EXAMPLES_SHOWN) {
-                push_prose(&mut out, &format!("{}. {}: {}\n", row.rank, row.key, row.example_event), style);
+                // On a terminal the key is shortened to fit on the title's first line.
+                let key = match style.width {
+                    Some(width) => {
+                        shorten_left(&row.key, usize::from(width).saturating_sub(row.rank.to_string().len() + 3))
+                    }
+                    None => row.key.clone(),
+                };
+                push_prose(&mut out, &format!("{}. {key}: {}\n", row.rank, row.example_event), style);
                 for (depth, frame) in row.example_trace.split(TRACE_SEPARATOR).enumerate() {
                     let arrow = if depth == 0 { "   " } else { "<- " };
                     let frame = match style.width {
