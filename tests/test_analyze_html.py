@@ -295,3 +295,18 @@ def test_bad_html_requests_exit_2_with_one_line(traces, tmp_path):
         assert result.returncode == 2, result
         assert len(result.stderr.strip().splitlines()) == 1 and result.stdout == "", result.stderr
     assert not (tmp_path / "missing").exists()
+    result = analyze(
+        "report", str(trace), "--format", "html", "--since", "2", "--until", "1", "-o", str(tmp_path / "x")
+    )
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_a_damaged_trace_still_gives_a_page_of_what_could_be_read(traces, tmp_path):
+    _, trace = traces
+    damaged, page = tmp_path / "cut.bin", tmp_path / "cut.html"
+    data = trace.read_bytes()
+    damaged.write_bytes(data[: len(data) - 40])  # the footer and the end of the last chunk gone
+    result = analyze("report", str(damaged), "--format", "html", "-o", str(page))
+    assert result.returncode == 0, result.stderr
+    assert "warning" in result.stderr and str(damaged) in result.stderr
+    assert '<section id="loop-time">' in page.read_text()

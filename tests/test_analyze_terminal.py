@@ -99,7 +99,7 @@ def run_on_terminal(args: list[str], columns: int, cwd: Path) -> str:
     env = {**os.environ, "TERM": "xterm-256color"}
     env.pop("NO_COLOR", None)
     process = subprocess.Popen(
-        [ANALYZE, "--color", "never", *args], stdin=slave, stdout=slave, stderr=slave, cwd=cwd, env=env
+        [ANALYZE, *args, "--color", "never"], stdin=slave, stdout=slave, stderr=slave, cwd=cwd, env=env
     )
     os.close(slave)
     output = b""
@@ -172,3 +172,13 @@ def test_a_pipe_gets_the_full_table_with_whole_absolute_keys(recorded):
     # As wide as its rows: wider than a small terminal.
     assert max(columns_of(line) for line in text.splitlines()) > 160
     assert analyze("--format", "table", "--color", "never", str(trace)).stdout == text
+
+
+def test_the_diff_table_fits_the_terminal_too(recorded):
+    _, trace = recorded
+    text = run_on_terminal(["diff", str(trace), str(trace), "--all"], 100, cwd=Path("/"))
+    assert_fits(text, 100)
+    assert "unchanged" in text and "severity per" in text and "max ms" not in text
+    # Each key keeps its line and function (here, its file name too).
+    for marker, function in APP_ROWS:
+        assert re.search(rf"\.py:{line_of(marker)}:{function} ", text), (function, text)

@@ -516,6 +516,10 @@ mod tests {
             (args.top, args.min_severity, args.filters.exceeded_only, args.output.threads),
             (None, None, false, 0)
         );
+        assert_eq!((args.output.wide, args.output.quiet), (false, false));
+        let args = parse(&["t.bin", "--wide", "-q", "--format", "html"]).unwrap().report;
+        assert_eq!((args.output.wide, args.output.quiet, args.output.format), (true, true, ReportFormat::Html));
+        assert!(parse(&["info", "t.bin", "--format", "html"]).is_err());
     }
 
     #[test]

@@ -208,16 +208,20 @@ pub(crate) fn lay_out(
                 .unwrap_or(0)
         })
         .collect();
-    // A title wraps (a word a line) only where that gains a few columns:
-    // `duration ms` over `200.125`, not `start s` over `3.250`.
-    let title_width = |column: usize, wrap: bool| {
-        if wrap && width_of(&titles[column]) > contents[column] + 3 {
-            longest_word(&titles[column]).max(contents[column].min(width_of(&titles[column])))
+    // Titles wider than their column's numbers give way (a word a line) when
+    // keys need the room where that gains a few columns (`duration ms` over
+    // `200.125`, not `start s` over `3.250`); when the table is still too
+    // wide, wherever it gains any.
+    let title_width = |column: usize, wrap: usize| {
+        let (title, content) = (width_of(&titles[column]), contents[column]);
+        let gain = [usize::MAX, 3, 0][wrap];
+        if title > content.saturating_add(gain) {
+            longest_word(&titles[column]).max(content.min(title))
         } else {
-            width_of(&titles[column])
+            title
         }
     };
-    let distribute = |wrap_titles: bool| -> Vec<usize> {
+    let distribute = |wrap_titles: usize| -> Vec<usize> {
         let mut widths: Vec<usize> = (0..titles.len())
             .map(|c| match fits[c] {
                 Fit::Fixed => contents[c].max(title_width(c, wrap_titles)),
@@ -245,11 +249,14 @@ pub(crate) fn lay_out(
         grow(&mut widths, Fit::Words, &preferred);
         widths
     };
-    let mut widths = distribute(false);
-    let keys_short = (0..titles.len()).any(|c| fits[c] == Fit::Key && widths[c] < contents[c]);
-    if keys_short {
-        // Titles wider than their numbers give way first, a word a line.
-        widths = distribute(true);
+    let keys_short = |widths: &[usize]| (0..titles.len()).any(|c| fits[c] == Fit::Key && widths[c] < contents[c]);
+    let overflows = |widths: &[usize]| widths.iter().sum::<usize>() + border_width(titles.len()) > width;
+    let mut widths = distribute(0);
+    if keys_short(&widths) {
+        widths = distribute(1);
+    }
+    if overflows(&widths) {
+        widths = distribute(2);
     }
     let titles = titles.iter().zip(&widths).map(|(title, &w)| wrap_words(title, w).join("\n")).collect();
     let cells = rows

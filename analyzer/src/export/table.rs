@@ -169,8 +169,8 @@ impl Exporter for TableExporter {
             out.push_str("No group changed.\n");
         } else {
             let mut columns = vec![text("status", Fit::Fixed), text(&diff.group_by.title(), Fit::Key)];
-            // On a terminal: the rates and the p95, the others with --wide.
-            columns.extend(DIFF_HEADER.iter().enumerate().map(|(i, title)| number(title, i < 3)));
+            // On a terminal: the severity rate and the p95, the others with --wide.
+            columns.extend(DIFF_HEADER.iter().enumerate().map(|(i, title)| number(title, i == 0 || i == 2)));
             let mut grid = Grid::new(columns);
             for row in &diff.rows {
                 let mut cells = vec![(Text::plain(row.status.as_str()), Paint::Status(row.status)), key(&row.key)];
