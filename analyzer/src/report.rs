@@ -751,6 +751,23 @@ mod tests {
     }
 
     #[test]
+    fn the_busy_share_is_per_trace_and_at_most_busy_points_long() {
+        let bucket = crate::aggregate::BUSY_BUCKET_NS;
+        // Two traces, buckets of 100 ms: 100%, 50%, 0% of both loops.
+        let (shares, interval_s) = busy_share(&[2 * bucket, bucket, 0], 2);
+        assert_eq!((shares, interval_s), (vec![1.0, 0.5, 0.0], 0.1));
+        // A long trace is drawn with whole buckets a point; a loop on two
+        // threads of one trace shows at most 100%.
+        let long = vec![bucket / 4; 2 * BUSY_POINTS + 1];
+        let (shares, interval_s) = busy_share(&long, 1);
+        // 401 buckets, 3 a point: 134 points, the last of 2 buckets (and a third empty).
+        assert_eq!((shares.len(), interval_s), (134, 0.3));
+        assert!(shares.iter().all(|&s| (s - 0.25).abs() < 1e-9 || s < 0.25), "{shares:?}");
+        assert_eq!(busy_share(&[3 * bucket], 1).0, [1.0]);
+        assert_eq!(busy_share(&[], 1), (vec![], 0.1));
+    }
+
+    #[test]
     fn times_are_shown_to_the_microsecond() {
         assert_eq!(ms(1_234_567), 1.235);
         assert_eq!(ms(499), 0.0);
