@@ -15,8 +15,9 @@
 //!   `<script type="application/json" id="aiocop-report">` for scripts.
 
 use super::{
-    count, diff_cells, diff_summary_lines, diff_title, fmt_ms, fmt_share, loop_time_headline, samples_note,
-    stalls_headline, summary_lines, top_events_text, unexplained_note, via_text, Exporter, Style, DIFF_HEADER,
+    count, diff_cells, diff_summary_lines, diff_title, fmt_ms, fmt_share, fmt_short_ms, loop_time_headline,
+    samples_note, stalls_headline, summary_lines, top_events_text, unexplained_note, via_text, Exporter, Style,
+    DIFF_HEADER,
 };
 use crate::diff::{Diff, DiffRow, SideValues};
 use crate::report::Report;
@@ -174,17 +175,14 @@ impl Exporter for HtmlExporter {
             },
             reasons: gate.reasons.clone(),
         });
-        let mut titles = vec!["status", "key"];
+        let mut titles = vec!["status", "group"];
         titles.extend(DIFF_HEADER);
-        let mut titles_owned = columns(&titles, &[2, 3, 4, 5, 6]);
-        titles_owned[1].title = "group";
-        let rows = diff.rows.iter().map(diff_row).collect();
         let section = Section {
             id: "comparison",
             title: format!("Comparison by {}", diff.group_by.title()),
             lines: Vec::new(),
-            columns: titles_owned,
-            rows,
+            columns: columns(&titles, &[2, 3, 4, 5, 6]),
+            rows: diff.rows.iter().map(diff_row).collect(),
             empty: "No group changed.".to_owned(),
             more: (diff.rows_not_shown > 0)
                 .then(|| format!("{} unchanged (--all shows them)", count(diff.rows_not_shown as u64, "more row"))),
@@ -364,7 +362,7 @@ fn chart(report: &Report) -> Option<Chart> {
         end_label: format!("{:.1} s", n * pictures.interval_s),
         line: format!(
             "The loop's busy share in each {} ms after {}, from 0 to 100%.",
-            fmt_short(pictures.interval_s * 1000.0),
+            fmt_short_ms(pictures.interval_s * 1000.0),
             if traces == 1 {
                 "the trace's start".to_owned()
             } else {
@@ -376,10 +374,6 @@ fn chart(report: &Report) -> Option<Chart> {
 
 fn round2(value: f64) -> f64 {
     (value * 100.0).round() / 100.0
-}
-
-fn fmt_short(value: f64) -> String {
-    super::fmt_short_ms(value)
 }
 
 fn loop_section(report: &Report) -> Section {
@@ -590,6 +584,23 @@ mod tests {
             inline_svg(svg),
             r#"<svg version="1.1"><g class="func_g"><title>main (1 µs)</title></g><text x="1">only on="this"</text></svg>"#
         );
+    }
+
+    #[test]
+    fn an_empty_report_says_so_in_each_section_without_pictures() {
+        let mut report = super::super::tests::sample_report();
+        report.groups.clear();
+        report.cpu_groups.clear();
+        report.stalls.clear();
+        report.loop_time.groups.clear();
+        report.totals.groups = 0;
+        let html = HtmlExporter.render(&report, Style::default());
+        for said in ["No slice recorded.", "No stall.", "No blocking I&#x2f;O recorded.", "No CPU-blocking slice."] {
+            assert!(html.contains(&format!("<p class=\"empty\">{said}</p>")), "{said}\n{html}");
+        }
+        for absent in ["id=\"busy-over-time\"", "id=\"flame-graph\"", "id=\"examples\"", "<table"] {
+            assert!(!html.contains(absent), "{absent}");
+        }
     }
 
     #[test]
