@@ -182,3 +182,13 @@ def test_the_diff_table_fits_the_terminal_too(recorded):
     # Each key keeps its line and function (here, its file name too).
     for marker, function in APP_ROWS:
         assert re.search(rf"\.py:{line_of(marker)}:{function} ", text), (function, text)
+
+
+def test_stack_keys_show_one_frame_a_line_innermost_first(recorded):
+    _, trace = recorded
+    text = run_on_terminal(["--by", "stack", str(trace)], 100, cwd=Path("/"))
+    assert_fits(text, 100)
+    assert app_keys(text) == [f"{line_of(m)}:{f}" for m, f in APP_ROWS], text
+    # A stall's groups are named by their innermost frames, not by the module all of them start from.
+    stalls = text.split("Stalls:", 1)[1].split("Blocking I/O", 1)[0]
+    assert re.search(r":\d+:crunch_the_numbers <- …", stalls), stalls

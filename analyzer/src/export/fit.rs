@@ -60,6 +60,18 @@ pub(crate) fn shorten_left(text: &str, width: usize) -> String {
     std::iter::once('…').chain(kept.into_iter().rev()).collect()
 }
 
+/// A key shortened to `width` columns: from the left, and for a stack key
+/// (`a <- b <- c`, innermost first) its innermost frame, followed by ` <- …`.
+pub(crate) fn shorten_key(key: &str, width: usize) -> String {
+    match key.split_once(TRACE_SEPARATOR) {
+        Some((innermost, _)) if width_of(key) > width => {
+            let more = format!("{TRACE_SEPARATOR}…");
+            shorten_left(innermost, width.saturating_sub(width_of(&more))) + &more
+        }
+        _ => shorten_left(key, width),
+    }
+}
+
 /// `text` wrapped into lines of at most `width` columns between the items
 /// `separator` ends (`" "`: words; `", "`: a list); an item wider than a
 /// line is shortened from the left, never split.
@@ -160,11 +172,11 @@ impl Text {
         match fit {
             Fit::Fixed => self.full.clone(),
             Fit::Words => wrap_items(&self.full, width, LIST_SEPARATOR).join("\n"),
-            Fit::Key if self.keys.is_empty() => shorten_left(&self.full, width),
+            Fit::Key if self.keys.is_empty() => shorten_key(&self.full, width),
             Fit::Key => self
                 .keys
                 .iter()
-                .map(|(key, suffix)| shorten_left(key, width.saturating_sub(width_of(suffix))) + suffix)
+                .map(|(key, suffix)| shorten_key(key, width.saturating_sub(width_of(suffix))) + suffix)
                 .collect::<Vec<_>>()
                 .join("\n"),
         }
@@ -357,6 +369,15 @@ mod tests {
         assert_eq!(width_of(&shorten_left(key, 15)), 15);
         assert_eq!(shorten_left(key, 1), "…");
         assert_eq!(shorten_left(key, 0), "");
+    }
+
+    #[test]
+    fn a_stack_key_keeps_its_innermost_frame() {
+        let stack = "/srv/app/shop/views.py:30:resolve <- /srv/app/main.py:9:main";
+        assert_eq!(shorten_key(stack, 100), stack);
+        assert_eq!(shorten_key(stack, 40), "/srv/app/shop/views.py:30:resolve <- …");
+        assert_eq!(shorten_key(stack, 27), "…/views.py:30:resolve <- …");
+        assert_eq!(shorten_key("/srv/app/shop/views.py:30:resolve", 22), "…/views.py:30:resolve");
     }
 
     #[test]

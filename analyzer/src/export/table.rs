@@ -7,7 +7,7 @@
 //! on a terminal ([`Style::width`]) fewer columns are shown (`--wide`: all)
 //! and laid out to fit by [`super::fit`].
 
-use super::fit::{lay_out, shorten_left, wrap_text, Fit, Text};
+use super::fit::{lay_out, shorten_key, shorten_left, wrap_text, Fit, Text};
 use super::{
     diff_cells, diff_summary_lines, diff_title, elapsed_cells, fmt_ms, fmt_share, loop_time_headline, samples_note,
     stalls_headline, summary_lines, top_events_text, unexplained_note, via_text, Exporter, Style, DIFF_HEADER,
@@ -239,7 +239,7 @@ impl Exporter for TableExporter {
                 // On a terminal the key is shortened to fit on the title's first line.
                 let key = match style.width {
                     Some(width) => {
-                        shorten_left(&row.key, usize::from(width).saturating_sub(row.rank.to_string().len() + 3))
+                        shorten_key(&row.key, usize::from(width).saturating_sub(row.rank.to_string().len() + 3))
                     }
                     None => row.key.clone(),
                 };
