@@ -57,7 +57,13 @@ pub struct ChunkOptions {
     /// row can name it.
     pub import_event: Option<u16>,
     pub stalls: StallOptions,
+    /// Keep the loop's busy time per [`BUSY_BUCKET_NS`] of the trace (the
+    /// HTML report's chart); off, it costs a slice one predictable branch.
+    pub busy_series: bool,
 }
+
+/// The busy time over a trace is kept per this many nanoseconds of it.
+pub const BUSY_BUCKET_NS: u64 = 100_000_000;
 
 impl Default for ChunkOptions {
     fn default() -> Self {
@@ -69,6 +75,7 @@ impl Default for ChunkOptions {
             long_ns: (crate::loop_time::DEFAULT_LONG_MS * 1e6) as u64,
             import_event: None,
             stalls: StallOptions::default(),
+            busy_series: false,
         }
     }
 }
@@ -190,6 +197,10 @@ pub struct Counts {
     pub long_ns: u64,
     /// CPU samples in window slices.
     pub samples: u64,
+    /// With [`ChunkOptions::busy_series`]: the busy time per bucket of
+    /// [`BUSY_BUCKET_NS`] from the trace's start, as `(bucket, ns)` in the
+    /// order slices came (a slice's time split between the buckets it spans).
+    pub busy_series: Vec<(u32, u64)>,
 }
 
 /// The earlier of two optional start times, either one if the other is unknown.
@@ -234,7 +245,26 @@ impl Counts {
         self.slices += 1;
         self.exceeded += u64::from(exceeded);
         self.dropped_events += u64::from(dropped_events);
+        if options.busy_series {
+            self.add_busy(start_ns, duration_ns);
+        }
         Some(exceeded)
+    }
+
+    /// Adds a slice's time to the buckets it spans.
+    #[cold]
+    fn add_busy(&mut self, start_ns: u64, duration_ns: u64) {
+        let (mut at_ns, end_ns) = (start_ns, start_ns.saturating_add(duration_ns));
+        while at_ns < end_ns {
+            let bucket = at_ns / BUSY_BUCKET_NS;
+            let part_ns = end_ns.min((bucket + 1) * BUSY_BUCKET_NS) - at_ns;
+            let bucket = u32::try_from(bucket).unwrap_or(u32::MAX);
+            match self.busy_series.last_mut() {
+                Some((last, ns)) if *last == bucket => *ns += part_ns,
+                _ => self.busy_series.push((bucket, part_ns)),
+            }
+            at_ns += part_ns;
+        }
     }
 
     fn merge(&mut self, other: &Counts) {
@@ -248,6 +278,7 @@ impl Counts {
         self.busy_ns = self.busy_ns.saturating_add(other.busy_ns);
         self.long_ns = self.long_ns.saturating_add(other.long_ns);
         self.samples += other.samples;
+        self.busy_series.extend_from_slice(&other.busy_series);
     }
 }
 
@@ -557,6 +588,19 @@ mod tests {
     use super::*;
     use aiocop_trace::records::EventRecord;
 
+    #[test]
+    fn busy_time_is_split_between_the_buckets_a_slice_spans() {
+        let options = ChunkOptions { busy_series: true, ..ChunkOptions::default() };
+        let mut counts = Counts::default();
+        let ms = 1_000_000;
+        counts.add(10 * ms, 20 * ms, false, 0, &options);
+        counts.add(90 * ms, 250 * ms, false, 0, &options);
+        assert_eq!(counts.busy_series, [(0, 30 * ms), (1, 100 * ms), (2, 100 * ms), (3, 40 * ms)]);
+        let mut off = Counts::default();
+        off.add(10 * ms, 20 * ms, false, 0, &ChunkOptions::default());
+        assert!(off.busy_series.is_empty());
+    }
+
     fn event(event: u16, stack: StackId, args: StringId) -> EventRecord {
         EventRecord { event, args, offset_ns: 0, stack }
     }
@@ -620,6 +664,7 @@ mod tests {
                 busy_ns: 65,
                 long_ns: 0,
                 samples: 0,
+                busy_series: Vec::new(),
             }
         );
     }

@@ -107,11 +107,16 @@ fn all_or_errors<T>(results: Vec<Result<T, AnalyzeError>>) -> Result<Vec<T>, Ana
     }
 }
 
-/// A progress bar over the inputs' bytes, shown only on a terminal and for
-/// inputs large enough to take a while.
-fn progress_bar(paths: &[PathBuf]) -> ProgressBar {
+/// Whether reading shows a progress bar: on a terminal, for inputs large
+/// enough to take a while, unless `--quiet`.
+fn shows_progress(bytes: u64, stderr_is_terminal: bool, quiet: bool) -> bool {
+    stderr_is_terminal && !quiet && bytes >= PROGRESS_MIN_BYTES
+}
+
+/// A progress bar over the inputs' bytes on stderr (see [`shows_progress`]).
+fn progress_bar(paths: &[PathBuf], quiet: bool) -> ProgressBar {
     let bytes: u64 = paths.iter().filter_map(|p| std::fs::metadata(p).ok()).map(|m| m.len()).sum();
-    if !std::io::stderr().is_terminal() || bytes < PROGRESS_MIN_BYTES {
+    if !shows_progress(bytes, std::io::stderr().is_terminal(), quiet) {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::with_draw_target(Some(bytes), ProgressDrawTarget::stderr());
@@ -175,6 +180,18 @@ impl Destination {
         self.path.is_none()
     }
 
+    /// Fails (before anything is read) when the file's directory does not exist.
+    fn check(&self) -> Result<(), AnalyzeError> {
+        let Some(path) = &self.path else { return Ok(()) };
+        match path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+            Some(dir) if !dir.is_dir() => Err(AnalyzeError::Output {
+                path: path.display().to_string(),
+                source: std::io::Error::new(std::io::ErrorKind::NotFound, format!("no directory '{}'", dir.display())),
+            }),
+            _ => Ok(()),
+        }
+    }
+
     fn write(&self, text: &str) -> Result<(), AnalyzeError> {
         match &self.path {
             None => {
@@ -201,13 +218,17 @@ pub fn color_enabled(choice: ColorChoice, terminal: bool, no_color: Option<&OsSt
     }
 }
 
-pub(crate) fn style_for(choice: ColorChoice, destination: &Destination) -> Style {
+pub(crate) fn style_for(output: &crate::cli::OutputArgs, destination: &Destination) -> Style {
     let terminal = destination.is_stdout() && std::io::stdout().is_terminal();
-    let color =
-        color_enabled(choice, terminal, std::env::var_os("NO_COLOR").as_deref(), std::env::var_os("TERM").as_deref());
-    // comfy-table asks the terminal for its width.
-    let width = if terminal { comfy_table::Table::new().width() } else { None };
-    Style { color, width }
+    let color = color_enabled(
+        output.color,
+        terminal,
+        std::env::var_os("NO_COLOR").as_deref(),
+        std::env::var_os("TERM").as_deref(),
+    );
+    // The width of the terminal written to (stdout's), not of /dev/tty.
+    let width = if terminal { console::Term::stdout().size_checked().map(|(_rows, columns)| columns) } else { None };
+    Style { color, width: width.filter(|_| output.format == ReportFormat::Table), wide: output.wide }
 }
 
 fn seconds_to_ns(seconds: f64) -> u64 {
@@ -240,6 +261,10 @@ pub(crate) struct ReadOptions<'a> {
     pub stall_gap_ns: u64,
     /// Folds each file's stacks for a flame graph too ([`Side::flame`]).
     pub flame: Option<crate::flamegraph::FrameNames>,
+    /// `--quiet`: no progress bar.
+    pub quiet: bool,
+    /// Keep the busy time over each trace (the HTML report's chart).
+    pub busy_series: bool,
 }
 
 impl ReadOptions<'_> {
@@ -261,6 +286,8 @@ impl ReadOptions<'_> {
             long_ns: seconds_to_ns(DEFAULT_LONG_MS / 1000.0),
             stall_gap_ns: DEFAULT_STALL_GAP_NS,
             flame: None,
+            quiet: false,
+            busy_series: false,
         })
     }
 }
@@ -284,7 +311,10 @@ pub fn run_report(args: ReportArgs) -> Result<(), AnalyzeError> {
     let mut options = ReadOptions::new(&args.filters)?;
     options.long_ns = seconds_to_ns(args.long_ms / 1000.0).max(1);
     options.stall_gap_ns = seconds_to_ns(args.stall_gap_us / 1_000_000.0);
+    options.quiet = args.output.quiet;
+    options.busy_series = args.output.format == ReportFormat::Html;
     let destination = Destination::new(args.output.output.as_deref());
+    destination.check()?;
     let paths = crate::input::expand(&args.inputs)?;
     let pool = thread_pool(args.output.threads)?;
 
@@ -292,7 +322,15 @@ pub fn run_report(args: ReportArgs) -> Result<(), AnalyzeError> {
         let side = read_side(&paths, &options)?;
         Ok(make_report(&args, side))
     })?;
-    let text = export::exporter(args.output.format).render(&report, style_for(args.output.color, &destination));
+    let style = style_for(&args.output, &destination);
+    let mut report = report;
+    if args.output.format == ReportFormat::Html {
+        report.pictures.flame_graph_svg = export::html::flame_graph(&report);
+    }
+    if style.width.is_some() {
+        export::fit::relative_report(&mut report, &export::fit::roots(&args.filters.app_roots));
+    }
+    let text = export::exporter(args.output.format).render(&report, style);
     destination.write(&text)
 }
 
@@ -313,9 +351,11 @@ pub fn run_diff(mut args: DiffArgs) -> Result<Outcome, AnalyzeError> {
         ScoreWith::New => &new_table,
         ScoreWith::Base => &base_table,
     };
+    destination.check()?;
     let mut options = ReadOptions::new(&args.filters)?;
     options.weights = Some(diff::weights_of(scoring_table));
     options.by_identity = true;
+    options.quiet = args.output.quiet;
     let pool = thread_pool(args.output.threads)?;
     let (base, new) = pool.install(|| -> Result<(Side, Side), AnalyzeError> {
         Ok((read_side(&base_paths, &options)?, read_side(&new_paths, &options)?))
@@ -335,11 +375,15 @@ pub fn run_diff(mut args: DiffArgs) -> Result<Outcome, AnalyzeError> {
             )));
         }
     }
-    let diff = make_diff(&args, &base, &new, diff::table_changes(&base_table, &new_table));
+    let mut diff = make_diff(&args, &base, &new, diff::table_changes(&base_table, &new_table));
     if let Some(warning) = &diff.warning {
         warn(warning);
     }
-    let text = export::exporter(args.output.format).render_diff(&diff, style_for(args.output.color, &destination));
+    let style = style_for(&args.output, &destination);
+    if style.width.is_some() {
+        export::fit::relative_diff(&mut diff, &export::fit::roots(&args.filters.app_roots));
+    }
+    let text = export::exporter(args.output.format).render_diff(&diff, style);
     destination.write(&text)?;
     for reason in &diff.gate.reasons {
         let _ = writeln!(std::io::stderr().lock(), "aiocop-analyze: gate: {reason}");
@@ -429,6 +473,7 @@ fn make_diff(args: &DiffArgs, base: &Side, new: &Side, event_table_changes: Vec<
 fn default_top(args: &ReportArgs) -> usize {
     args.top.unwrap_or(match args.output.format {
         ReportFormat::Table | ReportFormat::Markdown => 20,
+        ReportFormat::Html => 50,
         ReportFormat::Json | ReportFormat::Csv => 0,
     })
 }
@@ -501,7 +546,7 @@ pub(crate) fn read_side(paths: &[PathBuf], options: &ReadOptions<'_>) -> Result<
         weights: options.weights.as_ref(),
         by_identity: options.by_identity,
     };
-    let progress = progress_bar(paths);
+    let progress = progress_bar(paths, options.quiet);
 
     let read_file = |file: usize, path: &PathBuf| -> Result<FileOutcome, AnalyzeError> {
         let trace = TraceFile::open(path)?;
@@ -543,6 +588,7 @@ pub(crate) fn read_side(paths: &[PathBuf], options: &ReadOptions<'_>) -> Result<
                 threshold_ns: threshold_ns.unwrap_or(header.threshold_ns),
                 gap_ns: options.stall_gap_ns,
             },
+            busy_series: options.busy_series,
         };
         let mut aggregate = fold_chunks(
             trace.chunk_count(),
@@ -608,13 +654,15 @@ pub(crate) fn read_side(paths: &[PathBuf], options: &ReadOptions<'_>) -> Result<
 }
 
 /// The ranked report of what was read.
-fn make_report(args: &ReportArgs, side: Side) -> Report {
+fn make_report(args: &ReportArgs, mut side: Side) -> Report {
     let filters = &args.filters;
     let min_severity = args.min_severity.map(|m| m.level());
     let totals = side.totals(min_severity);
     let top = default_top(args);
     let rank = RankOptions { sort: args.sort, top, min_severity };
     let loop_time = report::loop_time(&side.analysis, top, args.long_ms);
+    let (busy_series_ns, totals_traces) =
+        (std::mem::take(&mut side.analysis.busy_series_ns), side.analysis.totals.traces);
     let (stalls, stalls_not_shown) = report::stalls(&side.analysis.stalls, top, &side.paths);
     let (groups, groups_not_shown, cpu_groups, cpu_groups_not_shown) = report::rank(side.analysis, rank);
     Report {
@@ -645,6 +693,10 @@ fn make_report(args: &ReportArgs, side: Side) -> Report {
         },
         group_by: filters.by.clone(),
         csv_table: args.csv_table,
+        pictures: {
+            let (busy_share, interval_s) = report::busy_share(&busy_series_ns, totals_traces);
+            report::Pictures { busy_share, interval_s, flame_graph_svg: None }
+        },
     }
 }
 
@@ -677,10 +729,11 @@ fn trace_facts(trace: &TraceFile, aggregate: &FileAggregate, since_ns: u64, unti
 
 pub fn run_info(args: InfoArgs) -> Result<(), AnalyzeError> {
     let destination = Destination::new(args.output.as_deref());
+    destination.check()?;
     let paths = crate::input::expand(&args.inputs)?;
     let pool = thread_pool(args.threads)?;
     let infos = pool.install(|| -> Result<Vec<TraceInfo>, AnalyzeError> {
-        let progress = progress_bar(&paths);
+        let progress = progress_bar(&paths, args.quiet);
         let read_file = |path: &PathBuf| -> Result<(TraceInfo, Vec<String>), AnalyzeError> {
             let trace = TraceFile::open(path)?;
             let mut counts = fold_chunks(
@@ -853,6 +906,14 @@ mod tests {
         assert!(!color_enabled(ColorChoice::Auto, true, None, os("dumb")));
         assert!(color_enabled(ColorChoice::Always, false, os("1"), os("dumb")));
         assert!(!color_enabled(ColorChoice::Never, true, None, os("xterm")));
+    }
+
+    #[test]
+    fn progress_only_on_a_terminal_for_long_reads_unless_quiet() {
+        assert!(shows_progress(PROGRESS_MIN_BYTES, true, false));
+        assert!(!shows_progress(PROGRESS_MIN_BYTES, true, true));
+        assert!(!shows_progress(PROGRESS_MIN_BYTES, false, false));
+        assert!(!shows_progress(PROGRESS_MIN_BYTES - 1, true, false));
     }
 
     #[test]

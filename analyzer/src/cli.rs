@@ -291,7 +291,8 @@ pub struct FilterArgs {
 /// Where and how the result is written: shared by `report` and `diff`.
 #[derive(Clone, Debug, Args)]
 pub struct OutputArgs {
-    /// A table for people, json to script against, csv, or markdown for a pull request.
+    /// A table for people, json to script against, csv, markdown for a pull
+    /// request, or html: one self-contained page (with -o FILE).
     #[arg(long, value_name = "FORMAT", default_value = "table", help_heading = "Output")]
     pub format: ReportFormat,
 
@@ -306,6 +307,14 @@ pub struct OutputArgs {
     /// Threads decoding chunks (0: one per CPU).
     #[arg(short = 'j', long, value_name = "N", default_value_t = 0)]
     pub threads: usize,
+
+    /// On a terminal, every column of the tables (by default, the main ones, fitted to its width).
+    #[arg(long, help_heading = "Output")]
+    pub wide: bool,
+
+    /// No progress bar on stderr (it shows only on a terminal, for long reads).
+    #[arg(short, long, help_heading = "Output")]
+    pub quiet: bool,
 }
 
 #[derive(Clone, Debug, Args)]
@@ -403,6 +412,10 @@ pub struct InfoArgs {
     /// Threads decoding chunks (0: one per CPU).
     #[arg(short = 'j', long, value_name = "N", default_value_t = 0)]
     pub threads: usize,
+
+    /// No progress bar on stderr.
+    #[arg(short, long)]
+    pub quiet: bool,
 }
 
 const TIMELINE_EXAMPLES: &str = "\
@@ -670,6 +683,10 @@ mod tests {
             (args.top, args.min_severity, args.filters.exceeded_only, args.output.threads),
             (None, None, false, 0)
         );
+        assert_eq!((args.output.wide, args.output.quiet), (false, false));
+        let args = parse(&["t.bin", "--wide", "-q", "--format", "html"]).unwrap().report;
+        assert_eq!((args.output.wide, args.output.quiet, args.output.format), (true, true, ReportFormat::Html));
+        assert!(parse(&["info", "t.bin", "--format", "html"]).is_err());
     }
 
     #[test]

@@ -350,6 +350,33 @@ pub struct Report {
     /// The table `--format csv` writes.
     #[serde(skip)]
     pub csv_table: CsvTable,
+    /// What only `--format html` draws.
+    #[serde(skip)]
+    pub pictures: Pictures,
+}
+
+/// What only the HTML report draws (not in the JSON).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Pictures {
+    /// The loop's busy share (0 to 1, averaged over the traces) in each
+    /// interval of `interval_s` after the traces' starts.
+    pub busy_share: Vec<f64>,
+    pub interval_s: f64,
+    /// The flame graph: an SVG document.
+    pub flame_graph_svg: Option<String>,
+}
+
+/// Points the busy share over time is drawn with at most.
+pub const BUSY_POINTS: usize = 200;
+
+/// The busy share over time of `busy_ns` (per [`crate::aggregate::BUSY_BUCKET_NS`],
+/// added up over `traces`), in at most [`BUSY_POINTS`] intervals of whole buckets.
+pub fn busy_share(busy_ns: &[u64], traces: u64) -> (Vec<f64>, f64) {
+    let bucket_ns = crate::aggregate::BUSY_BUCKET_NS;
+    let per_point = busy_ns.len().div_ceil(BUSY_POINTS).max(1);
+    let capacity_ns = (per_point as u64 * bucket_ns * traces.max(1)) as f64;
+    let shares = busy_ns.chunks(per_point).map(|c| (c.iter().sum::<u64>() as f64 / capacity_ns).min(1.0)).collect();
+    (shares, per_point as f64 * bucket_ns as f64 / 1e9)
 }
 
 /// `--csv-table`: CSV holds one table.
@@ -721,6 +748,23 @@ mod tests {
         assert_eq!(rows, [("a", 1.001, 1.001, 0.0), ("b", 1.0, 0.0, 1.0)]);
         assert_eq!((view.busy_ms, view.groups_not_shown, view.groups_not_shown_busy_ms), (3.001, 1, 1.0));
         assert_eq!(view.groups[0].share, 0.3333);
+    }
+
+    #[test]
+    fn the_busy_share_is_per_trace_and_at_most_busy_points_long() {
+        let bucket = crate::aggregate::BUSY_BUCKET_NS;
+        // Two traces, buckets of 100 ms: 100%, 50%, 0% of both loops.
+        let (shares, interval_s) = busy_share(&[2 * bucket, bucket, 0], 2);
+        assert_eq!((shares, interval_s), (vec![1.0, 0.5, 0.0], 0.1));
+        // A long trace is drawn with whole buckets a point; a loop on two
+        // threads of one trace shows at most 100%.
+        let long = vec![bucket / 4; 2 * BUSY_POINTS + 1];
+        let (shares, interval_s) = busy_share(&long, 1);
+        // 401 buckets, 3 a point: 134 points, the last of 2 buckets (and a third empty).
+        assert_eq!((shares.len(), interval_s), (134, 0.3));
+        assert!(shares.iter().all(|&s| (s - 0.25).abs() < 1e-9 || s < 0.25), "{shares:?}");
+        assert_eq!(busy_share(&[3 * bucket], 1).0, [1.0]);
+        assert_eq!(busy_share(&[], 1), (vec![], 0.1));
     }
 
     #[test]

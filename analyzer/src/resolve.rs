@@ -210,6 +210,9 @@ pub struct Analysis {
     pub loop_totals: LoopTotals,
     pub stalls: Vec<Stall>,
     pub totals: Totals,
+    /// The loop's busy time per [`crate::aggregate::BUSY_BUCKET_NS`] after
+    /// each trace's start, added up over the traces (only when asked for).
+    pub busy_series_ns: Vec<u64>,
 }
 
 /// A key per slice signature, and the per-key part of the slice.
@@ -650,6 +653,9 @@ impl Analysis {
         loop_totals.long_attributed_ns = loop_totals.long_attributed_ns.saturating_add(long_attributed_ns);
         loop_totals.samples += counts.samples;
         loop_totals.traces_without_samples += u64::from(counts.samples == 0);
+        for &(bucket, ns) in &counts.busy_series {
+            add_at(&mut self.busy_series_ns, bucket as usize, ns);
+        }
     }
 
     fn add_group(&mut self, part: KeyPart, signature: &IoSignature, stats: &IoStats, example: Example) {
@@ -753,7 +759,18 @@ impl Analysis {
         mine.dropped_slices += theirs.dropped_slices;
         mine.dropped_events += theirs.dropped_events;
         mine.duration_ns = mine.duration_ns.saturating_add(theirs.duration_ns);
+        for (bucket, ns) in other.busy_series_ns.into_iter().enumerate() {
+            add_at(&mut self.busy_series_ns, bucket, ns);
+        }
     }
+}
+
+/// Adds `ns` to `series[index]`, growing it as needed.
+fn add_at(series: &mut Vec<u64>, index: usize, ns: u64) {
+    if series.len() <= index {
+        series.resize(index + 1, 0);
+    }
+    series[index] += ns;
 }
 
 /// How a report shows `key`, a key by identity: the frame with its path and

@@ -4,9 +4,13 @@
 //! - `table`: comfy-table tables and the totals under them, for people;
 //! - `json`: the stable contract to script against (see [`json`]);
 //! - `csv`: one row per group, the JSON's group fields as columns;
-//! - `markdown`: GitHub tables, for a pull request or an issue.
+//! - `markdown`: GitHub tables, for a pull request or an issue;
+//! - `html`: one self-contained page (see [`html`]);
+//! - `fit`: the table laid out to a terminal's width.
 
 pub mod csv;
+pub(crate) mod fit;
+pub mod html;
 pub mod json;
 pub mod markdown;
 pub mod table;
@@ -22,6 +26,8 @@ pub enum ReportFormat {
     Json,
     Csv,
     Markdown,
+    /// One self-contained page: tables, the flame graph, the busy share over time.
+    Html,
 }
 
 /// How text for a terminal may look.
@@ -29,8 +35,11 @@ pub enum ReportFormat {
 pub struct Style {
     /// ANSI colours and bold.
     pub color: bool,
-    /// The terminal's width, to wrap wide tables; `None`: no wrapping.
+    /// The terminal's width, to fit the table to; `None` (a pipe, a file):
+    /// every column, whole.
     pub width: Option<u16>,
+    /// On a terminal, every column (`--wide`).
+    pub wide: bool,
 }
 
 pub trait Exporter {
@@ -44,6 +53,7 @@ pub fn exporter(format: ReportFormat) -> Box<dyn Exporter> {
         ReportFormat::Json => Box::new(json::JsonExporter),
         ReportFormat::Csv => Box::new(csv::CsvExporter),
         ReportFormat::Markdown => Box::new(markdown::MarkdownExporter),
+        ReportFormat::Html => Box::new(html::HtmlExporter),
     }
 }
 

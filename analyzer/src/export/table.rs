@@ -2,11 +2,15 @@
 //! and its longest stalls, then a comfy-table ranking of blocking I/O,
 //! example traces of the top rows, the CPU-blocking ranking, then the
 //! totals and the traces' facts.
+//!
+//! To a pipe or a file every column is written whole, as scripts read it;
+//! on a terminal ([`Style::width`]) fewer columns are shown (`--wide`: all)
+//! and laid out to fit by [`super::fit`].
 
+use super::fit::{lay_out, shorten_key, shorten_left, wrap_text, Fit, Text};
 use super::{
     diff_cells, diff_summary_lines, diff_title, elapsed_cells, fmt_ms, fmt_share, loop_time_headline, samples_note,
-    stall_top_text, stalls_headline, summary_lines, top_events_text, unexplained_note, via_text, Exporter, Style,
-    DIFF_HEADER,
+    stalls_headline, summary_lines, top_events_text, unexplained_note, via_text, Exporter, Style, DIFF_HEADER,
 };
 use crate::diff::{Diff, Status};
 use crate::report::Report;
@@ -18,60 +22,134 @@ use comfy_table::{presets, Attribute, Cell, CellAlignment, Color, ColumnConstrai
 const EXAMPLES_SHOWN: usize = 3;
 /// Event names shown per row.
 const EVENTS_SHOWN: usize = 3;
-/// Text columns wrap no narrower than this.
+/// In the full table, text columns are no narrower than this.
 const MIN_TEXT_WIDTH: u16 = 20;
-/// The level column of the blocking I/O table (never wrapped).
-const LEVEL_COLUMN: usize = 5;
 
 pub struct TableExporter;
 
-/// A table whose `right_aligned` (number) columns never wrap; on a narrow
-/// terminal the others (key, event names) wrap, down to `MIN_TEXT_WIDTH`.
-fn new_table(style: Style, header: &[String], right_aligned: &[usize]) -> Table {
-    let mut table = Table::new();
-    table.load_style(presets::UTF8_FULL_CONDENSED);
-    // Never ask the terminal: `style` says what it is, so that output to a
-    // file or a pipe is the same wherever it is made.
-    table.force_no_tty();
-    if style.color {
-        table.enforce_styling();
-    }
-    match style.width {
-        Some(width) => {
-            table.set_content_arrangement(ContentArrangement::Dynamic).set_width(width);
-        }
-        None => {
-            table.set_content_arrangement(ContentArrangement::Disabled);
-        }
-    }
-    table.set_header(header.iter().map(|title| {
-        let cell = Cell::new(title);
-        if style.color {
-            cell.add_attribute(Attribute::Bold)
-        } else {
-            cell
-        }
-    }));
-    for index in 0..header.len() {
-        let Some(column) = table.column_mut(index) else { continue };
-        if right_aligned.contains(&index) {
-            column.set_cell_alignment(CellAlignment::Right);
-            column.set_constraint(ColumnConstraint::ContentWidth);
-        } else if index != LEVEL_COLUMN {
-            column.set_constraint(ColumnConstraint::LowerBoundary(Width::Fixed(MIN_TEXT_WIDTH)));
-        } else {
-            column.set_constraint(ColumnConstraint::ContentWidth);
-        }
-    }
-    table
+/// A column: its title, how it gives way on a terminal, and whether it is
+/// shown there without `--wide`.
+struct Column {
+    title: String,
+    fit: Fit,
+    right: bool,
+    narrow: bool,
 }
 
-fn level_cell(level: SeverityLevel, style: Style) -> Cell {
-    let cell = Cell::new(level.as_str());
-    match (style.color, level) {
-        (true, SeverityLevel::High) => cell.fg(Color::Red).add_attribute(Attribute::Bold),
-        (true, SeverityLevel::Medium) => cell.fg(Color::Yellow),
+/// A number column (right-aligned, whole).
+fn number(title: &str, narrow: bool) -> Column {
+    Column { title: title.to_owned(), fit: Fit::Fixed, right: true, narrow }
+}
+
+fn text(title: &str, fit: Fit) -> Column {
+    Column { title: title.to_owned(), fit, right: false, narrow: true }
+}
+
+/// How a cell is coloured.
+#[derive(Clone, Copy)]
+enum Paint {
+    None,
+    Level(SeverityLevel),
+    Status(Status),
+}
+
+/// A table before it is drawn: its columns, and its rows of cells.
+struct Grid {
+    columns: Vec<Column>,
+    rows: Vec<Vec<(Text, Paint)>>,
+}
+
+impl Grid {
+    fn new(columns: Vec<Column>) -> Grid {
+        Grid { columns, rows: Vec::new() }
+    }
+
+    fn add(&mut self, row: Vec<(Text, Paint)>) {
+        self.rows.push(row);
+    }
+
+    /// The table drawn: whole to a pipe, fitted to a terminal.
+    fn draw(&self, style: Style) -> String {
+        let shown: Vec<usize> = (0..self.columns.len())
+            .filter(|&c| style.width.is_none() || style.wide || self.columns[c].narrow)
+            .collect();
+        let titles: Vec<String> = shown.iter().map(|&c| self.columns[c].title.clone()).collect();
+        let texts: Vec<Vec<Text>> =
+            self.rows.iter().map(|row| shown.iter().map(|&c| row[c].0.clone()).collect()).collect();
+        let (titles, cells) = match style.width {
+            Some(width) => {
+                let fits: Vec<Fit> = shown.iter().map(|&c| self.columns[c].fit).collect();
+                lay_out(usize::from(width), &titles, &fits, &texts)
+            }
+            None => (titles, texts.into_iter().map(|row| row.into_iter().map(|t| t.full).collect()).collect()),
+        };
+        let mut table = Table::new();
+        table.load_style(presets::UTF8_FULL_CONDENSED);
+        // Never ask the terminal: `style` says what it is, so that output to a
+        // file or a pipe is the same wherever it is made.
+        table.force_no_tty();
+        if style.color {
+            table.enforce_styling();
+        }
+        table.set_content_arrangement(ContentArrangement::Disabled);
+        table.set_header(titles.iter().map(|title| {
+            let cell = Cell::new(title);
+            if style.color {
+                cell.add_attribute(Attribute::Bold)
+            } else {
+                cell
+            }
+        }));
+        for (index, &c) in shown.iter().enumerate() {
+            let Some(column) = table.column_mut(index) else { continue };
+            let spec = &self.columns[c];
+            if spec.right {
+                column.set_cell_alignment(CellAlignment::Right);
+            }
+            // On a terminal the layout has made every cell fit already.
+            if style.width.is_none() {
+                column.set_constraint(match spec.fit {
+                    Fit::Fixed => ColumnConstraint::ContentWidth,
+                    Fit::Words | Fit::Key => ColumnConstraint::LowerBoundary(Width::Fixed(MIN_TEXT_WIDTH)),
+                });
+            }
+        }
+        for (row, cells) in self.rows.iter().zip(cells) {
+            table.add_row(
+                shown.iter().zip(cells).map(|(&c, text)| paint(Cell::new(text), row[c].1, style)).collect::<Vec<_>>(),
+            );
+        }
+        table.to_string()
+    }
+}
+
+fn paint(cell: Cell, paint: Paint, style: Style) -> Cell {
+    if !style.color {
+        return cell;
+    }
+    match paint {
+        Paint::Level(SeverityLevel::High) | Paint::Status(Status::New | Status::Regressed) => {
+            cell.fg(Color::Red).add_attribute(Attribute::Bold)
+        }
+        Paint::Level(SeverityLevel::Medium) => cell.fg(Color::Yellow),
+        Paint::Status(Status::Improved | Status::Gone) => cell.fg(Color::Green),
         _ => cell,
+    }
+}
+
+fn plain(text: impl ToString) -> (Text, Paint) {
+    (Text::plain(text.to_string()), Paint::None)
+}
+
+fn key(text: &str) -> (Text, Paint) {
+    (Text::key(text), Paint::None)
+}
+
+/// Prose: on a terminal, wrapped between words to its width.
+fn push_prose(out: &mut String, text: &str, style: Style) {
+    match style.width {
+        Some(width) => out.push_str(&wrap_text(text, usize::from(width))),
+        None => out.push_str(text),
     }
 }
 
@@ -83,45 +161,28 @@ fn bold(text: &str, style: Style) -> String {
     }
 }
 
-fn status_cell(status: Status, style: Style) -> Cell {
-    let cell = Cell::new(status.as_str());
-    match (style.color, status) {
-        (true, Status::New | Status::Regressed) => cell.fg(Color::Red).add_attribute(Attribute::Bold),
-        (true, Status::Improved | Status::Gone) => cell.fg(Color::Green),
-        _ => cell,
-    }
-}
-
 impl Exporter for TableExporter {
     fn render_diff(&self, diff: &Diff, style: Style) -> String {
-        let mut out = format!("{}\n", bold(&diff_title(diff), style));
+        let mut out = String::new();
+        push_prose(&mut out, &format!("{}\n", bold(&diff_title(diff), style)), style);
         if diff.rows.is_empty() {
             out.push_str("No group changed.\n");
         } else {
-            let header: Vec<String> = ["status".to_owned(), diff.group_by.title()]
-                .into_iter()
-                .chain(DIFF_HEADER.iter().map(|h| h.to_string()))
-                .collect();
-            // Column 0 (status) is short: never wrapped, like a level column.
-            let mut table = new_table(style, &header, &[2, 3, 4, 5, 6]);
-            if let Some(column) = table.column_mut(0) {
-                column.set_constraint(ColumnConstraint::ContentWidth);
-            }
+            let mut columns = vec![text("status", Fit::Fixed), text(&diff.group_by.title(), Fit::Key)];
+            // On a terminal: the severity rate and the p95, the others with --wide.
+            columns.extend(DIFF_HEADER.iter().enumerate().map(|(i, title)| number(title, i == 0 || i == 2)));
+            let mut grid = Grid::new(columns);
             for row in &diff.rows {
-                table.add_row(
-                    [status_cell(row.status, style), Cell::new(&row.key)]
-                        .into_iter()
-                        .chain(diff_cells(row).map(Cell::new))
-                        .collect::<Vec<_>>(),
-                );
+                let mut cells = vec![(Text::plain(row.status.as_str()), Paint::Status(row.status)), key(&row.key)];
+                cells.extend(diff_cells(row).map(plain));
+                grid.add(cells);
             }
-            out.push_str(&table.to_string());
+            out.push_str(&grid.draw(style));
             out.push('\n');
         }
         out.push('\n');
         for line in diff_summary_lines(diff) {
-            out.push_str(&line);
-            out.push('\n');
+            push_prose(&mut out, &format!("{line}\n"), style);
         }
         out
     }
@@ -136,43 +197,37 @@ impl Exporter for TableExporter {
             out.push_str("No blocking I/O");
             out.push_str(if report.totals.groups > 0 { " at this severity.\n" } else { " recorded.\n" });
         } else {
-            let header: Vec<String> = [
-                "#",
-                &report.group_by.title(),
-                "slices",
-                "events",
-                "score",
-                "level",
-                "over",
-                "total ms",
-                "p50 ms",
-                "p95 ms",
-                "p99 ms",
-                "max ms",
-                "top events",
-            ]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-            let mut table = new_table(style, &header, &[0, 2, 3, 4, 6, 7, 8, 9, 10, 11]);
+            // On a terminal: what is needed to rank and to act, the rest with --wide.
+            let mut grid = Grid::new(vec![
+                number("#", true),
+                text(&report.group_by.title(), Fit::Key),
+                number("slices", true),
+                number("events", false),
+                number("score", true),
+                text("level", Fit::Fixed),
+                number("over", false),
+                number("total ms", false),
+                number("p50 ms", false),
+                number("p95 ms", true),
+                number("p99 ms", false),
+                number("max ms", false),
+                text("top events", Fit::Words),
+            ]);
             for row in &report.groups {
-                table.add_row(
-                    vec![
-                        Cell::new(row.rank),
-                        Cell::new(&row.key),
-                        Cell::new(row.slices),
-                        Cell::new(row.events),
-                        Cell::new(row.severity_score),
-                        level_cell(row.level, style),
-                        Cell::new(row.exceeded),
-                    ]
-                    .into_iter()
-                    .chain(elapsed_cells(row.elapsed_ms()).map(Cell::new))
-                    .chain([Cell::new(top_events_text(row, EVENTS_SHOWN))])
-                    .collect::<Vec<_>>(),
-                );
+                let mut cells = vec![
+                    plain(row.rank),
+                    key(&row.key),
+                    plain(row.slices),
+                    plain(row.events),
+                    plain(row.severity_score),
+                    (Text::plain(row.level.as_str()), Paint::Level(row.level)),
+                    plain(row.exceeded),
+                ];
+                cells.extend(elapsed_cells(row.elapsed_ms()).map(plain));
+                cells.push(plain(top_events_text(row, EVENTS_SHOWN)));
+                grid.add(cells);
             }
-            out.push_str(&table.to_string());
+            out.push_str(&grid.draw(style));
             out.push('\n');
             if report.groups_not_shown > 0 {
                 out.push_str(&format!("… and {} more (--top 0 shows all)\n", report.groups_not_shown));
@@ -181,9 +236,20 @@ impl Exporter for TableExporter {
             out.push_str(&bold("Example traces", style));
             out.push_str(" (innermost frame first):\n");
             for row in report.groups.iter().take(EXAMPLES_SHOWN) {
-                out.push_str(&format!("{}. {}: {}\n", row.rank, row.key, row.example_event));
+                // On a terminal the key is shortened to fit on the title's first line.
+                let key = match style.width {
+                    Some(width) => {
+                        shorten_key(&row.key, usize::from(width).saturating_sub(row.rank.to_string().len() + 3))
+                    }
+                    None => row.key.clone(),
+                };
+                push_prose(&mut out, &format!("{}. {key}: {}\n", row.rank, row.example_event), style);
                 for (depth, frame) in row.example_trace.split(TRACE_SEPARATOR).enumerate() {
                     let arrow = if depth == 0 { "   " } else { "<- " };
+                    let frame = match style.width {
+                        Some(width) => shorten_left(frame, usize::from(width).saturating_sub(8)),
+                        None => frame.to_owned(),
+                    };
                     out.push_str(&format!("     {arrow}{frame}\n"));
                 }
             }
@@ -191,31 +257,25 @@ impl Exporter for TableExporter {
         if !report.cpu_groups.is_empty() {
             out.push('\n');
             out.push_str(&bold("CPU-blocking slices", style));
-            out.push_str(&format!(" (over the threshold, no blocking I/O), by {}:\n", report.group_by.cpu_title()));
-            let header: Vec<String> = [
-                "#",
-                &report.group_by.cpu_title(),
-                "slices",
-                "samples",
-                "total ms",
-                "p50 ms",
-                "p95 ms",
-                "p99 ms",
-                "max ms",
-            ]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-            let mut table = new_table(style, &header, &[0, 2, 3, 4, 5, 6, 7, 8]);
+            let title = format!(" (over the threshold, no blocking I/O), by {}:\n", report.group_by.cpu_title());
+            push_prose(&mut out, &title, style);
+            let mut grid = Grid::new(vec![
+                number("#", true),
+                text(&report.group_by.cpu_title(), Fit::Key),
+                number("slices", true),
+                number("samples", true),
+                number("total ms", true),
+                number("p50 ms", false),
+                number("p95 ms", true),
+                number("p99 ms", false),
+                number("max ms", true),
+            ]);
             for row in &report.cpu_groups {
-                table.add_row(
-                    vec![Cell::new(row.rank), Cell::new(&row.key), Cell::new(row.slices), Cell::new(row.samples)]
-                        .into_iter()
-                        .chain(elapsed_cells(row.elapsed_ms()).map(Cell::new))
-                        .collect::<Vec<_>>(),
-                );
+                let mut cells = vec![plain(row.rank), key(&row.key), plain(row.slices), plain(row.samples)];
+                cells.extend(elapsed_cells(row.elapsed_ms()).map(plain));
+                grid.add(cells);
             }
-            out.push_str(&table.to_string());
+            out.push_str(&grid.draw(style));
             out.push('\n');
             if report.cpu_groups_not_shown > 0 {
                 out.push_str(&format!("… and {} more (--top 0 shows all)\n", report.cpu_groups_not_shown));
@@ -223,8 +283,7 @@ impl Exporter for TableExporter {
         }
         out.push('\n');
         for line in summary_lines(report) {
-            out.push_str(&line);
-            out.push('\n');
+            push_prose(&mut out, &format!("{line}\n"), style);
         }
         out
     }
@@ -233,43 +292,39 @@ impl Exporter for TableExporter {
 /// The Loop time table, its headline and the note on missing samples.
 fn render_loop_time(out: &mut String, report: &Report, style: Style) {
     let view = &report.loop_time;
-    out.push_str(&bold("Loop time", style));
-    out.push_str(&format!(": {}\n", loop_time_headline(report)));
-    if let Some(note) = samples_note(report) {
-        out.push_str(&note);
-        out.push('\n');
-    }
-    if let Some(note) = unexplained_note(report) {
-        out.push_str(&note);
-        out.push('\n');
+    push_prose(out, &format!("{}: {}\n", bold("Loop time", style), loop_time_headline(report)), style);
+    for note in [samples_note(report), unexplained_note(report)].into_iter().flatten() {
+        push_prose(out, &format!("{note}\n"), style);
     }
     if view.groups.is_empty() {
         out.push_str("No slice recorded.\n\n");
         return;
     }
-    let header: Vec<String> =
-        ["#", &report.group_by.title(), "busy ms", "share", "io ms", "cpu ms", "slices", "samples", "from"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-    let mut table = new_table(style, &header, &[0, 2, 3, 4, 5, 6, 7]);
-    if let Some(column) = table.column_mut(8) {
-        column.set_constraint(ColumnConstraint::ContentWidth);
-    }
+    let mut grid = Grid::new(vec![
+        number("#", true),
+        text(&report.group_by.title(), Fit::Key),
+        number("busy ms", true),
+        number("share", true),
+        number("io ms", false),
+        number("cpu ms", false),
+        number("slices", true),
+        number("samples", false),
+        text("from", Fit::Fixed),
+    ]);
     for row in &view.groups {
-        table.add_row(vec![
-            Cell::new(row.rank),
-            Cell::new(&row.key),
-            Cell::new(fmt_ms(row.busy_ms)),
-            Cell::new(fmt_share(row.share)),
-            Cell::new(fmt_ms(row.io_ms)),
-            Cell::new(fmt_ms(row.cpu_ms)),
-            Cell::new(row.slices),
-            Cell::new(row.samples),
-            Cell::new(via_text(row)),
+        grid.add(vec![
+            plain(row.rank),
+            key(&row.key),
+            plain(fmt_ms(row.busy_ms)),
+            plain(fmt_share(row.share)),
+            plain(fmt_ms(row.io_ms)),
+            plain(fmt_ms(row.cpu_ms)),
+            plain(row.slices),
+            plain(row.samples),
+            plain(via_text(row)),
         ]);
     }
-    out.push_str(&table.to_string());
+    out.push_str(&grid.draw(style));
     out.push('\n');
     if view.groups_not_shown > 0 {
         out.push_str(&format!(
@@ -283,35 +338,44 @@ fn render_loop_time(out: &mut String, report: &Report, style: Style) {
 
 /// The longest stalls.
 fn render_stalls(out: &mut String, report: &Report, style: Style) {
-    out.push_str(&bold("Stalls", style));
-    out.push_str(&format!(": {}\n", stalls_headline(report)));
+    push_prose(out, &format!("{}: {}\n", bold("Stalls", style), stalls_headline(report)), style);
     if report.stalls.is_empty() {
         out.push('\n');
         return;
     }
     // Which trace and thread, when there is more than one of either.
     let place = report.traces.len() > 1 || report.stalls.iter().any(|row| row.thread != report.stalls[0].thread);
-    let mut header = vec!["#", "start s", "duration ms", "slices", "most time in"];
+    let mut columns = vec![
+        number("#", true),
+        number("start s", true),
+        number("duration ms", true),
+        number("slices", true),
+        text("most time in", Fit::Key),
+    ];
     if place {
-        header.insert(1, "trace, thread");
+        columns.insert(1, text("trace, thread", Fit::Key));
     }
-    let header: Vec<String> = header.iter().map(|s| s.to_string()).collect();
-    let right: &[usize] = if place { &[0, 2, 3, 4] } else { &[0, 1, 2, 3] };
-    let mut table = new_table(style, &header, right);
+    let mut grid = Grid::new(columns);
     for row in &report.stalls {
+        // One group a line on a terminal, its key shortened to fit.
+        let top = row.top.iter().map(|t| (t.key.clone(), format!(" {} ms", fmt_ms(t.busy_ms)))).collect();
         let mut cells = vec![
-            Cell::new(row.rank),
-            Cell::new(format!("{:.3}", row.start_s)),
-            Cell::new(fmt_ms(row.duration_ms)),
-            Cell::new(row.slices),
-            Cell::new(stall_top_text(row)),
+            plain(row.rank),
+            plain(format!("{:.3}", row.start_s)),
+            plain(fmt_ms(row.duration_ms)),
+            plain(row.slices),
+            (Text::keyed_values(top), Paint::None),
         ];
         if place {
-            cells.insert(1, Cell::new(format!("{}, {}", row.trace, row.thread)));
+            let place = Text {
+                full: format!("{}, {}", row.trace, row.thread),
+                keys: vec![(row.trace.clone(), format!(", {}", row.thread))],
+            };
+            cells.insert(1, (place, Paint::None));
         }
-        table.add_row(cells);
+        grid.add(cells);
     }
-    out.push_str(&table.to_string());
+    out.push_str(&grid.draw(style));
     out.push('\n');
     if report.stalls_not_shown > 0 {
         out.push_str(&format!("… and {} more (--top 0 shows all)\n", report.stalls_not_shown));

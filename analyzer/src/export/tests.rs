@@ -156,6 +156,7 @@ pub(crate) fn sample_report() -> Report {
         },
         group_by: GroupBy::EntryPoint,
         csv_table: crate::report::CsvTable::Groups,
+        pictures: crate::report::Pictures::default(),
     }
 }
 
@@ -491,65 +492,58 @@ Not explained by a stack: 6.400 s of slices of 2 ms or more had neither blocking
     assert_eq!(render(ReportFormat::Markdown, Style::default()), expected);
 }
 
+/// Every line of `text` fits in `width` columns.
+fn assert_fits(text: &str, width: usize) {
+    for line in text.lines() {
+        assert!(fit::width_of(line) <= width, "{} columns, over {width}: {line}\n{text}", fit::width_of(line));
+    }
+}
+
+/// The sample report with keys as long as a real deployment's.
+fn long_keys_report() -> Report {
+    let mut report = sample_report();
+    let long = "/srv/deploy/releases/2026-12-01/shop/views/checkout.py:30:resolve";
+    report.groups[0].key = long.to_owned();
+    report.groups[0].example_trace = format!("{long} <- /srv/deploy/releases/2026-12-01/shop/app.py:1:main");
+    report.loop_time.groups[2].key = long.to_owned();
+    report.stalls[0].top[1].key = long.to_owned();
+    report
+}
+
 #[test]
-fn a_narrow_terminal_wraps_text_columns_not_numbers() {
-    let expected = r#"Loop time: 9.600 s busy of 12.500 s recorded; 20% of the time in slices of 2 ms or more (8.000 s) is explained by a stack
-Not explained by a stack: 6.400 s of slices of 2 ms or more had neither blocking I/O nor CPU samples; their time is under what ran
-┌───┬────────────────────┬──────────┬───────┬─────────┬──────────┬────────┬─────────┬────────────────┐
-│ # ┆ entry point        ┆  busy ms ┆ share ┆   io ms ┆   cpu ms ┆ slices ┆ samples ┆ from           │
-╞═══╪════════════════════╪══════════╪═══════╪═════════╪══════════╪════════╪═════════╪════════════════╡
-│ 1 ┆ handle_cpu         ┆ 7000.000 ┆ 72.9% ┆   0.000 ┆ 7000.000 ┆      3 ┆       0 ┆ what ran       │
-│ 2 ┆ app.py:40:crunch   ┆ 1450.500 ┆ 15.1% ┆   0.000 ┆ 1450.500 ┆      3 ┆      14 ┆ samples        │
-│ 3 ┆ app.py:12:fetch    ┆ 1000.000 ┆ 10.4% ┆ 312.500 ┆  687.500 ┆      3 ┆       0 ┆ events+samples │
-└───┴────────────────────┴──────────┴───────┴─────────┴──────────┴────────┴─────────┴────────────────┘
-… and 5 more, 149.500 ms (--top 0 shows all)
+fn a_terminal_table_fits_100_columns_with_the_main_columns() {
+    let text =
+        exporter(ReportFormat::Table).render(&long_keys_report(), Style { width: Some(100), ..Style::default() });
+    assert_fits(&text, 100);
+    // The key keeps its file, line and function; no word is cut.
+    assert!(text.contains("┆ …/views/checkout.py:30:resolve ┆"), "{text}");
+    assert!(text.contains("┆ open ×2, os.stat ×1, │"), "{text}");
+    insta::assert_snapshot!(text);
+}
 
-Stalls: 1 stall of at least the threshold (50 ms) without getting back to waiting for I/O, 200.125 ms in all
-┌───┬─────────┬─────────────┬────────┬──────────────────────────────────────────────────┐
-│ # ┆ start s ┆ duration ms ┆ slices ┆ most time in                                     │
-╞═══╪═════════╪═════════════╪════════╪══════════════════════════════════════════════════╡
-│ 1 ┆   3.250 ┆     200.125 ┆     10 ┆ handle_cpu 180.000 ms, app.py:12:fetch 20.100 ms │
-└───┴─────────┴─────────────┴────────┴──────────────────────────────────────────────────┘
+#[test]
+fn a_terminal_table_at_160_columns_keeps_whole_keys() {
+    let text =
+        exporter(ReportFormat::Table).render(&long_keys_report(), Style { width: Some(160), ..Style::default() });
+    assert_fits(&text, 160);
+    assert!(text.contains("/srv/deploy/releases/2026-12-01/shop/views/checkout.py:30:resolve"), "{text}");
+    insta::assert_snapshot!(text);
+}
 
-Blocking I/O by entry point:
-┌───┬────────────────────┬────────┬────────┬───────┬────────┬──────┬──────────┬─────────┬─────────┬─────────┬─────────┬────────────────────┐
-│ # ┆ entry point        ┆ slices ┆ events ┆ score ┆ level  ┆ over ┆ total ms ┆  p50 ms ┆  p95 ms ┆  p99 ms ┆  max ms ┆ top events         │
-╞═══╪════════════════════╪════════╪════════╪═══════╪════════╪══════╪══════════╪═════════╪═════════╪═════════╪═════════╪════════════════════╡
-│ 1 ┆ app.py:12:fetch    ┆      3 ┆      3 ┆   150 ┆ high   ┆    1 ┆  312.500 ┆ 101.250 ┆ 110.000 ┆ 110.000 ┆ 110.000 ┆ time.sleep ×3      │
-│ 2 ┆ <frozen            ┆      3 ┆      5 ┆    31 ┆ medium ┆    1 ┆    0.052 ┆   0.011 ┆   0.030 ┆   0.030 ┆   0.030 ┆ open ×2, os.stat   │
-│   ┆ a|b>:3:load        ┆        ┆        ┆       ┆        ┆      ┆          ┆         ┆         ┆         ┆         ┆ ×1, os.listdir ×1, │
-│   ┆                    ┆        ┆        ┆       ┆        ┆      ┆          ┆         ┆         ┆         ┆         ┆ …                  │
-└───┴────────────────────┴────────┴────────┴───────┴────────┴──────┴──────────┴─────────┴─────────┴─────────┴─────────┴────────────────────┘
-… and 4 more (--top 0 shows all)
-
-Example traces (innermost frame first):
-1. app.py:12:fetch: open(/etc/hosts, r)
-        app.py:12:fetch
-     <- app.py:1:main
-2. <frozen a|b>:3:load: open(/etc/hosts, r)
-        <frozen a|b>:3:load
-     <- app.py:1:main
-
-CPU-blocking slices (over the threshold, no blocking I/O), by most sampled frame:
-┌───┬────────────────────┬────────┬─────────┬──────────┬─────────┬─────────┬─────────┬─────────┐
-│ # ┆ most sampled frame ┆ slices ┆ samples ┆ total ms ┆  p50 ms ┆  p95 ms ┆  p99 ms ┆  max ms │
-╞═══╪════════════════════╪════════╪═════════╪══════════╪═════════╪═════════╪═════════╪═════════╡
-│ 1 ┆ app.py:40:crunch   ┆      2 ┆      14 ┆  450.000 ┆ 200.000 ┆ 250.000 ┆ 250.000 ┆ 250.000 │
-└───┴────────────────────┴────────┴─────────┴──────────┴─────────┴─────────┴─────────┴─────────┘
-
-Slices: 1200 in 12.500 s recorded from 2.5 s to the end, 4 over the threshold (re-evaluated at 50 ms)
-Blocking I/O: 6 slices, 11 events
-CPU-blocking: 2 slices over the threshold without blocking I/O; most at app.py:40:crunch (2 slices)
-Stalls: 1, 200.125 ms
-Dropped by the recorder: 3 slices, 1 event past 50 in a slice
-Trace 'w.bin': label none, host web-1, Python 3.12.1, threshold 100 ms, pid 7 (spawn child of pid 6), cut short, 1 of 4 chunks unreadable
-"#;
-    assert_eq!(render(ReportFormat::Table, Style { color: false, width: Some(120) }), expected);
+#[test]
+fn wide_shows_every_column_on_a_terminal() {
+    let narrow = exporter(ReportFormat::Table).render(&sample_report(), Style { width: Some(160), ..Style::default() });
+    let wide = exporter(ReportFormat::Table)
+        .render(&sample_report(), Style { width: Some(160), wide: true, ..Style::default() });
+    for title in ["io ms", "cpu ms", "┆ events ┆", "┆ over ┆", "p50 ms", "p99 ms"] {
+        assert!(!narrow.contains(title) && wide.contains(title), "{title}\n{narrow}\n{wide}");
+    }
+    assert_fits(&wide, 160);
 }
 
 #[test]
 fn colour_is_bold_headers_and_red_or_yellow_levels() {
-    let coloured = render(ReportFormat::Table, Style { color: true, width: None });
+    let coloured = render(ReportFormat::Table, Style { color: true, width: None, wide: false });
     let plain = render(ReportFormat::Table, Style::default());
     // Without its escapes, the coloured table is the plain one.
     let mut stripped = String::new();

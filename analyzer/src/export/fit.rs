@@ -1,0 +1,434 @@
+//! Fitting the table report to a terminal's width.
+//!
+//! On a terminal the tables show fewer columns (`--wide`: all of them) and
+//! are laid out here, before comfy-table draws them: every column gets a
+//! width, and every cell is made to fit it without breaking a word. Numbers
+//! keep their whole width; lists of words (top events) wrap between words;
+//! keys are shortened from the left, a path component at a time, so that
+//! the file, line and function stay (`…/views.py:30:resolve`), and a stack
+//! key is one frame a line. Prose lines wrap between words. Paths are shown
+//! relative to the current directory or an `--app-root`.
+//!
+//! A pipe or a file gets none of this: the full table, as scripts read it.
+
+use crate::diff::Diff;
+use crate::report::Report;
+use aiocop_trace::frame::TRACE_SEPARATOR;
+use unicode_width::UnicodeWidthChar;
+
+/// A key column is not shortened below this many columns while others can give way.
+pub(crate) const KEY_MIN_WIDTH: usize = 20;
+/// A list of words gets up to this many columns before a key gets more than its minimum.
+const WORDS_TARGET_WIDTH: usize = 20;
+/// What separates the items of a [`Fit::Words`] cell.
+const LIST_SEPARATOR: &str = ", ";
+/// What a table's borders take: one column on the left, and for each
+/// column its two spaces of padding and the rule on its right.
+fn border_width(columns: usize) -> usize {
+    1 + 3 * columns
+}
+
+/// The columns `text` takes on a terminal (ANSI escapes take none).
+pub(crate) fn width_of(text: &str) -> usize {
+    console::measure_text_width(text)
+}
+
+/// `text` shortened from the left to at most `width` columns, keeping its
+/// end: by whole path components where one fits (`…/views.py:30:resolve`),
+/// else by characters (`…ews.py:30:resolve`).
+pub(crate) fn shorten_left(text: &str, width: usize) -> String {
+    if width_of(text) <= width {
+        return text.to_owned();
+    }
+    if width == 0 {
+        return String::new();
+    }
+    // The longest tail that starts at a `/` and fits after the ellipsis (one column).
+    if let Some((at, _)) = text.match_indices('/').find(|(at, _)| width_of(&text[*at..]) < width) {
+        return format!("…{}", &text[at..]);
+    }
+    let mut kept = Vec::new();
+    let mut kept_width = 0;
+    for c in text.chars().rev() {
+        let w = c.width().unwrap_or(0);
+        if kept_width + w > width - 1 {
+            break;
+        }
+        kept_width += w;
+        kept.push(c);
+    }
+    std::iter::once('…').chain(kept.into_iter().rev()).collect()
+}
+
+/// A key shortened to `width` columns: from the left, and for a stack key
+/// (`a <- b <- c`, innermost first) its innermost frame, followed by ` <- …`.
+pub(crate) fn shorten_key(key: &str, width: usize) -> String {
+    match key.split_once(TRACE_SEPARATOR) {
+        Some((innermost, _)) if width_of(key) > width => {
+            let more = format!("{TRACE_SEPARATOR}…");
+            shorten_left(innermost, width.saturating_sub(width_of(&more))) + &more
+        }
+        _ => shorten_left(key, width),
+    }
+}
+
+/// `text` wrapped into lines of at most `width` columns between the items
+/// `separator` ends (`" "`: words; `", "`: a list); an item wider than a
+/// line is shortened from the left, never split.
+pub(crate) fn wrap_items(text: &str, width: usize, separator: &str) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut line = String::new();
+    let items: Vec<&str> = text.split_inclusive(separator).filter(|w| !w.trim().is_empty()).collect();
+    for item in items {
+        // A line ends with its last item's separator trimmed away.
+        let fits = |line: &str, item: &str| width_of(line) + width_of(item.trim_end()) <= width;
+        if !line.is_empty() && !fits(&line, item) {
+            lines.push(line.trim_end().to_owned());
+            line.clear();
+        }
+        if line.is_empty() && width_of(item.trim_end()) > width {
+            line.push_str(&shorten_left(item.trim_end(), width));
+            line.push(' ');
+            continue;
+        }
+        line.push_str(item);
+    }
+    lines.push(line.trim_end().to_owned());
+    lines
+}
+
+/// [`wrap_items`] between words.
+pub(crate) fn wrap_words(text: &str, width: usize) -> Vec<String> {
+    wrap_items(text, width, " ")
+}
+
+/// Prose for a terminal `width` wide: each line wrapped between words (a
+/// line's leading spaces stay on its first line).
+pub(crate) fn wrap_text(text: &str, width: usize) -> String {
+    let mut out = String::with_capacity(text.len());
+    for line in text.split_inclusive('\n') {
+        let (body, newline) = line.strip_suffix('\n').map_or((line, ""), |b| (b, "\n"));
+        if width_of(body) <= width {
+            out.push_str(body);
+        } else {
+            let indent = body.len() - body.trim_start().len();
+            let wrapped = wrap_words(body.trim_start(), width.saturating_sub(indent).max(1));
+            out.push_str(&body[..indent]);
+            out.push_str(&wrapped.join(&format!("\n{}", &body[..indent])));
+        }
+        out.push_str(newline);
+    }
+    out
+}
+
+/// How a column gives way on a narrow terminal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Fit {
+    /// Numbers and short words: always shown whole.
+    Fixed,
+    /// A list, items separated by `, `: wrapped between them.
+    Words,
+    /// Keys: shortened from the left, one line each.
+    Key,
+}
+
+/// A cell's text: as a pipe gets it, and for a [`Fit::Key`] column, its
+/// lines as `(key, suffix)`, the key shortened to make the line fit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Text {
+    pub full: String,
+    pub keys: Vec<(String, String)>,
+}
+
+impl Text {
+    pub fn plain(text: impl Into<String>) -> Text {
+        Text { full: text.into(), keys: Vec::new() }
+    }
+
+    /// A key; a stack key (`a <- b <- c`) is shown one frame a line.
+    pub fn key(key: &str) -> Text {
+        let mut frames: Vec<&str> = key.split(TRACE_SEPARATOR).collect();
+        let last = frames.len() - 1;
+        let keys = frames
+            .drain(..)
+            .enumerate()
+            .map(|(i, frame)| (frame.to_owned(), if i < last { " <-".to_owned() } else { String::new() }))
+            .collect();
+        Text { full: key.to_owned(), keys }
+    }
+
+    /// Keys each followed by a value, one a line on a terminal, joined with `, ` in full.
+    pub fn keyed_values(pairs: Vec<(String, String)>) -> Text {
+        let full = pairs.iter().map(|(k, v)| format!("{k}{v}")).collect::<Vec<_>>().join(", ");
+        Text { full, keys: pairs }
+    }
+
+    fn key_width(&self) -> usize {
+        self.keys.iter().map(|(k, s)| width_of(k) + width_of(s)).max().unwrap_or(0)
+    }
+
+    /// The text laid out in a column `width` wide.
+    fn laid_out(&self, fit: Fit, width: usize) -> String {
+        match fit {
+            Fit::Fixed => self.full.clone(),
+            Fit::Words => wrap_items(&self.full, width, LIST_SEPARATOR).join("\n"),
+            Fit::Key if self.keys.is_empty() => shorten_key(&self.full, width),
+            Fit::Key => self
+                .keys
+                .iter()
+                .map(|(key, suffix)| shorten_key(key, width.saturating_sub(width_of(suffix))) + suffix)
+                .collect::<Vec<_>>()
+                .join("\n"),
+        }
+    }
+}
+
+/// The widths of a table's columns on a terminal `width` wide, and its
+/// titles and cells laid out in them.
+pub(crate) fn lay_out(
+    width: usize,
+    titles: &[String],
+    fits: &[Fit],
+    rows: &[Vec<Text>],
+) -> (Vec<String>, Vec<Vec<String>>) {
+    let longest_word = |text: &str| text.split(' ').map(width_of).max().unwrap_or(0);
+    let longest_item = |text: &str| text.split(LIST_SEPARATOR).map(width_of).max().unwrap_or(0);
+    let content = |column: usize| -> usize {
+        rows.iter()
+            .map(|row| match fits[column] {
+                Fit::Key if !row[column].keys.is_empty() => row[column].key_width(),
+                _ => row[column].full.lines().map(width_of).max().unwrap_or(0),
+            })
+            .max()
+            .unwrap_or(0)
+    };
+    let contents: Vec<usize> = (0..titles.len()).map(content).collect();
+    // What a key column needs for every line's last path component (`…/views.py:30:f`).
+    let tails: Vec<usize> = (0..titles.len())
+        .map(|c| {
+            let tail = |key: &str, suffix: &str| {
+                let last = key.rfind('/').map_or(key, |at| &key[at..]);
+                width_of(last) + usize::from(last.len() < key.len()) + width_of(suffix)
+            };
+            rows.iter()
+                .flat_map(|row| match fits[c] {
+                    Fit::Key if !row[c].keys.is_empty() => row[c].keys.iter().map(|(k, s)| tail(k, s)).max(),
+                    Fit::Key => Some(tail(&row[c].full, "")),
+                    _ => None,
+                })
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    // Titles wider than their column's numbers give way (a word a line) when
+    // keys need the room where that gains a few columns (`duration ms` over
+    // `200.125`, not `start s` over `3.250`); when the table is still too
+    // wide, wherever it gains any.
+    let title_width = |column: usize, wrap: usize| {
+        let (title, content) = (width_of(&titles[column]), contents[column]);
+        let gain = [usize::MAX, 3, 0][wrap];
+        if title > content.saturating_add(gain) {
+            longest_word(&titles[column]).max(content.min(title))
+        } else {
+            title
+        }
+    };
+    let distribute = |wrap_titles: usize| -> Vec<usize> {
+        let mut widths: Vec<usize> = (0..titles.len())
+            .map(|c| match fits[c] {
+                Fit::Fixed => contents[c].max(title_width(c, wrap_titles)),
+                Fit::Words => {
+                    rows.iter().map(|row| longest_item(&row[c].full)).max().unwrap_or(0).max(longest_word(&titles[c]))
+                }
+                Fit::Key => KEY_MIN_WIDTH.min(contents[c]).max(longest_word(&titles[c])),
+            })
+            .collect();
+        let preferred = |c: usize| contents[c].max(width_of(&titles[c]));
+        let used: usize = widths.iter().sum::<usize>() + border_width(titles.len());
+        let mut spare = width.saturating_sub(used);
+        let mut grow = |widths: &mut Vec<usize>, fit: Fit, target: &dyn Fn(usize) -> usize| {
+            for c in (0..titles.len()).filter(|&c| fits[c] == fit) {
+                let more = target(c).saturating_sub(widths[c]).min(spare);
+                widths[c] += more;
+                spare -= more;
+            }
+        };
+        // Keys first get room for their file, line and function, then lists
+        // room for a few items, then keys the rest.
+        grow(&mut widths, Fit::Key, &|c| preferred(c).min(tails[c]));
+        grow(&mut widths, Fit::Words, &|c| preferred(c).min(WORDS_TARGET_WIDTH));
+        grow(&mut widths, Fit::Key, &preferred);
+        grow(&mut widths, Fit::Words, &preferred);
+        widths
+    };
+    let keys_short = |widths: &[usize]| (0..titles.len()).any(|c| fits[c] == Fit::Key && widths[c] < contents[c]);
+    let overflows = |widths: &[usize]| widths.iter().sum::<usize>() + border_width(titles.len()) > width;
+    let mut widths = distribute(0);
+    if keys_short(&widths) {
+        widths = distribute(1);
+    }
+    if overflows(&widths) {
+        widths = distribute(2);
+    }
+    let titles = titles.iter().zip(&widths).map(|(title, &w)| wrap_words(title, w).join("\n")).collect();
+    let cells = rows
+        .iter()
+        .map(|row| row.iter().zip(fits).zip(&widths).map(|((text, &fit), &w)| text.laid_out(fit, w)).collect())
+        .collect();
+    (titles, cells)
+}
+
+/// `text` with every path under one of `roots` made relative to it (the
+/// longest root first): a root followed by `/` at the start of the text or
+/// after a space, `(`, `'`, `"`, `,` or `=`.
+pub(crate) fn relative_to(text: &str, roots: &[String]) -> String {
+    let mut out = text.to_owned();
+    for root in roots {
+        let prefix = format!("{}/", root.trim_end_matches('/'));
+        if prefix == "/" || !out.contains(&prefix) {
+            continue;
+        }
+        let mut rebuilt = String::with_capacity(out.len());
+        let mut rest = out.as_str();
+        while let Some(at) = rest.find(&prefix) {
+            let boundary = rebuilt.len() + at == 0
+                || rest[..at]
+                    .chars()
+                    .next_back()
+                    .or_else(|| rebuilt.chars().next_back())
+                    .is_some_and(|c| matches!(c, ' ' | '(' | '\'' | '"' | ',' | '='));
+            rebuilt.push_str(&rest[..at]);
+            if !boundary {
+                rebuilt.push_str(&prefix);
+            }
+            rest = &rest[at + prefix.len()..];
+        }
+        rebuilt.push_str(rest);
+        out = rebuilt;
+    }
+    out
+}
+
+/// The roots paths are shown relative to: the `--app-root`s, then the
+/// current directory; the longest first.
+pub(crate) fn roots(app_roots: &[String]) -> Vec<String> {
+    let mut roots: Vec<String> = app_roots.iter().filter(|r| r.starts_with('/')).cloned().collect();
+    if let Ok(cwd) = std::env::current_dir() {
+        roots.push(cwd.display().to_string());
+    }
+    roots.sort_by_key(|r| std::cmp::Reverse(r.len()));
+    roots.dedup();
+    roots
+}
+
+/// The report's keys, stacks, event arguments and trace paths made relative to `roots`.
+pub(crate) fn relative_report(report: &mut Report, roots: &[String]) {
+    let fix = |text: &mut String| *text = relative_to(text, roots);
+    for row in &mut report.loop_time.groups {
+        fix(&mut row.key);
+        row.example_trace.iter_mut().for_each(fix);
+    }
+    for stall in &mut report.stalls {
+        fix(&mut stall.trace);
+        stall.top.iter_mut().for_each(|t| fix(&mut t.key));
+    }
+    for row in &mut report.groups {
+        fix(&mut row.key);
+        fix(&mut row.example_trace);
+        fix(&mut row.example_event);
+    }
+    for row in &mut report.cpu_groups {
+        fix(&mut row.key);
+        fix(&mut row.example_trace);
+    }
+    report.traces.iter_mut().for_each(|t| fix(&mut t.path));
+}
+
+/// The diff's keys and trace paths made relative to `roots`.
+pub(crate) fn relative_diff(diff: &mut Diff, roots: &[String]) {
+    for row in &mut diff.rows {
+        row.key = relative_to(&row.key, roots);
+    }
+    for side in [&mut diff.base, &mut diff.new] {
+        side.traces.iter_mut().for_each(|t| t.path = relative_to(&t.path, roots));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_shortened_from_the_left_by_whole_components() {
+        let key = "/srv/app/shop/views.py:30:resolve";
+        assert_eq!(shorten_left(key, 40), key);
+        assert_eq!(shorten_left(key, 28), "…/shop/views.py:30:resolve");
+        assert_eq!(shorten_left(key, 22), "…/views.py:30:resolve");
+        // No component fits: characters go, the line and function stay.
+        assert_eq!(shorten_left(key, 15), "….py:30:resolve");
+        assert_eq!(width_of(&shorten_left(key, 15)), 15);
+        assert_eq!(shorten_left(key, 1), "…");
+        assert_eq!(shorten_left(key, 0), "");
+    }
+
+    #[test]
+    fn a_stack_key_keeps_its_innermost_frame() {
+        let stack = "/srv/app/shop/views.py:30:resolve <- /srv/app/main.py:9:main";
+        assert_eq!(shorten_key(stack, 100), stack);
+        assert_eq!(shorten_key(stack, 40), "/srv/app/shop/views.py:30:resolve <- …");
+        assert_eq!(shorten_key(stack, 27), "…/views.py:30:resolve <- …");
+        assert_eq!(shorten_key("/srv/app/shop/views.py:30:resolve", 22), "…/views.py:30:resolve");
+    }
+
+    #[test]
+    fn words_wrap_between_words_and_long_words_are_shortened_not_split() {
+        assert_eq!(wrap_items("open ×2, os.stat ×1, …", 12, ", "), ["open ×2,", "os.stat ×1,", "…"]);
+        assert_eq!(wrap_items("open ×2, os.stat ×1, …", 20, ", "), ["open ×2, os.stat ×1,", "…"]);
+        assert_eq!(wrap_words("one two three", 8), ["one two", "three"]);
+        assert_eq!(wrap_words("a /very/long/path.py:1:f b", 14), ["a", "…/path.py:1:f", "b"]);
+        assert_eq!(wrap_words("", 5), [""]);
+        assert_eq!(
+            wrap_text("  Loop time: 9.600 s busy of 12.500 s\nshort\n", 16),
+            "  Loop time:\n  9.600 s busy\n  of 12.500 s\nshort\n"
+        );
+    }
+
+    #[test]
+    fn paths_become_relative_at_word_boundaries_only() {
+        let roots = vec!["/srv/app/shop".to_owned(), "/srv/app".to_owned()];
+        assert_eq!(relative_to("/srv/app/shop/views.py:30:resolve", &roots), "views.py:30:resolve");
+        assert_eq!(
+            relative_to("open(/srv/app/cfg.toml, r) <- /srv/app/main.py:1:main", &roots),
+            "open(cfg.toml, r) <- main.py:1:main"
+        );
+        assert_eq!(relative_to("/x/srv/app/a.py:1:f", &roots), "/x/srv/app/a.py:1:f");
+        assert_eq!(relative_to("/srv/application.py:1:f", &roots), "/srv/application.py:1:f");
+        assert_eq!(relative_to("/srv/app/a.py", &["/".to_owned()]), "/srv/app/a.py");
+    }
+
+    #[test]
+    fn a_layout_fits_the_width_shortening_keys_and_wrapping_lists() {
+        let titles: Vec<String> = ["#", "entry point", "score", "top events"].map(String::from).to_vec();
+        let fits = [Fit::Fixed, Fit::Key, Fit::Fixed, Fit::Words];
+        let rows = vec![vec![
+            Text::plain("1"),
+            Text::key("/srv/app/shop/views.py:30:resolve <- /srv/app/main.py:9:main"),
+            Text::plain("150"),
+            Text::plain("open ×2, os.stat ×1, os.listdir ×1, …"),
+        ]];
+        // The columns' minimums (1, 20, 5, 13) and the borders (13) take 52: the
+        // list gets up to 20, then the key the rest.
+        let (titles, cells) = lay_out(65, &titles, &fits, &rows);
+        assert_eq!(titles, ["#", "entry point", "score", "top events"]);
+        assert_eq!(cells[0][1], "…/views.py:30:resolve <-\n/srv/app/main.py:9:main");
+        assert_eq!(cells[0][3], "open ×2, os.stat ×1,\nos.listdir ×1, …");
+        // Alone, the key fits whole in 50 columns; in 30 its lines are cut to 22 columns.
+        let (_, cells) = lay_out(50, &["#".to_owned(), "key".to_owned()], &fits[..2], &[rows[0][..2].to_vec()]);
+        assert_eq!(cells[0][1], "/srv/app/shop/views.py:30:resolve <-\n/srv/app/main.py:9:main");
+        let (_, cells) = lay_out(30, &["#".to_owned(), "key".to_owned()], &fits[..2], &[rows[0][..2].to_vec()]);
+        assert_eq!(cells[0][1], "…iews.py:30:resolve <-\n…/app/main.py:9:main");
+        // Wide enough: nothing changes.
+        let (_, cells) = lay_out(200, &["k".to_owned()], &[Fit::Key], &[vec![Text::key("a/b.py:1:f")]]);
+        assert_eq!(cells[0][0], "a/b.py:1:f");
+    }
+}

@@ -1,0 +1,616 @@
+//! The HTML report: one self-contained page, for a browser with no network.
+//!
+//! As hyperfine's HTML export does, the page is ordinary files beside this
+//! one, pulled in with `include_str!`: `html/template.html` (a minijinja
+//! template), `html/styles.css` and `html/script.js`. This module only turns
+//! a [`Report`] or a [`Diff`] into the template's values; the template
+//! escapes every text. The page promises:
+//!
+//! - no request leaves it: styles, script and pictures are inline, and its
+//!   Content-Security-Policy forbids loading anything;
+//! - it reads with JavaScript off: every table is plain HTML, the busy share
+//!   over time and the flame graph are SVG drawn here; the script only sorts
+//!   tables when a column's title is clicked;
+//! - the report's JSON (the `--format json` contract) is embedded in
+//!   `<script type="application/json" id="aiocop-report">` for scripts.
+
+use super::{
+    count, diff_cells, diff_summary_lines, diff_title, fmt_ms, fmt_share, fmt_short_ms, loop_time_headline,
+    samples_note, stalls_headline, summary_lines, top_events_text, unexplained_note, via_text, Exporter, Style,
+    DIFF_HEADER,
+};
+use crate::diff::{Diff, DiffRow, SideValues};
+use crate::report::Report;
+use aiocop_trace::frame::TRACE_SEPARATOR;
+use serde::Serialize;
+
+const TEMPLATE: &str = include_str!("html/template.html");
+const STYLES: &str = include_str!("html/styles.css");
+const SCRIPT: &str = include_str!("html/script.js");
+
+/// Example stacks shown (blocking I/O groups, then CPU-blocking ones).
+const EXAMPLES_SHOWN: usize = 10;
+/// Event names shown per row.
+const EVENTS_SHOWN: usize = 5;
+/// The busy share chart's drawing area, in SVG units.
+const CHART_WIDTH: f64 = 800.0;
+const CHART_HEIGHT: f64 = 120.0;
+
+pub struct HtmlExporter;
+
+/// A table cell: its text, the value it sorts by, and its class.
+#[derive(Serialize)]
+struct Cell {
+    text: String,
+    sort: Option<f64>,
+    class: Option<&'static str>,
+}
+
+fn text(text: impl Into<String>) -> Cell {
+    Cell { text: text.into(), sort: None, class: None }
+}
+
+fn code(text: impl Into<String>) -> Cell {
+    Cell { text: text.into(), sort: None, class: Some("key") }
+}
+
+fn number(shown: impl ToString, value: f64) -> Cell {
+    Cell { text: shown.to_string(), sort: Some(value), class: Some("num") }
+}
+
+fn ms(value: f64) -> Cell {
+    number(fmt_ms(value), value)
+}
+
+#[derive(Serialize)]
+struct Column {
+    title: &'static str,
+    numeric: bool,
+}
+
+fn columns(titles: &[&'static str], numeric: &[usize]) -> Vec<Column> {
+    titles.iter().enumerate().map(|(i, &title)| Column { title, numeric: numeric.contains(&i) }).collect()
+}
+
+/// A section of the page: a title, lines of prose, and a table.
+#[derive(Serialize)]
+struct Section {
+    id: &'static str,
+    title: String,
+    lines: Vec<String>,
+    columns: Vec<Column>,
+    rows: Vec<Vec<Cell>>,
+    /// Said instead of the table when it has no row.
+    empty: String,
+    /// Said under the table: rows not shown.
+    more: Option<String>,
+}
+
+/// The busy share over time, as bars.
+#[derive(Serialize)]
+struct Chart {
+    width: f64,
+    height: f64,
+    bars: Vec<Bar>,
+    end_label: String,
+    line: String,
+}
+
+#[derive(Serialize)]
+struct Bar {
+    x: f64,
+    y: f64,
+    width: f64,
+    height: f64,
+    title: String,
+}
+
+/// One example stack.
+#[derive(Serialize)]
+struct Example {
+    title: String,
+    frames: Vec<String>,
+}
+
+/// The gate's verdict on a diff.
+#[derive(Serialize)]
+struct Verdict {
+    failed: bool,
+    text: String,
+    reasons: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct Page {
+    title: String,
+    generator: String,
+    styles: &'static str,
+    script: &'static str,
+    data_json: String,
+    summary: Vec<String>,
+    verdict: Option<Verdict>,
+    chart: Option<Chart>,
+    sections: Vec<Section>,
+    flame_graph: Option<String>,
+    flame_graph_note: String,
+    examples: Vec<Example>,
+}
+
+impl Exporter for HtmlExporter {
+    fn render(&self, report: &Report, _style: Style) -> String {
+        let names: Vec<&str> = report.traces.iter().map(|t| t.label.as_deref().unwrap_or(&t.path)).collect();
+        let mut summary = vec![format!("Loop time: {}", loop_time_headline(report))];
+        summary.extend(samples_note(report));
+        summary.extend(unexplained_note(report));
+        summary.extend(summary_lines(report));
+        let page = Page {
+            title: format!("aiocop report: {}", names.join(", ")),
+            generator: generator(),
+            styles: STYLES,
+            script: SCRIPT,
+            data_json: embedded_json(report),
+            summary,
+            verdict: None,
+            chart: chart(report),
+            sections: vec![loop_section(report), stalls_section(report), io_section(report), cpu_section(report)],
+            flame_graph: report.pictures.flame_graph_svg.as_deref().map(inline_svg),
+            flame_graph_note: FLAME_GRAPH_NOTE.to_owned(),
+            examples: examples(report),
+        };
+        render_page(&page)
+    }
+
+    fn render_diff(&self, diff: &Diff, _style: Style) -> String {
+        let gate = &diff.gate;
+        let verdict = (!gate.fail_on.is_empty()).then(|| Verdict {
+            failed: gate.failed,
+            text: if gate.failed {
+                format!(
+                    "The gate failed (--fail-on {}): {}",
+                    gate.fail_on.join(", "),
+                    count(gate.reasons.len() as u64, "reason")
+                )
+            } else {
+                format!("The gate passed (--fail-on {}, confidence {})", gate.fail_on.join(", "), gate.confidence)
+            },
+            reasons: gate.reasons.clone(),
+        });
+        let mut titles = vec!["status", "group"];
+        titles.extend(DIFF_HEADER);
+        let section = Section {
+            id: "comparison",
+            title: format!("Comparison by {}", diff.group_by.title()),
+            lines: Vec::new(),
+            columns: columns(&titles, &[2, 3, 4, 5, 6]),
+            rows: diff.rows.iter().map(diff_row).collect(),
+            empty: "No group changed.".to_owned(),
+            more: (diff.rows_not_shown > 0)
+                .then(|| format!("{} unchanged (--all shows them)", count(diff.rows_not_shown as u64, "more row"))),
+        };
+        let page = Page {
+            title: diff_title(diff),
+            generator: generator(),
+            styles: STYLES,
+            script: SCRIPT,
+            data_json: embedded_json(diff),
+            summary: diff_summary_lines(diff),
+            verdict,
+            chart: None,
+            sections: vec![section],
+            flame_graph: None,
+            flame_graph_note: String::new(),
+            examples: Vec::new(),
+        };
+        render_page(&page)
+    }
+}
+
+const FLAME_GRAPH_NOTE: &str =
+    "The loop's busy time by group, each group drawn at the stack of its example (hover a box for its time).";
+
+fn generator() -> String {
+    format!("aiocop-analyze {}", env!("CARGO_PKG_VERSION"))
+}
+
+fn render_page(page: &Page) -> String {
+    let mut env = minijinja::Environment::new();
+    env.add_filter("breakable", breakable);
+    env.add_template("report.html", TEMPLATE).expect("the HTML template parses");
+    let template = env.get_template("report.html").expect("the template was just added");
+    let mut html = template.render(page).expect("the HTML template renders every page");
+    html.push('\n');
+    html
+}
+
+/// A key, escaped, that may break after each `/` (and nowhere else) to fit its column.
+fn breakable(text: &str) -> minijinja::Value {
+    let escaped = text
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#x27;");
+    minijinja::Value::from_safe_string(escaped.replace('/', "/<wbr>"))
+}
+
+/// `value` as JSON that can stand inside a `<script>` element: `<`, `>`
+/// and `&` are written as `\u` escapes, which JSON reads back the same.
+fn embedded_json<T: Serialize>(value: &T) -> String {
+    let json = serde_json::to_string(value).expect("the report serializes: its keys are strings");
+    json.replace('<', "\\u003c").replace('>', "\\u003e").replace('&', "\\u0026")
+}
+
+/// An SVG document made fit to stand inside the page: no XML prolog,
+/// doctype nor comments, and without scripts or event handlers (inferno's zoom and search
+/// would run in the page's context; its `<title>` tooltips stay).
+pub(crate) fn inline_svg(svg: &str) -> String {
+    let start = svg.find("<svg").unwrap_or(0);
+    let mut out = svg[start..].to_owned();
+    for (open, close) in [("<script", "</script>"), ("<!--", "-->")] {
+        let mut kept = String::with_capacity(out.len());
+        let mut rest = out.as_str();
+        while let Some(at) = rest.find(open) {
+            kept.push_str(&rest[..at]);
+            rest = rest[at..].find(close).map_or("", |end| &rest[at + end + close.len()..]);
+        }
+        kept.push_str(rest);
+        out = kept;
+    }
+    // `on...="..."` attributes of tags (inferno's `onload`, `onclick`,
+    // `onmouseover`); the text between tags is kept as it is.
+    let mut cleaned = String::with_capacity(out.len());
+    let mut rest = out.as_str();
+    while let Some(open) = rest.find('<') {
+        cleaned.push_str(&rest[..open]);
+        let close = rest[open..].find('>').map_or(rest.len(), |end| open + end + 1);
+        cleaned.push_str(&without_handlers(&rest[open..close]));
+        rest = &rest[close..];
+    }
+    cleaned.push_str(rest);
+    cleaned
+}
+
+/// A tag without its `on...="..."` attributes.
+fn without_handlers(tag: &str) -> String {
+    let mut out = String::with_capacity(tag.len());
+    let mut rest = tag;
+    while let Some(at) = rest.find(" on") {
+        let attribute = &rest[at + 1..];
+        let name_len = attribute.find('=').unwrap_or(0);
+        let is_handler = name_len > 2
+            && attribute[..name_len].chars().all(|c| c.is_ascii_lowercase())
+            && attribute[name_len + 1..].starts_with('"');
+        if !is_handler {
+            out.push_str(&rest[..at + 3]);
+            rest = &rest[at + 3..];
+            continue;
+        }
+        out.push_str(&rest[..at]);
+        let value = &attribute[name_len + 2..];
+        rest = value.find('"').map_or("", |end| &value[end + 1..]);
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The flame graph of the loop's busy time by group, each group at its
+/// example stack, drawn by inferno; `None` when there is no busy time.
+///
+/// A stand-in until the flame graph of every stack (`aiocop-analyze
+/// flamegraph`) is computed while reading: this draws from the report alone.
+pub fn flame_graph(report: &Report) -> Option<String> {
+    let frame = |text: &str| text.replace(';', ":");
+    let mut lines: Vec<String> = report
+        .loop_time
+        .groups
+        .iter()
+        .filter(|row| row.busy_ms > 0.0)
+        .map(|row| {
+            let stack = row.example_trace.as_deref().unwrap_or(&row.key);
+            let mut frames: Vec<String> = stack.split(TRACE_SEPARATOR).map(frame).collect();
+            frames.reverse();
+            format!("{} {}", frames.join(";"), (row.busy_ms * 1000.0).round() as u64)
+        })
+        .collect();
+    if report.loop_time.groups_not_shown_busy_ms > 0.0 {
+        let us = (report.loop_time.groups_not_shown_busy_ms * 1000.0).round() as u64;
+        lines.push(format!("{} groups not shown {us}", report.loop_time.groups_not_shown));
+    }
+    if lines.is_empty() {
+        return None;
+    }
+    lines.sort();
+    let mut options = inferno::flamegraph::Options::default();
+    options.title = "Loop busy time".to_owned();
+    options.subtitle = Some("by group, at its example stack".to_owned());
+    options.count_name = "µs".to_owned();
+    options.hash = true;
+    options.deterministic = true;
+    options.colors = inferno::flamegraph::color::Palette::Multi(inferno::flamegraph::color::MultiPalette::Python);
+    let mut svg = Vec::new();
+    inferno::flamegraph::from_lines(&mut options, lines.iter().map(String::as_str), &mut svg).ok()?;
+    String::from_utf8(svg).ok()
+}
+
+fn chart(report: &Report) -> Option<Chart> {
+    let pictures = &report.pictures;
+    if pictures.busy_share.is_empty() {
+        return None;
+    }
+    let n = pictures.busy_share.len() as f64;
+    let bar_width = CHART_WIDTH / n;
+    let bars = pictures
+        .busy_share
+        .iter()
+        .enumerate()
+        .map(|(i, &share)| {
+            let from_s = i as f64 * pictures.interval_s;
+            Bar {
+                x: round2(i as f64 * bar_width),
+                y: round2(CHART_HEIGHT * (1.0 - share)),
+                width: round2(bar_width),
+                height: round2(CHART_HEIGHT * share),
+                title: format!("{from_s:.1} s to {:.1} s: {} busy", from_s + pictures.interval_s, fmt_share(share)),
+            }
+        })
+        .collect();
+    let traces = report.traces.len();
+    Some(Chart {
+        width: CHART_WIDTH,
+        height: CHART_HEIGHT,
+        bars,
+        end_label: format!("{:.1} s", n * pictures.interval_s),
+        line: format!(
+            "The loop's busy share in each {} ms after {}, from 0 to 100%.",
+            fmt_short_ms(pictures.interval_s * 1000.0),
+            if traces == 1 {
+                "the trace's start".to_owned()
+            } else {
+                format!("the traces' starts, averaged over {traces} traces")
+            }
+        ),
+    })
+}
+
+fn round2(value: f64) -> f64 {
+    (value * 100.0).round() / 100.0
+}
+
+fn loop_section(report: &Report) -> Section {
+    let view = &report.loop_time;
+    Section {
+        id: "loop-time",
+        title: "Loop time".to_owned(),
+        lines: vec![loop_time_headline(report)],
+        columns: columns(
+            &["#", "group", "busy ms", "share", "io ms", "cpu ms", "slices", "samples", "from"],
+            &[0, 2, 3, 4, 5, 6, 7],
+        ),
+        rows: view
+            .groups
+            .iter()
+            .map(|row| {
+                vec![
+                    number(row.rank, row.rank as f64),
+                    code(&row.key),
+                    ms(row.busy_ms),
+                    number(fmt_share(row.share), row.share),
+                    ms(row.io_ms),
+                    ms(row.cpu_ms),
+                    number(row.slices, row.slices as f64),
+                    number(row.samples, row.samples as f64),
+                    text(via_text(row)),
+                ]
+            })
+            .collect(),
+        empty: "No slice recorded.".to_owned(),
+        more: (view.groups_not_shown > 0).then(|| {
+            format!(
+                "… and {} more, {} ms (--top 0 shows all)",
+                view.groups_not_shown,
+                fmt_ms(view.groups_not_shown_busy_ms)
+            )
+        }),
+    }
+}
+
+fn stalls_section(report: &Report) -> Section {
+    Section {
+        id: "stalls",
+        title: "Longest stalls".to_owned(),
+        lines: vec![stalls_headline(report)],
+        columns: columns(&["#", "trace, thread", "start s", "duration ms", "slices", "most time in"], &[0, 2, 3, 4]),
+        rows: report
+            .stalls
+            .iter()
+            .map(|row| {
+                let top: Vec<String> = row.top.iter().map(|t| format!("{} {} ms", t.key, fmt_ms(t.busy_ms))).collect();
+                vec![
+                    number(row.rank, row.rank as f64),
+                    code(format!("{}, {}", row.trace, row.thread)),
+                    number(format!("{:.3}", row.start_s), row.start_s),
+                    ms(row.duration_ms),
+                    number(row.slices, row.slices as f64),
+                    code(top.join("\n")),
+                ]
+            })
+            .collect(),
+        empty: "No stall.".to_owned(),
+        more: (report.stalls_not_shown > 0).then(|| format!("… and {} more", report.stalls_not_shown)),
+    }
+}
+
+fn io_section(report: &Report) -> Section {
+    Section {
+        id: "blocking-io",
+        title: format!("Blocking I/O by {}", report.group_by.title()),
+        lines: Vec::new(),
+        columns: columns(
+            &[
+                "#",
+                "group",
+                "slices",
+                "events",
+                "score",
+                "level",
+                "over",
+                "total ms",
+                "p50 ms",
+                "p95 ms",
+                "p99 ms",
+                "max ms",
+                "top events",
+            ],
+            &[0, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11],
+        ),
+        rows: report
+            .groups
+            .iter()
+            .map(|row| {
+                let mut cells = vec![
+                    number(row.rank, row.rank as f64),
+                    code(&row.key),
+                    number(row.slices, row.slices as f64),
+                    number(row.events, row.events as f64),
+                    number(row.severity_score, row.severity_score as f64),
+                    Cell {
+                        text: row.severity_level.to_owned(),
+                        sort: Some(row.level as u8 as f64),
+                        class: Some(match row.level {
+                            aiocop_trace::SeverityLevel::High => "level-high",
+                            aiocop_trace::SeverityLevel::Medium => "level-medium",
+                            aiocop_trace::SeverityLevel::Low => "level-low",
+                        }),
+                    },
+                    number(row.exceeded, row.exceeded as f64),
+                ];
+                cells.extend(row.elapsed_ms().map(ms));
+                cells.push(text(top_events_text(row, EVENTS_SHOWN)));
+                cells
+            })
+            .collect(),
+        empty: if report.totals.groups > 0 { "No blocking I/O at this severity." } else { "No blocking I/O recorded." }
+            .to_owned(),
+        more: (report.groups_not_shown > 0)
+            .then(|| format!("… and {} more (--top 0 shows all)", report.groups_not_shown)),
+    }
+}
+
+fn cpu_section(report: &Report) -> Section {
+    Section {
+        id: "cpu-blocking",
+        title: format!("CPU-blocking slices by {}", report.group_by.cpu_title()),
+        lines: vec!["Over the threshold without blocking I/O.".to_owned()],
+        columns: columns(
+            &["#", "group", "slices", "samples", "total ms", "p50 ms", "p95 ms", "p99 ms", "max ms"],
+            &[0, 2, 3, 4, 5, 6, 7, 8],
+        ),
+        rows: report
+            .cpu_groups
+            .iter()
+            .map(|row| {
+                let mut cells = vec![
+                    number(row.rank, row.rank as f64),
+                    code(&row.key),
+                    number(row.slices, row.slices as f64),
+                    number(row.samples, row.samples as f64),
+                ];
+                cells.extend(row.elapsed_ms().map(ms));
+                cells
+            })
+            .collect(),
+        empty: "No CPU-blocking slice.".to_owned(),
+        more: (report.cpu_groups_not_shown > 0)
+            .then(|| format!("… and {} more (--top 0 shows all)", report.cpu_groups_not_shown)),
+    }
+}
+
+fn examples(report: &Report) -> Vec<Example> {
+    let frames = |trace: &str| trace.split(TRACE_SEPARATOR).map(str::to_owned).collect();
+    let io = report.groups.iter().map(|row| Example {
+        title: format!("{}. {}: {}", row.rank, row.key, row.example_event),
+        frames: frames(&row.example_trace),
+    });
+    let cpu = report.cpu_groups.iter().map(|row| Example {
+        title: format!("CPU {}. {} (most sampled)", row.rank, row.key),
+        frames: frames(&row.example_trace),
+    });
+    io.chain(cpu).take(EXAMPLES_SHOWN).collect()
+}
+
+fn diff_row(row: &DiffRow) -> Vec<Cell> {
+    // Sorted by the new side's value (the base's for a gone group).
+    let value = |pick: fn(&SideValues) -> f64| row.new.as_ref().or(row.base.as_ref()).map_or(0.0, pick);
+    let picks: [fn(&SideValues) -> f64; 5] =
+        [|v| v.severity_per_1k, |v| v.events_per_1k, |v| v.p95_ms, |v| v.max_ms, |v| v.exceeded_pct];
+    let mut cells = vec![
+        Cell { text: row.status.as_str().to_owned(), sort: None, class: Some(status_class(row.status)) },
+        code(&row.key),
+    ];
+    cells.extend(diff_cells(row).into_iter().zip(picks).map(|(shown, pick)| number(shown, value(pick))));
+    cells
+}
+
+fn status_class(status: crate::diff::Status) -> &'static str {
+    use crate::diff::Status;
+    match status {
+        Status::New | Status::Regressed => "status-worse",
+        Status::Improved | Status::Gone => "status-better",
+        Status::Unchanged => "status-same",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_break_only_after_a_slash_and_are_escaped() {
+        assert_eq!(breakable("a/b.py:1:<f> & 'g'").to_string(), "a/<wbr>b.py:1:&lt;f&gt; &amp; &#x27;g&#x27;");
+    }
+
+    #[test]
+    fn embedded_json_cannot_end_its_script_element() {
+        let json = embedded_json(&serde_json::json!({"key": "</script><b>&"}));
+        assert_eq!(json, r#"{"key":"\u003c/script\u003e\u003cb\u003e\u0026"}"#);
+        let back: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(back["key"], "</script><b>&");
+    }
+
+    #[test]
+    fn an_inline_svg_has_no_prolog_script_or_handlers() {
+        let svg = r#"<?xml version="1.0"?><!DOCTYPE svg><svg onload="init(evt)" version="1.1"><!-- see https://x --><script><![CDATA[var x = 1;]]></script><g onclick="zoom(this)" class="func_g"><title>main (1 µs)</title></g><text x="1">only on="this"</text></svg>"#;
+        assert_eq!(
+            inline_svg(svg),
+            r#"<svg version="1.1"><g class="func_g"><title>main (1 µs)</title></g><text x="1">only on="this"</text></svg>"#
+        );
+    }
+
+    #[test]
+    fn an_empty_report_says_so_in_each_section_without_pictures() {
+        let mut report = super::super::tests::sample_report();
+        report.groups.clear();
+        report.cpu_groups.clear();
+        report.stalls.clear();
+        report.loop_time.groups.clear();
+        report.totals.groups = 0;
+        let html = HtmlExporter.render(&report, Style::default());
+        for said in ["No slice recorded.", "No stall.", "No blocking I&#x2f;O recorded.", "No CPU-blocking slice."] {
+            assert!(html.contains(&format!("<p class=\"empty\">{said}</p>")), "{said}\n{html}");
+        }
+        for absent in ["id=\"busy-over-time\"", "id=\"flame-graph\"", "id=\"examples\"", "<table"] {
+            assert!(!html.contains(absent), "{absent}");
+        }
+    }
+
+    #[test]
+    fn the_flame_graph_draws_each_group_at_its_example_stack() {
+        let report = super::super::tests::sample_report();
+        let svg = flame_graph(&report).expect("the sample has busy time");
+        let inline = inline_svg(&svg);
+        assert!(inline.starts_with("<svg") && !inline.contains("<script"), "{inline}");
+        for name in ["handle_cpu", "app.py:40:crunch", "app.py:1:main", "5 groups not shown"] {
+            assert!(inline.contains(name), "{name}");
+        }
+    }
+}
