@@ -313,25 +313,38 @@ pub fn run_report(args: ReportArgs) -> Result<(), AnalyzeError> {
     options.stall_gap_ns = seconds_to_ns(args.stall_gap_us / 1_000_000.0);
     options.quiet = args.output.quiet;
     options.busy_series = args.output.format == ReportFormat::Html;
+    if args.output.format == ReportFormat::Html {
+        options.flame = Some(crate::flamegraph::FrameNames::Shown);
+    }
     let destination = Destination::new(args.output.output.as_deref());
     destination.check()?;
     let paths = crate::input::expand(&args.inputs)?;
     let pool = thread_pool(args.output.threads)?;
 
-    let report = pool.install(|| -> Result<Report, AnalyzeError> {
-        let side = read_side(&paths, &options)?;
-        Ok(make_report(&args, side))
+    let (mut report, flame) = pool.install(|| -> Result<_, AnalyzeError> {
+        let mut side = read_side(&paths, &options)?;
+        let flame = std::mem::take(&mut side.flame);
+        Ok((make_report(&args, side), flame))
     })?;
     let style = style_for(&args.output, &destination);
-    let mut report = report;
-    if args.output.format == ReportFormat::Html {
-        report.pictures.flame_graph_svg = export::html::flame_graph(&report);
+    if args.output.format == ReportFormat::Html && flame.total_ns() > 0 {
+        report.pictures.flame_graph_svg = report_flame_graph(&flame);
     }
     if style.width.is_some() {
         export::fit::relative_report(&mut report, &export::fit::roots(&args.filters.app_roots));
     }
     let text = export::exporter(args.output.format).render(&report, style);
     destination.write(&text)
+}
+
+/// The HTML report's flame graph: the `flamegraph` command's picture of the
+/// same read.
+fn report_flame_graph(flame: &crate::flamegraph::Folded) -> Option<String> {
+    let subtitle = format!("{:.1} ms busy", flame.total_ns() as f64 / 1e6);
+    let text =
+        crate::flamegraph::SvgText { title: "The loop's busy time by stack".to_owned(), subtitle: Some(subtitle) };
+    let svg = crate::flamegraph::svg(flame, &text).ok()?;
+    String::from_utf8(svg).ok()
 }
 
 /// Reads both sides, scored with one side's event table, and writes their

@@ -293,45 +293,6 @@ fn without_handlers(tag: &str) -> String {
     out
 }
 
-/// The flame graph of the loop's busy time by group, each group at its
-/// example stack, drawn by inferno; `None` when there is no busy time.
-///
-/// A stand-in until the flame graph of every stack (`aiocop-analyze
-/// flamegraph`) is computed while reading: this draws from the report alone.
-pub fn flame_graph(report: &Report) -> Option<String> {
-    let frame = |text: &str| text.replace(';', ":");
-    let mut lines: Vec<String> = report
-        .loop_time
-        .groups
-        .iter()
-        .filter(|row| row.busy_ms > 0.0)
-        .map(|row| {
-            let stack = row.example_trace.as_deref().unwrap_or(&row.key);
-            let mut frames: Vec<String> = stack.split(TRACE_SEPARATOR).map(frame).collect();
-            frames.reverse();
-            format!("{} {}", frames.join(";"), (row.busy_ms * 1000.0).round() as u64)
-        })
-        .collect();
-    if report.loop_time.groups_not_shown_busy_ms > 0.0 {
-        let us = (report.loop_time.groups_not_shown_busy_ms * 1000.0).round() as u64;
-        lines.push(format!("{} groups not shown {us}", report.loop_time.groups_not_shown));
-    }
-    if lines.is_empty() {
-        return None;
-    }
-    lines.sort();
-    let mut options = inferno::flamegraph::Options::default();
-    options.title = "Loop busy time".to_owned();
-    options.subtitle = Some("by group, at its example stack".to_owned());
-    options.count_name = "µs".to_owned();
-    options.hash = true;
-    options.deterministic = true;
-    options.colors = inferno::flamegraph::color::Palette::Multi(inferno::flamegraph::color::MultiPalette::Python);
-    let mut svg = Vec::new();
-    inferno::flamegraph::from_lines(&mut options, lines.iter().map(String::as_str), &mut svg).ok()?;
-    String::from_utf8(svg).ok()
-}
-
 fn chart(report: &Report) -> Option<Chart> {
     let pictures = &report.pictures;
     if pictures.busy_share.is_empty() {
@@ -600,17 +561,6 @@ mod tests {
         }
         for absent in ["id=\"busy-over-time\"", "id=\"flame-graph\"", "id=\"examples\"", "<table"] {
             assert!(!html.contains(absent), "{absent}");
-        }
-    }
-
-    #[test]
-    fn the_flame_graph_draws_each_group_at_its_example_stack() {
-        let report = super::super::tests::sample_report();
-        let svg = flame_graph(&report).expect("the sample has busy time");
-        let inline = inline_svg(&svg);
-        assert!(inline.starts_with("<svg") && !inline.contains("<script"), "{inline}");
-        for name in ["handle_cpu", "app.py:40:crunch", "app.py:1:main", "5 groups not shown"] {
-            assert!(inline.contains(name), "{name}");
         }
     }
 }
