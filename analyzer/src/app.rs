@@ -347,6 +347,18 @@ fn report_flame_graph(flame: &crate::flamegraph::Folded) -> Option<String> {
     String::from_utf8(svg).ok()
 }
 
+/// The HTML diff's flame graph: the new side's stacks coloured by how their
+/// time changed from the base's (`flamegraph --diff`'s picture).
+fn diff_flame_graph(base: &crate::flamegraph::Folded, new: &crate::flamegraph::Folded) -> Option<String> {
+    let subtitle = "the new side's stacks, against the base's scaled to the same total".to_owned();
+    let text = crate::flamegraph::SvgText {
+        title: "Busy time by stack, against the base".to_owned(),
+        subtitle: Some(subtitle),
+    };
+    let svg = crate::flamegraph::differential_svg(base, new, &text).ok()?;
+    String::from_utf8(svg).ok()
+}
+
 /// Reads both sides, scored with one side's event table, and writes their
 /// comparison; prints one line per reason the gate fails on stderr.
 pub fn run_diff(mut args: DiffArgs) -> Result<Outcome, AnalyzeError> {
@@ -369,6 +381,9 @@ pub fn run_diff(mut args: DiffArgs) -> Result<Outcome, AnalyzeError> {
     options.weights = Some(diff::weights_of(scoring_table));
     options.by_identity = true;
     options.quiet = args.output.quiet;
+    if args.output.format == ReportFormat::Html {
+        options.flame = Some(crate::flamegraph::FrameNames::Identity);
+    }
     let pool = thread_pool(args.output.threads)?;
     let (base, new) = pool.install(|| -> Result<(Side, Side), AnalyzeError> {
         Ok((read_side(&base_paths, &options)?, read_side(&new_paths, &options)?))
@@ -389,6 +404,9 @@ pub fn run_diff(mut args: DiffArgs) -> Result<Outcome, AnalyzeError> {
         }
     }
     let mut diff = make_diff(&args, &base, &new, diff::table_changes(&base_table, &new_table));
+    if args.output.format == ReportFormat::Html && new.flame.total_ns() > 0 {
+        diff.flame_graph_svg = diff_flame_graph(&base.flame, &new.flame);
+    }
     if let Some(warning) = &diff.warning {
         warn(warning);
     }
@@ -468,6 +486,7 @@ fn make_diff(args: &DiffArgs, base: &Side, new: &Side, event_table_changes: Vec<
         rows,
         warning,
         gate,
+        flame_graph_svg: None,
         options: diff::DiffOptionsView {
             min_increase_pct: diff::round_pct(args.min_increase),
             min_p95_change_ms: args.min_p95_change_ms,

@@ -373,6 +373,9 @@ pub struct Diff {
     pub options: DiffOptionsView,
     #[serde(skip)]
     pub group_by: GroupBy,
+    /// `--format html`: the differential flame graph of the new side against the base.
+    #[serde(skip)]
+    pub flame_graph_svg: Option<String>,
 }
 
 /// Rounded to 3 decimals, so that output is stable and what is compared is what is shown.

@@ -199,11 +199,17 @@ fn metadata<A: Serialize>(buffer: &mut Vec<u8>, name: &str, pid: u32, tid: u32, 
 
 /// A trace as a process: what names it.
 pub fn process_name(header: &TraceHeader) -> String {
-    let mut name = if header.argv.is_empty() { header.process.root_command.join(" ") } else { header.argv.join(" ") };
-    if name.is_empty() {
-        name = format!("pid {}", header.pid);
-    }
-    if !header.process.role.is_empty() && header.process.role != "main" {
+    let (own, root) = (header.argv.join(" "), header.process.root_command.join(" "));
+    let child = !header.process.role.is_empty() && header.process.role != "main";
+    // A worker's own argv is its runtime's (`-c from multiprocessing.spawn
+    // import spawn_main; ...`): the command the user started says which
+    // deployment it belongs to.
+    let mut name = match (child && !root.is_empty(), own.is_empty(), root.is_empty()) {
+        (true, _, _) | (false, true, false) => root,
+        (false, false, _) => own,
+        (false, true, true) => format!("pid {}", header.pid),
+    };
+    if child {
         name.push_str(&format!(" ({})", header.process.role));
     }
     if let Some(label) = &header.label {
@@ -523,8 +529,27 @@ fn write_trace(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use aiocop_trace::records::{EventRecord, EventSpec, Frame, SamplingInfo};
+    use aiocop_trace::records::{Appended, EventRecord, EventSpec, Frame, ProcessInfo, SamplingInfo};
     use aiocop_trace::TraceWriter;
+
+    #[test]
+    fn a_worker_is_named_by_the_command_the_user_started() {
+        let process = |role: &str| {
+            Appended(ProcessInfo {
+                role: role.to_owned(),
+                root_command: vec!["uvicorn".to_owned(), "app:app".to_owned()],
+                ..ProcessInfo::default()
+            })
+        };
+        let argv = vec!["-c".to_owned(), "from multiprocessing.spawn import spawn_main".to_owned()];
+        let worker =
+            TraceHeader { pid: 7, argv: argv.clone(), process: process("spawn child"), ..TraceHeader::default() };
+        assert_eq!(process_name(&worker), "uvicorn app:app (spawn child)");
+        let main = TraceHeader { argv: vec!["app.py".to_owned()], process: process("main"), ..TraceHeader::default() };
+        assert_eq!(process_name(&main), "app.py");
+        let unknown = TraceHeader { pid: 7, label: Some("v1".to_owned()), ..TraceHeader::default() };
+        assert_eq!(process_name(&unknown), "pid 7 [v1]");
+    }
 
     /// A trace of one chunk: strings 0 app.py, 1 get, 2 handler, 3 "Task-1",
     /// 4 "/etc/hosts"; frame 10 app.py:7:get; stack 20 (get).

@@ -66,5 +66,8 @@ fn the_diff_page_says_the_gates_verdict() {
     let html = page(&dir, &["diff", path(&one), path(&two), "--all", "--fail-on", "new-high"], 0);
     check_page(&html);
     assert!(html.contains("<section id=\"gate\" class=\"gate-passed\">"), "{html}");
+    // The differential flame graph, its frames named by identity (module:qualname).
+    assert!(html.contains("<section id=\"flame-graph\">"), "{html}");
+    assert!(html.contains("Busy time by stack, against the base"), "{html}");
     insta::assert_snapshot!(html);
 }

@@ -197,8 +197,8 @@ impl Exporter for HtmlExporter {
             verdict,
             chart: None,
             sections: vec![section],
-            flame_graph: None,
-            flame_graph_note: String::new(),
+            flame_graph: diff.flame_graph_svg.as_deref().map(inline_svg),
+            flame_graph_note: DIFF_FLAME_GRAPH_NOTE.to_owned(),
             examples: Vec::new(),
         };
         render_page(&page)
@@ -206,7 +206,10 @@ impl Exporter for HtmlExporter {
 }
 
 const FLAME_GRAPH_NOTE: &str =
-    "The loop's busy time by group, each group drawn at the stack of its example (hover a box for its time).";
+    "The loop's busy time by stack: every slice's time, split as the Loop time table splits it (hover a box for its time).";
+
+const DIFF_FLAME_GRAPH_NOTE: &str = "The new side's busy time by stack, frames matched across releases by module and \
+     qualified name; red grew and blue shrank against the base, scaled to the same total (hover a box for its change).";
 
 fn generator() -> String {
     format!("aiocop-analyze {}", env!("CARGO_PKG_VERSION"))
