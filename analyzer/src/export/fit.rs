@@ -37,15 +37,23 @@ pub(crate) fn width_of(text: &str) -> usize {
 /// end: by whole path components where one fits (`…/views.py:30:resolve`),
 /// else by characters (`…ews.py:30:resolve`).
 pub(crate) fn shorten_left(text: &str, width: usize) -> String {
+    shorten_left_at(text, width, '/')
+}
+
+/// [`shorten_left`], by components that start with `separator`.
+fn shorten_left_at(text: &str, width: usize, separator: char) -> String {
     if width_of(text) <= width {
         return text.to_owned();
     }
     if width == 0 {
         return String::new();
     }
-    // The longest tail that starts at a `/` and fits after the ellipsis (one column).
-    if let Some((at, _)) = text.match_indices('/').find(|(at, _)| width_of(&text[*at..]) < width) {
-        return format!("…{}", &text[at..]);
+    // The longest tail that starts at a separator and fits after the ellipsis
+    // (one column); a path keeps its `/` (`…/views.py`), a module not (`…http.auto`).
+    let skip = if separator == '/' { 0 } else { separator.len_utf8() };
+    let tails = text.match_indices(separator).map(|(at, _)| &text[at + skip..]);
+    if let Some(tail) = tails.into_iter().find(|tail| width_of(tail) < width) {
+        return format!("…{tail}");
     }
     let mut kept = Vec::new();
     let mut kept_width = 0;
@@ -68,8 +76,30 @@ pub(crate) fn shorten_key(key: &str, width: usize) -> String {
             let more = format!("{TRACE_SEPARATOR}…");
             shorten_left(innermost, width.saturating_sub(width_of(&more))) + &more
         }
-        _ => shorten_left(key, width),
+        _ => shorten_frame_key(key, width),
     }
+}
+
+/// What a lazy import's row adds after its frame (`resolve`).
+const IMPORT_NOTE: &str = " (import ";
+
+/// A frame key shortened from the left; a lazy import's row
+/// (`path:line:function (import module)`) keeps its frame's last path
+/// component whole and shortens the module's name from the left instead.
+fn shorten_frame_key(key: &str, width: usize) -> String {
+    let Some(at) = key.find(IMPORT_NOTE).filter(|_| key.ends_with(')') && width_of(key) > width) else {
+        return shorten_left(key, width);
+    };
+    let (frame, module) = (&key[..at], &key[at + IMPORT_NOTE.len()..key.len() - 1]);
+    let note_width = width_of(IMPORT_NOTE) + width_of(module) + 1;
+    let last_component = frame.rfind('/').map_or(frame, |slash| &frame[slash..]);
+    let frame_width = width.saturating_sub(note_width).max((width_of(last_component) + 1).min(width));
+    let frame = shorten_left(frame, frame_width);
+    let module_room = width.saturating_sub(width_of(&frame) + width_of(IMPORT_NOTE) + 1);
+    if module_room == 0 {
+        return shorten_left(&frame, width);
+    }
+    format!("{frame}{IMPORT_NOTE}{})", shorten_left_at(module, module_room, '.'))
 }
 
 /// `text` wrapped into lines of at most `width` columns between the items
@@ -369,6 +399,18 @@ mod tests {
         assert_eq!(width_of(&shorten_left(key, 15)), 15);
         assert_eq!(shorten_left(key, 1), "…");
         assert_eq!(shorten_left(key, 0), "");
+    }
+
+    #[test]
+    fn a_lazy_imports_key_keeps_its_frame_and_shortens_the_module() {
+        let key = "uvicorn/importer.py:19:import_from_string (import uvicorn.protocols.http.auto)";
+        assert_eq!(shorten_key(key, 90), key);
+        assert_eq!(shorten_key(key, 75), "…/importer.py:19:import_from_string (import uvicorn.protocols.http.auto)");
+        assert_eq!(shorten_key(key, 56), "…/importer.py:19:import_from_string (import …http.auto)");
+        assert_eq!(shorten_key(key, 53), "…/importer.py:19:import_from_string (import …auto)");
+        for width in [20, 40, 53, 60, 75] {
+            assert!(width_of(&shorten_key(key, width)) <= width, "{width}");
+        }
     }
 
     #[test]
