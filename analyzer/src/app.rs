@@ -383,6 +383,7 @@ pub fn run_diff(mut args: DiffArgs) -> Result<Outcome, AnalyzeError> {
     options.quiet = args.output.quiet;
     if args.output.format == ReportFormat::Html {
         options.flame = Some(crate::flamegraph::FrameNames::Identity);
+        options.busy_series = true;
     }
     let pool = thread_pool(args.output.threads)?;
     let (base, new) = pool.install(|| -> Result<(Side, Side), AnalyzeError> {
@@ -404,8 +405,11 @@ pub fn run_diff(mut args: DiffArgs) -> Result<Outcome, AnalyzeError> {
         }
     }
     let mut diff = make_diff(&args, &base, &new, diff::table_changes(&base_table, &new_table));
-    if args.output.format == ReportFormat::Html && new.flame.total_ns() > 0 {
-        diff.flame_graph_svg = diff_flame_graph(&base.flame, &new.flame);
+    if args.output.format == ReportFormat::Html {
+        if new.flame.total_ns() > 0 {
+            diff.flame_graph_svg = diff_flame_graph(&base.flame, &new.flame);
+        }
+        diff.new_side = Some(Box::new(make_report(&side_report_args(&args), new)));
     }
     if let Some(warning) = &diff.warning {
         warn(warning);
@@ -420,6 +424,22 @@ pub fn run_diff(mut args: DiffArgs) -> Result<Outcome, AnalyzeError> {
         let _ = writeln!(std::io::stderr().lock(), "aiocop-analyze: gate: {reason}");
     }
     Ok(if diff.gate.failed { Outcome::GateFailed } else { Outcome::Done })
+}
+
+/// What `report` would be asked for one side of a diff, with the diff's
+/// filters: the HTML diff page shows the new side's loop time and stalls.
+fn side_report_args(args: &DiffArgs) -> ReportArgs {
+    ReportArgs {
+        inputs: Vec::new(),
+        filters: args.filters.clone(),
+        min_severity: None,
+        top: Some(10),
+        sort: report::SortColumn::Score,
+        long_ms: DEFAULT_LONG_MS,
+        stall_gap_us: DEFAULT_STALL_GAP_NS as f64 / 1000.0,
+        csv_table: report::CsvTable::default(),
+        output: args.output.clone(),
+    }
 }
 
 /// The paths of one side of a diff: its input, then its `--base`/`--new` ones.
@@ -487,6 +507,7 @@ fn make_diff(args: &DiffArgs, base: &Side, new: &Side, event_table_changes: Vec<
         warning,
         gate,
         flame_graph_svg: None,
+        new_side: None,
         options: diff::DiffOptionsView {
             min_increase_pct: diff::round_pct(args.min_increase),
             min_p95_change_ms: args.min_p95_change_ms,

@@ -373,9 +373,12 @@ pub struct Diff {
     pub options: DiffOptionsView,
     #[serde(skip)]
     pub group_by: GroupBy,
-    /// `--format html`: the differential flame graph of the new side against the base.
+    /// `--format html`: the differential flame graph of the new side against the base, ...
     #[serde(skip)]
     pub flame_graph_svg: Option<String>,
+    /// ... and the new side's report (its loop time, stalls and examples).
+    #[serde(skip)]
+    pub new_side: Option<Box<crate::report::Report>>,
 }
 
 /// Rounded to 3 decimals, so that output is stable and what is compared is what is shown.

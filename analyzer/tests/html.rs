@@ -69,5 +69,10 @@ fn the_diff_page_says_the_gates_verdict() {
     // The differential flame graph, its frames named by identity (module:qualname).
     assert!(html.contains("<section id=\"flame-graph\">"), "{html}");
     assert!(html.contains("Busy time by stack, against the base"), "{html}");
+    // The new side's loop time, stalls, busy share and example stacks.
+    for section in ["loop-time", "stalls", "busy-over-time", "examples"] {
+        assert!(html.contains(&format!("<section id=\"{section}\">")), "{section}");
+    }
+    assert!(html.contains("Loop time of the new side") && html.contains("The new side. "), "{html}");
     insta::assert_snapshot!(html);
 }

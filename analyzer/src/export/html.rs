@@ -133,6 +133,8 @@ struct Page {
     sections: Vec<Section>,
     flame_graph: Option<String>,
     flame_graph_note: String,
+    /// The section the flame graph follows.
+    flame_graph_after: &'static str,
     examples: Vec<Example>,
 }
 
@@ -155,6 +157,7 @@ impl Exporter for HtmlExporter {
             sections: vec![loop_section(report), stalls_section(report), io_section(report), cpu_section(report)],
             flame_graph: report.pictures.flame_graph_svg.as_deref().map(inline_svg),
             flame_graph_note: FLAME_GRAPH_NOTE.to_owned(),
+            flame_graph_after: "loop-time",
             examples: examples(report),
         };
         render_page(&page)
@@ -187,6 +190,14 @@ impl Exporter for HtmlExporter {
             more: (diff.rows_not_shown > 0)
                 .then(|| format!("{} unchanged (--all shows them)", count(diff.rows_not_shown as u64, "more row"))),
         };
+        let mut sections = vec![section];
+        let new_side = diff.new_side.as_deref();
+        if let Some(new) = new_side {
+            let (mut loop_time, mut stalls) = (loop_section(new), stalls_section(new));
+            loop_time.title = "Loop time of the new side".to_owned();
+            stalls.title = "Longest stalls of the new side".to_owned();
+            sections.extend([loop_time, stalls]);
+        }
         let page = Page {
             title: diff_title(diff),
             generator: generator(),
@@ -195,11 +206,15 @@ impl Exporter for HtmlExporter {
             data_json: embedded_json(diff),
             summary: diff_summary_lines(diff),
             verdict,
-            chart: None,
-            sections: vec![section],
+            chart: new_side.and_then(chart).map(|mut chart| {
+                chart.line = format!("The new side. {}", chart.line);
+                chart
+            }),
+            sections,
             flame_graph: diff.flame_graph_svg.as_deref().map(inline_svg),
             flame_graph_note: DIFF_FLAME_GRAPH_NOTE.to_owned(),
-            examples: Vec::new(),
+            flame_graph_after: "comparison",
+            examples: new_side.map(examples).unwrap_or_default(),
         };
         render_page(&page)
     }
