@@ -204,10 +204,12 @@ pub fn process_name(header: &TraceHeader) -> String {
     // A worker's own argv is its runtime's (`-c from multiprocessing.spawn
     // import spawn_main; ...`): the command the user started says which
     // deployment it belongs to.
-    let mut name = match (child && !root.is_empty(), own.is_empty(), root.is_empty()) {
-        (true, _, _) | (false, true, false) => root,
-        (false, false, _) => own,
-        (false, true, true) => format!("pid {}", header.pid),
+    let mut name = if (child || own.is_empty()) && !root.is_empty() {
+        root
+    } else if !own.is_empty() {
+        own
+    } else {
+        format!("pid {}", header.pid)
     };
     if child {
         name.push_str(&format!(" ({})", header.process.role));

@@ -223,15 +223,24 @@ pub fn recording_sample_counts() -> (u64, u64, u64) {
 /// How recording takes samples of slices on the main thread here (for the
 /// README's table, and tests); valid once recording's sampling was set.
 pub fn main_thread_sampling_method() -> &'static str {
-    if PENDING_CALLS_REACH_THE_MAIN_THREAD.load(Relaxed) {
+    if !pending_calls_reach_the_main_thread() {
+        if switch_interval_functions().is_some() {
+            "GIL, switch interval lowered"
+        } else {
+            "GIL"
+        }
+    } else if PENDING_CALLS_REACH_THE_MAIN_THREAD.load(Relaxed) {
         "pending call"
-    } else if eval_breaker::usable() {
-        "pending call, eval breaker set"
-    } else if switch_interval_functions().is_some() {
-        "GIL, switch interval lowered"
     } else {
-        "GIL"
+        "pending call, eval breaker set"
     }
+}
+
+/// Whether a pending call queued from the watchdog runs on the main thread
+/// at its next eval-breaker check: by itself on 3.13, with the eval breaker
+/// set on 3.11 and 3.12 once [`eval_breaker`] is usable.
+fn pending_calls_reach_the_main_thread() -> bool {
+    PENDING_CALLS_REACH_THE_MAIN_THREAD.load(Relaxed) || eval_breaker::usable()
 }
 
 /// The recording's sampling in force: (after_ns, interval_ns), after 0 when off.
@@ -474,8 +483,7 @@ static SWITCH_INTERVAL_SETTABLE_WITHOUT_THE_GIL: AtomicBool = AtomicBool::new(fa
 /// by taking the GIL. `monitor` is the monitor's (max samples, depth).
 fn sample_now(index: usize, slot: &Slot, start: u64, wanted: Wanted, monitor: (usize, usize)) {
     let main_thread = slot.thread_ident.load(Relaxed) == MAIN_THREAD_IDENT.load(Relaxed);
-    let pending_calls_reach_it = PENDING_CALLS_REACH_THE_MAIN_THREAD.load(Relaxed) || eval_breaker::usable();
-    if main_thread && pending_calls_reach_it {
+    if main_thread && pending_calls_reach_the_main_thread() {
         return ask_the_loop_thread(index, slot, start, wanted);
     }
     if wanted.monitor {
@@ -534,17 +542,24 @@ extern "C" fn take_pending_sample(index: *mut c_void) -> c_int {
     }
     // SAFETY: pending calls run on the main thread with the GIL held.
     let py = unsafe { Python::assume_attached() };
-    if slot.recording_wanted.swap(0, Relaxed) == running {
-        if let Some(stack) = stacks::capture_current(py, config::trace_depth()) {
+    let recording_depth = config::trace_depth();
+    let recording_stack = if slot.recording_wanted.swap(0, Relaxed) == running {
+        let stack = stacks::capture_current(py, recording_depth);
+        if let Some(stack) = stack {
             PENDING_SAMPLED.fetch_add(1, Relaxed);
             push_recording_sample(slot, running, stack);
         }
-    }
+        stack
+    } else {
+        None
+    };
     if slot.monitor_wanted.swap(0, Relaxed) == running {
         let Ok((max_samples, depth)) = SETTINGS.lock().map(|s| (s.max_samples_per_slice, s.trace_depth)) else {
             return 0;
         };
-        if let Some(stack) = stacks::capture_current(py, depth) {
+        // The same walk serves both when they keep as many frames (the default).
+        let stack = recording_stack.filter(|_| depth == recording_depth).or_else(|| stacks::capture_current(py, depth));
+        if let Some(stack) = stack {
             push_sample(&slot.sampled_slice, &slot.samples, running, stack, max_samples);
         }
     }
