@@ -49,6 +49,8 @@ from instructions import in_aiocop
 
 CPU_SLICES = 200
 PURE_STEPS = 50_000
+# Rounds per mode in each process of the wall-clock mode.
+ROUNDS = 6
 CALLGRIND_SLICES = (10, 30)
 CALLGRIND_STEPS = (2_000, 6_000)
 
@@ -87,12 +89,26 @@ async def pure_workload(steps: int, clock: Callable[[], float] = time.perf_count
     return (clock() - start) / steps * 1e6
 
 
-def child(sample_after_ms: float, trace: str, iterations: list[int], pure_steps: int) -> None:
+def start_monitoring() -> None:
+    """The default monitor, as both modes run it."""
     import aiocop
 
     aiocop.patch_audit_functions()
     aiocop.start_blocking_io_detection()
     aiocop.detect_slow_tasks(threshold_ms=30)
+
+
+def sampled_share(slices: list[dict]) -> float:
+    """The share of the time in slices of 4 ms or more that has a sample."""
+    long_slices = [s for s in slices if s["duration_ns"] >= 4_000_000]
+    sampled = sum(s["duration_ns"] for s in long_slices if s["samples"])
+    return sampled / max(1, sum(s["duration_ns"] for s in long_slices))
+
+
+def child(sample_after_ms: float, trace: str, iterations: list[int], pure_steps: int) -> None:
+    import aiocop
+
+    start_monitoring()
     aiocop.start_recording(trace, sample_after_ms=sample_after_ms, sample_interval_ms=1.0)
 
     async def main() -> dict[str, float]:
@@ -105,21 +121,14 @@ def child(sample_after_ms: float, trace: str, iterations: list[int], pure_steps:
     result = asyncio.run(main())
     aiocop.stop_recording()
     slices = aiocop.read_trace(trace)["slices"]
-    long_slices = [s for s in slices if s["duration_ns"] >= 4_000_000]
-    sampled = sum(s["duration_ns"] for s in long_slices if s["samples"]) / max(
-        1, sum(s["duration_ns"] for s in long_slices)
-    )
     samples = sum(len(s["samples"]) for s in slices)
     _, by_pending_call, with_the_gil = aiocop._native.recording_sample_counts()
     counts = {"samples": samples, "by_pending_call": by_pending_call, "with_the_gil": with_the_gil}
-    print(json.dumps({**result, "sampled_share": sampled, **counts}))
+    print(json.dumps({**result, "sampled_share": sampled_share(slices), **counts}))
 
 
 def child_command(sample_after_ms: float, trace: str, iterations: list[int], pure_steps: int) -> list[str]:
     return [sys.executable, __file__, "--child", str(sample_after_ms), trace, json.dumps(iterations), str(pure_steps)]
-
-
-ROUNDS = 6
 
 
 def workload_iterations(per_ms: float, count: int) -> list[int]:
@@ -133,9 +142,7 @@ def alternating_child(directory: str, iterations: list[int]) -> None:
     process compare), and prints each mode's per-round cpu slice means and pure step times."""
     import aiocop
 
-    aiocop.patch_audit_functions()
-    aiocop.start_blocking_io_detection()
-    aiocop.detect_slow_tasks(threshold_ms=30)
+    start_monitoring()
     rounds: dict[str, list[dict[str, float]]] = {"on": [], "off": []}
 
     async def one_round(mode: str, index: int) -> None:
@@ -144,9 +151,7 @@ def alternating_child(directory: str, iterations: list[int]) -> None:
         await pure_workload(2_000)  # warm-up
         result = {**await cpu_workload(iterations), "pure_us": await pure_workload(PURE_STEPS)}
         aiocop.stop_recording()
-        slices = [s for s in aiocop.read_trace(trace)["slices"] if s["duration_ns"] >= 4_000_000]
-        sampled = sum(s["duration_ns"] for s in slices if s["samples"])
-        rounds[mode].append({**result, "sampled_share": sampled / max(1, sum(s["duration_ns"] for s in slices))})
+        rounds[mode].append({**result, "sampled_share": sampled_share(aiocop.read_trace(trace)["slices"])})
 
     async def main() -> None:
         aiocop.activate()
@@ -160,23 +165,21 @@ def alternating_child(directory: str, iterations: list[int]) -> None:
 
 def wall_clock(repeats: int) -> None:
     iterations = workload_iterations(calibrate_iterations_per_ms(), CPU_SLICES // 2)
-    ratios: dict[str, list[float]] = {"cpu_ms": [], "cpu_thread_ms": [], "pure_us": []}
-    medians: dict[str, dict[str, list[float]]] = {"on": {}, "off": {}}
+    # Each process's medians per mode; what sampling does is compared within a process.
+    processes: list[dict[str, dict[str, float]]] = []
     with tempfile.TemporaryDirectory() as directory:
         for _ in range(repeats):
             command = [sys.executable, __file__, "--alternating", directory, json.dumps(iterations)]
             rounds = json.loads(subprocess.run(command, capture_output=True, text=True, check=True).stdout)
-            median = {mode: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for mode, rs in rounds.items()}
-            for key in ratios:
-                ratios[key].append(median["on"][key] / median["off"][key] if key != "pure_us" else 0.0)
-            ratios["pure_us"][-1] = median["on"]["pure_us"] - median["off"]["pure_us"]
-            for mode in medians:
-                for key, value in median[mode].items():
-                    medians[mode].setdefault(key, []).append(value)
+            processes.append(
+                {mode: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for mode, rs in rounds.items()}
+            )
+    ratios = {key: [p["on"][key] / p["off"][key] for p in processes] for key in ("cpu_ms", "cpu_thread_ms")}
+    ratios["pure_us"] = [p["on"]["pure_us"] - p["off"]["pure_us"] for p in processes]
     print(f"Python {sys.version.split()[0]}, {repeats} processes of {ROUNDS} rounds per mode, medians")
     print(f"{'':6} {'cpu slice ms':>13} {'(thread cpu)':>13} {'pure step us':>13} {'cpu time sampled':>17}")
     for mode in ("off", "on"):
-        m = {key: statistics.median(values) for key, values in medians[mode].items()}
+        m = {key: statistics.median(p[mode][key] for p in processes) for key in processes[0][mode]}
         print(
             f"{mode:6} {m['cpu_ms']:13.3f} {m['cpu_thread_ms']:13.3f} {m['pure_us']:13.3f} {m['sampled_share']:17.1%}"
         )
