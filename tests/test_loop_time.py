@@ -47,11 +47,11 @@ SHAPES = textwrap.dedent(
 )
 
 
-def record(tmp_path: Path, script_text: str, *args: str, name: str = "app.py") -> Path:
+def record(tmp_path: Path, script_text: str, *args: str, name: str = "app.py", options: tuple[str, ...] = ()) -> Path:
     script, trace = tmp_path / name, tmp_path / f"{name}.bin"
     script.write_text(script_text)
     result = subprocess.run(
-        [sys.executable, "-m", "aiocop", "record", "-o", str(trace), "--", str(script), *args],
+        [sys.executable, "-m", "aiocop", "record", "-o", str(trace), *options, "--", str(script), *args],
         capture_output=True,
         text=True,
         timeout=60,
@@ -126,7 +126,10 @@ def test_ten_ready_tasks_and_a_hundred_callbacks_in_a_row_are_one_stall_each(tmp
 
 
 def test_a_trace_without_samples_says_they_are_missing(tmp_path):
-    trace = record(tmp_path, "import asyncio, time\nasync def main():\n    time.sleep(0.003)\nasyncio.run(main())\n")
+    # Recorded with sampling off, as before it existed: a 3 ms slice could
+    # otherwise get a sample (the watchdog looks 1 ms after it starts).
+    script = "import asyncio, time\nasync def main():\n    time.sleep(0.003)\nasyncio.run(main())\n"
+    trace = record(tmp_path, script, options=("--sample-after-ms", "0"))
     report = report_json(str(trace))
     loop_time = report["loop_time"]
     assert loop_time["samples"] == 0 and loop_time["traces_without_samples"] == 1
