@@ -1,7 +1,7 @@
 """Command line of the aiocop package: record an unmodified program.
 
     python -m aiocop record -o trace.bin [--label L] [--threshold-ms N] [--trace-depth N]
-        [--sample-after-ms N] [--sample-interval-ms N] -- script.py args
+        [--sample-after-ms N] [--sample-interval-ms N] [--redact] -- script.py args
     python -m aiocop record -o trace.bin -- -m package args
 
 Every event loop the program creates, on any thread, asyncio or uvloop, is
@@ -12,8 +12,8 @@ of its own: {pid} in the path expands to its process id; without {pid}, a
 child's file is the path with .<pid> appended. A process that runs no event
 loop leaves no file. Analyze the traces with ``aiocop-analyze``.
 
-Exit status: the program's own; 2 for a usage error or a trace that cannot
-be written.
+Exit status: the program's own; 2 for a usage error, a setting out of its
+range (one line naming the option) or a trace that cannot be written.
 """
 
 import argparse
@@ -21,7 +21,7 @@ import runpy
 import sys
 from typing import Any
 
-from aiocop.core import autorecord, lineage
+from aiocop.core import autorecord, lineage, settings
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -36,38 +36,72 @@ def _parser() -> argparse.ArgumentParser:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    # Values are read as text and checked by aiocop.core.settings, the one
+    # rule set the Python API and the environment use too.
     record.add_argument("-o", "--output", required=True, help="trace file to write; {pid} expands to the process id")
     record.add_argument("--label", help='names the release or build recorded ("v1.4.2", a git sha)')
-    record.add_argument("--threshold-ms", type=float, default=30, help="a slice this long is slow (default: 30)")
-    record.add_argument("--trace-depth", type=int, default=20, help="stack frames kept per event (default: 20)")
-    record.add_argument("--flush-interval", type=float, default=1.0, help="seconds between writes (default: 1)")
+    record.add_argument(
+        "--threshold-ms", help=f"a slice this long is slow (more than 0; default: {settings.DEFAULT_THRESHOLD_MS:g})"
+    )
+    record.add_argument(
+        "--trace-depth",
+        help=f"stack frames kept per event ({settings.TRACE_DEPTH_RANGE[0]} to {settings.TRACE_DEPTH_RANGE[1]};"
+        f" default: {settings.DEFAULT_TRACE_DEPTH})",
+    )
+    record.add_argument(
+        "--flush-interval",
+        dest="flush_interval_s",
+        help="seconds between writes ({:g} to {:g}; default: {:g})".format(
+            *settings.FLUSH_INTERVAL_RANGE_S, settings.DEFAULT_FLUSH_INTERVAL_S
+        ),
+    )
     record.add_argument(
         "--record-context", action="store_true", help="also record context provider values (may be sensitive)"
     )
     record.add_argument(
         "--sample-after-ms",
-        type=_milliseconds,
-        default=2.0,
-        help="a slice this long gets stack samples, to say where the loop's time went (default: 2; 0: off)",
+        help="a slice this long gets stack samples, to say where the loop's time went"
+        f" (default: {settings.DEFAULT_SAMPLE_AFTER_MS:g}; 0: off)",
     )
     record.add_argument(
         "--sample-interval-ms",
-        type=_milliseconds,
-        default=1.0,
-        help="how often such a slice is sampled; each sample stands for this long (default: 1)",
+        help="how often such a slice is sampled; each sample stands for this long"
+        f" (default: {settings.DEFAULT_SAMPLE_INTERVAL_MS:g})",
+    )
+    record.add_argument(
+        "--redact",
+        action="store_true",
+        help="keep secrets out of the trace: command lines reduced to the program's name, event arguments"
+        " (paths, hosts, subprocess arguments) hashed, context values, sys.path and host name left out",
+    )
+    record.add_argument(
+        "--redact-keep-context",
+        action="append",
+        default=[],
+        metavar="KEY",
+        help="with --redact --record-context, still record this context key's values (repeatable)",
     )
     record.add_argument("target", nargs=argparse.REMAINDER, help="-- script.py args, or -- -m module args")
     return parser
 
 
-def _milliseconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more milliseconds, not {text}")
-    return value
+# The options given as text, by setting name (each option's dest); flags are values already.
+_TEXT_OPTIONS = ("label", "threshold_ms", "trace_depth", "flush_interval_s", "sample_after_ms", "sample_interval_ms")
+
+
+def _settings(args: argparse.Namespace) -> settings.RecordingSettings:
+    """The recording settings the options describe; SettingError naming the first bad one."""
+    values: dict[str, Any] = {
+        "path": args.output,
+        "record_context": args.record_context,
+        "redact": args.redact,
+        "redact_keep_context": tuple(args.redact_keep_context),
+    }
+    for name in _TEXT_OPTIONS:
+        text = getattr(args, name)
+        if text is not None:
+            values[name] = settings.parse(name, text)
+    return settings.RecordingSettings(**values)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -76,23 +110,20 @@ def main(argv: list[str] | None = None) -> int:
     if not target or target == ["-m"]:
         print("python -m aiocop record: name a script or -m module to run after --", file=sys.stderr)
         return 2
+    try:
+        chosen = _settings(args)
+    except settings.SettingError as error:
+        option = settings.RULES[error.name].option
+        print(f"python -m aiocop record: {option} {error.problem}, not {error.value!r}", file=sys.stderr)
+        return 2
     sys.argv = target  # the trace header records the program's command line, not ours
     lineage.claim_root(target)
-    settings: dict[str, Any] = {
-        "label": args.label,
-        "threshold_ms": args.threshold_ms,
-        "trace_depth": args.trace_depth,
-        "flush_interval_s": args.flush_interval,
-        "record_context": args.record_context,
-        "sample_after_ms": args.sample_after_ms,
-        "sample_interval_ms": args.sample_interval_ms,
-    }
     try:
-        autorecord.record_everything(args.output, **settings)
+        autorecord.record_with(chosen)
     except OSError as error:
         print(f"python -m aiocop record: {error}", file=sys.stderr)
         return 2
-    autorecord.pass_on_to_children(args.output, **settings)
+    autorecord.pass_on_to_children(chosen)
     return _run(target)
 
 

@@ -357,11 +357,7 @@ fn start_recording(
     role: String,
     sys_path: Vec<String>,
 ) -> PyResult<String> {
-    if !(flush_interval_s.is_finite() && flush_interval_s > 0.0) {
-        return Err(pyo3::exceptions::PyValueError::new_err(format!(
-            "flush_interval_s must be a positive number of seconds, not {flush_interval_s}"
-        )));
-    }
+    let flush_interval = flush_interval(flush_interval_s)?;
     for (name, ms) in [("sample_after_ms", sample_after_ms), ("sample_interval_ms", sample_interval_ms)] {
         if !(ms.is_finite() && ms >= 0.0) {
             return Err(pyo3::exceptions::PyValueError::new_err(format!(
@@ -377,7 +373,7 @@ fn start_recording(
     let settings = recording::Settings {
         path_template: path,
         label,
-        flush_interval: std::time::Duration::from_secs_f64(flush_interval_s),
+        flush_interval,
         max_buffered_slices,
         record_context,
         aiocop_version,
@@ -391,6 +387,18 @@ fn start_recording(
     let path = recording::start(settings).map_err(pyo3::exceptions::PyOSError::new_err)?;
     sampler::set_recording_sampling(py, sampling.after_ns, sampling.interval_ns);
     Ok(path)
+}
+
+/// The flush interval in range (the Python settings' rule, checked again
+/// here so that no value can reach `Duration`'s panicking conversions).
+fn flush_interval(seconds: f64) -> PyResult<std::time::Duration> {
+    const RANGE_S: std::ops::RangeInclusive<f64> = 0.01..=3600.0;
+    match std::time::Duration::try_from_secs_f64(seconds) {
+        Ok(interval) if RANGE_S.contains(&seconds) => Ok(interval),
+        _ => Err(pyo3::exceptions::PyValueError::new_err(format!(
+            "flush_interval_s must be a number of seconds from 0.01 to 3600, not {seconds}"
+        ))),
+    }
 }
 
 /// Stops recording; returns what was written, or None if not recording.

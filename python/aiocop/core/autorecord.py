@@ -20,6 +20,7 @@ activate():
 
 import asyncio
 import asyncio.events
+import dataclasses
 import importlib.util
 import logging
 import os
@@ -28,80 +29,67 @@ import sys
 from typing import Any
 
 from aiocop import _native
-from aiocop.core import audit_patcher, blocking_io, lineage, recorder, slow_tasks
+from aiocop.core import audit_patcher, blocking_io, lineage, recorder, settings, slow_tasks
 from aiocop.core.state import activate
 
 logger = logging.getLogger(__name__)
-
-ENVIRONMENT_VARIABLE = "AIOCOP_RECORD"
-LABEL_VARIABLE = "AIOCOP_LABEL"
-THRESHOLD_VARIABLE = "AIOCOP_THRESHOLD_MS"
-TRACE_DEPTH_VARIABLE = "AIOCOP_TRACE_DEPTH"
-FLUSH_INTERVAL_VARIABLE = "AIOCOP_FLUSH_INTERVAL_S"
-RECORD_CONTEXT_VARIABLE = "AIOCOP_RECORD_CONTEXT"
-SAMPLE_AFTER_VARIABLE = "AIOCOP_SAMPLE_AFTER_MS"
-SAMPLE_INTERVAL_VARIABLE = "AIOCOP_SAMPLE_INTERVAL_MS"
 
 
 def record_everything(
     path: str,
     *,
     label: str | None = None,
-    threshold_ms: float = 30,
-    trace_depth: int = 20,
-    flush_interval_s: float = 1.0,
+    threshold_ms: float = settings.DEFAULT_THRESHOLD_MS,
+    trace_depth: int = settings.DEFAULT_TRACE_DEPTH,
+    flush_interval_s: float = settings.DEFAULT_FLUSH_INTERVAL_S,
     record_context: bool = False,
-    sample_after_ms: float = recorder.DEFAULT_SAMPLE_AFTER_MS,
-    sample_interval_ms: float = recorder.DEFAULT_SAMPLE_INTERVAL_MS,
+    sample_after_ms: float = settings.DEFAULT_SAMPLE_AFTER_MS,
+    sample_interval_ms: float = settings.DEFAULT_SAMPLE_INTERVAL_MS,
+    redact: bool = False,
+    redact_keep_context: tuple[str, ...] = (),
 ) -> str:
-    """Set up detection, monitor every loop from now on, and start recording to ``path``."""
+    """Set up detection, monitor every loop from now on, and start recording to ``path``.
+
+    Raises ValueError (SettingError) naming the argument out of its range,
+    OSError if the file cannot be written.
+    """
+    return record_with(
+        settings.RecordingSettings(
+            path=path,
+            label=label,
+            threshold_ms=threshold_ms,
+            trace_depth=trace_depth,
+            flush_interval_s=flush_interval_s,
+            record_context=record_context,
+            sample_after_ms=sample_after_ms,
+            sample_interval_ms=sample_interval_ms,
+            redact=redact,
+            redact_keep_context=redact_keep_context,
+        )
+    )
+
+
+def record_with(chosen: settings.RecordingSettings) -> str:
+    """record_everything() with settings already checked."""
     if not audit_patcher._patch_audit_functions_configured:
         audit_patcher.patch_audit_functions()
     if not blocking_io._start_blocking_io_detection_configured:
-        blocking_io.start_blocking_io_detection(trace_depth=trace_depth)
+        blocking_io.start_blocking_io_detection(trace_depth=chosen.trace_depth)
     if not slow_tasks._detect_slow_tasks_configured:
-        slow_tasks.detect_slow_tasks(threshold_ms=threshold_ms)  # type: ignore[arg-type]
+        slow_tasks.detect_slow_tasks(threshold_ms=chosen.threshold_ms)  # type: ignore[arg-type]
     _native.set_monitor_all_loops(True)
     _monitor_uvloop_loops_from_creation()
     _monitor_loops_when_they_start()
     activate()
-    written_path = recorder.start_recording(
-        path,
-        label=label,
-        flush_interval_s=flush_interval_s,
-        record_context=record_context,
-        sample_after_ms=sample_after_ms,
-        sample_interval_ms=sample_interval_ms,
-    )
+    written_path = recorder.start_with(chosen)
     _stop_recording_on_sigterm()
     _stop_recording_before_raise_signal()
     return written_path
 
 
-def pass_on_to_children(
-    path: str,
-    *,
-    label: str | None,
-    threshold_ms: float,
-    trace_depth: int,
-    flush_interval_s: float,
-    record_context: bool,
-    sample_after_ms: float,
-    sample_interval_ms: float,
-) -> None:
+def pass_on_to_children(chosen: settings.RecordingSettings) -> None:
     """Put the recording settings in the environment, for every Python process this one starts."""
-    settings = {
-        ENVIRONMENT_VARIABLE: path,
-        THRESHOLD_VARIABLE: repr(threshold_ms),
-        TRACE_DEPTH_VARIABLE: str(trace_depth),
-        FLUSH_INTERVAL_VARIABLE: repr(flush_interval_s),
-        RECORD_CONTEXT_VARIABLE: "1" if record_context else "",
-        SAMPLE_AFTER_VARIABLE: repr(sample_after_ms),
-        SAMPLE_INTERVAL_VARIABLE: repr(sample_interval_ms),
-    }
-    if label is not None:
-        settings[LABEL_VARIABLE] = label
-    os.environ.update(settings)
+    os.environ.update(chosen.to_environment())
 
 
 def _stop_recording_on_sigterm() -> None:
@@ -178,37 +166,31 @@ def _monitor_loops_when_they_start() -> None:
 _environment_read = False
 
 
-def _milliseconds(variable: str, default: float) -> float:
-    value = float(os.environ.get(variable) or default)
-    if not value >= 0:
-        raise ValueError(f"{variable} must be a number of milliseconds, 0 or more, not {value}")
-    return value
-
-
 def record_from_environment() -> None:
-    """Start recording if AIOCOP_RECORD names a trace file. Never raises: a bad path is logged.
+    """Start recording if AIOCOP_RECORD names a trace file. Never raises, whatever the environment holds.
 
-    Runs once per process, however often it is called: ``site`` can process
-    a virtualenv's site-packages, and so the start-up hook, twice.
+    Runs in every Python process at start-up (from the .pth hook), so
+    nothing may escape it: a variable with a bad value is named in one
+    warning and its setting keeps its default; a path that cannot be written
+    is logged and nothing is recorded. Runs once per process, however often
+    it is called: ``site`` can process a virtualenv's site-packages, and so
+    the start-up hook, twice.
     """
     global _environment_read
-    path = os.environ.get(ENVIRONMENT_VARIABLE)
-    if not path or _environment_read:
+    if not os.environ.get(settings.RULES["path"].variable) or _environment_read:
         return
     _environment_read = True
-    if lineage.is_descendant() and "{pid}" not in path:
-        path += ".{pid}"  # never the file of the process that started this one
-    lineage.claim_root(list(sys.argv))
+    aiocop_logger = logging.getLogger("aiocop")
     try:
-        record_everything(
-            path,
-            label=os.environ.get(LABEL_VARIABLE),
-            threshold_ms=float(os.environ.get(THRESHOLD_VARIABLE, "30")),
-            trace_depth=int(os.environ.get(TRACE_DEPTH_VARIABLE, "20")),
-            flush_interval_s=float(os.environ.get(FLUSH_INTERVAL_VARIABLE) or "1.0"),
-            record_context=bool(os.environ.get(RECORD_CONTEXT_VARIABLE)),
-            sample_after_ms=_milliseconds(SAMPLE_AFTER_VARIABLE, recorder.DEFAULT_SAMPLE_AFTER_MS),
-            sample_interval_ms=_milliseconds(SAMPLE_INTERVAL_VARIABLE, recorder.DEFAULT_SAMPLE_INTERVAL_MS),
-        )
-    except (OSError, ValueError) as error:
-        logging.getLogger("aiocop").warning("%s=%s: not recording: %s", ENVIRONMENT_VARIABLE, path, error)
+        chosen = settings.from_environment(os.environ, aiocop_logger.warning)
+        if chosen is None:
+            return
+        if lineage.is_descendant() and "{pid}" not in chosen.path:
+            # never the file of the process that started this one
+            chosen = dataclasses.replace(chosen, path=chosen.path + ".{pid}")
+        lineage.claim_root(list(sys.argv))
+        record_with(chosen)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as error:  # a Rust panic arrives as a BaseException: never let it end start-up
+        aiocop_logger.warning("AIOCOP_RECORD=%s: not recording: %s", os.environ.get("AIOCOP_RECORD"), error)

@@ -22,16 +22,15 @@ from aiocop.core import (
     cpu_sampler,
     lineage,
 )
+from aiocop.core.settings import (
+    DEFAULT_FLUSH_INTERVAL_S,
+    DEFAULT_MAX_BUFFERED_SLICES,
+    DEFAULT_SAMPLE_AFTER_MS,
+    DEFAULT_SAMPLE_INTERVAL_MS,
+    RecordingSettings,
+)
 
 logger = logging.getLogger(__name__)
-
-#: Slices buffered in memory at most before new ones are dropped (and counted).
-DEFAULT_MAX_BUFFERED_SLICES = 1_000_000
-
-#: While recording, a slice that runs this long gets stack samples...
-DEFAULT_SAMPLE_AFTER_MS = 2.0
-#: ...about this often, each standing for this much of the loop's time.
-DEFAULT_SAMPLE_INTERVAL_MS = 1.0
 
 
 class RecordingSummary(TypedDict):
@@ -50,11 +49,13 @@ def start_recording(
     path: str | os.PathLike[str],
     *,
     label: str | None = None,
-    flush_interval_s: float = 1.0,
+    flush_interval_s: float = DEFAULT_FLUSH_INTERVAL_S,
     record_context: bool = False,
     max_buffered_slices: int = DEFAULT_MAX_BUFFERED_SLICES,
     sample_after_ms: float = DEFAULT_SAMPLE_AFTER_MS,
     sample_interval_ms: float = DEFAULT_SAMPLE_INTERVAL_MS,
+    redact: bool = False,
+    redact_keep_context: tuple[str, ...] = (),
 ) -> str:
     """
     Start recording every monitored callback slice and its blocking events to ``path``.
@@ -76,7 +77,8 @@ def start_recording(
             process is writing it).
         label: Names the release or build recorded ("v1.4.2", a git sha);
             stored in the trace header so that diffs can tell sides apart.
-        flush_interval_s: Data reaches the file at least this often.
+        flush_interval_s: Data reaches the file at least this often
+            (0.01 to 3600 seconds).
         record_context: Also record context provider values, as strings (off
             by default: they may be sensitive).
         max_buffered_slices: Slices kept in memory for the writer at most;
@@ -87,22 +89,47 @@ def start_recording(
             of the monitor's ``cpu_stack_samples``, whose rules stay 1.2.1's.
         sample_interval_ms: Such a slice is sampled about this often; each
             sample stands for this much time.
+        redact: Keep secrets out of the trace (see ``docs/recording.md``):
+            the command lines are reduced to the program's name, the
+            arguments of blocking events (paths, hosts, subprocess
+            arguments) are hashed, context values, ``sys.path`` and the host
+            name are left out; the header says the trace is redacted.
+        redact_keep_context: With ``redact`` and ``record_context``, the
+            context keys whose values are still recorded.
 
     Returns:
         The path of the file being written.
 
     Raises:
+        ValueError: A setting is out of its range (aiocop.core.settings.SettingError,
+            naming the argument); nothing is recorded.
         OSError: The file cannot be created or written; nothing is recorded.
     """
-    _ensure_detection()
-    written_path = _native.start_recording(
-        os.fspath(path),
+    settings = RecordingSettings(
+        path=os.fspath(path),
         label=label,
         flush_interval_s=flush_interval_s,
         max_buffered_slices=max_buffered_slices,
         record_context=record_context,
         sample_after_ms=sample_after_ms,
         sample_interval_ms=sample_interval_ms,
+        redact=redact,
+        redact_keep_context=_keys(redact_keep_context),
+    )
+    return start_with(settings)
+
+
+def start_with(settings: RecordingSettings) -> str:
+    """start_recording() with its settings already checked (its threshold and trace depth are not its business)."""
+    _ensure_detection()
+    written_path = _native.start_recording(
+        settings.path,
+        label=settings.label,
+        flush_interval_s=settings.flush_interval_s,
+        max_buffered_slices=settings.max_buffered_slices,
+        record_context=settings.record_context,
+        sample_after_ms=settings.sample_after_ms,
+        sample_interval_ms=settings.sample_interval_ms,
         aiocop_version=_aiocop_version(),
         python_version=platform.python_version(),
         platform=_platform(),
@@ -114,6 +141,11 @@ def start_recording(
     _register_stop_at_exit()
     logger.info("Recording to %s", written_path)
     return written_path
+
+
+def _keys(keys: Any) -> Any:
+    """A list of context keys as the tuple the settings hold; anything else as it is, for them to refuse."""
+    return tuple(keys) if isinstance(keys, list) else keys
 
 
 def stop_recording() -> RecordingSummary | None:
