@@ -111,15 +111,21 @@ pub fn run_slice(py: Python<'_>, ran: Ran<'_, '_>, run: impl FnOnce() -> PyResul
     };
     let context = context.as_ref();
     let before = providers.then(|| capture_context(py, context)).flatten();
+    if let Some(interrupt) = take_provider_interrupt() {
+        return Err(interrupt);
+    }
 
     let outer = slice::begin();
     config::set_exception_raised(false);
     let start_ns = clock::now_ns();
     sampler::slice_started(start_ns);
     let result = run();
-    let elapsed_ns = clock::now_ns() - start_ns;
+    let wall_ns = clock::now_ns() - start_ns;
     let sampler::SliceSamples { monitor: samples, recording: recording_samples } = sampler::slice_finished(start_ns);
     let finished = slice::end(outer);
+    // The providers called at the first blocking event ran inside the
+    // window: their time is theirs, not the application's.
+    let elapsed_ns = wall_ns.saturating_sub(finished.provider_ns);
 
     let exceeded = elapsed_ns >= config::threshold_ns();
     let interesting = finished.total_events > 0 || exceeded;
@@ -142,14 +148,30 @@ pub fn run_slice(py: Python<'_>, ran: Ran<'_, '_>, run: impl FnOnce() -> PyResul
         };
         recording::record_slice(py, facts);
     }
-    if !interesting {
-        return result;
+    let outcome = if interesting {
+        let report = FinishedSlice { elapsed_ns, slice: finished, samples, context: merged };
+        match (emit::emit(py, report), result) {
+            (Err(violation), Ok(_)) => Err(violation),
+            (_, result) => result,
+        }
+    } else {
+        result
+    };
+    match take_provider_interrupt() {
+        Some(interrupt) => Err(interrupt),
+        None => outcome,
     }
-    let report = FinishedSlice { elapsed_ns, slice: finished, samples, context: merged };
-    match (emit::emit(py, report), result) {
-        (Err(violation), Ok(_)) => Err(violation),
-        (_, result) => result,
-    }
+}
+
+std::thread_local! {
+    /// A KeyboardInterrupt or SystemExit a context provider raised in this
+    /// thread's slice, raised from the slice once it is recorded, as Ctrl-C
+    /// in the callback itself would be.
+    static PROVIDER_INTERRUPT: std::cell::RefCell<Option<PyErr>> = const { std::cell::RefCell::new(None) };
+}
+
+fn take_provider_interrupt() -> Option<PyErr> {
+    PROVIDER_INTERRUPT.with(|pending| pending.try_borrow_mut().ok().and_then(|mut pending| pending.take()))
 }
 
 /// What the context providers return now, in the current context, if any
@@ -182,6 +204,18 @@ fn capture_context<'py>(py: Python<'py>, context: Option<&Bound<'py, PyAny>>) ->
     };
     match captured {
         Ok(value) => value.cast_into::<PyDict>().ok(),
+        // `_capture_context` lets only these through, as the program's own code would.
+        Err(error)
+            if error.is_instance_of::<pyo3::exceptions::PyKeyboardInterrupt>(py)
+                || error.is_instance_of::<pyo3::exceptions::PySystemExit>(py) =>
+        {
+            PROVIDER_INTERRUPT.with(|pending| {
+                if let Ok(mut pending) = pending.try_borrow_mut() {
+                    pending.get_or_insert(error);
+                }
+            });
+            None
+        }
         Err(error) => {
             config::log_warning(py, &format!("error while capturing context: {error}"));
             None

@@ -4,7 +4,9 @@
 //! A thread records only between `begin` and `end`, which wrap the user's
 //! callback and nothing else: aiocop's own work (context providers, user
 //! callbacks, formatting) runs outside that window, so it is never reported
-//! as the application's.
+//! as the application's. The one exception, the context providers called at
+//! a slice's first blocking event, is timed, and its time is taken off the
+//! slice's (`Slice::provider_ns`).
 
 use crate::config;
 use crate::stacks::{self, StackId};
@@ -38,6 +40,9 @@ pub struct Slice {
     /// any are registered: a value that exists only while the blocking call
     /// runs (a tracing span opened and closed inside the callback).
     pub first_event_context: Option<Py<pyo3::types::PyDict>>,
+    /// Time the context providers took inside the slice (at its first
+    /// blocking event), to be taken off the slice's duration.
+    pub provider_ns: u64,
 }
 
 impl Slice {
@@ -107,17 +112,24 @@ fn record_event(py: Python<'_>, event_index: u16, args: *mut ffi::PyObject) {
     };
     // Under the hook's re-entrancy guard: the providers' own I/O is not
     // recorded.
-    let first_event_context = first.then(|| crate::monitor::capture_current_context(py)).flatten();
+    let at_ns = crate::clock::now_ns();
+    let (first_event_context, provider_ns) = if first {
+        let context = crate::monitor::capture_current_context(py);
+        (context, crate::clock::now_ns() - at_ns)
+    } else {
+        (None, 0)
+    };
     let raise_now = !already_raising && raise_on_violations_is_set(py);
     let event = keep.then(|| RawEvent {
         event_index,
         // SAFETY: the hook's argument tuple is a live borrowed reference.
         args: unsafe { Bound::from_borrowed_ptr(py, args) }.unbind(),
-        at_ns: crate::clock::now_ns(),
+        at_ns,
         stack: stacks::capture_current(py, config::trace_depth()),
     });
     with_slice(|slice| {
         slice.should_raise |= raise_now;
+        slice.provider_ns += provider_ns;
         if first_event_context.is_some() {
             slice.first_event_context = first_event_context.map(Bound::unbind);
         }

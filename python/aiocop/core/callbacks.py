@@ -10,6 +10,7 @@ side sees too.
 
 import logging
 import sys
+import time
 from collections.abc import Callable
 from types import ModuleType
 from typing import Any
@@ -51,8 +52,14 @@ def register_context_provider(provider: ContextProvider) -> None:
     Register a context provider, called in the task's context before and after each monitored callback.
 
     The dicts it returns are merged into SlowTaskEvent.context; non-None values
-    returned after the callback win over those returned before it.
+    returned after the callback win over those returned before it. A
+    provider's exceptions are logged once and counted (get_error_counts());
+    its KeyboardInterrupt and SystemExit end the program as usual. Its time
+    is never counted as the callback's, and a provider slower than
+    PROVIDER_TIME_LIMIT_MS in PROVIDER_SLOW_CALLS_ALLOWED calls is disabled
+    with one warning.
     """
+    _slow_calls.pop(id(provider), None)  # a provider disabled for its time gets another chance
     if provider not in _context_providers:
         _context_providers.append(provider)
 
@@ -98,19 +105,64 @@ def get_error_counts() -> dict[str, int]:
     return counts
 
 
+#: A context provider runs in every monitored callback that blocks or is
+#: slow: one whose call takes longer than this...
+PROVIDER_TIME_LIMIT_MS = 10.0
+#: ...this many times is disabled, with one warning (a single slow call may
+#: be a garbage collection or a page fault, not the provider).
+PROVIDER_SLOW_CALLS_ALLOWED = 3
+
+# id(provider) -> (provider, calls over the limit); the provider is kept so its id is not reused.
+_slow_calls: dict[int, tuple[object, int]] = {}
+
+
 def _capture_context() -> dict[str, Any]:
-    """Capture context from all registered providers. Internal use only."""
+    """Capture context from all registered providers. Internal use only.
+
+    Never raises into the application, except a provider's KeyboardInterrupt
+    or SystemExit, which pass on as they would from the application's own
+    code (Ctrl-C must stop the program). Any other exception, BaseException
+    included, is logged once per provider and counted.
+    """
     context: dict[str, Any] = {}
 
     for provider in list(_context_providers):
+        if _is_disabled(provider):
+            continue
+        started_ns = time.perf_counter_ns()
         try:
             provider_context = provider()
             if provider_context is not None:
                 context.update(provider_context)
-        except Exception as e:
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as e:
             _report_error("context provider", provider, e)
+        finally:
+            _count_slow_call(provider, time.perf_counter_ns() - started_ns)
 
     return context
+
+
+def _is_disabled(provider: object) -> bool:
+    _, slow_calls = _slow_calls.get(id(provider), (provider, 0))
+    return slow_calls >= PROVIDER_SLOW_CALLS_ALLOWED
+
+
+def _count_slow_call(provider: object, duration_ns: int) -> None:
+    if duration_ns <= PROVIDER_TIME_LIMIT_MS * 1_000_000:
+        return
+    _, slow_calls = _slow_calls.get(id(provider), (provider, 0))
+    _slow_calls[id(provider)] = (provider, slow_calls + 1)
+    if slow_calls + 1 == PROVIDER_SLOW_CALLS_ALLOWED:
+        logger.warning(
+            "Context provider %s disabled: %d of its calls took more than %g ms (the last %.1f ms);"
+            " register it again to re-enable it",
+            _name_of(provider),
+            PROVIDER_SLOW_CALLS_ALLOWED,
+            PROVIDER_TIME_LIMIT_MS,
+            duration_ns / 1e6,
+        )
 
 
 def _invoke_slow_task_callbacks(event: SlowTaskEvent) -> None:
