@@ -43,6 +43,22 @@ pub struct TraceHeader {
     /// Since format 1.1: how recording sampled stacks (zeros in a 1.0 trace,
     /// or with recording's sampling off).
     pub sampling: Appended<SamplingInfo>,
+    /// Since format 1.2: whether secrets were kept out of the trace
+    /// (not redacted in older traces).
+    pub redaction: Appended<Redaction>,
+}
+
+/// What `--redact` kept out of a trace (format 1.2).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
+pub struct Redaction {
+    /// Recorded with `--redact`: `argv` and the root command reduced to the
+    /// program's name, `sys.path` and the host name left empty, each
+    /// event's argument summary replaced by a hash (keyed per recording, so
+    /// equal arguments still group within one trace but cannot be guessed
+    /// back), and context values left out but for `kept_context_keys`.
+    pub redacted: bool,
+    /// The context keys whose values were still recorded.
+    pub kept_context_keys: Vec<String>,
 }
 
 /// Recording's own stack sampling (format 1.1): every slice that ran at

@@ -9,8 +9,8 @@ use crate::format::{
 };
 use crate::reader::{Dictionary, TraceFile};
 use crate::records::{
-    Appended, Chunk, EventRecord, EventSpec, Frame, FrameName, ProcessInfo, SamplingInfo, SliceRecord, TraceFooter,
-    TraceHeader,
+    Appended, Chunk, EventRecord, EventSpec, Frame, FrameName, ProcessInfo, Redaction, SamplingInfo, SliceRecord,
+    TraceFooter, TraceHeader,
 };
 use crate::writer::TraceWriter;
 use std::io::{self, Write};
@@ -41,6 +41,7 @@ fn header() -> TraceHeader {
             sys_path: vec!["/app/src".into(), "/usr/lib/python3.12".into()],
         }),
         sampling: Appended(SamplingInfo { after_ns: 2_000_000, interval_ns: 1_000_000 }),
+        redaction: Appended::default(),
     }
 }
 
@@ -311,6 +312,15 @@ fn an_empty_recording_is_a_header_and_a_footer() {
 /// passes and `GOLDEN_TRACE` still reads (`the_golden_trace_still_reads`),
 /// and regenerating the hex is all there is to do.
 const GOLDEN_TRACE: &str = "\
+41494f434f5054520100020000000000010100006e00000065000000e4cc865a28b52ffd206529030005312e332e3004\
+332e3132056c696e75780168070104612e7079fc00ca9a3bfb881300640201046f70656e1400060207757669636f726e\
+076170703a6170700b737061776e206368696c6401062f612f737263fc80841e00fc40420f00010105726f7574650201\
+00005e0000005d0000007b37c29f28b52ffd205dad02000285121eb015a6031c866118062f2044849c846095242a52e4\
+824282518436d93205246fbf83c771dbfb15b8458d623202eec5d2ab8e61907c0483c8a18a0977da4a0c15de01251468\
+5b89e52502007114222e450603010000120000000900000098906e4c28b52ffd200949000002010101fc80380100";
+
+/// A trace of format 1.1, before the redaction record.
+const GOLDEN_TRACE_1_1: &str = "\
 41494f434f505452010001000000000001010000660000005d0000005ac626cd28b52ffd205de9020005312e332e3004\
 332e3132056c696e75780168070104612e7079fc00ca9a3bfb881300640201046f70656e1400060207757669636f726e\
 076170703a6170700b737061776e206368696c6401062f612f737263fc80841e00fc40420f00020100005e0000005d00\
@@ -321,7 +331,7 @@ const GOLDEN_TRACE: &str = "\
 /// The decompressed payloads of [`GOLDEN_TRACE`] (header, chunk, footer):
 /// the bincode encoding itself, independent of zstd.
 const GOLDEN_PAYLOADS: [&str; 3] = [
-    "05312e332e3004332e3132056c696e75780168070104612e7079fc00ca9a3bfb881300640201046f70656e1400060207757669636f726e076170703a6170700b737061776e206368696c6401062f612f737263fc80841e00fc40420f00",
+    "05312e332e3004332e3132056c696e75780168070104612e7079fc00ca9a3bfb881300640201046f70656e1400060207757669636f726e076170703a6170700b737061776e206368696c6401062f612f737263fc80841e00fc40420f00010105726f757465",
     "0600046d61696e010e2f612f7372632f6d61696e2e70790201660304782c207204046d61696e0503672e660100010602010001000a020005000000000000000000fb2c01fc701101000001000101010003020000140100000101000405",
     "02010101fc80380100",
 ];
@@ -335,6 +345,13 @@ const GOLDEN_TRACE_1_0: &str = "\
 00120000000900000098906e4c28b52ffd200949000002010101fc80380100";
 
 fn golden_parts() -> (TraceHeader, Chunk, TraceFooter) {
+    let (mut header, chunk, footer) = golden_parts_1_1();
+    header.redaction = Appended(Redaction { redacted: true, kept_context_keys: vec!["route".into()] });
+    (header, chunk, footer)
+}
+
+/// What [`GOLDEN_TRACE_1_1`] holds.
+fn golden_parts_1_1() -> (TraceHeader, Chunk, TraceFooter) {
     let (mut header, mut chunk, footer) = golden_parts_1_0();
     header.process = Appended(ProcessInfo {
         parent_pid: 6,
@@ -366,6 +383,7 @@ fn golden_parts_1_0() -> (TraceHeader, Chunk, TraceFooter) {
         records_context: false,
         process: Appended::default(),
         sampling: Appended::default(),
+        redaction: Appended::default(),
     };
     let chunk = Chunk {
         strings: vec![(0, "main".into()), (1, "/a/src/main.py".into()), (2, "f".into()), (3, "x, r".into())],
@@ -428,6 +446,17 @@ fn a_1_0_trace_still_reads_without_process_information_or_frame_names() {
     let trace = TraceFile::from_bytes(from_hex(GOLDEN_TRACE_1_0), "golden-1.0.aiocop").unwrap();
     assert_eq!(trace.format_version(), (1, 0));
     assert_eq!(trace.header(), &header);
+    assert_eq!(trace.read_chunk(0).unwrap(), chunk);
+    assert_eq!(trace.footer(), Some(&footer));
+}
+
+#[test]
+fn a_1_1_trace_still_reads_as_not_redacted() {
+    let (header, chunk, footer) = golden_parts_1_1();
+    let trace = TraceFile::from_bytes(from_hex(GOLDEN_TRACE_1_1), "golden-1.1.aiocop").unwrap();
+    assert_eq!(trace.format_version(), (1, 1));
+    assert_eq!(trace.header(), &header);
+    assert!(!trace.header().redaction.redacted);
     assert_eq!(trace.read_chunk(0).unwrap(), chunk);
     assert_eq!(trace.footer(), Some(&footer));
 }

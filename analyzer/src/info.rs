@@ -111,6 +111,10 @@ pub struct TraceInfo {
     pub threshold_ms: f64,
     pub trace_depth: u32,
     pub records_context: bool,
+    /// Since format 1.2 (false in older traces): recorded with `--redact`.
+    pub redacted: bool,
+    /// With `redacted`, the context keys whose values were still recorded.
+    pub kept_context_keys: Vec<String>,
     pub event_table_len: usize,
     pub slices: u64,
     pub exceeded: u64,
@@ -166,6 +170,8 @@ impl TraceInfo {
             threshold_ms: ms(header.threshold_ns),
             trace_depth: header.trace_depth,
             records_context: header.records_context,
+            redacted: header.redaction.redacted,
+            kept_context_keys: header.redaction.kept_context_keys.clone(),
             event_table_len: header.event_table.len(),
             slices: counts.slices,
             exceeded: counts.exceeded,
@@ -254,7 +260,31 @@ impl TraceInfo {
             ),
         );
         field("definitions", format!("{} strings, {} frames, {} stacks", self.strings, self.frames, self.stacks));
+        field("holds", self.what_it_holds());
         lines.join("\n") + "\n"
+    }
+
+    /// What of the recorded program the trace gives away, for whoever it is
+    /// shared with.
+    fn what_it_holds(&self) -> String {
+        let context = match (self.records_context, self.redacted) {
+            (false, _) => "no context values".to_owned(),
+            (true, false) => "context provider values".to_owned(),
+            (true, true) if self.kept_context_keys.is_empty() => "no context values".to_owned(),
+            (true, true) => format!("context values of {} only", self.kept_context_keys.join(", ")),
+        };
+        if self.redacted {
+            format!(
+                "redacted (--redact): program names without arguments, no host name or sys.path, event arguments \
+                 hashed, {context}; source paths and function names as recorded"
+            )
+        } else {
+            format!(
+                "not redacted: the command lines with their arguments, host name, sys.path, the arguments of \
+                 blocking calls (file paths, hosts, subprocess arguments), {context}, source paths and function \
+                 names; record with --redact to leave secrets out"
+            )
+        }
     }
 }
 

@@ -129,7 +129,7 @@ fn format_versions() {
     assert_unusable(
         &run([path(&newer_major)]),
         &format!(
-            "'{}' is trace format 2.1, newer than this build of aiocop reads (format 1.x): upgrade aiocop to read it",
+            "'{}' is trace format 2.2, newer than this build of aiocop reads (format 1.x): upgrade aiocop to read it",
             path(&newer_major)
         ),
     );
@@ -143,7 +143,7 @@ fn format_versions() {
     assert_eq!(
         stderr(&output),
         format!(
-            "aiocop-analyze: warning: '{}' is trace format 1.3, newer than this build reads (1.1): what it adds is skipped\n",
+            "aiocop-analyze: warning: '{}' is trace format 1.3, newer than this build reads (1.2): what it adds is skipped\n",
             path(&newer_minor)
         )
     );
@@ -284,7 +284,7 @@ fn info_describes_each_trace() {
         stdout(&output),
         format!(
             "'{}'
-  format:      1.1, complete
+  format:      1.2, complete
   recorded by: aiocop 1.3.0, Python 3.12.1 on linux, host web-1, pid 4242
   command:     app.py --serve
   label:       v1
@@ -296,6 +296,7 @@ fn info_describes_each_trace() {
   chunks:      3, 0 unreadable
   size:        {file_len} bytes; chunks {compressed} bytes compressed, {raw} raw ({:.1}x)
   definitions: 29 strings, 14 frames, 7 stacks
+  holds:       not redacted: the command lines with their arguments, host name, sys.path, the arguments of blocking calls (file paths, hosts, subprocess arguments), context provider values, source paths and function names; record with --redact to leave secrets out
 ",
             path(&one),
             raw as f64 / compressed as f64

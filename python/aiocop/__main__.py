@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"python -m aiocop record: {option} {error.problem}, not {error.value!r}", file=sys.stderr)
         return 2
     sys.argv = target  # the trace header records the program's command line, not ours
-    lineage.claim_root(target)
+    lineage.claim_root(target, redact=chosen.redact)
     try:
         autorecord.record_with(chosen)
     except OSError as error:

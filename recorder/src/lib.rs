@@ -22,6 +22,7 @@ mod hook;
 mod monitor;
 mod readback;
 mod recording;
+mod redact;
 mod sampler;
 mod signals;
 mod sigterm;
@@ -336,7 +337,7 @@ fn interned_sizes() -> (usize, usize) {
 /// Starts recording every monitored slice to `path` (`{pid}` expands to
 /// the process id). Raises OSError naming the path if it cannot be written.
 #[pyfunction]
-#[pyo3(signature = (path, *, label, flush_interval_s, max_buffered_slices, record_context, sample_after_ms, sample_interval_ms, aiocop_version, python_version, platform, host, argv, parent_pid, root_command, role, sys_path))]
+#[pyo3(signature = (path, *, label, flush_interval_s, max_buffered_slices, record_context, sample_after_ms, sample_interval_ms, aiocop_version, python_version, platform, host, argv, parent_pid, root_command, role, sys_path, redact = false, redact_keep_context = Vec::new()))]
 #[allow(clippy::too_many_arguments)]
 fn start_recording(
     py: Python<'_>,
@@ -356,6 +357,8 @@ fn start_recording(
     root_command: Vec<String>,
     role: String,
     sys_path: Vec<String>,
+    redact: bool,
+    redact_keep_context: Vec<String>,
 ) -> PyResult<String> {
     let flush_interval = flush_interval(flush_interval_s)?;
     for (name, ms) in [("sample_after_ms", sample_after_ms), ("sample_interval_ms", sample_interval_ms)] {
@@ -383,6 +386,7 @@ fn start_recording(
         argv,
         process: aiocop_trace::records::ProcessInfo { parent_pid, root_command, role, sys_path },
         sampling,
+        redaction: aiocop_trace::records::Redaction { redacted: redact, kept_context_keys: redact_keep_context },
     };
     let path = recording::start(settings).map_err(pyo3::exceptions::PyOSError::new_err)?;
     sampler::set_recording_sampling(py, sampling.after_ns, sampling.interval_ns);

@@ -111,5 +111,7 @@ fn header_dict<'py>(py: Python<'py>, header: &TraceHeader) -> PyResult<Bound<'py
     dict.set_item("sys_path", &header.process.sys_path)?;
     dict.set_item("sample_after_ns", header.sampling.after_ns)?;
     dict.set_item("sample_interval_ns", header.sampling.interval_ns)?;
+    dict.set_item("redacted", header.redaction.redacted)?;
+    dict.set_item("kept_context_keys", &header.redaction.kept_context_keys)?;
     Ok(dict)
 }

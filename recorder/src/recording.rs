@@ -32,8 +32,8 @@
 use crate::stacks::{self, StackId};
 use crate::{clock, config, trace_file, what_ran};
 use aiocop_trace::records::{
-    Appended, Chunk, EventRecord, EventSpec, Frame, FrameName, ProcessInfo, SamplingInfo, SliceRecord, TraceFooter,
-    TraceHeader,
+    Appended, Chunk, EventRecord, EventSpec, Frame, FrameName, ProcessInfo, Redaction, SamplingInfo, SliceRecord,
+    TraceFooter, TraceHeader,
 };
 use aiocop_trace::writer::TraceWriter;
 use aiocop_trace::BLOCKING_EVENTS;
@@ -69,6 +69,7 @@ pub struct Settings {
     pub argv: Vec<String>,
     pub process: ProcessInfo,
     pub sampling: SamplingInfo,
+    pub redaction: Redaction,
 }
 
 /// A slice as the hot path leaves it for the writer: 32 bytes; the rest,
@@ -282,15 +283,15 @@ fn record_detailed_slice(py: Python<'_>, facts: SliceFacts<'_, '_>) {
         .iter()
         .map(|event| PendingEvent {
             event: event.event_index,
-            args: shared_string_id(&crate::emit::format_args(event.args.bind(py))),
+            args: shared_string_id(&crate::redact::event_args(crate::emit::format_args(event.args.bind(py)))),
             offset_ns: event.at_ns.saturating_sub(facts.start_ns),
             stack: event.stack,
         })
         .collect();
     let context = match (facts.context, RECORD_CONTEXT.load(Relaxed)) {
-        (Some(context), true) => {
-            context.iter().filter_map(|(k, v)| Some((k.str().ok()?.to_string(), v.str().ok()?.to_string()))).collect()
-        }
+        (Some(context), true) => crate::redact::context(
+            context.iter().filter_map(|(k, v)| Some((k.str().ok()?.to_string(), v.str().ok()?.to_string()))).collect(),
+        ),
         _ => Vec::new(),
     };
     let detail = SliceDetail {
@@ -369,6 +370,7 @@ fn spawn_writer(settings: Settings) -> Result<RunningRecorder, String> {
     GENERATION.fetch_add(1, Relaxed);
     MAX_BUFFERED.store(max_buffered, Relaxed);
     RECORD_CONTEXT.store(settings.record_context, Relaxed);
+    crate::redact::start(&settings.redaction);
     let flush_interval = settings.flush_interval;
     let writer_thread = std::thread::Builder::new()
         .name("aiocop-recorder".into())
@@ -443,6 +445,7 @@ fn trace_header(settings: &Settings, start_monotonic_ns: u64) -> TraceHeader {
         records_context: settings.record_context,
         process: Appended(settings.process.clone()),
         sampling: Appended(settings.sampling),
+        redaction: Appended(settings.redaction.clone()),
     }
 }
 

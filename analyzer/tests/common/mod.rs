@@ -62,6 +62,7 @@ pub fn header(label: Option<&str>, host: &str, threshold_ms: u64) -> TraceHeader
         records_context: true,
         process: Default::default(),
         sampling: Default::default(),
+        redaction: Default::default(),
     }
 }
 

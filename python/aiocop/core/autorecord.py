@@ -188,7 +188,7 @@ def record_from_environment() -> None:
         if lineage.is_descendant() and "{pid}" not in chosen.path:
             # never the file of the process that started this one
             chosen = dataclasses.replace(chosen, path=chosen.path + ".{pid}")
-        lineage.claim_root(list(sys.argv))
+        lineage.claim_root(list(sys.argv), redact=chosen.redact)
         record_with(chosen)
     except (KeyboardInterrupt, SystemExit):
         raise

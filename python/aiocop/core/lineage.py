@@ -25,11 +25,21 @@ class ProcessInfo(TypedDict):
     sys_path: list[str]
 
 
-def claim_root(command: list[str]) -> None:
-    """Mark this process as the one the user started, for the processes it starts (once)."""
+def claim_root(command: list[str], *, redact: bool = False) -> None:
+    """Mark this process as the one the user started, for the processes it starts (once).
+
+    The command goes into the environment of every process this one starts
+    (and so is seen by whatever reads their environment): with ``redact``,
+    only the program's name does.
+    """
     if ROOT_PID_VARIABLE not in os.environ:
         os.environ[ROOT_PID_VARIABLE] = str(os.getpid())
-        os.environ[ROOT_COMMAND_VARIABLE] = json.dumps(command)
+        os.environ[ROOT_COMMAND_VARIABLE] = json.dumps(reduced(command) if redact else command)
+
+
+def reduced(command: list[str]) -> list[str]:
+    """A command line reduced to its program's name (``--redact``): arguments may hold secrets."""
+    return [os.path.basename(command[0])] if command else []
 
 
 def is_descendant() -> bool:
@@ -38,13 +48,14 @@ def is_descendant() -> bool:
     return root is not None and root != str(os.getpid())
 
 
-def describe() -> ProcessInfo:
-    """This process, for the trace header."""
+def describe(*, redact: bool = False) -> ProcessInfo:
+    """This process, for the trace header; with ``redact``, no arguments and no ``sys.path``."""
+    root_command = _root_command()
     return {
         "parent_pid": os.getppid(),
-        "root_command": _root_command(),
+        "root_command": reduced(root_command) if redact else root_command,
         "role": _role(),
-        "sys_path": [entry for entry in sys.path if isinstance(entry, str)],
+        "sys_path": [] if redact else [entry for entry in sys.path if isinstance(entry, str)],
     }
 
 

@@ -122,6 +122,7 @@ def start_recording(
 def start_with(settings: RecordingSettings) -> str:
     """start_recording() with its settings already checked (its threshold and trace depth are not its business)."""
     _ensure_detection()
+    process = lineage.describe(redact=settings.redact)
     written_path = _native.start_recording(
         settings.path,
         label=settings.label,
@@ -133,9 +134,11 @@ def start_with(settings: RecordingSettings) -> str:
         aiocop_version=_aiocop_version(),
         python_version=platform.python_version(),
         platform=_platform(),
-        host=socket.gethostname(),
-        argv=list(sys.argv),
-        **lineage.describe(),
+        host="" if settings.redact else socket.gethostname(),
+        argv=lineage.reduced(sys.argv) if settings.redact else list(sys.argv),
+        redact=settings.redact,
+        redact_keep_context=list(settings.redact_keep_context),
+        **process,
     )
     cpu_sampler.start_watchdog_thread()  # recording's sampling runs on it
     _register_stop_at_exit()
