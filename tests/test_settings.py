@@ -41,6 +41,8 @@ BAD_SETTINGS = [
     ("sample_after_ms", "--sample-after-ms", "AIOCOP_SAMPLE_AFTER_MS", "-1", -1.0),
     ("sample_after_ms", "--sample-after-ms", "AIOCOP_SAMPLE_AFTER_MS", "1e300", 1e300),
     ("sample_interval_ms", "--sample-interval-ms", "AIOCOP_SAMPLE_INTERVAL_MS", "nan", float("nan")),
+    ("max_buffered_slices", "--max-buffered-slices", "AIOCOP_MAX_BUFFERED_SLICES", "0", 0),
+    ("max_buffered_slices", "--max-buffered-slices", "AIOCOP_MAX_BUFFERED_SLICES", "1.5", 1.5),
 ]
 
 

@@ -56,6 +56,11 @@ def _parser() -> argparse.ArgumentParser:
         ),
     )
     record.add_argument(
+        "--max-buffered-slices",
+        help="slices kept in memory for the writer at most; past it, slices are dropped and counted"
+        f" (default: {settings.DEFAULT_MAX_BUFFERED_SLICES:,})",
+    )
+    record.add_argument(
         "--record-context", action="store_true", help="also record context provider values (may be sensitive)"
     )
     record.add_argument(
@@ -86,7 +91,15 @@ def _parser() -> argparse.ArgumentParser:
 
 
 # The options given as text, by setting name (each option's dest); flags are values already.
-_TEXT_OPTIONS = ("label", "threshold_ms", "trace_depth", "flush_interval_s", "sample_after_ms", "sample_interval_ms")
+_TEXT_OPTIONS = (
+    "label",
+    "threshold_ms",
+    "trace_depth",
+    "flush_interval_s",
+    "max_buffered_slices",
+    "sample_after_ms",
+    "sample_interval_ms",
+)
 
 
 def _settings(args: argparse.Namespace) -> settings.RecordingSettings:
