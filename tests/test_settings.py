@@ -165,6 +165,23 @@ def test_settings_written_to_the_environment_read_back_the_same():
     assert warnings == []
 
 
+def test_a_bad_redact_variable_records_nothing_rather_than_the_secrets(tmp_path):
+    script = tmp_path / "app.py"
+    script.write_text(PROGRAM)
+    trace = tmp_path / "t.bin"
+    result = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=clean_environment(AIOCOP_RECORD=str(trace), AIOCOP_REDACT="maybe"),
+    )
+    assert (result.returncode, result.stdout) == (0, "program ran\n"), result.stderr
+    [warning] = result.stderr.splitlines()
+    assert "AIOCOP_REDACT='maybe'" in warning and "not recording" in warning
+    assert not trace.exists()
+
+
 def test_an_unset_or_empty_record_variable_records_nothing():
     from aiocop.core import settings
 

@@ -79,7 +79,7 @@ class RecordingSettings:
 class Rule(NamedTuple):
     """How one setting is named on each front, read from text and checked."""
 
-    option: str | None  # of `python -m aiocop record`
+    option: str  # of `python -m aiocop record`
     variable: str  # in the environment
     parse: Callable[[str], Any]  # text to value; ValueError if it is not one
     problem: Callable[[Any], str | None]  # what is wrong with a value, None if nothing
@@ -111,7 +111,9 @@ def from_environment(environ: Mapping[str, str], warn: Callable[[str], None]) ->
 
     A variable with a bad value never stops the program: ``warn`` is called
     once with a line naming the variable, its value and the problem, and
-    that setting keeps its default; recording still starts.
+    that setting keeps its default; recording still starts. Except for
+    ``AIOCOP_REDACT``: whoever set it wanted secrets kept out, so a value
+    that is neither on nor off records nothing (and says so).
     """
     values: dict[str, Any] = {}
     for name, rule in RULES.items():
@@ -121,7 +123,8 @@ def from_environment(environ: Mapping[str, str], warn: Callable[[str], None]) ->
         try:
             values[name] = parse(name, text)
         except SettingError as error:
-            if name == "path":
+            if name in ("path", "redact"):
+                warn(f"{rule.variable}={text!r}: {error.problem}; not recording")
                 return None
             default = _DEFAULTS[name]
             warn(f"{rule.variable}={text!r} ignored: {error.problem}; using the default, {default!r}")
