@@ -111,7 +111,7 @@ pub fn run_slice(py: Python<'_>, ran: Ran<'_, '_>, run: impl FnOnce() -> PyResul
     };
     let context = context.as_ref();
     let before = providers.then(|| capture_context(py, context)).flatten();
-    if let Some(interrupt) = take_provider_interrupt() {
+    if let Some(interrupt) = providers.then(take_provider_interrupt).flatten() {
         return Err(interrupt);
     }
 
@@ -157,7 +157,9 @@ pub fn run_slice(py: Python<'_>, ran: Ran<'_, '_>, run: impl FnOnce() -> PyResul
     } else {
         result
     };
-    match take_provider_interrupt() {
+    // Only slices that ran providers can have one pending (one registered
+    // inside this slice raises it from the next): the hot path stays as it was.
+    match providers.then(take_provider_interrupt).flatten() {
         Some(interrupt) => Err(interrupt),
         None => outcome,
     }
