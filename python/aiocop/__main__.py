@@ -41,22 +41,27 @@ def _parser() -> argparse.ArgumentParser:
     record.add_argument("-o", "--output", required=True, help="trace file to write; {pid} expands to the process id")
     record.add_argument("--label", help='names the release or build recorded ("v1.4.2", a git sha)')
     record.add_argument(
-        "--threshold-ms", help=f"a slice this long is slow (more than 0; default: {settings.DEFAULT_THRESHOLD_MS:g})"
+        "--threshold-ms",
+        metavar="MS",
+        help=f"a slice this long is slow (more than 0; default: {settings.DEFAULT_THRESHOLD_MS:g})",
     )
     record.add_argument(
         "--trace-depth",
+        metavar="FRAMES",
         help=f"stack frames kept per event ({settings.TRACE_DEPTH_RANGE[0]} to {settings.TRACE_DEPTH_RANGE[1]};"
         f" default: {settings.DEFAULT_TRACE_DEPTH})",
     )
     record.add_argument(
         "--flush-interval",
         dest="flush_interval_s",
+        metavar="SECONDS",
         help="seconds between writes ({:g} to {:g}; default: {:g})".format(
             *settings.FLUSH_INTERVAL_RANGE_S, settings.DEFAULT_FLUSH_INTERVAL_S
         ),
     )
     record.add_argument(
         "--max-buffered-slices",
+        metavar="N",
         help="slices kept in memory for the writer at most; past it, slices are dropped and counted"
         f" (default: {settings.DEFAULT_MAX_BUFFERED_SLICES:,})",
     )
@@ -65,11 +70,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     record.add_argument(
         "--sample-after-ms",
+        metavar="MS",
         help="a slice this long gets stack samples, to say where the loop's time went"
         f" (default: {settings.DEFAULT_SAMPLE_AFTER_MS:g}; 0: off)",
     )
     record.add_argument(
         "--sample-interval-ms",
+        metavar="MS",
         help="how often such a slice is sampled; each sample stands for this long"
         f" (default: {settings.DEFAULT_SAMPLE_INTERVAL_MS:g})",
     )
