@@ -1,7 +1,7 @@
 """Command line of the aiocop package: record an unmodified program.
 
     python -m aiocop record -o trace.bin [--label L] [--threshold-ms N] [--trace-depth N]
-        [--sample-after-ms N] [--sample-interval-ms N] -- script.py args
+        [--sample-after-ms N] [--sample-interval-ms N] [--file-mode 640] -- script.py args
     python -m aiocop record -o trace.bin -- -m package args
 
 Every event loop the program creates, on any thread, asyncio or uvloop, is
@@ -10,7 +10,12 @@ slice is written to the trace. Every Python process the program starts
 (multiprocessing children, server workers, subprocesses) records to a file
 of its own: {pid} in the path expands to its process id; without {pid}, a
 child's file is the path with .<pid> appended. A process that runs no event
-loop leaves no file. Analyze the traces with ``aiocop-analyze``.
+loop leaves no file. Trace files are created new, never through a symlink,
+readable by their owner only unless --file-mode widens them; a path another
+recording holds (or that is a symlink or another user's file) is left alone
+and the process records to <path>.<pid> instead. A FIFO no process reads is
+refused. At exit, aiocop waits at most 2 s for the trace to be written.
+Analyze the traces with ``aiocop-analyze``.
 
 Exit status: the program's own; 2 for a usage error or a trace that cannot
 be written.
@@ -56,6 +61,13 @@ def _parser() -> argparse.ArgumentParser:
         default=1.0,
         help="how often such a slice is sampled; each sample stands for this long (default: 1)",
     )
+    record.add_argument(
+        "--file-mode",
+        type=_file_mode,
+        default=0o600,
+        metavar="OCTAL",
+        help="permission bits of new trace files, in octal as chmod takes them (default: 600; 640: group may read)",
+    )
     record.add_argument("target", nargs=argparse.REMAINDER, help="-- script.py args, or -- -m module args")
     return parser
 
@@ -68,6 +80,13 @@ def _milliseconds(text: str) -> float:
     if not value >= 0:
         raise argparse.ArgumentTypeError(f"must be 0 or more milliseconds, not {text}")
     return value
+
+
+def _file_mode(text: str) -> int:
+    try:
+        return autorecord.file_mode_from_octal(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -86,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         "record_context": args.record_context,
         "sample_after_ms": args.sample_after_ms,
         "sample_interval_ms": args.sample_interval_ms,
+        "file_mode": args.file_mode,
     }
     try:
         autorecord.record_everything(args.output, **settings)

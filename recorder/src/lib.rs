@@ -334,9 +334,12 @@ fn interned_sizes() -> (usize, usize) {
 }
 
 /// Starts recording every monitored slice to `path` (`{pid}` expands to
-/// the process id). Raises OSError naming the path if it cannot be written.
+/// the process id), a file created with the permission bits `file_mode`
+/// (its default is `trace_file::DEFAULT_FILE_MODE`, written out so that
+/// the signature shows it).
+/// Raises OSError naming the path if it cannot be written.
 #[pyfunction]
-#[pyo3(signature = (path, *, label, flush_interval_s, max_buffered_slices, record_context, sample_after_ms, sample_interval_ms, aiocop_version, python_version, platform, host, argv, parent_pid, root_command, role, sys_path))]
+#[pyo3(signature = (path, *, label, flush_interval_s, max_buffered_slices, record_context, sample_after_ms, sample_interval_ms, aiocop_version, python_version, platform, host, argv, parent_pid, root_command, role, sys_path, file_mode = 0o600))]
 #[allow(clippy::too_many_arguments)]
 fn start_recording(
     py: Python<'_>,
@@ -356,7 +359,13 @@ fn start_recording(
     root_command: Vec<String>,
     role: String,
     sys_path: Vec<String>,
+    file_mode: u32,
 ) -> PyResult<String> {
+    if file_mode & !0o777 != 0 {
+        return Err(pyo3::exceptions::PyValueError::new_err(format!(
+            "file_mode must be permission bits from 0o000 to 0o777, not {file_mode:#o}"
+        )));
+    }
     if !(flush_interval_s.is_finite() && flush_interval_s > 0.0) {
         return Err(pyo3::exceptions::PyValueError::new_err(format!(
             "flush_interval_s must be a positive number of seconds, not {flush_interval_s}"
@@ -380,6 +389,7 @@ fn start_recording(
         flush_interval: std::time::Duration::from_secs_f64(flush_interval_s),
         max_buffered_slices,
         record_context,
+        file_mode,
         aiocop_version,
         python_version,
         platform,
@@ -417,7 +427,7 @@ fn is_recording() -> bool {
 /// The path being recorded to, if any.
 #[pyfunction]
 fn recording_path() -> Option<String> {
-    recording::current_settings().map(|s| recording::expand_path(&s.path_template, std::process::id()))
+    recording::current_path()
 }
 
 #[pyfunction]

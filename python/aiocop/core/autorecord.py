@@ -41,6 +41,7 @@ FLUSH_INTERVAL_VARIABLE = "AIOCOP_FLUSH_INTERVAL_S"
 RECORD_CONTEXT_VARIABLE = "AIOCOP_RECORD_CONTEXT"
 SAMPLE_AFTER_VARIABLE = "AIOCOP_SAMPLE_AFTER_MS"
 SAMPLE_INTERVAL_VARIABLE = "AIOCOP_SAMPLE_INTERVAL_MS"
+FILE_MODE_VARIABLE = "AIOCOP_FILE_MODE"
 
 
 def record_everything(
@@ -53,6 +54,7 @@ def record_everything(
     record_context: bool = False,
     sample_after_ms: float = recorder.DEFAULT_SAMPLE_AFTER_MS,
     sample_interval_ms: float = recorder.DEFAULT_SAMPLE_INTERVAL_MS,
+    file_mode: int = recorder.DEFAULT_FILE_MODE,
 ) -> str:
     """Set up detection, monitor every loop from now on, and start recording to ``path``."""
     if not audit_patcher._patch_audit_functions_configured:
@@ -72,6 +74,7 @@ def record_everything(
         record_context=record_context,
         sample_after_ms=sample_after_ms,
         sample_interval_ms=sample_interval_ms,
+        file_mode=file_mode,
     )
     _stop_recording_on_sigterm()
     _stop_recording_before_raise_signal()
@@ -88,6 +91,7 @@ def pass_on_to_children(
     record_context: bool,
     sample_after_ms: float,
     sample_interval_ms: float,
+    file_mode: int,
 ) -> None:
     """Put the recording settings in the environment, for every Python process this one starts."""
     settings = {
@@ -98,6 +102,7 @@ def pass_on_to_children(
         RECORD_CONTEXT_VARIABLE: "1" if record_context else "",
         SAMPLE_AFTER_VARIABLE: repr(sample_after_ms),
         SAMPLE_INTERVAL_VARIABLE: repr(sample_interval_ms),
+        FILE_MODE_VARIABLE: f"{file_mode:o}",
     }
     if label is not None:
         settings[LABEL_VARIABLE] = label
@@ -185,6 +190,17 @@ def _milliseconds(variable: str, default: float) -> float:
     return value
 
 
+def file_mode_from_octal(text: str) -> int:
+    """Permission bits written in octal, as chmod takes them ("640", "0o640"); ValueError if not."""
+    try:
+        mode = int(text.removeprefix("0o"), 8)
+    except ValueError:
+        mode = -1
+    if not 0 <= mode <= 0o777:
+        raise ValueError(f"a file mode is octal permission bits from 000 to 777, not {text!r}")
+    return mode
+
+
 def record_from_environment() -> None:
     """Start recording if AIOCOP_RECORD names a trace file. Never raises: a bad path is logged.
 
@@ -209,6 +225,7 @@ def record_from_environment() -> None:
             record_context=bool(os.environ.get(RECORD_CONTEXT_VARIABLE)),
             sample_after_ms=_milliseconds(SAMPLE_AFTER_VARIABLE, recorder.DEFAULT_SAMPLE_AFTER_MS),
             sample_interval_ms=_milliseconds(SAMPLE_INTERVAL_VARIABLE, recorder.DEFAULT_SAMPLE_INTERVAL_MS),
+            file_mode=file_mode_from_octal(os.environ.get(FILE_MODE_VARIABLE) or "600"),
         )
     except (OSError, ValueError) as error:
         logging.getLogger("aiocop").warning("%s=%s: not recording: %s", ENVIRONMENT_VARIABLE, path, error)

@@ -33,6 +33,10 @@ DEFAULT_SAMPLE_AFTER_MS = 2.0
 #: ...about this often, each standing for this much of the loop's time.
 DEFAULT_SAMPLE_INTERVAL_MS = 1.0
 
+#: Permission bits of a new trace file: readable by its owner only (traces
+#: hold command lines, paths and host names).
+DEFAULT_FILE_MODE = 0o600
+
 
 class RecordingSummary(TypedDict):
     """What stop_recording() reports about the trace it closed."""
@@ -55,6 +59,7 @@ def start_recording(
     max_buffered_slices: int = DEFAULT_MAX_BUFFERED_SLICES,
     sample_after_ms: float = DEFAULT_SAMPLE_AFTER_MS,
     sample_interval_ms: float = DEFAULT_SAMPLE_INTERVAL_MS,
+    file_mode: int = DEFAULT_FILE_MODE,
 ) -> str:
     """
     Start recording every monitored callback slice and its blocking events to ``path``.
@@ -65,15 +70,19 @@ def start_recording(
     Detection is set up with its defaults if it was not, and monitoring is
     activated.
 
-    The file is created when the first slice is written, so a process that
-    never runs a monitored loop leaves none; it is locked while written, and
-    if another live process is writing ``path``, this one writes
+    The file is created new at start (never through a symlink), with mode
+    ``file_mode``, and locked until the recording stops; it is removed then
+    if no slice was recorded, so a process that never runs a monitored loop
+    leaves none. If another live process is writing ``path``, or ``path`` is
+    a symlink, another user's file or not a regular file, this one writes
     ``<path>.<pid>`` instead (and says so once, through the ``aiocop``
-    logger).
+    logger). A FIFO or a device is written as it is; a FIFO no process
+    reads is refused at once. Stopping (at exit too) waits at most 2 s for
+    the writer: past it, what was not written is counted and logged once.
 
     Args:
-        path: The trace file to write (overwritten if it exists and no live
-            process is writing it).
+        path: The trace file to write (replaced if it is a regular file of
+            this user that no live process is writing).
         label: Names the release or build recorded ("v1.4.2", a git sha);
             stored in the trace header so that diffs can tell sides apart.
         flush_interval_s: Data reaches the file at least this often.
@@ -87,6 +96,8 @@ def start_recording(
             of the monitor's ``cpu_stack_samples``, whose rules stay 1.2.1's.
         sample_interval_ms: Such a slice is sampled about this often; each
             sample stands for this much time.
+        file_mode: Permission bits of the new file, exactly (the umask does
+            not apply): 0o600 by default; 0o640 lets the file's group read it.
 
     Returns:
         The path of the file being written.
@@ -109,6 +120,7 @@ def start_recording(
         host=socket.gethostname(),
         argv=list(sys.argv),
         **lineage.describe(),
+        file_mode=file_mode,
     )
     cpu_sampler.start_watchdog_thread()  # recording's sampling runs on it
     _register_stop_at_exit()
