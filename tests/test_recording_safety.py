@@ -53,6 +53,15 @@ def victim(tmp_path: Path) -> Path:
     return victim
 
 
+def finish(process: subprocess.Popen[str], timeout_s: float) -> str:
+    """The process's stderr once it exits; killed if it has not within `timeout_s`."""
+    try:
+        return process.communicate(timeout=timeout_s)[1]
+    finally:
+        process.kill()
+        process.wait()
+
+
 def record_command(output: Path | str, *options: str) -> list[str]:
     return [sys.executable, "-m", "aiocop", "record", "-o", str(output), *options, "--"]
 
@@ -81,7 +90,7 @@ def test_a_symlink_at_the_record_path_is_left_alone_and_the_recording_goes_besid
     process = subprocess.Popen(
         [*record_command(path), str(steps), "0.2"], stderr=subprocess.PIPE, text=True, cwd=tmp_path
     )
-    stderr = process.communicate(timeout=60)[1]
+    stderr = finish(process, 60)
     assert process.returncode == 0, stderr
     assert victim.read_bytes() == VICTIM_BYTES
     aside = f"{path}.{process.pid}"
@@ -241,7 +250,7 @@ def test_a_fifo_reader_that_stops_reading_holds_exit_2_s_at_most(tmp_path, steps
             text=True,
         )
         read_a_little(reader)
-        stderr = process.communicate(timeout=30)[1]
+        stderr = finish(process, 30)
         elapsed = time.monotonic() - started
     finally:
         os.close(reader)
@@ -284,7 +293,7 @@ def test_two_recordings_started_on_one_path_0_4_s_apart_are_both_whole(tmp_path,
     first = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
     time.sleep(0.4)
     second = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
-    stderrs = [first.communicate(timeout=60)[1], second.communicate(timeout=60)[1]]
+    stderrs = [finish(first, 60), finish(second, 60)]
     assert (first.returncode, second.returncode) == (0, 0), stderrs
     files = sorted(str(p) for p in tmp_path.glob("same.bin*"))
     pids = {first.pid, second.pid}
