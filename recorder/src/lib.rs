@@ -333,10 +333,11 @@ fn interned_sizes() -> (usize, usize) {
     stacks::sizes()
 }
 
+// `start_recording`'s signature spells the default file mode out.
+const _: () = assert!(trace_file::DEFAULT_FILE_MODE == 0o600);
+
 /// Starts recording every monitored slice to `path` (`{pid}` expands to
-/// the process id), a file created with the permission bits `file_mode`
-/// (its default is `trace_file::DEFAULT_FILE_MODE`, written out so that
-/// the signature shows it).
+/// the process id), a file created with the permission bits `file_mode`.
 /// Raises OSError naming the path if it cannot be written.
 #[pyfunction]
 #[pyo3(signature = (path, *, label, flush_interval_s, max_buffered_slices, record_context, sample_after_ms, sample_interval_ms, aiocop_version, python_version, platform, host, argv, parent_pid, root_command, role, sys_path, file_mode = 0o600))]
