@@ -193,6 +193,13 @@ def test_a_bad_file_mode_on_the_command_line_exits_2_naming_it(tmp_path, steps):
     assert list(tmp_path.glob("t.bin*")) == []
 
 
+def test_a_bad_file_mode_from_the_api_is_a_value_error_naming_it(tmp_path):
+    with pytest.raises(ValueError, match="file_mode"):
+        aiocop.start_recording(tmp_path / "t.bin", file_mode=0o1777)
+    assert not aiocop.is_recording()
+    assert list(tmp_path.iterdir()) == []
+
+
 # 4. No hang.
 
 
