@@ -236,6 +236,8 @@ struct RunningRecorder {
     settings: Settings,
     /// The file being written (`<path>.<pid>` if moved aside).
     path: String,
+    /// Why, if so: said once, through the logger, once started.
+    moved_aside: Option<String>,
     /// What the writer thread reports when it ends.
     done: mpsc::Receiver<WriterOutcome>,
     progress: Arc<WriterProgress>,
@@ -368,9 +370,14 @@ pub fn start(settings: Settings) -> Result<String, String> {
     if recorder.is_some() {
         return Err("aiocop is already recording; call stop_recording() first".to_owned());
     }
-    let running = spawn_writer(settings)?;
+    let mut running = spawn_writer(settings)?;
     let path = running.path.clone();
+    let moved_aside = running.moved_aside.take();
     *recorder = Some(running);
+    drop(recorder); // a logging handler may ask for the recording's path
+    if let Some(notice) = moved_aside {
+        log_warning(&notice);
+    }
     Ok(path)
 }
 
@@ -378,13 +385,9 @@ fn spawn_writer(settings: Settings) -> Result<RunningRecorder, String> {
     let path = expand_path(&settings.path_template, std::process::id());
     let created = trace_file::create_published(|| trace_file::create_locked(&path, settings.file_mode))
         .map_err(|e| format!("cannot record to '{path}': {e}"))?;
-    if let Some(reason) = created.moved_aside {
-        log_warning(&format!(
-            "aiocop: '{path}' {reason}; this process ({}) records to '{}'",
-            std::process::id(),
-            created.path
-        ));
-    }
+    let moved_aside = created.moved_aside.map(|reason| {
+        format!("aiocop: '{path}' {reason}; this process ({}) records to '{}'", std::process::id(), created.path)
+    });
     let base_ns = clock::now_ns();
     let header = trace_header(&settings, base_ns);
     let path = created.path.clone();
@@ -418,7 +421,7 @@ fn spawn_writer(settings: Settings) -> Result<RunningRecorder, String> {
         })
         .map_err(|e| format!("cannot start the aiocop recorder thread: {e}"))?;
     ACTIVE.store(true, Relaxed);
-    Ok(RunningRecorder { settings, path, done, progress })
+    Ok(RunningRecorder { settings, path, moved_aside, done, progress })
 }
 
 /// Where the writer thread writes: the trace file, opened at start, its
@@ -938,9 +941,14 @@ pub fn after_fork_in_child() -> Option<String> {
     }
     ACTIVE.store(false, Relaxed);
     match spawn_writer(settings) {
-        Ok(running) => {
+        Ok(mut running) => {
             let path = running.path.clone();
+            let moved_aside = running.moved_aside.take();
             *recorder = Some(running);
+            drop(recorder);
+            if let Some(notice) = moved_aside {
+                log_warning(&notice);
+            }
             Some(path)
         }
         Err(message) => Some(format!("error: {message}")),
