@@ -67,18 +67,19 @@ def test_a_process_that_runs_no_loop_leaves_no_file(tmp_path):
     assert list(tmp_path.glob("t.bin*")) == []
 
 
-def test_start_recording_checks_the_path_without_leaving_a_file(tmp_path):
+def test_a_recording_that_got_no_slice_leaves_no_file(tmp_path):
     path = tmp_path / "t.bin"
     aiocop.start_recording(path)
     try:
-        assert not path.exists(), "the file is created by the first slice, not at start"
+        assert path.exists(), "the file is created (and locked) at start, so no other recording can take the path"
+        assert path.stat().st_size == 0, "its header is written with the first slice"
     finally:
         summary = aiocop.stop_recording()
     assert summary is not None and summary["slices"] == 0 and summary["bytes"] == 0
     assert not path.exists()
 
 
-def test_the_file_appears_with_the_first_slice(tmp_path):
+def test_the_header_is_written_with_the_first_slice(tmp_path):
     path = tmp_path / "t.bin"
     aiocop.start_recording(path, flush_interval_s=0.05)
     try:
@@ -88,9 +89,9 @@ def test_the_file_appears_with_the_first_slice(tmp_path):
 
         run_monitored(body)
         deadline = time.monotonic() + 5
-        while not path.exists() and time.monotonic() < deadline:
+        while path.stat().st_size == 0 and time.monotonic() < deadline:
             time.sleep(0.01)
-        assert path.exists()
+        assert path.stat().st_size > 0
     finally:
         aiocop.stop_recording()
     assert aiocop.read_trace(path)["cut_short"] is False
@@ -112,6 +113,7 @@ def test_two_processes_given_one_path_each_keep_their_recording_whole(tmp_path):
     # The second one found the path locked: it says so once and writes beside it.
     aside = f"{path}.{second.pid}"
     assert second_stderr.count("\n") == 1 and path in second_stderr and aside in second_stderr, second_stderr
+    assert "is being recorded by another process" in second_stderr
     for trace_path, pid in [(path, first.pid), (aside, second.pid)]:
         trace = aiocop.read_trace(trace_path)
         assert trace["cut_short"] is False and trace["header"]["pid"] == pid

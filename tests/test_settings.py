@@ -43,6 +43,9 @@ BAD_SETTINGS = [
     ("sample_interval_ms", "--sample-interval-ms", "AIOCOP_SAMPLE_INTERVAL_MS", "nan", float("nan")),
     ("max_buffered_slices", "--max-buffered-slices", "AIOCOP_MAX_BUFFERED_SLICES", "0", 0),
     ("max_buffered_slices", "--max-buffered-slices", "AIOCOP_MAX_BUFFERED_SLICES", "1.5", 1.5),
+    ("file_mode", "--file-mode", "AIOCOP_FILE_MODE", "1777", 0o1777),
+    ("file_mode", "--file-mode", "AIOCOP_FILE_MODE", "-600", -0o600),
+    ("file_mode", "--file-mode", "AIOCOP_FILE_MODE", "rw", "rw"),
 ]
 
 

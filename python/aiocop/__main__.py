@@ -1,7 +1,7 @@
 """Command line of the aiocop package: record an unmodified program.
 
     python -m aiocop record -o trace.bin [--label L] [--threshold-ms N] [--trace-depth N]
-        [--sample-after-ms N] [--sample-interval-ms N] [--redact] -- script.py args
+        [--sample-after-ms N] [--sample-interval-ms N] [--file-mode 640] [--redact] -- script.py args
     python -m aiocop record -o trace.bin -- -m package args
 
 Every event loop the program creates, on any thread, asyncio or uvloop, is
@@ -10,7 +10,12 @@ slice is written to the trace. Every Python process the program starts
 (multiprocessing children, server workers, subprocesses) records to a file
 of its own: {pid} in the path expands to its process id; without {pid}, a
 child's file is the path with .<pid> appended. A process that runs no event
-loop leaves no file. Analyze the traces with ``aiocop-analyze``.
+loop leaves no file. Trace files are created new, never through a symlink,
+readable by their owner only unless --file-mode widens them; a path another
+recording holds (or that is a symlink or another user's file) is left alone
+and the process records to <path>.<pid> instead. A FIFO no process reads is
+refused. At exit, aiocop waits at most 2 s for the trace to be written.
+Analyze the traces with ``aiocop-analyze``.
 
 Exit status: the program's own; 2 for a usage error, a setting out of its
 range (one line naming the option) or a trace that cannot be written.
@@ -93,6 +98,12 @@ def _parser() -> argparse.ArgumentParser:
         metavar="KEY",
         help="with --redact --record-context, still record this context key's values (repeatable)",
     )
+    record.add_argument(
+        "--file-mode",
+        metavar="OCTAL",
+        help="permission bits of new trace files, in octal as chmod takes them"
+        f" (default: {settings.DEFAULT_FILE_MODE:03o}; 640: group may read)",
+    )
     record.add_argument("target", nargs=argparse.REMAINDER, help="-- script.py args, or -- -m module args")
     return parser
 
@@ -106,6 +117,7 @@ _TEXT_OPTIONS = (
     "max_buffered_slices",
     "sample_after_ms",
     "sample_interval_ms",
+    "file_mode",
 )
 
 

@@ -334,10 +334,14 @@ fn interned_sizes() -> (usize, usize) {
     stacks::sizes()
 }
 
+// `start_recording`'s signature spells the default file mode out.
+const _: () = assert!(trace_file::DEFAULT_FILE_MODE == 0o600);
+
 /// Starts recording every monitored slice to `path` (`{pid}` expands to
-/// the process id). Raises OSError naming the path if it cannot be written.
+/// the process id), a file created with the permission bits `file_mode`.
+/// Raises OSError naming the path if it cannot be written.
 #[pyfunction]
-#[pyo3(signature = (path, *, label, flush_interval_s, max_buffered_slices, record_context, sample_after_ms, sample_interval_ms, aiocop_version, python_version, platform, host, argv, parent_pid, root_command, role, sys_path, redact = false, redact_keep_context = Vec::new()))]
+#[pyo3(signature = (path, *, label, flush_interval_s, max_buffered_slices, record_context, sample_after_ms, sample_interval_ms, aiocop_version, python_version, platform, host, argv, parent_pid, root_command, role, sys_path, redact = false, redact_keep_context = Vec::new(), file_mode = 0o600))]
 #[allow(clippy::too_many_arguments)]
 fn start_recording(
     py: Python<'_>,
@@ -359,7 +363,13 @@ fn start_recording(
     sys_path: Vec<String>,
     redact: bool,
     redact_keep_context: Vec<String>,
+    file_mode: u32,
 ) -> PyResult<String> {
+    if file_mode & !0o777 != 0 {
+        return Err(pyo3::exceptions::PyValueError::new_err(format!(
+            "file_mode must be permission bits from 0o000 to 0o777, not {file_mode:#o}"
+        )));
+    }
     let flush_interval = flush_interval(flush_interval_s)?;
     for (name, ms) in [("sample_after_ms", sample_after_ms), ("sample_interval_ms", sample_interval_ms)] {
         if !(ms.is_finite() && ms >= 0.0) {
@@ -379,6 +389,7 @@ fn start_recording(
         flush_interval,
         max_buffered_slices,
         record_context,
+        file_mode,
         aiocop_version,
         python_version,
         platform,
@@ -429,7 +440,7 @@ fn is_recording() -> bool {
 /// The path being recorded to, if any.
 #[pyfunction]
 fn recording_path() -> Option<String> {
-    recording::current_settings().map(|s| recording::expand_path(&s.path_template, std::process::id()))
+    recording::current_path()
 }
 
 #[pyfunction]

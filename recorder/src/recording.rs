@@ -43,8 +43,9 @@ use pyo3::types::PyDict;
 use rustc_hash::FxHashMap;
 use std::cell::RefCell;
 use std::fs::File;
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{mpsc, Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Whether slices are being recorded; read on every slice.
@@ -62,6 +63,8 @@ pub struct Settings {
     pub flush_interval: Duration,
     pub max_buffered_slices: usize,
     pub record_context: bool,
+    /// Permission bits of a trace file this recording creates.
+    pub file_mode: u32,
     pub aiocop_version: String,
     pub python_version: String,
     pub platform: String,
@@ -232,9 +235,33 @@ fn shared_strings_since(first: usize) -> Vec<Arc<str>> {
 
 struct RunningRecorder {
     settings: Settings,
+    /// The file being written (`<path>.<pid>` if moved aside).
     path: String,
-    writer_thread: std::thread::JoinHandle<WriterOutcome>,
+    /// Why, if so: said once, through the logger, once started.
+    moved_aside: Option<String>,
+    /// What the writer thread reports when it ends.
+    done: mpsc::Receiver<WriterOutcome>,
+    progress: Arc<WriterProgress>,
 }
+
+/// What a writer has written so far, for a stop that gives up on it.
+#[derive(Default)]
+struct WriterProgress {
+    /// The stop gave up waiting: the writer must not touch the buffer, the
+    /// logger or the recording state again.
+    abandoned: AtomicBool,
+    slices: AtomicU64,
+    events: AtomicU64,
+    dropped_slices: AtomicU64,
+    /// Slices taken from the buffer and not written yet.
+    in_flight: AtomicU64,
+}
+
+/// How long stopping (at exit, on SIGTERM) waits for the writer to write
+/// what is buffered and the footer; past it, a writer that cannot make
+/// progress (a FIFO whose reader stopped reading, a hung file system) is
+/// given up on, and what it did not write is counted and logged once.
+pub const STOP_WAIT: Duration = Duration::from_secs(2);
 
 static RECORDER: Mutex<Option<RunningRecorder>> = Mutex::new(None);
 
@@ -344,22 +371,35 @@ pub fn start(settings: Settings) -> Result<String, String> {
     if recorder.is_some() {
         return Err("aiocop is already recording; call stop_recording() first".to_owned());
     }
-    let running = spawn_writer(settings)?;
+    let mut running = spawn_writer(settings)?;
     let path = running.path.clone();
+    let moved_aside = running.moved_aside.take();
     *recorder = Some(running);
+    drop(recorder); // a logging handler may ask for the recording's path
+    if let Some(notice) = moved_aside {
+        log_warning(&notice);
+    }
     Ok(path)
 }
 
 fn spawn_writer(settings: Settings) -> Result<RunningRecorder, String> {
     let path = expand_path(&settings.path_template, std::process::id());
-    let cannot_record = |e: &dyn std::fmt::Display| format!("cannot record to '{path}': {e}");
-    let destination = trace_file::prepare(&path).map_err(|e| cannot_record(&e))?;
+    let created = trace_file::create_published(|| trace_file::create_locked(&path, settings.file_mode))
+        .map_err(|e| format!("cannot record to '{path}': {e}"))?;
+    let moved_aside = created.moved_aside.map(|reason| {
+        format!("aiocop: '{path}' {reason}; this process ({}) records to '{}'", std::process::id(), created.path)
+    });
     let base_ns = clock::now_ns();
     let header = trace_header(&settings, base_ns);
-    let mut output = Output { path: path.clone(), header, writer: None };
-    if let trace_file::Destination::Opened(file) = destination {
-        trace_file::publish(&file);
-        output.writer = Some(TraceWriter::new(file, &output.header).map_err(|e| cannot_record(&e))?);
+    let path = created.path.clone();
+    let mut output =
+        Output { path: created.path, header, file: Some(created.file), created: created.created, writer: None };
+    if !output.created {
+        // A FIFO or a device: its header is written now, still without
+        // blocking, so that one that cannot take it (/dev/full, a full
+        // FIFO) fails here; then the writer thread's writes may block.
+        let writer = output.writer().map_err(|e| format!("cannot record to '{path}': {e}"))?;
+        trace_file::make_blocking(writer.get_ref()).map_err(|e| format!("cannot record to '{path}': {e}"))?;
     }
     let max_buffered = settings.max_buffered_slices.max(1);
     if let Ok(mut buffer) = BUFFER.lock() {
@@ -372,41 +412,43 @@ fn spawn_writer(settings: Settings) -> Result<RunningRecorder, String> {
     RECORD_CONTEXT.store(settings.record_context, Relaxed);
     crate::redact::start(&settings.redaction);
     let flush_interval = settings.flush_interval;
-    let writer_thread = std::thread::Builder::new()
+    let progress = Arc::new(WriterProgress::default());
+    let writer_progress = progress.clone();
+    let (report_done, done) = mpsc::sync_channel(1);
+    std::thread::Builder::new()
         .name("aiocop-recorder".into())
-        .spawn(move || write_loop(output, flush_interval, base_ns))
+        .spawn(move || {
+            let outcome = write_loop(output, flush_interval, base_ns, &writer_progress);
+            let _ = report_done.send(outcome);
+        })
         .map_err(|e| format!("cannot start the aiocop recorder thread: {e}"))?;
     ACTIVE.store(true, Relaxed);
-    Ok(RunningRecorder { settings, path, writer_thread })
+    Ok(RunningRecorder { settings, path, moved_aside, done, progress })
 }
 
-/// Where the writer thread writes: the trace file, created with its header
-/// when there is first something to write.
+/// Where the writer thread writes: the trace file, opened at start, its
+/// header written when there is first something to write.
 struct Output {
-    /// The path asked for (`{pid}` expanded).
     path: String,
     header: TraceHeader,
+    /// The file until the writer has it.
+    file: Option<File>,
+    /// A regular file this recording created: removed if nothing is written.
+    created: bool,
     writer: Option<TraceWriter<File>>,
 }
 
 impl Output {
     fn writer(&mut self) -> Result<&mut TraceWriter<File>, String> {
-        if self.writer.is_none() {
-            let created = trace_file::create_published(|| trace_file::create_locked(&self.path))
-                .map_err(|e| format!("cannot create '{}': {e}", self.path))?;
-            if created.moved_aside {
-                log_from_writer(&format!(
-                    "aiocop: another process is recording to '{}'; this one ({}) records to '{}'",
-                    self.path,
-                    std::process::id(),
-                    created.path
-                ));
-                self.path = created.path;
-            }
-            let writer = TraceWriter::new(created.file, &self.header).map_err(|e| e.to_string())?;
-            self.writer = Some(writer);
+        if let Some(file) = self.file.take() {
+            self.writer = Some(TraceWriter::new(file, &self.header).map_err(|e| e.to_string())?);
         }
-        Ok(self.writer.as_mut().expect("created above"))
+        self.writer.as_mut().ok_or_else(|| "the trace file is closed".to_owned())
+    }
+
+    fn fd(&self) -> i32 {
+        let file = self.file.as_ref().or(self.writer.as_ref().map(|w| w.get_ref()));
+        file.map_or(-1, |f| f.as_raw_fd())
     }
 }
 
@@ -414,14 +456,12 @@ impl Drop for Output {
     /// The descriptor is unpublished before the file closes, so that the
     /// fork handler never closes a number the program reuses.
     fn drop(&mut self) {
-        if self.writer.is_some() {
-            trace_file::unpublish();
-        }
+        trace_file::unpublish(self.fd());
     }
 }
 
-/// Logs a warning through the `aiocop` logger from the writer thread.
-fn log_from_writer(message: &str) {
+/// Logs a warning through the `aiocop` logger, from any thread.
+fn log_warning(message: &str) {
     // SAFETY: only reads the interpreter's state.
     if unsafe { ffi::Py_IsInitialized() } != 0 {
         Python::attach(|py| config::log_warning(py, message));
@@ -464,11 +504,13 @@ pub struct WriterOutcome {
     pub error: Option<String>,
     /// The file written, if one was: none when there was nothing to write.
     pub path: Option<String>,
+    /// The stop gave up waiting for the writer (see [`STOP_WAIT`]).
+    pub gave_up: bool,
 }
 
 /// The writer thread: every flush interval (or at stop), turns the buffer
 /// into a chunk and writes it; at stop, writes the footer.
-fn write_loop(mut output: Output, flush_interval: Duration, base_ns: u64) -> WriterOutcome {
+fn write_loop(mut output: Output, flush_interval: Duration, base_ns: u64, progress: &WriterProgress) -> WriterOutcome {
     crate::signals::block_in_this_thread();
     let mut file_state = FileState::new(base_ns);
     let mut outcome = WriterOutcome::default();
@@ -485,6 +527,10 @@ fn write_loop(mut output: Output, flush_interval: Duration, base_ns: u64) -> Wri
                     !b.stop && b.slices.len() < wake_writer_at(MAX_BUFFERED.load(Relaxed))
                 })
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
+            if progress.abandoned.load(Relaxed) {
+                return outcome; // the buffer may be a newer recording's
+            }
+            progress.in_flight.store(buffer.slices.len() as u64, Relaxed);
             std::mem::swap(&mut buffer.slices, &mut slices);
             std::mem::swap(&mut buffer.details, &mut details);
             let announced = std::mem::take(&mut buffer.announced);
@@ -492,6 +538,7 @@ fn write_loop(mut output: Output, flush_interval: Duration, base_ns: u64) -> Wri
             (std::mem::take(&mut buffer.dropped), buffer.stop, announced, forgotten)
         };
         outcome.dropped_slices += dropped;
+        progress.dropped_slices.store(outcome.dropped_slices, Relaxed);
         file_state.tasks.extend(announced.into_iter().map(|(token, name)| (token, (name, None))));
         let (slices_used, details_used) = (slices.len(), details.len());
         let mut parts = slices.chunks(MAX_SLICES_PER_CHUNK).peekable();
@@ -500,12 +547,16 @@ fn write_loop(mut output: Output, flush_interval: Duration, base_ns: u64) -> Wri
         while parts.peek().is_some() || dropped.is_some() {
             let part = parts.next().unwrap_or_default();
             let chunk = file_state.chunk(part, &mut part_details, dropped.take().unwrap_or(0));
-            outcome.slices += chunk.slices.len() as u64;
-            outcome.events += chunk.slices.iter().map(|s| s.events.len() as u64).sum::<u64>();
             let written = output.writer().and_then(|writer| writer.write_chunk(&chunk).map_err(|e| e.to_string()));
+            if progress.abandoned.load(Relaxed) {
+                return outcome; // the stop has counted this chunk as not written
+            }
             if let Err(error) = written {
                 return fail(outcome, &output.path, &error);
             }
+            outcome.slices += chunk.slices.len() as u64;
+            outcome.events += chunk.slices.iter().map(|s| s.events.len() as u64).sum::<u64>();
+            progress.record_written(&outcome, chunk.slices.len() as u64);
         }
         drop(part_details);
         // After the slices of this flush: a task is forgotten after its last slice.
@@ -518,8 +569,16 @@ fn write_loop(mut output: Output, flush_interval: Duration, base_ns: u64) -> Wri
             break;
         }
     }
-    let Some(writer) = output.writer.take() else {
+    if output.writer.is_none() && output.created {
+        if let Some(file) = &output.file {
+            trace_file::remove_unused(file, &output.path);
+        }
         return outcome; // nothing was recorded: no file
+    }
+    // A FIFO or a device gets a whole (empty) trace even so.
+    let writer = match output.writer() {
+        Ok(_) => output.writer.take().expect("opened above"),
+        Err(error) => return fail(outcome, &output.path, &error),
     };
     outcome.path = Some(output.path.clone());
     outcome.chunks = writer.chunks_written();
@@ -531,14 +590,26 @@ fn write_loop(mut output: Output, flush_interval: Duration, base_ns: u64) -> Wri
         end_offset_ns: clock::now_ns().saturating_sub(base_ns),
     };
     outcome.bytes = writer.bytes_written();
+    let fd = writer.get_ref().as_raw_fd();
     let finished = writer.finish(&footer);
-    trace_file::unpublish();
+    trace_file::unpublish(fd); // before the file closes, at the end of this function
+    if progress.abandoned.load(Relaxed) {
+        return outcome;
+    }
     match finished {
         Ok(file) => {
             outcome.bytes = file.metadata().map_or(outcome.bytes, |m| m.len());
             outcome
         }
         Err(error) => fail(outcome, &output.path, &error.to_string()),
+    }
+}
+
+impl WriterProgress {
+    fn record_written(&self, outcome: &WriterOutcome, chunk_slices: u64) {
+        self.slices.store(outcome.slices, Relaxed);
+        self.events.store(outcome.events, Relaxed);
+        self.in_flight.fetch_sub(chunk_slices.min(self.in_flight.load(Relaxed)), Relaxed);
     }
 }
 
@@ -557,7 +628,7 @@ fn empty_for_reuse<T>(vector: &mut Vec<T>, used: usize) {
 fn fail(mut outcome: WriterOutcome, path: &str, error: &str) -> WriterOutcome {
     ACTIVE.store(false, Relaxed);
     let message = format!("aiocop stopped recording to '{path}': {error}; the trace is readable up to this point");
-    log_from_writer(&message);
+    log_warning(&message);
     outcome.error = Some(message);
     outcome.path = Some(path.to_owned());
     outcome
@@ -749,7 +820,11 @@ fn mark(defined: &mut Vec<bool>, id: u32) {
 /// Returns what was written, or None if not recording.
 pub fn stop(py: Python<'_>) -> Option<(String, WriterOutcome)> {
     // The writer may need the GIL to log an error: wait without holding it.
-    py.detach(stop_without_the_gil)
+    let stopped = py.detach(stop_without_the_gil);
+    if let Some(message) = stopped.as_ref().filter(|(_, outcome)| outcome.gave_up).and_then(|(_, o)| o.error.as_ref()) {
+        config::log_warning(py, message);
+    }
+    stopped
 }
 
 /// Held for the whole of a stop, so that a second stopper (the SIGTERM
@@ -766,13 +841,53 @@ pub fn stop_without_the_gil() -> Option<(String, WriterOutcome)> {
         buffer.stop = true;
     }
     WAKE_WRITER.notify_all();
-    let outcome = running.writer_thread.join().unwrap_or_default();
+    let outcome = match running.done.recv_timeout(STOP_WAIT) {
+        Ok(outcome) => outcome,
+        Err(mpsc::RecvTimeoutError::Timeout) => give_up_on_writer(&running),
+        Err(mpsc::RecvTimeoutError::Disconnected) => WriterOutcome::default(),
+    };
     Some((outcome.path.clone().unwrap_or(running.path), outcome))
 }
 
-/// Settings of the current recording, if any.
-pub fn current_settings() -> Option<Settings> {
-    RECORDER.lock().ok()?.as_ref().map(|r| r.settings.clone())
+/// The writer did not finish within [`STOP_WAIT`]: leave it blocked (the
+/// process may now exit), and count what it has not written.
+fn give_up_on_writer(running: &RunningRecorder) -> WriterOutcome {
+    let progress = &running.progress;
+    let buffered = match BUFFER.lock() {
+        Ok(mut buffer) => {
+            // Under the buffer's lock, so that the writer never takes a
+            // newer recording's slices once it wakes.
+            progress.abandoned.store(true, Relaxed);
+            let buffered = buffer.slices.len() as u64 + std::mem::take(&mut buffer.dropped);
+            buffer.slices.clear();
+            buffer.details.clear();
+            buffered
+        }
+        Err(_) => {
+            progress.abandoned.store(true, Relaxed);
+            0
+        }
+    };
+    let not_written = buffered + progress.in_flight.load(Relaxed);
+    let path = &running.path;
+    let wait_s = STOP_WAIT.as_secs();
+    WriterOutcome {
+        slices: progress.slices.load(Relaxed),
+        events: progress.events.load(Relaxed),
+        dropped_slices: progress.dropped_slices.load(Relaxed) + not_written,
+        error: Some(format!(
+            "aiocop: writing '{path}' did not finish within {wait_s} s (a reader that stopped reading, or a stalled \
+             disk); gave up: {not_written} slices not written, the trace is cut short"
+        )),
+        path: Some(path.clone()),
+        gave_up: true,
+        ..WriterOutcome::default()
+    }
+}
+
+/// The file the current recording writes, if any.
+pub fn current_path() -> Option<String> {
+    RECORDER.lock().ok()?.as_ref().map(|r| r.path.clone())
 }
 
 type HeldLocks = (
@@ -816,9 +931,9 @@ pub fn after_fork_in_child() -> Option<String> {
     what_ran::restart_thread_numbers();
     let mut recorder = RECORDER.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let parent = recorder.take()?;
-    // The parent's writer thread does not exist here: forget its handle
-    // rather than detach a thread this process never had.
-    std::mem::forget(parent.writer_thread);
+    // The parent's writer thread does not exist here: forget the channel
+    // it reports on (its state may be mid-update) rather than drop it.
+    std::mem::forget(parent.done);
     let mut settings = parent.settings;
     settings.process.parent_pid = std::os::unix::process::parent_id();
     let role = if settings.process.role == "forkserver" { "forkserver child" } else { "fork child" };
@@ -829,9 +944,14 @@ pub fn after_fork_in_child() -> Option<String> {
     }
     ACTIVE.store(false, Relaxed);
     match spawn_writer(settings) {
-        Ok(running) => {
+        Ok(mut running) => {
             let path = running.path.clone();
+            let moved_aside = running.moved_aside.take();
             *recorder = Some(running);
+            drop(recorder);
+            if let Some(notice) = moved_aside {
+                log_warning(&notice);
+            }
             Some(path)
         }
         Err(message) => Some(format!("error: {message}")),

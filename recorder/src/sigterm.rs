@@ -8,8 +8,8 @@
 //! signal arrived) never does: the worker would outlive `terminate()`. So
 //! the handler is native: it only writes a byte to a pipe (async-signal
 //! safe); a thread of aiocop's reading the pipe stops the recording (the
-//! writer writes what is buffered and the footer) and then raises SIGTERM
-//! again with its default action. The main thread's state does not matter.
+//! writer writes what is buffered and the footer, given at most 2 s) and
+//! then raises SIGTERM again with its default action. The main thread's state does not matter.
 //!
 //! Installed only where SIGTERM has its default action; a program that
 //! sets its own handler later replaces it, as it would have replaced the
@@ -89,6 +89,8 @@ fn wait_then_stop(read_fd: c_int) {
             return; // the pipe was closed (a forked child's copy)
         }
     }
+    // Waits for the writer at most `recording::STOP_WAIT`: a writer stuck
+    // on a FIFO nobody reads must not keep SIGTERM from ending the process.
     crate::recording::stop_without_the_gil();
     // SAFETY: restores the default action and raises the signal again.
     unsafe {

@@ -1,14 +1,24 @@
-//! The file a recording writes to.
+//! The file a recording writes to, and the rules that keep a recording
+//! from harming anything else on the machine.
 //!
-//! - Checked at start, so that a path that cannot be written fails loudly
-//!   there, but created only when the writer first has something to write:
-//!   a process that never runs a monitored loop (a server's supervisor,
+//! - Created at start, new (`O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC`),
+//!   with the recording's file mode (0600 unless widened), and locked
+//!   (`flock`) until the recording ends: two processes given the same path
+//!   never write over each other, whatever the timing; the second records
+//!   to `<path>.<pid>` instead.
+//! - An existing path is replaced only when it is a regular file of the
+//!   recording user that no live recording holds: it is locked, unlinked,
+//!   and a new file created in its place. Nothing is ever truncated or
+//!   written through a path that could have been swapped, so a symlink (or
+//!   another user's file) planted at the path is never followed: the
+//!   recording goes to `<path>.<pid>`, under the same rules, or fails with
+//!   a message naming both paths.
+//! - A file that got no slice is removed when the recording ends: a process
+//!   that never runs a monitored loop (a server's supervisor,
 //!   multiprocessing's resource tracker) leaves no file behind.
-//! - Locked (`flock`) while written, and truncated only once locked: two
-//!   processes given the same path never write over each other; the second
-//!   records to `<path>.<pid>` instead.
-//! - A path that is not a regular file (a FIFO, a device) is opened at start,
-//!   as any writer would: there is no file to leave behind.
+//! - A FIFO or a character device (`/dev/null`) is written as it is, never
+//!   created or removed. It is opened non-blocking, so that opening never
+//!   waits: a FIFO that no process reads is refused at once.
 //!
 //! Its descriptor is known to the fork handler, which closes it in the
 //! child: an inherited copy would keep the parent's lock alive after the
@@ -17,69 +27,189 @@
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::sync::atomic::{AtomicI32, Ordering::Relaxed};
 use std::sync::{Mutex, MutexGuard};
 
-/// Where a recording goes, as checked at start.
-pub enum Destination {
-    /// A regular file, created (or truncated) when first written.
-    Deferred,
-    /// A FIFO or a device, opened at start.
-    Opened(File),
+/// The mode of a trace file unless the user widens it: traces hold
+/// command lines, paths and host names.
+pub const DEFAULT_FILE_MODE: u32 = 0o600;
+
+/// A file opened for a recording, and the path it has.
+pub struct Created {
+    pub file: File,
+    pub path: String,
+    /// `path` is `<the path asked for>.<pid>`; the reason the path asked
+    /// for was not used.
+    pub moved_aside: Option<&'static str>,
+    /// A regular file this recording created (removed if it stays empty),
+    /// not a FIFO or a device.
+    pub created: bool,
 }
 
-/// Checks that `path` can be written, leaving nothing behind: an existing
-/// regular file is opened without truncating it; a missing one is created
-/// and removed again.
-pub fn prepare(path: &str) -> io::Result<Destination> {
-    match fs::metadata(path) {
-        Ok(metadata) if !metadata.is_file() => Ok(Destination::Opened(OpenOptions::new().write(true).open(path)?)),
-        Ok(_) => {
-            OpenOptions::new().write(true).open(path)?;
-            Ok(Destination::Deferred)
+/// Opens `path` for a new recording (see the module doc); if the path is
+/// held by another recording or is not ours to replace, `<path>.<pid>`.
+pub fn create_locked(path: &str, mode: u32) -> io::Result<Created> {
+    let reason = match claim(path, mode)? {
+        Claim::Opened(file, created) => return Ok(Created { file, path: path.to_owned(), moved_aside: None, created }),
+        Claim::Refused(reason) => reason,
+    };
+    let aside = format!("{path}.{}", std::process::id());
+    match claim(&aside, mode)? {
+        Claim::Opened(file, created) => Ok(Created { file, path: aside, moved_aside: Some(reason), created }),
+        Claim::Refused(aside_reason) => {
+            Err(io::Error::other(format!("'{path}' {reason}, and '{aside}' {aside_reason}; not recording")))
         }
-        Err(error) if error.kind() == io::ErrorKind::NotFound => {
-            File::create_new(path)?;
-            fs::remove_file(path)?;
-            Ok(Destination::Deferred)
+    }
+}
+
+enum Claim {
+    /// The file, and whether this recording created it.
+    Opened(File, bool),
+    /// Why the path is not this recording's to use (another may be).
+    Refused(&'static str),
+}
+
+/// Times a path may change under `claim` (another process replacing the
+/// same file) before it gives up on it.
+const CLAIM_ATTEMPTS: usize = 5;
+
+fn claim(path: &str, mode: u32) -> io::Result<Claim> {
+    for _ in 0..CLAIM_ATTEMPTS {
+        let metadata = match fs::symlink_metadata(path) {
+            Err(error) if error.kind() == io::ErrorKind::NotFound => match create_new(path, mode) {
+                Ok(Some(file)) => return Ok(Claim::Opened(file, true)),
+                Ok(None) => return Ok(Claim::Refused("is being recorded by another process")),
+                Err(error) if error.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(error) => return Err(error),
+            },
+            Err(error) => return Err(error),
+            Ok(metadata) => metadata,
+        };
+        let file_type = metadata.file_type();
+        if file_type.is_symlink() {
+            return Ok(Claim::Refused("is a symbolic link"));
         }
+        if file_type.is_fifo() || file_type.is_char_device() {
+            return open_stream(path).map(|file| Claim::Opened(file, false));
+        }
+        if !file_type.is_file() {
+            return Err(io::Error::other("is not a regular file, a FIFO or a device"));
+        }
+        // SAFETY: geteuid cannot fail.
+        if metadata.uid() != unsafe { libc::geteuid() } {
+            return Ok(Claim::Refused("belongs to another user"));
+        }
+        match remove_unheld(path)? {
+            Removal::Removed | Removal::Changed => continue,
+            Removal::Held => return Ok(Claim::Refused("is being recorded by another process")),
+        }
+    }
+    Ok(Claim::Refused("keeps being replaced by other processes"))
+}
+
+/// A new file at `path` with exactly `mode` (whatever the umask), locked;
+/// `None` if another process locked it first (it is then theirs).
+fn create_new(path: &str, mode: u32) -> io::Result<Option<File>> {
+    // create_new is O_CREAT | O_EXCL, which never follows a symlink; std
+    // adds O_CLOEXEC.
+    let file = OpenOptions::new().write(true).create_new(true).mode(mode).custom_flags(libc::O_NOFOLLOW).open(path)?;
+    file.set_permissions(fs::Permissions::from_mode(mode))?;
+    if !lock(&file) {
+        return Ok(None);
+    }
+    // Another process may have replaced it before the lock was taken.
+    Ok(is_at(&file, path).then_some(file))
+}
+
+enum Removal {
+    Removed,
+    /// Another recording holds it.
+    Held,
+    /// The path changed while looking at it: look again.
+    Changed,
+}
+
+/// Removes the regular file at `path` if no live recording holds its lock;
+/// never writes to it. The lock is held across the unlink, so that two
+/// processes replacing the same file never remove each other's new one.
+fn remove_unheld(path: &str) -> io::Result<Removal> {
+    let file = match OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK).open(path) {
+        Ok(file) => file,
+        Err(error) if matches!(error.kind(), io::ErrorKind::NotFound) => return Ok(Removal::Changed),
+        Err(error) if error.raw_os_error() == Some(libc::ELOOP) => return Ok(Removal::Changed),
+        Err(error) => return Err(error),
+    };
+    // SAFETY: geteuid cannot fail.
+    let ours = file.metadata().is_ok_and(|m| m.is_file() && m.uid() == unsafe { libc::geteuid() });
+    if !ours {
+        return Ok(Removal::Changed);
+    }
+    if !lock(&file) {
+        return Ok(Removal::Held);
+    }
+    if !is_at(&file, path) {
+        return Ok(Removal::Changed);
+    }
+    match fs::remove_file(path) {
+        Ok(()) => Ok(Removal::Removed),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(Removal::Changed),
         Err(error) => Err(error),
     }
 }
 
-/// A file created for a recording, and the path it has.
-pub struct Created {
-    pub file: File,
-    pub path: String,
-    /// `path` is `<the path asked for>.<pid>`: another process holds that one.
-    pub moved_aside: bool,
+/// Takes the file's lock: false if another process holds it. Where the
+/// file system cannot lock, the file is used unlocked.
+fn lock(file: &File) -> bool {
+    !matches!(file.try_lock(), Err(fs::TryLockError::WouldBlock))
 }
 
-/// Creates (or truncates) `path` for a new recording, holding its lock; if
-/// another live process holds it, creates `<path>.<pid>` instead.
-pub fn create_locked(path: &str) -> io::Result<Created> {
-    if let Some(file) = open_locked(path)? {
-        return Ok(Created { file, path: path.to_owned(), moved_aside: false });
-    }
-    let aside = format!("{path}.{}", std::process::id());
-    match open_locked(&aside)? {
-        Some(file) => Ok(Created { file, path: aside, moved_aside: true }),
-        None => Err(io::Error::new(io::ErrorKind::WouldBlock, format!("'{path}' and '{aside}' are locked by others"))),
+/// Whether `path` (not followed) is the file `file` is open on.
+fn is_at(file: &File, path: &str) -> bool {
+    match (file.metadata(), fs::symlink_metadata(path)) {
+        (Ok(open), Ok(named)) => (open.dev(), open.ino()) == (named.dev(), named.ino()),
+        _ => false,
     }
 }
 
-/// Opens `path` without truncating it, then locks it: `None` if another
-/// process holds the lock. Truncated only once locked, so a live
-/// recording is never cut. Where the file system cannot lock, the file is
-/// written unlocked.
-fn open_locked(path: &str) -> io::Result<Option<File>> {
-    let file = OpenOptions::new().write(true).create(true).truncate(false).open(path)?;
-    match file.try_lock() {
-        Ok(()) | Err(fs::TryLockError::Error(_)) => {
-            file.set_len(0)?;
-            Ok(Some(file))
-        }
-        Err(fs::TryLockError::WouldBlock) => Ok(None),
+/// Opens a FIFO or a device for writing without waiting for a reader; its
+/// writes do not block either until [`make_blocking`].
+fn open_stream(path: &str) -> io::Result<File> {
+    let file = OpenOptions::new().write(true).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK).open(path).map_err(
+        |error| match error.raw_os_error() {
+            Some(libc::ENXIO) => io::Error::other("is a FIFO that no process is reading"),
+            _ => error,
+        },
+    )?;
+    // The path may have been swapped for a regular file since it was looked
+    // at: never write into a file this recording did not create.
+    let file_type = file.metadata()?.file_type();
+    if !(file_type.is_fifo() || file_type.is_char_device()) {
+        return Err(io::Error::other("changed while being opened"));
+    }
+    Ok(file)
+}
+
+/// Makes writes to a FIFO or device opened by [`create_locked`] wait
+/// again: the writer thread's writes, never the program's.
+pub fn make_blocking(file: &File) -> io::Result<()> {
+    // SAFETY: fcntl on an open descriptor; reads, then sets, its status flags.
+    let cleared = unsafe {
+        let flags = libc::fcntl(file.as_raw_fd(), libc::F_GETFL);
+        flags >= 0 && libc::fcntl(file.as_raw_fd(), libc::F_SETFL, flags & !libc::O_NONBLOCK) == 0
+    };
+    if cleared {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Removes a file this recording created and wrote nothing to, if the path
+/// still names it; call before closing it, while its lock is held.
+pub fn remove_unused(file: &File, path: &str) {
+    if is_at(file, path) {
+        let _ = fs::remove_file(path);
     }
 }
 
@@ -99,15 +229,12 @@ pub fn create_published(create: impl FnOnce() -> io::Result<Created>) -> io::Res
     Ok(created)
 }
 
-/// Publishes a file opened at start.
-pub fn publish(file: &File) {
-    CURRENT_FD.store(file.as_raw_fd(), Relaxed);
-}
-
-/// The file is about to be closed by its writer.
-pub fn unpublish() {
+/// The file open on `fd` is about to be closed by its writer. A writer
+/// given up on at exit may close its file after a new recording published
+/// its own: that one stays published.
+pub fn unpublish(fd: i32) {
     let _creating = CREATING.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    CURRENT_FD.store(-1, Relaxed);
+    let _ = CURRENT_FD.compare_exchange(fd, -1, Relaxed, Relaxed);
 }
 
 /// Before fork: no file is being created while the process is copied.
@@ -131,6 +258,8 @@ pub fn close_inherited() {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::symlink;
+    use std::path::Path;
 
     fn temp_path(tag: &str) -> String {
         let dir = std::env::temp_dir().join(format!("aiocop-trace-file-{tag}-{}", std::process::id()));
@@ -139,40 +268,137 @@ mod tests {
         dir.join("trace.bin").to_string_lossy().into_owned()
     }
 
-    #[test]
-    fn preparing_a_new_path_leaves_no_file() {
-        let path = temp_path("new");
-        assert!(matches!(prepare(&path).unwrap(), Destination::Deferred));
-        assert!(!std::path::Path::new(&path).exists());
+    fn aside(path: &str) -> String {
+        format!("{path}.{}", std::process::id())
+    }
+
+    fn mode_of(path: &str) -> u32 {
+        fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    /// A file the trace path may be made to point at.
+    fn victim(path: &str) -> String {
+        let victim = path.replace("trace.bin", "victim.txt");
+        fs::write(&victim, b"precious").unwrap();
+        victim
     }
 
     #[test]
-    fn preparing_an_existing_file_keeps_its_bytes() {
+    fn a_new_path_is_created_locked_and_private() {
+        let path = temp_path("new");
+        let created = create_locked(&path, DEFAULT_FILE_MODE).unwrap();
+        assert!(created.created && created.moved_aside.is_none());
+        assert_eq!(mode_of(&path), 0o600);
+        assert!(matches!(File::open(&path).unwrap().try_lock(), Err(fs::TryLockError::WouldBlock)));
+    }
+
+    #[test]
+    fn the_mode_asked_for_is_the_mode_whatever_the_umask() {
+        let path = temp_path("mode");
+        create_locked(&path, 0o640).unwrap();
+        assert_eq!(mode_of(&path), 0o640);
+    }
+
+    #[test]
+    fn an_unused_file_is_removed() {
+        let path = temp_path("unused");
+        let created = create_locked(&path, DEFAULT_FILE_MODE).unwrap();
+        remove_unused(&created.file, &created.path);
+        assert!(!Path::new(&path).exists());
+    }
+
+    #[test]
+    fn a_path_in_a_missing_directory_fails() {
+        let path = temp_path("missing").replace("trace.bin", "no/such/dir/trace.bin");
+        assert_eq!(create_locked(&path, DEFAULT_FILE_MODE).err().map(|e| e.kind()), Some(io::ErrorKind::NotFound));
+    }
+
+    #[test]
+    fn an_old_file_of_ours_is_replaced_not_truncated() {
         let path = temp_path("existing");
         fs::write(&path, b"earlier").unwrap();
-        assert!(matches!(prepare(&path).unwrap(), Destination::Deferred));
-        assert_eq!(fs::read(&path).unwrap(), b"earlier");
+        let hard_link = path.replace("trace.bin", "other-name");
+        fs::hard_link(&path, &hard_link).unwrap();
+        let created = create_locked(&path, DEFAULT_FILE_MODE).unwrap();
+        assert!(created.moved_aside.is_none());
+        assert_eq!(fs::read(&path).unwrap(), b"");
+        assert_eq!(fs::read(&hard_link).unwrap(), b"earlier", "the old file was unlinked, not written");
     }
 
     #[test]
-    fn a_path_in_a_missing_directory_fails_at_prepare() {
-        let path = temp_path("missing").replace("trace.bin", "no/such/dir/trace.bin");
-        assert_eq!(prepare(&path).err().map(|e| e.kind()), Some(io::ErrorKind::NotFound));
+    fn a_symlink_at_the_path_is_not_followed() {
+        let path = temp_path("symlink");
+        let victim = victim(&path);
+        symlink(&victim, &path).unwrap();
+        let created = create_locked(&path, DEFAULT_FILE_MODE).unwrap();
+        assert_eq!(created.path, aside(&path));
+        assert_eq!(created.moved_aside, Some("is a symbolic link"));
+        assert_eq!(fs::read(&victim).unwrap(), b"precious");
+    }
+
+    #[test]
+    fn a_dangling_symlink_at_the_path_is_not_followed() {
+        let path = temp_path("dangling");
+        let target = path.replace("trace.bin", "would-be-created");
+        symlink(&target, &path).unwrap();
+        assert_eq!(create_locked(&path, DEFAULT_FILE_MODE).unwrap().path, aside(&path));
+        assert!(!Path::new(&target).exists());
+    }
+
+    #[test]
+    fn a_symlink_at_the_fallback_path_is_not_followed_either() {
+        let path = temp_path("symlink-aside");
+        let victim = victim(&path);
+        symlink(&victim, &path).unwrap();
+        symlink(&victim, aside(&path)).unwrap();
+        let message = create_locked(&path, DEFAULT_FILE_MODE).err().unwrap().to_string();
+        assert!(message.contains(&path) && message.contains(&aside(&path)), "{message}");
+        assert!(message.contains("symbolic link"), "{message}");
+        assert_eq!(fs::read(&victim).unwrap(), b"precious");
     }
 
     #[test]
     fn a_locked_path_is_neither_truncated_nor_shared() {
         let path = temp_path("locked");
-        let first = create_locked(&path).unwrap();
-        assert!(!first.moved_aside);
-        fs::write(&path, b"first recording").unwrap();
-        let second = create_locked(&path).unwrap();
-        assert!(second.moved_aside);
-        assert_eq!(second.path, format!("{path}.{}", std::process::id()));
+        let mut first = create_locked(&path, DEFAULT_FILE_MODE).unwrap();
+        io::Write::write_all(&mut first.file, b"first recording").unwrap();
+        let second = create_locked(&path, DEFAULT_FILE_MODE).unwrap();
+        assert!(second.moved_aside.is_some());
+        assert_eq!(second.path, aside(&path));
         assert_eq!(fs::read(&path).unwrap(), b"first recording", "the live recording was not cut");
         drop(first);
-        let third = create_locked(&path).unwrap();
-        assert!(!third.moved_aside, "a file no live process holds is reused");
+        drop(second);
+        let third = create_locked(&path, DEFAULT_FILE_MODE).unwrap();
+        assert!(third.moved_aside.is_none(), "a file no live process holds is replaced");
         assert_eq!(fs::read(&path).unwrap(), b"");
+    }
+
+    fn make_fifo(path: &str) {
+        let c_path = std::ffi::CString::new(path).unwrap();
+        // SAFETY: mkfifo on a NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+    }
+
+    #[test]
+    fn a_fifo_nobody_reads_is_refused_at_once() {
+        let path = temp_path("fifo-unread");
+        make_fifo(&path);
+        let message = create_locked(&path, DEFAULT_FILE_MODE).err().unwrap().to_string();
+        assert_eq!(message, "is a FIFO that no process is reading");
+    }
+
+    #[test]
+    fn a_fifo_with_a_reader_is_opened_at_once_then_made_blocking() {
+        let path = temp_path("fifo-read");
+        make_fifo(&path);
+        let reader = OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(&path).unwrap();
+        let created = create_locked(&path, DEFAULT_FILE_MODE).unwrap();
+        assert!(!created.created && created.moved_aside.is_none());
+        // SAFETY: reads the status flags of an open descriptor.
+        let flags = || unsafe { libc::fcntl(created.file.as_raw_fd(), libc::F_GETFL) };
+        assert_ne!(flags() & libc::O_NONBLOCK, 0);
+        make_blocking(&created.file).unwrap();
+        assert_eq!(flags() & libc::O_NONBLOCK, 0);
+        drop(reader);
     }
 }

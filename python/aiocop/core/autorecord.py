@@ -46,6 +46,7 @@ def record_everything(
     record_context: bool = False,
     sample_after_ms: float = settings.DEFAULT_SAMPLE_AFTER_MS,
     sample_interval_ms: float = settings.DEFAULT_SAMPLE_INTERVAL_MS,
+    file_mode: int = settings.DEFAULT_FILE_MODE,
     redact: bool = False,
     redact_keep_context: tuple[str, ...] = (),
 ) -> str:
@@ -65,6 +66,7 @@ def record_everything(
             record_context=record_context,
             sample_after_ms=sample_after_ms,
             sample_interval_ms=sample_interval_ms,
+            file_mode=file_mode,
             redact=redact,
             redact_keep_context=redact_keep_context,
         )

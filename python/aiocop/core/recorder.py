@@ -23,6 +23,7 @@ from aiocop.core import (
     lineage,
 )
 from aiocop.core.settings import (
+    DEFAULT_FILE_MODE,
     DEFAULT_FLUSH_INTERVAL_S,
     DEFAULT_MAX_BUFFERED_SLICES,
     DEFAULT_SAMPLE_AFTER_MS,
@@ -54,6 +55,7 @@ def start_recording(
     max_buffered_slices: int = DEFAULT_MAX_BUFFERED_SLICES,
     sample_after_ms: float = DEFAULT_SAMPLE_AFTER_MS,
     sample_interval_ms: float = DEFAULT_SAMPLE_INTERVAL_MS,
+    file_mode: int = DEFAULT_FILE_MODE,
     redact: bool = False,
     redact_keep_context: tuple[str, ...] = (),
 ) -> str:
@@ -66,15 +68,19 @@ def start_recording(
     Detection is set up with its defaults if it was not, and monitoring is
     activated.
 
-    The file is created when the first slice is written, so a process that
-    never runs a monitored loop leaves none; it is locked while written, and
-    if another live process is writing ``path``, this one writes
+    The file is created new at start (never through a symlink), with mode
+    ``file_mode``, and locked until the recording stops; it is removed then
+    if no slice was recorded, so a process that never runs a monitored loop
+    leaves none. If another live process is writing ``path``, or ``path`` is
+    a symlink, another user's file or not a regular file, this one writes
     ``<path>.<pid>`` instead (and says so once, through the ``aiocop``
-    logger).
+    logger). A FIFO or a device is written as it is; a FIFO no process
+    reads is refused at once. Stopping (at exit too) waits at most 2 s for
+    the writer: past it, what was not written is counted and logged once.
 
     Args:
-        path: The trace file to write (overwritten if it exists and no live
-            process is writing it).
+        path: The trace file to write (replaced if it is a regular file of
+            this user that no live process is writing).
         label: Names the release or build recorded ("v1.4.2", a git sha);
             stored in the trace header so that diffs can tell sides apart.
         flush_interval_s: Data reaches the file at least this often
@@ -89,6 +95,8 @@ def start_recording(
             of the monitor's ``cpu_stack_samples``, whose rules stay 1.2.1's.
         sample_interval_ms: Such a slice is sampled about this often; each
             sample stands for this much time.
+        file_mode: Permission bits of the new file, exactly (the umask does
+            not apply): 0o600 by default; 0o640 lets the file's group read it.
         redact: Keep secrets out of the trace (see ``docs/recording.md``):
             the command lines are reduced to the program's name, the
             arguments of blocking events (paths, hosts, subprocess
@@ -113,6 +121,7 @@ def start_recording(
         record_context=record_context,
         sample_after_ms=sample_after_ms,
         sample_interval_ms=sample_interval_ms,
+        file_mode=file_mode,
         redact=redact,
         redact_keep_context=_keys(redact_keep_context),
     )
@@ -138,6 +147,7 @@ def start_with(settings: RecordingSettings) -> str:
         argv=lineage.reduced(sys.argv) if settings.redact else list(sys.argv),
         redact=settings.redact,
         redact_keep_context=list(settings.redact_keep_context),
+        file_mode=settings.file_mode,
         **process,
     )
     cpu_sampler.start_watchdog_thread()  # recording's sampling runs on it

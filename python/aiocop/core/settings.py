@@ -26,6 +26,9 @@ DEFAULT_TRACE_DEPTH = 20
 DEFAULT_SAMPLE_AFTER_MS = 2.0
 #: ...about this often, each standing for this much of the loop's time.
 DEFAULT_SAMPLE_INTERVAL_MS = 1.0
+#: Permission bits of a new trace file: readable by its owner only (traces
+#: hold command lines, paths and host names).
+DEFAULT_FILE_MODE = 0o600
 
 # The ranges: wide enough for any real use, narrow enough that every value
 # converts to the recorder's integer nanoseconds and durations.
@@ -58,6 +61,8 @@ class RecordingSettings:
     record_context: bool = False
     sample_after_ms: float = DEFAULT_SAMPLE_AFTER_MS
     sample_interval_ms: float = DEFAULT_SAMPLE_INTERVAL_MS
+    #: Permission bits of new trace files, exactly (the umask does not apply).
+    file_mode: int = DEFAULT_FILE_MODE
     redact: bool = False
     #: With ``redact``, the context keys whose values are still recorded.
     redact_keep_context: tuple[str, ...] = ()
@@ -154,6 +159,16 @@ def _integer(low: int, high: int, unit: str) -> Callable[[Any], str | None]:
     return problem
 
 
+def _mode_bits(value: Any) -> str | None:
+    is_integer = isinstance(value, int) and not isinstance(value, bool)
+    return None if is_integer and 0 <= value <= 0o777 else "must be permission bits in octal, from 000 to 777"
+
+
+def _parse_octal(text: str) -> int:
+    """Permission bits written in octal, as chmod takes them ("640", "0o640")."""
+    return int(text.strip().removeprefix("0o"), 8)
+
+
 def _flag(value: Any) -> str | None:
     return None if isinstance(value, bool) else "must be true or false (1 or 0)"
 
@@ -207,6 +222,7 @@ RULES: dict[str, Rule] = {
     ),
     "sample_after_ms": Rule("--sample-after-ms", "AIOCOP_SAMPLE_AFTER_MS", float, _milliseconds),
     "sample_interval_ms": Rule("--sample-interval-ms", "AIOCOP_SAMPLE_INTERVAL_MS", float, _milliseconds),
+    "file_mode": Rule("--file-mode", "AIOCOP_FILE_MODE", _parse_octal, _mode_bits, lambda mode: f"{mode:03o}"),
     "redact": Rule("--redact", "AIOCOP_REDACT", _parse_flag, _flag, lambda on: "1" if on else "0"),
     "redact_keep_context": Rule(
         "--redact-keep-context", "AIOCOP_REDACT_KEEP_CONTEXT", _parse_keys, _keys, lambda keys: ",".join(keys)
