@@ -8,9 +8,8 @@ import textwrap
 import time
 
 import pytest
-from conftest import run_monitored
-
 from aiocop.core import python_support
+from conftest import run_monitored
 
 
 @pytest.mark.skipif(sys.version_info < (3, 12), reason="asyncio.eager_task_factory is new in 3.12")

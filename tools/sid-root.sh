@@ -5,6 +5,7 @@
 #   tools/sid-root.sh ensure                   # make the root unless it is there (the build needs it)
 #   tools/sid-root.sh test VERSION WHEEL [PYTEST ARGS...]
 #   tools/sid-root.sh shell VERSION            # a shell in the root, mounts and venv as for test
+#   tools/sid-root.sh run VERSION COMMAND...   # a command there (in the repository's copy, the venv first on PATH)
 #
 # Why a root: Debian 12 has no 3.14/3.15 packages, and sid's need a newer C
 # library than Debian 12's, so they cannot be installed on the machine itself.
@@ -168,11 +169,13 @@ main() {
         rm -f "$ROOT/tmp/$(basename "$wheel")"
         in_root sh -c 'cd "$0" && exec "$@"' "$COPY" "$venv/bin/python" -m pytest -q -p no:cacheprovider "$@"
         ;;
-    shell)
+    shell | run)
+        shift 2
+        [ "$command" = shell ] && set -- bash
         prepare
         local venv
         venv=$(venv_for "$version")
-        in_root sh -c 'cd "$0" && PATH="$1/bin:$PATH" exec bash' "$COPY" "$venv"
+        in_root sh -c 'cd "$0" && PATH="$1/bin:$PATH" && shift && exec "$@"' "$COPY" "$venv" "$@"
         ;;
     *) die "unknown command '$command'" ;;
     esac

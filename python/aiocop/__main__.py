@@ -21,6 +21,7 @@ import runpy
 import sys
 from typing import Any
 
+from aiocop import attach
 from aiocop.core import autorecord, lineage
 
 
@@ -57,6 +58,7 @@ def _parser() -> argparse.ArgumentParser:
         help="how often such a slice is sampled; each sample stands for this long (default: 1)",
     )
     record.add_argument("target", nargs=argparse.REMAINDER, help="-- script.py args, or -- -m module args")
+    attach.add_parser(commands)
     return parser
 
 
@@ -72,6 +74,8 @@ def _milliseconds(text: str) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "attach":
+        return attach.main(args)
     target = args.target[1:] if args.target[:1] == ["--"] else args.target
     if not target or target == ["-m"]:
         print("python -m aiocop record: name a script or -m module to run after --", file=sys.stderr)
