@@ -303,12 +303,43 @@ def test_attach_to_a_process_with_remote_debugging_disabled_is_refused(tmp_path,
 
 
 @on_3_14_and_newer
+@pytest.mark.skipif(os.getuid() != 0, reason="needs root to run attach as another user")
+def test_attach_without_permission_to_the_target_is_refused(tmp_path):
+    setpriv = shutil.which("setpriv")
+    assert setpriv, "util-linux's setpriv (essential in Debian)"
+    target = start([sys.executable, "-c", SLEEPER], tmp_path)
+    try:
+        as_nobody = [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups"]
+        result = subprocess.run(
+            [*as_nobody, *ATTACH, str(target.pid), "-o", "/tmp/never.bin"], capture_output=True, text=True, timeout=60
+        )
+        assert_refused(result, f"no permission to attach to process {target.pid}")
+    finally:
+        stop(target)
+
+
+@on_3_14_and_newer
 def test_a_target_that_cannot_import_aiocop_is_refused_naming_aiocop_path(tmp_path):
     # A Python with no site-packages (-S -I) cannot import the aiocop installed beside this one.
     target = start([sys.executable, "-S", "-I", "-c", SLEEPER], tmp_path)
     try:
         result = attach(str(target.pid), "-o", str(tmp_path / "t.bin"), "--start-timeout", "5")
         assert_refused(result, "cannot import aiocop", "--aiocop-path")
+    finally:
+        stop(target)
+
+
+@on_3_14_and_newer
+def test_aiocop_path_lets_a_target_without_aiocop_on_its_path_record(tmp_path):
+    loop = "import asyncio; print('ready', flush=True)\nasync def main():\n    while True: await asyncio.sleep(0.01)\n"
+    (tmp_path / "isolated.py").write_text(loop + "asyncio.run(main())\n")
+    target = start([sys.executable, "-S", "-I", "isolated.py"], tmp_path)
+    try:
+        site_packages = str(Path(aiocop.__file__).parent.parent)
+        trace = tmp_path / "t.bin"
+        result = attach(str(target.pid), "-o", str(trace), "--duration", "1", "--aiocop-path", site_packages)
+        assert result.returncode == 0, result.stderr
+        assert len(aiocop.read_trace(trace)["slices"]) > 20
     finally:
         stop(target)
 
