@@ -228,6 +228,28 @@ def test_attach_monitors_a_loop_already_running_on_another_thread(tmp_path):
 
 
 @on_3_14_and_newer
+def test_ctrl_c_stops_the_recording_early_with_the_trace_complete(tmp_path):
+    (tmp_path / "loop.py").write_text(THREAD_LOOP)
+    target = start([sys.executable, "loop.py"], tmp_path)
+    try:
+        trace = tmp_path / "t.bin"
+        attaching = subprocess.Popen(
+            [*ATTACH, str(target.pid), "-o", str(trace), "--duration", "60"], stderr=subprocess.PIPE, text=True
+        )
+        assert attaching.stderr is not None and "recording" in attaching.stderr.readline()
+        time.sleep(1)
+        started = time.monotonic()
+        attaching.send_signal(signal.SIGINT)
+        assert attaching.wait(timeout=30) == 0, attaching.stderr.read()
+        assert time.monotonic() - started < 10
+        recorded = aiocop.read_trace(trace)
+        assert recorded["footer"] is not None and len(recorded["slices"]) > 20
+        assert target.poll() is None
+    finally:
+        stop(target)
+
+
+@on_3_14_and_newer
 def test_a_target_that_exits_during_the_recording_leaves_a_complete_trace(tmp_path):
     (tmp_path / "brief.py").write_text(THREAD_LOOP.replace("while thread.is_alive():", "for _ in range(20):"))
     target = start([sys.executable, "brief.py"], tmp_path)
