@@ -79,19 +79,20 @@ def serves_the_clean_route(port: int, requests: int = 20) -> None:
             assert answer.read() == b"ok"
 
 
-# A pure step in the target: a Handle of a function that does nothing, run 20,000 times, the best of 5 rounds
-# (the HTTP round trip was too noisy on a shared machine to compare). Before attaching that is asyncio's own
-# Handle._run; after detaching aiocop's, which calls it unmonitored.
+# A pure step in the target: a Handle of a function that does nothing, run 2,000 times, the best of 50 short
+# rounds, so that one round runs unpreempted on a loaded machine (the HTTP round trip was too noisy to compare).
+# Before attaching that is asyncio's own Handle._run; after detaching it must be again (aiocop's, unmonitored,
+# cost twice as much).
 PURE_STEP = """
 import asyncio, asyncio.events, time
 loop = asyncio.new_event_loop()  # not run, nor monitored: only the handle's reference
 handle = asyncio.events.Handle(lambda: None, (), loop)
 rounds = []
-for _ in range(5):
+for _ in range(50):
     started = time.perf_counter_ns()
-    for _ in range(20_000):
+    for _ in range(2_000):
         handle._run()
-    rounds.append((time.perf_counter_ns() - started) / 20_000)
+    rounds.append((time.perf_counter_ns() - started) / 2_000)
 loop.close()
 state["pure_step_ns"] = min(rounds)
 """
