@@ -84,8 +84,15 @@ impl MemoryBudget {
     /// `bytes`, held until the reservation is dropped (or grown, or part of
     /// it kept). Waits while other holders may give memory back.
     pub fn reserve(self: &Arc<Self>, bytes: u64) -> Result<Reservation, OverBudget> {
-        self.acquire(bytes, false)?;
+        self.acquire(bytes, Asker::New)?;
         Ok(Reservation { budget: Arc::clone(self), bytes })
+    }
+
+    /// `bytes` for a [`Parked`] reservation (a file's header and index,
+    /// held while it is open). Waits as [`MemoryBudget::reserve`].
+    pub fn park(self: &Arc<Self>, bytes: u64) -> Result<Parked, OverBudget> {
+        self.acquire(bytes, Asker::Parked)?;
+        Ok(Parked { budget: Arc::clone(self), bytes })
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -93,13 +100,14 @@ impl MemoryBudget {
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Counts `bytes` more, for a new reservation or one held (`holding`).
-    fn acquire(&self, bytes: u64, holding: bool) -> Result<(), OverBudget> {
+    /// Counts `bytes` more, for `asker`.
+    fn acquire(&self, bytes: u64, asker: Asker) -> Result<(), OverBudget> {
+        let holding = asker == Asker::Holder;
         let mut state = self.lock();
         loop {
             if !state.refused && state.used.checked_add(bytes).is_some_and(|total| total <= self.limit) {
                 state.used += bytes;
-                state.holders += usize::from(!holding);
+                state.holders += usize::from(asker == Asker::New);
                 return Ok(());
             }
             let others_running = state.holders - state.waiting_holders - usize::from(holding);
@@ -115,6 +123,17 @@ impl MemoryBudget {
     }
 }
 
+/// Who asks for memory, which decides whether it may wait.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Asker {
+    /// A new [`Reservation`]: becomes a holder, whom others may wait for.
+    New,
+    /// A holder growing its reservation.
+    Holder,
+    /// A [`Parked`] reservation: counted, but not a holder (nobody waits for it).
+    Parked,
+}
+
 /// Memory counted in a [`MemoryBudget`] until this is dropped.
 #[derive(Debug)]
 pub struct Reservation {
@@ -125,7 +144,7 @@ pub struct Reservation {
 impl Reservation {
     /// Counts `more` bytes; may wait for other holders, as [`MemoryBudget::reserve`].
     pub fn grow(&mut self, more: u64) -> Result<(), OverBudget> {
-        self.budget.acquire(more, true)?;
+        self.budget.acquire(more, Asker::Holder)?;
         self.bytes += more;
         Ok(())
     }
@@ -161,6 +180,15 @@ impl Reservation {
 pub struct Parked {
     budget: Arc<MemoryBudget>,
     bytes: u64,
+}
+
+impl Parked {
+    /// Counts `more` bytes; waits as [`MemoryBudget::reserve`] (not as a holder).
+    pub fn grow(&mut self, more: u64) -> Result<(), OverBudget> {
+        self.budget.acquire(more, Asker::Parked)?;
+        self.bytes += more;
+        Ok(())
+    }
 }
 
 impl Drop for Parked {
@@ -268,6 +296,26 @@ mod tests {
             .collect();
         let results: Vec<_> = threads.into_iter().map(|t| t.join().unwrap()).collect();
         assert!(results.iter().any(Result::is_err), "one of them cannot have 80 of 100: {results:?}");
+    }
+
+    #[test]
+    fn a_parked_reservation_is_nobody_to_wait_for() {
+        // A file's header is parked while chunks are read: two chunks that
+        // both need to grow must not wait for it to be given back.
+        let budget = MemoryBudget::new(100);
+        let _header = budget.park(10).unwrap();
+        let threads: Vec<_> = (0..2)
+            .map(|_| {
+                let budget = Arc::clone(&budget);
+                std::thread::spawn(move || {
+                    let mut held = budget.reserve(40)?;
+                    std::thread::sleep(Duration::from_millis(20));
+                    held.grow(40)
+                })
+            })
+            .collect();
+        let results: Vec<_> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+        assert!(results.iter().any(Result::is_err), "{results:?}");
     }
 
     #[test]

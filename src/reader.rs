@@ -209,7 +209,7 @@ pub struct TraceFile {
     damage: Option<ReadError>,
     budget: Arc<MemoryBudget>,
     /// The header and the chunk index, counted while the file is open.
-    held: Option<Reservation>,
+    held: Option<Parked>,
 }
 
 /// A dictionary holds a definition in a hash map, whose table holds up to
@@ -533,7 +533,7 @@ impl TraceFile {
         // The header is kept while the file is open: counted at what
         // decoding it may allocate at most.
         let header_bytes = u64::from(frame.raw_len) * DECODE_BYTES_PER_RAW_BYTE as u64;
-        trace.held = Some(trace.budget.reserve(header_bytes).map_err(|e| trace.over_limit(FrameRef::Header, e))?);
+        trace.held = Some(trace.budget.park(header_bytes).map_err(|e| trace.over_limit(FrameRef::Header, e))?);
         trace.header = trace.decode_frame(offset, &frame, FrameRef::Header)?;
         offset += frame.frame_len();
 

@@ -924,7 +924,16 @@ pub fn run_timeline(args: crate::cli::TimelineArgs) -> Result<(), AnalyzeError> 
         Some(path) => {
             let name = path.display().to_string();
             let failed = |source| AnalyzeError::Output { path: name.clone(), source };
-            let file = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(path).map_err(failed)?);
+            // Only a file this run created is removed on failure: never one
+            // that was there (a user's file, or /dev/null).
+            let (file, created) = match std::fs::File::create_new(path) {
+                Ok(file) => (file, true),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    (std::fs::File::create(path).map_err(failed)?, false)
+                }
+                Err(e) => return Err(failed(e)),
+            };
+            let file = std::io::BufWriter::with_capacity(1 << 20, file);
             let written = if path.extension().is_some_and(|e| e == "gz") {
                 let mut gzip = flate2::write::GzEncoder::new(file, flate2::Compression::fast());
                 write(&mut gzip, &name).and_then(|outcomes| {
@@ -934,7 +943,7 @@ pub fn run_timeline(args: crate::cli::TimelineArgs) -> Result<(), AnalyzeError> 
                 write(&mut { file }, &name)
             };
             // Not a timeline cut short at an unusable trace: no file at all.
-            if written.is_err() {
+            if written.is_err() && created {
                 let _ = std::fs::remove_file(path);
             }
             written?
