@@ -726,7 +726,7 @@ impl TraceFile {
     }
 
     fn decode<T: Payload>(&self, raw: &[u8], which: FrameRef) -> Result<T, ReadError> {
-        let (value, used) = decode_payload::<T>(raw).map_err(|e| self.decode_error(which, e))?;
+        let (value, used) = decode_payload::<T>(raw).map_err(|e| self.decode_error(which, in_words(&e)))?;
         self.check_all_used(raw.len(), used, which)?;
         Ok(value)
     }
@@ -754,6 +754,22 @@ impl TraceFile {
 
     fn bad_frame(&self, offset: u64, problem: String) -> ReadError {
         ReadError::BadFrame { path: self.name.clone(), offset, problem }
+    }
+}
+
+/// What bincode found wrong with a header or footer payload, in words: its
+/// own messages are Rust's (`UnexpectedEnd { additional: 9 }`).
+fn in_words(error: &bincode::error::DecodeError) -> String {
+    use bincode::error::DecodeError as E;
+    match error {
+        E::UnexpectedEnd { additional } => format!("it ends {additional} bytes before its last value"),
+        E::LimitExceeded => "a length in it is larger than its payload can hold".to_owned(),
+        E::Utf8 { .. } => "a string in it is not UTF-8".to_owned(),
+        E::InvalidIntegerType { .. } => "an integer in it is too wide for its field".to_owned(),
+        E::InvalidBooleanValue(byte) => format!("a flag in it is {byte}, neither 0 nor 1"),
+        E::UnexpectedVariant { found, .. } => format!("a choice in it is {found}, which no version defined"),
+        E::OutsideUsizeRange(len) => format!("a length in it ({len}) is too large"),
+        _ => "its bytes are not a valid encoding of it".to_owned(),
     }
 }
 

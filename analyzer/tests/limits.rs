@@ -232,6 +232,48 @@ fn a_timeline_that_fails_never_removes_a_file_it_did_not_create() {
     assert!(!created.exists(), "a file it created is not left half written");
 }
 
+/// A file of the file header and a header frame holding `raw`.
+fn with_header_payload(path: &Path, raw: &[u8]) -> PathBuf {
+    let mut bytes = aiocop_trace::format::FileHeader::CURRENT.to_bytes().to_vec();
+    let payload = zstd::bulk::compress(raw, 1).unwrap();
+    let frame = FrameHeader {
+        kind: FrameKind::Header as u8,
+        codec: 1,
+        payload_len: payload.len() as u32,
+        raw_len: raw.len() as u32,
+        crc32: crc32fast::hash(&payload),
+    };
+    bytes.extend_from_slice(&frame.to_bytes());
+    bytes.extend_from_slice(&payload);
+    std::fs::write(path, bytes).unwrap();
+    path.to_path_buf()
+}
+
+#[test]
+fn decode_errors_are_said_in_words() {
+    let dir = test_dir("decode_errors_in_words");
+    let mut huge_length = vec![253u8];
+    huge_length.extend_from_slice(&(1u64 << 40).to_le_bytes());
+    let cases: [(&str, &[u8], &str); 3] = [
+        // The version string claims 5 bytes; 1 is there.
+        ("unexpected_end.bin", &[5, b'1'], "it ends 4 bytes before its last value"),
+        ("utf8.bin", &[2, 0xff, 0xfe], "a string in it is not UTF-8"),
+        ("limit.bin", &huge_length, "a length in it is larger than its payload can hold"),
+    ];
+    for (name, raw, words) in cases {
+        let file = with_header_payload(&dir.join(name), raw);
+        let output = run([path(&file)]);
+        assert_eq!(output.status.code(), Some(2), "{name}");
+        assert_eq!(
+            stderr(&output),
+            format!("aiocop-analyze: '{}': the header frame cannot be decoded: {words}\n", path(&file))
+        );
+        for internal in ["{", "Utf8", "UnexpectedEnd", "LimitExceeded", "additional"] {
+            assert!(!stderr(&output).contains(internal), "{name}: {}", stderr(&output));
+        }
+    }
+}
+
 fn path(p: &Path) -> &str {
     p.to_str().unwrap()
 }
