@@ -220,7 +220,7 @@ const DICTIONARY_ENTRY_FACTOR: u64 = 3;
 /// What keeping `chunk`'s definitions in a dictionary costs, as counted.
 fn definitions_bytes(chunk: &Chunk) -> u64 {
     fn entries<T>(values: &[T]) -> u64 {
-        (values.len() * std::mem::size_of::<T>()) as u64 * DICTIONARY_ENTRY_FACTOR
+        std::mem::size_of_val(values) as u64 * DICTIONARY_ENTRY_FACTOR
     }
     let texts: usize = chunk.strings.iter().map(|(_, text)| text.len()).sum();
     let stack_frames: usize = chunk.stacks.iter().map(|(_, frames)| frames.len() * 4).sum();

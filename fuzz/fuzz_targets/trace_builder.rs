@@ -1,8 +1,8 @@
 //! Structure-aware: builds a valid trace from arbitrary values (a header,
 //! chunks of definitions and slices with every field, a footer or none),
 //! writes it with the real writer, and reads it back: every chunk must come
-//! back as it was written, and every id resolve without a panic. Then the
-//! analyzer's whole pipeline runs on it. Random bytes almost never make a
+//! back as it was written, and every id resolve without a panic. Then each
+//! of the analyzer's views runs on it. Random bytes almost never make a
 //! trace; these always do, so the fuzzer explores what is in the chunks.
 #![no_main]
 
@@ -125,5 +125,5 @@ fuzz_target!(|input: Input| {
             }
         }
     }
-    aiocop_trace_fuzz::run_pipeline(&bytes);
+    aiocop_trace_fuzz::run_each_view(&bytes);
 });
