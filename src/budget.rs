@@ -2,7 +2,8 @@
 //! both sides of a diff. A chunk's buffers (its stored and decompressed
 //! payload) and what its decoder allocates are counted while it is read;
 //! the definitions a reader keeps (strings, frames, stacks, for its
-//! dictionary) and each open file's header stay counted.
+//! dictionary) and each open file's header stay counted until the file is
+//! closed.
 //!
 //! A thread that asks for more than is free waits while other threads hold
 //! memory that they will give back; when nothing held can come back (every
@@ -120,6 +121,16 @@ impl MemoryBudget {
             state = self.released.wait(state).unwrap_or_else(|poisoned| poisoned.into_inner());
             state.waiting_holders -= usize::from(holding);
         }
+    }
+}
+
+impl MemoryBudget {
+    /// Gives back `bytes` that were kept ([`Reservation::keep`]) by someone
+    /// who knows they are freed now (a file closed with its dictionary).
+    pub fn release(&self, bytes: u64) {
+        let mut state = self.lock();
+        state.used -= bytes.min(state.used);
+        self.released.notify_all();
     }
 }
 

@@ -14,8 +14,9 @@
 //!
 //! Memory is counted in a [`MemoryBudget`] (see `budget.rs`) shared by
 //! every file and thread of a read: a chunk's buffers and what decoding it
-//! allocates while it is read, the definitions it hands over (kept, as a
-//! dictionary keeps them), and each open file's header and index. A read
+//! allocates while it is read, the definitions it hands over (kept until the
+//! file is closed, as a dictionary of the file keeps them), and each open
+//! file's header and index. A read
 //! the budget cannot hold fails with [`ReadError::OverMemoryLimit`].
 //!
 //! A file that ends early (a crash, a kill, a reader racing the writer) is
@@ -37,6 +38,7 @@ use std::fmt;
 use std::fs::File;
 use std::io;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// Where a chunk's frame is in the file.
@@ -210,6 +212,15 @@ pub struct TraceFile {
     budget: Arc<MemoryBudget>,
     /// The header and the chunk index, counted while the file is open.
     held: Option<Parked>,
+    /// The definitions handed over, counted until the file is closed (the
+    /// reader's dictionary of a file goes with it).
+    kept_bytes: AtomicU64,
+}
+
+impl Drop for TraceFile {
+    fn drop(&mut self) {
+        self.budget.release(*self.kept_bytes.get_mut());
+    }
 }
 
 /// A dictionary holds a definition in a hash map, whose table holds up to
@@ -405,8 +416,8 @@ impl TraceFile {
     /// On an error after the checksum (a crafted or miswritten payload), the
     /// slices decoded before it have been passed to `visitor`.
     ///
-    /// The chunk's definitions stay counted in the budget for the rest of
-    /// the read: a reader keeps them in its dictionary.
+    /// The chunk's definitions stay counted in the budget until the file is
+    /// closed: a reader keeps them in its dictionary of the file.
     #[inline(always)]
     pub fn visit_chunk(&self, index: usize, visitor: &mut impl SliceVisitor) -> Result<Chunk, ReadError> {
         self.with_chunk_payload(index, |raw, counted| self.decode_chunk(index, raw, counted, visitor))
@@ -426,7 +437,9 @@ impl TraceFile {
         let (chunk, used) = chunk_decoder::decode_chunk_within(raw, visitor, &|bytes| counted.allocate(bytes))
             .map_err(|e| self.decode_error(which, e))?;
         self.check_all_used(raw.len(), used, which)?;
-        counted.reservation.borrow_mut().keep(definitions_bytes(&chunk)).map_err(|e| self.over_limit(which, e))?;
+        let kept = definitions_bytes(&chunk);
+        counted.reservation.borrow_mut().keep(kept).map_err(|e| self.over_limit(which, e))?;
+        self.kept_bytes.fetch_add(kept, Ordering::Relaxed);
         Ok(chunk)
     }
 
@@ -512,6 +525,7 @@ impl TraceFile {
             damage: None,
             budget,
             held: None,
+            kept_bytes: AtomicU64::new(0),
         };
 
         // The header frame: it must be there, whole.

@@ -106,6 +106,13 @@ fn all_or_errors<T>(results: Vec<Result<T, AnalyzeError>>) -> Result<Vec<T>, Ana
             Err(error) => errors.push(error),
         }
     }
+    // A refusal of the memory budget ends the whole read: the other files'
+    // refusals follow from it, and only the one that needed too much is said.
+    let refused = |e: &AnalyzeError| matches!(e, AnalyzeError::Read(r) if r.is_over_memory_limit());
+    if let Some(first) = errors.iter().position(refused).map(|at| errors.remove(at)) {
+        errors.retain(|e| !refused(e));
+        errors.push(first);
+    }
     match errors.pop() {
         None => Ok(values),
         Some(last) => {

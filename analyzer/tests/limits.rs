@@ -139,6 +139,29 @@ fn huge_legal_strings_are_refused_at_the_memory_limit_with_one_line() {
 }
 
 #[test]
+fn a_files_definitions_are_counted_only_until_it_is_closed() {
+    // Six files of 60 MB of strings each: 360 MB of definitions in all, but
+    // a report or info holds one file's at a time (its dictionary goes with it).
+    let dir = test_dir("definitions_per_file");
+    let chunk = chunk_of_one_string(60_000_000);
+    let files: Vec<PathBuf> =
+        (0..6).map(|i| crafted_trace(&dir.join(format!("{i}.bin")), &[chunk.as_slice()])).collect();
+    let mut args: Vec<&str> = vec!["info", "-j", "1", "--max-memory", "256M"];
+    args.extend(files.iter().map(|f| path(f)));
+    let (output, peak) = run_measured(&args);
+    assert_eq!(output.status.code(), Some(0), "{:?}", errors(&output));
+    assert!(peak < (256 << 20) + MARGIN_BYTES, "peak RSS {} MiB", peak >> 20);
+    // Too little for one file: one line, about the file that needed more,
+    // not one for each file refused after it.
+    args[4] = "100M";
+    let (output, _) = run_measured(&args);
+    assert_eq!(output.status.code(), Some(2));
+    let errors = errors(&output);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].contains("over the memory limit of 100.0 MiB"), "{errors:?}");
+}
+
+#[test]
 fn special_files_are_not_regular_files_and_a_fifo_does_not_hang() {
     let dir = test_dir("special_files");
     let fifo = dir.join("fifo.bin");
