@@ -292,12 +292,11 @@ mod tests {
         assert_eq!(waiter.join().unwrap(), Ok(50));
     }
 
-    #[test]
-    fn two_holders_both_growing_do_not_deadlock() {
-        let budget = MemoryBudget::new(100);
+    /// Two threads that each hold 40 bytes, then want 40 more.
+    fn two_growing_holders(budget: &Arc<MemoryBudget>) -> Vec<Result<(), OverBudget>> {
         let threads: Vec<_> = (0..2)
             .map(|_| {
-                let budget = Arc::clone(&budget);
+                let budget = Arc::clone(budget);
                 std::thread::spawn(move || {
                     let mut held = budget.reserve(40)?;
                     std::thread::sleep(Duration::from_millis(20));
@@ -305,7 +304,12 @@ mod tests {
                 })
             })
             .collect();
-        let results: Vec<_> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+        threads.into_iter().map(|t| t.join().unwrap()).collect()
+    }
+
+    #[test]
+    fn two_holders_both_growing_do_not_deadlock() {
+        let results = two_growing_holders(&MemoryBudget::new(100));
         assert!(results.iter().any(Result::is_err), "one of them cannot have 80 of 100: {results:?}");
     }
 
@@ -315,17 +319,7 @@ mod tests {
         // both need to grow must not wait for it to be given back.
         let budget = MemoryBudget::new(100);
         let _header = budget.park(10).unwrap();
-        let threads: Vec<_> = (0..2)
-            .map(|_| {
-                let budget = Arc::clone(&budget);
-                std::thread::spawn(move || {
-                    let mut held = budget.reserve(40)?;
-                    std::thread::sleep(Duration::from_millis(20));
-                    held.grow(40)
-                })
-            })
-            .collect();
-        let results: Vec<_> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+        let results = two_growing_holders(&budget);
         assert!(results.iter().any(Result::is_err), "{results:?}");
     }
 

@@ -24,30 +24,35 @@ const MARGIN_BYTES: u64 = (64 << 20) + 32 * (3 << 20);
 fn crafted_trace(path: &Path, chunks: &[&[u8]]) -> PathBuf {
     let mut bytes = Vec::new();
     TraceWriter::new(&mut bytes, &header(None, "crafted", 10)).expect("a header");
-    let mut compressed: Vec<(usize, Vec<u8>)> = Vec::new();
+    // The same payload is compressed once (they are slow to compress).
+    let mut frames: Vec<(usize, Vec<u8>)> = Vec::new();
     for raw in chunks {
-        // The same payload is compressed once (they are slow to compress).
-        let at = compressed.iter().position(|(ptr, _)| *ptr == raw.as_ptr() as usize);
-        let payload = match at {
-            Some(at) => compressed[at].1.clone(),
+        match frames.iter().find(|(ptr, _)| *ptr == raw.as_ptr() as usize) {
+            Some((_, frame)) => bytes.extend_from_slice(frame),
             None => {
-                let payload = zstd::bulk::compress(raw, 1).expect("compress");
-                compressed.push((raw.as_ptr() as usize, payload.clone()));
-                payload
+                let frame = frame(FrameKind::Chunk, raw);
+                bytes.extend_from_slice(&frame);
+                frames.push((raw.as_ptr() as usize, frame));
             }
-        };
-        let frame = FrameHeader {
-            kind: FrameKind::Chunk as u8,
-            codec: 1,
-            payload_len: payload.len() as u32,
-            raw_len: raw.len() as u32,
-            crc32: crc32fast::hash(&payload),
-        };
-        bytes.extend_from_slice(&frame.to_bytes());
-        bytes.extend_from_slice(&payload);
+        }
     }
     std::fs::write(path, bytes).expect("write the crafted trace");
     path.to_path_buf()
+}
+
+/// A frame of `kind` holding `raw`, compressed and checksummed.
+fn frame(kind: FrameKind, raw: &[u8]) -> Vec<u8> {
+    let payload = zstd::bulk::compress(raw, 1).expect("compress");
+    let header = FrameHeader {
+        kind: kind as u8,
+        codec: 1,
+        payload_len: payload.len() as u32,
+        raw_len: raw.len() as u32,
+        crc32: crc32fast::hash(&payload),
+    };
+    let mut frame = header.to_bytes().to_vec();
+    frame.extend_from_slice(&payload);
+    frame
 }
 
 /// The largest chunk a reader accepts, holding only pure slices (11 zero
@@ -258,16 +263,7 @@ fn a_timeline_that_fails_never_removes_a_file_it_did_not_create() {
 /// A file of the file header and a header frame holding `raw`.
 fn with_header_payload(path: &Path, raw: &[u8]) -> PathBuf {
     let mut bytes = aiocop_trace::format::FileHeader::CURRENT.to_bytes().to_vec();
-    let payload = zstd::bulk::compress(raw, 1).unwrap();
-    let frame = FrameHeader {
-        kind: FrameKind::Header as u8,
-        codec: 1,
-        payload_len: payload.len() as u32,
-        raw_len: raw.len() as u32,
-        crc32: crc32fast::hash(&payload),
-    };
-    bytes.extend_from_slice(&frame.to_bytes());
-    bytes.extend_from_slice(&payload);
+    bytes.extend_from_slice(&frame(FrameKind::Header, raw));
     std::fs::write(path, bytes).unwrap();
     path.to_path_buf()
 }
