@@ -26,8 +26,9 @@ pub const DEFAULT_MEMORY_LIMIT: u64 = 1 << 30;
 
 /// A reading thread keeps its payload buffers between chunks (creating them
 /// for every chunk cost 5% of a report) only up to this size each; larger
-/// ones are freed after their chunk, so what a thread keeps uncounted is small.
-pub const RETAINED_BUFFER_BYTES: usize = 1 << 20;
+/// ones are freed after their chunk, so what a thread keeps uncounted is
+/// small. A recorder's chunk (65,536 slices at most) is about 1 MiB raw.
+pub const RETAINED_BUFFER_BYTES: usize = 2 << 20;
 
 /// The memory a read may use, shared by every thread and file of it.
 #[derive(Debug)]

@@ -23,7 +23,7 @@
 //! and sides: a trace that needs more ends the run with one line naming the
 //! file, the chunk and the limit. Beyond the budget, the process holds its
 //! code and what the budget does not count: each thread's reused buffers
-//! (up to 2 MiB) and zstd context, and the analysis built from the slices.
+//! (up to 4 MiB) and zstd context, and the analysis built from the slices.
 
 use crate::aggregate::{fold_chunks, ChunkOptions, FileAggregate};
 use crate::cli::{ColorChoice, Command, DiffArgs, FilterArgs, InfoArgs, InfoFormat, MemoryArgs, ReportArgs};
