@@ -78,6 +78,13 @@ pub enum ReadError {
     #[error("'{path}': {frame} cannot be decoded: {problem}")]
     Decode { path: String, frame: FrameRef, problem: String },
 
+    /// The read's memory budget cannot hold what `frame` needs.
+    #[error("'{path}': {frame} {problem}: raise --max-memory to read it")]
+    OverMemoryLimit { path: String, frame: FrameRef, problem: crate::budget::OverBudget },
+
+    #[error("'{path}' is not a regular file but {kind}: a trace is read from a file (save a stream to one first)")]
+    NotARegularFile { path: String, kind: &'static str },
+
     #[error("'{path}' has {count} chunks: there is no chunk {index}")]
     NoSuchChunk { path: String, index: usize, count: usize },
 }
@@ -87,6 +94,12 @@ fn looks_like_suffix(looks_like: &Option<&'static str>) -> String {
 }
 
 impl ReadError {
+    /// Whether the read's memory budget refused it: the whole read is over,
+    /// not only this chunk.
+    pub fn is_over_memory_limit(&self) -> bool {
+        matches!(self, ReadError::OverMemoryLimit { .. })
+    }
+
     /// The file the error is about.
     pub fn path(&self) -> &str {
         match self {
@@ -102,6 +115,8 @@ impl ReadError {
             | ReadError::UnknownCodec { path, .. }
             | ReadError::Decompress { path, .. }
             | ReadError::Decode { path, .. }
+            | ReadError::OverMemoryLimit { path, .. }
+            | ReadError::NotARegularFile { path, .. }
             | ReadError::NoSuchChunk { path, .. } => path,
         }
     }
