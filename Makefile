@@ -27,9 +27,12 @@ $(BIN)/maturin: requirements-dev.txt
 
 # A real wheel install, not an editable one, so the tests see what users get
 # (the aiocop-autorecord.pth start-up hook is only installed from a wheel).
+# The wheel is built as `pip install .` builds it, through build-backend/aiocop_build.py
+# (maturin's extension plus the aiocop-analyze executable); maturin's backend
+# runs `maturin` from the PATH.
 build: $(BIN)/maturin
 	rm -f target/wheels/aiocop-*.whl
-	$(BIN)/maturin build --release --quiet --out target/wheels
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pip wheel --quiet --disable-pip-version-check --no-deps --no-build-isolation --wheel-dir target/wheels .
 	$(BIN)/pip install --quiet --no-deps --force-reinstall target/wheels/aiocop-*.whl
 
 demo: build
@@ -57,7 +60,7 @@ $(VENV)-%/bin/maturin: requirements-dev.txt
 
 $(addprefix build-,$(OTHER_VERSIONS)): build-%: $(VENV)-%/bin/maturin
 	rm -f target/wheels-$*/aiocop-*.whl
-	CARGO_TARGET_DIR=target/py$* $(VENV)-$*/bin/maturin build --release --quiet -i $(VENV)-$*/bin/python --out target/wheels-$*
+	PATH="$(CURDIR)/$(VENV)-$*/bin:$$PATH" CARGO_TARGET_DIR=target/py$* $(VENV)-$*/bin/pip wheel --quiet --disable-pip-version-check --no-deps --no-build-isolation --wheel-dir target/wheels-$* .
 	$(VENV)-$*/bin/pip install --quiet --no-deps --force-reinstall target/wheels-$*/aiocop-*.whl
 
 $(addprefix py-test-,$(OTHER_VERSIONS)): py-test-%: build-%
