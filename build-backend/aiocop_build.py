@@ -47,7 +47,7 @@ ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 def build_wheel(
     wheel_directory: str, config_settings: dict[str, Any] | None = None, metadata_directory: str | None = None
 ) -> str:
-    name = maturin.build_wheel(wheel_directory, config_settings, metadata_directory)
+    name: str = maturin.build_wheel(wheel_directory, config_settings, metadata_directory)
     add_executable(Path(wheel_directory) / name, build_analyzer())
     return name
 
@@ -55,7 +55,7 @@ def build_wheel(
 def build_editable(
     wheel_directory: str, config_settings: dict[str, Any] | None = None, metadata_directory: str | None = None
 ) -> str:
-    name = maturin.build_editable(wheel_directory, config_settings, metadata_directory)
+    name: str = maturin.build_editable(wheel_directory, config_settings, metadata_directory)
     add_executable(Path(wheel_directory) / name, build_analyzer())
     return name
 
