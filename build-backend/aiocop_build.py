@@ -9,23 +9,29 @@ own scripts, as ruff and py-spy ship theirs. `pip install .` from a checkout the
 nothing beyond maturin, cargo and a C compiler, and no index that holds this project.
 
 Every other hook is maturin's own. pyproject.toml names this module with `backend-path`.
+maturin's options pass through as usual (`MATURIN_PEP517_ARGS`, e.g. `--compatibility
+manylinux_2_34` for a wheel to publish: its backend tags wheels `linux_*` by default); the
+manylinux check covers the extension only, so a wheel to publish is built where the
+analyzer's glibc is that old too (a manylinux container).
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import json
 import os
+import re
 import subprocess
 import sys
+import tarfile
 import zipfile
 from pathlib import Path
 from typing import Any
 
-import maturin
+import maturin  # type: ignore[import-untyped]
 from maturin import (  # noqa: F401  (the hooks this backend passes on unchanged)
-    build_sdist,
     get_requires_for_build_editable,
     get_requires_for_build_sdist,
     get_requires_for_build_wheel,
@@ -40,6 +46,8 @@ WORKSPACE = Path(__file__).resolve().parent.parent
 # rwxr-xr-x, as a regular file, in the high 16 bits of a zip entry's external attributes:
 # installers give a script the executable bit only when its entry has one.
 EXECUTABLE_FILE_ATTR = 0o100755 << 16
+# The root Cargo.toml's list of workspace members.
+WORKSPACE_MEMBERS = re.compile(r"^members = \[.*?\]", re.MULTILINE | re.DOTALL)
 # Wheels are reproducible: every entry maturin writes has this date too.
 ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 
@@ -58,6 +66,40 @@ def build_editable(
     name: str = maturin.build_editable(wheel_directory, config_settings, metadata_directory)
     add_executable(Path(wheel_directory) / name, build_analyzer())
     return name
+
+
+def build_sdist(sdist_directory: str, config_settings: dict[str, Any] | None = None) -> str:
+    name: str = maturin.build_sdist(sdist_directory, config_settings)
+    keep_analyzer_in_workspace(Path(sdist_directory) / name)
+    return name
+
+
+def keep_analyzer_in_workspace(sdist_path: Path) -> None:
+    """Puts the analyzer back among the sdist's workspace members.
+
+    maturin trims the workspace's `members` to the extension's own crates, and cargo builds
+    only members; the analyzer's sources are in the sdist (pyproject.toml's include)."""
+    members = WORKSPACE_MEMBERS.search((WORKSPACE / "Cargo.toml").read_text())
+    if members is None:
+        sys.exit("aiocop build: Cargo.toml has no `members = [...]` line")
+    with tarfile.open(sdist_path) as sdist:
+        entries = [(info, contents(sdist, info)) for info in sdist.getmembers()]
+    # Every entry is under one directory, `aiocop-<version>/`.
+    root_manifest = entries[0][0].name.split("/")[0] + "/Cargo.toml"
+    partial = sdist_path.with_name(sdist_path.name + ".partial")
+    with tarfile.open(partial, "w:gz") as sdist:
+        for info, data in entries:
+            if info.name == root_manifest and data is not None:
+                data = WORKSPACE_MEMBERS.sub(lambda _: members[0], data.decode(), count=1).encode()
+                info.size = len(data)
+            sdist.addfile(info, io.BytesIO(data) if data is not None else None)
+    os.replace(partial, sdist_path)
+
+
+def contents(archive: tarfile.TarFile, info: tarfile.TarInfo) -> bytes | None:
+    """A regular file's bytes; None for a directory or link."""
+    file = archive.extractfile(info)
+    return file.read() if file is not None else None
 
 
 def build_analyzer() -> Path:

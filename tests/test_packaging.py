@@ -10,7 +10,9 @@ import re
 import shutil
 import subprocess
 import sys
+import tarfile
 import time
+import tomllib
 from importlib import metadata
 from pathlib import Path
 
@@ -120,3 +122,21 @@ def test_wheel_carries_the_mit_license_and_project_metadata():
     assert "Upstream API, https://pypi.org/project/aiocop/1.2.1/" in (fields.get_all("Project-URL") or [])
     # The long description (the README) points at the changelog.
     assert "[CHANGELOG.md](CHANGELOG.md)" in (distribution.read_text("METADATA") or "")
+
+
+def test_sdist_holds_what_builds_the_extension_and_the_executable(tmp_path, monkeypatch):
+    """The sdist has the build backend, the analyzer's sources with the analyzer a workspace
+    member (maturin alone trims it away, and cargo builds only members), LICENSE and CHANGELOG.md."""
+    monkeypatch.chdir(ROOT)
+    monkeypatch.setenv("PATH", os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
+    monkeypatch.syspath_prepend(str(ROOT / "build-backend"))
+    import aiocop_build
+
+    name = aiocop_build.build_sdist(str(tmp_path))
+    with tarfile.open(tmp_path / name) as sdist:
+        top = sdist.getnames()[0].split("/")[0]
+        names = set(sdist.getnames())
+        manifest = tomllib.loads(sdist.extractfile(f"{top}/Cargo.toml").read().decode())  # type: ignore[union-attr]
+    assert "analyzer" in manifest["workspace"]["members"]
+    needed = ["build-backend/aiocop_build.py", "analyzer/Cargo.toml", "analyzer/src/main.rs", "LICENSE", "CHANGELOG.md"]
+    assert [path for path in needed if f"{top}/{path}" not in names] == []
