@@ -8,6 +8,7 @@ installed from the wheel), and the crate graph with `cargo tree` on the checkout
 import os
 import re
 import shutil
+import struct
 import subprocess
 import sys
 import tarfile
@@ -75,6 +76,31 @@ def test_the_analyzer_check_finds_analyzer_crates_in_the_analyzer_itself():
     assert ANALYZE
     found = analyzer_sources_named_in(Path(ANALYZE).read_bytes())
     assert {"clap_builder", "minijinja", "inferno"} <= found, found
+
+
+def elf_section_names(elf: bytes) -> set[str]:
+    """The section names of a 64-bit little-endian ELF file (what `readelf -S` lists)."""
+    (section_headers_offset,) = struct.unpack_from("<Q", elf, 0x28)
+    header_size, count, names_index = struct.unpack_from("<HHH", elf, 0x3A)
+
+    def header(index: int) -> tuple[int, int]:
+        """A section's name offset and file offset."""
+        at = section_headers_offset + index * header_size
+        return struct.unpack_from("<I", elf, at)[0], struct.unpack_from("<Q", elf, at + 0x18)[0]
+
+    names_offset = header(names_index)[1]
+    return {
+        elf[names_offset + name : elf.index(b"\0", names_offset + name)].decode()
+        for name, _ in map(header, range(count))
+    }
+
+
+def test_the_extension_and_the_executable_are_stripped():
+    """No symbol table: it is a large part of an extension every monitored process maps."""
+    for path in (aiocop._native.__file__, ANALYZE):
+        sections = elf_section_names(Path(path).read_bytes())
+        assert ".text" in sections
+        assert ".symtab" not in sections, path
 
 
 def test_import_aiocop_maps_no_analyzer_code():
