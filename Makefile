@@ -37,9 +37,12 @@ $(BIN)/maturin: requirements-dev.txt
 
 # A real wheel install, not an editable one, so the tests see what users get
 # (the aiocop-autorecord.pth start-up hook is only installed from a wheel).
+# The wheel is built as `pip install .` builds it, through build-backend/aiocop_build.py
+# (maturin's extension plus the aiocop-analyze executable); maturin's backend
+# runs `maturin` from the PATH.
 build: $(BIN)/maturin
 	rm -f target/wheels/aiocop-*.whl
-	$(BIN)/maturin build --release --quiet --out target/wheels
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pip wheel --quiet --disable-pip-version-check --no-deps --no-build-isolation --wheel-dir target/wheels .
 	$(BIN)/pip install --quiet --no-deps --force-reinstall target/wheels/aiocop-*.whl
 
 demo: build
@@ -49,8 +52,8 @@ demo: build
 lint: build
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets --quiet -- -D warnings
-	$(BIN)/ruff check python tests bench examples
-	$(BIN)/ruff format --check python tests bench examples
+	$(BIN)/ruff check python tests bench examples build-backend
+	$(BIN)/ruff format --check python tests bench examples build-backend
 	$(BIN)/python -m mypy python/aiocop
 	$(BIN)/python -m mypy.stubtest aiocop._native
 
@@ -67,7 +70,7 @@ $(VENV)-%/bin/maturin: requirements-dev.txt
 
 $(addprefix build-,$(OTHER_VERSIONS)): build-%: $(VENV)-%/bin/maturin
 	rm -f target/wheels-$*/aiocop-*.whl
-	CARGO_TARGET_DIR=target/py$* $(VENV)-$*/bin/maturin build --release --quiet -i $(VENV)-$*/bin/python --out target/wheels-$*
+	PATH="$(CURDIR)/$(VENV)-$*/bin:$$PATH" CARGO_TARGET_DIR=target/py$* $(VENV)-$*/bin/pip wheel --quiet --disable-pip-version-check --no-deps --no-build-isolation --wheel-dir target/wheels-$* .
 	$(VENV)-$*/bin/pip install --quiet --no-deps --force-reinstall target/wheels-$*/aiocop-*.whl
 
 $(addprefix py-test-,$(OTHER_VERSIONS)): py-test-%: build-%
@@ -80,6 +83,7 @@ $(addprefix build-,$(SID_VERSIONS)): build-%: $(BIN)/maturin sid-root
 	rm -f target/wheels-$*/aiocop-*.whl
 	CARGO_TARGET_DIR=target/py$* PYO3_CROSS=1 PYO3_CROSS_LIB_DIR=$(SID_ROOT)/usr/lib/python$* PYO3_CROSS_PYTHON_VERSION=$* \
 		$(BIN)/maturin build --release --quiet -i python$* --target x86_64-unknown-linux-gnu --out target/wheels-$*
+	$(BIN)/python build-backend/aiocop_build.py target/wheels-$*/aiocop-*.whl
 
 $(addprefix py-test-,$(SID_VERSIONS)): py-test-%: build-%
 	tools/sid-root.sh test $* target/wheels-$*/aiocop-*.whl $(PYTEST_ARGS)

@@ -39,13 +39,13 @@ import pytest
 THRESHOLD_MS = 30
 TRACE_DEPTH = 20
 
-# The analyzer's console script, installed with the package beside this Python.
+# The analyzer's executable, installed from the wheel's scripts beside this Python.
 ANALYZE = shutil.which("aiocop-analyze", path=os.path.dirname(sys.executable))
 
 
 def analyze(*args: str) -> subprocess.CompletedProcess:
     """Run the real aiocop-analyze CLI."""
-    assert ANALYZE, "pip install of the package provides the aiocop-analyze console script"
+    assert ANALYZE, "pip install of the package provides the aiocop-analyze executable"
     return subprocess.run([ANALYZE, *args], capture_output=True, text=True, timeout=60)
 
 

@@ -1,4 +1,4 @@
-"""End to end: record real programs, then read the traces with the `aiocop-analyze` console script.
+"""End to end: record real programs, then read the traces with the `aiocop-analyze` executable.
 
 The workload makes known blocking calls at known lines, so the report's
 ranking, counts, keys and severities are known exactly.

@@ -95,7 +95,7 @@ P95_FLOOR = ("--min-p95-change-ms", "10")
 
 
 def diff(*args: str) -> subprocess.CompletedProcess:
-    assert ANALYZE, "pip install of the package provides the aiocop-analyze console script"
+    assert ANALYZE, "pip install of the package provides the aiocop-analyze executable"
     return subprocess.run([ANALYZE, "diff", *args, *P95_FLOOR], capture_output=True, text=True, timeout=60)
 
 

@@ -67,7 +67,7 @@ def recordings(tmp_path_factory) -> dict[str, tuple[Path, Path]]:
 
 
 def gate(base: Path, new: Path) -> tuple[int, dict, list[str]]:
-    assert ANALYZE, "pip install of the package provides the aiocop-analyze console script"
+    assert ANALYZE, "pip install of the package provides the aiocop-analyze executable"
     result = subprocess.run(
         [ANALYZE, "diff", str(base), str(new), "--format", "json", "--all", *GATE],
         capture_output=True,

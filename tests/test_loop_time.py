@@ -1,7 +1,7 @@
 """End to end: where the loop's time went, and its stalls, on real recordings.
 
 Programs run under ``python -m aiocop record`` on asyncio and on uvloop; the
-traces are read back with the ``aiocop-analyze`` console script.
+traces are read back with the ``aiocop-analyze`` executable.
 """
 
 import json

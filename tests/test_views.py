@@ -4,7 +4,7 @@ and ``aiocop-analyze flamegraph``).
 A real asyncio program records itself with ``aiocop.start_recording()`` in a
 fresh interpreter; the trace is read back with ``aiocop.read_trace()`` (the
 recording's slices, events and stacks) and with the ``aiocop-analyze``
-console script (the report's loop time), and each picture is checked
+executable (the report's loop time), and each picture is checked
 against them.
 """
 

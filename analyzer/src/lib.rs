@@ -1,10 +1,10 @@
 //! `aiocop-analyze`: ranked reports of where an asyncio program blocked its
 //! event loop, read from aiocop traces (the `aiocop-trace` crate).
 //!
-//! All of the program is here, so that it can be tested through its parts
-//! and run from two binaries: the standalone `aiocop-analyze` (`src/main.rs`)
-//! and the Python package's console script, which calls [`main_with_args`]
-//! through the `aiocop._native` extension.
+//! All of the program is here, so that it can be tested through its parts;
+//! the `aiocop-analyze` binary (`src/main.rs`) only calls [`main_with_args`].
+//! The Python wheel ships that binary as an executable beside the
+//! `aiocop._native` extension, which does not link this crate.
 //!
 //! How a report is made (the `--help` says the same to users):
 //!

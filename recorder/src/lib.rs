@@ -476,14 +476,6 @@ fn read_trace<'py>(py: Python<'py>, path: &str) -> PyResult<Bound<'py, pyo3::typ
     readback::read_trace(py, path)
 }
 
-/// Runs the `aiocop-analyze` command line with `argv` (its first item is
-/// the program name) and returns its exit code. The GIL is released: the
-/// analyzer is pure Rust and spreads over threads.
-#[pyfunction]
-fn analyze_main(py: Python<'_>, argv: Vec<String>) -> i32 {
-    py.detach(|| aiocop_analyze::main_with_args(argv))
-}
-
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(install_audit_hook, m)?)?;
@@ -521,7 +513,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(after_fork_in_child, m)?)?;
     m.add_function(wrap_pyfunction!(set_monitor_all_loops, m)?)?;
     m.add_function(wrap_pyfunction!(read_trace, m)?)?;
-    m.add_function(wrap_pyfunction!(analyze_main, m)?)?;
     m.add_function(wrap_pyfunction!(stop_sampler, m)?)?;
     m.add_function(wrap_pyfunction!(reset_blocking_events, m)?)?;
     m.add_function(wrap_pyfunction!(blocking_events, m)?)?;
