@@ -457,6 +457,7 @@ fn after_fork_in_parent() {
 #[pyfunction]
 fn after_fork_in_child() -> Option<String> {
     sigterm::after_fork_in_child();
+    what_ran::restart_thread_numbers();
     let path = recording::after_fork_in_child();
     sampler::after_fork_in_child();
     path

@@ -13,7 +13,8 @@
 
 use crate::emit::{self, FinishedSlice};
 use crate::handle_slots::{self, Slot};
-use crate::recording::{self, Ran, SliceFacts};
+use crate::recording::{self, SliceFacts};
+use crate::what_ran::Ran;
 use crate::{clock, config, sampler, slice};
 use pyo3::ffi;
 use pyo3::prelude::*;

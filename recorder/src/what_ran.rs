@@ -9,7 +9,7 @@
 //! misses), touching no reference count and running no Python code.
 //! Anything else takes attribute reads, whose results are cached per thread.
 
-use crate::recording::{self, shared_string_id, Ran, NO_TASK};
+use crate::recording::{self, shared_string_id, NO_TASK};
 use pyo3::prelude::*;
 use pyo3::types::PyWeakrefReference;
 use pyo3::{ffi, intern};
@@ -17,6 +17,14 @@ use rustc_hash::FxHashMap;
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 use std::sync::Arc;
+
+/// What the monitored callback was, for `SliceRecord::what`.
+pub enum Ran<'a, 'py> {
+    /// A stock asyncio handle: its `_callback` ran.
+    Handle(&'a Bound<'py, PyAny>),
+    /// The callback itself (uvloop).
+    Callback(&'a Bound<'py, PyAny>),
+}
 
 /// What the recorder knows about a slice's callback and thread.
 pub struct Described {

@@ -1,0 +1,25 @@
+//! Recording: every monitored slice, with its blocking events, into a trace
+//! file (format and writer: the `aiocop-trace` crate).
+//!
+//! The flow, one way: the monitor times a slice and, while `is_active`,
+//! hands it here; `buffer` keeps it (ids and numbers, named through
+//! `registry`) until the writer thread (`writer`) turns a flush's worth into
+//! a compressed chunk of the trace file. `settings` holds the switch and
+//! what the recording was started with, `session` starts and stops it, and
+//! `fork` carries it across `fork()`.
+//!
+//! Locks: the buffer lock, the registry's and the stack registry's are held
+//! for short, bounded work only, and never while waiting for the GIL.
+
+mod buffer;
+mod fork;
+mod registry;
+mod session;
+mod settings;
+mod writer;
+
+pub use buffer::{record_slice, SliceFacts};
+pub use fork::{after_fork_in_child, after_fork_in_parent, before_fork};
+pub use registry::{announce_task, forget_tasks, generation, shared_string_id, NO_TASK};
+pub use session::{current_path, start, stop, stop_without_the_gil};
+pub use settings::{is_active, Settings};
