@@ -11,11 +11,11 @@
 //!   schedule each callback through `run_monitored`, as aiocop 1.2.1 wraps
 //!   them.
 
+use crate::context::{capture_context, has_context_providers, take_provider_interrupt};
 use crate::emit::{self, FinishedSlice};
 use crate::handle_slots::{self, Slot};
-use crate::recording::{self, SliceFacts};
 use crate::what_ran::Ran;
-use crate::{clock, config, sampler, slice};
+use crate::{clock, config, describe, recording, sampler, slice};
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyType};
@@ -137,7 +137,7 @@ pub fn run_slice(py: Python<'_>, ran: Ran<'_, '_>, run: impl FnOnce() -> PyResul
         None => merged,
     };
     if recording::is_active() {
-        let facts = SliceFacts {
+        let facts = describe::SliceFacts {
             ran,
             start_ns,
             duration_ns: elapsed_ns,
@@ -147,7 +147,8 @@ pub fn run_slice(py: Python<'_>, ran: Ran<'_, '_>, run: impl FnOnce() -> PyResul
             samples: if sampler::recording_sampling().0 != 0 { &recording_samples } else { &samples },
             context: merged.as_ref(),
         };
-        recording::record_slice(py, facts);
+        let (described, detail) = describe::for_recording(py, &facts);
+        recording::record_slice(described, detail);
     }
     let outcome = if interesting {
         let report = FinishedSlice { elapsed_ns, slice: finished, samples, context: merged };
@@ -166,23 +167,6 @@ pub fn run_slice(py: Python<'_>, ran: Ran<'_, '_>, run: impl FnOnce() -> PyResul
     }
 }
 
-std::thread_local! {
-    /// A KeyboardInterrupt or SystemExit a context provider raised in this
-    /// thread's slice, raised from the slice once it is recorded, as Ctrl-C
-    /// in the callback itself would be.
-    static PROVIDER_INTERRUPT: std::cell::RefCell<Option<PyErr>> = const { std::cell::RefCell::new(None) };
-}
-
-fn take_provider_interrupt() -> Option<PyErr> {
-    PROVIDER_INTERRUPT.with(|pending| pending.try_borrow_mut().ok().and_then(|mut pending| pending.take()))
-}
-
-/// What the context providers return now, in the current context, if any
-/// are registered (for the first blocking event of a slice).
-pub fn capture_current_context(py: Python<'_>) -> Option<Bound<'_, PyDict>> {
-    has_context_providers(py).then(|| capture_context(py, None)).flatten()
-}
-
 /// `at_first_event`, with the keys it lacks or has as None taken from
 /// `around` (the values from before and after the callback).
 fn fill_missing<'py>(at_first_event: Bound<'py, PyDict>, around: Option<Bound<'py, PyDict>>) -> Bound<'py, PyDict> {
@@ -193,37 +177,6 @@ fn fill_missing<'py>(at_first_event: Bound<'py, PyDict>, around: Option<Bound<'p
         }
     }
     at_first_event
-}
-
-fn has_context_providers(py: Python<'_>) -> bool {
-    config::len_of(py, &config::PROVIDERS) > 0
-}
-
-fn capture_context<'py>(py: Python<'py>, context: Option<&Bound<'py, PyAny>>) -> Option<Bound<'py, PyDict>> {
-    let capture = config::python_side()?.capture_context.bind(py);
-    let captured = match context {
-        Some(context) => context.call_method1(intern!(py, "run"), (capture,)),
-        None => capture.call0(),
-    };
-    match captured {
-        Ok(value) => value.cast_into::<PyDict>().ok(),
-        // `_capture_context` lets only these through, as the program's own code would.
-        Err(error)
-            if error.is_instance_of::<pyo3::exceptions::PyKeyboardInterrupt>(py)
-                || error.is_instance_of::<pyo3::exceptions::PySystemExit>(py) =>
-        {
-            PROVIDER_INTERRUPT.with(|pending| {
-                if let Ok(mut pending) = pending.try_borrow_mut() {
-                    pending.get_or_insert(error);
-                }
-            });
-            None
-        }
-        Err(error) => {
-            config::log_warning(py, &format!("error while capturing context: {error}"));
-            None
-        }
-    }
 }
 
 /// `{**before, **{k: v for k, v in after.items() if v is not None}}`.

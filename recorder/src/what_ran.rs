@@ -1,6 +1,6 @@
 //! What ran in a recorded slice, and on which thread: the what-id (a shared
 //! string id) of the callback, the task's token (which names it in the
-//! trace, see `recording::announce_task`), and the thread's number.
+//! trace, see `recording::registry`), and the thread's number.
 //!
 //! A task step is named by its coroutine's qualname; any other callback by
 //! its code's or its own qualname. Almost every slice is a step of a task
@@ -9,7 +9,7 @@
 //! misses), touching no reference count and running no Python code.
 //! Anything else takes attribute reads, whose results are cached per thread.
 
-use crate::recording::{self, shared_string_id, NO_TASK};
+use crate::recording::registry::{self, shared_string_id, NO_TASK};
 use pyo3::prelude::*;
 use pyo3::types::PyWeakrefReference;
 use pyo3::{ffi, intern};
@@ -56,7 +56,7 @@ struct ThreadState {
 impl Drop for ThreadState {
     /// A thread that ends takes its tasks with it: the writer may forget them.
     fn drop(&mut self) {
-        recording::forget_tasks(self.tasks.values().map(|task| task.token));
+        registry::forget_tasks(self.tasks.values().map(|task| task.token));
     }
 }
 
@@ -113,7 +113,7 @@ impl KnownTask {
     /// if it has not heard of this task.
     fn described(&mut self, recording: u64) -> (u32, u32) {
         if self.announced_in != recording {
-            recording::announce_task(self.token, self.name.clone());
+            registry::announce_task(self.token, self.name.clone());
             self.announced_in = recording;
         }
         (self.what, self.token)
@@ -236,7 +236,7 @@ pub fn describe(py: Python<'_>, ran: &Ran<'_, '_>) -> Described {
         Ran::Handle(handle) => crate::handle_slots::read_borrowed(handle, crate::handle_slots::Slot::Callback),
         Ran::Callback(callback) => Some(callback.as_ptr()),
     };
-    let recording = recording::generation();
+    let recording = registry::generation();
     let fast = callback.filter(|c| !c.is_null()).and_then(|callback| {
         THREAD.with(|state| {
             let mut state = state.try_borrow_mut().ok()?;
@@ -413,7 +413,7 @@ fn describe_task(py: Python<'_>, owner: &Bound<'_, PyAny>, recording: u64) -> Op
     // Dropped outside the borrow: dropping a reference may run Python code.
     let forgotten = THREAD.with(|state| Some(state.try_borrow_mut().ok()?.add_task(address, known)));
     if let Some(forgotten) = &forgotten {
-        recording::forget_tasks(forgotten.iter().map(|task| task.token));
+        registry::forget_tasks(forgotten.iter().map(|task| task.token));
     }
     drop(forgotten);
     Some(described)

@@ -3,7 +3,8 @@
 //!
 //! Place in the flow (record -> trace file): after a slice is described,
 //! before the writer turns it into a chunk. `record_slice`, called after
-//! every monitored callback, appends a small `PendingSlice` (ids and
+//! every recorded callback with the slice described (`crate::describe`),
+//! appends a small `PendingSlice` (ids and
 //! numbers; strings only for the arguments of blocking events) to a bounded
 //! buffer under a lock held for a push; the few slices with more to say
 //! (blocking events, samples, context) append a `SliceDetail` to a second
@@ -16,15 +17,24 @@
 //! a steady state neither side allocates). If the writer falls behind and
 //! the buffer is full, slices are dropped and counted, never waited for.
 
-use super::registry::shared_string_id;
-use super::settings;
 use crate::stacks::StackId;
-use crate::what_ran::{self, Ran};
-use pyo3::prelude::*;
-use pyo3::types::PyDict;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::Duration;
+
+/// A slice as the monitor hands it to the recording, described (see
+/// `crate::describe`): ids and numbers only.
+#[derive(Clone, Copy)]
+pub struct DescribedSlice {
+    pub start_ns: u64,
+    pub duration_ns: u64,
+    /// The shared string id of what ran.
+    pub what: u32,
+    /// The task's token (see `registry::announce_task`), or `NO_TASK`.
+    pub task: u32,
+    pub thread: u32,
+    pub exceeded: bool,
+}
 
 /// A slice as the hot path leaves it for the writer: 32 bytes; the rest,
 /// for the slices that have more, in `Buffer::details`.
@@ -42,35 +52,33 @@ pub(super) struct PendingSlice {
 }
 
 impl PendingSlice {
-    fn new(facts: &SliceFacts<'_, '_>, described: &what_ran::Described, has_detail: bool) -> Self {
-        Self {
-            start_ns: facts.start_ns,
-            duration_ns: facts.duration_ns,
-            what: described.what,
-            task: described.task,
-            thread: described.thread,
-            exceeded: facts.exceeded,
-            has_detail,
-        }
+    #[inline]
+    fn new(slice: DescribedSlice, has_detail: bool) -> Self {
+        let DescribedSlice { start_ns, duration_ns, what, task, thread, exceeded } = slice;
+        Self { start_ns, duration_ns, what, task, thread, exceeded, has_detail }
     }
 }
 
 /// What only slices that did blocking I/O, were sampled, overran or carry
 /// context have.
 #[derive(Default)]
-pub(super) struct SliceDetail {
+pub struct SliceDetail {
     /// Inline for the usual one event, so such a slice costs one allocation.
-    pub events: smallvec::SmallVec<[PendingEvent; 1]>,
+    pub events: smallvec::SmallVec<[DescribedEvent; 1]>,
     pub dropped_events: u32,
     pub score: i64,
     pub samples: Vec<StackId>,
+    /// Redacted (key, value) pairs, if the recording keeps context.
     pub context: Vec<(String, String)>,
 }
 
-pub(super) struct PendingEvent {
+/// One blocking event of a slice, described.
+pub struct DescribedEvent {
+    /// Its index in the event table.
     pub event: u16,
-    /// A shared string id.
+    /// A shared string id: its arguments, redacted.
     pub args: u32,
+    /// When, from the start of the slice.
     pub offset_ns: u64,
     pub stack: Option<StackId>,
 }
@@ -95,64 +103,15 @@ static BUFFER: Mutex<Buffer> = Mutex::new(Buffer { slices: Vec::new(), details: 
 static WAKE_WRITER: Condvar = Condvar::new();
 static MAX_BUFFERED: AtomicUsize = AtomicUsize::new(1 << 20);
 
-/// The slice facts `record_slice` needs, borrowed from the monitor.
-pub struct SliceFacts<'a, 'py> {
-    pub ran: Ran<'a, 'py>,
-    pub start_ns: u64,
-    pub duration_ns: u64,
-    pub exceeded: bool,
-    pub slice: &'a crate::slice::Slice,
-    pub samples: &'a [StackId],
-    pub context: Option<&'a Bound<'py, PyDict>>,
-}
-
-/// Appends one slice to the buffer. Never raises, never blocks on the writer.
-///
-/// Inlined into the monitor, so that the facts of the common slice (no
-/// events, no samples, no context) are never copied.
+/// Appends one described slice, with its detail if it has one, to the
+/// buffer. Never raises, never blocks on the writer.
 #[inline]
-pub fn record_slice(py: Python<'_>, facts: SliceFacts<'_, '_>) {
-    let interesting = facts.slice.total_events > 0 || facts.exceeded;
-    if interesting || !facts.samples.is_empty() || facts.context.is_some() {
-        return record_detailed_slice(py, facts);
+pub fn record_slice(slice: DescribedSlice, detail: Option<SliceDetail>) {
+    let Some(mut buffer) = buffer_with_room() else { return };
+    buffer.slices.push(PendingSlice::new(slice, detail.is_some()));
+    if let Some(detail) = detail {
+        buffer.details.push(detail);
     }
-    let described = what_ran::describe(py, &facts.ran);
-    let Some(mut buffer) = buffer_with_room() else { return };
-    buffer.slices.push(PendingSlice::new(&facts, &described, false));
-    wake_writer_if_half_full(&buffer);
-}
-
-/// `record_slice` for a slice with blocking events, samples or context.
-#[inline(never)]
-fn record_detailed_slice(py: Python<'_>, facts: SliceFacts<'_, '_>) {
-    let described = what_ran::describe(py, &facts.ran);
-    let events = facts
-        .slice
-        .events
-        .iter()
-        .map(|event| PendingEvent {
-            event: event.event_index,
-            args: shared_string_id(&crate::redact::event_args(crate::emit::format_args(event.args.bind(py)))),
-            offset_ns: event.at_ns.saturating_sub(facts.start_ns),
-            stack: event.stack,
-        })
-        .collect();
-    let context = match (facts.context, settings::records_context()) {
-        (Some(context), true) => crate::redact::context(
-            context.iter().filter_map(|(k, v)| Some((k.str().ok()?.to_string(), v.str().ok()?.to_string()))).collect(),
-        ),
-        _ => Vec::new(),
-    };
-    let detail = SliceDetail {
-        events,
-        dropped_events: facts.slice.dropped_events(),
-        score: facts.slice.score,
-        samples: facts.samples.to_vec(),
-        context,
-    };
-    let Some(mut buffer) = buffer_with_room() else { return };
-    buffer.slices.push(PendingSlice::new(&facts, &described, true));
-    buffer.details.push(detail);
     wake_writer_if_half_full(&buffer);
 }
 

@@ -2,7 +2,7 @@
 //! file (format and writer: the `aiocop-trace` crate).
 //!
 //! The flow, one way: the monitor times a slice and, while `is_active`,
-//! hands it here; `buffer` keeps it (ids and numbers, named through
+//! hands it here described (`crate::describe`), as a value; `buffer` keeps it (ids and numbers, named through
 //! `registry`) until the writer thread (`writer`) turns a flush's worth into
 //! a compressed chunk of the trace file. `settings` holds the switch and
 //! what the recording was started with, `session` starts and stops it, and
@@ -13,13 +13,13 @@
 
 mod buffer;
 mod fork;
-mod registry;
+pub mod registry;
 mod session;
 mod settings;
 mod writer;
 
-pub use buffer::{record_slice, SliceFacts};
+pub use buffer::{record_slice, DescribedEvent, DescribedSlice, SliceDetail};
 pub use fork::{after_fork_in_child, after_fork_in_parent, before_fork};
-pub use registry::{announce_task, forget_tasks, generation, shared_string_id, NO_TASK};
+pub use registry::shared_string_id;
 pub use session::{current_path, start, stop, stop_without_the_gil};
-pub use settings::{is_active, Settings};
+pub use settings::{is_active, records_context, Settings};
