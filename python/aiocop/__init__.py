@@ -99,6 +99,7 @@ __version__ = _metadata["Version"]
 __author__ = _metadata["Author-email"] if "Author-email" in _metadata else None
 
 # ruff: noqa: E402 - imports must be after metadata loading
+from aiocop.core import _wiring
 from aiocop.core.audit_patcher import get_patched_functions, patch_audit_functions
 from aiocop.core.blocking_io import (
     format_blocking_event,
@@ -149,6 +150,9 @@ from aiocop.types.severity import (
     WEIGHT_TRIVIAL,
     IoSeverityLevel,
 )
+
+# Once every module is loaded: hand the native side the objects it reports through.
+_wiring.connect()
 
 __all__ = [
     # Setup functions
