@@ -76,6 +76,10 @@ pub fn install_handle_run(py: Python<'_>, handle_class: &Bound<'_, PyType>) -> P
 /// The C entry point of the `_run` descriptor. pyo3's trampoline marks the
 /// thread as attached (so references are released at once, not deferred),
 /// turns a panic into a Python exception and an `Err` into a raised one.
+///
+/// # Safety
+/// Called by the interpreter only, through the descriptor, with the GIL
+/// held and `handle` a live object.
 unsafe fn handle_run_entry(py: Python<'_>, handle: *mut ffi::PyObject) -> PyResult<*mut ffi::PyObject> {
     // SAFETY: the interpreter passes a live `self`.
     let handle = unsafe { Bound::from_borrowed_ptr(py, handle) };
@@ -284,6 +288,12 @@ fn new_builtin<'py>(
     }
 }
 
+/// The C entry point of a patched scheduling method (see `schedule_patch`).
+///
+/// # Safety
+/// Called by the interpreter only, with the vectorcall convention: `target`
+/// the function's `self` (a `ScheduleTarget`), `args` holding `nargs`
+/// positional arguments then one value per name in `kwnames` (null if none).
 unsafe fn schedule_entry(
     py: Python<'_>,
     target: *mut ffi::PyObject,
@@ -295,6 +305,7 @@ unsafe fn schedule_entry(
     let target = unsafe { Bound::from_borrowed_ptr(py, target) };
     let target = target.cast::<ScheduleTarget>()?.get();
     let positional = nargs as usize;
+    // SAFETY: a non-null `kwnames` is the vectorcall's tuple of keyword names.
     let keywords = if kwnames.is_null() { 0 } else { unsafe { ffi::PyTuple_GET_SIZE(kwnames) as usize } };
     // SAFETY: vectorcall passes `positional` arguments followed by one value per keyword name.
     let all = unsafe { std::slice::from_raw_parts(args, positional + keywords) };
@@ -308,6 +319,10 @@ unsafe fn schedule_entry(
     vectorcall(py, target.original.as_ptr(), &forwarded, positional + 1, kwnames)
 }
 
+/// The C entry point of `run_monitored(callback, *args)`.
+///
+/// # Safety
+/// As for `schedule_entry`.
 unsafe fn run_monitored_entry(
     py: Python<'_>,
     _self: *mut ffi::PyObject,
@@ -315,6 +330,7 @@ unsafe fn run_monitored_entry(
     nargs: ffi::Py_ssize_t,
     kwnames: *mut ffi::PyObject,
 ) -> PyResult<*mut ffi::PyObject> {
+    // SAFETY: a non-null `kwnames` is the vectorcall's tuple of keyword names.
     let keywords = if kwnames.is_null() { 0 } else { unsafe { ffi::PyTuple_GET_SIZE(kwnames) as usize } };
     let positional = nargs as usize;
     // SAFETY: as in schedule_entry.
@@ -329,6 +345,7 @@ unsafe fn run_monitored_entry(
     // SAFETY: the array holds live borrowed references.
     let callback = unsafe { Bound::from_borrowed_ptr(py, *callback) };
     let result = run_slice(py, Ran::Callback(&callback), || {
+        // SAFETY: `vectorcall` returns a new, non-null reference on success.
         call().map(|ptr| unsafe { Bound::from_owned_ptr(py, ptr) }.unbind())
     });
     result.map(Py::into_ptr)

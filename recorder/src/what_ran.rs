@@ -275,6 +275,7 @@ fn describe_callback(py: Python<'_>, callback: &Bound<'_, PyAny>, recording: u64
     }
     // SAFETY: `callback` is live; the code object is borrowed from it.
     if let Some(code) = unsafe { code_of(callback.as_ptr()) } {
+        // SAFETY: a live code object, borrowed from `callback`, which outlives this use.
         let code = unsafe { Bound::from_borrowed_ptr(py, code) };
         return (code_what_id(py, &code), NO_TASK);
     }
@@ -308,6 +309,7 @@ fn partial_function<'py>(py: Python<'py>, callback: &Bound<'py, PyAny>) -> Optio
 fn callback_owner<'py>(py: Python<'py>, callback: &Bound<'py, PyAny>) -> Option<Bound<'py, PyAny>> {
     // SAFETY: `callback` is live; the task it points to is borrowed from it.
     if let Some(task) = unsafe { task_of_step(callback.as_ptr()) } {
+        // SAFETY: the task is alive as long as the callback bound to it is.
         return unsafe { Bound::from_borrowed_ptr_or_opt(py, task) };
     }
     if STEP_WRAPPER_TYPE.get().is_none() {
