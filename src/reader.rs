@@ -36,9 +36,13 @@ use std::path::Path;
 pub struct ChunkInfo {
     /// Offset of the frame header from the start of the file.
     pub offset: u64,
+    /// A [`Codec`](crate::format::Codec) as a byte.
     pub codec: u8,
+    /// Length of the payload as stored, in bytes.
     pub payload_len: u32,
+    /// Length of the payload decompressed, in bytes.
     pub raw_len: u32,
+    /// CRC-32 of the stored payload.
     pub crc32: u32,
 }
 
@@ -213,6 +217,7 @@ impl TraceFile {
         TraceFile::load(Source::Bytes(bytes), name.to_owned())
     }
 
+    /// The trace's header.
     pub fn header(&self) -> &TraceHeader {
         &self.header
     }
@@ -595,6 +600,7 @@ pub struct Dictionary {
 }
 
 impl Dictionary {
+    /// An empty dictionary.
     pub fn new() -> Dictionary {
         Dictionary::default()
     }
@@ -632,10 +638,12 @@ impl Dictionary {
         }
     }
 
+    /// The string with `id`, if defined.
     pub fn string(&self, id: StringId) -> Option<&str> {
         self.strings.get(&id).map(String::as_str)
     }
 
+    /// The frame with `id`, if defined.
     pub fn frame(&self, id: FrameId) -> Option<&Frame> {
         self.frames.get(&id)
     }
@@ -669,6 +677,7 @@ impl Dictionary {
         (self.strings.len(), self.frames.len(), self.stacks.len())
     }
 
+    /// Whether nothing is defined.
     pub fn is_empty(&self) -> bool {
         self.strings.is_empty() && self.frames.is_empty() && self.stacks.is_empty()
     }
