@@ -2,11 +2,13 @@
 //! file (format and writer: the `aiocop-trace` crate).
 //!
 //! The flow, one way: the monitor times a slice and, while `is_active`,
-//! hands it here described (`crate::describe`), as a value; `buffer` keeps it (ids and numbers, named through
-//! `registry`) until the writer thread (`writer`) turns a flush's worth into
-//! a compressed chunk of the trace file. `settings` holds the switch and
+//! hands it here as a value, already described (`crate::describe`: ids and
+//! numbers, named through `registry`); `buffer` keeps it until the writer
+//! thread (`writer`) turns a flush's worth into a compressed chunk of the
+//! trace file. `settings` holds the switch and
 //! what the recording was started with, `session` starts and stops it, and
-//! `fork` carries it across `fork()`.
+//! `fork` carries it across `fork()`. Nothing here calls back into the
+//! monitor, `describe` or `what_ran`; `what_ran` feeds `registry` one way.
 //!
 //! Locks: the buffer lock, the registry's and the stack registry's are held
 //! for short, bounded work only, and never while waiting for the GIL.
