@@ -37,7 +37,9 @@ pub struct DescribedSlice {
 }
 
 /// A slice as the hot path leaves it for the writer: 32 bytes; the rest,
-/// for the slices that have more, in `Buffer::details`.
+/// for the slices that have more, in `Buffer::details`. A `DescribedSlice`
+/// with `has_detail` beside it, flat: nested, its padding would not be
+/// reused and each buffered slice would take 40 bytes.
 #[derive(Clone, Copy)]
 pub(super) struct PendingSlice {
     pub start_ns: u64,
@@ -50,6 +52,8 @@ pub(super) struct PendingSlice {
     /// Its detail is the next one in `Buffer::details`.
     pub has_detail: bool,
 }
+
+const _: () = assert!(std::mem::size_of::<PendingSlice>() == 32);
 
 impl PendingSlice {
     #[inline]
