@@ -5,7 +5,8 @@
 #
 #   make demo    build, record a demo asyncio app under aiocop, then print its report
 #   make test    build, then run every check: rustfmt, clippy, cargo test, ruff, mypy, stubtest,
-#                and pytest on CPython 3.11 (.venv), 3.12 (.venv-3.12) and 3.13 (.venv-3.13)
+#                and pytest on CPython 3.11 (.venv), 3.12 (.venv-3.12) and 3.13 (.venv-3.13),
+#                and on 3.14 and 3.15 inside a Debian sid root (tools/sid-root.sh; needs root)
 #   make bench   build, then compare no monitor / this aiocop / aiocop 1.2.1 from PyPI
 
 PYTHON ?= python3
@@ -18,7 +19,16 @@ BIN := $(VENV)/bin
 OTHER_VERSIONS := 3.12 3.13
 python_for = $(firstword $(wildcard /root/.pyenv/versions/$(1).*/bin/python3) python$(1))
 
-.PHONY: build demo test lint rust-test py-test bench clean $(addprefix build-,$(OTHER_VERSIONS)) $(addprefix py-test-,$(OTHER_VERSIONS))
+# 3.14 and 3.15: Debian's sid packages, in a root made once under /var/cache
+# (tools/sid-root.sh). Their wheels are cross-built here by PyO3 against the
+# root's lib/python3.X, each in a cargo target directory of its own; pytest
+# runs inside the root.
+SID_VERSIONS := 3.14 3.15
+SID_ROOT ?= /var/cache/aiocop-sid
+export AIOCOP_SID_ROOT := $(SID_ROOT)
+
+.PHONY: build demo test lint rust-test py-test bench clean sid-root \
+	$(addprefix build-,$(OTHER_VERSIONS) $(SID_VERSIONS)) $(addprefix py-test-,$(OTHER_VERSIONS) $(SID_VERSIONS))
 
 $(BIN)/maturin: requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -64,7 +74,18 @@ $(addprefix build-,$(OTHER_VERSIONS)): build-%: $(VENV)-%/bin/maturin
 $(addprefix py-test-,$(OTHER_VERSIONS)): py-test-%: build-%
 	$(VENV)-$*/bin/python -m pytest -q
 
-test: lint rust-test py-test $(addprefix py-test-,$(OTHER_VERSIONS))
+sid-root:
+	tools/sid-root.sh ensure
+
+$(addprefix build-,$(SID_VERSIONS)): build-%: $(BIN)/maturin sid-root
+	rm -f target/wheels-$*/aiocop-*.whl
+	CARGO_TARGET_DIR=target/py$* PYO3_CROSS=1 PYO3_CROSS_LIB_DIR=$(SID_ROOT)/usr/lib/python$* PYO3_CROSS_PYTHON_VERSION=$* \
+		$(BIN)/maturin build --release --quiet -i python$* --target x86_64-unknown-linux-gnu --out target/wheels-$*
+
+$(addprefix py-test-,$(SID_VERSIONS)): py-test-%: build-%
+	tools/sid-root.sh test $* target/wheels-$*/aiocop-*.whl $(PYTEST_ARGS)
+
+test: lint rust-test py-test $(addprefix py-test-,$(OTHER_VERSIONS) $(SID_VERSIONS))
 
 bench: build
 	$(BIN)/python bench/run.py

@@ -11,6 +11,15 @@ fn main() {
     println!("cargo:rerun-if-env-changed=PYO3_PYTHON");
     let config = pyo3_build_config::get();
     let (major, minor) = (config.version().major, config.version().minor);
+    // The monitor assumes one thread runs Python at a time (the GIL): say so
+    // at `pip install`, not with a crash later (python_support.py says it at
+    // import too).
+    if config.is_free_threaded() {
+        panic!(
+            "aiocop does not support free-threaded CPython ({major}.{minor}t): \
+             install it for the standard build (python{major}.{minor})"
+        );
+    }
     if major != 3 || !(11..=12).contains(&minor) {
         return;
     }

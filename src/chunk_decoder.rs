@@ -43,6 +43,19 @@ impl std::fmt::Display for DecodeError {
 
 type Result<T> = std::result::Result<T, DecodeError>;
 
+/// Asked before the decoder allocates `bytes` (definitions, a slice's
+/// events and samples): `false` stops the decoding with
+/// [`OVER_MEMORY_LIMIT`]. The reader counts them in its memory budget.
+pub type Allocate<'a> = &'a dyn Fn(usize) -> bool;
+
+/// The problem of a decoding stopped by its [`Allocate`].
+pub const OVER_MEMORY_LIMIT: &str = "it needs more memory than the limit allows";
+
+/// An [`Allocate`] that allows everything.
+pub fn unlimited(_bytes: usize) -> bool {
+    true
+}
+
 const U16_MARKER: u8 = 251;
 const U32_MARKER: u8 = 252;
 const U64_MARKER: u8 = 253;
@@ -111,8 +124,18 @@ impl<F: FnMut(u64, &SliceRecord)> SliceVisitor for F {
 /// On an error, the slices before it have been passed to `visitor`.
 #[inline]
 pub fn decode_chunk(raw: &[u8], visitor: &mut impl SliceVisitor) -> Result<(Chunk, usize)> {
+    decode_chunk_within(raw, visitor, &unlimited)
+}
+
+/// [`decode_chunk`], asking `allocate` before each allocation.
+#[inline]
+pub fn decode_chunk_within(
+    raw: &[u8],
+    visitor: &mut impl SliceVisitor,
+    allocate: Allocate<'_>,
+) -> Result<(Chunk, usize)> {
     let mut definitions = Cursor { bytes: raw, pos: 0 };
-    let mut chunk = decode_definitions(&mut definitions)?;
+    let mut chunk = decode_definitions(&mut definitions, allocate)?;
     // A cursor of its own for the loop over slices, lent to no function
     // that is not inlined, so that its position stays in a register.
     let mut cursor = Cursor { bytes: raw, pos: definitions.pos };
@@ -128,14 +151,15 @@ pub fn decode_chunk(raw: &[u8], visitor: &mut impl SliceVisitor) -> Result<(Chun
             visitor.pure_slice(start_ns, PureSlice { start_delta_ns, duration_ns, what, task, thread });
         } else {
             (slice.start_delta_ns, slice.duration_ns, slice.what) = (start_delta_ns, duration_ns, what);
-            cursor.pos = decode_slice_rest(raw, cursor.pos, &mut slice)?;
+            cursor.pos = decode_slice_rest(raw, cursor.pos, &mut slice, allocate)?;
             visitor.slice(start_ns, &slice);
         }
     }
     chunk.dropped_slices = cursor.u64()?;
     // Format 1.1 appended the frame names; a 1.0 chunk ends here.
     if cursor.pos < raw.len() {
-        chunk.frame_names.0 = cursor.vec(3, |c| Ok((c.u32()?, FrameName { module: c.u32()?, qualname: c.u32()? })))?;
+        chunk.frame_names.0 =
+            cursor.vec(allocate, 3, |c| Ok((c.u32()?, FrameName { module: c.u32()?, qualname: c.u32()? })))?;
     }
     Ok((chunk, cursor.pos))
 }
@@ -144,31 +168,37 @@ pub fn decode_chunk(raw: &[u8], visitor: &mut impl SliceVisitor) -> Result<(Chun
 /// returns the position after them. Out of line, with a cursor of its own:
 /// few slices need it.
 #[inline(never)]
-fn decode_slice_rest(bytes: &[u8], pos: usize, slice: &mut SliceRecord) -> Result<usize> {
+fn decode_slice_rest(bytes: &[u8], pos: usize, slice: &mut SliceRecord, allocate: Allocate<'_>) -> Result<usize> {
     let mut cursor = Cursor { bytes, pos };
     slice.task = if cursor.flag()? { Some(cursor.u32()?) } else { None };
     slice.thread = cursor.u32()?;
     slice.exceeded = cursor.flag()?;
-    cursor.refill(&mut slice.events, 4, |c| {
+    cursor.refill(allocate, &mut slice.events, 4, |c| {
         Ok(EventRecord { event: c.u16()?, args: c.u32()?, offset_ns: c.u64()?, stack: c.u32()? })
     })?;
     slice.dropped_events = cursor.u32()?;
     slice.score = cursor.i64()?;
-    cursor.refill(&mut slice.samples, 1, Cursor::u32)?;
-    cursor.refill(&mut slice.context, 2, |c| Ok((c.u32()?, c.u32()?)))?;
+    cursor.refill(allocate, &mut slice.samples, 1, Cursor::u32)?;
+    cursor.refill(allocate, &mut slice.context, 2, |c| Ok((c.u32()?, c.u32()?)))?;
     Ok(cursor.pos)
 }
 
 /// Decodes only the definitions of a chunk (strings, frames, stacks) and its
 /// base offset; `slices` is left empty and `dropped_slices` zero.
 pub fn decode_chunk_definitions(raw: &[u8]) -> Result<Chunk> {
-    decode_definitions(&mut Cursor { bytes: raw, pos: 0 })
+    decode_chunk_definitions_within(raw, &unlimited)
 }
 
-fn decode_definitions(cursor: &mut Cursor<'_>) -> Result<Chunk> {
-    let strings = cursor.vec(2, |c| Ok((c.u32()?, c.string()?)))?;
-    let frames = cursor.vec(4, |c| Ok((c.u32()?, Frame { file: c.u32()?, line: c.i32()?, function: c.u32()? })))?;
-    let stacks = cursor.vec(2, |c| Ok((c.u32()?, c.vec(1, Cursor::u32)?)))?;
+/// [`decode_chunk_definitions`], asking `allocate` before each allocation.
+pub fn decode_chunk_definitions_within(raw: &[u8], allocate: Allocate<'_>) -> Result<Chunk> {
+    decode_definitions(&mut Cursor { bytes: raw, pos: 0 }, allocate)
+}
+
+fn decode_definitions(cursor: &mut Cursor<'_>, allocate: Allocate<'_>) -> Result<Chunk> {
+    let strings = cursor.vec(allocate, 2, |c| Ok((c.u32()?, c.string(allocate)?)))?;
+    let frames =
+        cursor.vec(allocate, 4, |c| Ok((c.u32()?, Frame { file: c.u32()?, line: c.i32()?, function: c.u32()? })))?;
+    let stacks = cursor.vec(allocate, 2, |c| Ok((c.u32()?, c.vec(allocate, 1, Cursor::u32)?)))?;
     let base_offset_ns = cursor.u64()?;
     Ok(Chunk { strings, frames, stacks, base_offset_ns, ..Chunk::default() })
 }
@@ -279,16 +309,31 @@ impl Cursor<'_> {
         Ok(len as usize)
     }
 
-    fn string(&mut self) -> Result<String> {
+    /// Asks `allocate` for `count` values of `T`.
+    fn allocate<T>(&self, allocate: Allocate<'_>, count: usize) -> Result<()> {
+        if count > 0 && !allocate(count.saturating_mul(std::mem::size_of::<T>())) {
+            return Err(self.error(OVER_MEMORY_LIMIT));
+        }
+        Ok(())
+    }
+
+    fn string(&mut self, allocate: Allocate<'_>) -> Result<String> {
         let len = self.len(1)?;
+        self.allocate::<u8>(allocate, len)?;
         let bytes = &self.bytes[self.pos..self.pos + len];
         let text = std::str::from_utf8(bytes).map_err(|_| self.error("a string is not UTF-8"))?;
         self.pos += len;
         Ok(text.to_owned())
     }
 
-    fn vec<T>(&mut self, min_element_bytes: usize, mut element: impl FnMut(&mut Self) -> Result<T>) -> Result<Vec<T>> {
+    fn vec<T>(
+        &mut self,
+        allocate: Allocate<'_>,
+        min_element_bytes: usize,
+        mut element: impl FnMut(&mut Self) -> Result<T>,
+    ) -> Result<Vec<T>> {
         let len = self.len(min_element_bytes)?;
+        self.allocate::<T>(allocate, len)?;
         let mut values = Vec::with_capacity(len);
         for _ in 0..len {
             values.push(element(self)?);
@@ -300,6 +345,7 @@ impl Cursor<'_> {
     #[inline(always)]
     fn refill<T>(
         &mut self,
+        allocate: Allocate<'_>,
         values: &mut Vec<T>,
         min_element_bytes: usize,
         mut element: impl FnMut(&mut Self) -> Result<T>,
@@ -307,7 +353,10 @@ impl Cursor<'_> {
         values.clear();
         let len = self.len(min_element_bytes)?;
         if len > 0 {
-            values.reserve(len);
+            if len > values.capacity() {
+                self.allocate::<T>(allocate, len - values.capacity())?;
+            }
+            values.reserve_exact(len);
             for _ in 0..len {
                 values.push(element(self)?);
             }

@@ -171,8 +171,28 @@ pub enum ReadError {
         problem: String,
     },
 
-    #[error("'{path}' has {count} chunks: there is no chunk {index}")]
+    /// The read's memory budget cannot hold what `frame` needs.
+    #[error("'{path}': {frame} {problem}: raise --max-memory to read it")]
+    OverMemoryLimit {
+        /// The file, as named to the reader.
+        path: String,
+        /// The frame in question.
+        frame: FrameRef,
+        /// What it needed, against what was in use and the limit.
+        problem: crate::budget::OverBudget,
+    },
+
+    /// The path names a FIFO, a device or another special file, not a regular file.
+    #[error("'{path}' is not a regular file but {kind}: a trace is read from a file (save a stream to one first)")]
+    NotARegularFile {
+        /// The file, as named to the reader.
+        path: String,
+        /// What it is instead, in words.
+        kind: &'static str,
+    },
+
     /// A chunk was asked for past the last one.
+    #[error("'{path}' has {count} chunks: there is no chunk {index}")]
     NoSuchChunk {
         /// The file, as named to the reader.
         path: String,
@@ -188,6 +208,12 @@ fn looks_like_suffix(looks_like: &Option<&'static str>) -> String {
 }
 
 impl ReadError {
+    /// Whether the read's memory budget refused it: the whole read is over,
+    /// not only this chunk.
+    pub fn is_over_memory_limit(&self) -> bool {
+        matches!(self, ReadError::OverMemoryLimit { .. })
+    }
+
     /// The file the error is about.
     pub fn path(&self) -> &str {
         match self {
@@ -203,6 +229,8 @@ impl ReadError {
             | ReadError::UnknownCodec { path, .. }
             | ReadError::Decompress { path, .. }
             | ReadError::Decode { path, .. }
+            | ReadError::OverMemoryLimit { path, .. }
+            | ReadError::NotARegularFile { path, .. }
             | ReadError::NoSuchChunk { path, .. } => path,
         }
     }

@@ -8,6 +8,7 @@
 //! of everything they must agree on and cannot drift. Its only I/O is the
 //! trace writer (to any `io::Write`) and reader (of a file or a buffer).
 
+pub mod budget;
 pub mod chunk_decoder;
 pub mod chunk_encoder;
 pub mod error;
@@ -20,6 +21,7 @@ pub mod records;
 pub mod severity;
 pub mod writer;
 
+pub use budget::{MemoryBudget, DEFAULT_MEMORY_LIMIT};
 pub use chunk_decoder::{PureSlice, SliceVisitor};
 pub use error::{ReadError, WriteError};
 pub use events::{BlockingEvent, EventSource, BLOCKING_EVENTS};

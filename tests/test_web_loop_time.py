@@ -157,12 +157,21 @@ def test_the_cpu_route_is_the_top_loop_time_group_and_the_io_routes_have_their_t
     # The CPU route's slices have no blocking I/O and are under the slow
     # threshold: recording's samples (every slice of 2 ms or more) put their
     # time on the function that burns it, most of the loop's busy time.
+    # A sample is keyed by the line crunch() was at: the loop's `while` line
+    # (the perf_counter() call) and, from 3.14 on, where the compiler puts
+    # the loop's JUMP_BACKWARD on its body's last line (`n += 1`; 3.12 and
+    # 3.13 put it on the `while` line), the body's line too. Both are eval
+    # breaker checks, where the pending call that samples runs. So the route's
+    # time is crunch()'s groups together (on 3.14: about 76% and 24%).
     top = groups[0]
     cpu_ms = counts["/cpu"] * 12
     assert top["key"].endswith(":crunch") and top["via"] == ["samples"] and top["io_ms"] == 0, top
-    others, route_ms = groups[1:], top["busy_ms"]
+    crunch = [g for g in groups if g["key"].endswith(":crunch")]
+    others = [g for g in groups if not g["key"].endswith(":crunch")]
+    assert all(g["via"] == ["samples"] and g["io_ms"] == 0 for g in crunch), crunch
+    route_ms = sum(g["busy_ms"] for g in crunch)
     assert top["share"] > 0.5, top
-    assert route_ms >= 0.9 * cpu_ms, (top, counts)
+    assert route_ms >= 0.9 * cpu_ms, (crunch, counts)
     # Every other group is far smaller.
     assert route_ms > 5 * max(g["busy_ms"] for g in others)
 

@@ -296,6 +296,8 @@ pub struct FileAggregate {
     /// Chunks that could not be read, and the error of the first of them.
     pub unreadable: u64,
     pub first_error: Option<(usize, ReadError)>,
+    /// The memory limit refused a chunk: the read is over.
+    pub over_memory_limit: Option<ReadError>,
     scratch: Scratch,
 }
 
@@ -359,6 +361,9 @@ impl FileAggregate {
     fn add_definitions_or_error(&mut self, index: usize, chunk: Result<Chunk, ReadError>) {
         match chunk {
             Ok(chunk) => self.add_definitions(&chunk),
+            Err(error) if error.is_over_memory_limit() => {
+                self.over_memory_limit.get_or_insert(error);
+            }
             Err(error) => {
                 self.unreadable += 1;
                 if self.first_error.as_ref().is_none_or(|(first, _)| index < *first) {
@@ -495,6 +500,7 @@ impl FileAggregate {
         self.counts.merge(&other.counts);
         self.dictionary.merge(other.dictionary);
         self.unreadable += other.unreadable;
+        self.over_memory_limit = self.over_memory_limit.or(other.over_memory_limit);
         if let Some((index, error)) = other.first_error {
             if self.first_error.as_ref().is_none_or(|(first, _)| index < *first) {
                 self.first_error = Some((index, error));

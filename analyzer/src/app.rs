@@ -14,11 +14,19 @@
 //! whole trace. `--by context:KEY` first reads each file once more to find
 //! the key's id.
 //!
-//! Warnings (a file cut short, unreadable chunks, a newer format minor) are
-//! one line each on stderr, printed in input order before the output.
+//! Warnings (a file cut short, unreadable chunks, a newer format minor, a
+//! footer that disagrees with the chunks) are one line each on stderr,
+//! printed in input order before the output.
+//!
+//! Every command that reads traces reads them within one memory budget
+//! (`--max-memory`, [`aiocop_trace::budget`]) for all of its files, threads
+//! and sides: a trace that needs more ends the run with one line naming the
+//! file, the chunk and the limit. Beyond the budget, the process holds its
+//! code and what the budget does not count: each thread's reused buffers
+//! (up to 4 MiB) and zstd context, and the analysis built from the slices.
 
 use crate::aggregate::{fold_chunks, ChunkOptions, FileAggregate};
-use crate::cli::{ColorChoice, Command, DiffArgs, FilterArgs, InfoArgs, InfoFormat, ReportArgs};
+use crate::cli::{ColorChoice, Command, DiffArgs, FilterArgs, InfoArgs, InfoFormat, MemoryArgs, ReportArgs};
 use crate::diff::{self, Diff, DiffOptions, ScoreWith};
 use crate::error::AnalyzeError;
 use crate::export::{self, ReportFormat, Style};
@@ -29,14 +37,16 @@ use crate::report::{self, OptionsView, RankOptions, Report, TotalsView, TraceFac
 use crate::resolve::{self, Analysis, EventWeights, ResolveOptions};
 use crate::stalls::{StallOptions, DEFAULT_STALL_GAP_NS};
 use aiocop_trace::format::{FORMAT_MINOR, FRAME_HEADER_LEN};
+use aiocop_trace::records::TraceFooter;
 use aiocop_trace::SeverityLevel;
-use aiocop_trace::TraceFile;
+use aiocop_trace::{MemoryBudget, TraceFile};
 use globset::GlobBuilder;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rayon::prelude::*;
 use std::ffi::OsStr;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Input bytes past which reading shows a progress bar (when stderr is a terminal).
 const PROGRESS_MIN_BYTES: u64 = 16 << 20;
@@ -96,6 +106,13 @@ fn all_or_errors<T>(results: Vec<Result<T, AnalyzeError>>) -> Result<Vec<T>, Ana
             Err(error) => errors.push(error),
         }
     }
+    // A refusal of the memory budget ends the whole read: the other files'
+    // refusals follow from it, and only the one that needed too much is said.
+    let refused = |e: &AnalyzeError| matches!(e, AnalyzeError::Read(r) if r.is_over_memory_limit());
+    if let Some(first) = errors.iter().position(refused).map(|at| errors.remove(at)) {
+        errors.retain(|e| !refused(e));
+        errors.push(first);
+    }
     match errors.pop() {
         None => Ok(values),
         Some(last) => {
@@ -129,6 +146,37 @@ fn progress_bar(paths: &[PathBuf], quiet: bool) -> ProgressBar {
 /// Bytes chunk `index` takes in its file, for the progress bar.
 fn chunk_bytes(trace: &TraceFile, index: usize) -> u64 {
     trace.chunk_info(index).map_or(0, |info| FRAME_HEADER_LEN as u64 + u64::from(info.payload_len))
+}
+
+/// A trace's footer, if it agrees with what was read, and a warning if not.
+pub(crate) struct CheckedFooter {
+    pub footer: Option<TraceFooter>,
+    pub warning: Option<String>,
+}
+
+/// The footer of `trace` if its counts are the chunks' (its chunk count,
+/// and its slice count when `slices_read` says how many every chunk
+/// held); else a warning, and no footer: a footer that lies (damaged,
+/// crafted) must not give the recorded time or the counts.
+pub(crate) fn trusted_footer(trace: &TraceFile, slices_read: Option<u64>) -> CheckedFooter {
+    let Some(footer) = trace.footer() else { return CheckedFooter { footer: None, warning: None } };
+    let chunks = trace.chunk_count() as u64;
+    let mut problems = Vec::new();
+    if footer.chunks != chunks {
+        problems.push(format!("{} where the file holds {chunks}", crate::export::count(footer.chunks, "chunk")));
+    }
+    if let Some(slices) = slices_read.filter(|&slices| slices != footer.slices) {
+        problems.push(format!("{} where its chunks hold {slices}", crate::export::count(footer.slices, "slice")));
+    }
+    if problems.is_empty() {
+        return CheckedFooter { footer: Some(footer.clone()), warning: None };
+    }
+    let warning = format!(
+        "'{}': its footer does not match its chunks (it counts {}): it is ignored, and the counts and times are the chunks'",
+        trace.path(),
+        problems.join(", and ")
+    );
+    CheckedFooter { footer: None, warning: Some(warning) }
 }
 
 /// The one-line warning for a file cut short or with unreadable chunks.
@@ -248,6 +296,8 @@ fn label_matcher(pattern: &str) -> Result<globset::GlobMatcher, AnalyzeError> {
 /// every file of a report and by both sides of a diff.
 pub(crate) struct ReadOptions<'a> {
     pub filters: &'a FilterArgs,
+    /// `--max-memory`, for every file read.
+    pub budget: Arc<MemoryBudget>,
     pub ignore: Option<IgnoreSet>,
     pub label: Option<globset::GlobMatcher>,
     /// Scores events by name with these weights instead of each trace's own
@@ -268,7 +318,7 @@ pub(crate) struct ReadOptions<'a> {
 }
 
 impl ReadOptions<'_> {
-    pub(crate) fn new(filters: &FilterArgs) -> Result<ReadOptions<'_>, AnalyzeError> {
+    pub(crate) fn new(filters: &FilterArgs, memory: MemoryArgs) -> Result<ReadOptions<'_>, AnalyzeError> {
         if let (Some(since), Some(until)) = (filters.since, filters.until) {
             if since >= until {
                 return Err(AnalyzeError::Usage(format!("--since {since} is not before --until {until}")));
@@ -279,6 +329,7 @@ impl ReadOptions<'_> {
         let label = filters.label.as_deref().map(label_matcher).transpose()?;
         Ok(ReadOptions {
             filters,
+            budget: MemoryBudget::new(memory.max_memory),
             ignore,
             label,
             weights: None,
@@ -308,7 +359,7 @@ fn check_report_args(args: &ReportArgs) -> Result<(), AnalyzeError> {
 
 pub fn run_report(args: ReportArgs) -> Result<(), AnalyzeError> {
     check_report_args(&args)?;
-    let mut options = ReadOptions::new(&args.filters)?;
+    let mut options = ReadOptions::new(&args.filters, args.output.memory)?;
     options.long_ns = seconds_to_ns(args.long_ms / 1000.0).max(1);
     options.stall_gap_ns = seconds_to_ns(args.stall_gap_us / 1_000_000.0);
     options.quiet = args.output.quiet;
@@ -370,14 +421,15 @@ pub fn run_diff(mut args: DiffArgs) -> Result<Outcome, AnalyzeError> {
     let new_paths = expand_side(&args.new, &args.more_new)?;
     // The first trace of each side gives its event table (read from its
     // header only) before either side is scored.
-    let base_table = TraceFile::open(&base_paths[0])?.header().event_table.clone();
-    let new_table = TraceFile::open(&new_paths[0])?.header().event_table.clone();
+    let budget = MemoryBudget::new(args.output.memory.max_memory);
+    let base_table = TraceFile::open_within(&base_paths[0], budget.clone())?.header().event_table.clone();
+    let new_table = TraceFile::open_within(&new_paths[0], budget)?.header().event_table.clone();
     let scoring_table = match args.rescore {
         ScoreWith::New => &new_table,
         ScoreWith::Base => &base_table,
     };
     destination.check()?;
-    let mut options = ReadOptions::new(&args.filters)?;
+    let mut options = ReadOptions::new(&args.filters, args.output.memory)?;
     options.weights = Some(diff::weights_of(scoring_table));
     options.by_identity = true;
     options.quiet = args.output.quiet;
@@ -602,7 +654,7 @@ pub(crate) fn read_side(paths: &[PathBuf], options: &ReadOptions<'_>) -> Result<
     let progress = progress_bar(paths, options.quiet);
 
     let read_file = |file: usize, path: &PathBuf| -> Result<FileOutcome, AnalyzeError> {
-        let trace = TraceFile::open(path)?;
+        let trace = TraceFile::open_within(path, options.budget.clone())?;
         if let Some(matcher) = &options.label {
             let label = trace.header().label.clone();
             if !label.as_deref().is_some_and(|l| matcher.is_match(l)) {
@@ -653,10 +705,15 @@ pub(crate) fn read_side(paths: &[PathBuf], options: &ReadOptions<'_>) -> Result<
             FileAggregate::merge,
         );
 
+        if let Some(refused) = aggregate.over_memory_limit.take() {
+            return Err(refused.into());
+        }
         if let (0, Some(damage)) = (trace.chunk_count(), trace.damage()) {
             return Err(AnalyzeError::DamagedBeforeAnyChunk { damage: damage.to_string() });
         }
         let mut warnings: Vec<String> = newer_minor_warning(&trace).into_iter().collect();
+        let footer = trusted_footer(&trace, None);
+        warnings.extend(footer.warning);
         let first_error = aggregate.first_error.take().map(|(_, error)| error);
         if aggregate.unreadable == trace.chunk_count() as u64 {
             if let Some(error) = first_error {
@@ -666,7 +723,7 @@ pub(crate) fn read_side(paths: &[PathBuf], options: &ReadOptions<'_>) -> Result<
         warnings.extend(check_readable(&trace, aggregate.unreadable, first_error.map(|e| e.to_string())));
         let mut analysis = Analysis::default();
         analysis.add_file(file, trace.header(), &aggregate, resolve_options);
-        let facts = trace_facts(&trace, &aggregate, since_ns, until_ns);
+        let facts = trace_facts(&trace, footer.footer.as_ref(), &aggregate, since_ns, until_ns);
         let mut flame = crate::flamegraph::Folded::default();
         if let Some(names) = options.flame {
             flame.add_file(trace.header(), &aggregate, options.ignore.as_ref(), names);
@@ -753,10 +810,16 @@ fn make_report(args: &ReportArgs, mut side: Side) -> Report {
     }
 }
 
-fn trace_facts(trace: &TraceFile, aggregate: &FileAggregate, since_ns: u64, until_ns: u64) -> TraceFacts {
+fn trace_facts(
+    trace: &TraceFile,
+    footer: Option<&TraceFooter>,
+    aggregate: &FileAggregate,
+    since_ns: u64,
+    until_ns: u64,
+) -> TraceFacts {
     let header = trace.header();
     let (major, minor) = trace.format_version();
-    let end_ns = trace.footer().map_or(aggregate.counts.last_end_ns, |f| f.end_offset_ns);
+    let end_ns = footer.map_or(aggregate.counts.last_end_ns, |f| f.end_offset_ns);
     TraceFacts {
         path: trace.path().to_owned(),
         format_version: format!("{major}.{minor}"),
@@ -785,10 +848,11 @@ pub fn run_info(args: InfoArgs) -> Result<(), AnalyzeError> {
     destination.check()?;
     let paths = crate::input::expand(&args.inputs)?;
     let pool = thread_pool(args.threads)?;
+    let budget = MemoryBudget::new(args.memory.max_memory);
     let infos = pool.install(|| -> Result<Vec<TraceInfo>, AnalyzeError> {
         let progress = progress_bar(&paths, args.quiet);
         let read_file = |path: &PathBuf| -> Result<(TraceInfo, Vec<String>), AnalyzeError> {
-            let trace = TraceFile::open(path)?;
+            let trace = TraceFile::open_within(path, budget.clone())?;
             let mut counts = fold_chunks(
                 trace.chunk_count(),
                 InfoCounts::default,
@@ -798,10 +862,16 @@ pub fn run_info(args: InfoArgs) -> Result<(), AnalyzeError> {
                 },
                 InfoCounts::merge,
             );
+            if let Some(refused) = counts.over_memory_limit.take() {
+                return Err(refused.into());
+            }
             let mut warnings: Vec<String> = newer_minor_warning(&trace).into_iter().collect();
+            let slices_read = (counts.unreadable == 0).then_some(counts.slices);
+            let footer = trusted_footer(&trace, slices_read);
+            warnings.extend(footer.warning);
             let first_error = counts.first_error.take().map(|(_, e)| e.to_string());
             warnings.extend(check_readable(&trace, counts.unreadable, first_error));
-            Ok((TraceInfo::new(&trace, &counts), warnings))
+            Ok((TraceInfo::new(&trace, footer.footer.as_ref(), &counts), warnings))
         };
         let results: Vec<_> = paths.par_iter().map(read_file).collect();
         progress.finish_and_clear();
@@ -835,7 +905,7 @@ pub fn run_info(args: InfoArgs) -> Result<(), AnalyzeError> {
 /// traces are read.
 pub fn run_timeline(args: crate::cli::TimelineArgs) -> Result<(), AnalyzeError> {
     use crate::timeline::{write_traces, JsonSink, TimelineOptions};
-    let read = ReadOptions::new(&args.filters)?;
+    let read = ReadOptions::new(&args.filters, args.memory)?;
     let filters = &args.filters;
     let options = TimelineOptions {
         tracks: args.tracks,
@@ -852,7 +922,7 @@ pub fn run_timeline(args: crate::cli::TimelineArgs) -> Result<(), AnalyzeError> 
     let destination = Destination::new(args.output.as_deref());
     let write = |out: &mut (dyn Write + Send), name: &str| {
         let mut sink = JsonSink::new(out, name);
-        let outcomes = pool.install(|| write_traces(&paths, read.label.as_ref(), &options, &mut sink))?;
+        let outcomes = pool.install(|| write_traces(&paths, read.label.as_ref(), &read.budget, &options, &mut sink))?;
         sink.finish()?;
         Ok::<_, AnalyzeError>(outcomes)
     };
@@ -861,7 +931,16 @@ pub fn run_timeline(args: crate::cli::TimelineArgs) -> Result<(), AnalyzeError> 
         Some(path) => {
             let name = path.display().to_string();
             let failed = |source| AnalyzeError::Output { path: name.clone(), source };
-            let file = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(path).map_err(failed)?);
+            // Only a file this run created is removed on failure: never one
+            // that was there (a user's file, or /dev/null).
+            let (file, created) = match std::fs::File::create_new(path) {
+                Ok(file) => (file, true),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    (std::fs::File::create(path).map_err(failed)?, false)
+                }
+                Err(e) => return Err(failed(e)),
+            };
+            let file = std::io::BufWriter::with_capacity(1 << 20, file);
             let written = if path.extension().is_some_and(|e| e == "gz") {
                 let mut gzip = flate2::write::GzEncoder::new(file, flate2::Compression::fast());
                 write(&mut gzip, &name).and_then(|outcomes| {
@@ -871,7 +950,7 @@ pub fn run_timeline(args: crate::cli::TimelineArgs) -> Result<(), AnalyzeError> 
                 write(&mut { file }, &name)
             };
             // Not a timeline cut short at an unusable trace: no file at all.
-            if written.is_err() {
+            if written.is_err() && created {
                 let _ = std::fs::remove_file(path);
             }
             written?
@@ -899,7 +978,7 @@ pub fn run_timeline(args: crate::cli::TimelineArgs) -> Result<(), AnalyzeError> 
 pub fn run_flamegraph(args: crate::cli::FlamegraphArgs) -> Result<(), AnalyzeError> {
     use crate::cli::FlameFormat;
     use crate::flamegraph::{FrameNames, SvgText};
-    let mut options = ReadOptions::new(&args.filters)?;
+    let mut options = ReadOptions::new(&args.filters, args.memory)?;
     let names = if args.diff.is_empty() { FrameNames::Shown } else { FrameNames::Identity };
     options.flame = Some(names);
     let destination = Destination::new(args.output.as_deref());

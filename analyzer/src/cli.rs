@@ -315,6 +315,21 @@ pub struct OutputArgs {
     /// No progress bar on stderr (it shows only on a terminal, for long reads).
     #[arg(short, long, help_heading = "Output")]
     pub quiet: bool,
+
+    #[command(flatten)]
+    pub memory: MemoryArgs,
+}
+
+/// How much memory a read may use: shared by every command that reads traces.
+#[derive(Clone, Copy, Debug, Args)]
+pub struct MemoryArgs {
+    /// The most memory reading may take, for all files and threads together
+    /// (both sides of a diff): decompressed chunks, and the strings, frames
+    /// and stacks the traces define. A trace that needs more is refused
+    /// (exit 2) rather than run the machine out of memory. SIZE in bytes, or
+    /// with K, M, G (powers of 1024: 512M, 1GiB, 2G).
+    #[arg(long, value_name = "SIZE", default_value = "1GiB", value_parser = parse_size)]
+    pub max_memory: u64,
 }
 
 #[derive(Clone, Debug, Args)]
@@ -416,6 +431,9 @@ pub struct InfoArgs {
     /// No progress bar on stderr.
     #[arg(short, long)]
     pub quiet: bool,
+
+    #[command(flatten)]
+    pub memory: MemoryArgs,
 }
 
 const TIMELINE_EXAMPLES: &str = "\
@@ -518,6 +536,9 @@ pub struct TimelineArgs {
     /// Threads decoding chunks (0: one per CPU).
     #[arg(short = 'j', long, value_name = "N", default_value_t = 0)]
     pub threads: usize,
+
+    #[command(flatten)]
+    pub memory: MemoryArgs,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -556,6 +577,9 @@ pub struct FlamegraphArgs {
     /// Threads decoding chunks (0: one per CPU).
     #[arg(short = 'j', long, value_name = "N", default_value_t = 0)]
     pub threads: usize,
+
+    #[command(flatten)]
+    pub memory: MemoryArgs,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -603,6 +627,29 @@ fn parse_confidence(text: &str) -> Result<f64, String> {
     }
 }
 
+/// The smallest `--max-memory`: less cannot read a trace's header.
+const MIN_MAX_MEMORY: u64 = 1 << 20;
+
+/// A size in bytes: `1073741824`, `512M`, `1GiB`, `1.5G` (K, M, G, T are
+/// powers of 1024, with or without a trailing `B` or `iB`), at least 1 MiB.
+fn parse_size(text: &str) -> Result<u64, String> {
+    let bad = || format!("'{text}' is not a size of at least 1M (like 512M or 2GiB)");
+    let lower = text.trim().to_ascii_lowercase();
+    let number = lower.trim_end_matches("ib").trim_end_matches('b');
+    let (digits, scale) = match number.char_indices().last() {
+        Some((at, unit @ ('k' | 'm' | 'g' | 't'))) => {
+            let power = "kmgt".find(unit).expect("one of kmgt") as i32 + 1;
+            (&number[..at], 1024f64.powi(power))
+        }
+        _ => (number, 1.0),
+    };
+    let value = digits.trim().parse::<f64>().map_err(|_| bad())? * scale;
+    if !(value.is_finite() && value >= MIN_MAX_MEMORY as f64) {
+        return Err(bad());
+    }
+    Ok(value.min(u64::MAX as f64) as u64)
+}
+
 /// A finite, non-negative number.
 fn parse_seconds(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
@@ -619,6 +666,18 @@ mod tests {
     #[test]
     fn verify_cli() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn sizes_take_units_of_1024() {
+        assert_eq!(parse_size("1GiB"), Ok(1 << 30));
+        assert_eq!(parse_size("512M"), Ok(512 << 20));
+        assert_eq!(parse_size("1.5g"), Ok(3 << 29));
+        assert_eq!(parse_size("2097152"), Ok(2 << 20));
+        assert_eq!(parse_size("64KB"), Err("'64KB' is not a size of at least 1M (like 512M or 2GiB)".to_owned()));
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("-1G").is_err());
+        assert!(parse_size("nanM").is_err());
     }
 
     fn parse(args: &[&str]) -> Result<Cli, clap::Error> {

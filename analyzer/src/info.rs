@@ -3,7 +3,7 @@
 //! was cut short. Chunks are decoded in parallel, as for a report.
 
 use crate::report::{ms, seconds};
-use aiocop_trace::records::SliceRecord;
+use aiocop_trace::records::{SliceRecord, TraceFooter};
 use aiocop_trace::{ReadError, TraceFile};
 use serde::Serialize;
 
@@ -24,6 +24,8 @@ pub struct InfoCounts {
     pub stacks: u64,
     pub unreadable: u64,
     pub first_error: Option<(usize, ReadError)>,
+    /// The memory limit refused a chunk: the read is over.
+    pub over_memory_limit: Option<ReadError>,
 }
 
 impl InfoCounts {
@@ -36,6 +38,9 @@ impl InfoCounts {
                 self.frames += chunk.frames.len() as u64;
                 self.stacks += chunk.stacks.len() as u64;
                 self.dropped_slices += chunk.dropped_slices;
+            }
+            Err(error) if error.is_over_memory_limit() => {
+                self.over_memory_limit.get_or_insert(error);
             }
             Err(error) => {
                 self.unreadable += 1;
@@ -71,6 +76,7 @@ impl InfoCounts {
         self.frames += other.frames;
         self.stacks += other.stacks;
         self.unreadable += other.unreadable;
+        self.over_memory_limit = self.over_memory_limit.or(other.over_memory_limit);
         if let Some((index, error)) = other.first_error {
             if self.first_error.as_ref().is_none_or(|(first, _)| index < *first) {
                 self.first_error = Some((index, error));
@@ -140,17 +146,19 @@ pub struct TraceInfo {
 }
 
 impl TraceInfo {
-    pub fn new(trace: &TraceFile, counts: &InfoCounts) -> TraceInfo {
+    /// What `trace` holds, with `footer` only if it agrees with the chunks
+    /// (see `app::trusted_footer`).
+    pub fn new(trace: &TraceFile, footer: Option<&TraceFooter>, counts: &InfoCounts) -> TraceInfo {
         let header = trace.header();
         let (major, minor) = trace.format_version();
-        let footer = trace.footer().map(|f| FooterInfo {
+        let end_ns = footer.map_or(counts.last_end_ns, |f| f.end_offset_ns);
+        let footer = footer.map(|f| FooterInfo {
             slices: f.slices,
             events: f.events,
             dropped_slices: f.dropped_slices,
             chunks: f.chunks,
             end_s: seconds(f.end_offset_ns),
         });
-        let end_ns = trace.footer().map_or(counts.last_end_ns, |f| f.end_offset_ns);
         TraceInfo {
             path: trace.path().to_owned(),
             format_version: format!("{major}.{minor}"),

@@ -24,13 +24,15 @@ use crate::error::AnalyzeError;
 use crate::group::{IgnoreSet, StackResolver};
 use crate::identity::PathContext;
 use crate::stalls::{file_stalls, StallOptions, StallTracker};
+use aiocop_trace::reader::CountedChunk;
 use aiocop_trace::records::{Chunk, SliceRecord, StackId, StringId, TraceHeader};
-use aiocop_trace::{Dictionary, ReadError, TraceFile};
+use aiocop_trace::{Dictionary, MemoryBudget, ReadError, TraceFile};
 use rayon::prelude::*;
 use rustc_hash::{FxHashMap, FxHashSet};
 use serde::Serialize;
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// Task tracks are numbered from here, above any loop thread's number.
 const FIRST_TASK_TID: u32 = 1 << 20;
@@ -409,6 +411,7 @@ pub struct FileOutcome {
 pub fn write_traces(
     paths: &[PathBuf],
     label: Option<&globset::GlobMatcher>,
+    budget: &Arc<MemoryBudget>,
     options: &TimelineOptions<'_>,
     sink: &mut JsonSink<'_>,
 ) -> Result<Vec<FileOutcome>, AnalyzeError> {
@@ -417,7 +420,7 @@ pub fn write_traces(
     let mut skipped_labels = Vec::new();
     let mut earliest_ns = u64::MAX;
     for path in paths {
-        let trace = TraceFile::open(path)?;
+        let trace = TraceFile::open_within(path, budget.clone())?;
         let header = trace.header();
         if let Some(matcher) = label {
             if !header.label.as_deref().is_some_and(|l| matcher.is_match(l)) {
@@ -439,7 +442,7 @@ pub fn write_traces(
     let mut pids: FxHashSet<u32> = FxHashSet::default();
     let mut outcomes = Vec::new();
     for (index, path) in chosen.into_iter().enumerate() {
-        let trace = TraceFile::open(path)?;
+        let trace = TraceFile::open_within(path, budget.clone())?;
         // Two traces of one pid (another host, a pid reused): each its own process.
         let mut pid = trace.header().pid;
         while !pids.insert(pid) {
@@ -488,15 +491,17 @@ fn write_trace(
     let window = options.window.max(1);
     for first in (0..trace.chunk_count()).step_by(window) {
         let last = (first + window).min(trace.chunk_count());
-        let decoded: Vec<Result<Chunk, ReadError>> =
-            (first..last).into_par_iter().map(|index| trace.read_chunk(index)).collect();
+        // Each chunk's slices stay counted in the read's budget until rendered.
+        let decoded: Vec<Result<CountedChunk, ReadError>> =
+            (first..last).into_par_iter().map(|index| trace.read_chunk_counted(index)).collect();
         let mut chunks = Vec::with_capacity(decoded.len());
         for chunk in decoded {
             match chunk {
-                Ok(chunk) => {
-                    file.dictionary.add(&chunk);
-                    chunks.push(chunk);
+                Ok(counted) => {
+                    file.dictionary.add(&counted.chunk);
+                    chunks.push(counted);
                 }
+                Err(error) if error.is_over_memory_limit() => return Err(error.into()),
                 Err(error) => {
                     file.unreadable += 1;
                     file.first_error.get_or_insert(error);
@@ -504,11 +509,11 @@ fn write_trace(
             }
         }
         let mut meta = Vec::new();
-        for chunk in &chunks {
-            file.walk(chunk, &mut meta);
+        for counted in &chunks {
+            file.walk(&counted.chunk, &mut meta);
         }
         sink.write_events(&meta)?;
-        let rendered: Vec<Vec<u8>> = chunks.par_iter().map(|chunk| file.render(chunk)).collect();
+        let rendered: Vec<Vec<u8>> = chunks.par_iter().map(|counted| file.render(&counted.chunk)).collect();
         for events in rendered {
             sink.write_events(&events)?;
         }
@@ -599,7 +604,8 @@ mod tests {
         std::fs::write(&path, trace).unwrap();
         let mut out = Vec::new();
         let mut sink = JsonSink::new(&mut out, "out");
-        let outcomes = write_traces(std::slice::from_ref(&path), None, options, &mut sink).unwrap();
+        let outcomes =
+            write_traces(std::slice::from_ref(&path), None, &MemoryBudget::unlimited(), options, &mut sink).unwrap();
         std::fs::remove_file(&path).unwrap();
         sink.finish().unwrap();
         let json: serde_json::Value = serde_json::from_slice(&out).unwrap();

@@ -99,6 +99,10 @@ __version__ = _metadata["Version"]
 __author__ = _metadata["Author-email"] if "Author-email" in _metadata else None
 
 # ruff: noqa: E402 - imports must be after metadata loading
+
+from aiocop.core import python_support
+
+python_support.check_running_python()  # before the native module: a free-threaded build gets one line
 from aiocop.core import _wiring
 from aiocop.core.audit_patcher import get_patched_functions, patch_audit_functions
 from aiocop.core.blocking_io import (

@@ -26,6 +26,7 @@ import runpy
 import sys
 from typing import Any
 
+from aiocop import attach
 from aiocop.core import autorecord, lineage, settings
 
 
@@ -105,6 +106,7 @@ def _parser() -> argparse.ArgumentParser:
         f" (default: {settings.DEFAULT_FILE_MODE:03o}; 640: group may read)",
     )
     record.add_argument("target", nargs=argparse.REMAINDER, help="-- script.py args, or -- -m module args")
+    attach.add_parser(commands)
     return parser
 
 
@@ -138,6 +140,8 @@ def _settings(args: argparse.Namespace) -> settings.RecordingSettings:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "attach":
+        return attach.main(args)
     target = args.target[1:] if args.target[:1] == ["--"] else args.target
     if not target or target == ["-m"]:
         print("python -m aiocop record: name a script or -m module to run after --", file=sys.stderr)

@@ -199,13 +199,27 @@ pub fn set_recording_sampling(py: Python<'_>, after_ns: u64, interval_ns: u64) {
         MAIN_THREAD_IDENT.store(ident.unwrap_or(0), Relaxed);
     }
     let version = py.version_info();
-    PENDING_CALLS_REACH_THE_MAIN_THREAD.store((version.major, version.minor) >= (3, 13), Relaxed);
+    PENDING_CALLS_REACH_THE_MAIN_THREAD
+        .store(pending_calls_reach_the_main_thread_by_themselves((version.major, version.minor)), Relaxed);
     if after_ns != 0 && current_thread_ident() == MAIN_THREAD_IDENT.load(Relaxed) {
         eval_breaker::check_on_main_thread(py);
     }
     SWITCH_INTERVAL_SETTABLE_WITHOUT_THE_GIL.store((version.major, version.minor) == (3, 11), Relaxed);
     RECORDING_INTERVAL_NS.store(interval_ns.max(MIN_SLEEP_NS), Relaxed);
     RECORDING_AFTER_NS.store(after_ns, Relaxed);
+}
+
+/// The newest Python whose pending calls were seen to reach the main thread
+/// (tests/test_python_versions.py); `aiocop.core.python_support` says the
+/// same version, and logs that newer ones sample with the GIL.
+const NEWEST_TESTED: (u8, u8) = (3, 15);
+
+/// Whether a pending call queued from another thread runs on the main thread
+/// at its next eval-breaker check, with nothing else to do: from 3.13 on
+/// (`_PyEval_AddPendingCall` signals the main thread's eval breaker). On a
+/// version newer than the tested ones the GIL way is taken: it cannot miss.
+fn pending_calls_reach_the_main_thread_by_themselves(version: (u8, u8)) -> bool {
+    ((3, 13)..=NEWEST_TESTED).contains(&version)
 }
 
 /// How recording's samples were asked for, since the process started:
@@ -640,4 +654,17 @@ fn thread_frame(py: Python<'_>, ident: u64) -> Option<Bound<'_, PyAny>> {
     let frames = py.import("sys").ok()?.call_method0("_current_frames").ok()?;
     let frames = frames.cast::<PyDict>().ok()?;
     frames.get_item(ident).ok().flatten()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pending_calls_are_trusted_alone_from_3_13_to_the_newest_tested_version_only() {
+        assert!(!pending_calls_reach_the_main_thread_by_themselves((3, 12)));
+        assert!(pending_calls_reach_the_main_thread_by_themselves((3, 13)));
+        assert!(pending_calls_reach_the_main_thread_by_themselves((3, 15)));
+        assert!(!pending_calls_reach_the_main_thread_by_themselves((3, 16)));
+    }
 }
