@@ -56,6 +56,7 @@ lint: build
 	$(BIN)/ruff format --check python tests bench examples build-backend
 	$(BIN)/python -m mypy python/aiocop
 	$(BIN)/python -m mypy.stubtest aiocop._native
+	$(BIN)/python .ci/check_structure.py
 
 rust-test:
 	cargo test --workspace --quiet

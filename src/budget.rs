@@ -56,10 +56,12 @@ pub struct OverBudget {
     pub needed: u64,
     /// Counted when it was asked for.
     pub in_use: u64,
+    /// The budget's limit.
     pub limit: u64,
 }
 
 impl MemoryBudget {
+    /// A budget of `limit` bytes.
     pub fn new(limit: u64) -> Arc<MemoryBudget> {
         Arc::new(MemoryBudget { limit, state: Mutex::default(), released: Condvar::new() })
     }
@@ -69,6 +71,7 @@ impl MemoryBudget {
         MemoryBudget::new(u64::MAX)
     }
 
+    /// Its limit, in bytes.
     pub fn limit(&self) -> u64 {
         self.limit
     }
@@ -180,6 +183,7 @@ impl Reservation {
         Ok(Parked { budget: Arc::clone(&self.budget), bytes })
     }
 
+    /// The bytes this reservation holds now.
     pub fn bytes(&self) -> u64 {
         self.bytes
     }

@@ -31,6 +31,7 @@ use crate::records::{Chunk, EventRecord, Frame, FrameName, SliceRecord, StringId
 pub struct DecodeError {
     /// Offset in the decompressed payload.
     pub offset: usize,
+    /// What is wrong there.
     pub problem: &'static str,
 }
 
@@ -67,10 +68,15 @@ const MIN_SLICE_BYTES: usize = 11;
 /// hands them over as these numbers, without filling a [`SliceRecord`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PureSlice {
+    /// From the previous slice's start (or the chunk's base for the first).
     pub start_delta_ns: u64,
+    /// How long the callback ran.
     pub duration_ns: u64,
+    /// What ran (see [`SliceRecord::what`]).
     pub what: StringId,
+    /// The task's name, for a task's steps.
     pub task: Option<StringId>,
+    /// The per-file number of the thread that ran it.
     pub thread: u32,
 }
 
@@ -91,7 +97,9 @@ impl PureSlice {
 /// Takes a chunk's slices in order, each with its start (nanoseconds from
 /// the trace's start: the chunk's base plus the deltas so far).
 pub trait SliceVisitor {
+    /// A slice with nothing but its numbers (most of them).
     fn pure_slice(&mut self, start_ns: u64, slice: PureSlice);
+    /// Any other slice, whole.
     fn slice(&mut self, start_ns: u64, slice: &SliceRecord);
 }
 

@@ -13,8 +13,11 @@ use std::io;
 /// Which frame of a file a message is about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FrameRef {
+    /// The header frame, first after the file header.
     Header,
+    /// The chunk with this index, counted from 0.
     Chunk(usize),
+    /// The footer frame, last.
     Footer,
 }
 
@@ -31,62 +34,173 @@ impl fmt::Display for FrameRef {
 /// Why a trace cannot be opened, or one of its frames cannot be read.
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
+    /// The file cannot be opened or read.
     #[error("cannot read '{path}': {source}")]
     Io {
+        /// The file, as named to the reader.
         path: String,
+        /// What the system said.
         #[source]
         source: io::Error,
     },
 
+    /// The file has no bytes at all.
     #[error("'{path}' is empty, not an aiocop trace")]
-    Empty { path: String },
+    Empty {
+        /// The file, as named to the reader.
+        path: String,
+    },
 
     #[error("'{path}' does not look like an aiocop trace (bad magic{})", looks_like_suffix(.looks_like))]
-    NotATrace { path: String, looks_like: Option<&'static str> },
+    /// The file does not start with the trace magic.
+    NotATrace {
+        /// The file, as named to the reader.
+        path: String,
+        /// What its first bytes suggest it is instead (`"a PNG image"`), if anything.
+        looks_like: Option<&'static str>,
+    },
 
     /// The file ends before its header frame is whole: there is nothing to read.
     #[error("'{path}' ends inside {part} ({len} bytes): it is not a complete aiocop trace")]
-    TruncatedHeader { path: String, part: &'static str, len: u64 },
+    TruncatedHeader {
+        /// The file, as named to the reader.
+        path: String,
+        /// Which part of the header it ends in.
+        part: &'static str,
+        /// The file's length in bytes.
+        len: u64,
+    },
 
     #[error(
         "'{path}' is trace format {major}.{minor}, newer than this build of aiocop reads (format {}.x): upgrade aiocop to read it",
         FORMAT_MAJOR
     )]
-    TooNew { path: String, major: u16, minor: u16 },
+    /// The file's format major version is newer than this build reads.
+    TooNew {
+        /// The file, as named to the reader.
+        path: String,
+        /// The file's format major version.
+        major: u16,
+        /// The file's format minor version.
+        minor: u16,
+    },
 
     #[error(
         "'{path}' is trace format {major}.{minor}, older than this build of aiocop reads (format {}.x): read it with the aiocop that wrote it",
         FORMAT_MAJOR
     )]
-    TooOld { path: String, major: u16, minor: u16 },
+    /// The file's format major version is older than this build reads.
+    TooOld {
+        /// The file, as named to the reader.
+        path: String,
+        /// The file's format major version.
+        major: u16,
+        /// The file's format minor version.
+        minor: u16,
+    },
 
     #[error("'{path}': {frame} is corrupt: its checksum is {got:#010x}, the frame header says {expected:#010x}")]
-    ChecksumMismatch { path: String, frame: FrameRef, expected: u32, got: u32 },
+    /// A frame's payload does not match its checksum.
+    ChecksumMismatch {
+        /// The file, as named to the reader.
+        path: String,
+        /// The frame in question.
+        frame: FrameRef,
+        /// The CRC-32 the frame header declares.
+        expected: u32,
+        /// The CRC-32 of the payload as read.
+        got: u32,
+    },
 
     #[error("'{path}' is corrupt: the frame at byte {offset} declares a {field} of {len} bytes, more than the {max} allowed")]
-    AbsurdLength { path: String, offset: u64, field: &'static str, len: u64, max: u64 },
+    /// A frame header declares a length past the format's limit.
+    AbsurdLength {
+        /// The file, as named to the reader.
+        path: String,
+        /// Where the frame header starts, in bytes from the start of the file.
+        offset: u64,
+        /// Which length it is.
+        field: &'static str,
+        /// The length declared, in bytes.
+        len: u64,
+        /// The most the format allows, in bytes.
+        max: u64,
+    },
 
     #[error("'{path}' is corrupt: {problem} at byte {offset}")]
-    BadFrame { path: String, offset: u64, problem: String },
+    /// A frame header cannot be read as one.
+    BadFrame {
+        /// The file, as named to the reader.
+        path: String,
+        /// Where the frame header starts, in bytes from the start of the file.
+        offset: u64,
+        /// What is wrong with it.
+        problem: String,
+    },
 
     #[error("'{path}': {frame} is compressed with codec {codec}, which this build of aiocop cannot read")]
-    UnknownCodec { path: String, frame: FrameRef, codec: u8 },
+    /// A frame is compressed with a codec this build does not know.
+    UnknownCodec {
+        /// The file, as named to the reader.
+        path: String,
+        /// The frame in question.
+        frame: FrameRef,
+        /// The codec byte of its header.
+        codec: u8,
+    },
 
     #[error("'{path}': {frame} cannot be decompressed: {problem}")]
-    Decompress { path: String, frame: FrameRef, problem: String },
+    /// A frame's payload does not decompress.
+    Decompress {
+        /// The file, as named to the reader.
+        path: String,
+        /// The frame in question.
+        frame: FrameRef,
+        /// What the decompressor said.
+        problem: String,
+    },
 
     #[error("'{path}': {frame} cannot be decoded: {problem}")]
-    Decode { path: String, frame: FrameRef, problem: String },
+    /// A frame's decompressed payload does not decode.
+    Decode {
+        /// The file, as named to the reader.
+        path: String,
+        /// The frame in question.
+        frame: FrameRef,
+        /// What the decoder said.
+        problem: String,
+    },
 
     /// The read's memory budget cannot hold what `frame` needs.
     #[error("'{path}': {frame} {problem}: raise --max-memory to read it")]
-    OverMemoryLimit { path: String, frame: FrameRef, problem: crate::budget::OverBudget },
+    OverMemoryLimit {
+        /// The file, as named to the reader.
+        path: String,
+        /// The frame in question.
+        frame: FrameRef,
+        /// What it needed, against what was in use and the limit.
+        problem: crate::budget::OverBudget,
+    },
 
+    /// The path names a FIFO, a device or another special file, not a regular file.
     #[error("'{path}' is not a regular file but {kind}: a trace is read from a file (save a stream to one first)")]
-    NotARegularFile { path: String, kind: &'static str },
+    NotARegularFile {
+        /// The file, as named to the reader.
+        path: String,
+        /// What it is instead, in words.
+        kind: &'static str,
+    },
 
+    /// A chunk was asked for past the last one.
     #[error("'{path}' has {count} chunks: there is no chunk {index}")]
-    NoSuchChunk { path: String, index: usize, count: usize },
+    NoSuchChunk {
+        /// The file, as named to the reader.
+        path: String,
+        /// The chunk asked for, counted from 0.
+        index: usize,
+        /// How many chunks the file has.
+        count: usize,
+    },
 }
 
 fn looks_like_suffix(looks_like: &Option<&'static str>) -> String {
@@ -126,26 +240,42 @@ impl ReadError {
 /// messages name none: the caller adds the path (`cannot record to '{path}': {error}`).
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
+    /// Writing to the output failed.
     #[error("write failed: {0}")]
     Io(#[from] io::Error),
 
     #[error("cannot encode {what}: {source}")]
+    /// A payload cannot be encoded.
     Encode {
+        /// What was being written (`"a chunk"`, `"the trace header"`).
         what: &'static str,
+        /// What bincode said.
         #[source]
         source: bincode::error::EncodeError,
     },
 
     #[error("zstd cannot compress {what}: {source}")]
+    /// A payload cannot be compressed.
     Compress {
+        /// What was being written (`"a chunk"`, `"the trace header"`).
         what: &'static str,
+        /// What zstd said.
         #[source]
         source: io::Error,
     },
 
     #[error("{what} encodes to {len} bytes, more than the {max} a frame may hold, and cannot be split")]
-    TooLarge { what: &'static str, len: u64, max: u64 },
+    /// A payload is larger than a frame may hold.
+    TooLarge {
+        /// What was being written (`"a chunk"`, `"the trace header"`).
+        what: &'static str,
+        /// Its encoded length, in bytes.
+        len: u64,
+        /// The most a frame may hold, in bytes.
+        max: u64,
+    },
 
+    /// An earlier write failed: the writer writes nothing more.
     #[error("an earlier write failed, so nothing more is written: the trace is readable up to its last whole chunk")]
     Poisoned,
 }

@@ -25,8 +25,11 @@ pub enum EventSource {
 /// who raises it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BlockingEvent {
+    /// The audit event's name (`"open"`, `"socket.connect"`).
     pub name: &'static str,
+    /// What it adds to a slice's score (see [`crate::severity`]).
     pub weight: i64,
+    /// Who raises it: the interpreter, or aiocop's patches.
     pub source: EventSource,
 }
 

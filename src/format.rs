@@ -84,6 +84,7 @@ pub enum FrameKind {
 }
 
 impl FrameKind {
+    /// The kind a frame header's byte names, if this build knows it.
     pub fn from_byte(byte: u8) -> Option<FrameKind> {
         match byte {
             1 => Some(FrameKind::Header),
@@ -98,10 +99,12 @@ impl FrameKind {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
 pub enum Codec {
+    /// zstd, the only codec written so far.
     Zstd = 1,
 }
 
 impl Codec {
+    /// The codec a frame header's byte names, if this build knows it.
     pub fn from_byte(byte: u8) -> Option<Codec> {
         match byte {
             1 => Some(Codec::Zstd),
@@ -113,7 +116,9 @@ impl Codec {
 /// The fixed header at the start of the file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FileHeader {
+    /// The format's major version: a reader refuses any other.
     pub major: u16,
+    /// The format's minor version: a newer one is read, with a warning.
     pub minor: u16,
 }
 
@@ -121,6 +126,7 @@ impl FileHeader {
     /// The header this build writes.
     pub const CURRENT: FileHeader = FileHeader { major: FORMAT_MAJOR, minor: FORMAT_MINOR };
 
+    /// The header's bytes as written: magic, versions, reserved zeros.
     pub fn to_bytes(self) -> [u8; FILE_HEADER_LEN] {
         let mut bytes = [0u8; FILE_HEADER_LEN];
         bytes[0..8].copy_from_slice(&MAGIC);
@@ -148,12 +154,16 @@ pub struct FrameHeader {
     pub kind: u8,
     /// A [`Codec`] as a byte.
     pub codec: u8,
+    /// Length of the payload as stored (compressed), in bytes.
     pub payload_len: u32,
+    /// Length of the payload decompressed, in bytes.
     pub raw_len: u32,
+    /// CRC-32 of the stored payload.
     pub crc32: u32,
 }
 
 impl FrameHeader {
+    /// The header's bytes as written, little-endian.
     pub fn to_bytes(self) -> [u8; FRAME_HEADER_LEN] {
         let mut bytes = [0u8; FRAME_HEADER_LEN];
         bytes[0] = self.kind;
@@ -185,6 +195,7 @@ impl FrameHeader {
 
 /// The types a frame payload can hold.
 pub trait Payload: Serialize + DeserializeOwned + bincode::Encode + bincode::Decode<()> {
+    /// The frame kind this payload is written as.
     const KIND: FrameKind;
 
     /// The raw bytes of this payload: bincode's.

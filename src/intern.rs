@@ -32,14 +32,17 @@ impl<T: Eq + Hash + Clone> Interner<T> {
         id
     }
 
+    /// The value with `id`, if interned.
     pub fn get(&self, id: u32) -> Option<&T> {
         self.values.get(id as usize)
     }
 
+    /// How many values are interned.
     pub fn len(&self) -> usize {
         self.values.len()
     }
 
+    /// Whether nothing is interned.
     pub fn is_empty(&self) -> bool {
         self.values.is_empty()
     }

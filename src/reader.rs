@@ -46,9 +46,13 @@ use std::sync::Arc;
 pub struct ChunkInfo {
     /// Offset of the frame header from the start of the file.
     pub offset: u64,
+    /// A [`Codec`](crate::format::Codec) as a byte.
     pub codec: u8,
+    /// Length of the payload as stored, in bytes.
     pub payload_len: u32,
+    /// Length of the payload decompressed, in bytes.
     pub raw_len: u32,
+    /// CRC-32 of the stored payload.
     pub crc32: u32,
 }
 
@@ -190,6 +194,7 @@ fn read_exact_at(file: &File, mut buffer: &mut [u8], mut offset: u64) -> io::Res
 /// A chunk read whole, its slices counted in the read's budget until it is dropped.
 #[derive(Debug)]
 pub struct CountedChunk {
+    /// The chunk.
     pub chunk: Chunk,
     _memory: Parked,
 }
@@ -312,6 +317,7 @@ impl TraceFile {
         TraceFile::load(Source::Bytes(bytes), name.to_owned(), budget)
     }
 
+    /// The trace's header.
     pub fn header(&self) -> &TraceHeader {
         &self.header
     }
@@ -863,6 +869,7 @@ pub struct Dictionary {
 }
 
 impl Dictionary {
+    /// An empty dictionary.
     pub fn new() -> Dictionary {
         Dictionary::default()
     }
@@ -900,10 +907,12 @@ impl Dictionary {
         }
     }
 
+    /// The string with `id`, if defined.
     pub fn string(&self, id: StringId) -> Option<&str> {
         self.strings.get(&id).map(String::as_str)
     }
 
+    /// The frame with `id`, if defined.
     pub fn frame(&self, id: FrameId) -> Option<&Frame> {
         self.frames.get(&id)
     }
@@ -937,6 +946,7 @@ impl Dictionary {
         (self.strings.len(), self.frames.len(), self.stacks.len())
     }
 
+    /// Whether nothing is defined.
     pub fn is_empty(&self) -> bool {
         self.strings.is_empty() && self.frames.is_empty() && self.stacks.is_empty()
     }

@@ -12,18 +12,27 @@
 
 use serde::{Deserialize, Serialize};
 
+/// Names a string defined in a chunk (`Chunk::strings`).
 pub type StringId = u32;
+/// Names a frame defined in a chunk (`Chunk::frames`).
 pub type FrameId = u32;
+/// Names a stack defined in a chunk (`Chunk::stacks`).
 pub type StackId = u32;
 
 /// Written once, first in the file.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 pub struct TraceHeader {
+    /// The version of aiocop that recorded.
     pub aiocop_version: String,
+    /// The Python that ran the program (`"3.11.7"`).
     pub python_version: String,
+    /// The platform the program ran on.
     pub platform: String,
+    /// The host name (empty when redacted).
     pub host: String,
+    /// The recording process's id.
     pub pid: u32,
+    /// The program's command line (empty when redacted).
     pub argv: Vec<String>,
     /// Wall clock at the start, nanoseconds since the Unix epoch.
     pub start_unix_ns: u64,
@@ -31,7 +40,9 @@ pub struct TraceHeader {
     pub start_monotonic_ns: u64,
     /// Names the release or build recorded (`"v1.4.2"`, a git sha).
     pub label: Option<String>,
+    /// The slow-callback threshold in force, in nanoseconds.
     pub threshold_ns: u64,
+    /// Frames kept per captured stack at most.
     pub trace_depth: u32,
     /// The audited events and their weights in force, in event-index order,
     /// so that a trace can be re-scored offline.
@@ -69,6 +80,7 @@ pub struct Redaction {
 pub struct SamplingInfo {
     /// 0: recording did not sample.
     pub after_ns: u64,
+    /// Time each sample stands for, in nanoseconds.
     pub interval_ns: u64,
 }
 
@@ -91,16 +103,22 @@ pub struct ProcessInfo {
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
+/// One audited event of the header's event table.
 pub struct EventSpec {
+    /// The audit event's name.
     pub name: String,
+    /// The weight it added to a slice's score.
     pub weight: i64,
 }
 
 /// A source location: file, line and function, as string ids.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 pub struct Frame {
+    /// The source file's path.
     pub file: StringId,
+    /// The line being run.
     pub line: i32,
+    /// The function's name.
     pub function: StringId,
 }
 
@@ -109,6 +127,7 @@ pub struct Frame {
 pub struct Chunk {
     /// Ids first used in this chunk, with their values.
     pub strings: Vec<(StringId, String)>,
+    /// Frames first used in this chunk.
     pub frames: Vec<(FrameId, Frame)>,
     /// Frames innermost first.
     pub stacks: Vec<(StackId, Vec<FrameId>)>,
@@ -116,6 +135,7 @@ pub struct Chunk {
     /// `start_monotonic_ns`; each slice's `start_delta_ns` counts from the
     /// previous slice's start.
     pub base_offset_ns: u64,
+    /// The slices, in the order they were recorded.
     pub slices: Vec<SliceRecord>,
     /// Slices dropped (not recorded) since the previous chunk, because the
     /// writer fell behind.
@@ -143,6 +163,7 @@ pub struct FrameName {
 pub struct SliceRecord {
     /// From the previous slice's start (or the chunk's base for the first).
     pub start_delta_ns: u64,
+    /// How long the callback ran.
     pub duration_ns: u64,
     /// What ran: the coroutine's qualname for a task step, the callback's
     /// qualname otherwise.
@@ -151,7 +172,9 @@ pub struct SliceRecord {
     pub task: Option<StringId>,
     /// A small per-file number for the thread that ran the slice.
     pub thread: u32,
+    /// It ran at least the header's `threshold_ns`.
     pub exceeded: bool,
+    /// Its blocking events, the first 50 kept.
     pub events: Vec<EventRecord>,
     /// Blocking events past the kept ones (50 per slice), counted only.
     pub dropped_events: u32,
@@ -173,6 +196,7 @@ pub struct EventRecord {
     pub args: StringId,
     /// From the slice's start.
     pub offset_ns: u64,
+    /// Where it was raised (`u32::MAX`: no stack captured).
     pub stack: StackId,
 }
 
@@ -224,9 +248,13 @@ impl<'de, Context, T: bincode::Decode<Context> + Default> bincode::BorrowDecode<
 /// Written last by a clean stop; a file cut short by a crash has none.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 pub struct TraceFooter {
+    /// Slices written.
     pub slices: u64,
+    /// Blocking events written.
     pub events: u64,
+    /// Slices dropped, over the whole recording.
     pub dropped_slices: u64,
+    /// Chunks written.
     pub chunks: u64,
     /// Monotonic clock at the stop, nanoseconds after `start_monotonic_ns`.
     pub end_offset_ns: u64,

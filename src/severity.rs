@@ -12,19 +12,27 @@ pub const WEIGHT_LIGHT: i64 = 1;
 /// Negligible operations, reported but not scored.
 pub const WEIGHT_TRIVIAL: i64 = 0;
 
+/// A score at or above this is high severity.
 pub const THRESHOLD_HIGH: i64 = 50;
+/// A score at or above this (below high) is medium severity.
 pub const THRESHOLD_MEDIUM: i64 = 10;
+/// aiocop 1.2.1's low threshold: the score of any scored blocking I/O
+/// (every score below `THRESHOLD_MEDIUM` is low).
 pub const THRESHOLD_LOW: i64 = 1;
 
 /// How bad a slice's blocking I/O was, from its summed weights.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum SeverityLevel {
+    /// Below `THRESHOLD_MEDIUM`.
     Low,
+    /// From `THRESHOLD_MEDIUM` to below `THRESHOLD_HIGH`.
     Medium,
+    /// `THRESHOLD_HIGH` and above.
     High,
 }
 
 impl SeverityLevel {
+    /// The level's name: `"low"`, `"medium"` or `"high"`.
     pub fn as_str(self) -> &'static str {
         match self {
             SeverityLevel::Low => "low",

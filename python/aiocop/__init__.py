@@ -103,6 +103,7 @@ __author__ = _metadata["Author-email"] if "Author-email" in _metadata else None
 from aiocop.core import python_support
 
 python_support.check_running_python()  # before the native module: a free-threaded build gets one line
+from aiocop.core import _wiring
 from aiocop.core.audit_patcher import get_patched_functions, patch_audit_functions
 from aiocop.core.blocking_io import (
     format_blocking_event,
@@ -153,6 +154,9 @@ from aiocop.types.severity import (
     WEIGHT_TRIVIAL,
     IoSeverityLevel,
 )
+
+# Once every module is loaded: hand the native side the objects it reports through.
+_wiring.connect()
 
 __all__ = [
     # Setup functions

@@ -38,5 +38,6 @@ pub struct PyMethodObject {
 /// # Safety
 /// `object` must be a live object.
 pub unsafe fn PyMethod_Check(object: *mut PyObject) -> c_int {
-    c_int::from(pyo3::ffi::Py_TYPE(object) == &raw mut PyMethod_Type)
+    // SAFETY: the caller passes a live object, whose type pointer is read.
+    c_int::from(unsafe { pyo3::ffi::Py_TYPE(object) } == &raw mut PyMethod_Type)
 }

@@ -16,13 +16,20 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 static INSTALLED: AtomicBool = AtomicBool::new(false);
 
+/// The audit hook: records a blocking event in the running slice.
+///
+/// # Safety
+/// Called by CPython only, with the GIL held, `event` a NUL-terminated
+/// string (checked for null) and `args` the event's argument tuple.
 unsafe extern "C" fn audit_hook(event: *const c_char, args: *mut PyObject, _user_data: *mut c_void) -> c_int {
     if !slice::is_recording() || event.is_null() {
         return 0;
     }
-    if let Some(index) = event_index(CStr::from_ptr(event).to_bytes()) {
+    // SAFETY: a non-null event name from CPython is a NUL-terminated string.
+    let name = unsafe { CStr::from_ptr(event) };
+    if let Some(index) = event_index(name.to_bytes()) {
         // SAFETY: audit hooks run with the GIL held.
-        slice::record(Python::assume_attached(), index, args);
+        slice::record(unsafe { Python::assume_attached() }, index, args);
     }
     0
 }

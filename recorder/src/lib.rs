@@ -6,14 +6,17 @@
 //! (`stacks`), callback timing (`monitor`), the wrappers that add audit
 //! events to functions that lack them (`audited`) and the CPU sampling
 //! watchdog (`sampler`). Turning a slice into user-facing objects is
-//! `emit`; writing every slice to a trace file is `recording`, which names
-//! what ran with `what_ran`. The Python package (`python/aiocop`) keeps the public API and
+//! `emit`; writing every slice to a trace file is `recording`, which gets
+//! each slice from the monitor as a value described by `describe` (naming
+//! what ran with `what_ran`). The Python package (`python/aiocop`) keeps the public API and
 //! calls into this module; the event table and scoring come from the
 //! `aiocop-trace` crate.
 
 mod audited;
 mod clock;
 mod config;
+mod context;
+mod describe;
 mod emit;
 mod eval_breaker;
 mod ffi;
@@ -457,6 +460,7 @@ fn after_fork_in_parent() {
 #[pyfunction]
 fn after_fork_in_child() -> Option<String> {
     sigterm::after_fork_in_child();
+    what_ran::restart_thread_numbers();
     let path = recording::after_fork_in_child();
     sampler::after_fork_in_child();
     path

@@ -11,10 +11,11 @@
 //!   schedule each callback through `run_monitored`, as aiocop 1.2.1 wraps
 //!   them.
 
+use crate::context::{capture_context, has_context_providers, take_provider_interrupt};
 use crate::emit::{self, FinishedSlice};
 use crate::handle_slots::{self, Slot};
-use crate::recording::{self, Ran, SliceFacts};
-use crate::{clock, config, sampler, slice};
+use crate::what_ran::Ran;
+use crate::{clock, config, describe, recording, sampler, slice};
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyType};
@@ -75,6 +76,10 @@ pub fn install_handle_run(py: Python<'_>, handle_class: &Bound<'_, PyType>) -> P
 /// The C entry point of the `_run` descriptor. pyo3's trampoline marks the
 /// thread as attached (so references are released at once, not deferred),
 /// turns a panic into a Python exception and an `Err` into a raised one.
+///
+/// # Safety
+/// Called by the interpreter only, through the descriptor, with the GIL
+/// held and `handle` a live object.
 unsafe fn handle_run_entry(py: Python<'_>, handle: *mut ffi::PyObject) -> PyResult<*mut ffi::PyObject> {
     // SAFETY: the interpreter passes a live `self`.
     let handle = unsafe { Bound::from_borrowed_ptr(py, handle) };
@@ -136,7 +141,7 @@ pub fn run_slice(py: Python<'_>, ran: Ran<'_, '_>, run: impl FnOnce() -> PyResul
         None => merged,
     };
     if recording::is_active() {
-        let facts = SliceFacts {
+        let facts = describe::SliceFacts {
             ran,
             start_ns,
             duration_ns: elapsed_ns,
@@ -146,7 +151,8 @@ pub fn run_slice(py: Python<'_>, ran: Ran<'_, '_>, run: impl FnOnce() -> PyResul
             samples: if sampler::recording_sampling().0 != 0 { &recording_samples } else { &samples },
             context: merged.as_ref(),
         };
-        recording::record_slice(py, facts);
+        let (described, detail) = describe::for_recording(py, &facts);
+        recording::record_slice(described, detail);
     }
     let outcome = if interesting {
         let report = FinishedSlice { elapsed_ns, slice: finished, samples, context: merged };
@@ -165,23 +171,6 @@ pub fn run_slice(py: Python<'_>, ran: Ran<'_, '_>, run: impl FnOnce() -> PyResul
     }
 }
 
-std::thread_local! {
-    /// A KeyboardInterrupt or SystemExit a context provider raised in this
-    /// thread's slice, raised from the slice once it is recorded, as Ctrl-C
-    /// in the callback itself would be.
-    static PROVIDER_INTERRUPT: std::cell::RefCell<Option<PyErr>> = const { std::cell::RefCell::new(None) };
-}
-
-fn take_provider_interrupt() -> Option<PyErr> {
-    PROVIDER_INTERRUPT.with(|pending| pending.try_borrow_mut().ok().and_then(|mut pending| pending.take()))
-}
-
-/// What the context providers return now, in the current context, if any
-/// are registered (for the first blocking event of a slice).
-pub fn capture_current_context(py: Python<'_>) -> Option<Bound<'_, PyDict>> {
-    has_context_providers(py).then(|| capture_context(py, None)).flatten()
-}
-
 /// `at_first_event`, with the keys it lacks or has as None taken from
 /// `around` (the values from before and after the callback).
 fn fill_missing<'py>(at_first_event: Bound<'py, PyDict>, around: Option<Bound<'py, PyDict>>) -> Bound<'py, PyDict> {
@@ -192,37 +181,6 @@ fn fill_missing<'py>(at_first_event: Bound<'py, PyDict>, around: Option<Bound<'p
         }
     }
     at_first_event
-}
-
-fn has_context_providers(py: Python<'_>) -> bool {
-    config::len_of(py, &config::PROVIDERS) > 0
-}
-
-fn capture_context<'py>(py: Python<'py>, context: Option<&Bound<'py, PyAny>>) -> Option<Bound<'py, PyDict>> {
-    let capture = config::python_side()?.capture_context.bind(py);
-    let captured = match context {
-        Some(context) => context.call_method1(intern!(py, "run"), (capture,)),
-        None => capture.call0(),
-    };
-    match captured {
-        Ok(value) => value.cast_into::<PyDict>().ok(),
-        // `_capture_context` lets only these through, as the program's own code would.
-        Err(error)
-            if error.is_instance_of::<pyo3::exceptions::PyKeyboardInterrupt>(py)
-                || error.is_instance_of::<pyo3::exceptions::PySystemExit>(py) =>
-        {
-            PROVIDER_INTERRUPT.with(|pending| {
-                if let Ok(mut pending) = pending.try_borrow_mut() {
-                    pending.get_or_insert(error);
-                }
-            });
-            None
-        }
-        Err(error) => {
-            config::log_warning(py, &format!("error while capturing context: {error}"));
-            None
-        }
-    }
 }
 
 /// `{**before, **{k: v for k, v in after.items() if v is not None}}`.
@@ -330,6 +288,12 @@ fn new_builtin<'py>(
     }
 }
 
+/// The C entry point of a patched scheduling method (see `schedule_patch`).
+///
+/// # Safety
+/// Called by the interpreter only, with the vectorcall convention: `target`
+/// the function's `self` (a `ScheduleTarget`), `args` holding `nargs`
+/// positional arguments then one value per name in `kwnames` (null if none).
 unsafe fn schedule_entry(
     py: Python<'_>,
     target: *mut ffi::PyObject,
@@ -341,6 +305,7 @@ unsafe fn schedule_entry(
     let target = unsafe { Bound::from_borrowed_ptr(py, target) };
     let target = target.cast::<ScheduleTarget>()?.get();
     let positional = nargs as usize;
+    // SAFETY: a non-null `kwnames` is the vectorcall's tuple of keyword names.
     let keywords = if kwnames.is_null() { 0 } else { unsafe { ffi::PyTuple_GET_SIZE(kwnames) as usize } };
     // SAFETY: vectorcall passes `positional` arguments followed by one value per keyword name.
     let all = unsafe { std::slice::from_raw_parts(args, positional + keywords) };
@@ -354,6 +319,10 @@ unsafe fn schedule_entry(
     vectorcall(py, target.original.as_ptr(), &forwarded, positional + 1, kwnames)
 }
 
+/// The C entry point of `run_monitored(callback, *args)`.
+///
+/// # Safety
+/// As for `schedule_entry`.
 unsafe fn run_monitored_entry(
     py: Python<'_>,
     _self: *mut ffi::PyObject,
@@ -361,6 +330,7 @@ unsafe fn run_monitored_entry(
     nargs: ffi::Py_ssize_t,
     kwnames: *mut ffi::PyObject,
 ) -> PyResult<*mut ffi::PyObject> {
+    // SAFETY: a non-null `kwnames` is the vectorcall's tuple of keyword names.
     let keywords = if kwnames.is_null() { 0 } else { unsafe { ffi::PyTuple_GET_SIZE(kwnames) as usize } };
     let positional = nargs as usize;
     // SAFETY: as in schedule_entry.
@@ -375,6 +345,7 @@ unsafe fn run_monitored_entry(
     // SAFETY: the array holds live borrowed references.
     let callback = unsafe { Bound::from_borrowed_ptr(py, *callback) };
     let result = run_slice(py, Ran::Callback(&callback), || {
+        // SAFETY: `vectorcall` returns a new, non-null reference on success.
         call().map(|ptr| unsafe { Bound::from_owned_ptr(py, ptr) }.unbind())
     });
     result.map(Py::into_ptr)

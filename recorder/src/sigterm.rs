@@ -89,7 +89,7 @@ fn wait_then_stop(read_fd: c_int) {
             return; // the pipe was closed (a forked child's copy)
         }
     }
-    // Waits for the writer at most `recording::STOP_WAIT`: a writer stuck
+    // Waits for the writer at most `recording::session::STOP_WAIT`: a writer stuck
     // on a FIFO nobody reads must not keep SIGTERM from ending the process.
     crate::recording::stop_without_the_gil();
     // SAFETY: restores the default action and raises the signal again.

@@ -114,7 +114,7 @@ fn record_event(py: Python<'_>, event_index: u16, args: *mut ffi::PyObject) {
     // recorded.
     let at_ns = crate::clock::now_ns();
     let (first_event_context, provider_ns) = if first {
-        let context = crate::monitor::capture_current_context(py);
+        let context = crate::context::capture_current_context(py);
         (context, crate::clock::now_ns() - at_ns)
     } else {
         (None, 0)

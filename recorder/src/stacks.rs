@@ -159,23 +159,31 @@ struct RawFrame<'py> {
 }
 
 /// Walks up from `frame` (a borrowed reference, may be null).
+///
+/// # Safety
+/// `frame` must be null or a live frame object of the calling thread, and
+/// the GIL must be held (`py`).
 unsafe fn walk(py: Python<'_>, frame: *mut ffi::PyFrameObject, limit: usize) -> Vec<RawFrame<'_>> {
     let mut raw = Vec::with_capacity(limit.min(64));
     let mut current = frame;
-    ffi::Py_XINCREF(current.cast());
+    // SAFETY: `current` is null or live (the caller's promise); the walk
+    // takes a reference of its own to it.
+    unsafe { ffi::Py_XINCREF(current.cast()) };
     while !current.is_null() && raw.len() < limit {
-        let code = ffi::PyFrame_GetCode(current);
-        let lasti = ffi::PyFrame_GetLasti(current);
-        let back = ffi::PyFrame_GetBack(current);
+        // SAFETY: `current` is a live frame the walk holds a reference to;
+        // each getter returns a new reference (code: never null; back: null
+        // at the outermost frame).
+        let (code, lasti, back) =
+            unsafe { (ffi::PyFrame_GetCode(current), ffi::PyFrame_GetLasti(current), ffi::PyFrame_GetBack(current)) };
         // The walk's reference to `current` moves into the raw frame.
-        raw.push(RawFrame {
-            frame: Bound::from_owned_ptr(py, current.cast()),
-            code: Bound::from_owned_ptr(py, code.cast()),
-            lasti,
-        });
+        // SAFETY: both are new, non-null references owned by the walk.
+        let (frame, code) =
+            unsafe { (Bound::from_owned_ptr(py, current.cast()), Bound::from_owned_ptr(py, code.cast())) };
+        raw.push(RawFrame { frame, code, lasti });
         current = back;
     }
-    ffi::Py_XDECREF(current.cast());
+    // SAFETY: the walk's reference to the frame past the limit, if any.
+    unsafe { ffi::Py_XDECREF(current.cast()) };
     raw
 }
 

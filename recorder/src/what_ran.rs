@@ -1,6 +1,6 @@
 //! What ran in a recorded slice, and on which thread: the what-id (a shared
 //! string id) of the callback, the task's token (which names it in the
-//! trace, see `recording::announce_task`), and the thread's number.
+//! trace, see `recording::registry`), and the thread's number.
 //!
 //! A task step is named by its coroutine's qualname; any other callback by
 //! its code's or its own qualname. Almost every slice is a step of a task
@@ -9,7 +9,7 @@
 //! misses), touching no reference count and running no Python code.
 //! Anything else takes attribute reads, whose results are cached per thread.
 
-use crate::recording::{self, shared_string_id, Ran, NO_TASK};
+use crate::recording::registry::{self, shared_string_id, NO_TASK};
 use pyo3::prelude::*;
 use pyo3::types::PyWeakrefReference;
 use pyo3::{ffi, intern};
@@ -17,6 +17,14 @@ use rustc_hash::FxHashMap;
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 use std::sync::Arc;
+
+/// What the monitored callback was, for `SliceRecord::what`.
+pub enum Ran<'a, 'py> {
+    /// A stock asyncio handle: its `_callback` ran.
+    Handle(&'a Bound<'py, PyAny>),
+    /// The callback itself (uvloop).
+    Callback(&'a Bound<'py, PyAny>),
+}
 
 /// What the recorder knows about a slice's callback and thread.
 pub struct Described {
@@ -48,7 +56,7 @@ struct ThreadState {
 impl Drop for ThreadState {
     /// A thread that ends takes its tasks with it: the writer may forget them.
     fn drop(&mut self) {
-        recording::forget_tasks(self.tasks.values().map(|task| task.token));
+        registry::forget_tasks(self.tasks.values().map(|task| task.token));
     }
 }
 
@@ -105,7 +113,7 @@ impl KnownTask {
     /// if it has not heard of this task.
     fn described(&mut self, recording: u64) -> (u32, u32) {
         if self.announced_in != recording {
-            recording::announce_task(self.token, self.name.clone());
+            registry::announce_task(self.token, self.name.clone());
             self.announced_in = recording;
         }
         (self.what, self.token)
@@ -228,7 +236,7 @@ pub fn describe(py: Python<'_>, ran: &Ran<'_, '_>) -> Described {
         Ran::Handle(handle) => crate::handle_slots::read_borrowed(handle, crate::handle_slots::Slot::Callback),
         Ran::Callback(callback) => Some(callback.as_ptr()),
     };
-    let recording = recording::generation();
+    let recording = registry::generation();
     let fast = callback.filter(|c| !c.is_null()).and_then(|callback| {
         THREAD.with(|state| {
             let mut state = state.try_borrow_mut().ok()?;
@@ -267,6 +275,7 @@ fn describe_callback(py: Python<'_>, callback: &Bound<'_, PyAny>, recording: u64
     }
     // SAFETY: `callback` is live; the code object is borrowed from it.
     if let Some(code) = unsafe { code_of(callback.as_ptr()) } {
+        // SAFETY: a live code object, borrowed from `callback`, which outlives this use.
         let code = unsafe { Bound::from_borrowed_ptr(py, code) };
         return (code_what_id(py, &code), NO_TASK);
     }
@@ -300,6 +309,7 @@ fn partial_function<'py>(py: Python<'py>, callback: &Bound<'py, PyAny>) -> Optio
 fn callback_owner<'py>(py: Python<'py>, callback: &Bound<'py, PyAny>) -> Option<Bound<'py, PyAny>> {
     // SAFETY: `callback` is live; the task it points to is borrowed from it.
     if let Some(task) = unsafe { task_of_step(callback.as_ptr()) } {
+        // SAFETY: the task is alive as long as the callback bound to it is.
         return unsafe { Bound::from_borrowed_ptr_or_opt(py, task) };
     }
     if STEP_WRAPPER_TYPE.get().is_none() {
@@ -405,7 +415,7 @@ fn describe_task(py: Python<'_>, owner: &Bound<'_, PyAny>, recording: u64) -> Op
     // Dropped outside the borrow: dropping a reference may run Python code.
     let forgotten = THREAD.with(|state| Some(state.try_borrow_mut().ok()?.add_task(address, known)));
     if let Some(forgotten) = &forgotten {
-        recording::forget_tasks(forgotten.iter().map(|task| task.token));
+        registry::forget_tasks(forgotten.iter().map(|task| task.token));
     }
     drop(forgotten);
     Some(described)

@@ -19,7 +19,6 @@ from types import ModuleType
 from typing import Any
 
 from aiocop import _native
-from aiocop.core import _wiring  # noqa: F401  (connects the native side)
 from aiocop.core.audit_patcher import FUNCTIONS_TO_PATCH_DICT
 from aiocop.core.state import _get_thread_local as _get_thread_local
 from aiocop.core.state import raise_on_violations as raise_on_violations

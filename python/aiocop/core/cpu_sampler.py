@@ -19,7 +19,6 @@ import logging
 import threading
 
 from aiocop import _native
-from aiocop.core import _wiring  # noqa: F401  (connects the native side)
 from aiocop.types.events import CpuStackSample
 
 logger = logging.getLogger(__name__)
@@ -58,7 +57,7 @@ def start_cpu_sampling(
     start_watchdog_thread()
 
     # A child forked after this call (a gunicorn --preload worker) restarts
-    # its own watchdog: see aiocop.core._wiring.
+    # its own watchdog: see aiocop.core._wiring._after_fork_in_child.
     # Stop the watchdog before the interpreter finalizes.
     atexit.register(_native.stop_sampler)
 
@@ -123,7 +122,8 @@ from collections.abc import Callable  # noqa: E402
 from types import ModuleType  # noqa: E402
 from typing import Any  # noqa: E402
 
-_AIOCOP_PACKAGE_DIR = _wiring.AIOCOP_PACKAGE_DIR
+from aiocop.core._own_files import AIOCOP_PACKAGE_DIR as _AIOCOP_PACKAGE_DIR  # noqa: E402
+
 _MIN_SLEEP_S = 0.001
 
 _current_slice_id: int = 0

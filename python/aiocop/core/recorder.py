@@ -18,7 +18,6 @@ from typing import Any, TypedDict
 
 from aiocop import _native
 from aiocop.core import (
-    _wiring,  # noqa: F401  (connects the native side)
     cpu_sampler,
     lineage,
 )

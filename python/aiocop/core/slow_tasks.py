@@ -32,7 +32,6 @@ from typing import Any
 
 from aiocop import _native
 from aiocop.core import (
-    _wiring,  # noqa: F401  (connects the native side)
     cpu_sampler,
 )
 from aiocop.core.blocking_io import format_blocking_event as format_blocking_event
