@@ -12,7 +12,8 @@ version changes for us, read from CPython's sources:
   a pending call queued from another thread reaches the main thread by
   itself at its next eval-breaker check.
 - 3.14: asyncio's C tasks keep the tasks of a thread in a linked list of
-  their own (for free-threading) rather than a WeakSet, which the monitor
+  their own (for free-threading) rather than a WeakSet (CPython's
+  InternalDocs/asyncio.md, gh-128002, PR #128869), which the monitor
   never reads; each task step still runs as a `TaskStepMethWrapper` handle
   (checked in sid's `_asyncio`, 3.14 and 3.15), which `what_ran.rs`
   recognises by its type name and layout. The interpreter's frame layout
@@ -22,8 +23,9 @@ version changes for us, read from CPython's sources:
   and `cpython.remote_debugger_script` (in the target), which
   `python -m aiocop attach` uses; the audit hook ignores both, as any event
   it does not know.
-- 3.15: `_asyncio` is built into the interpreter; no change to the APIs we
-  call; pending calls still reach the main thread by themselves
+- 3.15: Debian's 3.15.2 builds `_asyncio` into the interpreter
+  (`sys.builtin_module_names`; 3.14.10's is in lib-dynload), which nothing
+  here depends on; no change to the APIs we call; pending calls still reach the main thread by themselves
   (tests/test_python_versions.py checks 3.13 to 3.15).
 
 A newer version runs with the same public C API, and what we only know
