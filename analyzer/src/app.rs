@@ -1,22 +1,7 @@
-//! Runs a parsed command line: opens the inputs, reads every chunk in
-//! parallel, and writes the result. The command line becomes library
-//! options here and nowhere else.
-//!
-//! Reading is two stages (see [`crate::aggregate`] and [`crate::resolve`]).
-//! Files are read in parallel, each by its own task that opens it, reads it
-//! and closes it (so that a fleet of thousands of traces does not hold
-//! thousands of open files). Within a file, chunks are decoded in parallel
-//! on rayon's threads and folded into an aggregate keyed by the file's ids,
-//! together with the file's definitions; then the aggregate is resolved to
-//! text keys through the file's whole dictionary, and the files' results are
-//! merged in input order. Chunks are read from disk one at a time per thread
-//! and dropped once folded: memory holds aggregates and definitions, never a
-//! whole trace. `--by context:KEY` first reads each file once more to find
-//! the key's id.
-//!
-//! Warnings (a file cut short, unreadable chunks, a newer format minor, a
-//! footer that disagrees with the chunks) are one line each on stderr,
-//! printed in input order before the output.
+//! Runs a parsed command line: the CLI layer. The command line becomes
+//! library options here and nowhere else ([`read_options`] for reading);
+//! then it reads ([`crate::read`]), makes the report, diff or view, and
+//! writes it out.
 //!
 //! Every command that reads traces reads them within one memory budget
 //! (`--max-memory`, [`aiocop_trace::budget`]) for all of its files, threads
@@ -25,31 +10,26 @@
 //! code and what the budget does not count: each thread's reused buffers
 //! (up to 4 MiB) and zstd context, and the analysis built from the slices.
 
-use crate::aggregate::{fold_chunks, ChunkOptions, FileAggregate};
+use crate::aggregate::fold_chunks;
 use crate::cli::{ColorChoice, Command, DiffArgs, FilterArgs, InfoArgs, InfoFormat, MemoryArgs, ReportArgs};
 use crate::diff::{self, Diff, DiffOptions, ScoreWith};
 use crate::error::AnalyzeError;
 use crate::export::{self, ReportFormat, Style};
-use crate::group::{GroupBy, IgnoreSet};
+use crate::group::IgnoreSet;
 use crate::info::{InfoCounts, TraceInfo};
 use crate::loop_time::DEFAULT_LONG_MS;
-use crate::report::{self, OptionsView, RankOptions, Report, TotalsView, TraceFacts};
-use crate::resolve::{self, Analysis, EventWeights, ResolveOptions};
-use crate::stalls::{StallOptions, DEFAULT_STALL_GAP_NS};
-use aiocop_trace::format::{FORMAT_MINOR, FRAME_HEADER_LEN};
-use aiocop_trace::records::TraceFooter;
-use aiocop_trace::SeverityLevel;
+use crate::read::{
+    all_or_errors, check_readable, chunk_bytes, newer_minor_warning, progress_bar, read_side, seconds_to_ns,
+    trusted_footer, warn, ReadOptions, Side,
+};
+use crate::report::{self, OptionsView, RankOptions, Report};
+use crate::stalls::DEFAULT_STALL_GAP_NS;
 use aiocop_trace::{MemoryBudget, TraceFile};
 use globset::GlobBuilder;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rayon::prelude::*;
 use std::ffi::OsStr;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-
-/// Input bytes past which reading shows a progress bar (when stderr is a terminal).
-const PROGRESS_MIN_BYTES: u64 = 16 << 20;
 
 /// How a run that wrote its output ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -70,11 +50,6 @@ pub fn run(cli: crate::cli::Cli) -> Result<Outcome, AnalyzeError> {
     }
 }
 
-/// Prints a warning: one line on stderr.
-fn warn(message: &str) {
-    let _ = writeln!(std::io::stderr().lock(), "aiocop-analyze: warning: {message}");
-}
-
 fn thread_pool(threads: usize) -> Result<rayon::ThreadPool, AnalyzeError> {
     // A pool of our own, not rayon's global one: the Python extension may
     // run the analyzer more than once in a process that uses rayon itself.
@@ -83,136 +58,6 @@ fn thread_pool(threads: usize) -> Result<rayon::ThreadPool, AnalyzeError> {
         .thread_name(|i| format!("aiocop-analyze-{i}"))
         .build()
         .map_err(|e| AnalyzeError::Threads { threads, problem: e.to_string() })
-}
-
-/// The warning for a file of a newer format minor, if it is one.
-pub(crate) fn newer_minor_warning(trace: &TraceFile) -> Option<String> {
-    let (major, minor) = trace.format_version();
-    (minor > FORMAT_MINOR).then(|| {
-        format!(
-            "'{}' is trace format {major}.{minor}, newer than this build reads ({major}.{FORMAT_MINOR}): what it adds is skipped",
-            trace.path()
-        )
-    })
-}
-
-/// Prints every error but the last, which it returns; or the values, in input order.
-fn all_or_errors<T>(results: Vec<Result<T, AnalyzeError>>) -> Result<Vec<T>, AnalyzeError> {
-    let mut values = Vec::with_capacity(results.len());
-    let mut errors = Vec::new();
-    for result in results {
-        match result {
-            Ok(value) => values.push(value),
-            Err(error) => errors.push(error),
-        }
-    }
-    // A refusal of the memory budget ends the whole read: the other files'
-    // refusals follow from it, and only the one that needed too much is said.
-    let refused = |e: &AnalyzeError| matches!(e, AnalyzeError::Read(r) if r.is_over_memory_limit());
-    if let Some(first) = errors.iter().position(refused).map(|at| errors.remove(at)) {
-        errors.retain(|e| !refused(e));
-        errors.push(first);
-    }
-    match errors.pop() {
-        None => Ok(values),
-        Some(last) => {
-            for error in errors {
-                let _ = writeln!(std::io::stderr().lock(), "aiocop-analyze: {error}");
-            }
-            Err(last)
-        }
-    }
-}
-
-/// Whether reading shows a progress bar: on a terminal, for inputs large
-/// enough to take a while, unless `--quiet`.
-fn shows_progress(bytes: u64, stderr_is_terminal: bool, quiet: bool) -> bool {
-    stderr_is_terminal && !quiet && bytes >= PROGRESS_MIN_BYTES
-}
-
-/// A progress bar over the inputs' bytes on stderr (see [`shows_progress`]).
-fn progress_bar(paths: &[PathBuf], quiet: bool) -> ProgressBar {
-    let bytes: u64 = paths.iter().filter_map(|p| std::fs::metadata(p).ok()).map(|m| m.len()).sum();
-    if !shows_progress(bytes, std::io::stderr().is_terminal(), quiet) {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::with_draw_target(Some(bytes), ProgressDrawTarget::stderr());
-    if let Ok(style) = ProgressStyle::with_template("{spinner} reading {bar:40} {bytes}/{total_bytes} ({eta} left)") {
-        bar.set_style(style);
-    }
-    bar
-}
-
-/// Bytes chunk `index` takes in its file, for the progress bar.
-fn chunk_bytes(trace: &TraceFile, index: usize) -> u64 {
-    trace.chunk_info(index).map_or(0, |info| FRAME_HEADER_LEN as u64 + u64::from(info.payload_len))
-}
-
-/// A trace's footer, if it agrees with what was read, and a warning if not.
-pub(crate) struct CheckedFooter {
-    pub footer: Option<TraceFooter>,
-    pub warning: Option<String>,
-}
-
-/// The footer of `trace` if its counts are the chunks' (its chunk count,
-/// and its slice count when `slices_read` says how many every chunk
-/// held); else a warning, and no footer: a footer that lies (damaged,
-/// crafted) must not give the recorded time or the counts.
-pub(crate) fn trusted_footer(trace: &TraceFile, slices_read: Option<u64>) -> CheckedFooter {
-    let Some(footer) = trace.footer() else { return CheckedFooter { footer: None, warning: None } };
-    let chunks = trace.chunk_count() as u64;
-    let mut problems = Vec::new();
-    if footer.chunks != chunks {
-        problems.push(format!("{} where the file holds {chunks}", crate::export::count(footer.chunks, "chunk")));
-    }
-    if let Some(slices) = slices_read.filter(|&slices| slices != footer.slices) {
-        problems.push(format!("{} where its chunks hold {slices}", crate::export::count(footer.slices, "slice")));
-    }
-    if problems.is_empty() {
-        return CheckedFooter { footer: Some(footer.clone()), warning: None };
-    }
-    let warning = format!(
-        "'{}': its footer does not match its chunks (it counts {}): it is ignored, and the counts and times are the chunks'",
-        trace.path(),
-        problems.join(", and ")
-    );
-    CheckedFooter { footer: None, warning: Some(warning) }
-}
-
-/// The one-line warning for a file cut short or with unreadable chunks.
-pub(crate) fn check_readable(trace: &TraceFile, unreadable: u64, first_error: Option<String>) -> Option<String> {
-    let mut problems = Vec::new();
-    if let Some(damage) = trace.damage() {
-        // The trace crate's message starts with the quoted path, which the
-        // warning has already named.
-        let quoted = format!("'{}'", trace.path());
-        let damage = damage.to_string();
-        let damage = damage.strip_prefix(&quoted).unwrap_or(&damage).trim_start_matches(':').trim_start();
-        problems.push(format!("it is read only up to a damaged frame ({damage})"));
-    } else if trace.cut_short() {
-        problems
-            .push("it was cut short (no footer: the recording did not stop cleanly, or is still going on)".to_owned());
-    }
-    if let Some(error) = first_error {
-        // The trace crate's message names the file: the warning names it first already.
-        let prefix = format!("'{}': ", trace.path());
-        let error = error.strip_prefix(&prefix).map_or_else(|| error.clone(), str::to_owned);
-        let more = match unreadable {
-            0 | 1 => String::new(),
-            n => format!(" (and {} more)", crate::export::count(n - 1, "unreadable chunk")),
-        };
-        problems.push(format!("{error}{more}"));
-    }
-    if problems.is_empty() {
-        return None;
-    }
-    let readable = trace.chunk_count() as u64 - unreadable;
-    Some(format!(
-        "'{}': {}; using its {}",
-        trace.path(),
-        problems.join("; "),
-        crate::export::count(readable, "readable chunk")
-    ))
 }
 
 pub(crate) struct Destination {
@@ -279,11 +124,6 @@ pub(crate) fn style_for(output: &crate::cli::OutputArgs, destination: &Destinati
     Style { color, width: width.filter(|_| output.format == ReportFormat::Table), wide: output.wide }
 }
 
-fn seconds_to_ns(seconds: f64) -> u64 {
-    // Saturates: `as` clamps a float too large for u64.
-    (seconds * 1e9).round() as u64
-}
-
 fn label_matcher(pattern: &str) -> Result<globset::GlobMatcher, AnalyzeError> {
     let glob = GlobBuilder::new(pattern)
         .literal_separator(false)
@@ -292,55 +132,40 @@ fn label_matcher(pattern: &str) -> Result<globset::GlobMatcher, AnalyzeError> {
     Ok(glob.compile_matcher())
 }
 
-/// The filters turned into the options of reading: checked once, shared by
-/// every file of a report and by both sides of a diff.
-pub(crate) struct ReadOptions<'a> {
-    pub filters: &'a FilterArgs,
-    /// `--max-memory`, for every file read.
-    pub budget: Arc<MemoryBudget>,
-    pub ignore: Option<IgnoreSet>,
-    pub label: Option<globset::GlobMatcher>,
-    /// Scores events by name with these weights instead of each trace's own
-    /// (`diff` scores both sides with one table).
-    pub weights: Option<EventWeights>,
-    /// Frame keys by identity, without lines (`diff` matches releases by them).
-    pub by_identity: bool,
-    /// `--long-ms`, in nanoseconds.
-    pub long_ns: u64,
-    /// The stall gap tolerance (`--stall-gap-us`), in nanoseconds.
-    pub stall_gap_ns: u64,
-    /// Folds each file's stacks for a flame graph too ([`Side::flame`]).
-    pub flame: Option<crate::flamegraph::FrameNames>,
-    /// `--quiet`: no progress bar.
-    pub quiet: bool,
-    /// Keep the busy time over each trace (the HTML report's chart).
-    pub busy_series: bool,
-}
-
-impl ReadOptions<'_> {
-    pub(crate) fn new(filters: &FilterArgs, memory: MemoryArgs) -> Result<ReadOptions<'_>, AnalyzeError> {
-        if let (Some(since), Some(until)) = (filters.since, filters.until) {
-            if since >= until {
-                return Err(AnalyzeError::Usage(format!("--since {since} is not before --until {until}")));
-            }
+/// The filters and `--max-memory` turned into the options of reading,
+/// checked once: shared by every file of a report and both sides of a diff.
+/// The options only one command sets (`--long-ms`, the flame graph, ...)
+/// are set by that command after this.
+pub(crate) fn read_options(filters: &FilterArgs, memory: MemoryArgs) -> Result<ReadOptions, AnalyzeError> {
+    if let (Some(since), Some(until)) = (filters.since, filters.until) {
+        if since >= until {
+            return Err(AnalyzeError::Usage(format!("--since {since} is not before --until {until}")));
         }
-        let ignore = IgnoreSet::new(&filters.ignore)
-            .map_err(|(pattern, e)| AnalyzeError::BadPattern { pattern, problem: e.kind().to_string() })?;
-        let label = filters.label.as_deref().map(label_matcher).transpose()?;
-        Ok(ReadOptions {
-            filters,
-            budget: MemoryBudget::new(memory.max_memory),
-            ignore,
-            label,
-            weights: None,
-            by_identity: false,
-            long_ns: seconds_to_ns(DEFAULT_LONG_MS / 1000.0),
-            stall_gap_ns: DEFAULT_STALL_GAP_NS,
-            flame: None,
-            quiet: false,
-            busy_series: false,
-        })
     }
+    let ignore = IgnoreSet::new(&filters.ignore)
+        .map_err(|(pattern, e)| AnalyzeError::BadPattern { pattern, problem: e.kind().to_string() })?;
+    let label = match &filters.label {
+        Some(pattern) => Some((pattern.clone(), label_matcher(pattern)?)),
+        None => None,
+    };
+    Ok(ReadOptions {
+        since_ns: filters.since.map_or(0, seconds_to_ns),
+        until_ns: filters.until.map_or(u64::MAX, seconds_to_ns),
+        threshold_ns: filters.threshold_ms.map(|ms| seconds_to_ns(ms / 1000.0)),
+        by: filters.by.clone(),
+        app_roots: filters.app_roots.clone(),
+        exceeded_only: filters.exceeded_only,
+        ignore,
+        label,
+        budget: MemoryBudget::new(memory.max_memory),
+        weights: None,
+        by_identity: false,
+        long_ns: seconds_to_ns(DEFAULT_LONG_MS / 1000.0),
+        stall_gap_ns: DEFAULT_STALL_GAP_NS,
+        flame: None,
+        quiet: false,
+        busy_series: false,
+    })
 }
 
 /// `--long-ms` and `--stall-gap-us`, checked: a usage error (one line) unless positive.
@@ -359,7 +184,7 @@ fn check_report_args(args: &ReportArgs) -> Result<(), AnalyzeError> {
 
 pub fn run_report(args: ReportArgs) -> Result<(), AnalyzeError> {
     check_report_args(&args)?;
-    let mut options = ReadOptions::new(&args.filters, args.output.memory)?;
+    let mut options = read_options(&args.filters, args.output.memory)?;
     options.long_ns = seconds_to_ns(args.long_ms / 1000.0).max(1);
     options.stall_gap_ns = seconds_to_ns(args.stall_gap_us / 1_000_000.0);
     options.quiet = args.output.quiet;
@@ -429,7 +254,7 @@ pub fn run_diff(mut args: DiffArgs) -> Result<Outcome, AnalyzeError> {
         ScoreWith::Base => &base_table,
     };
     destination.check()?;
-    let mut options = ReadOptions::new(&args.filters, args.output.memory)?;
+    let mut options = read_options(&args.filters, args.output.memory)?;
     options.weights = Some(diff::weights_of(scoring_table));
     options.by_identity = true;
     options.quiet = args.output.quiet;
@@ -583,186 +408,6 @@ fn default_top(args: &ReportArgs) -> usize {
     })
 }
 
-/// One input, read: what the report needs of it.
-enum FileOutcome {
-    /// Left out by `--label`; its label.
-    Skipped(Option<String>),
-    Read(Box<ReadFile>),
-}
-
-struct ReadFile {
-    facts: TraceFacts,
-    analysis: Analysis,
-    warnings: Vec<String>,
-    flame: crate::flamegraph::Folded,
-}
-
-/// Inputs read and merged: a report's, or one side of a diff.
-pub struct Side {
-    pub analysis: Analysis,
-    /// Each trace read, in input order.
-    pub facts: Vec<TraceFacts>,
-    /// Every input path, read or left out by `--label`, in input order (a
-    /// file's number in the analysis is its index here).
-    pub paths: Vec<String>,
-    /// With [`ReadOptions::flame`], the busy time by stack.
-    pub flame: crate::flamegraph::Folded,
-}
-
-impl Side {
-    /// The totals every format shows, for groups at `min_severity` or above.
-    pub fn totals(&self, min_severity: Option<SeverityLevel>) -> TotalsView {
-        let totals = &self.analysis.totals;
-        let duration_ns: u64 = self.facts.iter().map(|f| seconds_to_ns(f.duration_s)).sum();
-        TotalsView {
-            traces: totals.traces,
-            slices: totals.slices,
-            blocking_slices: totals.blocking_slices,
-            exceeded: totals.exceeded,
-            cpu_blocking: totals.cpu_blocking,
-            events: totals.events,
-            dropped: totals.dropped_slices,
-            dropped_events: totals.dropped_events,
-            duration_s: report::seconds(duration_ns),
-            groups: self.analysis.groups.values().filter(|g| min_severity.is_none_or(|min| g.worst >= min)).count(),
-            cpu_groups: self.analysis.cpu_groups.len(),
-            stalls: self.analysis.stalls.len(),
-            // The stalls' durations as shown, added up: the list and the total agree.
-            stall_ms: self.analysis.stalls.iter().map(|s| report::us(s.duration_ns)).sum::<u64>() as f64 / 1000.0,
-        }
-    }
-}
-
-/// Reads `paths` and merges them (inside the caller's thread pool).
-///
-/// Each file is opened, read and closed by its own task, so that a fleet of
-/// thousands of traces never holds thousands of open files; its chunks are
-/// read in parallel within it.
-pub(crate) fn read_side(paths: &[PathBuf], options: &ReadOptions<'_>) -> Result<Side, AnalyzeError> {
-    let filters = options.filters;
-    let since_ns = filters.since.map_or(0, seconds_to_ns);
-    let until_ns = filters.until.map_or(u64::MAX, seconds_to_ns);
-    let threshold_ns = filters.threshold_ms.map(|ms| seconds_to_ns(ms / 1000.0));
-    let resolve_options = ResolveOptions {
-        by: &filters.by,
-        app_roots: &filters.app_roots,
-        ignore: options.ignore.as_ref(),
-        exceeded_only: filters.exceeded_only,
-        weights: options.weights.as_ref(),
-        by_identity: options.by_identity,
-    };
-    let progress = progress_bar(paths, options.quiet);
-
-    let read_file = |file: usize, path: &PathBuf| -> Result<FileOutcome, AnalyzeError> {
-        let trace = TraceFile::open_within(path, options.budget.clone())?;
-        if let Some(matcher) = &options.label {
-            let label = trace.header().label.clone();
-            if !label.as_deref().is_some_and(|l| matcher.is_match(l)) {
-                progress.inc(std::fs::metadata(path).map_or(0, |m| m.len()));
-                return Ok(FileOutcome::Skipped(label));
-            }
-        }
-        // `--by context:KEY` needs the key's string id before slices are read.
-        let context_id = match &filters.by {
-            GroupBy::Context(key) => (0..trace.chunk_count())
-                .into_par_iter()
-                .filter_map(|i| {
-                    trace.read_chunk_definitions(i).ok().and_then(|c| resolve::find_string(&c.strings, key))
-                })
-                .min(),
-            _ => None,
-        };
-        let header = trace.header();
-        let chunk_options = ChunkOptions {
-            // A flame graph roots sampled stacks at what ran: signatures keep
-            // it where `--by` has no other use for their extra key.
-            extra: match (resolve::extra_for(&filters.by, context_id), options.flame) {
-                (crate::aggregate::Extra::None, Some(_)) => crate::aggregate::Extra::What,
-                (extra, _) => extra,
-            },
-            threshold_ns,
-            since_ns,
-            until_ns,
-            long_ns: options.long_ns,
-            import_event: header
-                .event_table
-                .iter()
-                .position(|e| e.name == "import")
-                .and_then(|i| u16::try_from(i).ok()),
-            stalls: StallOptions {
-                threshold_ns: threshold_ns.unwrap_or(header.threshold_ns),
-                gap_ns: options.stall_gap_ns,
-            },
-            busy_series: options.busy_series,
-        };
-        let mut aggregate = fold_chunks(
-            trace.chunk_count(),
-            FileAggregate::default,
-            |aggregate, index| {
-                aggregate.add_from(&trace, index, &chunk_options);
-                progress.inc(chunk_bytes(&trace, index));
-            },
-            FileAggregate::merge,
-        );
-
-        if let Some(refused) = aggregate.over_memory_limit.take() {
-            return Err(refused.into());
-        }
-        if let (0, Some(damage)) = (trace.chunk_count(), trace.damage()) {
-            return Err(AnalyzeError::DamagedBeforeAnyChunk { damage: damage.to_string() });
-        }
-        let mut warnings: Vec<String> = newer_minor_warning(&trace).into_iter().collect();
-        let footer = trusted_footer(&trace, None);
-        warnings.extend(footer.warning);
-        let first_error = aggregate.first_error.take().map(|(_, error)| error);
-        if aggregate.unreadable == trace.chunk_count() as u64 {
-            if let Some(error) = first_error {
-                return Err(AnalyzeError::NothingReadable { error, chunks: trace.chunk_count() });
-            }
-        }
-        warnings.extend(check_readable(&trace, aggregate.unreadable, first_error.map(|e| e.to_string())));
-        let mut analysis = Analysis::default();
-        analysis.add_file(file, trace.header(), &aggregate, resolve_options);
-        let facts = trace_facts(&trace, footer.footer.as_ref(), &aggregate, since_ns, until_ns);
-        let mut flame = crate::flamegraph::Folded::default();
-        if let Some(names) = options.flame {
-            flame.add_file(trace.header(), &aggregate, options.ignore.as_ref(), names);
-        }
-        aggregate.runs = Vec::new();
-        Ok(FileOutcome::Read(Box::new(ReadFile { facts, analysis, warnings, flame })))
-    };
-    let outcomes: Vec<Result<FileOutcome, AnalyzeError>> =
-        paths.par_iter().enumerate().map(|(file, path)| read_file(file, path)).collect();
-    progress.finish_and_clear();
-
-    let mut analysis = Analysis::default();
-    let mut facts = Vec::new();
-    let mut flame = crate::flamegraph::Folded::default();
-    let mut skipped_labels = Vec::new();
-    for outcome in all_or_errors(outcomes)? {
-        match outcome {
-            FileOutcome::Skipped(label) => skipped_labels.push(label.unwrap_or_else(|| "none".to_owned())),
-            FileOutcome::Read(file) => {
-                for warning in &file.warnings {
-                    warn(warning);
-                }
-                facts.push(file.facts);
-                analysis.merge(file.analysis);
-                flame.merge(file.flame);
-            }
-        }
-    }
-    if facts.is_empty() {
-        if let Some(pattern) = &filters.label {
-            skipped_labels.sort();
-            skipped_labels.dedup();
-            return Err(AnalyzeError::NoLabelMatch { pattern: pattern.clone(), labels: skipped_labels.join(", ") });
-        }
-    }
-    let paths = paths.iter().map(|p| p.display().to_string()).collect();
-    Ok(Side { analysis, facts, paths, flame })
-}
-
 /// The ranked report of what was read.
 fn make_report(args: &ReportArgs, mut side: Side) -> Report {
     let filters = &args.filters;
@@ -807,39 +452,6 @@ fn make_report(args: &ReportArgs, mut side: Side) -> Report {
             let (busy_share, interval_s) = report::busy_share(&busy_series_ns, totals_traces);
             report::Pictures { busy_share, interval_s, flame_graph_svg: None }
         },
-    }
-}
-
-fn trace_facts(
-    trace: &TraceFile,
-    footer: Option<&TraceFooter>,
-    aggregate: &FileAggregate,
-    since_ns: u64,
-    until_ns: u64,
-) -> TraceFacts {
-    let header = trace.header();
-    let (major, minor) = trace.format_version();
-    let end_ns = footer.map_or(aggregate.counts.last_end_ns, |f| f.end_offset_ns);
-    TraceFacts {
-        path: trace.path().to_owned(),
-        format_version: format!("{major}.{minor}"),
-        aiocop_version: header.aiocop_version.clone(),
-        python_version: header.python_version.clone(),
-        platform: header.platform.clone(),
-        host: header.host.clone(),
-        pid: header.pid,
-        parent_pid: header.process.parent_pid,
-        role: header.process.role.clone(),
-        root_command: header.process.root_command.clone(),
-        label: header.label.clone(),
-        threshold_ms: report::ms(header.threshold_ns),
-        start_unix_ns: header.start_unix_ns,
-        duration_s: report::seconds(end_ns.min(until_ns).saturating_sub(since_ns)),
-        slices: aggregate.counts.slices,
-        samples: aggregate.counts.samples,
-        chunks: trace.chunk_count(),
-        unreadable_chunks: aggregate.unreadable,
-        cut_short: trace.cut_short(),
     }
 }
 
@@ -905,14 +517,13 @@ pub fn run_info(args: InfoArgs) -> Result<(), AnalyzeError> {
 /// traces are read.
 pub fn run_timeline(args: crate::cli::TimelineArgs) -> Result<(), AnalyzeError> {
     use crate::timeline::{write_traces, JsonSink, TimelineOptions};
-    let read = ReadOptions::new(&args.filters, args.memory)?;
-    let filters = &args.filters;
+    let read = read_options(&args.filters, args.memory)?;
     let options = TimelineOptions {
         tracks: args.tracks,
-        since_ns: filters.since.map_or(0, seconds_to_ns),
-        until_ns: filters.until.map_or(u64::MAX, seconds_to_ns),
+        since_ns: read.since_ns,
+        until_ns: read.until_ns,
         min_ns: seconds_to_ns(args.min_ms / 1000.0),
-        threshold_ns: filters.threshold_ms.map(|ms| seconds_to_ns(ms / 1000.0)),
+        threshold_ns: read.threshold_ns,
         stall_gap_ns: DEFAULT_STALL_GAP_NS,
         ignore: read.ignore.as_ref(),
         window: 4,
@@ -922,7 +533,9 @@ pub fn run_timeline(args: crate::cli::TimelineArgs) -> Result<(), AnalyzeError> 
     let destination = Destination::new(args.output.as_deref());
     let write = |out: &mut (dyn Write + Send), name: &str| {
         let mut sink = JsonSink::new(out, name);
-        let outcomes = pool.install(|| write_traces(&paths, read.label.as_ref(), &read.budget, &options, &mut sink))?;
+        let outcomes = pool.install(|| {
+            write_traces(&paths, read.label.as_ref().map(|(_, matcher)| matcher), &read.budget, &options, &mut sink)
+        })?;
         sink.finish()?;
         Ok::<_, AnalyzeError>(outcomes)
     };
@@ -978,7 +591,7 @@ pub fn run_timeline(args: crate::cli::TimelineArgs) -> Result<(), AnalyzeError> 
 pub fn run_flamegraph(args: crate::cli::FlamegraphArgs) -> Result<(), AnalyzeError> {
     use crate::cli::FlameFormat;
     use crate::flamegraph::{FrameNames, SvgText};
-    let mut options = ReadOptions::new(&args.filters, args.memory)?;
+    let mut options = read_options(&args.filters, args.memory)?;
     let names = if args.diff.is_empty() { FrameNames::Shown } else { FrameNames::Identity };
     options.flame = Some(names);
     let destination = Destination::new(args.output.as_deref());
@@ -1038,20 +651,5 @@ mod tests {
         assert!(!color_enabled(ColorChoice::Auto, true, None, os("dumb")));
         assert!(color_enabled(ColorChoice::Always, false, os("1"), os("dumb")));
         assert!(!color_enabled(ColorChoice::Never, true, None, os("xterm")));
-    }
-
-    #[test]
-    fn progress_only_on_a_terminal_for_long_reads_unless_quiet() {
-        assert!(shows_progress(PROGRESS_MIN_BYTES, true, false));
-        assert!(!shows_progress(PROGRESS_MIN_BYTES, true, true));
-        assert!(!shows_progress(PROGRESS_MIN_BYTES, false, false));
-        assert!(!shows_progress(PROGRESS_MIN_BYTES - 1, true, false));
-    }
-
-    #[test]
-    fn seconds_become_nanoseconds_and_saturate() {
-        assert_eq!(seconds_to_ns(2.1), 2_100_000_000);
-        assert_eq!(seconds_to_ns(0.0), 0);
-        assert_eq!(seconds_to_ns(1e300), u64::MAX);
     }
 }

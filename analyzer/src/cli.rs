@@ -5,6 +5,7 @@ use crate::diff::{FailOn, ScoreWith};
 use crate::export::ReportFormat;
 use crate::group::GroupBy;
 use crate::report::{CsvTable, MinSeverity, SortColumn};
+use crate::timeline::Tracks;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
@@ -539,12 +540,6 @@ pub struct TimelineArgs {
 
     #[command(flatten)]
     pub memory: MemoryArgs,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Tracks {
-    Thread,
-    Task,
 }
 
 /// `aiocop-analyze flamegraph`.

@@ -47,8 +47,8 @@
 //! weights between releases is not mistaken for a change of behaviour; the
 //! changes are reported.
 
-use crate::app::Side;
 use crate::group::GroupBy;
+use crate::read::Side;
 use crate::report::{ms, Elapsed, TotalsView, TraceFacts};
 use crate::resolve::{EventWeights, Group};
 use crate::stats::{self, RateSample, TailCounts};

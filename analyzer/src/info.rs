@@ -147,7 +147,7 @@ pub struct TraceInfo {
 
 impl TraceInfo {
     /// What `trace` holds, with `footer` only if it agrees with the chunks
-    /// (see `app::trusted_footer`).
+    /// (see `read::trusted_footer`).
     pub fn new(trace: &TraceFile, footer: Option<&TraceFooter>, counts: &InfoCounts) -> TraceInfo {
         let header = trace.header();
         let (major, minor) = trace.format_version();
@@ -230,7 +230,7 @@ impl TraceInfo {
             "threshold",
             format!(
                 "{} ms; stacks of up to {} frames; context values {}",
-                crate::export::fmt_short_ms(self.threshold_ms),
+                crate::units::fmt_short_ms(self.threshold_ms),
                 self.trace_depth,
                 if self.records_context { "recorded" } else { "not recorded" }
             ),

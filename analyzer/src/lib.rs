@@ -40,8 +40,9 @@
 //!   the loop's busy time by stack, attributed as the Loop time table
 //!   attributes it, with `inferno` ([`flamegraph`]).
 //!
-//! Reading is streaming and parallel: see [`app`], [`aggregate`] and
-//! [`resolve`]. Output formats are in [`export`].
+//! Reading is streaming and parallel: see [`read`], [`aggregate`] and
+//! [`resolve`]. Output formats are in [`export`], their units in [`units`].
+//! The command line ([`cli`]) becomes library options in [`app`] alone.
 //!
 //! Exit codes: [`EXIT_OK`] (0), [`EXIT_UNUSABLE`] (2: an unusable input, a
 //! usage error, an output that cannot be written), [`EXIT_GATE_FAILED`] (1:
@@ -61,11 +62,13 @@ pub mod identity;
 pub mod info;
 pub mod input;
 pub mod loop_time;
+pub mod read;
 pub mod report;
 pub mod resolve;
 pub mod stalls;
 pub mod stats;
 pub mod timeline;
+pub mod units;
 
 pub use cli::Cli;
 pub use error::AnalyzeError;

@@ -19,7 +19,6 @@
 //! code paths and, with task names, its tasks), the text of the stacks seen
 //! and, with `--tracks task`, one number per task.
 
-use crate::cli::Tracks;
 use crate::error::AnalyzeError;
 use crate::group::{IgnoreSet, StackResolver};
 use crate::identity::PathContext;
@@ -33,6 +32,13 @@ use serde::Serialize;
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
+
+/// `--tracks`: one track per loop thread, or per task.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Tracks {
+    Thread,
+    Task,
+}
 
 /// Task tracks are numbered from here, above any loop thread's number.
 const FIRST_TASK_TID: u32 = 1 << 20;
@@ -527,9 +533,9 @@ fn write_trace(
             return Err(AnalyzeError::NothingReadable { error, chunks: trace.chunk_count() });
         }
     }
-    let mut warnings: Vec<String> = crate::app::newer_minor_warning(trace).into_iter().collect();
+    let mut warnings: Vec<String> = crate::read::newer_minor_warning(trace).into_iter().collect();
     let first_error = file.first_error.take().map(|e| e.to_string());
-    warnings.extend(crate::app::check_readable(trace, file.unreadable, first_error));
+    warnings.extend(crate::read::check_readable(trace, file.unreadable, first_error));
     Ok((file.counts, warnings))
 }
 

@@ -18,6 +18,8 @@ pub mod table;
 use crate::diff::{trim, Diff, DiffRow, SideValues, SideView};
 use crate::report::{LoopRow, Report, Row, StallRow, TraceFacts};
 use clap::ValueEnum;
+// The units every format shows, shared with `info` and the warnings of reading.
+pub(crate) use crate::units::{count, fmt_ms, fmt_share, fmt_short_ms};
 
 /// `--format`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -57,29 +59,9 @@ pub fn exporter(format: ReportFormat) -> Box<dyn Exporter> {
     }
 }
 
-/// Milliseconds as every text format shows them.
-pub(crate) fn fmt_ms(ms: f64) -> String {
-    format!("{ms:.3}")
-}
-
 /// Elapsed columns (`Row::elapsed_ms`) as every text format shows them.
 pub(crate) fn elapsed_cells(elapsed_ms: [f64; 5]) -> [String; 5] {
     elapsed_ms.map(fmt_ms)
-}
-
-/// A duration in milliseconds without trailing zeros: `100`, `0.5`.
-pub(crate) fn fmt_short_ms(ms: f64) -> String {
-    let text = format!("{ms:.3}");
-    text.trim_end_matches('0').trim_end_matches('.').to_owned()
-}
-
-/// `1 slice`, `2 slices`.
-pub(crate) fn count(n: u64, noun: &str) -> String {
-    if n == 1 {
-        format!("1 {noun}")
-    } else {
-        format!("{n} {noun}s")
-    }
 }
 
 /// The first few event names of a row, `open ×3, time.sleep ×1, …`.
@@ -90,18 +72,6 @@ pub(crate) fn top_events_text(row: &Row, at_most: usize) -> String {
         parts.push("…".to_owned());
     }
     parts.join(", ")
-}
-
-/// A share (0 to 1) as a percentage: `97%`, `99.5%`, `<0.1%`.
-pub(crate) fn fmt_share(share: f64) -> String {
-    let percent = share * 100.0;
-    if percent > 0.0 && percent < 0.1 {
-        "<0.1%".to_owned()
-    } else if percent >= 99.95 || percent == percent.round() {
-        format!("{percent:.0}%")
-    } else {
-        format!("{percent:.1}%")
-    }
 }
 
 /// The line over the Loop time table: busy time, and how much of the long
