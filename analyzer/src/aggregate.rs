@@ -3,7 +3,7 @@
 //!
 //! A chunk alone has ids but maybe not their text (each id is defined once
 //! per file, in the first chunk that uses it), so slices are aggregated by
-//! their *signature*: the sorted `(event, stack)` pairs of their blocking
+//! their *signature* ([`crate::signature`]): the sorted `(event, stack)` pairs of their blocking
 //! events, whether they ran over the threshold, and, for `--by task` and
 //! `--by context:KEY`, the string id that keys them. Slices with the same
 //! signature resolve to the same keys with the same scores, so keeping a
@@ -24,7 +24,8 @@
 
 use crate::durations::Durations;
 use crate::group::NO_STACK;
-use crate::loop_time::{LoopAggregate, SampleSignature, Slot};
+use crate::loop_time::LoopAggregate;
+use crate::signature::{CpuSignature, IoSignature, IoSignatureRef, SampleSignature, SignatureMap, Slot};
 use crate::stalls::{ChunkRuns, StallOptions, StallTracker};
 use aiocop_trace::records::{Chunk, SliceRecord, StackId, StringId};
 use aiocop_trace::{Dictionary, PureSlice, ReadError, SliceVisitor, TraceFile};
@@ -80,58 +81,6 @@ impl Default for ChunkOptions {
     }
 }
 
-/// Slices that did blocking I/O and resolve to the same keys.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct IoSignature {
-    pub exceeded: bool,
-    pub extra: Option<StringId>,
-    /// What ran: where the slice's time goes if every event is ignored.
-    pub what: StringId,
-    /// `(event index, stack id)`, sorted. Inline for the usual one or two
-    /// events, so that comparing a signature in the map reads no other memory.
-    pub events: SignatureEvents,
-    /// The argument ids of its `import` events, in signature order.
-    pub imports: SignatureImports,
-}
-
-pub type SignatureImports = smallvec::SmallVec<[StringId; 1]>;
-
-pub type SignatureEvents = smallvec::SmallVec<[(u16, StackId); 2]>;
-
-/// An [`IoSignature`] in borrowed scratch space: it hashes and compares as
-/// the signature it stands for, so that looking up a known signature
-/// allocates nothing.
-#[derive(Hash)]
-struct IoSignatureRef<'a> {
-    exceeded: bool,
-    extra: Option<StringId>,
-    what: StringId,
-    events: &'a [(u16, StackId)],
-    imports: &'a [StringId],
-}
-
-impl hashbrown::Equivalent<IoSignature> for IoSignatureRef<'_> {
-    fn equivalent(&self, key: &IoSignature) -> bool {
-        self.exceeded == key.exceeded
-            && self.extra == key.extra
-            && self.what == key.what
-            && *self.events == *key.events
-            && *self.imports == *key.imports
-    }
-}
-
-impl From<&IoSignatureRef<'_>> for IoSignature {
-    fn from(signature: &IoSignatureRef<'_>) -> IoSignature {
-        IoSignature {
-            exceeded: signature.exceeded,
-            extra: signature.extra,
-            what: signature.what,
-            events: signature.events.into(),
-            imports: signature.imports.into(),
-        }
-    }
-}
-
 /// Buffers reused from one slice to the next.
 #[derive(Debug, Default)]
 struct Scratch {
@@ -143,9 +92,6 @@ struct Scratch {
     imports: Vec<StringId>,
 }
 
-/// A map keyed by signatures.
-pub type SignatureMap<K, V> = hashbrown::HashMap<K, V, rustc_hash::FxBuildHasher>;
-
 #[derive(Clone, Debug)]
 pub struct IoStats {
     pub slices: u64,
@@ -156,14 +102,6 @@ pub struct IoStats {
     /// signature order.
     pub example_start_ns: u64,
     pub example_args: Box<[StringId]>,
-}
-
-/// CPU-blocking slices with the same most frequent sample and extra key.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct CpuSignature {
-    /// The most frequent sample's stack; [`NO_STACK`] if the slice has no samples.
-    pub stack: StackId,
-    pub extra: Option<StringId>,
 }
 
 #[derive(Clone, Debug)]
@@ -592,6 +530,7 @@ pub fn most_frequent(samples: &[StackId]) -> Option<StackId> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::signature::SignatureImports;
     use aiocop_trace::records::EventRecord;
 
     #[test]

@@ -37,7 +37,7 @@
 //!    `views.py:total` with `shop/views.py:total`, see `diff::pair_groups`);
 //! 6. anything else as recorded.
 
-use crate::group::is_library_path;
+use crate::paths::{after_standard_library, is_library_path};
 use aiocop_trace::records::{FrameId, StackId};
 use aiocop_trace::Dictionary;
 use std::borrow::Cow;
@@ -143,18 +143,6 @@ pub fn relative_path<'a>(path: &'a str, context: &PathContext) -> Cow<'a, str> {
     path_slashes
 }
 
-/// What follows a `lib/pythonX.Y/` (or `lib/pypyX.Y/`) directory.
-fn after_standard_library(path: &str) -> Option<&str> {
-    path.match_indices("/lib/").find_map(|(at, _)| {
-        let rest = &path[at + "/lib/".len()..];
-        let (directory, inside) = rest.split_once('/')?;
-        let interpreter = ["python", "pypy"].iter().any(|name| {
-            directory.strip_prefix(name).is_some_and(|version| version.starts_with(|c: char| c.is_ascii_digit()))
-        });
-        interpreter.then_some(inside)
-    })
-}
-
 /// The identity of a frame: `module:qualname` when recorded, else
 /// `relative/path.py:function`.
 pub fn frame_identity(facts: &FrameFacts, context: &PathContext) -> String {
@@ -167,16 +155,10 @@ pub fn frame_identity(facts: &FrameFacts, context: &PathContext) -> String {
     }
 }
 
-/// Whether a frame is the import system's (`<frozen importlib._bootstrap>`,
-/// `<frozen importlib._bootstrap_external>`): a stack through one is a
-/// module being imported, work done once, on first use.
-pub fn is_import_frame(path: &str) -> bool {
-    path.starts_with("<frozen importlib._bootstrap")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::paths::is_import_frame;
     use aiocop_trace::records::{Chunk, Frame};
 
     fn facts<'a>(path: &'a str, function: &'a str) -> FrameFacts<'a> {

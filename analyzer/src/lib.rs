@@ -17,7 +17,7 @@
 //!   10, low below (`aiocop_trace::severity`); a group's worst level is the
 //!   highest over its slices. Its elapsed times are its slices'.
 //! - Keys (`--by`): see [`group::GroupBy`]; `app-frame` rules are in
-//!   [`group::is_library_path`] and [`group::is_app_path`].
+//!   [`paths::is_library_path`] and [`paths::is_app_path`].
 //! - CPU-blocking slices (over the threshold, no blocking event at all) have
 //!   no severity, so rather than sink to the bottom of a severity ranking
 //!   they get a ranking of their own, by total elapsed time, keyed by their
@@ -62,9 +62,11 @@ pub mod identity;
 pub mod info;
 pub mod input;
 pub mod loop_time;
+pub mod paths;
 pub mod read;
 pub mod report;
 pub mod resolve;
+pub mod signature;
 pub mod stalls;
 pub mod stats;
 pub mod timeline;

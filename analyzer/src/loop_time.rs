@@ -19,16 +19,15 @@
 //! from events or samples; "what ran" names a coroutine, not a line.
 //!
 //! The first stage, here, keys slices by ids as [`crate::aggregate`] does:
-//! slices with events by their [`IoSignature`](crate::aggregate::IoSignature)
-//! (kept there), sampled ones by their [`SampleSignature`], the others by
+//! slices with events by their [`IoSignature`](crate::signature::IoSignature) (kept in
+//! [`crate::aggregate`]), sampled ones by their [`SampleSignature`], the others by
 //! their `what` string id in a table indexed by it, so that the pure slices
 //! (most of them) cost an add each. [`crate::resolve`] turns them into text
 //! keys with [`apportion`], which splits a time by weights without losing a
 //! nanosecond.
 
-use crate::aggregate::{IoSignature, SignatureMap};
-use aiocop_trace::records::{StackId, StringId};
-use smallvec::SmallVec;
+use crate::signature::{SampleSignature, SignatureMap};
+use aiocop_trace::records::StringId;
 
 /// `what` ids up to this index a table; past it (a crafted file), a map.
 const RAN_TABLE_MAX: usize = 1 << 20;
@@ -36,31 +35,6 @@ const RAN_TABLE_MAX: usize = 1 << 20;
 /// The `--long-ms` default: slices at least this long are the ones a stack
 /// should explain.
 pub const DEFAULT_LONG_MS: f64 = 2.0;
-
-/// A slice's CPU samples: `(stack, count)`, sorted by stack.
-pub type SampleCounts = SmallVec<[(StackId, u32); 2]>;
-
-/// Sampled slices (no blocking event) that resolve to the same keys.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct SampleSignature {
-    pub samples: SampleCounts,
-    /// `--by task` and `--by context:KEY`: the id keying the slice.
-    pub extra: Option<StringId>,
-}
-
-impl SampleSignature {
-    pub fn of(samples: &[StackId], extra: Option<StringId>) -> SampleSignature {
-        let mut counts = SampleCounts::new();
-        for &stack in samples {
-            match counts.iter_mut().find(|(s, _)| *s == stack) {
-                Some((_, count)) => *count += 1,
-                None => counts.push((stack, 1)),
-            }
-        }
-        counts.sort_unstable();
-        SampleSignature { samples: counts, extra }
-    }
-}
 
 /// The time of some slices.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -112,17 +86,6 @@ impl RanStats {
         self.slices += other.slices;
         self.busy_ns = self.busy_ns.saturating_add(other.busy_ns);
     }
-}
-
-/// Where one slice's time goes, by ids: what a stall remembers of its
-/// slices, resolved to keys once the file's dictionary is whole.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Slot {
-    Io(IoSignature),
-    Sampled(SampleSignature),
-    Ran(StringId),
-    /// A stall's slices past the distinct slots it keeps.
-    Other,
 }
 
 /// Loop time of one file's chunks, keyed by ids (the slices with events are

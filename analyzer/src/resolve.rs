@@ -17,11 +17,12 @@
 //! The same keys give the loop's time ([`crate::loop_time`]) and the stalls'
 //! top groups ([`crate::stalls`]).
 
-use crate::aggregate::{CpuSignature, Extra, FileAggregate, IoSignature, IoStats};
+use crate::aggregate::{Extra, FileAggregate, IoStats};
 use crate::durations::Durations;
 use crate::group::{GroupBy, IgnoreSet, StackFacts, StackResolver, NO_STACK};
 use crate::identity::PathContext;
-use crate::loop_time::{apportion, SampleSignature, Slot};
+use crate::loop_time::apportion;
+use crate::signature::{CpuSignature, IoSignature, SampleSignature, Slot};
 use crate::stalls::file_stalls;
 use aiocop_trace::records::{StackId, StringId, TraceHeader};
 use aiocop_trace::severity::WEIGHT_MODERATE;

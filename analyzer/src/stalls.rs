@@ -20,7 +20,7 @@
 //! items, so that the largest stay named; the time of the others is kept
 //! whole as `other_ns`.
 
-use crate::loop_time::Slot;
+use crate::signature::Slot;
 use aiocop_trace::records::StringId;
 
 /// The gap tolerance, from real recordings on a 2-core machine (see
