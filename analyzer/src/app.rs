@@ -335,13 +335,7 @@ fn make_diff(args: &DiffArgs, base: &Side, new: &Side, event_table_changes: Vec<
         confidence: args.confidence,
         min_slices_p95: args.min_slices_p95,
         gate_one_time: args.gate_one_time,
-        frame_keys: matches!(
-            args.filters.by,
-            crate::group::GroupBy::EntryPoint
-                | crate::group::GroupBy::Function
-                | crate::group::GroupBy::AppFrame
-                | crate::group::GroupBy::Stack
-        ),
+        frame_keys: args.filters.by.names_code(),
     };
     let (mut rows, rise_tests, fall_tests) = diff::compare(base, new, &diff_options);
     let counts = diff::count_statuses(&rows);

@@ -3,7 +3,7 @@
 
 use crate::diff::{FailOn, ScoreWith};
 use crate::export::ReportFormat;
-use crate::group::GroupBy;
+use crate::keys::GroupBy;
 use crate::report::{CsvTable, MinSeverity, SortColumn};
 use crate::timeline::Tracks;
 use clap::{Args, Parser, Subcommand, ValueEnum};

@@ -47,7 +47,7 @@
 //! weights between releases is not mistaken for a change of behaviour; the
 //! changes are reported.
 
-use crate::group::GroupBy;
+use crate::keys::GroupBy;
 use crate::read::Side;
 use crate::report::{ms, Elapsed, TotalsView, TraceFacts};
 use crate::resolve::{EventWeights, Group};

@@ -1,7 +1,8 @@
-//! What a row of the report stands for (`--by`), which frame of a stack
-//! is the user's own code (`app-frame`, `--app-root`, with the path rules
-//! of [`crate::paths`]), and which blocking events are known and accepted
-//! (`--ignore`).
+//! A stack's keys, resolved once per stack ([`StackFacts`], from which
+//! [`crate::keys`] picks a `--by` key): its innermost frame, its frame in
+//! the user's own code (`app-frame`, `--app-root`, by the path rules of
+//! [`crate::paths`]), the whole stack, each also by identity; and which
+//! blocking events are known and accepted (`--ignore`).
 //!
 //! Every key is text, resolved through one file's [`Dictionary`]: ids are
 //! per file, keys are comparable across files.
@@ -13,89 +14,6 @@ use aiocop_trace::records::{FrameId, StackId};
 use aiocop_trace::Dictionary;
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 use rustc_hash::FxHashMap;
-use std::fmt;
-use std::str::FromStr;
-
-/// The key a blocking event (or a CPU-blocking slice) is grouped by.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum GroupBy {
-    /// The innermost frame of the event's stack, `path:line:function`.
-    EntryPoint,
-    /// The innermost frame's identity, without its line (see [`crate::identity`]).
-    Function,
-    /// The innermost frame in the user's own code; the entry point if none.
-    AppFrame,
-    /// The event's name (`open`, `time.sleep`).
-    Event,
-    /// What the slice ran: the coroutine's qualname for a task step.
-    Task,
-    /// The whole stack, innermost first, joined with ` <- `.
-    Stack,
-    /// The slice's value of a context provider key.
-    Context(String),
-}
-
-impl FromStr for GroupBy {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<GroupBy, String> {
-        match text {
-            "entry-point" => Ok(GroupBy::EntryPoint),
-            "function" => Ok(GroupBy::Function),
-            "app-frame" => Ok(GroupBy::AppFrame),
-            "event" => Ok(GroupBy::Event),
-            "task" => Ok(GroupBy::Task),
-            "stack" => Ok(GroupBy::Stack),
-            _ => match text.strip_prefix("context:") {
-                Some("") => Err("context: needs a key, as in context:endpoint".to_owned()),
-                Some(key) => Ok(GroupBy::Context(key.to_owned())),
-                None => Err(format!(
-                    "'{text}' is not one of entry-point, function, app-frame, event, task, stack, context:KEY"
-                )),
-            },
-        }
-    }
-}
-
-impl fmt::Display for GroupBy {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            GroupBy::EntryPoint => f.write_str("entry-point"),
-            GroupBy::Function => f.write_str("function"),
-            GroupBy::AppFrame => f.write_str("app-frame"),
-            GroupBy::Event => f.write_str("event"),
-            GroupBy::Task => f.write_str("task"),
-            GroupBy::Stack => f.write_str("stack"),
-            GroupBy::Context(key) => write!(f, "context:{key}"),
-        }
-    }
-}
-
-impl GroupBy {
-    /// The title of the key column of the blocking I/O table.
-    pub fn title(&self) -> String {
-        match self {
-            GroupBy::EntryPoint => "entry point".to_owned(),
-            GroupBy::Function => "function".to_owned(),
-            GroupBy::AppFrame => "app frame".to_owned(),
-            GroupBy::Event => "event".to_owned(),
-            GroupBy::Task => "task".to_owned(),
-            GroupBy::Stack => "stack".to_owned(),
-            GroupBy::Context(key) => format!("context {key}"),
-        }
-    }
-
-    /// The title of the key column of the CPU-blocking table.
-    pub fn cpu_title(&self) -> String {
-        match self {
-            GroupBy::EntryPoint | GroupBy::Event => "most sampled frame".to_owned(),
-            GroupBy::Function => "most sampled function".to_owned(),
-            GroupBy::AppFrame => "most sampled app frame".to_owned(),
-            GroupBy::Stack => "most sampled stack".to_owned(),
-            GroupBy::Task | GroupBy::Context(_) => self.title(),
-        }
-    }
-}
 
 /// `--ignore` globs: a frame matches if its `path:line:function` (as shown),
 /// its shown path, or its recorded path matches any of them. `*` matches
@@ -283,18 +201,6 @@ mod tests {
     use aiocop_trace::records::{Chunk, Frame};
 
     static NO_PATHS: PathContext = PathContext { sys_path: Vec::new(), app_root: None };
-
-    #[test]
-    fn group_by_parses_every_documented_form_and_shows_it_back() {
-        for text in
-            ["entry-point", "function", "app-frame", "event", "task", "stack", "context:endpoint", "context:a:b"]
-        {
-            assert_eq!(text.parse::<GroupBy>().unwrap().to_string(), text);
-        }
-        assert_eq!("context:user".parse::<GroupBy>(), Ok(GroupBy::Context("user".to_owned())));
-        assert_eq!("context:".parse::<GroupBy>(), Err("context: needs a key, as in context:endpoint".to_owned()));
-        assert!("entrypoint".parse::<GroupBy>().unwrap_err().starts_with("'entrypoint' is not one of"));
-    }
 
     /// A dictionary with stacks 0 (app <- lib <- stdlib... innermost first:
     /// stdlib, library, app, app2) and 1 (only the standard library).

@@ -16,7 +16,7 @@
 //!   many events it has there. A score's level is high from 50, medium from
 //!   10, low below (`aiocop_trace::severity`); a group's worst level is the
 //!   highest over its slices. Its elapsed times are its slices'.
-//! - Keys (`--by`): see [`group::GroupBy`]; `app-frame` rules are in
+//! - Keys (`--by`): see [`keys::GroupBy`]; `app-frame` rules are in
 //!   [`paths::is_library_path`] and [`paths::is_app_path`].
 //! - CPU-blocking slices (over the threshold, no blocking event at all) have
 //!   no severity, so rather than sink to the bottom of a severity ranking
@@ -61,6 +61,7 @@ pub mod group;
 pub mod identity;
 pub mod info;
 pub mod input;
+pub mod keys;
 pub mod loop_time;
 pub mod paths;
 pub mod read;

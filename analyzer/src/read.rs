@@ -24,7 +24,8 @@
 use crate::aggregate::{fold_chunks, ChunkOptions, Extra, FileAggregate};
 use crate::error::AnalyzeError;
 use crate::flamegraph::{Folded, FrameNames};
-use crate::group::{GroupBy, IgnoreSet};
+use crate::group::IgnoreSet;
+use crate::keys::GroupBy;
 use crate::report::{self, TotalsView, TraceFacts};
 use crate::resolve::{self, Analysis, EventWeights, ResolveOptions};
 use crate::stalls::StallOptions;
@@ -196,7 +197,7 @@ fn read_file(
 /// The string id of `--by context:KEY`'s key in `trace`, needed before
 /// slices are read; `None` for other keys, or a key the trace never names.
 fn context_string_id(trace: &TraceFile, by: &GroupBy) -> Option<StringId> {
-    let GroupBy::Context(key) = by else { return None };
+    let key = by.context_key()?;
     (0..trace.chunk_count())
         .into_par_iter()
         .filter_map(|i| trace.read_chunk_definitions(i).ok().and_then(|c| resolve::find_string(&c.strings, key)))
@@ -208,7 +209,7 @@ fn chunk_options(header: &TraceHeader, options: &ReadOptions, context_id: Option
     ChunkOptions {
         // A flame graph roots sampled stacks at what ran: signatures keep
         // it where `--by` has no other use for their extra key.
-        extra: match (resolve::extra_for(&options.by, context_id), options.flame) {
+        extra: match (options.by.extra(context_id), options.flame) {
             (Extra::None, Some(_)) => Extra::What,
             (extra, _) => extra,
         },

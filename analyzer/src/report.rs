@@ -2,7 +2,7 @@
 //! of each trace. Its serde form is the JSON contract (see
 //! [`crate::export::json`]); the other formats show the same values.
 
-use crate::group::GroupBy;
+use crate::keys::GroupBy;
 use crate::loop_time::apportion;
 use crate::resolve::{via, Analysis, CpuGroup, Group, LoopGroup, Stall};
 use aiocop_trace::SeverityLevel;

@@ -17,10 +17,11 @@
 //! The same keys give the loop's time ([`crate::loop_time`]) and the stalls'
 //! top groups ([`crate::stalls`]).
 
-use crate::aggregate::{Extra, FileAggregate, IoStats};
+use crate::aggregate::{FileAggregate, IoStats};
 use crate::durations::Durations;
-use crate::group::{GroupBy, IgnoreSet, StackFacts, StackResolver, NO_STACK};
+use crate::group::{IgnoreSet, StackFacts, StackResolver, NO_STACK};
 use crate::identity::PathContext;
+use crate::keys::{GroupBy, KeySource};
 use crate::loop_time::apportion;
 use crate::signature::{CpuSignature, IoSignature, SampleSignature, Slot};
 use crate::stalls::file_stalls;
@@ -264,10 +265,7 @@ impl<'a> Keyer<'a> {
         options: ResolveOptions<'a>,
         paths: &'a PathContext,
     ) -> Keyer<'a> {
-        let missing = match options.by {
-            GroupBy::Context(key) => format!("<no {key}>"),
-            _ => String::new(),
-        };
+        let missing = options.by.missing_key();
         let stacks = StackResolver::new(&aggregate.dictionary, options.app_roots, options.ignore, paths);
         Keyer { header, aggregate, options, stacks, missing }
     }
@@ -293,25 +291,26 @@ impl<'a> Keyer<'a> {
 
     /// Whether `--by` keys by frames, where the lazy-import rule applies.
     fn by_frame(&self) -> bool {
-        matches!(self.options.by, GroupBy::EntryPoint | GroupBy::AppFrame | GroupBy::Function)
+        self.options.by.is_frame()
     }
 
     /// The frame key of a stack at `--by` (entry point, function or app
     /// frame), by identity for `function` and when matching releases.
     fn frame_key(&self, facts: &StackFacts) -> String {
-        frame_key(self.options.by, facts, self.options.by_identity).to_owned()
+        self.options.by.stack_key(facts, self.options.by_identity).to_owned()
     }
 
     /// The key of a CPU sample's stack (for `--by event`, its innermost frame).
     fn sample_key(&mut self, stack: StackId, extra: Option<StringId>) -> String {
         let by_frame = self.by_frame();
         let facts = self.stacks.facts(stack);
-        match self.options.by {
-            GroupBy::Task | GroupBy::Context(_) => return self.extra_key(extra),
-            GroupBy::Stack => return frame_key(&GroupBy::Stack, facts, self.options.by_identity).to_owned(),
-            // The most sampled frame stands for the event.
-            GroupBy::Event => return frame_key(&GroupBy::EntryPoint, facts, self.options.by_identity).to_owned(),
-            GroupBy::EntryPoint | GroupBy::AppFrame | GroupBy::Function => {}
+        match self.options.by.spec().source {
+            KeySource::Slice => return self.extra_key(extra),
+            // For `--by event`, the most sampled frame stands for the event.
+            KeySource::Stack | KeySource::Event => {
+                return self.options.by.stack_key(facts, self.options.by_identity).to_owned()
+            }
+            KeySource::Frame(_) => {}
         }
         let facts = facts.clone();
         let key = self.frame_key(&facts);
@@ -390,24 +389,15 @@ impl<'a> Keyer<'a> {
             if facts.ignored {
                 continue;
             }
-            let key = match self.options.by {
-                GroupBy::EntryPoint | GroupBy::AppFrame | GroupBy::Function => {
-                    self.event_frame_key(&facts, own_module[index].as_deref(), &outer_imports)
-                }
-                GroupBy::Stack => frame_key(&GroupBy::Stack, &facts, self.options.by_identity).to_owned(),
-                GroupBy::Event => self.name(event),
-                GroupBy::Task | GroupBy::Context(_) => self.extra_key(signature.extra),
+            let key = match self.options.by.spec().source {
+                KeySource::Frame(_) => self.event_frame_key(&facts, own_module[index].as_deref(), &outer_imports),
+                KeySource::Stack => self.options.by.stack_key(&facts, self.options.by_identity).to_owned(),
+                KeySource::Event => self.name(event),
+                KeySource::Slice => self.extra_key(signature.extra),
             };
-            let line = match self.options.by {
-                GroupBy::AppFrame => facts.app_line,
-                _ => facts.entry_line,
-            };
-            let shown = match self.options.by {
-                GroupBy::EntryPoint | GroupBy::AppFrame | GroupBy::Stack if self.options.by_identity => {
-                    Some(shown_key(self.options.by, &facts, &key))
-                }
-                _ => None,
-            };
+            let line = self.options.by.line(&facts);
+            let shown = (self.options.by_identity && self.options.by.shows_identity_otherwise())
+                .then(|| shown_key(self.options.by, &facts, &key));
             let weight = self.weight(event);
             let part = match parts.iter_mut().position(|p| p.key == key) {
                 Some(at) => &mut parts[at],
@@ -598,7 +588,7 @@ impl Analysis {
 
         for (signature, stats) in &aggregate.cpu {
             let CpuSignature { stack, extra } = signature;
-            let key = if *stack == NO_STACK && !matches!(options.by, GroupBy::Task | GroupBy::Context(_)) {
+            let key = if *stack == NO_STACK && !options.by.is_slice_key() {
                 "<no samples>".to_owned()
             } else {
                 keyer.sample_key(*stack, *extra)
@@ -777,22 +767,10 @@ fn add_at(series: &mut Vec<u64>, index: usize, ns: u64) {
 /// How a report shows `key`, a key by identity: the frame with its path and
 /// line, and what the key adds to the frame (a lazy import's module).
 fn shown_key(by: &GroupBy, facts: &StackFacts, key: &str) -> String {
-    let shown = frame_key(by, facts, false);
-    match key.strip_prefix(frame_key(by, facts, true)) {
+    let shown = by.stack_key(facts, false);
+    match key.strip_prefix(by.stack_key(facts, true)) {
         Some(added) => format!("{shown}{added}"),
         None => key.to_owned(),
-    }
-}
-
-/// The key of a frame-keyed `--by` (entry-point, function, app-frame, stack).
-fn frame_key<'f>(by: &GroupBy, facts: &'f StackFacts, by_identity: bool) -> &'f str {
-    match (by, by_identity) {
-        (GroupBy::Function, _) | (GroupBy::EntryPoint, true) => &facts.entry_identity,
-        (GroupBy::AppFrame, true) => &facts.app_identity,
-        (GroupBy::AppFrame, false) => &facts.app_frame,
-        (GroupBy::Stack, true) => &facts.trace_identity,
-        (GroupBy::Stack, false) => &facts.trace,
-        _ => &facts.entry_point,
     }
 }
 
@@ -816,15 +794,6 @@ fn example(file: usize, signature: &IoSignature, stats: &IoStats, part: &KeyPart
 /// The string id of `key` among a chunk's definitions, for `--by context:KEY`.
 pub fn find_string(chunk_strings: &[(StringId, String)], key: &str) -> Option<StringId> {
     chunk_strings.iter().find(|(_, text)| text == key).map(|(id, _)| *id)
-}
-
-/// What `--by` needs from each chunk besides its events.
-pub fn extra_for(by: &GroupBy, context_key_id: Option<StringId>) -> Extra {
-    match by {
-        GroupBy::Task => Extra::What,
-        GroupBy::Context(_) => Extra::Context(context_key_id),
-        _ => Extra::None,
-    }
 }
 
 #[cfg(test)]
@@ -884,7 +853,7 @@ mod tests {
     fn analyse(chunk: Chunk, by: &GroupBy, ignore: &[String], exceeded_only: bool) -> Analysis {
         let mut aggregate = FileAggregate::default();
         aggregate.add_chunk(&definitions(), &ChunkOptions::default());
-        aggregate.add_chunk(&chunk, &ChunkOptions { extra: extra_for(by, Some(9)), ..ChunkOptions::default() });
+        aggregate.add_chunk(&chunk, &ChunkOptions { extra: by.extra(Some(9)), ..ChunkOptions::default() });
         let ignore = IgnoreSet::new(ignore).unwrap();
         let mut analysis = Analysis::default();
         let options = ResolveOptions {

@@ -1,7 +1,7 @@
 //! Every format on one hand-made report, compared with exact text.
 
 use super::*;
-use crate::group::GroupBy;
+use crate::keys::GroupBy;
 use crate::report::{
     CpuRow, Elapsed, EventCount, LoopRow, LoopTimeView, OptionsView, Report, Row, StallRow, StallTop, TotalsView,
     TraceFacts,
