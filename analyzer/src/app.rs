@@ -1,5 +1,5 @@
 //! Runs a parsed command line: the CLI layer. The command line becomes
-//! library options here and nowhere else ([`read_options`] for reading);
+//! library options here and nowhere else (`read_options` for reading);
 //! then it reads ([`crate::read`]), makes the report, diff or view, and
 //! writes it out.
 //!

@@ -1,5 +1,5 @@
 //! The command line: clap derive structs whose doc comments are the help.
-//! They are turned into library options in one place, [`crate::run`].
+//! They are turned into library options in one place, [`crate::app`].
 
 use crate::diff::{FailOn, ScoreWith};
 use crate::export::ReportFormat;

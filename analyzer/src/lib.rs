@@ -40,9 +40,25 @@
 //!   the loop's busy time by stack, attributed as the Loop time table
 //!   attributes it, with `inferno` ([`flamegraph`]).
 //!
-//! Reading is streaming and parallel: see [`read`], [`aggregate`] and
-//! [`resolve`]. Output formats are in [`export`], their units in [`units`].
-//! The command line ([`cli`]) becomes library options in [`app`] alone.
+//! The flow, module by module (the recorder writes a trace file; then
+//! read -> aggregate -> resolve -> report/diff/views). Each module uses only
+//! those of its own stage or before (`.ci/check_structure.py` fails on an
+//! import circle):
+//!
+//! - command line: [`cli`] (clap) becomes library options in [`app`] alone,
+//!   which runs each command; [`input`] expands the inputs, [`error`] says
+//!   what went wrong.
+//! - read: [`read`] reads the files of one side, streaming and in parallel,
+//!   into a [`read::Side`].
+//! - aggregate: [`aggregate`] folds each file's chunks by ids, slices keyed
+//!   by [`signature`], with the loop's time ([`loop_time`]), the stalls
+//!   ([`stalls`]) and elapsed times ([`durations`]).
+//! - resolve: [`resolve`] turns signatures into groups keyed by text: the
+//!   `--by` key ([`keys`]) of a stack's facts ([`group`]), frame identities
+//!   ([`identity`]) and the rules about paths ([`paths`]).
+//! - report/diff/views: [`report`] ranks, [`diff`] compares two sides (with
+//!   [`stats`]); [`timeline`], [`flamegraph`] and [`info`] are other views;
+//!   [`export`] writes reports and diffs in each format, in [`units`].
 //!
 //! Exit codes: [`EXIT_OK`] (0), [`EXIT_UNUSABLE`] (2: an unusable input, a
 //! usage error, an output that cannot be written), [`EXIT_GATE_FAILED`] (1:

@@ -1,5 +1,7 @@
 //! The second stage: a file's aggregate, keyed by its ids, resolved through
 //! its whole dictionary to groups keyed by text, which merge across files.
+//! What a key is comes from [`crate::keys`]; the report, diff and views
+//! read the groups made here.
 //!
 //! For each slice signature (see [`crate::aggregate`]), each blocking event
 //! that no `--ignore` glob drops gets its key; the slice *appears in* the
