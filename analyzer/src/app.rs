@@ -603,7 +603,7 @@ pub fn run_flamegraph(args: crate::cli::FlamegraphArgs) -> Result<(), AnalyzeErr
         labels.dedup();
         format!(
             "{}{}, {:.1} ms busy",
-            crate::export::count(side.facts.len() as u64, "trace"),
+            crate::units::count(side.facts.len() as u64, "trace"),
             if labels.is_empty() { String::new() } else { format!(" ({})", labels.join(", ")) },
             side.flame.total_ns() as f64 / 1e6
         )

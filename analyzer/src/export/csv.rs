@@ -10,6 +10,7 @@
 use super::{elapsed_cells, Exporter, Style};
 use crate::diff::{Diff, SideValues};
 use crate::report::{CsvTable, Report};
+use crate::units::fmt_ms;
 
 pub struct CsvExporter;
 
@@ -110,11 +111,11 @@ fn loop_time(report: &Report) -> String {
         vec![
             row.rank.to_string(),
             row.key.clone(),
-            super::fmt_ms(row.busy_ms),
+            fmt_ms(row.busy_ms),
             row.share.to_string(),
             row.slices.to_string(),
-            super::fmt_ms(row.io_ms),
-            super::fmt_ms(row.cpu_ms),
+            fmt_ms(row.io_ms),
+            fmt_ms(row.cpu_ms),
             row.samples.to_string(),
             row.via.join("+"),
             row.example_trace.clone().unwrap_or_default(),
@@ -126,13 +127,13 @@ fn loop_time(report: &Report) -> String {
 fn stalls(report: &Report) -> String {
     let header = STALL_COLUMNS.iter().map(|c| c.to_string()).collect();
     let rows = report.stalls.iter().map(|row| {
-        let top: Vec<String> = row.top.iter().map(|t| format!("{}:{}", t.key, super::fmt_ms(t.busy_ms))).collect();
+        let top: Vec<String> = row.top.iter().map(|t| format!("{}:{}", t.key, fmt_ms(t.busy_ms))).collect();
         vec![
             row.rank.to_string(),
             row.trace.clone(),
             row.thread.to_string(),
             format!("{:.6}", row.start_s),
-            super::fmt_ms(row.duration_ms),
+            fmt_ms(row.duration_ms),
             row.slices.to_string(),
             top.join(";"),
         ]
@@ -155,7 +156,7 @@ fn groups(report: &Report) -> String {
         ];
         record.extend(elapsed_cells(row.elapsed_ms()));
         record.extend([top_events.join(";"), row.example_trace.clone(), row.example_event.clone()]);
-        record.push(super::fmt_ms(row.busy_ms));
+        record.push(fmt_ms(row.busy_ms));
         records.push(record);
     }
     to_csv(records)

@@ -15,12 +15,12 @@
 //!   `<script type="application/json" id="aiocop-report">` for scripts.
 
 use super::{
-    count, diff_cells, diff_summary_lines, diff_title, fmt_ms, fmt_share, fmt_short_ms, loop_time_headline,
-    samples_note, stalls_headline, summary_lines, top_events_text, unexplained_note, via_text, Exporter, Style,
-    DIFF_HEADER,
+    diff_cells, diff_summary_lines, diff_title, loop_time_headline, samples_note, stalls_headline, summary_lines,
+    top_events_text, unexplained_note, via_text, Exporter, Style, DIFF_HEADER,
 };
 use crate::diff::{Diff, DiffRow, SideValues};
 use crate::report::Report;
+use crate::units::{count, fmt_ms, fmt_share, fmt_short_ms};
 use aiocop_trace::frame::TRACE_SEPARATOR;
 use serde::Serialize;
 

@@ -4,12 +4,12 @@
 //! that `<no stack>` or `<frozen ...>` show as text, not as HTML.
 
 use super::{
-    diff_cells, diff_summary_lines, diff_title, elapsed_cells, fmt_ms, fmt_share, loop_time_headline, samples_note,
-    stall_top_text, stalls_headline, summary_lines, top_events_text, unexplained_note, via_text, Exporter, Style,
-    DIFF_HEADER,
+    diff_cells, diff_summary_lines, diff_title, elapsed_cells, loop_time_headline, samples_note, stall_top_text,
+    stalls_headline, summary_lines, top_events_text, unexplained_note, via_text, Exporter, Style, DIFF_HEADER,
 };
 use crate::diff::Diff;
 use crate::report::Report;
+use crate::units::{fmt_ms, fmt_share};
 
 pub struct MarkdownExporter;
 

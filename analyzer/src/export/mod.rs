@@ -17,9 +17,8 @@ pub mod table;
 
 use crate::diff::{trim, Diff, DiffRow, SideValues, SideView};
 use crate::report::{LoopRow, Report, Row, StallRow, TraceFacts};
+use crate::units::{count, fmt_ms, fmt_share, fmt_short_ms};
 use clap::ValueEnum;
-// The units every format shows, shared with `info` and the warnings of reading.
-pub(crate) use crate::units::{count, fmt_ms, fmt_share, fmt_short_ms};
 
 /// `--format`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

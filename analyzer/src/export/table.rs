@@ -9,11 +9,12 @@
 
 use super::fit::{lay_out, shorten_key, shorten_left, wrap_text, Fit, Text};
 use super::{
-    diff_cells, diff_summary_lines, diff_title, elapsed_cells, fmt_ms, fmt_share, loop_time_headline, samples_note,
-    stalls_headline, summary_lines, top_events_text, unexplained_note, via_text, Exporter, Style, DIFF_HEADER,
+    diff_cells, diff_summary_lines, diff_title, elapsed_cells, loop_time_headline, samples_note, stalls_headline,
+    summary_lines, top_events_text, unexplained_note, via_text, Exporter, Style, DIFF_HEADER,
 };
 use crate::diff::{Diff, Status};
 use crate::report::Report;
+use crate::units::{fmt_ms, fmt_share};
 use aiocop_trace::frame::TRACE_SEPARATOR;
 use aiocop_trace::SeverityLevel;
 use comfy_table::{presets, Attribute, Cell, CellAlignment, Color, ColumnConstraint, ContentArrangement, Table, Width};
