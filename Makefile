@@ -52,6 +52,7 @@ demo: build
 lint: build
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets --quiet -- -D warnings
+	RUSTDOCFLAGS='-D warnings' cargo doc --workspace --no-deps --quiet
 	$(BIN)/ruff check python tests bench examples build-backend
 	$(BIN)/ruff format --check python tests bench examples build-backend
 	$(BIN)/python -m mypy python/aiocop

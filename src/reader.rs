@@ -46,7 +46,7 @@ use std::sync::Arc;
 pub struct ChunkInfo {
     /// Offset of the frame header from the start of the file.
     pub offset: u64,
-    /// A [`Codec`](crate::format::Codec) as a byte.
+    /// A [`crate::format::Codec`] as a byte.
     pub codec: u8,
     /// Length of the payload as stored, in bytes.
     pub payload_len: u32,

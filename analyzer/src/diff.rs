@@ -151,7 +151,7 @@ pub struct DiffOptions {
     /// is tested and gates like the rest.
     pub gate_one_time: bool,
     /// Keys are frame identities (`--by entry-point`, `function`,
-    /// `app-frame`, `stack`): see [`pair_groups`].
+    /// `app-frame`, `stack`): see `pair_groups`.
     pub frame_keys: bool,
 }
 

@@ -94,7 +94,7 @@ impl RanStats {
 pub struct LoopAggregate {
     /// Slices with neither events nor samples, indexed by their `what`.
     pub ran: Vec<RanStats>,
-    /// The same, for `what` ids past [`RAN_TABLE_MAX`].
+    /// The same, for `what` ids past `RAN_TABLE_MAX`.
     pub ran_far: SignatureMap<StringId, RanStats>,
     /// Sampled slices without events, and how many of them were long.
     pub sampled: SignatureMap<SampleSignature, (BusyStats, u64)>,

@@ -5,7 +5,7 @@
 //!
 //! To a pipe or a file every column is written whole, as scripts read it;
 //! on a terminal ([`Style::width`]) fewer columns are shown (`--wide`: all)
-//! and laid out to fit by [`super::fit`].
+//! and laid out to fit by the `fit` module.
 
 use super::fit::{lay_out, shorten_key, shorten_left, wrap_text, Fit, Text};
 use super::{
