@@ -56,7 +56,7 @@ def build_wheel(
     wheel_directory: str, config_settings: dict[str, Any] | None = None, metadata_directory: str | None = None
 ) -> str:
     name: str = maturin.build_wheel(wheel_directory, config_settings, metadata_directory)
-    add_executable(Path(wheel_directory) / name, build_analyzer())
+    finish_wheel(Path(wheel_directory) / name, build_analyzer())
     return name
 
 
@@ -64,7 +64,7 @@ def build_editable(
     wheel_directory: str, config_settings: dict[str, Any] | None = None, metadata_directory: str | None = None
 ) -> str:
     name: str = maturin.build_editable(wheel_directory, config_settings, metadata_directory)
-    add_executable(Path(wheel_directory) / name, build_analyzer())
+    finish_wheel(Path(wheel_directory) / name, build_analyzer())
     return name
 
 
@@ -131,8 +131,9 @@ def build_analyzer() -> Path:
     sys.exit(f"aiocop build: cargo built no `{ANALYZER_BINARY}` executable")
 
 
-def add_executable(wheel_path: Path, executable: Path) -> None:
-    """Rewrites the wheel with `executable` in its `.data/scripts/` and a RECORD that lists it."""
+def finish_wheel(wheel_path: Path, executable: Path) -> None:
+    """Rewrites the wheel with `executable` in its `.data/scripts/`, the changelog in its
+    METADATA, and a RECORD that lists both as they are."""
     with zipfile.ZipFile(wheel_path) as wheel:
         entries = [(info, wheel.read(info)) for info in wheel.infolist()]
     record_name = next(info.filename for info, _ in entries if info.filename.endswith(".dist-info/RECORD"))
@@ -144,23 +145,39 @@ def add_executable(wheel_path: Path, executable: Path) -> None:
     script_info.external_attr = EXECUTABLE_FILE_ATTR
     script_info.compress_type = zipfile.ZIP_DEFLATED
 
+    metadata_name = f"{dist_info}/METADATA"
+    record = next(data for info, data in entries if info.filename == record_name).decode()
     partial = wheel_path.with_name(wheel_path.name + ".partial")
     with zipfile.ZipFile(partial, "w") as wheel:
         for info, data in entries:
             if info.filename == record_name:
                 continue
+            if info.filename == metadata_name:
+                data = with_changelog(data)
+                record = with_record_line(record, record_name, metadata_name, data)
             wheel.writestr(info, data)
         wheel.writestr(script_info, script)
-        record = next(data for info, data in entries if info.filename == record_name).decode()
         record_info = next(info for info, _ in entries if info.filename == record_name)
         wheel.writestr(record_info, with_record_line(record, record_name, script_name, script))
     os.replace(partial, wheel_path)
 
 
+def with_changelog(metadata: bytes) -> bytes:
+    """METADATA whose long description (the README) ends with CHANGELOG.md, as PyPI shows it.
+
+    The project has no URL of its own to put a `Changelog` Project-URL on, and the README's
+    relative link to CHANGELOG.md does not resolve on an index; the text itself does."""
+    changelog = WORKSPACE / "CHANGELOG.md"
+    if b"\n\n" not in metadata or not changelog.is_file():
+        return metadata
+    return metadata.rstrip(b"\n") + b"\n\n" + changelog.read_bytes()
+
+
 def with_record_line(record: str, record_name: str, name: str, data: bytes) -> str:
     """RECORD with a line for `name` (PEP 376: urlsafe base64 sha256, no padding), kept before RECORD's own."""
     digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
-    lines = [line for line in record.splitlines() if line and not line.startswith(f"{record_name},")]
+    kept = (record_name, name)
+    lines = [line for line in record.splitlines() if line and line.split(",", 1)[0] not in kept]
     return "\n".join([*lines, f"{name},sha256={digest},{len(data)}", f"{record_name},,"]) + "\n"
 
 
@@ -172,4 +189,4 @@ if __name__ == "__main__":
         sys.exit("usage: python build-backend/aiocop_build.py WHEEL...")
     analyzer = build_analyzer()
     for wheel in sys.argv[1:]:
-        add_executable(Path(wheel), analyzer)
+        finish_wheel(Path(wheel), analyzer)

@@ -5,6 +5,8 @@ Everything is checked on the installed distribution of this test venv (what `mak
 installed from the wheel), and the crate graph with `cargo tree` on the checkout.
 """
 
+import base64
+import hashlib
 import os
 import re
 import shutil
@@ -150,8 +152,21 @@ def test_wheel_carries_the_mit_license_and_project_metadata():
     assert fields["License-Expression"] == "MIT"
     assert fields.get_all("License-File") == ["LICENSE"]
     assert "Upstream API, https://pypi.org/project/aiocop/1.2.1/" in (fields.get_all("Project-URL") or [])
-    # The long description (the README) points at the changelog.
-    assert "[CHANGELOG.md](CHANGELOG.md)" in (distribution.read_text("METADATA") or "")
+    # The long description is the README followed by the changelog, whole.
+    description = distribution.read_text("METADATA") or ""
+    assert "[CHANGELOG.md](CHANGELOG.md)" in description
+    assert description.rstrip().endswith((ROOT / "CHANGELOG.md").read_text().rstrip())
+
+
+def test_wheel_record_hashes_match_the_files_the_backend_rewrote():
+    """The build backend rewrites METADATA and adds the executable: RECORD must say so."""
+    distribution = metadata.distribution("aiocop")
+    rewritten = [file for file in distribution.files or [] if file.name in ("METADATA", "aiocop-analyze")]
+    assert len(rewritten) == 2, distribution.files
+    for file in rewritten:
+        assert file.hash is not None and file.hash.mode == "sha256", file
+        digest = base64.urlsafe_b64encode(hashlib.sha256(file.read_binary()).digest()).rstrip(b"=").decode()
+        assert digest == file.hash.value, file
 
 
 @needs_cargo
