@@ -323,8 +323,14 @@ impl FileAggregate {
         }
         let long = slice.duration_ns >= options.long_ns;
         if slice.samples.is_empty() {
-            self.loop_time.add_ran(slice.what, slice.duration_ns);
-            Slot::Ran(slice.what)
+            // `--by context:KEY`: a slice recorded with that key goes to its
+            // value, not to what ran (a test run's slices to their test).
+            let what = match options.extra {
+                Extra::Context(_) => self.extra_of(slice, options).unwrap_or(slice.what),
+                _ => slice.what,
+            };
+            self.loop_time.add_ran(what, slice.duration_ns);
+            Slot::Ran(what)
         } else {
             let signature = SampleSignature::of(&slice.samples, self.extra_of(slice, options));
             self.loop_time.add_sampled(signature.clone(), start_ns, slice.duration_ns, long);
