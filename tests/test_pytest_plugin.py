@@ -356,3 +356,125 @@ def test_an_unwritable_recording_path_is_a_usage_error(pytester, tmp_path):
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert "--aiocop-record=" in result.stderr.str()
     assert "Traceback" not in result.stderr.str() + result.stdout.str()
+
+
+ALLOWING_PYPROJECT = """
+[tool.aiocop]
+allow = [
+    { id = "test_sleeping:test_sleeps", events = ["time.sleep"], reason = "the test sleeps on purpose" },
+    "nothing_blocks_here.*",
+]
+"""
+
+
+def test_blocking_allowed_by_the_file_passes_and_is_counted_and_a_stale_entry_is_listed(pytester):
+    pytester.makepyfile(test_sleeping=SLEEPING_TEST)
+    pytester.makepyprojecttoml(ALLOWING_PYPROJECT)
+
+    result = run(pytester, "--aiocop")
+
+    result.assert_outcomes(passed=2)
+    assert result.ret == pytest.ExitCode.OK
+    out = result.stdout.str()
+    assert "aiocop: 0 test(s) blocked the loop, 1 allowed event(s) in 1 test(s), 1 stale allow-list entry" in out
+    assert re.search(r"ok +test_sleeping\.py::test_sleeps: 0 blocking event\(s\), 1 allowed", out), out
+    assert re.search(r"stale: 'nothing_blocks_here\.\*' at .*pyproject\.toml:allow\[1\] matched nothing", out), out
+
+
+def test_stale_fail_fails_the_session_on_a_stale_entry(pytester):
+    pytester.makepyfile(test_sleeping=SLEEPING_TEST)
+    pytester.makepyprojecttoml(ALLOWING_PYPROJECT)
+
+    result = run(pytester, "--aiocop", "--aiocop-stale=fail")
+
+    result.assert_outcomes(passed=2)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+
+
+def test_an_entry_that_fired_in_one_xdist_worker_is_not_stale(pytester):
+    pytester.makepyfile(test_sleeping=SLEEPING_TEST, test_other="def test_a(): pass\ndef test_b(): pass\n")
+    pytester.makepyprojecttoml('[tool.aiocop]\nallow = ["test_sleeping:test_sleeps"]\n')
+
+    result = run(pytester, "--aiocop", "--aiocop-stale=fail", "-n", "2")
+
+    result.assert_outcomes(passed=4)
+    assert result.ret == pytest.ExitCode.OK
+    assert "0 stale allow-list entries" in result.stdout.str()
+
+
+def test_an_event_glob_that_does_not_match_does_not_allow(pytester):
+    pytester.makepyfile(test_sleeping=SLEEPING_TEST)
+    pytester.makefile(".toml", aiocop='allow = [{ id = "test_sleeping.*", events = ["socket.*"] }]\n')
+
+    run(pytester, "--aiocop").assert_outcomes(passed=1, failed=1)
+
+
+def test_the_marker_allows_for_its_test_only(pytester):
+    pytester.makepyfile(
+        test_marked="""
+        import time
+        import pytest
+
+        async def helper():
+            time.sleep(0.02)
+
+        @pytest.mark.aiocop(allow=["test_marked:helper"])
+        @pytest.mark.asyncio
+        async def test_allowed():
+            await helper()
+
+        @pytest.mark.asyncio
+        async def test_not_allowed():
+            await helper()
+        """
+    )
+
+    result = run(pytester, "--aiocop", "-v")
+
+    result.stdout.fnmatch_lines(["*test_allowed PASSED*", "*test_not_allowed FAILED*"])
+
+
+@pytest.mark.parametrize(
+    ("file", "content", "message"),
+    [
+        (
+            "pyproject.toml",
+            '[tool.aiocop]\nallow = ["views.py:12"]\n',
+            "pyproject.toml:allow[0]: id 'views.py:12' is not an identity",
+        ),
+        ("aiocop.toml", "allow = [ { id = ", "aiocop.toml: not valid TOML"),
+        ("pyproject.toml", '[tool.aiocop]\nallow = [{ id = "a:b", event = ["open"] }]\n', "unknown key 'event'"),
+    ],
+)
+def test_a_bad_allow_list_stops_the_session_with_one_line(pytester, file, content, message):
+    pytester.makepyfile(test_sleeping=SLEEPING_TEST)
+    (pytester.path / file).write_text(content)
+
+    result = run(pytester, "--aiocop")
+
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    errors = [line for line in result.stderr.lines if line.strip()]
+    assert len(errors) == 1 and errors[0].startswith("ERROR: ") and message in errors[0], result.stderr.str()
+    assert "Traceback" not in result.stdout.str()
+
+
+def test_a_bad_marker_entry_errors_its_test_in_one_line(pytester):
+    pytester.makepyfile(
+        test_bad_marker="""
+        import pytest
+
+        @pytest.mark.aiocop(allow=["not an identity"])
+        def test_marked():
+            pass
+
+        def test_other():
+            pass
+        """
+    )
+
+    result = run(pytester, "--aiocop")
+
+    result.assert_outcomes(errors=1, passed=1)
+    out = result.stdout.str()
+    assert "test_marked @pytest.mark.aiocop:allow[0]: id 'not an identity' is not an identity" in out
+    assert "During handling" not in out
