@@ -16,6 +16,7 @@ The suite's own failures without aiocop are its own (printed once).
 """
 
 import argparse
+import resource
 import statistics
 import subprocess
 import sys
@@ -62,8 +63,10 @@ def source_tree(package: str, cache: Path) -> Path:
     return tree
 
 
-def run_suite(tree: Path, extra: list[str]) -> tuple[float, str]:
+def run_suite(tree: Path, extra: list[str]) -> tuple[float, float, str]:
+    """Wall time and CPU time (user + system, of pytest and its children) of one run, and its output."""
     command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *extra]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     result = subprocess.run(
         command,
@@ -72,7 +75,10 @@ def run_suite(tree: Path, extra: list[str]) -> tuple[float, str]:
         capture_output=True,
         text=True,
     )
-    return time.perf_counter() - started, result.stdout
+    wall_s = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu_s = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall_s, cpu_s, result.stdout
 
 
 def main() -> None:
@@ -83,21 +89,24 @@ def main() -> None:
     options = parser.parse_args()
     tree = source_tree(options.package, options.cache)
     times: dict[str, list[float]] = {mode: [] for mode in MODES}
+    cpu_times: dict[str, list[float]] = {mode: [] for mode in MODES}
     with tempfile.TemporaryDirectory() as tmp:
         outputs = {}
         for run in range(options.runs):
             order = list(MODES)[run % len(MODES) :] + list(MODES)[: run % len(MODES)]
             for mode in order:
                 extra = [arg.format(tmp=tmp) for arg in MODES[mode]]
-                elapsed, outputs[mode] = run_suite(tree, extra)
+                elapsed, cpu_s, outputs[mode] = run_suite(tree, extra)
                 times[mode].append(elapsed)
-                print(f"run {run + 1} {mode}: {elapsed:.2f} s", file=sys.stderr)
+                cpu_times[mode].append(cpu_s)
+                print(f"run {run + 1} {mode}: {elapsed:.2f} s, CPU {cpu_s:.2f} s", file=sys.stderr)
     print(f"{options.package}: {outputs['off'].strip().splitlines()[-1]}")
-    base = statistics.median(times["no-plugin"])
-    for mode, measured in times.items():
-        median = statistics.median(measured)
-        spread = f"{min(measured):.2f}-{max(measured):.2f}"
-        print(f"{mode:10} median {median:.2f} s ({spread}), x{median / base:.2f} of no-plugin")
+    for what, table in (("wall", times), ("CPU", cpu_times)):
+        base = statistics.median(table["no-plugin"])
+        for mode, measured in table.items():
+            median = statistics.median(measured)
+            spread = f"{min(measured):.2f}-{max(measured):.2f}"
+            print(f"{what:4} {mode:10} median {median:.2f} s ({spread}), x{median / base:.2f} of no-plugin")
     summary = outputs["on"].split("= aiocop =")[-1].split("short test summary")[0]
     print("what --aiocop found:" + summary.split("\n", 1)[-1].rstrip("= \n"))
 
