@@ -682,6 +682,27 @@ mod tests {
     }
 
     #[test]
+    fn context_keys_take_the_loop_time_of_slices_without_events() {
+        // Slices with neither events nor samples, one with the key 7 (value 8), one without it.
+        let chunk = Chunk {
+            slices: vec![
+                SliceRecord { what: 40, context: vec![(7, 8)], ..slice(0, 100, false, vec![]) },
+                SliceRecord { what: 41, context: vec![(5, 6)], ..slice(200, 50, false, vec![]) },
+            ],
+            ..Chunk::default()
+        };
+        let ran = |extra| {
+            let mut aggregate = FileAggregate::default();
+            aggregate.add_chunk(&chunk, &ChunkOptions { extra, ..ChunkOptions::default() });
+            let mut ran: Vec<(StringId, u64)> = aggregate.loop_time.ran().map(|(what, s)| (what, s.busy_ns)).collect();
+            ran.sort();
+            ran
+        };
+        assert_eq!(ran(Extra::Context(Some(7))), [(8, 100), (41, 50)], "the value where the slice has the key");
+        assert_eq!(ran(Extra::None), [(40, 100), (41, 50)]);
+    }
+
+    #[test]
     fn merging_chunks_in_any_order_gives_the_same_aggregate() {
         let chunks: Vec<Chunk> = (0..4u64)
             .map(|i| Chunk {

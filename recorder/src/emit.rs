@@ -170,7 +170,7 @@ impl PendingReport {
             .map(|event| {
                 let spec = &BLOCKING_EVENTS[event.event_index as usize];
                 let frames = event.stack.map(stacks::named_frames_of).unwrap_or_default();
-                (spec.name, format_args(event.args.bind(py)), i64::from(spec.weight), frames)
+                (spec.name, format_args(event.args.bind(py)), spec.weight, frames)
             })
             .collect()
     }
