@@ -2,6 +2,7 @@
 
 ``policy`` says which blocking fails a test, ``collector`` gathers each
 test's blocking slices from the monitor and sorts them into failing, allowed
-and tolerated, ``messages`` writes what a user reads. None of it imports
-pytest: the plugin module is the only place that meets pytest's hooks.
+and tolerated, ``messages`` writes what a user reads; none of these imports
+pytest. ``plugin`` is the pytest plugin object that meets pytest's hooks,
+imported only once ``--aiocop`` asks for it.
 """
