@@ -323,8 +323,14 @@ impl FileAggregate {
         }
         let long = slice.duration_ns >= options.long_ns;
         if slice.samples.is_empty() {
-            self.loop_time.add_ran(slice.what, slice.duration_ns);
-            Slot::Ran(slice.what)
+            // `--by context:KEY`: a slice recorded with that key goes to its
+            // value, not to what ran (a test run's slices to their test).
+            let what = match options.extra {
+                Extra::Context(_) => self.extra_of(slice, options).unwrap_or(slice.what),
+                _ => slice.what,
+            };
+            self.loop_time.add_ran(what, slice.duration_ns);
+            Slot::Ran(what)
         } else {
             let signature = SampleSignature::of(&slice.samples, self.extra_of(slice, options));
             self.loop_time.add_sampled(signature.clone(), start_ns, slice.duration_ns, long);
@@ -673,6 +679,27 @@ mod tests {
         assert_eq!(extras(Extra::What), [(Some(40), 2), (Some(41), 1)]);
         assert_eq!(extras(Extra::Context(Some(7))), [(None, 1), (Some(8), 1), (Some(9), 1)]);
         assert_eq!(extras(Extra::Context(None)), [(None, 1), (None, 2)]);
+    }
+
+    #[test]
+    fn context_keys_take_the_loop_time_of_slices_without_events() {
+        // Slices with neither events nor samples, one with the key 7 (value 8), one without it.
+        let chunk = Chunk {
+            slices: vec![
+                SliceRecord { what: 40, context: vec![(7, 8)], ..slice(0, 100, false, vec![]) },
+                SliceRecord { what: 41, context: vec![(5, 6)], ..slice(200, 50, false, vec![]) },
+            ],
+            ..Chunk::default()
+        };
+        let ran = |extra| {
+            let mut aggregate = FileAggregate::default();
+            aggregate.add_chunk(&chunk, &ChunkOptions { extra, ..ChunkOptions::default() });
+            let mut ran: Vec<(StringId, u64)> = aggregate.loop_time.ran().map(|(what, s)| (what, s.busy_ns)).collect();
+            ran.sort();
+            ran
+        };
+        assert_eq!(ran(Extra::Context(Some(7))), [(8, 100), (41, 50)], "the value where the slice has the key");
+        assert_eq!(ran(Extra::None), [(40, 100), (41, 50)]);
     }
 
     #[test]

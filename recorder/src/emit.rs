@@ -160,6 +160,21 @@ impl PendingReport {
         PyList::new(py, self.events.iter().map(|e| format_event(py, e)).collect::<PyResult<Vec<_>>>()?)
     }
 
+    /// Each kept event as `(name, argument summary, weight, frames)`, the
+    /// frames `(filename, line, module, qualname)` innermost first: what an
+    /// allow-list matches and what a test failure shows.
+    #[allow(clippy::type_complexity)]
+    fn event_details(&self, py: Python<'_>) -> Vec<(&'static str, String, i64, Vec<(String, i32, String, String)>)> {
+        self.events
+            .iter()
+            .map(|event| {
+                let spec = &BLOCKING_EVENTS[event.event_index as usize];
+                let frames = event.stack.map(stacks::named_frames_of).unwrap_or_default();
+                (spec.name, format_args(event.args.bind(py)), spec.weight, frames)
+            })
+            .collect()
+    }
+
     /// `CpuStackSample` dicts, one per distinct stack, most frequent first.
     fn cpu_stack_samples<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
         format_samples(py, &self.samples)

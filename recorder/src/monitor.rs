@@ -135,7 +135,15 @@ pub fn run_slice(py: Python<'_>, ran: Ran<'_, '_>, run: impl FnOnce() -> PyResul
     let exceeded = elapsed_ns >= config::threshold_ns();
     let interesting = finished.total_events > 0 || exceeded;
     let after = (interesting && providers).then(|| capture_context(py, context)).flatten();
-    let merged = if interesting { merge_contexts(py, before, after) } else { None };
+    let merged = if interesting {
+        merge_contexts(py, before, after)
+    } else if recording::records_context() && recording::is_active() {
+        // A recording that keeps context gives it to every slice, so that
+        // `--by context:KEY` divides all of the loop's time (a test run's by test).
+        before
+    } else {
+        None
+    };
     let merged = match finished.first_event_context.as_ref() {
         Some(at_first_event) => Some(fill_missing(at_first_event.bind(py).clone(), merged)),
         None => merged,

@@ -342,6 +342,24 @@ pub fn frames_of(stack: StackId) -> Vec<(String, i32, String)> {
     .unwrap_or_default()
 }
 
+/// The frames of a stack as (filename, line, module, qualname), innermost
+/// first: what an allow-list matches by identity and a failure message shows.
+pub fn named_frames_of(stack: StackId) -> Vec<(String, i32, String, String)> {
+    with_registry(|registry| {
+        registry.stacks.get(stack).map(|frames| {
+            frames
+                .iter()
+                .map(|f| {
+                    let info = &registry.frames[*f as usize];
+                    (info.filename.clone(), info.line, info.name.module.clone(), info.name.qualname.clone())
+                })
+                .collect()
+        })
+    })
+    .flatten()
+    .unwrap_or_default()
+}
+
 /// How many distinct frames and stacks have been interned.
 pub fn sizes() -> (usize, usize) {
     with_registry(|registry| (registry.frames.len(), registry.stacks.len())).unwrap_or((0, 0))

@@ -75,20 +75,29 @@ def record_everything(
 
 def record_with(chosen: settings.RecordingSettings) -> str:
     """record_everything() with settings already checked."""
-    if not audit_patcher._patch_audit_functions_configured:
-        audit_patcher.patch_audit_functions()
-    if not blocking_io._start_blocking_io_detection_configured:
-        blocking_io.start_blocking_io_detection(trace_depth=chosen.trace_depth)
-    if not slow_tasks._detect_slow_tasks_configured:
-        slow_tasks.detect_slow_tasks(threshold_ms=chosen.threshold_ms)  # type: ignore[arg-type]
-    _native.set_monitor_all_loops(True)
-    _monitor_uvloop_loops_from_creation()
-    _monitor_loops_when_they_start()
-    activate()
+    monitor_every_loop(threshold_ms=chosen.threshold_ms, trace_depth=chosen.trace_depth)
     written_path = recorder.start_with(chosen)
     _stop_recording_on_sigterm()
     _stop_recording_before_raise_signal()
     return written_path
+
+
+def monitor_every_loop(*, threshold_ms: float, trace_depth: int) -> None:
+    """Set up detection (where the program has not) and monitor every event loop from now on, on any thread.
+
+    The settings apply only to what this call sets up: detection the
+    program configured itself keeps its own.
+    """
+    if not audit_patcher._patch_audit_functions_configured:
+        audit_patcher.patch_audit_functions()
+    if not blocking_io._start_blocking_io_detection_configured:
+        blocking_io.start_blocking_io_detection(trace_depth=trace_depth)
+    if not slow_tasks._detect_slow_tasks_configured:
+        slow_tasks.detect_slow_tasks(threshold_ms=threshold_ms)  # type: ignore[arg-type]
+    _native.set_monitor_all_loops(True)
+    _monitor_uvloop_loops_from_creation()
+    _monitor_loops_when_they_start()
+    activate()
 
 
 def pass_on_to_children(chosen: settings.RecordingSettings) -> None:
