@@ -151,7 +151,7 @@ pub fn render(seen: &Seen) -> String {
         let counts: Vec<String> = names.iter().map(|(name, n)| format!("{name} {n}")).collect();
         let events: Vec<String> = names.keys().map(|name| toml_string(name)).collect();
         let not_app = if seen.not_app.contains(identity) {
-            "; no frame of your code in the recorded stacks (deeper than --trace-depth?), so a library frame"
+            "; no frame of your code in its recorded stacks: named by the library's frame"
         } else {
             ""
         };

@@ -8,6 +8,8 @@ from typing import Any, Final, final
 __all__ = [
     "install_audit_hook",
     "configure",
+    "set_allowlist",
+    "allowlist_fired",
     "set_monitoring_active",
     "is_monitoring_active",
     "set_threshold_ns",
