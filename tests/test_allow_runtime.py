@@ -217,3 +217,28 @@ def test_the_json_report_still_parses_with_the_new_totals(tmp_path):
     assert document["totals"]["allowed_events"] == 0
     assert document["totals"]["traces_before_allowed"] == 0
     assert parse_allowlist("", "aiocop.toml").entries == ()
+
+
+def test_allowed_events_past_the_50_kept_in_a_slice_are_counted_too(tmp_path):
+    script = tmp_path / "many.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import asyncio, os
+
+            async def scan():
+                for _ in range(60):
+                    os.stat("/")
+
+            asyncio.run(scan())
+            """
+        )
+    )
+    (tmp_path / "aiocop.toml").write_text('allow = ["__main__:scan"]\n')
+    trace = tmp_path / "t.bin"
+    command = [sys.executable, "-m", "aiocop", "record", "-o", str(trace), "--allowlist", str(tmp_path), "--"]
+    result = subprocess.run([*command, str(script)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    totals = report_json(str(trace))["totals"]
+    assert (totals["dropped_events"], totals["allowed_events"]) == (10, 60), totals
+    assert totals["allowed_by"] == {"__main__:scan": 50}, "the kept ones by entry"
