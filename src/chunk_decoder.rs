@@ -24,7 +24,7 @@
 //! Nothing read is trusted: a length is checked against the bytes left
 //! before anything is allocated for it.
 
-use crate::records::{Chunk, EventRecord, Frame, FrameName, SliceRecord, StringId};
+use crate::records::{AllowedEvent, Chunk, EventRecord, Frame, FrameName, SliceRecord, StringId};
 
 /// Why a payload could not be decoded, and where.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -160,6 +160,12 @@ pub fn decode_chunk_within(
     if cursor.pos < raw.len() {
         chunk.frame_names.0 =
             cursor.vec(allocate, 3, |c| Ok((c.u32()?, FrameName { module: c.u32()?, qualname: c.u32()? })))?;
+    }
+    // Format 1.3 appended the allowed events; a 1.2 chunk ends here.
+    if cursor.pos < raw.len() {
+        chunk.allowed.kept =
+            cursor.vec(allocate, 3, |c| Ok(AllowedEvent { slice: c.u32()?, event: c.u32()?, entry: c.u32()? }))?;
+        chunk.allowed.dropped = cursor.vec(allocate, 2, |c| Ok((c.u32()?, c.u32()?)))?;
     }
     Ok((chunk, cursor.pos))
 }
@@ -458,11 +464,21 @@ mod tests {
         let chunk = random_chunk(&mut random);
         let raw = encode_payload(&chunk).unwrap();
         // Cut where format 1.1's frame names start, the payload is a whole
-        // 1.0 chunk.
-        let format_1_0_end = encode_payload(&Chunk { frame_names: Default::default(), ..chunk }).unwrap().len() - 1;
+        // 1.0 chunk; where 1.3's allowed events start, a whole 1.2 chunk
+        // (an empty appended field takes a byte per vector).
+        let without = |frame_names: bool| Chunk {
+            frame_names: if frame_names { chunk.frame_names.clone() } else { Default::default() },
+            allowed: Default::default(),
+            ..chunk.clone()
+        };
+        let format_1_0_end = encode_payload(&without(false)).unwrap().len() - 3;
+        let format_1_2_end = encode_payload(&without(true)).unwrap().len() - 2;
         let (whole, _) = decode_all(&raw[..format_1_0_end]).unwrap();
         assert!(whole.frame_names.is_empty());
-        for cut in (0..raw.len()).filter(|&cut| cut != format_1_0_end) {
+        let (whole, _) = decode_all(&raw[..format_1_2_end]).unwrap();
+        assert_eq!(whole.frame_names, chunk.frame_names);
+        assert!(whole.allowed.is_empty());
+        for cut in (0..raw.len()).filter(|&cut| cut != format_1_0_end && cut != format_1_2_end) {
             assert!(decode_all(&raw[..cut]).is_err(), "cut at {cut}");
             assert!(crate::format::decode_payload::<Chunk>(&raw[..cut]).is_err());
         }

@@ -48,6 +48,17 @@ pub fn encode_chunk(chunk: &Chunk, out: &mut Vec<u8>) {
         out.u64(u64::from(name.module));
         out.u64(u64::from(name.qualname));
     }
+    out.len(chunk.allowed.kept.len());
+    for allowed in &chunk.allowed.kept {
+        out.u64(u64::from(allowed.slice));
+        out.u64(u64::from(allowed.event));
+        out.u64(u64::from(allowed.entry));
+    }
+    out.len(chunk.allowed.dropped.len());
+    for &(slice, count) in &chunk.allowed.dropped {
+        out.u64(u64::from(slice));
+        out.u64(u64::from(count));
+    }
 }
 
 struct Encoder<'a> {
@@ -150,7 +161,8 @@ mod tests {
         let chunk = Chunk { base_offset_ns: 300, dropped_slices: 2, ..Chunk::default() };
         let mut out = vec![9];
         encode_chunk(&chunk, &mut out);
-        // No definitions, base 300 (a u16 varint), no slices, 2 dropped, no frame names.
-        assert_eq!(out, [9, 0, 0, 0, 251, 44, 1, 0, 2, 0]);
+        // No definitions, base 300 (a u16 varint), no slices, 2 dropped, no
+        // frame names, nothing allowed (kept, dropped).
+        assert_eq!(out, [9, 0, 0, 0, 251, 44, 1, 0, 2, 0, 0, 0]);
     }
 }

@@ -144,6 +144,38 @@ pub struct Chunk {
     /// chunk defines (a frame defined by a 1.0 writer has none). After the
     /// slices, where a 1.0 reader ignores it.
     pub frame_names: Appended<Vec<(FrameId, FrameName)>>,
+    /// Since format 1.3: the blocking events an allow-list allowed (none in
+    /// an older chunk, or without an allow-list).
+    pub allowed: Appended<AllowedEvents>,
+}
+
+/// Which blocking events of a chunk's slices an allow-list allowed
+/// (format 1.3). They are recorded like any other; this marks them.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
+pub struct AllowedEvents {
+    /// The allowed events among the slices' kept `events`.
+    pub kept: Vec<AllowedEvent>,
+    /// (slice index in the chunk, allowed events among its dropped ones).
+    pub dropped: Vec<(u32, u32)>,
+}
+
+impl AllowedEvents {
+    /// Whether nothing was allowed.
+    pub fn is_empty(&self) -> bool {
+        self.kept.is_empty() && self.dropped.is_empty()
+    }
+}
+
+/// One allowed event: where it is in the chunk, and by which entry.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
+pub struct AllowedEvent {
+    /// The slice's index in the chunk's `slices`.
+    pub slice: u32,
+    /// The event's index in that slice's `events`.
+    pub event: u32,
+    /// The allowing entry's identity as written (`alembic.*`,
+    /// `myapp.config:load_settings`).
+    pub entry: StringId,
 }
 
 /// What names a frame's function across releases, where lines and paths

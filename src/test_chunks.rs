@@ -2,7 +2,7 @@
 //! around every varint width boundary, pure slices (the decoder's fast path)
 //! and slices with every field set.
 
-use crate::records::{Appended, Chunk, EventRecord, Frame, FrameName, SliceRecord};
+use crate::records::{AllowedEvent, AllowedEvents, Appended, Chunk, EventRecord, Frame, FrameName, SliceRecord};
 
 /// A small xorshift generator: reproducible chunks without a crate.
 pub struct Random(pub u64);
@@ -89,5 +89,15 @@ pub fn random_chunk(random: &mut Random) -> Chunk {
                 })
                 .collect(),
         ),
+        allowed: Appended(AllowedEvents {
+            kept: (0..random.below(3))
+                .map(|_| AllowedEvent {
+                    slice: random.wide() as u32,
+                    event: random.wide() as u32,
+                    entry: random.wide() as u32,
+                })
+                .collect(),
+            dropped: (0..random.below(2)).map(|_| (random.wide() as u32, random.wide() as u32)).collect(),
+        }),
     }
 }

@@ -9,8 +9,8 @@ use crate::format::{
 };
 use crate::reader::{Dictionary, TraceFile};
 use crate::records::{
-    Appended, Chunk, EventRecord, EventSpec, Frame, FrameName, ProcessInfo, Redaction, SamplingInfo, SliceRecord,
-    TraceFooter, TraceHeader,
+    AllowedEvent, AllowedEvents, Appended, Chunk, EventRecord, EventSpec, Frame, FrameName, ProcessInfo, Redaction,
+    SamplingInfo, SliceRecord, TraceFooter, TraceHeader,
 };
 use crate::writer::TraceWriter;
 use std::io::{self, Write};
@@ -86,6 +86,10 @@ fn chunks() -> Vec<Chunk> {
             (0, FrameName { module: 9, qualname: 2 }),
             (1, FrameName { module: 9, qualname: 2 }),
         ]),
+        allowed: Appended(AllowedEvents {
+            kept: vec![AllowedEvent { slice: 1, event: 0, entry: 9 }],
+            dropped: vec![(1, 2)],
+        }),
     };
     let second = Chunk {
         strings: vec![(7, "asyncio.sleep".into())],
@@ -312,6 +316,16 @@ fn an_empty_recording_is_a_header_and_a_footer() {
 /// passes and `GOLDEN_TRACE` still reads (`the_golden_trace_still_reads`),
 /// and regenerating the hex is all there is to do.
 const GOLDEN_TRACE: &str = "\
+41494f434f5054520100030000000000010100006e00000065000000e4cc865a28b52ffd206529030005312e332e3004\
+332e3132056c696e75780168070104612e7079fc00ca9a3bfb881300640201046f70656e1400060207757669636f726e\
+076170703a6170700b737061776e206368696c6401062f612f737263fc80841e00fc40420f00010105726f7574650201\
+0000660000006a00000066ee511728b52ffd206aed02008205141fb0278d01489224491215280822580a683f494049d6\
+e60204a260f7de5ba6142a3f215f27e81d7fd7074ce3c5307901f753bb4129e4409c849ac252a0837c0be65892a6b043\
+93608d095e92a6200101030038aa40dd8e68d51303010000120000000900000098906e4c28b52ffd2009490000020101\
+01fc80380100";
+
+/// A trace of format 1.2, before the allowed events.
+const GOLDEN_TRACE_1_2: &str = "\
 41494f434f5054520100020000000000010100006e00000065000000e4cc865a28b52ffd206529030005312e332e3004\
 332e3132056c696e75780168070104612e7079fc00ca9a3bfb881300640201046f70656e1400060207757669636f726e\
 076170703a6170700b737061776e206368696c6401062f612f737263fc80841e00fc40420f00010105726f7574650201\
@@ -332,7 +346,7 @@ const GOLDEN_TRACE_1_1: &str = "\
 /// the bincode encoding itself, independent of zstd.
 const GOLDEN_PAYLOADS: [&str; 3] = [
     "05312e332e3004332e3132056c696e75780168070104612e7079fc00ca9a3bfb881300640201046f70656e1400060207757669636f726e076170703a6170700b737061776e206368696c6401062f612f737263fc80841e00fc40420f00010105726f757465",
-    "0600046d61696e010e2f612f7372632f6d61696e2e70790201660304782c207204046d61696e0503672e660100010602010001000a020005000000000000000000fb2c01fc701101000001000101010003020000140100000101000405",
+    "0700046d61696e010e2f612f7372632f6d61696e2e70790201660304782c207204046d61696e0503672e6606066d61696e2e2a0100010602010001000a020005000000000000000000fb2c01fc7011010000010001010100030200001401000001010004050101000600",
     "02010101fc80380100",
 ];
 
@@ -345,6 +359,15 @@ const GOLDEN_TRACE_1_0: &str = "\
 00120000000900000098906e4c28b52ffd200949000002010101fc80380100";
 
 fn golden_parts() -> (TraceHeader, Chunk, TraceFooter) {
+    let (header, mut chunk, footer) = golden_parts_1_2();
+    chunk.strings.push((6, "main.*".into()));
+    chunk.allowed =
+        Appended(AllowedEvents { kept: vec![AllowedEvent { slice: 1, event: 0, entry: 6 }], dropped: vec![] });
+    (header, chunk, footer)
+}
+
+/// What [`GOLDEN_TRACE_1_2`] holds.
+fn golden_parts_1_2() -> (TraceHeader, Chunk, TraceFooter) {
     let (mut header, chunk, footer) = golden_parts_1_1();
     header.redaction = Appended(Redaction { redacted: true, kept_context_keys: vec!["route".into()] });
     (header, chunk, footer)
@@ -408,6 +431,7 @@ fn golden_parts_1_0() -> (TraceHeader, Chunk, TraceFooter) {
         ],
         dropped_slices: 1,
         frame_names: Appended::default(),
+        allowed: Appended::default(),
     };
     let footer = TraceFooter { slices: 2, events: 1, dropped_slices: 1, chunks: 1, end_offset_ns: 80_000 };
     (header, chunk, footer)
@@ -458,6 +482,18 @@ fn a_1_1_trace_still_reads_as_not_redacted() {
     assert_eq!(trace.header(), &header);
     assert!(!trace.header().redaction.redacted);
     assert_eq!(trace.read_chunk(0).unwrap(), chunk);
+    assert_eq!(trace.footer(), Some(&footer));
+}
+
+#[test]
+fn a_1_2_trace_still_reads_with_nothing_allowed() {
+    let (header, chunk, footer) = golden_parts_1_2();
+    let trace = TraceFile::from_bytes(from_hex(GOLDEN_TRACE_1_2), "golden-1.2.aiocop").unwrap();
+    assert_eq!(trace.format_version(), (1, 2));
+    assert_eq!(trace.header(), &header);
+    let read = trace.read_chunk(0).unwrap();
+    assert!(read.allowed.is_empty());
+    assert_eq!(read, chunk);
     assert_eq!(trace.footer(), Some(&footer));
 }
 

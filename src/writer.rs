@@ -12,7 +12,7 @@ use crate::format::{
     encode_payload, Codec, FileHeader, FrameHeader, Payload, FILE_HEADER_LEN, FRAME_HEADER_LEN, MAX_PAYLOAD_LEN,
     MAX_WRITTEN_RAW_LEN,
 };
-use crate::records::{Chunk, SliceRecord, TraceFooter, TraceHeader};
+use crate::records::{AllowedEvent, AllowedEvents, Appended, Chunk, SliceRecord, TraceFooter, TraceHeader};
 use std::fmt;
 use std::io::Write;
 
@@ -213,6 +213,7 @@ fn split_chunk(chunk: &Chunk) -> Option<(Chunk, Chunk)> {
         if let Some(first) = tail.first_mut() {
             first.start_delta_ns = first_delta;
         }
+        let (head_allowed, tail_allowed) = split_allowed(&chunk.allowed, head.len() as u32);
         let first = Chunk {
             strings: chunk.strings.clone(),
             frames: chunk.frames.clone(),
@@ -221,11 +222,13 @@ fn split_chunk(chunk: &Chunk) -> Option<(Chunk, Chunk)> {
             slices: head.to_vec(),
             dropped_slices: chunk.dropped_slices,
             frame_names: chunk.frame_names.clone(),
+            allowed: Appended(head_allowed),
         };
         let second = Chunk {
             base_offset_ns: tail_start.saturating_sub(first_delta),
             slices: tail,
             dropped_slices: 0,
+            allowed: Appended(tail_allowed),
             ..Chunk::default()
         };
         return Some((first, second));
@@ -237,7 +240,12 @@ fn split_chunk(chunk: &Chunk) -> Option<(Chunk, Chunk)> {
     // Frame names may come in either half: a reader merges definitions.
     let mut first =
         Chunk { dropped_slices: chunk.dropped_slices, frame_names: chunk.frame_names.clone(), ..Chunk::default() };
-    let mut second = Chunk { base_offset_ns: chunk.base_offset_ns, slices: chunk.slices.clone(), ..Chunk::default() };
+    let mut second = Chunk {
+        base_offset_ns: chunk.base_offset_ns,
+        slices: chunk.slices.clone(),
+        allowed: chunk.allowed.clone(),
+        ..Chunk::default()
+    };
     let mut to_first = definitions / 2;
     let take = |n: &mut usize, len: usize| {
         let taken = (*n).min(len);
@@ -254,6 +262,25 @@ fn split_chunk(chunk: &Chunk) -> Option<(Chunk, Chunk)> {
     let (a, b) = chunk.stacks.split_at(stacks);
     (first.stacks, second.stacks) = (a.to_vec(), b.to_vec());
     Some((first, second))
+}
+
+/// The allowed events of the slices before `at`, and those of the others
+/// with their slice indices counted from `at`.
+fn split_allowed(allowed: &AllowedEvents, at: u32) -> (AllowedEvents, AllowedEvents) {
+    let (mut head, mut tail) = (AllowedEvents::default(), AllowedEvents::default());
+    for event in &allowed.kept {
+        match event.slice.checked_sub(at) {
+            None => head.kept.push(*event),
+            Some(slice) => tail.kept.push(AllowedEvent { slice, ..*event }),
+        }
+    }
+    for &(slice, count) in &allowed.dropped {
+        match slice.checked_sub(at) {
+            None => head.dropped.push((slice, count)),
+            Some(slice) => tail.dropped.push((slice, count)),
+        }
+    }
+    (head, tail)
 }
 
 #[cfg(test)]
@@ -296,6 +323,22 @@ mod tests {
         assert_eq!(both, [1000, 1010, 1030, 1060, 1100]);
         assert_eq!(second.base_offset_ns, 1010 + 20);
         assert_eq!(second.slices[0].start_delta_ns, 0);
+    }
+
+    #[test]
+    fn splitting_slices_keeps_each_allowed_event_with_its_slice() {
+        let allowed = |slice, event| AllowedEvent { slice, event, entry: 9 };
+        let chunk = Chunk {
+            slices: vec![slice(0), slice(10), slice(20), slice(30)],
+            allowed: Appended(AllowedEvents {
+                kept: vec![allowed(0, 1), allowed(3, 0)],
+                dropped: vec![(1, 4), (2, 5)],
+            }),
+            ..Chunk::default()
+        };
+        let (first, second) = split_chunk(&chunk).unwrap();
+        assert_eq!(*first.allowed, AllowedEvents { kept: vec![allowed(0, 1)], dropped: vec![(1, 4)] });
+        assert_eq!(*second.allowed, AllowedEvents { kept: vec![allowed(1, 0)], dropped: vec![(0, 5)] });
     }
 
     #[test]

@@ -262,7 +262,9 @@ def test_typed_dict_keys():
         "timestamp",
         "severity",
     ]
-    assert list(aiocop.BlockingEventInfo.__annotations__) == ["event", "trace", "entry_point", "severity"]
+    # 1.2.1's keys, required; allowed_by only on an event an allow-list allowed (aiocop.allow).
+    assert list(aiocop.BlockingEventInfo.__annotations__) == ["event", "trace", "entry_point", "severity", "allowed_by"]
+    assert aiocop.BlockingEventInfo.__required_keys__ == {"event", "trace", "entry_point", "severity"}
     assert list(aiocop.CpuStackSample.__annotations__) == ["trace", "entry_point", "count"]
 
 

@@ -46,6 +46,7 @@ BAD_SETTINGS = [
     ("file_mode", "--file-mode", "AIOCOP_FILE_MODE", "1777", 0o1777),
     ("file_mode", "--file-mode", "AIOCOP_FILE_MODE", "-600", -0o600),
     ("file_mode", "--file-mode", "AIOCOP_FILE_MODE", "rw", "rw"),
+    ("allowlist", "--allowlist", "AIOCOP_ALLOWLIST", "/nonexistent/aiocop.toml", "/nonexistent/aiocop.toml"),
 ]
 
 

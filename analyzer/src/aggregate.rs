@@ -27,9 +27,10 @@ use crate::group::NO_STACK;
 use crate::loop_time::LoopAggregate;
 use crate::signature::{CpuSignature, IoSignature, IoSignatureRef, SampleSignature, SignatureMap, Slot};
 use crate::stalls::{ChunkRuns, StallOptions, StallTracker};
-use aiocop_trace::records::{Chunk, SliceRecord, StackId, StringId};
+use aiocop_trace::records::{AllowedEvents, Chunk, SliceRecord, StackId, StringId};
 use aiocop_trace::{Dictionary, PureSlice, ReadError, SliceVisitor, TraceFile};
 use rayon::prelude::*;
+use std::collections::BTreeMap;
 
 /// What, besides the events, keys a slice.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -135,6 +136,9 @@ pub struct Counts {
     pub long_ns: u64,
     /// CPU samples in window slices.
     pub samples: u64,
+    /// Blocking events an allow-list allowed (format 1.3), in every slice
+    /// read (the time window and `--ignore` do not apply).
+    pub allowed: AllowedCounts,
     /// With [`ChunkOptions::busy_series`]: the busy time per bucket of
     /// [`BUSY_BUCKET_NS`] from the trace's start, as `(bucket, ns)` in the
     /// order slices came (a slice's time split between the buckets it spans).
@@ -216,7 +220,37 @@ impl Counts {
         self.busy_ns = self.busy_ns.saturating_add(other.busy_ns);
         self.long_ns = self.long_ns.saturating_add(other.long_ns);
         self.samples += other.samples;
+        self.allowed.merge(&other.allowed);
         self.busy_series.extend_from_slice(&other.busy_series);
+    }
+}
+
+/// Blocking events an allow-list allowed when they were recorded (format
+/// 1.3): counted and shown, never left out of a report.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AllowedCounts {
+    /// Every allowed event, those past the 50 kept in a slice included.
+    pub events: u64,
+    /// The kept ones by the identity of the entry that allowed them (a
+    /// string id of the file: the chunk defining it may be folded by
+    /// another thread, so it is resolved to text with the whole dictionary).
+    pub by_entry: BTreeMap<StringId, u64>,
+}
+
+impl AllowedCounts {
+    /// Counts a chunk's allowed events.
+    fn add_chunk(&mut self, allowed: &AllowedEvents) {
+        for event in &allowed.kept {
+            *self.by_entry.entry(event.entry).or_default() += 1;
+        }
+        self.events += allowed.kept.len() as u64 + allowed.dropped.iter().map(|&(_, n)| u64::from(n)).sum::<u64>();
+    }
+
+    pub fn merge(&mut self, other: &AllowedCounts) {
+        self.events += other.events;
+        for (entry, count) in &other.by_entry {
+            *self.by_entry.entry(*entry).or_default() += count;
+        }
     }
 }
 
@@ -292,6 +326,7 @@ impl FileAggregate {
     /// The chunk's definitions and counts, its slices aside.
     fn add_definitions(&mut self, chunk: &Chunk) {
         self.dictionary.add(chunk);
+        self.counts.allowed.add_chunk(&chunk.allowed);
         self.counts.chunks_read += 1;
         self.counts.dropped_slices += chunk.dropped_slices;
     }
@@ -537,7 +572,7 @@ pub fn most_frequent(samples: &[StackId]) -> Option<StackId> {
 mod tests {
     use super::*;
     use crate::signature::SignatureImports;
-    use aiocop_trace::records::EventRecord;
+    use aiocop_trace::records::{AllowedEvent, Appended, EventRecord};
 
     #[test]
     fn busy_time_is_split_between_the_buckets_a_slice_spans() {
@@ -579,6 +614,14 @@ mod tests {
                 slice(50, 5, false, vec![]),
             ],
             dropped_slices: 3,
+            allowed: Appended(AllowedEvents {
+                kept: vec![
+                    AllowedEvent { slice: 0, event: 1, entry: 40 },
+                    AllowedEvent { slice: 2, event: 0, entry: 40 },
+                    AllowedEvent { slice: 2, event: 1, entry: 41 },
+                ],
+                dropped: vec![(1, 2)],
+            }),
             ..Chunk::default()
         };
         let mut aggregate = FileAggregate::default();
@@ -615,6 +658,7 @@ mod tests {
                 busy_ns: 65,
                 long_ns: 0,
                 samples: 0,
+                allowed: AllowedCounts { events: 5, by_entry: BTreeMap::from([(40, 2), (41, 1)]) },
                 busy_series: Vec::new(),
             }
         );

@@ -11,7 +11,9 @@
 //! (up to 4 MiB) and zstd context, and the analysis built from the slices.
 
 use crate::aggregate::fold_chunks;
-use crate::cli::{ColorChoice, Command, DiffArgs, FilterArgs, InfoArgs, InfoFormat, MemoryArgs, ReportArgs};
+use crate::cli::{
+    AllowlistArgs, ColorChoice, Command, DiffArgs, FilterArgs, InfoArgs, InfoFormat, MemoryArgs, ReportArgs,
+};
 use crate::diff::{self, Diff, DiffOptions, ScoreWith};
 use crate::error::AnalyzeError;
 use crate::export::{self, ReportFormat, Style};
@@ -46,6 +48,7 @@ pub fn run(cli: crate::cli::Cli) -> Result<Outcome, AnalyzeError> {
         Some(Command::Info(args)) => run_info(args).map(|()| Outcome::Done),
         Some(Command::Timeline(args)) => run_timeline(args).map(|()| Outcome::Done),
         Some(Command::Flamegraph(args)) => run_flamegraph(args).map(|()| Outcome::Done),
+        Some(Command::Allowlist(args)) => run_allowlist(args).map(|()| Outcome::Done),
         None => run_report(cli.report).map(|()| Outcome::Done),
     }
 }
@@ -447,6 +450,14 @@ fn make_report(args: &ReportArgs, mut side: Side) -> Report {
             report::Pictures { busy_share, interval_s, flame_graph_svg: None }
         },
     }
+}
+
+pub fn run_allowlist(args: AllowlistArgs) -> Result<(), AnalyzeError> {
+    let destination = Destination::new(args.output.as_deref());
+    destination.check()?;
+    let paths = crate::input::expand(&args.inputs)?;
+    let seen = crate::allowlist::seen_in(&paths, &args.app_roots, &warn)?;
+    destination.write(&crate::allowlist::render(&seen))
 }
 
 pub fn run_info(args: InfoArgs) -> Result<(), AnalyzeError> {

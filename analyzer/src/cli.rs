@@ -203,6 +203,49 @@ pub enum Command {
         mut_arg("threshold_ms", |a| a.hide(true)),
     )]
     Flamegraph(FlamegraphArgs),
+
+    /// Print a [tool.aiocop] allow-list that allows every blocking call the traces saw, by function.
+    #[command(after_help = ALLOWLIST_EXAMPLES, after_long_help = format!("{ALLOWLIST_SEMANTICS}\n\n{ALLOWLIST_EXAMPLES}"))]
+    Allowlist(AllowlistArgs),
+}
+
+const ALLOWLIST_EXAMPLES: &str = "\
+Examples:
+  python -m aiocop record -o trace.bin -- -m pytest
+  aiocop-analyze allowlist trace.bin >> pyproject.toml
+  aiocop-analyze allowlist traces/ --app-root src/ -o aiocop-allow.toml";
+
+const ALLOWLIST_SEMANTICS: &str = "\
+Adopt a blocking-call gate on a project that blocks today: record a run, print the allow-list,
+paste it into pyproject.toml, and from then on only new blocking calls fail (raise_on_violations,
+the pytest plugin). Remove an entry once its calls are fixed; entries that no longer allow anything
+are reported as stale.
+
+Each blocking event is attributed to the innermost frame of your code in its stack (not library
+code, or under --app-root; else the innermost third-party frame), named by identity,
+module:qualname (shop.views:CartView.total): no path, no line, so the entry survives edits and
+moves. The entry allows the event names seen there, with their counts as a comment. An event is
+allowed at run time when any frame of its stack has the entry's identity, so the block allows what
+the recording saw. Events without a recorded stack (past the 50 kept in a slice) or without a frame
+the allow-list can name (format 1.0 traces) are counted in the header comment, not covered.
+
+Exit codes: 0 printed, 2 unusable input or output.";
+
+/// `aiocop-analyze allowlist`.
+#[derive(Clone, Debug, Args)]
+pub struct AllowlistArgs {
+    /// Trace files, directories or quoted glob patterns, merged.
+    #[arg(required = true, value_name = "TRACE")]
+    pub inputs: Vec<PathBuf>,
+
+    /// Your code is under PATH (repeatable), as recorded; by default, any
+    /// code that is not the standard library or a third-party package.
+    #[arg(long = "app-root", value_name = "PATH")]
+    pub app_roots: Vec<String>,
+
+    /// Write to FILE instead of stdout ('-': stdout).
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug, Args)]

@@ -39,6 +39,9 @@
 //!   Chrome trace event JSON, streaming ([`timeline`]); `flamegraph` draws
 //!   the loop's busy time by stack, attributed as the Loop time table
 //!   attributes it, with `inferno` ([`flamegraph`]).
+//! - `allowlist` prints a `[tool.aiocop]` allow-list allowing every blocking
+//!   event the traces saw, by the identity of its innermost app frame
+//!   ([`allowlist`]).
 //!
 //! The flow, module by module (the recorder writes a trace file; then
 //! read -> aggregate -> resolve -> report/diff/views). Each module uses only
@@ -57,7 +60,7 @@
 //!   `--by` key ([`keys`]) of a stack's facts ([`group`]), frame identities
 //!   ([`identity`]) and the rules about paths ([`paths`]).
 //! - report/diff/views: [`report`] ranks, [`diff`] compares two sides (with
-//!   [`stats`]); [`timeline`], [`flamegraph`] and [`info`] are other views;
+//!   [`stats`]); [`timeline`], [`flamegraph`], [`info`] and [`allowlist`] are other views;
 //!   [`export`] writes reports and diffs in each format, in [`units`].
 //!
 //! Exit codes: [`EXIT_OK`] (0), [`EXIT_UNUSABLE`] (2: an unusable input, a
@@ -66,6 +69,7 @@
 //! with 0.
 
 pub mod aggregate;
+pub mod allowlist;
 pub mod app;
 pub mod cli;
 pub mod diff;

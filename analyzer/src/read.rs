@@ -134,6 +134,9 @@ impl Side {
             events: totals.events,
             dropped: totals.dropped_slices,
             dropped_events: totals.dropped_events,
+            allowed_events: totals.allowed_events,
+            allowed_by: totals.allowed_by.clone(),
+            traces_before_allowed: self.facts.iter().filter(|f| !records_allowed(&f.format_version)).count() as u64,
             duration_s: report::seconds(duration_ns),
             groups: self.analysis.groups.values().filter(|g| min_severity.is_none_or(|min| g.worst >= min)).count(),
             cpu_groups: self.analysis.cpu_groups.len(),
@@ -314,6 +317,12 @@ fn trace_facts(
         unreadable_chunks: aggregate.unreadable,
         cut_short: trace.cut_short(),
     }
+}
+
+/// Whether a trace of this format version (`1.3`) marks allowed events.
+fn records_allowed(format_version: &str) -> bool {
+    let minor = format_version.split_once('.').and_then(|(_, minor)| minor.parse::<u16>().ok());
+    minor.is_some_and(|minor| minor >= 3)
 }
 
 /// The warning for a file of a newer format minor, if it is one.

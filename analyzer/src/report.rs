@@ -8,13 +8,15 @@ use crate::resolve::{via, Analysis, CpuGroup, Group, LoopGroup, Stall};
 use aiocop_trace::SeverityLevel;
 use clap::ValueEnum;
 use serde::Serialize;
+use std::collections::BTreeMap;
 
 /// Bumped when a field of the JSON changes meaning or goes away (adding one does not).
 pub const SCHEMA_VERSION: u32 = 1;
 /// Bumped when fields are added: 1 added `loop_time`, `stalls`,
 /// `totals.stalls`, `totals.stall_ms`, the groups' `busy_ms` and the
-/// traces' `samples`.
-pub const SCHEMA_MINOR: u32 = 1;
+/// traces' `samples`; 2 added `totals.allowed_events`, `totals.allowed_by`
+/// and `totals.traces_before_allowed`.
+pub const SCHEMA_MINOR: u32 = 2;
 
 /// `--sort`: the column rows are ranked by. Numbers rank high first, keys
 /// alphabetically; ties go to the higher score, then the longer total
@@ -203,6 +205,13 @@ pub struct TotalsView {
     pub dropped: u64,
     /// Blocking events past the 50 kept per slice (counted, not recorded).
     pub dropped_events: u64,
+    /// Of `events`, those an allow-list allowed when recorded (format 1.3
+    /// traces; still counted everywhere else).
+    pub allowed_events: u64,
+    /// Those (past the 50 kept in a slice aside) by the allowing entry's identity.
+    pub allowed_by: BTreeMap<String, u64>,
+    /// Traces of a format before 1.3, which cannot say what was allowed.
+    pub traces_before_allowed: u64,
     /// Recorded time summed over the traces (within the time window).
     pub duration_s: f64,
     /// Groups that pass `--min-severity`, shown or not.

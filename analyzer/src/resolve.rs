@@ -31,6 +31,7 @@ use aiocop_trace::records::{StackId, StringId, TraceHeader};
 use aiocop_trace::severity::WEIGHT_MODERATE;
 use aiocop_trace::{level_from_score, SeverityLevel};
 use rustc_hash::FxHashMap;
+use std::collections::BTreeMap;
 
 /// How ids become keys.
 #[derive(Clone, Copy, Debug)]
@@ -201,6 +202,10 @@ pub struct Totals {
     pub events: u64,
     pub dropped_slices: u64,
     pub dropped_events: u64,
+    /// Events an allow-list allowed (format 1.3), and the kept ones by the
+    /// allowing entry's identity.
+    pub allowed_events: u64,
+    pub allowed_by: BTreeMap<String, u64>,
     /// Recorded time, summed over the traces, within the time window.
     pub duration_ns: u64,
 }
@@ -640,6 +645,11 @@ impl Analysis {
         totals.exceeded += counts.exceeded;
         totals.dropped_slices += counts.dropped_slices;
         totals.dropped_events += counts.dropped_events;
+        totals.allowed_events += counts.allowed.events;
+        for (&entry, &count) in &counts.allowed.by_entry {
+            let entry = aggregate.dictionary.string(entry).unwrap_or("?");
+            *totals.allowed_by.entry(entry.to_owned()).or_default() += count;
+        }
         let loop_totals = &mut self.loop_totals;
         loop_totals.busy_ns = loop_totals.busy_ns.saturating_add(counts.busy_ns);
         loop_totals.long_ns = loop_totals.long_ns.saturating_add(counts.long_ns);
@@ -751,6 +761,10 @@ impl Analysis {
         mine.events += theirs.events;
         mine.dropped_slices += theirs.dropped_slices;
         mine.dropped_events += theirs.dropped_events;
+        mine.allowed_events += theirs.allowed_events;
+        for (entry, count) in theirs.allowed_by {
+            *mine.allowed_by.entry(entry).or_default() += count;
+        }
         mine.duration_ns = mine.duration_ns.saturating_add(theirs.duration_ns);
         for (bucket, ns) in other.busy_series_ns.into_iter().enumerate() {
             add_at(&mut self.busy_series_ns, bucket, ns);

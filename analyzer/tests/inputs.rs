@@ -2,6 +2,7 @@
 
 mod common;
 
+use aiocop_trace::format::FORMAT_MINOR;
 use aiocop_trace::TraceFile;
 use common::*;
 use serde_json::Value;
@@ -129,7 +130,7 @@ fn format_versions() {
     assert_unusable(
         &run([path(&newer_major)]),
         &format!(
-            "'{}' is trace format 2.2, newer than this build of aiocop reads (format 1.x): upgrade aiocop to read it",
+            "'{}' is trace format 2.{FORMAT_MINOR}, newer than this build of aiocop reads (format 1.x): upgrade aiocop to read it",
             path(&newer_major)
         ),
     );
@@ -137,20 +138,22 @@ fn format_versions() {
     assert_eq!(run([path(&older_major)]).status.code(), Some(2));
 
     // A newer minor reads, with a warning.
-    let newer_minor = edited(&one, dir.join("minor.bin"), |b| b[10..12].copy_from_slice(&3u16.to_le_bytes()));
+    let newer_minor =
+        edited(&one, dir.join("minor.bin"), |b| b[10..12].copy_from_slice(&(FORMAT_MINOR + 1).to_le_bytes()));
     let output = run([path(&newer_minor), "--format", "json"]);
     assert_eq!(output.status.code(), Some(0));
     assert_eq!(
         stderr(&output),
         format!(
-            "aiocop-analyze: warning: '{}' is trace format 1.3, newer than this build reads (1.2): what it adds is skipped\n",
-            path(&newer_minor)
+            "aiocop-analyze: warning: '{}' is trace format 1.{}, newer than this build reads (1.{FORMAT_MINOR}): what it adds is skipped\n",
+            path(&newer_minor),
+            FORMAT_MINOR + 1
         )
     );
     let report: Value = serde_json::from_str(&stdout(&output)).unwrap();
     assert_eq!(
         (report["totals"]["slices"].as_u64(), report["traces"][0]["format_version"].as_str()),
-        (Some(7), Some("1.3"))
+        (Some(7), Some(format!("1.{}", FORMAT_MINOR + 1).as_str()))
     );
 }
 
@@ -284,7 +287,7 @@ fn info_describes_each_trace() {
         stdout(&output),
         format!(
             "'{}'
-  format:      1.2, complete
+  format:      1.{FORMAT_MINOR}, complete
   recorded by: aiocop 1.3.0, Python 3.12.1 on linux, host web-1, pid 4242
   command:     app.py --serve
   label:       v1

@@ -187,7 +187,8 @@ fn the_json_report_is_the_documented_contract() {
         report["totals"],
         serde_json::json!({
             "traces": 2, "slices": 9, "blocking_slices": 6, "exceeded": 4, "cpu_blocking": 1, "events": 7,
-            "dropped": 2, "dropped_events": 0, "duration_s": 4.0, "groups": 4, "cpu_groups": 1,
+            "dropped": 2, "dropped_events": 0, "allowed_events": 0, "allowed_by": {}, "traces_before_allowed": 0,
+            "duration_s": 4.0, "groups": 4, "cpu_groups": 1,
             "stalls": 4, "stall_ms": 680.0
         })
     );

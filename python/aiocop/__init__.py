@@ -104,6 +104,7 @@ from aiocop.core import python_support
 
 python_support.check_running_python()  # before the native module: a free-threaded build gets one line
 from aiocop.core import _wiring
+from aiocop.core.allowing import allow
 from aiocop.core.audit_patcher import get_patched_functions, patch_audit_functions
 from aiocop.core.blocking_io import (
     format_blocking_event,
@@ -198,6 +199,8 @@ __all__ = [
     "SlowTaskEvent",
     "SlowTaskCallback",
     "IoSeverityLevel",
+    # Allowing known blocking calls
+    "allow",
     # Recording to trace files
     "start_recording",
     "stop_recording",

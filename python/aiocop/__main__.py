@@ -1,7 +1,8 @@
 """Command line of the aiocop package: record an unmodified program.
 
     python -m aiocop record -o trace.bin [--label L] [--threshold-ms N] [--trace-depth N]
-        [--sample-after-ms N] [--sample-interval-ms N] [--file-mode 640] [--redact] -- script.py args
+        [--sample-after-ms N] [--sample-interval-ms N] [--file-mode 640] [--redact]
+        [--allowlist pyproject.toml] -- script.py args
     python -m aiocop record -o trace.bin -- -m package args
 
 Every event loop the program creates, on any thread, asyncio or uvloop, is
@@ -105,6 +106,12 @@ def _parser() -> argparse.ArgumentParser:
         help="permission bits of new trace files, in octal as chmod takes them"
         f" (default: {settings.DEFAULT_FILE_MODE:03o}; 640: group may read)",
     )
+    record.add_argument(
+        "--allowlist",
+        metavar="FILE",
+        help="put an allow-list in force: a pyproject.toml ([tool.aiocop]), an aiocop.toml, or a directory"
+        " holding one; allowed blocking is still recorded, marked allowed, and raise_on_violations ignores it",
+    )
     record.add_argument("target", nargs=argparse.REMAINDER, help="-- script.py args, or -- -m module args")
     attach.add_parser(commands)
     return parser
@@ -120,6 +127,7 @@ _TEXT_OPTIONS = (
     "sample_after_ms",
     "sample_interval_ms",
     "file_mode",
+    "allowlist",
 )
 
 

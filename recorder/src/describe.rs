@@ -63,6 +63,7 @@ fn detail(py: Python<'_>, facts: &SliceFacts<'_, '_>) -> SliceDetail {
             ))),
             offset_ns: event.at_ns.saturating_sub(facts.start_ns),
             stack: event.stack,
+            allowed_by: event.allowed_by.as_deref().map(recording::shared_string_id),
         })
         .collect();
     let context = match (facts.context, recording::records_context()) {
@@ -74,6 +75,7 @@ fn detail(py: Python<'_>, facts: &SliceFacts<'_, '_>) -> SliceDetail {
     SliceDetail {
         events,
         dropped_events: facts.slice.dropped_events(),
+        allowed_dropped_events: facts.slice.allowed_dropped_events(),
         score: facts.slice.score,
         samples: facts.samples.to_vec(),
         context,

@@ -45,7 +45,12 @@ fn build_and_deliver(py: Python<'_>, side: &PythonSide, finished: FinishedSlice<
     let exceeded = finished.elapsed_ns >= threshold_ns;
     let slice = finished.slice;
     let io = slice.total_events > 0;
-    let raise = io && exceeded && slice.should_raise && slice.score >= THRESHOLD_HIGH && !config::exception_raised();
+    // Events an allow-list allowed are reported but never raised for.
+    let raise = io
+        && exceeded
+        && slice.should_raise
+        && slice.unallowed_score() >= THRESHOLD_HIGH
+        && !config::exception_raised();
     let listening = config::len_of(py, &config::CALLBACKS) > 0;
     if !(io || exceeded) || !(listening || raise) {
         return Ok(None);
@@ -200,7 +205,9 @@ fn invoke_callbacks(py: Python<'_>, side: &PythonSide, event: &Bound<'_, PyAny>)
     Ok(())
 }
 
-/// A `BlockingEventInfo` dict: `event`, `trace`, `entry_point`, `severity`.
+/// A `BlockingEventInfo` dict: `event`, `trace`, `entry_point`, `severity`,
+/// and `allowed_by` (the allow-list entry's identity) for an allowed event
+/// only, so that without an allow-list the dict is aiocop 1.2.1's.
 fn format_event<'py>(py: Python<'py>, event: &RawEvent) -> PyResult<Bound<'py, PyDict>> {
     let spec = &BLOCKING_EVENTS[event.event_index as usize];
     let (trace, entry_point) = stacks::describe(py, event.stack);
@@ -209,6 +216,9 @@ fn format_event<'py>(py: Python<'py>, event: &RawEvent) -> PyResult<Bound<'py, P
     info.set_item(intern!(py, "trace"), trace)?;
     info.set_item(intern!(py, "entry_point"), entry_point)?;
     info.set_item(intern!(py, "severity"), spec.weight)?;
+    if let Some(identity) = &event.allowed_by {
+        info.set_item(intern!(py, "allowed_by"), identity.as_ref())?;
+    }
     Ok(info)
 }
 

@@ -12,6 +12,7 @@
 //! calls into this module; the event table and scoring come from the
 //! `aiocop-trace` crate.
 
+mod allow;
 mod audited;
 mod clock;
 mod config;
@@ -281,6 +282,19 @@ fn audit_event(event: &str, args: &Bound<'_, pyo3::types::PyTuple>) {
     }
 }
 
+/// Puts an allow-list in force: (identity, allowed event indices) per
+/// entry, checked by `aiocop.core.allowlist`; an empty list turns it off.
+#[pyfunction]
+fn set_allowlist(entries: Vec<(String, Vec<u16>)>) -> PyResult<()> {
+    allow::set(entries).map_err(pyo3::exceptions::PyValueError::new_err)
+}
+
+/// How many events each entry of the allow-list in force allowed.
+#[pyfunction]
+fn allowlist_fired() -> Vec<u64> {
+    allow::fired()
+}
+
 #[pyfunction]
 fn stop_sampler() {
     sampler::stop();
@@ -484,6 +498,8 @@ fn read_trace<'py>(py: Python<'py>, path: &str) -> PyResult<Bound<'py, pyo3::typ
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(install_audit_hook, m)?)?;
     m.add_function(wrap_pyfunction!(configure, m)?)?;
+    m.add_function(wrap_pyfunction!(set_allowlist, m)?)?;
+    m.add_function(wrap_pyfunction!(allowlist_fired, m)?)?;
     m.add_function(wrap_pyfunction!(set_monitoring_active, m)?)?;
     m.add_function(wrap_pyfunction!(is_monitoring_active, m)?)?;
     m.add_function(wrap_pyfunction!(set_threshold_ns, m)?)?;

@@ -8,6 +8,7 @@
 //! a slice's first blocking event, is timed, and its time is taken off the
 //! slice's (`Slice::provider_ns`).
 
+use crate::allow;
 use crate::config;
 use crate::stacks::{self, StackId};
 use aiocop_trace::BLOCKING_EVENTS;
@@ -25,6 +26,8 @@ pub struct RawEvent {
     pub stack: Option<StackId>,
     /// When it happened, on the monitor's clock.
     pub at_ns: u64,
+    /// The identity of the allow-list entry that allowed it, if one did.
+    pub allowed_by: Option<std::sync::Arc<str>>,
 }
 
 #[derive(Default)]
@@ -34,6 +37,10 @@ pub struct Slice {
     pub total_events: u32,
     /// Summed weight of every blocking event, kept or not.
     pub score: i64,
+    /// Blocking events an allow-list allowed, kept or not.
+    pub allowed_events: u32,
+    /// Summed weight of those: `raise_on_violations` ignores it.
+    pub allowed_score: i64,
     /// `raise_on_violations` was on in the context that raised an event.
     pub should_raise: bool,
     /// What the context providers returned at the first blocking event, if
@@ -48,6 +55,16 @@ pub struct Slice {
 impl Slice {
     pub fn dropped_events(&self) -> u32 {
         self.total_events - self.events.len() as u32
+    }
+
+    /// Allowed events among the dropped ones.
+    pub fn allowed_dropped_events(&self) -> u32 {
+        self.allowed_events - self.events.iter().filter(|e| e.allowed_by.is_some()).count() as u32
+    }
+
+    /// The score of the events no allow-list allowed.
+    pub fn unallowed_score(&self) -> i64 {
+        self.score - self.allowed_score
     }
 }
 
@@ -120,14 +137,26 @@ fn record_event(py: Python<'_>, event_index: u16, args: *mut ffi::PyObject) {
         (None, 0)
     };
     let raise_now = !already_raising && raise_on_violations_is_set(py);
+    let stack = keep.then(|| stacks::capture_current(py, config::trace_depth())).flatten();
+    // With an allow-list in force every event's stack is matched, kept or
+    // not, and deeper than the recorded one: an entry naming the handler
+    // must allow what a lazy import 30 frames below it does.
+    let allowed_by = allow::is_active()
+        .then(|| allow::allowing(stacks::capture_current(py, allow::MATCH_DEPTH), event_index))
+        .flatten();
     let event = keep.then(|| RawEvent {
         event_index,
         // SAFETY: the hook's argument tuple is a live borrowed reference.
         args: unsafe { Bound::from_borrowed_ptr(py, args) }.unbind(),
         at_ns,
-        stack: stacks::capture_current(py, config::trace_depth()),
+        stack,
+        allowed_by: allowed_by.clone(),
     });
     with_slice(|slice| {
+        if allowed_by.is_some() {
+            slice.allowed_events += 1;
+            slice.allowed_score += weight;
+        }
         slice.should_raise |= raise_now;
         slice.provider_ns += provider_ns;
         if first_event_context.is_some() {

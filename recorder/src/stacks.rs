@@ -360,6 +360,18 @@ pub fn named_frames_of(stack: StackId) -> Vec<(String, i32, String, String)> {
     .unwrap_or_default()
 }
 
+/// The module and qualname of each frame of a stack, innermost first.
+pub fn names_of(stack: StackId) -> Vec<FrameName> {
+    with_registry(|registry| {
+        registry
+            .stacks
+            .get(stack)
+            .map(|frames| frames.iter().map(|f| registry.frames[*f as usize].name.clone()).collect())
+    })
+    .flatten()
+    .unwrap_or_default()
+}
+
 /// How many distinct frames and stacks have been interned.
 pub fn sizes() -> (usize, usize) {
     with_registry(|registry| (registry.frames.len(), registry.stacks.len())).unwrap_or((0, 0))

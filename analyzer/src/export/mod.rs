@@ -16,7 +16,7 @@ pub mod markdown;
 pub mod table;
 
 use crate::diff::{trim, Diff, DiffRow, SideValues, SideView};
-use crate::report::{LoopRow, Report, Row, StallRow, TraceFacts};
+use crate::report::{LoopRow, Report, Row, StallRow, TotalsView, TraceFacts};
 use crate::units::{count, fmt_ms, fmt_share, fmt_short_ms};
 use clap::ValueEnum;
 
@@ -180,6 +180,7 @@ pub(crate) fn summary_lines(report: &Report) -> Vec<String> {
         count(totals.dropped, "slice"),
         count(totals.dropped_events, "event")
     ));
+    lines.extend(allowed_line(totals));
     const MAX_TRACES: usize = 10;
     for trace in report.traces.iter().take(MAX_TRACES) {
         lines.push(trace_line(trace));
@@ -188,6 +189,23 @@ pub(crate) fn summary_lines(report: &Report) -> Vec<String> {
         lines.push(format!("… and {} more traces", report.traces.len() - MAX_TRACES));
     }
     lines
+}
+
+/// What an allow-list allowed, counted in the totals above (never hidden):
+/// said when something was allowed, or once when traces predate allow-lists.
+fn allowed_line(totals: &TotalsView) -> Option<String> {
+    let old = totals.traces_before_allowed;
+    if old == 0 && totals.allowed_events == 0 {
+        return None;
+    }
+    let old_traces = count(old, "trace");
+    if old == totals.traces {
+        return Some(format!("Allowed by an allow-list: not recorded ({old_traces} of format before 1.3)"));
+    }
+    let by_entry: Vec<String> = totals.allowed_by.iter().map(|(entry, n)| format!("{entry} {n}")).collect();
+    let by_entry = if by_entry.is_empty() { String::new() } else { format!(": {}", by_entry.join(", ")) };
+    let before = if old == 0 { String::new() } else { format!(" (not recorded in {old_traces} of format before 1.3)") };
+    Some(format!("Allowed by an allow-list: {} of the blocking events{by_entry}{before}", totals.allowed_events))
 }
 
 fn trace_line(trace: &TraceFacts) -> String {

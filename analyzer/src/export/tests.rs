@@ -118,6 +118,9 @@ pub(crate) fn sample_report() -> Report {
             events: 11,
             dropped: 3,
             dropped_events: 1,
+            allowed_events: 0,
+            allowed_by: Default::default(),
+            traces_before_allowed: 1,
             duration_s: 12.5,
             groups: 6,
             cpu_groups: 1,
@@ -162,6 +165,10 @@ pub(crate) fn sample_report() -> Report {
 
 fn render(format: ReportFormat, style: Style) -> String {
     exporter(format).render(&sample_report(), style)
+}
+
+fn render_report(report: &Report, format: ReportFormat) -> String {
+    exporter(format).render(report, Style::default())
 }
 
 #[test]
@@ -213,6 +220,7 @@ Blocking I/O: 6 slices, 11 events
 CPU-blocking: 2 slices over the threshold without blocking I/O; most at app.py:40:crunch (2 slices)
 Stalls: 1, 200.125 ms
 Dropped by the recorder: 3 slices, 1 event past 50 in a slice
+Allowed by an allow-list: not recorded (1 trace of format before 1.3)
 Trace 'w.bin': label none, host web-1, Python 3.12.1, threshold 100 ms, pid 7 (spawn child of pid 6), cut short, 1 of 4 chunks unreadable
 "#;
     assert_eq!(render(ReportFormat::Table, Style::default()), expected);
@@ -386,6 +394,9 @@ fn json_is_the_serde_form_in_field_order() {
     "events": 11,
     "dropped": 3,
     "dropped_events": 1,
+    "allowed_events": 0,
+    "allowed_by": {},
+    "traces_before_allowed": 1,
     "duration_s": 12.5,
     "groups": 6,
     "cpu_groups": 1,
@@ -487,6 +498,7 @@ Not explained by a stack: 6.400 s of slices of 2 ms or more had neither blocking
 - CPU-blocking: 2 slices over the threshold without blocking I/O; most at app.py:40:crunch (2 slices)
 - Stalls: 1, 200.125 ms
 - Dropped by the recorder: 3 slices, 1 event past 50 in a slice
+- Allowed by an allow-list: not recorded (1 trace of format before 1.3)
 - Trace 'w.bin': label none, host web-1, Python 3.12.1, threshold 100 ms, pid 7 (spawn child of pid 6), cut short, 1 of 4 chunks unreadable
 "#;
     assert_eq!(render(ReportFormat::Markdown, Style::default()), expected);
@@ -638,6 +650,27 @@ fn stalls_name_their_trace_and_thread_when_there_are_several() {
     );
     // One trace, one thread: no such column.
     assert!(!render(ReportFormat::Table, Style::default()).contains("trace, thread"));
+}
+
+#[test]
+fn allowed_events_are_counted_by_entry_and_old_traces_said_to_lack_them() {
+    let mut report = sample_report();
+    report.totals.traces = 3;
+    report.totals.allowed_events = 4;
+    report.totals.allowed_by = [("alembic.*".to_owned(), 3), ("app.config:load".to_owned(), 1)].into();
+    let text = render_report(&report, ReportFormat::Table);
+    assert!(
+        text.contains(
+            "Allowed by an allow-list: 4 of the blocking events: alembic.* 3, app.config:load 1 \
+             (not recorded in 1 trace of format before 1.3)\n"
+        ),
+        "{text}"
+    );
+    report.totals.traces_before_allowed = 0;
+    assert!(render_report(&report, ReportFormat::Table).contains("app.config:load 1\n"));
+    report.totals.allowed_events = 0;
+    report.totals.allowed_by.clear();
+    assert!(!render_report(&report, ReportFormat::Table).contains("Allowed by"), "nothing allowed, nothing lacking");
 }
 
 #[test]

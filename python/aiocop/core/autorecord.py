@@ -49,6 +49,7 @@ def record_everything(
     file_mode: int = settings.DEFAULT_FILE_MODE,
     redact: bool = False,
     redact_keep_context: tuple[str, ...] = (),
+    allowlist: str | None = None,
 ) -> str:
     """Set up detection, monitor every loop from now on, and start recording to ``path``.
 
@@ -69,6 +70,7 @@ def record_everything(
             file_mode=file_mode,
             redact=redact,
             redact_keep_context=redact_keep_context,
+            allowlist=allowlist,
         )
     )
 

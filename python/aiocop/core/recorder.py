@@ -18,9 +18,11 @@ from typing import Any, TypedDict
 
 from aiocop import _native
 from aiocop.core import (
+    allowing,
     cpu_sampler,
     lineage,
 )
+from aiocop.core.allowlist import AllowListError, load_allowlist
 from aiocop.core.settings import (
     DEFAULT_FILE_MODE,
     DEFAULT_FLUSH_INTERVAL_S,
@@ -57,6 +59,7 @@ def start_recording(
     file_mode: int = DEFAULT_FILE_MODE,
     redact: bool = False,
     redact_keep_context: tuple[str, ...] = (),
+    allowlist: str | os.PathLike[str] | None = None,
 ) -> str:
     """
     Start recording every monitored callback slice and its blocking events to ``path``.
@@ -103,6 +106,10 @@ def start_recording(
             name are left out; the header says the trace is redacted.
         redact_keep_context: With ``redact`` and ``record_context``, the
             context keys whose values are still recorded.
+        allowlist: An allow-list to put in force (see ``aiocop.allow``): a
+            ``pyproject.toml`` with ``[tool.aiocop]``, an ``aiocop.toml``, or
+            a directory holding one. Allowed events are still recorded,
+            marked allowed.
 
     Returns:
         The path of the file being written.
@@ -123,6 +130,7 @@ def start_recording(
         file_mode=file_mode,
         redact=redact,
         redact_keep_context=_keys(redact_keep_context),
+        allowlist=None if allowlist is None else os.path.abspath(allowlist),
     )
     return start_with(settings)
 
@@ -130,6 +138,8 @@ def start_recording(
 def start_with(settings: RecordingSettings) -> str:
     """start_recording() with its settings already checked (its threshold and trace depth are not its business)."""
     _ensure_detection()
+    if settings.allowlist is not None:
+        _put_allowlist_in_force(settings.allowlist)
     process = lineage.describe(redact=settings.redact)
     written_path = _native.start_recording(
         settings.path,
@@ -153,6 +163,14 @@ def start_with(settings: RecordingSettings) -> str:
     _register_stop_at_exit()
     logger.info("Recording to %s", written_path)
     return written_path
+
+
+def _put_allowlist_in_force(path: str) -> None:
+    # Checked when the settings were made; a file changed since is said once, never raised.
+    try:
+        allowing.use_allowlist(load_allowlist(path))
+    except AllowListError as error:
+        logger.warning("allow-list not used: %s", error)
 
 
 def _keys(keys: Any) -> Any:

@@ -13,9 +13,13 @@ way, and each front only decides how to say no:
 """
 
 import math
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any, NamedTuple
+
+from aiocop.core.allowlist import AllowListError, find_allowlist_file, load_allowlist
 
 DEFAULT_FLUSH_INTERVAL_S = 1.0
 #: Slices buffered in memory at most before new ones are dropped (and counted).
@@ -66,6 +70,8 @@ class RecordingSettings:
     redact: bool = False
     #: With ``redact``, the context keys whose values are still recorded.
     redact_keep_context: tuple[str, ...] = ()
+    #: An allow-list file (or a directory with aiocop.toml / pyproject.toml) to put in force.
+    allowlist: str | None = None
 
     def __post_init__(self) -> None:
         for field in fields(self):
@@ -192,6 +198,19 @@ def _text(*, optional: bool) -> Callable[[Any], str | None]:
     return problem
 
 
+def _allowlist(value: Any) -> str | None:
+    text_problem = _text(optional=True)(value)
+    if text_problem is not None or value is None:
+        return text_problem
+    if os.path.isdir(value) and find_allowlist_file(Path(value)) is None:
+        return "names a directory with neither aiocop.toml nor pyproject.toml"
+    try:
+        load_allowlist(value)
+    except AllowListError as error:
+        return f"cannot be used ({error})"
+    return None
+
+
 def _keys(value: Any) -> str | None:
     rule = "must be a tuple of context keys (strings)"
     is_keys = isinstance(value, tuple) and all(isinstance(key, str) and key for key in value)
@@ -227,6 +246,8 @@ RULES: dict[str, Rule] = {
     "redact_keep_context": Rule(
         "--redact-keep-context", "AIOCOP_REDACT_KEEP_CONTEXT", _parse_keys, _keys, lambda keys: ",".join(keys)
     ),
+    # Absolute, so that child processes started elsewhere find the same file.
+    "allowlist": Rule("--allowlist", "AIOCOP_ALLOWLIST", os.path.abspath, _allowlist, str),
 }
 
 _DEFAULTS: dict[str, Any] = {field.name: field.default for field in fields(RecordingSettings)}

@@ -1,7 +1,7 @@
 """Event type definitions for aiocop."""
 
 from dataclasses import dataclass, field, fields
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 from aiocop import _native
 
@@ -17,12 +17,17 @@ class RawBlockingEvent(TypedDict):
 
 
 class BlockingEventInfo(TypedDict):
-    """Formatted blocking event info for reporting."""
+    """Formatted blocking event info for reporting.
+
+    ``allowed_by`` is there only for an event an allow-list allowed
+    (``aiocop.allow``): the identity of the entry that allowed it.
+    """
 
     event: str
     trace: str
     entry_point: str
     severity: int | None
+    allowed_by: NotRequired[str]
 
 
 class CpuStackSample(TypedDict):

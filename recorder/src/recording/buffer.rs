@@ -70,6 +70,8 @@ pub struct SliceDetail {
     /// Inline for the usual one event, so such a slice costs one allocation.
     pub events: smallvec::SmallVec<[DescribedEvent; 1]>,
     pub dropped_events: u32,
+    /// Of the dropped events, those an allow-list allowed.
+    pub allowed_dropped_events: u32,
     pub score: i64,
     pub samples: Vec<StackId>,
     /// Redacted (key, value) pairs, if the recording keeps context.
@@ -85,6 +87,9 @@ pub struct DescribedEvent {
     /// When, from the start of the slice.
     pub offset_ns: u64,
     pub stack: Option<StackId>,
+    /// A shared string id: the identity of the allow-list entry that
+    /// allowed it, if one did.
+    pub allowed_by: Option<u32>,
 }
 
 #[derive(Default)]

@@ -13,7 +13,9 @@ use super::registry;
 use super::settings::{self, Settings};
 use crate::stacks::{self, StackId};
 use crate::{clock, config, trace_file};
-use aiocop_trace::records::{Chunk, EventRecord, Frame, FrameName, SliceRecord, TraceFooter, TraceHeader};
+use aiocop_trace::records::{
+    AllowedEvent, Chunk, EventRecord, Frame, FrameName, SliceRecord, TraceFooter, TraceHeader,
+};
 use aiocop_trace::writer::TraceWriter;
 use pyo3::ffi;
 use pyo3::prelude::*;
@@ -397,7 +399,9 @@ impl FileState {
         chunk
     }
 
+    /// Fills `record`, the chunk's next slice, from `detail`.
     fn add_detail(&mut self, chunk: &mut Chunk, record: &mut SliceRecord, detail: SliceDetail) {
+        self.mark_allowed(chunk, &detail);
         record.events = detail
             .events
             .iter()
@@ -412,6 +416,20 @@ impl FileState {
         record.dropped_events = detail.dropped_events;
         record.score = detail.score;
         record.samples = detail.samples;
+    }
+
+    /// Marks the allowed events of the chunk's next slice (format 1.3).
+    fn mark_allowed(&mut self, chunk: &mut Chunk, detail: &SliceDetail) {
+        let slice = chunk.slices.len() as u32;
+        for (event, described) in detail.events.iter().enumerate() {
+            if let Some(entry) = described.allowed_by {
+                let entry = self.shared(chunk, entry);
+                chunk.allowed.kept.push(AllowedEvent { slice, event: event as u32, entry });
+            }
+        }
+        if detail.allowed_dropped_events > 0 {
+            chunk.allowed.dropped.push((slice, detail.allowed_dropped_events));
+        }
     }
 
     /// The file string id of a shared string id, defining it in `chunk` first.
