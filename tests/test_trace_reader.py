@@ -236,7 +236,8 @@ def test_batches_hold_the_same_slices_as_the_objects(trace):
     assert [t.value for t in table.column("start_unix_ns")] == [s.start_unix_ns for s in slices]
     assert columns["duration_ns"] == [s.duration_ns for s in slices]
     assert columns["what"] == [s.what for s in slices] and columns["task"] == [s.task for s in slices]
-    assert columns["events"] == [len(s.events) + s.dropped_events for s in slices]
+    assert columns["events"] == [len(s.events) for s in slices]
+    assert columns["dropped_events"] == [s.dropped_events for s in slices]
     assert columns["samples"] == [len(s.samples) for s in slices]
     assert columns["score"] == [s.score for s in slices] and columns["exceeded"] == [s.exceeded for s in slices]
 

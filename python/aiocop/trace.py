@@ -64,7 +64,8 @@ SLICE_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("thread", "uint32", "the loop thread's number in the trace"),
     ("exceeded", "bool", "ran at least the header's threshold"),
     ("score", "int64", "the weight of its blocking events"),
-    ("events", "uint32", "its blocking events, kept and dropped"),
+    ("events", "uint32", "its blocking events kept (the first 50), as the report counts them"),
+    ("dropped_events", "uint32", "its blocking events past the first 50, counted only"),
     ("samples", "uint32", "its stack samples"),
 )
 
@@ -173,6 +174,7 @@ def slice_schema() -> pyarrow.Schema:
         "exceeded": pa.bool_(),
         "score": pa.int64(),
         "events": pa.uint32(),
+        "dropped_events": pa.uint32(),
         "samples": pa.uint32(),
     }
     return pa.schema([pa.field(name, types[name], nullable=name == "task") for name, _, _ in SLICE_COLUMNS])

@@ -73,6 +73,7 @@ struct Columns {
     exceeded: Bits,
     score: Vec<i64>,
     events: Vec<u32>,
+    dropped_events: Vec<u32>,
     samples: Vec<u32>,
 }
 
@@ -85,7 +86,14 @@ impl Columns {
             column.clear();
         }
         self.start_unix.clear();
-        for column in [&mut self.what, &mut self.task, &mut self.thread, &mut self.events, &mut self.samples] {
+        for column in [
+            &mut self.what,
+            &mut self.task,
+            &mut self.thread,
+            &mut self.events,
+            &mut self.dropped_events,
+            &mut self.samples,
+        ] {
             column.clear();
         }
         self.score.clear();
@@ -124,6 +132,7 @@ impl Columns {
         dict.set_item("exceeded", PyBytes::new(py, &self.exceeded.bytes))?;
         dict.set_item("score", bytes(py, &self.score))?;
         dict.set_item("events", bytes(py, &self.events))?;
+        dict.set_item("dropped_events", bytes(py, &self.dropped_events))?;
         dict.set_item("samples", bytes(py, &self.samples))?;
         Ok(dict)
     }
@@ -136,6 +145,7 @@ impl SliceVisitor for Columns {
         self.exceeded.push(false);
         self.score.push(0);
         self.events.push(0);
+        self.dropped_events.push(0);
         self.samples.push(0);
     }
 
@@ -143,8 +153,8 @@ impl SliceVisitor for Columns {
         self.push(start_ns, slice.duration_ns, slice.what, slice.task, slice.thread);
         self.exceeded.push(slice.exceeded);
         self.score.push(slice.score);
-        let events = u32::try_from(slice.events.len()).unwrap_or(u32::MAX).saturating_add(slice.dropped_events);
-        self.events.push(events);
+        self.events.push(u32::try_from(slice.events.len()).unwrap_or(u32::MAX));
+        self.dropped_events.push(slice.dropped_events);
         self.samples.push(u32::try_from(slice.samples.len()).unwrap_or(u32::MAX));
     }
 }
