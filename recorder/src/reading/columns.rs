@@ -272,3 +272,21 @@ fn string_array<'a, 'py>(
     }
     (bytes(py, &offsets), PyBytes::new(py, &data))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Bits;
+
+    #[test]
+    fn bits_pack_least_significant_first_as_arrow_reads_them() {
+        let mut bits = Bits::default();
+        for bit in [true, false, true, true, false, false, false, false, false, true] {
+            bits.push(bit);
+        }
+        assert_eq!(bits.bytes, [0b0000_1101, 0b0000_0010]);
+        assert!(bits.get(9) && !bits.get(8) && bits.get(0));
+        bits.clear();
+        bits.push(true);
+        assert_eq!((bits.bytes.as_slice(), bits.len), ([1u8].as_slice(), 1));
+    }
+}
