@@ -240,6 +240,8 @@ def test_batches_hold_the_same_slices_as_the_objects(trace):
     assert columns["dropped_events"] == [s.dropped_events for s in slices]
     assert columns["samples"] == [len(s.samples) for s in slices]
     assert columns["score"] == [s.score for s in slices] and columns["exceeded"] == [s.exceeded for s in slices]
+    assert [dict(pairs) for pairs in columns["context"]] == [s.context for s in slices]
+    assert sum(1 for pairs in columns["context"] if pairs == [("route", "/cart")]) == 30
 
 
 @needs_pyarrow

@@ -67,6 +67,7 @@ SLICE_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("events", "uint32", "its blocking events kept (the first 50), as the report counts them"),
     ("dropped_events", "uint32", "its blocking events past the first 50, counted only"),
     ("samples", "uint32", "its stack samples"),
+    ("context", "map<string, string>", "context provider values recorded with it (route, ...)"),
 )
 
 
@@ -176,6 +177,7 @@ def slice_schema() -> pyarrow.Schema:
         "events": pa.uint32(),
         "dropped_events": pa.uint32(),
         "samples": pa.uint32(),
+        "context": pa.map_(pa.string(), pa.string()),
     }
     return pa.schema([pa.field(name, types[name], nullable=name == "task") for name, _, _ in SLICE_COLUMNS])
 
@@ -186,17 +188,24 @@ def _record_batch(pa: Any, schema: pyarrow.Schema, columns: dict[str, Any]) -> p
     arrays = []
     for field in schema:
         name = field.name
-        if pa.types.is_dictionary(field.type):
+        if pa.types.is_map(field.type):
+            offsets = pa.Array.from_buffers(pa.int32(), rows + 1, [None, pa.py_buffer(columns[name])])
+            keys, values = (_strings(pa, columns, f"{name}_{part}") for part in ("keys", "values"))
+            arrays.append(pa.MapArray.from_arrays(offsets, keys, values))
+        elif pa.types.is_dictionary(field.type):
             valid = pa.py_buffer(columns[f"{name}_valid"]) if f"{name}_valid" in columns else None
             indices = pa.Array.from_buffers(pa.int32(), rows, [valid, pa.py_buffer(columns[name])])
-            offsets, data = columns[f"{name}_offsets"], columns[f"{name}_data"]
-            # Not pa.array(list of str): its first use costs 50 MB of resident memory.
-            buffers = [None, pa.py_buffer(offsets), pa.py_buffer(data)]
-            values = pa.Array.from_buffers(pa.string(), len(offsets) // 4 - 1, buffers)
-            arrays.append(pa.DictionaryArray.from_arrays(indices, values))
+            arrays.append(pa.DictionaryArray.from_arrays(indices, _strings(pa, columns, name)))
         else:
             arrays.append(pa.Array.from_buffers(field.type, rows, [None, pa.py_buffer(columns[name])]))
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
+def _strings(pa: Any, columns: dict[str, Any], name: str) -> Any:
+    """The string array whose offsets and bytes are ``columns[name + "_offsets"]`` and ``[name + "_data"]``."""
+    offsets, data = columns[f"{name}_offsets"], columns[f"{name}_data"]
+    # Not pa.array(list of str): its first use costs 50 MB of resident memory.
+    return pa.Array.from_buffers(pa.string(), len(offsets) // 4 - 1, [None, pa.py_buffer(offsets), pa.py_buffer(data)])
 
 
 def _require(module: str, what: str) -> Any:

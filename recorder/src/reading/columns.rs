@@ -75,6 +75,11 @@ struct Columns {
     events: Vec<u32>,
     dropped_events: Vec<u32>,
     samples: Vec<u32>,
+    /// Where each row's context pairs start in `context` (one more than the rows).
+    context_offsets: Vec<i32>,
+    /// Every row's context (key, value) string ids, resolved once the
+    /// chunk's definitions are in the dictionary.
+    context: Vec<(StringId, StringId)>,
 }
 
 impl Columns {
@@ -97,6 +102,9 @@ impl Columns {
             column.clear();
         }
         self.score.clear();
+        self.context_offsets.clear();
+        self.context_offsets.push(0);
+        self.context.clear();
         self.task_valid.clear();
         self.exceeded.clear();
     }
@@ -111,6 +119,12 @@ impl Columns {
         self.task.push(task.unwrap_or(0));
         self.task_valid.push(task.is_some());
         self.thread.push(thread);
+    }
+
+    /// Ends the row's context (pairs pushed to `context` before it).
+    #[inline(always)]
+    fn end_context(&mut self) {
+        self.context_offsets.push(i32::try_from(self.context.len()).unwrap_or(i32::MAX));
     }
 
     /// The columns as a dict of `bytes`, the string ids made into indices
@@ -134,6 +148,19 @@ impl Columns {
         dict.set_item("events", bytes(py, &self.events))?;
         dict.set_item("dropped_events", bytes(py, &self.dropped_events))?;
         dict.set_item("samples", bytes(py, &self.samples))?;
+        // The context as an Arrow map: offsets, then keys and values as strings.
+        dict.set_item("context", bytes(py, &self.context_offsets))?;
+        let text = |id: StringId| match cursor.dictionary.string(id) {
+            Some(text) => Cow::Borrowed(text),
+            None => Cow::Owned(format!("<unknown string {id}>")),
+        };
+        let keys = self.context.iter().map(|(key, _)| text(*key));
+        let (offsets, data) = string_array(py, keys);
+        dict.set_item("context_keys_offsets", offsets)?;
+        dict.set_item("context_keys_data", data)?;
+        let (offsets, data) = string_array(py, self.context.iter().map(|(_, value)| text(*value)));
+        dict.set_item("context_values_offsets", offsets)?;
+        dict.set_item("context_values_data", data)?;
         Ok(dict)
     }
 }
@@ -147,6 +174,7 @@ impl SliceVisitor for Columns {
         self.events.push(0);
         self.dropped_events.push(0);
         self.samples.push(0);
+        self.end_context();
     }
 
     fn slice(&mut self, start_ns: u64, slice: &SliceRecord) {
@@ -156,6 +184,8 @@ impl SliceVisitor for Columns {
         self.events.push(u32::try_from(slice.events.len()).unwrap_or(u32::MAX));
         self.dropped_events.push(slice.dropped_events);
         self.samples.push(u32::try_from(slice.samples.len()).unwrap_or(u32::MAX));
+        self.context.extend_from_slice(&slice.context);
+        self.end_context();
     }
 }
 
@@ -254,7 +284,7 @@ fn dictionary_encoded<'py>(
     values.sort_unstable_by_key(|(index, _)| *index);
     Ok(DictionaryColumn {
         indices: bytes(py, &indices),
-        values: string_array(py, values.iter().map(|(_, text)| text.as_ref())),
+        values: string_array(py, values.into_iter().map(|(_, text)| text)),
     })
 }
 
@@ -262,7 +292,7 @@ fn dictionary_encoded<'py>(
 /// than the strings) and the UTF-8 bytes, one after the other.
 fn string_array<'a, 'py>(
     py: Python<'py>,
-    texts: impl Iterator<Item = &'a str>,
+    texts: impl Iterator<Item = Cow<'a, str>>,
 ) -> (Bound<'py, PyBytes>, Bound<'py, PyBytes>) {
     let mut offsets = vec![0i32];
     let mut data = Vec::new();
