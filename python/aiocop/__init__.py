@@ -125,7 +125,6 @@ from aiocop.core.cpu_sampler import is_cpu_sampling_started, start_cpu_sampling
 from aiocop.core.recorder import (
     RecordingSummary,
     is_recording,
-    read_trace,
     recording,
     start_recording,
     stop_recording,
@@ -144,6 +143,7 @@ from aiocop.core.state import (
     raise_on_violations_context as raise_on_violations,
 )
 from aiocop.exceptions import HighSeverityBlockingIoException
+from aiocop.trace import TraceReader, open_trace, read_trace
 from aiocop.types.events import BlockingEventInfo, CpuStackSample, RawBlockingEvent, SlowTaskEvent
 from aiocop.types.severity import (
     THRESHOLD_HIGH,
@@ -207,6 +207,8 @@ __all__ = [
     "is_recording",
     "recording",
     "read_trace",
+    "open_trace",
+    "TraceReader",
     "RecordingSummary",
     # Exceptions
     "HighSeverityBlockingIoException",

@@ -5,7 +5,7 @@
 //! of the running slice (`slice`), native stack capture with interning
 //! (`stacks`), callback timing (`monitor`), the wrappers that add audit
 //! events to functions that lack them (`audited`) and the CPU sampling
-//! watchdog (`sampler`). Turning a slice into user-facing objects is
+//! watchdog (`sampler`). Reading a trace back in Python is `reading`. Turning a slice into user-facing objects is
 //! `emit`; writing every slice to a trace file is `recording`, which gets
 //! each slice from the monitor as a value described by `describe` (naming
 //! what ran with `what_ran`). The Python package (`python/aiocop`) keeps the public API and
@@ -24,7 +24,7 @@ mod ffi;
 mod handle_slots;
 mod hook;
 mod monitor;
-mod readback;
+mod reading;
 mod recording;
 mod redact;
 mod sampler;
@@ -487,13 +487,6 @@ fn set_monitor_all_loops(all: bool) {
     monitor::set_monitor_all_loops(all);
 }
 
-/// The whole trace at `path` as dicts (see `readback`); raises ValueError
-/// with a one-line message for a file that is not a readable trace.
-#[pyfunction]
-fn read_trace<'py>(py: Python<'py>, path: &str) -> PyResult<Bound<'py, pyo3::types::PyDict>> {
-    readback::read_trace(py, path)
-}
-
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(install_audit_hook, m)?)?;
@@ -532,7 +525,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(after_fork_in_parent, m)?)?;
     m.add_function(wrap_pyfunction!(after_fork_in_child, m)?)?;
     m.add_function(wrap_pyfunction!(set_monitor_all_loops, m)?)?;
-    m.add_function(wrap_pyfunction!(read_trace, m)?)?;
     m.add_function(wrap_pyfunction!(stop_sampler, m)?)?;
     m.add_function(wrap_pyfunction!(reset_blocking_events, m)?)?;
     m.add_function(wrap_pyfunction!(blocking_events, m)?)?;
@@ -545,6 +537,14 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<emit::FormattedOnRead>()?;
     m.add_class::<emit::PendingReport>()?;
     m.add_class::<monitor::ScheduleTarget>()?;
+    m.add_class::<reading::OpenTrace>()?;
+    m.add_class::<reading::SliceIter>()?;
+    m.add_class::<reading::ColumnIter>()?;
+    m.add_class::<reading::Header>()?;
+    m.add_class::<reading::Footer>()?;
+    m.add_class::<reading::Slice>()?;
+    m.add_class::<reading::Event>()?;
+    m.add_class::<reading::Frame>()?;
     m.add("MAX_EVENTS_PER_SLICE", slice::MAX_EVENTS_PER_SLICE)?;
     // run_monitored(callback, *args): what a patched loop schedules in place of each callback.
     m.add("run_monitored", monitor::run_monitored_function(m.py())?.clone_ref(m.py()))?;

@@ -3,7 +3,7 @@
 The hot path only appends to a bounded in-memory buffer; a native background
 thread compresses and writes it (zstd + bincode chunks, see
 docs/trace-format.md) at least every ``flush_interval_s``. Read traces with
-``aiocop-analyze`` or ``aiocop.read_trace``.
+``aiocop-analyze`` or ``aiocop.open_trace`` (``aiocop.trace``).
 """
 
 import atexit
@@ -199,16 +199,6 @@ def recording(path: str | os.PathLike[str], **options: Any) -> Iterator[str]:
         yield written_path
     finally:
         stop_recording()
-
-
-def read_trace(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read a trace with the native reader: header, footer, and every slice with names resolved.
-
-    Meant for tests and small traces; use ``aiocop-analyze`` for real ones.
-    Raises ValueError with a one-line message for a file that is not a
-    readable trace.
-    """
-    return _native.read_trace(os.fspath(path))
 
 
 def _ensure_detection() -> None:
