@@ -24,7 +24,7 @@
 //! Nothing read is trusted: a length is checked against the bytes left
 //! before anything is allocated for it.
 
-use crate::records::{Chunk, EventRecord, Frame, FrameName, SliceRecord, StringId};
+use crate::records::{Chunk, EventRecord, Frame, FrameName, PollRecord, SliceRecord, StringId};
 
 /// Why a payload could not be decoded, and where.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -160,6 +160,13 @@ pub fn decode_chunk_within(
     if cursor.pos < raw.len() {
         chunk.frame_names.0 =
             cursor.vec(allocate, 3, |c| Ok((c.u32()?, FrameName { module: c.u32()?, qualname: c.u32()? })))?;
+    }
+    // Format 1.3 appended the loop iterations; a 1.2 chunk ends here.
+    if cursor.pos < raw.len() {
+        chunk.loop_iterations.base_offset_ns = cursor.u64()?;
+        chunk.loop_iterations.polls = cursor
+            .vec(allocate, 3, |c| Ok(PollRecord { start_delta_ns: c.u64()?, wait_ns: c.u64()?, thread: c.u32()? }))?;
+        chunk.loop_iterations.polling_threads = cursor.vec(allocate, 1, Cursor::u32)?;
     }
     Ok((chunk, cursor.pos))
 }
@@ -459,10 +466,20 @@ mod tests {
         let raw = encode_payload(&chunk).unwrap();
         // Cut where format 1.1's frame names start, the payload is a whole
         // 1.0 chunk.
-        let format_1_0_end = encode_payload(&Chunk { frame_names: Default::default(), ..chunk }).unwrap().len() - 1;
+        // Cut where format 1.3's loop iterations start, a whole 1.2 chunk.
+        let format_1_2_end =
+            encode_payload(&Chunk { loop_iterations: Default::default(), ..chunk.clone() }).unwrap().len() - 3;
+        let (whole, _) = decode_all(&raw[..format_1_2_end]).unwrap();
+        assert!(whole.loop_iterations.polls.is_empty());
+        assert_eq!(whole.frame_names, chunk.frame_names);
+        let format_1_0_end =
+            encode_payload(&Chunk { frame_names: Default::default(), loop_iterations: Default::default(), ..chunk })
+                .unwrap()
+                .len()
+                - 4;
         let (whole, _) = decode_all(&raw[..format_1_0_end]).unwrap();
         assert!(whole.frame_names.is_empty());
-        for cut in (0..raw.len()).filter(|&cut| cut != format_1_0_end) {
+        for cut in (0..raw.len()).filter(|&cut| cut != format_1_0_end && cut != format_1_2_end) {
             assert!(decode_all(&raw[..cut]).is_err(), "cut at {cut}");
             assert!(crate::format::decode_payload::<Chunk>(&raw[..cut]).is_err());
         }

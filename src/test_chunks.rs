@@ -2,7 +2,7 @@
 //! around every varint width boundary, pure slices (the decoder's fast path)
 //! and slices with every field set.
 
-use crate::records::{Appended, Chunk, EventRecord, Frame, FrameName, SliceRecord};
+use crate::records::{Appended, Chunk, EventRecord, Frame, FrameName, LoopIterations, PollRecord, SliceRecord};
 
 /// A small xorshift generator: reproducible chunks without a crate.
 pub struct Random(pub u64);
@@ -89,5 +89,16 @@ pub fn random_chunk(random: &mut Random) -> Chunk {
                 })
                 .collect(),
         ),
+        loop_iterations: Appended(LoopIterations {
+            base_offset_ns: random.wide(),
+            polls: (0..random.below(4))
+                .map(|_| PollRecord {
+                    start_delta_ns: random.wide(),
+                    wait_ns: random.wide(),
+                    thread: random.wide() as u32,
+                })
+                .collect(),
+            polling_threads: (0..random.below(3)).map(|_| random.wide() as u32).collect(),
+        }),
     }
 }

@@ -9,8 +9,8 @@ use crate::format::{
 };
 use crate::reader::{Dictionary, TraceFile};
 use crate::records::{
-    Appended, Chunk, EventRecord, EventSpec, Frame, FrameName, ProcessInfo, Redaction, SamplingInfo, SliceRecord,
-    TraceFooter, TraceHeader,
+    Appended, Chunk, EventRecord, EventSpec, Frame, FrameName, LoopIterations, PollRecord, ProcessInfo, Redaction,
+    SamplingInfo, SliceRecord, TraceFooter, TraceHeader,
 };
 use crate::writer::TraceWriter;
 use std::io::{self, Write};
@@ -86,6 +86,11 @@ fn chunks() -> Vec<Chunk> {
             (0, FrameName { module: 9, qualname: 2 }),
             (1, FrameName { module: 9, qualname: 2 }),
         ]),
+        loop_iterations: Appended(LoopIterations {
+            base_offset_ns: 900,
+            polls: vec![PollRecord { start_delta_ns: 0, wait_ns: 50, thread: 1 }],
+            polling_threads: vec![1],
+        }),
     };
     let second = Chunk {
         strings: vec![(7, "asyncio.sleep".into())],
@@ -312,6 +317,16 @@ fn an_empty_recording_is_a_header_and_a_footer() {
 /// passes and `GOLDEN_TRACE` still reads (`the_golden_trace_still_reads`),
 /// and regenerating the hex is all there is to do.
 const GOLDEN_TRACE: &str = "\
+41494f434f5054520100030000000000010100006e00000065000000e4cc865a28b52ffd206529030005312e332e3004\
+332e3132056c696e75780168070104612e7079fc00ca9a3bfb881300640201046f70656e1400060207757669636f726e\
+076170703a6170700b737061776e206368696c6401062f612f737263fc80841e00fc40420f00010105726f7574650201\
+0000670000006b0000007d50146928b52ffd206bf50200e2c51420b0278d014b922449c001400441044b01ed27090095\
+1c5c8040142cd97bcb9402ff8cb6a17d1e40255f27e8217fd7074e63a4a9bc80fb1dbb9220904a4f015124a47c0b2769\
+16c6acc393586c096e16c6248f02007114222e450603010000120000000900000098906e4c28b52ffd20094900000201\
+0101fc80380100";
+
+/// A trace of format 1.2, before the loop iterations.
+const GOLDEN_TRACE_1_2: &str = "\
 41494f434f5054520100020000000000010100006e00000065000000e4cc865a28b52ffd206529030005312e332e3004\
 332e3132056c696e75780168070104612e7079fc00ca9a3bfb881300640201046f70656e1400060207757669636f726e\
 076170703a6170700b737061776e206368696c6401062f612f737263fc80841e00fc40420f00010105726f7574650201\
@@ -332,7 +347,7 @@ const GOLDEN_TRACE_1_1: &str = "\
 /// the bincode encoding itself, independent of zstd.
 const GOLDEN_PAYLOADS: [&str; 3] = [
     "05312e332e3004332e3132056c696e75780168070104612e7079fc00ca9a3bfb881300640201046f70656e1400060207757669636f726e076170703a6170700b737061776e206368696c6401062f612f737263fc80841e00fc40420f00010105726f757465",
-    "0600046d61696e010e2f612f7372632f6d61696e2e70790201660304782c207204046d61696e0503672e660100010602010001000a020005000000000000000000fb2c01fc701101000001000101010003020000140100000101000405",
+    "0600046d61696e010e2f612f7372632f6d61696e2e70790201660304782c207204046d61696e0503672e660100010602010001000a020005000000000000000000fb2c01fc7011010000010001010100030200001401000001010004050702000201fb3601fb9001010101",
     "02010101fc80380100",
 ];
 
@@ -345,6 +360,20 @@ const GOLDEN_TRACE_1_0: &str = "\
 00120000000900000098906e4c28b52ffd200949000002010101fc80380100";
 
 fn golden_parts() -> (TraceHeader, Chunk, TraceFooter) {
+    let (header, mut chunk, footer) = golden_parts_1_2();
+    chunk.loop_iterations = Appended(LoopIterations {
+        base_offset_ns: 7,
+        polls: vec![
+            PollRecord { start_delta_ns: 0, wait_ns: 2, thread: 1 },
+            PollRecord { start_delta_ns: 310, wait_ns: 400, thread: 1 },
+        ],
+        polling_threads: vec![1],
+    });
+    (header, chunk, footer)
+}
+
+/// What [`GOLDEN_TRACE_1_2`] holds.
+fn golden_parts_1_2() -> (TraceHeader, Chunk, TraceFooter) {
     let (mut header, chunk, footer) = golden_parts_1_1();
     header.redaction = Appended(Redaction { redacted: true, kept_context_keys: vec!["route".into()] });
     (header, chunk, footer)
@@ -408,6 +437,7 @@ fn golden_parts_1_0() -> (TraceHeader, Chunk, TraceFooter) {
         ],
         dropped_slices: 1,
         frame_names: Appended::default(),
+        loop_iterations: Appended::default(),
     };
     let footer = TraceFooter { slices: 2, events: 1, dropped_slices: 1, chunks: 1, end_offset_ns: 80_000 };
     (header, chunk, footer)
@@ -458,6 +488,18 @@ fn a_1_1_trace_still_reads_as_not_redacted() {
     assert_eq!(trace.header(), &header);
     assert!(!trace.header().redaction.redacted);
     assert_eq!(trace.read_chunk(0).unwrap(), chunk);
+    assert_eq!(trace.footer(), Some(&footer));
+}
+
+#[test]
+fn a_1_2_trace_still_reads_without_loop_iterations() {
+    let (header, chunk, footer) = golden_parts_1_2();
+    let trace = TraceFile::from_bytes(from_hex(GOLDEN_TRACE_1_2), "golden-1.2.aiocop").unwrap();
+    assert_eq!(trace.format_version(), (1, 2));
+    assert_eq!(trace.header(), &header);
+    let read = trace.read_chunk(0).unwrap();
+    assert!(read.loop_iterations.polls.is_empty() && read.loop_iterations.polling_threads.is_empty());
+    assert_eq!(read, chunk);
     assert_eq!(trace.footer(), Some(&footer));
 }
 

@@ -13,8 +13,8 @@ use serde::Serialize;
 pub const SCHEMA_VERSION: u32 = 1;
 /// Bumped when fields are added: 1 added `loop_time`, `stalls`,
 /// `totals.stalls`, `totals.stall_ms`, the groups' `busy_ms` and the
-/// traces' `samples`.
-pub const SCHEMA_MINOR: u32 = 1;
+/// traces' `samples`; 2 added `loop_time.traces_with_guessed_stalls`.
+pub const SCHEMA_MINOR: u32 = 2;
 
 /// `--sort`: the column rows are ranked by. Numbers rank high first, keys
 /// alphabetically; ties go to the higher score, then the longer total
@@ -303,6 +303,9 @@ pub struct LoopTimeView {
     /// CPU samples in the window, and how many traces have none at all.
     pub samples: u64,
     pub traces_without_samples: u64,
+    /// Traces with a loop whose iterations were not recorded (format
+    /// before 1.3, or uvloop): its stalls were cut by the gap heuristic.
+    pub traces_with_guessed_stalls: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -591,6 +594,7 @@ pub fn loop_time(analysis: &Analysis, top: usize, long_ms: f64) -> LoopTimeView 
         long_slice_attributed_share: (share * 10_000.0).round() / 10_000.0,
         samples: totals.samples,
         traces_without_samples: totals.traces_without_samples,
+        traces_with_guessed_stalls: totals.traces_with_guessed_stalls,
     }
 }
 

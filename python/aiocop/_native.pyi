@@ -51,6 +51,8 @@ __all__ = [
     "AuditedFunction",
     "schedule_patch",
     "ScheduleTarget",
+    "timed_select",
+    "TimedSelect",
     "FormattedOnRead",
     "PendingReport",
     "MAX_EVENTS_PER_SLICE",
@@ -158,6 +160,7 @@ class AuditedFunction:
 
 def run_monitored(callback: Callable[..., Any], /, *args: Any) -> Any: ...
 def schedule_patch(original: Callable[..., Any], callback_index: int) -> Callable[..., Any]: ...
+def timed_select(original: Callable[..., Any]) -> Callable[..., Any]: ...
 
 @final
 class FormattedOnRead:
@@ -171,4 +174,8 @@ class PendingReport:
 
 @final
 class ScheduleTarget:
+    __wrapped__: Callable[..., Any]
+
+@final
+class TimedSelect:
     __wrapped__: Callable[..., Any]
