@@ -534,6 +534,37 @@ mod tests {
     use super::*;
     use crate::recording::registry::NO_TASK;
 
+    fn poll(start_ns: u64, thread: u32, after_slices: u32) -> PendingPoll {
+        PendingPoll { start_ns, wait_ns: 10, thread, after_slices }
+    }
+
+    #[test]
+    fn each_poll_goes_in_the_chunk_of_the_slices_around_it() {
+        // Two parts of 3 slices: polls buffered before slice 3 go in the
+        // first, the others (and those after the last slice) in the second.
+        let polls = [poll(100, 1, 0), poll(200, 1, 2), poll(300, 1, 3), poll(400, 1, 6)];
+        let mut parts = PollsByPart { polls: &polls, next: 0 };
+        assert_eq!(parts.up_to(3, false), &polls[..2]);
+        assert!(parts.any_left());
+        assert_eq!(parts.up_to(6, true), &polls[2..]);
+        assert!(!parts.any_left());
+    }
+
+    #[test]
+    fn a_chunks_polls_are_deltas_in_start_order_and_name_every_polling_thread() {
+        let mut state = FileState::new(1_000);
+        // Buffered as they ended: thread 2's poll started first.
+        let first = state.iterations(&[poll(1_500, 1, 0), poll(1_200, 2, 0)]);
+        assert_eq!(first.base_offset_ns, 200);
+        let deltas: Vec<(u64, u32)> = first.polls.iter().map(|p| (p.start_delta_ns, p.thread)).collect();
+        assert_eq!(deltas, [(0, 2), (300, 1)]);
+        assert_eq!(first.polling_threads, [2, 1]);
+        // A chunk without polls still names the threads that poll.
+        let second = state.iterations(&[]);
+        assert!(second.polls.is_empty());
+        assert_eq!(second.polling_threads, [2, 1]);
+    }
+
     #[test]
     fn strings_are_defined_once_until_the_writer_remembers_too_many() {
         let mut state = FileState::new(0);
