@@ -24,7 +24,7 @@
 //! Nothing read is trusted: a length is checked against the bytes left
 //! before anything is allocated for it.
 
-use crate::records::{AllowedEvent, Chunk, EventRecord, Frame, FrameName, SliceRecord, StringId};
+use crate::records::{AllowedEvent, Chunk, EventRecord, Frame, FrameName, PollRecord, SliceRecord, StringId};
 
 /// Why a payload could not be decoded, and where.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -166,6 +166,13 @@ pub fn decode_chunk_within(
         chunk.allowed.kept =
             cursor.vec(allocate, 3, |c| Ok(AllowedEvent { slice: c.u32()?, event: c.u32()?, entry: c.u32()? }))?;
         chunk.allowed.dropped = cursor.vec(allocate, 2, |c| Ok((c.u32()?, c.u32()?)))?;
+    }
+    // Format 1.3 appended the loop iterations; a 1.2 chunk ends here.
+    if cursor.pos < raw.len() {
+        chunk.loop_iterations.base_offset_ns = cursor.u64()?;
+        chunk.loop_iterations.polls = cursor
+            .vec(allocate, 3, |c| Ok(PollRecord { start_delta_ns: c.u64()?, wait_ns: c.u64()?, thread: c.u32()? }))?;
+        chunk.loop_iterations.polling_threads = cursor.vec(allocate, 1, Cursor::u32)?;
     }
     Ok((chunk, cursor.pos))
 }
@@ -464,21 +471,28 @@ mod tests {
         let chunk = random_chunk(&mut random);
         let raw = encode_payload(&chunk).unwrap();
         // Cut where format 1.1's frame names start, the payload is a whole
-        // 1.0 chunk; where 1.3's allowed events start, a whole 1.2 chunk
-        // (an empty appended field takes a byte per vector).
+        // 1.0 chunk; where 1.3's allowed events start, a whole 1.2 chunk;
+        // where its loop iterations start, a 1.3 chunk without them (an
+        // empty appended field takes a byte per vector or number: 2 for the
+        // allowed events, 3 for the iterations).
         let without = |frame_names: bool| Chunk {
             frame_names: if frame_names { chunk.frame_names.clone() } else { Default::default() },
             allowed: Default::default(),
+            loop_iterations: Default::default(),
             ..chunk.clone()
         };
-        let format_1_0_end = encode_payload(&without(false)).unwrap().len() - 3;
-        let format_1_2_end = encode_payload(&without(true)).unwrap().len() - 2;
+        let format_1_0_end = encode_payload(&without(false)).unwrap().len() - 6;
+        let format_1_2_end = encode_payload(&without(true)).unwrap().len() - 5;
+        let allowed_end = format_1_2_end + 2;
         let (whole, _) = decode_all(&raw[..format_1_0_end]).unwrap();
         assert!(whole.frame_names.is_empty());
         let (whole, _) = decode_all(&raw[..format_1_2_end]).unwrap();
         assert_eq!(whole.frame_names, chunk.frame_names);
         assert!(whole.allowed.is_empty());
-        for cut in (0..raw.len()).filter(|&cut| cut != format_1_0_end && cut != format_1_2_end) {
+        assert!(whole.loop_iterations.polls.is_empty());
+        let (whole, _) = decode_all(&raw[..allowed_end]).unwrap();
+        assert!(whole.loop_iterations.polls.is_empty());
+        for cut in (0..raw.len()).filter(|&cut| ![format_1_0_end, format_1_2_end, allowed_end].contains(&cut)) {
             assert!(decode_all(&raw[..cut]).is_err(), "cut at {cut}");
             assert!(crate::format::decode_payload::<Chunk>(&raw[..cut]).is_err());
         }

@@ -59,6 +59,15 @@ pub fn encode_chunk(chunk: &Chunk, out: &mut Vec<u8>) {
         out.u64(u64::from(slice));
         out.u64(u64::from(count));
     }
+    out.u64(chunk.loop_iterations.base_offset_ns);
+    out.len(chunk.loop_iterations.polls.len());
+    for poll in &chunk.loop_iterations.polls {
+        out.u64(poll.start_delta_ns);
+        out.u64(poll.wait_ns);
+        out.u64(u64::from(poll.thread));
+    }
+    out.len(chunk.loop_iterations.polling_threads.len());
+    chunk.loop_iterations.polling_threads.iter().for_each(|&thread| out.u64(u64::from(thread)));
 }
 
 struct Encoder<'a> {
@@ -162,7 +171,8 @@ mod tests {
         let mut out = vec![9];
         encode_chunk(&chunk, &mut out);
         // No definitions, base 300 (a u16 varint), no slices, 2 dropped, no
-        // frame names, nothing allowed (kept, dropped).
-        assert_eq!(out, [9, 0, 0, 0, 251, 44, 1, 0, 2, 0, 0, 0]);
+        // frame names, nothing allowed (kept, dropped), no loop iterations
+        // (base 0, no polls, no threads).
+        assert_eq!(out, [9, 0, 0, 0, 251, 44, 1, 0, 2, 0, 0, 0, 0, 0, 0]);
     }
 }

@@ -147,6 +147,10 @@ pub struct Chunk {
     /// Since format 1.3: the blocking events an allow-list allowed (none in
     /// an older chunk, or without an allow-list).
     pub allowed: Appended<AllowedEvents>,
+    /// Since format 1.3: where each loop iteration of this chunk's time
+    /// began and how long the loop waited for I/O in it (empty in older
+    /// traces, and for loops whose iterations are not visible: uvloop).
+    pub loop_iterations: Appended<LoopIterations>,
 }
 
 /// Which blocking events of a chunk's slices an allow-list allowed
@@ -176,6 +180,41 @@ pub struct AllowedEvent {
     /// The allowing entry's identity as written (`alembic.*`,
     /// `myapp.config:load_settings`).
     pub entry: StringId,
+}
+
+/// The loop iterations a chunk covers (format 1.3): one record per call of
+/// a stock asyncio loop's selector (`BaseEventLoop._run_once` polls it
+/// once per iteration, then runs the callbacks that were ready). Between
+/// two polls of one thread, the loop ran callbacks without waiting: a
+/// stall is an iteration whose callbacks ran at least the threshold.
+///
+/// The recorder puts each poll in the chunk that holds the slices around
+/// it: a poll comes after every slice of its thread that started before it
+/// in this chunk or earlier ones, and before every later one.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
+pub struct LoopIterations {
+    /// Start of the first poll, nanoseconds after the header's
+    /// `start_monotonic_ns`; each poll's `start_delta_ns` counts from the
+    /// previous poll's start (in the chunk, any thread).
+    pub base_offset_ns: u64,
+    /// The polls, in the order they started.
+    pub polls: Vec<PollRecord>,
+    /// Every thread whose loop's polls the recording has seen so far, this
+    /// chunk's included: between two polls of such a thread, its slices
+    /// are one iteration, even in a chunk that lists none of its polls (one
+    /// long iteration).
+    pub polling_threads: Vec<u32>,
+}
+
+/// One loop iteration's poll for I/O (the selector's `select`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
+pub struct PollRecord {
+    /// From the previous poll's start (or `LoopIterations::base_offset_ns`).
+    pub start_delta_ns: u64,
+    /// How long the selector waited: the loop's idle time in the iteration.
+    pub wait_ns: u64,
+    /// The per-file number of the loop's thread, as in `SliceRecord::thread`.
+    pub thread: u32,
 }
 
 /// What names a frame's function across releases, where lines and paths

@@ -2,7 +2,9 @@
 //! around every varint width boundary, pure slices (the decoder's fast path)
 //! and slices with every field set.
 
-use crate::records::{AllowedEvent, AllowedEvents, Appended, Chunk, EventRecord, Frame, FrameName, SliceRecord};
+use crate::records::{
+    AllowedEvent, AllowedEvents, Appended, Chunk, EventRecord, Frame, FrameName, LoopIterations, PollRecord, SliceRecord,
+};
 
 /// A small xorshift generator: reproducible chunks without a crate.
 pub struct Random(pub u64);
@@ -98,6 +100,17 @@ pub fn random_chunk(random: &mut Random) -> Chunk {
                 })
                 .collect(),
             dropped: (0..random.below(2)).map(|_| (random.wide() as u32, random.wide() as u32)).collect(),
+        }),
+        loop_iterations: Appended(LoopIterations {
+            base_offset_ns: random.wide(),
+            polls: (0..random.below(4))
+                .map(|_| PollRecord {
+                    start_delta_ns: random.wide(),
+                    wait_ns: random.wide(),
+                    thread: random.wide() as u32,
+                })
+                .collect(),
+            polling_threads: (0..random.below(3)).map(|_| random.wide() as u32).collect(),
         }),
     }
 }

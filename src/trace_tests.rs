@@ -9,7 +9,8 @@ use crate::format::{
 };
 use crate::reader::{Dictionary, TraceFile};
 use crate::records::{
-    AllowedEvent, AllowedEvents, Appended, Chunk, EventRecord, EventSpec, Frame, FrameName, ProcessInfo, Redaction,
+    AllowedEvent, AllowedEvents, Appended, Chunk, EventRecord, EventSpec, Frame, FrameName, LoopIterations, PollRecord,
+    ProcessInfo, Redaction,
     SamplingInfo, SliceRecord, TraceFooter, TraceHeader,
 };
 use crate::writer::TraceWriter;
@@ -89,6 +90,11 @@ fn chunks() -> Vec<Chunk> {
         allowed: Appended(AllowedEvents {
             kept: vec![AllowedEvent { slice: 1, event: 0, entry: 9 }],
             dropped: vec![(1, 2)],
+        }),
+        loop_iterations: Appended(LoopIterations {
+            base_offset_ns: 900,
+            polls: vec![PollRecord { start_delta_ns: 0, wait_ns: 50, thread: 1 }],
+            polling_threads: vec![1],
         }),
     };
     let second = Chunk {
@@ -324,7 +330,7 @@ e60204a260f7de5ba6142a3f215f27e81d7fd7074ce3c5307901f753bb4129e4409c849ac252a083
 93608d095e92a6200101030038aa40dd8e68d51303010000120000000900000098906e4c28b52ffd2009490000020101\
 01fc80380100";
 
-/// A trace of format 1.2, before the allowed events.
+/// A trace of format 1.2, before the allowed events and the loop iterations.
 const GOLDEN_TRACE_1_2: &str = "\
 41494f434f5054520100020000000000010100006e00000065000000e4cc865a28b52ffd206529030005312e332e3004\
 332e3132056c696e75780168070104612e7079fc00ca9a3bfb881300640201046f70656e1400060207757669636f726e\
@@ -363,6 +369,14 @@ fn golden_parts() -> (TraceHeader, Chunk, TraceFooter) {
     chunk.strings.push((6, "main.*".into()));
     chunk.allowed =
         Appended(AllowedEvents { kept: vec![AllowedEvent { slice: 1, event: 0, entry: 6 }], dropped: vec![] });
+    chunk.loop_iterations = Appended(LoopIterations {
+        base_offset_ns: 7,
+        polls: vec![
+            PollRecord { start_delta_ns: 0, wait_ns: 2, thread: 1 },
+            PollRecord { start_delta_ns: 310, wait_ns: 400, thread: 1 },
+        ],
+        polling_threads: vec![1],
+    });
     (header, chunk, footer)
 }
 
@@ -432,6 +446,7 @@ fn golden_parts_1_0() -> (TraceHeader, Chunk, TraceFooter) {
         dropped_slices: 1,
         frame_names: Appended::default(),
         allowed: Appended::default(),
+        loop_iterations: Appended::default(),
     };
     let footer = TraceFooter { slices: 2, events: 1, dropped_slices: 1, chunks: 1, end_offset_ns: 80_000 };
     (header, chunk, footer)
@@ -486,13 +501,14 @@ fn a_1_1_trace_still_reads_as_not_redacted() {
 }
 
 #[test]
-fn a_1_2_trace_still_reads_with_nothing_allowed() {
+fn a_1_2_trace_still_reads_with_nothing_allowed_and_without_loop_iterations() {
     let (header, chunk, footer) = golden_parts_1_2();
     let trace = TraceFile::from_bytes(from_hex(GOLDEN_TRACE_1_2), "golden-1.2.aiocop").unwrap();
     assert_eq!(trace.format_version(), (1, 2));
     assert_eq!(trace.header(), &header);
     let read = trace.read_chunk(0).unwrap();
     assert!(read.allowed.is_empty());
+    assert!(read.loop_iterations.polls.is_empty() && read.loop_iterations.polling_threads.is_empty());
     assert_eq!(read, chunk);
     assert_eq!(trace.footer(), Some(&footer));
 }

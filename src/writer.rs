@@ -12,7 +12,9 @@ use crate::format::{
     encode_payload, Codec, FileHeader, FrameHeader, Payload, FILE_HEADER_LEN, FRAME_HEADER_LEN, MAX_PAYLOAD_LEN,
     MAX_WRITTEN_RAW_LEN,
 };
-use crate::records::{AllowedEvent, AllowedEvents, Appended, Chunk, SliceRecord, TraceFooter, TraceHeader};
+use crate::records::{
+    AllowedEvent, AllowedEvents, Appended, Chunk, LoopIterations, PollRecord, SliceRecord, TraceFooter, TraceHeader,
+};
 use std::fmt;
 use std::io::Write;
 
@@ -214,6 +216,7 @@ fn split_chunk(chunk: &Chunk) -> Option<(Chunk, Chunk)> {
             first.start_delta_ns = first_delta;
         }
         let (head_allowed, tail_allowed) = split_allowed(&chunk.allowed, head.len() as u32);
+        let (head_polls, tail_polls) = split_polls(&chunk.loop_iterations, tail_start);
         let first = Chunk {
             strings: chunk.strings.clone(),
             frames: chunk.frames.clone(),
@@ -223,12 +226,14 @@ fn split_chunk(chunk: &Chunk) -> Option<(Chunk, Chunk)> {
             dropped_slices: chunk.dropped_slices,
             frame_names: chunk.frame_names.clone(),
             allowed: Appended(head_allowed),
+            loop_iterations: Appended(head_polls),
         };
         let second = Chunk {
             base_offset_ns: tail_start.saturating_sub(first_delta),
             slices: tail,
             dropped_slices: 0,
             allowed: Appended(tail_allowed),
+            loop_iterations: Appended(tail_polls),
             ..Chunk::default()
         };
         return Some((first, second));
@@ -244,6 +249,7 @@ fn split_chunk(chunk: &Chunk) -> Option<(Chunk, Chunk)> {
         base_offset_ns: chunk.base_offset_ns,
         slices: chunk.slices.clone(),
         allowed: chunk.allowed.clone(),
+        loop_iterations: chunk.loop_iterations.clone(),
         ..Chunk::default()
     };
     let mut to_first = definitions / 2;
@@ -278,6 +284,32 @@ fn split_allowed(allowed: &AllowedEvents, at: u32) -> (AllowedEvents, AllowedEve
         match slice.checked_sub(at) {
             None => head.dropped.push((slice, count)),
             Some(slice) => tail.dropped.push((slice, count)),
+        }
+    }
+    (head, tail)
+}
+
+/// The polls of `iterations` that started before `tail_start_ns`, and the
+/// others: each half goes with the slices around it.
+fn split_polls(iterations: &LoopIterations, tail_start_ns: u64) -> (LoopIterations, LoopIterations) {
+    let threads = iterations.polling_threads.clone();
+    let mut head = LoopIterations {
+        base_offset_ns: iterations.base_offset_ns,
+        polls: Vec::new(),
+        polling_threads: threads.clone(),
+    };
+    let mut tail = LoopIterations { polling_threads: threads, ..LoopIterations::default() };
+    let mut start_ns = iterations.base_offset_ns;
+    for poll in &iterations.polls {
+        let previous_ns = start_ns;
+        start_ns = start_ns.saturating_add(poll.start_delta_ns);
+        if start_ns < tail_start_ns {
+            head.polls.push(*poll);
+        } else if tail.polls.is_empty() {
+            tail.base_offset_ns = start_ns;
+            tail.polls.push(PollRecord { start_delta_ns: 0, ..*poll });
+        } else {
+            tail.polls.push(PollRecord { start_delta_ns: start_ns - previous_ns, ..*poll });
         }
     }
     (head, tail)

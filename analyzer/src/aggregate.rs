@@ -27,7 +27,7 @@ use crate::group::NO_STACK;
 use crate::loop_time::LoopAggregate;
 use crate::signature::{CpuSignature, IoSignature, IoSignatureRef, SampleSignature, SignatureMap, Slot};
 use crate::stalls::{ChunkRuns, StallOptions, StallTracker};
-use aiocop_trace::records::{AllowedEvents, Chunk, SliceRecord, StackId, StringId};
+use aiocop_trace::records::{AllowedEvents, Chunk, LoopIterations, SliceRecord, StackId, StringId};
 use aiocop_trace::{Dictionary, PureSlice, ReadError, SliceVisitor, TraceFile};
 use rayon::prelude::*;
 use std::collections::BTreeMap;
@@ -59,6 +59,9 @@ pub struct ChunkOptions {
     /// row can name it.
     pub import_event: Option<u16>,
     pub stalls: StallOptions,
+    /// The trace's format may list loop iterations (1.3 and later): stalls
+    /// are cut at polls where a chunk lists them.
+    pub iterations_possible: bool,
     /// Keep the loop's busy time per [`BUSY_BUCKET_NS`] of the trace (the
     /// HTML report's chart); off, it costs a slice one predictable branch.
     pub busy_series: bool,
@@ -77,6 +80,7 @@ impl Default for ChunkOptions {
             long_ns: (crate::loop_time::DEFAULT_LONG_MS * 1e6) as u64,
             import_event: None,
             stalls: StallOptions::default(),
+            iterations_possible: false,
             busy_series: false,
         }
     }
@@ -283,12 +287,19 @@ impl FileAggregate {
             aggregate: self,
             options: *options,
             counts: Counts::default(),
-            stalls: StallTracker::new(options.stalls),
+            // Format 1.3's polls come after the slices: held until read.
+            stalls: if options.iterations_possible {
+                StallTracker::hold(options.stalls)
+            } else {
+                StallTracker::new(options.stalls)
+            },
         };
         let visited = trace.visit_chunk(index, &mut visitor);
         let (counts, stalls) = (visitor.counts, visitor.stalls);
         self.counts.merge(&counts);
-        self.runs.push(stalls.finish(index));
+        let no_polls = LoopIterations::default();
+        let polls = visited.as_ref().map_or(&no_polls, |chunk| &*chunk.loop_iterations);
+        self.runs.push(stalls.finish_with(index, polls));
         self.add_definitions_or_error(index, visited);
     }
 
@@ -312,6 +323,7 @@ impl FileAggregate {
     pub fn add_chunk_at(&mut self, index: usize, chunk: &Chunk, options: &ChunkOptions) {
         let mut start_ns = chunk.base_offset_ns;
         let mut stalls = StallTracker::new(options.stalls);
+        stalls.set_polls(&chunk.loop_iterations);
         for slice in &chunk.slices {
             start_ns = start_ns.saturating_add(slice.start_delta_ns);
             if let Some(exceeded) = self.counts.add_slice(start_ns, slice, options) {

@@ -175,7 +175,8 @@ fn read_file(
             return Ok(FileOutcome::Skipped(label));
         }
     }
-    let chunk_options = chunk_options(trace.header(), options, context_string_id(&trace, &options.by));
+    let mut chunk_options = chunk_options(trace.header(), options, context_string_id(&trace, &options.by));
+    chunk_options.iterations_possible = trace.format_version() >= (1, 3);
     let mut aggregate = fold_chunks(
         trace.chunk_count(),
         FileAggregate::default,
@@ -226,6 +227,7 @@ fn chunk_options(header: &TraceHeader, options: &ReadOptions, context_id: Option
             gap_ns: options.stall_gap_ns,
         },
         busy_series: options.busy_series,
+        iterations_possible: false,
     }
 }
 

@@ -14,8 +14,8 @@ use std::collections::BTreeMap;
 pub const SCHEMA_VERSION: u32 = 1;
 /// Bumped when fields are added: 1 added `loop_time`, `stalls`,
 /// `totals.stalls`, `totals.stall_ms`, the groups' `busy_ms` and the
-/// traces' `samples`; 2 added `totals.allowed_events`, `totals.allowed_by`
-/// and `totals.traces_before_allowed`.
+/// traces' `samples`; 2 added `totals.allowed_events`, `totals.allowed_by`,
+/// `totals.traces_before_allowed` and `loop_time.traces_with_guessed_stalls`.
 pub const SCHEMA_MINOR: u32 = 2;
 
 /// `--sort`: the column rows are ranked by. Numbers rank high first, keys
@@ -312,6 +312,9 @@ pub struct LoopTimeView {
     /// CPU samples in the window, and how many traces have none at all.
     pub samples: u64,
     pub traces_without_samples: u64,
+    /// Traces with a loop whose iterations were not recorded (format
+    /// before 1.3, or uvloop): its stalls were cut by the gap heuristic.
+    pub traces_with_guessed_stalls: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -600,6 +603,7 @@ pub fn loop_time(analysis: &Analysis, top: usize, long_ms: f64) -> LoopTimeView 
         long_slice_attributed_share: (share * 10_000.0).round() / 10_000.0,
         samples: totals.samples,
         traces_without_samples: totals.traces_without_samples,
+        traces_with_guessed_stalls: totals.traces_with_guessed_stalls,
     }
 }
 

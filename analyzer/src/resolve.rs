@@ -26,7 +26,7 @@ use crate::identity::PathContext;
 use crate::keys::{GroupBy, KeySource};
 use crate::loop_time::apportion;
 use crate::signature::{CpuSignature, IoSignature, SampleSignature, Slot};
-use crate::stalls::file_stalls;
+use crate::stalls::{file_stalls, ChunkRuns};
 use aiocop_trace::records::{StackId, StringId, TraceHeader};
 use aiocop_trace::severity::WEIGHT_MODERATE;
 use aiocop_trace::{level_from_score, SeverityLevel};
@@ -178,6 +178,8 @@ pub struct LoopTotals {
     pub samples: u64,
     /// Traces read without a single CPU sample in the window.
     pub traces_without_samples: u64,
+    /// Traces with a loop whose stalls were cut by the gap heuristic.
+    pub traces_with_guessed_stalls: u64,
 }
 
 /// A stall, resolved.
@@ -656,6 +658,7 @@ impl Analysis {
         loop_totals.long_attributed_ns = loop_totals.long_attributed_ns.saturating_add(long_attributed_ns);
         loop_totals.samples += counts.samples;
         loop_totals.traces_without_samples += u64::from(counts.samples == 0);
+        loop_totals.traces_with_guessed_stalls += u64::from(aggregate.runs.iter().any(ChunkRuns::has_guessed_runs));
         for &(bucket, ns) in &counts.busy_series {
             add_at(&mut self.busy_series_ns, bucket as usize, ns);
         }
@@ -751,6 +754,7 @@ impl Analysis {
         mine.long_attributed_ns = mine.long_attributed_ns.saturating_add(theirs.long_attributed_ns);
         mine.samples += theirs.samples;
         mine.traces_without_samples += theirs.traces_without_samples;
+        mine.traces_with_guessed_stalls += theirs.traces_with_guessed_stalls;
         self.stalls.extend(other.stalls);
         let (mine, theirs) = (&mut self.totals, other.totals);
         mine.traces += theirs.traces;

@@ -22,7 +22,7 @@
 use crate::error::AnalyzeError;
 use crate::group::{IgnoreSet, StackResolver};
 use crate::identity::PathContext;
-use crate::stalls::{file_stalls, StallOptions, StallTracker};
+use crate::stalls::{file_stalls, ChunkRuns, StallOptions, StallTracker};
 use aiocop_trace::reader::CountedChunk;
 use aiocop_trace::records::{Chunk, SliceRecord, StackId, StringId, TraceHeader};
 use aiocop_trace::{Dictionary, MemoryBudget, ReadError, TraceFile};
@@ -239,7 +239,9 @@ struct FileWriter<'a> {
     stacks: FxHashMap<StackId, StackText>,
     threads: FxHashSet<u32>,
     tasks: FxHashMap<StringId, u32>,
-    stalls: StallTracker,
+    stall_options: StallOptions,
+    /// Each walked chunk's runs, joined into stalls at the end.
+    runs: Vec<ChunkRuns>,
     counts: TimelineCounts,
     unreadable: u64,
     first_error: Option<ReadError>,
@@ -249,6 +251,13 @@ impl<'a> FileWriter<'a> {
     /// Walks a window's slices in order: tracks met for the first time
     /// (their metadata, into `meta`), stalls, stacks, counts.
     fn walk(&mut self, chunk: &Chunk, meta: &mut Vec<u8>) {
+        let mut stalls = StallTracker::new(self.stall_options);
+        stalls.set_polls(&chunk.loop_iterations);
+        self.walk_slices(chunk, meta, &mut stalls);
+        self.runs.push(stalls.finish(self.runs.len()));
+    }
+
+    fn walk_slices(&mut self, chunk: &Chunk, meta: &mut Vec<u8>, stalls: &mut StallTracker) {
         let mut start_ns = chunk.base_offset_ns;
         for slice in &chunk.slices {
             start_ns = start_ns.saturating_add(slice.start_delta_ns);
@@ -256,7 +265,7 @@ impl<'a> FileWriter<'a> {
                 continue;
             }
             self.counts.slices += 1;
-            self.stalls.add_ran(slice.thread, start_ns, slice.duration_ns, slice.what);
+            stalls.add_ran(slice.thread, start_ns, slice.duration_ns, slice.what);
             if self.threads.insert(slice.thread) {
                 let name = format!("loop thread {}", slice.thread);
                 metadata(meta, "thread_name", self.pid, slice.thread, NameArgs { name: &name });
@@ -360,8 +369,7 @@ impl<'a> FileWriter<'a> {
 
     /// The stalls, once every slice is walked.
     fn render_stalls(&mut self, buffer: &mut Vec<u8>) {
-        let tracker = std::mem::replace(&mut self.stalls, StallTracker::new(StallOptions::default()));
-        let mut stalls = file_stalls(vec![tracker.finish(0)]);
+        let mut stalls = file_stalls(std::mem::take(&mut self.runs));
         stalls.sort_by_key(|run| (run.thread, run.start_ns));
         let mut tracks = FxHashSet::default();
         for run in stalls {
@@ -481,7 +489,8 @@ fn write_trace(
         stacks: FxHashMap::default(),
         threads: FxHashSet::default(),
         tasks: FxHashMap::default(),
-        stalls: StallTracker::new(StallOptions { threshold_ns, gap_ns: options.stall_gap_ns }),
+        stall_options: StallOptions { threshold_ns, gap_ns: options.stall_gap_ns },
+        runs: Vec::new(),
         counts: TimelineCounts { traces: 1, ..TimelineCounts::default() },
         unreadable: 0,
         first_error: None,

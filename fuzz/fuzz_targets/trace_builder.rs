@@ -7,7 +7,7 @@
 #![no_main]
 
 use aiocop_trace::records::{
-    Appended, Chunk, EventRecord, EventSpec, Frame, FrameName, SliceRecord, TraceFooter, TraceHeader,
+    Appended, Chunk, EventRecord, EventSpec, Frame, FrameName, LoopIterations, PollRecord, SliceRecord, TraceFooter, TraceHeader,
 };
 use aiocop_trace::{Dictionary, TraceFile, TraceWriter};
 use arbitrary::Arbitrary;
@@ -33,6 +33,8 @@ struct ArbitraryChunk {
     slices: Vec<ArbitrarySlice>,
     dropped_slices: u64,
     frame_names: Vec<(u32, u32, u32)>,
+    /// Format 1.3's loop iterations: base, `(start delta, wait, thread)` polls, polling threads.
+    loop_iterations: (u64, Vec<(u64, u64, u32)>, Vec<u32>),
 }
 
 #[derive(Arbitrary, Debug)]
@@ -62,6 +64,16 @@ impl ArbitraryChunk {
             frame_names: Appended(
                 self.frame_names.iter().map(|&(id, module, qualname)| (id, FrameName { module, qualname })).collect(),
             ),
+            loop_iterations: Appended(LoopIterations {
+                base_offset_ns: self.loop_iterations.0,
+                polls: self
+                    .loop_iterations
+                    .1
+                    .iter()
+                    .map(|&(start_delta_ns, wait_ns, thread)| PollRecord { start_delta_ns, wait_ns, thread })
+                    .collect(),
+                polling_threads: self.loop_iterations.2.clone(),
+            }),
         }
     }
 }

@@ -60,6 +60,8 @@ __all__ = [
     "AuditedFunction",
     "schedule_patch",
     "ScheduleTarget",
+    "timed_select",
+    "TimedSelect",
     "FormattedOnRead",
     "PendingReport",
     "MAX_EVENTS_PER_SLICE",
@@ -168,6 +170,7 @@ class AuditedFunction:
 
 def run_monitored(callback: Callable[..., Any], /, *args: Any) -> Any: ...
 def schedule_patch(original: Callable[..., Any], callback_index: int) -> Callable[..., Any]: ...
+def timed_select(original: Callable[..., Any]) -> Callable[..., Any]: ...
 
 @final
 class FormattedOnRead:
@@ -334,3 +337,7 @@ class OpenTrace:
     def chunk_count(self) -> int: ...
     def slices(self) -> SliceIter: ...
     def columns(self) -> ColumnIter: ...
+
+@final
+class TimedSelect:
+    __wrapped__: Callable[..., Any]

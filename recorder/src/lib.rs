@@ -23,6 +23,7 @@ mod eval_breaker;
 mod ffi;
 mod handle_slots;
 mod hook;
+mod iterations;
 mod monitor;
 mod reading;
 mod recording;
@@ -136,6 +137,14 @@ fn install_handle_run(py: Python<'_>, handle_class: &Bound<'_, pyo3::types::PyTy
 #[pyfunction]
 fn schedule_patch<'py>(py: Python<'py>, original: Py<PyAny>, callback_index: usize) -> PyResult<Bound<'py, PyAny>> {
     monitor::schedule_patch(py, original, callback_index)
+}
+
+/// A stand-in for a stock asyncio loop's `selector.select` (bound) that
+/// records each call, while recording, as the start of a loop iteration
+/// and its wait for I/O.
+#[pyfunction]
+fn timed_select<'py>(py: Python<'py>, original: Py<PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    iterations::timed_select(py, original)
 }
 
 /// Marks a stock asyncio loop, by `id()`, as monitored or not.
@@ -534,6 +543,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(interned_sizes, m)?)?;
     m.add_class::<audited::AuditedFunction>()?;
     m.add_function(wrap_pyfunction!(schedule_patch, m)?)?;
+    m.add_function(wrap_pyfunction!(timed_select, m)?)?;
     m.add_class::<emit::FormattedOnRead>()?;
     m.add_class::<emit::PendingReport>()?;
     m.add_class::<monitor::ScheduleTarget>()?;
@@ -545,6 +555,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<reading::Slice>()?;
     m.add_class::<reading::Event>()?;
     m.add_class::<reading::Frame>()?;
+    m.add_class::<iterations::TimedSelect>()?;
     m.add("MAX_EVENTS_PER_SLICE", slice::MAX_EVENTS_PER_SLICE)?;
     // run_monitored(callback, *args): what a patched loop schedules in place of each callback.
     m.add("run_monitored", monitor::run_monitored_function(m.py())?.clone_ref(m.py()))?;

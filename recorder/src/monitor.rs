@@ -254,7 +254,7 @@ pub fn run_monitored_function(py: Python<'_>) -> PyResult<&'static Py<PyAny>> {
 
 /// A `PyMethodDef` in a static: CPython keeps a pointer to it for as long as
 /// the function object lives. It is only read after construction.
-struct MethodDefinition(std::cell::UnsafeCell<ffi::PyMethodDef>);
+pub(crate) struct MethodDefinition(pub(crate) std::cell::UnsafeCell<ffi::PyMethodDef>);
 // SAFETY: never mutated from Rust after construction.
 unsafe impl Sync for MethodDefinition {}
 
@@ -282,7 +282,7 @@ static RUN_MONITORED_DEFINITION: MethodDefinition = MethodDefinition(std::cell::
     ml_doc: c"run_monitored(callback, *args): call callback(*args), timed by aiocop.".as_ptr(),
 }));
 
-fn new_builtin<'py>(
+pub(crate) fn new_builtin<'py>(
     py: Python<'py>,
     definition: &'static MethodDefinition,
     bound_self: &Bound<'py, PyAny>,
@@ -313,10 +313,8 @@ unsafe fn schedule_entry(
     let target = unsafe { Bound::from_borrowed_ptr(py, target) };
     let target = target.cast::<ScheduleTarget>()?.get();
     let positional = nargs as usize;
-    // SAFETY: a non-null `kwnames` is the vectorcall's tuple of keyword names.
-    let keywords = if kwnames.is_null() { 0 } else { unsafe { ffi::PyTuple_GET_SIZE(kwnames) as usize } };
-    // SAFETY: vectorcall passes `positional` arguments followed by one value per keyword name.
-    let all = unsafe { std::slice::from_raw_parts(args, positional + keywords) };
+    // SAFETY: as this function's.
+    let all = unsafe { vectorcall_arguments(args, nargs, kwnames) };
     if positional <= target.callback_index {
         return vectorcall(py, target.original.as_ptr(), all, positional, kwnames);
     }
@@ -338,11 +336,9 @@ unsafe fn run_monitored_entry(
     nargs: ffi::Py_ssize_t,
     kwnames: *mut ffi::PyObject,
 ) -> PyResult<*mut ffi::PyObject> {
-    // SAFETY: a non-null `kwnames` is the vectorcall's tuple of keyword names.
-    let keywords = if kwnames.is_null() { 0 } else { unsafe { ffi::PyTuple_GET_SIZE(kwnames) as usize } };
     let positional = nargs as usize;
-    // SAFETY: as in schedule_entry.
-    let all = unsafe { std::slice::from_raw_parts(args, positional + keywords) };
+    // SAFETY: as this function's.
+    let all = unsafe { vectorcall_arguments(args, nargs, kwnames) };
     let Some((callback, rest)) = all.split_first() else {
         return Err(pyo3::exceptions::PyTypeError::new_err("run_monitored() needs a callback"));
     };
@@ -359,9 +355,27 @@ unsafe fn run_monitored_entry(
     result.map(Py::into_ptr)
 }
 
+/// The arguments of a vectorcall: `nargs` positional ones, then one value
+/// per name in `kwnames`.
+///
+/// # Safety
+/// As the vectorcall convention promises: `args` holds `nargs` positional
+/// arguments then one value per name in `kwnames` (a tuple, or null), live
+/// for as long as the slice is used.
+pub(crate) unsafe fn vectorcall_arguments<'a>(
+    args: *const *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> &'a [*mut ffi::PyObject] {
+    // SAFETY: a non-null `kwnames` is the vectorcall's tuple of keyword names.
+    let keywords = if kwnames.is_null() { 0 } else { unsafe { ffi::PyTuple_GET_SIZE(kwnames) as usize } };
+    // SAFETY: the caller's promise.
+    unsafe { std::slice::from_raw_parts(args, nargs as usize + keywords) }
+}
+
 /// Calls `function` with `args` (`positional` of them, then the keyword
 /// values named by `kwnames`) and returns a new reference.
-fn vectorcall(
+pub(crate) fn vectorcall(
     py: Python<'_>,
     function: *mut ffi::PyObject,
     args: &[*mut ffi::PyObject],

@@ -226,6 +226,11 @@ impl ThreadState {
     }
 }
 
+/// This thread's number in the trace (given at its first slice or poll).
+pub fn thread_number() -> u32 {
+    THREAD.with(|state| state.try_borrow_mut().map_or(0, |mut state| state.number()))
+}
+
 /// Describes the callback of a slice that ran on this thread. Never raises.
 ///
 /// Inlined into the monitor with the thread-local access: there, the

@@ -15,8 +15,8 @@
 //!   `<script type="application/json" id="aiocop-report">` for scripts.
 
 use super::{
-    diff_cells, diff_summary_lines, diff_title, loop_time_headline, samples_note, stalls_headline, summary_lines,
-    top_events_text, unexplained_note, via_text, Exporter, Style, DIFF_HEADER,
+    diff_cells, diff_summary_lines, diff_title, guessed_stalls_note, loop_time_headline, samples_note, stalls_headline,
+    summary_lines, top_events_text, unexplained_note, via_text, Exporter, Style, DIFF_HEADER,
 };
 use crate::diff::{Diff, DiffRow, SideValues};
 use crate::report::Report;
@@ -144,6 +144,7 @@ impl Exporter for HtmlExporter {
         let mut summary = vec![format!("Loop time: {}", loop_time_headline(report))];
         summary.extend(samples_note(report));
         summary.extend(unexplained_note(report));
+        summary.extend(guessed_stalls_note(report));
         summary.extend(summary_lines(report));
         let page = Page {
             title: format!("aiocop report: {}", names.join(", ")),

@@ -4,8 +4,9 @@
 //! that `<no stack>` or `<frozen ...>` show as text, not as HTML.
 
 use super::{
-    diff_cells, diff_summary_lines, diff_title, elapsed_cells, loop_time_headline, samples_note, stall_top_text,
-    stalls_headline, summary_lines, top_events_text, unexplained_note, via_text, Exporter, Style, DIFF_HEADER,
+    diff_cells, diff_summary_lines, diff_title, elapsed_cells, guessed_stalls_note, loop_time_headline, samples_note,
+    stall_top_text, stalls_headline, summary_lines, top_events_text, unexplained_note, via_text, Exporter, Style,
+    DIFF_HEADER,
 };
 use crate::diff::Diff;
 use crate::report::Report;
@@ -170,6 +171,9 @@ fn render_loop_time(out: &mut String, report: &Report) {
 
 fn render_stalls(out: &mut String, report: &Report) {
     out.push_str(&format!("**Stalls**: {}\n\n", prose(&stalls_headline(report))));
+    if let Some(note) = guessed_stalls_note(report) {
+        out.push_str(&format!("{}\n\n", prose(&note)));
+    }
     if report.stalls.is_empty() {
         return;
     }

@@ -105,6 +105,22 @@ pub(crate) fn samples_note(report: &Report) -> Option<String> {
     ))
 }
 
+/// Said once when stalls were cut by the gap heuristic: the loop's
+/// iterations are not in the trace (recorded before format 1.3, or a uvloop
+/// loop, whose iterations are not visible).
+pub(crate) fn guessed_stalls_note(report: &Report) -> Option<String> {
+    let (guessed, traces) = (report.loop_time.traces_with_guessed_stalls, report.traces.len() as u64);
+    let which = match (guessed, traces) {
+        (0, _) => return None,
+        (1, 1) => "the trace does not record its loop's iterations".to_owned(),
+        (g, t) if g == t => format!("none of the {t} traces records its loop's iterations"),
+        (g, t) => format!("{g} of the {t} traces do not record their loop's iterations"),
+    };
+    Some(format!(
+        "Stalls guessed: {which} (recorded before format 1.3, or by uvloop, whose iterations are not visible), so its stalls are slices at most --stall-gap-us apart, which can chain requests the loop polled between"
+    ))
+}
+
 /// Said when most of the long slices' time has no stack although the
 /// traces have samples: those slices were not sampled (too short for the
 /// recorder's sampler), and their time is under what ran.

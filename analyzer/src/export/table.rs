@@ -9,8 +9,8 @@
 
 use super::fit::{lay_out, shorten_key, shorten_left, wrap_text, Fit, Text};
 use super::{
-    diff_cells, diff_summary_lines, diff_title, elapsed_cells, loop_time_headline, samples_note, stalls_headline,
-    summary_lines, top_events_text, unexplained_note, via_text, Exporter, Style, DIFF_HEADER,
+    diff_cells, diff_summary_lines, diff_title, elapsed_cells, guessed_stalls_note, loop_time_headline, samples_note,
+    stalls_headline, summary_lines, top_events_text, unexplained_note, via_text, Exporter, Style, DIFF_HEADER,
 };
 use crate::diff::{Diff, Status};
 use crate::report::Report;
@@ -340,6 +340,9 @@ fn render_loop_time(out: &mut String, report: &Report, style: Style) {
 /// The longest stalls.
 fn render_stalls(out: &mut String, report: &Report, style: Style) {
     push_prose(out, &format!("{}: {}\n", bold("Stalls", style), stalls_headline(report)), style);
+    if let Some(note) = guessed_stalls_note(report) {
+        push_prose(out, &format!("{note}\n"), style);
+    }
     if report.stalls.is_empty() {
         out.push('\n');
         return;

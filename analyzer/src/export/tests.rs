@@ -62,6 +62,7 @@ pub(crate) fn sample_report() -> Report {
             long_slice_attributed_share: 0.2,
             samples: 14,
             traces_without_samples: 0,
+            traces_with_guessed_stalls: 0,
         },
         stalls: vec![StallRow {
             rank: 1,
@@ -286,7 +287,8 @@ fn json_is_the_serde_form_in_field_order() {
     "long_slice_attributed_ms": 1600.0,
     "long_slice_attributed_share": 0.2,
     "samples": 14,
-    "traces_without_samples": 0
+    "traces_without_samples": 0,
+    "traces_with_guessed_stalls": 0
   },
   "stalls": [
     {
@@ -636,6 +638,25 @@ fn traces_without_samples_are_said_to_be_missing_them() {
     report.loop_time.traces_without_samples = 2;
     let markdown = exporter(ReportFormat::Markdown).render(&report, Style::default());
     assert!(markdown.contains("\n\nSamples missing: none of the 2 traces has CPU samples"), "{markdown}");
+}
+
+#[test]
+fn stalls_cut_by_gaps_are_said_to_be_guessed_once() {
+    let mut report = sample_report();
+    assert!(!render(ReportFormat::Table, Style::default()).contains("Stalls guessed"));
+    report.loop_time.traces_with_guessed_stalls = 1;
+    let table = exporter(ReportFormat::Table).render(&report, Style::default());
+    assert_eq!(table.matches("Stalls guessed").count(), 1, "{table}");
+    assert!(
+        table.contains("\nStalls guessed: the trace does not record its loop's iterations (recorded before format 1.3, or by uvloop, whose iterations are not visible)"),
+        "{table}"
+    );
+    report.traces.push(report.traces[0].clone());
+    let markdown = exporter(ReportFormat::Markdown).render(&report, Style::default());
+    assert!(
+        markdown.contains("\n\nStalls guessed: 1 of the 2 traces do not record their loop's iterations"),
+        "{markdown}"
+    );
 }
 
 #[test]

@@ -141,10 +141,29 @@ def _patch_loop(loop: asyncio.AbstractEventLoop) -> None:
         _native.install_handle_run(asyncio.events.Handle)
         _native.set_loop_monitored(id(loop), True)
         weakref.finalize(loop, _native.set_loop_monitored, id(loop), False)
+        _time_loop_iterations(loop)
         return
 
     for name, callback_index in _SCHEDULING_METHODS:
         setattr(loop, name, _native.schedule_patch(getattr(loop, name), callback_index))
+
+
+def _time_loop_iterations(loop: asyncio.BaseEventLoop) -> None:
+    """Let a recording see where each iteration of the loop begins and how long it waited for I/O.
+
+    ``BaseEventLoop._run_once`` polls the loop's selector once per iteration;
+    the selector instance's ``select`` (not its class's: other code uses the
+    selectors module too) becomes a native stand-in that times each call
+    while recording, and calls the original alone otherwise.
+    """
+    selector = getattr(loop, "_selector", None)
+    own_attributes = getattr(selector, "__dict__", None)
+    if own_attributes is None or "select" in own_attributes:
+        return  # no selector, one without instance attributes, or one already timed
+    try:
+        selector.select = _native.timed_select(selector.select)  # type: ignore[union-attr]
+    except AttributeError:
+        logger.debug("The selector of %r has no select() to time", loop)
 
 
 def _reraise_violations_from_exception_handler(loop: asyncio.AbstractEventLoop) -> None:

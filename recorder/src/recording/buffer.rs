@@ -92,9 +92,23 @@ pub struct DescribedEvent {
     pub allowed_by: Option<u32>,
 }
 
+/// One poll of a stock asyncio loop's selector: where a loop iteration
+/// began and how long the loop waited for I/O in it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PendingPoll {
+    pub start_ns: u64,
+    pub wait_ns: u64,
+    pub thread: u32,
+    /// The slices buffered before it: it goes in the chunk with the slice
+    /// at this index (or the last chunk, if none).
+    pub after_slices: u32,
+}
+
 #[derive(Default)]
 pub(super) struct Buffer {
     slices: Vec<PendingSlice>,
+    /// Polls, in the order they ended, with where they fall among `slices`.
+    polls: Vec<PendingPoll>,
     /// The details of the slices with `has_detail`, in the same order.
     details: Vec<SliceDetail>,
     dropped: u64,
@@ -106,8 +120,12 @@ pub(super) struct Buffer {
 /// recording does not grow it on the hot path: a loop makes up to about
 /// 400,000 slices a second, and each doubling copies the buffer.
 pub(super) const INITIAL_BUFFER_SLICES: usize = 1 << 18;
+/// Polls the buffer has room for from the start: a loop under load polls
+/// once every few slices.
+pub(super) const INITIAL_BUFFER_POLLS: usize = 1 << 16;
 
-static BUFFER: Mutex<Buffer> = Mutex::new(Buffer { slices: Vec::new(), details: Vec::new(), dropped: 0, stop: false });
+static BUFFER: Mutex<Buffer> =
+    Mutex::new(Buffer { slices: Vec::new(), polls: Vec::new(), details: Vec::new(), dropped: 0, stop: false });
 
 static WAKE_WRITER: Condvar = Condvar::new();
 static MAX_BUFFERED: AtomicUsize = AtomicUsize::new(1 << 20);
@@ -122,6 +140,19 @@ pub fn record_slice(slice: DescribedSlice, detail: Option<SliceDetail>) {
         buffer.details.push(detail);
     }
     wake_writer_if_half_full(&buffer);
+}
+
+/// Appends one poll of a loop's selector. Never raises, never blocks on
+/// the writer; dropped (not counted) when the buffer is full, as a stall
+/// then reads as the gap heuristic would cut it.
+#[inline]
+pub fn record_poll(start_ns: u64, wait_ns: u64, thread: u32) {
+    let Ok(mut buffer) = BUFFER.lock() else { return };
+    if buffer.polls.len() >= MAX_BUFFERED.load(Relaxed) {
+        return;
+    }
+    let after_slices = buffer.slices.len() as u32;
+    buffer.polls.push(PendingPoll { start_ns, wait_ns, thread, after_slices });
 }
 
 /// The buffer, locked, if it has room for one more slice; if not, the
@@ -152,7 +183,7 @@ fn wake_writer_at(max_buffered: usize) -> usize {
 pub(super) fn start(max_buffered: usize) {
     if let Ok(mut buffer) = BUFFER.lock() {
         let slices = Vec::with_capacity(INITIAL_BUFFER_SLICES.min(max_buffered));
-        *buffer = Buffer { slices, ..Buffer::default() };
+        *buffer = Buffer { slices, polls: Vec::with_capacity(INITIAL_BUFFER_POLLS), ..Buffer::default() };
     }
     MAX_BUFFERED.store(max_buffered, Relaxed);
 }
@@ -180,6 +211,7 @@ pub(super) struct Taken {
 pub(super) fn wait_and_take(
     flush_interval: Duration,
     slices: &mut Vec<PendingSlice>,
+    polls: &mut Vec<PendingPoll>,
     details: &mut Vec<SliceDetail>,
     abandoned: impl FnOnce() -> bool,
     taking: impl FnOnce(usize),
@@ -195,6 +227,7 @@ pub(super) fn wait_and_take(
     }
     taking(buffer.slices.len());
     std::mem::swap(&mut buffer.slices, slices);
+    std::mem::swap(&mut buffer.polls, polls);
     std::mem::swap(&mut buffer.details, details);
     Some(Taken { dropped: std::mem::take(&mut buffer.dropped), stop: buffer.stop })
 }
@@ -209,6 +242,7 @@ pub(super) fn abandon(abandon: impl FnOnce()) -> u64 {
             abandon();
             let buffered = buffer.slices.len() as u64 + std::mem::take(&mut buffer.dropped);
             buffer.slices.clear();
+            buffer.polls.clear();
             buffer.details.clear();
             buffered
         }

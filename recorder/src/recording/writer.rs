@@ -8,13 +8,14 @@
 //! writes it; at stop, it writes the footer. A failed write stops the
 //! recording, logged once; what was written stays readable.
 
-use super::buffer::{self, PendingSlice, SliceDetail, INITIAL_BUFFER_SLICES};
+use super::buffer::{self, PendingPoll, PendingSlice, SliceDetail, INITIAL_BUFFER_SLICES};
 use super::registry;
 use super::settings::{self, Settings};
 use crate::stacks::{self, StackId};
 use crate::{clock, config, trace_file};
 use aiocop_trace::records::{
-    AllowedEvent, Chunk, EventRecord, Frame, FrameName, SliceRecord, TraceFooter, TraceHeader,
+    AllowedEvent, Chunk, EventRecord, Frame, FrameName, LoopIterations, PollRecord, SliceRecord, TraceFooter,
+    TraceHeader,
 };
 use aiocop_trace::writer::TraceWriter;
 use pyo3::ffi;
@@ -168,11 +169,13 @@ fn write_loop(mut output: Output, flush_interval: Duration, progress: &WriterPro
     // every interval, written, emptied, so that in a steady state neither
     // side allocates.
     let mut slices: Vec<PendingSlice> = Vec::new();
+    let mut polls: Vec<PendingPoll> = Vec::new();
     let mut details: Vec<SliceDetail> = Vec::new();
     loop {
         let Some(taken) = buffer::wait_and_take(
             flush_interval,
             &mut slices,
+            &mut polls,
             &mut details,
             || progress.abandoned.load(Relaxed),
             |taking| progress.in_flight.store(taking as u64, Relaxed),
@@ -191,10 +194,15 @@ fn write_loop(mut output: Output, flush_interval: Duration, progress: &WriterPro
         let (slices_used, details_used) = (slices.len(), details.len());
         let mut parts = slices.chunks(MAX_SLICES_PER_CHUNK).peekable();
         let mut part_details = details.drain(..);
+        let mut part_polls = PollsByPart { polls: &polls, next: 0 };
         let mut dropped = Some(dropped).filter(|&d| d > 0);
-        while parts.peek().is_some() || dropped.is_some() {
+        let mut part_start = 0;
+        while parts.peek().is_some() || dropped.is_some() || part_polls.any_left() {
             let part = parts.next().unwrap_or_default();
-            let chunk = file_state.chunk(part, &mut part_details, dropped.take().unwrap_or(0));
+            part_start += part.len();
+            let last = parts.peek().is_none();
+            let mut chunk = file_state.chunk(part, &mut part_details, dropped.take().unwrap_or(0));
+            chunk.loop_iterations.0 = file_state.iterations(part_polls.up_to(part_start, last));
             let written = output.writer().and_then(|writer| writer.write_chunk(&chunk).map_err(|e| e.to_string()));
             if progress.abandoned.load(Relaxed) {
                 return outcome; // the stop has counted this chunk as not written
@@ -212,6 +220,8 @@ fn write_loop(mut output: Output, flush_interval: Duration, progress: &WriterPro
             file_state.tasks.remove(&token);
         }
         empty_for_reuse(&mut slices, slices_used);
+        let polls_used = polls.len();
+        empty_for_reuse(&mut polls, polls_used);
         empty_for_reuse(&mut details, details_used);
         if stop {
             break;
@@ -312,6 +322,8 @@ struct FileState {
     shared: Vec<Arc<str>>,
     /// The monitor clock at the start of the recording: chunk bases count from it.
     base_ns: u64,
+    /// The threads whose loops' polls were written (a few).
+    polling_threads: Vec<u32>,
 }
 
 impl FileState {
@@ -326,6 +338,7 @@ impl FileState {
             file_ids: Vec::new(),
             shared: Vec::new(),
             base_ns,
+            polling_threads: Vec::new(),
         }
     }
 
@@ -397,6 +410,29 @@ impl FileState {
             previous = slice.start_ns;
         }
         chunk
+    }
+
+    /// A chunk's loop iterations, from its polls.
+    fn iterations(&mut self, polls: &[PendingPoll]) -> LoopIterations {
+        // Buffered as they ended; loops on other threads may overlap.
+        let mut polls = polls.to_vec();
+        polls.sort_by_key(|poll| poll.start_ns);
+        let base_offset_ns = polls.first().map_or(0, |poll| poll.start_ns.saturating_sub(self.base_ns));
+        let mut previous = polls.first().map_or(0, |poll| poll.start_ns);
+        let polls: Vec<PollRecord> = polls
+            .iter()
+            .map(|poll| {
+                let start_delta_ns = poll.start_ns.saturating_sub(previous);
+                previous = poll.start_ns;
+                PollRecord { start_delta_ns, wait_ns: poll.wait_ns, thread: poll.thread }
+            })
+            .collect();
+        for poll in &polls {
+            if !self.polling_threads.contains(&poll.thread) {
+                self.polling_threads.push(poll.thread);
+            }
+        }
+        LoopIterations { base_offset_ns, polls, polling_threads: self.polling_threads.clone() }
     }
 
     /// Fills `record`, the chunk's next slice, from `detail`.
@@ -478,6 +514,31 @@ impl FileState {
     }
 }
 
+/// Hands out a flush's polls part by part: each with the slices around it.
+struct PollsByPart<'a> {
+    polls: &'a [PendingPoll],
+    next: usize,
+}
+
+impl<'a> PollsByPart<'a> {
+    fn any_left(&self) -> bool {
+        self.next < self.polls.len()
+    }
+
+    /// The polls buffered before slice `end` (all that are left, for the
+    /// `last` part).
+    fn up_to(&mut self, end: usize, last: bool) -> &'a [PendingPoll] {
+        let from = self.next;
+        let count = if last {
+            self.polls.len() - from
+        } else {
+            self.polls[from..].iter().take_while(|poll| (poll.after_slices as usize) < end).count()
+        };
+        self.next += count;
+        &self.polls[from..from + count]
+    }
+}
+
 fn mark(defined: &mut Vec<bool>, id: u32) {
     if defined.len() <= id as usize {
         defined.resize(id as usize + 1, false);
@@ -489,6 +550,37 @@ fn mark(defined: &mut Vec<bool>, id: u32) {
 mod tests {
     use super::*;
     use crate::recording::registry::NO_TASK;
+
+    fn poll(start_ns: u64, thread: u32, after_slices: u32) -> PendingPoll {
+        PendingPoll { start_ns, wait_ns: 10, thread, after_slices }
+    }
+
+    #[test]
+    fn each_poll_goes_in_the_chunk_of_the_slices_around_it() {
+        // Two parts of 3 slices: polls buffered before slice 3 go in the
+        // first, the others (and those after the last slice) in the second.
+        let polls = [poll(100, 1, 0), poll(200, 1, 2), poll(300, 1, 3), poll(400, 1, 6)];
+        let mut parts = PollsByPart { polls: &polls, next: 0 };
+        assert_eq!(parts.up_to(3, false), &polls[..2]);
+        assert!(parts.any_left());
+        assert_eq!(parts.up_to(6, true), &polls[2..]);
+        assert!(!parts.any_left());
+    }
+
+    #[test]
+    fn a_chunks_polls_are_deltas_in_start_order_and_name_every_polling_thread() {
+        let mut state = FileState::new(1_000);
+        // Buffered as they ended: thread 2's poll started first.
+        let first = state.iterations(&[poll(1_500, 1, 0), poll(1_200, 2, 0)]);
+        assert_eq!(first.base_offset_ns, 200);
+        let deltas: Vec<(u64, u32)> = first.polls.iter().map(|p| (p.start_delta_ns, p.thread)).collect();
+        assert_eq!(deltas, [(0, 2), (300, 1)]);
+        assert_eq!(first.polling_threads, [2, 1]);
+        // A chunk without polls still names the threads that poll.
+        let second = state.iterations(&[]);
+        assert!(second.polls.is_empty());
+        assert_eq!(second.polling_threads, [2, 1]);
+    }
 
     #[test]
     fn strings_are_defined_once_until_the_writer_remembers_too_many() {
