@@ -48,6 +48,15 @@ pub fn encode_chunk(chunk: &Chunk, out: &mut Vec<u8>) {
         out.u64(u64::from(name.module));
         out.u64(u64::from(name.qualname));
     }
+    out.len(chunk.sample_timing.slices.len());
+    for timed in &chunk.sample_timing.slices {
+        out.u64(u64::from(timed.slice));
+        out.len(timed.times.len());
+        for time in &timed.times {
+            out.u64(time.taken_offset_ns);
+            out.u64(time.waited_ns);
+        }
+    }
 }
 
 struct Encoder<'a> {
@@ -150,7 +159,8 @@ mod tests {
         let chunk = Chunk { base_offset_ns: 300, dropped_slices: 2, ..Chunk::default() };
         let mut out = vec![9];
         encode_chunk(&chunk, &mut out);
-        // No definitions, base 300 (a u16 varint), no slices, 2 dropped, no frame names.
-        assert_eq!(out, [9, 0, 0, 0, 251, 44, 1, 0, 2, 0]);
+        // No definitions, base 300 (a u16 varint), no slices, 2 dropped, no
+        // frame names, no sample times.
+        assert_eq!(out, [9, 0, 0, 0, 251, 44, 1, 0, 2, 0, 0]);
     }
 }

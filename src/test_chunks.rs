@@ -2,7 +2,9 @@
 //! around every varint width boundary, pure slices (the decoder's fast path)
 //! and slices with every field set.
 
-use crate::records::{Appended, Chunk, EventRecord, Frame, FrameName, SliceRecord};
+use crate::records::{
+    Appended, Chunk, EventRecord, Frame, FrameName, SampleTime, SampleTiming, SliceRecord, SliceSampleTimes,
+};
 
 /// A small xorshift generator: reproducible chunks without a crate.
 pub struct Random(pub u64);
@@ -89,5 +91,15 @@ pub fn random_chunk(random: &mut Random) -> Chunk {
                 })
                 .collect(),
         ),
+        sample_timing: Appended(SampleTiming {
+            slices: (0..random.below(3))
+                .map(|_| SliceSampleTimes {
+                    slice: random.wide() as u32,
+                    times: (0..random.below(3))
+                        .map(|_| SampleTime { taken_offset_ns: random.wide(), waited_ns: random.wide() })
+                        .collect(),
+                })
+                .collect(),
+        }),
     }
 }

@@ -9,8 +9,8 @@ use crate::format::{
 };
 use crate::reader::{Dictionary, TraceFile};
 use crate::records::{
-    Appended, Chunk, EventRecord, EventSpec, Frame, FrameName, ProcessInfo, Redaction, SamplingInfo, SliceRecord,
-    TraceFooter, TraceHeader,
+    Appended, Chunk, EventRecord, EventSpec, Frame, FrameName, ProcessInfo, Redaction, SampleTime, SampleTiming,
+    SamplingInfo, SliceRecord, SliceSampleTimes, TraceFooter, TraceHeader,
 };
 use crate::writer::TraceWriter;
 use std::io::{self, Write};
@@ -86,6 +86,16 @@ fn chunks() -> Vec<Chunk> {
             (0, FrameName { module: 9, qualname: 2 }),
             (1, FrameName { module: 9, qualname: 2 }),
         ]),
+        sample_timing: Appended(SampleTiming {
+            slices: vec![SliceSampleTimes {
+                slice: 1,
+                times: vec![
+                    SampleTime { taken_offset_ns: 2_000_000, waited_ns: 0 },
+                    SampleTime { taken_offset_ns: 50_000_000, waited_ns: 47_000_000 },
+                    SampleTime { taken_offset_ns: 50_000_100, waited_ns: 100 },
+                ],
+            }],
+        }),
     };
     let second = Chunk {
         strings: vec![(7, "asyncio.sleep".into())],
@@ -312,6 +322,16 @@ fn an_empty_recording_is_a_header_and_a_footer() {
 /// passes and `GOLDEN_TRACE` still reads (`the_golden_trace_still_reads`),
 /// and regenerating the hex is all there is to do.
 const GOLDEN_TRACE: &str = "\
+41494f434f5054520100030000000000010100006e00000065000000e4cc865a28b52ffd206529030005312e332e3004\
+332e3132056c696e75780168070104612e7079fc00ca9a3bfb881300640201046f70656e1400060207757669636f726e\
+076170703a6170700b737061776e206368696c6401062f612f737263fc80841e00fc40420f00010105726f7574650201\
+000066000000660000004657130d28b52ffd2066ed020092851420a027e9fae0bffef0f9ffdf1d716b7126462cfc7f63\
+0878638f478e846cb2930c09c6532cde7fb2df2e68d1f4efed01a5717a3dc5a37744f7a60ae6e4324887346d44282a71\
+0c5984c5b0d8029c3886645102007114222e450603010000120000000900000098906e4c28b52ffd2009490000020101\
+01fc80380100";
+
+/// A trace of format 1.2, before the sample times.
+const GOLDEN_TRACE_1_2: &str = "\
 41494f434f5054520100020000000000010100006e00000065000000e4cc865a28b52ffd206529030005312e332e3004\
 332e3132056c696e75780168070104612e7079fc00ca9a3bfb881300640201046f70656e1400060207757669636f726e\
 076170703a6170700b737061776e206368696c6401062f612f737263fc80841e00fc40420f00010105726f7574650201\
@@ -332,7 +352,7 @@ const GOLDEN_TRACE_1_1: &str = "\
 /// the bincode encoding itself, independent of zstd.
 const GOLDEN_PAYLOADS: [&str; 3] = [
     "05312e332e3004332e3132056c696e75780168070104612e7079fc00ca9a3bfb881300640201046f70656e1400060207757669636f726e076170703a6170700b737061776e206368696c6401062f612f737263fc80841e00fc40420f00010105726f757465",
-    "0600046d61696e010e2f612f7372632f6d61696e2e70790201660304782c207204046d61696e0503672e660100010602010001000a020005000000000000000000fb2c01fc701101000001000101010003020000140100000101000405",
+    "0600046d61696e010e2f612f7372632f6d61696e2e70790201660304782c207204046d61696e0503672e660100010602010001000a020005000000000000000000fb2c01fc701101000001000101010003020000140100000101000405010101fbc8affbe0ab",
     "02010101fc80380100",
 ];
 
@@ -345,6 +365,18 @@ const GOLDEN_TRACE_1_0: &str = "\
 00120000000900000098906e4c28b52ffd200949000002010101fc80380100";
 
 fn golden_parts() -> (TraceHeader, Chunk, TraceFooter) {
+    let (header, mut chunk, footer) = golden_parts_1_2();
+    chunk.sample_timing = Appended(SampleTiming {
+        slices: vec![SliceSampleTimes {
+            slice: 1,
+            times: vec![SampleTime { taken_offset_ns: 45_000, waited_ns: 44_000 }],
+        }],
+    });
+    (header, chunk, footer)
+}
+
+/// What [`GOLDEN_TRACE_1_2`] holds.
+fn golden_parts_1_2() -> (TraceHeader, Chunk, TraceFooter) {
     let (mut header, chunk, footer) = golden_parts_1_1();
     header.redaction = Appended(Redaction { redacted: true, kept_context_keys: vec!["route".into()] });
     (header, chunk, footer)
@@ -408,6 +440,7 @@ fn golden_parts_1_0() -> (TraceHeader, Chunk, TraceFooter) {
         ],
         dropped_slices: 1,
         frame_names: Appended::default(),
+        sample_timing: Appended::default(),
     };
     let footer = TraceFooter { slices: 2, events: 1, dropped_slices: 1, chunks: 1, end_offset_ns: 80_000 };
     (header, chunk, footer)
@@ -459,6 +492,49 @@ fn a_1_1_trace_still_reads_as_not_redacted() {
     assert!(!trace.header().redaction.redacted);
     assert_eq!(trace.read_chunk(0).unwrap(), chunk);
     assert_eq!(trace.footer(), Some(&footer));
+}
+
+#[test]
+fn a_1_2_trace_still_reads_without_sample_times() {
+    let (header, chunk, footer) = golden_parts_1_2();
+    let trace = TraceFile::from_bytes(from_hex(GOLDEN_TRACE_1_2), "golden-1.2.aiocop").unwrap();
+    assert_eq!(trace.format_version(), (1, 2));
+    assert_eq!(trace.header(), &header);
+    let read = trace.read_chunk(0).unwrap();
+    assert!(read.sample_timing.slices.is_empty());
+    assert_eq!(read, chunk);
+    // Visited slice by slice, its sampled slice comes without times.
+    let mut times_seen = Vec::new();
+    trace.visit_chunk(0, &mut TimesSeen(&mut times_seen)).unwrap();
+    assert_eq!(times_seen, [(1, vec![])]);
+    assert_eq!(trace.footer(), Some(&footer));
+}
+
+#[test]
+fn a_visitor_gets_each_sampled_slice_with_its_sample_times() {
+    let (_, chunk, _) = golden_parts();
+    let trace = TraceFile::from_bytes(from_hex(GOLDEN_TRACE), "golden.aiocop").unwrap();
+    assert_eq!(trace.format_version(), (1, 3));
+    let mut times_seen = Vec::new();
+    trace.visit_chunk(0, &mut TimesSeen(&mut times_seen)).unwrap();
+    assert_eq!(times_seen, [(1, chunk.sample_timing.slices[0].times.clone())]);
+}
+
+/// Records (slice index, sample times) of each sampled slice visited.
+struct TimesSeen<'a>(&'a mut Vec<(usize, Vec<SampleTime>)>);
+
+impl crate::SliceVisitor for TimesSeen<'_> {
+    fn pure_slice(&mut self, _: u64, _: crate::PureSlice) {}
+    fn slice(&mut self, _: u64, _: &SliceRecord) {
+        unreachable!("the decoder calls timed_slice");
+    }
+    fn timed_slice(&mut self, start_ns: u64, slice: &SliceRecord, sample_times: &[SampleTime]) {
+        if !slice.samples.is_empty() {
+            // The golden chunk's sampled slice is its second (start 310).
+            assert_eq!(start_ns, 310);
+            self.0.push((1, sample_times.to_vec()));
+        }
+    }
 }
 
 #[test]

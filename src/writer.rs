@@ -12,7 +12,7 @@ use crate::format::{
     encode_payload, Codec, FileHeader, FrameHeader, Payload, FILE_HEADER_LEN, FRAME_HEADER_LEN, MAX_PAYLOAD_LEN,
     MAX_WRITTEN_RAW_LEN,
 };
-use crate::records::{Chunk, SliceRecord, TraceFooter, TraceHeader};
+use crate::records::{Appended, Chunk, SampleTiming, SliceRecord, SliceSampleTimes, TraceFooter, TraceHeader};
 use std::fmt;
 use std::io::Write;
 
@@ -213,6 +213,12 @@ fn split_chunk(chunk: &Chunk) -> Option<(Chunk, Chunk)> {
         if let Some(first) = tail.first_mut() {
             first.start_delta_ns = first_delta;
         }
+        // Sample times name their slice by its index in the chunk.
+        let head_len = head.len() as u32;
+        let (head_times, tail_times): (Vec<SliceSampleTimes>, Vec<SliceSampleTimes>) =
+            chunk.sample_timing.slices.iter().cloned().partition(|t| t.slice < head_len);
+        let tail_times: Vec<SliceSampleTimes> =
+            tail_times.into_iter().map(|t| SliceSampleTimes { slice: t.slice - head_len, ..t }).collect();
         let first = Chunk {
             strings: chunk.strings.clone(),
             frames: chunk.frames.clone(),
@@ -221,11 +227,13 @@ fn split_chunk(chunk: &Chunk) -> Option<(Chunk, Chunk)> {
             slices: head.to_vec(),
             dropped_slices: chunk.dropped_slices,
             frame_names: chunk.frame_names.clone(),
+            sample_timing: Appended(SampleTiming { slices: head_times }),
         };
         let second = Chunk {
             base_offset_ns: tail_start.saturating_sub(first_delta),
             slices: tail,
             dropped_slices: 0,
+            sample_timing: Appended(SampleTiming { slices: tail_times }),
             ..Chunk::default()
         };
         return Some((first, second));
@@ -237,7 +245,12 @@ fn split_chunk(chunk: &Chunk) -> Option<(Chunk, Chunk)> {
     // Frame names may come in either half: a reader merges definitions.
     let mut first =
         Chunk { dropped_slices: chunk.dropped_slices, frame_names: chunk.frame_names.clone(), ..Chunk::default() };
-    let mut second = Chunk { base_offset_ns: chunk.base_offset_ns, slices: chunk.slices.clone(), ..Chunk::default() };
+    let mut second = Chunk {
+        base_offset_ns: chunk.base_offset_ns,
+        slices: chunk.slices.clone(),
+        sample_timing: chunk.sample_timing.clone(),
+        ..Chunk::default()
+    };
     let mut to_first = definitions / 2;
     let take = |n: &mut usize, len: usize| {
         let taken = (*n).min(len);

@@ -223,6 +223,7 @@ fn chunk_options(header: &TraceHeader, options: &ReadOptions, context_id: Option
             gap_ns: options.stall_gap_ns,
         },
         busy_series: options.busy_series,
+        sample_interval_ns: header.sampling.interval_ns,
     }
 }
 

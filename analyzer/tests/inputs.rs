@@ -129,7 +129,7 @@ fn format_versions() {
     assert_unusable(
         &run([path(&newer_major)]),
         &format!(
-            "'{}' is trace format 2.2, newer than this build of aiocop reads (format 1.x): upgrade aiocop to read it",
+            "'{}' is trace format 2.3, newer than this build of aiocop reads (format 1.x): upgrade aiocop to read it",
             path(&newer_major)
         ),
     );
@@ -137,20 +137,20 @@ fn format_versions() {
     assert_eq!(run([path(&older_major)]).status.code(), Some(2));
 
     // A newer minor reads, with a warning.
-    let newer_minor = edited(&one, dir.join("minor.bin"), |b| b[10..12].copy_from_slice(&3u16.to_le_bytes()));
+    let newer_minor = edited(&one, dir.join("minor.bin"), |b| b[10..12].copy_from_slice(&4u16.to_le_bytes()));
     let output = run([path(&newer_minor), "--format", "json"]);
     assert_eq!(output.status.code(), Some(0));
     assert_eq!(
         stderr(&output),
         format!(
-            "aiocop-analyze: warning: '{}' is trace format 1.3, newer than this build reads (1.2): what it adds is skipped\n",
+            "aiocop-analyze: warning: '{}' is trace format 1.4, newer than this build reads (1.3): what it adds is skipped\n",
             path(&newer_minor)
         )
     );
     let report: Value = serde_json::from_str(&stdout(&output)).unwrap();
     assert_eq!(
         (report["totals"]["slices"].as_u64(), report["traces"][0]["format_version"].as_str()),
-        (Some(7), Some("1.3"))
+        (Some(7), Some("1.4"))
     );
 }
 
@@ -284,7 +284,7 @@ fn info_describes_each_trace() {
         stdout(&output),
         format!(
             "'{}'
-  format:      1.2, complete
+  format:      1.3, complete
   recorded by: aiocop 1.3.0, Python 3.12.1 on linux, host web-1, pid 4242
   command:     app.py --serve
   label:       v1

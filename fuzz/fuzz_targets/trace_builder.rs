@@ -62,6 +62,7 @@ impl ArbitraryChunk {
             frame_names: Appended(
                 self.frame_names.iter().map(|&(id, module, qualname)| (id, FrameName { module, qualname })).collect(),
             ),
+            sample_timing: Appended::default(),
         }
     }
 }

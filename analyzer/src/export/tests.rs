@@ -62,6 +62,7 @@ pub(crate) fn sample_report() -> Report {
             long_slice_attributed_share: 0.2,
             samples: 14,
             traces_without_samples: 0,
+            traces_with_untimed_samples: 0,
         },
         stalls: vec![StallRow {
             rank: 1,
