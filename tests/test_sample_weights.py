@@ -123,7 +123,7 @@ def test_the_flame_graph_puts_the_c_call_in_a_native_frame_under_its_caller(tmp_
 
 def test_an_old_trace_is_count_weighted_and_the_report_says_so_once():
     # A format 1.2 trace, recorded before samples carried their times.
-    old = Path(__file__).parent / "data" / "format-1.2-samples.bin"
+    old = Path(__file__).parent / "data" / "format-1.2-samples.aiocop"
     report = analyze(str(old))
     assert report.returncode == 0, report.stderr
     assert report.stdout.count("Samples count-weighted: the trace's samples carry no times") == 1
