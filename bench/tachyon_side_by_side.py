@@ -80,7 +80,8 @@ def wait_until_serving(port: int) -> None:
 def serve_under_load(prefix: list[str], directory: Path) -> None:
     """Runs uvicorn under `prefix`, drives both routes with wrk, then stops it with SIGINT."""
     port = free_port()
-    command = [*prefix, "-m", "uvicorn", "app:app", "--port", str(port), "--log-level", "warning"]
+    # asyncio's loop, whose callbacks run under `Handle._run`, in both runs.
+    command = [*prefix, "-m", "uvicorn", "app:app", "--loop", "asyncio", "--port", str(port), "--log-level", "warning"]
     server = subprocess.Popen(command, cwd=directory, stdout=subprocess.DEVNULL)
     try:
         wait_until_serving(port)
@@ -122,6 +123,8 @@ def tachyon_shares(directory: Path) -> dict[str, float]:
     out = directory / "tachyon.txt"
     prefix = [sys.executable, "-m", "profiling.sampling", "run", "--collapsed", "--mode", "cpu", "-o", str(out)]
     serve_under_load(prefix, directory)
+    if not out.exists():
+        raise SystemExit("Tachyon wrote no collapsed stacks")
     counts: dict[str, int] = collections.Counter()
     for line in out.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
@@ -130,7 +133,9 @@ def tachyon_shares(directory: Path) -> dict[str, float]:
         runs = [i for i, frame in enumerate(frames) if frame.startswith("events.py:_run:") or ":Handle._run:" in frame]
         if not runs or len(frames) <= runs[-1] + 1:
             continue
-        innermost = frames[-1].split(":")[1]
+        # `file:function:line`, or a special frame such as `<GC>`.
+        parts = frames[-1].split(":")
+        innermost = parts[1] if len(parts) >= 3 else frames[-1]
         counts[innermost.rsplit(".", 1)[-1]] += int(count)
     total = sum(counts.values()) or 1
     return {name: count / total for name, count in counts.items()}
