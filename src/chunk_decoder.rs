@@ -24,7 +24,10 @@
 //! Nothing read is trusted: a length is checked against the bytes left
 //! before anything is allocated for it.
 
-use crate::records::{AllowedEvent, Chunk, EventRecord, Frame, FrameName, PollRecord, SliceRecord, StringId};
+use crate::records::{
+    AllowedEvent, Chunk, EventRecord, Frame, FrameName, PollRecord, SampleTime, SampleTiming, SliceRecord,
+    SliceSampleTimes, StringId,
+};
 
 /// Why a payload could not be decoded, and where.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -101,6 +104,14 @@ pub trait SliceVisitor {
     fn pure_slice(&mut self, start_ns: u64, slice: PureSlice);
     /// Any other slice, whole.
     fn slice(&mut self, start_ns: u64, slice: &SliceRecord);
+    /// Any other slice, whole, with the times of its samples (format 1.3;
+    /// empty when they are untimed): see [`crate::sample_weights`]. By
+    /// default, [`slice`](Self::slice) without them.
+    #[inline(always)]
+    fn timed_slice(&mut self, start_ns: u64, slice: &SliceRecord, sample_times: &[SampleTime]) {
+        let _ = sample_times;
+        self.slice(start_ns, slice);
+    }
 }
 
 /// A closure takes every slice as a record, pure ones too.
@@ -142,7 +153,10 @@ pub fn decode_chunk_within(
     let slice_count = cursor.len(MIN_SLICE_BYTES)?;
     let mut slice = SliceRecord::default();
     let mut start_ns = chunk.base_offset_ns;
-    for _ in 0..slice_count {
+    // The sample times come after the slices: read ahead for them at the
+    // first sampled slice (most chunks have none).
+    let mut sample_times = SampleTimesAhead::default();
+    for index in 0..slice_count {
         let start_delta_ns = cursor.u64()?;
         let duration_ns = cursor.u64()?;
         let what = cursor.u32()?;
@@ -152,29 +166,106 @@ pub fn decode_chunk_within(
         } else {
             (slice.start_delta_ns, slice.duration_ns, slice.what) = (start_delta_ns, duration_ns, what);
             cursor.pos = decode_slice_rest(raw, cursor.pos, &mut slice, allocate)?;
-            visitor.slice(start_ns, &slice);
+            let times = if slice.samples.is_empty() {
+                &[][..]
+            } else {
+                sample_times.of_slice(raw, cursor.pos, (index, slice_count), allocate)?
+            };
+            visitor.timed_slice(start_ns, &slice, times);
         }
     }
     chunk.dropped_slices = cursor.u64()?;
+    decode_appended(&mut cursor, &mut chunk, allocate)?;
+    Ok((chunk, cursor.pos))
+}
+
+/// Decodes what later minor versions appended after the dropped count:
+/// an older chunk ends before some of it, which then stays empty.
+fn decode_appended(cursor: &mut Cursor<'_>, chunk: &mut Chunk, allocate: Allocate<'_>) -> Result<()> {
     // Format 1.1 appended the frame names; a 1.0 chunk ends here.
-    if cursor.pos < raw.len() {
+    if cursor.pos < cursor.bytes.len() {
         chunk.frame_names.0 =
             cursor.vec(allocate, 3, |c| Ok((c.u32()?, FrameName { module: c.u32()?, qualname: c.u32()? })))?;
     }
-    // Format 1.3 appended the allowed events; a 1.2 chunk ends here.
-    if cursor.pos < raw.len() {
+    // Format 1.3 appended the sample times; a 1.2 chunk ends here.
+    if cursor.pos < cursor.bytes.len() {
+        chunk.sample_timing.0 = SampleTiming {
+            slices: cursor.vec(allocate, 2, |c| {
+                let slice = c.u32()?;
+                let times =
+                    c.vec(allocate, 2, |c| Ok(SampleTime { taken_offset_ns: c.u64()?, waited_ns: c.u64()? }))?;
+                Ok(SliceSampleTimes { slice, times })
+            })?,
+        };
+    }
+    // Then 1.3's allowed events.
+    if cursor.pos < cursor.bytes.len() {
         chunk.allowed.kept =
             cursor.vec(allocate, 3, |c| Ok(AllowedEvent { slice: c.u32()?, event: c.u32()?, entry: c.u32()? }))?;
         chunk.allowed.dropped = cursor.vec(allocate, 2, |c| Ok((c.u32()?, c.u32()?)))?;
     }
-    // Format 1.3 appended the loop iterations; a 1.2 chunk ends here.
-    if cursor.pos < raw.len() {
+    // Then 1.3's loop iterations.
+    if cursor.pos < cursor.bytes.len() {
         chunk.loop_iterations.base_offset_ns = cursor.u64()?;
         chunk.loop_iterations.polls = cursor
             .vec(allocate, 3, |c| Ok(PollRecord { start_delta_ns: c.u64()?, wait_ns: c.u64()?, thread: c.u32()? }))?;
         chunk.loop_iterations.polling_threads = cursor.vec(allocate, 1, Cursor::u32)?;
     }
-    Ok((chunk, cursor.pos))
+    Ok(())
+}
+
+/// A chunk's sample times, read ahead of the slice loop once a slice
+/// needs them.
+#[derive(Default)]
+struct SampleTimesAhead {
+    timing: Option<SampleTiming>,
+    /// The first entry that may be of a slice not visited yet (entries are
+    /// in slice order).
+    next: usize,
+}
+
+impl SampleTimesAhead {
+    /// The times of slice `index` (of `count`), whose record ends at `pos`.
+    #[inline(never)]
+    fn of_slice(
+        &mut self,
+        raw: &[u8],
+        pos: usize,
+        (index, count): (usize, usize),
+        allocate: Allocate<'_>,
+    ) -> Result<&[SampleTime]> {
+        if self.timing.is_none() {
+            self.timing = Some(read_ahead(raw, pos, count - index - 1, allocate)?);
+        }
+        let Some(timing) = &self.timing else { return Ok(&[]) };
+        while timing.slices.get(self.next).is_some_and(|t| (t.slice as usize) < index) {
+            self.next += 1;
+        }
+        Ok(match timing.slices.get(self.next) {
+            Some(timed) if timed.slice as usize == index => &timed.times,
+            _ => &[],
+        })
+    }
+}
+
+/// Skips the `slices_left` slices from `pos` and the fields after them, and
+/// decodes the chunk's sample times (empty before format 1.3).
+fn read_ahead(raw: &[u8], pos: usize, slices_left: usize, allocate: Allocate<'_>) -> Result<SampleTiming> {
+    let mut cursor = Cursor { bytes: raw, pos };
+    let mut scratch = SliceRecord::default();
+    for _ in 0..slices_left {
+        // The start delta, duration and what ran.
+        cursor.u64()?;
+        cursor.u64()?;
+        cursor.u32()?;
+        if cursor.pure_slice_rest().is_none() {
+            cursor.pos = decode_slice_rest(raw, cursor.pos, &mut scratch, allocate)?;
+        }
+    }
+    cursor.u64()?;
+    let mut appended = Chunk::default();
+    decode_appended(&mut cursor, &mut appended, allocate)?;
+    Ok(appended.sample_timing.0)
 }
 
 /// Decodes the fields of a slice after `what` into `slice`, from `pos`;
@@ -471,28 +562,43 @@ mod tests {
         let chunk = random_chunk(&mut random);
         let raw = encode_payload(&chunk).unwrap();
         // Cut where format 1.1's frame names start, the payload is a whole
-        // 1.0 chunk; where 1.3's allowed events start, a whole 1.2 chunk;
-        // where its loop iterations start, a 1.3 chunk without them (an
-        // empty appended field takes a byte per vector or number: 2 for the
-        // allowed events, 3 for the iterations).
+        // 1.0 chunk; where 1.3's sample times start, a whole 1.2 chunk; where
+        // its allowed events and its loop iterations start, a 1.3 chunk
+        // without them (an empty appended field takes a byte per vector or
+        // number: 1 for the sample times, 2 for the allowed events, 3 for
+        // the iterations).
         let without = |frame_names: bool| Chunk {
             frame_names: if frame_names { chunk.frame_names.clone() } else { Default::default() },
+            sample_timing: Default::default(),
             allowed: Default::default(),
             loop_iterations: Default::default(),
             ..chunk.clone()
         };
-        let format_1_0_end = encode_payload(&without(false)).unwrap().len() - 6;
-        let format_1_2_end = encode_payload(&without(true)).unwrap().len() - 5;
-        let allowed_end = format_1_2_end + 2;
+        let format_1_0_end = encode_payload(&without(false)).unwrap().len() - 7;
+        let format_1_2_end = encode_payload(&without(true)).unwrap().len() - 6;
+        let times_end = encode_payload(&Chunk {
+            allowed: Default::default(),
+            loop_iterations: Default::default(),
+            ..chunk.clone()
+        })
+        .unwrap()
+        .len()
+            - 5;
+        let allowed_end =
+            encode_payload(&Chunk { loop_iterations: Default::default(), ..chunk.clone() }).unwrap().len() - 3;
         let (whole, _) = decode_all(&raw[..format_1_0_end]).unwrap();
         assert!(whole.frame_names.is_empty());
         let (whole, _) = decode_all(&raw[..format_1_2_end]).unwrap();
         assert_eq!(whole.frame_names, chunk.frame_names);
+        assert!(whole.sample_timing.slices.is_empty());
         assert!(whole.allowed.is_empty());
         assert!(whole.loop_iterations.polls.is_empty());
+        let (whole, _) = decode_all(&raw[..times_end]).unwrap();
+        assert_eq!(whole.sample_timing, chunk.sample_timing);
         let (whole, _) = decode_all(&raw[..allowed_end]).unwrap();
         assert!(whole.loop_iterations.polls.is_empty());
-        for cut in (0..raw.len()).filter(|&cut| ![format_1_0_end, format_1_2_end, allowed_end].contains(&cut)) {
+        let whole_cuts = [format_1_0_end, format_1_2_end, times_end, allowed_end];
+        for cut in (0..raw.len()).filter(|cut| !whole_cuts.contains(cut)) {
             assert!(decode_all(&raw[..cut]).is_err(), "cut at {cut}");
             assert!(crate::format::decode_payload::<Chunk>(&raw[..cut]).is_err());
         }

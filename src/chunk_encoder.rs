@@ -48,6 +48,15 @@ pub fn encode_chunk(chunk: &Chunk, out: &mut Vec<u8>) {
         out.u64(u64::from(name.module));
         out.u64(u64::from(name.qualname));
     }
+    out.len(chunk.sample_timing.slices.len());
+    for timed in &chunk.sample_timing.slices {
+        out.u64(u64::from(timed.slice));
+        out.len(timed.times.len());
+        for time in &timed.times {
+            out.u64(time.taken_offset_ns);
+            out.u64(time.waited_ns);
+        }
+    }
     out.len(chunk.allowed.kept.len());
     for allowed in &chunk.allowed.kept {
         out.u64(u64::from(allowed.slice));
@@ -171,8 +180,8 @@ mod tests {
         let mut out = vec![9];
         encode_chunk(&chunk, &mut out);
         // No definitions, base 300 (a u16 varint), no slices, 2 dropped, no
-        // frame names, nothing allowed (kept, dropped), no loop iterations
-        // (base 0, no polls, no threads).
-        assert_eq!(out, [9, 0, 0, 0, 251, 44, 1, 0, 2, 0, 0, 0, 0, 0, 0]);
+        // frame names, no sample times, nothing allowed (kept, dropped), no
+        // loop iterations (base 0, no polls, no threads).
+        assert_eq!(out, [9, 0, 0, 0, 251, 44, 1, 0, 2, 0, 0, 0, 0, 0, 0, 0]);
     }
 }

@@ -19,6 +19,7 @@ pub mod intern;
 pub mod reader;
 pub mod records;
 pub mod severity;
+pub mod weights;
 pub mod writer;
 
 pub use budget::{MemoryBudget, DEFAULT_MEMORY_LIMIT};
@@ -28,6 +29,7 @@ pub use events::{BlockingEvent, EventSource, BLOCKING_EVENTS};
 pub use intern::Interner;
 pub use reader::{Dictionary, TraceFile};
 pub use severity::{level_from_score, SeverityLevel};
+pub use weights::{apportion, sample_weights, waited_in_native_code};
 pub use writer::TraceWriter;
 
 #[cfg(test)]

@@ -144,6 +144,10 @@ pub struct Chunk {
     /// chunk defines (a frame defined by a 1.0 writer has none). After the
     /// slices, where a 1.0 reader ignores it.
     pub frame_names: Appended<Vec<(FrameId, FrameName)>>,
+    /// Since format 1.3: when recording's samples were asked for and taken,
+    /// so that each weighs the time it stands for (`crate::weights`). After
+    /// the frame names, where a 1.2 reader ignores it.
+    pub sample_timing: Appended<SampleTiming>,
     /// Since format 1.3: the blocking events an allow-list allowed (none in
     /// an older chunk, or without an allow-list).
     pub allowed: Appended<AllowedEvents>,
@@ -151,6 +155,44 @@ pub struct Chunk {
     /// began and how long the loop waited for I/O in it (empty in older
     /// traces, and for loops whose iterations are not visible: uvloop).
     pub loop_iterations: Appended<LoopIterations>,
+}
+
+/// When the samples of a chunk's slices were taken (format 1.3): only for
+/// slices whose samples are recording's own (the monitor's carry no time).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
+pub struct SampleTiming {
+    /// In slice order; a slice not listed has untimed samples.
+    pub slices: Vec<SliceSampleTimes>,
+}
+
+impl SampleTiming {
+    /// The times of the samples of slice `index` of the chunk (empty: untimed).
+    pub fn of_slice(&self, index: usize) -> &[SampleTime] {
+        match self.slices.binary_search_by_key(&index, |timed| timed.slice as usize) {
+            Ok(found) => &self.slices[found].times,
+            Err(_) => &[],
+        }
+    }
+}
+
+/// The times of one slice's samples, one per sample in `samples` order.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
+pub struct SliceSampleTimes {
+    /// The slice's index in its chunk's `slices`.
+    pub slice: u32,
+    /// One per sample, in the order of the slice's `samples`.
+    pub times: Vec<SampleTime>,
+}
+
+/// When one sample was taken, and how long its request waited.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
+pub struct SampleTime {
+    /// From the slice's start to the moment the stack was read.
+    pub taken_offset_ns: u64,
+    /// From the watchdog asking for the sample to it being taken: the loop
+    /// thread runs the request at its next eval-breaker check, which C code
+    /// holding the GIL delays (see `crate::weights::waited_in_native_code`).
+    pub waited_ns: u64,
 }
 
 /// Which blocking events of a chunk's slices an allow-list allowed

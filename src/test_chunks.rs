@@ -3,7 +3,8 @@
 //! and slices with every field set.
 
 use crate::records::{
-    AllowedEvent, AllowedEvents, Appended, Chunk, EventRecord, Frame, FrameName, LoopIterations, PollRecord, SliceRecord,
+    AllowedEvent, AllowedEvents, Appended, Chunk, EventRecord, Frame, FrameName, LoopIterations, PollRecord,
+    SampleTime, SampleTiming, SliceRecord, SliceSampleTimes,
 };
 
 /// A small xorshift generator: reproducible chunks without a crate.
@@ -91,6 +92,16 @@ pub fn random_chunk(random: &mut Random) -> Chunk {
                 })
                 .collect(),
         ),
+        sample_timing: Appended(SampleTiming {
+            slices: (0..random.below(3))
+                .map(|_| SliceSampleTimes {
+                    slice: random.wide() as u32,
+                    times: (0..random.below(3))
+                        .map(|_| SampleTime { taken_offset_ns: random.wide(), waited_ns: random.wide() })
+                        .collect(),
+                })
+                .collect(),
+        }),
         allowed: Appended(AllowedEvents {
             kept: (0..random.below(3))
                 .map(|_| AllowedEvent {

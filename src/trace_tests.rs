@@ -10,8 +10,8 @@ use crate::format::{
 use crate::reader::{Dictionary, TraceFile};
 use crate::records::{
     AllowedEvent, AllowedEvents, Appended, Chunk, EventRecord, EventSpec, Frame, FrameName, LoopIterations, PollRecord,
-    ProcessInfo, Redaction,
-    SamplingInfo, SliceRecord, TraceFooter, TraceHeader,
+    ProcessInfo, Redaction, SampleTime, SampleTiming, SamplingInfo, SliceRecord, SliceSampleTimes, TraceFooter,
+    TraceHeader,
 };
 use crate::writer::TraceWriter;
 use std::io::{self, Write};
@@ -87,6 +87,16 @@ fn chunks() -> Vec<Chunk> {
             (0, FrameName { module: 9, qualname: 2 }),
             (1, FrameName { module: 9, qualname: 2 }),
         ]),
+        sample_timing: Appended(SampleTiming {
+            slices: vec![SliceSampleTimes {
+                slice: 1,
+                times: vec![
+                    SampleTime { taken_offset_ns: 2_000_000, waited_ns: 0 },
+                    SampleTime { taken_offset_ns: 50_000_000, waited_ns: 47_000_000 },
+                    SampleTime { taken_offset_ns: 50_000_100, waited_ns: 100 },
+                ],
+            }],
+        }),
         allowed: Appended(AllowedEvents {
             kept: vec![AllowedEvent { slice: 1, event: 0, entry: 9 }],
             dropped: vec![(1, 2)],
@@ -325,12 +335,13 @@ const GOLDEN_TRACE: &str = "\
 41494f434f5054520100030000000000010100006e00000065000000e4cc865a28b52ffd206529030005312e332e3004\
 332e3132056c696e75780168070104612e7079fc00ca9a3bfb881300640201046f70656e1400060207757669636f726e\
 076170703a6170700b737061776e206368696c6401062f612f737263fc80841e00fc40420f00010105726f7574650201\
-0000660000006a00000066ee511728b52ffd206aed02008205141fb0278d01489224491215280822580a683f494049d6\
-e60204a260f7de5ba6142a3f215f27e81d7fd7074ce3c5307901f753bb4129e4409c849ac252a0837c0be65892a6b043\
-93608d095e92a6200101030038aa40dd8e68d51303010000120000000900000098906e4c28b52ffd2009490000020101\
-01fc80380100";
+00007600000081000000c103caa228b52ffd20816d0300f2061822a027e9fbc17ffd2df17fab8b236e2dcecd480baa8e\
+e6b646f1d59770442364939d64ff8cdc905f2fe9ea3720e978e4afb0df3e682ff5efed0228b292553d40efb7ee85b598\
+0591144604458189f916d0f234cd618728c11a0bfc34cdc12601030038aa40dd8e68d513030100001200000009000000\
+98906e4c28b52ffd200949000002010101fc80380100";
 
-/// A trace of format 1.2, before the allowed events and the loop iterations.
+/// A trace of format 1.2, before the sample times, the allowed events and
+/// the loop iterations.
 const GOLDEN_TRACE_1_2: &str = "\
 41494f434f5054520100020000000000010100006e00000065000000e4cc865a28b52ffd206529030005312e332e3004\
 332e3132056c696e75780168070104612e7079fc00ca9a3bfb881300640201046f70656e1400060207757669636f726e\
@@ -352,7 +363,7 @@ const GOLDEN_TRACE_1_1: &str = "\
 /// the bincode encoding itself, independent of zstd.
 const GOLDEN_PAYLOADS: [&str; 3] = [
     "05312e332e3004332e3132056c696e75780168070104612e7079fc00ca9a3bfb881300640201046f70656e1400060207757669636f726e076170703a6170700b737061776e206368696c6401062f612f737263fc80841e00fc40420f00010105726f757465",
-    "0700046d61696e010e2f612f7372632f6d61696e2e70790201660304782c207204046d61696e0503672e6606066d61696e2e2a0100010602010001000a020005000000000000000000fb2c01fc7011010000010001010100030200001401000001010004050101000600",
+    "0700046d61696e010e2f612f7372632f6d61696e2e70790201660304782c207204046d61696e0503672e6606066d61696e2e2a0100010602010001000a020005000000000000000000fb2c01fc701101000001000101010003020000140100000101000405010101fbc8affbe0ab01010006000702000201fb3601fb9001010101",
     "02010101fc80380100",
 ];
 
@@ -366,6 +377,12 @@ const GOLDEN_TRACE_1_0: &str = "\
 
 fn golden_parts() -> (TraceHeader, Chunk, TraceFooter) {
     let (header, mut chunk, footer) = golden_parts_1_2();
+    chunk.sample_timing = Appended(SampleTiming {
+        slices: vec![SliceSampleTimes {
+            slice: 1,
+            times: vec![SampleTime { taken_offset_ns: 45_000, waited_ns: 44_000 }],
+        }],
+    });
     chunk.strings.push((6, "main.*".into()));
     chunk.allowed =
         Appended(AllowedEvents { kept: vec![AllowedEvent { slice: 1, event: 0, entry: 6 }], dropped: vec![] });
@@ -445,6 +462,7 @@ fn golden_parts_1_0() -> (TraceHeader, Chunk, TraceFooter) {
         ],
         dropped_slices: 1,
         frame_names: Appended::default(),
+        sample_timing: Appended::default(),
         allowed: Appended::default(),
         loop_iterations: Appended::default(),
     };
@@ -501,16 +519,48 @@ fn a_1_1_trace_still_reads_as_not_redacted() {
 }
 
 #[test]
-fn a_1_2_trace_still_reads_with_nothing_allowed_and_without_loop_iterations() {
+fn a_1_2_trace_still_reads_without_sample_times_allowed_events_or_loop_iterations() {
     let (header, chunk, footer) = golden_parts_1_2();
     let trace = TraceFile::from_bytes(from_hex(GOLDEN_TRACE_1_2), "golden-1.2.aiocop").unwrap();
     assert_eq!(trace.format_version(), (1, 2));
     assert_eq!(trace.header(), &header);
     let read = trace.read_chunk(0).unwrap();
+    assert!(read.sample_timing.slices.is_empty());
     assert!(read.allowed.is_empty());
     assert!(read.loop_iterations.polls.is_empty() && read.loop_iterations.polling_threads.is_empty());
     assert_eq!(read, chunk);
+    // Visited slice by slice, its sampled slice comes without times.
+    let mut times_seen = Vec::new();
+    trace.visit_chunk(0, &mut TimesSeen(&mut times_seen)).unwrap();
+    assert_eq!(times_seen, [(1, vec![])]);
     assert_eq!(trace.footer(), Some(&footer));
+}
+
+#[test]
+fn a_visitor_gets_each_sampled_slice_with_its_sample_times() {
+    let (_, chunk, _) = golden_parts();
+    let trace = TraceFile::from_bytes(from_hex(GOLDEN_TRACE), "golden.aiocop").unwrap();
+    assert_eq!(trace.format_version(), (1, 3));
+    let mut times_seen = Vec::new();
+    trace.visit_chunk(0, &mut TimesSeen(&mut times_seen)).unwrap();
+    assert_eq!(times_seen, [(1, chunk.sample_timing.slices[0].times.clone())]);
+}
+
+/// Records (slice index, sample times) of each sampled slice visited.
+struct TimesSeen<'a>(&'a mut Vec<(usize, Vec<SampleTime>)>);
+
+impl crate::SliceVisitor for TimesSeen<'_> {
+    fn pure_slice(&mut self, _: u64, _: crate::PureSlice) {}
+    fn slice(&mut self, _: u64, _: &SliceRecord) {
+        unreachable!("the decoder calls timed_slice");
+    }
+    fn timed_slice(&mut self, start_ns: u64, slice: &SliceRecord, sample_times: &[SampleTime]) {
+        if !slice.samples.is_empty() {
+            // The golden chunk's sampled slice is its second (start 310).
+            assert_eq!(start_ns, 310);
+            self.0.push((1, sample_times.to_vec()));
+        }
+    }
 }
 
 #[test]

@@ -13,7 +13,8 @@ use crate::format::{
     MAX_WRITTEN_RAW_LEN,
 };
 use crate::records::{
-    AllowedEvent, AllowedEvents, Appended, Chunk, LoopIterations, PollRecord, SliceRecord, TraceFooter, TraceHeader,
+    AllowedEvent, AllowedEvents, Appended, Chunk, LoopIterations, PollRecord, SampleTiming, SliceRecord,
+    SliceSampleTimes, TraceFooter, TraceHeader,
 };
 use std::fmt;
 use std::io::Write;
@@ -215,6 +216,12 @@ fn split_chunk(chunk: &Chunk) -> Option<(Chunk, Chunk)> {
         if let Some(first) = tail.first_mut() {
             first.start_delta_ns = first_delta;
         }
+        // Sample times name their slice by its index in the chunk.
+        let head_len = head.len() as u32;
+        let (head_times, tail_times): (Vec<SliceSampleTimes>, Vec<SliceSampleTimes>) =
+            chunk.sample_timing.slices.iter().cloned().partition(|t| t.slice < head_len);
+        let tail_times: Vec<SliceSampleTimes> =
+            tail_times.into_iter().map(|t| SliceSampleTimes { slice: t.slice - head_len, ..t }).collect();
         let (head_allowed, tail_allowed) = split_allowed(&chunk.allowed, head.len() as u32);
         let (head_polls, tail_polls) = split_polls(&chunk.loop_iterations, tail_start);
         let first = Chunk {
@@ -225,6 +232,7 @@ fn split_chunk(chunk: &Chunk) -> Option<(Chunk, Chunk)> {
             slices: head.to_vec(),
             dropped_slices: chunk.dropped_slices,
             frame_names: chunk.frame_names.clone(),
+            sample_timing: Appended(SampleTiming { slices: head_times }),
             allowed: Appended(head_allowed),
             loop_iterations: Appended(head_polls),
         };
@@ -232,6 +240,7 @@ fn split_chunk(chunk: &Chunk) -> Option<(Chunk, Chunk)> {
             base_offset_ns: tail_start.saturating_sub(first_delta),
             slices: tail,
             dropped_slices: 0,
+            sample_timing: Appended(SampleTiming { slices: tail_times }),
             allowed: Appended(tail_allowed),
             loop_iterations: Appended(tail_polls),
             ..Chunk::default()
@@ -248,6 +257,7 @@ fn split_chunk(chunk: &Chunk) -> Option<(Chunk, Chunk)> {
     let mut second = Chunk {
         base_offset_ns: chunk.base_offset_ns,
         slices: chunk.slices.clone(),
+        sample_timing: chunk.sample_timing.clone(),
         allowed: chunk.allowed.clone(),
         loop_iterations: chunk.loop_iterations.clone(),
         ..Chunk::default()

@@ -27,7 +27,7 @@ use crate::group::NO_STACK;
 use crate::loop_time::LoopAggregate;
 use crate::signature::{CpuSignature, IoSignature, IoSignatureRef, SampleSignature, SignatureMap, Slot};
 use crate::stalls::{ChunkRuns, StallOptions, StallTracker};
-use aiocop_trace::records::{AllowedEvents, Chunk, LoopIterations, SliceRecord, StackId, StringId};
+use aiocop_trace::records::{AllowedEvents, Chunk, LoopIterations, SampleTime, SliceRecord, StackId, StringId};
 use aiocop_trace::{Dictionary, PureSlice, ReadError, SliceVisitor, TraceFile};
 use rayon::prelude::*;
 use std::collections::BTreeMap;
@@ -65,6 +65,9 @@ pub struct ChunkOptions {
     /// Keep the loop's busy time per [`BUSY_BUCKET_NS`] of the trace (the
     /// HTML report's chart); off, it costs a slice one predictable branch.
     pub busy_series: bool,
+    /// Recording's sampling interval (the header's): a sample whose request
+    /// waited over twice this long was in native code.
+    pub sample_interval_ns: u64,
 }
 
 /// The busy time over a trace is kept per this many nanoseconds of it.
@@ -82,6 +85,7 @@ impl Default for ChunkOptions {
             stalls: StallOptions::default(),
             iterations_possible: false,
             busy_series: false,
+            sample_interval_ns: 0,
         }
     }
 }
@@ -143,6 +147,8 @@ pub struct Counts {
     /// Blocking events an allow-list allowed (format 1.3), in every slice
     /// read (the time window and `--ignore` do not apply).
     pub allowed: AllowedCounts,
+    /// Of those, samples with the time they were taken (format 1.3).
+    pub timed_samples: u64,
     /// With [`ChunkOptions::busy_series`]: the busy time per bucket of
     /// [`BUSY_BUCKET_NS`] from the trace's start, as `(bucket, ns)` in the
     /// order slices came (a slice's time split between the buckets it spans).
@@ -225,6 +231,7 @@ impl Counts {
         self.long_ns = self.long_ns.saturating_add(other.long_ns);
         self.samples += other.samples;
         self.allowed.merge(&other.allowed);
+        self.timed_samples += other.timed_samples;
         self.busy_series.extend_from_slice(&other.busy_series);
     }
 }
@@ -324,10 +331,11 @@ impl FileAggregate {
         let mut start_ns = chunk.base_offset_ns;
         let mut stalls = StallTracker::new(options.stalls);
         stalls.set_polls(&chunk.loop_iterations);
-        for slice in &chunk.slices {
+        for (index, slice) in chunk.slices.iter().enumerate() {
             start_ns = start_ns.saturating_add(slice.start_delta_ns);
             if let Some(exceeded) = self.counts.add_slice(start_ns, slice, options) {
-                let slot = self.add_window_slice(slice, start_ns, exceeded, options);
+                let times = chunk.sample_timing.of_slice(index);
+                let slot = self.add_window_slice(slice, times, start_ns, exceeded, options);
                 stalls.add(slice.thread, start_ns, slice.duration_ns, slot);
             }
         }
@@ -360,11 +368,22 @@ impl FileAggregate {
 
     /// Takes a slice in the window that is not pure (a few in a hundred:
     /// kept out of the loop over slices); returns where its time goes.
+    /// `times`: when its samples were taken (empty: untimed).
     #[inline(never)]
-    fn add_window_slice(&mut self, slice: &SliceRecord, start_ns: u64, exceeded: bool, options: &ChunkOptions) -> Slot {
+    fn add_window_slice(
+        &mut self,
+        slice: &SliceRecord,
+        times: &[SampleTime],
+        start_ns: u64,
+        exceeded: bool,
+        options: &ChunkOptions,
+    ) -> Slot {
         self.counts.samples += slice.samples.len() as u64;
+        if times.len() == slice.samples.len() {
+            self.counts.timed_samples += times.len() as u64;
+        }
         if exceeded || !slice.events.is_empty() {
-            if let Some(slot) = self.add_keyed_slice(slice, start_ns, exceeded, options) {
+            if let Some(slot) = self.add_keyed_slice(slice, times, start_ns, exceeded, options) {
                 return slot;
             }
         }
@@ -379,7 +398,9 @@ impl FileAggregate {
             self.loop_time.add_ran(what, slice.duration_ns);
             Slot::Ran(what)
         } else {
-            let signature = SampleSignature::of(&slice.samples, self.extra_of(slice, options));
+            let extra = self.extra_of(slice, options);
+            let signature =
+                SampleSignature::of(&slice.samples, times, slice.duration_ns, options.sample_interval_ns, extra);
             self.loop_time.add_sampled(signature.clone(), start_ns, slice.duration_ns, long);
             Slot::Sampled(signature)
         }
@@ -400,6 +421,7 @@ impl FileAggregate {
     fn add_keyed_slice(
         &mut self,
         slice: &SliceRecord,
+        times: &[SampleTime],
         start_ns: u64,
         exceeded: bool,
         options: &ChunkOptions,
@@ -438,7 +460,8 @@ impl FileAggregate {
             }
             return Some(Slot::Io(IoSignature::from(&signature)));
         } else if exceeded {
-            let signature = CpuSignature { stack: most_frequent(&slice.samples).unwrap_or(NO_STACK), extra };
+            let heaviest = heaviest_stack(&slice.samples, times, slice.duration_ns);
+            let signature = CpuSignature { stack: heaviest.unwrap_or(NO_STACK), extra };
             let stats = self.cpu.entry(signature).or_insert_with(|| CpuStats {
                 slices: 0,
                 samples: 0,
@@ -548,7 +571,7 @@ impl SliceVisitor for ChunkVisitor<'_> {
             None => return,
             Some(true) => {
                 // Over a threshold given with `--threshold-ms`: CPU-blocking.
-                self.aggregate.add_keyed_slice(&slice.to_record(), start_ns, true, &self.options);
+                self.aggregate.add_keyed_slice(&slice.to_record(), &[], start_ns, true, &self.options);
             }
             Some(false) => {}
         }
@@ -558,26 +581,33 @@ impl SliceVisitor for ChunkVisitor<'_> {
 
     #[inline(always)]
     fn slice(&mut self, start_ns: u64, slice: &SliceRecord) {
+        self.timed_slice(start_ns, slice, &[]);
+    }
+
+    #[inline(always)]
+    fn timed_slice(&mut self, start_ns: u64, slice: &SliceRecord, sample_times: &[SampleTime]) {
         if let Some(exceeded) = self.counts.add_slice(start_ns, slice, &self.options) {
-            let slot = self.aggregate.add_window_slice(slice, start_ns, exceeded, &self.options);
+            let slot = self.aggregate.add_window_slice(slice, sample_times, start_ns, exceeded, &self.options);
             self.stalls.add(slice.thread, start_ns, slice.duration_ns, slot);
         }
     }
 }
 
-/// The most frequent stack of `samples`; the first of them in sample order
-/// on a tie. Samples per slice are few (the sampler caps them), and so are
-/// the distinct stacks among them.
-pub fn most_frequent(samples: &[StackId]) -> Option<StackId> {
-    let mut counts: Vec<(StackId, u32)> = Vec::new();
-    for &stack in samples {
-        match counts.iter_mut().find(|(s, _)| *s == stack) {
-            Some((_, count)) => *count += 1,
-            None => counts.push((stack, 1)),
+/// The stack of `samples` that stands for the most of a slice of
+/// `duration_ns` ([`aiocop_trace::sample_weights`]: the most frequent one
+/// when `times` is empty); the first of them in sample order on a tie.
+/// Samples per slice are few, and so are the distinct stacks among them.
+pub fn heaviest_stack(samples: &[StackId], times: &[SampleTime], duration_ns: u64) -> Option<StackId> {
+    let weights = aiocop_trace::sample_weights(duration_ns.max(samples.len() as u64), samples.len(), times);
+    let mut totals: Vec<(StackId, u64)> = Vec::new();
+    for (&stack, weight) in samples.iter().zip(weights) {
+        match totals.iter_mut().find(|(s, _)| *s == stack) {
+            Some((_, total)) => *total += weight,
+            None => totals.push((stack, weight)),
         }
     }
     // `max_by_key` keeps the last of equal maxima: reverse to keep the first.
-    counts.iter().rev().max_by_key(|(_, count)| *count).map(|(stack, _)| *stack)
+    totals.iter().rev().max_by_key(|(_, total)| *total).map(|(stack, _)| *stack)
 }
 
 #[cfg(test)]
@@ -608,11 +638,17 @@ mod tests {
     }
 
     #[test]
-    fn most_frequent_sample_prefers_the_first_on_ties() {
+    fn the_heaviest_sample_is_the_most_frequent_untimed_and_prefers_the_first_on_ties() {
+        let most_frequent = |samples: &[StackId]| heaviest_stack(samples, &[], 1_000);
         assert_eq!(most_frequent(&[]), None);
         assert_eq!(most_frequent(&[4, 5, 5, 4]), Some(4));
         assert_eq!(most_frequent(&[4, 5, 5]), Some(5));
         assert_eq!(most_frequent(&[9]), Some(9));
+        // Timed: one sample after a 45 ms C call outweighs two quick ones.
+        let taken = |offsets: &[u64]| -> Vec<SampleTime> {
+            offsets.iter().map(|&taken_offset_ns| SampleTime { taken_offset_ns, waited_ns: 0 }).collect()
+        };
+        assert_eq!(heaviest_stack(&[4, 5, 5], &taken(&[45_000, 45_100, 45_200]), 45_300), Some(4));
     }
 
     #[test]
@@ -671,6 +707,7 @@ mod tests {
                 long_ns: 0,
                 samples: 0,
                 allowed: AllowedCounts { events: 5, by_entry: BTreeMap::from([(40, 2), (41, 1)]) },
+                timed_samples: 0,
                 busy_series: Vec::new(),
             }
         );

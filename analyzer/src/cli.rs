@@ -29,9 +29,12 @@ const REPORT_SEMANTICS: &str = "\
 Where the loop's time went (the Loop time table, first):
   Every slice's time goes to groups of the --by key: a slice with blocking
   events to its events' keys (split by event count), one with CPU samples to
-  its samples' keys (split by sample count), any other to what ran (its
-  coroutine or callback qualname). The groups add up to the busy time. io ms
-  is the time of slices with blocking events, cpu ms the rest. The headline
+  its samples' keys (each sample weighing the time since the previous one of
+  its slice; an equal share in traces before format 1.3), any other to what
+  ran (its coroutine or callback qualname). The groups add up to the busy
+  time. io ms is the time of slices with blocking events, cpu ms the rest;
+  `native` in the from column: some of the group's samples waited in C code
+  it called (a sort, a C encoder). The headline
   says how much of the time in slices of --long-ms or more a stack (events
   or samples) explains; traces without CPU samples are said to be missing
   them.
@@ -539,7 +542,9 @@ How the flame graph is made:
       between its events' stacks, by event count: the stack that blocked
       stands for the time of its slice;
     - else, a slice with CPU samples splits it between its samples' stacks,
-      by sample count: each sample stands for its share of its slice;
+      each sample weighing the time since the previous one of its slice (an
+      equal share in traces before format 1.3); a sample that waited in C
+      code gets a [native] frame under the function that called it;
     - any other slice (and one whose every event is ignored) is one frame,
       what ran.
   Every stack sits on a root frame, what ran (the coroutine or callback

@@ -10,9 +10,11 @@
 //!
 //! - a slice with blocking events that `--ignore` keeps splits its duration
 //!   between its events' stacks by event count ([`apportion`]);
-//! - else a sampled slice splits it between its samples' stacks by sample
-//!   count: each sample stands for its share of its slice, which recording's
-//!   sampling takes about every `interval_ns`;
+//! - else a sampled slice splits it between its samples' stacks by their
+//!   weights ([`aiocop_trace::sample_weights`]: each sample the time since
+//!   the previous one; an equal share each in traces before format 1.3); a
+//!   sample whose request waited in C code gets a `[native]` frame under
+//!   its innermost one, the C call made from that line;
 //! - any other slice is one frame, what ran.
 //!
 //! Every line starts with what ran (the slice's coroutine or callback
@@ -28,7 +30,7 @@
 use crate::aggregate::FileAggregate;
 use crate::group::{IgnoreSet, StackResolver};
 use crate::identity::{frame_facts, frame_identity, PathContext};
-use crate::loop_time::apportion;
+use aiocop_trace::apportion;
 use aiocop_trace::frame::short_path;
 use aiocop_trace::records::{FrameId, StackId, StringId, TraceHeader};
 use aiocop_trace::Dictionary;
@@ -118,7 +120,7 @@ impl Folded {
     ) {
         let dictionary = &aggregate.dictionary;
         let used = aggregate.io.keys().flat_map(|s| s.events.iter().map(|&(_, stack)| stack));
-        let sampled = aggregate.loop_time.sampled.keys().flat_map(|s| s.samples.iter().map(|&(stack, _)| stack));
+        let sampled = aggregate.loop_time.sampled.keys().flat_map(|s| s.samples.iter().map(|share| share.stack));
         let paths = PathContext::new(dictionary, used.chain(sampled), &header.process.sys_path);
         let mut stacks = StackNames { dictionary, paths: &paths, names, cache: FxHashMap::default() };
         let mut resolver = StackResolver::new(dictionary, &[], ignore, &paths);
@@ -146,8 +148,12 @@ impl Folded {
         }
         for (signature, (stats, _)) in &aggregate.loop_time.sampled {
             let what = signature.extra.map_or_else(|| "<what ran not kept>".to_owned(), root);
-            let counts: Vec<(StackId, u64)> = signature.samples.iter().map(|&(s, n)| (s, u64::from(n))).collect();
-            self.add_split(&what, &counts, stats.busy_ns, &mut stacks);
+            let weights: Vec<u64> = signature.samples.iter().map(|share| u64::from(share.share)).collect();
+            for (share, part_ns) in signature.samples.iter().zip(apportion(stats.busy_ns, &weights)) {
+                // Time in C code called from the stack's innermost frame.
+                let native = if share.native { NATIVE_FRAME } else { "" };
+                self.add(format!("{what};{}{native}", stacks.get(share.stack)), part_ns);
+            }
         }
         for (what, stats) in aggregate.loop_time.ran() {
             self.add(root(what), stats.busy_ns);
@@ -162,6 +168,10 @@ impl Folded {
         }
     }
 }
+
+/// The frame under a sample's innermost frame when its request waited in
+/// C code called from there ([`aiocop_trace::waited_in_native_code`]).
+pub const NATIVE_FRAME: &str = ";[native]";
 
 fn string(dictionary: &Dictionary, id: StringId) -> String {
     dictionary.string(id).map_or_else(|| format!("<unknown string {id}>"), str::to_owned)

@@ -8,7 +8,8 @@
 //! - a slice with blocking events (not all dropped by `--ignore`) goes to
 //!   the keys of its events, split by how many events each key has;
 //! - otherwise, a slice with CPU samples is split across its samples' keys
-//!   by sample count;
+//!   by their weights ([`aiocop_trace::sample_weights`]: the time since the
+//!   previous sample of the slice; an equal share each before format 1.3);
 //! - any other slice goes to what ran: its task's coroutine qualname or its
 //!   callback's qualname (and so does a slice whose every event is ignored).
 //!
@@ -23,7 +24,7 @@
 //! [`crate::aggregate`]), sampled ones by their [`SampleSignature`], the others by
 //! their `what` string id in a table indexed by it, so that the pure slices
 //! (most of them) cost an add each. [`crate::resolve`] turns them into text
-//! keys with [`apportion`], which splits a time by weights without losing a
+//! keys with [`aiocop_trace::apportion`], which splits a time by weights without losing a
 //! nanosecond.
 
 use crate::signature::{SampleSignature, SignatureMap};
@@ -154,67 +155,29 @@ impl LoopAggregate {
     }
 }
 
-/// Splits `total` in proportion to `weights`, in whole units, so that the
-/// parts add up to `total` exactly: each part is rounded down, and the units
-/// left over go one each to the parts with the largest remainders (the
-/// first of equal ones). All weights 0: everything to the first part.
-pub fn apportion(total: u64, weights: &[u64]) -> Vec<u64> {
-    let sum: u128 = weights.iter().map(|&w| u128::from(w)).sum();
-    if weights.is_empty() {
-        return Vec::new();
-    }
-    if sum == 0 {
-        let mut parts = vec![0; weights.len()];
-        parts[0] = total;
-        return parts;
-    }
-    let mut parts = Vec::with_capacity(weights.len());
-    let mut remainders = Vec::with_capacity(weights.len());
-    for (index, &weight) in weights.iter().enumerate() {
-        let exact = u128::from(total) * u128::from(weight);
-        parts.push((exact / sum) as u64);
-        remainders.push((exact % sum, index));
-    }
-    let given: u64 = parts.iter().sum();
-    let mut left = total - given;
-    // Largest remainder first; on a tie, the first part.
-    remainders.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
-    for &(_, index) in &remainders {
-        if left == 0 {
-            break;
-        }
-        parts[index] += 1;
-        left -= 1;
-    }
-    parts
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn apportion_adds_up_exactly_and_follows_the_weights() {
-        assert_eq!(apportion(10, &[1, 1, 1]), [4, 3, 3]);
-        assert_eq!(apportion(10, &[2, 1, 1]), [5, 3, 2]);
-        assert_eq!(apportion(7, &[0, 0]), [7, 0]);
-        assert_eq!(apportion(0, &[3, 4]), [0, 0]);
-        assert_eq!(apportion(5, &[]), Vec::<u64>::new());
-        assert_eq!(
-            apportion(u64::MAX, &[u64::MAX, 1]).iter().map(|&p| u128::from(p)).sum::<u128>(),
-            u128::from(u64::MAX)
-        );
-        for total in [1, 999, 1_000_003] {
-            for weights in [&[3u64, 5, 7][..], &[1], &[1, 0, 2], &[100, 1]] {
-                assert_eq!(apportion(total, weights).iter().sum::<u64>(), total, "{total} by {weights:?}");
-            }
-        }
-    }
+    use crate::signature::SampleShare;
+    use aiocop_trace::records::{SampleTime, StackId};
 
     #[test]
     fn sample_signatures_count_each_stack_in_any_order() {
-        assert_eq!(SampleSignature::of(&[7, 3, 7], None), SampleSignature::of(&[3, 7, 7], None));
-        assert_eq!(&SampleSignature::of(&[7, 3, 7], Some(1)).samples[..], &[(3, 1), (7, 2)]);
+        let untimed = |samples: &[StackId], extra| SampleSignature::of(samples, &[], 1_000, 1_000, extra);
+        assert_eq!(untimed(&[7, 3, 7], None), untimed(&[3, 7, 7], None));
+        let share = |stack, count, share| SampleShare { stack, native: false, count, share };
+        assert_eq!(&untimed(&[7, 3, 7], Some(1)).samples[..], &[share(3, 1, 1), share(7, 2, 2)]);
+    }
+
+    #[test]
+    fn timed_samples_share_their_slice_by_the_time_each_stands_for() {
+        // A 45 ms sort sampled as it returns (its request waited 44 ms: in
+        // C code), then two quick samples in the code after it.
+        let time = |taken_offset_ns, waited_ns| SampleTime { taken_offset_ns, waited_ns };
+        let times = [time(45_000_000, 44_000_000), time(45_100_000, 100_000), time(45_200_000, 100_000)];
+        let signature = SampleSignature::of(&[3, 7, 7], &times, 45_300_000, 1_000_000, None);
+        let share = |stack, native, count, share| SampleShare { stack, native, count, share };
+        assert_eq!(&signature.samples[..], &[share(3, true, 1, 255), share(7, false, 2, 1)]);
     }
 
     #[test]

@@ -228,6 +228,7 @@ fn chunk_options(header: &TraceHeader, options: &ReadOptions, context_id: Option
         },
         busy_series: options.busy_series,
         iterations_possible: false,
+        sample_interval_ns: header.sampling.interval_ns,
     }
 }
 

@@ -3,8 +3,8 @@
 //! [`crate::export::json`]); the other formats show the same values.
 
 use crate::keys::GroupBy;
-use crate::loop_time::apportion;
 use crate::resolve::{via, Analysis, CpuGroup, Group, LoopGroup, Stall};
+use aiocop_trace::apportion;
 use aiocop_trace::SeverityLevel;
 use clap::ValueEnum;
 use serde::Serialize;
@@ -315,6 +315,14 @@ pub struct LoopTimeView {
     /// Traces with a loop whose iterations were not recorded (format
     /// before 1.3, or uvloop): its stalls were cut by the gap heuristic.
     pub traces_with_guessed_stalls: u64,
+    /// Traces whose samples carry no times (before format 1.3, or the
+    /// monitor's): each weighs an equal share of its slice.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub traces_with_untimed_samples: u64,
+}
+
+fn is_zero(count: &u64) -> bool {
+    *count == 0
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -569,7 +577,13 @@ pub fn loop_time(analysis: &Analysis, top: usize, long_ms: f64) -> LoopTimeView 
             };
             let share = if totals.busy_ns == 0 { 0.0 } else { group.busy_ns as f64 / totals.busy_ns as f64 };
             let mut via_names = Vec::new();
-            for (flag, name) in [(via::EVENTS, "events"), (via::SAMPLES, "samples"), (via::WHAT_RAN, "what_ran")] {
+            let flags = [
+                (via::EVENTS, "events"),
+                (via::SAMPLES, "samples"),
+                (via::NATIVE, "native"),
+                (via::WHAT_RAN, "what_ran"),
+            ];
+            for (flag, name) in flags {
                 if group.via & flag != 0 {
                     via_names.push(name);
                 }
@@ -604,6 +618,7 @@ pub fn loop_time(analysis: &Analysis, top: usize, long_ms: f64) -> LoopTimeView 
         samples: totals.samples,
         traces_without_samples: totals.traces_without_samples,
         traces_with_guessed_stalls: totals.traces_with_guessed_stalls,
+        traces_with_untimed_samples: totals.traces_with_untimed_samples,
     }
 }
 

@@ -24,9 +24,9 @@ use crate::durations::Durations;
 use crate::group::{IgnoreSet, StackFacts, StackResolver, NO_STACK};
 use crate::identity::PathContext;
 use crate::keys::{GroupBy, KeySource};
-use crate::loop_time::apportion;
 use crate::signature::{CpuSignature, IoSignature, SampleSignature, Slot};
 use crate::stalls::{file_stalls, ChunkRuns};
+use aiocop_trace::apportion;
 use aiocop_trace::records::{StackId, StringId, TraceHeader};
 use aiocop_trace::severity::WEIGHT_MODERATE;
 use aiocop_trace::{level_from_score, SeverityLevel};
@@ -130,6 +130,20 @@ pub mod via {
     pub const EVENTS: u8 = 1;
     pub const SAMPLES: u8 = 2;
     pub const WHAT_RAN: u8 = 4;
+    /// Some of its samples waited in C code it called (`[native]`).
+    pub const NATIVE: u8 = 8;
+}
+
+/// The part of a sampled slice's time one key gets.
+struct SamplePart {
+    key: String,
+    /// Samples at the key, and their part of the slice ([`crate::signature::SampleShare::share`]).
+    samples: u64,
+    share: u64,
+    /// A stack there, for the example.
+    stack: StackId,
+    /// Some of them waited in native code.
+    native: bool,
 }
 
 /// One row of the Loop time table, before ranking.
@@ -180,6 +194,8 @@ pub struct LoopTotals {
     pub traces_without_samples: u64,
     /// Traces with a loop whose stalls were cut by the gap heuristic.
     pub traces_with_guessed_stalls: u64,
+    /// Traces with samples that carry no times (count-weighted).
+    pub traces_with_untimed_samples: u64,
 }
 
 /// A stall, resolved.
@@ -486,15 +502,21 @@ impl<'a> Keyer<'a> {
         }
     }
 
-    /// How a sampled slice's time splits: (key, samples, a stack there).
-    fn sample_parts(&mut self, signature: &SampleSignature) -> Vec<(String, u64, StackId)> {
-        let mut parts: Vec<(String, u64, StackId)> = Vec::new();
-        for &(stack, count) in &signature.samples {
-            let key = self.sample_key(stack, signature.extra);
-            match parts.iter_mut().find(|(k, _, _)| *k == key) {
-                Some((_, total, _)) => *total += u64::from(count),
-                None => parts.push((key, u64::from(count), stack)),
-            }
+    /// How a sampled slice's time splits, by key.
+    fn sample_parts(&mut self, signature: &SampleSignature) -> Vec<SamplePart> {
+        let mut parts: Vec<SamplePart> = Vec::new();
+        for share in &signature.samples {
+            let key = self.sample_key(share.stack, signature.extra);
+            let part = match parts.iter_mut().find(|p| p.key == key) {
+                Some(part) => part,
+                None => {
+                    parts.push(SamplePart { key, samples: 0, share: 0, stack: share.stack, native: false });
+                    parts.last_mut().expect("just pushed")
+                }
+            };
+            part.samples += u64::from(share.count);
+            part.share += u64::from(share.share);
+            part.native |= share.native;
         }
         parts
     }
@@ -512,8 +534,8 @@ impl<'a> Keyer<'a> {
             }
             Slot::Sampled(signature) => {
                 let parts = self.sample_parts(signature);
-                let weights: Vec<u64> = parts.iter().map(|p| p.1).collect();
-                parts.into_iter().map(|p| p.0).zip(apportion(ns, &weights)).collect()
+                let weights: Vec<u64> = parts.iter().map(|p| p.share).collect();
+                parts.into_iter().map(|p| p.key).zip(apportion(ns, &weights)).collect()
             }
             Slot::Ran(what) => vec![(self.string(*what), ns)],
             Slot::Other => vec![("<other>".to_owned(), ns)],
@@ -572,18 +594,18 @@ impl Analysis {
         for (signature, (stats, long_ns)) in &aggregate.loop_time.sampled {
             long_attributed_ns = long_attributed_ns.saturating_add(*long_ns);
             let parts = keyer.sample_parts(signature);
-            let weights: Vec<u64> = parts.iter().map(|p| p.1).collect();
-            for ((key, samples, stack), part_ns) in parts.into_iter().zip(apportion(stats.busy_ns, &weights)) {
-                let trace = keyer.stacks.facts(stack).trace.clone();
+            let weights: Vec<u64> = parts.iter().map(|p| p.share).collect();
+            for (part, part_ns) in parts.into_iter().zip(apportion(stats.busy_ns, &weights)) {
+                let trace = keyer.stacks.facts(part.stack).trace.clone();
                 let group = LoopGroup {
                     busy_ns: part_ns,
                     io_ns: 0,
                     slices: stats.slices,
-                    samples: samples * stats.slices,
-                    via: via::SAMPLES,
+                    samples: part.samples * stats.slices,
+                    via: if part.native { via::SAMPLES | via::NATIVE } else { via::SAMPLES },
                     example: Some((part_ns, file, stats.first_start_ns, trace)),
                 };
-                add_loop(key, group);
+                add_loop(part.key, group);
             }
         }
         for (what, stats) in aggregate.loop_time.ran() {
@@ -659,6 +681,7 @@ impl Analysis {
         loop_totals.samples += counts.samples;
         loop_totals.traces_without_samples += u64::from(counts.samples == 0);
         loop_totals.traces_with_guessed_stalls += u64::from(aggregate.runs.iter().any(ChunkRuns::has_guessed_runs));
+        loop_totals.traces_with_untimed_samples += u64::from(counts.samples > counts.timed_samples);
         for &(bucket, ns) in &counts.busy_series {
             add_at(&mut self.busy_series_ns, bucket as usize, ns);
         }
@@ -755,6 +778,7 @@ impl Analysis {
         mine.samples += theirs.samples;
         mine.traces_without_samples += theirs.traces_without_samples;
         mine.traces_with_guessed_stalls += theirs.traces_with_guessed_stalls;
+        mine.traces_with_untimed_samples += theirs.traces_with_untimed_samples;
         self.stalls.extend(other.stalls);
         let (mine, theirs) = (&mut self.totals, other.totals);
         mine.traces += theirs.traces;

@@ -7,7 +7,7 @@
 //! A leaf: it uses nothing of the crate, so the stages that share
 //! signatures do not use each other for them.
 
-use aiocop_trace::records::{StackId, StringId};
+use aiocop_trace::records::{SampleTime, StackId, StringId};
 use smallvec::SmallVec;
 
 /// Slices that did blocking I/O and resolve to the same keys.
@@ -73,8 +73,28 @@ pub struct CpuSignature {
     pub extra: Option<StringId>,
 }
 
-/// A slice's CPU samples: `(stack, count)`, sorted by stack.
-pub type SampleCounts = SmallVec<[(StackId, u32); 2]>;
+/// A slice's CPU samples, by stack: sorted by stack, then `native`.
+pub type SampleCounts = SmallVec<[SampleShare; 2]>;
+
+/// The samples of one stack in a slice, and the part of the slice's time
+/// they stand for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SampleShare {
+    pub stack: StackId,
+    /// Their requests waited in C code called from the stack's innermost
+    /// frame ([`aiocop_trace::waited_in_native_code`]).
+    pub native: bool,
+    pub count: u32,
+    /// Their part of the slice: of [`SHARE_UNITS`] for timed samples
+    /// ([`aiocop_trace::sample_weights`]); for untimed ones (before format
+    /// 1.3), their count, each sample an equal part.
+    pub share: u32,
+}
+
+/// A timed slice's time is split into this many parts between its samples:
+/// fine enough (0.4%) to follow the weights, coarse enough that slices of
+/// the same stacks share a signature.
+pub const SHARE_UNITS: u64 = 256;
 
 /// Sampled slices (no blocking event) that resolve to the same keys.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -85,12 +105,32 @@ pub struct SampleSignature {
 }
 
 impl SampleSignature {
-    pub fn of(samples: &[StackId], extra: Option<StringId>) -> SampleSignature {
+    /// The signature of a slice of `duration_ns` with these samples and
+    /// their times (empty: untimed); `interval_ns` is recording's sampling
+    /// interval, which says which waited in native code.
+    pub fn of(
+        samples: &[StackId],
+        times: &[SampleTime],
+        duration_ns: u64,
+        interval_ns: u64,
+        extra: Option<StringId>,
+    ) -> SampleSignature {
+        let timed = times.len() == samples.len();
+        let shares: Vec<u64> = if timed {
+            aiocop_trace::apportion(SHARE_UNITS, &aiocop_trace::sample_weights(duration_ns, samples.len(), times))
+        } else {
+            vec![1; samples.len()]
+        };
         let mut counts = SampleCounts::new();
-        for &stack in samples {
-            match counts.iter_mut().find(|(s, _)| *s == stack) {
-                Some((_, count)) => *count += 1,
-                None => counts.push((stack, 1)),
+        for (index, (&stack, &share)) in samples.iter().zip(&shares).enumerate() {
+            let native = timed && aiocop_trace::waited_in_native_code(&times[index], interval_ns);
+            let share = share as u32;
+            match counts.iter_mut().find(|s| s.stack == stack && s.native == native) {
+                Some(found) => {
+                    found.count += 1;
+                    found.share += share;
+                }
+                None => counts.push(SampleShare { stack, native, count: 1, share }),
             }
         }
         counts.sort_unstable();

@@ -296,7 +296,16 @@ pub struct StallTracker {
     polling_threads: Vec<u32>,
     /// The slices held until the chunk's polls are read (see [`Self::hold`]).
     held: Option<Vec<(u32, u64, u64, Slot)>>,
+    /// The chunk had more slices than a tracker holds: its polls are not
+    /// used, and its runs are cut by the gap heuristic (said to be guessed).
+    gave_up_holding: bool,
 }
+
+/// Slices a tracker holds at most (2 MiB). The recorder writes at most
+/// 65,536 slices a chunk (its `MAX_SLICES_PER_CHUNK`), so only a foreign or
+/// crafted chunk has more; holding all of its slices would take memory the
+/// reader's budget does not count (32 bytes for a pure slice of 3 or 4).
+const MAX_HELD_SLICES: usize = 1 << 16;
 
 impl StallTracker {
     pub fn new(options: StallOptions) -> StallTracker {
@@ -308,6 +317,7 @@ impl StallTracker {
             polls: Vec::new(),
             polling_threads: Vec::new(),
             held: None,
+            gave_up_holding: false,
         }
     }
 
@@ -343,8 +353,7 @@ impl StallTracker {
     /// ran): most slices, so a few compares and adds.
     #[inline(always)]
     pub fn add_ran(&mut self, thread: u32, start_ns: u64, duration_ns: u64, what: StringId) {
-        if let Some(held) = &mut self.held {
-            held.push((thread, start_ns, duration_ns, Slot::Ran(what)));
+        if self.held.is_some() && self.holds((thread, start_ns, duration_ns, Slot::Ran(what))).is_none() {
             return;
         }
         if let Some(runs) = self.threads.get_mut(self.current) {
@@ -359,10 +368,12 @@ impl StallTracker {
 
     /// Takes the next slice of the chunk.
     #[inline]
-    pub fn add(&mut self, thread: u32, start_ns: u64, duration_ns: u64, slot: Slot) {
-        if let Some(held) = &mut self.held {
-            held.push((thread, start_ns, duration_ns, slot));
-            return;
+    pub fn add(&mut self, thread: u32, start_ns: u64, duration_ns: u64, mut slot: Slot) {
+        if self.held.is_some() {
+            match self.holds((thread, start_ns, duration_ns, slot)) {
+                None => return,
+                Some((_, _, _, not_held)) => slot = not_held,
+            }
         }
         if let Some(runs) = self.threads.get_mut(self.current) {
             if runs.open.thread == thread && runs.continued_by(start_ns, self.options.gap_ns) {
@@ -372,6 +383,24 @@ impl StallTracker {
             }
         }
         self.add_slow(thread, start_ns, duration_ns, slot);
+    }
+
+    /// Holds the slice until the polls are read (None), unless the chunk
+    /// has more slices than a tracker holds: then the held ones are cut by
+    /// the gap heuristic, and the slice is given back to be cut as well.
+    #[inline(never)]
+    fn holds(&mut self, slice: (u32, u64, u64, Slot)) -> Option<(u32, u64, u64, Slot)> {
+        let Some(held) = &mut self.held else { return Some(slice) };
+        if held.len() < MAX_HELD_SLICES {
+            held.push(slice);
+            return None;
+        }
+        let held = self.held.take().unwrap_or_default();
+        self.gave_up_holding = true;
+        for (thread, start_ns, duration_ns, slot) in held {
+            self.add(thread, start_ns, duration_ns, slot);
+        }
+        Some(slice)
     }
 
     /// Another thread's slice, or the start of a new run.
@@ -416,7 +445,9 @@ impl StallTracker {
 
     /// Finishes a tracker made by [`Self::hold`], with the chunk's polls.
     pub fn finish_with(mut self, index: usize, iterations: &LoopIterations) -> ChunkRuns {
-        self.set_polls(iterations);
+        if !self.gave_up_holding {
+            self.set_polls(iterations);
+        }
         self.finish(index)
     }
 }
@@ -670,5 +701,17 @@ mod tests {
         // Without the poll, the thread's two slices are one stall; thread 2
         // never polled and keeps the heuristic.
         assert_eq!(exact_stalls_of(&slices, &[], &[1, 2], &[0, 1, 2]), [(1, 0, 40 * MS + 5_000, 2)]);
+    }
+
+    #[test]
+    fn a_chunk_too_big_to_hold_is_cut_by_the_gap_heuristic() {
+        // More slices than a tracker holds (a recorder never writes such a
+        // chunk), with polls between them: the polls are not used, and the
+        // heuristic chains the requests, as for a trace without polls.
+        let n = MAX_HELD_SLICES as u64 + 3;
+        let slices = back_to_back(1, 0, n, MS, 3_000);
+        let polls: Vec<(u32, u64)> = (1..4).map(|i| (1, i * (n / 4) * (MS + 3_000) - 1_000)).collect();
+        let stalls = exact_stalls_of(&slices, &polls, &[], &[0]);
+        assert_eq!(stalls, [(1, 0, n * MS + (n - 1) * 3_000, n)]);
     }
 }

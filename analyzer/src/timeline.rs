@@ -24,7 +24,7 @@ use crate::group::{IgnoreSet, StackResolver};
 use crate::identity::PathContext;
 use crate::stalls::{file_stalls, ChunkRuns, StallOptions, StallTracker};
 use aiocop_trace::reader::CountedChunk;
-use aiocop_trace::records::{Chunk, SliceRecord, StackId, StringId, TraceHeader};
+use aiocop_trace::records::{Chunk, SampleTime, SliceRecord, StackId, StringId, TraceHeader};
 use aiocop_trace::{Dictionary, MemoryBudget, ReadError, TraceFile};
 use rayon::prelude::*;
 use rustc_hash::{FxHashMap, FxHashSet};
@@ -302,7 +302,7 @@ impl<'a> FileWriter<'a> {
     fn render(&self, chunk: &Chunk) -> Vec<u8> {
         let mut buffer = Vec::with_capacity(chunk.slices.len() * 128);
         let mut start_ns = chunk.base_offset_ns;
-        for slice in &chunk.slices {
+        for (index, slice) in chunk.slices.iter().enumerate() {
             start_ns = start_ns.saturating_add(slice.start_delta_ns);
             if start_ns < self.options.since_ns
                 || start_ns >= self.options.until_ns
@@ -310,7 +310,7 @@ impl<'a> FileWriter<'a> {
             {
                 continue;
             }
-            self.render_slice(&mut buffer, start_ns, slice);
+            self.render_slice(&mut buffer, start_ns, slice, chunk.sample_timing.of_slice(index));
         }
         buffer
     }
@@ -319,7 +319,8 @@ impl<'a> FileWriter<'a> {
         self.dictionary.string(id).unwrap_or("<unknown string>")
     }
 
-    fn render_slice(&self, buffer: &mut Vec<u8>, start_ns: u64, slice: &SliceRecord) {
+    /// `sample_times`: when its samples were taken (empty: untimed).
+    fn render_slice(&self, buffer: &mut Vec<u8>, start_ns: u64, slice: &SliceRecord, sample_times: &[SampleTime]) {
         let tid = match (self.options.tracks, slice.task) {
             (Tracks::Task, Some(task)) => self.tasks.get(&task).copied().unwrap_or(slice.thread),
             _ => slice.thread,
@@ -354,9 +355,12 @@ impl<'a> FileWriter<'a> {
         let count = slice.samples.len() as u64;
         for (k, sample) in (0u64..).zip(&slice.samples) {
             let stack = &self.stacks[sample];
-            // Recording's sampler is due `after_ns` into the slice, then every
-            // `interval_ns`; the monitor's samples carry no time: spread evenly.
-            let offset_ns = if sampling.after_ns > 0 {
+            // Timed (format 1.3): when it was taken. Else recording's sampler
+            // is due `after_ns` into the slice, then every `interval_ns`; the
+            // monitor's samples carry no time: spread evenly.
+            let offset_ns = if sample_times.len() == slice.samples.len() {
+                sample_times[k as usize].taken_offset_ns.min(slice.duration_ns)
+            } else if sampling.after_ns > 0 {
                 sampling.after_ns.saturating_add(k.saturating_mul(sampling.interval_ns)).min(slice.duration_ns)
             } else {
                 (u128::from(slice.duration_ns) * u128::from(k + 1) / u128::from(count + 1)) as u64

@@ -83,6 +83,7 @@ fn the_table_ranks_entry_points_by_severity() {
     let expected = "\
 Loop time: 0.691 s busy of 4.000 s recorded; 100% of the time in slices of 2 ms or more (0.690 s) is explained by a stack
 Samples missing: 1 of the 2 traces have no CPU samples (recorded without sampling, or before it existed), so time without blocking I/O goes to what ran (a coroutine or callback), not to a line
+Samples count-weighted: 1 of the 2 traces have samples that carry no times (recorded before trace format 1.3), so each stands for an equal share of its slice and a long C call's time is split between its caller and the code after it
 ┌───┬─────────────────────────────────┬─────────┬───────┬─────────┬─────────┬────────┬─────────┬──────────┐
 │ # ┆ entry point                     ┆ busy ms ┆ share ┆   io ms ┆  cpu ms ┆ slices ┆ samples ┆ from     │
 ╞═══╪═════════════════════════════════╪═════════╪═══════╪═════════╪═════════╪════════╪═════════╪══════════╡
@@ -195,7 +196,7 @@ fn the_json_report_is_the_documented_contract() {
     assert_eq!(
         report["traces"][1],
         serde_json::json!({
-            "path": path(&dir.join("web-2.bin")), "format_version": "1.2", "aiocop_version": "1.3.0",
+            "path": path(&dir.join("web-2.bin")), "format_version": "1.3", "aiocop_version": "1.3.0",
             "python_version": "3.12.1", "platform": "linux", "host": "web-2", "pid": 4242,
             "parent_pid": 0, "role": "", "root_command": [], "label": "v2",
             "threshold_ms": 100.0, "start_unix_ns": 1_714_564_800_000_000_000u64, "duration_s": 1.0, "slices": 2,
@@ -240,6 +241,8 @@ fn markdown_is_a_github_table() {
 **Loop time**: 0.691 s busy of 4.000 s recorded; 100% of the time in slices of 2 ms or more (0.690 s) is explained by a stack
 
 Samples missing: 1 of the 2 traces have no CPU samples (recorded without sampling, or before it existed), so time without blocking I/O goes to what ran (a coroutine or callback), not to a line
+
+Samples count-weighted: 1 of the 2 traces have samples that carry no times (recorded before trace format 1.3), so each stands for an equal share of its slice and a long C call's time is split between its caller and the code after it
 
 | # | entry point | busy ms | share | io ms | cpu ms | slices | samples | from |
 |--:|:--|--:|--:|--:|--:|--:|--:|:--|

@@ -64,6 +64,7 @@ impl ArbitraryChunk {
             frame_names: Appended(
                 self.frame_names.iter().map(|&(id, module, qualname)| (id, FrameName { module, qualname })).collect(),
             ),
+            sample_timing: Appended::default(),
             loop_iterations: Appended(LoopIterations {
                 base_offset_ns: self.loop_iterations.0,
                 polls: self

@@ -12,6 +12,7 @@ use crate::recording::{self, DescribedEvent, DescribedSlice, SliceDetail};
 use crate::slice::Slice;
 use crate::stacks::StackId;
 use crate::what_ran::{self, Ran};
+use aiocop_trace::records::SampleTime;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
@@ -23,6 +24,9 @@ pub struct SliceFacts<'a, 'py> {
     pub exceeded: bool,
     pub slice: &'a Slice,
     pub samples: &'a [StackId],
+    /// When recording's samples were taken, one per sample (none for the
+    /// monitor's).
+    pub sample_times: &'a [SampleTime],
     pub context: Option<&'a Bound<'py, PyDict>>,
 }
 
@@ -78,6 +82,7 @@ fn detail(py: Python<'_>, facts: &SliceFacts<'_, '_>) -> SliceDetail {
         allowed_dropped_events: facts.slice.allowed_dropped_events(),
         score: facts.slice.score,
         samples: facts.samples.to_vec(),
+        sample_times: facts.sample_times.to_vec(),
         context,
     }
 }

@@ -126,7 +126,8 @@ pub fn run_slice(py: Python<'_>, ran: Ran<'_, '_>, run: impl FnOnce() -> PyResul
     sampler::slice_started(start_ns);
     let result = run();
     let wall_ns = clock::now_ns() - start_ns;
-    let sampler::SliceSamples { monitor: samples, recording: recording_samples } = sampler::slice_finished(start_ns);
+    let sampler::SliceSamples { monitor: samples, recording: recording_samples, recording_times } =
+        sampler::slice_finished(start_ns);
     let finished = slice::end(outer);
     // The providers called at the first blocking event ran inside the
     // window: their time is theirs, not the application's.
@@ -149,6 +150,7 @@ pub fn run_slice(py: Python<'_>, ran: Ran<'_, '_>, run: impl FnOnce() -> PyResul
         None => merged,
     };
     if recording::is_active() {
+        let recording_samples_taken = sampler::recording_sampling().0 != 0;
         let facts = describe::SliceFacts {
             ran,
             start_ns,
@@ -156,7 +158,8 @@ pub fn run_slice(py: Python<'_>, ran: Ran<'_, '_>, run: impl FnOnce() -> PyResul
             exceeded,
             slice: &finished,
             // Recording's own samples where it takes them, else the monitor's.
-            samples: if sampler::recording_sampling().0 != 0 { &recording_samples } else { &samples },
+            samples: if recording_samples_taken { &recording_samples } else { &samples },
+            sample_times: if recording_samples_taken { &recording_times } else { &[] },
             context: merged.as_ref(),
         };
         let (described, detail) = describe::for_recording(py, &facts);

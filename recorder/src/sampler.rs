@@ -40,6 +40,7 @@ use crate::{
     clock, config, eval_breaker,
     stacks::{self, StackId},
 };
+use aiocop_trace::records::SampleTime;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use std::cell::Cell;
@@ -69,7 +70,7 @@ struct Slot {
     recording_due_ns: AtomicU64,
     /// ... and the slice the samples taken belong to, and the samples.
     recording_slice: AtomicU64,
-    recording_samples: Mutex<Vec<StackId>>,
+    recording_samples: Mutex<Vec<TimedSample>>,
     /// Samples the loop thread takes of itself (pending calls): the slice a
     /// call was queued for (0: none queued), and when, ...
     pending_for: AtomicU64,
@@ -159,12 +160,24 @@ pub fn slice_started(start_ns: u64) {
     }
 }
 
+/// One of recording's samples: its stack, when the watchdog asked for it
+/// and when it was taken (the clock of [`clock::now_ns`]).
+#[derive(Clone, Copy)]
+struct TimedSample {
+    stack: StackId,
+    asked_ns: u64,
+    taken_ns: u64,
+}
+
 /// The samples taken during a slice: the monitor's (for `cpu_blocking`
-/// events, 1.2.1's rules) and recording's.
+/// events, 1.2.1's rules) and recording's, with recording's times (one per
+/// sample), which weigh each by the time it stands for
+/// (`aiocop_trace::sample_weights`).
 #[derive(Default)]
 pub struct SliceSamples {
     pub monitor: Vec<StackId>,
     pub recording: Vec<StackId>,
+    pub recording_times: Vec<SampleTime>,
 }
 
 /// Withdraws the slice and returns the samples taken during it.
@@ -172,15 +185,23 @@ pub fn slice_finished(start_ns: u64) -> SliceSamples {
     let Some(slot) = my_slot() else { return SliceSamples::default() };
     slot.slice_start_ns.store(0, Release);
     slot.recording_due_ns.store(0, Relaxed);
+    let recording = take_samples(&slot.recording_slice, &slot.recording_samples, start_ns);
     SliceSamples {
         monitor: take_samples(&slot.sampled_slice, &slot.samples, start_ns),
-        recording: take_samples(&slot.recording_slice, &slot.recording_samples, start_ns),
+        recording: recording.iter().map(|sample| sample.stack).collect(),
+        recording_times: recording
+            .iter()
+            .map(|sample| SampleTime {
+                taken_offset_ns: sample.taken_ns.saturating_sub(start_ns),
+                waited_ns: sample.taken_ns.saturating_sub(sample.asked_ns),
+            })
+            .collect(),
     }
 }
 
 /// The samples in `samples` if they belong to the slice of `start_ns`.
 #[inline]
-fn take_samples(owner: &AtomicU64, samples: &Mutex<Vec<StackId>>, start_ns: u64) -> Vec<StackId> {
+fn take_samples<T>(owner: &AtomicU64, samples: &Mutex<Vec<T>>, start_ns: u64) -> Vec<T> {
     if owner.load(Acquire) != start_ns {
         return Vec::new();
     }
@@ -549,6 +570,7 @@ fn ask_the_loop_thread(index: usize, slot: &Slot, start: u64, wanted: Wanted) {
 /// queued for still runs. Never raises.
 extern "C" fn take_pending_sample(index: *mut c_void) -> c_int {
     let Some(slot) = SLOTS.get(index as usize) else { return 0 };
+    let asked_ns = slot.pending_since_ns.load(Relaxed);
     let queued_for = slot.pending_for.swap(0, Acquire);
     let running = slot.slice_start_ns.load(Acquire);
     if queued_for == 0 || running != queued_for {
@@ -561,7 +583,7 @@ extern "C" fn take_pending_sample(index: *mut c_void) -> c_int {
         let stack = stacks::capture_current(py, recording_depth);
         if let Some(stack) = stack {
             PENDING_SAMPLED.fetch_add(1, Relaxed);
-            push_recording_sample(slot, running, stack);
+            push_recording_sample(slot, running, TimedSample { stack, asked_ns, taken_ns: clock::now_ns() });
         }
         stack
     } else {
@@ -589,6 +611,7 @@ fn sample_with_the_gil(slot: &Slot, start: u64) {
     if unsafe { pyo3::ffi::Py_IsInitialized() } == 0 {
         return;
     }
+    let asked_ns = clock::now_ns();
     let switch_interval = switch_interval_functions();
     // SAFETY: plain reads and writes of the interpreter's switch interval,
     // which need no GIL; the program's value is put back once we hold it.
@@ -608,28 +631,29 @@ fn sample_with_the_gil(slot: &Slot, start: u64) {
         if slot.slice_start_ns.load(Acquire) != start {
             return;
         }
+        let taken_ns = clock::now_ns();
         let stack = thread_frame(py, slot.thread_ident.load(Relaxed))
             .and_then(|frame| stacks::capture_from(py, &frame, config::trace_depth()));
         if let (Some(stack), true) = (stack, slot.slice_start_ns.load(Acquire) == start) {
             GIL_SAMPLED.fetch_add(1, Relaxed);
-            push_recording_sample(slot, start, stack);
+            push_recording_sample(slot, start, TimedSample { stack, asked_ns, taken_ns });
         }
     });
 }
 
-fn push_recording_sample(slot: &Slot, start: u64, stack: StackId) {
-    push_sample(&slot.recording_slice, &slot.recording_samples, start, stack, MAX_RECORDING_SAMPLES);
+fn push_recording_sample(slot: &Slot, start: u64, sample: TimedSample) {
+    push_sample(&slot.recording_slice, &slot.recording_samples, start, sample, MAX_RECORDING_SAMPLES);
 }
 
 /// Adds a sample of the slice of `start` to `samples`, which `owner` says
 /// are of that slice (those of an earlier one, never taken, are dropped).
-fn push_sample(owner: &AtomicU64, samples: &Mutex<Vec<StackId>>, start: u64, stack: StackId, max: usize) {
+fn push_sample<T>(owner: &AtomicU64, samples: &Mutex<Vec<T>>, start: u64, sample: T, max: usize) {
     let Ok(mut samples) = samples.try_lock() else { return };
     if owner.load(Relaxed) != start {
         samples.clear();
     }
     if samples.len() < max {
-        samples.push(stack);
+        samples.push(sample);
     }
     owner.store(start, Release);
 }

@@ -16,7 +16,7 @@
 
 use super::{
     diff_cells, diff_summary_lines, diff_title, guessed_stalls_note, loop_time_headline, samples_note, stalls_headline,
-    summary_lines, top_events_text, unexplained_note, via_text, Exporter, Style, DIFF_HEADER,
+    summary_lines, top_events_text, unexplained_note, untimed_samples_note, via_text, Exporter, Style, DIFF_HEADER,
 };
 use crate::diff::{Diff, DiffRow, SideValues};
 use crate::report::Report;
@@ -143,6 +143,7 @@ impl Exporter for HtmlExporter {
         let names: Vec<&str> = report.traces.iter().map(|t| t.label.as_deref().unwrap_or(&t.path)).collect();
         let mut summary = vec![format!("Loop time: {}", loop_time_headline(report))];
         summary.extend(samples_note(report));
+        summary.extend(untimed_samples_note(report));
         summary.extend(unexplained_note(report));
         summary.extend(guessed_stalls_note(report));
         summary.extend(summary_lines(report));

@@ -121,6 +121,20 @@ pub(crate) fn guessed_stalls_note(report: &Report) -> Option<String> {
     ))
 }
 
+/// Said once when samples carry no times: they are weighed by count.
+pub(crate) fn untimed_samples_note(report: &Report) -> Option<String> {
+    let (untimed, traces) = (report.loop_time.traces_with_untimed_samples, report.traces.len() as u64);
+    let which = match (untimed, traces) {
+        (0, _) => return None,
+        (1, 1) => "the trace's samples carry".to_owned(),
+        (u, t) if u == t => format!("the samples of the {t} traces carry"),
+        (u, t) => format!("{u} of the {t} traces have samples that carry"),
+    };
+    Some(format!(
+        "Samples count-weighted: {which} no times (recorded before trace format 1.3), so each stands for an equal share of its slice and a long C call's time is split between its caller and the code after it"
+    ))
+}
+
 /// Said when most of the long slices' time has no stack although the
 /// traces have samples: those slices were not sampled (too short for the
 /// recorder's sampler), and their time is under what ran.

@@ -63,6 +63,7 @@ pub(crate) fn sample_report() -> Report {
             samples: 14,
             traces_without_samples: 0,
             traces_with_guessed_stalls: 0,
+            traces_with_untimed_samples: 0,
         },
         stalls: vec![StallRow {
             rank: 1,

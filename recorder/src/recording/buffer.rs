@@ -18,6 +18,7 @@
 //! the buffer is full, slices are dropped and counted, never waited for.
 
 use crate::stacks::StackId;
+use aiocop_trace::records::SampleTime;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::Duration;
@@ -74,6 +75,8 @@ pub struct SliceDetail {
     pub allowed_dropped_events: u32,
     pub score: i64,
     pub samples: Vec<StackId>,
+    /// When each of `samples` was taken, if they are recording's own.
+    pub sample_times: Vec<SampleTime>,
     /// Redacted (key, value) pairs, if the recording keeps context.
     pub context: Vec<(String, String)>,
 }

@@ -14,8 +14,8 @@ use super::settings::{self, Settings};
 use crate::stacks::{self, StackId};
 use crate::{clock, config, trace_file};
 use aiocop_trace::records::{
-    AllowedEvent, Chunk, EventRecord, Frame, FrameName, LoopIterations, PollRecord, SliceRecord, TraceFooter,
-    TraceHeader,
+    AllowedEvent, Chunk, EventRecord, Frame, FrameName, LoopIterations, PollRecord, SliceRecord, SliceSampleTimes,
+    TraceFooter, TraceHeader,
 };
 use aiocop_trace::writer::TraceWriter;
 use pyo3::ffi;
@@ -403,7 +403,11 @@ impl FileState {
                 exceeded: slice.exceeded,
                 ..SliceRecord::default()
             };
-            if let Some(detail) = slice.has_detail.then(|| details.next()).flatten() {
+            if let Some(mut detail) = slice.has_detail.then(|| details.next()).flatten() {
+                let times = std::mem::take(&mut detail.sample_times);
+                if !times.is_empty() {
+                    chunk.sample_timing.slices.push(SliceSampleTimes { slice: chunk.slices.len() as u32, times });
+                }
                 self.add_detail(&mut chunk, &mut record, detail);
             }
             chunk.slices.push(record);
