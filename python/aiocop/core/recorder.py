@@ -20,6 +20,7 @@ from aiocop import _native
 from aiocop.core import (
     cpu_sampler,
     lineage,
+    routes,
 )
 from aiocop.core.settings import (
     DEFAULT_FILE_MODE,
@@ -150,6 +151,7 @@ def start_with(settings: RecordingSettings) -> str:
         **process,
     )
     cpu_sampler.start_watchdog_thread()  # recording's sampling runs on it
+    routes.install()  # web frameworks name each request's route, now or once imported
     _register_stop_at_exit()
     logger.info("Recording to %s", written_path)
     return written_path

@@ -74,6 +74,12 @@ pub struct SliceDetail {
     pub samples: Vec<StackId>,
     /// Redacted (key, value) pairs, if the recording keeps context.
     pub context: Vec<(String, String)>,
+    /// The shared string id of the route of the request the slice served
+    /// (`crate::routes`), recorded as its context value `route`.
+    pub route: Option<u32>,
+    /// The routes of the requests routed during the slice, each recorded
+    /// as a context value `route.start`.
+    pub requests_started: crate::routes::Started,
 }
 
 /// One blocking event of a slice, described.
