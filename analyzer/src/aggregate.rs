@@ -323,8 +323,14 @@ impl FileAggregate {
         }
         let long = slice.duration_ns >= options.long_ns;
         if slice.samples.is_empty() {
-            self.loop_time.add_ran(slice.what, slice.duration_ns);
-            Slot::Ran(slice.what)
+            // `--by context:KEY` (and `route`): a slice with the value is its
+            // value's, sampled or not; the others are what ran.
+            let ran = match options.extra {
+                Extra::Context(_) => self.extra_of(slice, options).unwrap_or(slice.what),
+                _ => slice.what,
+            };
+            self.loop_time.add_ran(ran, slice.duration_ns);
+            Slot::Ran(ran)
         } else {
             let signature = SampleSignature::of(&slice.samples, self.extra_of(slice, options));
             self.loop_time.add_sampled(signature.clone(), start_ns, slice.duration_ns, long);

@@ -194,11 +194,7 @@ fn resolve_stack(
     let handler_at = handler_frame(
         frames.len(),
         outside,
-        app_at,
-        |at| {
-            let path = recorded_path(frames[at]);
-            (known(at), path, function(frames[at]))
-        },
+        |at| (known(at), recorded_path(frames[at]), function(frames[at])),
         app_roots,
     );
     StackFacts {
@@ -221,12 +217,13 @@ fn resolve_stack(
 /// The index of a stack's handler frame (see [`StackFacts::handler_identity`]):
 /// of the frames from `outside` (the innermost outside a lazy import) to the
 /// innermost event loop frame, the outermost of the app that is not
-/// generated code, preferring a function to a module's top level; else
-/// `app_at`. `frame(at)` is (known, recorded path, function).
+/// generated code, preferring a function to a module's top level; without
+/// one, the innermost third-party frame there (the framework's code that
+/// ran: never the script that started the loop), else `outside`.
+/// `frame(at)` is (known, recorded path, function).
 fn handler_frame<'f>(
     count: usize,
     outside: usize,
-    app_at: usize,
     frame: impl Fn(usize) -> (bool, &'f str, &'f str),
     app_roots: &[String],
 ) -> usize {
@@ -237,7 +234,11 @@ fn handler_frame<'f>(
     };
     let top_level = |at: &usize| frame(*at).2 == "<module>";
     let candidates = || (outside..inside_loop).rev().filter(mine);
-    candidates().find(|at| !top_level(at)).or_else(|| candidates().next()).unwrap_or(app_at)
+    candidates()
+        .find(|at| !top_level(at))
+        .or_else(|| candidates().next())
+        .or_else(|| (outside..inside_loop).find(|&at| frame(at).0 && is_third_party_path(frame(at).1)))
+        .unwrap_or(outside)
 }
 
 #[cfg(test)]
@@ -305,6 +306,51 @@ mod tests {
         assert_eq!(resolver.facts(2).entry_point, "<empty stack>");
         assert_eq!(resolver.facts(NO_STACK).entry_point, "<no stack>");
         assert_eq!(resolver.facts(77).trace, "<unknown stack 77>");
+    }
+
+    #[test]
+    fn the_handler_is_the_outermost_app_function_inside_the_loop() {
+        let strings = [
+            "/srv/app/costs.py",
+            "burn",
+            "/srv/app/app.py",
+            "render",
+            "<string>",
+            "send",
+            "/usr/lib/python3.12/asyncio/base_events.py",
+            "_run_once",
+            "/srv/app/app.py",
+            "<module>",
+            "/v/lib/python3.12/site-packages/aiohttp/web_protocol.py",
+            "_handle_request",
+        ];
+        let frame = |file: u32, line: i32| Frame { file, line, function: file + 1 };
+        let mut dictionary = Dictionary::new();
+        dictionary.add(&Chunk {
+            strings: strings.iter().enumerate().map(|(i, s)| (i as u32, (*s).to_owned())).collect(),
+            frames: vec![
+                (0, frame(0, 9)),
+                (1, frame(2, 22)),
+                (2, frame(4, 13)),
+                (3, frame(6, 1922)),
+                (4, frame(8, 43)),
+                (5, frame(10, 577)),
+            ],
+            stacks: vec![
+                // burn <- render <- loop <- the script that started the loop
+                (0, vec![0, 1, 3, 4]),
+                // generated code outside the handler is not the app's
+                (1, vec![0, 1, 2, 3, 4]),
+                // only the framework inside the loop: its frame, never the script
+                (2, vec![5, 3, 4]),
+            ],
+            ..Chunk::default()
+        });
+        let mut resolver = StackResolver::new(&dictionary, &[], None, &NO_PATHS);
+        assert_eq!(resolver.facts(0).handler_identity, "/srv/app/app.py:render");
+        assert_eq!(resolver.facts(0).handler_line, Some(22));
+        assert_eq!(resolver.facts(1).handler_identity, "/srv/app/app.py:render");
+        assert_eq!(resolver.facts(2).handler_identity, "aiohttp/web_protocol.py:_handle_request");
     }
 
     #[test]
