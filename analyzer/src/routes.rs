@@ -179,10 +179,10 @@ pub fn route_rows(routes: Routes, busy_ns: u64) -> Vec<RouteRow> {
             RouteRow {
                 rank: 0,
                 requests: stats.requests,
-                loop_ms_per_request: per_request(crate::report::ms(stats.busy_ns)),
-                p50_ms: crate::report::ms(percentile(&stats.request_ns, 0.5)),
-                p95_ms: crate::report::ms(percentile(&stats.request_ns, 0.95)),
-                busy_ms: crate::report::ms(stats.busy_ns),
+                loop_ms_per_request: per_request(ms(stats.busy_ns)),
+                p50_ms: ms(percentile(&stats.request_ns, 0.5)),
+                p95_ms: ms(percentile(&stats.request_ns, 0.95)),
+                busy_ms: ms(stats.busy_ns),
                 busy_share: if busy_ns == 0 { 0.0 } else { stats.busy_ns as f64 / busy_ns as f64 },
                 events_per_request: per_request(stats.events as f64),
                 severity_score: stats.score,
@@ -196,6 +196,11 @@ pub fn route_rows(routes: Routes, busy_ns: u64) -> Vec<RouteRow> {
         row.rank = index + 1;
     }
     rows
+}
+
+/// Nanoseconds as milliseconds.
+fn ms(ns: u64) -> f64 {
+    ns as f64 / 1e6
 }
 
 /// The nearest-rank percentile of sorted values; 0 for none.

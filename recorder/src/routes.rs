@@ -16,7 +16,6 @@ use crate::what_ran::Ran;
 use pyo3::ffi;
 use pyo3::prelude::*;
 use rustc_hash::FxHashMap;
-use smallvec::SmallVec;
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::OnceLock;
@@ -29,7 +28,7 @@ static IN_USE: AtomicBool = AtomicBool::new(false);
 thread_local! {
     /// The routes (shared string ids) of the requests routed in this
     /// thread's running slice.
-    static STARTED: RefCell<Started> = RefCell::new(SmallVec::new());
+    static STARTED: RefCell<Started> = RefCell::new(Started::new());
     /// Shared string ids of the route strings seen, by address. The strings
     /// are kept alive with their ids, so that an address is never reused
     /// while cached; the Python side hands one string per route.
@@ -40,8 +39,8 @@ thread_local! {
 /// program minting route names per request would otherwise grow it).
 const MAX_CACHED_ROUTES: usize = 4096;
 
-/// Routes of the requests routed in one slice: one, almost always.
-pub type Started = SmallVec<[u32; 1]>;
+/// Routes of the requests routed in one slice.
+pub type Started = crate::recording::RouteIds;
 
 /// What a slice says about routes: its route's shared string id, and the
 /// routes of the requests routed during it.

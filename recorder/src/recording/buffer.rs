@@ -79,8 +79,12 @@ pub struct SliceDetail {
     pub route: Option<u32>,
     /// The routes of the requests routed during the slice, each recorded
     /// as a context value `route.start`.
-    pub requests_started: crate::routes::Started,
+    pub requests_started: RouteIds,
 }
+
+/// Shared string ids of routes: those of the requests routed in one slice
+/// (one, almost always).
+pub type RouteIds = smallvec::SmallVec<[u32; 1]>;
 
 /// One blocking event of a slice, described.
 pub struct DescribedEvent {
