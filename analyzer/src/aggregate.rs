@@ -389,14 +389,14 @@ impl FileAggregate {
         }
         let long = slice.duration_ns >= options.long_ns;
         if slice.samples.is_empty() {
-            // `--by context:KEY`: a slice recorded with that key goes to its
-            // value, not to what ran (a test run's slices to their test).
-            let what = match options.extra {
+            // `--by context:KEY` (and `route`): a slice with the value is its
+            // value's, sampled or not; the others are what ran.
+            let ran = match options.extra {
                 Extra::Context(_) => self.extra_of(slice, options).unwrap_or(slice.what),
                 _ => slice.what,
             };
-            self.loop_time.add_ran(what, slice.duration_ns);
-            Slot::Ran(what)
+            self.loop_time.add_ran(ran, slice.duration_ns);
+            Slot::Ran(ran)
         } else {
             let extra = self.extra_of(slice, options);
             let signature =

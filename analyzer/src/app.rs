@@ -413,6 +413,7 @@ fn make_report(args: &ReportArgs, mut side: Side) -> Report {
     let top = default_top(args);
     let rank = RankOptions { sort: args.sort, top, min_severity };
     let loop_time = report::loop_time(&side.analysis, top, args.long_ms);
+    let routes = crate::routes::route_rows(std::mem::take(&mut side.routes), side.analysis.loop_totals.busy_ns);
     let (busy_series_ns, totals_traces) =
         (std::mem::take(&mut side.analysis.busy_series_ns), side.analysis.totals.traces);
     let (stalls, stalls_not_shown) = report::stalls(&side.analysis.stalls, top, &side.paths);
@@ -422,6 +423,7 @@ fn make_report(args: &ReportArgs, mut side: Side) -> Report {
         schema_minor: report::SCHEMA_MINOR,
         by: filters.by.to_string(),
         loop_time,
+        routes,
         stalls,
         stalls_not_shown,
         groups,

@@ -64,8 +64,19 @@ How the blocking I/O ranking is made:
                    dist-packages; with --app-root, the innermost frame under
                    one of the roots. Without one, the innermost third-party
                    frame (site-packages, dist-packages); else the entry point.
+    handler        the outermost frame of your own code inside the event loop,
+                   without its line: the handler (or what the framework
+                   called into), its helpers, comprehensions and library
+                   calls counted in it; never generated code (<string>,
+                   <frozen ...>) nor the script that started the loop
     event          the event's name (open, time.sleep, socket.getaddrinfo)
     task           what the slice ran: the coroutine's qualname for a task
+    route          the route of the request the slice served, as recorded
+                   (GET /items/{item_id}: Starlette/FastAPI, aiohttp, Sanic,
+                   Litestar, Django ASGI), <no route> outside requests; adds
+                   the Routes table: requests routed, loop ms per request
+                   (p50, p95 of each request's own task), share of the busy
+                   time, blocking events per request, severity
     stack          the whole stack, innermost frame first, joined with ' <- '
     context:KEY    the slice's value of context provider KEY (<no KEY> if unset)
 
@@ -296,8 +307,8 @@ pub struct ReportArgs {
 /// `report` and `diff`.
 #[derive(Clone, Debug, Args)]
 pub struct FilterArgs {
-    /// What a row stands for: entry-point, function, app-frame, event, task,
-    /// stack or context:KEY.
+    /// What a row stands for: entry-point, function, app-frame, handler,
+    /// event, task, route, stack or context:KEY.
     #[arg(long, value_name = "KEY", default_value = "entry-point", value_parser = parse_group_by, help_heading = "Grouping")]
     pub by: GroupBy,
 

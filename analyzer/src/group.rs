@@ -8,7 +8,10 @@
 //! per file, keys are comparable across files.
 
 use crate::identity::{frame_facts, frame_identity, PathContext};
-use crate::paths::{is_app_path, is_import_frame, is_import_machinery, is_third_party_path, module_name};
+use crate::paths::{
+    is_app_path, is_event_loop_frame, is_generated_path, is_import_frame, is_import_machinery, is_third_party_path,
+    module_name,
+};
 use aiocop_trace::frame::{short_path, TRACE_SEPARATOR};
 use aiocop_trace::records::{FrameId, StackId};
 use aiocop_trace::Dictionary;
@@ -69,6 +72,13 @@ pub struct StackFacts {
     /// The lines of the entry point and of the app frame (`None` for a placeholder).
     pub entry_line: Option<i32>,
     pub app_line: Option<i32>,
+    /// `--by handler`: the outermost frame of the user's own code inside
+    /// the event loop (never generated code, never a module's top level
+    /// when a function of the app is inside it), by identity: the handler,
+    /// or whatever the framework called into, whose helpers are inside it.
+    /// Without one, the app frame's identity.
+    pub handler_identity: String,
+    pub handler_line: Option<i32>,
     /// Whether a frame is the import system's: first-call import work.
     pub through_import: bool,
     /// Set when the stack runs inside the import machinery: a lazy import.
@@ -127,6 +137,7 @@ fn resolve_stack(
         trace: text.clone(),
         entry_identity: text.clone(),
         app_identity: text.clone(),
+        handler_identity: text.clone(),
         trace_identity: text,
         ..StackFacts::default()
     };
@@ -180,6 +191,12 @@ fn resolve_stack(
         })
         .collect();
     let line = |at: usize| dictionary.frame(frames[at]).map(|f| f.line);
+    let handler_at = handler_frame(
+        frames.len(),
+        outside,
+        |at| (known(at), recorded_path(frames[at]), function(frames[at])),
+        app_roots,
+    );
     StackFacts {
         entry_point: formatted[outside].clone(),
         app_frame: formatted[app_at].clone(),
@@ -190,9 +207,38 @@ fn resolve_stack(
         trace_identity: identities.join(TRACE_SEPARATOR),
         entry_line: line(outside),
         app_line: line(app_at),
+        handler_identity: identities[handler_at].clone(),
+        handler_line: line(handler_at),
         through_import: frames.iter().any(|&frame| is_import_frame(recorded_path(frame))),
         import,
     }
+}
+
+/// The index of a stack's handler frame (see [`StackFacts::handler_identity`]):
+/// of the frames from `outside` (the innermost outside a lazy import) to the
+/// innermost event loop frame, the outermost of the app that is not
+/// generated code, preferring a function to a module's top level; without
+/// one, the innermost third-party frame there (the framework's code that
+/// ran: never the script that started the loop), else `outside`.
+/// `frame(at)` is (known, recorded path, function).
+fn handler_frame<'f>(
+    count: usize,
+    outside: usize,
+    frame: impl Fn(usize) -> (bool, &'f str, &'f str),
+    app_roots: &[String],
+) -> usize {
+    let inside_loop = (outside..count).find(|&at| is_event_loop_frame(frame(at).1, frame(at).2)).unwrap_or(count);
+    let mine = |at: &usize| {
+        let (known, path, _) = frame(*at);
+        known && !is_generated_path(path) && is_app_path(path, app_roots)
+    };
+    let top_level = |at: &usize| frame(*at).2 == "<module>";
+    let candidates = || (outside..inside_loop).rev().filter(mine);
+    candidates()
+        .find(|at| !top_level(at))
+        .or_else(|| candidates().next())
+        .or_else(|| (outside..inside_loop).find(|&at| frame(at).0 && is_third_party_path(frame(at).1)))
+        .unwrap_or(outside)
 }
 
 #[cfg(test)]
@@ -248,6 +294,9 @@ mod tests {
                     .to_owned(),
                 entry_line: Some(800),
                 app_line: Some(42),
+                // The outermost frame of the app: the handler, whose helper get_user is.
+                handler_identity: "handlers.py:handle".to_owned(),
+                handler_line: Some(7),
                 through_import: false,
                 import: None,
             }
@@ -257,6 +306,51 @@ mod tests {
         assert_eq!(resolver.facts(2).entry_point, "<empty stack>");
         assert_eq!(resolver.facts(NO_STACK).entry_point, "<no stack>");
         assert_eq!(resolver.facts(77).trace, "<unknown stack 77>");
+    }
+
+    #[test]
+    fn the_handler_is_the_outermost_app_function_inside_the_loop() {
+        let strings = [
+            "/srv/app/costs.py",
+            "burn",
+            "/srv/app/app.py",
+            "render",
+            "<string>",
+            "send",
+            "/usr/lib/python3.12/asyncio/base_events.py",
+            "_run_once",
+            "/srv/app/app.py",
+            "<module>",
+            "/v/lib/python3.12/site-packages/aiohttp/web_protocol.py",
+            "_handle_request",
+        ];
+        let frame = |file: u32, line: i32| Frame { file, line, function: file + 1 };
+        let mut dictionary = Dictionary::new();
+        dictionary.add(&Chunk {
+            strings: strings.iter().enumerate().map(|(i, s)| (i as u32, (*s).to_owned())).collect(),
+            frames: vec![
+                (0, frame(0, 9)),
+                (1, frame(2, 22)),
+                (2, frame(4, 13)),
+                (3, frame(6, 1922)),
+                (4, frame(8, 43)),
+                (5, frame(10, 577)),
+            ],
+            stacks: vec![
+                // burn <- render <- loop <- the script that started the loop
+                (0, vec![0, 1, 3, 4]),
+                // generated code outside the handler is not the app's
+                (1, vec![0, 1, 2, 3, 4]),
+                // only the framework inside the loop: its frame, never the script
+                (2, vec![5, 3, 4]),
+            ],
+            ..Chunk::default()
+        });
+        let mut resolver = StackResolver::new(&dictionary, &[], None, &NO_PATHS);
+        assert_eq!(resolver.facts(0).handler_identity, "/srv/app/app.py:render");
+        assert_eq!(resolver.facts(0).handler_line, Some(22));
+        assert_eq!(resolver.facts(1).handler_identity, "/srv/app/app.py:render");
+        assert_eq!(resolver.facts(2).handler_identity, "aiohttp/web_protocol.py:_handle_request");
     }
 
     #[test]

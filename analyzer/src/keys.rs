@@ -25,9 +25,21 @@ pub enum GroupBy {
     Task,
     /// The whole stack, innermost first, joined with ` <- `.
     Stack,
+    /// The outermost frame of the user's own code in the stack, by identity
+    /// (see [`StackFacts::handler_identity`]): a handler with its helpers.
+    Handler,
+    /// The route of the request the slice served (`GET /items/{item_id}`),
+    /// as the recorder names it: its context value `route`.
+    Route,
     /// The slice's value of a context provider key.
     Context(String),
 }
+
+/// The context key the recorder keeps a slice's route in.
+pub const ROUTE_KEY: &str = "route";
+/// The context key the recorder writes once per request, in the slice that
+/// routed it, with its route as the value.
+pub const ROUTE_START_KEY: &str = "route.start";
 
 /// Where a key's text comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -53,6 +65,8 @@ pub enum FrameKey {
     Function,
     /// The innermost frame of the user's own code.
     AppFrame,
+    /// The outermost frame of the user's own code, by identity.
+    Handler,
 }
 
 /// What one `--by` key is.
@@ -69,8 +83,16 @@ pub struct KeySpec {
 }
 
 /// The keys without an argument, in the order `--help` and errors list them.
-const NAMED: [GroupBy; 6] =
-    [GroupBy::EntryPoint, GroupBy::Function, GroupBy::AppFrame, GroupBy::Event, GroupBy::Task, GroupBy::Stack];
+const NAMED: [GroupBy; 8] = [
+    GroupBy::EntryPoint,
+    GroupBy::Function,
+    GroupBy::AppFrame,
+    GroupBy::Handler,
+    GroupBy::Event,
+    GroupBy::Task,
+    GroupBy::Route,
+    GroupBy::Stack,
+];
 
 impl GroupBy {
     /// What this key is: the one place each key is described.
@@ -85,6 +107,10 @@ impl GroupBy {
             GroupBy::AppFrame => {
                 ("app-frame", "app frame", Some("most sampled app frame"), KeySource::Frame(FrameKey::AppFrame))
             }
+            GroupBy::Handler => {
+                ("handler", "handler", Some("most sampled handler"), KeySource::Frame(FrameKey::Handler))
+            }
+            GroupBy::Route => ("route", "route", None, KeySource::Slice),
             GroupBy::Event => ("event", "event", Some("most sampled frame"), KeySource::Event),
             GroupBy::Task => ("task", "task", None, KeySource::Slice),
             GroupBy::Stack => ("stack", "stack", Some("most sampled stack"), KeySource::Stack),
@@ -129,15 +155,22 @@ impl GroupBy {
     pub fn extra(&self, context_key_id: Option<StringId>) -> Extra {
         match self {
             GroupBy::Task => Extra::What,
-            GroupBy::Context(_) => Extra::Context(context_key_id),
+            GroupBy::Context(_) | GroupBy::Route => Extra::Context(context_key_id),
             _ => Extra::None,
         }
+    }
+
+    /// Whether the report gains the Routes table (requests and their loop
+    /// time per route, [`crate::routes`]).
+    pub fn has_routes_table(&self) -> bool {
+        matches!(self, GroupBy::Route)
     }
 
     /// `context:KEY`'s key, whose string id each trace is searched for.
     pub fn context_key(&self) -> Option<&str> {
         match self {
             GroupBy::Context(key) => Some(key),
+            GroupBy::Route => Some(ROUTE_KEY),
             _ => None,
         }
     }
@@ -146,6 +179,7 @@ impl GroupBy {
     pub fn missing_key(&self) -> String {
         match self {
             GroupBy::Context(key) => format!("<no {key}>"),
+            GroupBy::Route => "<no route>".to_owned(),
             _ => String::new(),
         }
     }
@@ -156,6 +190,7 @@ impl GroupBy {
     /// for `function`).
     pub fn stack_key<'f>(&self, facts: &'f StackFacts, by_identity: bool) -> &'f str {
         match (self.spec().source, by_identity) {
+            (KeySource::Frame(FrameKey::Handler), _) => &facts.handler_identity,
             (KeySource::Frame(FrameKey::Function), _)
             | (KeySource::Frame(FrameKey::EntryPoint) | KeySource::Event | KeySource::Slice, true) => {
                 &facts.entry_identity
@@ -179,6 +214,7 @@ impl GroupBy {
     pub fn line(&self, facts: &StackFacts) -> Option<i32> {
         match self.spec().source {
             KeySource::Frame(FrameKey::AppFrame) => facts.app_line,
+            KeySource::Frame(FrameKey::Handler) => facts.handler_line,
             _ => facts.entry_line,
         }
     }
@@ -217,9 +253,18 @@ mod tests {
 
     #[test]
     fn group_by_parses_every_documented_form_and_shows_it_back() {
-        for text in
-            ["entry-point", "function", "app-frame", "event", "task", "stack", "context:endpoint", "context:a:b"]
-        {
+        for text in [
+            "entry-point",
+            "function",
+            "app-frame",
+            "handler",
+            "event",
+            "task",
+            "route",
+            "stack",
+            "context:endpoint",
+            "context:a:b",
+        ] {
             assert_eq!(text.parse::<GroupBy>().unwrap().to_string(), text);
         }
         assert_eq!("context:user".parse::<GroupBy>(), Ok(GroupBy::Context("user".to_owned())));
@@ -231,7 +276,8 @@ mod tests {
     fn an_unknown_key_is_told_every_key_there_is() {
         assert_eq!(
             "entrypoint".parse::<GroupBy>(),
-            Err("'entrypoint' is not one of entry-point, function, app-frame, event, task, stack, context:KEY"
+            Err("'entrypoint' is not one of entry-point, function, app-frame, handler, event, task, route, stack, \
+                 context:KEY"
                 .to_owned())
         );
     }
@@ -246,6 +292,8 @@ mod tests {
         assert_eq!(titles(GroupBy::Event), owned("event", "most sampled frame"));
         assert_eq!(titles(GroupBy::Task), owned("task", "task"));
         assert_eq!(titles(GroupBy::Stack), owned("stack", "most sampled stack"));
+        assert_eq!(titles(GroupBy::Handler), owned("handler", "most sampled handler"));
+        assert_eq!(titles(GroupBy::Route), owned("route", "route"));
         assert_eq!(titles(GroupBy::Context("endpoint".to_owned())), owned("context endpoint", "context endpoint"));
     }
 }

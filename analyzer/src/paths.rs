@@ -111,9 +111,37 @@ pub fn after_standard_library(path: &str) -> Option<&str> {
     })
 }
 
+/// Whether `path` names no real file: code made at run time (`<string>`
+/// from `exec`, Sanic's generated handlers, `<frozen ...>` modules,
+/// `<stdin>`). Never the user's own code for `--by handler`.
+pub fn is_generated_path(path: &str) -> bool {
+    path.starts_with('<')
+}
+
+/// Whether a frame is the event loop running callbacks (asyncio's
+/// `_run_once`, `run_forever`, `run_until_complete`, `asyncio.run`): the
+/// frames outside it started the loop, they do not serve any one slice.
+pub fn is_event_loop_frame(path: &str, function: &str) -> bool {
+    let Some(inside) = after_standard_library(&path.replace('\\', "/")).map(str::to_owned) else { return false };
+    matches!(inside.as_str(), "asyncio/base_events.py" | "asyncio/runners.py" | "asyncio/events.py")
+        && matches!(function, "_run_once" | "run_forever" | "run_until_complete" | "run" | "_run")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn generated_code_and_the_loop_itself_are_not_handlers() {
+        for path in ["<string>", "<frozen runpy>", "<stdin>"] {
+            assert!(is_generated_path(path), "{path}");
+        }
+        assert!(!is_generated_path("/srv/app/handlers.py"));
+        assert!(is_event_loop_frame("/usr/lib/python3.12/asyncio/base_events.py", "_run_once"));
+        assert!(is_event_loop_frame("/root/.pyenv/versions/3.11.7/lib/python3.11/asyncio/runners.py", "run"));
+        assert!(!is_event_loop_frame("/usr/lib/python3.12/asyncio/base_events.py", "create_connection"));
+        assert!(!is_event_loop_frame("/srv/app/asyncio/runners.py", "run"));
+    }
 
     #[test]
     fn library_paths_are_the_standard_library_and_installed_packages() {

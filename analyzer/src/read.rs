@@ -106,6 +106,7 @@ struct ReadFile {
     analysis: Analysis,
     warnings: Vec<String>,
     flame: Folded,
+    routes: crate::routes::Routes,
 }
 
 /// Inputs read and merged: a report's, or one side of a diff.
@@ -118,6 +119,8 @@ pub struct Side {
     pub paths: Vec<String>,
     /// With [`ReadOptions::flame`], the busy time by stack.
     pub flame: Folded,
+    /// For `--by route`, the requests and time of each route.
+    pub routes: crate::routes::Routes,
 }
 
 impl Side {
@@ -195,7 +198,11 @@ fn read_file(
         flame.add_file(trace.header(), &aggregate, options.ignore.as_ref(), names);
     }
     aggregate.runs = Vec::new();
-    Ok(FileOutcome::Read(Box::new(ReadFile { facts, analysis, warnings, flame })))
+    let routes = match options.by.has_routes_table() {
+        true => crate::routes::file_routes(&trace, options.since_ns, options.until_ns),
+        false => crate::routes::Routes::default(),
+    };
+    Ok(FileOutcome::Read(Box::new(ReadFile { facts, analysis, warnings, flame, routes })))
 }
 
 /// The string id of `--by context:KEY`'s key in `trace`, needed before
@@ -264,6 +271,7 @@ fn merge_files(paths: &[PathBuf], outcomes: Vec<FileOutcome>, options: &ReadOpti
     let mut analysis = Analysis::default();
     let mut facts = Vec::new();
     let mut flame = Folded::default();
+    let mut routes = crate::routes::Routes::default();
     let mut skipped_labels = Vec::new();
     for outcome in outcomes {
         match outcome {
@@ -275,6 +283,9 @@ fn merge_files(paths: &[PathBuf], outcomes: Vec<FileOutcome>, options: &ReadOpti
                 facts.push(file.facts);
                 analysis.merge(file.analysis);
                 flame.merge(file.flame);
+                for (route, stats) in file.routes {
+                    routes.entry(route).or_default().merge(stats);
+                }
             }
         }
     }
@@ -286,7 +297,7 @@ fn merge_files(paths: &[PathBuf], outcomes: Vec<FileOutcome>, options: &ReadOpti
         }
     }
     let paths = paths.iter().map(|p| p.display().to_string()).collect();
-    Ok(Side { analysis, facts, paths, flame })
+    Ok(Side { analysis, facts, paths, flame, routes })
 }
 
 fn trace_facts(

@@ -355,6 +355,9 @@ pub struct Report {
     pub schema_minor: u32,
     pub by: String,
     pub loop_time: LoopTimeView,
+    /// `--by route`: every route, most loop time per request first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<crate::routes::RouteRow>,
     pub stalls: Vec<StallRow>,
     pub stalls_not_shown: usize,
     pub groups: Vec<Row>,

@@ -28,6 +28,8 @@ pub struct SliceFacts<'a, 'py> {
     /// monitor's).
     pub sample_times: &'a [SampleTime],
     pub context: Option<&'a Bound<'py, PyDict>>,
+    /// The route of the request it served, if any (see `crate::routes`).
+    pub route: &'a crate::routes::SliceRoute,
 }
 
 /// The slice as the recording keeps it, with its detail if it has one
@@ -47,7 +49,7 @@ pub fn for_recording(py: Python<'_>, facts: &SliceFacts<'_, '_>) -> (DescribedSl
         exceeded: facts.exceeded,
     };
     let interesting = facts.slice.total_events > 0 || facts.exceeded;
-    if interesting || !facts.samples.is_empty() || facts.context.is_some() {
+    if interesting || !facts.samples.is_empty() || facts.context.is_some() || facts.route.is_some() {
         return (slice, Some(detail(py, facts)));
     }
     (slice, None)
@@ -84,5 +86,7 @@ fn detail(py: Python<'_>, facts: &SliceFacts<'_, '_>) -> SliceDetail {
         samples: facts.samples.to_vec(),
         sample_times: facts.sample_times.to_vec(),
         context,
+        route: facts.route.route,
+        requests_started: facts.route.started.clone(),
     }
 }

@@ -28,6 +28,7 @@ mod monitor;
 mod reading;
 mod recording;
 mod redact;
+mod routes;
 mod sampler;
 mod signals;
 mod sigterm;
@@ -496,6 +497,19 @@ fn set_monitor_all_loops(all: bool) {
     monitor::set_monitor_all_loops(all);
 }
 
+/// Gives the native side the `ContextVar` that holds a task's route (once).
+#[pyfunction]
+fn set_route_var(var: Bound<'_, PyAny>) -> PyResult<()> {
+    routes::set_route_var(var)
+}
+
+/// Sets the current context's route (`GET /items/{item_id}`) and counts one
+/// request routed in the running slice.
+#[pyfunction]
+fn set_route(route: Bound<'_, pyo3::types::PyString>) -> PyResult<()> {
+    routes::set_route(route.as_any())
+}
+
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(install_audit_hook, m)?)?;
@@ -534,6 +548,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(after_fork_in_parent, m)?)?;
     m.add_function(wrap_pyfunction!(after_fork_in_child, m)?)?;
     m.add_function(wrap_pyfunction!(set_monitor_all_loops, m)?)?;
+    m.add_function(wrap_pyfunction!(set_route_var, m)?)?;
+    m.add_function(wrap_pyfunction!(set_route, m)?)?;
     m.add_function(wrap_pyfunction!(stop_sampler, m)?)?;
     m.add_function(wrap_pyfunction!(reset_blocking_events, m)?)?;
     m.add_function(wrap_pyfunction!(blocking_events, m)?)?;

@@ -15,7 +15,7 @@ use crate::context::{capture_context, has_context_providers, take_provider_inter
 use crate::emit::{self, FinishedSlice};
 use crate::handle_slots::{self, Slot};
 use crate::what_ran::Ran;
-use crate::{clock, config, describe, recording, sampler, slice};
+use crate::{clock, config, describe, recording, routes, sampler, slice};
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyType};
@@ -124,6 +124,7 @@ pub fn run_slice(py: Python<'_>, ran: Ran<'_, '_>, run: impl FnOnce() -> PyResul
     config::set_exception_raised(false);
     let start_ns = clock::now_ns();
     sampler::slice_started(start_ns);
+    routes::slice_started();
     let result = run();
     let wall_ns = clock::now_ns() - start_ns;
     let sampler::SliceSamples { monitor: samples, recording: recording_samples, recording_times } =
@@ -151,8 +152,10 @@ pub fn run_slice(py: Python<'_>, ran: Ran<'_, '_>, run: impl FnOnce() -> PyResul
     };
     if recording::is_active() {
         let recording_samples_taken = sampler::recording_sampling().0 != 0;
+        let route = routes::slice_route(py, &ran);
         let facts = describe::SliceFacts {
             ran,
+            route: &route,
             start_ns,
             duration_ns: elapsed_ns,
             exceeded,

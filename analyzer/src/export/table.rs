@@ -191,6 +191,7 @@ impl Exporter for TableExporter {
 
     fn render(&self, report: &Report, style: Style) -> String {
         let mut out = String::new();
+        render_routes(&mut out, report, style);
         render_loop_time(&mut out, report, style);
         render_stalls(&mut out, report, style);
         out.push_str(&bold("Blocking I/O", style));
@@ -288,6 +289,61 @@ impl Exporter for TableExporter {
             push_prose(&mut out, &format!("{line}\n"), style);
         }
         out
+    }
+}
+
+/// `--by route`: the Routes table, most loop time per request first.
+fn render_routes(out: &mut String, report: &Report, style: Style) {
+    if !report.group_by.has_routes_table() {
+        return;
+    }
+    push_prose(out, &format!("{}: {}\n", bold("Routes", style), ROUTES_HEADLINE), style);
+    if report.routes.is_empty() {
+        out.push_str("No request was routed: the traces name no route (recorded before aiocop named routes, or no web framework it knows served them).\n\n");
+        return;
+    }
+    let mut grid = Grid::new(vec![
+        number("#", true),
+        text("route", Fit::Key),
+        number("requests", true),
+        number("loop ms/req", true),
+        number("p50 ms", true),
+        number("p95 ms", true),
+        number("share", true),
+        number("events/req", true),
+        number("score", false),
+        text("worst", Fit::Fixed),
+    ]);
+    for row in &report.routes {
+        grid.add(vec![
+            plain(row.rank),
+            key(&row.route),
+            plain(row.requests),
+            plain(fmt_ms(row.loop_ms_per_request)),
+            plain(fmt_ms(row.p50_ms)),
+            plain(fmt_ms(row.p95_ms)),
+            plain(fmt_share(row.busy_share)),
+            plain(format!("{:.2}", row.events_per_request)),
+            plain(row.severity_score),
+            match row.worst {
+                Some(level) => (Text::plain(level.to_owned()), Paint::Level(level_of(level))),
+                None => plain("-"),
+            },
+        ]);
+    }
+    out.push_str(&grid.draw(style));
+    out.push('\n');
+}
+
+/// What the Routes table's numbers are.
+const ROUTES_HEADLINE: &str = "requests are those the framework routed; loop ms/req is the route's busy time \
+(tasks its requests spawned included) over them, p50 and p95 that of each request's own task.";
+
+fn level_of(name: &str) -> SeverityLevel {
+    match name {
+        "high" => SeverityLevel::High,
+        "medium" => SeverityLevel::Medium,
+        _ => SeverityLevel::Low,
     }
 }
 

@@ -44,6 +44,7 @@ pub(crate) fn sample_report() -> Report {
         busy_ns: 0,
     };
     Report {
+        routes: Vec::new(),
         schema_version: 1,
         schema_minor: 1,
         by: "entry-point".to_owned(),

@@ -21,6 +21,7 @@ from aiocop.core import (
     allowing,
     cpu_sampler,
     lineage,
+    routes,
 )
 from aiocop.core.allowlist import AllowListError, load_allowlist
 from aiocop.core.settings import (
@@ -160,6 +161,7 @@ def start_with(settings: RecordingSettings) -> str:
         **process,
     )
     cpu_sampler.start_watchdog_thread()  # recording's sampling runs on it
+    routes.install()  # web frameworks name each request's route, now or once imported
     _register_stop_at_exit()
     logger.info("Recording to %s", written_path)
     return written_path

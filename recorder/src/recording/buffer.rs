@@ -79,7 +79,17 @@ pub struct SliceDetail {
     pub sample_times: Vec<SampleTime>,
     /// Redacted (key, value) pairs, if the recording keeps context.
     pub context: Vec<(String, String)>,
+    /// The shared string id of the route of the request the slice served
+    /// (`crate::routes`), recorded as its context value `route`.
+    pub route: Option<u32>,
+    /// The routes of the requests routed during the slice, each recorded
+    /// as a context value `route.start`.
+    pub requests_started: RouteIds,
 }
+
+/// Shared string ids of routes: those of the requests routed in one slice
+/// (one, almost always).
+pub type RouteIds = smallvec::SmallVec<[u32; 1]>;
 
 /// One blocking event of a slice, described.
 pub struct DescribedEvent {

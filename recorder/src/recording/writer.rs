@@ -297,6 +297,12 @@ fn fail(mut outcome: WriterOutcome, path: &str, error: &str) -> WriterOutcome {
     outcome.path = Some(path.to_owned());
     outcome
 }
+/// The context key of a slice's route (`GET /items/{item_id}`).
+pub const ROUTE_KEY: &str = "route";
+/// The context key of the route of a request routed during a slice (one
+/// pair per request).
+pub const ROUTE_START_KEY: &str = "route.start";
+
 /// Distinct strings the writer remembers, to define each once per file;
 /// past it (context values recorded with `record_context`, unique per
 /// request), a new string is defined again at each use, so that the
@@ -453,6 +459,7 @@ impl FileState {
             })
             .collect();
         record.context = detail.context.iter().map(|(k, v)| (self.string(chunk, k), self.string(chunk, v))).collect();
+        self.add_route(chunk, record, &detail);
         record.dropped_events = detail.dropped_events;
         record.score = detail.score;
         record.samples = detail.samples;
@@ -469,6 +476,23 @@ impl FileState {
         }
         if detail.allowed_dropped_events > 0 {
             chunk.allowed.dropped.push((slice, detail.allowed_dropped_events));
+        }
+    }
+
+    /// The slice's route as its context value `route` (unless a context
+    /// provider gave one), and a `route.start` for each request routed in it.
+    fn add_route(&mut self, chunk: &mut Chunk, record: &mut SliceRecord, detail: &SliceDetail) {
+        if let Some(route) = detail.route {
+            let key = self.string(chunk, ROUTE_KEY);
+            if !record.context.iter().any(|(k, _)| *k == key) {
+                let value = self.shared(chunk, route);
+                record.context.push((key, value));
+            }
+        }
+        for &started in &detail.requests_started {
+            let key = self.string(chunk, ROUTE_START_KEY);
+            let value = self.shared(chunk, started);
+            record.context.push((key, value));
         }
     }
 
