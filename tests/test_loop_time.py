@@ -141,6 +141,17 @@ def test_a_trace_without_samples_says_they_are_missing(tmp_path):
     assert "Samples missing" in analyze("--format", "markdown", str(trace)).stdout
 
 
+
+def test_a_sampled_trace_without_a_long_slice_misses_no_samples(tmp_path):
+    # Sampling on (the default), but no slice lasted long enough for a
+    # sample, as in an idle gunicorn master: nothing is missing.
+    script = "import asyncio\nasync def main():\n    await asyncio.sleep(0.01)\nasyncio.run(main())\n"
+    trace = record(tmp_path, script)
+    loop_time = report_json(str(trace))["loop_time"]
+    assert loop_time["samples"] == 0 and loop_time["traces_without_samples"] == 0
+    assert "Samples missing" not in analyze(str(trace)).stdout
+
+
 LAZY_APP = textwrap.dedent(
     """
     import asyncio

@@ -175,7 +175,9 @@ pub struct LoopTotals {
     /// Of that, explained by a stack (blocking events or CPU samples).
     pub long_attributed_ns: u64,
     pub samples: u64,
-    /// Traces read without a single CPU sample in the window.
+    /// Traces recorded without sampling (their header says so), so
+    /// without a single CPU sample. A trace recorded with sampling on that
+    /// has no sample simply had no slice long enough to be sampled.
     pub traces_without_samples: u64,
 }
 
@@ -645,7 +647,8 @@ impl Analysis {
         loop_totals.long_ns = loop_totals.long_ns.saturating_add(counts.long_ns);
         loop_totals.long_attributed_ns = loop_totals.long_attributed_ns.saturating_add(long_attributed_ns);
         loop_totals.samples += counts.samples;
-        loop_totals.traces_without_samples += u64::from(counts.samples == 0);
+        let recorded_without_sampling = header.sampling.after_ns == 0;
+        loop_totals.traces_without_samples += u64::from(counts.samples == 0 && recorded_without_sampling);
         for &(bucket, ns) in &counts.busy_series {
             add_at(&mut self.busy_series_ns, bucket as usize, ns);
         }
@@ -988,6 +991,35 @@ mod tests {
         assert_eq!((a.slices, a.events, a.severity_score, a.durations.count()), (4, 6, 60, 4));
         assert_eq!(a.example.file, 0);
         assert_eq!((all.totals.traces, all.totals.slices, all.totals.cpu_blocking), (2, 8, 2));
+    }
+
+    #[test]
+    fn only_traces_recorded_without_sampling_miss_samples() {
+        let without_samples = |header: &TraceHeader| {
+            let mut aggregate = FileAggregate::default();
+            aggregate.add_chunk(&definitions(), &ChunkOptions::default());
+            aggregate.add_chunk(&workload(), &ChunkOptions::default());
+            let mut analysis = Analysis::default();
+            let options = ResolveOptions {
+                by: &GroupBy::EntryPoint,
+                app_roots: &[],
+                ignore: None,
+                exceeded_only: false,
+                weights: None,
+                by_identity: false,
+            };
+            analysis.add_file(0, header, &aggregate, options);
+            analysis.loop_totals.traces_without_samples
+        };
+        // No sample in either: one was recorded without sampling, the
+        // other sampled but had no slice long enough (a gunicorn master).
+        assert_eq!(without_samples(&header()), 1);
+        let mut sampled = header();
+        sampled.sampling = aiocop_trace::records::Appended(aiocop_trace::records::SamplingInfo {
+            after_ns: 2_000_000,
+            interval_ns: 1_000_000,
+        });
+        assert_eq!(without_samples(&sampled), 0);
     }
 
     #[test]
