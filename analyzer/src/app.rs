@@ -410,8 +410,7 @@ fn make_report(args: &ReportArgs, mut side: Side) -> Report {
     let top = default_top(args);
     let rank = RankOptions { sort: args.sort, top, min_severity };
     let loop_time = report::loop_time(&side.analysis, top, args.long_ms);
-    let (busy_series_ns, totals_traces) =
-        (std::mem::take(&mut side.analysis.busy_series_ns), side.analysis.totals.traces);
+    let busy_share = busy_share_by_trace(&mut side);
     let (stalls, stalls_not_shown) = report::stalls(&side.analysis.stalls, top, &side.paths);
     let (groups, groups_not_shown, cpu_groups, cpu_groups_not_shown) = report::rank(side.analysis, rank);
     Report {
@@ -442,11 +441,26 @@ fn make_report(args: &ReportArgs, mut side: Side) -> Report {
         },
         group_by: filters.by.clone(),
         csv_table: args.csv_table,
-        pictures: {
-            let (busy_share, interval_s) = report::busy_share(&busy_series_ns, totals_traces);
-            report::Pictures { busy_share, interval_s, flame_graph_svg: None }
-        },
+        pictures: busy_share,
     }
+}
+
+/// The busy share over time of each trace of `side`, in input order, each
+/// named by its label, path, pid and role.
+fn busy_share_by_trace(side: &mut Side) -> report::Pictures {
+    let mut series = std::mem::take(&mut side.analysis.busy_series_ns);
+    series.sort_by_key(|(file, _)| *file);
+    let (shares, interval_s) = report::busy_share(&series.iter().map(|(_, s)| s.as_slice()).collect::<Vec<_>>());
+    let name = |file: usize| {
+        let path = side.paths.get(file).map_or("", String::as_str);
+        match side.facts.iter().find(|f| f.path == path) {
+            Some(facts) => report::trace_name(facts),
+            None => path.to_owned(),
+        }
+    };
+    let busy_share =
+        series.iter().zip(shares).map(|((file, _), shares)| report::BusyShare { trace: name(*file), shares }).collect();
+    report::Pictures { busy_share, interval_s, flame_graph_svg: None }
 }
 
 pub fn run_info(args: InfoArgs) -> Result<(), AnalyzeError> {

@@ -358,24 +358,59 @@ pub struct Report {
 /// What only the HTML report draws (not in the JSON).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Pictures {
-    /// The loop's busy share (0 to 1, averaged over the traces) in each
-    /// interval of `interval_s` after the traces' starts.
-    pub busy_share: Vec<f64>,
+    /// The loop's busy share over time, one series per trace (per process
+    /// or worker: an idle master is never averaged with busy workers).
+    pub busy_share: Vec<BusyShare>,
+    /// The time each point of every series stands for.
     pub interval_s: f64,
     /// The flame graph: an SVG document.
     pub flame_graph_svg: Option<String>,
 }
 
+/// One trace's busy share (0 to 1) in each interval after its start.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct BusyShare {
+    /// The trace as the page names it: its label, path, pid and role.
+    pub trace: String,
+    pub shares: Vec<f64>,
+}
+
+/// A trace as a picture names it: `w1.bin (label v1, pid 12, fork child)`.
+pub fn trace_name(trace: &TraceFacts) -> String {
+    let mut facts = Vec::new();
+    if let Some(label) = &trace.label {
+        facts.push(format!("label {label}"));
+    }
+    if trace.pid != 0 {
+        facts.push(format!("pid {}", trace.pid));
+    }
+    if !trace.role.is_empty() {
+        facts.push(trace.role.clone());
+    }
+    match facts.is_empty() {
+        true => trace.path.clone(),
+        false => format!("{} ({})", trace.path, facts.join(", ")),
+    }
+}
+
 /// Points the busy share over time is drawn with at most.
 pub const BUSY_POINTS: usize = 200;
 
-/// The busy share over time of `busy_ns` (per [`crate::aggregate::BUSY_BUCKET_NS`],
-/// added up over `traces`), in at most [`BUSY_POINTS`] intervals of whole buckets.
-pub fn busy_share(busy_ns: &[u64], traces: u64) -> (Vec<f64>, f64) {
+/// The busy share over time of each series of busy time (per
+/// [`crate::aggregate::BUSY_BUCKET_NS`] of one trace), in at most
+/// [`BUSY_POINTS`] intervals of whole buckets, the same for every series
+/// so that they line up.
+pub fn busy_share(series_ns: &[&[u64]]) -> (Vec<Vec<f64>>, f64) {
     let bucket_ns = crate::aggregate::BUSY_BUCKET_NS;
-    let per_point = busy_ns.len().div_ceil(BUSY_POINTS).max(1);
-    let capacity_ns = (per_point as u64 * bucket_ns * traces.max(1)) as f64;
-    let shares = busy_ns.chunks(per_point).map(|c| (c.iter().sum::<u64>() as f64 / capacity_ns).min(1.0)).collect();
+    let longest = series_ns.iter().map(|s| s.len()).max().unwrap_or(0);
+    let per_point = longest.div_ceil(BUSY_POINTS).max(1);
+    let capacity_ns = (per_point as u64 * bucket_ns) as f64;
+    let shares = series_ns
+        .iter()
+        .map(|busy_ns| {
+            busy_ns.chunks(per_point).map(|c| (c.iter().sum::<u64>() as f64 / capacity_ns).min(1.0)).collect()
+        })
+        .collect();
     (shares, per_point as f64 * bucket_ns as f64 / 1e9)
 }
 
@@ -753,18 +788,20 @@ mod tests {
     #[test]
     fn the_busy_share_is_per_trace_and_at_most_busy_points_long() {
         let bucket = crate::aggregate::BUSY_BUCKET_NS;
-        // Two traces, buckets of 100 ms: 100%, 50%, 0% of both loops.
-        let (shares, interval_s) = busy_share(&[2 * bucket, bucket, 0], 2);
-        assert_eq!((shares, interval_s), (vec![1.0, 0.5, 0.0], 0.1));
-        // A long trace is drawn with whole buckets a point; a loop on two
-        // threads of one trace shows at most 100%.
+        // Two traces, buckets of 100 ms: a busy worker and an idle master
+        // are drawn apart, never averaged into a half-busy loop.
+        let (shares, interval_s) = busy_share(&[&[bucket, bucket / 2, 0], &[0]]);
+        assert_eq!((shares, interval_s), (vec![vec![1.0, 0.5, 0.0], vec![0.0]], 0.1));
+        // A long trace is drawn with whole buckets a point (and a shorter
+        // one with the same); a loop on two threads of one trace shows at most 100%.
         let long = vec![bucket / 4; 2 * BUSY_POINTS + 1];
-        let (shares, interval_s) = busy_share(&long, 1);
+        let (shares, interval_s) = busy_share(&[&long, &[bucket; 4]]);
         // 401 buckets, 3 a point: 134 points, the last of 2 buckets (and a third empty).
-        assert_eq!((shares.len(), interval_s), (134, 0.3));
-        assert!(shares.iter().all(|&s| (s - 0.25).abs() < 1e-9 || s < 0.25), "{shares:?}");
-        assert_eq!(busy_share(&[3 * bucket], 1).0, [1.0]);
-        assert_eq!(busy_share(&[], 1), (vec![], 0.1));
+        assert_eq!((shares[0].len(), interval_s), (134, 0.3));
+        assert!(shares[0].iter().all(|&s| (s - 0.25).abs() < 1e-9 || s < 0.25), "{shares:?}");
+        assert_eq!(shares[1], [1.0, 1.0 / 3.0]);
+        assert_eq!(busy_share(&[&[3 * bucket]]).0, [[1.0]]);
+        assert_eq!(busy_share(&[]), (vec![], 0.1));
     }
 
     #[test]

@@ -217,8 +217,10 @@ pub struct Analysis {
     pub stalls: Vec<Stall>,
     pub totals: Totals,
     /// The loop's busy time per [`crate::aggregate::BUSY_BUCKET_NS`] after
-    /// each trace's start, added up over the traces (only when asked for).
-    pub busy_series_ns: Vec<u64>,
+    /// each trace's start, per file (its number), never added up: an idle
+    /// gunicorn master averaged with busy workers would hide both. Empty
+    /// series unless asked for.
+    pub busy_series_ns: Vec<(usize, Vec<u64>)>,
 }
 
 /// A key per slice signature, and the per-key part of the slice.
@@ -649,9 +651,11 @@ impl Analysis {
         loop_totals.samples += counts.samples;
         let recorded_without_sampling = header.sampling.after_ns == 0;
         loop_totals.traces_without_samples += u64::from(counts.samples == 0 && recorded_without_sampling);
+        let mut series = Vec::new();
         for &(bucket, ns) in &counts.busy_series {
-            add_at(&mut self.busy_series_ns, bucket as usize, ns);
+            add_at(&mut series, bucket as usize, ns);
         }
+        self.busy_series_ns.push((file, series));
     }
 
     fn add_group(&mut self, part: KeyPart, signature: &IoSignature, stats: &IoStats, example: Example) {
@@ -755,9 +759,7 @@ impl Analysis {
         mine.dropped_slices += theirs.dropped_slices;
         mine.dropped_events += theirs.dropped_events;
         mine.duration_ns = mine.duration_ns.saturating_add(theirs.duration_ns);
-        for (bucket, ns) in other.busy_series_ns.into_iter().enumerate() {
-            add_at(&mut self.busy_series_ns, bucket, ns);
-        }
+        self.busy_series_ns.extend(other.busy_series_ns);
     }
 }
 

@@ -86,14 +86,22 @@ struct Section {
     more: Option<String>,
 }
 
-/// The busy share over time, as bars.
+/// The busy share over time, as bars: one picture per trace, all on the same time axis.
 #[derive(Serialize)]
 struct Chart {
     width: f64,
     height: f64,
+    line: String,
+    traces: Vec<TraceChart>,
+}
+
+/// One trace's bars: a process (a worker, a master) is never averaged with another.
+#[derive(Serialize)]
+struct TraceChart {
+    /// Empty when the report has one trace.
+    name: String,
     bars: Vec<Bar>,
     end_label: String,
-    line: String,
 }
 
 #[derive(Serialize)]
@@ -313,41 +321,48 @@ fn without_handlers(tag: &str) -> String {
 
 fn chart(report: &Report) -> Option<Chart> {
     let pictures = &report.pictures;
-    if pictures.busy_share.is_empty() {
+    let interval_s = pictures.interval_s;
+    if pictures.busy_share.iter().all(|series| series.shares.is_empty()) {
         return None;
     }
-    let n = pictures.busy_share.len() as f64;
-    let bar_width = CHART_WIDTH / n;
-    let bars = pictures
+    let points = pictures.busy_share.iter().map(|series| series.shares.len()).max().unwrap_or(0) as f64;
+    let bar_width = CHART_WIDTH / points;
+    let several = pictures.busy_share.len() > 1;
+    let traces = pictures
         .busy_share
         .iter()
-        .enumerate()
-        .map(|(i, &share)| {
-            let from_s = i as f64 * pictures.interval_s;
-            Bar {
-                x: round2(i as f64 * bar_width),
-                y: round2(CHART_HEIGHT * (1.0 - share)),
-                width: round2(bar_width),
-                height: round2(CHART_HEIGHT * share),
-                title: format!("{from_s:.1} s to {:.1} s: {} busy", from_s + pictures.interval_s, fmt_share(share)),
+        .map(|series| {
+            let bars = series
+                .shares
+                .iter()
+                .enumerate()
+                .map(|(i, &share)| {
+                    let from_s = i as f64 * interval_s;
+                    Bar {
+                        x: round2(i as f64 * bar_width),
+                        y: round2(CHART_HEIGHT * (1.0 - share)),
+                        width: round2(bar_width),
+                        height: round2(CHART_HEIGHT * share),
+                        title: format!("{from_s:.1} s to {:.1} s: {} busy", from_s + interval_s, fmt_share(share)),
+                    }
+                })
+                .collect();
+            TraceChart {
+                name: if several { series.trace.clone() } else { String::new() },
+                bars,
+                end_label: format!("{:.1} s", points * interval_s),
             }
         })
         .collect();
-    let traces = report.traces.len();
     Some(Chart {
         width: CHART_WIDTH,
         height: CHART_HEIGHT,
-        bars,
-        end_label: format!("{:.1} s", n * pictures.interval_s),
         line: format!(
             "The loop's busy share in each {} ms after {}, from 0 to 100%.",
-            fmt_short_ms(pictures.interval_s * 1000.0),
-            if traces == 1 {
-                "the trace's start".to_owned()
-            } else {
-                format!("the traces' starts, averaged over {traces} traces")
-            }
+            fmt_short_ms(interval_s * 1000.0),
+            if several { "each trace's start, one picture per trace (process)" } else { "the trace's start" }
         ),
+        traces,
     })
 }
 
@@ -563,6 +578,36 @@ mod tests {
             inline_svg(svg),
             r#"<svg version="1.1"><g class="func_g"><title>main (1 µs)</title></g><text x="1">only on="this"</text></svg>"#
         );
+    }
+
+    #[test]
+    fn each_trace_has_its_own_busy_share_never_an_average() {
+        use crate::report::{BusyShare, Pictures};
+        let mut report = super::super::tests::sample_report();
+        let series = |trace: &str, shares: &[f64]| BusyShare { trace: trace.to_owned(), shares: shares.to_vec() };
+        report.pictures = Pictures {
+            busy_share: vec![
+                series("master.bin (pid 1, main)", &[0.0, 0.0]),
+                series("w1.bin (pid 2, fork child)", &[0.9, 0.85]),
+                series("w2.bin (pid 3, fork child)", &[0.88, 0.9]),
+            ],
+            interval_s: 0.1,
+            flame_graph_svg: None,
+        };
+        let html = HtmlExporter.render(&report, Style::default());
+        assert_eq!(html.matches("<svg class=\"chart\"").count(), 3, "{html}");
+        for name in ["master.bin (pid 1, main)", "w1.bin (pid 2, fork child)", "w2.bin (pid 3, fork child)"] {
+            assert!(html.contains(&format!("<h3>{name}</h3>")), "{name}\n{html}");
+        }
+        assert!(html.contains("<title>0.0 s to 0.1 s: 90% busy</title>"), "{html}");
+        assert!(html.contains("<title>0.0 s to 0.1 s: 0% busy</title>"), "{html}");
+        // The three averaged would be about 60% busy: no bar says so.
+        assert!(!html.contains(": 59% busy") && !html.contains(": 60% busy"), "{html}");
+        // One trace: one picture, not named.
+        report.pictures.busy_share.truncate(1);
+        let html = HtmlExporter.render(&report, Style::default());
+        assert_eq!(html.matches("<svg class=\"chart\"").count(), 1);
+        assert!(!html.contains("<h3>"), "{html}");
     }
 
     #[test]
