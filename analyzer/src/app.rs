@@ -612,9 +612,7 @@ pub fn run_flamegraph(args: crate::cli::FlamegraphArgs) -> Result<(), AnalyzeErr
         Ok((side, base))
     })?;
     let what = |side: &Side| {
-        let labels: Vec<&str> = side.facts.iter().filter_map(|f| f.label.as_deref()).collect();
-        let mut labels = labels;
-        labels.dedup();
+        let labels = report::distinct(side.facts.iter().filter_map(|f| f.label.as_deref()));
         format!(
             "{}{}, {:.1} ms busy",
             crate::units::count(side.facts.len() as u64, "trace"),

@@ -375,6 +375,23 @@ pub struct BusyShare {
     pub shares: Vec<f64>,
 }
 
+/// The traces' names in a title: each label once (several workers share
+/// one), the path of a trace without a label, in input order.
+pub fn title_names(traces: &[TraceFacts]) -> Vec<&str> {
+    distinct(traces.iter().map(|t| t.label.as_deref().unwrap_or(&t.path)))
+}
+
+/// Each of `names` once, in order.
+pub fn distinct<'a>(names: impl IntoIterator<Item = &'a str>) -> Vec<&'a str> {
+    let mut kept: Vec<&str> = Vec::new();
+    for name in names {
+        if !kept.contains(&name) {
+            kept.push(name);
+        }
+    }
+    kept
+}
+
 /// A trace as a picture names it: `w1.bin (label v1, pid 12, fork child)`.
 pub fn trace_name(trace: &TraceFacts) -> String {
     let mut facts = Vec::new();
@@ -783,6 +800,11 @@ mod tests {
         assert_eq!(rows, [("a", 1.001, 1.001, 0.0), ("b", 1.0, 0.0, 1.0)]);
         assert_eq!((view.busy_ms, view.groups_not_shown, view.groups_not_shown_busy_ms), (3.001, 1, 1.0));
         assert_eq!(view.groups[0].share, 0.3333);
+    }
+
+    #[test]
+    fn names_are_listed_once_in_input_order() {
+        assert_eq!(distinct(["v1", "v1", "v2", "v1", "none"]), ["v1", "v2", "none"]);
     }
 
     #[test]

@@ -148,13 +148,12 @@ struct Page {
 
 impl Exporter for HtmlExporter {
     fn render(&self, report: &Report, _style: Style) -> String {
-        let names: Vec<&str> = report.traces.iter().map(|t| t.label.as_deref().unwrap_or(&t.path)).collect();
         let mut summary = vec![format!("Loop time: {}", loop_time_headline(report))];
         summary.extend(samples_note(report));
         summary.extend(unexplained_note(report));
         summary.extend(summary_lines(report));
         let page = Page {
-            title: format!("aiocop report: {}", names.join(", ")),
+            title: format!("aiocop report: {}", crate::report::title_names(&report.traces).join(", ")),
             generator: generator(),
             styles: STYLES,
             script: SCRIPT,
@@ -578,6 +577,26 @@ mod tests {
             inline_svg(svg),
             r#"<svg version="1.1"><g class="func_g"><title>main (1 µs)</title></g><text x="1">only on="this"</text></svg>"#
         );
+    }
+
+    #[test]
+    fn the_title_names_each_label_once() {
+        let mut report = super::super::tests::sample_report();
+        let trace = |path: &str, label: Option<&str>| crate::report::TraceFacts {
+            path: path.to_owned(),
+            label: label.map(str::to_owned),
+            ..report.traces[0].clone()
+        };
+        report.traces = vec![
+            trace("w1.bin", Some("v1")),
+            trace("w2.bin", Some("v1")),
+            trace("master.bin", Some("v1")),
+            trace("other.bin", None),
+            trace("w3.bin", Some("v2")),
+            trace("w4.bin", Some("v1")),
+        ];
+        let html = HtmlExporter.render(&report, Style::default());
+        assert!(html.contains("<title>aiocop report: v1, other.bin, v2</title>"), "{html}");
     }
 
     #[test]
