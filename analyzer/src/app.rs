@@ -441,7 +441,13 @@ fn make_report(args: &ReportArgs, mut side: Side) -> Report {
         },
         group_by: filters.by.clone(),
         csv_table: args.csv_table,
-        pictures: busy_share,
+        pictures: report::Pictures {
+            key_roots: match args.output.format {
+                ReportFormat::Html => export::fit::roots(&filters.app_roots),
+                _ => Vec::new(),
+            },
+            ..busy_share
+        },
     }
 }
 
@@ -460,7 +466,7 @@ fn busy_share_by_trace(side: &mut Side) -> report::Pictures {
     };
     let busy_share =
         series.iter().zip(shares).map(|((file, _), shares)| report::BusyShare { trace: name(*file), shares }).collect();
-    report::Pictures { busy_share, interval_s, flame_graph_svg: None }
+    report::Pictures { busy_share, interval_s, flame_graph_svg: None, key_roots: Vec::new() }
 }
 
 pub fn run_info(args: InfoArgs) -> Result<(), AnalyzeError> {

@@ -365,6 +365,9 @@ pub struct Pictures {
     pub interval_s: f64,
     /// The flame graph: an SVG document.
     pub flame_graph_svg: Option<String>,
+    /// The roots the page shows paths relative to (as the terminal does:
+    /// `--app-root`s, then the current directory), full on hover.
+    pub key_roots: Vec<String>,
 }
 
 /// One trace's busy share (0 to 1) in each interval after its start.

@@ -14,6 +14,7 @@
 //! - the report's JSON (the `--format json` contract) is embedded in
 //!   `<script type="application/json" id="aiocop-report">` for scripts.
 
+use super::fit::relative_to;
 use super::{
     diff_cells, diff_summary_lines, diff_title, loop_time_headline, samples_note, stalls_headline, summary_lines,
     top_events_text, unexplained_note, via_text, Exporter, Style, DIFF_HEADER,
@@ -38,24 +39,37 @@ const CHART_HEIGHT: f64 = 120.0;
 
 pub struct HtmlExporter;
 
-/// A table cell: its text, the value it sorts by, and its class.
+/// A table cell: its text, the value it sorts by, its class, and the
+/// text shown on hover (a key's full paths where the cell shows them short).
 #[derive(Serialize)]
 struct Cell {
     text: String,
     sort: Option<f64>,
     class: Option<&'static str>,
+    hover: Option<String>,
 }
 
 fn text(text: impl Into<String>) -> Cell {
-    Cell { text: text.into(), sort: None, class: None }
+    Cell { text: text.into(), sort: None, class: None, hover: None }
 }
 
-fn code(text: impl Into<String>) -> Cell {
-    Cell { text: text.into(), sort: None, class: Some("key") }
+/// A key (or keys), its paths shown as the terminal shows them: relative
+/// to the `--app-root`s and the current directory, in full on hover.
+fn code(full: impl Into<String>, roots: &[String]) -> Cell {
+    let (text, hover) = shortened(full.into(), roots);
+    Cell { text, sort: None, class: Some("key"), hover }
+}
+
+/// `full` with its paths made relative to `roots`, and `full` itself when
+/// that changed it.
+fn shortened(full: String, roots: &[String]) -> (String, Option<String>) {
+    let shown = relative_to(&full, roots);
+    let hover = (shown != full).then_some(full);
+    (shown, hover)
 }
 
 fn number(shown: impl ToString, value: f64) -> Cell {
-    Cell { text: shown.to_string(), sort: Some(value), class: Some("num") }
+    Cell { text: shown.to_string(), sort: Some(value), class: Some("num"), hover: None }
 }
 
 fn ms(value: f64) -> Cell {
@@ -113,11 +127,13 @@ struct Bar {
     title: String,
 }
 
-/// One example stack.
+/// One example stack: its title and frames shown short, each with its full
+/// text on hover when that differs.
 #[derive(Serialize)]
 struct Example {
     title: String,
-    frames: Vec<String>,
+    title_hover: Option<String>,
+    frames: Vec<(String, Option<String>)>,
 }
 
 /// The gate's verdict on a diff.
@@ -187,12 +203,13 @@ impl Exporter for HtmlExporter {
         });
         let mut titles = vec!["status", "group"];
         titles.extend(DIFF_HEADER);
+        let roots = diff.new_side.as_deref().map_or(&[][..], |new| &new.pictures.key_roots);
         let section = Section {
             id: "comparison",
             title: format!("Comparison by {}", diff.group_by.title()),
             lines: Vec::new(),
             columns: columns(&titles, &[2, 3, 4, 5, 6]),
-            rows: diff.rows.iter().map(diff_row).collect(),
+            rows: diff.rows.iter().map(|row| diff_row(row, roots)).collect(),
             empty: "No group changed.".to_owned(),
             more: (diff.rows_not_shown > 0)
                 .then(|| format!("{} unchanged (--all shows them)", count(diff.rows_not_shown as u64, "more row"))),
@@ -370,7 +387,7 @@ fn round2(value: f64) -> f64 {
 }
 
 fn loop_section(report: &Report) -> Section {
-    let view = &report.loop_time;
+    let (view, roots) = (&report.loop_time, &report.pictures.key_roots);
     Section {
         id: "loop-time",
         title: "Loop time".to_owned(),
@@ -385,7 +402,7 @@ fn loop_section(report: &Report) -> Section {
             .map(|row| {
                 vec![
                     number(row.rank, row.rank as f64),
-                    code(&row.key),
+                    code(&row.key, roots),
                     ms(row.busy_ms),
                     number(fmt_share(row.share), row.share),
                     ms(row.io_ms),
@@ -408,6 +425,7 @@ fn loop_section(report: &Report) -> Section {
 }
 
 fn stalls_section(report: &Report) -> Section {
+    let roots = &report.pictures.key_roots;
     Section {
         id: "stalls",
         title: "Longest stalls".to_owned(),
@@ -420,11 +438,11 @@ fn stalls_section(report: &Report) -> Section {
                 let top: Vec<String> = row.top.iter().map(|t| format!("{} {} ms", t.key, fmt_ms(t.busy_ms))).collect();
                 vec![
                     number(row.rank, row.rank as f64),
-                    code(format!("{}, {}", row.trace, row.thread)),
+                    code(format!("{}, {}", row.trace, row.thread), roots),
                     number(format!("{:.3}", row.start_s), row.start_s),
                     ms(row.duration_ms),
                     number(row.slices, row.slices as f64),
-                    code(top.join("\n")),
+                    code(top.join("\n"), roots),
                 ]
             })
             .collect(),
@@ -434,6 +452,7 @@ fn stalls_section(report: &Report) -> Section {
 }
 
 fn io_section(report: &Report) -> Section {
+    let roots = &report.pictures.key_roots;
     Section {
         id: "blocking-io",
         title: format!("Blocking I/O by {}", report.group_by.title()),
@@ -462,7 +481,7 @@ fn io_section(report: &Report) -> Section {
             .map(|row| {
                 let mut cells = vec![
                     number(row.rank, row.rank as f64),
-                    code(&row.key),
+                    code(&row.key, roots),
                     number(row.slices, row.slices as f64),
                     number(row.events, row.events as f64),
                     number(row.severity_score, row.severity_score as f64),
@@ -474,6 +493,7 @@ fn io_section(report: &Report) -> Section {
                             aiocop_trace::SeverityLevel::Medium => "level-medium",
                             aiocop_trace::SeverityLevel::Low => "level-low",
                         }),
+                        hover: None,
                     },
                     number(row.exceeded, row.exceeded as f64),
                 ];
@@ -490,6 +510,7 @@ fn io_section(report: &Report) -> Section {
 }
 
 fn cpu_section(report: &Report) -> Section {
+    let roots = &report.pictures.key_roots;
     Section {
         id: "cpu-blocking",
         title: format!("CPU-blocking slices by {}", report.group_by.cpu_title()),
@@ -504,7 +525,7 @@ fn cpu_section(report: &Report) -> Section {
             .map(|row| {
                 let mut cells = vec![
                     number(row.rank, row.rank as f64),
-                    code(&row.key),
+                    code(&row.key, roots),
                     number(row.slices, row.slices as f64),
                     number(row.samples, row.samples as f64),
                 ];
@@ -519,26 +540,31 @@ fn cpu_section(report: &Report) -> Section {
 }
 
 fn examples(report: &Report) -> Vec<Example> {
-    let frames = |trace: &str| trace.split(TRACE_SEPARATOR).map(str::to_owned).collect();
-    let io = report.groups.iter().map(|row| Example {
-        title: format!("{}. {}: {}", row.rank, row.key, row.example_event),
-        frames: frames(&row.example_trace),
-    });
-    let cpu = report.cpu_groups.iter().map(|row| Example {
-        title: format!("CPU {}. {} (most sampled)", row.rank, row.key),
-        frames: frames(&row.example_trace),
-    });
+    let roots = &report.pictures.key_roots;
+    let example = |title: String, trace: &str| {
+        let (title, title_hover) = shortened(title, roots);
+        let frames = trace.split(TRACE_SEPARATOR).map(|frame| shortened(frame.to_owned(), roots)).collect();
+        Example { title, title_hover, frames }
+    };
+    let io = report
+        .groups
+        .iter()
+        .map(|row| example(format!("{}. {}: {}", row.rank, row.key, row.example_event), &row.example_trace));
+    let cpu = report
+        .cpu_groups
+        .iter()
+        .map(|row| example(format!("CPU {}. {} (most sampled)", row.rank, row.key), &row.example_trace));
     io.chain(cpu).take(EXAMPLES_SHOWN).collect()
 }
 
-fn diff_row(row: &DiffRow) -> Vec<Cell> {
+fn diff_row(row: &DiffRow, roots: &[String]) -> Vec<Cell> {
     // Sorted by the new side's value (the base's for a gone group).
     let value = |pick: fn(&SideValues) -> f64| row.new.as_ref().or(row.base.as_ref()).map_or(0.0, pick);
     let picks: [fn(&SideValues) -> f64; 5] =
         [|v| v.severity_per_1k, |v| v.events_per_1k, |v| v.p95_ms, |v| v.max_ms, |v| v.exceeded_pct];
     let mut cells = vec![
-        Cell { text: row.status.as_str().to_owned(), sort: None, class: Some(status_class(row.status)) },
-        code(&row.key),
+        Cell { text: row.status.as_str().to_owned(), sort: None, class: Some(status_class(row.status)), hover: None },
+        code(&row.key, roots),
     ];
     cells.extend(diff_cells(row).into_iter().zip(picks).map(|(shown, pick)| number(shown, value(pick))));
     cells
@@ -580,6 +606,28 @@ mod tests {
     }
 
     #[test]
+    fn keys_show_paths_as_the_terminal_does_and_in_full_on_hover() {
+        let mut report = super::super::tests::sample_report();
+        report.loop_time.groups[0].key = "/srv/app/store/handlers.py:30:render_page".to_owned();
+        report.groups[0].example_trace =
+            "/srv/app/store/db.py:8:query <- /srv/app/store/handlers.py:30:render_page".to_owned();
+        report.pictures.key_roots = vec!["/srv/app".to_owned()];
+        let html = HtmlExporter.render(&report, Style::default());
+        let full = "&#x2f;srv&#x2f;app&#x2f;store&#x2f;handlers.py:30:render_page";
+        assert!(
+            html.contains(&format!("<td class=\"key\" title=\"{full}\">store/<wbr>handlers.py:30:render_page</td>")),
+            "{html}"
+        );
+        assert!(
+            html.contains(&format!("<li><code title=\"{full}\">store&#x2f;handlers.py:30:render_page</code></li>")),
+            "{html}"
+        );
+        // The JSON for scripts keeps the full key; a key with no path under a root has no hover.
+        assert!(html.contains("\"key\":\"/srv/app/store/handlers.py:30:render_page\""), "{html}");
+        assert!(html.contains("<td class=\"key\">app.py:40:crunch</td>"), "{html}");
+    }
+
+    #[test]
     fn the_title_names_each_label_once() {
         let mut report = super::super::tests::sample_report();
         let trace = |path: &str, label: Option<&str>| crate::report::TraceFacts {
@@ -611,7 +659,7 @@ mod tests {
                 series("w2.bin (pid 3, fork child)", &[0.88, 0.9]),
             ],
             interval_s: 0.1,
-            flame_graph_svg: None,
+            ..Pictures::default()
         };
         let html = HtmlExporter.render(&report, Style::default());
         assert_eq!(html.matches("<svg class=\"chart\"").count(), 3, "{html}");
