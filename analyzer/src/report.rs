@@ -7,14 +7,16 @@ use crate::loop_time::apportion;
 use crate::resolve::{via, Analysis, CpuGroup, Group, LoopGroup, Stall};
 use aiocop_trace::SeverityLevel;
 use clap::ValueEnum;
+use rustc_hash::FxHashMap;
 use serde::Serialize;
 
 /// Bumped when a field of the JSON changes meaning or goes away (adding one does not).
 pub const SCHEMA_VERSION: u32 = 1;
 /// Bumped when fields are added: 1 added `loop_time`, `stalls`,
 /// `totals.stalls`, `totals.stall_ms`, the groups' `busy_ms` and the
-/// traces' `samples`.
-pub const SCHEMA_MINOR: u32 = 1;
+/// traces' `samples`; 2 the stalls' `alike` and `alike_ms` (a row stands
+/// for stalls alike).
+pub const SCHEMA_MINOR: u32 = 2;
 
 /// `--sort`: the column rows are ranked by. Numbers rank high first, keys
 /// alphabetically; ties go to the higher score, then the longer total
@@ -324,6 +326,12 @@ pub struct StallRow {
     pub slices: u64,
     /// The groups with most time in it (at most [`STALL_TOP`]).
     pub top: Vec<StallTop>,
+    /// Stalls this row stands for, itself included (schema 1.2): stalls
+    /// alike (one trace and thread, the same groups most in them) are one
+    /// row, the longest's.
+    pub alike: u64,
+    /// Their time in all.
+    pub alike_ms: f64,
 }
 
 /// Groups named per stall.
@@ -649,8 +657,9 @@ pub fn loop_time(analysis: &Analysis, top: usize, long_ms: f64) -> LoopTimeView 
     }
 }
 
-/// The longest stalls first (then the earliest), the top `top` (0: all);
-/// `paths` names each file.
+/// The longest stalls first (then the earliest), alike ones as one row
+/// (see [`StallRow::alike`]), the top `top` rows (0: all); `paths` names
+/// each file.
 pub fn stalls(stalls: &[Stall], top: usize, paths: &[String]) -> (Vec<StallRow>, usize) {
     let mut sorted: Vec<&Stall> = stalls.iter().collect();
     sorted.sort_by(|a, b| {
@@ -658,11 +667,22 @@ pub fn stalls(stalls: &[Stall], top: usize, paths: &[String]) -> (Vec<StallRow>,
             .cmp(&a.duration_ns)
             .then_with(|| (a.file, a.start_ns, a.thread).cmp(&(b.file, b.start_ns, b.thread)))
     });
-    let mut rows: Vec<StallRow> = sorted
-        .iter()
-        .enumerate()
-        .map(|(index, stall)| StallRow {
-            rank: index + 1,
+    // Each stall joins the row of the longest one alike: (row, its
+    // stall, time in all); rows by trace, thread and groups.
+    let mut rows: Vec<(StallRow, &Stall, u64)> = Vec::new();
+    let mut rows_of: FxHashMap<(usize, u32, Vec<&str>), Vec<usize>> = FxHashMap::default();
+    for stall in sorted {
+        let mut keys: Vec<&str> = stall.top.iter().take(STALL_TOP).map(|(key, _)| key.as_str()).collect();
+        keys.sort_unstable();
+        let candidates = rows_of.entry((stall.file, stall.thread, keys)).or_default();
+        if let Some(&index) = candidates.iter().find(|&&index| alike(rows[index].1, stall)) {
+            rows[index].0.alike += 1;
+            rows[index].2 = rows[index].2.saturating_add(stall.duration_ns);
+            continue;
+        }
+        candidates.push(rows.len());
+        let row = StallRow {
+            rank: rows.len() + 1,
             trace: paths.get(stall.file).cloned().unwrap_or_default(),
             thread: stall.thread,
             start_s: seconds(stall.start_ns),
@@ -674,10 +694,24 @@ pub fn stalls(stalls: &[Stall], top: usize, paths: &[String]) -> (Vec<StallRow>,
                 .take(STALL_TOP)
                 .map(|(key, ns)| StallTop { key: key.clone(), busy_ms: ms(*ns) })
                 .collect(),
-        })
-        .collect();
+            alike: 1,
+            alike_ms: 0.0,
+        };
+        rows.push((row, stall, stall.duration_ns));
+    }
+    let mut rows: Vec<StallRow> =
+        rows.into_iter().map(|(row, _, alike_ns)| StallRow { alike_ms: ms(alike_ns), ..row }).collect();
     let not_shown = truncate(&mut rows, top);
     (rows, not_shown)
+}
+
+/// Whether `stall` (of the same trace, thread and groups) is of the same
+/// shape as the `longest`: at least half as long, with between half and
+/// twice its slices. Ten 20 ms steps and a hundred 1 ms callbacks of the
+/// same function are two rows.
+fn alike(longest: &Stall, stall: &Stall) -> bool {
+    let within_twice = |a: u64, b: u64| a <= b.saturating_mul(2) && b <= a.saturating_mul(2);
+    within_twice(longest.duration_ns, stall.duration_ns) && within_twice(longest.slices, stall.slices)
 }
 
 fn truncate<T>(rows: &mut Vec<T>, top: usize) -> usize {
@@ -803,6 +837,50 @@ mod tests {
         assert_eq!(rows, [("a", 1.001, 1.001, 0.0), ("b", 1.0, 0.0, 1.0)]);
         assert_eq!((view.busy_ms, view.groups_not_shown, view.groups_not_shown_busy_ms), (3.001, 1, 1.0));
         assert_eq!(view.groups[0].share, 0.3333);
+    }
+
+    #[test]
+    fn alike_stalls_are_one_row_the_longests() {
+        let stall = |file, thread, start_ms: u64, duration_ms: u64, keys: &[&str]| Stall {
+            file,
+            thread,
+            start_ns: start_ms * 1_000_000,
+            duration_ns: duration_ms * 1_000_000,
+            slices: 3,
+            top: keys.iter().map(|k| ((*k).to_owned(), duration_ms * 500_000)).collect(),
+        };
+        let mut all = Vec::new();
+        // 50 near-identical stalls of one worker, the same two groups in either order...
+        for i in 0..50u64 {
+            let keys: &[&str] = if i % 2 == 0 { &["render", "encode"] } else { &["encode", "render"] };
+            all.push(stall(0, 1, 100 * i, 60 + i % 3, keys));
+        }
+        // ... one of another thread, one of another trace, one of other
+        // groups, one of the same groups but another shape (a third as long).
+        all.push(stall(0, 2, 5, 61, &["render", "encode"]));
+        all.push(stall(1, 1, 5, 70, &["render", "encode"]));
+        all.push(stall(0, 1, 7, 30, &["render"]));
+        all.push(stall(0, 1, 9, 20, &["encode", "render"]));
+        let paths = ["w1.bin".to_owned(), "w2.bin".to_owned()];
+        let (rows, not_shown) = stalls(&all, 0, &paths);
+        let summary: Vec<_> =
+            rows.iter().map(|r| (r.rank, r.trace.as_str(), r.thread, r.duration_ms, r.alike, r.alike_ms)).collect();
+        let fifty_ms = (0..50u64).map(|i| 60 + i % 3).sum::<u64>() as f64;
+        assert_eq!(
+            summary,
+            [
+                (1, "w2.bin", 1, 70.0, 1, 70.0),
+                (2, "w1.bin", 1, 62.0, 50, fifty_ms),
+                (3, "w1.bin", 2, 61.0, 1, 61.0),
+                (4, "w1.bin", 1, 30.0, 1, 30.0),
+                (5, "w1.bin", 1, 20.0, 1, 20.0),
+            ]
+        );
+        assert_eq!(not_shown, 0);
+        // The row is the longest's: its start, and --top counts rows.
+        assert_eq!(rows[1].start_s, 0.2);
+        let (rows, not_shown) = stalls(&all, 2, &paths);
+        assert_eq!((rows.len(), not_shown), (2, 3));
     }
 
     #[test]

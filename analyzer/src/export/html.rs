@@ -430,7 +430,10 @@ fn stalls_section(report: &Report) -> Section {
         id: "stalls",
         title: "Longest stalls".to_owned(),
         lines: vec![stalls_headline(report)],
-        columns: columns(&["#", "trace, thread", "start s", "duration ms", "slices", "most time in"], &[0, 2, 3, 4]),
+        columns: columns(
+            &["#", "trace, thread", "start s", "duration ms", "slices", "alike", "alike ms", "most time in"],
+            &[0, 2, 3, 4, 5, 6],
+        ),
         rows: report
             .stalls
             .iter()
@@ -442,6 +445,8 @@ fn stalls_section(report: &Report) -> Section {
                     number(format!("{:.3}", row.start_s), row.start_s),
                     ms(row.duration_ms),
                     number(row.slices, row.slices as f64),
+                    number(row.alike, row.alike as f64),
+                    ms(row.alike_ms),
                     code(top.join("\n"), roots),
                 ]
             })

@@ -9,8 +9,8 @@
 
 use super::fit::{lay_out, shorten_key, shorten_left, wrap_text, Fit, Text};
 use super::{
-    diff_cells, diff_summary_lines, diff_title, elapsed_cells, loop_time_headline, samples_note, stalls_headline,
-    summary_lines, top_events_text, unexplained_note, via_text, Exporter, Style, DIFF_HEADER,
+    any_alike, diff_cells, diff_summary_lines, diff_title, elapsed_cells, loop_time_headline, samples_note,
+    stalls_headline, summary_lines, top_events_text, unexplained_note, via_text, Exporter, Style, DIFF_HEADER,
 };
 use crate::diff::{Diff, Status};
 use crate::report::Report;
@@ -353,6 +353,11 @@ fn render_stalls(out: &mut String, report: &Report, style: Style) {
         number("slices", true),
         text("most time in", Fit::Key),
     ];
+    let alike = any_alike(report);
+    if alike {
+        columns.insert(4, number("alike", true));
+        columns.insert(5, number("alike ms", true));
+    }
     if place {
         columns.insert(1, text("trace, thread", Fit::Key));
     }
@@ -367,6 +372,10 @@ fn render_stalls(out: &mut String, report: &Report, style: Style) {
             plain(row.slices),
             (Text::keyed_values(top), Paint::None),
         ];
+        if alike {
+            cells.insert(4, plain(row.alike));
+            cells.insert(5, plain(fmt_ms(row.alike_ms)));
+        }
         if place {
             let place = Text {
                 full: format!("{}, {}", row.trace, row.thread),
