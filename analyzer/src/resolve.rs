@@ -794,8 +794,20 @@ fn example(file: usize, signature: &IoSignature, stats: &IoStats, part: &KeyPart
         file,
         start_ns: stats.example_start_ns,
         trace: keyer.stacks.facts(stack).trace.clone(),
-        event: format!("{}({args})", keyer.name(event)),
+        event: event_text(&keyer.name(event), &args),
     }
+}
+
+/// An example event as the report shows it: `name(args)`, an `import`
+/// event with its module and file only. Its audit arguments go on with
+/// `sys.path`, `sys.meta_path` and `sys.path_hooks`, the interpreter's
+/// state, not the call's: each starts with `[`.
+fn event_text(name: &str, args: &str) -> String {
+    let args = match name {
+        "import" => args.find(", [").map_or(args, |state| &args[..state]),
+        _ => args,
+    };
+    format!("{name}({args})")
 }
 
 /// The string id of `key` among a chunk's definitions, for `--by context:KEY`.
@@ -1022,6 +1034,19 @@ mod tests {
             interval_ns: 1_000_000,
         });
         assert_eq!(without_samples(&sampled), 0);
+    }
+
+    #[test]
+    fn import_examples_leave_out_the_interpreters_state() {
+        let args =
+            "numpy, None, ['/srv/app', '/usr/lib/python3.12'], [<class '_frozen_importlib.BuiltinImporter'>, <cl, []";
+        assert_eq!(event_text("import", args), "import(numpy, None)");
+        assert_eq!(event_text("import", "numpy"), "import(numpy)");
+        // Other events keep their lists.
+        assert_eq!(
+            event_text("subprocess.Popen", "ls, ['ls', '-l'], None"),
+            "subprocess.Popen(ls, ['ls', '-l'], None)"
+        );
     }
 
     #[test]
