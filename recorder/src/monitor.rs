@@ -120,6 +120,13 @@ pub fn run_slice(py: Python<'_>, ran: Ran<'_, '_>, run: impl FnOnce() -> PyResul
         return Err(interrupt);
     }
 
+    // What ran is read before it runs: a handle that cancels itself while
+    // running (Twisted's timers under daphne) sets its callback to None.
+    let callback_before = match ran {
+        Ran::Handle(handle) if recording::is_active() => handle_slots::read(handle, Slot::Callback),
+        _ => None,
+    };
+
     let outer = slice::begin();
     config::set_exception_raised(false);
     let start_ns = clock::now_ns();
@@ -142,7 +149,10 @@ pub fn run_slice(py: Python<'_>, ran: Ran<'_, '_>, run: impl FnOnce() -> PyResul
     };
     if recording::is_active() {
         let facts = describe::SliceFacts {
-            ran,
+            ran: match &callback_before {
+                Some(callback) => Ran::Callback(callback),
+                None => ran,
+            },
             start_ns,
             duration_ns: elapsed_ns,
             exceeded,
