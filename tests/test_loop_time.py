@@ -212,6 +212,22 @@ def test_a_lazy_import_of_a_package_with_nested_imports_is_one_row(tmp_path):
     assert expected in keys and not any(":<module>" in key for key in keys)
 
 
+def test_the_demos_one_lazy_import_is_one_row(tmp_path):
+    # The demo's first getaddrinfo imports encodings.idna, which imports
+    # more: those events' stacks are cut at the trace depth before the
+    # handler, and were a second row at encodings' search_function.
+    demo = Path(__file__).parent.parent / "examples" / "demo_app.py"
+    trace = tmp_path / "demo.bin"
+    result = subprocess.run(
+        [sys.executable, str(demo), str(trace)], capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    keys = [g["key"] for g in report_json("--by", "app-frame", "--top", "0", str(trace))["groups"]]
+    imports = [key for key in keys if "(import encodings" in key]
+    assert len(imports) <= 1 and all(key.endswith(":handle_lookup (import encodings.idna)") for key in imports), keys
+    assert not any("search_function" in key for key in keys), keys
+
+
 @pytest.mark.parametrize("value", ["0", "-1"])
 def test_long_ms_of_zero_or_less_is_a_usage_error(tmp_path, value):
     trace = record(tmp_path, "import asyncio\nasyncio.run(asyncio.sleep(0))\n")

@@ -364,8 +364,12 @@ impl<'a> Keyer<'a> {
                     _ => {}
                 }
             }
+            // A module loads once a slice: an event inside the import of one
+            // the slice's outermost imports name is part of that import, even
+            // where its stack, cut at the trace depth, ends before the
+            // importer's app frame (and so has another key).
             for pair in hinted {
-                if !outer_imports.iter().any(|(key, module)| *key == pair.0 && related_modules(module, &pair.1)) {
+                if !outer_imports.iter().any(|(_, module)| related_modules(module, &pair.1)) {
                     outer_imports.push(pair);
                 }
             }
@@ -464,11 +468,12 @@ impl<'a> Keyer<'a> {
         if import.has_importer {
             let key = self.frame_key(facts);
             let module = match hint {
-                // The outermost import it is part of, or its own outermost module.
-                Some(hint) => outer_imports
-                    .iter()
-                    .find(|(k, m)| *k == key && related_modules(m, hint))
-                    .map_or(hint, |(_, m)| m.as_str()),
+                // The outermost import it is part of (keyed where that one
+                // was: see `io_parts`), or its own outermost module.
+                Some(hint) => match outer_imports.iter().find(|(_, m)| related_modules(m, hint)) {
+                    Some((outer_key, module)) => return format!("{outer_key} (import {module})"),
+                    None => hint,
+                },
                 // Loading the outermost module itself (its `.pyc`, its finder).
                 None => outer_imports.iter().find(|(k, _)| *k == key).map_or("?", |(_, m)| m.as_str()),
             };
