@@ -248,7 +248,9 @@ const FLAME_GRAPH_NOTE: &str =
     "The loop's busy time by stack: every slice's time, split as the Loop time table splits it (hover a box for its time).";
 
 const DIFF_FLAME_GRAPH_NOTE: &str = "The new side's busy time by stack, frames matched across releases by module and \
-     qualified name; red grew and blue shrank against the base, scaled to the same total (hover a box for its change).";
+     qualified name; red grew and blue shrank against the base, scaled to the same total (hover a box for its change). \
+     Every difference is coloured, noise included: two recordings of one build look like this too; the Comparison \
+     table and the gate say what changed beyond noise.";
 
 fn generator() -> String {
     format!("aiocop-analyze {}", env!("CARGO_PKG_VERSION"))
