@@ -14,7 +14,6 @@
 use crate::diff::Diff;
 use crate::report::Report;
 use aiocop_trace::frame::TRACE_SEPARATOR;
-use unicode_width::UnicodeWidthChar;
 
 /// A key column is not shortened below this many columns while others can give way.
 pub(crate) const KEY_MIN_WIDTH: usize = 20;
@@ -34,8 +33,10 @@ pub(crate) fn width_of(text: &str) -> usize {
 }
 
 /// `text` shortened from the left to at most `width` columns, keeping its
-/// end: by whole path components where one fits (`…/views.py:30:resolve`),
-/// else by characters (`…ews.py:30:resolve`).
+/// end, by whole path components (`…/views.py:30:resolve`). A file name or
+/// a word is never cut: when not even the last component fits, it is
+/// shown whole (`…/views.py:30:resolve`, wider than `width`), and the
+/// column grows to hold it.
 pub(crate) fn shorten_left(text: &str, width: usize) -> String {
     shorten_left_at(text, width, '/')
 }
@@ -45,27 +46,15 @@ fn shorten_left_at(text: &str, width: usize, separator: char) -> String {
     if width_of(text) <= width {
         return text.to_owned();
     }
-    if width == 0 {
-        return String::new();
-    }
     // The longest tail that starts at a separator and fits after the ellipsis
-    // (one column); a path keeps its `/` (`…/views.py`), a module not (`…http.auto`).
+    // (one column), else the shortest; a path keeps its `/` (`…/views.py`),
+    // a module not (`…http.auto`).
     let skip = if separator == '/' { 0 } else { separator.len_utf8() };
-    let tails = text.match_indices(separator).map(|(at, _)| &text[at + skip..]);
-    if let Some(tail) = tails.into_iter().find(|tail| width_of(tail) < width) {
-        return format!("…{tail}");
+    let tails: Vec<&str> = text.match_indices(separator).map(|(at, _)| &text[at + skip..]).collect();
+    match tails.iter().find(|tail| width_of(tail) < width).or(tails.last()) {
+        Some(tail) => format!("…{tail}"),
+        None => text.to_owned(),
     }
-    let mut kept = Vec::new();
-    let mut kept_width = 0;
-    for c in text.chars().rev() {
-        let w = c.width().unwrap_or(0);
-        if kept_width + w > width - 1 {
-            break;
-        }
-        kept_width += w;
-        kept.push(c);
-    }
-    std::iter::once('…').chain(kept.into_iter().rev()).collect()
 }
 
 /// A key shortened to `width` columns: from the left, and for a stack key
@@ -93,12 +82,13 @@ fn shorten_frame_key(key: &str, width: usize) -> String {
     let (frame, module) = (&key[..at], &key[at + IMPORT_NOTE.len()..key.len() - 1]);
     let note_width = width_of(IMPORT_NOTE) + width_of(module) + 1;
     let last_component = frame.rfind('/').map_or(frame, |slash| &frame[slash..]);
-    let frame_width = width.saturating_sub(note_width).max((width_of(last_component) + 1).min(width));
+    let frame_width = width.saturating_sub(note_width).max(width_of(last_component) + 1);
     let frame = shorten_left(frame, frame_width);
     let module_room = width.saturating_sub(width_of(&frame) + width_of(IMPORT_NOTE) + 1);
-    if module_room == 0 {
-        return shorten_left(&frame, width);
-    }
+    // The module keeps its last two names at least (`…http.auto`,
+    // `…websockets.auto`): its last one alone often names many modules.
+    let last_two = module.rmatch_indices('.').nth(1).map_or(module, |(at, _)| &module[at + 1..]);
+    let module_room = module_room.max(width_of(last_two) + 1);
     format!("{frame}{IMPORT_NOTE}{})", shorten_left_at(module, module_room, '.'))
 }
 
@@ -301,11 +291,32 @@ pub(crate) fn lay_out(
         widths = distribute(2);
     }
     let titles = titles.iter().zip(&widths).map(|(title, &w)| wrap_words(title, w).join("\n")).collect();
-    let cells = rows
+    let mut cells: Vec<Vec<String>> = rows
         .iter()
         .map(|row| row.iter().zip(fits).zip(&widths).map(|((text, &fit), &w)| text.laid_out(fit, w)).collect())
         .collect();
+    for column in (0..fits.len()).filter(|&c| fits[c] == Fit::Key) {
+        unshorten_lookalikes(rows, &mut cells, column);
+    }
     (titles, cells)
+}
+
+/// Two different keys never print the same: cells of `column` that
+/// shortening made alike although their keys differ are shown in full.
+fn unshorten_lookalikes(rows: &[Vec<Text>], cells: &mut [Vec<String>], column: usize) {
+    let alike: Vec<usize> = (0..rows.len())
+        .filter(|&i| {
+            (0..rows.len())
+                .any(|j| j != i && cells[j][column] == cells[i][column] && rows[j][column] != rows[i][column])
+        })
+        .collect();
+    for i in alike {
+        let text = &rows[i][column];
+        cells[i][column] = match text.keys.is_empty() {
+            true => text.full.clone(),
+            false => text.keys.iter().map(|(key, suffix)| format!("{key}{suffix}")).collect::<Vec<_>>().join("\n"),
+        };
+    }
 }
 
 /// `text` with every path under one of `roots` made relative to it (the
@@ -394,11 +405,12 @@ mod tests {
         assert_eq!(shorten_left(key, 40), key);
         assert_eq!(shorten_left(key, 28), "…/shop/views.py:30:resolve");
         assert_eq!(shorten_left(key, 22), "…/views.py:30:resolve");
-        // No component fits: characters go, the line and function stay.
-        assert_eq!(shorten_left(key, 15), "….py:30:resolve");
-        assert_eq!(width_of(&shorten_left(key, 15)), 15);
-        assert_eq!(shorten_left(key, 1), "…");
-        assert_eq!(shorten_left(key, 0), "");
+        // No component fits: the last is shown whole, never cut in a
+        // file name or a word, at any width.
+        for width in [0, 1, 15, 21] {
+            assert_eq!(shorten_left(key, width), "…/views.py:30:resolve", "{width}");
+        }
+        assert_eq!(shorten_left("handle_cpu", 4), "handle_cpu");
     }
 
     #[test]
@@ -407,10 +419,30 @@ mod tests {
         assert_eq!(shorten_key(key, 90), key);
         assert_eq!(shorten_key(key, 75), "…/importer.py:19:import_from_string (import uvicorn.protocols.http.auto)");
         assert_eq!(shorten_key(key, 56), "…/importer.py:19:import_from_string (import …http.auto)");
-        assert_eq!(shorten_key(key, 53), "…/importer.py:19:import_from_string (import …auto)");
-        for width in [20, 40, 53, 60, 75] {
-            assert!(width_of(&shorten_key(key, width)) <= width, "{width}");
+        // The module keeps its last two names: `…auto` named uvicorn's
+        // http.auto and websockets.auto alike. No name is ever cut.
+        for width in [10, 20, 40, 53] {
+            assert_eq!(shorten_key(key, width), "…/importer.py:19:import_from_string (import …http.auto)", "{width}");
         }
+        let other = "uvicorn/importer.py:19:import_from_string (import uvicorn.protocols.websockets.auto)";
+        assert_eq!(shorten_key(other, 53), "…/importer.py:19:import_from_string (import …websockets.auto)");
+    }
+
+    #[test]
+    fn two_different_keys_never_print_the_same() {
+        let fits = [Fit::Key];
+        let key = |module: &str| vec![Text::key(&format!("/srv/a/{module}/util.py:3:load"))];
+        let rows = vec![key("shop"), key("cart"), vec![Text::key("/srv/a/x.py:1:main")]];
+        let (_, cells) = lay_out(30, &["key".to_owned()], &fits, &rows);
+        // Both would be `…/util.py:3:load`: they are shown in full instead.
+        assert_eq!(cells[0][0], "/srv/a/shop/util.py:3:load");
+        assert_eq!(cells[1][0], "/srv/a/cart/util.py:3:load");
+        assert_eq!(cells[2][0], "/srv/a/x.py:1:main");
+        // The same key twice is shortened alike (it is the same group's).
+        let rows = vec![key("shop"), key("shop")];
+        let (_, cells) = lay_out(20, &["key".to_owned()], &fits, &rows);
+        assert_eq!(cells[0][0], cells[1][0]);
+        assert_eq!(cells[0][0], "…/util.py:3:load");
     }
 
     #[test]
@@ -464,11 +496,11 @@ mod tests {
         assert_eq!(titles, ["#", "entry point", "score", "top events"]);
         assert_eq!(cells[0][1], "…/views.py:30:resolve <-\n/srv/app/main.py:9:main");
         assert_eq!(cells[0][3], "open ×2, os.stat ×1,\nos.listdir ×1, …");
-        // Alone, the key fits whole in 50 columns; in 30 its lines are cut to 22 columns.
+        // Alone, the key fits whole in 50 columns; in 30 its lines are shortened to whole components.
         let (_, cells) = lay_out(50, &["#".to_owned(), "key".to_owned()], &fits[..2], &[rows[0][..2].to_vec()]);
         assert_eq!(cells[0][1], "/srv/app/shop/views.py:30:resolve <-\n/srv/app/main.py:9:main");
         let (_, cells) = lay_out(30, &["#".to_owned(), "key".to_owned()], &fits[..2], &[rows[0][..2].to_vec()]);
-        assert_eq!(cells[0][1], "…iews.py:30:resolve <-\n…/app/main.py:9:main");
+        assert_eq!(cells[0][1], "…/views.py:30:resolve <-\n…/app/main.py:9:main");
         // Wide enough: nothing changes.
         let (_, cells) = lay_out(200, &["k".to_owned()], &[Fit::Key], &[vec![Text::key("a/b.py:1:f")]]);
         assert_eq!(cells[0][0], "a/b.py:1:f");
