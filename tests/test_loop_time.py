@@ -141,7 +141,6 @@ def test_a_trace_without_samples_says_they_are_missing(tmp_path):
     assert "Samples missing" in analyze("--format", "markdown", str(trace)).stdout
 
 
-
 def test_a_sampled_trace_without_a_long_slice_misses_no_samples(tmp_path):
     # Sampling on (the default), but no slice lasted long enough for a
     # sample, as in an idle gunicorn master: nothing is missing.
