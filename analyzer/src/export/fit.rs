@@ -85,10 +85,6 @@ fn shorten_frame_key(key: &str, width: usize) -> String {
     let frame_width = width.saturating_sub(note_width).max(width_of(last_component) + 1);
     let frame = shorten_left(frame, frame_width);
     let module_room = width.saturating_sub(width_of(&frame) + width_of(IMPORT_NOTE) + 1);
-    // The module keeps its last two names at least (`…http.auto`,
-    // `…websockets.auto`): its last one alone often names many modules.
-    let last_two = module.rmatch_indices('.').nth(1).map_or(module, |(at, _)| &module[at + 1..]);
-    let module_room = module_room.max(width_of(last_two) + 1);
     format!("{frame}{IMPORT_NOTE}{})", shorten_left_at(module, module_room, '.'))
 }
 
@@ -296,26 +292,39 @@ pub(crate) fn lay_out(
         .map(|row| row.iter().zip(fits).zip(&widths).map(|((text, &fit), &w)| text.laid_out(fit, w)).collect())
         .collect();
     for column in (0..fits.len()).filter(|&c| fits[c] == Fit::Key) {
-        unshorten_lookalikes(rows, &mut cells, column);
+        lengthen_lookalikes(rows, &mut cells, column, widths[column]);
     }
     (titles, cells)
 }
 
 /// Two different keys never print the same: cells of `column` that
-/// shortening made alike although their keys differ are shown in full.
-fn unshorten_lookalikes(rows: &[Vec<Text>], cells: &mut [Vec<String>], column: usize) {
-    let alike: Vec<usize> = (0..rows.len())
-        .filter(|&i| {
-            (0..rows.len())
-                .any(|j| j != i && cells[j][column] == cells[i][column] && rows[j][column] != rows[i][column])
-        })
-        .collect();
-    for i in alike {
-        let text = &rows[i][column];
-        cells[i][column] = match text.keys.is_empty() {
-            true => text.full.clone(),
-            false => text.keys.iter().map(|(key, suffix)| format!("{key}{suffix}")).collect::<Vec<_>>().join("\n"),
+/// shortening made alike although their keys differ are laid out a column
+/// wider at a time, together, until they differ (`…auto` becomes
+/// `…http.auto` and `…websockets.auto`).
+fn lengthen_lookalikes(rows: &[Vec<Text>], cells: &mut [Vec<String>], column: usize, width: usize) {
+    let differ = |i: usize, j: usize| rows[i][column] != rows[j][column];
+    for i in 0..rows.len() {
+        let alike: Vec<usize> = (0..rows.len()).filter(|&j| cells[j][column] == cells[i][column]).collect();
+        if !alike.iter().any(|&j| differ(i, j)) {
+            continue;
+        }
+        let full_width = alike.iter().map(|&j| width_of(&rows[j][column].full)).max().unwrap_or(0);
+        let mut wider = width;
+        // Until none of them prints the text they shared (which, shown
+        // for one, would still read as the other's) or two alike.
+        let shared = cells[i][column].clone();
+        let still_alike = |cells: &[Vec<String>]| {
+            alike.iter().any(|&a| {
+                cells[a][column] == shared
+                    || alike.iter().any(|&b| differ(a, b) && cells[a][column] == cells[b][column])
+            })
         };
+        while still_alike(cells) && wider < full_width {
+            wider += 1;
+            for &j in &alike {
+                cells[j][column] = rows[j][column].laid_out(Fit::Key, wider);
+            }
+        }
     }
 }
 
@@ -419,13 +428,10 @@ mod tests {
         assert_eq!(shorten_key(key, 90), key);
         assert_eq!(shorten_key(key, 75), "…/importer.py:19:import_from_string (import uvicorn.protocols.http.auto)");
         assert_eq!(shorten_key(key, 56), "…/importer.py:19:import_from_string (import …http.auto)");
-        // The module keeps its last two names: `…auto` named uvicorn's
-        // http.auto and websockets.auto alike. No name is ever cut.
+        // No name is ever cut.
         for width in [10, 20, 40, 53] {
-            assert_eq!(shorten_key(key, width), "…/importer.py:19:import_from_string (import …http.auto)", "{width}");
+            assert_eq!(shorten_key(key, width), "…/importer.py:19:import_from_string (import …auto)", "{width}");
         }
-        let other = "uvicorn/importer.py:19:import_from_string (import uvicorn.protocols.websockets.auto)";
-        assert_eq!(shorten_key(other, 53), "…/importer.py:19:import_from_string (import …websockets.auto)");
     }
 
     #[test]
@@ -433,11 +439,20 @@ mod tests {
         let fits = [Fit::Key];
         let key = |module: &str| vec![Text::key(&format!("/srv/a/{module}/util.py:3:load"))];
         let rows = vec![key("shop"), key("cart"), vec![Text::key("/srv/a/x.py:1:main")]];
-        let (_, cells) = lay_out(30, &["key".to_owned()], &fits, &rows);
-        // Both would be `…/util.py:3:load`: they are shown in full instead.
-        assert_eq!(cells[0][0], "/srv/a/shop/util.py:3:load");
-        assert_eq!(cells[1][0], "/srv/a/cart/util.py:3:load");
+        let (_, cells) = lay_out(24, &["key".to_owned()], &fits, &rows);
+        // Both would be `…/util.py:3:load`: each gets the component that tells them apart.
+        assert_eq!(cells[0][0], "…/shop/util.py:3:load");
+        assert_eq!(cells[1][0], "…/cart/util.py:3:load");
         assert_eq!(cells[2][0], "/srv/a/x.py:1:main");
+        // uvicorn's two lazy imports at one line: `(import …auto)` both.
+        let import = |module: &str| {
+            vec![Text::key(&format!(
+                "uvicorn/importer.py:19:import_from_string (import uvicorn.protocols.{module}.auto)"
+            ))]
+        };
+        let (_, cells) = lay_out(30, &["key".to_owned()], &fits, &[import("http"), import("websockets")]);
+        assert_eq!(cells[0][0], "…/importer.py:19:import_from_string (import …http.auto)");
+        assert_eq!(cells[1][0], "…/importer.py:19:import_from_string (import …websockets.auto)");
         // The same key twice is shortened alike (it is the same group's).
         let rows = vec![key("shop"), key("shop")];
         let (_, cells) = lay_out(20, &["key".to_owned()], &fits, &rows);
