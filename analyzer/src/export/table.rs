@@ -356,7 +356,8 @@ fn render_stalls(out: &mut String, report: &Report, style: Style) {
     let alike = any_alike(report);
     if alike {
         columns.insert(4, number("alike", true));
-        columns.insert(5, number("alike ms", true));
+        // Their time in all only with --wide: a terminal's room goes to the keys.
+        columns.insert(5, number("alike ms", false));
     }
     if place {
         columns.insert(1, text("trace, thread", Fit::Key));
