@@ -189,12 +189,41 @@ impl Text {
             Fit::Fixed => self.full.clone(),
             Fit::Words => wrap_items(&self.full, width, LIST_SEPARATOR).join("\n"),
             Fit::Key if self.keys.is_empty() => shorten_key(&self.full, width),
-            Fit::Key => self
-                .keys
-                .iter()
-                .map(|(key, suffix)| shorten_key(key, width.saturating_sub(width_of(suffix))) + suffix)
-                .collect::<Vec<_>>()
-                .join("\n"),
+            Fit::Key => {
+                let mut shown: Vec<String> = self
+                    .keys
+                    .iter()
+                    .map(|(key, suffix)| shorten_key(key, width.saturating_sub(width_of(suffix))))
+                    .collect();
+                self.lengthen_alike_lines(&mut shown, width);
+                shown
+                    .iter()
+                    .zip(&self.keys)
+                    .map(|(key, (_, suffix))| format!("{key}{suffix}"))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            }
+        }
+    }
+
+    /// Lines of one cell whose keys differ but print the same (a stall's
+    /// two lazy imports at one line, `(import …auto)`) get more room, a
+    /// column at a time, until neither shows what they shared.
+    fn lengthen_alike_lines(&self, shown: &mut [String], width: usize) {
+        for i in 0..shown.len() {
+            let alike: Vec<usize> = (0..shown.len()).filter(|&j| shown[j] == shown[i]).collect();
+            if !alike.iter().any(|&j| self.keys[j].0 != self.keys[i].0) {
+                continue;
+            }
+            let shared = shown[i].clone();
+            let mut wider = width;
+            let longest = alike.iter().map(|&j| width_of(&self.keys[j].0)).max().unwrap_or(0);
+            while alike.iter().any(|&j| shown[j] == shared) && wider < longest + width {
+                wider += 1;
+                for &j in &alike {
+                    shown[j] = shorten_key(&self.keys[j].0, wider.saturating_sub(width_of(&self.keys[j].1)));
+                }
+            }
         }
     }
 }
@@ -453,6 +482,21 @@ mod tests {
         let (_, cells) = lay_out(30, &["key".to_owned()], &fits, &[import("http"), import("websockets")]);
         assert_eq!(cells[0][0], "…/importer.py:19:import_from_string (import …http.auto)");
         assert_eq!(cells[1][0], "…/importer.py:19:import_from_string (import …websockets.auto)");
+        // Nor two lines of one cell (a stall's groups).
+        let stall = Text::keyed_values(vec![
+            (
+                "uvicorn/importer.py:19:import_from_string (import uvicorn.protocols.http.auto)".to_owned(),
+                " 102.212 ms".to_owned(),
+            ),
+            (
+                "uvicorn/importer.py:19:import_from_string (import uvicorn.protocols.websockets.auto)".to_owned(),
+                " 4.986 ms".to_owned(),
+            ),
+        ]);
+        assert_eq!(
+            stall.laid_out(Fit::Key, 40),
+            "…/importer.py:19:import_from_string (import …http.auto) 102.212 ms\n…/importer.py:19:import_from_string (import …websockets.auto) 4.986 ms"
+        );
         // The same key twice is shortened alike (it is the same group's).
         let rows = vec![key("shop"), key("shop")];
         let (_, cells) = lay_out(20, &["key".to_owned()], &fits, &rows);
