@@ -14,6 +14,7 @@
 use crate::diff::Diff;
 use crate::report::Report;
 use aiocop_trace::frame::TRACE_SEPARATOR;
+use unicode_width::UnicodeWidthChar;
 
 /// A key column is not shortened below this many columns while others can give way.
 pub(crate) const KEY_MIN_WIDTH: usize = 20;
@@ -33,10 +34,8 @@ pub(crate) fn width_of(text: &str) -> usize {
 }
 
 /// `text` shortened from the left to at most `width` columns, keeping its
-/// end, by whole path components (`…/views.py:30:resolve`). A file name or
-/// a word is never cut: when not even the last component fits, it is
-/// shown whole (`…/views.py:30:resolve`, wider than `width`), and the
-/// column grows to hold it.
+/// end: by whole path components where one fits (`…/views.py:30:resolve`),
+/// else by characters (`…ews.py:30:resolve`).
 pub(crate) fn shorten_left(text: &str, width: usize) -> String {
     shorten_left_at(text, width, '/')
 }
@@ -46,15 +45,27 @@ fn shorten_left_at(text: &str, width: usize, separator: char) -> String {
     if width_of(text) <= width {
         return text.to_owned();
     }
-    // The longest tail that starts at a separator and fits after the ellipsis
-    // (one column), else the shortest; a path keeps its `/` (`…/views.py`),
-    // a module not (`…http.auto`).
-    let skip = if separator == '/' { 0 } else { separator.len_utf8() };
-    let tails: Vec<&str> = text.match_indices(separator).map(|(at, _)| &text[at + skip..]).collect();
-    match tails.iter().find(|tail| width_of(tail) < width).or(tails.last()) {
-        Some(tail) => format!("…{tail}"),
-        None => text.to_owned(),
+    if width == 0 {
+        return String::new();
     }
+    // The longest tail that starts at a separator and fits after the ellipsis
+    // (one column); a path keeps its `/` (`…/views.py`), a module not (`…http.auto`).
+    let skip = if separator == '/' { 0 } else { separator.len_utf8() };
+    let tails = text.match_indices(separator).map(|(at, _)| &text[at + skip..]);
+    if let Some(tail) = tails.into_iter().find(|tail| width_of(tail) < width) {
+        return format!("…{tail}");
+    }
+    let mut kept = Vec::new();
+    let mut kept_width = 0;
+    for c in text.chars().rev() {
+        let w = c.width().unwrap_or(0);
+        if kept_width + w > width - 1 {
+            break;
+        }
+        kept_width += w;
+        kept.push(c);
+    }
+    std::iter::once('…').chain(kept.into_iter().rev()).collect()
 }
 
 /// A key shortened to `width` columns: from the left, and for a stack key
@@ -82,9 +93,12 @@ fn shorten_frame_key(key: &str, width: usize) -> String {
     let (frame, module) = (&key[..at], &key[at + IMPORT_NOTE.len()..key.len() - 1]);
     let note_width = width_of(IMPORT_NOTE) + width_of(module) + 1;
     let last_component = frame.rfind('/').map_or(frame, |slash| &frame[slash..]);
-    let frame_width = width.saturating_sub(note_width).max(width_of(last_component) + 1);
+    let frame_width = width.saturating_sub(note_width).max((width_of(last_component) + 1).min(width));
     let frame = shorten_left(frame, frame_width);
     let module_room = width.saturating_sub(width_of(&frame) + width_of(IMPORT_NOTE) + 1);
+    if module_room == 0 {
+        return shorten_left(&frame, width);
+    }
     format!("{frame}{IMPORT_NOTE}{})", shorten_left_at(module, module_room, '.'))
 }
 
@@ -189,41 +203,12 @@ impl Text {
             Fit::Fixed => self.full.clone(),
             Fit::Words => wrap_items(&self.full, width, LIST_SEPARATOR).join("\n"),
             Fit::Key if self.keys.is_empty() => shorten_key(&self.full, width),
-            Fit::Key => {
-                let mut shown: Vec<String> = self
-                    .keys
-                    .iter()
-                    .map(|(key, suffix)| shorten_key(key, width.saturating_sub(width_of(suffix))))
-                    .collect();
-                self.lengthen_alike_lines(&mut shown, width);
-                shown
-                    .iter()
-                    .zip(&self.keys)
-                    .map(|(key, (_, suffix))| format!("{key}{suffix}"))
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            }
-        }
-    }
-
-    /// Lines of one cell whose keys differ but print the same (a stall's
-    /// two lazy imports at one line, `(import …auto)`) get more room, a
-    /// column at a time, until neither shows what they shared.
-    fn lengthen_alike_lines(&self, shown: &mut [String], width: usize) {
-        for i in 0..shown.len() {
-            let alike: Vec<usize> = (0..shown.len()).filter(|&j| shown[j] == shown[i]).collect();
-            if !alike.iter().any(|&j| self.keys[j].0 != self.keys[i].0) {
-                continue;
-            }
-            let shared = shown[i].clone();
-            let mut wider = width;
-            let longest = alike.iter().map(|&j| width_of(&self.keys[j].0)).max().unwrap_or(0);
-            while alike.iter().any(|&j| shown[j] == shared) && wider < longest + width {
-                wider += 1;
-                for &j in &alike {
-                    shown[j] = shorten_key(&self.keys[j].0, wider.saturating_sub(width_of(&self.keys[j].1)));
-                }
-            }
+            Fit::Key => self
+                .keys
+                .iter()
+                .map(|(key, suffix)| shorten_key(key, width.saturating_sub(width_of(suffix))) + suffix)
+                .collect::<Vec<_>>()
+                .join("\n"),
         }
     }
 }
@@ -316,45 +301,11 @@ pub(crate) fn lay_out(
         widths = distribute(2);
     }
     let titles = titles.iter().zip(&widths).map(|(title, &w)| wrap_words(title, w).join("\n")).collect();
-    let mut cells: Vec<Vec<String>> = rows
+    let cells = rows
         .iter()
         .map(|row| row.iter().zip(fits).zip(&widths).map(|((text, &fit), &w)| text.laid_out(fit, w)).collect())
         .collect();
-    for column in (0..fits.len()).filter(|&c| fits[c] == Fit::Key) {
-        lengthen_lookalikes(rows, &mut cells, column, widths[column]);
-    }
     (titles, cells)
-}
-
-/// Two different keys never print the same: cells of `column` that
-/// shortening made alike although their keys differ are laid out a column
-/// wider at a time, together, until they differ (`…auto` becomes
-/// `…http.auto` and `…websockets.auto`).
-fn lengthen_lookalikes(rows: &[Vec<Text>], cells: &mut [Vec<String>], column: usize, width: usize) {
-    let differ = |i: usize, j: usize| rows[i][column] != rows[j][column];
-    for i in 0..rows.len() {
-        let alike: Vec<usize> = (0..rows.len()).filter(|&j| cells[j][column] == cells[i][column]).collect();
-        if !alike.iter().any(|&j| differ(i, j)) {
-            continue;
-        }
-        let full_width = alike.iter().map(|&j| width_of(&rows[j][column].full)).max().unwrap_or(0);
-        let mut wider = width;
-        // Until none of them prints the text they shared (which, shown
-        // for one, would still read as the other's) or two alike.
-        let shared = cells[i][column].clone();
-        let still_alike = |cells: &[Vec<String>]| {
-            alike.iter().any(|&a| {
-                cells[a][column] == shared
-                    || alike.iter().any(|&b| differ(a, b) && cells[a][column] == cells[b][column])
-            })
-        };
-        while still_alike(cells) && wider < full_width {
-            wider += 1;
-            for &j in &alike {
-                cells[j][column] = rows[j][column].laid_out(Fit::Key, wider);
-            }
-        }
-    }
 }
 
 /// `text` with every path under one of `roots` made relative to it (the
@@ -443,12 +394,11 @@ mod tests {
         assert_eq!(shorten_left(key, 40), key);
         assert_eq!(shorten_left(key, 28), "…/shop/views.py:30:resolve");
         assert_eq!(shorten_left(key, 22), "…/views.py:30:resolve");
-        // No component fits: the last is shown whole, never cut in a
-        // file name or a word, at any width.
-        for width in [0, 1, 15, 21] {
-            assert_eq!(shorten_left(key, width), "…/views.py:30:resolve", "{width}");
-        }
-        assert_eq!(shorten_left("handle_cpu", 4), "handle_cpu");
+        // No component fits: characters go, the line and function stay.
+        assert_eq!(shorten_left(key, 15), "….py:30:resolve");
+        assert_eq!(width_of(&shorten_left(key, 15)), 15);
+        assert_eq!(shorten_left(key, 1), "…");
+        assert_eq!(shorten_left(key, 0), "");
     }
 
     #[test]
@@ -457,51 +407,10 @@ mod tests {
         assert_eq!(shorten_key(key, 90), key);
         assert_eq!(shorten_key(key, 75), "…/importer.py:19:import_from_string (import uvicorn.protocols.http.auto)");
         assert_eq!(shorten_key(key, 56), "…/importer.py:19:import_from_string (import …http.auto)");
-        // No name is ever cut.
-        for width in [10, 20, 40, 53] {
-            assert_eq!(shorten_key(key, width), "…/importer.py:19:import_from_string (import …auto)", "{width}");
+        assert_eq!(shorten_key(key, 53), "…/importer.py:19:import_from_string (import …auto)");
+        for width in [20, 40, 53, 60, 75] {
+            assert!(width_of(&shorten_key(key, width)) <= width, "{width}");
         }
-    }
-
-    #[test]
-    fn two_different_keys_never_print_the_same() {
-        let fits = [Fit::Key];
-        let key = |module: &str| vec![Text::key(&format!("/srv/a/{module}/util.py:3:load"))];
-        let rows = vec![key("shop"), key("cart"), vec![Text::key("/srv/a/x.py:1:main")]];
-        let (_, cells) = lay_out(24, &["key".to_owned()], &fits, &rows);
-        // Both would be `…/util.py:3:load`: each gets the component that tells them apart.
-        assert_eq!(cells[0][0], "…/shop/util.py:3:load");
-        assert_eq!(cells[1][0], "…/cart/util.py:3:load");
-        assert_eq!(cells[2][0], "/srv/a/x.py:1:main");
-        // uvicorn's two lazy imports at one line: `(import …auto)` both.
-        let import = |module: &str| {
-            vec![Text::key(&format!(
-                "uvicorn/importer.py:19:import_from_string (import uvicorn.protocols.{module}.auto)"
-            ))]
-        };
-        let (_, cells) = lay_out(30, &["key".to_owned()], &fits, &[import("http"), import("websockets")]);
-        assert_eq!(cells[0][0], "…/importer.py:19:import_from_string (import …http.auto)");
-        assert_eq!(cells[1][0], "…/importer.py:19:import_from_string (import …websockets.auto)");
-        // Nor two lines of one cell (a stall's groups).
-        let stall = Text::keyed_values(vec![
-            (
-                "uvicorn/importer.py:19:import_from_string (import uvicorn.protocols.http.auto)".to_owned(),
-                " 102.212 ms".to_owned(),
-            ),
-            (
-                "uvicorn/importer.py:19:import_from_string (import uvicorn.protocols.websockets.auto)".to_owned(),
-                " 4.986 ms".to_owned(),
-            ),
-        ]);
-        assert_eq!(
-            stall.laid_out(Fit::Key, 40),
-            "…/importer.py:19:import_from_string (import …http.auto) 102.212 ms\n…/importer.py:19:import_from_string (import …websockets.auto) 4.986 ms"
-        );
-        // The same key twice is shortened alike (it is the same group's).
-        let rows = vec![key("shop"), key("shop")];
-        let (_, cells) = lay_out(20, &["key".to_owned()], &fits, &rows);
-        assert_eq!(cells[0][0], cells[1][0]);
-        assert_eq!(cells[0][0], "…/util.py:3:load");
     }
 
     #[test]
@@ -555,11 +464,11 @@ mod tests {
         assert_eq!(titles, ["#", "entry point", "score", "top events"]);
         assert_eq!(cells[0][1], "…/views.py:30:resolve <-\n/srv/app/main.py:9:main");
         assert_eq!(cells[0][3], "open ×2, os.stat ×1,\nos.listdir ×1, …");
-        // Alone, the key fits whole in 50 columns; in 30 its lines are shortened to whole components.
+        // Alone, the key fits whole in 50 columns; in 30 its lines are cut to 22 columns.
         let (_, cells) = lay_out(50, &["#".to_owned(), "key".to_owned()], &fits[..2], &[rows[0][..2].to_vec()]);
         assert_eq!(cells[0][1], "/srv/app/shop/views.py:30:resolve <-\n/srv/app/main.py:9:main");
         let (_, cells) = lay_out(30, &["#".to_owned(), "key".to_owned()], &fits[..2], &[rows[0][..2].to_vec()]);
-        assert_eq!(cells[0][1], "…/views.py:30:resolve <-\n…/app/main.py:9:main");
+        assert_eq!(cells[0][1], "…iews.py:30:resolve <-\n…/app/main.py:9:main");
         // Wide enough: nothing changes.
         let (_, cells) = lay_out(200, &["k".to_owned()], &[Fit::Key], &[vec![Text::key("a/b.py:1:f")]]);
         assert_eq!(cells[0][0], "a/b.py:1:f");
