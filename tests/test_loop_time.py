@@ -142,6 +142,16 @@ def test_a_trace_without_samples_says_they_are_missing(tmp_path):
     assert "Samples missing" in analyze("--format", "markdown", str(trace)).stdout
 
 
+def test_a_sampled_trace_without_a_long_slice_misses_no_samples(tmp_path):
+    # Sampling on (the default), but no slice lasted long enough for a
+    # sample, as in an idle gunicorn master: nothing is missing.
+    script = "import asyncio\nasync def main():\n    await asyncio.sleep(0.01)\nasyncio.run(main())\n"
+    trace = record(tmp_path, script)
+    loop_time = report_json(str(trace))["loop_time"]
+    assert loop_time["samples"] == 0 and loop_time["traces_without_samples"] == 0
+    assert "Samples missing" not in analyze(str(trace)).stdout
+
+
 LAZY_APP = textwrap.dedent(
     """
     import asyncio
@@ -200,6 +210,22 @@ def test_a_lazy_import_of_a_package_with_nested_imports_is_one_row(tmp_path):
     assert diff.returncode == 0, diff.stderr
     keys = [row["key"] for row in json.loads(diff.stdout)["rows"]]
     assert expected in keys and not any(":<module>" in key for key in keys)
+
+
+def test_the_demos_one_lazy_import_is_one_row(tmp_path):
+    # The demo's first getaddrinfo imports encodings.idna, which imports
+    # more: those events' stacks are cut at the trace depth before the
+    # handler, and were a second row at encodings' search_function.
+    demo = Path(__file__).parent.parent / "examples" / "demo_app.py"
+    trace = tmp_path / "demo.bin"
+    result = subprocess.run(
+        [sys.executable, str(demo), str(trace)], capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    keys = [g["key"] for g in report_json("--by", "app-frame", "--top", "0", str(trace))["groups"]]
+    imports = [key for key in keys if "(import encodings" in key]
+    assert len(imports) <= 1 and all(key.endswith(":handle_lookup (import encodings.idna)") for key in imports), keys
+    assert not any("search_function" in key for key in keys), keys
 
 
 @pytest.mark.parametrize("value", ["0", "-1"])

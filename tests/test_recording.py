@@ -487,6 +487,35 @@ def test_plain_callbacks_are_named_by_their_code_and_have_no_task(tmp_path):
     assert Counter(s["what"] for s in slices if s["task"] is not None)["main"] == 50
 
 
+def test_a_handle_that_cancels_itself_while_running_is_named_by_its_callback(tmp_path):
+    # Twisted's timers under daphne cancel their own handle while it runs,
+    # which sets the handle's callback to None: what ran is read before the
+    # callback runs, not after (1,516 slices were named `NoneType`).
+    trace = tmp_path / "cancels.bin"
+    script = textwrap.dedent(
+        f"""
+        import asyncio, aiocop
+        handles = []
+        def fire():
+            handles[-1].cancel()
+        async def main():
+            aiocop.activate()
+            loop = asyncio.get_running_loop()
+            for _ in range(20):
+                handles.append(loop.call_later(0, fire))
+                await asyncio.sleep(0.001)
+        aiocop.start_recording({str(trace)!r})
+        asyncio.run(main())
+        aiocop.stop_recording()
+        """
+    )
+    result = run_python(script)
+    assert result.returncode == 0, result.stderr
+    names = Counter(s["what"] for s in aiocop.read_trace(trace)["slices"])
+    assert names["fire"] == 20, names
+    assert "NoneType" not in names, names
+
+
 def test_slices_with_events_keep_their_details_in_a_flush_of_several_chunks(tmp_path):
     # Details (events, task names) are buffered apart from the slices and
     # matched back in order; a flush of more slices than a chunk holds

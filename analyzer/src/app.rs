@@ -414,8 +414,7 @@ fn make_report(args: &ReportArgs, mut side: Side) -> Report {
     let rank = RankOptions { sort: args.sort, top, min_severity };
     let loop_time = report::loop_time(&side.analysis, top, args.long_ms);
     let routes = crate::routes::route_rows(std::mem::take(&mut side.routes), side.analysis.loop_totals.busy_ns);
-    let (busy_series_ns, totals_traces) =
-        (std::mem::take(&mut side.analysis.busy_series_ns), side.analysis.totals.traces);
+    let busy_share = busy_share_by_trace(&mut side);
     let (stalls, stalls_not_shown) = report::stalls(&side.analysis.stalls, top, &side.paths);
     let (groups, groups_not_shown, cpu_groups, cpu_groups_not_shown) = report::rank(side.analysis, rank);
     Report {
@@ -447,9 +446,12 @@ fn make_report(args: &ReportArgs, mut side: Side) -> Report {
         },
         group_by: filters.by.clone(),
         csv_table: args.csv_table,
-        pictures: {
-            let (busy_share, interval_s) = report::busy_share(&busy_series_ns, totals_traces);
-            report::Pictures { busy_share, interval_s, flame_graph_svg: None }
+        pictures: report::Pictures {
+            key_roots: match args.output.format {
+                ReportFormat::Html => export::fit::roots(&filters.app_roots),
+                _ => Vec::new(),
+            },
+            ..busy_share
         },
     }
 }
@@ -460,6 +462,24 @@ pub fn run_allowlist(args: AllowlistArgs) -> Result<(), AnalyzeError> {
     let paths = crate::input::expand(&args.inputs)?;
     let seen = crate::allowlist::seen_in(&paths, &args.app_roots, &warn)?;
     destination.write(&crate::allowlist::render(&seen))
+}
+
+/// The busy share over time of each trace of `side`, in input order, each
+/// named by its label, path, pid and role.
+fn busy_share_by_trace(side: &mut Side) -> report::Pictures {
+    let mut series = std::mem::take(&mut side.analysis.busy_series_ns);
+    series.sort_by_key(|(file, _)| *file);
+    let (shares, interval_s) = report::busy_share(&series.iter().map(|(_, s)| s.as_slice()).collect::<Vec<_>>());
+    let name = |file: usize| {
+        let path = side.paths.get(file).map_or("", String::as_str);
+        match side.facts.iter().find(|f| f.path == path) {
+            Some(facts) => report::trace_name(facts),
+            None => path.to_owned(),
+        }
+    };
+    let busy_share =
+        series.iter().zip(shares).map(|((file, _), shares)| report::BusyShare { trace: name(*file), shares }).collect();
+    report::Pictures { busy_share, interval_s, flame_graph_svg: None, key_roots: Vec::new() }
 }
 
 pub fn run_info(args: InfoArgs) -> Result<(), AnalyzeError> {
@@ -611,9 +631,7 @@ pub fn run_flamegraph(args: crate::cli::FlamegraphArgs) -> Result<(), AnalyzeErr
         Ok((side, base))
     })?;
     let what = |side: &Side| {
-        let labels: Vec<&str> = side.facts.iter().filter_map(|f| f.label.as_deref()).collect();
-        let mut labels = labels;
-        labels.dedup();
+        let labels = report::distinct(side.facts.iter().filter_map(|f| f.label.as_deref()));
         format!(
             "{}{}, {:.1} ms busy",
             crate::units::count(side.facts.len() as u64, "trace"),

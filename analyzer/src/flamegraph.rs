@@ -284,10 +284,21 @@ pub fn differential_svg(base: &Folded, new: &Folded, text: &SvgText) -> std::io:
         return Ok(empty_svg(&text.title));
     }
     lines.sort_unstable();
+    // inferno colours every difference: say so on the picture, so that
+    // noise is not read as a change.
+    let subtitle = match &text.subtitle {
+        Some(subtitle) => format!("{subtitle}. {NOISE_NOTE}"),
+        None => NOISE_NOTE.to_owned(),
+    };
+    let text = SvgText { subtitle: Some(subtitle), ..text.clone() };
     let mut out = Vec::new();
-    inferno::flamegraph::from_lines(&mut options(text), lines, &mut out)?;
+    inferno::flamegraph::from_lines(&mut options(&text), lines, &mut out)?;
     Ok(out)
 }
+
+/// What a differential picture says of its colours: they are not a test.
+pub const NOISE_NOTE: &str = "Every difference is coloured, noise included: two recordings of one build \
+     (an A/A pair) look like this too; the diff's gate (--fail-on) says what changed beyond noise";
 
 /// Both sides' stacks, one line each, `stack base new`, in units of
 /// `unit_ns` (inferno's `differential`; with `normalize`, the base's time
@@ -408,8 +419,13 @@ mod tests {
         assert!(svg.contains("load (/srv/app/app.py:5)"), "{svg}");
         let empty = String::from_utf8(svg_of_nothing()).unwrap();
         assert!(empty.starts_with("<?xml") && empty.contains("nothing to draw"));
-        let diff = differential_svg(&Folded::default(), &folded, &text).unwrap();
-        assert!(String::from_utf8(diff).unwrap().contains("load (/srv/app/app.py:5)"));
+        let diff = String::from_utf8(differential_svg(&Folded::default(), &folded, &text).unwrap()).unwrap();
+        assert!(diff.contains("load (/srv/app/app.py:5)"));
+        // Its colours are not read as changes: the picture says noise is coloured too.
+        assert!(
+            diff.contains("noise included: two recordings of one build (an A/A pair) look like this too"),
+            "{diff}"
+        );
         let text_lines = differential_text(&Folded::default(), &folded).unwrap();
         assert_eq!(text_lines, "main;handler (/srv/app/app.py:9);load (/srv/app/app.py:5) 0 10000\n");
         // Against itself at twice the time: normalized, nothing changed.

@@ -43,13 +43,27 @@ pub fn is_under(path: &str, root: &str) -> bool {
 }
 
 /// Whether `path` is the user's own code: under one of `app_roots` if any
-/// are given, otherwise anything that is not library code.
+/// are given, otherwise anything that is neither library code nor the
+/// runtime's (see [`is_runtime_path`]).
 pub fn is_app_path(path: &str, app_roots: &[String]) -> bool {
     if app_roots.is_empty() {
-        !is_library_path(path)
+        !is_library_path(path) && !is_runtime_path(path)
     } else {
         app_roots.iter().any(|root| is_under(path, root))
     }
+}
+
+/// Whether `path` is code without a real file, or a launcher, never "your
+/// code": generated code (`<string>`, as multiprocessing's spawn bootstrap
+/// and Sanic's compiled handlers run, `<frozen runpy>`, or a bare name
+/// such as Sanic's `send`), or a console script's wrapper in a `bin/` or
+/// `Scripts/` directory (`.venv/bin/gunicorn`).
+pub fn is_runtime_path(path: &str) -> bool {
+    let path = path.replace('\\', "/");
+    let (directory, file) = path.rsplit_once('/').unwrap_or(("", &path));
+    let generated = path.starts_with('<') || (directory.is_empty() && !file.contains('.'));
+    let launcher = (directory.ends_with("/bin") || directory.ends_with("/Scripts")) && !file.ends_with(".py");
+    generated || launcher
 }
 
 /// Whether `path` is the import machinery: importlib's frozen bootstrap,
@@ -209,5 +223,24 @@ mod tests {
         // No roots: anything that is not library code.
         assert!(is_app_path("/home/me/x.py", &[]));
         assert!(!is_app_path("/usr/lib/python3.12/json/decoder.py", &[]));
+    }
+
+    #[test]
+    fn generated_code_and_launchers_are_not_app_code() {
+        for path in [
+            "<string>",
+            "<frozen runpy>",
+            "send",
+            "/srv/.venv/bin/gunicorn",
+            "/usr/local/bin/uvicorn",
+            "C:\\v\\Scripts\\hypercorn",
+        ] {
+            assert!(is_runtime_path(path), "{path}");
+            assert!(!is_app_path(path, &[]), "{path}");
+        }
+        for path in ["app.py", "/srv/app/handlers.py", "/srv/app/bin/tool.py", "/srv/app/binary/run"] {
+            assert!(!is_runtime_path(path), "{path}");
+            assert!(is_app_path(path, &[]), "{path}");
+        }
     }
 }

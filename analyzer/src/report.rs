@@ -7,6 +7,7 @@ use crate::resolve::{via, Analysis, CpuGroup, Group, LoopGroup, Stall};
 use aiocop_trace::apportion;
 use aiocop_trace::SeverityLevel;
 use clap::ValueEnum;
+use rustc_hash::FxHashMap;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -15,7 +16,8 @@ pub const SCHEMA_VERSION: u32 = 1;
 /// Bumped when fields are added: 1 added `loop_time`, `stalls`,
 /// `totals.stalls`, `totals.stall_ms`, the groups' `busy_ms` and the
 /// traces' `samples`; 2 added `totals.allowed_events`, `totals.allowed_by`,
-/// `totals.traces_before_allowed` and `loop_time.traces_with_guessed_stalls`.
+/// `totals.traces_before_allowed`, `loop_time.traces_with_guessed_stalls`
+/// and the stalls' `alike` and `alike_ms` (a row stands for stalls alike).
 pub const SCHEMA_MINOR: u32 = 2;
 
 /// `--sort`: the column rows are ranked by. Numbers rank high first, keys
@@ -344,6 +346,12 @@ pub struct StallRow {
     pub slices: u64,
     /// The groups with most time in it (at most [`STALL_TOP`]).
     pub top: Vec<StallTop>,
+    /// Stalls this row stands for, itself included (schema 1.2): stalls
+    /// alike (one trace and thread, the same groups most in them) are one
+    /// row, the longest's.
+    pub alike: u64,
+    /// Their time in all.
+    pub alike_ms: f64,
 }
 
 /// Groups named per stall.
@@ -381,24 +389,79 @@ pub struct Report {
 /// What only the HTML report draws (not in the JSON).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Pictures {
-    /// The loop's busy share (0 to 1, averaged over the traces) in each
-    /// interval of `interval_s` after the traces' starts.
-    pub busy_share: Vec<f64>,
+    /// The loop's busy share over time, one series per trace (per process
+    /// or worker: an idle master is never averaged with busy workers).
+    pub busy_share: Vec<BusyShare>,
+    /// The time each point of every series stands for.
     pub interval_s: f64,
     /// The flame graph: an SVG document.
     pub flame_graph_svg: Option<String>,
+    /// The roots the page shows paths relative to (as the terminal does:
+    /// `--app-root`s, then the current directory), full on hover.
+    pub key_roots: Vec<String>,
+}
+
+/// One trace's busy share (0 to 1) in each interval after its start.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct BusyShare {
+    /// The trace as the page names it: its label, path, pid and role.
+    pub trace: String,
+    pub shares: Vec<f64>,
+}
+
+/// The traces' names in a title: each label once (several workers share
+/// one), the path of a trace without a label, in input order.
+pub fn title_names(traces: &[TraceFacts]) -> Vec<&str> {
+    distinct(traces.iter().map(|t| t.label.as_deref().unwrap_or(&t.path)))
+}
+
+/// Each of `names` once, in order.
+pub fn distinct<'a>(names: impl IntoIterator<Item = &'a str>) -> Vec<&'a str> {
+    let mut kept: Vec<&str> = Vec::new();
+    for name in names {
+        if !kept.contains(&name) {
+            kept.push(name);
+        }
+    }
+    kept
+}
+
+/// A trace as a picture names it: `w1.bin (label v1, pid 12, fork child)`.
+pub fn trace_name(trace: &TraceFacts) -> String {
+    let mut facts = Vec::new();
+    if let Some(label) = &trace.label {
+        facts.push(format!("label {label}"));
+    }
+    if trace.pid != 0 {
+        facts.push(format!("pid {}", trace.pid));
+    }
+    if !trace.role.is_empty() {
+        facts.push(trace.role.clone());
+    }
+    match facts.is_empty() {
+        true => trace.path.clone(),
+        false => format!("{} ({})", trace.path, facts.join(", ")),
+    }
 }
 
 /// Points the busy share over time is drawn with at most.
 pub const BUSY_POINTS: usize = 200;
 
-/// The busy share over time of `busy_ns` (per [`crate::aggregate::BUSY_BUCKET_NS`],
-/// added up over `traces`), in at most [`BUSY_POINTS`] intervals of whole buckets.
-pub fn busy_share(busy_ns: &[u64], traces: u64) -> (Vec<f64>, f64) {
+/// The busy share over time of each series of busy time (per
+/// [`crate::aggregate::BUSY_BUCKET_NS`] of one trace), in at most
+/// [`BUSY_POINTS`] intervals of whole buckets, the same for every series
+/// so that they line up.
+pub fn busy_share(series_ns: &[&[u64]]) -> (Vec<Vec<f64>>, f64) {
     let bucket_ns = crate::aggregate::BUSY_BUCKET_NS;
-    let per_point = busy_ns.len().div_ceil(BUSY_POINTS).max(1);
-    let capacity_ns = (per_point as u64 * bucket_ns * traces.max(1)) as f64;
-    let shares = busy_ns.chunks(per_point).map(|c| (c.iter().sum::<u64>() as f64 / capacity_ns).min(1.0)).collect();
+    let longest = series_ns.iter().map(|s| s.len()).max().unwrap_or(0);
+    let per_point = longest.div_ceil(BUSY_POINTS).max(1);
+    let capacity_ns = (per_point as u64 * bucket_ns) as f64;
+    let shares = series_ns
+        .iter()
+        .map(|busy_ns| {
+            busy_ns.chunks(per_point).map(|c| (c.iter().sum::<u64>() as f64 / capacity_ns).min(1.0)).collect()
+        })
+        .collect();
     (shares, per_point as f64 * bucket_ns as f64 / 1e9)
 }
 
@@ -625,8 +688,9 @@ pub fn loop_time(analysis: &Analysis, top: usize, long_ms: f64) -> LoopTimeView 
     }
 }
 
-/// The longest stalls first (then the earliest), the top `top` (0: all);
-/// `paths` names each file.
+/// The longest stalls first (then the earliest), alike ones as one row
+/// (see [`StallRow::alike`]), the top `top` rows (0: all); `paths` names
+/// each file.
 pub fn stalls(stalls: &[Stall], top: usize, paths: &[String]) -> (Vec<StallRow>, usize) {
     let mut sorted: Vec<&Stall> = stalls.iter().collect();
     sorted.sort_by(|a, b| {
@@ -634,11 +698,22 @@ pub fn stalls(stalls: &[Stall], top: usize, paths: &[String]) -> (Vec<StallRow>,
             .cmp(&a.duration_ns)
             .then_with(|| (a.file, a.start_ns, a.thread).cmp(&(b.file, b.start_ns, b.thread)))
     });
-    let mut rows: Vec<StallRow> = sorted
-        .iter()
-        .enumerate()
-        .map(|(index, stall)| StallRow {
-            rank: index + 1,
+    // Each stall joins the row of the longest one alike: (row, its
+    // stall, time in all); rows by trace, thread and groups.
+    let mut rows: Vec<(StallRow, &Stall, u64)> = Vec::new();
+    let mut rows_of: FxHashMap<(usize, u32, Vec<&str>), Vec<usize>> = FxHashMap::default();
+    for stall in sorted {
+        let mut keys: Vec<&str> = stall.top.iter().take(STALL_TOP).map(|(key, _)| key.as_str()).collect();
+        keys.sort_unstable();
+        let candidates = rows_of.entry((stall.file, stall.thread, keys)).or_default();
+        if let Some(&index) = candidates.iter().find(|&&index| alike(rows[index].1, stall)) {
+            rows[index].0.alike += 1;
+            rows[index].2 = rows[index].2.saturating_add(stall.duration_ns);
+            continue;
+        }
+        candidates.push(rows.len());
+        let row = StallRow {
+            rank: rows.len() + 1,
             trace: paths.get(stall.file).cloned().unwrap_or_default(),
             thread: stall.thread,
             start_s: seconds(stall.start_ns),
@@ -650,10 +725,24 @@ pub fn stalls(stalls: &[Stall], top: usize, paths: &[String]) -> (Vec<StallRow>,
                 .take(STALL_TOP)
                 .map(|(key, ns)| StallTop { key: key.clone(), busy_ms: ms(*ns) })
                 .collect(),
-        })
-        .collect();
+            alike: 1,
+            alike_ms: 0.0,
+        };
+        rows.push((row, stall, stall.duration_ns));
+    }
+    let mut rows: Vec<StallRow> =
+        rows.into_iter().map(|(row, _, alike_ns)| StallRow { alike_ms: ms(alike_ns), ..row }).collect();
     let not_shown = truncate(&mut rows, top);
     (rows, not_shown)
+}
+
+/// Whether `stall` (of the same trace, thread and groups) is of the same
+/// shape as the `longest`: at least half as long, with between half and
+/// twice its slices. Ten 20 ms steps and a hundred 1 ms callbacks of the
+/// same function are two rows.
+fn alike(longest: &Stall, stall: &Stall) -> bool {
+    let within_twice = |a: u64, b: u64| a <= b.saturating_mul(2) && b <= a.saturating_mul(2);
+    within_twice(longest.duration_ns, stall.duration_ns) && within_twice(longest.slices, stall.slices)
 }
 
 fn truncate<T>(rows: &mut Vec<T>, top: usize) -> usize {
@@ -782,20 +871,71 @@ mod tests {
     }
 
     #[test]
+    fn alike_stalls_are_one_row_the_longests() {
+        let stall = |file, thread, start_ms: u64, duration_ms: u64, keys: &[&str]| Stall {
+            file,
+            thread,
+            start_ns: start_ms * 1_000_000,
+            duration_ns: duration_ms * 1_000_000,
+            slices: 3,
+            top: keys.iter().map(|k| ((*k).to_owned(), duration_ms * 500_000)).collect(),
+        };
+        let mut all = Vec::new();
+        // 50 near-identical stalls of one worker, the same two groups in either order...
+        for i in 0..50u64 {
+            let keys: &[&str] = if i % 2 == 0 { &["render", "encode"] } else { &["encode", "render"] };
+            all.push(stall(0, 1, 100 * i, 60 + i % 3, keys));
+        }
+        // ... one of another thread, one of another trace, one of other
+        // groups, one of the same groups but another shape (a third as long).
+        all.push(stall(0, 2, 5, 61, &["render", "encode"]));
+        all.push(stall(1, 1, 5, 70, &["render", "encode"]));
+        all.push(stall(0, 1, 7, 30, &["render"]));
+        all.push(stall(0, 1, 9, 20, &["encode", "render"]));
+        let paths = ["w1.bin".to_owned(), "w2.bin".to_owned()];
+        let (rows, not_shown) = stalls(&all, 0, &paths);
+        let summary: Vec<_> =
+            rows.iter().map(|r| (r.rank, r.trace.as_str(), r.thread, r.duration_ms, r.alike, r.alike_ms)).collect();
+        let fifty_ms = (0..50u64).map(|i| 60 + i % 3).sum::<u64>() as f64;
+        assert_eq!(
+            summary,
+            [
+                (1, "w2.bin", 1, 70.0, 1, 70.0),
+                (2, "w1.bin", 1, 62.0, 50, fifty_ms),
+                (3, "w1.bin", 2, 61.0, 1, 61.0),
+                (4, "w1.bin", 1, 30.0, 1, 30.0),
+                (5, "w1.bin", 1, 20.0, 1, 20.0),
+            ]
+        );
+        assert_eq!(not_shown, 0);
+        // The row is the longest's: its start, and --top counts rows.
+        assert_eq!(rows[1].start_s, 0.2);
+        let (rows, not_shown) = stalls(&all, 2, &paths);
+        assert_eq!((rows.len(), not_shown), (2, 3));
+    }
+
+    #[test]
+    fn names_are_listed_once_in_input_order() {
+        assert_eq!(distinct(["v1", "v1", "v2", "v1", "none"]), ["v1", "v2", "none"]);
+    }
+
+    #[test]
     fn the_busy_share_is_per_trace_and_at_most_busy_points_long() {
         let bucket = crate::aggregate::BUSY_BUCKET_NS;
-        // Two traces, buckets of 100 ms: 100%, 50%, 0% of both loops.
-        let (shares, interval_s) = busy_share(&[2 * bucket, bucket, 0], 2);
-        assert_eq!((shares, interval_s), (vec![1.0, 0.5, 0.0], 0.1));
-        // A long trace is drawn with whole buckets a point; a loop on two
-        // threads of one trace shows at most 100%.
+        // Two traces, buckets of 100 ms: a busy worker and an idle master
+        // are drawn apart, never averaged into a half-busy loop.
+        let (shares, interval_s) = busy_share(&[&[bucket, bucket / 2, 0], &[0]]);
+        assert_eq!((shares, interval_s), (vec![vec![1.0, 0.5, 0.0], vec![0.0]], 0.1));
+        // A long trace is drawn with whole buckets a point (and a shorter
+        // one with the same); a loop on two threads of one trace shows at most 100%.
         let long = vec![bucket / 4; 2 * BUSY_POINTS + 1];
-        let (shares, interval_s) = busy_share(&long, 1);
+        let (shares, interval_s) = busy_share(&[&long, &[bucket; 4]]);
         // 401 buckets, 3 a point: 134 points, the last of 2 buckets (and a third empty).
-        assert_eq!((shares.len(), interval_s), (134, 0.3));
-        assert!(shares.iter().all(|&s| (s - 0.25).abs() < 1e-9 || s < 0.25), "{shares:?}");
-        assert_eq!(busy_share(&[3 * bucket], 1).0, [1.0]);
-        assert_eq!(busy_share(&[], 1), (vec![], 0.1));
+        assert_eq!((shares[0].len(), interval_s), (134, 0.3));
+        assert!(shares[0].iter().all(|&s| (s - 0.25).abs() < 1e-9 || s < 0.25), "{shares:?}");
+        assert_eq!(shares[1], [1.0, 1.0 / 3.0]);
+        assert_eq!(busy_share(&[&[3 * bucket]]).0, [[1.0]]);
+        assert_eq!(busy_share(&[]), (vec![], 0.1));
     }
 
     #[test]

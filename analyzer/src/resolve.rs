@@ -190,7 +190,9 @@ pub struct LoopTotals {
     /// Of that, explained by a stack (blocking events or CPU samples).
     pub long_attributed_ns: u64,
     pub samples: u64,
-    /// Traces read without a single CPU sample in the window.
+    /// Traces recorded without sampling (their header says so), so
+    /// without a single CPU sample. A trace recorded with sampling on that
+    /// has no sample simply had no slice long enough to be sampled.
     pub traces_without_samples: u64,
     /// Traces with a loop whose stalls were cut by the gap heuristic.
     pub traces_with_guessed_stalls: u64,
@@ -238,8 +240,10 @@ pub struct Analysis {
     pub stalls: Vec<Stall>,
     pub totals: Totals,
     /// The loop's busy time per [`crate::aggregate::BUSY_BUCKET_NS`] after
-    /// each trace's start, added up over the traces (only when asked for).
-    pub busy_series_ns: Vec<u64>,
+    /// each trace's start, per file (its number), never added up: an idle
+    /// gunicorn master averaged with busy workers would hide both. Empty
+    /// series unless asked for.
+    pub busy_series_ns: Vec<(usize, Vec<u64>)>,
 }
 
 /// A key per slice signature, and the per-key part of the slice.
@@ -383,8 +387,12 @@ impl<'a> Keyer<'a> {
                     _ => {}
                 }
             }
+            // A module loads once a slice: an event inside the import of one
+            // the slice's outermost imports name is part of that import, even
+            // where its stack, cut at the trace depth, ends before the
+            // importer's app frame (and so has another key).
             for pair in hinted {
-                if !outer_imports.iter().any(|(key, module)| *key == pair.0 && related_modules(module, &pair.1)) {
+                if !outer_imports.iter().any(|(_, module)| related_modules(module, &pair.1)) {
                     outer_imports.push(pair);
                 }
             }
@@ -483,11 +491,12 @@ impl<'a> Keyer<'a> {
         if import.has_importer {
             let key = self.frame_key(facts);
             let module = match hint {
-                // The outermost import it is part of, or its own outermost module.
-                Some(hint) => outer_imports
-                    .iter()
-                    .find(|(k, m)| *k == key && related_modules(m, hint))
-                    .map_or(hint, |(_, m)| m.as_str()),
+                // The outermost import it is part of (keyed where that one
+                // was: see `io_parts`), or its own outermost module.
+                Some(hint) => match outer_imports.iter().find(|(_, m)| related_modules(m, hint)) {
+                    Some((outer_key, module)) => return format!("{outer_key} (import {module})"),
+                    None => hint,
+                },
                 // Loading the outermost module itself (its `.pyc`, its finder).
                 None => outer_imports.iter().find(|(k, _)| *k == key).map_or("?", |(_, m)| m.as_str()),
             };
@@ -679,12 +688,15 @@ impl Analysis {
         loop_totals.long_ns = loop_totals.long_ns.saturating_add(counts.long_ns);
         loop_totals.long_attributed_ns = loop_totals.long_attributed_ns.saturating_add(long_attributed_ns);
         loop_totals.samples += counts.samples;
-        loop_totals.traces_without_samples += u64::from(counts.samples == 0);
+        let recorded_without_sampling = header.sampling.after_ns == 0;
+        loop_totals.traces_without_samples += u64::from(counts.samples == 0 && recorded_without_sampling);
         loop_totals.traces_with_guessed_stalls += u64::from(aggregate.runs.iter().any(ChunkRuns::has_guessed_runs));
         loop_totals.traces_with_untimed_samples += u64::from(counts.samples > counts.timed_samples);
+        let mut series = Vec::new();
         for &(bucket, ns) in &counts.busy_series {
-            add_at(&mut self.busy_series_ns, bucket as usize, ns);
+            add_at(&mut series, bucket as usize, ns);
         }
+        self.busy_series_ns.push((file, series));
     }
 
     fn add_group(&mut self, part: KeyPart, signature: &IoSignature, stats: &IoStats, example: Example) {
@@ -794,9 +806,7 @@ impl Analysis {
             *mine.allowed_by.entry(entry).or_default() += count;
         }
         mine.duration_ns = mine.duration_ns.saturating_add(theirs.duration_ns);
-        for (bucket, ns) in other.busy_series_ns.into_iter().enumerate() {
-            add_at(&mut self.busy_series_ns, bucket, ns);
-        }
+        self.busy_series_ns.extend(other.busy_series_ns);
     }
 }
 
@@ -831,8 +841,20 @@ fn example(file: usize, signature: &IoSignature, stats: &IoStats, part: &KeyPart
         file,
         start_ns: stats.example_start_ns,
         trace: keyer.stacks.facts(stack).trace.clone(),
-        event: format!("{}({args})", keyer.name(event)),
+        event: event_text(&keyer.name(event), &args),
     }
+}
+
+/// An example event as the report shows it: `name(args)`, an `import`
+/// event with its module and file only. Its audit arguments go on with
+/// `sys.path`, `sys.meta_path` and `sys.path_hooks`, the interpreter's
+/// state, not the call's: each starts with `[`.
+fn event_text(name: &str, args: &str) -> String {
+    let args = match name {
+        "import" => args.find(", [").map_or(args, |state| &args[..state]),
+        _ => args,
+    };
+    format!("{name}({args})")
 }
 
 /// The string id of `key` among a chunk's definitions, for `--by context:KEY`.
@@ -1030,6 +1052,48 @@ mod tests {
         assert_eq!((a.slices, a.events, a.severity_score, a.durations.count()), (4, 6, 60, 4));
         assert_eq!(a.example.file, 0);
         assert_eq!((all.totals.traces, all.totals.slices, all.totals.cpu_blocking), (2, 8, 2));
+    }
+
+    #[test]
+    fn only_traces_recorded_without_sampling_miss_samples() {
+        let without_samples = |header: &TraceHeader| {
+            let mut aggregate = FileAggregate::default();
+            aggregate.add_chunk(&definitions(), &ChunkOptions::default());
+            aggregate.add_chunk(&workload(), &ChunkOptions::default());
+            let mut analysis = Analysis::default();
+            let options = ResolveOptions {
+                by: &GroupBy::EntryPoint,
+                app_roots: &[],
+                ignore: None,
+                exceeded_only: false,
+                weights: None,
+                by_identity: false,
+            };
+            analysis.add_file(0, header, &aggregate, options);
+            analysis.loop_totals.traces_without_samples
+        };
+        // No sample in either: one was recorded without sampling, the
+        // other sampled but had no slice long enough (a gunicorn master).
+        assert_eq!(without_samples(&header()), 1);
+        let mut sampled = header();
+        sampled.sampling = aiocop_trace::records::Appended(aiocop_trace::records::SamplingInfo {
+            after_ns: 2_000_000,
+            interval_ns: 1_000_000,
+        });
+        assert_eq!(without_samples(&sampled), 0);
+    }
+
+    #[test]
+    fn import_examples_leave_out_the_interpreters_state() {
+        let args =
+            "numpy, None, ['/srv/app', '/usr/lib/python3.12'], [<class '_frozen_importlib.BuiltinImporter'>, <cl, []";
+        assert_eq!(event_text("import", args), "import(numpy, None)");
+        assert_eq!(event_text("import", "numpy"), "import(numpy)");
+        // Other events keep their lists.
+        assert_eq!(
+            event_text("subprocess.Popen", "ls, ['ls', '-l'], None"),
+            "subprocess.Popen(ls, ['ls', '-l'], None)"
+        );
     }
 
     #[test]

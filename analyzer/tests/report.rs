@@ -97,6 +97,7 @@ Samples count-weighted: 1 of the 2 traces have samples that carry no times (reco
 └───┴─────────────────────────────────┴─────────┴───────┴─────────┴─────────┴────────┴─────────┴──────────┘
 
 Stalls: 4 stalls of at least the threshold (100 ms) without getting back to waiting for I/O, 680.000 ms in all
+Stalls guessed: none of the 2 traces records its loop's iterations (recorded before format 1.3, or by uvloop, whose iterations are not visible), so its stalls are slices at most --stall-gap-us apart, which can chain requests the loop polled between
 ┌───┬───────────────────────────────────────────┬─────────┬─────────────┬────────┬─────────────────────────────────────────────────────────────────────────┐
 │ # ┆ trace, thread                             ┆ start s ┆ duration ms ┆ slices ┆ most time in                                                            │
 ╞═══╪═══════════════════════════════════════════╪═════════╪═════════════╪════════╪═════════════════════════════════════════════════════════════════════════╡
@@ -252,6 +253,8 @@ Samples count-weighted: 1 of the 2 traces have samples that carry no times (reco
 … and 5 more, 306.050 ms.
 
 **Stalls**: 4 stalls of at least the threshold (100 ms) without getting back to waiting for I/O, 680.000 ms in all
+
+Stalls guessed: none of the 2 traces records its loop's iterations (recorded before format 1.3, or by uvloop, whose iterations are not visible), so its stalls are slices at most --stall-gap-us apart, which can chain requests the loop polled between
 
 | # | trace, thread | start s | duration ms | slices | most time in |
 |--:|:--|--:|--:|--:|:--|

@@ -120,6 +120,13 @@ pub fn run_slice(py: Python<'_>, ran: Ran<'_, '_>, run: impl FnOnce() -> PyResul
         return Err(interrupt);
     }
 
+    // What ran is read before it runs: a handle that cancels itself while
+    // running (Twisted's timers under daphne) sets its callback to None.
+    let callback_before = match ran {
+        Ran::Handle(handle) if recording::is_active() => handle_slots::read(handle, Slot::Callback),
+        _ => None,
+    };
+
     let outer = slice::begin();
     config::set_exception_raised(false);
     let start_ns = clock::now_ns();
@@ -154,7 +161,10 @@ pub fn run_slice(py: Python<'_>, ran: Ran<'_, '_>, run: impl FnOnce() -> PyResul
         let recording_samples_taken = sampler::recording_sampling().0 != 0;
         let route = routes::slice_route(py, &ran);
         let facts = describe::SliceFacts {
-            ran,
+            ran: match &callback_before {
+                Some(callback) => Ran::Callback(callback),
+                None => ran,
+            },
             route: &route,
             start_ns,
             duration_ns: elapsed_ns,

@@ -103,7 +103,8 @@ impl Exporter for CsvExporter {
 pub const LOOP_TIME_COLUMNS: [&str; 10] =
     ["rank", "key", "busy_ms", "share", "slices", "io_ms", "cpu_ms", "samples", "via", "example_trace"];
 
-pub const STALL_COLUMNS: [&str; 7] = ["rank", "trace", "thread", "start_s", "duration_ms", "slices", "top"];
+pub const STALL_COLUMNS: [&str; 9] =
+    ["rank", "trace", "thread", "start_s", "duration_ms", "slices", "top", "alike", "alike_ms"];
 
 fn loop_time(report: &Report) -> String {
     let header = LOOP_TIME_COLUMNS.iter().map(|c| c.to_string()).collect();
@@ -136,6 +137,8 @@ fn stalls(report: &Report) -> String {
             fmt_ms(row.duration_ms),
             row.slices.to_string(),
             top.join(";"),
+            row.alike.to_string(),
+            fmt_ms(row.alike_ms),
         ]
     });
     to_csv(std::iter::once(header).chain(rows))

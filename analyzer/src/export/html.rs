@@ -14,6 +14,7 @@
 //! - the report's JSON (the `--format json` contract) is embedded in
 //!   `<script type="application/json" id="aiocop-report">` for scripts.
 
+use super::fit::relative_to;
 use super::{
     diff_cells, diff_summary_lines, diff_title, guessed_stalls_note, loop_time_headline, samples_note, stalls_headline,
     summary_lines, top_events_text, unexplained_note, untimed_samples_note, via_text, Exporter, Style, DIFF_HEADER,
@@ -38,24 +39,37 @@ const CHART_HEIGHT: f64 = 120.0;
 
 pub struct HtmlExporter;
 
-/// A table cell: its text, the value it sorts by, and its class.
+/// A table cell: its text, the value it sorts by, its class, and the
+/// text shown on hover (a key's full paths where the cell shows them short).
 #[derive(Serialize)]
 struct Cell {
     text: String,
     sort: Option<f64>,
     class: Option<&'static str>,
+    hover: Option<String>,
 }
 
 fn text(text: impl Into<String>) -> Cell {
-    Cell { text: text.into(), sort: None, class: None }
+    Cell { text: text.into(), sort: None, class: None, hover: None }
 }
 
-fn code(text: impl Into<String>) -> Cell {
-    Cell { text: text.into(), sort: None, class: Some("key") }
+/// A key (or keys), its paths shown as the terminal shows them: relative
+/// to the `--app-root`s and the current directory, in full on hover.
+fn code(full: impl Into<String>, roots: &[String]) -> Cell {
+    let (text, hover) = shortened(full.into(), roots);
+    Cell { text, sort: None, class: Some("key"), hover }
+}
+
+/// `full` with its paths made relative to `roots`, and `full` itself when
+/// that changed it.
+fn shortened(full: String, roots: &[String]) -> (String, Option<String>) {
+    let shown = relative_to(&full, roots);
+    let hover = (shown != full).then_some(full);
+    (shown, hover)
 }
 
 fn number(shown: impl ToString, value: f64) -> Cell {
-    Cell { text: shown.to_string(), sort: Some(value), class: Some("num") }
+    Cell { text: shown.to_string(), sort: Some(value), class: Some("num"), hover: None }
 }
 
 fn ms(value: f64) -> Cell {
@@ -86,14 +100,22 @@ struct Section {
     more: Option<String>,
 }
 
-/// The busy share over time, as bars.
+/// The busy share over time, as bars: one picture per trace, all on the same time axis.
 #[derive(Serialize)]
 struct Chart {
     width: f64,
     height: f64,
+    line: String,
+    traces: Vec<TraceChart>,
+}
+
+/// One trace's bars: a process (a worker, a master) is never averaged with another.
+#[derive(Serialize)]
+struct TraceChart {
+    /// Empty when the report has one trace.
+    name: String,
     bars: Vec<Bar>,
     end_label: String,
-    line: String,
 }
 
 #[derive(Serialize)]
@@ -105,11 +127,13 @@ struct Bar {
     title: String,
 }
 
-/// One example stack.
+/// One example stack: its title and frames shown short, each with its full
+/// text on hover when that differs.
 #[derive(Serialize)]
 struct Example {
     title: String,
-    frames: Vec<String>,
+    title_hover: Option<String>,
+    frames: Vec<(String, Option<String>)>,
 }
 
 /// The gate's verdict on a diff.
@@ -140,7 +164,6 @@ struct Page {
 
 impl Exporter for HtmlExporter {
     fn render(&self, report: &Report, _style: Style) -> String {
-        let names: Vec<&str> = report.traces.iter().map(|t| t.label.as_deref().unwrap_or(&t.path)).collect();
         let mut summary = vec![format!("Loop time: {}", loop_time_headline(report))];
         summary.extend(samples_note(report));
         summary.extend(untimed_samples_note(report));
@@ -148,7 +171,7 @@ impl Exporter for HtmlExporter {
         summary.extend(guessed_stalls_note(report));
         summary.extend(summary_lines(report));
         let page = Page {
-            title: format!("aiocop report: {}", names.join(", ")),
+            title: format!("aiocop report: {}", crate::report::title_names(&report.traces).join(", ")),
             generator: generator(),
             styles: STYLES,
             script: SCRIPT,
@@ -182,12 +205,13 @@ impl Exporter for HtmlExporter {
         });
         let mut titles = vec!["status", "group"];
         titles.extend(DIFF_HEADER);
+        let roots = diff.new_side.as_deref().map_or(&[][..], |new| &new.pictures.key_roots);
         let section = Section {
             id: "comparison",
             title: format!("Comparison by {}", diff.group_by.title()),
             lines: Vec::new(),
             columns: columns(&titles, &[2, 3, 4, 5, 6]),
-            rows: diff.rows.iter().map(diff_row).collect(),
+            rows: diff.rows.iter().map(|row| diff_row(row, roots)).collect(),
             empty: "No group changed.".to_owned(),
             more: (diff.rows_not_shown > 0)
                 .then(|| format!("{} unchanged (--all shows them)", count(diff.rows_not_shown as u64, "more row"))),
@@ -226,7 +250,9 @@ const FLAME_GRAPH_NOTE: &str =
     "The loop's busy time by stack: every slice's time, split as the Loop time table splits it (hover a box for its time).";
 
 const DIFF_FLAME_GRAPH_NOTE: &str = "The new side's busy time by stack, frames matched across releases by module and \
-     qualified name; red grew and blue shrank against the base, scaled to the same total (hover a box for its change).";
+     qualified name; red grew and blue shrank against the base, scaled to the same total (hover a box for its change). \
+     Every difference is coloured, noise included: two recordings of one build look like this too; the Comparison \
+     table and the gate say what changed beyond noise.";
 
 fn generator() -> String {
     format!("aiocop-analyze {}", env!("CARGO_PKG_VERSION"))
@@ -315,41 +341,48 @@ fn without_handlers(tag: &str) -> String {
 
 fn chart(report: &Report) -> Option<Chart> {
     let pictures = &report.pictures;
-    if pictures.busy_share.is_empty() {
+    let interval_s = pictures.interval_s;
+    if pictures.busy_share.iter().all(|series| series.shares.is_empty()) {
         return None;
     }
-    let n = pictures.busy_share.len() as f64;
-    let bar_width = CHART_WIDTH / n;
-    let bars = pictures
+    let points = pictures.busy_share.iter().map(|series| series.shares.len()).max().unwrap_or(0) as f64;
+    let bar_width = CHART_WIDTH / points;
+    let several = pictures.busy_share.len() > 1;
+    let traces = pictures
         .busy_share
         .iter()
-        .enumerate()
-        .map(|(i, &share)| {
-            let from_s = i as f64 * pictures.interval_s;
-            Bar {
-                x: round2(i as f64 * bar_width),
-                y: round2(CHART_HEIGHT * (1.0 - share)),
-                width: round2(bar_width),
-                height: round2(CHART_HEIGHT * share),
-                title: format!("{from_s:.1} s to {:.1} s: {} busy", from_s + pictures.interval_s, fmt_share(share)),
+        .map(|series| {
+            let bars = series
+                .shares
+                .iter()
+                .enumerate()
+                .map(|(i, &share)| {
+                    let from_s = i as f64 * interval_s;
+                    Bar {
+                        x: round2(i as f64 * bar_width),
+                        y: round2(CHART_HEIGHT * (1.0 - share)),
+                        width: round2(bar_width),
+                        height: round2(CHART_HEIGHT * share),
+                        title: format!("{from_s:.1} s to {:.1} s: {} busy", from_s + interval_s, fmt_share(share)),
+                    }
+                })
+                .collect();
+            TraceChart {
+                name: if several { series.trace.clone() } else { String::new() },
+                bars,
+                end_label: format!("{:.1} s", points * interval_s),
             }
         })
         .collect();
-    let traces = report.traces.len();
     Some(Chart {
         width: CHART_WIDTH,
         height: CHART_HEIGHT,
-        bars,
-        end_label: format!("{:.1} s", n * pictures.interval_s),
         line: format!(
             "The loop's busy share in each {} ms after {}, from 0 to 100%.",
-            fmt_short_ms(pictures.interval_s * 1000.0),
-            if traces == 1 {
-                "the trace's start".to_owned()
-            } else {
-                format!("the traces' starts, averaged over {traces} traces")
-            }
+            fmt_short_ms(interval_s * 1000.0),
+            if several { "each trace's start, one picture per trace (process)" } else { "the trace's start" }
         ),
+        traces,
     })
 }
 
@@ -358,7 +391,7 @@ fn round2(value: f64) -> f64 {
 }
 
 fn loop_section(report: &Report) -> Section {
-    let view = &report.loop_time;
+    let (view, roots) = (&report.loop_time, &report.pictures.key_roots);
     Section {
         id: "loop-time",
         title: "Loop time".to_owned(),
@@ -373,7 +406,7 @@ fn loop_section(report: &Report) -> Section {
             .map(|row| {
                 vec![
                     number(row.rank, row.rank as f64),
-                    code(&row.key),
+                    code(&row.key, roots),
                     ms(row.busy_ms),
                     number(fmt_share(row.share), row.share),
                     ms(row.io_ms),
@@ -396,11 +429,15 @@ fn loop_section(report: &Report) -> Section {
 }
 
 fn stalls_section(report: &Report) -> Section {
+    let roots = &report.pictures.key_roots;
     Section {
         id: "stalls",
         title: "Longest stalls".to_owned(),
         lines: vec![stalls_headline(report)],
-        columns: columns(&["#", "trace, thread", "start s", "duration ms", "slices", "most time in"], &[0, 2, 3, 4]),
+        columns: columns(
+            &["#", "trace, thread", "start s", "duration ms", "slices", "alike", "alike ms", "most time in"],
+            &[0, 2, 3, 4, 5, 6],
+        ),
         rows: report
             .stalls
             .iter()
@@ -408,11 +445,13 @@ fn stalls_section(report: &Report) -> Section {
                 let top: Vec<String> = row.top.iter().map(|t| format!("{} {} ms", t.key, fmt_ms(t.busy_ms))).collect();
                 vec![
                     number(row.rank, row.rank as f64),
-                    code(format!("{}, {}", row.trace, row.thread)),
+                    code(format!("{}, {}", row.trace, row.thread), roots),
                     number(format!("{:.3}", row.start_s), row.start_s),
                     ms(row.duration_ms),
                     number(row.slices, row.slices as f64),
-                    code(top.join("\n")),
+                    number(row.alike, row.alike as f64),
+                    ms(row.alike_ms),
+                    code(top.join("\n"), roots),
                 ]
             })
             .collect(),
@@ -422,6 +461,7 @@ fn stalls_section(report: &Report) -> Section {
 }
 
 fn io_section(report: &Report) -> Section {
+    let roots = &report.pictures.key_roots;
     Section {
         id: "blocking-io",
         title: format!("Blocking I/O by {}", report.group_by.title()),
@@ -450,7 +490,7 @@ fn io_section(report: &Report) -> Section {
             .map(|row| {
                 let mut cells = vec![
                     number(row.rank, row.rank as f64),
-                    code(&row.key),
+                    code(&row.key, roots),
                     number(row.slices, row.slices as f64),
                     number(row.events, row.events as f64),
                     number(row.severity_score, row.severity_score as f64),
@@ -462,6 +502,7 @@ fn io_section(report: &Report) -> Section {
                             aiocop_trace::SeverityLevel::Medium => "level-medium",
                             aiocop_trace::SeverityLevel::Low => "level-low",
                         }),
+                        hover: None,
                     },
                     number(row.exceeded, row.exceeded as f64),
                 ];
@@ -478,6 +519,7 @@ fn io_section(report: &Report) -> Section {
 }
 
 fn cpu_section(report: &Report) -> Section {
+    let roots = &report.pictures.key_roots;
     Section {
         id: "cpu-blocking",
         title: format!("CPU-blocking slices by {}", report.group_by.cpu_title()),
@@ -492,7 +534,7 @@ fn cpu_section(report: &Report) -> Section {
             .map(|row| {
                 let mut cells = vec![
                     number(row.rank, row.rank as f64),
-                    code(&row.key),
+                    code(&row.key, roots),
                     number(row.slices, row.slices as f64),
                     number(row.samples, row.samples as f64),
                 ];
@@ -507,26 +549,31 @@ fn cpu_section(report: &Report) -> Section {
 }
 
 fn examples(report: &Report) -> Vec<Example> {
-    let frames = |trace: &str| trace.split(TRACE_SEPARATOR).map(str::to_owned).collect();
-    let io = report.groups.iter().map(|row| Example {
-        title: format!("{}. {}: {}", row.rank, row.key, row.example_event),
-        frames: frames(&row.example_trace),
-    });
-    let cpu = report.cpu_groups.iter().map(|row| Example {
-        title: format!("CPU {}. {} (most sampled)", row.rank, row.key),
-        frames: frames(&row.example_trace),
-    });
+    let roots = &report.pictures.key_roots;
+    let example = |title: String, trace: &str| {
+        let (title, title_hover) = shortened(title, roots);
+        let frames = trace.split(TRACE_SEPARATOR).map(|frame| shortened(frame.to_owned(), roots)).collect();
+        Example { title, title_hover, frames }
+    };
+    let io = report
+        .groups
+        .iter()
+        .map(|row| example(format!("{}. {}: {}", row.rank, row.key, row.example_event), &row.example_trace));
+    let cpu = report
+        .cpu_groups
+        .iter()
+        .map(|row| example(format!("CPU {}. {} (most sampled)", row.rank, row.key), &row.example_trace));
     io.chain(cpu).take(EXAMPLES_SHOWN).collect()
 }
 
-fn diff_row(row: &DiffRow) -> Vec<Cell> {
+fn diff_row(row: &DiffRow, roots: &[String]) -> Vec<Cell> {
     // Sorted by the new side's value (the base's for a gone group).
     let value = |pick: fn(&SideValues) -> f64| row.new.as_ref().or(row.base.as_ref()).map_or(0.0, pick);
     let picks: [fn(&SideValues) -> f64; 5] =
         [|v| v.severity_per_1k, |v| v.events_per_1k, |v| v.p95_ms, |v| v.max_ms, |v| v.exceeded_pct];
     let mut cells = vec![
-        Cell { text: row.status.as_str().to_owned(), sort: None, class: Some(status_class(row.status)) },
-        code(&row.key),
+        Cell { text: row.status.as_str().to_owned(), sort: None, class: Some(status_class(row.status)), hover: None },
+        code(&row.key, roots),
     ];
     cells.extend(diff_cells(row).into_iter().zip(picks).map(|(shown, pick)| number(shown, value(pick))));
     cells
@@ -565,6 +612,78 @@ mod tests {
             inline_svg(svg),
             r#"<svg version="1.1"><g class="func_g"><title>main (1 µs)</title></g><text x="1">only on="this"</text></svg>"#
         );
+    }
+
+    #[test]
+    fn keys_show_paths_as_the_terminal_does_and_in_full_on_hover() {
+        let mut report = super::super::tests::sample_report();
+        report.loop_time.groups[0].key = "/srv/app/store/handlers.py:30:render_page".to_owned();
+        report.groups[0].example_trace =
+            "/srv/app/store/db.py:8:query <- /srv/app/store/handlers.py:30:render_page".to_owned();
+        report.pictures.key_roots = vec!["/srv/app".to_owned()];
+        let html = HtmlExporter.render(&report, Style::default());
+        let full = "&#x2f;srv&#x2f;app&#x2f;store&#x2f;handlers.py:30:render_page";
+        assert!(
+            html.contains(&format!("<td class=\"key\" title=\"{full}\">store/<wbr>handlers.py:30:render_page</td>")),
+            "{html}"
+        );
+        assert!(
+            html.contains(&format!("<li><code title=\"{full}\">store&#x2f;handlers.py:30:render_page</code></li>")),
+            "{html}"
+        );
+        // The JSON for scripts keeps the full key; a key with no path under a root has no hover.
+        assert!(html.contains("\"key\":\"/srv/app/store/handlers.py:30:render_page\""), "{html}");
+        assert!(html.contains("<td class=\"key\">app.py:40:crunch</td>"), "{html}");
+    }
+
+    #[test]
+    fn the_title_names_each_label_once() {
+        let mut report = super::super::tests::sample_report();
+        let trace = |path: &str, label: Option<&str>| crate::report::TraceFacts {
+            path: path.to_owned(),
+            label: label.map(str::to_owned),
+            ..report.traces[0].clone()
+        };
+        report.traces = vec![
+            trace("w1.bin", Some("v1")),
+            trace("w2.bin", Some("v1")),
+            trace("master.bin", Some("v1")),
+            trace("other.bin", None),
+            trace("w3.bin", Some("v2")),
+            trace("w4.bin", Some("v1")),
+        ];
+        let html = HtmlExporter.render(&report, Style::default());
+        assert!(html.contains("<title>aiocop report: v1, other.bin, v2</title>"), "{html}");
+    }
+
+    #[test]
+    fn each_trace_has_its_own_busy_share_never_an_average() {
+        use crate::report::{BusyShare, Pictures};
+        let mut report = super::super::tests::sample_report();
+        let series = |trace: &str, shares: &[f64]| BusyShare { trace: trace.to_owned(), shares: shares.to_vec() };
+        report.pictures = Pictures {
+            busy_share: vec![
+                series("master.bin (pid 1, main)", &[0.0, 0.0]),
+                series("w1.bin (pid 2, fork child)", &[0.9, 0.85]),
+                series("w2.bin (pid 3, fork child)", &[0.88, 0.9]),
+            ],
+            interval_s: 0.1,
+            ..Pictures::default()
+        };
+        let html = HtmlExporter.render(&report, Style::default());
+        assert_eq!(html.matches("<svg class=\"chart\"").count(), 3, "{html}");
+        for name in ["master.bin (pid 1, main)", "w1.bin (pid 2, fork child)", "w2.bin (pid 3, fork child)"] {
+            assert!(html.contains(&format!("<h3>{name}</h3>")), "{name}\n{html}");
+        }
+        assert!(html.contains("<title>0.0 s to 0.1 s: 90% busy</title>"), "{html}");
+        assert!(html.contains("<title>0.0 s to 0.1 s: 0% busy</title>"), "{html}");
+        // The three averaged would be about 60% busy: no bar says so.
+        assert!(!html.contains(": 59% busy") && !html.contains(": 60% busy"), "{html}");
+        // One trace: one picture, not named.
+        report.pictures.busy_share.truncate(1);
+        let html = HtmlExporter.render(&report, Style::default());
+        assert_eq!(html.matches("<svg class=\"chart\"").count(), 1);
+        assert!(!html.contains("<h3>"), "{html}");
     }
 
     #[test]

@@ -10,7 +10,7 @@
 //!                 "groups_not_shown_busy_ms", "long_ms", "long_slice_ms", "long_slice_attributed_ms",
 //!                 "long_slice_attributed_share", "samples", "traces_without_samples"},
 //!   "stalls": [{"rank", "trace", "thread", "start_s", "duration_ms", "slices",
-//!               "top": [{"key", "busy_ms"}]}],
+//!               "top": [{"key", "busy_ms"}], "alike", "alike_ms"}],  // (1.2) stalls alike are one row
 //!   "stalls_not_shown": 0,               // (see docs/analyzer-report.md)
 //!   "groups": [                          // ranked, after --min-severity and --top
 //!     {"rank": 1, "key": "app.py:12:fetch", "slices": 3, "events": 6,

@@ -4,9 +4,9 @@
 //! that `<no stack>` or `<frozen ...>` show as text, not as HTML.
 
 use super::{
-    diff_cells, diff_summary_lines, diff_title, elapsed_cells, guessed_stalls_note, loop_time_headline, samples_note,
-    stall_top_text, stalls_headline, summary_lines, top_events_text, unexplained_note, untimed_samples_note, via_text,
-    Exporter, Style, DIFF_HEADER,
+    any_alike, diff_cells, diff_summary_lines, diff_title, elapsed_cells, guessed_stalls_note, loop_time_headline,
+    samples_note, stall_top_text, stalls_headline, summary_lines, top_events_text, unexplained_note,
+    untimed_samples_note, via_text, Exporter, Style, DIFF_HEADER,
 };
 use crate::diff::Diff;
 use crate::report::Report;
@@ -177,17 +177,28 @@ fn render_stalls(out: &mut String, report: &Report) {
     if report.stalls.is_empty() {
         return;
     }
-    out.push_str("| # | trace, thread | start s | duration ms | slices | most time in |\n");
-    out.push_str("|--:|:--|--:|--:|--:|:--|\n");
+    let alike = any_alike(report);
+    if alike {
+        out.push_str("| # | trace, thread | start s | duration ms | slices | alike | alike ms | most time in |\n");
+        out.push_str("|--:|:--|--:|--:|--:|--:|--:|:--|\n");
+    } else {
+        out.push_str("| # | trace, thread | start s | duration ms | slices | most time in |\n");
+        out.push_str("|--:|:--|--:|--:|--:|:--|\n");
+    }
     for row in &report.stalls {
-        out.push_str(&table_row(&[
+        let mut cells = vec![
             row.rank.to_string(),
             code(&format!("{}, {}", row.trace, row.thread)),
             format!("{:.3}", row.start_s),
             fmt_ms(row.duration_ms),
             row.slices.to_string(),
             prose(&stall_top_text(row)),
-        ]));
+        ];
+        if alike {
+            cells.insert(5, row.alike.to_string());
+            cells.insert(6, fmt_ms(row.alike_ms));
+        }
+        out.push_str(&table_row(&cells));
     }
     if report.stalls_not_shown > 0 {
         out.push_str(&format!("\n… and {} more.\n", report.stalls_not_shown));

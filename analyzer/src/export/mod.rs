@@ -161,6 +161,12 @@ pub(crate) fn stall_top_text(row: &StallRow) -> String {
     row.top.iter().map(|t| format!("{} {} ms", t.key, fmt_ms(t.busy_ms))).collect::<Vec<_>>().join(", ")
 }
 
+/// Whether a stalls row stands for several alike: the tables then show
+/// how many and their time in all.
+pub(crate) fn any_alike(report: &Report) -> bool {
+    report.stalls.iter().any(|row| row.alike > 1)
+}
+
 /// The line over the stalls table.
 pub(crate) fn stalls_headline(report: &Report) -> String {
     let mut thresholds: Vec<String> =
@@ -168,8 +174,13 @@ pub(crate) fn stalls_headline(report: &Report) -> String {
     thresholds.sort();
     thresholds.dedup();
     let totals = &report.totals;
+    let alike = if any_alike(report) {
+        "; stalls alike (one trace and thread, the same groups most in them) are one row, the longest's"
+    } else {
+        ""
+    };
     format!(
-        "{} of at least the threshold ({} ms) without getting back to waiting for I/O, {} ms in all",
+        "{} of at least the threshold ({} ms) without getting back to waiting for I/O, {} ms in all{alike}",
         count(totals.stalls as u64, "stall"),
         thresholds.join(", "),
         fmt_ms(totals.stall_ms)

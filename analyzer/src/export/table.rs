@@ -9,9 +9,9 @@
 
 use super::fit::{lay_out, shorten_key, shorten_left, wrap_text, Fit, Text};
 use super::{
-    diff_cells, diff_summary_lines, diff_title, elapsed_cells, guessed_stalls_note, loop_time_headline, samples_note,
-    stalls_headline, summary_lines, top_events_text, unexplained_note, untimed_samples_note, via_text, Exporter, Style,
-    DIFF_HEADER,
+    any_alike, diff_cells, diff_summary_lines, diff_title, elapsed_cells, guessed_stalls_note, loop_time_headline,
+    samples_note, stalls_headline, summary_lines, top_events_text, unexplained_note, untimed_samples_note, via_text,
+    Exporter, Style, DIFF_HEADER,
 };
 use crate::diff::{Diff, Status};
 use crate::report::Report;
@@ -413,6 +413,12 @@ fn render_stalls(out: &mut String, report: &Report, style: Style) {
         number("slices", true),
         text("most time in", Fit::Key),
     ];
+    let alike = any_alike(report);
+    if alike {
+        columns.insert(4, number("alike", true));
+        // Their time in all only with --wide: a terminal's room goes to the keys.
+        columns.insert(5, number("alike ms", false));
+    }
     if place {
         columns.insert(1, text("trace, thread", Fit::Key));
     }
@@ -427,6 +433,10 @@ fn render_stalls(out: &mut String, report: &Report, style: Style) {
             plain(row.slices),
             (Text::keyed_values(top), Paint::None),
         ];
+        if alike {
+            cells.insert(4, plain(row.alike));
+            cells.insert(5, plain(fmt_ms(row.alike_ms)));
+        }
         if place {
             let place = Text {
                 full: format!("{}, {}", row.trace, row.thread),

@@ -46,7 +46,7 @@ pub(crate) fn sample_report() -> Report {
     Report {
         routes: Vec::new(),
         schema_version: 1,
-        schema_minor: 1,
+        schema_minor: 2,
         by: "entry-point".to_owned(),
         loop_time: LoopTimeView {
             busy_ms: 9600.0,
@@ -77,6 +77,8 @@ pub(crate) fn sample_report() -> Report {
                 StallTop { key: "handle_cpu".to_owned(), busy_ms: 180.0 },
                 StallTop { key: "app.py:12:fetch".to_owned(), busy_ms: 20.1 },
             ],
+            alike: 1,
+            alike_ms: 200.125,
         }],
         stalls_not_shown: 0,
         groups: vec![
@@ -233,7 +235,7 @@ Trace 'w.bin': label none, host web-1, Python 3.12.1, threshold 100 ms, pid 7 (s
 fn json_is_the_serde_form_in_field_order() {
     let expected = r#"{
   "schema_version": 1,
-  "schema_minor": 1,
+  "schema_minor": 2,
   "by": "entry-point",
   "loop_time": {
     "busy_ms": 9600.0,
@@ -309,7 +311,9 @@ fn json_is_the_serde_form_in_field_order() {
           "key": "app.py:12:fetch",
           "busy_ms": 20.1
         }
-      ]
+      ],
+      "alike": 1,
+      "alike_ms": 200.125
     }
   ],
   "stalls_not_shown": 0,
@@ -697,6 +701,23 @@ fn allowed_events_are_counted_by_entry_and_old_traces_said_to_lack_them() {
 }
 
 #[test]
+fn alike_stalls_show_how_many_and_their_time_in_all() {
+    let mut report = sample_report();
+    assert!(!render(ReportFormat::Table, Style::default()).contains("alike"));
+    report.stalls[0].alike = 50;
+    report.stalls[0].alike_ms = 9_000.5;
+    let table = exporter(ReportFormat::Table).render(&report, Style::default());
+    assert!(table.contains("stalls alike (one trace and thread, the same groups most in them) are one row"), "{table}");
+    assert!(table.contains("│ # ┆ start s ┆ duration ms ┆ slices ┆ alike ┆ alike ms ┆ most time in "), "{table}");
+    assert!(
+        table.contains("│ 1 ┆   3.250 ┆     200.125 ┆     10 ┆    50 ┆ 9000.500 ┆ handle_cpu 180.000 ms"),
+        "{table}"
+    );
+    let markdown = exporter(ReportFormat::Markdown).render(&report, Style::default());
+    assert!(markdown.contains("| 1 | `w.bin, 1` | 3.250 | 200.125 | 10 | 50 | 9000.500 | handle_cpu"), "{markdown}");
+}
+
+#[test]
 fn helpers() {
     assert_eq!(
         [0.0, 0.0004, 0.2, 0.7292, 0.99951, 1.0].map(fmt_share),
@@ -727,8 +748,8 @@ fn csv_writes_the_loop_time_or_the_stalls_when_asked() {
     report.csv_table = crate::report::CsvTable::Stalls;
     assert_eq!(
         exporter(ReportFormat::Csv).render(&report, Style::default()),
-        "rank,trace,thread,start_s,duration_ms,slices,top
-1,w.bin,1,3.250000,200.125,10,handle_cpu:180.000;app.py:12:fetch:20.100
+        "rank,trace,thread,start_s,duration_ms,slices,top,alike,alike_ms
+1,w.bin,1,3.250000,200.125,10,handle_cpu:180.000;app.py:12:fetch:20.100,1,200.125
 "
     );
 }
