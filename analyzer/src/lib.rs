@@ -86,6 +86,7 @@ pub mod resolve;
 pub mod signature;
 pub mod stalls;
 pub mod stats;
+pub mod tables;
 pub mod timeline;
 pub mod units;
 
