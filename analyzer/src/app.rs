@@ -631,24 +631,6 @@ pub fn run_flamegraph(args: crate::cli::FlamegraphArgs) -> Result<(), AnalyzeErr
     destination.write(&text)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn colour_only_on_a_terminal_without_no_color_or_a_dumb_term() {
-        let os = |s: &'static str| Some(OsStr::new(s));
-        assert!(color_enabled(ColorChoice::Auto, true, None, os("xterm-256color")));
-        assert!(color_enabled(ColorChoice::Auto, true, None, None));
-        assert!(color_enabled(ColorChoice::Auto, true, os(""), os("xterm")));
-        assert!(!color_enabled(ColorChoice::Auto, false, None, os("xterm")));
-        assert!(!color_enabled(ColorChoice::Auto, true, os("1"), os("xterm")));
-        assert!(!color_enabled(ColorChoice::Auto, true, None, os("dumb")));
-        assert!(color_enabled(ColorChoice::Always, false, os("1"), os("dumb")));
-        assert!(!color_enabled(ColorChoice::Never, true, None, os("xterm")));
-    }
-}
-
 /// `export`: see [`crate::tables`]. The output directory is checked (and
 /// created) before any trace is read; each trace's warnings are printed in
 /// input order, then one summary line.
@@ -692,4 +674,22 @@ pub fn run_export(args: crate::cli::ExportArgs) -> Result<(), AnalyzeError> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn colour_only_on_a_terminal_without_no_color_or_a_dumb_term() {
+        let os = |s: &'static str| Some(OsStr::new(s));
+        assert!(color_enabled(ColorChoice::Auto, true, None, os("xterm-256color")));
+        assert!(color_enabled(ColorChoice::Auto, true, None, None));
+        assert!(color_enabled(ColorChoice::Auto, true, os(""), os("xterm")));
+        assert!(!color_enabled(ColorChoice::Auto, false, None, os("xterm")));
+        assert!(!color_enabled(ColorChoice::Auto, true, os("1"), os("xterm")));
+        assert!(!color_enabled(ColorChoice::Auto, true, None, os("dumb")));
+        assert!(color_enabled(ColorChoice::Always, false, os("1"), os("dumb")));
+        assert!(!color_enabled(ColorChoice::Never, true, None, os("xterm")));
+    }
 }

@@ -25,9 +25,12 @@ pub mod rows;
 pub mod schema;
 pub mod trace_row;
 
+use crate::aggregate::FileAggregate;
 use crate::error::AnalyzeError;
 use crate::identity::PathContext;
+use crate::keys::GroupBy;
 use crate::read::{check_readable, newer_minor_warning, trusted_footer};
+use crate::resolve::SliceKeys;
 use aiocop_trace::records::{Chunk, TraceHeader};
 use aiocop_trace::{Dictionary, MemoryBudget, ReadError, TraceFile};
 use arrow_array::RecordBatch;
@@ -253,9 +256,11 @@ fn write_trace(trace: &TraceFile, paths: &[(Table, PathBuf)]) -> Result<(ReadCou
     let header = trace.header();
     let trace_id = trace_id(header);
     let path_context = PathContext::new(&Dictionary::new(), [], &header.process.sys_path);
-    let mut dictionary = Dictionary::new();
+    // The report's keys need its aggregate's dictionary, grown chunk by chunk.
+    let mut definitions = FileAggregate::default();
+    let by = GroupBy::EntryPoint;
     let mut stacks = Stacks::default();
-    let mut rows = SliceRows::new();
+    let mut rows = SliceRows::default();
     let mut read = ReadCounts::default();
     let mut first_error: Option<ReadError> = None;
     for index in 0..trace.chunk_count() {
@@ -269,17 +274,18 @@ fn write_trace(trace: &TraceFile, paths: &[(Table, PathBuf)]) -> Result<(ReadCou
             }
         };
         let chunk: &Chunk = &counted.chunk;
-        dictionary.add(chunk);
+        definitions.dictionary.add(chunk);
         read.dropped_slices += chunk.dropped_slices;
-        let context = TraceContext { trace_id: &trace_id, header, dictionary: &dictionary };
+        let context = TraceContext { trace_id: &trace_id, header, dictionary: &definitions.dictionary };
+        let mut keys = SliceKeys::new(header, &definitions, &by, &path_context);
         let mut start_ns = chunk.base_offset_ns;
         for slice in &chunk.slices {
             start_ns = start_ns.saturating_add(slice.start_delta_ns);
-            rows.push(&context, &mut stacks, &path_context, read.slices, start_ns, slice);
+            rows.push(&context, &mut stacks, &mut keys, &path_context, read.slices, start_ns, slice);
             read.slices += 1;
             read.events += slice.events.len() as u64;
             read.samples += slice.samples.len() as u64;
-            if rows.len() >= BATCH_ROWS {
+            if rows.rows_held() >= BATCH_ROWS {
                 files.write(rows.take())?;
             }
         }

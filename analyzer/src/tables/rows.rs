@@ -3,9 +3,10 @@
 //! chunk or so: what is held is a batch, never a trace.
 
 use super::schema::{context_builder, string_list_builder, timestamp_type, Table};
-use crate::group::{StackResolver, NO_STACK};
+use crate::group::NO_STACK;
 use crate::identity::{frame_facts, frame_identity, PathContext};
 use crate::loop_time::apportion;
+use crate::resolve::SliceKeys;
 use aiocop_trace::records::{SliceRecord, StackId, StringId, TraceHeader};
 use aiocop_trace::Dictionary;
 use arrow_array::builder::{
@@ -39,11 +40,8 @@ impl TraceContext<'_> {
     }
 }
 
-/// A stack as its rows show it.
+/// A stack's frames as its rows show them.
 pub struct StackRow {
-    /// The report's `--by entry-point` key of the stack (a lazy import's
-    /// innermost frame outside the import machinery).
-    pub entry_point: String,
     /// `path:line:function`, innermost first.
     pub frames: Vec<String>,
     /// `module:qualname` (or `relative/path.py:function` without a name).
@@ -64,7 +62,6 @@ impl Stacks {
 }
 
 fn resolve(stack: StackId, dictionary: &Dictionary, paths: &PathContext) -> StackRow {
-    let entry_point = StackResolver::new(dictionary, &[], None, paths).facts(stack).entry_point.clone();
     let ids = dictionary.stack(stack).unwrap_or(&[]);
     let frames = ids.iter().map(|&frame| dictionary.format_frame(frame)).collect();
     let identities = ids
@@ -74,7 +71,7 @@ fn resolve(stack: StackId, dictionary: &Dictionary, paths: &PathContext) -> Stac
                 .map_or_else(|| dictionary.format_frame(frame), |facts| frame_identity(&facts, paths))
         })
         .collect();
-    StackRow { entry_point, frames, identities }
+    StackRow { frames, identities }
 }
 
 /// The weight of each of a slice's samples, in nanoseconds: its duration
@@ -162,9 +159,10 @@ impl StackColumns {
         }
     }
 
-    fn push(&mut self, stack: StackId, row: &StackRow) {
+    /// A stack, keyed by the report as `entry_point`.
+    fn push(&mut self, stack: StackId, row: &StackRow, entry_point: &str) {
         self.stack_id.append_option((stack != NO_STACK).then_some(i64::from(stack)));
-        self.entry_point.append_value(&row.entry_point);
+        self.entry_point.append_value(entry_point);
         self.frames.append_value(row.frames.iter().map(Some));
         self.identities.append_value(row.identities.iter().map(Some));
     }
@@ -179,8 +177,8 @@ impl StackColumns {
     }
 }
 
-impl SliceRows {
-    pub fn new() -> Self {
+impl Default for SliceRows {
+    fn default() -> Self {
         SliceRows {
             slices: SliceColumns {
                 rows: 0,
@@ -225,18 +223,22 @@ impl SliceRows {
             route_key: None,
         }
     }
+}
 
+impl SliceRows {
     /// Rows held, of the three tables together.
-    pub fn len(&self) -> usize {
+    pub fn rows_held(&self) -> usize {
         self.slices.rows + self.events.rows + self.samples.rows
     }
 
     /// Adds slice number `index` of the trace, which started `start_ns`
-    /// after the trace's start, with its events and samples.
+    /// after the trace's start, with its events and samples, keyed by `keys`.
+    #[allow(clippy::too_many_arguments)]
     pub fn push(
         &mut self,
         trace: &TraceContext,
         stacks: &mut Stacks,
+        keys: &mut SliceKeys,
         paths: &PathContext,
         index: u64,
         start_ns: u64,
@@ -275,7 +277,8 @@ impl SliceRows {
         s.dropped_events.append_value(i64::from(slice.dropped_events));
         s.sample_count.append_value(slice.samples.len() as i64);
 
-        for (event_index, event) in slice.events.iter().enumerate() {
+        let event_keys = if slice.events.is_empty() { Vec::new() } else { keys.event_keys(&slice.events, slice.what) };
+        for (event_index, (event, key)) in slice.events.iter().zip(&event_keys).enumerate() {
             let e = &mut self.events;
             let (name, weight) = trace.event_name(event.event);
             e.rows += 1;
@@ -288,7 +291,7 @@ impl SliceRows {
             e.args.append_value(trace.string(event.args));
             e.offset_ns.append_value(int(event.offset_ns));
             e.time.append_value(start_unix_ns.saturating_add(int(event.offset_ns)));
-            e.stack.push(event.stack, &stacks.get(event.stack, trace.dictionary, paths));
+            e.stack.push(event.stack, &stacks.get(event.stack, trace.dictionary, paths), key);
         }
         let weights = sample_weights_ns(slice.duration_ns, slice.samples.len());
         for (sample_index, (&stack, weight_ns)) in slice.samples.iter().zip(weights).enumerate() {
@@ -297,7 +300,7 @@ impl SliceRows {
             p.trace_id.append_value(trace.trace_id);
             p.slice_index.append_value(int(index));
             p.sample_index.append_value(sample_index as i64);
-            p.stack.push(stack, &stacks.get(stack, trace.dictionary, paths));
+            p.stack.push(stack, &stacks.get(stack, trace.dictionary, paths), &keys.sample_key(stack));
             p.weight_ns.append_value(int(weight_ns));
         }
     }
