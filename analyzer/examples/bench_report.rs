@@ -12,6 +12,15 @@
 //! it (the floor), decompressing and decoding it slice by slice, that and
 //! aggregating it as a report does, and a whole `aiocop-analyze` report. Prints the peak
 //! resident memory of the process at the end (Linux).
+//!
+//! ```text
+//! cargo run --release -p aiocop-analyze --example bench_report -- fleet TRACES SLICES DIR
+//! ```
+//!
+//! Writes TRACES such traces of SLICES slices each into DIR instead, as a
+//! fleet's workers would (`bench/fleet_export.py` exports them): each its
+//! own pid, host (`web-0` to `web-9`) and label (`v1`, `v2`), its blocking
+//! slices with a `route` context value (one of 8).
 
 use aiocop_analyze::aggregate::{fold_chunks, ChunkOptions, FileAggregate};
 use aiocop_trace::records::{Chunk, EventRecord, EventSpec, Frame, SliceRecord, TraceFooter, TraceHeader};
@@ -24,17 +33,36 @@ const SLICES_PER_CHUNK: u64 = 65_536;
 /// Tasks taking steps in turn, named by strings from this id on.
 const TASKS: u32 = 100;
 const FIRST_TASK: u32 = 43;
+/// With routes: the string ids of the key `route` and of its 8 values.
+const ROUTE_KEY: u32 = FIRST_TASK + TASKS;
+const ROUTES: u32 = 8;
 
-fn write_trace(path: &Path, slices: u64) {
-    let header = TraceHeader {
+fn bench_header() -> TraceHeader {
+    TraceHeader {
         aiocop_version: "bench".to_owned(),
         python_version: "3.12".to_owned(),
         threshold_ns: 10_000_000,
         trace_depth: 20,
         event_table: BLOCKING_EVENTS.iter().map(|e| EventSpec { name: e.name.to_owned(), weight: e.weight }).collect(),
         ..TraceHeader::default()
-    };
-    let mut writer = TraceWriter::new(std::fs::File::create(path).expect("create the trace"), &header).expect("header");
+    }
+}
+
+/// Worker `index` of a fleet: its own pid, one of 10 hosts, one of 2 labels.
+fn fleet_header(index: u32) -> TraceHeader {
+    TraceHeader {
+        pid: 10_000 + index,
+        host: format!("web-{}", index % 10),
+        label: Some(format!("v{}", 1 + index % 2)),
+        start_unix_ns: 1_765_000_000_000_000_000 + u64::from(index) * 1_000_000,
+        records_context: true,
+        ..bench_header()
+    }
+}
+
+fn write_trace(path: &Path, slices: u64, header: &TraceHeader) {
+    let routes = header.records_context;
+    let mut writer = TraceWriter::new(std::fs::File::create(path).expect("create the trace"), header).expect("header");
     let mut written = 0u64;
     let mut start_ns = 0u64;
     let mut state = 0x9e37_79b9_7f4a_7c15_u64;
@@ -53,6 +81,10 @@ fn write_trace(path: &Path, slices: u64) {
             chunk.strings.push((41, "what".to_owned()));
             chunk.strings.push((42, "/etc/hosts, r".to_owned()));
             chunk.strings.extend((0..TASKS).map(|t| (FIRST_TASK + t, format!("Task-{t}"))));
+            if routes {
+                chunk.strings.push((ROUTE_KEY, "route".to_owned()));
+                chunk.strings.extend((0..ROUTES).map(|r| (ROUTE_KEY + 1 + r, format!("/api/r{r}"))));
+            }
             chunk.frames = (0..400).map(|i| (i, Frame { file: i % 20, line: i as i32, function: 40 })).collect();
             chunk.stacks = (0..40).map(|s| (s, (0..10).map(|k| s * 10 + k).collect())).collect();
         }
@@ -76,6 +108,9 @@ fn write_trace(path: &Path, slices: u64) {
                     vec![EventRecord { event: event as u16, args: 42, offset_ns: 500, stack: (r >> 24) as u32 % 40 }];
                 slice.score = BLOCKING_EVENTS[event].weight;
                 slice.duration_ns += 50_000;
+                if routes {
+                    slice.context = vec![(ROUTE_KEY, ROUTE_KEY + 1 + (r >> 56) as u32 % ROUTES)];
+                }
             }
             if r % 500 == 1 {
                 slice.duration_ns = 12_000_000 + (r >> 8 & 0xfffff);
@@ -108,12 +143,29 @@ fn peak_rss_kib() -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// `fleet TRACES SLICES DIR`: the traces of a fleet, written in parallel.
+fn write_fleet(mut args: impl Iterator<Item = String>) {
+    let traces: u32 = args.next().expect("TRACES").parse().expect("TRACES is a number");
+    let slices: u64 = args.next().expect("SLICES").parse().expect("SLICES is a number");
+    let dir = PathBuf::from(args.next().expect("DIR"));
+    std::fs::create_dir_all(&dir).expect("create DIR");
+    let start = Instant::now();
+    (0..traces).into_par_iter().for_each(|index| {
+        write_trace(&dir.join(format!("worker-{index:04}.bin")), slices, &fleet_header(index));
+    });
+    println!("{traces} traces of {slices} slices written in {:.1} s", start.elapsed().as_secs_f64());
+}
+
 fn main() {
-    let mut args = std::env::args().skip(1);
+    let mut args = std::env::args().skip(1).peekable();
+    if args.peek().map(String::as_str) == Some("fleet") {
+        args.next();
+        return write_fleet(args);
+    }
     let slices: u64 = args.next().map_or(10_000_000, |s| s.parse().expect("SLICES is a number"));
     let path: PathBuf = args.next().map_or_else(|| std::env::temp_dir().join("aiocop-bench-report.bin"), PathBuf::from);
     let start = Instant::now();
-    write_trace(&path, slices);
+    write_trace(&path, slices, &bench_header());
     let trace = TraceFile::open(&path).expect("open the trace");
     println!(
         "{slices} slices, {} chunks, {:.1} MB on disk, {:.1} MB raw; written in {:.1} s",

@@ -49,6 +49,7 @@ pub fn run(cli: crate::cli::Cli) -> Result<Outcome, AnalyzeError> {
         Some(Command::Timeline(args)) => run_timeline(args).map(|()| Outcome::Done),
         Some(Command::Flamegraph(args)) => run_flamegraph(args).map(|()| Outcome::Done),
         Some(Command::Allowlist(args)) => run_allowlist(args).map(|()| Outcome::Done),
+        Some(Command::Export(args)) => run_export(args).map(|()| Outcome::Done),
         None => run_report(cli.report).map(|()| Outcome::Done),
     }
 }
@@ -659,6 +660,51 @@ pub fn run_flamegraph(args: crate::cli::FlamegraphArgs) -> Result<(), AnalyzeErr
         }
     };
     destination.write(&text)
+}
+
+/// `export`: see [`crate::tables`]. The output directory is checked (and
+/// created) before any trace is read; each trace's warnings are printed in
+/// input order, then one summary line.
+pub fn run_export(args: crate::cli::ExportArgs) -> Result<(), AnalyzeError> {
+    use crate::tables::{export_traces, prepare_output, ExportOptions};
+    let crate::cli::ExportFormat::Parquet = args.format;
+    let paths = crate::input::expand(&args.inputs)?;
+    let options = ExportOptions {
+        output: args.output.clone(),
+        overwrite: args.overwrite,
+        budget: MemoryBudget::new(args.memory.max_memory),
+    };
+    prepare_output(&options)?;
+    let pool = thread_pool(args.threads)?;
+    let started = std::time::Instant::now();
+    let results = pool.install(|| export_traces(&paths, &options));
+    let elapsed_s = started.elapsed().as_secs_f64();
+    let exports = all_or_errors(results)?;
+    let (mut slices, mut events, mut samples, mut written, mut read_bytes) = (0u64, 0u64, 0u64, 0u64, 0u64);
+    for export in &exports {
+        export.warnings.iter().for_each(|w| warn(w));
+        slices += export.read.slices;
+        events += export.read.events;
+        samples += export.read.samples;
+        written += export.written_bytes;
+        read_bytes += std::fs::metadata(&export.path).map_or(0, |m| m.len());
+    }
+    if !args.quiet {
+        let per_second = if elapsed_s > 0.0 { slices as f64 / elapsed_s } else { 0.0 };
+        let per_slice = |bytes: u64| if slices > 0 { bytes as f64 / slices as f64 } else { 0.0 };
+        let _ = writeln!(
+            std::io::stderr().lock(),
+            "aiocop-analyze: exported {} ({slices} slices, {events} events, {samples} samples) to '{}' in {elapsed_s:.2} s \
+             ({per_second:.0} slices/s); {:.1} MB of Parquet ({:.2} bytes/slice) from {:.1} MB of traces ({:.2} bytes/slice)",
+            crate::units::count(exports.len() as u64, "trace"),
+            args.output.display(),
+            written as f64 / 1e6,
+            per_slice(written),
+            read_bytes as f64 / 1e6,
+            per_slice(read_bytes),
+        );
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -221,6 +221,9 @@ pub enum Command {
     /// Print a [tool.aiocop] allow-list that allows every blocking call the traces saw, by function.
     #[command(after_help = ALLOWLIST_EXAMPLES, after_long_help = format!("{ALLOWLIST_SEMANTICS}\n\n{ALLOWLIST_EXAMPLES}"))]
     Allowlist(AllowlistArgs),
+    /// Write the recordings as Parquet tables (slices, events, samples, traces) for DuckDB, polars or Spark.
+    #[command(after_help = EXPORT_EXAMPLES, after_long_help = format!("{EXPORT_SEMANTICS}\n\n{EXPORT_EXAMPLES}"))]
+    Export(ExportArgs),
 }
 
 const ALLOWLIST_EXAMPLES: &str = "\
@@ -641,6 +644,71 @@ pub enum FlameFormat {
     Svg,
     Folded,
 }
+
+#[derive(Clone, Debug, Args)]
+pub struct ExportArgs {
+    /// Trace files, directories (every trace inside, recursively) or quoted
+    /// glob patterns ('traces/*.bin'), exported in parallel.
+    #[arg(required = true, value_name = "TRACE")]
+    pub inputs: Vec<PathBuf>,
+
+    /// The tables' format.
+    #[arg(long, value_name = "FORMAT", default_value = "parquet")]
+    pub format: ExportFormat,
+
+    /// The directory the tables are written in: created if missing, refused
+    /// if it holds anything (unless --overwrite).
+    #[arg(short, long, value_name = "DIR")]
+    pub output: PathBuf,
+
+    /// Replace the tables (slices/, events/, samples/, traces/) of a
+    /// directory that holds some; nothing else in it is touched.
+    #[arg(long)]
+    pub overwrite: bool,
+
+    /// Threads, each exporting one trace at a time (0: one per CPU).
+    #[arg(short = 'j', long, value_name = "N", default_value_t = 0)]
+    pub threads: usize,
+
+    /// No summary line on stderr.
+    #[arg(short, long)]
+    pub quiet: bool,
+
+    #[command(flatten)]
+    pub memory: MemoryArgs,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    /// Apache Parquet, zstd pages, dictionary-encoded strings, Hive partitions.
+    Parquet,
+}
+
+const EXPORT_EXAMPLES: &str = "\
+Examples:
+  aiocop-analyze export --format parquet -o tables/ 'traces/*.bin'
+      Every trace of a run; then, in DuckDB:
+      SELECT route, count(*) FROM read_parquet('tables/slices/**/*.parquet', hive_partitioning = true) GROUP BY ALL;
+  aiocop-analyze export -o tables/ --overwrite traces/
+      The same directory again, its tables replaced.
+
+Exit codes: 0 every trace was exported; 2 an input is unusable (its files are removed, the others' kept),
+the output directory is not empty without --overwrite, or a usage error.";
+
+const EXPORT_SEMANTICS: &str = "\
+What the export holds (docs/parquet-export.md has every column):
+  DIR/slices/   one row per slice: trace_id, slice_index (the slice's key), pid, thread, start
+                (UTC, ns), start_offset_ns (since the trace's start), duration_ns, what ran, task,
+                route (the context value `route`), context, exceeded, score, event and sample counts.
+  DIR/events/   one row per blocking event: its slice's key, event, weight, args, offset_ns, time,
+                stack_id, entry_point (the report's entry-point key), frames and identities
+                (module:qualname), innermost first.
+  DIR/samples/  one row per CPU sample: its slice's key, its stack as events have it, weight_ns.
+  DIR/traces/   one row per trace: the header's facts, the footer's counts, what was read.
+  Each table is partitioned label=<label>/host=<host>/ (Hive style: read them with
+  hive_partitioning); each file is <pid>-<start_unix_ns>.parquet, its key-value metadata
+  aiocop.schema_version and aiocop.table. A damaged chunk is skipped with one warning; the rows
+  of the readable ones are written.";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum InfoFormat {

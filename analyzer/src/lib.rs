@@ -91,6 +91,7 @@ pub mod routes;
 pub mod signature;
 pub mod stalls;
 pub mod stats;
+pub mod tables;
 pub mod timeline;
 pub mod units;
 

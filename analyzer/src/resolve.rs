@@ -251,6 +251,8 @@ struct KeyPart {
     key: String,
     score: i64,
     events: u64,
+    /// The indices (in signature order) of its events.
+    members: smallvec::SmallVec<[usize; 2]>,
     names: Vec<String>,
     /// Index (in signature order) of the heaviest event with this key.
     heaviest: usize,
@@ -439,6 +441,7 @@ impl<'a> Keyer<'a> {
                         key,
                         score: 0,
                         events: 0,
+                        members: smallvec::SmallVec::new(),
                         names: Vec::new(),
                         heaviest: index,
                         heaviest_weight: weight,
@@ -452,6 +455,7 @@ impl<'a> Keyer<'a> {
             // Weights come from the file: a crafted one must not overflow.
             part.score = part.score.saturating_add(weight);
             part.events += 1;
+            part.members.push(index);
             part.names.push(self.name(event));
             part.through_import &= facts.through_import;
             if let Some(line) = line {
@@ -549,6 +553,62 @@ impl<'a> Keyer<'a> {
             Slot::Ran(what) => vec![(self.string(*what), ns)],
             Slot::Other => vec![("<other>".to_owned(), ns)],
         }
+    }
+}
+
+/// The report's keys of one trace's events and samples, slice by slice,
+/// with no `--ignore` or `--app-root`: what `export` writes as their
+/// `entry_point` (see [`crate::tables`]).
+pub struct SliceKeys<'a> {
+    keyer: Keyer<'a>,
+}
+
+impl<'a> SliceKeys<'a> {
+    /// `aggregate` holds the trace's dictionary (the definitions read so far).
+    pub fn new(
+        header: &'a TraceHeader,
+        aggregate: &'a FileAggregate,
+        by: &'a GroupBy,
+        paths: &'a PathContext,
+    ) -> SliceKeys<'a> {
+        let options = ResolveOptions {
+            by,
+            app_roots: &[],
+            ignore: None,
+            exceeded_only: false,
+            weights: None,
+            by_identity: false,
+        };
+        SliceKeys { keyer: Keyer::new(header, aggregate, options, paths) }
+    }
+
+    /// The key of each of a slice's events, in the slice's order, as the
+    /// report keys them: a slice's lazy imports need all of its events.
+    pub fn event_keys(&mut self, events: &[aiocop_trace::records::EventRecord], what: StringId) -> Vec<String> {
+        // The signature's order: by (event, stack), as the aggregate sorts them.
+        let mut order: Vec<usize> = (0..events.len()).collect();
+        order.sort_by_key(|&i| (events[i].event, events[i].stack));
+        let is_import = |i: usize| self.keyer.name(events[i].event) == "import";
+        let imports = order.iter().filter(|&&i| is_import(i)).map(|&i| events[i].args).collect();
+        let signature = IoSignature {
+            exceeded: false,
+            extra: None,
+            what,
+            events: order.iter().map(|&i| (events[i].event, events[i].stack)).collect(),
+            imports,
+        };
+        let mut keys = vec![String::new(); events.len()];
+        for part in self.keyer.io_parts(&signature) {
+            for &at in &part.members {
+                keys[order[at]].clone_from(&part.key);
+            }
+        }
+        keys
+    }
+
+    /// The key of a CPU sample's stack, as the report's Loop time keys it.
+    pub fn sample_key(&mut self, stack: StackId) -> String {
+        self.keyer.sample_key(stack, None)
     }
 }
 

@@ -1,0 +1,313 @@
+//! `export --format parquet`: every trace as tables (slices, events,
+//! samples, traces) in Parquet files that DuckDB, polars, Spark and the rest
+//! read as they are, for the questions a report does not answer.
+//!
+//! What it promises:
+//!
+//! - Streaming: a trace's chunks are read one at a time, in file order (a
+//!   chunk's ids may be defined by an earlier one), and their rows written
+//!   as record batches of at most [`BATCH_ROWS`] rows into row groups of at
+//!   most [`ROW_GROUP_ROWS`]: memory holds a chunk, a batch, a row group
+//!   being encoded and the trace's dictionary, never the trace. Traces are
+//!   exported in parallel, one per rayon thread.
+//! - Layout: `DIR/<table>/label=<label>/host=<host>/<pid>-<start_unix_ns>.parquet`,
+//!   Hive partitions (a missing label or host is `__HIVE_DEFAULT_PARTITION__`,
+//!   which readers take as null); strings dictionary-encoded, pages
+//!   compressed with zstd, each file's key-value metadata naming its table
+//!   and [`schema::SCHEMA_VERSION`]. docs/parquet-export.md documents the columns.
+//! - Bad input as a report takes it: a damaged chunk is skipped with one
+//!   warning naming the trace (its readable chunks' rows are written); a
+//!   trace with nothing readable is an error, and none of its files is left.
+//!   An output directory that exists and is not empty is refused unless
+//!   `overwrite`, which replaces the four tables' directories only.
+
+pub mod rows;
+pub mod schema;
+pub mod trace_row;
+
+use crate::aggregate::FileAggregate;
+use crate::error::AnalyzeError;
+use crate::identity::PathContext;
+use crate::keys::GroupBy;
+use crate::read::{check_readable, newer_minor_warning, trusted_footer};
+use crate::resolve::SliceKeys;
+use aiocop_trace::records::{Chunk, TraceHeader};
+use aiocop_trace::{Dictionary, MemoryBudget, ReadError, TraceFile};
+use arrow_array::RecordBatch;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::metadata::KeyValue;
+use parquet::file::properties::WriterProperties;
+use rayon::prelude::*;
+use rows::{SliceRows, Stacks, TraceContext};
+use schema::{Table, SCHEMA_MINOR, SCHEMA_VERSION, SCHEMA_VERSION_KEY, TABLE_KEY};
+use std::fs::File;
+use std::io::BufWriter;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use trace_row::{trace_row, ReadCounts};
+
+/// Rows (of the slices, events and samples tables together) gathered before
+/// they are written as batches.
+pub const BATCH_ROWS: usize = 64 * 1024;
+/// Rows per row group at most: what a reader skips or reads in parallel,
+/// and what the writer holds encoded before it writes.
+pub const ROW_GROUP_ROWS: usize = 256 * 1024;
+/// zstd's level for the pages: 3, its default, compresses the repeated ids
+/// and times of slices to a few bytes each without slowing the export.
+const ZSTD_LEVEL: i32 = 3;
+/// The Hive value of a missing partition value, which readers take as null.
+const HIVE_NULL: &str = "__HIVE_DEFAULT_PARTITION__";
+
+/// How an export runs.
+pub struct ExportOptions {
+    /// The output directory.
+    pub output: PathBuf,
+    /// Replace the tables of a directory that has them.
+    pub overwrite: bool,
+    /// The read's memory budget, for every trace.
+    pub budget: Arc<MemoryBudget>,
+}
+
+/// One trace exported.
+#[derive(Debug)]
+pub struct TraceExport {
+    pub path: PathBuf,
+    pub read: ReadCounts,
+    /// Bytes of the Parquet files written for it.
+    pub written_bytes: u64,
+    pub warnings: Vec<String>,
+}
+
+/// Prepares the output directory: created if missing; refused if it holds
+/// anything, unless `overwrite`, which removes the tables' directories.
+pub fn prepare_output(options: &ExportOptions) -> Result<(), AnalyzeError> {
+    let out = &options.output;
+    let failed = |source| AnalyzeError::Output { path: out.display().to_string(), source };
+    match std::fs::symlink_metadata(out) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return std::fs::create_dir_all(out).map_err(failed),
+        Err(e) => return Err(failed(e)),
+        Ok(meta) if !meta.is_dir() => {
+            return Err(AnalyzeError::Usage(format!(
+                "'{}': the output must be a directory (--output DIR), and this is not one",
+                out.display()
+            )))
+        }
+        Ok(_) => {}
+    }
+    let empty = std::fs::read_dir(out).map_err(failed)?.next().is_none();
+    if empty {
+        return Ok(());
+    }
+    if !options.overwrite {
+        return Err(AnalyzeError::Usage(format!(
+            "'{}': the output directory is not empty; give an empty or new one, or --overwrite to replace its tables",
+            out.display()
+        )));
+    }
+    for table in Table::ALL {
+        let dir = out.join(table.name());
+        match std::fs::symlink_metadata(&dir) {
+            // A symlink is removed, never followed.
+            Ok(meta) if meta.is_dir() => std::fs::remove_dir_all(&dir).map_err(failed)?,
+            Ok(_) => std::fs::remove_file(&dir).map_err(failed)?,
+            Err(_) => {}
+        }
+    }
+    Ok(())
+}
+
+/// Exports the traces at `paths` into the prepared output, in parallel on
+/// the current rayon pool; each trace's outcome in input order.
+pub fn export_traces(paths: &[PathBuf], options: &ExportOptions) -> Vec<Result<TraceExport, AnalyzeError>> {
+    paths.par_iter().map(|path| export_trace(path, options)).collect()
+}
+
+/// Names a trace across files and tables: host, pid and start.
+pub fn trace_id(header: &TraceHeader) -> String {
+    format!("{}:{}:{}", header.host, header.pid, header.start_unix_ns)
+}
+
+/// A Hive partition value: characters a path or a reader's parser would
+/// take otherwise percent-encoded, a missing value Hive's null.
+fn partition_value(value: Option<&str>) -> String {
+    let Some(value) = value.filter(|v| !v.is_empty()) else { return HIVE_NULL.to_owned() };
+    let mut encoded = String::with_capacity(value.len());
+    for byte in value.bytes() {
+        if byte.is_ascii_alphanumeric() || b"._-+@ ".contains(&byte) {
+            encoded.push(byte as char);
+        } else {
+            encoded.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    // `.` and `..` are not names a directory can have.
+    if encoded.chars().all(|c| c == '.') {
+        encoded = encoded.replace('.', "%2E");
+    }
+    encoded
+}
+
+/// The file of `table` for the trace with `header`, under `out`.
+fn table_path(out: &Path, table: Table, header: &TraceHeader) -> PathBuf {
+    out.join(table.name())
+        .join(format!("label={}", partition_value(header.label.as_deref())))
+        .join(format!("host={}", partition_value(Some(&header.host))))
+        .join(format!("{}-{}.parquet", header.pid, header.start_unix_ns))
+}
+
+fn writer_properties(table: Table) -> WriterProperties {
+    WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(ZSTD_LEVEL).expect("zstd has level 3")))
+        .set_dictionary_enabled(true)
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        .set_key_value_metadata(Some(vec![
+            KeyValue::new(SCHEMA_VERSION_KEY.to_owned(), format!("{SCHEMA_VERSION}.{SCHEMA_MINOR}")),
+            KeyValue::new(TABLE_KEY.to_owned(), table.name().to_owned()),
+        ]))
+        .build()
+}
+
+/// One table's file of one trace, being written.
+struct TableFile {
+    path: PathBuf,
+    writer: ArrowWriter<BufWriter<File>>,
+}
+
+impl TableFile {
+    fn create(path: PathBuf, table: Table) -> Result<TableFile, AnalyzeError> {
+        let failed = |source| AnalyzeError::Output { path: path.display().to_string(), source };
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(failed)?;
+        }
+        // Never into a file this run did not create: a second trace with
+        // the same pid and start (the same file given twice) is refused.
+        let file = File::create_new(&path).map_err(failed)?;
+        let writer = ArrowWriter::try_new(BufWriter::new(file), table.schema(), Some(writer_properties(table)))
+            .map_err(|e| parquet_error(&path, e))?;
+        Ok(TableFile { path, writer })
+    }
+
+    fn write(&mut self, batch: &RecordBatch) -> Result<(), AnalyzeError> {
+        self.writer.write(batch).map_err(|e| parquet_error(&self.path, e))
+    }
+
+    /// Writes the footer; the file's size.
+    fn close(self) -> Result<u64, AnalyzeError> {
+        let path = self.path;
+        self.writer.close().map_err(|e| parquet_error(&path, e))?;
+        std::fs::metadata(&path)
+            .map(|m| m.len())
+            .map_err(|e| AnalyzeError::Output { path: path.display().to_string(), source: e })
+    }
+}
+
+fn parquet_error(path: &Path, error: parquet::errors::ParquetError) -> AnalyzeError {
+    let source = match error {
+        parquet::errors::ParquetError::External(e) => std::io::Error::other(e.to_string()),
+        other => std::io::Error::other(other.to_string()),
+    };
+    AnalyzeError::Output { path: path.display().to_string(), source }
+}
+
+/// The files of one trace, slices, events and samples, while its chunks are read.
+struct TraceFiles {
+    files: Vec<(Table, TableFile)>,
+}
+
+impl TraceFiles {
+    fn write(&mut self, batches: [(Table, RecordBatch); 3]) -> Result<(), AnalyzeError> {
+        for (table, batch) in batches {
+            if batch.num_rows() == 0 {
+                continue;
+            }
+            let file = self.files.iter_mut().find(|(t, _)| *t == table).map(|(_, f)| f);
+            file.expect("a file for each per-slice table").write(&batch)?;
+        }
+        Ok(())
+    }
+}
+
+/// Exports one trace; on an error, removes the files it had created.
+fn export_trace(path: &Path, options: &ExportOptions) -> Result<TraceExport, AnalyzeError> {
+    let trace = TraceFile::open_within(path, options.budget.clone())?;
+    if let (0, Some(damage)) = (trace.chunk_count(), trace.damage()) {
+        return Err(AnalyzeError::DamagedBeforeAnyChunk { damage: damage.to_string() });
+    }
+    let header = trace.header();
+    let paths: Vec<(Table, PathBuf)> =
+        Table::ALL.iter().map(|&table| (table, table_path(&options.output, table, header))).collect();
+    let outcome = write_trace(&trace, &paths);
+    if outcome.is_err() {
+        for (_, path) in &paths {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+    let (read, written_bytes, warnings) = outcome?;
+    Ok(TraceExport { path: path.to_path_buf(), read, written_bytes, warnings })
+}
+
+/// Writes the four files of `trace`; what was read, bytes written, warnings.
+fn write_trace(trace: &TraceFile, paths: &[(Table, PathBuf)]) -> Result<(ReadCounts, u64, Vec<String>), AnalyzeError> {
+    let path_of = |table: Table| paths.iter().find(|(t, _)| *t == table).map(|(_, p)| p.clone()).expect("every table");
+    let mut files = TraceFiles { files: Vec::new() };
+    for table in [Table::Slices, Table::Events, Table::Samples] {
+        files.files.push((table, TableFile::create(path_of(table), table)?));
+    }
+    let header = trace.header();
+    let trace_id = trace_id(header);
+    let path_context = PathContext::new(&Dictionary::new(), [], &header.process.sys_path);
+    // The report's keys need its aggregate's dictionary, grown chunk by chunk.
+    let mut definitions = FileAggregate::default();
+    let by = GroupBy::EntryPoint;
+    let mut stacks = Stacks::default();
+    let mut rows = SliceRows::default();
+    let mut read = ReadCounts::default();
+    let mut first_error: Option<ReadError> = None;
+    for index in 0..trace.chunk_count() {
+        let counted = match trace.read_chunk_counted(index) {
+            Ok(counted) => counted,
+            Err(error) if error.is_over_memory_limit() => return Err(error.into()),
+            Err(error) => {
+                read.unreadable_chunks += 1;
+                first_error.get_or_insert(error);
+                continue;
+            }
+        };
+        let chunk: &Chunk = &counted.chunk;
+        definitions.dictionary.add(chunk);
+        read.dropped_slices += chunk.dropped_slices;
+        let context = TraceContext { trace_id: &trace_id, header, dictionary: &definitions.dictionary };
+        let mut keys = SliceKeys::new(header, &definitions, &by, &path_context);
+        let mut start_ns = chunk.base_offset_ns;
+        for (in_chunk, slice) in chunk.slices.iter().enumerate() {
+            start_ns = start_ns.saturating_add(slice.start_delta_ns);
+            let sample_times = chunk.sample_timing.of_slice(in_chunk);
+            rows.push(&context, &mut stacks, &mut keys, &path_context, read.slices, start_ns, slice, sample_times);
+            read.slices += 1;
+            read.events += slice.events.len() as u64;
+            read.samples += slice.samples.len() as u64;
+            if rows.rows_held() >= BATCH_ROWS {
+                files.write(rows.take())?;
+            }
+        }
+    }
+    files.write(rows.take())?;
+    if read.unreadable_chunks > 0 && read.unreadable_chunks == trace.chunk_count() as u64 {
+        if let Some(error) = first_error.take() {
+            return Err(AnalyzeError::NothingReadable { error, chunks: trace.chunk_count() });
+        }
+    }
+    let mut warnings: Vec<String> = newer_minor_warning(trace).into_iter().collect();
+    let footer = trusted_footer(trace, (read.unreadable_chunks == 0).then_some(read.slices));
+    warnings.extend(footer.warning);
+    warnings.extend(check_readable(trace, read.unreadable_chunks, first_error.map(|e| e.to_string())));
+
+    let mut written_bytes = 0;
+    for (_, file) in files.files {
+        written_bytes += file.close()?;
+    }
+    let mut traces = TableFile::create(path_of(Table::Traces), Table::Traces)?;
+    traces.write(&trace_row(trace, &trace_id, footer.footer.as_ref(), &read))?;
+    written_bytes += traces.close()?;
+    Ok((read, written_bytes, warnings))
+}
