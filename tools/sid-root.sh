@@ -117,7 +117,7 @@ copy_repository() {
     rm -rf --one-file-system "${ROOT:?}$COPY"
     mkdir -p "$ROOT$COPY"
     tar -C "$REPO" --exclude=./target --exclude='./.venv*' --exclude=./.git --exclude='*.bin' \
-        --exclude=./fuzz/target --exclude=__pycache__ -cf - . | tar -C "$ROOT$COPY" -xf -
+        --exclude=./fuzz/target --exclude=__pycache__ --exclude=./.mypy_cache --exclude=./.ruff_cache --exclude=./.pytest_cache -cf - . | tar -C "$ROOT$COPY" -xf -
 }
 
 # The root's venv for VERSION, with requirements-dev.txt installed once.
