@@ -97,7 +97,8 @@ fn schema_pins_types_and_nullability_and_says_its_version() {
             "REQUIRED BYTE_ARRAY trace_id (STRING); REQUIRED INT64 slice_index; REQUIRED INT64 sample_index; \
              OPTIONAL INT64 stack_id; REQUIRED BYTE_ARRAY entry_point (STRING); REQUIRED group frames (LIST) { \
              REPEATED group list { REQUIRED BYTE_ARRAY item (STRING); } } REQUIRED group identities (LIST) { \
-             REPEATED group list { REQUIRED BYTE_ARRAY item (STRING); } } REQUIRED INT64 weight_ns;",
+             REPEATED group list { REQUIRED BYTE_ARRAY item (STRING); } } REQUIRED INT64 weight_ns; \
+             REQUIRED INT64 share; REQUIRED BOOLEAN native;",
         ),
         (
             "traces",
@@ -129,7 +130,7 @@ fn schema_pins_types_and_nullability_and_says_its_version() {
         assert_eq!(body, columns, "{table}");
         let key_values: Vec<(String, Option<String>)> =
             metadata.key_value_metadata().unwrap().iter().map(|kv| (kv.key.clone(), kv.value.clone())).collect();
-        assert!(key_values.contains(&("aiocop.schema_version".to_owned(), Some("1.0".to_owned()))), "{key_values:?}");
+        assert!(key_values.contains(&("aiocop.schema_version".to_owned(), Some("1.1".to_owned()))), "{key_values:?}");
         assert!(key_values.contains(&("aiocop.table".to_owned(), Some(table.to_owned()))), "{key_values:?}");
         // Strings dictionary-encoded, pages zstd-compressed.
         for column in reader.metadata().row_group(0).columns() {
@@ -202,6 +203,10 @@ fn the_fleet_exports_as_partitioned_tables_with_absolute_times() {
     // The build_report slice's 300 ms split evenly over its three samples.
     let samples = rows(&out, "samples");
     assert_eq!(ints(&samples, "weight_ns"), [100 * MS as i64; 3]);
+    // Untimed: each sample is one part of its slice, none known to wait in C code.
+    assert_eq!(ints(&samples, "share"), [1; 3]);
+    let native = samples.column_by_name("native").unwrap().as_boolean();
+    assert_eq!(native.iter().collect::<Vec<_>>(), [Some(false); 3]);
     assert_eq!(ints(&samples, "slice_index"), [3, 3, 3]);
 
     let traces = rows(&out, "traces");
