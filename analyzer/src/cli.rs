@@ -703,7 +703,8 @@ What the export holds (docs/parquet-export.md has every column):
   DIR/events/   one row per blocking event: its slice's key, event, weight, args, offset_ns, time,
                 stack_id, entry_point (the report's entry-point key), frames and identities
                 (module:qualname), innermost first.
-  DIR/samples/  one row per CPU sample: its slice's key, its stack as events have it, weight_ns.
+  DIR/samples/  one row per CPU sample: its slice's key, its stack as events have it, weight_ns,
+                share and native (the report's split of the slice's time).
   DIR/traces/   one row per trace: the header's facts, the footer's counts, what was read.
   Each table is partitioned label=<label>/host=<host>/ (Hive style: read them with
   hive_partitioning); each file is <pid>-<start_unix_ns>.parquet, its key-value metadata

@@ -104,6 +104,35 @@ pub struct SampleSignature {
     pub extra: Option<StringId>,
 }
 
+/// One CPU sample's part of its slice, as the report counts it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SampleCut {
+    /// Of [`SHARE_UNITS`] for a timed sample; 1 for an untimed one.
+    pub share: u32,
+    /// Its request waited in C code ([`aiocop_trace::waited_in_native_code`]).
+    pub native: bool,
+}
+
+/// Each sample's [`SampleCut`], in sample order, for a slice of
+/// `duration_ns` with `sample_count` samples and their times (empty:
+/// untimed); `interval_ns` is recording's sampling interval. The one place
+/// shares are decided: the report's signatures and the export's `share`
+/// and `native` columns both come from here.
+pub fn sample_cuts(duration_ns: u64, sample_count: usize, times: &[SampleTime], interval_ns: u64) -> Vec<SampleCut> {
+    if times.len() != sample_count {
+        return vec![SampleCut { share: 1, native: false }; sample_count];
+    }
+    let weights = aiocop_trace::sample_weights(duration_ns, sample_count, times);
+    aiocop_trace::apportion(SHARE_UNITS, &weights)
+        .into_iter()
+        .zip(times)
+        .map(|(share, time)| SampleCut {
+            share: share as u32,
+            native: aiocop_trace::waited_in_native_code(time, interval_ns),
+        })
+        .collect()
+}
+
 impl SampleSignature {
     /// The signature of a slice of `duration_ns` with these samples and
     /// their times (empty: untimed); `interval_ns` is recording's sampling
@@ -115,16 +144,9 @@ impl SampleSignature {
         interval_ns: u64,
         extra: Option<StringId>,
     ) -> SampleSignature {
-        let timed = times.len() == samples.len();
-        let shares: Vec<u64> = if timed {
-            aiocop_trace::apportion(SHARE_UNITS, &aiocop_trace::sample_weights(duration_ns, samples.len(), times))
-        } else {
-            vec![1; samples.len()]
-        };
+        let cuts = sample_cuts(duration_ns, samples.len(), times, interval_ns);
         let mut counts = SampleCounts::new();
-        for (index, (&stack, &share)) in samples.iter().zip(&shares).enumerate() {
-            let native = timed && aiocop_trace::waited_in_native_code(&times[index], interval_ns);
-            let share = share as u32;
+        for (&stack, &SampleCut { share, native }) in samples.iter().zip(&cuts) {
             match counts.iter_mut().find(|s| s.stack == stack && s.native == native) {
                 Some(found) => {
                     found.count += 1;

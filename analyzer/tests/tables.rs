@@ -97,7 +97,8 @@ fn schema_pins_types_and_nullability_and_says_its_version() {
             "REQUIRED BYTE_ARRAY trace_id (STRING); REQUIRED INT64 slice_index; REQUIRED INT64 sample_index; \
              OPTIONAL INT64 stack_id; REQUIRED BYTE_ARRAY entry_point (STRING); REQUIRED group frames (LIST) { \
              REPEATED group list { REQUIRED BYTE_ARRAY item (STRING); } } REQUIRED group identities (LIST) { \
-             REPEATED group list { REQUIRED BYTE_ARRAY item (STRING); } } REQUIRED INT64 weight_ns;",
+             REPEATED group list { REQUIRED BYTE_ARRAY item (STRING); } } REQUIRED INT64 weight_ns; \
+             REQUIRED INT64 share; REQUIRED BOOLEAN native;",
         ),
         (
             "traces",
@@ -129,7 +130,7 @@ fn schema_pins_types_and_nullability_and_says_its_version() {
         assert_eq!(body, columns, "{table}");
         let key_values: Vec<(String, Option<String>)> =
             metadata.key_value_metadata().unwrap().iter().map(|kv| (kv.key.clone(), kv.value.clone())).collect();
-        assert!(key_values.contains(&("aiocop.schema_version".to_owned(), Some("1.0".to_owned()))), "{key_values:?}");
+        assert!(key_values.contains(&("aiocop.schema_version".to_owned(), Some("1.1".to_owned()))), "{key_values:?}");
         assert!(key_values.contains(&("aiocop.table".to_owned(), Some(table.to_owned()))), "{key_values:?}");
         // Strings dictionary-encoded, pages zstd-compressed.
         for column in reader.metadata().row_group(0).columns() {
@@ -202,6 +203,10 @@ fn the_fleet_exports_as_partitioned_tables_with_absolute_times() {
     // The build_report slice's 300 ms split evenly over its three samples.
     let samples = rows(&out, "samples");
     assert_eq!(ints(&samples, "weight_ns"), [100 * MS as i64; 3]);
+    // Untimed: each sample is one part of its slice, none known to wait in C code.
+    assert_eq!(ints(&samples, "share"), [1; 3]);
+    let native = samples.column_by_name("native").unwrap().as_boolean();
+    assert_eq!(native.iter().collect::<Vec<_>>(), [Some(false); 3]);
     assert_eq!(ints(&samples, "slice_index"), [3, 3, 3]);
 
     let traces = rows(&out, "traces");
@@ -289,4 +294,56 @@ fn a_directory_that_is_not_empty_is_refused_unless_overwrite() {
     let output = export(&out.join("notes.txt"), &[&one], &[]);
     assert_eq!(output.status.code(), Some(2));
     assert!(stderr(&output).contains("the output must be a directory"), "{}", stderr(&output));
+}
+
+/// Timed samples (format 1.3) carry the report's split of their slice: the
+/// `share` (256ths, from the sample times) and `native` the report groups
+/// and splits sampled slices by, so that a query over the export gives the
+/// report's Loop time (docs/queries/loop_time.sql).
+#[test]
+fn timed_samples_carry_the_shares_and_native_flags_the_report_splits_by() {
+    use aiocop_trace::records::{SampleTime, SamplingInfo};
+    let dir = test_dir("tables-shares");
+    let mut header = header(Some("v1"), "web-1", 100);
+    *header.sampling = SamplingInfo { after_ns: 10 * MS, interval_ns: MS };
+    let mut trace = TraceBuilder::new(header, 0);
+    // A 45 ms C call from `encode`, its sample taken as it returns (its request
+    // waited 40 ms), then `build` sampled at once: twice.
+    for start_ns in [100 * MS, 200 * MS] {
+        trace.slice(Slice {
+            start_ns,
+            duration_ns: 46 * MS,
+            what: "build_report",
+            samples: vec![vec![("shop/report.py", 12, "encode")], vec![("shop/report.py", 30, "build")]],
+            sample_times: vec![
+                SampleTime { taken_offset_ns: 45 * MS, waited_ns: 40 * MS },
+                SampleTime { taken_offset_ns: 45 * MS + MS / 2, waited_ns: 0 },
+            ],
+            ..Slice::default()
+        });
+    }
+    let file = trace.write(&dir.join("timed.bin"), Some(300 * MS));
+    let out = dir.join("out");
+    let output = export(&out, &[&file], &["--quiet"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+
+    let samples = rows(&out, "samples");
+    assert_eq!(ints(&samples, "weight_ns"), [45_494_505, 505_495, 45_494_505, 505_495]);
+    assert_eq!(ints(&samples, "share"), [253, 3, 253, 3], "the weights in 256ths");
+    let native = samples.column_by_name("native").unwrap().as_boolean();
+    assert_eq!(native.iter().collect::<Vec<_>>(), [Some(true), Some(false), Some(true), Some(false)]);
+
+    // The report splits the two slices' 92 ms by those shares, not by count:
+    // 92 ms x 253/256 and x 3/256.
+    let report = run([path(&file), "--format", "json", "--top", "0"]);
+    assert_eq!(report.status.code(), Some(0), "{}", stderr(&report));
+    let report: serde_json::Value = serde_json::from_str(&stdout(&report)).unwrap();
+    let groups: Vec<(String, f64)> = report["loop_time"]["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| (g["key"].as_str().unwrap().to_owned(), g["busy_ms"].as_f64().unwrap()))
+        .collect();
+    let entry_points: Vec<String> = strings(&samples, "entry_point").into_iter().map(Option::unwrap).collect();
+    assert_eq!(groups, [(entry_points[0].clone(), 90.922), (entry_points[1].clone(), 1.078)]);
 }

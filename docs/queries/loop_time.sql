@@ -7,7 +7,11 @@
 --     `exceeded`), in whole nanoseconds, the leftover ones to the largest remainders
 --     (the first key, by event_id then stack_id, on a tie): so does this query.
 --   * A slice with CPU samples and no event: its time goes to the entry points of its
---     samples' stacks, by sample count, grouped likewise by the same stacks.
+--     samples' stacks, by their `share`s (256ths of the slice, from the sample times;
+--     1 per sample for untimed ones). The report groups the slices of a trace whose
+--     samples have the same (stack_id, native) with the same count and summed share at
+--     each, and splits their summed time over the keys by summed share, as above (the
+--     first key, by stack_id, on a tie): so does this query.
 --   * Any other slice: to what ran.
 WITH io_slices AS (
     SELECT trace_id, slice_index,
@@ -19,29 +23,38 @@ WITH io_slices AS (
     FROM io_slices i JOIN slices s USING (trace_id, slice_index)
     GROUP BY s.trace_id, i.signature, s.what, s.exceeded
 ), io_parts AS (
-    SELECT g.group_id, g.busy_ns, e.entry_point AS key, count(*) AS n,
+    SELECT g.group_id, g.busy_ns, e.entry_point AS key, count(*) AS portion,
            min(e.event_id * 4294967296 + coalesce(e.stack_id, 4294967295)) AS first
     FROM io_groups g JOIN events e ON e.trace_id = g.trace_id AND e.slice_index = g.slice_index
     GROUP BY g.group_id, g.busy_ns, e.entry_point
-), sampled_slices AS (
-    SELECT p.trace_id, p.slice_index, list(p.stack_id ORDER BY p.stack_id) AS signature
+), sampled_stacks AS (
+    -- A slice's samples at each (stack_id, native): what the report's signature holds.
+    SELECT p.trace_id, p.slice_index, p.stack_id, p.native, count(*) AS n, sum(p.share) AS share
     FROM samples p JOIN slices s USING (trace_id, slice_index)
-    WHERE s.event_count = 0 GROUP BY p.trace_id, p.slice_index
+    WHERE s.event_count = 0 GROUP BY p.trace_id, p.slice_index, p.stack_id, p.native
+), sampled_slices AS (
+    SELECT trace_id, slice_index,
+           list(struct_pack(stack_id, native, n, share) ORDER BY stack_id, native) AS signature
+    FROM sampled_stacks GROUP BY trace_id, slice_index
 ), sampled_groups AS (
     SELECT concat_ws('|', 'samples', s.trace_id, g.signature::VARCHAR) AS group_id,
            s.trace_id, sum(s.duration_ns) AS busy_ns, any_value(s.slice_index) AS slice_index
     FROM sampled_slices g JOIN slices s USING (trace_id, slice_index)
     GROUP BY s.trace_id, g.signature
 ), sampled_parts AS (
-    SELECT g.group_id, g.busy_ns, p.entry_point AS key, count(*) AS n, min(p.stack_id) AS first
+    -- Every slice of a group has the same shares at the same keys: one of them says.
+    SELECT g.group_id, g.busy_ns, p.entry_point AS key, sum(p.share) AS portion,
+           coalesce(min(p.stack_id), 4294967295) AS first
     FROM sampled_groups g JOIN samples p ON p.trace_id = g.trace_id AND p.slice_index = g.slice_index
     GROUP BY g.group_id, g.busy_ns, p.entry_point
 ), parts AS (
     SELECT * FROM io_parts UNION ALL SELECT * FROM sampled_parts
 ), shares AS (
+    -- Each group's time over its keys by their portions (events counted, or samples'
+    -- shares summed), in whole nanoseconds; the leftover ones to the largest remainders.
     SELECT group_id, busy_ns, key, first,
-           (busy_ns::HUGEINT * n) // sum(n) OVER w AS floor_ns,
-           (busy_ns::HUGEINT * n) % sum(n) OVER w AS remainder
+           (busy_ns::HUGEINT * portion) // sum(portion) OVER w AS floor_ns,
+           (busy_ns::HUGEINT * portion) % sum(portion) OVER w AS remainder
     FROM parts WINDOW w AS (PARTITION BY group_id)
 ), split AS (
     SELECT key, floor_ns + CASE

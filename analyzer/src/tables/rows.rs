@@ -6,6 +6,7 @@ use super::schema::{context_builder, string_list_builder, timestamp_type, Table}
 use crate::group::NO_STACK;
 use crate::identity::{frame_facts, frame_identity, PathContext};
 use crate::resolve::SliceKeys;
+use crate::signature::sample_cuts;
 use aiocop_trace::records::{SampleTime, SliceRecord, StackId, StringId, TraceHeader};
 use aiocop_trace::Dictionary;
 use arrow_array::builder::{
@@ -134,6 +135,8 @@ struct SampleColumns {
     sample_index: Int64Builder,
     stack: StackColumns,
     weight_ns: Int64Builder,
+    share: Int64Builder,
+    native: BooleanBuilder,
 }
 
 fn timestamps() -> TimestampNanosecondBuilder {
@@ -210,6 +213,8 @@ impl Default for SliceRows {
                 sample_index: Int64Builder::new(),
                 stack: StackColumns::new(),
                 weight_ns: Int64Builder::new(),
+                share: Int64Builder::new(),
+                native: BooleanBuilder::new(),
             },
             route_key: None,
         }
@@ -225,7 +230,8 @@ impl SliceRows {
     /// Adds slice number `index` of the trace, which started `start_ns`
     /// after the trace's start, with its events and samples, keyed by `keys`;
     /// each sample weighs the time it stands for (`sample_times`, format 1.3;
-    /// an equal share of the slice without them), as in the report.
+    /// an equal share of the slice without them) and has its share and
+    /// `native` as the report counts them.
     #[allow(clippy::too_many_arguments)]
     pub fn push(
         &mut self,
@@ -288,7 +294,8 @@ impl SliceRows {
             e.stack.push(event.stack, &stacks.get(event.stack, trace.dictionary, paths), key);
         }
         let weights = aiocop_trace::sample_weights(slice.duration_ns, slice.samples.len(), sample_times);
-        for (sample_index, (&stack, weight_ns)) in slice.samples.iter().zip(weights).enumerate() {
+        let cuts = sample_cuts(slice.duration_ns, slice.samples.len(), sample_times, trace.header.sampling.interval_ns);
+        for (sample_index, ((&stack, weight_ns), cut)) in slice.samples.iter().zip(weights).zip(cuts).enumerate() {
             let p = &mut self.samples;
             p.rows += 1;
             p.trace_id.append_value(trace.trace_id);
@@ -296,6 +303,8 @@ impl SliceRows {
             p.sample_index.append_value(sample_index as i64);
             p.stack.push(stack, &stacks.get(stack, trace.dictionary, paths), &keys.sample_key(stack));
             p.weight_ns.append_value(int(weight_ns));
+            p.share.append_value(i64::from(cut.share));
+            p.native.append_value(cut.native);
         }
     }
 
@@ -340,7 +349,11 @@ impl SliceRows {
         let mut samples: Vec<ArrayRef> =
             vec![Arc::new(p.trace_id.finish()), Arc::new(p.slice_index.finish()), Arc::new(p.sample_index.finish())];
         samples.extend(p.stack.finish());
-        samples.push(Arc::new(p.weight_ns.finish()));
+        samples.extend([
+            Arc::new(p.weight_ns.finish()) as ArrayRef,
+            Arc::new(p.share.finish()),
+            Arc::new(p.native.finish()),
+        ]);
         [(Table::Slices, slices), (Table::Events, events), (Table::Samples, samples)].map(|(table, columns)| {
             let batch = RecordBatch::try_new(table.schema(), columns).expect("the builders follow the table's schema");
             (table, batch)

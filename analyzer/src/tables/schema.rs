@@ -18,7 +18,7 @@ use std::sync::Arc;
 /// added to a table bumps [`SCHEMA_MINOR`] only. Each file says both in its
 /// key-value metadata ([`SCHEMA_VERSION_KEY`]).
 pub const SCHEMA_VERSION: u32 = 1;
-pub const SCHEMA_MINOR: u32 = 0;
+pub const SCHEMA_MINOR: u32 = 1;
 /// The key-value metadata keys of every file.
 pub const SCHEMA_VERSION_KEY: &str = "aiocop.schema_version";
 pub const TABLE_KEY: &str = "aiocop.table";
@@ -145,7 +145,11 @@ fn samples() -> Vec<Field> {
     let mut fields = slice_key();
     fields.push(column("sample_index", DataType::Int64, false));
     fields.extend(stack_columns());
-    fields.push(column("weight_ns", DataType::Int64, false));
+    fields.extend([
+        column("weight_ns", DataType::Int64, false),
+        column("share", DataType::Int64, false),
+        column("native", DataType::Boolean, false),
+    ]);
     fields
 }
 

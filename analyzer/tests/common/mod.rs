@@ -3,7 +3,9 @@
 
 #![allow(dead_code)]
 
-use aiocop_trace::records::{Chunk, EventRecord, EventSpec, Frame, SliceRecord, TraceFooter, TraceHeader};
+use aiocop_trace::records::{
+    Chunk, EventRecord, EventSpec, Frame, SampleTime, SliceRecord, SliceSampleTimes, TraceFooter, TraceHeader,
+};
 use aiocop_trace::{TraceWriter, BLOCKING_EVENTS};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -23,6 +25,8 @@ pub struct Slice<'a> {
     /// (event name, arguments, stack innermost first)
     pub events: Vec<(&'a str, &'a str, Vec<At<'a>>)>,
     pub samples: Vec<Vec<At<'a>>>,
+    /// When recording took each sample (format 1.3); empty: untimed.
+    pub sample_times: Vec<SampleTime>,
     pub context: Vec<(&'a str, &'a str)>,
     /// The recorder's number for the thread; 0 is written as 1.
     pub thread: u32,
@@ -158,6 +162,10 @@ impl TraceBuilder {
         self.previous_start = Some(slice.start_ns);
         self.slices += 1;
         self.events += events.len() as u64;
+        if !slice.sample_times.is_empty() {
+            let at = self.chunk().slices.len() as u32;
+            self.chunk().sample_timing.slices.push(SliceSampleTimes { slice: at, times: slice.sample_times.clone() });
+        }
         self.chunk().slices.push(SliceRecord {
             start_delta_ns,
             duration_ns: slice.duration_ns,
