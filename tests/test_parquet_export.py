@@ -221,3 +221,19 @@ def test_blocking_events_per_route_are_the_requests_answered(deployment):
     # The query a report cannot answer runs, with a row per blocking route and host.
     p95 = query(out, "p95_by_route")
     assert {(route, label) for route, label, *_ in p95} >= {("/io/{n}", "v1"), ("/sleep", "v1")}
+
+
+def test_polars_reads_the_export_as_it_is(deployment):
+    """The README's polars lines, run: the Hive partitions become columns and every row is there."""
+    polars = pytest.importorskip("polars")
+    traces, out, _ = deployment
+    result = subprocess.run([ANALYZE, "info", str(traces), "--format", "json"], **TEXT)
+    infos = json.loads(result.stdout)["traces"]
+    slices = polars.scan_parquet(str(out / "slices" / "**" / "*.parquet"), hive_partitioning=True).collect()
+    assert slices.height == sum(info["slices"] for info in infos)
+    assert set(slices["label"].unique()) == {"v1"}
+    assert set(slices["host"].unique()) == {info["host"] for info in infos}
+    samples = polars.scan_parquet(str(out / "samples" / "**" / "*.parquet"), hive_partitioning=True).collect()
+    per_slice = samples.group_by(["trace_id", "slice_index"]).agg(polars.col("weight_ns").sum())
+    durations = slices.join(per_slice, on=["trace_id", "slice_index"]).select(["duration_ns", "weight_ns"])
+    assert durations.height > 0 and (durations["duration_ns"] == durations["weight_ns"]).all()
