@@ -8,6 +8,7 @@ block that, loaded, allows every event the recording saw.
 """
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -162,6 +163,28 @@ def test_a_bad_allowlist_is_one_line_naming_the_option_the_file_and_the_entry(tm
     assert f"{tmp_path / 'aiocop.toml'}:allow[1]: id 'shop/views.py:12' is not an identity" in line
     assert "program ran" not in result.stdout
     assert not trace.exists()
+
+
+def test_a_fifo_as_the_allowlist_is_refused_without_waiting_for_a_writer(tmp_path):
+    fifo = tmp_path / "aiocop.toml"
+    os.mkfifo(fifo)
+    started = time.monotonic()
+    result = record(tmp_path, tmp_path / "t.bin", "--allowlist", str(fifo))
+    assert time.monotonic() - started < 30, "the program waited on the FIFO"
+    assert result.returncode == 2
+    [line] = result.stderr.splitlines()
+    assert f"{fifo}: cannot read the allow-list: not a regular file" in line
+
+
+def test_a_fifo_in_the_environment_warns_once_and_the_program_runs(tmp_path):
+    fifo = tmp_path / "allow.toml"
+    os.mkfifo(fifo)
+    script = tmp_path / "quiet.py"
+    script.write_text("import asyncio\nasyncio.run(asyncio.sleep(0.01))\nprint('program ran')\n")
+    env = {**os.environ, "AIOCOP_RECORD": str(tmp_path / "t.bin"), "AIOCOP_ALLOWLIST": str(fifo)}
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60, env=env)
+    assert (result.returncode, result.stdout) == (0, "program ran\n"), result.stderr
+    assert result.stderr.count("not a regular file") == 1, result.stderr
 
 
 def test_a_directory_without_an_allowlist_file_is_refused(tmp_path):

@@ -23,7 +23,10 @@ reads its options there); an entry's own keys are checked strictly, so a
 misspelt ``event =`` is an error rather than an entry allowing every event.
 """
 
+import errno
+import os
 import re
+import stat
 import threading
 import tomllib
 from collections.abc import Iterable, Sequence
@@ -216,9 +219,29 @@ def load_allowlist(path_or_dir: str | Path) -> AllowList:
             return AllowList()
         path = found
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_regular_file(path)
     except (OSError, UnicodeDecodeError) as error:
         raise AllowListError(
             f"{path}: cannot read the allow-list: {getattr(error, 'strerror', None) or error}"
         ) from None
     return parse_allowlist(text, str(path))
+
+
+# The largest allow-list read (a project's pyproject.toml is a few kB).
+MAX_ALLOWLIST_BYTES = 4 << 20
+
+
+def read_regular_file(path: Path) -> str:
+    """The text of ``path``, refused unless it is a regular file of a sane size.
+
+    Opened without blocking and checked by its descriptor: a FIFO, a device or
+    a socket given as the allow-list (or swapped in after a check) would
+    otherwise stop the monitored program at start-up, waiting for a writer."""
+    descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    with os.fdopen(descriptor, "rb") as file:
+        facts = os.fstat(file.fileno())
+        if not stat.S_ISREG(facts.st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
+        if facts.st_size > MAX_ALLOWLIST_BYTES:
+            raise OSError(errno.EFBIG, f"larger than {MAX_ALLOWLIST_BYTES >> 20} MiB")
+        return file.read(MAX_ALLOWLIST_BYTES + 1).decode("utf-8")
