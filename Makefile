@@ -72,7 +72,7 @@ $(VENV)-%/bin/maturin: requirements-dev.txt
 
 $(addprefix build-,$(OTHER_VERSIONS)): build-%: $(VENV)-%/bin/maturin
 	rm -f target/wheels-$*/aiocop-*.whl
-	PATH="$(CURDIR)/$(VENV)-$*/bin:$$PATH" CARGO_TARGET_DIR=target/py$* $(VENV)-$*/bin/pip wheel --quiet --disable-pip-version-check --no-deps --no-build-isolation --wheel-dir target/wheels-$* .
+	PATH="$(CURDIR)/$(VENV)-$*/bin:$$PATH" CARGO_TARGET_DIR=target/py$* AIOCOP_ANALYZER_TARGET_DIR=$(CURDIR)/target $(VENV)-$*/bin/pip wheel --quiet --disable-pip-version-check --no-deps --no-build-isolation --wheel-dir target/wheels-$* .
 	$(VENV)-$*/bin/pip install --quiet --no-deps --force-reinstall target/wheels-$*/aiocop-*.whl
 
 $(addprefix py-test-,$(OTHER_VERSIONS)): py-test-%: build-%

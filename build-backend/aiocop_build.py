@@ -118,8 +118,13 @@ def build_analyzer() -> Path:
         ANALYZER_BINARY,
         "--message-format=json-render-diagnostics",
     ]
+    # The analyzer does not depend on the interpreter: a build for several Pythons (the Makefile's,
+    # each with a CARGO_TARGET_DIR of its own for the extension) can share one build of it.
+    env = dict(os.environ)
+    if os.environ.get("AIOCOP_ANALYZER_TARGET_DIR"):
+        env["CARGO_TARGET_DIR"] = os.environ["AIOCOP_ANALYZER_TARGET_DIR"]
     # cargo's progress and diagnostics go to stderr, shown by the installer; stdout is JSON.
-    result = subprocess.run(command, cwd=WORKSPACE, stdout=subprocess.PIPE, text=True)
+    result = subprocess.run(command, cwd=WORKSPACE, stdout=subprocess.PIPE, text=True, env=env)
     if result.returncode != 0:
         sys.exit(f"aiocop build: `{' '.join(command)}` failed with exit code {result.returncode}")
     for line in result.stdout.splitlines():
