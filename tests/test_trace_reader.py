@@ -291,3 +291,55 @@ def test_reading_a_long_trace_keeps_memory_flat(tmp_path):
         # read_trace() of 1.3.0 held about 1.7 KB a slice (500 MB here); a
         # chunk at a time is a few MB whatever the length.
         assert grown_kib < 40 * 1024, (name, grown_kib)
+
+
+# Slices of ~30 ms of `sorted()` (C code holding the GIL) then a quick return: timed samples.
+SORTING = textwrap.dedent(
+    """
+    import asyncio, random, sys
+    import aiocop
+
+    NUMBERS = [random.random() for _ in range(200_000)]
+
+    async def work():
+        aiocop.activate()
+        await asyncio.sleep(0)
+        for _ in range(8):
+            sorted(NUMBERS)
+            await asyncio.sleep(0.002)
+
+    aiocop.start_recording(sys.argv[1], sample_after_ms=2, sample_interval_ms=1)
+    asyncio.run(work())
+    aiocop.stop_recording()
+    """
+)
+
+
+def test_sample_weights_are_the_exports(tmp_path):
+    """Each slice's `sample_weights_ns` add up to it and equal the Parquet export's `weight_ns`, sample by sample."""
+    duckdb = pytest.importorskip("duckdb")
+    run_program(tmp_path, SORTING, str(tmp_path / "trace.bin"))
+    trace = tmp_path / "trace.bin"
+    sampled = [(i, s) for i, s in enumerate(aiocop.open_trace(trace).slices()) if s.samples]
+    assert sampled, "the sorts were sampled"
+    for _, recorded in sampled:
+        assert len(recorded.sample_weights_ns) == len(recorded.samples)
+        assert sum(recorded.sample_weights_ns) == recorded.duration_ns
+    assert len({w for _, s in sampled for w in s.sample_weights_ns}) > 1, "timed samples do not weigh alike"
+    out = tmp_path / "tables"
+    result = analyze("export", "--format", "parquet", "-o", str(out), str(trace))
+    assert result.returncode == 0, result.stderr
+    exported = duckdb.sql(
+        f"SELECT slice_index, sample_index, weight_ns FROM read_parquet('{out}/samples/**/*.parquet') "
+        "ORDER BY slice_index, sample_index"
+    ).fetchall()
+    read = [(i, k, weight) for i, s in sampled for k, weight in enumerate(s.sample_weights_ns)]
+    assert exported == read
+
+
+def test_untimed_samples_weigh_an_equal_share(tmp_path):
+    old = tmp_path / "old.bin"
+    old.write_bytes(golden_trace_1_0())
+    _, second = aiocop.open_trace(old).slices()
+    assert second.sample_weights_ns == (second.duration_ns,)
+    assert aiocop.read_trace(old)["slices"][1]["sample_weights_ns"] == [second.duration_ns]

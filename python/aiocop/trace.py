@@ -271,6 +271,7 @@ def _slice_dict(recorded: Slice) -> dict[str, Any]:
             for e in recorded.events
         ],
         "samples": [[str(f) for f in stack] for stack in recorded.samples],
+        "sample_weights_ns": list(recorded.sample_weights_ns),
         "event_frame_names": [[_frame_name(f) for f in e.stack] for e in recorded.events],
         "context": recorded.context,
     }

@@ -196,16 +196,30 @@ impl ChunkCursor {
     }
 }
 
-/// Collects a chunk's slices with their starts (ns after the trace's start).
-struct Collect<'a>(&'a mut Vec<(u64, aiocop_trace::records::SliceRecord)>);
+/// A decoded slice: its start (ns after the trace's start), its record, and
+/// the nanoseconds each of its samples stands for.
+type Decoded = (u64, aiocop_trace::records::SliceRecord, Vec<u64>);
+
+/// Collects a chunk's slices with their starts and sample weights.
+struct Collect<'a>(&'a mut Vec<Decoded>);
 
 impl SliceVisitor for Collect<'_> {
     fn pure_slice(&mut self, start_ns: u64, slice: aiocop_trace::PureSlice) {
-        self.0.push((start_ns, slice.to_record()));
+        self.0.push((start_ns, slice.to_record(), Vec::new()));
     }
 
     fn slice(&mut self, start_ns: u64, slice: &aiocop_trace::records::SliceRecord) {
-        self.0.push((start_ns, slice.clone()));
+        self.timed_slice(start_ns, slice, &[]);
+    }
+
+    fn timed_slice(
+        &mut self,
+        start_ns: u64,
+        slice: &aiocop_trace::records::SliceRecord,
+        sample_times: &[aiocop_trace::records::SampleTime],
+    ) {
+        let weights = aiocop_trace::sample_weights(slice.duration_ns, slice.samples.len(), sample_times);
+        self.0.push((start_ns, slice.clone(), weights));
     }
 }
 
@@ -214,7 +228,7 @@ impl SliceVisitor for Collect<'_> {
 pub struct SliceIter {
     cursor: ChunkCursor,
     /// The current chunk's slices and their starts.
-    decoded: Vec<(u64, aiocop_trace::records::SliceRecord)>,
+    decoded: Vec<Decoded>,
     next: usize,
     /// Made on the first slice (it needs the GIL).
     objects: Option<PyObjects>,
@@ -236,13 +250,14 @@ impl SliceIter {
                 return Ok(None);
             }
         }
-        let (start_ns, record) = &self.decoded[self.next];
+        let (start_ns, record, weights) = &self.decoded[self.next];
         self.next += 1;
         let objects = match &mut self.objects {
             Some(objects) => objects,
             None => self.objects.insert(PyObjects::new(py, self.cursor.trace.header())),
         };
-        let slice = objects.slice(py, &self.cursor.dictionary, *start_ns, self.cursor.unix_ns(*start_ns), record)?;
+        let at = (*start_ns, self.cursor.unix_ns(*start_ns));
+        let slice = objects.slice(py, &self.cursor.dictionary, at, record, weights)?;
         Py::new(py, slice).map(Some)
     }
 

@@ -182,6 +182,10 @@ pub struct Slice {
     events: Py<PyTuple>,
     #[pyo3(get)]
     samples: Py<PyTuple>,
+    /// The nanoseconds of the slice each sample stands for, in order: the
+    /// weights the analyzer uses (equal shares for untimed samples).
+    #[pyo3(get)]
+    sample_weights_ns: Py<PyTuple>,
     context: Vec<(Py<PyString>, Py<PyString>)>,
 }
 
@@ -238,14 +242,16 @@ impl PyObjects {
         }
     }
 
-    /// Slice `record`, which started `start_ns` after the trace's start.
+    /// Slice `record`, which started at `(start_ns, start_unix_ns)`: ns
+    /// after the trace's start and since the epoch; its samples weigh
+    /// `sample_weights_ns`.
     pub fn slice(
         &mut self,
         py: Python<'_>,
         dictionary: &Dictionary,
-        start_ns: u64,
-        start_unix_ns: u64,
+        (start_ns, start_unix_ns): (u64, u64),
         record: &SliceRecord,
+        sample_weights_ns: &[u64],
     ) -> PyResult<Slice> {
         let events = if record.events.is_empty() {
             self.empty.clone_ref(py)
@@ -278,6 +284,11 @@ impl PyObjects {
             dropped_events: record.dropped_events,
             events,
             samples,
+            sample_weights_ns: if sample_weights_ns.is_empty() {
+                self.empty.clone_ref(py)
+            } else {
+                PyTuple::new(py, sample_weights_ns)?.unbind()
+            },
             context,
         })
     }
