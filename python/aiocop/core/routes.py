@@ -91,33 +91,47 @@ def _name_starlette_route(route: Any, scope: Any) -> None:
         _hook_failed(error)
 
 
-def _wrap_route_handle(cls: type) -> None:
-    original = cls.__dict__.get("handle")
+def _replace_method(cls: type, name: str, wrap: Callable[[Any], Callable[..., Any]]) -> None:
+    """Replace ``cls.name`` (its own, not inherited) by ``wrap(original)``, once.
+
+    Every framework hook goes through here: a class hooked twice (a module
+    reloaded, or hooked both at start and on import) keeps one wrapper.
+    """
+    original = cls.__dict__.get(name)
     if original is None or getattr(original, "_aiocop_wrapper", False):
         return
+    wrapper = wrap(original)
+    wrapper._aiocop_wrapper = True  # type: ignore[attr-defined]
+    wrapper.__wrapped__ = original  # type: ignore[attr-defined]
+    wrapper.__name__ = getattr(original, "__name__", wrapper.__name__)
+    wrapper.__qualname__ = getattr(original, "__qualname__", wrapper.__qualname__)
+    wrapper.__doc__ = getattr(original, "__doc__", None)
+    setattr(cls, name, wrapper)
 
-    def handle(self: Any, scope: Any, receive: Any, send: Any) -> Any:
-        _name_starlette_route(self, scope)
-        return original(self, scope, receive, send)
 
-    _mark(handle, original)
-    cls.handle = handle  # type: ignore[attr-defined]
+def _wrap_route_handle(cls: type) -> None:
+    def wrap(original: Any) -> Callable[..., Any]:
+        def handle(self: Any, scope: Any, receive: Any, send: Any) -> Any:
+            _name_starlette_route(self, scope)
+            return original(self, scope, receive, send)
+
+        return handle
+
+    _replace_method(cls, "handle", wrap)
 
 
 def _wrap_mount_handle(cls: type) -> None:
-    original = cls.__dict__.get("handle")
-    if original is None or getattr(original, "_aiocop_wrapper", False):
-        return
+    def wrap(original: Any) -> Callable[..., Any]:
+        def handle(self: Any, scope: Any, receive: Any, send: Any) -> Any:
+            try:
+                _mount_prefix.set(_mount_prefix.get() + self.path)
+            except Exception as error:
+                _hook_failed(error)
+            return original(self, scope, receive, send)
 
-    def handle(self: Any, scope: Any, receive: Any, send: Any) -> Any:
-        try:
-            _mount_prefix.set(_mount_prefix.get() + self.path)
-        except Exception as error:
-            _hook_failed(error)
-        return original(self, scope, receive, send)
+        return handle
 
-    _mark(handle, original)
-    cls.handle = handle  # type: ignore[attr-defined]
+    _replace_method(cls, "handle", wrap)
 
 
 def _hook_starlette(routing: ModuleType) -> None:
@@ -137,103 +151,83 @@ def _hook_fastapi(routing: ModuleType) -> None:
 
 
 def _hook_aiohttp(urldispatcher: ModuleType) -> None:
-    cls = urldispatcher.UrlDispatcher
-    original = cls.__dict__.get("resolve")
-    if original is None or getattr(original, "_aiocop_wrapper", False):
-        return
+    def wrap(original: Any) -> Callable[..., Any]:
+        async def resolve(self: Any, request: Any) -> Any:
+            match_info = await original(self, request)
+            try:
+                resource = match_info.route.resource
+                template = resource.canonical if resource is not None else "<unmatched>"
+                set_route(request.method, template)
+            except Exception as error:
+                _hook_failed(error)
+            return match_info
 
-    async def resolve(self: Any, request: Any) -> Any:
-        match_info = await original(self, request)
-        try:
-            resource = match_info.route.resource
-            template = resource.canonical if resource is not None else "<unmatched>"
-            set_route(request.method, template)
-        except Exception as error:
-            _hook_failed(error)
-        return match_info
+        return resolve
 
-    _mark(resolve, original)
-    cls.resolve = resolve
+    _replace_method(urldispatcher.UrlDispatcher, "resolve", wrap)
 
 
 # --- Sanic --------------------------------------------------------------------
 
 
 def _hook_sanic(router: ModuleType) -> None:
-    cls = router.Router
-    original = cls.__dict__.get("get")
-    if original is None or getattr(original, "_aiocop_wrapper", False):
-        return
+    def wrap(original: Any) -> Callable[..., Any]:
+        def get(self: Any, path: str, method: str, host: str | None) -> Any:
+            found = original(self, path, method, host)
+            try:
+                set_route(method, "/" + found[0].path)  # as Sanic's Request.uri_template
+            except Exception as error:
+                _hook_failed(error)
+            return found
 
-    def get(self: Any, path: str, method: str, host: str | None) -> Any:
-        found = original(self, path, method, host)
-        try:
-            set_route(method, "/" + found[0].path)  # as Sanic's Request.uri_template
-        except Exception as error:
-            _hook_failed(error)
-        return found
+        return get
 
-    _mark(get, original)
-    cls.get = get
+    _replace_method(router.Router, "get", wrap)
 
 
 # --- Litestar -----------------------------------------------------------------
 
 
 def _hook_litestar(asgi_router: ModuleType) -> None:
-    cls = asgi_router.ASGIRouter
-    original_init = cls.__dict__.get("__init__")
-    if original_init is None or getattr(original_init, "_aiocop_wrapper", False):
-        return
+    def wrap(original_init: Any) -> Callable[..., Any]:
+        def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+            original_init(self, *args, **kwargs)
+            # `handle_routing` is the router's cached `_handle_routing`, set here:
+            # wrapped around the cache, it names every request, cached or not.
+            routing = self.handle_routing
 
-    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
-        original_init(self, *args, **kwargs)
-        # `handle_routing` is the router's cached `_handle_routing`, set here:
-        # wrapped around the cache, it names every request, cached or not.
-        routing = self.handle_routing
+            def handle_routing(path: str, method: Any) -> Any:
+                found = routing(path=path, method=method)
+                try:
+                    set_route(method or "WEBSOCKET", found[-1])  # what Litestar puts in scope["path_template"]
+                except Exception as error:
+                    _hook_failed(error)
+                return found
 
-        def handle_routing(path: str, method: Any) -> Any:
-            found = routing(path=path, method=method)
-            try:
-                set_route(method or "WEBSOCKET", found[-1])  # what Litestar puts in scope["path_template"]
-            except Exception as error:
-                _hook_failed(error)
-            return found
+            self.handle_routing = handle_routing
 
-        self.handle_routing = handle_routing
+        return __init__
 
-    _mark(__init__, original_init)
-    cls.__init__ = __init__
+    _replace_method(asgi_router.ASGIRouter, "__init__", wrap)
 
 
 # --- Django (ASGI) ------------------------------------------------------------
 
 
 def _hook_django(base: ModuleType) -> None:
-    cls = base.BaseHandler
-    original = cls.__dict__.get("resolve_request")
-    if original is None or getattr(original, "_aiocop_wrapper", False):
-        return
+    def wrap(original: Any) -> Callable[..., Any]:
+        def resolve_request(self: Any, request: Any) -> Any:
+            resolved = original(self, request)
+            try:
+                match = request.resolver_match
+                set_route(request.method, "/" + (match.route or match.view_name))
+            except Exception as error:
+                _hook_failed(error)
+            return resolved
 
-    def resolve_request(self: Any, request: Any) -> Any:
-        resolved = original(self, request)
-        try:
-            match = request.resolver_match
-            set_route(request.method, "/" + (match.route or match.view_name))
-        except Exception as error:
-            _hook_failed(error)
-        return resolved
+        return resolve_request
 
-    _mark(resolve_request, original)
-    cls.resolve_request = resolve_request
-
-
-def _mark(wrapper: Callable[..., Any], original: Any) -> None:
-    wrapper._aiocop_wrapper = True  # type: ignore[attr-defined]
-    wrapper.__wrapped__ = original  # type: ignore[attr-defined]
-    wrapper.__name__ = getattr(original, "__name__", wrapper.__name__)
-    wrapper.__qualname__ = getattr(original, "__qualname__", wrapper.__qualname__)
-    wrapper.__doc__ = getattr(original, "__doc__", None)
+    _replace_method(base.BaseHandler, "resolve_request", wrap)
 
 
 #: The module of each framework whose import installs its hook.
