@@ -7,11 +7,12 @@
 //! on a terminal ([`Style::width`]) fewer columns are shown (`--wide`: all)
 //! and laid out to fit by the `fit` module.
 
-use super::fit::{lay_out, shorten_key, shorten_left, wrap_text, Fit, Text};
+use super::fit::{fit_key, lay_out, shorten_key, wrap_text, Fit, Text};
 use super::{
     any_alike, diff_cells, diff_summary_lines, diff_title, elapsed_cells, guessed_stalls_note, loop_time_headline,
-    samples_note, stalls_headline, summary_lines, top_events_text, unexplained_note, untimed_samples_note, via_text,
-    Exporter, Style, DIFF_HEADER,
+    route_diff_cells, samples_note, stalls_headline, summary_lines, top_events_text, unexplained_note,
+    untimed_samples_note, via_text, Exporter, Style, DIFF_HEADER, NO_ROUTES, ROUTES_HEADLINE, ROUTE_DIFF_HEADER,
+    ROUTE_DIFF_HEADLINE,
 };
 use crate::diff::{Diff, Status};
 use crate::report::Report;
@@ -182,6 +183,7 @@ impl Exporter for TableExporter {
             out.push_str(&grid.draw(style));
             out.push('\n');
         }
+        render_route_diff(&mut out, diff, style);
         out.push('\n');
         for line in diff_summary_lines(diff) {
             push_prose(&mut out, &format!("{line}\n"), style);
@@ -239,18 +241,19 @@ impl Exporter for TableExporter {
             out.push_str(&bold("Example traces", style));
             out.push_str(" (innermost frame first):\n");
             for row in report.groups.iter().take(EXAMPLES_SHOWN) {
-                // On a terminal the key is shortened to fit on the title's first line.
+                // On a terminal the key is shortened to fit after its rank (over
+                // lines where its file name cannot fit on one), and each frame after its arrow.
+                let rank = format!("{}. ", row.rank);
                 let key = match style.width {
-                    Some(width) => {
-                        shorten_key(&row.key, usize::from(width).saturating_sub(row.rank.to_string().len() + 3))
-                    }
+                    Some(width) => shorten_key(&row.key, usize::from(width).saturating_sub(rank.len() + 1))
+                        .join(&format!("\n{}", " ".repeat(rank.len()))),
                     None => row.key.clone(),
                 };
-                push_prose(&mut out, &format!("{}. {key}: {}\n", row.rank, row.example_event), style);
+                push_prose(&mut out, &format!("{rank}{key}: {}\n", row.example_event), style);
                 for (depth, frame) in row.example_trace.split(TRACE_SEPARATOR).enumerate() {
                     let arrow = if depth == 0 { "   " } else { "<- " };
                     let frame = match style.width {
-                        Some(width) => shorten_left(frame, usize::from(width).saturating_sub(8)),
+                        Some(width) => fit_key(frame, usize::from(width).saturating_sub(8)).join("\n        "),
                         None => frame.to_owned(),
                     };
                     out.push_str(&format!("     {arrow}{frame}\n"));
@@ -292,6 +295,29 @@ impl Exporter for TableExporter {
     }
 }
 
+/// `diff --by route`: every route of either side, most loop time per request added first.
+fn render_route_diff(out: &mut String, diff: &Diff, style: Style) {
+    if !diff.group_by.has_routes_table() {
+        return;
+    }
+    out.push('\n');
+    push_prose(out, &format!("{}: {}\n", bold("Routes", style), ROUTE_DIFF_HEADLINE), style);
+    if diff.routes.is_empty() {
+        push_prose(out, &format!("{NO_ROUTES}\n"), style);
+        return;
+    }
+    let mut columns = vec![text("status", Fit::Fixed), text("route", Fit::Key)];
+    columns.extend(ROUTE_DIFF_HEADER.iter().map(|title| number(title, true)));
+    let mut grid = Grid::new(columns);
+    for row in &diff.routes {
+        let mut cells = vec![(Text::plain(row.status.as_str()), Paint::Status(row.status)), key(&row.route)];
+        cells.extend(route_diff_cells(row).map(plain));
+        grid.add(cells);
+    }
+    out.push_str(&grid.draw(style));
+    out.push('\n');
+}
+
 /// `--by route`: the Routes table, most loop time per request first.
 fn render_routes(out: &mut String, report: &Report, style: Style) {
     if !report.group_by.has_routes_table() {
@@ -299,7 +325,7 @@ fn render_routes(out: &mut String, report: &Report, style: Style) {
     }
     push_prose(out, &format!("{}: {}\n", bold("Routes", style), ROUTES_HEADLINE), style);
     if report.routes.is_empty() {
-        out.push_str("No request was routed: the traces name no route (recorded before aiocop named routes, or no web framework it knows served them).\n\n");
+        push_prose(out, &format!("{NO_ROUTES}\n\n"), style);
         return;
     }
     let mut grid = Grid::new(vec![
@@ -334,10 +360,6 @@ fn render_routes(out: &mut String, report: &Report, style: Style) {
     out.push_str(&grid.draw(style));
     out.push('\n');
 }
-
-/// What the Routes table's numbers are.
-const ROUTES_HEADLINE: &str = "requests are those the framework routed; loop ms/req is the route's busy time \
-(tasks its requests spawned included) over them, p50 and p95 that of each request's own task.";
 
 fn level_of(name: &str) -> SeverityLevel {
     match name {
