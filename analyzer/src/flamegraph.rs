@@ -313,37 +313,33 @@ pub struct ChangeTest {
 /// time, a stack's microseconds tested as a count after dividing by their
 /// dispersion (Σ of its slices' squared times over its time: a stack of a
 /// few long slices varies more than one of many short ones), against the
-/// side's total; rises and falls each Holm-adjusted over all stacks, and
-/// its time against the rest of its side's time moved by at least
-/// `min_increase` too.
+/// rest of its side's busy time; rises and falls each Holm-adjusted over
+/// the stacks whose test could reject at all (Tarone), and its time
+/// against the rest moved by at least `min_increase` too.
 pub fn changes_beyond_chance(base: &Folded, new: &Folded, test: ChangeTest) -> FxHashSet<String> {
     let (base_total_us, new_total_us) = (base.total_ns() / 1000, new.total_ns() / 1000);
+    let (base_tested, new_tested) = (tested_stacks(base), tested_stacks(new));
     let stacks: Vec<&String> = {
-        let mut all: Vec<&String> = base.stacks.keys().chain(new.stacks.keys()).collect();
+        let mut all: Vec<&String> = base_tested.keys().chain(new_tested.keys()).collect();
         all.sort_unstable();
         all.dedup();
         all
     };
-    let sample = |folded: &Folded, stack: &str, side_us: u64| RateSample {
-        total: folded.stacks.get(stack).map_or(0.0, |&ns| ns as f64 / 1000.0),
-        sum_sq: folded.squares_us2.get(stack).map_or(0.0, |&sq| sq as f64),
-        side_slices: side_us,
+    // A stack's time against the rest of its side's (the denominator that
+    // does not move with the stack): a dominant stack three times as slow
+    // barely grows its share (83% to 91%), but triples against the rest.
+    let sample = |tested: &FxHashMap<String, (u64, u64)>, stack: &str, side_us: u64| {
+        let (ns, sq_us2) = tested.get(stack).copied().unwrap_or_default();
+        let total = ns as f64 / 1000.0;
+        RateSample { total, sum_sq: sq_us2 as f64, side_slices: side_us.saturating_sub(total as u64).max(1) }
     };
     let pairs: Vec<(RateSample, RateSample)> =
-        stacks.iter().map(|s| (sample(base, s, base_total_us), sample(new, s, new_total_us))).collect();
-    let rises = stats::holm(&pairs.iter().map(|(b, n)| stats::rate_rise(b, n)).collect::<Vec<_>>());
-    let falls = stats::holm(&pairs.iter().map(|(b, n)| stats::rate_fall(b, n)).collect::<Vec<_>>());
+        stacks.iter().map(|s| (sample(&base_tested, s, base_total_us), sample(&new_tested, s, new_total_us))).collect();
     let alpha = 1.0 - test.confidence;
-    // A stack's time against the rest of its side's: a dominant stack twice
-    // as slow barely grows its share (83% to 91%) but doubles against the rest.
-    let against_rest = |sample: &RateSample| {
-        let rest = sample.side_slices as f64 - sample.total;
-        if rest <= 0.0 {
-            f64::INFINITY
-        } else {
-            sample.total / rest
-        }
-    };
+    let floors: Vec<(f64, f64)> = pairs.iter().map(|(b, n)| stats::rate_floor(b, n)).collect();
+    let rises = testable_holm(&pairs, &floors, alpha, |(b, n)| stats::rate_rise(b, n), |f| f.0);
+    let falls = testable_holm(&pairs, &floors, alpha, |(b, n)| stats::rate_fall(b, n), |f| f.1);
+    let against_rest = |sample: &RateSample| sample.total / sample.side_slices as f64;
     let moved = |from: f64, to: f64| to > 0.0 && to >= from * (1.0 + test.min_increase);
     stacks
         .into_iter()
@@ -354,6 +350,45 @@ pub fn changes_beyond_chance(base: &Folded, new: &Folded, test: ChangeTest) -> F
         })
         .map(|(stack, _)| stack.clone())
         .collect()
+}
+
+/// The stacks as the test takes them: time and squares, a `[native]` frame
+/// counted with its caller. Whether a sample waited in C code is judged by
+/// the wall clock ([`aiocop_trace::waited_in_native_code`]): on a loaded
+/// machine pure-Python code is marked native in one run and not in the
+/// next, which is not a change of the program.
+fn tested_stacks(folded: &Folded) -> FxHashMap<String, (u64, u64)> {
+    let mut tested: FxHashMap<String, (u64, u64)> = FxHashMap::default();
+    for (stack, &ns) in &folded.stacks {
+        let sq_us2 = folded.squares_us2.get(stack).copied().unwrap_or(0);
+        let entry = tested.entry(tested_key(stack).to_owned()).or_default();
+        *entry = (entry.0.saturating_add(ns), entry.1.saturating_add(sq_us2));
+    }
+    tested
+}
+
+/// The stack a line is tested as: without its `[native]` frame.
+fn tested_key(stack: &str) -> &str {
+    stack.strip_suffix(NATIVE_FRAME).unwrap_or(stack)
+}
+
+/// Holm-adjusted p-values of `test` over the pairs whose smallest possible
+/// p-value (`floor`) is at most `alpha`; 1 for the others, which could
+/// never reject (a stack seen in a slice or two).
+fn testable_holm(
+    pairs: &[(RateSample, RateSample)],
+    floors: &[(f64, f64)],
+    alpha: f64,
+    test: impl Fn(&(RateSample, RateSample)) -> f64,
+    floor: impl Fn(&(f64, f64)) -> f64,
+) -> Vec<f64> {
+    let testable: Vec<usize> = (0..pairs.len()).filter(|&i| floor(&floors[i]) <= alpha).collect();
+    let adjusted = stats::holm(&testable.iter().map(|&i| test(&pairs[i])).collect::<Vec<_>>());
+    let mut p_values = vec![1.0; pairs.len()];
+    for (&i, p) in testable.iter().zip(adjusted) {
+        p_values[i] = p;
+    }
+    p_values
 }
 
 /// The differential flame graph of `new` against `base`: `new`'s stacks,
@@ -371,7 +406,7 @@ pub fn differential_svg(base: &Folded, new: &Folded, text: &SvgText, test: Chang
         .chain(base.stacks.keys().filter(|stack| !new.stacks.contains_key(*stack)))
         .filter_map(|stack| {
             let new_units = units(new.stacks.get(stack).map_or(0.0, |&ns| ns as f64));
-            let base_units = match changed.contains(stack) {
+            let base_units = match changed.contains(tested_key(stack)) {
                 true => units(base.stacks.get(stack).map_or(0.0, |&ns| ns as f64 * scale)),
                 false => new_units,
             };

@@ -5,14 +5,18 @@
 //! Both are rates per request, tested as the gate tests a group's rates
 //! ([`crate::stats`]): given a route's total on both sides, the new side's
 //! share of it against its share of the route's requests, the total first
-//! divided by its dispersion (quasi-Poisson). Loop time's dispersion is
+//! divided by its dispersion (quasi-Poisson). Loop time is weighed against
+//! the side's other routes' loop time per request: a run on a busier
+//! machine makes every request slower, beyond chance for any test, and is
+//! not a change of one route (a change that slows every route alike is
+//! the groups' and the flame graph's to show, not this table's). Loop time's dispersion is
 //! that of the requests' own times (`Σ t² / Σ t`, in µs: a route of a few
 //! long requests varies more than one of many short ones), events' that of
 //! the route's slices. Rises are Holm-adjusted over every route's rise
 //! tests, falls over every fall test; a route is `regressed` when a rate
 //! rose beyond chance (adjusted p <= 1 - `--confidence`) and by at least
-//! `--min-increase` (loop time by `--min-route-change-ms` too: on a busier
-//! machine every request is a little slower, beyond chance for any test), `improved` when one fell so and none rose, `new` or
+//! `--min-increase` (loop time: its cost against the other routes', and by
+//! `--min-route-change-ms` at the new side's speed), `improved` when one fell so and none rose, `new` or
 //! `gone` when one side has no request of it, else `unchanged`. The gate
 //! (`--fail-on`) does not look at routes: it stays the groups' (said in
 //! the report).
@@ -51,6 +55,10 @@ pub struct RouteDiffRow {
     /// Likewise for events per request.
     pub events_rise_p_value: Option<f64>,
     pub events_fall_p_value: Option<f64>,
+    /// Each side's loop time per request over its other routes' (`None`:
+    /// no other route), what the loop test compares.
+    #[serde(skip)]
+    pub relative_cost: (Option<f64>, Option<f64>),
 }
 
 impl RouteDiffRow {
@@ -86,8 +94,22 @@ fn side_values(stats: &RouteStats) -> RouteSideValues {
     }
 }
 
-/// Loop time as a rate test sees it: µs, dispersed as the requests' own times.
-fn loop_sample(stats: Option<&RouteStats>, requests: u64) -> RateSample {
+/// The loop time per request of a side's other routes, in µs; `None` when
+/// it has no other routed request.
+fn rest_us_per_request(routes: &Routes, route: &str) -> Option<f64> {
+    let (busy_ns, requests) = routes
+        .iter()
+        .filter(|(name, _)| name.as_str() != route)
+        .fold((0u64, 0u64), |(ns, n), (_, s)| (ns.saturating_add(s.busy_ns), n + s.requests));
+    (requests > 0 && busy_ns > 0).then(|| busy_ns as f64 / 1000.0 / requests as f64)
+}
+
+/// Loop time as a rate test sees it: µs, dispersed as the requests' own
+/// times, against `weight`: the route's requests times the other routes'
+/// µs per request (so that a machine busier in one run, every request
+/// slower, is not a change), or its requests alone without other routes.
+fn loop_sample(stats: Option<&RouteStats>, weight: u64) -> RateSample {
+    let requests = weight;
     let Some(stats) = stats else { return RateSample { total: 0.0, sum_sq: 0.0, side_slices: requests } };
     let own_us: f64 = stats.request_ns.iter().map(|&ns| ns as f64 / 1000.0).sum();
     let own_sq: f64 = stats.request_ns.iter().map(|&ns| (ns as f64 / 1000.0).powi(2)).sum();
@@ -102,6 +124,13 @@ fn events_sample(stats: Option<&RouteStats>, requests: u64) -> RateSample {
     RateSample { total, sum_sq, side_slices: requests }
 }
 
+/// A route's loop time per request over its side's other routes'.
+fn relative(stats: Option<&RouteStats>, routes: &Routes, route: &str) -> Option<f64> {
+    let stats = stats.filter(|s| s.requests > 0)?;
+    let rest = rest_us_per_request(routes, route)?;
+    Some(stats.busy_ns as f64 / 1000.0 / stats.requests as f64 / rest)
+}
+
 /// Every route of either side, most loop time per request added first.
 pub fn compare_routes(base: &Routes, new: &Routes, options: &DiffOptions) -> Vec<RouteDiffRow> {
     let names: BTreeSet<&String> = base.keys().chain(new.keys()).collect();
@@ -112,7 +141,14 @@ pub fn compare_routes(base: &Routes, new: &Routes, options: &DiffOptions) -> Vec
         let (b, n) = (base.get(name).filter(|s| s.requests > 0), new.get(name).filter(|s| s.requests > 0));
         let both = b.is_some() && n.is_some();
         let (b_requests, n_requests) = (b.map_or(0, |s| s.requests), n.map_or(0, |s| s.requests));
-        let (lb, ln) = (loop_sample(b, b_requests), loop_sample(n, n_requests));
+        // Against the other routes when both sides have some, else per request alone.
+        let weights = match (rest_us_per_request(base, name), rest_us_per_request(new, name)) {
+            (Some(b_rest), Some(n_rest)) => {
+                ((b_requests as f64 * b_rest).round() as u64, (n_requests as f64 * n_rest).round() as u64)
+            }
+            _ => (b_requests, n_requests),
+        };
+        let (lb, ln) = (loop_sample(b, weights.0), loop_sample(n, weights.1));
         let (eb, en) = (events_sample(b, b_requests), events_sample(n, n_requests));
         let test = |rise: bool, base: &RateSample, new: &RateSample| {
             both.then(|| if rise { stats::rate_rise(base, new) } else { stats::rate_fall(base, new) })
@@ -131,6 +167,7 @@ pub fn compare_routes(base: &Routes, new: &Routes, options: &DiffOptions) -> Vec
             loop_fall_p_value: None,
             events_rise_p_value: None,
             events_fall_p_value: None,
+            relative_cost: (relative(b, base, name), relative(n, new, name)),
         });
     }
     adjust(&mut rows, &raw);
@@ -166,15 +203,22 @@ fn status(row: &RouteDiffRow, options: &DiffOptions) -> Status {
     let alpha = 1.0 - options.confidence;
     let beyond = |p: Option<f64>| p.is_some_and(|p| p <= alpha);
     let rose = |from: f64, to: f64| to > 0.0 && to >= from * (1.0 + options.min_increase);
-    // Loop time also by `--min-route-change-ms`: a busier machine slows every request a little.
-    let loop_rose = |from: f64, to: f64| rose(from, to) && to - from >= options.min_route_change_ms;
+    // The route's cost against the other routes' (its ms per request alone
+    // when a side has no other route); the change, at the new side's speed,
+    // must also be --min-route-change-ms.
     let (loop_b, loop_n) = (base.loop_ms_per_request, new.loop_ms_per_request);
+    let (relative_b, relative_n) = match row.relative_cost {
+        (Some(b), Some(n)) => (b, n),
+        _ => (loop_b, loop_n),
+    };
+    let ms_at_new_speed = if relative_n > 0.0 { (relative_n - relative_b).abs() * loop_n / relative_n } else { 0.0 };
+    let loop_rose = |from: f64, to: f64| rose(from, to) && ms_at_new_speed >= options.min_route_change_ms;
     let (events_b, events_n) = (base.events_per_request, new.events_per_request);
-    if (beyond(row.loop_rise_p_value) && loop_rose(loop_b, loop_n))
+    if (beyond(row.loop_rise_p_value) && loop_rose(relative_b, relative_n))
         || (beyond(row.events_rise_p_value) && rose(events_b, events_n))
     {
         Status::Regressed
-    } else if (beyond(row.loop_fall_p_value) && loop_rose(loop_n, loop_b))
+    } else if (beyond(row.loop_fall_p_value) && loop_rose(relative_n, relative_b))
         || (beyond(row.events_fall_p_value) && rose(events_n, events_b))
     {
         Status::Improved

@@ -262,10 +262,10 @@ fn the_svg_names_the_frames_and_the_diff_matches_them_by_identity() {
     // total, but from one slice a side: not beyond chance, drawn unchanged (white).
     assert!(svg.contains("<title>handlers.py:get_user (110,000 µs, 97.35%; 0.00%)</title>"), "{svg}");
     assert!(svg.contains("Coloured: 0 stacks whose share of the time changed beyond chance"), "{svg}");
-    // Even at a confidence of 1%: one slice a side is never more than chance.
+    // At a confidence of 1% (a test that rejects at p <= 0.99), the change is drawn.
     let output = run(["flamegraph", path(&two), "--diff", path(&one), "--confidence", "0.01"]);
     ok(&output);
-    assert!(stdout(&output).contains("(110,000 µs, 97.35%; 0.00%)"));
+    assert!(stdout(&output).contains("<title>handlers.py:get_user (110,000 µs, 97.35%; +84.37%)</title>"));
     // Folded, both sides' nanoseconds as recorded: the same frames on one line.
     let output = run(["flamegraph", path(&two), "--diff", path(&one), "--format", "folded"]);
     ok(&output);

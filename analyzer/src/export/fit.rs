@@ -18,6 +18,8 @@ use unicode_width::UnicodeWidthChar;
 
 /// A key column is not shortened below this many columns while others can give way.
 pub(crate) const KEY_MIN_WIDTH: usize = 20;
+/// Below this, a key or list column gives no more way, even if the table then overflows.
+const LAST_RESORT_WIDTH: usize = 12;
 /// A list of words gets up to this many columns before a key gets more than its minimum.
 const WORDS_TARGET_WIDTH: usize = 20;
 /// What separates the items of a [`Fit::Words`] cell.
@@ -61,8 +63,8 @@ pub(crate) fn shorten_key(key: &str, width: usize) -> Vec<String> {
 }
 
 /// The pieces a key may be wrapped between: after a `/` or a `:`, before a
-/// space, and in a lazy import's note (`(import uvicorn.protocols.http.auto)`,
-/// after the first space) after a `.`. No piece is ever cut.
+/// space, after a `.` of a qualname or a module (`(import uvicorn.protocols.http.auto)`),
+/// never before a file's extension. No piece is ever cut.
 fn key_pieces(text: &str) -> Vec<&str> {
     let mut pieces = Vec::new();
     let mut start = 0;
@@ -70,7 +72,8 @@ fn key_pieces(text: &str) -> Vec<&str> {
     for (at, c) in text.char_indices() {
         let end = match c {
             '/' | ':' => at + 1,
-            '.' if in_note => at + 1,
+            // A qualname's dots (`BaseSelectorEventLoop.` `_accept_connection`), never a file's extension.
+            '.' if in_note || !is_extension(&text[at + 1..]) => at + 1,
             ' ' => {
                 in_note = true;
                 at
@@ -86,6 +89,13 @@ fn key_pieces(text: &str) -> Vec<&str> {
         pieces.push(&text[start..]);
     }
     pieces
+}
+
+/// Whether the text after a `.` is a file's extension (`py:30:f`, `pyx`).
+fn is_extension(rest: &str) -> bool {
+    let name_end = rest.find([':', ' ', '/']).unwrap_or(rest.len());
+    let extension = &rest[..name_end];
+    !extension.is_empty() && extension.len() <= 4 && extension.chars().all(|c| c.is_ascii_lowercase())
 }
 
 /// `pieces` wrapped greedily into lines of at most `width` columns; a piece
@@ -395,6 +405,16 @@ pub(crate) fn lay_out(
     if overflows(&widths) {
         widths = distribute(2);
     }
+    // Still too wide (a name wider than the room left, or a narrow terminal):
+    // the table fits the terminal first, its widest key and list columns
+    // giving way down to LAST_RESORT_WIDTH, their names cut from the left.
+    let mut excess = (widths.iter().sum::<usize>() + border_width(titles.len())).saturating_sub(width);
+    while excess > 0 {
+        let gives_way = |c: &usize| fits[*c] != Fit::Fixed && widths[*c] > LAST_RESORT_WIDTH;
+        let Some(c) = (0..titles.len()).filter(gives_way).max_by_key(|&c| widths[c]) else { break };
+        widths[c] -= 1;
+        excess -= 1;
+    }
     let titles = titles.iter().zip(&widths).map(|(title, &w)| wrap_words(title, w).join("\n")).collect();
     let mut cells: Vec<Vec<String>> = rows
         .iter()
@@ -543,6 +563,12 @@ mod tests {
         assert_eq!(key_min_width(key), "create_unix_server".len());
         // At its minimum width nothing is cut; below it (never laid out so) characters go.
         assert_eq!(fit_key(key, 18), ["…/base_events.py:", "307:", "create_unix_server"]);
+        // A qualname wraps after a dot; a file's extension stays with its name.
+        assert_eq!(
+            fit_key("_SelectorSocketTransport._call_connection_lost", 30),
+            ["_SelectorSocketTransport.", "_call_connection_lost"]
+        );
+        assert_eq!(fit_key("a/selector_events.py:1057:write", 24), ["…/selector_events.py:", "1057:write"]);
     }
 
     #[test]

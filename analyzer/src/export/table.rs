@@ -196,8 +196,7 @@ impl Exporter for TableExporter {
         render_routes(&mut out, report, style);
         render_loop_time(&mut out, report, style);
         render_stalls(&mut out, report, style);
-        out.push_str(&bold("Blocking I/O", style));
-        out.push_str(&format!(" by {}:\n", report.group_by.title()));
+        push_prose(&mut out, &format!("{} by {}:\n", bold("Blocking I/O", style), report.group_by.title()), style);
         if report.groups.is_empty() {
             out.push_str("No blocking I/O");
             out.push_str(if report.totals.groups > 0 { " at this severity.\n" } else { " recorded.\n" });
@@ -262,8 +261,12 @@ impl Exporter for TableExporter {
         }
         if !report.cpu_groups.is_empty() {
             out.push('\n');
-            out.push_str(&bold("CPU-blocking slices", style));
-            let title = format!(" (over the threshold, no blocking I/O), by {}:\n", report.group_by.cpu_title());
+            // One line of prose, wrapped whole (its bold words included) to the terminal.
+            let title = format!(
+                "{} (over the threshold, no blocking I/O), by {}:\n",
+                bold("CPU-blocking slices", style),
+                report.group_by.cpu_title()
+            );
             push_prose(&mut out, &title, style);
             let mut grid = Grid::new(vec![
                 number("#", true),
@@ -307,7 +310,8 @@ fn render_route_diff(out: &mut String, diff: &Diff, style: Style) {
         return;
     }
     let mut columns = vec![text("status", Fit::Fixed), text("route", Fit::Key)];
-    columns.extend(ROUTE_DIFF_HEADER.iter().map(|title| number(title, true)));
+    // On a terminal: the two rates; the requests and p-value with --wide.
+    columns.extend(ROUTE_DIFF_HEADER.iter().enumerate().map(|(i, title)| number(title, i < 2)));
     let mut grid = Grid::new(columns);
     for row in &diff.routes {
         let mut cells = vec![(Text::plain(row.status.as_str()), Paint::Status(row.status)), key(&row.route)];
@@ -333,9 +337,10 @@ fn render_routes(out: &mut String, report: &Report, style: Style) {
         text("route", Fit::Key),
         number("requests", true),
         number("loop ms/req", true),
-        number("p50 ms", true),
+        // p50 and the share with --wide: the table fits 80 columns.
+        number("p50 ms", false),
         number("p95 ms", true),
-        number("share", true),
+        number("share", false),
         number("events/req", true),
         number("score", false),
         text("worst", Fit::Fixed),
@@ -389,7 +394,8 @@ fn render_loop_time(out: &mut String, report: &Report, style: Style) {
         number("cpu ms", false),
         number("slices", true),
         number("samples", false),
-        text("from", Fit::Fixed),
+        // A list (`events, samples, native`): it wraps between its items on a narrow terminal.
+        text("from", Fit::Words),
     ]);
     for row in &view.groups {
         grid.add(vec![
@@ -401,7 +407,8 @@ fn render_loop_time(out: &mut String, report: &Report, style: Style) {
             plain(fmt_ms(row.cpu_ms)),
             plain(row.slices),
             plain(row.samples),
-            plain(via_text(row)),
+            // As a list on a terminal (wrapped between items), as written elsewhere to a pipe.
+            plain(if style.width.is_some() { via_text(row).replace('+', ", ") } else { via_text(row) }),
         ]);
     }
     out.push_str(&grid.draw(style));
