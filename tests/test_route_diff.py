@@ -245,16 +245,17 @@ def widest_line_of_each_table(text: str) -> dict[str, int]:
 def test_every_table_fits_the_terminal_and_no_name_is_cut(recordings, demo_trace, columns, by):
     a, _ = recordings["a"]
     b, _ = recordings["b"]
-    runs = [["--by", by, str(demo_trace)], ["--by", by, *a]]
-    # A diff's cells (`12.177 → 30.473 (+150%)`) are whole numbers: its tables need 100 columns.
+    # A diff's cells (`12.177 → 30.473 (+150%)`) are whole numbers: its tables
+    # need 100 columns, and leave its keys too few there to keep every name whole.
+    runs = [(["--by", by, str(demo_trace)], True), (["--by", by, *a], True)]
     if columns >= 100:
-        runs.append(["diff", a[0], b[0], "--by", by, "--all"])
-    for args in runs:
+        runs.append((["diff", a[0], b[0], "--by", by, "--all"], False))
+    for args, whole_names in runs:
         text = run_on_terminal(args, columns, cwd=Path("/"))
         assert_fits(text, columns)
         widths = widest_line_of_each_table(text)
         assert widths and max(widths.values()) <= columns, widths
         # At 80 columns the Blocking I/O table's numbers and event lists leave
         # a key fewer columns than some names take: fitting comes first there.
-        if columns >= 100:
+        if columns >= 100 and whole_names:
             assert_nothing_cut(text)
