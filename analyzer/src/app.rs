@@ -229,13 +229,17 @@ fn report_flame_graph(flame: &crate::flamegraph::Folded) -> Option<String> {
 
 /// The HTML diff's flame graph: the new side's stacks coloured by how their
 /// time changed from the base's (`flamegraph --diff`'s picture).
-fn diff_flame_graph(base: &crate::flamegraph::Folded, new: &crate::flamegraph::Folded) -> Option<String> {
+fn diff_flame_graph(
+    base: &crate::flamegraph::Folded,
+    new: &crate::flamegraph::Folded,
+    test: crate::flamegraph::ChangeTest,
+) -> Option<String> {
     let subtitle = "the new side's stacks, against the base's scaled to the same total".to_owned();
     let text = crate::flamegraph::SvgText {
         title: "Busy time by stack, against the base".to_owned(),
         subtitle: Some(subtitle),
     };
-    let svg = crate::flamegraph::differential_svg(base, new, &text).ok()?;
+    let svg = crate::flamegraph::differential_svg(base, new, &text, test).ok()?;
     String::from_utf8(svg).ok()
 }
 
@@ -244,6 +248,9 @@ fn diff_flame_graph(base: &crate::flamegraph::Folded, new: &crate::flamegraph::F
 pub fn run_diff(mut args: DiffArgs) -> Result<Outcome, AnalyzeError> {
     if args.skip_first_s > args.filters.since.unwrap_or(0.0) {
         args.filters.since = Some(args.skip_first_s);
+    }
+    if !matches!(args.csv_table, report::CsvTable::Groups | report::CsvTable::Routes) {
+        return Err(AnalyzeError::Usage("--csv-table: a diff writes groups or routes".to_owned()));
     }
     let destination = Destination::new(args.output.output.as_deref());
     let base_paths = expand_side(&args.base, &args.more_base)?;
@@ -288,7 +295,8 @@ pub fn run_diff(mut args: DiffArgs) -> Result<Outcome, AnalyzeError> {
     let mut diff = make_diff(&args, &base, &new, diff::table_changes(&base_table, &new_table));
     if args.output.format == ReportFormat::Html {
         if new.flame.total_ns() > 0 {
-            diff.flame_graph_svg = diff_flame_graph(&base.flame, &new.flame);
+            let test = crate::flamegraph::ChangeTest { confidence: args.confidence, min_increase: args.min_increase };
+            diff.flame_graph_svg = diff_flame_graph(&base.flame, &new.flame, test);
         }
         diff.new_side = Some(Box::new(make_report(&side_report_args(&args), new)));
     }
@@ -338,10 +346,13 @@ fn make_diff(args: &DiffArgs, base: &Side, new: &Side, event_table_changes: Vec<
         all: args.all,
         confidence: args.confidence,
         min_slices_p95: args.min_slices_p95,
+        min_route_change_ms: args.min_route_change_ms,
         gate_one_time: args.gate_one_time,
         frame_keys: args.filters.by.names_code(),
     };
     let (mut rows, rise_tests, fall_tests) = diff::compare(base, new, &diff_options);
+    // Every route of either side, unchanged ones included: a short table.
+    let routes = crate::route_diff::compare_routes(&base.routes, &new.routes, &diff_options);
     let counts = diff::count_statuses(&rows);
     let warning = diff::nothing_in_common(&rows);
     let reasons = diff::gate(&rows, &diff_options);
@@ -371,7 +382,9 @@ fn make_diff(args: &DiffArgs, base: &Side, new: &Side, event_table_changes: Vec<
     let filters = &args.filters;
     Diff {
         schema_version: diff::DIFF_SCHEMA_VERSION,
+        schema_minor: diff::DIFF_SCHEMA_MINOR,
         by: filters.by.to_string(),
+        routes,
         base: side_view(base),
         new: side_view(new),
         scored_with: args.rescore.as_str(),
@@ -395,6 +408,7 @@ fn make_diff(args: &DiffArgs, base: &Side, new: &Side, event_table_changes: Vec<
             app_roots: filters.app_roots.clone(),
         },
         group_by: filters.by.clone(),
+        csv_table: args.csv_table,
     }
 }
 
@@ -655,7 +669,8 @@ pub fn run_flamegraph(args: crate::cli::FlamegraphArgs) -> Result<(), AnalyzeErr
             let subtitle = format!("{} against base {} (scaled to the same total)", what(&side), what(base));
             let text =
                 SvgText { title: title("aiocop: busy time by stack, against the base"), subtitle: Some(subtitle) };
-            let svg = crate::flamegraph::differential_svg(&base.flame, &side.flame, &text).map_err(failed)?;
+            let test = crate::flamegraph::ChangeTest { confidence: args.confidence, min_increase: args.min_increase };
+            let svg = crate::flamegraph::differential_svg(&base.flame, &side.flame, &text, test).map_err(failed)?;
             String::from_utf8_lossy(&svg).into_owned()
         }
     };

@@ -298,7 +298,7 @@ pub struct ReportArgs {
     #[arg(long, value_name = "US", default_value_t = crate::stalls::DEFAULT_STALL_GAP_NS as f64 / 1000.0, allow_negative_numbers = true, help_heading = "Loop time")]
     pub stall_gap_us: f64,
 
-    /// With --format csv, the table written: groups (blocking I/O), loop-time or stalls.
+    /// With --format csv, the table written: groups (blocking I/O), loop-time, stalls or routes (with --by route).
     #[arg(long, value_name = "TABLE", default_value = "groups", help_heading = "Output")]
     pub csv_table: CsvTable,
 
@@ -433,6 +433,11 @@ pub struct DiffArgs {
     #[arg(long, value_name = "P", default_value = "0.99", value_parser = parse_confidence, allow_hyphen_values = true, help_heading = "Gate")]
     pub confidence: f64,
 
+    /// With --by route, a route's loop time per request must rise (or fall)
+    /// by at least MS as well as by --min-increase and beyond chance.
+    #[arg(long = "min-route-change-ms", value_name = "MS", default_value_t = crate::diff::DEFAULT_MIN_ROUTE_CHANGE_MS, help_heading = "Gate")]
+    pub min_route_change_ms: f64,
+
     /// p95s are compared only when both sides have at least N slices of the group.
     #[arg(long = "min-slices-p95", value_name = "N", default_value_t = crate::diff::DEFAULT_MIN_SLICES_P95, help_heading = "Gate")]
     pub min_slices_p95: u64,
@@ -466,6 +471,10 @@ pub struct DiffArgs {
     /// Show unchanged rows too.
     #[arg(long, help_heading = "Output")]
     pub all: bool,
+
+    /// With --format csv, the table written: groups, or routes (with --by route).
+    #[arg(long, value_name = "TABLE", default_value = "groups", help_heading = "Output")]
+    pub csv_table: CsvTable,
 
     #[command(flatten)]
     pub output: OutputArgs,
@@ -618,8 +627,18 @@ pub struct FlamegraphArgs {
     #[arg(long = "diff", value_name = "BASE", help_heading = "Output")]
     pub diff: Vec<PathBuf>,
 
+    /// With --diff, a stack is coloured only when its share of the busy time
+    /// changed beyond chance at confidence P (the diff gate's test,
+    /// Holm-adjusted over the picture's stacks); the others are drawn white.
+    #[arg(long, value_name = "P", default_value = "0.99", value_parser = parse_confidence, allow_hyphen_values = true, help_heading = "Output")]
+    pub confidence: f64,
+
+    /// With --diff, ... and by at least PCT of its share.
+    #[arg(long, value_name = "PCT", default_value = "20%", value_parser = parse_percent, allow_hyphen_values = true, help_heading = "Output")]
+    pub min_increase: f64,
+
     /// svg, or folded: collapsed stacks, one line each, with their nanoseconds
-    /// (with --diff, the base's then this run's).
+    /// (with --diff, the base's then this run's, every difference, untested).
     #[arg(long, value_name = "FORMAT", default_value = "svg", help_heading = "Output")]
     pub format: FlameFormat,
 

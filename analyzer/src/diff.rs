@@ -62,6 +62,8 @@ use std::collections::BTreeSet;
 
 /// Bumped when a field of the diff's JSON changes meaning or goes away.
 pub const DIFF_SCHEMA_VERSION: u32 = 2;
+/// Bumped when the diff's JSON gains a field: 1 added `routes` (`--by route`).
+pub const DIFF_SCHEMA_MINOR: u32 = 1;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -147,6 +149,9 @@ pub struct DiffOptions {
     pub confidence: f64,
     /// p95s are compared only when both sides have at least this many slices.
     pub min_slices_p95: u64,
+    /// A route's loop ms per request rises (or falls) from this many
+    /// milliseconds too ([`crate::route_diff`]).
+    pub min_route_change_ms: f64,
     /// One-time work (first-call imports, groups of at most 2 slices a side)
     /// is tested and gates like the rest.
     pub gate_one_time: bool,
@@ -165,6 +170,7 @@ impl Default for DiffOptions {
             all: false,
             confidence: DEFAULT_CONFIDENCE,
             min_slices_p95: DEFAULT_MIN_SLICES_P95,
+            min_route_change_ms: DEFAULT_MIN_ROUTE_CHANGE_MS,
             gate_one_time: false,
             frame_keys: false,
         }
@@ -172,6 +178,8 @@ impl Default for DiffOptions {
 }
 
 pub const DEFAULT_CONFIDENCE: f64 = 0.99;
+/// A route's loop time per request moves by less with the machine's load alone.
+pub const DEFAULT_MIN_ROUTE_CHANGE_MS: f64 = 1.0;
 pub const DEFAULT_MIN_SLICES_P95: u64 = 50;
 /// A p95 moves by less with the machine's load alone: in the A/A pairs of
 /// `bench/gate_calibration.py` on a shared 2-core machine, sub-millisecond
@@ -356,7 +364,11 @@ pub struct DiffOptionsView {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Diff {
     pub schema_version: u32,
+    pub schema_minor: u32,
     pub by: String,
+    /// `--by route`: every route of either side ([`crate::route_diff`]);
+    /// empty for other keys.
+    pub routes: Vec<crate::route_diff::RouteDiffRow>,
     pub base: SideView,
     pub new: SideView,
     /// Whose event table scored both sides: `new` or `base`.
@@ -373,6 +385,9 @@ pub struct Diff {
     pub options: DiffOptionsView,
     #[serde(skip)]
     pub group_by: GroupBy,
+    /// `--format csv`: the groups, or the routes.
+    #[serde(skip)]
+    pub csv_table: crate::report::CsvTable,
     /// `--format html`: the differential flame graph of the new side against the base, ...
     #[serde(skip)]
     pub flame_graph_svg: Option<String>,

@@ -151,6 +151,20 @@ impl Durations {
         self.max_ns
     }
 
+    /// Σ of the times' squares in µs²: exact up to 256 times, else to the
+    /// histogram's precision.
+    pub fn sum_sq_us2(&self) -> u64 {
+        match &self.sketch {
+            Sketch::Exact(values) => {
+                values.iter().fold(0u64, |sum, &ns| sum.saturating_add(crate::loop_time::squared_us(ns)))
+            }
+            Sketch::Histogram(histogram) => histogram.iter_recorded().fold(0u64, |sum, value| {
+                let us = histogram.median_equivalent(value.value_iterated_to());
+                sum.saturating_add(us.saturating_mul(us).saturating_mul(value.count_at_value()))
+            }),
+        }
+    }
+
     /// How many of the times are above `threshold_ns`: exactly up to 256
     /// times, else to the histogram's precision (microseconds, 3 digits).
     pub fn count_above(&self, threshold_ns: u64) -> u64 {

@@ -30,11 +30,12 @@
 use crate::aggregate::FileAggregate;
 use crate::group::{IgnoreSet, StackResolver};
 use crate::identity::{frame_facts, frame_identity, PathContext};
+use crate::stats::{self, RateSample};
 use aiocop_trace::apportion;
 use aiocop_trace::frame::short_path;
 use aiocop_trace::records::{FrameId, StackId, StringId, TraceHeader};
 use aiocop_trace::Dictionary;
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 use std::fmt::Write as _;
 
 /// How frames are named in the folded lines.
@@ -50,19 +51,28 @@ pub enum FrameNames {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Folded {
     pub stacks: FxHashMap<String, u64>,
+    /// For each stack, Σ over the slices (or parts of slices) behind it of
+    /// their time squared, in µs²: what the differential's test needs to
+    /// know how much a stack's time varies ([`changes_beyond_chance`]).
+    pub squares_us2: FxHashMap<String, u64>,
 }
 
 impl Folded {
-    fn add(&mut self, line: String, ns: u64) {
+    /// `ns` of slices whose squares add up to `sq_us2`, at stack `line`.
+    fn add(&mut self, line: String, ns: u64, sq_us2: u64) {
         if ns > 0 {
+            let square = self.squares_us2.entry(line.clone()).or_default();
+            *square = square.saturating_add(sq_us2);
             let total = self.stacks.entry(line).or_default();
             *total = total.saturating_add(ns);
         }
     }
 
     pub fn merge(&mut self, other: Folded) {
+        let mut squares = other.squares_us2;
         for (line, ns) in other.stacks {
-            self.add(line, ns);
+            let sq_us2 = squares.remove(&line).unwrap_or(0);
+            self.add(line, ns, sq_us2);
         }
     }
 
@@ -127,7 +137,7 @@ impl Folded {
         let root = |what: StringId| frame_text(&string(dictionary, what));
 
         for (signature, stats) in &aggregate.io {
-            let busy_ns = stats.durations.total_ns();
+            let (busy_ns, sq_us2) = (stats.durations.total_ns(), stats.durations.sum_sq_us2());
             let mut kept: Vec<(StackId, u64)> = Vec::new();
             for &(_, stack) in &signature.events {
                 if resolver.facts(stack).ignored {
@@ -141,10 +151,10 @@ impl Folded {
             let root = root(signature.what);
             if kept.is_empty() {
                 // Every event is ignored (known and accepted): what ran.
-                self.add(root, busy_ns);
+                self.add(root, busy_ns, sq_us2);
                 continue;
             }
-            self.add_split(&root, &kept, busy_ns, &mut stacks);
+            self.add_split(&root, &kept, (busy_ns, sq_us2), &mut stacks);
         }
         for (signature, (stats, _)) in &aggregate.loop_time.sampled {
             let what = signature.extra.map_or_else(|| "<what ran not kept>".to_owned(), root);
@@ -152,21 +162,33 @@ impl Folded {
             for (share, part_ns) in signature.samples.iter().zip(apportion(stats.busy_ns, &weights)) {
                 // Time in C code called from the stack's innermost frame.
                 let native = if share.native { NATIVE_FRAME } else { "" };
-                self.add(format!("{what};{}{native}", stacks.get(share.stack)), part_ns);
+                let sq_us2 = part_of_squares(stats.busy_sq_us2, part_ns, stats.busy_ns);
+                self.add(format!("{what};{}{native}", stacks.get(share.stack)), part_ns, sq_us2);
             }
         }
         for (what, stats) in aggregate.loop_time.ran() {
-            self.add(root(what), stats.busy_ns);
+            self.add(root(what), stats.busy_ns, stats.busy_sq_us2);
         }
     }
 
-    /// `ns` split between `stacks` by their counts, each under `root`.
-    fn add_split(&mut self, root: &str, stacks: &[(StackId, u64)], ns: u64, names: &mut StackNames) {
+    /// `ns` (of slices whose squares add up to `sq_us2`) split between
+    /// `stacks` by their counts, each under `root`.
+    fn add_split(&mut self, root: &str, stacks: &[(StackId, u64)], (ns, sq_us2): (u64, u64), names: &mut StackNames) {
         let weights: Vec<u64> = stacks.iter().map(|&(_, count)| count).collect();
         for (&(stack, _), part_ns) in stacks.iter().zip(apportion(ns, &weights)) {
-            self.add(format!("{root};{}", names.get(stack)), part_ns);
+            self.add(format!("{root};{}", names.get(stack)), part_ns, part_of_squares(sq_us2, part_ns, ns));
         }
     }
+}
+
+/// The squares of slices' parts when each slice gives the same fraction
+/// `part_ns / whole_ns` of its time: `sq_us2` times that fraction squared.
+fn part_of_squares(sq_us2: u64, part_ns: u64, whole_ns: u64) -> u64 {
+    if whole_ns == 0 {
+        return 0;
+    }
+    let fraction = part_ns as f64 / whole_ns as f64;
+    (sq_us2 as f64 * fraction * fraction).round() as u64
 }
 
 /// The frame under a sample's innermost frame when its request waited in
@@ -274,31 +296,149 @@ pub fn svg(folded: &Folded, text: &SvgText) -> std::io::Result<Vec<u8>> {
     Ok(out)
 }
 
+/// Which stacks a differential picture colours: those whose share of the
+/// busy time changed beyond chance by the diff gate's test.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ChangeTest {
+    /// As `diff --confidence`: a change is beyond chance when its test,
+    /// Holm-adjusted over every stack of the picture, has p <= 1 - confidence.
+    pub confidence: f64,
+    /// As `diff --min-increase`: the stack's time against the rest of the
+    /// side's must also move by this fraction.
+    pub min_increase: f64,
+}
+
+/// The stacks whose share of the busy time rose or fell beyond chance
+/// from `base` to `new`: the diff gate's rate test ([`crate::stats`]) on
+/// time, a stack's microseconds tested as a count after dividing by their
+/// dispersion (Σ of its slices' squared times over its time: a stack of a
+/// few long slices varies more than one of many short ones), against the
+/// rest of its side's busy time; rises and falls each Holm-adjusted over
+/// the stacks whose test could reject at all (Tarone), and its time
+/// against the rest moved by at least `min_increase` too.
+pub fn changes_beyond_chance(base: &Folded, new: &Folded, test: ChangeTest) -> FxHashSet<String> {
+    let (base_total_us, new_total_us) = (base.total_ns() / 1000, new.total_ns() / 1000);
+    let (base_tested, new_tested) = (tested_stacks(base), tested_stacks(new));
+    let stacks: Vec<&String> = {
+        let mut all: Vec<&String> = base_tested.keys().chain(new_tested.keys()).collect();
+        all.sort_unstable();
+        all.dedup();
+        all
+    };
+    // A stack's time against the rest of its side's (the denominator that
+    // does not move with the stack): a dominant stack three times as slow
+    // barely grows its share (83% to 91%), but triples against the rest.
+    let sample = |tested: &FxHashMap<String, (u64, u64)>, stack: &str, side_us: u64| {
+        let (ns, sq_us2) = tested.get(stack).copied().unwrap_or_default();
+        let total = ns as f64 / 1000.0;
+        RateSample { total, sum_sq: sq_us2 as f64, side_slices: side_us.saturating_sub(total as u64).max(1) }
+    };
+    let pairs: Vec<(RateSample, RateSample)> =
+        stacks.iter().map(|s| (sample(&base_tested, s, base_total_us), sample(&new_tested, s, new_total_us))).collect();
+    let alpha = 1.0 - test.confidence;
+    let floors: Vec<(f64, f64)> = pairs.iter().map(|(b, n)| stats::rate_floor(b, n)).collect();
+    let rises = testable_holm(&pairs, &floors, alpha, |(b, n)| stats::rate_rise(b, n), |f| f.0);
+    let falls = testable_holm(&pairs, &floors, alpha, |(b, n)| stats::rate_fall(b, n), |f| f.1);
+    let against_rest = |sample: &RateSample| sample.total / sample.side_slices as f64;
+    let moved = |from: f64, to: f64| to > 0.0 && to >= from * (1.0 + test.min_increase);
+    stacks
+        .into_iter()
+        .zip(pairs.iter().zip(rises.iter().zip(&falls)))
+        .filter(|(_, ((b, n), (&rise, &fall)))| {
+            (rise <= alpha && moved(against_rest(b), against_rest(n)))
+                || (fall <= alpha && moved(against_rest(n), against_rest(b)))
+        })
+        .map(|(stack, _)| stack.clone())
+        .collect()
+}
+
+/// The stacks as the test takes them: time and squares, a `[native]` frame
+/// counted with its caller. Whether a sample waited in C code is judged by
+/// the wall clock ([`aiocop_trace::waited_in_native_code`]): on a loaded
+/// machine pure-Python code is marked native in one run and not in the
+/// next, which is not a change of the program.
+fn tested_stacks(folded: &Folded) -> FxHashMap<String, (u64, u64)> {
+    let mut tested: FxHashMap<String, (u64, u64)> = FxHashMap::default();
+    for (stack, &ns) in &folded.stacks {
+        let sq_us2 = folded.squares_us2.get(stack).copied().unwrap_or(0);
+        let entry = tested.entry(tested_key(stack).to_owned()).or_default();
+        *entry = (entry.0.saturating_add(ns), entry.1.saturating_add(sq_us2));
+    }
+    tested
+}
+
+/// The stack a line is tested as: without its `[native]` frame.
+fn tested_key(stack: &str) -> &str {
+    stack.strip_suffix(NATIVE_FRAME).unwrap_or(stack)
+}
+
+/// Holm-adjusted p-values of `test` over the pairs whose smallest possible
+/// p-value (`floor`) is at most `alpha`; 1 for the others, which could
+/// never reject (a stack seen in a slice or two).
+fn testable_holm(
+    pairs: &[(RateSample, RateSample)],
+    floors: &[(f64, f64)],
+    alpha: f64,
+    test: impl Fn(&(RateSample, RateSample)) -> f64,
+    floor: impl Fn(&(f64, f64)) -> f64,
+) -> Vec<f64> {
+    let testable: Vec<usize> = (0..pairs.len()).filter(|&i| floor(&floors[i]) <= alpha).collect();
+    let adjusted = stats::holm(&testable.iter().map(|&i| test(&pairs[i])).collect::<Vec<_>>());
+    let mut p_values = vec![1.0; pairs.len()];
+    for (&i, p) in testable.iter().zip(adjusted) {
+        p_values[i] = p;
+    }
+    p_values
+}
+
 /// The differential flame graph of `new` against `base`: `new`'s stacks,
-/// coloured by how their time changed, the base's time first scaled to
-/// `new`'s total (inferno's `differential` with `normalize`).
-pub fn differential_svg(base: &Folded, new: &Folded, text: &SvgText) -> std::io::Result<Vec<u8>> {
-    let both = differential_lines(base, new, SVG_UNIT_NS, true)?;
-    let mut lines: Vec<&str> = both.lines().filter(|line| !line.trim().is_empty()).collect();
+/// the base's time scaled to `new`'s total; only the stacks whose change
+/// `test` calls beyond chance are coloured (red: more of the time, blue:
+/// less), the others drawn as unchanged (white), so that two recordings
+/// of one build (an A/A pair) come out white.
+pub fn differential_svg(base: &Folded, new: &Folded, text: &SvgText, test: ChangeTest) -> std::io::Result<Vec<u8>> {
+    let changed = changes_beyond_chance(base, new, test);
+    let scale = if base.total_ns() == 0 { 0.0 } else { new.total_ns() as f64 / base.total_ns() as f64 };
+    let units = |ns: f64| (ns / SVG_UNIT_NS as f64).round() as u64;
+    let mut lines: Vec<String> = new
+        .stacks
+        .keys()
+        .chain(base.stacks.keys().filter(|stack| !new.stacks.contains_key(*stack)))
+        .filter_map(|stack| {
+            let new_units = units(new.stacks.get(stack).map_or(0.0, |&ns| ns as f64));
+            let base_units = match changed.contains(tested_key(stack)) {
+                true => units(base.stacks.get(stack).map_or(0.0, |&ns| ns as f64 * scale)),
+                false => new_units,
+            };
+            (new_units > 0 || base_units > 0).then(|| format!("{stack} {base_units} {new_units}"))
+        })
+        .collect();
     if lines.is_empty() {
         return Ok(empty_svg(&text.title));
     }
     lines.sort_unstable();
-    // inferno colours every difference: say so on the picture, so that
-    // noise is not read as a change.
+    // Say on the picture what its colours are, and how many stacks have one.
+    let note = colour_note(changed.len(), test);
     let subtitle = match &text.subtitle {
-        Some(subtitle) => format!("{subtitle}. {NOISE_NOTE}"),
-        None => NOISE_NOTE.to_owned(),
+        Some(subtitle) => format!("{subtitle}. {note}"),
+        None => note,
     };
     let text = SvgText { subtitle: Some(subtitle), ..text.clone() };
     let mut out = Vec::new();
-    inferno::flamegraph::from_lines(&mut options(&text), lines, &mut out)?;
+    inferno::flamegraph::from_lines(&mut options(&text), lines.iter().map(String::as_str), &mut out)?;
     Ok(out)
 }
 
-/// What a differential picture says of its colours: they are not a test.
-pub const NOISE_NOTE: &str = "Every difference is coloured, noise included: two recordings of one build \
-     (an A/A pair) look like this too; the diff's gate (--fail-on) says what changed beyond noise";
+/// What a differential picture says of its colours.
+fn colour_note(changed: usize, test: ChangeTest) -> String {
+    format!(
+        "Coloured: {} whose share of the time changed beyond chance (the diff gate's test at confidence {}, \
+         by at least {}%; red more, blue less); white: unchanged or noise",
+        crate::units::count(changed as u64, "stack"),
+        test.confidence,
+        crate::diff::round_pct(test.min_increase)
+    )
+}
 
 /// Both sides' stacks, one line each, `stack base new`, in units of
 /// `unit_ns` (inferno's `differential`; with `normalize`, the base's time
@@ -419,19 +559,67 @@ mod tests {
         assert!(svg.contains("load (/srv/app/app.py:5)"), "{svg}");
         let empty = String::from_utf8(svg_of_nothing()).unwrap();
         assert!(empty.starts_with("<?xml") && empty.contains("nothing to draw"));
-        let diff = String::from_utf8(differential_svg(&Folded::default(), &folded, &text).unwrap()).unwrap();
+        let test = ChangeTest { confidence: 0.99, min_increase: 0.2 };
+        let diff = String::from_utf8(differential_svg(&Folded::default(), &folded, &text, test).unwrap()).unwrap();
         assert!(diff.contains("load (/srv/app/app.py:5)"));
-        // Its colours are not read as changes: the picture says noise is coloured too.
-        assert!(
-            diff.contains("noise included: two recordings of one build (an A/A pair) look like this too"),
-            "{diff}"
-        );
+        // Its colours are said to be tested, not every difference.
+        assert!(diff.contains("changed beyond chance (the diff gate&apos;s test at confidence 0.99"), "{diff}");
         let text_lines = differential_text(&Folded::default(), &folded).unwrap();
         assert_eq!(text_lines, "main;handler (/srv/app/app.py:9);load (/srv/app/app.py:5) 0 10000\n");
         // Against itself at twice the time: normalized, nothing changed.
-        let twice = Folded { stacks: folded.stacks.iter().map(|(k, ns)| (k.clone(), 2 * ns)).collect() };
-        let same = String::from_utf8(differential_svg(&twice, &folded, &text).unwrap()).unwrap();
+        let twice = Folded {
+            stacks: folded.stacks.iter().map(|(k, ns)| (k.clone(), 2 * ns)).collect(),
+            squares_us2: folded.squares_us2.iter().map(|(k, sq)| (k.clone(), 4 * sq)).collect(),
+        };
+        let same = String::from_utf8(differential_svg(&twice, &folded, &text, test).unwrap()).unwrap();
         assert!(same.contains("<title>load (/srv/app/app.py:5) (10 µs, 100.00%; 0.00%)</title>"), "{same}");
+    }
+
+    /// `n` slices of `ms` each at `stack`.
+    fn slices_at(folded: &mut Folded, stack: &str, n: u64, ms: u64) {
+        folded.add(stack.to_owned(), n * ms * 1_000_000, n * (ms * 1000) * (ms * 1000));
+    }
+
+    #[test]
+    fn only_a_change_beyond_chance_is_coloured() {
+        let test = ChangeTest { confidence: 0.99, min_increase: 0.2 };
+        let (mut base, mut new) = (Folded::default(), Folded::default());
+        slices_at(&mut base, "main;cpu", 10_000, 5);
+        slices_at(&mut base, "main;io", 10_000, 1);
+        slices_at(&mut base, "main;rare", 3, 40);
+        // The same mix with a little noise, and a rare stack three times as often.
+        slices_at(&mut new, "main;cpu", 10_300, 5);
+        slices_at(&mut new, "main;io", 9_850, 1);
+        slices_at(&mut new, "main;rare", 9, 40);
+        assert!(changes_beyond_chance(&base, &new, test).is_empty());
+        // cpu twice as slow: its share rose, io's fell.
+        let mut slower = Folded::default();
+        slices_at(&mut slower, "main;cpu", 10_000, 10);
+        slices_at(&mut slower, "main;io", 10_000, 1);
+        slices_at(&mut slower, "main;rare", 3, 40);
+        let changed = changes_beyond_chance(&base, &slower, test);
+        assert_eq!(
+            changed.into_iter().collect::<std::collections::BTreeSet<_>>(),
+            ["main;cpu", "main;io"].map(String::from).into()
+        );
+        // Drawn: a changed stack gets its base's scaled time, an unchanged one its own (white).
+        let text = SvgText { title: "t".to_owned(), subtitle: None };
+        let svg = String::from_utf8(differential_svg(&base, &new, &text, test).unwrap()).unwrap();
+        assert!(svg.contains("Coloured: 0 stacks whose share"), "{svg}");
+        let fills = |svg: &str| -> std::collections::BTreeSet<String> {
+            svg.split("fill=\"").skip(1).filter_map(|rest| rest.split('"').next()).map(str::to_owned).collect()
+        };
+        // Frames are white (250) or red/blue; black is text, the background a gradient.
+        let frame_fills = |svg: &str| {
+            let mut all = fills(svg);
+            all.retain(|fill| fill != "rgb(0,0,0)" && fill != "url(#background)");
+            all
+        };
+        assert_eq!(frame_fills(&svg), ["rgb(250,250,250)".to_owned()].into());
+        let slower_svg = String::from_utf8(differential_svg(&base, &slower, &text, test).unwrap()).unwrap();
+        let coloured = frame_fills(&slower_svg);
+        assert!(coloured.iter().any(|f| f.starts_with("rgb(255,")), "{coloured:?}");
+        assert!(coloured.iter().any(|f| f.ends_with(",255)")), "{coloured:?}");
     }
 
     fn svg_of_nothing() -> Vec<u8> {

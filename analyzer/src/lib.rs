@@ -87,6 +87,7 @@ pub mod paths;
 pub mod read;
 pub mod report;
 pub mod resolve;
+pub mod route_diff;
 pub mod routes;
 pub mod signature;
 pub mod stalls;

@@ -42,6 +42,9 @@ pub const DEFAULT_LONG_MS: f64 = 2.0;
 pub struct BusyStats {
     pub slices: u64,
     pub busy_ns: u64,
+    /// Σ over the slices of (duration in µs)²: how much their time varies
+    /// (the differential flame graph's test, [`crate::flamegraph`]).
+    pub busy_sq_us2: u64,
     /// The start of the earliest of them.
     pub first_start_ns: u64,
 }
@@ -54,6 +57,7 @@ impl BusyStats {
         }
         self.slices += 1;
         self.busy_ns = self.busy_ns.saturating_add(duration_ns);
+        self.busy_sq_us2 = self.busy_sq_us2.saturating_add(squared_us(duration_ns));
     }
 
     fn merge(&mut self, other: &BusyStats) {
@@ -65,7 +69,15 @@ impl BusyStats {
         }
         self.slices += other.slices;
         self.busy_ns = self.busy_ns.saturating_add(other.busy_ns);
+        self.busy_sq_us2 = self.busy_sq_us2.saturating_add(other.busy_sq_us2);
     }
+}
+
+/// A duration's square, in µs² (a day-long slice still fits in a `u64`).
+#[inline(always)]
+pub fn squared_us(duration_ns: u64) -> u64 {
+    let us = duration_ns / 1000;
+    us.saturating_mul(us)
 }
 
 /// The time of slices with neither events nor samples, of one `what`: two
@@ -74,6 +86,8 @@ impl BusyStats {
 pub struct RanStats {
     pub slices: u64,
     pub busy_ns: u64,
+    /// As [`BusyStats::busy_sq_us2`].
+    pub busy_sq_us2: u64,
 }
 
 impl RanStats {
@@ -81,11 +95,13 @@ impl RanStats {
     fn add(&mut self, duration_ns: u64) {
         self.slices += 1;
         self.busy_ns = self.busy_ns.saturating_add(duration_ns);
+        self.busy_sq_us2 = self.busy_sq_us2.saturating_add(squared_us(duration_ns));
     }
 
     fn merge(&mut self, other: &RanStats) {
         self.slices += other.slices;
         self.busy_ns = self.busy_ns.saturating_add(other.busy_ns);
+        self.busy_sq_us2 = self.busy_sq_us2.saturating_add(other.busy_sq_us2);
     }
 }
 
@@ -192,7 +208,11 @@ mod tests {
         a.merge(b);
         let mut ran: Vec<_> = a.ran().map(|(what, s)| (what, *s)).collect();
         ran.sort_by_key(|(what, _)| *what);
-        let stats = |slices, busy_ns| RanStats { slices, busy_ns };
+        let stats = |slices, busy_ns| RanStats { slices, busy_ns, busy_sq_us2: 0 };
         assert_eq!(ran, [(3, stats(3, 16)), (9, stats(1, 2)), (u32::MAX, stats(1, 1))]);
+        let mut long = LoopAggregate::default();
+        long.add_ran(3, 2_000_000);
+        long.add_ran(3, 1_000_000);
+        assert_eq!(long.ran().next().unwrap().1.busy_sq_us2, 4_000_000 + 1_000_000);
     }
 }

@@ -475,6 +475,8 @@ pub enum CsvTable {
     LoopTime,
     /// The stalls.
     Stalls,
+    /// The Routes table (`--by route`); for a diff, its routes' comparison.
+    Routes,
 }
 
 /// How rows are chosen and ordered.

@@ -31,6 +31,8 @@ pub struct RouteStats {
     pub busy_ns: u64,
     pub slices: u64,
     pub events: u64,
+    /// Σ over the slices of (their events)²: how the events come clustered.
+    pub events_sq: u64,
     pub score: i64,
     /// The worst level of a slice with blocking events, if any had one.
     pub worst: Option<SeverityLevel>,
@@ -44,6 +46,7 @@ impl RouteStats {
         self.busy_ns = self.busy_ns.saturating_add(other.busy_ns);
         self.slices += other.slices;
         self.events += other.events;
+        self.events_sq = self.events_sq.saturating_add(other.events_sq);
         self.score = self.score.saturating_add(other.score);
         self.worst = self.worst.max(other.worst);
         self.request_ns.extend(other.request_ns);
@@ -101,6 +104,7 @@ impl SliceVisitor for RouteVisitor {
         stats.slices += 1;
         let events = slice.events.len() as u64 + u64::from(slice.dropped_events);
         stats.events += events;
+        stats.events_sq = stats.events_sq.saturating_add(events * events);
         if events > 0 {
             stats.score = stats.score.saturating_add(slice.score);
             stats.worst = stats.worst.max(Some(level_from_score(slice.score)));
@@ -222,6 +226,7 @@ mod tests {
             busy_ns: busy_ms * 1_000_000,
             slices: requests,
             events,
+            events_sq: events,
             score: 0,
             worst: None,
             request_ns: request_ms.iter().map(|ms| ms * 1_000_000).collect(),

@@ -77,6 +77,16 @@ pub fn rate_fall(base: &RateSample, new: &RateSample) -> f64 {
     binomial(p0, n).map_or(1.0, |b| b.cdf(k_new))
 }
 
+/// The smallest p-values the rate tests could give these totals, a rise's
+/// (all of them on the new side) and a fall's (all on the base's): a test
+/// whose smallest p-value is above the level can never reject, and leaving
+/// it out of a Holm family keeps the family's error rate (Tarone, 1990).
+pub fn rate_floor(base: &RateSample, new: &RateSample) -> (f64, f64) {
+    let Some((n, _, p0)) = conditional(base, new) else { return (1.0, 1.0) };
+    let n = i32::try_from(n).unwrap_or(i32::MAX);
+    (p0.powi(n), (1.0 - p0).powi(n))
+}
+
 fn binomial(p: f64, n: u64) -> Option<Binomial> {
     Binomial::new(p.clamp(0.0, 1.0), n).ok()
 }

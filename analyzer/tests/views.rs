@@ -258,8 +258,14 @@ fn the_svg_names_the_frames_and_the_diff_matches_them_by_identity() {
     assert!(svg.contains("v2 against v1"));
     // Frames by identity, without lines; the base's build_report is gone (width 0 in v2).
     assert!(svg.contains("handlers.py:get_user") && !svg.contains("(shop/handlers.py:42)"), "{svg}");
-    // v1's 75 ms of 578 in get_user, scaled to v2's 113 ms total, against v2's 110 ms: +84% of the total.
-    assert!(svg.contains("<title>handlers.py:get_user (110,000 µs, 97.35%; +84.37%)</title>"), "{svg}");
+    // v1's 75 ms of 578 in get_user, scaled to v2's 113 ms total, against v2's 110 ms: +84% of the
+    // total, but from one slice a side: not beyond chance, drawn unchanged (white).
+    assert!(svg.contains("<title>handlers.py:get_user (110,000 µs, 97.35%; 0.00%)</title>"), "{svg}");
+    assert!(svg.contains("Coloured: 0 stacks whose share of the time changed beyond chance"), "{svg}");
+    // At a confidence of 1% (a test that rejects at p <= 0.99), the change is drawn.
+    let output = run(["flamegraph", path(&two), "--diff", path(&one), "--confidence", "0.01"]);
+    ok(&output);
+    assert!(stdout(&output).contains("<title>handlers.py:get_user (110,000 µs, 97.35%; +84.37%)</title>"));
     // Folded, both sides' nanoseconds as recorded: the same frames on one line.
     let output = run(["flamegraph", path(&two), "--diff", path(&one), "--format", "folded"]);
     ok(&output);

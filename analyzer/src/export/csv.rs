@@ -3,13 +3,16 @@
 //! `top_events` as `name:count` pairs joined with `;`. CSV holds one table:
 //! `--csv-table loop-time` writes the Loop time table instead (`via` joined
 //! with `+`), `--csv-table stalls` the stalls (`top` as `key:busy_ms` pairs
-//! joined with `;`). For a diff, one row per diff row: key, identity, status,
-//! then each value as `base_X` and `new_X` (empty for a side without the
-//! group), then `p_value` and `one_time` (empty when null).
+//! joined with `;`), `--csv-table routes` the Routes table (`--by route`).
+//! For a diff, one row per diff row: key, identity, status, then each value
+//! as `base_X` and `new_X` (empty for a side without the group), then
+//! `p_value` and `one_time` (empty when null); with `--csv-table routes`,
+//! one row per route: route, status, `base_X`/`new_X`, `p_value`.
 
 use super::{elapsed_cells, Exporter, Style};
 use crate::diff::{Diff, SideValues};
 use crate::report::{CsvTable, Report};
+use crate::route_diff::RouteSideValues;
 use crate::units::fmt_ms;
 
 pub struct CsvExporter;
@@ -76,6 +79,9 @@ fn to_csv(records: impl IntoIterator<Item = Vec<String>>) -> String {
 
 impl Exporter for CsvExporter {
     fn render_diff(&self, diff: &Diff, _style: Style) -> String {
+        if diff.csv_table == CsvTable::Routes {
+            return route_diff(diff);
+        }
         let header = ["key".to_owned(), "identity".to_owned(), "status".to_owned()]
             .into_iter()
             .chain(DIFF_VALUES.iter().flat_map(|v| [format!("base_{v}"), format!("new_{v}")]))
@@ -96,6 +102,7 @@ impl Exporter for CsvExporter {
             CsvTable::Groups => groups(report),
             CsvTable::LoopTime => loop_time(report),
             CsvTable::Stalls => stalls(report),
+            CsvTable::Routes => routes(report),
         }
     }
 }
@@ -142,6 +149,71 @@ fn stalls(report: &Report) -> String {
         ]
     });
     to_csv(std::iter::once(header).chain(rows))
+}
+
+pub const ROUTE_COLUMNS: [&str; 11] = [
+    "rank",
+    "route",
+    "requests",
+    "loop_ms_per_request",
+    "p50_ms",
+    "p95_ms",
+    "busy_ms",
+    "busy_share",
+    "events_per_request",
+    "severity_score",
+    "worst",
+];
+
+fn routes(report: &Report) -> String {
+    let header = ROUTE_COLUMNS.iter().map(|c| c.to_string()).collect();
+    let rows = report.routes.iter().map(|row| {
+        vec![
+            row.rank.to_string(),
+            row.route.clone(),
+            row.requests.to_string(),
+            row.loop_ms_per_request.to_string(),
+            fmt_ms(row.p50_ms),
+            fmt_ms(row.p95_ms),
+            fmt_ms(row.busy_ms),
+            row.busy_share.to_string(),
+            row.events_per_request.to_string(),
+            row.severity_score.to_string(),
+            row.worst.unwrap_or("").to_owned(),
+        ]
+    });
+    to_csv(std::iter::once(header).chain(rows))
+}
+
+/// The values of each side of a route's diff row, as `base_X` and `new_X` columns.
+pub const ROUTE_DIFF_VALUES: [&str; 6] =
+    ["requests", "loop_ms_per_request", "p95_ms", "events_per_request", "busy_ms", "events"];
+
+fn route_diff(diff: &Diff) -> String {
+    let header = ["route".to_owned(), "status".to_owned()]
+        .into_iter()
+        .chain(ROUTE_DIFF_VALUES.iter().flat_map(|v| [format!("base_{v}"), format!("new_{v}")]))
+        .chain(["p_value".to_owned()]);
+    let values = |side: Option<&RouteSideValues>| -> [String; 6] {
+        let Some(v) = side else { return Default::default() };
+        [
+            v.requests.to_string(),
+            v.loop_ms_per_request.to_string(),
+            v.p95_ms.to_string(),
+            v.events_per_request.to_string(),
+            v.busy_ms.to_string(),
+            v.events.to_string(),
+        ]
+    };
+    let rows = diff.routes.iter().map(|row| {
+        let (base, new) = (values(row.base.as_ref()), values(row.new.as_ref()));
+        [row.route.clone(), row.status.as_str().to_owned()]
+            .into_iter()
+            .chain(base.into_iter().zip(new).flat_map(|(b, n)| [b, n]))
+            .chain([row.p_value().map_or_else(String::new, |p| p.to_string())])
+            .collect()
+    });
+    to_csv(std::iter::once(header.collect()).chain(rows))
 }
 
 fn groups(report: &Report) -> String {

@@ -18,6 +18,8 @@ use unicode_width::UnicodeWidthChar;
 
 /// A key column is not shortened below this many columns while others can give way.
 pub(crate) const KEY_MIN_WIDTH: usize = 20;
+/// Below this, a key or list column gives no more way, even if the table then overflows.
+const LAST_RESORT_WIDTH: usize = 12;
 /// A list of words gets up to this many columns before a key gets more than its minimum.
 const WORDS_TARGET_WIDTH: usize = 20;
 /// What separates the items of a [`Fit::Words`] cell.
@@ -35,25 +37,137 @@ pub(crate) fn width_of(text: &str) -> usize {
 
 /// `text` shortened from the left to at most `width` columns, keeping its
 /// end: by whole path components where one fits (`…/views.py:30:resolve`),
-/// else by characters (`…ews.py:30:resolve`).
+/// else by characters (`…ews.py:30:resolve`): for prose, where a key is a
+/// word among others; a key column uses [`fit_key`], which cuts nothing.
 pub(crate) fn shorten_left(text: &str, width: usize) -> String {
-    shorten_left_at(text, width, '/')
+    if width_of(text) <= width {
+        return text.to_owned();
+    }
+    tail_that_fits(text, width).unwrap_or_else(|| shorten_chars(text, width))
 }
 
-/// [`shorten_left`], by components that start with `separator`.
-fn shorten_left_at(text: &str, width: usize, separator: char) -> String {
+/// A key shortened to `width` columns, as lines ([`fit_key`]); for a stack
+/// key (`a <- b <- c`, innermost first) its innermost frame, followed by ` <- …`.
+pub(crate) fn shorten_key(key: &str, width: usize) -> Vec<String> {
+    match key.split_once(TRACE_SEPARATOR) {
+        Some((innermost, _)) if width_of(key) > width => {
+            let more = format!("{TRACE_SEPARATOR}…");
+            let mut lines = fit_key(innermost, width.saturating_sub(width_of(&more)));
+            if let Some(last) = lines.last_mut() {
+                last.push_str(&more);
+            }
+            lines
+        }
+        _ => fit_key(key, width),
+    }
+}
+
+/// The pieces a key may be wrapped between: after a `/` or a `:`, before a
+/// space, after a `.` of a qualname or a module (`(import uvicorn.protocols.http.auto)`),
+/// never before a file's extension. No piece is ever cut.
+fn key_pieces(text: &str) -> Vec<&str> {
+    let mut pieces = Vec::new();
+    let mut start = 0;
+    let mut in_note = false;
+    for (at, c) in text.char_indices() {
+        let end = match c {
+            '/' | ':' => at + 1,
+            // A qualname's dots (`BaseSelectorEventLoop.` `_accept_connection`), never a file's extension.
+            '.' if in_note || !is_extension(&text[at + 1..]) => at + 1,
+            ' ' => {
+                in_note = true;
+                at
+            }
+            _ => continue,
+        };
+        if end > start {
+            pieces.push(&text[start..end]);
+            start = end;
+        }
+    }
+    if start < text.len() {
+        pieces.push(&text[start..]);
+    }
+    pieces
+}
+
+/// Whether the text after a `.` is a file's extension (`py:30:f`, `pyx`).
+fn is_extension(rest: &str) -> bool {
+    let name_end = rest.find([':', ' ', '/']).unwrap_or(rest.len());
+    let extension = &rest[..name_end];
+    !extension.is_empty() && extension.len() <= 4 && extension.chars().all(|c| c.is_ascii_lowercase())
+}
+
+/// `pieces` wrapped greedily into lines of at most `width` columns; a piece
+/// wider than a line gets a line of its own (only when the column is
+/// narrower than [`key_min_width`]: it is then shortened from the left).
+fn wrap_pieces<S: AsRef<str>>(pieces: &[S], width: usize) -> Vec<String> {
+    let mut lines: Vec<String> = Vec::new();
+    let mut line = String::new();
+    for piece in pieces.iter().map(AsRef::as_ref) {
+        if !line.is_empty() && width_of(&line) + width_of(piece.trim_end()) > width {
+            lines.push(std::mem::take(&mut line));
+        }
+        line.push_str(if line.is_empty() { piece.trim_start() } else { piece });
+    }
+    lines.push(line);
+    lines.into_iter().map(|line| shorten_chars(line.trim_end(), width)).collect()
+}
+
+/// The pieces of a key's last path component (`views.py:30:resolve`), the
+/// first with `…/` before it when components were left out.
+fn last_component_pieces(key: &str) -> Vec<String> {
+    let (dropped, last) = match key.rfind('/') {
+        Some(slash) => (true, &key[slash + 1..]),
+        None => (false, key),
+    };
+    let mut pieces: Vec<String> = key_pieces(last).into_iter().map(str::to_owned).collect();
+    if let (true, Some(first)) = (dropped, pieces.first_mut()) {
+        first.insert_str(0, "…/");
+    }
+    pieces
+}
+
+/// A frame key in a column `width` wide, as lines: whole if it fits; else
+/// shortened from the left by whole path components (`…/views.py:30:resolve`);
+/// else its last component over several lines, wrapped between pieces
+/// ([`key_pieces`]), so that no file, function or module name is ever cut
+/// and a lazy import's module is shown whole (two imports never look the same).
+pub(crate) fn fit_key(key: &str, width: usize) -> Vec<String> {
+    if width_of(key) <= width {
+        return vec![key.to_owned()];
+    }
+    match tail_that_fits(key, width) {
+        Some(tail) => vec![tail],
+        None => wrap_pieces(&last_component_pieces(key), width),
+    }
+}
+
+/// `…` and the longest tail of `text` that starts at a `/` and fits in `width`.
+fn tail_that_fits(text: &str, width: usize) -> Option<String> {
+    let mut tails = text.match_indices('/').map(|(at, _)| &text[at..]);
+    tails.find(|tail| width_of(tail) < width).map(|tail| format!("…{tail}"))
+}
+
+/// A key wrapped whole over lines `width` wide, no character left out: what
+/// keys that would look the same shortened are shown as.
+fn wrap_whole(key: &str, width: usize) -> Vec<String> {
+    wrap_pieces(&key_pieces(key), width)
+}
+
+/// The narrowest column [`fit_key`] can show `key` in without cutting a
+/// piece of its last component.
+fn key_min_width(key: &str) -> usize {
+    key.split(TRACE_SEPARATOR).flat_map(last_component_pieces).map(|piece| width_of(piece.trim())).max().unwrap_or(0)
+}
+
+/// `text` shortened from the left by characters (the last resort).
+fn shorten_chars(text: &str, width: usize) -> String {
     if width_of(text) <= width {
         return text.to_owned();
     }
     if width == 0 {
         return String::new();
-    }
-    // The longest tail that starts at a separator and fits after the ellipsis
-    // (one column); a path keeps its `/` (`…/views.py`), a module not (`…http.auto`).
-    let skip = if separator == '/' { 0 } else { separator.len_utf8() };
-    let tails = text.match_indices(separator).map(|(at, _)| &text[at + skip..]);
-    if let Some(tail) = tails.into_iter().find(|tail| width_of(tail) < width) {
-        return format!("…{tail}");
     }
     let mut kept = Vec::new();
     let mut kept_width = 0;
@@ -66,40 +180,6 @@ fn shorten_left_at(text: &str, width: usize, separator: char) -> String {
         kept.push(c);
     }
     std::iter::once('…').chain(kept.into_iter().rev()).collect()
-}
-
-/// A key shortened to `width` columns: from the left, and for a stack key
-/// (`a <- b <- c`, innermost first) its innermost frame, followed by ` <- …`.
-pub(crate) fn shorten_key(key: &str, width: usize) -> String {
-    match key.split_once(TRACE_SEPARATOR) {
-        Some((innermost, _)) if width_of(key) > width => {
-            let more = format!("{TRACE_SEPARATOR}…");
-            shorten_left(innermost, width.saturating_sub(width_of(&more))) + &more
-        }
-        _ => shorten_frame_key(key, width),
-    }
-}
-
-/// What a lazy import's row adds after its frame (`resolve`).
-const IMPORT_NOTE: &str = " (import ";
-
-/// A frame key shortened from the left; a lazy import's row
-/// (`path:line:function (import module)`) keeps its frame's last path
-/// component whole and shortens the module's name from the left instead.
-fn shorten_frame_key(key: &str, width: usize) -> String {
-    let Some(at) = key.find(IMPORT_NOTE).filter(|_| key.ends_with(')') && width_of(key) > width) else {
-        return shorten_left(key, width);
-    };
-    let (frame, module) = (&key[..at], &key[at + IMPORT_NOTE.len()..key.len() - 1]);
-    let note_width = width_of(IMPORT_NOTE) + width_of(module) + 1;
-    let last_component = frame.rfind('/').map_or(frame, |slash| &frame[slash..]);
-    let frame_width = width.saturating_sub(note_width).max((width_of(last_component) + 1).min(width));
-    let frame = shorten_left(frame, frame_width);
-    let module_room = width.saturating_sub(width_of(&frame) + width_of(IMPORT_NOTE) + 1);
-    if module_room == 0 {
-        return shorten_left(&frame, width);
-    }
-    format!("{frame}{IMPORT_NOTE}{})", shorten_left_at(module, module_room, '.'))
 }
 
 /// `text` wrapped into lines of at most `width` columns between the items
@@ -202,14 +282,32 @@ impl Text {
         match fit {
             Fit::Fixed => self.full.clone(),
             Fit::Words => wrap_items(&self.full, width, LIST_SEPARATOR).join("\n"),
-            Fit::Key if self.keys.is_empty() => shorten_key(&self.full, width),
-            Fit::Key => self
-                .keys
-                .iter()
-                .map(|(key, suffix)| shorten_key(key, width.saturating_sub(width_of(suffix))) + suffix)
-                .collect::<Vec<_>>()
-                .join("\n"),
+            Fit::Key => self.key_lines(width, fit_key).join("\n"),
         }
+    }
+
+    /// A key cell's lines, each key laid out by `fit` in what its suffix leaves.
+    fn key_lines(&self, width: usize, fit: fn(&str, usize) -> Vec<String>) -> Vec<String> {
+        let single = [(self.full.clone(), String::new())];
+        let keys = if self.keys.is_empty() { &single[..] } else { &self.keys[..] };
+        keys.iter()
+            .flat_map(|(key, suffix)| {
+                let mut lines = fit(key, width.saturating_sub(width_of(suffix)));
+                if let Some(last) = lines.last_mut() {
+                    last.push_str(suffix);
+                }
+                lines
+            })
+            .collect()
+    }
+
+    /// The narrowest a [`Fit::Key`] cell can be without cutting a name.
+    fn key_min_width(&self) -> usize {
+        let suffixed = |key: &str, suffix: &str| key_min_width(key) + width_of(suffix);
+        if self.keys.is_empty() {
+            return suffixed(&self.full, "");
+        }
+        self.keys.iter().map(|(key, suffix)| suffixed(key, suffix)).max().unwrap_or(0)
     }
 }
 
@@ -250,6 +348,13 @@ pub(crate) fn lay_out(
                 .unwrap_or(0)
         })
         .collect();
+    // What a key column needs so that no name in it is cut.
+    let key_mins: Vec<usize> = (0..titles.len())
+        .map(|c| match fits[c] {
+            Fit::Key => rows.iter().map(|row| row[c].key_min_width()).max().unwrap_or(0),
+            _ => 0,
+        })
+        .collect();
     // Titles wider than their column's numbers give way (a word a line) when
     // keys need the room where that gains a few columns (`duration ms` over
     // `200.125`, not `start s` over `3.250`); when the table is still too
@@ -270,7 +375,7 @@ pub(crate) fn lay_out(
                 Fit::Words => {
                     rows.iter().map(|row| longest_item(&row[c].full)).max().unwrap_or(0).max(longest_word(&titles[c]))
                 }
-                Fit::Key => KEY_MIN_WIDTH.min(contents[c]).max(longest_word(&titles[c])),
+                Fit::Key => KEY_MIN_WIDTH.min(contents[c]).max(longest_word(&titles[c])).max(key_mins[c]),
             })
             .collect();
         let preferred = |c: usize| contents[c].max(width_of(&titles[c]));
@@ -300,12 +405,42 @@ pub(crate) fn lay_out(
     if overflows(&widths) {
         widths = distribute(2);
     }
+    // Still too wide (a name wider than the room left, or a narrow terminal):
+    // the table fits the terminal first, its widest key and list columns
+    // giving way down to LAST_RESORT_WIDTH, their names cut from the left.
+    let mut excess = (widths.iter().sum::<usize>() + border_width(titles.len())).saturating_sub(width);
+    while excess > 0 {
+        let gives_way = |c: &usize| fits[*c] != Fit::Fixed && widths[*c] > LAST_RESORT_WIDTH;
+        let Some(c) = (0..titles.len()).filter(gives_way).max_by_key(|&c| widths[c]) else { break };
+        widths[c] -= 1;
+        excess -= 1;
+    }
     let titles = titles.iter().zip(&widths).map(|(title, &w)| wrap_words(title, w).join("\n")).collect();
-    let cells = rows
+    let mut cells: Vec<Vec<String>> = rows
         .iter()
         .map(|row| row.iter().zip(fits).zip(&widths).map(|((text, &fit), &w)| text.laid_out(fit, w)).collect())
         .collect();
+    for c in (0..widths.len()).filter(|&c| fits[c] == Fit::Key) {
+        tell_apart(rows, &mut cells, c, widths[c]);
+    }
     (titles, cells)
+}
+
+/// Keys of column `c` that were shortened to the same text although they
+/// differ (`…/views.py:30:f` for two packages' `views.py`) are shown whole
+/// instead, wrapped over lines between pieces: two groups never look the same.
+fn tell_apart(rows: &[Vec<Text>], cells: &mut [Vec<String>], c: usize, width: usize) {
+    let mut fulls_by_shown: std::collections::HashMap<&str, std::collections::HashSet<&str>> = Default::default();
+    for (row, cell) in rows.iter().zip(cells.iter()) {
+        fulls_by_shown.entry(cell[c].as_str()).or_default().insert(row[c].full.as_str());
+    }
+    let alike: std::collections::HashSet<String> =
+        fulls_by_shown.into_iter().filter(|(_, fulls)| fulls.len() > 1).map(|(shown, _)| shown.to_owned()).collect();
+    for (row, cell) in rows.iter().zip(cells.iter_mut()) {
+        if alike.contains(&cell[c]) {
+            cell[c] = row[c].key_lines(width, wrap_whole).join("\n");
+        }
+    }
 }
 
 /// `text` with every path under one of `roots` made relative to it (the
@@ -402,24 +537,63 @@ mod tests {
     }
 
     #[test]
-    fn a_lazy_imports_key_keeps_its_frame_and_shortens_the_module() {
+    fn a_lazy_imports_key_keeps_its_frame_and_its_whole_module_over_lines() {
         let key = "uvicorn/importer.py:19:import_from_string (import uvicorn.protocols.http.auto)";
-        assert_eq!(shorten_key(key, 90), key);
-        assert_eq!(shorten_key(key, 75), "…/importer.py:19:import_from_string (import uvicorn.protocols.http.auto)");
-        assert_eq!(shorten_key(key, 56), "…/importer.py:19:import_from_string (import …http.auto)");
-        assert_eq!(shorten_key(key, 53), "…/importer.py:19:import_from_string (import …auto)");
-        for width in [20, 40, 53, 60, 75] {
-            assert!(width_of(&shorten_key(key, width)) <= width, "{width}");
+        assert_eq!(fit_key(key, 90), [key]);
+        assert_eq!(fit_key(key, 75), ["…/importer.py:19:import_from_string (import uvicorn.protocols.http.auto)"]);
+        // The module is wrapped after a dot, never cut.
+        assert_eq!(fit_key(key, 56), ["…/importer.py:19:import_from_string (import uvicorn.", "protocols.http.auto)"]);
+        assert_eq!(
+            fit_key(key, 30),
+            ["…/importer.py:19:", "import_from_string (import", "uvicorn.protocols.http.auto)"]
+        );
+        // The http and websockets imports never print the same.
+        let other = key.replace("http", "websockets");
+        for width in [20, 30, 40, 53, 60, 75] {
+            assert_ne!(fit_key(key, width), fit_key(&other, width), "{width}");
+            assert!(fit_key(key, width).iter().all(|line| width_of(line) <= width), "{width}");
         }
+    }
+
+    #[test]
+    fn a_file_name_too_wide_for_the_column_is_wrapped_after_a_colon_never_cut() {
+        let key = "/usr/lib/python3.11/asyncio/base_events.py:307:create_unix_server";
+        assert_eq!(fit_key(key, 40), ["…/base_events.py:307:create_unix_server"]);
+        assert_eq!(fit_key(key, 30), ["…/base_events.py:307:", "create_unix_server"]);
+        assert_eq!(key_min_width(key), "create_unix_server".len());
+        // At its minimum width nothing is cut; below it (never laid out so) characters go.
+        assert_eq!(fit_key(key, 18), ["…/base_events.py:", "307:", "create_unix_server"]);
+        // A qualname wraps after a dot; a file's extension stays with its name.
+        assert_eq!(
+            fit_key("_SelectorSocketTransport._call_connection_lost", 30),
+            ["_SelectorSocketTransport.", "_call_connection_lost"]
+        );
+        assert_eq!(fit_key("a/selector_events.py:1057:write", 24), ["…/selector_events.py:", "1057:write"]);
+    }
+
+    #[test]
+    fn keys_that_would_look_the_same_shortened_are_shown_whole() {
+        let titles = vec!["key".to_owned()];
+        let rows = vec![
+            vec![Text::key("/srv/app/shop/views.py:30:resolve")],
+            vec![Text::key("/srv/app/cart/views.py:30:resolve")],
+            vec![Text::key("/srv/app/main.py:9:main_entry_point_of_it")],
+        ];
+        // A column of 22 (its widest piece) and its borders.
+        let (_, cells) = lay_out(26, &titles, &[Fit::Key], &rows);
+        assert_eq!(cells[0][0], "/srv/app/shop/\nviews.py:30:resolve");
+        assert_eq!(cells[1][0], "/srv/app/cart/\nviews.py:30:resolve");
+        assert_eq!(cells[2][0], "…/main.py:9:\nmain_entry_point_of_it");
     }
 
     #[test]
     fn a_stack_key_keeps_its_innermost_frame() {
         let stack = "/srv/app/shop/views.py:30:resolve <- /srv/app/main.py:9:main";
-        assert_eq!(shorten_key(stack, 100), stack);
-        assert_eq!(shorten_key(stack, 40), "/srv/app/shop/views.py:30:resolve <- …");
-        assert_eq!(shorten_key(stack, 27), "…/views.py:30:resolve <- …");
-        assert_eq!(shorten_key("/srv/app/shop/views.py:30:resolve", 22), "…/views.py:30:resolve");
+        assert_eq!(shorten_key(stack, 100), [stack]);
+        assert_eq!(shorten_key(stack, 40), ["/srv/app/shop/views.py:30:resolve <- …"]);
+        assert_eq!(shorten_key(stack, 27), ["…/views.py:30:resolve <- …"]);
+        assert_eq!(shorten_key(stack, 20), ["…/views.py:30:", "resolve <- …"]);
+        assert_eq!(shorten_key("/srv/app/shop/views.py:30:resolve", 22), ["…/views.py:30:resolve"]);
     }
 
     #[test]
@@ -468,7 +642,8 @@ mod tests {
         let (_, cells) = lay_out(50, &["#".to_owned(), "key".to_owned()], &fits[..2], &[rows[0][..2].to_vec()]);
         assert_eq!(cells[0][1], "/srv/app/shop/views.py:30:resolve <-\n/srv/app/main.py:9:main");
         let (_, cells) = lay_out(30, &["#".to_owned(), "key".to_owned()], &fits[..2], &[rows[0][..2].to_vec()]);
-        assert_eq!(cells[0][1], "…iews.py:30:resolve <-\n…/app/main.py:9:main");
+        // Its file name is never cut: its line and function go to the next line.
+        assert_eq!(cells[0][1], "…/views.py:30:\nresolve <-\n…/app/main.py:9:main");
         // Wide enough: nothing changes.
         let (_, cells) = lay_out(200, &["k".to_owned()], &[Fit::Key], &[vec![Text::key("a/b.py:1:f")]]);
         assert_eq!(cells[0][0], "a/b.py:1:f");

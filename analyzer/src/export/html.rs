@@ -16,11 +16,13 @@
 
 use super::fit::relative_to;
 use super::{
-    diff_cells, diff_summary_lines, diff_title, guessed_stalls_note, loop_time_headline, samples_note, stalls_headline,
-    summary_lines, top_events_text, unexplained_note, untimed_samples_note, via_text, Exporter, Style, DIFF_HEADER,
+    diff_cells, diff_summary_lines, diff_title, guessed_stalls_note, loop_time_headline, route_diff_cells,
+    samples_note, stalls_headline, summary_lines, top_events_text, unexplained_note, untimed_samples_note, via_text,
+    Exporter, Style, DIFF_HEADER, NO_ROUTES, ROUTES_HEADLINE, ROUTE_DIFF_HEADER, ROUTE_DIFF_HEADLINE,
 };
 use crate::diff::{Diff, DiffRow, SideValues};
 use crate::report::Report;
+use crate::route_diff::RouteSideValues;
 use crate::units::{count, fmt_ms, fmt_share, fmt_short_ms};
 use aiocop_trace::frame::TRACE_SEPARATOR;
 use serde::Serialize;
@@ -179,7 +181,10 @@ impl Exporter for HtmlExporter {
             summary,
             verdict: None,
             chart: chart(report),
-            sections: vec![loop_section(report), stalls_section(report), io_section(report), cpu_section(report)],
+            sections: routes_section(report)
+                .into_iter()
+                .chain([loop_section(report), stalls_section(report), io_section(report), cpu_section(report)])
+                .collect(),
             flame_graph: report.pictures.flame_graph_svg.as_deref().map(inline_svg),
             flame_graph_note: FLAME_GRAPH_NOTE.to_owned(),
             flame_graph_after: "loop-time",
@@ -217,6 +222,7 @@ impl Exporter for HtmlExporter {
                 .then(|| format!("{} unchanged (--all shows them)", count(diff.rows_not_shown as u64, "more row"))),
         };
         let mut sections = vec![section];
+        sections.extend(route_diff_section(diff));
         let new_side = diff.new_side.as_deref();
         if let Some(new) = new_side {
             let (mut loop_time, mut stalls) = (loop_section(new), stalls_section(new));
@@ -250,9 +256,9 @@ const FLAME_GRAPH_NOTE: &str =
     "The loop's busy time by stack: every slice's time, split as the Loop time table splits it (hover a box for its time).";
 
 const DIFF_FLAME_GRAPH_NOTE: &str = "The new side's busy time by stack, frames matched across releases by module and \
-     qualified name; red grew and blue shrank against the base, scaled to the same total (hover a box for its change). \
-     Every difference is coloured, noise included: two recordings of one build look like this too; the Comparison \
-     table and the gate say what changed beyond noise.";
+     qualified name, against the base scaled to the same total (hover a box for its change). Only stacks whose share \
+     of the time changed beyond chance, by the diff gate's test, are coloured (red grew, blue shrank); the rest is \
+     white: two recordings of one build come out white.";
 
 fn generator() -> String {
     format!("aiocop-analyze {}", env!("CARGO_PKG_VERSION"))
@@ -577,6 +583,74 @@ fn diff_row(row: &DiffRow, roots: &[String]) -> Vec<Cell> {
     ];
     cells.extend(diff_cells(row).into_iter().zip(picks).map(|(shown, pick)| number(shown, value(pick))));
     cells
+}
+
+/// `--by route`: the Routes table, first.
+fn routes_section(report: &Report) -> Option<Section> {
+    if !report.group_by.has_routes_table() {
+        return None;
+    }
+    let rows = report.routes.iter().map(|row| {
+        vec![
+            number(row.rank, row.rank as f64),
+            code(&row.route, &[]),
+            number(row.requests, row.requests as f64),
+            ms(row.loop_ms_per_request),
+            ms(row.p50_ms),
+            ms(row.p95_ms),
+            number(fmt_share(row.busy_share), row.busy_share),
+            number(format!("{:.2}", row.events_per_request), row.events_per_request),
+            number(row.severity_score, row.severity_score as f64),
+            text(row.worst.unwrap_or("-")),
+        ]
+    });
+    Some(Section {
+        id: "routes",
+        title: "Routes".to_owned(),
+        lines: vec![ROUTES_HEADLINE.to_owned()],
+        columns: columns(
+            &["#", "route", "requests", "loop ms/req", "p50 ms", "p95 ms", "share", "events/req", "score", "worst"],
+            &[0, 2, 3, 4, 5, 6, 7, 8],
+        ),
+        rows: rows.collect(),
+        empty: NO_ROUTES.to_owned(),
+        more: None,
+    })
+}
+
+/// `diff --by route`: every route of either side.
+fn route_diff_section(diff: &Diff) -> Option<Section> {
+    if !diff.group_by.has_routes_table() {
+        return None;
+    }
+    let mut titles = vec!["status", "route"];
+    titles.extend(ROUTE_DIFF_HEADER);
+    let rows = diff.routes.iter().map(|row| {
+        let value = |pick: fn(&RouteSideValues) -> f64| row.new.as_ref().or(row.base.as_ref()).map_or(0.0, pick);
+        let [loop_ms, events, requests, p] = route_diff_cells(row);
+        vec![
+            Cell {
+                text: row.status.as_str().to_owned(),
+                sort: None,
+                class: Some(status_class(row.status)),
+                hover: None,
+            },
+            code(&row.route, &[]),
+            number(loop_ms, value(|v| v.loop_ms_per_request)),
+            number(events, value(|v| v.events_per_request)),
+            number(requests, value(|v| v.requests as f64)),
+            number(p, row.p_value().unwrap_or(1.0)),
+        ]
+    });
+    Some(Section {
+        id: "routes",
+        title: "Routes".to_owned(),
+        lines: vec![ROUTE_DIFF_HEADLINE.to_owned()],
+        columns: columns(&titles, &[2, 3, 4, 5]),
+        rows: rows.collect(),
+        empty: NO_ROUTES.to_owned(),
+        more: None,
+    })
 }
 
 fn status_class(status: crate::diff::Status) -> &'static str {

@@ -5,8 +5,9 @@
 
 use super::{
     any_alike, diff_cells, diff_summary_lines, diff_title, elapsed_cells, guessed_stalls_note, loop_time_headline,
-    samples_note, stall_top_text, stalls_headline, summary_lines, top_events_text, unexplained_note,
-    untimed_samples_note, via_text, Exporter, Style, DIFF_HEADER,
+    route_diff_cells, samples_note, stall_top_text, stalls_headline, summary_lines, top_events_text, unexplained_note,
+    untimed_samples_note, via_text, Exporter, Style, DIFF_HEADER, NO_ROUTES, ROUTES_HEADLINE, ROUTE_DIFF_HEADER,
+    ROUTE_DIFF_HEADLINE,
 };
 use crate::diff::Diff;
 use crate::report::Report;
@@ -60,6 +61,7 @@ impl Exporter for MarkdownExporter {
                 out.push_str(&table_row(&cells));
             }
         }
+        render_route_diff(&mut out, diff);
         out.push('\n');
         for line in diff_summary_lines(diff) {
             out.push_str(&format!("- {}\n", cell(&line).replace('<', "&lt;")));
@@ -69,6 +71,7 @@ impl Exporter for MarkdownExporter {
 
     fn render(&self, report: &Report, _style: Style) -> String {
         let mut out = String::new();
+        render_routes(&mut out, report);
         render_loop_time(&mut out, report);
         render_stalls(&mut out, report);
         out.push_str(&format!("**Blocking I/O** by {}:\n\n", report.group_by.title()));
@@ -128,6 +131,57 @@ impl Exporter for MarkdownExporter {
 /// `text` outside a code span: `<no samples>` would be an HTML tag.
 fn prose(text: &str) -> String {
     cell(text).replace('<', "&lt;")
+}
+
+/// `--by route`: the Routes table, as the terminal's.
+fn render_routes(out: &mut String, report: &Report) {
+    if !report.group_by.has_routes_table() {
+        return;
+    }
+    out.push_str(&format!("**Routes**: {}\n\n", prose(ROUTES_HEADLINE)));
+    if report.routes.is_empty() {
+        out.push_str(&format!("{}\n\n", prose(NO_ROUTES)));
+        return;
+    }
+    out.push_str("| # | route | requests | loop ms/req | p50 ms | p95 ms | share | events/req | score | worst |\n");
+    out.push_str("|--:|:--|--:|--:|--:|--:|--:|--:|--:|:--|\n");
+    for row in &report.routes {
+        out.push_str(&table_row(&[
+            row.rank.to_string(),
+            code(&row.route),
+            row.requests.to_string(),
+            fmt_ms(row.loop_ms_per_request),
+            fmt_ms(row.p50_ms),
+            fmt_ms(row.p95_ms),
+            fmt_share(row.busy_share),
+            format!("{:.2}", row.events_per_request),
+            row.severity_score.to_string(),
+            row.worst.unwrap_or("-").to_owned(),
+        ]));
+    }
+    out.push('\n');
+}
+
+/// `diff --by route`: every route of either side.
+fn render_route_diff(out: &mut String, diff: &Diff) {
+    if !diff.group_by.has_routes_table() {
+        return;
+    }
+    out.push_str(&format!("\n**Routes**: {}\n\n", prose(ROUTE_DIFF_HEADLINE)));
+    if diff.routes.is_empty() {
+        out.push_str(&format!("{}\n", prose(NO_ROUTES)));
+        return;
+    }
+    let header: Vec<String> = ["status", "route"].into_iter().chain(ROUTE_DIFF_HEADER).map(str::to_owned).collect();
+    out.push_str(&table_row(&header));
+    out.push_str("|:--|:--|--:|--:|--:|--:|\n");
+    for row in &diff.routes {
+        let status =
+            if row.status.is_worse() { format!("**{}**", row.status.as_str()) } else { row.status.as_str().to_owned() };
+        let cells: Vec<String> =
+            [status, code(&row.route)].into_iter().chain(route_diff_cells(row).map(|c| prose(&c))).collect();
+        out.push_str(&table_row(&cells));
+    }
 }
 
 fn render_loop_time(out: &mut String, report: &Report) {

@@ -17,6 +17,7 @@ pub mod table;
 
 use crate::diff::{trim, Diff, DiffRow, SideValues, SideView};
 use crate::report::{LoopRow, Report, Row, StallRow, TotalsView, TraceFacts};
+use crate::route_diff::{RouteDiffRow, RouteSideValues};
 use crate::units::{count, fmt_ms, fmt_share, fmt_short_ms};
 use clap::ValueEnum;
 
@@ -304,6 +305,47 @@ pub(crate) fn diff_cells(row: &DiffRow) -> [String; 5] {
 /// The titles of [`diff_cells`].
 pub(crate) const DIFF_HEADER: [&str; 5] =
     ["severity per 1k slices", "events per 1k slices", "p95 ms", "max ms", "% over threshold"];
+
+/// A route's value on both sides, `base → new (+100%)`, `–` for a side without it.
+fn route_change(row: &RouteDiffRow, pick: fn(&RouteSideValues) -> f64) -> String {
+    let (base, new) = (row.base.as_ref().map(pick), row.new.as_ref().map(pick));
+    let side = |value: Option<f64>| value.map_or_else(|| "–".to_owned(), trim);
+    let percent = match (base, new) {
+        (Some(base), Some(new)) if base > 0.0 => match ((new - base) / base * 100.0).round() {
+            0.0 => String::new(),
+            percent => format!(" ({percent:+}%)"),
+        },
+        _ => String::new(),
+    };
+    format!("{} → {}{percent}", side(base), side(new))
+}
+
+/// The cells of a route's diff row after its status and route (see [`ROUTE_DIFF_HEADER`]).
+pub(crate) fn route_diff_cells(row: &RouteDiffRow) -> [String; 4] {
+    [
+        route_change(row, |v| v.loop_ms_per_request),
+        route_change(row, |v| v.events_per_request),
+        route_change(row, |v| v.requests as f64),
+        row.p_value().map_or_else(|| "–".to_owned(), crate::stats::p_text),
+    ]
+}
+
+/// The titles of [`route_diff_cells`].
+pub(crate) const ROUTE_DIFF_HEADER: [&str; 4] = ["loop ms per request", "events per request", "requests", "p"];
+
+/// What the routes' comparison says under its title.
+pub(crate) const ROUTE_DIFF_HEADLINE: &str = "each route's loop time and blocking events per request, tested \
+as the gate tests a group's rates (regressed: beyond chance and by --min-increase; loop time by \
+--min-route-change-ms too); the gate (--fail-on) does not look at routes.";
+
+/// What the Routes table's numbers are.
+pub(crate) const ROUTES_HEADLINE: &str =
+    "requests are those the framework routed; loop ms/req is the route's busy time \
+(tasks its requests spawned included) over them, p50 and p95 that of each request's own task.";
+
+/// Said instead of the Routes table when no request was routed.
+pub(crate) const NO_ROUTES: &str = "No request was routed: the traces name no route (recorded before aiocop \
+named routes, or no web framework it knows served them).";
 
 /// The title line of a diff: both sides by name.
 pub(crate) fn diff_title(diff: &Diff) -> String {

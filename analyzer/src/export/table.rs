@@ -7,11 +7,12 @@
 //! on a terminal ([`Style::width`]) fewer columns are shown (`--wide`: all)
 //! and laid out to fit by the `fit` module.
 
-use super::fit::{lay_out, shorten_key, shorten_left, wrap_text, Fit, Text};
+use super::fit::{fit_key, lay_out, shorten_key, wrap_text, Fit, Text};
 use super::{
     any_alike, diff_cells, diff_summary_lines, diff_title, elapsed_cells, guessed_stalls_note, loop_time_headline,
-    samples_note, stalls_headline, summary_lines, top_events_text, unexplained_note, untimed_samples_note, via_text,
-    Exporter, Style, DIFF_HEADER,
+    route_diff_cells, samples_note, stalls_headline, summary_lines, top_events_text, unexplained_note,
+    untimed_samples_note, via_text, Exporter, Style, DIFF_HEADER, NO_ROUTES, ROUTES_HEADLINE, ROUTE_DIFF_HEADER,
+    ROUTE_DIFF_HEADLINE,
 };
 use crate::diff::{Diff, Status};
 use crate::report::Report;
@@ -182,6 +183,7 @@ impl Exporter for TableExporter {
             out.push_str(&grid.draw(style));
             out.push('\n');
         }
+        render_route_diff(&mut out, diff, style);
         out.push('\n');
         for line in diff_summary_lines(diff) {
             push_prose(&mut out, &format!("{line}\n"), style);
@@ -194,8 +196,7 @@ impl Exporter for TableExporter {
         render_routes(&mut out, report, style);
         render_loop_time(&mut out, report, style);
         render_stalls(&mut out, report, style);
-        out.push_str(&bold("Blocking I/O", style));
-        out.push_str(&format!(" by {}:\n", report.group_by.title()));
+        push_prose(&mut out, &format!("{} by {}:\n", bold("Blocking I/O", style), report.group_by.title()), style);
         if report.groups.is_empty() {
             out.push_str("No blocking I/O");
             out.push_str(if report.totals.groups > 0 { " at this severity.\n" } else { " recorded.\n" });
@@ -239,18 +240,19 @@ impl Exporter for TableExporter {
             out.push_str(&bold("Example traces", style));
             out.push_str(" (innermost frame first):\n");
             for row in report.groups.iter().take(EXAMPLES_SHOWN) {
-                // On a terminal the key is shortened to fit on the title's first line.
+                // On a terminal the key is shortened to fit after its rank (over
+                // lines where its file name cannot fit on one), and each frame after its arrow.
+                let rank = format!("{}. ", row.rank);
                 let key = match style.width {
-                    Some(width) => {
-                        shorten_key(&row.key, usize::from(width).saturating_sub(row.rank.to_string().len() + 3))
-                    }
+                    Some(width) => shorten_key(&row.key, usize::from(width).saturating_sub(rank.len() + 1))
+                        .join(&format!("\n{}", " ".repeat(rank.len()))),
                     None => row.key.clone(),
                 };
-                push_prose(&mut out, &format!("{}. {key}: {}\n", row.rank, row.example_event), style);
+                push_prose(&mut out, &format!("{rank}{key}: {}\n", row.example_event), style);
                 for (depth, frame) in row.example_trace.split(TRACE_SEPARATOR).enumerate() {
                     let arrow = if depth == 0 { "   " } else { "<- " };
                     let frame = match style.width {
-                        Some(width) => shorten_left(frame, usize::from(width).saturating_sub(8)),
+                        Some(width) => fit_key(frame, usize::from(width).saturating_sub(8)).join("\n        "),
                         None => frame.to_owned(),
                     };
                     out.push_str(&format!("     {arrow}{frame}\n"));
@@ -259,8 +261,12 @@ impl Exporter for TableExporter {
         }
         if !report.cpu_groups.is_empty() {
             out.push('\n');
-            out.push_str(&bold("CPU-blocking slices", style));
-            let title = format!(" (over the threshold, no blocking I/O), by {}:\n", report.group_by.cpu_title());
+            // One line of prose, wrapped whole (its bold words included) to the terminal.
+            let title = format!(
+                "{} (over the threshold, no blocking I/O), by {}:\n",
+                bold("CPU-blocking slices", style),
+                report.group_by.cpu_title()
+            );
             push_prose(&mut out, &title, style);
             let mut grid = Grid::new(vec![
                 number("#", true),
@@ -292,6 +298,30 @@ impl Exporter for TableExporter {
     }
 }
 
+/// `diff --by route`: every route of either side, most loop time per request added first.
+fn render_route_diff(out: &mut String, diff: &Diff, style: Style) {
+    if !diff.group_by.has_routes_table() {
+        return;
+    }
+    out.push('\n');
+    push_prose(out, &format!("{}: {}\n", bold("Routes", style), ROUTE_DIFF_HEADLINE), style);
+    if diff.routes.is_empty() {
+        push_prose(out, &format!("{NO_ROUTES}\n"), style);
+        return;
+    }
+    let mut columns = vec![text("status", Fit::Fixed), text("route", Fit::Key)];
+    // On a terminal: the two rates; the requests and p-value with --wide.
+    columns.extend(ROUTE_DIFF_HEADER.iter().enumerate().map(|(i, title)| number(title, i < 2)));
+    let mut grid = Grid::new(columns);
+    for row in &diff.routes {
+        let mut cells = vec![(Text::plain(row.status.as_str()), Paint::Status(row.status)), key(&row.route)];
+        cells.extend(route_diff_cells(row).map(plain));
+        grid.add(cells);
+    }
+    out.push_str(&grid.draw(style));
+    out.push('\n');
+}
+
 /// `--by route`: the Routes table, most loop time per request first.
 fn render_routes(out: &mut String, report: &Report, style: Style) {
     if !report.group_by.has_routes_table() {
@@ -299,7 +329,7 @@ fn render_routes(out: &mut String, report: &Report, style: Style) {
     }
     push_prose(out, &format!("{}: {}\n", bold("Routes", style), ROUTES_HEADLINE), style);
     if report.routes.is_empty() {
-        out.push_str("No request was routed: the traces name no route (recorded before aiocop named routes, or no web framework it knows served them).\n\n");
+        push_prose(out, &format!("{NO_ROUTES}\n\n"), style);
         return;
     }
     let mut grid = Grid::new(vec![
@@ -307,9 +337,10 @@ fn render_routes(out: &mut String, report: &Report, style: Style) {
         text("route", Fit::Key),
         number("requests", true),
         number("loop ms/req", true),
-        number("p50 ms", true),
+        // p50 and the share with --wide: the table fits 80 columns.
+        number("p50 ms", false),
         number("p95 ms", true),
-        number("share", true),
+        number("share", false),
         number("events/req", true),
         number("score", false),
         text("worst", Fit::Fixed),
@@ -334,10 +365,6 @@ fn render_routes(out: &mut String, report: &Report, style: Style) {
     out.push_str(&grid.draw(style));
     out.push('\n');
 }
-
-/// What the Routes table's numbers are.
-const ROUTES_HEADLINE: &str = "requests are those the framework routed; loop ms/req is the route's busy time \
-(tasks its requests spawned included) over them, p50 and p95 that of each request's own task.";
 
 fn level_of(name: &str) -> SeverityLevel {
     match name {
@@ -367,7 +394,8 @@ fn render_loop_time(out: &mut String, report: &Report, style: Style) {
         number("cpu ms", false),
         number("slices", true),
         number("samples", false),
-        text("from", Fit::Fixed),
+        // A list (`events, samples, native`): it wraps between its items on a narrow terminal.
+        text("from", Fit::Words),
     ]);
     for row in &view.groups {
         grid.add(vec![
@@ -379,7 +407,8 @@ fn render_loop_time(out: &mut String, report: &Report, style: Style) {
             plain(fmt_ms(row.cpu_ms)),
             plain(row.slices),
             plain(row.samples),
-            plain(via_text(row)),
+            // As a list on a terminal (wrapped between items), as written elsewhere to a pipe.
+            plain(if style.width.is_some() { via_text(row).replace('+', ", ") } else { via_text(row) }),
         ]);
     }
     out.push_str(&grid.draw(style));

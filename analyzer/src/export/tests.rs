@@ -180,13 +180,13 @@ fn render_report(report: &Report, format: ReportFormat) -> String {
 fn the_table_shows_rows_examples_cpu_rows_and_totals() {
     let expected = r#"Loop time: 9.600 s busy of 12.500 s recorded; 20% of the time in slices of 2 ms or more (8.000 s) is explained by a stack
 Not explained by a stack: 6.400 s of slices of 2 ms or more had neither blocking I/O nor CPU samples; their time is under what ran
-┌───┬────────────────────┬──────────┬───────┬─────────┬──────────┬────────┬─────────┬────────────────┐
-│ # ┆ entry point        ┆  busy ms ┆ share ┆   io ms ┆   cpu ms ┆ slices ┆ samples ┆ from           │
-╞═══╪════════════════════╪══════════╪═══════╪═════════╪══════════╪════════╪═════════╪════════════════╡
-│ 1 ┆ handle_cpu         ┆ 7000.000 ┆ 72.9% ┆   0.000 ┆ 7000.000 ┆      3 ┆       0 ┆ what ran       │
-│ 2 ┆ app.py:40:crunch   ┆ 1450.500 ┆ 15.1% ┆   0.000 ┆ 1450.500 ┆      3 ┆      14 ┆ samples        │
-│ 3 ┆ app.py:12:fetch    ┆ 1000.000 ┆ 10.4% ┆ 312.500 ┆  687.500 ┆      3 ┆       0 ┆ events+samples │
-└───┴────────────────────┴──────────┴───────┴─────────┴──────────┴────────┴─────────┴────────────────┘
+┌───┬────────────────────┬──────────┬───────┬─────────┬──────────┬────────┬─────────┬────────────────────┐
+│ # ┆ entry point        ┆  busy ms ┆ share ┆   io ms ┆   cpu ms ┆ slices ┆ samples ┆ from               │
+╞═══╪════════════════════╪══════════╪═══════╪═════════╪══════════╪════════╪═════════╪════════════════════╡
+│ 1 ┆ handle_cpu         ┆ 7000.000 ┆ 72.9% ┆   0.000 ┆ 7000.000 ┆      3 ┆       0 ┆ what ran           │
+│ 2 ┆ app.py:40:crunch   ┆ 1450.500 ┆ 15.1% ┆   0.000 ┆ 1450.500 ┆      3 ┆      14 ┆ samples            │
+│ 3 ┆ app.py:12:fetch    ┆ 1000.000 ┆ 10.4% ┆ 312.500 ┆  687.500 ┆      3 ┆       0 ┆ events+samples     │
+└───┴────────────────────┴──────────┴───────┴─────────┴──────────┴────────┴─────────┴────────────────────┘
 … and 5 more, 149.500 ms (--top 0 shows all)
 
 Stalls: 1 stall of at least the threshold (50 ms) without getting back to waiting for I/O, 200.125 ms in all

@@ -1,0 +1,301 @@
+//! `diff --by route`: the Routes tables of two releases compared route by
+//! route (as [`crate::routes`] counts them): loop milliseconds per request
+//! and blocking events per request, with the requests behind them.
+//!
+//! Both are rates per request, tested as the gate tests a group's rates
+//! ([`crate::stats`]): given a route's total on both sides, the new side's
+//! share of it against its share of the route's requests, the total first
+//! divided by its dispersion (quasi-Poisson). Loop time is weighed against
+//! the side's other routes' loop time per request: a run on a busier
+//! machine makes every request slower, beyond chance for any test, and is
+//! not a change of one route (a change that slows every route alike is
+//! the groups' and the flame graph's to show, not this table's). Loop time's dispersion is
+//! that of the requests' own times (`Σ t² / Σ t`, in µs: a route of a few
+//! long requests varies more than one of many short ones), events' that of
+//! the route's slices. Rises are Holm-adjusted over every route's rise
+//! tests, falls over every fall test; a route is `regressed` when a rate
+//! rose beyond chance (adjusted p <= 1 - `--confidence`) and by at least
+//! `--min-increase` (loop time: its cost against the other routes', and by
+//! `--min-route-change-ms` at the new side's speed), `improved` when one fell so and none rose, `new` or
+//! `gone` when one side has no request of it, else `unchanged`. The gate
+//! (`--fail-on`) does not look at routes: it stays the groups' (said in
+//! the report).
+
+use crate::diff::{DiffOptions, Status};
+use crate::routes::{RouteStats, Routes};
+use crate::stats::{self, RateSample};
+use serde::Serialize;
+use std::collections::BTreeSet;
+
+/// A route's values on one side.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RouteSideValues {
+    pub requests: u64,
+    /// The route's busy time (tasks its requests spawned included) over its requests.
+    pub loop_ms_per_request: f64,
+    /// Of each request's own task's loop time.
+    pub p95_ms: f64,
+    pub events_per_request: f64,
+    pub busy_ms: f64,
+    pub events: u64,
+}
+
+/// One route of a diff.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RouteDiffRow {
+    pub route: String,
+    pub status: Status,
+    /// `None` (JSON null) for a new route.
+    pub base: Option<RouteSideValues>,
+    /// `None` (JSON null) for a gone route.
+    pub new: Option<RouteSideValues>,
+    /// Holm-adjusted p-values that loop ms per request rose and fell (`None`: not tested).
+    pub loop_rise_p_value: Option<f64>,
+    pub loop_fall_p_value: Option<f64>,
+    /// Likewise for events per request.
+    pub events_rise_p_value: Option<f64>,
+    pub events_fall_p_value: Option<f64>,
+    /// Each side's loop time per request over its other routes' (`None`:
+    /// no other route), what the loop test compares.
+    #[serde(skip)]
+    pub relative_cost: (Option<f64>, Option<f64>),
+}
+
+impl RouteDiffRow {
+    /// The adjusted p-value its status rests on, if it was tested.
+    pub fn p_value(&self) -> Option<f64> {
+        let candidates = match self.status {
+            Status::Improved => [self.loop_fall_p_value, self.events_fall_p_value],
+            _ => [self.loop_rise_p_value, self.events_rise_p_value],
+        };
+        candidates.into_iter().flatten().min_by(f64::total_cmp)
+    }
+}
+
+fn per_request(total: f64, requests: u64) -> f64 {
+    if requests == 0 {
+        0.0
+    } else {
+        (total / requests as f64 * 1000.0).round() / 1000.0
+    }
+}
+
+fn side_values(stats: &RouteStats) -> RouteSideValues {
+    let mut own = stats.request_ns.clone();
+    own.sort_unstable();
+    let p95_ns = own.get(((own.len() as f64 * 0.95).ceil() as usize).clamp(1, own.len().max(1)) - 1).copied();
+    RouteSideValues {
+        requests: stats.requests,
+        loop_ms_per_request: per_request(stats.busy_ns as f64 / 1e6, stats.requests),
+        p95_ms: p95_ns.map_or(0.0, |ns| ns as f64 / 1e6),
+        events_per_request: per_request(stats.events as f64, stats.requests),
+        busy_ms: stats.busy_ns as f64 / 1e6,
+        events: stats.events,
+    }
+}
+
+/// The loop time per request of a side's other routes, in µs; `None` when
+/// it has no other routed request.
+fn rest_us_per_request(routes: &Routes, route: &str) -> Option<f64> {
+    let (busy_ns, requests) = routes
+        .iter()
+        .filter(|(name, _)| name.as_str() != route)
+        .fold((0u64, 0u64), |(ns, n), (_, s)| (ns.saturating_add(s.busy_ns), n + s.requests));
+    (requests > 0 && busy_ns > 0).then(|| busy_ns as f64 / 1000.0 / requests as f64)
+}
+
+/// Loop time as a rate test sees it: µs, dispersed as the requests' own
+/// times, against `weight`: the route's requests times the other routes'
+/// µs per request (so that a machine busier in one run, every request
+/// slower, is not a change), or its requests alone without other routes.
+fn loop_sample(stats: Option<&RouteStats>, weight: u64) -> RateSample {
+    let requests = weight;
+    let Some(stats) = stats else { return RateSample { total: 0.0, sum_sq: 0.0, side_slices: requests } };
+    let own_us: f64 = stats.request_ns.iter().map(|&ns| ns as f64 / 1000.0).sum();
+    let own_sq: f64 = stats.request_ns.iter().map(|&ns| (ns as f64 / 1000.0).powi(2)).sum();
+    let busy_us = stats.busy_ns as f64 / 1000.0;
+    // The busy time's squares, in the proportion of the requests' own times.
+    let sum_sq = if own_us > 0.0 { own_sq * busy_us / own_us } else { busy_us * busy_us };
+    RateSample { total: busy_us, sum_sq, side_slices: requests }
+}
+
+fn events_sample(stats: Option<&RouteStats>, requests: u64) -> RateSample {
+    let (total, sum_sq) = stats.map_or((0.0, 0.0), |s| (s.events as f64, s.events_sq as f64));
+    RateSample { total, sum_sq, side_slices: requests }
+}
+
+/// A route's loop time per request over its side's other routes'.
+fn relative(stats: Option<&RouteStats>, routes: &Routes, route: &str) -> Option<f64> {
+    let stats = stats.filter(|s| s.requests > 0)?;
+    let rest = rest_us_per_request(routes, route)?;
+    Some(stats.busy_ns as f64 / 1000.0 / stats.requests as f64 / rest)
+}
+
+/// Every route of either side, most loop time per request added first.
+pub fn compare_routes(base: &Routes, new: &Routes, options: &DiffOptions) -> Vec<RouteDiffRow> {
+    let names: BTreeSet<&String> = base.keys().chain(new.keys()).collect();
+    let mut rows = Vec::with_capacity(names.len());
+    // Per route: (loop rise, loop fall, events rise, events fall), raw.
+    let mut raw: Vec<[Option<f64>; 4]> = Vec::with_capacity(names.len());
+    for name in names {
+        let (b, n) = (base.get(name).filter(|s| s.requests > 0), new.get(name).filter(|s| s.requests > 0));
+        let both = b.is_some() && n.is_some();
+        let (b_requests, n_requests) = (b.map_or(0, |s| s.requests), n.map_or(0, |s| s.requests));
+        // Against the other routes when both sides have some, else per request alone.
+        let weights = match (rest_us_per_request(base, name), rest_us_per_request(new, name)) {
+            (Some(b_rest), Some(n_rest)) => {
+                ((b_requests as f64 * b_rest).round() as u64, (n_requests as f64 * n_rest).round() as u64)
+            }
+            _ => (b_requests, n_requests),
+        };
+        let (lb, ln) = (loop_sample(b, weights.0), loop_sample(n, weights.1));
+        let (eb, en) = (events_sample(b, b_requests), events_sample(n, n_requests));
+        let test = |rise: bool, base: &RateSample, new: &RateSample| {
+            both.then(|| if rise { stats::rate_rise(base, new) } else { stats::rate_fall(base, new) })
+        };
+        raw.push([test(true, &lb, &ln), test(false, &lb, &ln), test(true, &eb, &en), test(false, &eb, &en)]);
+        rows.push(RouteDiffRow {
+            route: name.clone(),
+            status: match (b, n) {
+                (None, _) => Status::New,
+                (_, None) => Status::Gone,
+                _ => Status::Unchanged,
+            },
+            base: b.map(side_values),
+            new: n.map(side_values),
+            loop_rise_p_value: None,
+            loop_fall_p_value: None,
+            events_rise_p_value: None,
+            events_fall_p_value: None,
+            relative_cost: (relative(b, base, name), relative(n, new, name)),
+        });
+    }
+    adjust(&mut rows, &raw);
+    for row in &mut rows {
+        row.status = status(row, options);
+    }
+    let added = |row: &RouteDiffRow| {
+        row.new.as_ref().map_or(0.0, |v| v.loop_ms_per_request)
+            - row.base.as_ref().map_or(0.0, |v| v.loop_ms_per_request)
+    };
+    rows.sort_by(|a, b| added(b).total_cmp(&added(a)).then_with(|| a.route.cmp(&b.route)));
+    rows
+}
+
+/// Holm over every rise test of the routes together, and every fall test.
+fn adjust(rows: &mut [RouteDiffRow], raw: &[[Option<f64>; 4]]) {
+    let family = |at: [usize; 2]| -> Vec<f64> {
+        let all: Vec<f64> = raw.iter().flat_map(|tests| at.map(|i| tests[i])).flatten().collect();
+        stats::holm(&all)
+    };
+    let (mut rises, mut falls) = (family([0, 2]).into_iter(), family([1, 3]).into_iter());
+    for (row, tests) in rows.iter_mut().zip(raw) {
+        // The same order as `family` took them: loop then events, rises and falls apart.
+        row.loop_rise_p_value = tests[0].and_then(|_| rises.next());
+        row.events_rise_p_value = tests[2].and_then(|_| rises.next());
+        row.loop_fall_p_value = tests[1].and_then(|_| falls.next());
+        row.events_fall_p_value = tests[3].and_then(|_| falls.next());
+    }
+}
+
+fn status(row: &RouteDiffRow, options: &DiffOptions) -> Status {
+    let (Some(base), Some(new)) = (&row.base, &row.new) else { return row.status };
+    let alpha = 1.0 - options.confidence;
+    let beyond = |p: Option<f64>| p.is_some_and(|p| p <= alpha);
+    let rose = |from: f64, to: f64| to > 0.0 && to >= from * (1.0 + options.min_increase);
+    // The route's cost against the other routes' (its ms per request alone
+    // when a side has no other route); the change, at the new side's speed,
+    // must also be --min-route-change-ms.
+    let (loop_b, loop_n) = (base.loop_ms_per_request, new.loop_ms_per_request);
+    let (relative_b, relative_n) = match row.relative_cost {
+        (Some(b), Some(n)) => (b, n),
+        _ => (loop_b, loop_n),
+    };
+    let ms_at_new_speed = if relative_n > 0.0 { (relative_n - relative_b).abs() * loop_n / relative_n } else { 0.0 };
+    let loop_rose = |from: f64, to: f64| rose(from, to) && ms_at_new_speed >= options.min_route_change_ms;
+    let (events_b, events_n) = (base.events_per_request, new.events_per_request);
+    if (beyond(row.loop_rise_p_value) && loop_rose(relative_b, relative_n))
+        || (beyond(row.events_rise_p_value) && rose(events_b, events_n))
+    {
+        Status::Regressed
+    } else if (beyond(row.loop_fall_p_value) && loop_rose(relative_n, relative_b))
+        || (beyond(row.events_fall_p_value) && rose(events_n, events_b))
+    {
+        Status::Improved
+    } else {
+        Status::Unchanged
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `requests` requests of `ms` each (their own task's), one event every `every` requests.
+    fn route(requests: u64, ms: f64, events: u64) -> RouteStats {
+        let ns = (ms * 1e6) as u64;
+        RouteStats {
+            requests,
+            busy_ns: ns * requests,
+            slices: requests,
+            events,
+            events_sq: events,
+            score: 0,
+            worst: None,
+            request_ns: vec![ns; requests as usize],
+        }
+    }
+
+    fn options() -> DiffOptions {
+        DiffOptions { confidence: 0.99, min_increase: 0.2, ..DiffOptions::default() }
+    }
+
+    fn routes(list: &[(&str, RouteStats)]) -> Routes {
+        list.iter().map(|(name, stats)| ((*name).to_owned(), stats.clone())).collect()
+    }
+
+    #[test]
+    fn a_slower_route_is_regressed_and_a_like_one_unchanged() {
+        let base =
+            routes(&[("GET /a", route(400, 5.0, 0)), ("GET /b", route(400, 1.0, 400)), ("GET /old", route(9, 1.0, 0))]);
+        let new = routes(&[
+            ("GET /a", route(380, 10.0, 0)),
+            ("GET /b", route(410, 1.05, 405)),
+            ("GET /new", route(9, 1.0, 0)),
+        ]);
+        let rows = compare_routes(&base, &new, &options());
+        let status: Vec<(&str, Status)> = rows.iter().map(|r| (r.route.as_str(), r.status)).collect();
+        assert_eq!(
+            status,
+            [
+                ("GET /a", Status::Regressed),
+                ("GET /new", Status::New),
+                ("GET /b", Status::Unchanged),
+                ("GET /old", Status::Gone)
+            ]
+        );
+        let a = &rows[0];
+        assert_eq!(
+            (a.base.as_ref().unwrap().loop_ms_per_request, a.new.as_ref().unwrap().loop_ms_per_request),
+            (5.0, 10.0)
+        );
+        assert!(a.p_value().unwrap() < 0.001, "{a:?}");
+        assert!(rows[2].loop_rise_p_value.unwrap() > 0.01, "{:?}", rows[2]);
+    }
+
+    #[test]
+    fn more_events_per_request_beyond_chance_is_a_regression_and_fewer_an_improvement() {
+        let base = routes(&[("GET /a", route(300, 1.0, 300)), ("GET /b", route(300, 1.0, 600))]);
+        let new = routes(&[("GET /a", route(300, 1.0, 600)), ("GET /b", route(300, 1.0, 300))]);
+        let rows = compare_routes(&base, &new, &options());
+        let by_name = |name: &str| rows.iter().find(|r| r.route == name).unwrap().status;
+        assert_eq!((by_name("GET /a"), by_name("GET /b")), (Status::Regressed, Status::Improved));
+    }
+
+    #[test]
+    fn a_handful_of_requests_is_never_beyond_chance() {
+        let base = routes(&[("GET /a", route(3, 5.0, 0))]);
+        let new = routes(&[("GET /a", route(3, 15.0, 0))]);
+        assert_eq!(compare_routes(&base, &new, &options())[0].status, Status::Unchanged);
+    }
+}

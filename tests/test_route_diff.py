@@ -1,0 +1,261 @@
+"""Routes in every format and in ``diff``, the differential flame graph's colours,
+and tables that fit a terminal: end to end, on real recordings read back by the
+real ``aiocop-analyze``.
+
+A FastAPI app under uvicorn (the app and load generator of test_routes.py) is
+recorded three times: twice with the same build (an A/A pair) and once with
+``/cpu`` doing three times the work (a real regression). ``diff --by route``
+must call the A/A pair unchanged and the slower route, only it, regressed; the
+differential flame graph must come out white for the A/A pair and red where
+``/cpu`` got slower. The demo app's recording and the FastAPI one are drawn
+on terminals 80, 100 and 120 columns wide: every line fits, and no key is cut
+inside a name.
+"""
+
+import csv
+import io
+import json
+import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from conftest import analyze, report_json
+from test_analyze_terminal import assert_fits, run_on_terminal
+from test_routes import PATHS, free_port, served
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# The routes of test_routes.py, their CPU as a fixed amount of work, not a
+# deadline: on a machine busier in one run every function is slower alike,
+# where a deadline-bound loop would take the same time and shift the shares.
+APP = textwrap.dedent(
+    """
+    import asyncio
+    import json
+    import os
+
+    from fastapi import APIRouter, FastAPI
+    from fastapi.responses import PlainTextResponse
+
+    app = FastAPI()
+    api = APIRouter(prefix="/api")
+    CPU_WORK = 40_000
+
+
+    def work(n):
+        return sum(i * i for i in range(n))
+
+
+    @app.get("/cpu")
+    async def cpu():
+        return PlainTextResponse(str(work(CPU_WORK)))
+
+
+    @app.get("/block")
+    async def block():
+        with open(__file__) as f:  # blocking file I/O, no sleep: its time is CPU too
+            f.read(10)
+        os.stat(__file__)
+        return PlainTextResponse("ok")
+
+
+    @app.get("/render/{page}")
+    async def render(page: str):
+        return PlainTextResponse(json.dumps({"page": page, "rows": [work(2_000) for _ in range(10)]}))
+
+
+    @api.get("/items/{item_id}")
+    async def item(item_id: int):
+        await asyncio.create_task(spawned())
+        return PlainTextResponse(str(item_id))
+
+
+    async def spawned():
+        work(2_000)
+
+
+    app.include_router(api)
+    """
+)
+# The same build, but /cpu does three times the work.
+SLOWER_APP = APP.replace("CPU_WORK = 40_000", "CPU_WORK = 120_000")
+assert SLOWER_APP != APP
+
+
+def record_fastapi(tmp: Path, app_source: str) -> tuple[list[str], dict[str, int]]:
+    pytest.importorskip("fastapi")
+    port = free_port()
+    command = ["-m", "uvicorn", "app:app", "--port", str(port), "--log-level", "warning"]
+    return served(tmp, app_source, command, port, list(PATHS))
+
+
+@pytest.fixture(scope="module")
+def recordings(tmp_path_factory) -> dict[str, tuple[list[str], dict[str, int]]]:
+    """A, A again (same build) and B (/cpu three times as dear)."""
+    return {
+        name: record_fastapi(tmp_path_factory.mktemp(name), source)
+        for name, source in [("a", APP), ("a2", APP), ("b", SLOWER_APP)]
+    }
+
+
+def diff_json(base: list[str], new: list[str], *args: str) -> dict:
+    result = analyze("diff", base[0], new[0], *args, "--format", "json")
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def routes_of(diff: dict) -> dict[str, dict]:
+    return {row["route"]: row for row in diff["routes"]}
+
+
+def test_a_like_recording_of_the_same_build_changes_no_route(recordings):
+    (a, a_counts), (a2, a2_counts) = recordings["a"], recordings["a2"]
+    diff = diff_json(a, a2, "--by", "route")
+    assert diff["schema_minor"] == 1
+    routes = routes_of(diff)
+    for path, route in PATHS.items():
+        row = routes[route]
+        assert row["status"] == "unchanged", row
+        # The counts behind the rates: the requests the load generator got answers for.
+        assert (row["base"]["requests"], row["new"]["requests"]) == (a_counts[path], a2_counts[path]), row
+
+
+def test_a_slower_route_is_regressed_and_only_it(recordings):
+    (a, _), (b, b_counts) = recordings["a"], recordings["b"]
+    routes = routes_of(diff_json(a, b, "--by", "route"))
+    cpu = routes["GET /cpu"]
+    assert cpu["status"] == "regressed", cpu
+    assert cpu["loop_rise_p_value"] < 0.01, cpu
+    # Three times the work; the machine's speed varies between runs (up to 2.4x seen here).
+    assert cpu["new"]["loop_ms_per_request"] > cpu["base"]["loop_ms_per_request"], cpu
+    assert cpu["new"]["requests"] == b_counts["/cpu"]
+    others = {route: row["status"] for route, row in routes.items() if route != "GET /cpu" and route in PATHS.values()}
+    assert set(others.values()) == {"unchanged"}, others
+    # The other way round it is an improvement.
+    assert routes_of(diff_json(b, a, "--by", "route"))["GET /cpu"]["status"] == "improved"
+
+
+def test_the_route_diff_in_table_markdown_html_and_csv(recordings):
+    (a, _), (b, _) = recordings["a"], recordings["b"]
+    table = analyze("diff", a[0], b[0], "--by", "route").stdout
+    assert re.search(r"│ regressed ┆ GET /cpu\s*┆\s*[\d.]+ → [\d.]+ \(\+\d+%\) ┆", table), table
+    markdown = analyze("diff", a[0], b[0], "--by", "route", "--format", "markdown").stdout
+    assert re.search(r"\| \*\*regressed\*\* \| `GET /cpu` \| [\d.]+ → [\d.]+ \(\+\d+%\) \|", markdown), markdown
+    html = analyze("diff", a[0], b[0], "--by", "route", "--format", "html").stdout
+    assert 'id="routes"' in html and "GET /cpu" in html
+    text = analyze("diff", a[0], b[0], "--by", "route", "--format", "csv", "--csv-table", "routes").stdout
+    rows = {row["route"]: row for row in csv.DictReader(io.StringIO(text))}
+    assert rows["GET /cpu"]["status"] == "regressed"
+    assert float(rows["GET /cpu"]["new_loop_ms_per_request"]) > float(rows["GET /cpu"]["base_loop_ms_per_request"])
+    # A diff's CSV holds groups or routes, nothing else.
+    refused = analyze("diff", a[0], b[0], "--format", "csv", "--csv-table", "stalls")
+    assert refused.returncode == 2 and "--csv-table" in refused.stderr and "Traceback" not in refused.stderr
+
+
+def test_the_routes_table_in_markdown_html_and_csv_is_the_jsons(recordings):
+    a, _ = recordings["a"]
+    routes = report_json("--by", "route", *a)["routes"]
+    assert {r["route"] for r in routes} >= set(PATHS.values())
+    markdown = analyze("--by", "route", "--format", "markdown", *a).stdout
+    for row in routes:
+        assert f"| {row['rank']} | `{row['route']}` | {row['requests']} |" in markdown, markdown
+    html = analyze("--by", "route", "--format", "html", *a).stdout
+    assert 'id="routes"' in html and "GET /render/{page}" in html
+    text = analyze("--by", "route", "--format", "csv", "--csv-table", "routes", *a).stdout
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert [(r["route"], int(r["requests"])) for r in rows] == [(r["route"], r["requests"]) for r in routes]
+
+
+def frame_fills(svg: str) -> set[str]:
+    """The fills of the flame graph's frames (black is text, the background a gradient)."""
+    return set(re.findall(r'<rect x="[^"]*" y="[^"]*" width="[^"]*" height="[^"]*" fill="(rgb\([^)]*\))"', svg))
+
+
+def titles_coloured(svg: str) -> list[str]:
+    """The titles of the frames not drawn white."""
+    frames = re.findall(r'<g><title>([^<]*)</title><rect [^>]*fill="(rgb\([^)]*\))"', svg)
+    return [title for title, fill in frames if fill != "rgb(250,250,250)"]
+
+
+def flame_diff(base: list[str], new: list[str]) -> str:
+    result = analyze("flamegraph", *new, "--diff", *base)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_the_differential_flame_graph_of_an_a_a_pair_is_white(recordings):
+    (a, _), (a2, _) = recordings["a"], recordings["a2"]
+    svg = flame_diff(a, a2)
+    assert frame_fills(svg) == {"rgb(250,250,250)"}, titles_coloured(svg)
+    assert "Coloured: 0 stacks whose share of the time changed beyond chance" in svg
+
+
+def test_the_differential_flame_graph_of_a_slower_route_is_red_there(recordings):
+    (a, _), (b, _) = recordings["a"], recordings["b"]
+    svg = flame_diff(a, b)
+    coloured = titles_coloured(svg)
+    red = [
+        title
+        for title, fill in re.findall(r'<g><title>([^<]*)</title><rect [^>]*fill="(rgb\([^)]*\))"', svg)
+        if fill.startswith("rgb(255,")
+    ]
+    # /cpu's handler (app:cpu) works three times as long: red there.
+    assert any(title.startswith(("app:cpu", "app:work")) for title in red), coloured
+
+
+@pytest.fixture(scope="module")
+def demo_trace(tmp_path_factory) -> Path:
+    trace = tmp_path_factory.mktemp("demo") / "demo-trace.bin"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "demo_app.py"), str(trace)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    return trace
+
+
+# A cut word: an ellipsis followed by a letter or digit (`…nts.py`, `(import …auto)`).
+CUT = re.compile(r"…[A-Za-z0-9_]")
+
+
+def assert_nothing_cut(text: str) -> None:
+    cut = [line for line in text.splitlines() if CUT.search(line)]
+    assert not cut, "names cut:\n" + "\n".join(cut) + "\n\n" + text
+
+
+def widest_line_of_each_table(text: str) -> dict[str, int]:
+    """The widest line of each table (a run of lines drawn with box characters), by the line before it."""
+    widths: dict[str, int] = {}
+    title = ""
+    for line in text.splitlines():
+        if line[:1] in "┌╭├│└╰":
+            widths[title] = max(widths.get(title, 0), len(line))
+        else:
+            title = line[:40] or title
+    return widths
+
+
+@pytest.mark.parametrize("columns", [80, 100, 120])
+@pytest.mark.parametrize("by", ["entry-point", "app-frame", "stack", "route"])
+def test_every_table_fits_the_terminal_and_no_name_is_cut(recordings, demo_trace, columns, by):
+    a, _ = recordings["a"]
+    b, _ = recordings["b"]
+    # A diff's cells (`12.177 → 30.473 (+150%)`) are whole numbers: its tables
+    # need 100 columns, and leave its keys too few there to keep every name whole.
+    runs = [(["--by", by, str(demo_trace)], True), (["--by", by, *a], True)]
+    if columns >= 100:
+        runs.append((["diff", a[0], b[0], "--by", by, "--all"], False))
+    for args, whole_names in runs:
+        text = run_on_terminal(args, columns, cwd=Path("/"))
+        assert_fits(text, columns)
+        widths = widest_line_of_each_table(text)
+        assert widths and max(widths.values()) <= columns, widths
+        # At 80 columns the Blocking I/O table's numbers and event lists leave
+        # a key fewer columns than some names take: fitting comes first there.
+        if columns >= 100 and whole_names:
+            assert_nothing_cut(text)
