@@ -156,3 +156,50 @@ def test_a_saturated_server_on_a_clean_route_has_no_stall(tmp_path):
         if not of_requests:
             break
     assert of_requests == [], of_requests[:3]
+
+
+OWN_SELECTOR = textwrap.dedent(
+    """
+    import asyncio
+    import selectors
+    import time
+
+    # Of the loop's selector class: the class's select is aiocop's, but a
+    # poll of this one is the callback's, not the loop's.
+    own = selectors.DefaultSelector()
+
+
+    def spin_and_poll():
+        end = time.perf_counter() + 0.01
+        while time.perf_counter() < end:
+            pass
+        own.select(0)
+
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        await asyncio.sleep(0.05)
+        assert type(own) is type(loop._selector)
+        # Timed through the class: the selector itself is left as it was,
+        # so the interpreter keeps its attribute reads specialised.
+        assert "select" not in vars(loop._selector), vars(loop._selector)
+        for _ in range(10):
+            loop.call_soon(spin_and_poll)
+        await asyncio.sleep(0.3)
+
+
+    asyncio.run(main())
+    """
+)
+
+
+def test_a_selector_a_callback_polls_is_not_the_loops_and_the_loops_selector_is_left_as_it_was(tmp_path):
+    # Ten 10 ms callbacks in one iteration, each polling a selector of its
+    # own (of the loop's selector class) as it ends: one 100 ms stall of the
+    # ten, not ten callbacks cut apart by polls that were not the loop's.
+    trace = record(tmp_path, OWN_SELECTOR)
+    report = report_json(str(trace))
+    assert GUESSED not in analyze(str(trace)).stdout
+    assert len(report["stalls"]) == 1, report["stalls"]
+    (stall,) = report["stalls"]
+    assert 10 <= stall["slices"] <= 12 and stall["duration_ms"] >= 100, stall
