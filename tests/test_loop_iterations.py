@@ -8,6 +8,7 @@ cut by the gap heuristic, which the report says once.
 """
 
 import asyncio
+import selectors
 import signal
 import subprocess
 import sys
@@ -203,3 +204,33 @@ def test_a_selector_a_callback_polls_is_not_the_loops_and_the_loops_selector_is_
     assert len(report["stalls"]) == 1, report["stalls"]
     (stall,) = report["stalls"]
     assert 10 <= stall["slices"] <= 12 and stall["duration_ms"] >= 100, stall
+
+
+def test_timing_selectors_of_related_classes_never_recurses_nor_breaks_select():
+    # aiocop's select goes on the class; an override calling super().select()
+    # must reach the original once, whichever class was timed first.
+    from aiocop import _native
+
+    class Base(selectors.DefaultSelector):
+        pass
+
+    class Overriding(Base):
+        calls = 0
+
+        def select(self, timeout=None):
+            Overriding.calls += 1
+            return super().select(timeout)
+
+    timed, plain_base, base = Overriding(), Base(), Base()
+    assert _native.time_selector(timed) is True
+    assert _native.time_selector(timed) is False, "timed already"
+    try:
+        _native.time_selector(base)
+    except TypeError as error:  # refused if Overriding's class got aiocop's select
+        assert "subclass" in str(error)
+    for selector in (timed, Overriding(), plain_base, base):
+        with selector:
+            assert selector.select(0) == []
+    assert Overriding.calls == 2
+    for selector in (timed, base):
+        _native.untime_selector(id(selector))

@@ -14,38 +14,12 @@
 //! polls a selector of its own) goes straight to the original and records
 //! nothing: a poll inside a callback is not the loop's.
 //!
-//! # Why on the class, and what a stand-in on the hot path costs
-//!
-//! A native stand-in called once per loop iteration (or per callback, as
-//! for `call_soon`) is paid on the loop's thread and on the writer's. The
-//! costs, counted with callgrind on `bench/instruction_step.py`'s `pure`
-//! workload (one callback per iteration, the worst case), per step:
-//!
-//! - **Where the stand-in lives** mattered most. Set on the *instance*
-//!   (`selector.select = stand_in`, as first done), it shadowed the class's
-//!   method: CPython's specialising interpreter no longer turns
-//!   `self._selector.select` into a cached lookup, and adding the attribute
-//!   turned the selector's inline attribute values into a dict, so every
-//!   attribute read of the selector went the slow way too (dictionary
-//!   probes, `_PyType_Lookup`, `_PyObject_GetMethod`: several hundred
-//!   instructions a step). A method descriptor on the class
-//!   (`PyDescr_NewMethod`) keeps both specialised. Swapping the instance's
-//!   `__class__` for a subclass is no better: it too turns the values into
-//!   a dict (+850 instructions a call in a micro-benchmark, on 3.11).
-//! - **Calling Python code from native code** costs a fresh entry into the
-//!   interpreter (`_PyEval_Vector`, frame set-up, `initialize_locals`,
-//!   result check: about 250 instructions) where a Python-to-Python call is
-//!   inlined. Unavoidable when the original is a Python function; call the
-//!   plain function with `self` prepended in a stack buffer rather than a
-//!   bound method (which copies the arguments again).
-//! - **The hand-off** (two clock reads, a thread number, a push under the
-//!   buffer's lock) is about 150 instructions; read nothing from Python
-//!   objects per call.
-//! - **The writer** pays for every recorded item again: encoding and zstd,
-//!   about 10 bytes of poorly compressible deltas a poll, and sorting.
-//!   About 550 instructions a poll before the polls of a chunk were kept in
-//!   order as they come (they almost always are) instead of copied and
-//!   sorted.
+//! On the class, not the instance: an instance attribute shadowing the
+//! class's method keeps CPython's specialising interpreter from caching
+//! `self._selector.select` and turns the selector's inline attribute values
+//! into a dict, which cost several hundred instructions a loop iteration.
+//! `docs/native-stand-ins.md` says where a stand-in's instructions go, for
+//! whoever writes the next one.
 //!
 //! uvloop runs libuv's loop in compiled code: no Python call marks its
 //! iterations, so its traces have none and the analyzer cuts stalls by the
@@ -70,23 +44,39 @@ struct Timed {
 static TIMED: Mutex<Timed> = Mutex::new(Timed { classes: Vec::new(), selectors: Vec::new() });
 
 impl Timed {
-    /// The original `select` of `class` or of the nearest base class that
-    /// has aiocop's.
-    fn original_for(&self, mut class: *mut ffi::PyTypeObject) -> Option<*mut ffi::PyObject> {
-        while !class.is_null() {
-            if let Some((_, original)) = self.classes.iter().find(|(c, _)| *c == class as usize) {
-                return Some(original.as_ptr());
-            }
-            // SAFETY: a live type's base is a live type or null.
-            class = unsafe { (*class).tp_base };
+    /// The original `select` of the class in `class`'s method resolution
+    /// order that has aiocop's: there is at most one (see `time_selector`).
+    fn original_for(&self, class: *mut ffi::PyTypeObject) -> Option<*mut ffi::PyObject> {
+        // SAFETY: a live type's `tp_mro` is a tuple of live types (null
+        // only before the type is ready, which an instance's type is).
+        let mro = unsafe { (*class).tp_mro };
+        if mro.is_null() {
+            return None;
         }
-        None
+        // SAFETY: as above.
+        let classes = unsafe { ffi::PyTuple_GET_SIZE(mro) };
+        (0..classes).find_map(|at| {
+            // SAFETY: `at` is within the tuple.
+            let base = unsafe { ffi::PyTuple_GET_ITEM(mro, at) } as usize;
+            self.classes.iter().find(|(c, _)| *c == base).map(|(_, original)| original.as_ptr())
+        })
+    }
+
+    /// Whether a class with aiocop's `select` derives from `class`.
+    fn has_subclass_of(&self, class: *mut ffi::PyTypeObject) -> bool {
+        // SAFETY: both are live types.
+        self.classes.iter().any(|(c, _)| unsafe { ffi::PyType_IsSubtype(*c as *mut ffi::PyTypeObject, class) } != 0)
     }
 }
 
 /// Times each poll of `selector` while recording (see the module's doc);
 /// false if it already was. The class's `select` becomes aiocop's the
-/// first time one of its selectors is timed.
+/// first time one of its selectors is timed, unless a class it derives
+/// from has it already. Classes with aiocop's `select` never derive from
+/// one another, so that aiocop's `select` always knows which original to
+/// call (and never calls itself through an override's `super()`): a
+/// selector of a base class of such a class is refused (TypeError), and
+/// its loop's stalls are guessed.
 pub fn time_selector(selector: &Bound<'_, PyAny>) -> PyResult<bool> {
     let class = selector.get_type();
     let class_ptr = class.as_type_ptr();
@@ -95,7 +85,16 @@ pub fn time_selector(selector: &Bound<'_, PyAny>) -> PyResult<bool> {
         if timed.selectors.contains(&(selector.as_ptr() as usize)) {
             return Ok(false);
         }
-        timed.original_for(class_ptr).is_some()
+        if timed.original_for(class_ptr).is_some() {
+            true
+        } else if timed.has_subclass_of(class_ptr) {
+            return Err(pyo3::exceptions::PyTypeError::new_err(format!(
+                "a subclass of {} has aiocop's select already",
+                class.name()?
+            )));
+        } else {
+            false
+        }
     };
     // Python code runs outside the lock: a finalizer it triggers may take it.
     let replaced = if known { None } else { Some(put_timed_select(selector.py(), &class)?) };
@@ -110,6 +109,11 @@ pub fn time_selector(selector: &Bound<'_, PyAny>) -> PyResult<bool> {
 /// Puts aiocop's `select` on `class`; returns the original.
 fn put_timed_select(py: Python<'_>, class: &Bound<'_, pyo3::types::PyType>) -> PyResult<Py<PyAny>> {
     let original = class.getattr("select")?;
+    // SAFETY: `original` is a live object.
+    if unsafe { ffi::PyFunction_Check(original.as_ptr()) } == 0 {
+        // Called with the selector prepended, it must be a plain function.
+        return Err(pyo3::exceptions::PyTypeError::new_err(format!("{}.select is not a function", class.name()?)));
+    }
     // SAFETY: the definition is static and never mutated; the class is live.
     let descriptor = unsafe {
         Bound::from_owned_ptr_or_err(py, ffi::PyDescr_NewMethod(class.as_type_ptr(), SELECT_DEFINITION.0.get()))?

@@ -169,10 +169,16 @@ def _time_loop_iterations(loop: asyncio.BaseEventLoop) -> None:
     if not callable(getattr(type(selector), "select", None)):
         return  # no selector, or one without select()
     try:
-        if _native.time_selector(selector):
-            weakref.finalize(selector, _native.untime_selector, id(selector))
-    except (AttributeError, TypeError):
-        logger.debug("The selector of %r cannot be timed", loop)
+        if not _native.time_selector(selector):
+            return  # timed already
+    except (AttributeError, TypeError) as error:
+        logger.debug("The selector of %r cannot be timed: %s", loop, error)
+        return
+    try:
+        weakref.finalize(selector, _native.untime_selector, id(selector))
+    except TypeError:  # not weakly referenceable: its address could be another's after it is freed
+        _native.untime_selector(id(selector))
+        logger.debug("The selector of %r cannot be timed: no weak references to it", loop)
 
 
 def _reraise_violations_from_exception_handler(loop: asyncio.AbstractEventLoop) -> None:
