@@ -18,6 +18,12 @@ the median over seeds. What recording adds is also counted inside aiocop's nativ
 dynamic linker's thread-local look-ups it calls), which neither moves: that count is what the target
 compares.
 
+With --iteration-timing [PYTHON ...], prints instead what timing loop iterations (exact stalls) adds to
+recording, for each interpreter given (default: this one; give two builds to compare them in one run):
+recording started before the loop is made, as `python -m aiocop record` does (each poll of the loop's
+selector is timed), against recording started inside the running loop (not timed), on the loop's thread and
+on all threads (the writer's encoding and compression of the polls included).
+
 Printed (markdown): per workload, instructions per step of each mode; the monitor's overhead (monitor -
 none); what recording adds (recording - monitor), on the whole loop thread and in aiocop's code, and the
 latter's ratio to the monitor's overhead (target <= 0.30); (monitor + recording) overhead as a fraction
@@ -97,11 +103,41 @@ def median_per_step(python: str, mode: str, workload: str, out_dir: str, repeats
     return Count(*(statistics.median(values) for values in zip(*runs, strict=True)))
 
 
+def iteration_timing(pythons: list[str], workloads: list[str], repeats: int) -> None:
+    """Prints what timing loop iterations adds to recording, per interpreter and workload."""
+    print(
+        "| interpreter | workload | recording | recording, iterations timed | adds on the loop thread "
+        "| adds on all threads |"
+    )
+    print("|:--|:--|--:|--:|--:|--:|")
+    with tempfile.TemporaryDirectory() as out_dir:
+        for python in pythons:
+            for workload in workloads:
+                cost = {}
+                for mode in ("record", "record-iterations"):
+                    print(f"{python} {workload}: {mode} ...", file=sys.stderr, flush=True)
+                    cost[mode] = median_per_step(python, mode, workload, out_dir, repeats)
+                plain, timed = cost["record"], cost["record-iterations"]
+                cells = [python, workload, f"{plain.loop:,.0f}", f"{timed.loop:,.0f}"]
+                cells += [f"{timed.loop - plain.loop:,.0f}", f"{timed.all_threads - plain.all_threads:,.0f}"]
+                print("| " + " | ".join(cells) + " |", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ref-python", help="an interpreter with aiocop 1.2.1 (default: bench/.venv-aiocop121)")
     parser.add_argument("--repeats", type=int, default=3, help="measurements per cell, of which the median")
+    parser.add_argument(
+        "--iteration-timing",
+        nargs="*",
+        metavar="PYTHON",
+        help="instead, what timing loop iterations adds to recording, with each interpreter (default: this one)",
+    )
+    parser.add_argument("--workloads", nargs="+", choices=WORKLOADS, help="for --iteration-timing (default: pure)")
     args = parser.parse_args()
+    if args.iteration_timing is not None:
+        iteration_timing(args.iteration_timing or [sys.executable], args.workloads or ["pure"], args.repeats)
+        return
     ours = sys.executable
     reference = args.ref_python or ensure_ref_python("asyncio")
     modes = [("none", ours, "none"), ("monitor", ours, "monitor"), ("recording", ours, "record")]

@@ -8,6 +8,7 @@ cut by the gap heuristic, which the report says once.
 """
 
 import asyncio
+import selectors
 import signal
 import subprocess
 import sys
@@ -156,3 +157,80 @@ def test_a_saturated_server_on_a_clean_route_has_no_stall(tmp_path):
         if not of_requests:
             break
     assert of_requests == [], of_requests[:3]
+
+
+OWN_SELECTOR = textwrap.dedent(
+    """
+    import asyncio
+    import selectors
+    import time
+
+    # Of the loop's selector class: the class's select is aiocop's, but a
+    # poll of this one is the callback's, not the loop's.
+    own = selectors.DefaultSelector()
+
+
+    def spin_and_poll():
+        end = time.perf_counter() + 0.01
+        while time.perf_counter() < end:
+            pass
+        own.select(0)
+
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        await asyncio.sleep(0.05)
+        assert type(own) is type(loop._selector)
+        # Timed through the class: the selector itself is left as it was,
+        # so the interpreter keeps its attribute reads specialised.
+        assert "select" not in vars(loop._selector), vars(loop._selector)
+        for _ in range(10):
+            loop.call_soon(spin_and_poll)
+        await asyncio.sleep(0.3)
+
+
+    asyncio.run(main())
+    """
+)
+
+
+def test_a_selector_a_callback_polls_is_not_the_loops_and_the_loops_selector_is_left_as_it_was(tmp_path):
+    # Ten 10 ms callbacks in one iteration, each polling a selector of its
+    # own (of the loop's selector class) as it ends: one 100 ms stall of the
+    # ten, not ten callbacks cut apart by polls that were not the loop's.
+    trace = record(tmp_path, OWN_SELECTOR)
+    report = report_json(str(trace))
+    assert GUESSED not in analyze(str(trace)).stdout
+    assert len(report["stalls"]) == 1, report["stalls"]
+    (stall,) = report["stalls"]
+    assert 10 <= stall["slices"] <= 12 and stall["duration_ms"] >= 100, stall
+
+
+def test_timing_selectors_of_related_classes_never_recurses_nor_breaks_select():
+    # aiocop's select goes on the class; an override calling super().select()
+    # must reach the original once, whichever class was timed first.
+    from aiocop import _native
+
+    class Base(selectors.DefaultSelector):
+        pass
+
+    class Overriding(Base):
+        calls = 0
+
+        def select(self, timeout=None):
+            Overriding.calls += 1
+            return super().select(timeout)
+
+    timed, plain_base, base = Overriding(), Base(), Base()
+    assert _native.time_selector(timed) is True
+    assert _native.time_selector(timed) is False, "timed already"
+    try:
+        _native.time_selector(base)
+    except TypeError as error:  # refused if Overriding's class got aiocop's select
+        assert "subclass" in str(error)
+    for selector in (timed, Overriding(), plain_base, base):
+        with selector:
+            assert selector.select(0) == []
+    assert Overriding.calls == 2
+    for selector in (timed, base):
+        _native.untime_selector(id(selector))

@@ -62,8 +62,8 @@ __all__ = [
     "AuditedFunction",
     "schedule_patch",
     "ScheduleTarget",
-    "timed_select",
-    "TimedSelect",
+    "time_selector",
+    "untime_selector",
     "FormattedOnRead",
     "PendingReport",
     "MAX_EVENTS_PER_SLICE",
@@ -174,7 +174,8 @@ class AuditedFunction:
 
 def run_monitored(callback: Callable[..., Any], /, *args: Any) -> Any: ...
 def schedule_patch(original: Callable[..., Any], callback_index: int) -> Callable[..., Any]: ...
-def timed_select(original: Callable[..., Any]) -> Callable[..., Any]: ...
+def time_selector(selector: object) -> bool: ...
+def untime_selector(selector_id: int) -> None: ...
 
 @final
 class FormattedOnRead:
@@ -343,7 +344,3 @@ class OpenTrace:
     def chunk_count(self) -> int: ...
     def slices(self) -> SliceIter: ...
     def columns(self) -> ColumnIter: ...
-
-@final
-class TimedSelect:
-    __wrapped__: Callable[..., Any]

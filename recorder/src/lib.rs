@@ -140,12 +140,18 @@ fn schedule_patch<'py>(py: Python<'py>, original: Py<PyAny>, callback_index: usi
     monitor::schedule_patch(py, original, callback_index)
 }
 
-/// A stand-in for a stock asyncio loop's `selector.select` (bound) that
-/// records each call, while recording, as the start of a loop iteration
-/// and its wait for I/O.
+/// Records each poll of a stock asyncio loop's selector, while recording,
+/// as the start of a loop iteration and its wait for I/O; false if the
+/// selector already was timed. Puts aiocop's `select` on its class.
 #[pyfunction]
-fn timed_select<'py>(py: Python<'py>, original: Py<PyAny>) -> PyResult<Bound<'py, PyAny>> {
-    iterations::timed_select(py, original)
+fn time_selector(selector: &Bound<'_, PyAny>) -> PyResult<bool> {
+    iterations::time_selector(selector)
+}
+
+/// Stops timing the selector of `id()` `selector_id` (it is being freed).
+#[pyfunction]
+fn untime_selector(selector_id: usize) {
+    iterations::untime_selector(selector_id);
 }
 
 /// Marks a stock asyncio loop, by `id()`, as monitored or not.
@@ -559,7 +565,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(interned_sizes, m)?)?;
     m.add_class::<audited::AuditedFunction>()?;
     m.add_function(wrap_pyfunction!(schedule_patch, m)?)?;
-    m.add_function(wrap_pyfunction!(timed_select, m)?)?;
+    m.add_function(wrap_pyfunction!(time_selector, m)?)?;
+    m.add_function(wrap_pyfunction!(untime_selector, m)?)?;
     m.add_class::<emit::FormattedOnRead>()?;
     m.add_class::<emit::PendingReport>()?;
     m.add_class::<monitor::ScheduleTarget>()?;
@@ -571,7 +578,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<reading::Slice>()?;
     m.add_class::<reading::Event>()?;
     m.add_class::<reading::Frame>()?;
-    m.add_class::<iterations::TimedSelect>()?;
     m.add("MAX_EVENTS_PER_SLICE", slice::MAX_EVENTS_PER_SLICE)?;
     // run_monitored(callback, *args): what a patched loop schedules in place of each callback.
     m.add("run_monitored", monitor::run_monitored_function(m.py())?.clone_ref(m.py()))?;

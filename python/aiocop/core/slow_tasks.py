@@ -153,25 +153,32 @@ def _time_loop_iterations(loop: asyncio.BaseEventLoop) -> None:
     """Let a recording see where each iteration of the loop begins and how long it waited for I/O.
 
     ``BaseEventLoop._run_once`` polls the loop's selector once per iteration;
-    the selector instance's ``select`` (not its class's: other code uses the
-    selectors module too) becomes a native stand-in that times each call
-    while recording, and calls the original alone otherwise.
+    the selector's class gets a native ``select`` that calls the original
+    and, for the selectors of loops timed here and while recording, records
+    the poll. Other selectors of the class (``subprocess``'s, one a callback
+    polls) record nothing. On the class, not the instance: an instance
+    attribute would keep the interpreter from specialising the loop's
+    ``self._selector.select`` and the selector's own attribute reads (see
+    recorder/src/iterations.rs for what each choice costs).
 
-    Only loops patched while a recording runs get it: the stand-in costs a
-    native call per iteration (about 900 instructions a step of a loop that
-    runs one callback per iteration, measured with callgrind), which a
-    monitor that does not record has no use for. A loop patched before the
-    recording started keeps its plain select(), and the report says its
-    stalls are guessed.
+    Only loops patched while a recording runs get it: a monitor that does
+    not record has no use for it. A loop patched before the recording
+    started is not timed, and the report says its stalls are guessed.
     """
     selector = getattr(loop, "_selector", None)
-    own_attributes = getattr(selector, "__dict__", None)
-    if own_attributes is None or "select" in own_attributes:
-        return  # no selector, one without instance attributes, or one already timed
+    if not callable(getattr(type(selector), "select", None)):
+        return  # no selector, or one without select()
     try:
-        selector.select = _native.timed_select(selector.select)  # type: ignore[union-attr]
-    except AttributeError:
-        logger.debug("The selector of %r has no select() to time", loop)
+        if not _native.time_selector(selector):
+            return  # timed already
+    except (AttributeError, TypeError) as error:
+        logger.debug("The selector of %r cannot be timed: %s", loop, error)
+        return
+    try:
+        weakref.finalize(selector, _native.untime_selector, id(selector))
+    except TypeError:  # not weakly referenceable: its address could be another's after it is freed
+        _native.untime_selector(id(selector))
+        logger.debug("The selector of %r cannot be timed: no weak references to it", loop)
 
 
 def _reraise_violations_from_exception_handler(loop: asyncio.AbstractEventLoop) -> None:

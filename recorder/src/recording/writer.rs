@@ -424,9 +424,15 @@ impl FileState {
 
     /// A chunk's loop iterations, from its polls.
     fn iterations(&mut self, polls: &[PendingPoll]) -> LoopIterations {
-        // Buffered as they ended; loops on other threads may overlap.
-        let mut polls = polls.to_vec();
-        polls.sort_by_key(|poll| poll.start_ns);
+        // Buffered as they ended, which is in start order but when loops on
+        // other threads overlap: copied and sorted only then.
+        let polls: std::borrow::Cow<'_, [PendingPoll]> = if polls.is_sorted_by_key(|poll| poll.start_ns) {
+            polls.into()
+        } else {
+            let mut sorted = polls.to_vec();
+            sorted.sort_by_key(|poll| poll.start_ns);
+            sorted.into()
+        };
         let base_offset_ns = polls.first().map_or(0, |poll| poll.start_ns.saturating_sub(self.base_ns));
         let mut previous = polls.first().map_or(0, |poll| poll.start_ns);
         let polls: Vec<PollRecord> = polls
