@@ -73,11 +73,11 @@ C_CALLS = [
 ]
 
 
-def record(tmp_path: Path, setup: str, call: str) -> Path:
+def record(tmp_path: Path, setup: str, call: str, sample_frames: str = "pending") -> Path:
     script, trace = tmp_path / "app.py", tmp_path / "app.bin"
     script.write_text(PROGRAM.format(setup=textwrap.indent(setup, "").strip(), call=call))
     result = subprocess.run(
-        [sys.executable, "-m", "aiocop", "record", "-o", str(trace), "--", str(script)],
+        [sys.executable, "-m", "aiocop", "record", "--sample-frames", sample_frames, "-o", str(trace), "--", str(script)],
         capture_output=True,
         text=True,
         timeout=120,
@@ -103,7 +103,21 @@ def test_a_long_c_call_counts_to_the_function_that_called_it(request, tmp_path, 
         # the next await on 3.12 and later.
         reason = "3.12+: 3.4-3.7% after the sort in some runs (issue 20)"
         request.applymarker(pytest.mark.xfail(reason=reason, strict=False))
-    trace = record(tmp_path, setup, call)
+    assert_on_the_caller(name, record(tmp_path, setup, call), by)
+
+
+@pytest.mark.parametrize(("name", "setup", "call", "by"), C_CALLS, ids=[c[0] for c in C_CALLS])
+def test_a_long_c_call_read_from_the_loop_thread_counts_to_the_function_that_called_it(
+    tmp_path, name, setup, call, by
+):
+    # The sampler thread reads the loop thread's frames during the C call (sample_frames="read").
+    if name == "pydantic" and importlib.util.find_spec("pydantic") is None:
+        pytest.skip("pydantic is not installed")
+    assert_on_the_caller(name, record(tmp_path, setup, call, "read"), by)
+
+
+def assert_on_the_caller(name: str, trace: Path, by: str) -> None:
+    """At least 95% of the busy time on `work`, at most 3% after it, `work` marked native."""
     report = report_json("--by", by, "--top", "0", str(trace))
     assert report["loop_time"]["samples"] > 0, "the slices were sampled"
     groups = {g["key"]: round(g["share"], 3) for g in report["loop_time"]["groups"]}

@@ -18,6 +18,7 @@
 //!   live as long as their modules anyway.
 //! - Frames of the aiocop package itself are never part of a stack.
 
+use crate::frame_reader::RemoteFrame;
 use aiocop_trace::frame::{format_frame, TRACE_SEPARATOR};
 use aiocop_trace::Interner;
 use pyo3::ffi;
@@ -31,7 +32,7 @@ pub type StackId = u32;
 
 /// Extra raw frames walked beyond the requested depth, so that skipping
 /// aiocop's own frames still leaves `depth` frames of the program's.
-const OWN_FRAME_MARGIN: usize = 8;
+pub const OWN_FRAME_MARGIN: usize = 8;
 
 /// Source files under this prefix are aiocop's own and never shown.
 static OWN_PREFIX: OnceLock<String> = OnceLock::new();
@@ -48,6 +49,11 @@ enum Resolved {
 
 struct CodeInfo {
     _keep_alive: Py<PyAny>,
+    /// Offset (bytes) of the code's first RESUME: a frame before it is
+    /// still being set up, and `PyFrame_GetBack` skips it.
+    first_traceable: i32,
+    /// `co_firstlineno`: what a frame read from another thread is checked by.
+    first_line: i32,
     filename: String,
     function: String,
     /// What names the code across releases, where lines and paths move.
@@ -214,7 +220,7 @@ fn intern_stack(raw: Vec<RawFrame<'_>>, depth: usize) -> Option<StackId> {
             registry.codes.entry(address).or_insert(info);
         }
         for frame in &raw {
-            add_instruction(registry, frame);
+            add_instruction(registry, frame.code.as_ptr() as usize, frame.lasti);
         }
         resolve(registry, &raw, depth)
     })?
@@ -222,9 +228,15 @@ fn intern_stack(raw: Vec<RawFrame<'_>>, depth: usize) -> Option<StackId> {
 
 /// The stack id if every frame is already known, None otherwise.
 fn resolve(registry: &mut Registry, raw: &[RawFrame], depth: usize) -> Option<StackId> {
+    resolve_keys(registry, raw.iter().map(|frame| (frame.code.as_ptr() as usize, frame.lasti)), depth)
+}
+
+/// The stack id of (code address, instruction offset) pairs, innermost
+/// first, if every one is already known; None otherwise.
+fn resolve_keys(registry: &mut Registry, keys: impl Iterator<Item = (usize, i32)>, depth: usize) -> Option<StackId> {
     let mut frames = Vec::with_capacity(depth);
-    for frame in raw {
-        match registry.by_instruction.get(&(frame.code.as_ptr() as usize, frame.lasti))? {
+    for key in keys {
+        match registry.by_instruction.get(&key)? {
             Resolved::Own => {}
             Resolved::Frame(id) => frames.push(*id),
         }
@@ -233,6 +245,65 @@ fn resolve(registry: &mut Registry, raw: &[RawFrame], depth: usize) -> Option<St
         }
     }
     Some(registry.stacks.intern(&frames))
+}
+
+/// What a stack read from another thread (`frame_reader`) resolves to.
+#[derive(Debug, PartialEq, Eq)]
+pub enum RemoteResolution {
+    Stack(StackId),
+    /// Every code is known, some instruction's line is not: the loop
+    /// thread resolves it ([`intern_remote`]).
+    NeedsLines,
+    /// A code object the registry does not keep alive: its address may be
+    /// a freed one's; the sample is taken another way.
+    UnknownCode,
+}
+
+/// The program's frames of a stack read from another thread: the entry
+/// frames were dropped by the reader; frames still being set up (before
+/// their first RESUME, not owned by a generator) are dropped here, as
+/// `PyFrame_GetBack` does.
+fn complete_keys(registry: &Registry, frames: &[RemoteFrame]) -> Option<Vec<(usize, i32)>> {
+    let mut keys = Vec::with_capacity(frames.len());
+    for frame in frames {
+        let code = registry.codes.get(&frame.code)?;
+        // A code learnt after the read: the same object only if it starts
+        // on the same line (else the address was freed and reused).
+        if frame.first_line.is_some_and(|line| line != code.first_line) {
+            return None;
+        }
+        if frame.owned_by_generator || frame.lasti >= code.first_traceable {
+            keys.push((frame.code, frame.lasti));
+        }
+    }
+    Some(keys)
+}
+
+/// Resolves a stack read from another thread without the GIL: only
+/// through the registry's maps (no Python object is touched).
+pub fn resolve_remote(frames: &[RemoteFrame], depth: usize) -> RemoteResolution {
+    with_registry(|registry| {
+        let Some(keys) = complete_keys(registry, frames) else { return RemoteResolution::UnknownCode };
+        match resolve_keys(registry, keys.into_iter(), depth) {
+            Some(stack) => RemoteResolution::Stack(stack),
+            None => RemoteResolution::NeedsLines,
+        }
+    })
+    .unwrap_or(RemoteResolution::UnknownCode)
+}
+
+/// Resolves a stack read from another thread, adding the lines of new
+/// instructions: on a thread holding the GIL (`py`). None if a code of the
+/// stack is not in the registry (which keeps them alive) or is not the
+/// one read (its first line differs).
+pub fn intern_remote(_py: Python<'_>, frames: &[RemoteFrame], depth: usize) -> Option<StackId> {
+    with_registry(|registry| {
+        let keys = complete_keys(registry, frames)?;
+        for &(address, lasti) in &keys {
+            add_instruction(registry, address, lasti);
+        }
+        resolve_keys(registry, keys.into_iter(), depth)
+    })?
 }
 
 fn describe_new_codes(raw: &[RawFrame<'_>]) -> Vec<(usize, CodeInfo)> {
@@ -252,6 +323,8 @@ fn describe_new_codes(raw: &[RawFrame<'_>]) -> Vec<(usize, CodeInfo)> {
             address,
             CodeInfo {
                 _keep_alive: frame.code.clone().unbind(),
+                first_traceable: first_traceable(code),
+                first_line: code.getattr("co_firstlineno").and_then(|v| v.extract()).unwrap_or(-1),
                 filename: text("co_filename"),
                 function: text("co_name"),
                 name: FrameName { module: module_of(&frame.frame), qualname: text("co_qualname") },
@@ -259,6 +332,19 @@ fn describe_new_codes(raw: &[RawFrame<'_>]) -> Vec<(usize, CodeInfo)> {
         ));
     }
     described
+}
+
+/// The byte offset of the code's first RESUME instruction (CPython's
+/// `_co_firsttraceable`), from its `co_code`; 0 if it has none.
+fn first_traceable(code: &Bound<'_, PyAny>) -> i32 {
+    static RESUME: OnceLock<Option<u8>> = OnceLock::new();
+    let resume = RESUME.get_or_init(|| {
+        let opmap = code.py().import("opcode").and_then(|opcode| opcode.getattr("opmap")).ok()?;
+        opmap.get_item("RESUME").ok()?.extract::<u8>().ok()
+    });
+    let Some(resume) = *resume else { return 0 };
+    let Ok(bytes) = code.getattr("co_code").and_then(|c| c.extract::<Vec<u8>>()) else { return 0 };
+    bytes.chunks_exact(2).position(|unit| unit[0] == resume).map_or(0, |index| 2 * index as i32)
 }
 
 /// `__name__` of the frame's globals: the module its code belongs to
@@ -273,9 +359,10 @@ fn module_of(frame: &Bound<'_, PyAny>) -> String {
         .unwrap_or_default()
 }
 
-fn add_instruction(registry: &mut Registry, frame: &RawFrame) {
-    let address = frame.code.as_ptr() as usize;
-    let key = (address, frame.lasti);
+/// Adds the frame of an instruction of a code the registry holds. The GIL
+/// must be held (it reads the code's line table).
+fn add_instruction(registry: &mut Registry, address: usize, lasti: i32) {
+    let key = (address, lasti);
     if registry.by_instruction.contains_key(&key) {
         return;
     }
@@ -284,9 +371,10 @@ fn add_instruction(registry: &mut Registry, frame: &RawFrame) {
     let resolved = if own {
         Resolved::Own
     } else {
-        // SAFETY: the code object is alive (kept by the registry); this only
-        // reads its line table.
-        let line = unsafe { ffi::PyCode_Addr2Line(frame.code.as_ptr().cast(), frame.lasti) };
+        // SAFETY: the code object is alive (kept by the registry, which
+        // holds it at `address`); the caller holds the GIL; this only reads
+        // its line table.
+        let line = unsafe { ffi::PyCode_Addr2Line(address as *mut ffi::PyCodeObject, lasti) };
         let id = registry.frame_ids.intern(&(address, line));
         if id as usize == registry.frames.len() {
             let text = format_frame(&code.filename, line.into(), &code.function);
