@@ -33,7 +33,7 @@ DEFAULT_SAMPLE_INTERVAL_MS = 1.0
 #: How recording's samples are taken: "pending" (the loop thread samples itself
 #: at its next eval-breaker check), "read" (the watchdog reads the loop thread's
 #: frames, inside long C calls too), "validate" (reads, checked against pending
-#: calls). See docs/recording.md.
+#: calls). See the README ("Reading the loop thread's frames").
 SAMPLE_FRAMES_MODES = ("pending", "read", "validate")
 DEFAULT_SAMPLE_FRAMES = "pending"
 #: Permission bits of a new trace file: readable by its owner only (traces
