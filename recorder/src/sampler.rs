@@ -87,6 +87,10 @@ struct Slot {
     /// its stack with the stack read last (0: none), and that stack.
     validate_for: AtomicU64,
     validate_stack: AtomicU64,
+    /// Code objects read from the thread's frames that the stack registry
+    /// does not know: (address, first line), for its next pending call to
+    /// learn (`stacks::learn_codes`).
+    codes_to_learn: Mutex<Vec<(usize, i32)>>,
 }
 
 #[allow(clippy::declare_interior_mutable_const)]
@@ -105,6 +109,7 @@ const EMPTY_SLOT: Slot = Slot {
     recording_wanted: AtomicU64::new(0),
     validate_for: AtomicU64::new(0),
     validate_stack: AtomicU64::new(0),
+    codes_to_learn: Mutex::new(Vec::new()),
 };
 static SLOTS: [Slot; MAX_SLOTS] = [EMPTY_SLOT; MAX_SLOTS];
 static SLOTS_USED: AtomicUsize = AtomicUsize::new(0);
@@ -718,6 +723,10 @@ fn read_sample(slot: &Slot, start: u64, position: &mut Position, validate: bool)
                     }
                 }
             }
+            if let Ok(mut to_learn) = slot.codes_to_learn.try_lock() {
+                to_learn.clear();
+                to_learn.extend(read.frames.iter().filter_map(|f| Some((f.code, f.first_line?))));
+            }
             (SampleStack::Read(read.frames.into_boxed_slice()), Read::CodesToLearn)
         }
     };
@@ -782,6 +791,10 @@ extern "C" fn take_pending_sample(index: *mut c_void) -> c_int {
     }
     // SAFETY: pending calls run on the main thread with the GIL held.
     let py = unsafe { Python::assume_attached() };
+    let to_learn = slot.codes_to_learn.try_lock().map(|mut codes| std::mem::take(&mut *codes)).unwrap_or_default();
+    if !to_learn.is_empty() {
+        stacks::learn_codes(py, &to_learn);
+    }
     let recording_depth = config::trace_depth();
     let recording_stack = if slot.recording_wanted.swap(0, Relaxed) == running {
         let stack = stacks::capture_current(py, recording_depth);

@@ -316,22 +316,101 @@ fn describe_new_codes(raw: &[RawFrame<'_>]) -> Vec<(usize, CodeInfo)> {
         if known.contains(&address) || described.iter().any(|(a, _)| *a == address) {
             continue;
         }
-        let code = &frame.code;
-        let text =
-            |name: &str| code.getattr(name).and_then(|v| v.extract::<String>()).unwrap_or_else(|_| "?".to_owned());
-        described.push((
-            address,
-            CodeInfo {
-                _keep_alive: frame.code.clone().unbind(),
-                first_traceable: first_traceable(code),
-                first_line: code.getattr("co_firstlineno").and_then(|v| v.extract()).unwrap_or(-1),
-                filename: text("co_filename"),
-                function: text("co_name"),
-                name: FrameName { module: module_of(&frame.frame), qualname: text("co_qualname") },
-            },
-        ));
+        described.push((address, describe_code(&frame.code, module_of(&frame.frame))));
     }
     described
+}
+
+fn describe_code(code: &Bound<'_, PyAny>, module: String) -> CodeInfo {
+    let text = |name: &str| code.getattr(name).and_then(|v| v.extract::<String>()).unwrap_or_else(|_| "?".to_owned());
+    CodeInfo {
+        _keep_alive: code.clone().unbind(),
+        first_traceable: first_traceable(code),
+        first_line: first_line(code),
+        filename: text("co_filename"),
+        function: text("co_name"),
+        name: FrameName { module, qualname: text("co_qualname") },
+    }
+}
+
+fn first_line(code: &Bound<'_, PyAny>) -> i32 {
+    code.getattr("co_firstlineno").and_then(|v| v.extract()).unwrap_or(-1)
+}
+
+/// Learns the code objects of `wanted` (address, first line), read from
+/// the thread's frames by the watchdog but unknown to the registry, that
+/// are still alive where the calling thread can prove it: held by a
+/// function (or a class's function) in the globals of one of its frames,
+/// or a constant of one of its frames' code (a nested function's). A code
+/// called from a C call's caller and returned since (`work` in `main`'s
+/// module) is found so; one nowhere to be found is not learnt (its samples
+/// are dropped). Holding the GIL (`py`), on the thread that was read.
+pub fn learn_codes(py: Python<'_>, wanted: &[(usize, i32)]) {
+    // SAFETY: we hold the GIL; PyEval_GetFrame returns a borrowed reference.
+    let raw = unsafe { walk(py, ffi::PyEval_GetFrame(), 64) };
+    let mut found: Vec<(usize, CodeInfo)> = Vec::new();
+    let mut consider = |code: &Bound<'_, PyAny>, module: &dyn Fn() -> String| {
+        let address = code.as_ptr() as usize;
+        let is_wanted = wanted.iter().any(|&(a, line)| a == address && first_line(code) == line);
+        if is_wanted && !found.iter().any(|(a, _)| *a == address) {
+            found.push((address, describe_code(code, module())));
+        }
+    };
+    for frame in &raw {
+        let module = || module_of(&frame.frame);
+        if let Ok(constants) = frame.code.getattr("co_consts").and_then(|c| c.extract::<Vec<Bound<'_, PyAny>>>()) {
+            // SAFETY: a type check of a live object.
+            for constant in constants.iter().filter(|c| unsafe { ffi::PyCode_Check(c.as_ptr()) } != 0) {
+                consider(constant, &module);
+            }
+        }
+        // SAFETY: a live frame; PyFrame_GetGlobals returns a new reference.
+        let globals = unsafe { Bound::from_owned_ptr_or_opt(py, ffi::PyFrame_GetGlobals(frame.frame.as_ptr().cast())) };
+        let Some(globals) = globals.and_then(|g| g.cast_into::<pyo3::types::PyDict>().ok()) else { continue };
+        for value in globals.values() {
+            for function in functions_in(&value) {
+                if let Ok(code) = function.getattr("__code__") {
+                    consider(&code, &module);
+                }
+            }
+        }
+    }
+    with_registry(|registry| {
+        for (address, info) in found {
+            registry.codes.entry(address).or_insert(info);
+        }
+    });
+}
+
+/// `value` if it is a function, or the functions (static and class
+/// methods unwrapped) of a class's namespace. Only built-in types are
+/// looked into, so that no code of the program runs (no `__getattr__`, no
+/// metaclass).
+fn functions_in<'py>(value: &Bound<'py, PyAny>) -> Vec<Bound<'py, PyAny>> {
+    // SAFETY: type checks of a live object.
+    let is_function = |object: &Bound<'py, PyAny>| unsafe { ffi::PyFunction_Check(object.as_ptr()) } != 0;
+    if is_function(value) {
+        return vec![value.clone()];
+    }
+    let py = value.py();
+    let plain_class = value.get_type().is(py.get_type::<pyo3::types::PyType>());
+    let Ok(class) = value.cast::<pyo3::types::PyType>() else { return Vec::new() };
+    if !plain_class {
+        return Vec::new();
+    }
+    let Ok(namespace) = class.getattr("__dict__").and_then(|d| d.call_method0("values")) else { return Vec::new() };
+    let Ok(members) = namespace.try_iter() else { return Vec::new() };
+    let wrapped = |member: &Bound<'py, PyAny>| {
+        let staticmethod = &raw mut ffi::PyStaticMethod_Type as *mut ffi::PyObject;
+        let classmethod = &raw mut ffi::PyClassMethod_Type as *mut ffi::PyObject;
+        let kind = member.get_type().as_ptr();
+        kind == staticmethod || kind == classmethod
+    };
+    members
+        .flatten()
+        .map(|member| if wrapped(&member) { member.getattr("__func__").unwrap_or(member) } else { member })
+        .filter(is_function)
+        .collect()
 }
 
 /// The byte offset of the code's first RESUME instruction (CPython's
