@@ -261,4 +261,7 @@ def test_a_loop_off_the_main_thread_is_read_about_every_millisecond(tmp_path):
     # On 3.11 reads that find the thread moved on take the GIL (100 µs), as many as reads at load 15.
     if sys.version_info >= (3, 12):
         assert spin["samples"] >= 20 * 3, spin
-    assert spin["share"] >= 0.9, report["loop_time"]["groups"]
+    # Not 1.0: `spin`'s code is learnt only at the first sample taken with the GIL, which on 3.12+
+    # waits the switch interval (5 ms) and lands after `spin` returned: the reads of the first slice
+    # or two are dropped and their time goes to `main` (0.81-0.93 on 3.14 at load 15).
+    assert spin["share"] >= 0.8, report["loop_time"]["groups"]

@@ -793,7 +793,7 @@ extern "C" fn take_pending_sample(index: *mut c_void) -> c_int {
     let py = unsafe { Python::assume_attached() };
     let to_learn = slot.codes_to_learn.try_lock().map(|mut codes| std::mem::take(&mut *codes)).unwrap_or_default();
     if !to_learn.is_empty() {
-        stacks::learn_codes(py, &to_learn);
+        stacks::learn_codes(py, None, &to_learn);
     }
     let recording_depth = config::trace_depth();
     let recording_stack = if slot.recording_wanted.swap(0, Relaxed) == running {
@@ -867,8 +867,12 @@ fn sample_with_the_gil(slot: &Slot, start: u64) {
             return;
         }
         let taken_ns = clock::now_ns();
-        let stack = thread_frame(py, slot.thread_ident.load(Relaxed))
-            .and_then(|frame| stacks::capture_from(py, &frame, config::trace_depth()));
+        let frame = thread_frame(py, slot.thread_ident.load(Relaxed));
+        let to_learn = slot.codes_to_learn.try_lock().map(|mut codes| std::mem::take(&mut *codes)).unwrap_or_default();
+        if !to_learn.is_empty() {
+            stacks::learn_codes(py, frame.as_ref(), &to_learn);
+        }
+        let stack = frame.and_then(|frame| stacks::capture_from(py, &frame, config::trace_depth()));
         if let (Some(stack), true) = (stack, slot.slice_start_ns.load(Acquire) == start) {
             GIL_SAMPLED.fetch_add(1, Relaxed);
             push_recording_sample(slot, start, TimedSample { stack: SampleStack::Interned(stack), asked_ns, taken_ns });

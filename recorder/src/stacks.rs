@@ -344,10 +344,16 @@ fn first_line(code: &Bound<'_, PyAny>) -> i32 {
 /// or a constant of one of its frames' code (a nested function's). A code
 /// called from a C call's caller and returned since (`work` in `main`'s
 /// module) is found so; one nowhere to be found is not learnt (its samples
-/// are dropped). Holding the GIL (`py`), on the thread that was read.
-pub fn learn_codes(py: Python<'_>, wanted: &[(usize, i32)]) {
-    // SAFETY: we hold the GIL; PyEval_GetFrame returns a borrowed reference.
-    let raw = unsafe { walk(py, ffi::PyEval_GetFrame(), 64) };
+/// are dropped). Holding the GIL (`py`), from `frame`: the read thread's
+/// current frame (a frame object), or none for the calling thread's.
+pub fn learn_codes(py: Python<'_>, frame: Option<&Bound<'_, PyAny>>, wanted: &[(usize, i32)]) {
+    let start = match frame {
+        Some(frame) => frame.as_ptr().cast(),
+        // SAFETY: we hold the GIL; PyEval_GetFrame returns a borrowed reference.
+        None => unsafe { ffi::PyEval_GetFrame() },
+    };
+    // SAFETY: `start` is null or a live frame (held by `frame` or the thread).
+    let raw = unsafe { walk(py, start, 64) };
     let mut found: Vec<(usize, CodeInfo)> = Vec::new();
     let mut consider = |code: &Bound<'_, PyAny>, module: &dyn Fn() -> String| {
         let address = code.as_ptr() as usize;
