@@ -20,9 +20,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import report_json
-
 from aiocop import _native
+from conftest import report_json
 
 
 def own_frames(depth: int = 20) -> tuple[list, list]:

@@ -77,7 +77,7 @@ def record(tmp_path: Path, setup: str, call: str, sample_frames: str = "pending"
     script, trace = tmp_path / "app.py", tmp_path / "app.bin"
     script.write_text(PROGRAM.format(setup=textwrap.indent(setup, "").strip(), call=call))
     result = subprocess.run(
-        [sys.executable, "-m", "aiocop", "record", "--sample-frames", sample_frames, "-o", str(trace), "--", str(script)],
+        [sys.executable, "-m", "aiocop", "record", "--sample-frames", sample_frames, "-o", str(trace), "--", script],
         capture_output=True,
         text=True,
         timeout=120,
@@ -107,9 +107,7 @@ def test_a_long_c_call_counts_to_the_function_that_called_it(request, tmp_path, 
 
 
 @pytest.mark.parametrize(("name", "setup", "call", "by"), C_CALLS, ids=[c[0] for c in C_CALLS])
-def test_a_long_c_call_read_from_the_loop_thread_counts_to_the_function_that_called_it(
-    tmp_path, name, setup, call, by
-):
+def test_a_long_c_call_read_from_the_loop_thread_counts_to_the_function_that_called_it(tmp_path, name, setup, call, by):
     # The sampler thread reads the loop thread's frames during the C call (sample_frames="read").
     if name == "pydantic" and importlib.util.find_spec("pydantic") is None:
         pytest.skip("pydantic is not installed")

@@ -271,7 +271,7 @@ pub fn set_recording_sampling(py: Python<'_>, after_ns: u64, interval_ns: u64) {
     SWITCH_INTERVAL_SETTABLE_WITHOUT_THE_GIL.store((version.major, version.minor) == (3, 11), Relaxed);
     if after_ns != 0 && FRAME_READING.load(Relaxed) != FRAMES_OFF {
         if let Err(why) = frame_reader::init((version.major, version.minor)) {
-            log_frame_reading_off_once(py, &why);
+            log_frame_reading_off_once(py, why);
         }
     }
     RECORDING_INTERVAL_NS.store(interval_ns.max(MIN_SLEEP_NS), Relaxed);
@@ -307,7 +307,7 @@ pub fn set_frame_reading(py: Python<'_>, mode: u8) {
     if mode != FRAMES_OFF {
         let version = py.version_info();
         if let Err(why) = frame_reader::init((version.major, version.minor)) {
-            log_frame_reading_off_once(py, &why);
+            log_frame_reading_off_once(py, why);
         }
     }
 }
