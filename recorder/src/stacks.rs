@@ -374,7 +374,7 @@ pub fn learn_codes(py: Python<'_>, frame: Option<&Bound<'_, PyAny>>, wanted: &[(
         let globals = unsafe { Bound::from_owned_ptr_or_opt(py, ffi::PyFrame_GetGlobals(frame.frame.as_ptr().cast())) };
         let Some(globals) = globals.and_then(|g| g.cast_into::<pyo3::types::PyDict>().ok()) else { continue };
         for value in globals.values() {
-            for function in functions_in(&value) {
+            for function in functions_in(&value).into_iter().chain(module_functions(&value)) {
                 if let Ok(code) = function.getattr("__code__") {
                     consider(&code, &module);
                 }
@@ -386,6 +386,21 @@ pub fn learn_codes(py: Python<'_>, frame: Option<&Bound<'_, PyAny>>, wanted: &[(
             registry.codes.entry(address).or_insert(info);
         }
     });
+}
+
+/// The functions of a module's namespace and of its plain classes, if
+/// `value` is a module (`json` in the globals: `json.dumps`, and
+/// `JSONEncoder.iterencode` through it), read from its dict directly (a
+/// module's `__getattr__` never runs).
+fn module_functions<'py>(value: &Bound<'py, PyAny>) -> Vec<Bound<'py, PyAny>> {
+    // SAFETY: a type check of a live object.
+    if unsafe { ffi::PyModule_CheckExact(value.as_ptr()) } == 0 {
+        return Vec::new();
+    }
+    // SAFETY: a module; PyModule_GetDict returns a borrowed reference to its dict.
+    let namespace = unsafe { Bound::from_borrowed_ptr_or_opt(value.py(), ffi::PyModule_GetDict(value.as_ptr())) };
+    let Some(namespace) = namespace.and_then(|n| n.cast_into::<pyo3::types::PyDict>().ok()) else { return Vec::new() };
+    namespace.values().iter().flat_map(|member| functions_in(&member)).collect()
 }
 
 /// `value` if it is a function, or the functions (static and class
