@@ -4,6 +4,7 @@ Run from the repository root, after `make build` (any of the venvs):
 
     .venv/bin/python bench/sampling_cost.py                # wall clock, ~2 min
     .venv/bin/python bench/sampling_cost.py --callgrind    # instructions, ~8 min (needs valgrind)
+    .venv/bin/python bench/sampling_cost.py --callgrind --sample-frames read   # samples read by the watchdog
 
 The wall-clock mode runs 5 processes (`--repeats`), each recording 6 rounds
 with sampling on (`sample_after_ms=2, sample_interval_ms=1`, the defaults)
@@ -28,6 +29,12 @@ native millisecond of the same work, from this machine's calibration).
 Under valgrind a program runs ~50x slower, so a slice gets ~50x more samples
 per unit of work; the count per sample is what carries over. It does not see
 time the loop thread spends waiting (a GIL hand-off), only work.
+
+With `--sample-frames read` the samples are read from the loop thread's
+frames by the watchdog thread: a sample then costs the loop thread nothing
+but recording it, and the watchdog `read_sample` (inclusive, over every
+thread's profile; callgrind counts the instructions around each
+process_vm_readv, not the kernel's copy).
 """
 
 from __future__ import annotations
@@ -53,6 +60,8 @@ PURE_STEPS = 50_000
 ROUNDS = 6
 CALLGRIND_SLICES = (10, 30)
 CALLGRIND_STEPS = (2_000, 6_000)
+# How the samples are taken (the recording setting; --sample-frames sets it for the children).
+SAMPLE_FRAMES = os.environ.get("AIOCOP_SAMPLE_FRAMES", "pending")
 
 
 def calibrate_iterations_per_ms() -> float:
@@ -109,7 +118,7 @@ def child(sample_after_ms: float, trace: str, iterations: list[int], pure_steps:
     import aiocop
 
     start_monitoring()
-    aiocop.start_recording(trace, sample_after_ms=sample_after_ms, sample_interval_ms=1.0)
+    aiocop.start_recording(trace, sample_after_ms=sample_after_ms, sample_interval_ms=1.0, sample_frames=SAMPLE_FRAMES)
 
     async def main() -> dict[str, float]:
         aiocop.activate()
@@ -123,7 +132,9 @@ def child(sample_after_ms: float, trace: str, iterations: list[int], pure_steps:
     slices = aiocop.read_trace(trace)["slices"]
     samples = sum(len(s["samples"]) for s in slices)
     _, by_pending_call, with_the_gil = aiocop._native.recording_sample_counts()
+    frames = aiocop._native.frame_read_counts()
     counts = {"samples": samples, "by_pending_call": by_pending_call, "with_the_gil": with_the_gil}
+    counts |= {"read": frames["read"], "read_fell_back": frames["fell_back"]}
     print(json.dumps({**result, "sampled_share": sampled_share(slices), **counts}))
 
 
@@ -218,6 +229,8 @@ def loop_thread_instructions(command: list[str], out_dir: str, name: str) -> tup
     result = json.loads(run.stdout.strip().splitlines()[-1])
     result["pending_call_instructions"] = inclusive_instructions(f"{prefix}-01", "make_pending_calls")
     result["in_aiocop"] = in_aiocop(Path(f"{prefix}-01"))
+    threads = sorted(Path(out_dir).glob(f"{name}-*"))
+    result["read_instructions"] = sum(inclusive_instructions(str(thread), "read_sample") for thread in threads)
     return int(match.group(1)), result
 
 
@@ -268,6 +281,12 @@ def callgrind() -> None:
         f"a pending call's sample costs {pending_per_sample:,.0f} instructions (make_pending_calls, inclusive): "
         f"at 1 per ms, x{1 + pending_per_sample / per_native_ms:.4f} (target <= 1.02)"
     )
+    if large["read"]:
+        reads = large["read"] + large["read_fell_back"]
+        print(
+            f"  {large['read']} samples read by the watchdog ({large['read_fell_back']} reads fell back): "
+            f"{large['read_instructions'] / max(1, reads):,.0f} instructions per read (read_sample, inclusive)"
+        )
     print(
         f"  the whole loop thread, on - off: {per_sample:+,.0f} instructions per sample, "
         f"x{1 + per_sample / per_native_ms:.4f} at 1 per ms (this difference has a noise of ~10,000 per sample)"
@@ -284,9 +303,14 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5, help="processes, each comparing both modes")
     parser.add_argument("--quick", action="store_true", help="--repeats 2")
     parser.add_argument("--callgrind", action="store_true", help="count instructions instead of timing")
+    parser.add_argument(
+        "--sample-frames", choices=("pending", "read", "validate"), help="how samples are taken (default: pending)"
+    )
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     parser.add_argument("--alternating", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.sample_frames:
+        os.environ["AIOCOP_SAMPLE_FRAMES"] = args.sample_frames  # for the children
     if args.alternating:
         alternating_child(args.alternating[0], json.loads(args.alternating[1]))
     elif args.child:

@@ -1,4 +1,4 @@
-//! Builds `csrc/eval_breaker.c` against the headers of the Python the
+//! Builds `csrc/eval_breaker.c` and `csrc/frame_offsets.c` against the headers of the Python the
 //! extension is built for, where that Python is 3.11 or 3.12 and installed
 //! its internal headers; elsewhere the recorder samples without it (see
 //! `src/eval_breaker.rs`).
@@ -8,6 +8,7 @@ use std::process::Command;
 fn main() {
     println!("cargo:rustc-check-cfg=cfg(aiocop_eval_breaker)");
     println!("cargo:rerun-if-changed=csrc/eval_breaker.c");
+    println!("cargo:rerun-if-changed=csrc/frame_offsets.c");
     println!("cargo:rerun-if-env-changed=PYO3_PYTHON");
     let config = pyo3_build_config::get();
     let (major, minor) = (config.version().major, config.version().minor);
@@ -31,7 +32,13 @@ fn main() {
         println!("cargo:warning=no internal headers under {include}: sampling on 3.{minor} takes the GIL");
         return;
     }
-    cc::Build::new().file("csrc/eval_breaker.c").include(&include).warnings(false).compile("aiocop_eval_breaker");
+    cc::Build::new()
+        .file("csrc/eval_breaker.c")
+        .file("csrc/frame_offsets.c")
+        .include(&include)
+        .warnings(false)
+        .compile("aiocop_eval_breaker");
+    // Both files' functions: the eval breaker and the frame offsets.
     println!("cargo:rustc-cfg=aiocop_eval_breaker");
 }
 

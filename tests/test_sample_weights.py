@@ -73,11 +73,11 @@ C_CALLS = [
 ]
 
 
-def record(tmp_path: Path, setup: str, call: str) -> Path:
+def record(tmp_path: Path, setup: str, call: str, sample_frames: str = "pending") -> Path:
     script, trace = tmp_path / "app.py", tmp_path / "app.bin"
     script.write_text(PROGRAM.format(setup=textwrap.indent(setup, "").strip(), call=call))
     result = subprocess.run(
-        [sys.executable, "-m", "aiocop", "record", "-o", str(trace), "--", str(script)],
+        [sys.executable, "-m", "aiocop", "record", "--sample-frames", sample_frames, "-o", str(trace), "--", script],
         capture_output=True,
         text=True,
         timeout=120,
@@ -103,7 +103,29 @@ def test_a_long_c_call_counts_to_the_function_that_called_it(request, tmp_path, 
         # the next await on 3.12 and later.
         reason = "3.12+: 3.4-3.7% after the sort in some runs (issue 20)"
         request.applymarker(pytest.mark.xfail(reason=reason, strict=False))
-    trace = record(tmp_path, setup, call)
+    assert_on_the_caller(name, record(tmp_path, setup, call), by)
+
+
+@pytest.mark.parametrize(("name", "setup", "call", "by"), C_CALLS, ids=[c[0] for c in C_CALLS])
+def test_a_long_c_call_read_from_the_loop_thread_counts_to_the_function_that_called_it(
+    request, tmp_path, name, setup, call, by
+):
+    # The sampler thread reads the loop thread's frames during the C call (sample_frames="read").
+    if name == "pydantic" and importlib.util.find_spec("pydantic") is None:
+        pytest.skip("pydantic is not installed")
+    # Passed on 3.11-3.15 at load 15, then on 3.11 at load 7 (20 ms slices): sorted `work` 0.933 and
+    # `asyncio.tasks:sleep` 0.048, re.sub `sleep` 0.036; on 3.13 at load 5-10 sorted `work` 0.859, the
+    # frames under `sleep` (get_debug, time) 0.103. Reads are on time, but a sample weighs the
+    # time since the previous one: a read just after the C call returned (in `sleep`) gets the C
+    # call's last interval, up to one interval per slice (5% of 20 ms at 1 ms). Weighing on-time
+    # samples by the interval around them would need the trace to say how each was taken (issue 20).
+    reason = "a read after the C call returns weighs the call's last interval (issue 20)"
+    request.applymarker(pytest.mark.xfail(reason=reason, strict=False))
+    assert_on_the_caller(name, record(tmp_path, setup, call, "read"), by)
+
+
+def assert_on_the_caller(name: str, trace: Path, by: str) -> None:
+    """At least 95% of the busy time on `work`, at most 3% after it, `work` marked native."""
     report = report_json("--by", by, "--top", "0", str(trace))
     assert report["loop_time"]["samples"] > 0, "the slices were sampled"
     groups = {g["key"]: round(g["share"], 3) for g in report["loop_time"]["groups"]}

@@ -101,6 +101,13 @@ def _parser() -> argparse.ArgumentParser:
         help="with --redact --record-context, still record this context key's values (repeatable)",
     )
     record.add_argument(
+        "--sample-frames",
+        metavar="MODE",
+        help="how samples are taken: pending (the loop thread samples itself at its next eval-breaker check;"
+        " default), read (aiocop's sampler thread reads the loop thread's frames, inside long C calls too),"
+        " validate (read, each checked against a pending sample)",
+    )
+    record.add_argument(
         "--file-mode",
         metavar="OCTAL",
         help="permission bits of new trace files, in octal as chmod takes them"
@@ -126,6 +133,7 @@ _TEXT_OPTIONS = (
     "max_buffered_slices",
     "sample_after_ms",
     "sample_interval_ms",
+    "sample_frames",
     "file_mode",
     "allowlist",
 )

@@ -21,6 +21,7 @@ mod describe;
 mod emit;
 mod eval_breaker;
 mod ffi;
+mod frame_reader;
 mod handle_slots;
 mod hook;
 mod iterations;
@@ -224,6 +225,62 @@ fn recording_sample_counts() -> (u64, u64, u64) {
     sampler::recording_sample_counts()
 }
 
+/// How recording's samples are taken: "pending" (pending calls, the GIL
+/// off the main thread), "read" (the watchdog reads the loop thread's
+/// frames, falling back to those), or "validate" (reads, and checks each
+/// against a pending call's stack of the same slice: see
+/// `frame_read_counts`). Where frames cannot be read, one warning says why
+/// and samples are taken as with "pending".
+#[pyfunction]
+fn set_sample_frames(py: Python<'_>, mode: &str) -> PyResult<()> {
+    let mode = match mode {
+        "pending" => sampler::FRAMES_OFF,
+        "read" => sampler::FRAMES_READ,
+        "validate" => sampler::FRAMES_VALIDATE,
+        _ => {
+            return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                "sample_frames must be 'pending', 'read' or 'validate', not {mode:?}"
+            )))
+        }
+    };
+    sampler::set_frame_reading(py, mode);
+    Ok(())
+}
+
+/// Frame reads in this process: samples `read`, reads that `fell_back` to
+/// another way, samples read then `dropped` (a code object in them never
+/// learnt, or not the one read); when checking ("validate"), pending calls
+/// whose stack `agreed` or `disagreed` with the one read earlier in the
+/// slice (the thread may have moved on), and reads of the loop thread's own
+/// frames at those calls that were `self_exact` or `self_inexact`.
+#[pyfunction]
+fn frame_read_counts() -> std::collections::HashMap<&'static str, u64> {
+    sampler::frame_read_counts().into_iter().collect()
+}
+
+/// Reads the calling thread's frames as the watchdog reads the loop
+/// thread's (process_vm_readv and the interpreter's layout) and returns
+/// them as (filename, line, function), innermost first, with the stack the
+/// interpreter's own API gives: for checking the layout. None where frames
+/// cannot be read.
+#[pyfunction]
+#[allow(clippy::type_complexity)]
+fn read_own_frames(
+    py: Python<'_>,
+    depth: usize,
+) -> PyResult<Option<(Vec<(String, i32, String)>, Vec<(String, i32, String)>)>> {
+    let version = py.version_info();
+    let Ok(layout) = frame_reader::init((version.major, version.minor)) else { return Ok(None) };
+    // SAFETY: we hold the GIL, so this thread's state is current.
+    let thread_state = unsafe { pyo3::ffi::PyThreadState_Get() } as u64;
+    let expected = stacks::capture_current(py, depth).map(stacks::frames_of).unwrap_or_default();
+    let read = layout
+        .read_stack(thread_state, depth + stacks::OWN_FRAME_MARGIN)
+        .map_err(|error| pyo3::exceptions::PyOSError::new_err(format!("{error:?}")))?;
+    let stack = stacks::intern_remote(py, &read.frames, depth).map(stacks::frames_of).unwrap_or_default();
+    Ok(Some((stack, expected)))
+}
+
 /// Writes the trace out when SIGTERM's default action would kill the
 /// process, then dies of it as before (see `sigterm`); returns whether it
 /// was installed (SIGTERM had its default action).
@@ -281,8 +338,8 @@ fn sampler_slice_started() -> u64 {
 /// Withdraws the slice that `sampler_slice_started()` published and returns
 /// the stacks sampled during it, innermost frame first.
 #[pyfunction]
-fn sampler_slice_finished(start_ns: u64) -> Vec<Vec<(String, i32, String)>> {
-    sampler::slice_finished(start_ns).monitor.into_iter().map(stacks::frames_of).collect()
+fn sampler_slice_finished(py: Python<'_>, start_ns: u64) -> Vec<Vec<(String, i32, String)>> {
+    sampler::slice_finished(py, start_ns).monitor.into_iter().map(stacks::frames_of).collect()
 }
 
 /// Feeds one audit event to the native audit hook, as CPython would: it is
@@ -544,6 +601,9 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(stop_recording_on_sigterm, m)?)?;
     m.add_function(wrap_pyfunction!(main_thread_sampling_method, m)?)?;
     m.add_function(wrap_pyfunction!(recording_sample_counts, m)?)?;
+    m.add_function(wrap_pyfunction!(set_sample_frames, m)?)?;
+    m.add_function(wrap_pyfunction!(frame_read_counts, m)?)?;
+    m.add_function(wrap_pyfunction!(read_own_frames, m)?)?;
     m.add_function(wrap_pyfunction!(watchdog_thread_needed, m)?)?;
     m.add_function(wrap_pyfunction!(is_sampler_started, m)?)?;
     m.add_function(wrap_pyfunction!(start_recording, m)?)?;

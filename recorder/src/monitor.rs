@@ -135,7 +135,7 @@ pub fn run_slice(py: Python<'_>, ran: Ran<'_, '_>, run: impl FnOnce() -> PyResul
     let result = run();
     let wall_ns = clock::now_ns() - start_ns;
     let sampler::SliceSamples { monitor: samples, recording: recording_samples, recording_times } =
-        sampler::slice_finished(start_ns);
+        sampler::slice_finished(py, start_ns);
     let finished = slice::end(outer);
     // The providers called at the first blocking event ran inside the
     // window: their time is theirs, not the application's.

@@ -38,7 +38,8 @@
 
 use crate::{
     clock, config, eval_breaker,
-    stacks::{self, StackId},
+    frame_reader::{self, RemoteFrame},
+    stacks::{self, RemoteResolution, StackId},
 };
 use aiocop_trace::records::SampleTime;
 use pyo3::prelude::*;
@@ -46,7 +47,7 @@ use pyo3::types::PyDict;
 use std::cell::Cell;
 use std::ffi::{c_int, c_void};
 use std::sync::atomic::{
-    AtomicBool, AtomicU64, AtomicUsize,
+    AtomicBool, AtomicU64, AtomicU8, AtomicUsize,
     Ordering::{Acquire, Relaxed, Release},
 };
 use std::sync::{Mutex, OnceLock};
@@ -60,6 +61,9 @@ const MAX_IDLE_NS: u64 = 50_000_000;
 
 struct Slot {
     thread_ident: AtomicU64,
+    /// The thread's `PyThreadState`, for reading its frames from the
+    /// watchdog (`frame_reader`); 0 when not known.
+    thread_state: AtomicUsize,
     /// Start of the running slice (its id), 0 when none runs.
     slice_start_ns: AtomicU64,
     /// The slice the samples belong to, 0 when there are none.
@@ -79,11 +83,20 @@ struct Slot {
     /// sample of (0: none).
     monitor_wanted: AtomicU64,
     recording_wanted: AtomicU64,
+    /// Checking frame reads: the slice whose pending call should compare
+    /// its stack with the stack read last (0: none), and that stack.
+    validate_for: AtomicU64,
+    validate_stack: AtomicU64,
+    /// Code objects read from the thread's frames that the stack registry
+    /// does not know: (address, first line), for its next pending call to
+    /// learn (`stacks::learn_codes`).
+    codes_to_learn: Mutex<Vec<(usize, i32)>>,
 }
 
 #[allow(clippy::declare_interior_mutable_const)]
 const EMPTY_SLOT: Slot = Slot {
     thread_ident: AtomicU64::new(0),
+    thread_state: AtomicUsize::new(0),
     slice_start_ns: AtomicU64::new(0),
     sampled_slice: AtomicU64::new(0),
     samples: Mutex::new(Vec::new()),
@@ -94,6 +107,9 @@ const EMPTY_SLOT: Slot = Slot {
     pending_since_ns: AtomicU64::new(0),
     monitor_wanted: AtomicU64::new(0),
     recording_wanted: AtomicU64::new(0),
+    validate_for: AtomicU64::new(0),
+    validate_stack: AtomicU64::new(0),
+    codes_to_learn: Mutex::new(Vec::new()),
 };
 static SLOTS: [Slot; MAX_SLOTS] = [EMPTY_SLOT; MAX_SLOTS];
 static SLOTS_USED: AtomicUsize = AtomicUsize::new(0);
@@ -137,6 +153,9 @@ fn my_slot() -> Option<&'static Slot> {
         // Past MAX_SLOTS threads, later ones go unsampled (never wrong, only silent).
         (index < MAX_SLOTS).then(|| {
             SLOTS[index].thread_ident.store(current_thread_ident(), Relaxed);
+            // SAFETY: slots are taken by threads running monitored
+            // callbacks, which hold the GIL: their thread state is current.
+            SLOTS[index].thread_state.store(unsafe { pyo3::ffi::PyThreadState_Get() } as usize, Relaxed);
             MY_SLOT.set(Some(index));
             index
         })
@@ -161,12 +180,21 @@ pub fn slice_started(start_ns: u64) {
 }
 
 /// One of recording's samples: its stack, when the watchdog asked for it
-/// and when it was taken (the clock of [`clock::now_ns`]).
-#[derive(Clone, Copy)]
+/// and when it was taken (the clock of [`clock::now_ns`]). For a stack read
+/// by the watchdog, "asked" is when the thread was first seen at the
+/// instruction it is at (so a sample of a long C call is marked native,
+/// as a pending call would have waited that long).
 struct TimedSample {
-    stack: StackId,
+    stack: SampleStack,
     asked_ns: u64,
     taken_ns: u64,
+}
+
+enum SampleStack {
+    Interned(StackId),
+    /// Read by the watchdog, with an instruction whose line the loop
+    /// thread resolves when the slice ends (it holds the GIL there).
+    Read(Box<[RemoteFrame]>),
 }
 
 /// The samples taken during a slice: the monitor's (for `cpu_blocking`
@@ -180,23 +208,38 @@ pub struct SliceSamples {
     pub recording_times: Vec<SampleTime>,
 }
 
-/// Withdraws the slice and returns the samples taken during it.
-pub fn slice_finished(start_ns: u64) -> SliceSamples {
+/// Withdraws the slice and returns the samples taken during it. Called by
+/// the thread that ran the slice, holding the GIL (`py`).
+pub fn slice_finished(py: Python<'_>, start_ns: u64) -> SliceSamples {
     let Some(slot) = my_slot() else { return SliceSamples::default() };
     slot.slice_start_ns.store(0, Release);
     slot.recording_due_ns.store(0, Relaxed);
     let recording = take_samples(&slot.recording_slice, &slot.recording_samples, start_ns);
-    SliceSamples {
+    let mut samples = SliceSamples {
         monitor: take_samples(&slot.sampled_slice, &slot.samples, start_ns),
-        recording: recording.iter().map(|sample| sample.stack).collect(),
-        recording_times: recording
-            .iter()
-            .map(|sample| SampleTime {
+        recording: Vec::with_capacity(recording.len()),
+        recording_times: Vec::with_capacity(recording.len()),
+    };
+    for sample in recording {
+        let stack = match sample.stack {
+            SampleStack::Interned(stack) => Some(stack),
+            SampleStack::Read(frames) => {
+                let stack = stacks::intern_remote(py, &frames, config::trace_depth());
+                if stack.is_none() {
+                    FRAMES_READ_DROPPED.fetch_add(1, Relaxed);
+                }
+                stack
+            }
+        };
+        if let Some(stack) = stack {
+            samples.recording.push(stack);
+            samples.recording_times.push(SampleTime {
                 taken_offset_ns: sample.taken_ns.saturating_sub(start_ns),
                 waited_ns: sample.taken_ns.saturating_sub(sample.asked_ns),
-            })
-            .collect(),
+            });
+        }
     }
+    samples
 }
 
 /// The samples in `samples` if they belong to the slice of `start_ns`.
@@ -226,6 +269,11 @@ pub fn set_recording_sampling(py: Python<'_>, after_ns: u64, interval_ns: u64) {
         eval_breaker::check_on_main_thread(py);
     }
     SWITCH_INTERVAL_SETTABLE_WITHOUT_THE_GIL.store((version.major, version.minor) == (3, 11), Relaxed);
+    if after_ns != 0 && FRAME_READING.load(Relaxed) != FRAMES_OFF {
+        if let Err(why) = frame_reader::init((version.major, version.minor)) {
+            log_frame_reading_off_once(py, why);
+        }
+    }
     RECORDING_INTERVAL_NS.store(interval_ns.max(MIN_SLEEP_NS), Relaxed);
     RECORDING_AFTER_NS.store(after_ns, Relaxed);
 }
@@ -241,6 +289,59 @@ const NEWEST_TESTED: (u8, u8) = (3, 15);
 /// version newer than the tested ones the GIL way is taken: it cannot miss.
 fn pending_calls_reach_the_main_thread_by_themselves(version: (u8, u8)) -> bool {
     ((3, 13)..=NEWEST_TESTED).contains(&version)
+}
+
+/// Whether the watchdog reads the loop thread's frames itself
+/// (`frame_reader`) for recording's samples: off, on, or on and checked
+/// against a pending call's stack of the same slice (counted in
+/// [`frame_read_counts`]).
+pub const FRAMES_OFF: u8 = 0;
+pub const FRAMES_READ: u8 = 1;
+pub const FRAMES_VALIDATE: u8 = 2;
+static FRAME_READING: AtomicU8 = AtomicU8::new(FRAMES_OFF);
+
+/// Sets how recording's samples are taken (one of the FRAMES_ values);
+/// where frames cannot be read here, says why once and keeps pending calls.
+pub fn set_frame_reading(py: Python<'_>, mode: u8) {
+    FRAME_READING.store(mode, Relaxed);
+    if mode != FRAMES_OFF {
+        let version = py.version_info();
+        if let Err(why) = frame_reader::init((version.major, version.minor)) {
+            log_frame_reading_off_once(py, why);
+        }
+    }
+}
+
+fn log_frame_reading_off_once(py: Python<'_>, why: &str) {
+    static LOGGED: AtomicBool = AtomicBool::new(false);
+    if !LOGGED.swap(true, Relaxed) {
+        config::log_warning(py, &format!("samples are taken by pending calls: frames cannot be read here ({why})"));
+    }
+}
+
+/// Frame reads since the process started: samples taken by reading, reads
+/// that fell back to another way, samples read and then dropped (a code
+/// object never learnt, or not the one read), and (when checking) pending
+/// calls whose stack agreed and disagreed with the read one.
+static FRAMES_READ_OK: AtomicU64 = AtomicU64::new(0);
+static FRAMES_READ_FELL_BACK: AtomicU64 = AtomicU64::new(0);
+static FRAMES_READ_DROPPED: AtomicU64 = AtomicU64::new(0);
+static FRAMES_AGREED: AtomicU64 = AtomicU64::new(0);
+static FRAMES_SELF_EXACT: AtomicU64 = AtomicU64::new(0);
+static FRAMES_SELF_INEXACT: AtomicU64 = AtomicU64::new(0);
+static FRAMES_DISAGREED: AtomicU64 = AtomicU64::new(0);
+
+/// The counts of frame reads, by name (see the statics above).
+pub fn frame_read_counts() -> [(&'static str, u64); 7] {
+    [
+        ("read", FRAMES_READ_OK.load(Relaxed)),
+        ("fell_back", FRAMES_READ_FELL_BACK.load(Relaxed)),
+        ("dropped", FRAMES_READ_DROPPED.load(Relaxed)),
+        ("agreed", FRAMES_AGREED.load(Relaxed)),
+        ("disagreed", FRAMES_DISAGREED.load(Relaxed)),
+        ("self_exact", FRAMES_SELF_EXACT.load(Relaxed)),
+        ("self_inexact", FRAMES_SELF_INEXACT.load(Relaxed)),
+    ]
 }
 
 /// How recording's samples were asked for, since the process started:
@@ -343,6 +444,8 @@ pub fn after_fork_in_child() {
         slot.slice_start_ns.store(0, Relaxed);
         slot.sampled_slice.store(0, Relaxed);
         slot.thread_ident.store(0, Relaxed);
+        slot.thread_state.store(0, Relaxed);
+        slot.validate_for.store(0, Relaxed);
         slot.recording_due_ns.store(0, Relaxed);
         slot.recording_slice.store(0, Relaxed);
         slot.pending_for.store(0, Relaxed);
@@ -351,6 +454,7 @@ pub fn after_fork_in_child() {
     }
     SLOTS_USED.store(0, Relaxed);
     MY_SLOT.set(None);
+    frame_reader::reset_pid();
     LOOP_RUNNING.store(false, Relaxed);
 }
 
@@ -412,6 +516,7 @@ fn watchdog_loop() {
     // Look soon after starting: a slice may be running already.
     let mut sleep_ns = MIN_SLEEP_NS;
     let mut monitor_due = [MonitorDue::default(); MAX_SLOTS];
+    let mut positions = [Position::default(); MAX_SLOTS];
     while !STOP.load(Relaxed) {
         std::thread::sleep(Duration::from_nanos(sleep_ns));
         let monitor_sampling = RUNNING.load(Relaxed);
@@ -437,7 +542,7 @@ fn watchdog_loop() {
                 recording: recording_after_ns != 0 && take_recording_due(slot, now, recording_interval_ns),
             };
             if wanted.monitor || wanted.recording {
-                sample_now(index, slot, start, wanted, (max_samples, depth));
+                sample_now(index, slot, start, wanted, (max_samples, depth), &mut positions[index]);
             }
         }
         sleep_ns = next_sleep_ns(any_running, monitor_sampling, (interval_ns, idle_ns), recording_after_ns);
@@ -516,9 +621,39 @@ static SWITCH_INTERVAL_SETTABLE_WITHOUT_THE_GIL: AtomicBool = AtomicBool::new(fa
 /// Takes the samples wanted of the slice of `start` in `slot`: on the main
 /// thread, where pending calls reach it, by asking it to sample itself; else
 /// by taking the GIL. `monitor` is the monitor's (max samples, depth).
-fn sample_now(index: usize, slot: &Slot, start: u64, wanted: Wanted, monitor: (usize, usize)) {
+fn sample_now(
+    index: usize,
+    slot: &Slot,
+    start: u64,
+    mut wanted: Wanted,
+    monitor: (usize, usize),
+    position: &mut Position,
+) {
     let main_thread = slot.thread_ident.load(Relaxed) == MAIN_THREAD_IDENT.load(Relaxed);
-    if main_thread && pending_calls_reach_the_main_thread() {
+    let by_pending_call = main_thread && pending_calls_reach_the_main_thread();
+    let reading = FRAME_READING.load(Relaxed);
+    // A pending call is queued also to compare its stack with the one read
+    // (checking), or to learn the codes of a stack read (without taking the
+    // GIL when it is late: the watchdog keeps reading meanwhile).
+    let mut queue_anyway = false;
+    if wanted.recording && reading != FRAMES_OFF {
+        match read_sample(slot, start, position, reading == FRAMES_VALIDATE) {
+            Read::Taken => {
+                wanted.recording = false;
+                queue_anyway = reading == FRAMES_VALIDATE;
+            }
+            Read::CodesToLearn if by_pending_call => {
+                slot.recording_wanted.store(start, Relaxed);
+                wanted.recording = false;
+                queue_anyway = true;
+            }
+            Read::CodesToLearn | Read::Failed => {}
+        }
+    }
+    if !wanted.monitor && !wanted.recording && !queue_anyway {
+        return;
+    }
+    if by_pending_call {
         return ask_the_loop_thread(index, slot, start, wanted);
     }
     if wanted.monitor {
@@ -527,6 +662,84 @@ fn sample_now(index: usize, slot: &Slot, start: u64, wanted: Wanted, monitor: (u
     if wanted.recording {
         sample_with_the_gil(slot, start);
     }
+}
+
+/// Where a slot's thread was seen at the watchdog's last read of its
+/// frames (current frame, instruction pointer), and since when.
+#[derive(Clone, Copy, Default)]
+struct Position {
+    slice: u64,
+    at: (u64, u64),
+    since_ns: u64,
+}
+
+/// What reading a slot's thread's frames gave.
+#[derive(PartialEq, Eq)]
+enum Read {
+    /// A sample was taken.
+    Taken,
+    /// A sample was taken whose stack holds code objects the stack
+    /// registry does not know yet: the loop thread must learn them (a
+    /// sample of its own) for it to count (see `stacks::intern_remote`).
+    CodesToLearn,
+    /// Nothing could be read: take the sample another way.
+    Failed,
+}
+
+/// Takes one of recording's samples of the slice of `start` by reading the
+/// slot's thread's frames.
+#[inline(never)] // its own entry in callgrind (bench/sampling_cost.py)
+fn read_sample(slot: &Slot, start: u64, position: &mut Position, validate: bool) -> Read {
+    let (Some(layout), thread_state) = (frame_reader::layout(), slot.thread_state.load(Relaxed)) else {
+        return Read::Failed;
+    };
+    if thread_state == 0 {
+        return Read::Failed;
+    }
+    let depth = config::trace_depth();
+    let now = clock::now_ns();
+    let read = layout.read_stack(thread_state as u64, depth + stacks::OWN_FRAME_MARGIN);
+    let taken_ns = clock::now_ns();
+    // The slice may have ended while we read: the frames would belong to
+    // whatever runs now.
+    let Ok(mut read) = read.map_err(|_| ()).and_then(|read| {
+        (slot.slice_start_ns.load(Acquire) == start && !read.frames.is_empty()).then_some(read).ok_or(())
+    }) else {
+        FRAMES_READ_FELL_BACK.fetch_add(1, Relaxed);
+        return Read::Failed;
+    };
+    let (stack, outcome) = match stacks::resolve_remote(&read.frames, depth) {
+        RemoteResolution::Stack(stack) => (SampleStack::Interned(stack), Read::Taken),
+        RemoteResolution::NeedsLines => (SampleStack::Read(read.frames.into_boxed_slice()), Read::Taken),
+        RemoteResolution::UnknownCode => {
+            // Keep each code's first line, to check the code learnt later
+            // at that address is the one read.
+            for frame in &mut read.frames {
+                match layout.read_first_line(frame.code) {
+                    Ok(line) => frame.first_line = Some(line),
+                    Err(_) => {
+                        FRAMES_READ_FELL_BACK.fetch_add(1, Relaxed);
+                        return Read::Failed;
+                    }
+                }
+            }
+            if let Ok(mut to_learn) = slot.codes_to_learn.try_lock() {
+                to_learn.clear();
+                to_learn.extend(read.frames.iter().filter_map(|f| Some((f.code, f.first_line?))));
+            }
+            (SampleStack::Read(read.frames.into_boxed_slice()), Read::CodesToLearn)
+        }
+    };
+    if let (true, SampleStack::Interned(stack)) = (validate, &stack) {
+        slot.validate_stack.store((*stack).into(), Relaxed);
+        slot.validate_for.store(start, Release);
+    }
+    if position.slice != start || position.at != read.position {
+        *position = Position { slice: start, at: read.position, since_ns: now };
+    }
+    FRAMES_READ_OK.fetch_add(1, Relaxed);
+    push_recording_sample(slot, start, TimedSample { stack, asked_ns: position.since_ns, taken_ns });
+    outcome
 }
 
 /// Queues [`take_pending_sample`] for the slice of `start`, which takes
@@ -578,17 +791,25 @@ extern "C" fn take_pending_sample(index: *mut c_void) -> c_int {
     }
     // SAFETY: pending calls run on the main thread with the GIL held.
     let py = unsafe { Python::assume_attached() };
+    let to_learn = slot.codes_to_learn.try_lock().map(|mut codes| std::mem::take(&mut *codes)).unwrap_or_default();
+    if !to_learn.is_empty() {
+        stacks::learn_codes(py, None, &to_learn);
+    }
     let recording_depth = config::trace_depth();
     let recording_stack = if slot.recording_wanted.swap(0, Relaxed) == running {
         let stack = stacks::capture_current(py, recording_depth);
         if let Some(stack) = stack {
             PENDING_SAMPLED.fetch_add(1, Relaxed);
-            push_recording_sample(slot, running, TimedSample { stack, asked_ns, taken_ns: clock::now_ns() });
+            let sample = TimedSample { stack: SampleStack::Interned(stack), asked_ns, taken_ns: clock::now_ns() };
+            push_recording_sample(slot, running, sample);
         }
         stack
     } else {
         None
     };
+    if slot.validate_for.swap(0, Acquire) == running {
+        validate(py, slot, recording_stack, recording_depth);
+    }
     if slot.monitor_wanted.swap(0, Relaxed) == running {
         let Ok((max_samples, depth)) = SETTINGS.lock().map(|s| (s.max_samples_per_slice, s.trace_depth)) else {
             return 0;
@@ -600,6 +821,20 @@ extern "C" fn take_pending_sample(index: *mut c_void) -> c_int {
         }
     }
     0
+}
+
+/// Checking frame reads, on the loop thread at a pending call: does its own
+/// stack equal the one the watchdog read earlier in the slice (it may have
+/// moved on since), and does reading its own frames now, as the watchdog
+/// does, give exactly its stack (nothing moves while it looks)?
+fn validate(py: Python<'_>, slot: &Slot, own: Option<StackId>, depth: usize) {
+    let Some(own) = own.or_else(|| stacks::capture_current(py, depth)) else { return };
+    let agreed = u64::from(own) == slot.validate_stack.load(Relaxed);
+    (if agreed { &FRAMES_AGREED } else { &FRAMES_DISAGREED }).fetch_add(1, Relaxed);
+    let (Some(layout), thread_state) = (frame_reader::layout(), slot.thread_state.load(Relaxed)) else { return };
+    let read = layout.read_stack(thread_state as u64, depth + stacks::OWN_FRAME_MARGIN);
+    let exact = read.ok().and_then(|read| stacks::intern_remote(py, &read.frames, depth)) == Some(own);
+    (if exact { &FRAMES_SELF_EXACT } else { &FRAMES_SELF_INEXACT }).fetch_add(1, Relaxed);
 }
 
 /// Samples a slice by taking the GIL, asking for it after
@@ -632,11 +867,15 @@ fn sample_with_the_gil(slot: &Slot, start: u64) {
             return;
         }
         let taken_ns = clock::now_ns();
-        let stack = thread_frame(py, slot.thread_ident.load(Relaxed))
-            .and_then(|frame| stacks::capture_from(py, &frame, config::trace_depth()));
+        let frame = thread_frame(py, slot.thread_ident.load(Relaxed));
+        let to_learn = slot.codes_to_learn.try_lock().map(|mut codes| std::mem::take(&mut *codes)).unwrap_or_default();
+        if !to_learn.is_empty() {
+            stacks::learn_codes(py, frame.as_ref(), &to_learn);
+        }
+        let stack = frame.and_then(|frame| stacks::capture_from(py, &frame, config::trace_depth()));
         if let (Some(stack), true) = (stack, slot.slice_start_ns.load(Acquire) == start) {
             GIL_SAMPLED.fetch_add(1, Relaxed);
-            push_recording_sample(slot, start, TimedSample { stack, asked_ns, taken_ns });
+            push_recording_sample(slot, start, TimedSample { stack: SampleStack::Interned(stack), asked_ns, taken_ns });
         }
     });
 }

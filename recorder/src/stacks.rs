@@ -18,6 +18,7 @@
 //!   live as long as their modules anyway.
 //! - Frames of the aiocop package itself are never part of a stack.
 
+use crate::frame_reader::RemoteFrame;
 use aiocop_trace::frame::{format_frame, TRACE_SEPARATOR};
 use aiocop_trace::Interner;
 use pyo3::ffi;
@@ -31,7 +32,7 @@ pub type StackId = u32;
 
 /// Extra raw frames walked beyond the requested depth, so that skipping
 /// aiocop's own frames still leaves `depth` frames of the program's.
-const OWN_FRAME_MARGIN: usize = 8;
+pub const OWN_FRAME_MARGIN: usize = 8;
 
 /// Source files under this prefix are aiocop's own and never shown.
 static OWN_PREFIX: OnceLock<String> = OnceLock::new();
@@ -48,6 +49,11 @@ enum Resolved {
 
 struct CodeInfo {
     _keep_alive: Py<PyAny>,
+    /// Offset (bytes) of the code's first RESUME: a frame before it is
+    /// still being set up, and `PyFrame_GetBack` skips it.
+    first_traceable: i32,
+    /// `co_firstlineno`: what a frame read from another thread is checked by.
+    first_line: i32,
     filename: String,
     function: String,
     /// What names the code across releases, where lines and paths move.
@@ -214,7 +220,7 @@ fn intern_stack(raw: Vec<RawFrame<'_>>, depth: usize) -> Option<StackId> {
             registry.codes.entry(address).or_insert(info);
         }
         for frame in &raw {
-            add_instruction(registry, frame);
+            add_instruction(registry, frame.code.as_ptr() as usize, frame.lasti);
         }
         resolve(registry, &raw, depth)
     })?
@@ -222,9 +228,15 @@ fn intern_stack(raw: Vec<RawFrame<'_>>, depth: usize) -> Option<StackId> {
 
 /// The stack id if every frame is already known, None otherwise.
 fn resolve(registry: &mut Registry, raw: &[RawFrame], depth: usize) -> Option<StackId> {
+    resolve_keys(registry, raw.iter().map(|frame| (frame.code.as_ptr() as usize, frame.lasti)), depth)
+}
+
+/// The stack id of (code address, instruction offset) pairs, innermost
+/// first, if every one is already known; None otherwise.
+fn resolve_keys(registry: &mut Registry, keys: impl Iterator<Item = (usize, i32)>, depth: usize) -> Option<StackId> {
     let mut frames = Vec::with_capacity(depth);
-    for frame in raw {
-        match registry.by_instruction.get(&(frame.code.as_ptr() as usize, frame.lasti))? {
+    for key in keys {
+        match registry.by_instruction.get(&key)? {
             Resolved::Own => {}
             Resolved::Frame(id) => frames.push(*id),
         }
@@ -233,6 +245,65 @@ fn resolve(registry: &mut Registry, raw: &[RawFrame], depth: usize) -> Option<St
         }
     }
     Some(registry.stacks.intern(&frames))
+}
+
+/// What a stack read from another thread (`frame_reader`) resolves to.
+#[derive(Debug, PartialEq, Eq)]
+pub enum RemoteResolution {
+    Stack(StackId),
+    /// Every code is known, some instruction's line is not: the loop
+    /// thread resolves it ([`intern_remote`]).
+    NeedsLines,
+    /// A code object the registry does not keep alive: its address may be
+    /// a freed one's; the sample is taken another way.
+    UnknownCode,
+}
+
+/// The program's frames of a stack read from another thread: the entry
+/// frames were dropped by the reader; frames still being set up (before
+/// their first RESUME, not owned by a generator) are dropped here, as
+/// `PyFrame_GetBack` does.
+fn complete_keys(registry: &Registry, frames: &[RemoteFrame]) -> Option<Vec<(usize, i32)>> {
+    let mut keys = Vec::with_capacity(frames.len());
+    for frame in frames {
+        let code = registry.codes.get(&frame.code)?;
+        // A code learnt after the read: the same object only if it starts
+        // on the same line (else the address was freed and reused).
+        if frame.first_line.is_some_and(|line| line != code.first_line) {
+            return None;
+        }
+        if frame.owned_by_generator || frame.lasti >= code.first_traceable {
+            keys.push((frame.code, frame.lasti));
+        }
+    }
+    Some(keys)
+}
+
+/// Resolves a stack read from another thread without the GIL: only
+/// through the registry's maps (no Python object is touched).
+pub fn resolve_remote(frames: &[RemoteFrame], depth: usize) -> RemoteResolution {
+    with_registry(|registry| {
+        let Some(keys) = complete_keys(registry, frames) else { return RemoteResolution::UnknownCode };
+        match resolve_keys(registry, keys.into_iter(), depth) {
+            Some(stack) => RemoteResolution::Stack(stack),
+            None => RemoteResolution::NeedsLines,
+        }
+    })
+    .unwrap_or(RemoteResolution::UnknownCode)
+}
+
+/// Resolves a stack read from another thread, adding the lines of new
+/// instructions: on a thread holding the GIL (`py`). None if a code of the
+/// stack is not in the registry (which keeps them alive) or is not the
+/// one read (its first line differs).
+pub fn intern_remote(_py: Python<'_>, frames: &[RemoteFrame], depth: usize) -> Option<StackId> {
+    with_registry(|registry| {
+        let keys = complete_keys(registry, frames)?;
+        for &(address, lasti) in &keys {
+            add_instruction(registry, address, lasti);
+        }
+        resolve_keys(registry, keys.into_iter(), depth)
+    })?
 }
 
 fn describe_new_codes(raw: &[RawFrame<'_>]) -> Vec<(usize, CodeInfo)> {
@@ -245,20 +316,135 @@ fn describe_new_codes(raw: &[RawFrame<'_>]) -> Vec<(usize, CodeInfo)> {
         if known.contains(&address) || described.iter().any(|(a, _)| *a == address) {
             continue;
         }
-        let code = &frame.code;
-        let text =
-            |name: &str| code.getattr(name).and_then(|v| v.extract::<String>()).unwrap_or_else(|_| "?".to_owned());
-        described.push((
-            address,
-            CodeInfo {
-                _keep_alive: frame.code.clone().unbind(),
-                filename: text("co_filename"),
-                function: text("co_name"),
-                name: FrameName { module: module_of(&frame.frame), qualname: text("co_qualname") },
-            },
-        ));
+        described.push((address, describe_code(&frame.code, module_of(&frame.frame))));
     }
     described
+}
+
+fn describe_code(code: &Bound<'_, PyAny>, module: String) -> CodeInfo {
+    let text = |name: &str| code.getattr(name).and_then(|v| v.extract::<String>()).unwrap_or_else(|_| "?".to_owned());
+    CodeInfo {
+        _keep_alive: code.clone().unbind(),
+        first_traceable: first_traceable(code),
+        first_line: first_line(code),
+        filename: text("co_filename"),
+        function: text("co_name"),
+        name: FrameName { module, qualname: text("co_qualname") },
+    }
+}
+
+fn first_line(code: &Bound<'_, PyAny>) -> i32 {
+    code.getattr("co_firstlineno").and_then(|v| v.extract()).unwrap_or(-1)
+}
+
+/// Learns the code objects of `wanted` (address, first line), read from
+/// the thread's frames by the watchdog but unknown to the registry, that
+/// are still alive where the calling thread can prove it: held by a
+/// function (or a class's function) in the globals of one of its frames,
+/// or a constant of one of its frames' code (a nested function's). A code
+/// called from a C call's caller and returned since (`work` in `main`'s
+/// module) is found so; one nowhere to be found is not learnt (its samples
+/// are dropped). Holding the GIL (`py`), from `frame`: the read thread's
+/// current frame (a frame object), or none for the calling thread's.
+pub fn learn_codes(py: Python<'_>, frame: Option<&Bound<'_, PyAny>>, wanted: &[(usize, i32)]) {
+    let start = match frame {
+        Some(frame) => frame.as_ptr().cast(),
+        // SAFETY: we hold the GIL; PyEval_GetFrame returns a borrowed reference.
+        None => unsafe { ffi::PyEval_GetFrame() },
+    };
+    // SAFETY: `start` is null or a live frame (held by `frame` or the thread).
+    let raw = unsafe { walk(py, start, 64) };
+    let mut found: Vec<(usize, CodeInfo)> = Vec::new();
+    let mut consider = |code: &Bound<'_, PyAny>, module: &dyn Fn() -> String| {
+        let address = code.as_ptr() as usize;
+        let is_wanted = wanted.iter().any(|&(a, line)| a == address && first_line(code) == line);
+        if is_wanted && !found.iter().any(|(a, _)| *a == address) {
+            found.push((address, describe_code(code, module())));
+        }
+    };
+    for frame in &raw {
+        let module = || module_of(&frame.frame);
+        if let Ok(constants) = frame.code.getattr("co_consts").and_then(|c| c.extract::<Vec<Bound<'_, PyAny>>>()) {
+            // SAFETY: a type check of a live object.
+            for constant in constants.iter().filter(|c| unsafe { ffi::PyCode_Check(c.as_ptr()) } != 0) {
+                consider(constant, &module);
+            }
+        }
+        // SAFETY: a live frame; PyFrame_GetGlobals returns a new reference.
+        let globals = unsafe { Bound::from_owned_ptr_or_opt(py, ffi::PyFrame_GetGlobals(frame.frame.as_ptr().cast())) };
+        let Some(globals) = globals.and_then(|g| g.cast_into::<pyo3::types::PyDict>().ok()) else { continue };
+        for value in globals.values() {
+            for function in functions_in(&value).into_iter().chain(module_functions(&value)) {
+                if let Ok(code) = function.getattr("__code__") {
+                    consider(&code, &module);
+                }
+            }
+        }
+    }
+    with_registry(|registry| {
+        for (address, info) in found {
+            registry.codes.entry(address).or_insert(info);
+        }
+    });
+}
+
+/// The functions of a module's namespace and of its plain classes, if
+/// `value` is a module (`json` in the globals: `json.dumps`, and
+/// `JSONEncoder.iterencode` through it), read from its dict directly (a
+/// module's `__getattr__` never runs).
+fn module_functions<'py>(value: &Bound<'py, PyAny>) -> Vec<Bound<'py, PyAny>> {
+    // SAFETY: a type check of a live object.
+    if unsafe { ffi::PyModule_CheckExact(value.as_ptr()) } == 0 {
+        return Vec::new();
+    }
+    // SAFETY: a module; PyModule_GetDict returns a borrowed reference to its dict.
+    let namespace = unsafe { Bound::from_borrowed_ptr_or_opt(value.py(), ffi::PyModule_GetDict(value.as_ptr())) };
+    let Some(namespace) = namespace.and_then(|n| n.cast_into::<pyo3::types::PyDict>().ok()) else { return Vec::new() };
+    namespace.values().iter().flat_map(|member| functions_in(&member)).collect()
+}
+
+/// `value` if it is a function, or the functions (static and class
+/// methods unwrapped) of a class's namespace. Only built-in types are
+/// looked into, so that no code of the program runs (no `__getattr__`, no
+/// metaclass).
+fn functions_in<'py>(value: &Bound<'py, PyAny>) -> Vec<Bound<'py, PyAny>> {
+    // SAFETY: type checks of a live object.
+    let is_function = |object: &Bound<'py, PyAny>| unsafe { ffi::PyFunction_Check(object.as_ptr()) } != 0;
+    if is_function(value) {
+        return vec![value.clone()];
+    }
+    let py = value.py();
+    let plain_class = value.get_type().is(py.get_type::<pyo3::types::PyType>());
+    let Ok(class) = value.cast::<pyo3::types::PyType>() else { return Vec::new() };
+    if !plain_class {
+        return Vec::new();
+    }
+    let Ok(namespace) = class.getattr("__dict__").and_then(|d| d.call_method0("values")) else { return Vec::new() };
+    let Ok(members) = namespace.try_iter() else { return Vec::new() };
+    let wrapped = |member: &Bound<'py, PyAny>| {
+        let staticmethod = &raw mut ffi::PyStaticMethod_Type as *mut ffi::PyObject;
+        let classmethod = &raw mut ffi::PyClassMethod_Type as *mut ffi::PyObject;
+        let kind = member.get_type().as_ptr();
+        kind == staticmethod || kind == classmethod
+    };
+    members
+        .flatten()
+        .map(|member| if wrapped(&member) { member.getattr("__func__").unwrap_or(member) } else { member })
+        .filter(is_function)
+        .collect()
+}
+
+/// The byte offset of the code's first RESUME instruction (CPython's
+/// `_co_firsttraceable`), from its `co_code`; 0 if it has none.
+fn first_traceable(code: &Bound<'_, PyAny>) -> i32 {
+    static RESUME: OnceLock<Option<u8>> = OnceLock::new();
+    let resume = RESUME.get_or_init(|| {
+        let opmap = code.py().import("opcode").and_then(|opcode| opcode.getattr("opmap")).ok()?;
+        opmap.get_item("RESUME").ok()?.extract::<u8>().ok()
+    });
+    let Some(resume) = *resume else { return 0 };
+    let Ok(bytes) = code.getattr("co_code").and_then(|c| c.extract::<Vec<u8>>()) else { return 0 };
+    bytes.chunks_exact(2).position(|unit| unit[0] == resume).map_or(0, |index| 2 * index as i32)
 }
 
 /// `__name__` of the frame's globals: the module its code belongs to
@@ -273,9 +459,10 @@ fn module_of(frame: &Bound<'_, PyAny>) -> String {
         .unwrap_or_default()
 }
 
-fn add_instruction(registry: &mut Registry, frame: &RawFrame) {
-    let address = frame.code.as_ptr() as usize;
-    let key = (address, frame.lasti);
+/// Adds the frame of an instruction of a code the registry holds. The GIL
+/// must be held (it reads the code's line table).
+fn add_instruction(registry: &mut Registry, address: usize, lasti: i32) {
+    let key = (address, lasti);
     if registry.by_instruction.contains_key(&key) {
         return;
     }
@@ -284,9 +471,10 @@ fn add_instruction(registry: &mut Registry, frame: &RawFrame) {
     let resolved = if own {
         Resolved::Own
     } else {
-        // SAFETY: the code object is alive (kept by the registry); this only
-        // reads its line table.
-        let line = unsafe { ffi::PyCode_Addr2Line(frame.code.as_ptr().cast(), frame.lasti) };
+        // SAFETY: the code object is alive (kept by the registry, which
+        // holds it at `address`); the caller holds the GIL; this only reads
+        // its line table.
+        let line = unsafe { ffi::PyCode_Addr2Line(address as *mut ffi::PyCodeObject, lasti) };
         let id = registry.frame_ids.intern(&(address, line));
         if id as usize == registry.frames.len() {
             let text = format_frame(&code.filename, line.into(), &code.function);

@@ -29,6 +29,7 @@ from aiocop.core.settings import (
     DEFAULT_FLUSH_INTERVAL_S,
     DEFAULT_MAX_BUFFERED_SLICES,
     DEFAULT_SAMPLE_AFTER_MS,
+    DEFAULT_SAMPLE_FRAMES,
     DEFAULT_SAMPLE_INTERVAL_MS,
     RecordingSettings,
 )
@@ -57,6 +58,7 @@ def start_recording(
     max_buffered_slices: int = DEFAULT_MAX_BUFFERED_SLICES,
     sample_after_ms: float = DEFAULT_SAMPLE_AFTER_MS,
     sample_interval_ms: float = DEFAULT_SAMPLE_INTERVAL_MS,
+    sample_frames: str = DEFAULT_SAMPLE_FRAMES,
     file_mode: int = DEFAULT_FILE_MODE,
     redact: bool = False,
     redact_keep_context: tuple[str, ...] = (),
@@ -98,6 +100,13 @@ def start_recording(
             of the monitor's ``cpu_stack_samples``, whose rules stay 1.2.1's.
         sample_interval_ms: Such a slice is sampled about this often; each
             sample stands for this much time.
+        sample_frames: How those samples are taken: "pending" (the loop
+            thread samples itself at its next eval-breaker check, which a
+            long C call holding the GIL delays), "read" (the sampler thread
+            reads the loop thread's frames, inside long C calls too; where it
+            cannot, as "pending", said once) or "validate" ("read", each read
+            checked against a "pending" sample: counts in
+            ``aiocop._native.frame_read_counts()``).
         file_mode: Permission bits of the new file, exactly (the umask does
             not apply): 0o600 by default; 0o640 lets the file's group read it.
         redact: Keep secrets out of the trace (see ``docs/recording.md``):
@@ -128,6 +137,7 @@ def start_recording(
         record_context=record_context,
         sample_after_ms=sample_after_ms,
         sample_interval_ms=sample_interval_ms,
+        sample_frames=sample_frames,
         file_mode=file_mode,
         redact=redact,
         redact_keep_context=_keys(redact_keep_context),
@@ -142,6 +152,7 @@ def start_with(settings: RecordingSettings) -> str:
     if settings.allowlist is not None:
         _put_allowlist_in_force(settings.allowlist)
     process = lineage.describe(redact=settings.redact)
+    _native.set_sample_frames(settings.sample_frames)
     written_path = _native.start_recording(
         settings.path,
         label=settings.label,

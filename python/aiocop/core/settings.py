@@ -30,6 +30,12 @@ DEFAULT_TRACE_DEPTH = 20
 DEFAULT_SAMPLE_AFTER_MS = 2.0
 #: ...about this often, each standing for this much of the loop's time.
 DEFAULT_SAMPLE_INTERVAL_MS = 1.0
+#: How recording's samples are taken: "pending" (the loop thread samples itself
+#: at its next eval-breaker check), "read" (the watchdog reads the loop thread's
+#: frames, inside long C calls too), "validate" (reads, checked against pending
+#: calls). See the README ("Reading the loop thread's frames").
+SAMPLE_FRAMES_MODES = ("pending", "read", "validate")
+DEFAULT_SAMPLE_FRAMES = "pending"
 #: Permission bits of a new trace file: readable by its owner only (traces
 #: hold command lines, paths and host names).
 DEFAULT_FILE_MODE = 0o600
@@ -65,6 +71,7 @@ class RecordingSettings:
     record_context: bool = False
     sample_after_ms: float = DEFAULT_SAMPLE_AFTER_MS
     sample_interval_ms: float = DEFAULT_SAMPLE_INTERVAL_MS
+    sample_frames: str = DEFAULT_SAMPLE_FRAMES
     #: Permission bits of new trace files, exactly (the umask does not apply).
     file_mode: int = DEFAULT_FILE_MODE
     redact: bool = False
@@ -165,6 +172,10 @@ def _integer(low: int, high: int, unit: str) -> Callable[[Any], str | None]:
     return problem
 
 
+def _sample_frames(value: Any) -> str | None:
+    return None if value in SAMPLE_FRAMES_MODES else f"must be one of {', '.join(SAMPLE_FRAMES_MODES)}"
+
+
 def _mode_bits(value: Any) -> str | None:
     is_integer = isinstance(value, int) and not isinstance(value, bool)
     return None if is_integer and 0 <= value <= 0o777 else "must be permission bits in octal, from 000 to 777"
@@ -241,6 +252,7 @@ RULES: dict[str, Rule] = {
     ),
     "sample_after_ms": Rule("--sample-after-ms", "AIOCOP_SAMPLE_AFTER_MS", float, _milliseconds),
     "sample_interval_ms": Rule("--sample-interval-ms", "AIOCOP_SAMPLE_INTERVAL_MS", float, _milliseconds),
+    "sample_frames": Rule("--sample-frames", "AIOCOP_SAMPLE_FRAMES", str.strip, _sample_frames, str),
     "file_mode": Rule("--file-mode", "AIOCOP_FILE_MODE", _parse_octal, _mode_bits, lambda mode: f"{mode:03o}"),
     "redact": Rule("--redact", "AIOCOP_REDACT", _parse_flag, _flag, lambda on: "1" if on else "0"),
     "redact_keep_context": Rule(
