@@ -64,6 +64,8 @@ __all__ = [
     "ScheduleTarget",
     "timed_select",
     "TimedSelect",
+    "stamped_call_soon",
+    "StampedCallSoon",
     "FormattedOnRead",
     "PendingReport",
     "MAX_EVENTS_PER_SLICE",
@@ -175,6 +177,7 @@ class AuditedFunction:
 def run_monitored(callback: Callable[..., Any], /, *args: Any) -> Any: ...
 def schedule_patch(original: Callable[..., Any], callback_index: int) -> Callable[..., Any]: ...
 def timed_select(original: Callable[..., Any]) -> Callable[..., Any]: ...
+def stamped_call_soon(original: Callable[..., Any]) -> Callable[..., Any]: ...
 
 @final
 class FormattedOnRead:
@@ -344,4 +347,8 @@ class OpenTrace:
 
 @final
 class TimedSelect:
+    __wrapped__: Callable[..., Any]
+
+@final
+class StampedCallSoon:
     __wrapped__: Callable[..., Any]

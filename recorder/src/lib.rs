@@ -34,6 +34,7 @@ mod signals;
 mod sigterm;
 mod slice;
 mod stacks;
+mod task_timing;
 mod trace_file;
 mod what_ran;
 
@@ -146,6 +147,14 @@ fn schedule_patch<'py>(py: Python<'py>, original: Py<PyAny>, callback_index: usi
 #[pyfunction]
 fn timed_select<'py>(py: Python<'py>, original: Py<PyAny>) -> PyResult<Bound<'py, PyAny>> {
     iterations::timed_select(py, original)
+}
+
+/// A stand-in for a stock asyncio loop's `call_soon` (bound) that notes,
+/// while recording, when each handle it returns was scheduled and by which
+/// task: its ready-wait and a new task's creation.
+#[pyfunction]
+fn stamped_call_soon<'py>(py: Python<'py>, original: Py<PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    task_timing::stamped_call_soon(py, original)
 }
 
 /// Marks a stock asyncio loop, by `id()`, as monitored or not.
@@ -560,6 +569,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<audited::AuditedFunction>()?;
     m.add_function(wrap_pyfunction!(schedule_patch, m)?)?;
     m.add_function(wrap_pyfunction!(timed_select, m)?)?;
+    m.add_function(wrap_pyfunction!(stamped_call_soon, m)?)?;
     m.add_class::<emit::FormattedOnRead>()?;
     m.add_class::<emit::PendingReport>()?;
     m.add_class::<monitor::ScheduleTarget>()?;
@@ -572,6 +582,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<reading::Event>()?;
     m.add_class::<reading::Frame>()?;
     m.add_class::<iterations::TimedSelect>()?;
+    m.add_class::<task_timing::StampedCallSoon>()?;
     m.add("MAX_EVENTS_PER_SLICE", slice::MAX_EVENTS_PER_SLICE)?;
     // run_monitored(callback, *args): what a patched loop schedules in place of each callback.
     m.add("run_monitored", monitor::run_monitored_function(m.py())?.clone_ref(m.py()))?;
