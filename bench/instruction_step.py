@@ -1,7 +1,9 @@
 """One workload for bench/instructions.py: python instruction_step.py MODE WORKLOAD STEPS.
 
 MODE: none (no monitor), monitor (aiocop's default setup; works with aiocop 1.2.1 too), record (monitor,
-and recording to a temporary trace). WORKLOAD: one of bench/workloads.py's (pure, open+read, tasks,
+and recording to a temporary trace, started inside the running loop), record-early (recording started before
+the loop, as `python -m aiocop record` does: the loop is patched while recording, so its iterations and its
+call_soon are timed too). WORKLOAD: one of bench/workloads.py's (pure, open+read, tasks,
 callbacks, ...). 3,000 warm-up steps, then STEPS measured ones.
 """
 
@@ -27,6 +29,8 @@ if mode != "none":
     aiocop.patch_audit_functions()
     aiocop.start_blocking_io_detection(trace_depth=20)
     aiocop.detect_slow_tasks(threshold_ms=30, on_slow_task=lambda event: None)
+if mode == "record-early":
+    aiocop.start_recording(os.path.join(tmp, "trace.bin"), flush_interval_s=60)
 
 
 async def main() -> None:
@@ -38,7 +42,7 @@ async def main() -> None:
         aiocop.start_recording(os.path.join(tmp, "trace.bin"), flush_interval_s=60)
     await run(WARMUP_STEPS, path)
     await run(steps, path)
-    if mode == "record":
+    if mode in ("record", "record-early"):
         summary = aiocop.stop_recording()
         assert summary["slices"] >= steps and summary["dropped"] == 0, summary
 

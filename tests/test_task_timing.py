@@ -69,34 +69,61 @@ def row_of(report: dict, coroutine: str) -> dict:
     return rows[0]
 
 
+def sleep_then_compute_problem(report: dict) -> str | None:
+    """Why the request tasks' times are not the sleep's and the CPU's, or None."""
+    row = row_of(report, "request")
+    checks = [
+        (row["tasks"], row["timed"]) == (5, 5),
+        # Wall ~55 ms: the sleep and the CPU, plus the loop's own overhead.
+        54.5 <= row["wall_p50_ms"] <= 62,
+        # Loop ~5 ms: the two steps, the second burning 5 ms.
+        4.9 <= row["loop_ms"] <= 7,
+        # Waiting ~50 ms: the sleep; a late timer is ready-wait, not waiting.
+        49 <= row["waiting_ms"] <= 55,
+        row["ready_wait_p50_ms"] < 3,
+    ]
+    return None if all(checks) else f"{checks}: {row}"
+
+
 @pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
 def test_a_task_that_sleeps_50_ms_and_computes_5_ms_splits_its_wall_time(tmp_path, loop):
-    trace = record(tmp_path, SLEEP_THEN_COMPUTE, loop)
+    # The CPU is timed by the wall clock: a loaded machine can stretch it,
+    # so up to three recordings, each checked in full.
+    for attempt in range(3):
+        trace = record(tmp_path, SLEEP_THEN_COMPUTE, loop, name=f"app{attempt}.py")
+        report = report_json(str(trace))
+        problem = sleep_then_compute_problem(report)
+        if problem is None:
+            break
+    assert problem is None, problem
     assert trace.read_bytes()[8:12] == b"\x01\x00\x04\x00", "format 1.4"
-    report = report_json(str(trace))
     assert report["schema_minor"] == 3
-    row = row_of(report, "request")
-    assert (row["tasks"], row["timed"]) == (5, 5), row
-    # Wall ~55 ms (the sleep and the CPU, plus the loop's own overhead).
-    assert 54.5 <= row["wall_p50_ms"] <= 62, row
-    # Loop ~5 ms: the two steps, the second burning 5 ms.
-    assert 4.9 <= row["loop_ms"] <= 7, row
-    # Waiting ~50 ms: the sleep; ready-wait small on an idle loop.
-    assert 49 <= row["waiting_ms"] <= 55, row
-    assert row["ready_wait_p50_ms"] < 3, row
+
+
+def lag_problem(report: dict) -> str | None:
+    """Why the loop lag is not five timers ~30 ms late, or None."""
+    lag = report["tasks"]["loop_lag"]
+    late = row_of(report, "late")
+    checks = [
+        # Five timers ran ~30 ms late; nothing else waited much.
+        25 <= lag["max_ms"] <= 45,
+        lag["p50_ms"] < 5,
+        late["timed"] == 5,
+        # The task woken by its late timer met the timer's lateness.
+        25 <= late["ready_wait_p50_ms"] <= 45,
+    ]
+    return None if all(checks) else f"{checks}: {lag} {late}"
 
 
 @pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
 def test_a_timer_held_back_by_a_40_ms_callback_shows_30_ms_of_loop_lag(tmp_path, loop):
-    trace = record(tmp_path, LAGGING, loop)
-    report = report_json(str(trace))
-    lag = report["tasks"]["loop_lag"]
-    # Five timers ran ~30 ms late; nothing else waited much.
-    assert 25 <= lag["max_ms"] <= 45, lag
-    assert lag["p50_ms"] < 5, lag
-    late = row_of(report, "late")
-    assert late["timed"] == 5, late
-    assert 25 <= late["ready_wait_p50_ms"] <= 45, late
+    for attempt in range(3):
+        trace = record(tmp_path, LAGGING, loop, name=f"app{attempt}.py")
+        report = report_json(str(trace))
+        problem = lag_problem(report)
+        if problem is None:
+            break
+    assert problem is None, problem
     assert report["tasks"]["loop_lag_by_second"], report["tasks"]
     table = analyze(str(trace)).stdout
     assert "Loop lag" in table and "Tasks by coroutine" in table, table
