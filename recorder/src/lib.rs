@@ -14,6 +14,7 @@
 
 mod allow;
 mod audited;
+mod call_soon;
 mod clock;
 mod config;
 mod context;
@@ -154,7 +155,7 @@ fn timed_select<'py>(py: Python<'py>, original: Py<PyAny>) -> PyResult<Bound<'py
 /// task: its ready-wait and a new task's creation.
 #[pyfunction]
 fn stamped_call_soon<'py>(py: Python<'py>, original: Py<PyAny>) -> PyResult<Bound<'py, PyAny>> {
-    task_timing::stamped_call_soon(py, original)
+    call_soon::stamped_call_soon(py, original)
 }
 
 /// Marks a stock asyncio loop, by `id()`, as monitored or not.
@@ -582,7 +583,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<reading::Event>()?;
     m.add_class::<reading::Frame>()?;
     m.add_class::<iterations::TimedSelect>()?;
-    m.add_class::<task_timing::StampedCallSoon>()?;
+    m.add_class::<call_soon::StampedCallSoon>()?;
     m.add("MAX_EVENTS_PER_SLICE", slice::MAX_EVENTS_PER_SLICE)?;
     // run_monitored(callback, *args): what a patched loop schedules in place of each callback.
     m.add("run_monitored", monitor::run_monitored_function(m.py())?.clone_ref(m.py()))?;

@@ -7,7 +7,8 @@
 //! - `call_soon` (a task's steps and wake-ups, futures' done callbacks: C
 //!   tasks and futures call the loop's `call_soon` by name, so an instance
 //!   attribute is what they call): ready when scheduled. While recording,
-//!   a loop's `call_soon` is a stand-in that stamps the handle it returns.
+//!   a loop's `call_soon` is a stand-in (`crate::call_soon`) that stamps the
+//!   handle it returns.
 //! - timers (`call_later`, `call_at`, `asyncio.sleep`): ready when due, at
 //!   `TimerHandle._when`, on `loop.time()`, which is `time.monotonic()`:
 //!   CLOCK_MONOTONIC, the clock `crate::clock` counts on.
@@ -142,8 +143,8 @@ fn stamp_now() -> Stamp {
     })
 }
 
-/// Stamps a handle `call_soon` just returned.
-fn stamp(handle: *mut ffi::PyObject) {
+/// Stamps a handle `call_soon` just returned (see `crate::call_soon`).
+pub fn stamp(handle: *mut ffi::PyObject) {
     let stamp = stamp_now();
     THREAD.with(|state| {
         if let Ok(mut state) = state.try_borrow_mut() {
@@ -221,70 +222,6 @@ fn clock_offset_ns() -> i64 {
         let raw = now.tv_sec * 1_000_000_000 + now.tv_nsec;
         raw - ours as i64
     })
-}
-
-/// What the stand-in `call_soon` of a stock asyncio loop holds: the
-/// original, bound.
-#[pyclass(module = "aiocop._native", frozen)]
-pub struct StampedCallSoon {
-    original: Py<PyAny>,
-}
-
-#[pymethods]
-impl StampedCallSoon {
-    #[getter]
-    fn __wrapped__(&self, py: Python<'_>) -> Py<PyAny> {
-        self.original.clone_ref(py)
-    }
-
-    fn __traverse__(&self, visit: pyo3::PyVisit<'_>) -> Result<(), pyo3::PyTraverseError> {
-        visit.call(&self.original)
-    }
-}
-
-/// A stand-in for a stock asyncio loop's bound `call_soon` that stamps
-/// each handle it returns while recording.
-pub fn stamped_call_soon<'py>(py: Python<'py>, original: Py<PyAny>) -> PyResult<Bound<'py, PyAny>> {
-    let target = Bound::new(py, StampedCallSoon { original })?;
-    crate::monitor::new_builtin(py, &CALL_SOON_DEFINITION, target.as_any())
-}
-
-static CALL_SOON_DEFINITION: crate::monitor::MethodDefinition =
-    crate::monitor::MethodDefinition(std::cell::UnsafeCell::new(ffi::PyMethodDef {
-        ml_name: c"call_soon".as_ptr(),
-        ml_meth: ffi::PyMethodDefPointer {
-            PyCFunctionFastWithKeywords: pyo3::impl_::trampoline::get_trampoline_function!(
-                fastcall_cfunction_with_keywords,
-                call_soon_entry
-            ),
-        },
-        ml_flags: ffi::METH_FASTCALL | ffi::METH_KEYWORDS,
-        ml_doc: c"The loop's call_soon; aiocop notes when each handle was scheduled.".as_ptr(),
-    }));
-
-/// The C entry point of a stamped `call_soon`.
-///
-/// # Safety
-/// Called by the interpreter only, with the vectorcall convention: `target`
-/// the function's `self` (a `StampedCallSoon`), `args` holding `nargs`
-/// positional arguments then one value per name in `kwnames` (null if none).
-unsafe fn call_soon_entry(
-    py: Python<'_>,
-    target: *mut ffi::PyObject,
-    args: *const *mut ffi::PyObject,
-    nargs: ffi::Py_ssize_t,
-    kwnames: *mut ffi::PyObject,
-) -> PyResult<*mut ffi::PyObject> {
-    // SAFETY: `self` of this function is always a StampedCallSoon.
-    let target = unsafe { Bound::from_borrowed_ptr(py, target) };
-    let original = target.cast::<StampedCallSoon>()?.get().original.as_ptr();
-    // SAFETY: as this function's.
-    let all = unsafe { crate::monitor::vectorcall_arguments(args, nargs, kwnames) };
-    let handle = crate::monitor::vectorcall(py, original, all, nargs as usize, kwnames)?;
-    if crate::recording::is_active() {
-        stamp(handle);
-    }
-    Ok(handle)
 }
 
 /// When a callback a patched loop (uvloop) schedules now will be ready:

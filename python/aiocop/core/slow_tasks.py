@@ -187,7 +187,7 @@ def _stamp_scheduled_callbacks(loop: asyncio.BaseEventLoop) -> None:
     """
     if "call_soon" in getattr(loop, "__dict__", {"call_soon": None}):
         return  # no instance attributes, or call_soon already replaced
-    loop.call_soon = _native.stamped_call_soon(loop.call_soon)  # type: ignore[method-assign]
+    loop.call_soon = _native.stamped_call_soon(loop.call_soon)  # type: ignore[method-assign,assignment]
 
 
 def _reraise_violations_from_exception_handler(loop: asyncio.AbstractEventLoop) -> None:
