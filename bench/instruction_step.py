@@ -2,9 +2,10 @@
 
 MODE: none (no monitor), monitor (aiocop's default setup; works with aiocop 1.2.1 too), record (monitor,
 and recording to a temporary trace, started inside the running loop after it was patched: loop iterations
-are not timed), record-iterations (the same, but recording starts before the loop is made, as with
-`python -m aiocop record`: each poll of the loop's selector is timed too). WORKLOAD: one of
-bench/workloads.py's (pure, open+read, tasks, callbacks, ...). 3,000 warm-up steps, then STEPS measured ones.
+and call_soon are not timed), record-early (recording started before the loop is made, as with
+`python -m aiocop record`: the loop is patched while recording, so each poll of its selector and each
+call_soon are timed too; record-iterations is another name for it). WORKLOAD: one of bench/workloads.py's
+(pure, open+read, tasks, callbacks, ...). 3,000 warm-up steps, then STEPS measured ones.
 """
 
 import asyncio
@@ -29,7 +30,7 @@ if mode != "none":
     aiocop.patch_audit_functions()
     aiocop.start_blocking_io_detection(trace_depth=20)
     aiocop.detect_slow_tasks(threshold_ms=30, on_slow_task=lambda event: None)
-if mode == "record-iterations":
+if mode in ("record-early", "record-iterations"):
     # Before the loop exists, as `python -m aiocop record` does: the loop is patched while recording.
     aiocop.start_recording(os.path.join(tmp, "trace.bin"), flush_interval_s=60)
 

@@ -25,8 +25,8 @@
 //! before anything is allocated for it.
 
 use crate::records::{
-    AllowedEvent, Chunk, EventRecord, Frame, FrameName, PollRecord, SampleTime, SampleTiming, SliceRecord,
-    SliceSampleTimes, StringId,
+    AllowedEvent, Chunk, EventRecord, Frame, FrameName, PollRecord, ReadyWait, SampleTime, SampleTiming, SliceRecord,
+    SliceSampleTimes, StringId, TaskCreated, TaskEnded, TaskTiming,
 };
 
 /// Why a payload could not be decoded, and where.
@@ -211,7 +211,22 @@ fn decode_appended(cursor: &mut Cursor<'_>, chunk: &mut Chunk, allocate: Allocat
             .vec(allocate, 3, |c| Ok(PollRecord { start_delta_ns: c.u64()?, wait_ns: c.u64()?, thread: c.u32()? }))?;
         chunk.loop_iterations.polling_threads = cursor.vec(allocate, 1, Cursor::u32)?;
     }
+    // Format 1.4 appended the task timing; a 1.3 chunk ends here.
+    if cursor.pos < cursor.bytes.len() {
+        chunk.task_timing.0 = decode_task_timing(cursor, allocate)?;
+    }
     Ok(())
+}
+
+fn decode_task_timing(cursor: &mut Cursor<'_>, allocate: Allocate<'_>) -> Result<TaskTiming> {
+    let ready = cursor.vec(allocate, 2, |c| Ok(ReadyWait { wait_ns: c.u64()?, since: c.byte()? }))?;
+    let created = cursor.vec(allocate, 3, |c| {
+        let (slice, created_before_ns) = (c.u32()?, c.u64()?);
+        let parent = if c.flag()? { Some(c.u32()?) } else { None };
+        Ok(TaskCreated { slice, created_before_ns, parent })
+    })?;
+    let ended = cursor.vec(allocate, 2, |c| Ok(TaskEnded { slice: c.u32()?, outcome: c.byte()? }))?;
+    Ok(TaskTiming { ready, created, ended })
 }
 
 /// A chunk's sample times, read ahead of the slice loop once a slice
@@ -572,20 +587,31 @@ mod tests {
             sample_timing: Default::default(),
             allowed: Default::default(),
             loop_iterations: Default::default(),
+            task_timing: Default::default(),
             ..chunk.clone()
         };
-        let format_1_0_end = encode_payload(&without(false)).unwrap().len() - 7;
-        let format_1_2_end = encode_payload(&without(true)).unwrap().len() - 6;
+        let format_1_0_end = encode_payload(&without(false)).unwrap().len() - 10;
+        let format_1_2_end = encode_payload(&without(true)).unwrap().len() - 9;
         let times_end = encode_payload(&Chunk {
             allowed: Default::default(),
             loop_iterations: Default::default(),
+            task_timing: Default::default(),
             ..chunk.clone()
         })
         .unwrap()
         .len()
-            - 5;
-        let allowed_end =
-            encode_payload(&Chunk { loop_iterations: Default::default(), ..chunk.clone() }).unwrap().len() - 3;
+            - 8;
+        let allowed_end = encode_payload(&Chunk {
+            loop_iterations: Default::default(),
+            task_timing: Default::default(),
+            ..chunk.clone()
+        })
+        .unwrap()
+        .len()
+            - 6;
+        // 1.4's task timing: three vectors.
+        let iterations_end =
+            encode_payload(&Chunk { task_timing: Default::default(), ..chunk.clone() }).unwrap().len() - 3;
         let (whole, _) = decode_all(&raw[..format_1_0_end]).unwrap();
         assert!(whole.frame_names.is_empty());
         let (whole, _) = decode_all(&raw[..format_1_2_end]).unwrap();
@@ -597,7 +623,10 @@ mod tests {
         assert_eq!(whole.sample_timing, chunk.sample_timing);
         let (whole, _) = decode_all(&raw[..allowed_end]).unwrap();
         assert!(whole.loop_iterations.polls.is_empty());
-        let whole_cuts = [format_1_0_end, format_1_2_end, times_end, allowed_end];
+        let (whole, _) = decode_all(&raw[..iterations_end]).unwrap();
+        assert_eq!(whole.loop_iterations, chunk.loop_iterations);
+        assert!(whole.task_timing.ready.is_empty());
+        let whole_cuts = [format_1_0_end, format_1_2_end, times_end, allowed_end, iterations_end];
         for cut in (0..raw.len()).filter(|cut| !whole_cuts.contains(cut)) {
             assert!(decode_all(&raw[..cut]).is_err(), "cut at {cut}");
             assert!(crate::format::decode_payload::<Chunk>(&raw[..cut]).is_err());

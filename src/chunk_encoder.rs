@@ -8,7 +8,7 @@
 //! produce the same bytes for random chunks, and the `chunk_codec` fuzz
 //! target does for any chunk bincode can decode, so the two cannot drift.
 
-use crate::records::{Chunk, EventRecord, SliceRecord};
+use crate::records::{Chunk, EventRecord, SliceRecord, TaskTiming};
 
 const U16_MARKER: u8 = 251;
 const U32_MARKER: u8 = 252;
@@ -77,6 +77,7 @@ pub fn encode_chunk(chunk: &Chunk, out: &mut Vec<u8>) {
     }
     out.len(chunk.loop_iterations.polling_threads.len());
     chunk.loop_iterations.polling_threads.iter().for_each(|&thread| out.u64(u64::from(thread)));
+    out.task_timing(&chunk.task_timing);
 }
 
 struct Encoder<'a> {
@@ -145,6 +146,31 @@ impl Encoder<'_> {
         }
     }
 
+    fn task_timing(&mut self, timing: &TaskTiming) {
+        self.len(timing.ready.len());
+        for ready in &timing.ready {
+            self.u64(ready.wait_ns);
+            self.out.push(ready.since); // a u8 is a byte, not a varint
+        }
+        self.len(timing.created.len());
+        for created in &timing.created {
+            self.u64(u64::from(created.slice));
+            self.u64(created.created_before_ns);
+            match created.parent {
+                None => self.flag(false),
+                Some(parent) => {
+                    self.flag(true);
+                    self.u64(u64::from(parent));
+                }
+            }
+        }
+        self.len(timing.ended.len());
+        for ended in &timing.ended {
+            self.u64(u64::from(ended.slice));
+            self.out.push(ended.outcome);
+        }
+    }
+
     fn event(&mut self, event: &EventRecord) {
         self.u64(u64::from(event.event));
         self.u64(u64::from(event.args));
@@ -181,7 +207,8 @@ mod tests {
         encode_chunk(&chunk, &mut out);
         // No definitions, base 300 (a u16 varint), no slices, 2 dropped, no
         // frame names, no sample times, nothing allowed (kept, dropped), no
-        // loop iterations (base 0, no polls, no threads).
-        assert_eq!(out, [9, 0, 0, 0, 251, 44, 1, 0, 2, 0, 0, 0, 0, 0, 0, 0]);
+        // loop iterations (base 0, no polls, no threads), no task timing
+        // (ready, created, ended).
+        assert_eq!(out, [9, 0, 0, 0, 251, 44, 1, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
     }
 }

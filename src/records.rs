@@ -155,7 +155,77 @@ pub struct Chunk {
     /// began and how long the loop waited for I/O in it (empty in older
     /// traces, and for loops whose iterations are not visible: uvloop).
     pub loop_iterations: Appended<LoopIterations>,
+    /// Since format 1.4: how long each slice waited for the loop once
+    /// ready, and which tasks began and ended in this chunk (empty in older
+    /// traces).
+    pub task_timing: Appended<TaskTiming>,
 }
+
+/// Task timing of a chunk (format 1.4): each slice's ready-wait (the loop
+/// lag it met), and the tasks whose first or last step is among its slices.
+///
+/// A task's wall time is from its creation to the end of its last step;
+/// its slices' durations are its time on the loop, their ready-waits its
+/// time ready but waiting for the loop, the rest its time waiting for I/O
+/// or other tasks.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
+pub struct TaskTiming {
+    /// One per slice, in slice order; empty when the recording did not
+    /// time readiness.
+    pub ready: Vec<ReadyWait>,
+    /// Tasks whose first step is a slice of this chunk.
+    pub created: Vec<TaskCreated>,
+    /// Tasks whose last step is a slice of this chunk.
+    pub ended: Vec<TaskEnded>,
+}
+
+/// How long a slice's callback waited between becoming ready and running.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
+pub struct ReadyWait {
+    /// Nanoseconds from ready to the slice's start (0 if `since` is unknown).
+    pub wait_ns: u64,
+    /// What made it ready: one of the `READY_*` constants.
+    pub since: u8,
+}
+
+/// Unknown: the callback was scheduled before the loop was watched, or
+/// from another thread on a loop whose polls are not seen (uvloop).
+pub const READY_UNKNOWN: u8 = 0;
+/// `call_soon` (a task's step, a future's callback): ready when scheduled.
+pub const READY_SCHEDULED: u8 = 1;
+/// A timer (`call_later`, `call_at`, `asyncio.sleep`): ready when due.
+pub const READY_TIMER: u8 = 2;
+/// An I/O callback or a callback queued from another thread: ready at the
+/// latest when the loop's poll of its iteration ended.
+pub const READY_POLL: u8 = 3;
+
+/// A task's creation, recorded with its first step.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
+pub struct TaskCreated {
+    /// The index in the chunk's `slices` of the task's first step.
+    pub slice: u32,
+    /// From the creation (its first step scheduled) to that step's start.
+    pub created_before_ns: u64,
+    /// The task (its `SliceRecord::task` string) that was running when it
+    /// was created, if one was and it had a slice in the trace.
+    pub parent: Option<StringId>,
+}
+
+/// A task's end, at the end of its last step.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
+pub struct TaskEnded {
+    /// The index in the chunk's `slices` of the task's last step.
+    pub slice: u32,
+    /// One of the `TASK_*` constants.
+    pub outcome: u8,
+}
+
+/// The task returned.
+pub const TASK_DONE: u8 = 0;
+/// The task was cancelled.
+pub const TASK_CANCELLED: u8 = 1;
+/// The task raised an exception.
+pub const TASK_RAISED: u8 = 2;
 
 /// When the samples of a chunk's slices were taken (format 1.3): only for
 /// slices whose samples are recording's own (the monitor's carry no time).

@@ -3,8 +3,8 @@
 //! and slices with every field set.
 
 use crate::records::{
-    AllowedEvent, AllowedEvents, Appended, Chunk, EventRecord, Frame, FrameName, LoopIterations, PollRecord,
-    SampleTime, SampleTiming, SliceRecord, SliceSampleTimes,
+    AllowedEvent, AllowedEvents, Appended, Chunk, EventRecord, Frame, FrameName, LoopIterations, PollRecord, ReadyWait,
+    SampleTime, SampleTiming, SliceRecord, SliceSampleTimes, TaskCreated, TaskEnded, TaskTiming,
 };
 
 /// A small xorshift generator: reproducible chunks without a crate.
@@ -122,6 +122,21 @@ pub fn random_chunk(random: &mut Random) -> Chunk {
                 })
                 .collect(),
             polling_threads: (0..random.below(3)).map(|_| random.wide() as u32).collect(),
+        }),
+        task_timing: Appended(TaskTiming {
+            ready: (0..random.below(4))
+                .map(|_| ReadyWait { wait_ns: random.wide(), since: random.wide() as u8 })
+                .collect(),
+            created: (0..random.below(3))
+                .map(|_| TaskCreated {
+                    slice: random.wide() as u32,
+                    created_before_ns: random.wide(),
+                    parent: (random.below(2) == 1).then(|| random.wide() as u32),
+                })
+                .collect(),
+            ended: (0..random.below(3))
+                .map(|_| TaskEnded { slice: random.wide() as u32, outcome: random.wide() as u8 })
+                .collect(),
         }),
     }
 }

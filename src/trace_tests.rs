@@ -10,8 +10,9 @@ use crate::format::{
 use crate::reader::{Dictionary, TraceFile};
 use crate::records::{
     AllowedEvent, AllowedEvents, Appended, Chunk, EventRecord, EventSpec, Frame, FrameName, LoopIterations, PollRecord,
-    ProcessInfo, Redaction, SampleTime, SampleTiming, SamplingInfo, SliceRecord, SliceSampleTimes, TraceFooter,
-    TraceHeader,
+    ProcessInfo, ReadyWait, Redaction, SampleTime, SampleTiming, SamplingInfo, SliceRecord, SliceSampleTimes,
+    TaskCreated, TaskEnded, TaskTiming, TraceFooter, TraceHeader, READY_SCHEDULED, READY_TIMER, READY_UNKNOWN,
+    TASK_CANCELLED, TASK_DONE,
 };
 use crate::writer::TraceWriter;
 use std::io::{self, Write};
@@ -105,6 +106,11 @@ fn chunks() -> Vec<Chunk> {
             base_offset_ns: 900,
             polls: vec![PollRecord { start_delta_ns: 0, wait_ns: 50, thread: 1 }],
             polling_threads: vec![1],
+        }),
+        task_timing: Appended(TaskTiming {
+            ready: vec![ReadyWait { wait_ns: 30, since: READY_TIMER }, ReadyWait { wait_ns: 0, since: READY_UNKNOWN }],
+            created: vec![TaskCreated { slice: 1, created_before_ns: 400, parent: Some(2) }],
+            ended: vec![TaskEnded { slice: 1, outcome: TASK_CANCELLED }],
         }),
     };
     let second = Chunk {
@@ -332,6 +338,16 @@ fn an_empty_recording_is_a_header_and_a_footer() {
 /// passes and `GOLDEN_TRACE` still reads (`the_golden_trace_still_reads`),
 /// and regenerating the hex is all there is to do.
 const GOLDEN_TRACE: &str = "\
+41494f434f5054520100040000000000010100006e00000065000000e4cc865a28b52ffd206529030005312e332e3004\
+332e3132056c696e75780168070104612e7079fc00ca9a3bfb881300640201046f70656e1400060207757669636f726e\
+076170703a6170700b737061776e206368696c6401062f612f737263fc80841e00fc40420f00010105726f7574650201\
+00007d00000091000000edd4ee3228b52ffd2091a50300f2c71923a027e9fbc17ffd2df17fab8b236e2dcecd480baa8e\
+e63642f13e7d0927374208d94906fddef27f902dfe3372438ec5a4acdf80a4e391ff52fd76418ba97f6f0f40915b7615\
+95de91dd0b8c310b222d15119a4225665c40cbd33cc71da2847b0ef0d33c473509030038aa40dd8e68d5130301000012\
+0000000900000098906e4c28b52ffd200949000002010101fc80380100";
+
+/// A trace of format 1.3, before the task timing.
+const GOLDEN_TRACE_1_3: &str = "\
 41494f434f5054520100030000000000010100006e00000065000000e4cc865a28b52ffd206529030005312e332e3004\
 332e3132056c696e75780168070104612e7079fc00ca9a3bfb881300640201046f70656e1400060207757669636f726e\
 076170703a6170700b737061776e206368696c6401062f612f737263fc80841e00fc40420f00010105726f7574650201\
@@ -363,7 +379,7 @@ const GOLDEN_TRACE_1_1: &str = "\
 /// the bincode encoding itself, independent of zstd.
 const GOLDEN_PAYLOADS: [&str; 3] = [
     "05312e332e3004332e3132056c696e75780168070104612e7079fc00ca9a3bfb881300640201046f70656e1400060207757669636f726e076170703a6170700b737061776e206368696c6401062f612f737263fc80841e00fc40420f00010105726f757465",
-    "0700046d61696e010e2f612f7372632f6d61696e2e70790201660304782c207204046d61696e0503672e6606066d61696e2e2a0100010602010001000a020005000000000000000000fb2c01fc701101000001000101010003020000140100000101000405010101fbc8affbe0ab01010006000702000201fb3601fb9001010101",
+    "0700046d61696e010e2f612f7372632f6d61696e2e70790201660304782c207204046d61696e0503672e6606066d61696e2e2a0100010602010001000a020005000000000000000000fb2c01fc701101000001000101010003020000140100000101000405010101fbc8affbe0ab01010006000702000201fb3601fb9001010101020000fb1801010101fb2c0100010100",
     "02010101fc80380100",
 ];
 
@@ -376,6 +392,17 @@ const GOLDEN_TRACE_1_0: &str = "\
 00120000000900000098906e4c28b52ffd200949000002010101fc80380100";
 
 fn golden_parts() -> (TraceHeader, Chunk, TraceFooter) {
+    let (header, mut chunk, footer) = golden_parts_1_3();
+    chunk.task_timing = Appended(TaskTiming {
+        ready: vec![ReadyWait { wait_ns: 0, since: READY_UNKNOWN }, ReadyWait { wait_ns: 280, since: READY_SCHEDULED }],
+        created: vec![TaskCreated { slice: 1, created_before_ns: 300, parent: None }],
+        ended: vec![TaskEnded { slice: 1, outcome: TASK_DONE }],
+    });
+    (header, chunk, footer)
+}
+
+/// What [`GOLDEN_TRACE_1_3`] holds.
+fn golden_parts_1_3() -> (TraceHeader, Chunk, TraceFooter) {
     let (header, mut chunk, footer) = golden_parts_1_2();
     chunk.sample_timing = Appended(SampleTiming {
         slices: vec![SliceSampleTimes {
@@ -465,6 +492,7 @@ fn golden_parts_1_0() -> (TraceHeader, Chunk, TraceFooter) {
         sample_timing: Appended::default(),
         allowed: Appended::default(),
         loop_iterations: Appended::default(),
+        task_timing: Appended::default(),
     };
     let footer = TraceFooter { slices: 2, events: 1, dropped_slices: 1, chunks: 1, end_offset_ns: 80_000 };
     (header, chunk, footer)
@@ -537,10 +565,23 @@ fn a_1_2_trace_still_reads_without_sample_times_allowed_events_or_loop_iteration
 }
 
 #[test]
+fn a_1_3_trace_still_reads_without_task_timing() {
+    let (header, chunk, footer) = golden_parts_1_3();
+    let trace = TraceFile::from_bytes(from_hex(GOLDEN_TRACE_1_3), "golden-1.3.aiocop").unwrap();
+    assert_eq!(trace.format_version(), (1, 3));
+    assert_eq!(trace.header(), &header);
+    let read = trace.read_chunk(0).unwrap();
+    assert_eq!(read.task_timing.0, TaskTiming::default());
+    assert_eq!(read.loop_iterations, chunk.loop_iterations);
+    assert_eq!(read, chunk);
+    assert_eq!(trace.footer(), Some(&footer));
+}
+
+#[test]
 fn a_visitor_gets_each_sampled_slice_with_its_sample_times() {
     let (_, chunk, _) = golden_parts();
     let trace = TraceFile::from_bytes(from_hex(GOLDEN_TRACE), "golden.aiocop").unwrap();
-    assert_eq!(trace.format_version(), (1, 3));
+    assert_eq!(trace.format_version(), (1, 4));
     let mut times_seen = Vec::new();
     trace.visit_chunk(0, &mut TimesSeen(&mut times_seen)).unwrap();
     assert_eq!(times_seen, [(1, chunk.sample_timing.slices[0].times.clone())]);

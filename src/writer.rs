@@ -14,7 +14,7 @@ use crate::format::{
 };
 use crate::records::{
     AllowedEvent, AllowedEvents, Appended, Chunk, LoopIterations, PollRecord, SampleTiming, SliceRecord,
-    SliceSampleTimes, TraceFooter, TraceHeader,
+    SliceSampleTimes, TaskCreated, TaskEnded, TaskTiming, TraceFooter, TraceHeader,
 };
 use std::fmt;
 use std::io::Write;
@@ -224,6 +224,7 @@ fn split_chunk(chunk: &Chunk) -> Option<(Chunk, Chunk)> {
             tail_times.into_iter().map(|t| SliceSampleTimes { slice: t.slice - head_len, ..t }).collect();
         let (head_allowed, tail_allowed) = split_allowed(&chunk.allowed, head.len() as u32);
         let (head_polls, tail_polls) = split_polls(&chunk.loop_iterations, tail_start);
+        let (head_tasks, tail_tasks) = split_task_timing(&chunk.task_timing, head.len() as u32);
         let first = Chunk {
             strings: chunk.strings.clone(),
             frames: chunk.frames.clone(),
@@ -235,6 +236,7 @@ fn split_chunk(chunk: &Chunk) -> Option<(Chunk, Chunk)> {
             sample_timing: Appended(SampleTiming { slices: head_times }),
             allowed: Appended(head_allowed),
             loop_iterations: Appended(head_polls),
+            task_timing: Appended(head_tasks),
         };
         let second = Chunk {
             base_offset_ns: tail_start.saturating_sub(first_delta),
@@ -243,6 +245,7 @@ fn split_chunk(chunk: &Chunk) -> Option<(Chunk, Chunk)> {
             sample_timing: Appended(SampleTiming { slices: tail_times }),
             allowed: Appended(tail_allowed),
             loop_iterations: Appended(tail_polls),
+            task_timing: Appended(tail_tasks),
             ..Chunk::default()
         };
         return Some((first, second));
@@ -260,6 +263,7 @@ fn split_chunk(chunk: &Chunk) -> Option<(Chunk, Chunk)> {
         sample_timing: chunk.sample_timing.clone(),
         allowed: chunk.allowed.clone(),
         loop_iterations: chunk.loop_iterations.clone(),
+        task_timing: chunk.task_timing.clone(),
         ..Chunk::default()
     };
     let mut to_first = definitions / 2;
@@ -278,6 +282,27 @@ fn split_chunk(chunk: &Chunk) -> Option<(Chunk, Chunk)> {
     let (a, b) = chunk.stacks.split_at(stacks);
     (first.stacks, second.stacks) = (a.to_vec(), b.to_vec());
     Some((first, second))
+}
+
+/// The task timing of the slices before `at`, and that of the others with
+/// their slice indices counted from `at`.
+fn split_task_timing(timing: &TaskTiming, at: u32) -> (TaskTiming, TaskTiming) {
+    let cut = (at as usize).min(timing.ready.len());
+    let head = TaskTiming {
+        ready: timing.ready[..cut].to_vec(),
+        created: timing.created.iter().filter(|c| c.slice < at).copied().collect(),
+        ended: timing.ended.iter().filter(|e| e.slice < at).copied().collect(),
+    };
+    let tail = TaskTiming {
+        ready: timing.ready[cut..].to_vec(),
+        created: timing
+            .created
+            .iter()
+            .filter_map(|c| Some(TaskCreated { slice: c.slice.checked_sub(at)?, ..*c }))
+            .collect(),
+        ended: timing.ended.iter().filter_map(|e| Some(TaskEnded { slice: e.slice.checked_sub(at)?, ..*e })).collect(),
+    };
+    (head, tail)
 }
 
 /// The allowed events of the slices before `at`, and those of the others

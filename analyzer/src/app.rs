@@ -438,6 +438,7 @@ fn make_report(args: &ReportArgs, mut side: Side) -> Report {
         by: filters.by.to_string(),
         loop_time,
         routes,
+        tasks: report::TasksView::of(&side.tasks, filters.by.has_routes_table()),
         stalls,
         stalls_not_shown,
         groups,

@@ -891,7 +891,14 @@ mod tests {
         let mut analysis = Analysis::default();
         analysis.totals.slices = slices;
         analysis.groups = groups.into_iter().map(|(k, g)| (k.to_owned(), g)).collect();
-        Side { analysis, facts: Vec::new(), paths: Vec::new(), flame: Default::default(), routes: Default::default() }
+        Side {
+            analysis,
+            facts: Vec::new(),
+            paths: Vec::new(),
+            flame: Default::default(),
+            routes: Default::default(),
+            tasks: Default::default(),
+        }
     }
 
     fn statuses(base: &Side, new: &Side, options: &DiffOptions) -> Vec<(String, Status)> {

@@ -107,6 +107,7 @@ struct ReadFile {
     warnings: Vec<String>,
     flame: Folded,
     routes: crate::routes::Routes,
+    tasks: crate::tasks::TaskTimes,
 }
 
 /// Inputs read and merged: a report's, or one side of a diff.
@@ -121,6 +122,8 @@ pub struct Side {
     pub flame: Folded,
     /// For `--by route`, the requests and time of each route.
     pub routes: crate::routes::Routes,
+    /// Tasks by coroutine (by route with `--by route`) and loop lag.
+    pub tasks: crate::tasks::TaskTimes,
 }
 
 impl Side {
@@ -202,7 +205,8 @@ fn read_file(
         true => crate::routes::file_routes(&trace, options.since_ns, options.until_ns),
         false => crate::routes::Routes::default(),
     };
-    Ok(FileOutcome::Read(Box::new(ReadFile { facts, analysis, warnings, flame, routes })))
+    let tasks = crate::tasks::file_tasks(&trace, options.by.has_routes_table());
+    Ok(FileOutcome::Read(Box::new(ReadFile { facts, analysis, warnings, flame, routes, tasks })))
 }
 
 /// The string id of `--by context:KEY`'s key in `trace`, needed before
@@ -272,6 +276,7 @@ fn merge_files(paths: &[PathBuf], outcomes: Vec<FileOutcome>, options: &ReadOpti
     let mut facts = Vec::new();
     let mut flame = Folded::default();
     let mut routes = crate::routes::Routes::default();
+    let mut tasks = crate::tasks::TaskTimes::default();
     let mut skipped_labels = Vec::new();
     for outcome in outcomes {
         match outcome {
@@ -286,6 +291,7 @@ fn merge_files(paths: &[PathBuf], outcomes: Vec<FileOutcome>, options: &ReadOpti
                 for (route, stats) in file.routes {
                     routes.entry(route).or_default().merge(stats);
                 }
+                tasks.merge(file.tasks);
             }
         }
     }
@@ -297,7 +303,7 @@ fn merge_files(paths: &[PathBuf], outcomes: Vec<FileOutcome>, options: &ReadOpti
         }
     }
     let paths = paths.iter().map(|p| p.display().to_string()).collect();
-    Ok(Side { analysis, facts, paths, flame, routes })
+    Ok(Side { analysis, facts, paths, flame, routes, tasks })
 }
 
 fn trace_facts(

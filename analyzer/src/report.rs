@@ -17,8 +17,9 @@ pub const SCHEMA_VERSION: u32 = 1;
 /// `totals.stalls`, `totals.stall_ms`, the groups' `busy_ms` and the
 /// traces' `samples`; 2 added `totals.allowed_events`, `totals.allowed_by`,
 /// `totals.traces_before_allowed`, `loop_time.traces_with_guessed_stalls`
-/// and the stalls' `alike` and `alike_ms` (a row stands for stalls alike).
-pub const SCHEMA_MINOR: u32 = 2;
+/// and the stalls' `alike` and `alike_ms` (a row stands for stalls alike);
+/// 3 added `tasks` (the Tasks table and loop lag, from traces of format 1.4).
+pub const SCHEMA_MINOR: u32 = 3;
 
 /// `--sort`: the column rows are ranked by. Numbers rank high first, keys
 /// alphabetically; ties go to the higher score, then the longer total
@@ -354,6 +355,33 @@ pub struct StallRow {
     pub alike_ms: f64,
 }
 
+/// The Tasks table and loop lag, as the report shows them.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct TasksView {
+    /// What keys a row: `coroutine`, or `route` with `--by route`.
+    pub by: &'static str,
+    /// Most total wall time first; all of them (`--top` does not cut it).
+    pub rows: Vec<crate::tasks::TaskRow>,
+    /// Every slice's ready-wait whose readiness is known; None without any.
+    pub loop_lag: Option<crate::tasks::LagSummary>,
+    /// The same per second after each trace's start (traces overlaid).
+    pub loop_lag_by_second: Vec<crate::tasks::LagSecond>,
+    /// Traces recorded before format 1.4, which have no task timing.
+    pub traces_without_task_timing: u64,
+}
+
+impl TasksView {
+    pub fn of(times: &crate::tasks::TaskTimes, by_route: bool) -> TasksView {
+        TasksView {
+            by: if by_route { "route" } else { "coroutine" },
+            rows: crate::tasks::task_rows(times),
+            loop_lag: (times.lag.count() > 0).then(|| crate::tasks::LagSummary::of(&times.lag)),
+            loop_lag_by_second: crate::tasks::lag_by_second(times),
+            traces_without_task_timing: times.untimed_traces,
+        }
+    }
+}
+
 /// Groups named per stall.
 pub const STALL_TOP: usize = 3;
 
@@ -366,6 +394,8 @@ pub struct Report {
     /// `--by route`: every route, most loop time per request first.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub routes: Vec<crate::routes::RouteRow>,
+    /// Schema 1.3: tasks and loop lag (see `crate::tasks`).
+    pub tasks: TasksView,
     pub stalls: Vec<StallRow>,
     pub stalls_not_shown: usize,
     pub groups: Vec<Row>,

@@ -75,6 +75,7 @@ impl ArbitraryChunk {
                     .collect(),
                 polling_threads: self.loop_iterations.2.clone(),
             }),
+            task_timing: Appended::default(),
         }
     }
 }

@@ -185,7 +185,9 @@ unsafe fn select_entry(
     }
     let start_ns = clock::now_ns();
     let result = vectorcall(py, original, with_self, positional, kwnames);
-    let wait_ns = clock::now_ns().saturating_sub(start_ns);
+    let end_ns = clock::now_ns();
+    let wait_ns = end_ns.saturating_sub(start_ns);
     recording::record_poll(start_ns, wait_ns, what_ran::thread_number());
+    crate::task_timing::poll_ended(end_ns);
     result
 }

@@ -14,6 +14,7 @@
 
 mod allow;
 mod audited;
+mod call_soon;
 mod clock;
 mod config;
 mod context;
@@ -35,6 +36,7 @@ mod signals;
 mod sigterm;
 mod slice;
 mod stacks;
+mod task_timing;
 mod trace_file;
 mod what_ran;
 
@@ -153,6 +155,14 @@ fn time_selector(selector: &Bound<'_, PyAny>) -> PyResult<bool> {
 #[pyfunction]
 fn untime_selector(selector_id: usize) {
     iterations::untime_selector(selector_id);
+}
+
+/// A stand-in for a stock asyncio loop's `call_soon` (bound) that notes,
+/// while recording, when each handle it returns was scheduled and by which
+/// task: its ready-wait and a new task's creation.
+#[pyfunction]
+fn stamped_call_soon<'py>(py: Python<'py>, original: Py<PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    call_soon::stamped_call_soon(py, original)
 }
 
 /// Marks a stock asyncio loop, by `id()`, as monitored or not.
@@ -627,6 +637,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(schedule_patch, m)?)?;
     m.add_function(wrap_pyfunction!(time_selector, m)?)?;
     m.add_function(wrap_pyfunction!(untime_selector, m)?)?;
+    m.add_function(wrap_pyfunction!(stamped_call_soon, m)?)?;
     m.add_class::<emit::FormattedOnRead>()?;
     m.add_class::<emit::PendingReport>()?;
     m.add_class::<monitor::ScheduleTarget>()?;
@@ -638,6 +649,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<reading::Slice>()?;
     m.add_class::<reading::Event>()?;
     m.add_class::<reading::Frame>()?;
+    m.add_class::<call_soon::StampedCallSoon>()?;
     m.add("MAX_EVENTS_PER_SLICE", slice::MAX_EVENTS_PER_SLICE)?;
     // run_monitored(callback, *args): what a patched loop schedules in place of each callback.
     m.add("run_monitored", monitor::run_monitored_function(m.py())?.clone_ref(m.py()))?;

@@ -14,7 +14,8 @@
 use crate::context::{capture_context, has_context_providers, take_provider_interrupt};
 use crate::emit::{self, FinishedSlice};
 use crate::handle_slots::{self, Slot};
-use crate::what_ran::Ran;
+use crate::task_timing::{self, Ready, ReadyRule};
+use crate::what_ran::{self, Ran};
 use crate::{clock, config, describe, recording, routes, sampler, slice};
 use pyo3::ffi;
 use pyo3::prelude::*;
@@ -100,7 +101,8 @@ fn run_handle(py: Python<'_>, handle: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> 
     {
         return original.call1(py, (handle,));
     }
-    run_slice(py, Ran::Handle(handle), || original.call1(py, (handle,)))
+    let ready = if recording::is_active() { task_timing::ready_of_handle(py, handle) } else { Ready::UNKNOWN };
+    run_slice(py, Ran::Handle(handle), ready, || original.call1(py, (handle,)))
 }
 
 /// Runs one callback as a monitored slice, records it when recording, and
@@ -108,7 +110,13 @@ fn run_handle(py: Python<'_>, handle: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> 
 ///
 /// For `Ran::Handle` (stock asyncio's `Handle._run`) the caller runs outside
 /// the handle's `contextvars.Context`: context providers then run inside it.
-pub fn run_slice(py: Python<'_>, ran: Ran<'_, '_>, run: impl FnOnce() -> PyResult<Py<PyAny>>) -> PyResult<Py<PyAny>> {
+/// `ready`: when the callback became ready (unknown when not recording).
+pub fn run_slice(
+    py: Python<'_>,
+    ran: Ran<'_, '_>,
+    ready: Ready,
+    run: impl FnOnce() -> PyResult<Py<PyAny>>,
+) -> PyResult<Py<PyAny>> {
     let providers = has_context_providers(py);
     let context = match ran {
         Ran::Handle(handle) if providers => handle.getattr(intern!(py, "_context")).ok().filter(|c| !c.is_none()),
@@ -127,12 +135,24 @@ pub fn run_slice(py: Python<'_>, ran: Ran<'_, '_>, run: impl FnOnce() -> PyResul
         _ => None,
     };
 
+    // The task this callback steps, if any: the parent of tasks it creates.
+    let task_object = match (&ran, &callback_before) {
+        (_, Some(callback)) => what_ran::task_of_callback(callback.as_ptr()),
+        (Ran::Callback(callback), None) if recording::is_active() => what_ran::task_of_callback(callback.as_ptr()),
+        _ => 0,
+    };
+    let recording_now = recording::is_active();
+    let outer_running = recording_now.then(|| task_timing::enter(task_object, &ready));
+
     let outer = slice::begin();
     config::set_exception_raised(false);
     let start_ns = clock::now_ns();
     sampler::slice_started(start_ns);
     routes::slice_started();
     let result = run();
+    if let Some(outer) = outer_running {
+        task_timing::leave(outer);
+    }
     let wall_ns = clock::now_ns() - start_ns;
     let sampler::SliceSamples { monitor: samples, recording: recording_samples, recording_times } =
         sampler::slice_finished(py, start_ns);
@@ -160,7 +180,15 @@ pub fn run_slice(py: Python<'_>, ran: Ran<'_, '_>, run: impl FnOnce() -> PyResul
     if recording::is_active() {
         let recording_samples_taken = sampler::recording_sampling().0 != 0;
         let route = routes::slice_route(py, &ran);
+        let step = match (&callback_before, &ran) {
+            (Some(callback), _) => what_ran::is_step_wrapper(callback.as_ptr()),
+            (None, Ran::Callback(callback)) => what_ran::is_step_wrapper(callback.as_ptr()),
+            _ => false,
+        };
         let facts = describe::SliceFacts {
+            ready,
+            task_object,
+            step,
             ran: match &callback_before {
                 Some(callback) => Ran::Callback(callback),
                 None => ran,
@@ -230,6 +258,8 @@ pub struct ScheduleTarget {
     /// Position of the callback among the positional arguments: 0 for
     /// `call_soon`, 1 for `call_later(delay, ...)` and `call_at(when, ...)`.
     callback_index: usize,
+    /// When the callback becomes ready, told to the recording.
+    ready: ReadyRule,
 }
 
 #[pymethods]
@@ -254,7 +284,13 @@ impl ScheduleTarget {
 /// allocated per scheduled callback (the loop's handle already stores the
 /// arguments).
 pub fn schedule_patch<'py>(py: Python<'py>, original: Py<PyAny>, callback_index: usize) -> PyResult<Bound<'py, PyAny>> {
-    let target = Bound::new(py, ScheduleTarget { original, callback_index })?;
+    let name = original.bind(py).getattr(intern!(py, "__name__")).and_then(|n| n.extract::<String>());
+    let ready = match (callback_index, name.as_deref()) {
+        (0, _) => ReadyRule::Now,
+        (_, Ok("call_at")) => ReadyRule::At,
+        _ => ReadyRule::AfterDelay,
+    };
+    let target = Bound::new(py, ScheduleTarget { original, callback_index, ready })?;
     new_builtin(py, &SCHEDULE_DEFINITION, target.as_any())
 }
 
@@ -265,6 +301,17 @@ pub fn run_monitored_function(py: Python<'_>) -> PyResult<&'static Py<PyAny>> {
         return Ok(function);
     }
     let function = new_builtin(py, &RUN_MONITORED_DEFINITION, &py.None().into_bound(py))?.unbind();
+    Ok(FUNCTION.get_or_init(|| function))
+}
+
+/// The function a patched loop schedules in place of each callback while
+/// recording: `run_monitored_ready(ready_ns, since, parent, callback, *args)`.
+fn run_monitored_ready_function(py: Python<'_>) -> PyResult<&'static Py<PyAny>> {
+    static FUNCTION: OnceLock<Py<PyAny>> = OnceLock::new();
+    if let Some(function) = FUNCTION.get() {
+        return Ok(function);
+    }
+    let function = new_builtin(py, &RUN_MONITORED_READY_DEFINITION, &py.None().into_bound(py))?.unbind();
     Ok(FUNCTION.get_or_init(|| function))
 }
 
@@ -312,6 +359,21 @@ pub(crate) fn new_builtin<'py>(
     }
 }
 
+static RUN_MONITORED_READY_DEFINITION: MethodDefinition =
+    MethodDefinition(std::cell::UnsafeCell::new(ffi::PyMethodDef {
+        ml_name: c"run_monitored_ready".as_ptr(),
+        ml_meth: ffi::PyMethodDefPointer {
+            PyCFunctionFastWithKeywords: pyo3::impl_::trampoline::get_trampoline_function!(
+                fastcall_cfunction_with_keywords,
+                run_monitored_ready_entry
+            ),
+        },
+        ml_flags: ffi::METH_FASTCALL | ffi::METH_KEYWORDS,
+        ml_doc:
+            c"run_monitored_ready(ready_ns, since, parent, callback, *args): call callback(*args), timed by aiocop."
+                .as_ptr(),
+    }));
+
 /// The C entry point of a patched scheduling method (see `schedule_patch`).
 ///
 /// # Safety
@@ -334,11 +396,39 @@ unsafe fn schedule_entry(
     if positional <= target.callback_index {
         return vectorcall(py, target.original.as_ptr(), all, positional, kwnames);
     }
+    if recording::is_active() {
+        return schedule_with_ready(py, target, all, positional, kwnames);
+    }
     let mut forwarded = Vec::with_capacity(all.len() + 1);
     forwarded.extend_from_slice(&all[..target.callback_index]);
     forwarded.push(run_monitored_function(py)?.as_ptr());
     forwarded.extend_from_slice(&all[target.callback_index..]);
     vectorcall(py, target.original.as_ptr(), &forwarded, positional + 1, kwnames)
+}
+
+/// While recording: schedules `run_monitored_ready(ready_ns, since, parent,
+/// callback, *args)`, so that the slice knows when its callback became ready.
+fn schedule_with_ready(
+    py: Python<'_>,
+    target: &ScheduleTarget,
+    all: &[*mut ffi::PyObject],
+    positional: usize,
+    kwnames: *mut ffi::PyObject,
+) -> PyResult<*mut ffi::PyObject> {
+    let first = match target.callback_index {
+        0 => None,
+        // SAFETY: a live borrowed argument of the call.
+        _ => Some(unsafe { Bound::from_borrowed_ptr(py, all[0]) }),
+    };
+    let ready = task_timing::ready_when_scheduled(target.ready, first.as_ref());
+    let ready_values = (ready.ready_ns, ready.since, ready.parent).into_pyobject(py)?;
+    let ready_values: Vec<Bound<'_, PyAny>> = ready_values.iter().collect();
+    let mut forwarded = Vec::with_capacity(all.len() + 4);
+    forwarded.extend_from_slice(&all[..target.callback_index]);
+    forwarded.push(run_monitored_ready_function(py)?.as_ptr());
+    forwarded.extend(ready_values.iter().map(Bound::as_ptr));
+    forwarded.extend_from_slice(&all[target.callback_index..]);
+    vectorcall(py, target.original.as_ptr(), &forwarded, positional + 4, kwnames)
 }
 
 /// The C entry point of `run_monitored(callback, *args)`.
@@ -358,13 +448,51 @@ unsafe fn run_monitored_entry(
     let Some((callback, rest)) = all.split_first() else {
         return Err(pyo3::exceptions::PyTypeError::new_err("run_monitored() needs a callback"));
     };
-    let call = || vectorcall(py, *callback, rest, positional - 1, kwnames);
+    run_callback(py, *callback, rest, positional - 1, kwnames, Ready::UNKNOWN)
+}
+
+/// The C entry point of `run_monitored_ready(ready_ns, since, parent,
+/// callback, *args)`.
+///
+/// # Safety
+/// As for `schedule_entry`.
+unsafe fn run_monitored_ready_entry(
+    py: Python<'_>,
+    _self: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> PyResult<*mut ffi::PyObject> {
+    let positional = nargs as usize;
+    // SAFETY: as this function's.
+    let all = unsafe { vectorcall_arguments(args, nargs, kwnames) };
+    if positional < 4 {
+        return Err(pyo3::exceptions::PyTypeError::new_err(
+            "run_monitored_ready() needs a time, a kind, a task and a callback",
+        ));
+    }
+    // SAFETY: live borrowed references of the call.
+    let number = |index: usize| unsafe { Bound::from_borrowed_ptr(py, all[index]) }.extract::<u64>().unwrap_or(0);
+    let ready = Ready { ready_ns: number(0), since: number(1) as u8, parent: number(2) as usize };
+    run_callback(py, all[3], &all[4..], positional - 4, kwnames, ready)
+}
+
+/// Calls `callback(*args)` as a monitored slice (if monitoring is active).
+fn run_callback(
+    py: Python<'_>,
+    callback: *mut ffi::PyObject,
+    args: &[*mut ffi::PyObject],
+    positional: usize,
+    kwnames: *mut ffi::PyObject,
+    ready: Ready,
+) -> PyResult<*mut ffi::PyObject> {
+    let call = || vectorcall(py, callback, args, positional, kwnames);
     if !config::monitoring_active() {
         return call();
     }
     // SAFETY: the array holds live borrowed references.
-    let callback = unsafe { Bound::from_borrowed_ptr(py, *callback) };
-    let result = run_slice(py, Ran::Callback(&callback), || {
+    let callback = unsafe { Bound::from_borrowed_ptr(py, callback) };
+    let result = run_slice(py, Ran::Callback(&callback), ready, || {
         // SAFETY: `vectorcall` returns a new, non-null reference on success.
         call().map(|ptr| unsafe { Bound::from_owned_ptr(py, ptr) }.unbind())
     });

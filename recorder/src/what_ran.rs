@@ -32,6 +32,9 @@ pub struct Described {
     /// The task's token, or `NO_TASK` if no task ran.
     pub task: u32,
     pub thread: u32,
+    /// This thread saw the task for the first time (a new task's first
+    /// step, when the recording began before it).
+    pub new_task: bool,
 }
 
 /// What the recorder keeps per thread, in one thread-local so that a slice
@@ -250,7 +253,7 @@ pub fn describe(py: Python<'_>, ran: &Ran<'_, '_>) -> Described {
                 Some(code) => (state.known_code(code)?, NO_TASK),
                 None => state.known_task(callback, recording)?,
             };
-            Some(Described { what, task, thread: state.number() })
+            Some(Described { what, task, thread: state.number(), new_task: false })
         })
     });
     fast.unwrap_or_else(|| describe_slowly(py, ran, recording))
@@ -265,16 +268,16 @@ fn describe_slowly(py: Python<'_>, ran: &Ran<'_, '_>, recording: u64) -> Describ
         Ran::Handle(handle) => crate::handle_slots::read(handle, crate::handle_slots::Slot::Callback),
         Ran::Callback(callback) => Some((*callback).clone()),
     };
-    let (what, task) = match &callback {
+    let (what, task, new_task) = match &callback {
         Some(callback) => describe_callback(py, callback, recording),
-        None => (shared_string_id("?"), NO_TASK),
+        None => (shared_string_id("?"), NO_TASK, false),
     };
     let thread = THREAD.with(|state| state.try_borrow_mut().map_or(0, |mut state| state.number()));
-    Described { what, task, thread }
+    Described { what, task, thread, new_task }
 }
 
-/// (what-id, task token) of a callback.
-fn describe_callback(py: Python<'_>, callback: &Bound<'_, PyAny>, recording: u64) -> (u32, u32) {
+/// (what-id, task token, whether the task is new to this thread) of a callback.
+fn describe_callback(py: Python<'_>, callback: &Bound<'_, PyAny>, recording: u64) -> (u32, u32, bool) {
     if let Some(function) = partial_function(py, callback) {
         return describe_callback(py, &function, recording);
     }
@@ -282,7 +285,7 @@ fn describe_callback(py: Python<'_>, callback: &Bound<'_, PyAny>, recording: u64
     if let Some(code) = unsafe { code_of(callback.as_ptr()) } {
         // SAFETY: a live code object, borrowed from `callback`, which outlives this use.
         let code = unsafe { Bound::from_borrowed_ptr(py, code) };
-        return (code_what_id(py, &code), NO_TASK);
+        return (code_what_id(py, &code), NO_TASK, false);
     }
     if let Some(owner) = callback_owner(py, callback) {
         if let Some(described) = describe_task(py, &owner, recording) {
@@ -294,7 +297,7 @@ fn describe_callback(py: Python<'_>, callback: &Bound<'_, PyAny>, recording: u64
         .or_else(|_| callback.get_type().getattr(intern!(py, "__qualname__")))
         .and_then(|n| n.extract::<String>())
         .unwrap_or_else(|_| "?".to_owned());
-    (shared_string_id(&name), NO_TASK)
+    (shared_string_id(&name), NO_TASK, false)
 }
 
 /// The function a `functools.partial` calls, so that `call_soon(partial(f,
@@ -350,6 +353,40 @@ unsafe fn task_of_step(callback: *mut ffi::PyObject) -> Option<*mut ffi::PyObjec
     None
 }
 
+/// The object a task step or wake-up callback is bound to (the task), as
+/// an address; 0 for any other callback. Reads no attribute.
+#[inline]
+pub fn task_of_callback(callback: *mut ffi::PyObject) -> usize {
+    if callback.is_null() {
+        return 0;
+    }
+    // SAFETY: the caller's callback is a live object.
+    unsafe { task_of_step(callback) }.map_or(0, |task| task as usize)
+}
+
+/// Whether `callback` is `_asyncio`'s task step wrapper (a task's first
+/// step is one; its wake-ups after a future are not).
+#[inline]
+pub fn is_step_wrapper(callback: *mut ffi::PyObject) -> bool {
+    let Some(&Some(known)) = STEP_WRAPPER_TYPE.get() else { return false };
+    // SAFETY: the caller's callback is a live object.
+    !callback.is_null() && known == unsafe { ffi::Py_TYPE(callback) } as usize
+}
+
+/// The token of the task at `address` if this thread has described it and
+/// it is alive; `NO_TASK` otherwise.
+pub fn token_of(address: usize) -> u32 {
+    if address == 0 {
+        return NO_TASK;
+    }
+    THREAD
+        .with(|state| {
+            let state = state.try_borrow().ok()?;
+            state.tasks.get(&address).filter(|known| known.is(address as *mut ffi::PyObject)).map(|known| known.token)
+        })
+        .unwrap_or(NO_TASK)
+}
+
 /// The code object a function or a bound method runs, borrowed; None for
 /// any other callable.
 ///
@@ -393,18 +430,18 @@ fn learn_step_wrapper(callback: &Bound<'_, PyAny>) {
     let _ = STEP_WRAPPER_TYPE.set(matches.then_some(callback.get_type().as_type_ptr() as usize));
 }
 
-/// (what-id of its coroutine, token) if `owner` is a task; cached per
-/// thread through a weak reference, so a task that died and whose address
-/// was reused is never mistaken for it.
-fn describe_task(py: Python<'_>, owner: &Bound<'_, PyAny>, recording: u64) -> Option<(u32, u32)> {
+/// (what-id of its coroutine, token, new to this thread) if `owner` is a
+/// task; cached per thread through a weak reference, so a task that died
+/// and whose address was reused is never mistaken for it.
+fn describe_task(py: Python<'_>, owner: &Bound<'_, PyAny>, recording: u64) -> Option<(u32, u32, bool)> {
     let address = owner.as_ptr() as usize;
     let known = THREAD.with(|state| {
         let mut state = state.try_borrow_mut().ok()?;
         let known = state.tasks.get_mut(&address).filter(|known| known.is(owner.as_ptr()))?;
         Some(known.described(recording))
     });
-    if known.is_some() {
-        return known;
+    if let Some((what, token)) = known {
+        return Some((what, token, false));
     }
     let coroutine = owner.getattr(intern!(py, "_coro")).ok()?;
     let code = coroutine.getattr(intern!(py, "cr_code")).or_else(|_| coroutine.getattr(intern!(py, "gi_code"))).ok()?;
@@ -414,7 +451,7 @@ fn describe_task(py: Python<'_>, owner: &Bound<'_, PyAny>, recording: u64) -> Op
         .ok()
         .and_then(|name| name.str().ok().map(|name| Arc::from(name.to_string_lossy().as_ref())))
         .unwrap_or_else(|| Arc::from("?"));
-    let Ok(task) = PyWeakrefReference::new(owner) else { return Some((what, NO_TASK)) };
+    let Ok(task) = PyWeakrefReference::new(owner) else { return Some((what, NO_TASK, false)) };
     let mut known = KnownTask { task: task.unbind(), what, token: next_task_token(), name, announced_in: 0 };
     let described = known.described(recording);
     // Dropped outside the borrow: dropping a reference may run Python code.
@@ -423,7 +460,7 @@ fn describe_task(py: Python<'_>, owner: &Bound<'_, PyAny>, recording: u64) -> Op
         registry::forget_tasks(forgotten.iter().map(|task| task.token));
     }
     drop(forgotten);
-    Some(described)
+    Some((described.0, described.1, true))
 }
 
 /// The what-id of a code object: its qualname, interned.

@@ -196,6 +196,7 @@ impl Exporter for TableExporter {
         render_routes(&mut out, report, style);
         render_loop_time(&mut out, report, style);
         render_stalls(&mut out, report, style);
+        render_tasks(&mut out, report, style);
         push_prose(&mut out, &format!("{} by {}:\n", bold("Blocking I/O", style), report.group_by.title()), style);
         if report.groups.is_empty() {
             out.push_str("No blocking I/O");
@@ -365,6 +366,80 @@ fn render_routes(out: &mut String, report: &Report, style: Style) {
     out.push_str(&grid.draw(style));
     out.push('\n');
 }
+
+/// Rows of the Tasks table the terminal shows (all are in the JSON).
+const TASK_ROWS_SHOWN: usize = 20;
+
+/// The Tasks table (by coroutine, or route) and the loop lag.
+fn render_tasks(out: &mut String, report: &Report, style: Style) {
+    let tasks = &report.tasks;
+    if tasks.traces_without_task_timing > 0 {
+        let traces = tasks.traces_without_task_timing;
+        let which = if traces == report.traces.len() as u64 {
+            "the traces were".to_owned()
+        } else {
+            format!("{traces} of the traces were")
+        };
+        push_prose(out, &format!("No task timing: {which} recorded before format 1.4.\n"), style);
+    }
+    if let Some(lag) = &tasks.loop_lag {
+        push_prose(
+            out,
+            &format!(
+                "{}: how long ready callbacks waited for the loop, over {} slices: p50 {} ms, p95 {} ms, p99 {} ms, max {} ms.\n",
+                bold("Loop lag", style),
+                lag.slices,
+                fmt_ms(lag.p50_ms),
+                fmt_ms(lag.p95_ms),
+                fmt_ms(lag.p99_ms),
+                fmt_ms(lag.max_ms),
+            ),
+            style,
+        );
+    }
+    // Tasks seen only by their slices (none created and ended while recording) have no times to show.
+    if tasks.rows.iter().all(|row| row.timed == 0) {
+        if tasks.loop_lag.is_some() {
+            out.push('\n');
+        }
+        return;
+    }
+    push_prose(out, &format!("{} by {}: {}\n", bold("Tasks", style), tasks.by, TASKS_HEADLINE), style);
+    let mut grid = Grid::new(vec![
+        text(tasks.by, Fit::Key),
+        number("tasks", true),
+        number("timed", true),
+        number("wall p50", true),
+        number("wall p95", true),
+        number("loop ms", true),
+        number("ready p50", true),
+        number("ready p95", true),
+        number("waiting ms", true),
+    ]);
+    for row in tasks.rows.iter().take(TASK_ROWS_SHOWN) {
+        grid.add(vec![
+            key(&row.key),
+            plain(row.tasks),
+            plain(row.timed),
+            plain(fmt_ms(row.wall_p50_ms)),
+            plain(fmt_ms(row.wall_p95_ms)),
+            plain(fmt_ms(row.loop_ms)),
+            plain(fmt_ms(row.ready_wait_p50_ms)),
+            plain(fmt_ms(row.ready_wait_p95_ms)),
+            plain(fmt_ms(row.waiting_ms)),
+        ]);
+    }
+    out.push_str(&grid.draw(style));
+    if tasks.rows.len() > TASK_ROWS_SHOWN {
+        out.push_str(&format!("{} more in --format json.\n", tasks.rows.len() - TASK_ROWS_SHOWN));
+    }
+    out.push_str("\n\n");
+}
+
+/// What the Tasks table's numbers are.
+const TASKS_HEADLINE: &str = "timed tasks were created and ended in the trace; wall is from creation to the end \
+of the last step, loop ms its steps' time (mean), ready the time its steps waited for the loop once ready, \
+waiting ms the rest (I/O, timers, other tasks; mean). Milliseconds.";
 
 fn level_of(name: &str) -> SeverityLevel {
     match name {

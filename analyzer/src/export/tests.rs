@@ -45,8 +45,27 @@ pub(crate) fn sample_report() -> Report {
     };
     Report {
         routes: Vec::new(),
+        tasks: crate::report::TasksView {
+            by: "coroutine",
+            rows: vec![crate::tasks::TaskRow {
+                key: "handle".to_owned(),
+                tasks: 3,
+                timed: 2,
+                wall_p50_ms: 55.0,
+                wall_p95_ms: 60.0,
+                loop_ms: 5.0,
+                ready_wait_p50_ms: 0.5,
+                ready_wait_p95_ms: 1.0,
+                waiting_ms: 50.0,
+                cancelled: 1,
+                raised: 0,
+            }],
+            loop_lag: Some(lag(0.1)),
+            loop_lag_by_second: vec![crate::tasks::LagSecond { second: 3, lag: lag(0.2) }],
+            traces_without_task_timing: 0,
+        },
         schema_version: 1,
-        schema_minor: 2,
+        schema_minor: 3,
         by: "entry-point".to_owned(),
         loop_time: LoopTimeView {
             busy_ms: 9600.0,
@@ -176,6 +195,11 @@ fn render_report(report: &Report, format: ReportFormat) -> String {
     exporter(format).render(report, Style::default())
 }
 
+/// A loop lag distribution with this p50.
+fn lag(p50_ms: f64) -> crate::tasks::LagSummary {
+    crate::tasks::LagSummary { slices: 1200, p50_ms, p95_ms: 1.0, p99_ms: 5.0, max_ms: 30.0 }
+}
+
 #[test]
 fn the_table_shows_rows_examples_cpu_rows_and_totals() {
     let expected = r#"Loop time: 9.600 s busy of 12.500 s recorded; 20% of the time in slices of 2 ms or more (8.000 s) is explained by a stack
@@ -195,6 +219,14 @@ Stalls: 1 stall of at least the threshold (50 ms) without getting back to waitin
 ╞═══╪═════════╪═════════════╪════════╪══════════════════════════════════════════════════╡
 │ 1 ┆   3.250 ┆     200.125 ┆     10 ┆ handle_cpu 180.000 ms, app.py:12:fetch 20.100 ms │
 └───┴─────────┴─────────────┴────────┴──────────────────────────────────────────────────┘
+
+Loop lag: how long ready callbacks waited for the loop, over 1200 slices: p50 0.100 ms, p95 1.000 ms, p99 5.000 ms, max 30.000 ms.
+Tasks by coroutine: timed tasks were created and ended in the trace; wall is from creation to the end of the last step, loop ms its steps' time (mean), ready the time its steps waited for the loop once ready, waiting ms the rest (I/O, timers, other tasks; mean). Milliseconds.
+┌────────────────────┬───────┬───────┬──────────┬──────────┬─────────┬───────────┬───────────┬────────────┐
+│ coroutine          ┆ tasks ┆ timed ┆ wall p50 ┆ wall p95 ┆ loop ms ┆ ready p50 ┆ ready p95 ┆ waiting ms │
+╞════════════════════╪═══════╪═══════╪══════════╪══════════╪═════════╪═══════════╪═══════════╪════════════╡
+│ handle             ┆     3 ┆     2 ┆   55.000 ┆   60.000 ┆   5.000 ┆     0.500 ┆     1.000 ┆     50.000 │
+└────────────────────┴───────┴───────┴──────────┴──────────┴─────────┴───────────┴───────────┴────────────┘
 
 Blocking I/O by entry point:
 ┌───┬─────────────────────┬────────┬────────┬───────┬────────┬──────┬──────────┬─────────┬─────────┬─────────┬─────────┬───────────────────────────────────────┐
@@ -235,7 +267,7 @@ Trace 'w.bin': label none, host web-1, Python 3.12.1, threshold 100 ms, pid 7 (s
 fn json_is_the_serde_form_in_field_order() {
     let expected = r#"{
   "schema_version": 1,
-  "schema_minor": 2,
+  "schema_minor": 3,
   "by": "entry-point",
   "loop_time": {
     "busy_ms": 9600.0,
@@ -293,6 +325,42 @@ fn json_is_the_serde_form_in_field_order() {
     "samples": 14,
     "traces_without_samples": 0,
     "traces_with_guessed_stalls": 0
+  },
+  "tasks": {
+    "by": "coroutine",
+    "rows": [
+      {
+        "key": "handle",
+        "tasks": 3,
+        "timed": 2,
+        "wall_p50_ms": 55.0,
+        "wall_p95_ms": 60.0,
+        "loop_ms": 5.0,
+        "ready_wait_p50_ms": 0.5,
+        "ready_wait_p95_ms": 1.0,
+        "waiting_ms": 50.0,
+        "cancelled": 1,
+        "raised": 0
+      }
+    ],
+    "loop_lag": {
+      "slices": 1200,
+      "p50_ms": 0.1,
+      "p95_ms": 1.0,
+      "p99_ms": 5.0,
+      "max_ms": 30.0
+    },
+    "loop_lag_by_second": [
+      {
+        "second": 3,
+        "slices": 1200,
+        "p50_ms": 0.2,
+        "p95_ms": 1.0,
+        "p99_ms": 5.0,
+        "max_ms": 30.0
+      }
+    ],
+    "traces_without_task_timing": 0
   },
   "stalls": [
     {

@@ -143,6 +143,7 @@ def _patch_loop(loop: asyncio.AbstractEventLoop) -> None:
         weakref.finalize(loop, _native.set_loop_monitored, id(loop), False)
         if _native.is_recording():
             _time_loop_iterations(loop)
+            _stamp_scheduled_callbacks(loop)
         return
 
     for name, callback_index in _SCHEDULING_METHODS:
@@ -179,6 +180,21 @@ def _time_loop_iterations(loop: asyncio.BaseEventLoop) -> None:
     except TypeError:  # not weakly referenceable: its address could be another's after it is freed
         _native.untime_selector(id(selector))
         logger.debug("The selector of %r cannot be timed: no weak references to it", loop)
+
+
+def _stamp_scheduled_callbacks(loop: asyncio.BaseEventLoop) -> None:
+    """Let a recording see when each ``call_soon`` handle was scheduled, and by which task.
+
+    A handle's ready-wait (the loop lag it met) counts from then; a task's
+    first step is scheduled by ``Task.__init__``, so its stamp is the task's
+    creation. ``_asyncio``'s tasks and futures call the loop's ``call_soon``
+    by name: the loop instance's attribute (a native stand-in that stamps
+    the handle it returns while recording) is what they call. Only loops
+    patched while recording get it, as for the selector's ``select``.
+    """
+    if "call_soon" in getattr(loop, "__dict__", {"call_soon": None}):
+        return  # no instance attributes, or call_soon already replaced
+    loop.call_soon = _native.stamped_call_soon(loop.call_soon)  # type: ignore[method-assign,assignment]
 
 
 def _reraise_violations_from_exception_handler(loop: asyncio.AbstractEventLoop) -> None:

@@ -35,9 +35,13 @@ pub struct DescribedSlice {
     pub task: u32,
     pub thread: u32,
     pub exceeded: bool,
+    /// When its callback became ready (`crate::task_timing`; 0: unknown).
+    pub ready_ns: u64,
+    /// Why: one of the `READY_*` constants.
+    pub ready_since: u8,
 }
 
-/// A slice as the hot path leaves it for the writer: 32 bytes; the rest,
+/// A slice as the hot path leaves it for the writer: 40 bytes; the rest,
 /// for the slices that have more, in `Buffer::details`. A `DescribedSlice`
 /// with `has_detail` beside it, flat: nested, its padding would not be
 /// reused and each buffered slice would take 40 bytes.
@@ -52,15 +56,17 @@ pub(super) struct PendingSlice {
     pub exceeded: bool,
     /// Its detail is the next one in `Buffer::details`.
     pub has_detail: bool,
+    pub ready_since: u8,
+    pub ready_ns: u64,
 }
 
-const _: () = assert!(std::mem::size_of::<PendingSlice>() == 32);
+const _: () = assert!(std::mem::size_of::<PendingSlice>() == 40);
 
 impl PendingSlice {
     #[inline]
     fn new(slice: DescribedSlice, has_detail: bool) -> Self {
-        let DescribedSlice { start_ns, duration_ns, what, task, thread, exceeded } = slice;
-        Self { start_ns, duration_ns, what, task, thread, exceeded, has_detail }
+        let DescribedSlice { start_ns, duration_ns, what, task, thread, exceeded, ready_ns, ready_since } = slice;
+        Self { start_ns, duration_ns, what, task, thread, exceeded, has_detail, ready_since, ready_ns }
     }
 }
 
@@ -85,6 +91,19 @@ pub struct SliceDetail {
     /// The routes of the requests routed during the slice, each recorded
     /// as a context value `route.start`.
     pub requests_started: RouteIds,
+    /// The slice is the first step of a task created while recording.
+    pub created: Option<TaskCreation>,
+    /// The slice is the last step of a task, which ended so (`TASK_*`).
+    pub ended: Option<u8>,
+}
+
+/// A task's creation, told with its first step.
+#[derive(Clone, Copy, Debug)]
+pub struct TaskCreation {
+    /// When its first step was scheduled, on `clock::now_ns`'s scale.
+    pub created_ns: u64,
+    /// The token of the task running then (`NO_TASK`: none or unknown).
+    pub parent: u32,
 }
 
 /// Shared string ids of routes: those of the requests routed in one slice

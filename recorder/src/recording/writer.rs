@@ -14,8 +14,8 @@ use super::settings::{self, Settings};
 use crate::stacks::{self, StackId};
 use crate::{clock, config, trace_file};
 use aiocop_trace::records::{
-    AllowedEvent, Chunk, EventRecord, Frame, FrameName, LoopIterations, PollRecord, SliceRecord, SliceSampleTimes,
-    TraceFooter, TraceHeader,
+    AllowedEvent, Chunk, EventRecord, Frame, FrameName, LoopIterations, PollRecord, ReadyWait, SliceRecord,
+    SliceSampleTimes, TaskCreated, TaskEnded, TraceFooter, TraceHeader, READY_UNKNOWN,
 };
 use aiocop_trace::writer::TraceWriter;
 use pyo3::ffi;
@@ -409,11 +409,13 @@ impl FileState {
                 exceeded: slice.exceeded,
                 ..SliceRecord::default()
             };
+            chunk.task_timing.ready.push(ready_wait(slice));
             if let Some(mut detail) = slice.has_detail.then(|| details.next()).flatten() {
                 let times = std::mem::take(&mut detail.sample_times);
                 if !times.is_empty() {
                     chunk.sample_timing.slices.push(SliceSampleTimes { slice: chunk.slices.len() as u32, times });
                 }
+                self.add_task_lifecycle(&mut chunk, slice.start_ns, &detail);
                 self.add_detail(&mut chunk, &mut record, detail);
             }
             chunk.slices.push(record);
@@ -449,6 +451,20 @@ impl FileState {
             }
         }
         LoopIterations { base_offset_ns, polls, polling_threads: self.polling_threads.clone() }
+    }
+
+    /// The creation and end of the task whose step is the chunk's next slice
+    /// (format 1.4), if it is its first or last.
+    fn add_task_lifecycle(&mut self, chunk: &mut Chunk, start_ns: u64, detail: &SliceDetail) {
+        let slice = chunk.slices.len() as u32;
+        if let Some(created) = detail.created {
+            let parent = self.task(chunk, created.parent);
+            let created_before_ns = start_ns.saturating_sub(created.created_ns);
+            chunk.task_timing.created.push(TaskCreated { slice, created_before_ns, parent });
+        }
+        if let Some(outcome) = detail.ended {
+            chunk.task_timing.ended.push(TaskEnded { slice, outcome });
+        }
     }
 
     /// Fills `record`, the chunk's next slice, from `detail`.
@@ -545,6 +561,14 @@ impl FileState {
             chunk.stacks.push((id, frames));
             mark(&mut self.defined_stacks, id);
         }
+    }
+}
+
+/// How long a slice waited for the loop once ready (format 1.4).
+fn ready_wait(slice: &PendingSlice) -> ReadyWait {
+    match slice.ready_ns {
+        0 => ReadyWait { wait_ns: 0, since: READY_UNKNOWN },
+        ready_ns => ReadyWait { wait_ns: slice.start_ns.saturating_sub(ready_ns), since: slice.ready_since },
     }
 }
 

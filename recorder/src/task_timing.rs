@@ -1,0 +1,257 @@
+//! When each callback became ready to run, and which task was running
+//! when it was scheduled: a slice's ready-wait (the loop lag it met) and a
+//! task's creation and parent (format 1.4, `TaskTiming`).
+//!
+//! What makes a callback ready, on stock asyncio (CPython 3.11 to 3.15
+//! alike, `Lib/asyncio/base_events.py`):
+//! - `call_soon` (a task's steps and wake-ups, futures' done callbacks: C
+//!   tasks and futures call the loop's `call_soon` by name, so an instance
+//!   attribute is what they call): ready when scheduled. While recording,
+//!   a loop's `call_soon` is a stand-in (`crate::call_soon`) that stamps the
+//!   handle it returns.
+//! - timers (`call_later`, `call_at`, `asyncio.sleep`): ready when due, at
+//!   `TimerHandle._when`, on `loop.time()`, which is `time.monotonic()`:
+//!   CLOCK_MONOTONIC, the clock `crate::clock` counts on.
+//! - I/O callbacks (`_process_events` adds them without `call_soon`) and
+//!   `call_soon_threadsafe`: ready at the latest when the iteration's poll
+//!   ended (`crate::iterations` tells it).
+//!
+//! On other loops (uvloop) every `call_soon`, `call_later`, `call_at` and
+//! `call_soon_threadsafe` already goes through `monitor::schedule_patch`,
+//! which passes the ready time along with the callback while recording.
+//!
+//! A task's first step is scheduled by `call_soon` from `Task.__init__`: its
+//! stamp is the task's creation, and the task running then its parent.
+//!
+//! A callback scheduled by a callback that is not a task's step (a timer's
+//! `futures._set_result_unless_cancelled`, which `asyncio.sleep` schedules;
+//! a protocol's `data_received` setting a future) was ready when that
+//! callback was: a task woken by a late timer met the timer's lateness, not
+//! only its own wait behind the wake-up. So `call_soon` from such a slice
+//! stamps the slice's own ready time.
+
+use crate::clock;
+use pyo3::ffi;
+use pyo3::prelude::*;
+use rustc_hash::FxHashMap;
+use std::cell::RefCell;
+use std::sync::OnceLock;
+
+pub use aiocop_trace::records::{READY_POLL, READY_SCHEDULED, READY_TIMER, READY_UNKNOWN};
+
+/// When a slice's callback became ready, and why.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Ready {
+    /// On `clock::now_ns`'s scale; 0 if unknown.
+    pub ready_ns: u64,
+    /// One of the `READY_*` constants.
+    pub since: u8,
+    /// The address of the task that was running when it was scheduled (0:
+    /// none, or not known).
+    pub parent: usize,
+}
+
+impl Ready {
+    pub const UNKNOWN: Ready = Ready { ready_ns: 0, since: READY_UNKNOWN, parent: 0 };
+}
+
+/// When a `call_soon` handle was scheduled, and by which task.
+#[derive(Clone, Copy)]
+struct Stamp {
+    scheduled_ns: u64,
+    parent: usize,
+}
+
+/// Stamps kept at most per thread: handles that were cancelled never run
+/// and leave theirs behind; past this many, all are forgotten.
+const MAX_STAMPS: usize = 1 << 16;
+
+struct ThreadReady {
+    /// `call_soon` handles not yet run, by address.
+    stamps: FxHashMap<usize, Stamp>,
+    /// When the loop's last poll on this thread ended (0: no poll seen).
+    last_poll_end_ns: u64,
+    /// The task whose step is running on this thread (0: none).
+    running_task: usize,
+    /// When the callback running on this thread (not a task's step) became
+    /// ready (0: a task's step, or unknown): what it schedules was ready then.
+    running_ready_ns: u64,
+}
+
+thread_local! {
+    static THREAD: RefCell<ThreadReady> = const {
+        RefCell::new(ThreadReady {
+            stamps: FxHashMap::with_hasher(rustc_hash::FxBuildHasher),
+            last_poll_end_ns: 0,
+            running_task: 0,
+            running_ready_ns: 0,
+        })
+    };
+}
+
+/// Notes that the loop of this thread ended a poll at `end_ns`.
+#[inline]
+pub fn poll_ended(end_ns: u64) {
+    THREAD.with(|state| {
+        if let Ok(mut state) = state.try_borrow_mut() {
+            state.last_poll_end_ns = end_ns;
+        }
+    });
+}
+
+/// What runs on this thread: the task whose step it is (0: none), or when
+/// the callback that is not a step became ready (0: unknown).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Running {
+    task: usize,
+    ready_ns: u64,
+}
+
+/// Notes the slice that starts on this thread; returns what ran before, to
+/// be put back with `leave` when it ends (loops may nest).
+#[inline]
+pub fn enter(task: usize, ready: &Ready) -> Running {
+    let running = Running { task, ready_ns: if task == 0 { ready.ready_ns } else { 0 } };
+    THREAD.with(|state| {
+        state.try_borrow_mut().map_or(Running::default(), |mut state| {
+            let outer = Running { task: state.running_task, ready_ns: state.running_ready_ns };
+            (state.running_task, state.running_ready_ns) = (running.task, running.ready_ns);
+            outer
+        })
+    })
+}
+
+/// Puts back what `enter` returned.
+#[inline]
+pub fn leave(outer: Running) {
+    THREAD.with(|state| {
+        if let Ok(mut state) = state.try_borrow_mut() {
+            (state.running_task, state.running_ready_ns) = (outer.task, outer.ready_ns);
+        }
+    });
+}
+
+/// What a callback scheduled now is stamped with: when it became ready
+/// (now, or when the callback scheduling it did) and the running task.
+fn stamp_now() -> Stamp {
+    let now_ns = clock::now_ns();
+    THREAD.with(|state| {
+        state.try_borrow().map_or(Stamp { scheduled_ns: now_ns, parent: 0 }, |state| Stamp {
+            scheduled_ns: if state.running_ready_ns != 0 { state.running_ready_ns.min(now_ns) } else { now_ns },
+            parent: state.running_task,
+        })
+    })
+}
+
+/// Stamps a handle `call_soon` just returned (see `crate::call_soon`).
+pub fn stamp(handle: *mut ffi::PyObject) {
+    let stamp = stamp_now();
+    THREAD.with(|state| {
+        if let Ok(mut state) = state.try_borrow_mut() {
+            if state.stamps.len() >= MAX_STAMPS {
+                state.stamps.clear();
+            }
+            state.stamps.insert(handle as usize, stamp);
+        }
+    });
+}
+
+/// When a stock asyncio handle about to run became ready. Only called while
+/// recording; reads no attribute but a timer's `_when`.
+pub fn ready_of_handle(py: Python<'_>, handle: &Bound<'_, PyAny>) -> Ready {
+    let address = handle.as_ptr() as usize;
+    let found = THREAD.with(|state| {
+        let mut state = state.try_borrow_mut().ok()?;
+        match state.stamps.remove(&address) {
+            Some(stamp) => Some(Ready { ready_ns: stamp.scheduled_ns, since: READY_SCHEDULED, parent: stamp.parent }),
+            None => Some(Ready { ready_ns: state.last_poll_end_ns, since: READY_POLL, parent: 0 }),
+        }
+    });
+    let ready = found.unwrap_or(Ready::UNKNOWN);
+    if ready.since == READY_SCHEDULED {
+        return ready;
+    }
+    if let Some(due_ns) = timer_due_ns(py, handle) {
+        return Ready { ready_ns: due_ns, since: READY_TIMER, parent: 0 };
+    }
+    if ready.ready_ns == 0 {
+        return Ready::UNKNOWN; // no poll seen on this thread: not a watched loop
+    }
+    ready
+}
+
+/// `TimerHandle._when` of a timer handle, on `clock::now_ns`'s scale.
+fn timer_due_ns(py: Python<'_>, handle: &Bound<'_, PyAny>) -> Option<u64> {
+    let timer_type = timer_handle_type(py)?;
+    // SAFETY: a type check of a live object against a live type.
+    if unsafe { ffi::PyObject_TypeCheck(handle.as_ptr(), timer_type.cast()) } == 0 {
+        return None;
+    }
+    let when_seconds: f64 = handle.getattr(pyo3::intern!(py, "_when")).ok()?.extract().ok()?;
+    Some(monotonic_seconds_to_clock_ns(when_seconds))
+}
+
+/// `asyncio.events.TimerHandle`, looked up once.
+fn timer_handle_type(py: Python<'_>) -> Option<*mut ffi::PyObject> {
+    static TYPE: OnceLock<Option<usize>> = OnceLock::new();
+    let found = TYPE.get_or_init(|| {
+        let events = py.import("asyncio.events").ok()?;
+        let timer = events.getattr("TimerHandle").ok()?;
+        // The class lives as long as the module, which is never unloaded.
+        Some(timer.into_ptr() as usize)
+    });
+    found.map(|address| address as *mut ffi::PyObject)
+}
+
+/// A time on CLOCK_MONOTONIC in seconds (`time.monotonic()`,
+/// `loop.time()`) on `clock::now_ns`'s scale (0 if before its origin).
+pub fn monotonic_seconds_to_clock_ns(seconds: f64) -> u64 {
+    let raw_ns = (seconds * 1e9) as i128;
+    (raw_ns - i128::from(clock_offset_ns())).max(0) as u64
+}
+
+/// CLOCK_MONOTONIC minus `clock::now_ns`, measured once (both count on the
+/// same clock: `std::time::Instant` is CLOCK_MONOTONIC on Linux).
+fn clock_offset_ns() -> i64 {
+    static OFFSET: OnceLock<i64> = OnceLock::new();
+    *OFFSET.get_or_init(|| {
+        let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        let ours = clock::now_ns();
+        // SAFETY: clock_gettime writes the timespec it is given.
+        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+        let raw = now.tv_sec * 1_000_000_000 + now.tv_nsec;
+        raw - ours as i64
+    })
+}
+
+/// When a callback a patched loop (uvloop) schedules now will be ready:
+/// now for `call_soon`, after the delay (`call_later`'s first argument),
+/// or at the time (`call_at`'s, on `loop.time()`), with the running task.
+pub fn ready_when_scheduled(rule: ReadyRule, first_argument: Option<&Bound<'_, PyAny>>) -> Ready {
+    let Stamp { scheduled_ns, parent } = stamp_now();
+    let now_ns = clock::now_ns();
+    let seconds = || first_argument.and_then(|value| value.extract::<f64>().ok());
+    let (ready_ns, since) = match rule {
+        ReadyRule::Now => (scheduled_ns, READY_SCHEDULED),
+        ReadyRule::AfterDelay => match seconds() {
+            Some(delay) => (now_ns.saturating_add((delay.max(0.0) * 1e9) as u64), READY_TIMER),
+            None => return Ready::UNKNOWN,
+        },
+        ReadyRule::At => match seconds() {
+            Some(when) => (monotonic_seconds_to_clock_ns(when), READY_TIMER),
+            None => return Ready::UNKNOWN,
+        },
+    };
+    Ready { ready_ns, since, parent }
+}
+
+/// How a patched scheduling method's callback becomes ready.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadyRule {
+    /// `call_soon`, `call_soon_threadsafe`.
+    Now,
+    /// `call_later(delay, ...)`.
+    AfterDelay,
+    /// `call_at(when, ...)`.
+    At,
+}
