@@ -21,56 +21,10 @@
 //! (`--fail-on`) does not look at routes: it stays the groups' (said in
 //! the report).
 
-use crate::diff::{DiffOptions, Status};
+use crate::diff::{DiffOptions, RouteDiffRow, RouteSideValues, Status};
 use crate::routes::{RouteStats, Routes};
 use crate::stats::{self, RateSample};
-use serde::Serialize;
 use std::collections::BTreeSet;
-
-/// A route's values on one side.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct RouteSideValues {
-    pub requests: u64,
-    /// The route's busy time (tasks its requests spawned included) over its requests.
-    pub loop_ms_per_request: f64,
-    /// Of each request's own task's loop time.
-    pub p95_ms: f64,
-    pub events_per_request: f64,
-    pub busy_ms: f64,
-    pub events: u64,
-}
-
-/// One route of a diff.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct RouteDiffRow {
-    pub route: String,
-    pub status: Status,
-    /// `None` (JSON null) for a new route.
-    pub base: Option<RouteSideValues>,
-    /// `None` (JSON null) for a gone route.
-    pub new: Option<RouteSideValues>,
-    /// Holm-adjusted p-values that loop ms per request rose and fell (`None`: not tested).
-    pub loop_rise_p_value: Option<f64>,
-    pub loop_fall_p_value: Option<f64>,
-    /// Likewise for events per request.
-    pub events_rise_p_value: Option<f64>,
-    pub events_fall_p_value: Option<f64>,
-    /// Each side's loop time per request over its other routes' (`None`:
-    /// no other route), what the loop test compares.
-    #[serde(skip)]
-    pub relative_cost: (Option<f64>, Option<f64>),
-}
-
-impl RouteDiffRow {
-    /// The adjusted p-value its status rests on, if it was tested.
-    pub fn p_value(&self) -> Option<f64> {
-        let candidates = match self.status {
-            Status::Improved => [self.loop_fall_p_value, self.events_fall_p_value],
-            _ => [self.loop_rise_p_value, self.events_rise_p_value],
-        };
-        candidates.into_iter().flatten().min_by(f64::total_cmp)
-    }
-}
 
 fn per_request(total: f64, requests: u64) -> f64 {
     if requests == 0 {
