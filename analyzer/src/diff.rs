@@ -368,7 +368,7 @@ pub struct Diff {
     pub by: String,
     /// `--by route`: every route of either side ([`crate::route_diff`]);
     /// empty for other keys.
-    pub routes: Vec<crate::route_diff::RouteDiffRow>,
+    pub routes: Vec<RouteDiffRow>,
     pub base: SideView,
     pub new: SideView,
     /// Whose event table scored both sides: `new` or `base`.
@@ -853,6 +853,51 @@ pub fn labels(facts: &[TraceFacts]) -> Vec<String> {
         }
     }
     labels
+}
+
+/// A route's values on one side.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RouteSideValues {
+    pub requests: u64,
+    /// The route's busy time (tasks its requests spawned included) over its requests.
+    pub loop_ms_per_request: f64,
+    /// Of each request's own task's loop time.
+    pub p95_ms: f64,
+    pub events_per_request: f64,
+    pub busy_ms: f64,
+    pub events: u64,
+}
+
+/// One route of a diff (`--by route`, [`crate::route_diff`]).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RouteDiffRow {
+    pub route: String,
+    pub status: Status,
+    /// `None` (JSON null) for a new route.
+    pub base: Option<RouteSideValues>,
+    /// `None` (JSON null) for a gone route.
+    pub new: Option<RouteSideValues>,
+    /// Holm-adjusted p-values that loop ms per request rose and fell (`None`: not tested).
+    pub loop_rise_p_value: Option<f64>,
+    pub loop_fall_p_value: Option<f64>,
+    /// Likewise for events per request.
+    pub events_rise_p_value: Option<f64>,
+    pub events_fall_p_value: Option<f64>,
+    /// Each side's loop time per request over its other routes' (`None`:
+    /// no other route), what the loop test compares.
+    #[serde(skip)]
+    pub relative_cost: (Option<f64>, Option<f64>),
+}
+
+impl RouteDiffRow {
+    /// The adjusted p-value its status rests on, if it was tested.
+    pub fn p_value(&self) -> Option<f64> {
+        let candidates = match self.status {
+            Status::Improved => [self.loop_fall_p_value, self.events_fall_p_value],
+            _ => [self.loop_rise_p_value, self.events_rise_p_value],
+        };
+        candidates.into_iter().flatten().min_by(f64::total_cmp)
+    }
 }
 
 #[cfg(test)]

@@ -436,7 +436,7 @@ fn colour_note(changed: usize, test: ChangeTest) -> String {
          by at least {}%; red more, blue less); white: unchanged or noise",
         crate::units::count(changed as u64, "stack"),
         test.confidence,
-        crate::diff::round_pct(test.min_increase)
+        (test.min_increase * 1000.0 * 100.0).round() / 1000.0
     )
 }
 

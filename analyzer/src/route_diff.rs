@@ -5,11 +5,12 @@
 //! Both are rates per request, tested as the gate tests a group's rates
 //! ([`crate::stats`]): given a route's total on both sides, the new side's
 //! share of it against its share of the route's requests, the total first
-//! divided by its dispersion (quasi-Poisson). Loop time is weighed against
-//! the side's other routes' loop time per request: a run on a busier
-//! machine makes every request slower, beyond chance for any test, and is
-//! not a change of one route (a change that slows every route alike is
-//! the groups' and the flame graph's to show, not this table's). Loop time's dispersion is
+//! divided by its dispersion (quasi-Poisson). Loop time is taken at one
+//! speed: the new side's requests weigh the median ratio of every route's
+//! loop time per request (new over base, with 3 routes or more): a run on
+//! a busier machine makes every request slower, beyond chance for any
+//! test, and is not a change of one route (a change that slows every route
+//! alike is the groups' and the flame graph's to show, not this table's). Loop time's dispersion is
 //! that of the requests' own times (`Σ t² / Σ t`, in µs: a route of a few
 //! long requests varies more than one of many short ones), events' that of
 //! the route's slices. Rises are Holm-adjusted over every route's rise
@@ -21,56 +22,10 @@
 //! (`--fail-on`) does not look at routes: it stays the groups' (said in
 //! the report).
 
-use crate::diff::{DiffOptions, Status};
+use crate::diff::{DiffOptions, RouteDiffRow, RouteSideValues, Status};
 use crate::routes::{RouteStats, Routes};
 use crate::stats::{self, RateSample};
-use serde::Serialize;
 use std::collections::BTreeSet;
-
-/// A route's values on one side.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct RouteSideValues {
-    pub requests: u64,
-    /// The route's busy time (tasks its requests spawned included) over its requests.
-    pub loop_ms_per_request: f64,
-    /// Of each request's own task's loop time.
-    pub p95_ms: f64,
-    pub events_per_request: f64,
-    pub busy_ms: f64,
-    pub events: u64,
-}
-
-/// One route of a diff.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct RouteDiffRow {
-    pub route: String,
-    pub status: Status,
-    /// `None` (JSON null) for a new route.
-    pub base: Option<RouteSideValues>,
-    /// `None` (JSON null) for a gone route.
-    pub new: Option<RouteSideValues>,
-    /// Holm-adjusted p-values that loop ms per request rose and fell (`None`: not tested).
-    pub loop_rise_p_value: Option<f64>,
-    pub loop_fall_p_value: Option<f64>,
-    /// Likewise for events per request.
-    pub events_rise_p_value: Option<f64>,
-    pub events_fall_p_value: Option<f64>,
-    /// Each side's loop time per request over its other routes' (`None`:
-    /// no other route), what the loop test compares.
-    #[serde(skip)]
-    pub relative_cost: (Option<f64>, Option<f64>),
-}
-
-impl RouteDiffRow {
-    /// The adjusted p-value its status rests on, if it was tested.
-    pub fn p_value(&self) -> Option<f64> {
-        let candidates = match self.status {
-            Status::Improved => [self.loop_fall_p_value, self.events_fall_p_value],
-            _ => [self.loop_rise_p_value, self.events_rise_p_value],
-        };
-        candidates.into_iter().flatten().min_by(f64::total_cmp)
-    }
-}
 
 fn per_request(total: f64, requests: u64) -> f64 {
     if requests == 0 {
@@ -94,14 +49,29 @@ fn side_values(stats: &RouteStats) -> RouteSideValues {
     }
 }
 
-/// The loop time per request of a side's other routes, in µs; `None` when
-/// it has no other routed request.
-fn rest_us_per_request(routes: &Routes, route: &str) -> Option<f64> {
-    let (busy_ns, requests) = routes
+/// How much slower (above 1) or faster the new side ran every route: the
+/// median over the routes on both sides of their loop time per request's
+/// ratio, new over base; 1 with fewer than 3 such routes. A run on a busier
+/// machine makes every request slower, beyond chance for any test, which is
+/// not a change of one route; the median is not moved by one route that did change.
+fn speed_ratio(base: &Routes, new: &Routes) -> f64 {
+    let per_request = |s: &RouteStats| s.busy_ns as f64 / s.requests as f64;
+    let mut ratios: Vec<f64> = base
         .iter()
-        .filter(|(name, _)| name.as_str() != route)
-        .fold((0u64, 0u64), |(ns, n), (_, s)| (ns.saturating_add(s.busy_ns), n + s.requests));
-    (requests > 0 && busy_ns > 0).then(|| busy_ns as f64 / 1000.0 / requests as f64)
+        .filter_map(|(name, b)| Some((b, new.get(name)?)))
+        .filter(|(b, n)| b.requests > 0 && n.requests > 0 && b.busy_ns > 0 && n.busy_ns > 0)
+        .map(|(b, n)| per_request(n) / per_request(b))
+        .collect();
+    if ratios.len() < 3 {
+        return 1.0;
+    }
+    ratios.sort_by(f64::total_cmp);
+    let middle = ratios.len() / 2;
+    if ratios.len() % 2 == 1 {
+        ratios[middle]
+    } else {
+        (ratios[middle - 1] + ratios[middle]) / 2.0
+    }
 }
 
 /// Loop time as a rate test sees it: µs, dispersed as the requests' own
@@ -124,16 +94,10 @@ fn events_sample(stats: Option<&RouteStats>, requests: u64) -> RateSample {
     RateSample { total, sum_sq, side_slices: requests }
 }
 
-/// A route's loop time per request over its side's other routes'.
-fn relative(stats: Option<&RouteStats>, routes: &Routes, route: &str) -> Option<f64> {
-    let stats = stats.filter(|s| s.requests > 0)?;
-    let rest = rest_us_per_request(routes, route)?;
-    Some(stats.busy_ns as f64 / 1000.0 / stats.requests as f64 / rest)
-}
-
 /// Every route of either side, most loop time per request added first.
 pub fn compare_routes(base: &Routes, new: &Routes, options: &DiffOptions) -> Vec<RouteDiffRow> {
     let names: BTreeSet<&String> = base.keys().chain(new.keys()).collect();
+    let speed = speed_ratio(base, new);
     let mut rows = Vec::with_capacity(names.len());
     // Per route: (loop rise, loop fall, events rise, events fall), raw.
     let mut raw: Vec<[Option<f64>; 4]> = Vec::with_capacity(names.len());
@@ -141,13 +105,9 @@ pub fn compare_routes(base: &Routes, new: &Routes, options: &DiffOptions) -> Vec
         let (b, n) = (base.get(name).filter(|s| s.requests > 0), new.get(name).filter(|s| s.requests > 0));
         let both = b.is_some() && n.is_some();
         let (b_requests, n_requests) = (b.map_or(0, |s| s.requests), n.map_or(0, |s| s.requests));
-        // Against the other routes when both sides have some, else per request alone.
-        let weights = match (rest_us_per_request(base, name), rest_us_per_request(new, name)) {
-            (Some(b_rest), Some(n_rest)) => {
-                ((b_requests as f64 * b_rest).round() as u64, (n_requests as f64 * n_rest).round() as u64)
-            }
-            _ => (b_requests, n_requests),
-        };
+        // The new side's requests count `speed` times as much loop time (in
+        // thousandths, the weights being whole numbers).
+        let weights = (b_requests * 1000, (n_requests as f64 * 1000.0 * speed).round() as u64);
         let (lb, ln) = (loop_sample(b, weights.0), loop_sample(n, weights.1));
         let (eb, en) = (events_sample(b, b_requests), events_sample(n, n_requests));
         let test = |rise: bool, base: &RateSample, new: &RateSample| {
@@ -167,7 +127,7 @@ pub fn compare_routes(base: &Routes, new: &Routes, options: &DiffOptions) -> Vec
             loop_fall_p_value: None,
             events_rise_p_value: None,
             events_fall_p_value: None,
-            relative_cost: (relative(b, base, name), relative(n, new, name)),
+            relative_cost: (b.map(|_| 1.0), n.map(|_| speed)),
         });
     }
     adjust(&mut rows, &raw);
@@ -207,11 +167,9 @@ fn status(row: &RouteDiffRow, options: &DiffOptions) -> Status {
     // when a side has no other route); the change, at the new side's speed,
     // must also be --min-route-change-ms.
     let (loop_b, loop_n) = (base.loop_ms_per_request, new.loop_ms_per_request);
-    let (relative_b, relative_n) = match row.relative_cost {
-        (Some(b), Some(n)) => (b, n),
-        _ => (loop_b, loop_n),
-    };
-    let ms_at_new_speed = if relative_n > 0.0 { (relative_n - relative_b).abs() * loop_n / relative_n } else { 0.0 };
+    // At the base side's speed: the new side's time over the speed ratio.
+    let (relative_b, relative_n) = (loop_b, loop_n / row.relative_cost.1.unwrap_or(1.0));
+    let ms_at_new_speed = (loop_n - loop_b * row.relative_cost.1.unwrap_or(1.0)).abs();
     let loop_rose = |from: f64, to: f64| rose(from, to) && ms_at_new_speed >= options.min_route_change_ms;
     let (events_b, events_n) = (base.events_per_request, new.events_per_request);
     if (beyond(row.loop_rise_p_value) && loop_rose(relative_b, relative_n))

@@ -10,9 +10,9 @@
 //! one row per route: route, status, `base_X`/`new_X`, `p_value`.
 
 use super::{elapsed_cells, Exporter, Style};
+use crate::diff::RouteSideValues;
 use crate::diff::{Diff, SideValues};
 use crate::report::{CsvTable, Report};
-use crate::route_diff::RouteSideValues;
 use crate::units::fmt_ms;
 
 pub struct CsvExporter;

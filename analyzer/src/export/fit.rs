@@ -282,7 +282,7 @@ impl Text {
         match fit {
             Fit::Fixed => self.full.clone(),
             Fit::Words => wrap_items(&self.full, width, LIST_SEPARATOR).join("\n"),
-            Fit::Key => self.key_lines(width, fit_key).join("\n"),
+            Fit::Key => self.key_lines(width, shorten_key).join("\n"),
         }
     }
 

@@ -20,9 +20,9 @@ use super::{
     samples_note, stalls_headline, summary_lines, top_events_text, unexplained_note, untimed_samples_note, via_text,
     Exporter, Style, DIFF_HEADER, NO_ROUTES, ROUTES_HEADLINE, ROUTE_DIFF_HEADER, ROUTE_DIFF_HEADLINE,
 };
+use crate::diff::RouteSideValues;
 use crate::diff::{Diff, DiffRow, SideValues};
 use crate::report::Report;
-use crate::route_diff::RouteSideValues;
 use crate::units::{count, fmt_ms, fmt_share, fmt_short_ms};
 use aiocop_trace::frame::TRACE_SEPARATOR;
 use serde::Serialize;

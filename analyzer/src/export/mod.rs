@@ -16,8 +16,8 @@ pub mod markdown;
 pub mod table;
 
 use crate::diff::{trim, Diff, DiffRow, SideValues, SideView};
+use crate::diff::{RouteDiffRow, RouteSideValues};
 use crate::report::{LoopRow, Report, Row, StallRow, TotalsView, TraceFacts};
-use crate::route_diff::{RouteDiffRow, RouteSideValues};
 use crate::units::{count, fmt_ms, fmt_share, fmt_short_ms};
 use clap::ValueEnum;
 
