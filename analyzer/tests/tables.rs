@@ -264,6 +264,37 @@ fn a_trace_with_nothing_readable_leaves_no_file() {
     assert_eq!(parquet_files(&out), Vec::<PathBuf>::new());
 }
 
+/// A trace that fails does not silence the others: the files of a trace
+/// with a damaged chunk are written, so its warning is said beside the error.
+#[test]
+fn the_warnings_of_the_traces_written_are_said_when_another_fails() {
+    let dir = test_dir("tables-one-fails");
+    let (one, two) = write_fleet(&dir);
+    let damaged = |source: &Path, name: &str, chunks: std::ops::Range<usize>| {
+        let trace = aiocop_trace::TraceFile::open(source).unwrap();
+        let mut bytes = fs::read(source).unwrap();
+        for index in chunks {
+            bytes[trace.chunk_info(index).unwrap().offset as usize + 20] ^= 0x40;
+        }
+        let damaged = dir.join(name);
+        fs::write(&damaged, bytes).unwrap();
+        damaged
+    };
+    let flipped = damaged(&one, "flipped.bin", 1..2);
+    let ruined = damaged(&two, "ruined.bin", 0..aiocop_trace::TraceFile::open(&two).unwrap().chunk_count());
+    let out = dir.join("out");
+    let output = export(&out, &[&flipped, &ruined], &["--quiet"]);
+    assert_eq!(output.status.code(), Some(2));
+    let message = stderr(&output);
+    let lines: Vec<&str> = message.lines().collect();
+    assert_eq!(lines.len(), 2, "{message}");
+    let warning = format!("aiocop-analyze: warning: '{}': chunk 1 is corrupt", path(&flipped));
+    assert!(lines[0].starts_with(&warning), "{message}");
+    assert!(lines[1].starts_with(&format!("aiocop-analyze: '{}': chunk 0 is corrupt", path(&ruined))), "{message}");
+    // The trace the warning is about was written, without its damaged chunk.
+    assert_eq!(rows(&out, "slices").num_rows(), 5);
+}
+
 #[test]
 fn a_directory_that_is_not_empty_is_refused_unless_overwrite() {
     let dir = test_dir("tables-overwrite");
