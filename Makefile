@@ -30,9 +30,9 @@ export AIOCOP_SID_ROOT := $(SID_ROOT)
 .PHONY: build demo test lint rust-test py-test bench clean sid-root \
 	$(addprefix build-,$(OTHER_VERSIONS) $(SID_VERSIONS)) $(addprefix py-test-,$(OTHER_VERSIONS) $(SID_VERSIONS))
 
-$(BIN)/maturin: requirements-dev.txt
+$(BIN)/maturin: requirements-dev.txt requirements-spark.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt -r requirements-spark.txt
 	touch $@
 
 # A real wheel install, not an editable one, so the tests see what users get

@@ -10,8 +10,10 @@ the requests the load generator had answered.
 """
 
 import asyncio
+import importlib.util
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -237,3 +239,63 @@ def test_polars_reads_the_export_as_it_is(deployment):
     per_slice = samples.group_by(["trace_id", "slice_index"]).agg(polars.col("weight_ns").sum())
     durations = slices.join(per_slice, on=["trace_id", "slice_index"]).select(["duration_ns", "weight_ns"])
     assert durations.height > 0 and (durations["duration_ns"] == durations["weight_ns"]).all()
+
+
+def spark_missing() -> str | None:
+    """Why Spark cannot run here, or None: pyspark and a Java runtime (17 or later) are both needed."""
+    if importlib.util.find_spec("pyspark") is None:
+        return "pyspark is not installed: make build installs it into .venv (requirements-spark.txt)"
+    if not (shutil.which("java") or os.environ.get("JAVA_HOME")):
+        return "no Java runtime for Spark (java on the PATH or JAVA_HOME): apt-get install openjdk-17-jre-headless"
+    return None
+
+
+SPARK_READ = textwrap.dedent(
+    """
+    import json, sys
+    from pyspark.sql import SparkSession
+
+    out, query = sys.argv[1], sys.argv[2]
+    spark = (
+        SparkSession.builder.master("local[1]")
+        .appName("aiocop-export-test")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.shuffle.partitions", "2")
+        # Spark refuses INT64 TIMESTAMP(NANOS) columns unless it takes them as bigint nanoseconds.
+        .config("spark.sql.legacy.parquet.nanosAsLong", "true")
+        # A label or host that looks like a number stays text (Spark would read label=2024 as an int).
+        .config("spark.sql.sources.partitionColumnTypeInference.enabled", "false")
+        .getOrCreate()
+    )
+    for table in ("slices", "events", "samples", "traces"):
+        spark.read.parquet(f"{out}/{table}").createOrReplaceTempView(table)
+    counted = spark.sql("SELECT label, host, count(*) FROM slices GROUP BY label, host").collect()
+    rows = spark.sql(open(query).read()).collect()
+    spark.stop()
+    print(json.dumps({"counted": [list(r) for r in counted], "loop_time": [list(r) for r in rows]}))
+    """
+)
+
+
+def test_spark_reads_the_export_and_its_loop_time_query_gives_the_reports(deployment):
+    """The README's Spark lines, run: each table read with spark.read.parquet on its directory (the
+    Hive partitions become columns), and docs/queries/loop_time.spark.sql, the Loop time query in
+    Spark's SQL, gives the report's groups and milliseconds.
+
+    Spark runs in a Python of its own: pytest's has aiocop's detection on (conftest), and a daemon
+    thread in a patched time.sleep at exit (pyspark leaves one) aborts the interpreter there."""
+    reason = spark_missing()
+    if reason:
+        pytest.skip(reason)
+    traces, out, _ = deployment
+    query = QUERIES / "loop_time.spark.sql"
+    spark = subprocess.run([sys.executable, "-c", SPARK_READ, str(out), str(query)], **{**TEXT, "timeout": 900})
+    assert spark.returncode == 0, spark.stderr[-3000:]
+    read = json.loads(spark.stdout.splitlines()[-1])
+    infos = json.loads(subprocess.run([ANALYZE, "info", str(traces), "--format", "json"], **TEXT).stdout)["traces"]
+    assert {(label, host) for label, host, _ in read["counted"]} == {("v1", info["host"]) for info in infos}
+    assert sum(count for *_, count in read["counted"]) == sum(info["slices"] for info in infos)
+    expected = report(traces)["loop_time"]["groups"]
+    rows = read["loop_time"]
+    assert {key: ms for key, ms in rows} == {g["key"]: g["busy_ms"] for g in expected}
+    assert [key for key, _ in rows[:5]] == [g["key"] for g in expected[:5]]

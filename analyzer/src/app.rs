@@ -530,14 +530,8 @@ pub fn run_info(args: InfoArgs) -> Result<(), AnalyzeError> {
         };
         let results: Vec<_> = paths.par_iter().map(read_file).collect();
         progress.finish_and_clear();
-        let mut infos = Vec::new();
-        for (info, warnings) in all_or_errors(results)? {
-            for warning in warnings {
-                warn(&warning);
-            }
-            infos.push(info);
-        }
-        Ok(infos)
+        let infos = all_or_errors(results, |(_, warnings): &(TraceInfo, Vec<String>)| warnings.as_slice())?;
+        Ok(infos.into_iter().map(|(info, _)| info).collect())
     })?;
     let text = match args.format {
         InfoFormat::Text => infos.iter().map(TraceInfo::text).collect::<Vec<_>>().join("\n"),
@@ -695,10 +689,9 @@ pub fn run_export(args: crate::cli::ExportArgs) -> Result<(), AnalyzeError> {
     let started = std::time::Instant::now();
     let results = pool.install(|| export_traces(&paths, &options));
     let elapsed_s = started.elapsed().as_secs_f64();
-    let exports = all_or_errors(results)?;
+    let exports = all_or_errors(results, |export| export.warnings.as_slice())?;
     let (mut slices, mut events, mut samples, mut written, mut read_bytes) = (0u64, 0u64, 0u64, 0u64, 0u64);
     for export in &exports {
-        export.warnings.iter().for_each(|w| warn(w));
         slices += export.read.slices;
         events += export.read.events;
         samples += export.read.samples;

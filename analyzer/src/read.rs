@@ -101,6 +101,15 @@ enum FileOutcome {
     Read(Box<ReadFile>),
 }
 
+impl FileOutcome {
+    fn warnings(&self) -> &[String] {
+        match self {
+            FileOutcome::Skipped(_) => &[],
+            FileOutcome::Read(file) => &file.warnings,
+        }
+    }
+}
+
 struct ReadFile {
     facts: TraceFacts,
     analysis: Analysis,
@@ -163,7 +172,7 @@ pub fn read_side(paths: &[PathBuf], options: &ReadOptions) -> Result<Side, Analy
     let outcomes: Vec<Result<FileOutcome, AnalyzeError>> =
         paths.par_iter().enumerate().map(|(file, path)| read_file(file, path, options, &progress)).collect();
     progress.finish_and_clear();
-    merge_files(paths, all_or_errors(outcomes)?, options)
+    merge_files(paths, all_or_errors(outcomes, FileOutcome::warnings)?, options)
 }
 
 /// Reads input number `file`: left out by `--label`, or folded and resolved.
@@ -269,7 +278,7 @@ fn check_file(
     Ok((footer.footer, warnings))
 }
 
-/// The files read, merged in input order, their warnings printed; an error
+/// The files read, merged in input order; an error
 /// when `--label` left every file out.
 fn merge_files(paths: &[PathBuf], outcomes: Vec<FileOutcome>, options: &ReadOptions) -> Result<Side, AnalyzeError> {
     let mut analysis = Analysis::default();
@@ -282,9 +291,6 @@ fn merge_files(paths: &[PathBuf], outcomes: Vec<FileOutcome>, options: &ReadOpti
         match outcome {
             FileOutcome::Skipped(label) => skipped_labels.push(label.unwrap_or_else(|| "none".to_owned())),
             FileOutcome::Read(file) => {
-                for warning in &file.warnings {
-                    warn(warning);
-                }
                 facts.push(file.facts);
                 analysis.merge(file.analysis);
                 flame.merge(file.flame);
@@ -356,8 +362,15 @@ pub(crate) fn newer_minor_warning(trace: &TraceFile) -> Option<String> {
     })
 }
 
-/// Prints every error but the last, which it returns; or the values, in input order.
-pub(crate) fn all_or_errors<T>(results: Vec<Result<T, AnalyzeError>>) -> Result<Vec<T>, AnalyzeError> {
+/// Prints the warnings of the values (`warnings_of` each), in input order,
+/// then every error but the last, which it returns; or the values, in input
+/// order. The warnings are printed when another input failed too: an export
+/// has written the files of the inputs that succeeded, and a damaged chunk
+/// left out of them is said.
+pub(crate) fn all_or_errors<T>(
+    results: Vec<Result<T, AnalyzeError>>,
+    warnings_of: impl Fn(&T) -> &[String],
+) -> Result<Vec<T>, AnalyzeError> {
     let mut values = Vec::with_capacity(results.len());
     let mut errors = Vec::new();
     for result in results {
@@ -366,6 +379,7 @@ pub(crate) fn all_or_errors<T>(results: Vec<Result<T, AnalyzeError>>) -> Result<
             Err(error) => errors.push(error),
         }
     }
+    values.iter().flat_map(&warnings_of).for_each(|w| warn(w));
     // A refusal of the memory budget ends the whole read: the other files'
     // refusals follow from it, and only the one that needed too much is said.
     let refused = |e: &AnalyzeError| matches!(e, AnalyzeError::Read(r) if r.is_over_memory_limit());

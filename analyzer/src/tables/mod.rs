@@ -7,8 +7,9 @@
 //! - Streaming: a trace's chunks are read one at a time, in file order (a
 //!   chunk's ids may be defined by an earlier one), and their rows written
 //!   as record batches of at most [`BATCH_ROWS`] rows into row groups of at
-//!   most [`ROW_GROUP_ROWS`]: memory holds a chunk, a batch, a row group
-//!   being encoded and the trace's dictionary, never the trace. Traces are
+//!   most [`ROW_GROUP_ROWS`] rows and [`ROW_GROUP_MEMORY_BYTES`] held:
+//!   memory holds a chunk, a batch, a row group being encoded per table and
+//!   the trace's dictionary, never the trace. Traces are
 //!   exported in parallel, one per rayon thread.
 //! - Layout: `DIR/<table>/label=<label>/host=<host>/<pid>-<start_unix_ns>.parquet`,
 //!   Hive partitions (a missing label or host is `__HIVE_DEFAULT_PARTITION__`,
@@ -34,10 +35,12 @@ use crate::resolve::SliceKeys;
 use aiocop_trace::records::{Chunk, TraceHeader};
 use aiocop_trace::{Dictionary, MemoryBudget, ReadError, TraceFile};
 use arrow_array::RecordBatch;
+use arrow_schema::DataType;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
+use parquet::schema::types::ColumnPath;
 use rayon::prelude::*;
 use rows::{SliceRows, Stacks, TraceContext};
 use schema::{Table, SCHEMA_MINOR, SCHEMA_VERSION, SCHEMA_VERSION_KEY, TABLE_KEY};
@@ -53,6 +56,17 @@ pub const BATCH_ROWS: usize = 64 * 1024;
 /// Rows per row group at most: what a reader skips or reads in parallel,
 /// and what the writer holds encoded before it writes.
 pub const ROW_GROUP_ROWS: usize = 256 * 1024;
+/// What the writer of one table may hold for the row group it is encoding
+/// (its pages, dictionaries and values not yet in a page, as it estimates
+/// them) before the row group is written. Rows alone do not bound it: an
+/// event's row holds its stack's frames, and a trace's events (1 slice in
+/// 50 or so) made one row group that grew with the trace (12.6 MB held for
+/// the 76,000 events of 4 M slices) until the file was closed.
+///
+/// A slice's row group of [`ROW_GROUP_ROWS`] holds 6 to 12 MB (the int
+/// columns' dictionaries until they fall back to plain encoding): the bound
+/// is above that, as smaller row groups make files a fifth larger.
+pub const ROW_GROUP_MEMORY_BYTES: usize = 8 * 1024 * 1024;
 /// zstd's level for the pages: 3, its default, compresses the repeated ids
 /// and times of slices to a few bytes each without slowing the export.
 const ZSTD_LEVEL: i32 = 3;
@@ -156,15 +170,24 @@ fn table_path(out: &Path, table: Table, header: &TraceHeader) -> PathBuf {
 }
 
 fn writer_properties(table: Table) -> WriterProperties {
-    WriterProperties::builder()
+    let mut properties = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(ZSTD_LEVEL).expect("zstd has level 3")))
         .set_dictionary_enabled(true)
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
         .set_key_value_metadata(Some(vec![
             KeyValue::new(SCHEMA_VERSION_KEY.to_owned(), format!("{SCHEMA_VERSION}.{SCHEMA_MINOR}")),
             KeyValue::new(TABLE_KEY.to_owned(), table.name().to_owned()),
-        ]))
-        .build()
+        ]));
+    // Strings only: the int and time columns (keys, starts, durations) are
+    // mostly distinct, so their dictionaries filled to the page limit (and
+    // were held, with their hash tables, for the row group) before falling
+    // back to plain pages, which zstd compresses as well.
+    for field in table.schema().fields() {
+        if !matches!(field.data_type(), DataType::Utf8 | DataType::List(_) | DataType::Map(..)) {
+            properties = properties.set_column_dictionary_enabled(ColumnPath::from(field.name().as_str()), false);
+        }
+    }
+    properties.build()
 }
 
 /// One table's file of one trace, being written.
@@ -188,7 +211,11 @@ impl TableFile {
     }
 
     fn write(&mut self, batch: &RecordBatch) -> Result<(), AnalyzeError> {
-        self.writer.write(batch).map_err(|e| parquet_error(&self.path, e))
+        self.writer.write(batch).map_err(|e| parquet_error(&self.path, e))?;
+        if self.writer.memory_size() >= ROW_GROUP_MEMORY_BYTES {
+            self.writer.flush().map_err(|e| parquet_error(&self.path, e))?;
+        }
+        Ok(())
     }
 
     /// Writes the footer; the file's size.
