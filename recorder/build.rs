@@ -1,4 +1,5 @@
-//! Builds `csrc/eval_breaker.c` and `csrc/frame_offsets.c` against the headers of the Python the
+//! Builds `csrc/exit_guard.c` for every Python, and `csrc/eval_breaker.c` and
+//! `csrc/frame_offsets.c` against the headers of the Python the
 //! extension is built for, where that Python is 3.11 or 3.12 and installed
 //! its internal headers; elsewhere the recorder samples without it (see
 //! `src/eval_breaker.rs`).
@@ -9,7 +10,11 @@ fn main() {
     println!("cargo:rustc-check-cfg=cfg(aiocop_eval_breaker)");
     println!("cargo:rerun-if-changed=csrc/eval_breaker.c");
     println!("cargo:rerun-if-changed=csrc/frame_offsets.c");
+    println!("cargo:rerun-if-changed=csrc/exit_guard.c");
     println!("cargo:rerun-if-env-changed=PYO3_PYTHON");
+    // Every version: calls into Python a finalizing interpreter's pthread_exit
+    // must not unwind through (see the file).
+    cc::Build::new().file("csrc/exit_guard.c").flag("-fexceptions").compile("aiocop_exit_guard");
     let config = pyo3_build_config::get();
     let (major, minor) = (config.version().major, config.version().minor);
     // The monitor assumes one thread runs Python at a time (the GIL): say so

@@ -146,3 +146,60 @@ def test_patched_functions_keep_their_identity_for_users():
     with socket.socket() as sock:
         assert sock.connect.__self__ is sock
     assert aiocop.get_patched_functions()[0] == "os.getcwd"
+
+
+# A daemon thread inside one of aiocop's native frames when the program exits:
+# on 3.11-3.13 the finalizing interpreter ends such a thread with pthread_exit,
+# whose unwind aborted the whole process (SIGABRT) when it crossed aiocop.
+DAEMON_AT_EXIT = {
+    "an audited time.sleep": """
+        aiocop.patch_audit_functions()
+        aiocop.start_blocking_io_detection()
+
+        def daemon():
+            while True:
+                time.sleep(0.01)
+    """,
+    "a monitored callback that blocks": """
+        aiocop.start_blocking_io_detection()
+        aiocop.detect_slow_tasks(threshold_ms=100)
+
+        def daemon():
+            async def main():
+                aiocop.activate()
+                while True:
+                    await asyncio.sleep(0.005)
+                    time.sleep(0.02)
+
+            asyncio.run(main())
+    """,
+    "a recorded loop polling its selector": """
+        aiocop.start_recording(sys.argv[1])
+
+        def daemon():
+            async def main():
+                aiocop.activate()
+                while True:
+                    await asyncio.sleep(0.01)
+
+            asyncio.run(main())
+    """,
+}
+
+
+def test_a_daemon_thread_inside_aiocop_at_exit_does_not_abort_the_program(tmp_path):
+    for name, setup in DAEMON_AT_EXIT.items():
+        script = tmp_path / "app.py"
+        script.write_text(
+            "import asyncio, sys, threading, time\nimport aiocop\n"
+            + textwrap.dedent(setup)
+            + "\nthreading.Thread(target=daemon, daemon=True).start()\ntime.sleep(0.1)\n"
+        )
+        for attempt in range(3):
+            result = subprocess.run(
+                [sys.executable, str(script), str(tmp_path / f"trace-{attempt}.bin")],
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            assert result.returncode == 0, f"{name}, run {attempt}: exit {result.returncode}\n{result.stderr[-2000:]}"

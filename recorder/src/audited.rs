@@ -45,7 +45,7 @@ impl AuditedFunction {
                 return Err(PyErr::fetch(py));
             }
         }
-        original.call(py, args, kwargs)
+        crate::exit_guard::call(py, original, args, kwargs)
     }
 
     /// Binds like a function, so a wrapped method (`socket.socket.connect`)

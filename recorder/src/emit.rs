@@ -198,7 +198,7 @@ fn invoke_callbacks(py: Python<'_>, side: &PythonSide, event: &Bound<'_, PyAny>)
     let registered = registered.cast::<PyList>()?;
     let callbacks = registered.get_slice(0, registered.len());
     for callback in callbacks.iter() {
-        if let Err(error) = callback.call1((event,)) {
+        if let Err(error) = crate::exit_guard::call1(py, &callback.clone().unbind(), event) {
             side.report_error.call1(py, ("slow task callback", callback, error.value(py)))?;
         }
     }

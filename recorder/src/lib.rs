@@ -21,6 +21,7 @@ mod context;
 mod describe;
 mod emit;
 mod eval_breaker;
+mod exit_guard;
 mod ffi;
 mod frame_reader;
 mod handle_slots;

@@ -16,7 +16,7 @@ use crate::emit::{self, FinishedSlice};
 use crate::handle_slots::{self, Slot};
 use crate::task_timing::{self, Ready, ReadyRule};
 use crate::what_ran::{self, Ran};
-use crate::{clock, config, describe, recording, routes, sampler, slice};
+use crate::{clock, config, describe, exit_guard, recording, routes, sampler, slice};
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyType};
@@ -94,15 +94,15 @@ fn run_handle(py: Python<'_>, handle: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> 
         .get()
         .ok_or_else(|| pyo3::exceptions::PyRuntimeError::new_err("aiocop: Handle._run was not saved"))?;
     if !config::monitoring_active() {
-        return original.call1(py, (handle,));
+        return exit_guard::call1(py, original, handle);
     }
     if !MONITOR_ALL_LOOPS.load(std::sync::atomic::Ordering::Relaxed)
         && !handle_slots::read(handle, Slot::Loop).is_some_and(|l| is_loop_monitored(l.as_ptr() as usize))
     {
-        return original.call1(py, (handle,));
+        return exit_guard::call1(py, original, handle);
     }
     let ready = if recording::is_active() { task_timing::ready_of_handle(py, handle) } else { Ready::UNKNOWN };
-    run_slice(py, Ran::Handle(handle), ready, || original.call1(py, (handle,)))
+    run_slice(py, Ran::Handle(handle), ready, || exit_guard::call1(py, original, handle))
 }
 
 /// Runs one callback as a monitored slice, records it when recording, and
@@ -526,11 +526,6 @@ pub(crate) fn vectorcall(
     positional: usize,
     kwnames: *mut ffi::PyObject,
 ) -> PyResult<*mut ffi::PyObject> {
-    // SAFETY: `args` holds live borrowed references laid out as vectorcall expects.
-    let result = unsafe { ffi::PyObject_Vectorcall(function, args.as_ptr(), positional, kwnames) };
-    if result.is_null() {
-        Err(PyErr::fetch(py))
-    } else {
-        Ok(result)
-    }
+    // Guarded: a daemon thread blocked in the call must not unwind through aiocop at exit.
+    crate::exit_guard::vectorcall(py, function, args, positional, kwnames)
 }
