@@ -23,6 +23,7 @@ use aiocop_trace::frame::{format_frame, TRACE_SEPARATOR};
 use aiocop_trace::Interner;
 use pyo3::ffi;
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
 use pyo3::types::PyString;
 use rustc_hash::FxHashMap as HashMap;
 use std::sync::{Mutex, OnceLock};
@@ -437,8 +438,11 @@ fn functions_in<'py>(value: &Bound<'py, PyAny>) -> Vec<Bound<'py, PyAny>> {
 /// The byte offset of the code's first RESUME instruction (CPython's
 /// `_co_firsttraceable`), from its `co_code`; 0 if it has none.
 fn first_traceable(code: &Bound<'_, PyAny>) -> i32 {
-    static RESUME: OnceLock<Option<u8>> = OnceLock::new();
-    let resume = RESUME.get_or_init(|| {
+    // A PyOnceLock, not a std OnceLock: importing `opcode` may release the
+    // GIL, and a second thread waiting on a std OnceLock while holding the
+    // GIL would deadlock with it (found hung in the recorder's tests).
+    static RESUME: PyOnceLock<Option<u8>> = PyOnceLock::new();
+    let resume = RESUME.get_or_init(code.py(), || {
         let opmap = code.py().import("opcode").and_then(|opcode| opcode.getattr("opmap")).ok()?;
         opmap.get_item("RESUME").ok()?.extract::<u8>().ok()
     });

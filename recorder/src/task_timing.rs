@@ -193,8 +193,9 @@ fn timer_due_ns(py: Python<'_>, handle: &Bound<'_, PyAny>) -> Option<u64> {
 
 /// `asyncio.events.TimerHandle`, looked up once.
 fn timer_handle_type(py: Python<'_>) -> Option<*mut ffi::PyObject> {
-    static TYPE: OnceLock<Option<usize>> = OnceLock::new();
-    let found = TYPE.get_or_init(|| {
+    // A PyOnceLock: an import may release the GIL (see stacks::first_traceable).
+    static TYPE: pyo3::sync::PyOnceLock<Option<usize>> = pyo3::sync::PyOnceLock::new();
+    let found = TYPE.get_or_init(py, || {
         let events = py.import("asyncio.events").ok()?;
         let timer = events.getattr("TimerHandle").ok()?;
         // The class lives as long as the module, which is never unloaded.
