@@ -198,6 +198,47 @@ def test_the_loop_time_query_gives_the_reports_groups_and_milliseconds(deploymen
     assert [key for key, _ in rows[:5]] == [g["key"] for g in expected[:5]]
 
 
+def test_the_tasks_table_counts_the_reports_tasks_and_their_slices_time(deployment):
+    traces, out, _ = deployment
+    expected = {row["key"]: row["tasks"] for row in report(traces)["tasks"]["rows"]}
+    counted = sql(out, "SELECT coroutine, count(*) FROM tasks GROUP BY coroutine")
+    assert dict(counted) == expected
+    assert sum(expected.values()) > 0
+    # Each task's loop time and slice count are its slices' in the slices table.
+    mismatched = sql(
+        out,
+        """
+        SELECT t.trace_id, t.task, t.loop_ns, t.slice_count, s.loop_ns, s.slices
+        FROM tasks t FULL JOIN (
+            SELECT trace_id, task, sum(duration_ns) AS loop_ns, count(*) AS slices
+            FROM slices WHERE task IS NOT NULL GROUP BY trace_id, task
+        ) s ON t.trace_id = s.trace_id AND t.task = s.task
+        WHERE t.loop_ns IS DISTINCT FROM s.loop_ns OR t.slice_count IS DISTINCT FROM s.slices
+        """,
+    )
+    assert mismatched == []
+    # Tasks created and ended under load split their wall time, and the
+    # requests' tasks ended done, their ready-waits the slices' known ones.
+    timed = sql(
+        out,
+        """
+        SELECT count(*), count(*) FILTER (WHERE wall_ns = loop_ns + ready_wait_ns + waiting_ns),
+               count(*) FILTER (WHERE ended_offset_ns - created_offset_ns = wall_ns
+                                AND outcome IS NOT NULL AND first_step >= created)
+        FROM tasks WHERE wall_ns IS NOT NULL
+        """,
+    )[0]
+    assert timed[0] > 0 and timed[1] == timed[0] and timed[2] == timed[0], timed
+    ready = sql(
+        out,
+        """
+        SELECT sum(t.ready_wait_ns), (SELECT sum(coalesce(ready_wait_ns, 0)) FROM slices WHERE task IS NOT NULL)
+        FROM tasks t
+        """,
+    )[0]
+    assert ready[0] == ready[1] > 0, ready
+
+
 def test_the_blocking_query_gives_the_reports_ranking(deployment):
     traces, out, _ = deployment
     expected = [

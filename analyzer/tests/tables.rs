@@ -81,7 +81,7 @@ fn schema_pins_types_and_nullability_and_says_its_version() {
              OPTIONAL BYTE_ARRAY route (STRING); OPTIONAL group context (MAP) { REPEATED group key_value { \
              REQUIRED BYTE_ARRAY key (STRING); REQUIRED BYTE_ARRAY value (STRING); } } \
              REQUIRED BOOLEAN exceeded; REQUIRED INT64 score; REQUIRED INT64 event_count; \
-             REQUIRED INT64 dropped_events; REQUIRED INT64 sample_count;",
+             REQUIRED INT64 dropped_events; REQUIRED INT64 sample_count; OPTIONAL INT64 ready_wait_ns;",
         ),
         (
             "events",
@@ -116,6 +116,17 @@ fn schema_pins_types_and_nullability_and_says_its_version() {
              REQUIRED INT64 unreadable_chunks; REQUIRED INT64 slices; REQUIRED INT64 events; REQUIRED INT64 samples; \
              REQUIRED INT64 dropped_slices;",
         ),
+        (
+            "tasks",
+            "REQUIRED BYTE_ARRAY trace_id (STRING); REQUIRED BYTE_ARRAY task (STRING); \
+             REQUIRED BYTE_ARRAY coroutine (STRING); OPTIONAL BYTE_ARRAY parent (STRING); \
+             OPTIONAL BYTE_ARRAY route (STRING); OPTIONAL INT64 created (TIMESTAMP(NANOS,true)); \
+             OPTIONAL INT64 created_offset_ns; OPTIONAL INT64 first_step (TIMESTAMP(NANOS,true)); \
+             OPTIONAL INT64 first_step_offset_ns; OPTIONAL INT64 ended (TIMESTAMP(NANOS,true)); \
+             OPTIONAL INT64 ended_offset_ns; OPTIONAL BYTE_ARRAY outcome (STRING); OPTIONAL INT64 wall_ns; \
+             REQUIRED INT64 loop_ns; REQUIRED INT64 ready_wait_ns; OPTIONAL INT64 waiting_ns; \
+             REQUIRED INT64 slice_count;",
+        ),
     ];
     for (table, columns) in expected {
         let files = parquet_files(&out.join(table));
@@ -130,7 +141,7 @@ fn schema_pins_types_and_nullability_and_says_its_version() {
         assert_eq!(body, columns, "{table}");
         let key_values: Vec<(String, Option<String>)> =
             metadata.key_value_metadata().unwrap().iter().map(|kv| (kv.key.clone(), kv.value.clone())).collect();
-        assert!(key_values.contains(&("aiocop.schema_version".to_owned(), Some("1.1".to_owned()))), "{key_values:?}");
+        assert!(key_values.contains(&("aiocop.schema_version".to_owned(), Some("1.2".to_owned()))), "{key_values:?}");
         assert!(key_values.contains(&("aiocop.table".to_owned(), Some(table.to_owned()))), "{key_values:?}");
         // Strings dictionary-encoded, pages zstd-compressed.
         for column in reader.metadata().row_group(0).columns() {

@@ -9,3 +9,5 @@ CREATE OR REPLACE VIEW samples AS SELECT * FROM read_parquet('EXPORT/samples/**/
     hive_partitioning = true, hive_types = {'label': VARCHAR, 'host': VARCHAR});
 CREATE OR REPLACE VIEW traces AS SELECT * FROM read_parquet('EXPORT/traces/**/*.parquet',
     hive_partitioning = true, hive_types = {'label': VARCHAR, 'host': VARCHAR});
+CREATE OR REPLACE VIEW tasks AS SELECT * FROM read_parquet('EXPORT/tasks/**/*.parquet',
+    hive_partitioning = true, hive_types = {'label': VARCHAR, 'host': VARCHAR});

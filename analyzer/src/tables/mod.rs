@@ -20,10 +20,11 @@
 //!   warning naming the trace (its readable chunks' rows are written); a
 //!   trace with nothing readable is an error, and none of its files is left.
 //!   An output directory that exists and is not empty is refused unless
-//!   `overwrite`, which replaces the four tables' directories only.
+//!   `overwrite`, which replaces the tables' directories only.
 
 pub mod rows;
 pub mod schema;
+pub mod task_rows;
 pub mod trace_row;
 
 use crate::aggregate::FileAggregate;
@@ -32,7 +33,7 @@ use crate::identity::PathContext;
 use crate::keys::GroupBy;
 use crate::read::{check_readable, newer_minor_warning, trusted_footer};
 use crate::resolve::SliceKeys;
-use aiocop_trace::records::{Chunk, TraceHeader};
+use aiocop_trace::records::{Chunk, TraceHeader, READY_UNKNOWN};
 use aiocop_trace::{Dictionary, MemoryBudget, ReadError, TraceFile};
 use arrow_array::RecordBatch;
 use arrow_schema::DataType;
@@ -48,10 +49,11 @@ use std::fs::File;
 use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use task_rows::{TaskRows, TaskSlice};
 use trace_row::{trace_row, ReadCounts};
 
-/// Rows (of the slices, events and samples tables together) gathered before
-/// they are written as batches.
+/// Rows (of the slices, events and samples tables together; of the tasks
+/// table alone) gathered before they are written as batches.
 pub const BATCH_ROWS: usize = 64 * 1024;
 /// Rows per row group at most: what a reader skips or reads in parallel,
 /// and what the writer holds encoded before it writes.
@@ -236,7 +238,7 @@ fn parquet_error(path: &Path, error: parquet::errors::ParquetError) -> AnalyzeEr
     AnalyzeError::Output { path: path.display().to_string(), source }
 }
 
-/// The files of one trace, slices, events and samples, while its chunks are read.
+/// The files of one trace, slices, events, samples and tasks, while its chunks are read.
 struct TraceFiles {
     files: Vec<(Table, TableFile)>,
 }
@@ -244,13 +246,21 @@ struct TraceFiles {
 impl TraceFiles {
     fn write(&mut self, batches: [(Table, RecordBatch); 3]) -> Result<(), AnalyzeError> {
         for (table, batch) in batches {
-            if batch.num_rows() == 0 {
-                continue;
-            }
-            let file = self.files.iter_mut().find(|(t, _)| *t == table).map(|(_, f)| f);
-            file.expect("a file for each per-slice table").write(&batch)?;
+            self.write_one(table, batch)?;
         }
         Ok(())
+    }
+
+    fn write_tasks(&mut self, tasks: &mut TaskRows) -> Result<(), AnalyzeError> {
+        self.write_one(Table::Tasks, tasks.take())
+    }
+
+    fn write_one(&mut self, table: Table, batch: RecordBatch) -> Result<(), AnalyzeError> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        let file = self.files.iter_mut().find(|(t, _)| *t == table).map(|(_, f)| f);
+        file.expect("a file for each table written while reading").write(&batch)
     }
 }
 
@@ -273,11 +283,11 @@ fn export_trace(path: &Path, options: &ExportOptions) -> Result<TraceExport, Ana
     Ok(TraceExport { path: path.to_path_buf(), read, written_bytes, warnings })
 }
 
-/// Writes the four files of `trace`; what was read, bytes written, warnings.
+/// Writes the five files of `trace`; what was read, bytes written, warnings.
 fn write_trace(trace: &TraceFile, paths: &[(Table, PathBuf)]) -> Result<(ReadCounts, u64, Vec<String>), AnalyzeError> {
     let path_of = |table: Table| paths.iter().find(|(t, _)| *t == table).map(|(_, p)| p.clone()).expect("every table");
     let mut files = TraceFiles { files: Vec::new() };
-    for table in [Table::Slices, Table::Events, Table::Samples] {
+    for table in [Table::Slices, Table::Events, Table::Samples, Table::Tasks] {
         files.files.push((table, TableFile::create(path_of(table), table)?));
     }
     let header = trace.header();
@@ -288,6 +298,9 @@ fn write_trace(trace: &TraceFile, paths: &[(Table, PathBuf)]) -> Result<(ReadCou
     let by = GroupBy::EntryPoint;
     let mut stacks = Stacks::default();
     let mut rows = SliceRows::default();
+    // Task timing is in format 1.4 and later; the report reads no tasks before.
+    let timed = trace.format_version() >= (1, 4);
+    let mut tasks = TaskRows::default();
     let mut read = ReadCounts::default();
     let mut first_error: Option<ReadError> = None;
     for index in 0..trace.chunk_count() {
@@ -306,10 +319,45 @@ fn write_trace(trace: &TraceFile, paths: &[(Table, PathBuf)]) -> Result<(ReadCou
         let context = TraceContext { trace_id: &trace_id, header, dictionary: &definitions.dictionary };
         let mut keys = SliceKeys::new(header, &definitions, &by, &path_context);
         let mut start_ns = chunk.base_offset_ns;
+        let mut created = chunk.task_timing.created.iter().peekable();
+        let mut ended = chunk.task_timing.ended.iter().peekable();
         for (in_chunk, slice) in chunk.slices.iter().enumerate() {
             start_ns = start_ns.saturating_add(slice.start_delta_ns);
             let sample_times = chunk.sample_timing.of_slice(in_chunk);
-            rows.push(&context, &mut stacks, &mut keys, &path_context, read.slices, start_ns, slice, sample_times);
+            let timing = &chunk.task_timing;
+            let ready_wait_ns = timing
+                .ready
+                .get(in_chunk)
+                .filter(|ready| timed && ready.since != READY_UNKNOWN)
+                .map(|ready| ready.wait_ns);
+            let route = rows.push(
+                &context,
+                &mut stacks,
+                &mut keys,
+                &path_context,
+                read.slices,
+                start_ns,
+                slice,
+                sample_times,
+                ready_wait_ns,
+            );
+            // The chunk's creations and ends are in slice order, as the report meets them.
+            let created = created.next_if(|c| c.slice as usize == in_chunk);
+            let ended = ended.next_if(|e| e.slice as usize == in_chunk).map(|e| e.outcome);
+            if let (true, Some(task)) = (timed, slice.task) {
+                let seen = TaskSlice {
+                    task,
+                    what: slice.what,
+                    route,
+                    start_ns,
+                    duration_ns: slice.duration_ns,
+                    ready_wait_ns,
+                };
+                tasks.push(&context, &seen, created, ended);
+                if tasks.rows_held() >= BATCH_ROWS {
+                    files.write_tasks(&mut tasks)?;
+                }
+            }
             read.slices += 1;
             read.events += slice.events.len() as u64;
             read.samples += slice.samples.len() as u64;
@@ -319,6 +367,9 @@ fn write_trace(trace: &TraceFile, paths: &[(Table, PathBuf)]) -> Result<(ReadCou
         }
     }
     files.write(rows.take())?;
+    let context = TraceContext { trace_id: &trace_id, header, dictionary: &definitions.dictionary };
+    tasks.finish_open(&context);
+    files.write_tasks(&mut tasks)?;
     if read.unreadable_chunks > 0 && read.unreadable_chunks == trace.chunk_count() as u64 {
         if let Some(error) = first_error.take() {
             return Err(AnalyzeError::NothingReadable { error, chunks: trace.chunk_count() });

@@ -28,7 +28,7 @@ pub struct TraceContext<'a> {
 }
 
 impl TraceContext<'_> {
-    fn string(&self, id: StringId) -> String {
+    pub fn string(&self, id: StringId) -> String {
         self.dictionary.string(id).map_or_else(|| format!("<unknown string {id}>"), str::to_owned)
     }
 
@@ -105,6 +105,7 @@ struct SliceColumns {
     event_count: Int64Builder,
     dropped_events: Int64Builder,
     sample_count: Int64Builder,
+    ready_wait_ns: Int64Builder,
 }
 
 struct StackColumns {
@@ -192,6 +193,7 @@ impl Default for SliceRows {
                 event_count: Int64Builder::new(),
                 dropped_events: Int64Builder::new(),
                 sample_count: Int64Builder::new(),
+                ready_wait_ns: Int64Builder::new(),
             },
             events: EventColumns {
                 rows: 0,
@@ -231,7 +233,8 @@ impl SliceRows {
     /// after the trace's start, with its events and samples, keyed by `keys`;
     /// each sample weighs the time it stands for (`sample_times`, format 1.3;
     /// an equal share of the slice without them) and has its share and
-    /// `native` as the report counts them.
+    /// `native` as the report counts them; `ready_wait_ns` its ready-wait
+    /// when known (format 1.4). Returns the slice's route, if it has one.
     #[allow(clippy::too_many_arguments)]
     pub fn push(
         &mut self,
@@ -243,7 +246,8 @@ impl SliceRows {
         start_ns: u64,
         slice: &SliceRecord,
         sample_times: &[SampleTime],
-    ) {
+        ready_wait_ns: Option<u64>,
+    ) -> Option<StringId> {
         let start_unix_ns = int(trace.header.start_unix_ns.saturating_add(start_ns));
         let s = &mut self.slices;
         s.rows += 1;
@@ -260,8 +264,8 @@ impl SliceRows {
             self.route_key =
                 slice.context.iter().map(|&(key, _)| key).find(|&key| trace.dictionary.string(key) == Some(ROUTE_KEY));
         }
-        let route = slice.context.iter().find(|&&(key, _)| Some(key) == self.route_key);
-        s.route.append_option(route.map(|&(_, value)| trace.string(value)));
+        let route = slice.context.iter().find(|&&(key, _)| Some(key) == self.route_key).map(|&(_, value)| value);
+        s.route.append_option(route.map(|value| trace.string(value)));
         if trace.header.records_context {
             for &(key, value) in &slice.context {
                 s.context.keys().append_value(trace.string(key));
@@ -276,6 +280,7 @@ impl SliceRows {
         s.event_count.append_value(slice.events.len() as i64);
         s.dropped_events.append_value(i64::from(slice.dropped_events));
         s.sample_count.append_value(slice.samples.len() as i64);
+        s.ready_wait_ns.append_option(ready_wait_ns.map(int));
 
         let event_keys = if slice.events.is_empty() { Vec::new() } else { keys.event_keys(&slice.events, slice.what) };
         for (event_index, (event, key)) in slice.events.iter().zip(&event_keys).enumerate() {
@@ -306,6 +311,7 @@ impl SliceRows {
             p.share.append_value(i64::from(cut.share));
             p.native.append_value(cut.native);
         }
+        route
     }
 
     /// The rows held as one batch per table (empty ones too), and none held after.
@@ -329,6 +335,7 @@ impl SliceRows {
             Arc::new(s.event_count.finish()),
             Arc::new(s.dropped_events.finish()),
             Arc::new(s.sample_count.finish()),
+            Arc::new(s.ready_wait_ns.finish()),
         ];
         let e = &mut self.events;
         e.rows = 0;

@@ -18,7 +18,7 @@ use std::sync::Arc;
 /// added to a table bumps [`SCHEMA_MINOR`] only. Each file says both in its
 /// key-value metadata ([`SCHEMA_VERSION_KEY`]).
 pub const SCHEMA_VERSION: u32 = 1;
-pub const SCHEMA_MINOR: u32 = 1;
+pub const SCHEMA_MINOR: u32 = 2;
 /// The key-value metadata keys of every file.
 pub const SCHEMA_VERSION_KEY: &str = "aiocop.schema_version";
 pub const TABLE_KEY: &str = "aiocop.table";
@@ -30,10 +30,12 @@ pub enum Table {
     Events,
     Samples,
     Traces,
+    /// Since 1.2.
+    Tasks,
 }
 
 impl Table {
-    pub const ALL: [Table; 4] = [Table::Slices, Table::Events, Table::Samples, Table::Traces];
+    pub const ALL: [Table; 5] = [Table::Slices, Table::Events, Table::Samples, Table::Traces, Table::Tasks];
 
     /// Its directory under the output, and its name in the metadata.
     pub fn name(self) -> &'static str {
@@ -42,6 +44,7 @@ impl Table {
             Table::Events => "events",
             Table::Samples => "samples",
             Table::Traces => "traces",
+            Table::Tasks => "tasks",
         }
     }
 
@@ -51,6 +54,7 @@ impl Table {
             Table::Events => events(),
             Table::Samples => samples(),
             Table::Traces => traces(),
+            Table::Tasks => tasks(),
         };
         Arc::new(Schema::new(fields))
     }
@@ -111,6 +115,8 @@ fn slices() -> Vec<Field> {
         column("event_count", DataType::Int64, false),
         column("dropped_events", DataType::Int64, false),
         column("sample_count", DataType::Int64, false),
+        // Since 1.2: null before format 1.4 and when readiness is unknown.
+        column("ready_wait_ns", DataType::Int64, true),
     ]);
     fields
 }
@@ -189,5 +195,30 @@ fn traces() -> Vec<Field> {
         int("events"),
         int("samples"),
         int("dropped_slices"),
+    ]
+}
+
+/// Since 1.2: one row per task seen in a trace of format 1.4 or later.
+fn tasks() -> Vec<Field> {
+    let time = |name: &str| column(name, timestamp_type(), true);
+    let offset = |name: &str| column(name, DataType::Int64, true);
+    vec![
+        column("trace_id", DataType::Utf8, false),
+        column("task", DataType::Utf8, false),
+        column("coroutine", DataType::Utf8, false),
+        column("parent", DataType::Utf8, true),
+        column("route", DataType::Utf8, true),
+        time("created"),
+        offset("created_offset_ns"),
+        time("first_step"),
+        offset("first_step_offset_ns"),
+        time("ended"),
+        offset("ended_offset_ns"),
+        column("outcome", DataType::Utf8, true),
+        column("wall_ns", DataType::Int64, true),
+        column("loop_ns", DataType::Int64, false),
+        column("ready_wait_ns", DataType::Int64, false),
+        column("waiting_ns", DataType::Int64, true),
+        column("slice_count", DataType::Int64, false),
     ]
 }
