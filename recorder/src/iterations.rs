@@ -25,7 +25,7 @@
 //! iterations, so its traces have none and the analyzer cuts stalls by the
 //! gaps between slices, as for traces older than format 1.3.
 
-use crate::monitor::{vectorcall, vectorcall_arguments, MethodDefinition};
+use crate::monitor::{original_in_mro, vectorcall_arguments, vectorcall_with_self, MethodDefinition};
 use crate::{clock, recording, what_ran};
 use pyo3::ffi;
 use pyo3::prelude::*;
@@ -47,19 +47,7 @@ impl Timed {
     /// The original `select` of the class in `class`'s method resolution
     /// order that has aiocop's: there is at most one (see `time_selector`).
     fn original_for(&self, class: *mut ffi::PyTypeObject) -> Option<*mut ffi::PyObject> {
-        // SAFETY: a live type's `tp_mro` is a tuple of live types (null
-        // only before the type is ready, which an instance's type is).
-        let mro = unsafe { (*class).tp_mro };
-        if mro.is_null() {
-            return None;
-        }
-        // SAFETY: as above.
-        let classes = unsafe { ffi::PyTuple_GET_SIZE(mro) };
-        (0..classes).find_map(|at| {
-            // SAFETY: `at` is within the tuple.
-            let base = unsafe { ffi::PyTuple_GET_ITEM(mro, at) } as usize;
-            self.classes.iter().find(|(c, _)| *c == base).map(|(_, original)| original.as_ptr())
-        })
+        original_in_mro(&self.classes, class)
     }
 
     /// Whether a class with aiocop's `select` derives from `class`.
@@ -141,9 +129,6 @@ static SELECT_DEFINITION: MethodDefinition = MethodDefinition(std::cell::UnsafeC
     ml_doc: c"The selector's select, timed by aiocop as one loop iteration's poll.".as_ptr(),
 }));
 
-/// Arguments of `select` passed on in a buffer on the stack, `self` first.
-const STACK_ARGUMENTS: usize = 4;
-
 /// The C entry point of aiocop's `select`, a method of the selector's class.
 ///
 /// # Safety
@@ -169,22 +154,11 @@ unsafe fn select_entry(
     };
     // SAFETY: as this function's.
     let passed = unsafe { vectorcall_arguments(args, nargs, kwnames) };
-    let mut on_stack = [std::ptr::null_mut(); STACK_ARGUMENTS];
-    let mut on_heap = Vec::new();
-    let with_self: &mut [*mut ffi::PyObject] = if passed.len() < STACK_ARGUMENTS {
-        &mut on_stack[..passed.len() + 1]
-    } else {
-        on_heap.resize(passed.len() + 1, std::ptr::null_mut());
-        &mut on_heap
-    };
-    with_self[0] = selector;
-    with_self[1..].copy_from_slice(passed);
-    let positional = nargs as usize + 1;
     if !(timed && recording::is_active()) {
-        return vectorcall(py, original, with_self, positional, kwnames);
+        return vectorcall_with_self(py, original, selector, passed, nargs, kwnames);
     }
     let start_ns = clock::now_ns();
-    let result = vectorcall(py, original, with_self, positional, kwnames);
+    let result = vectorcall_with_self(py, original, selector, passed, nargs, kwnames);
     let end_ns = clock::now_ns();
     let wait_ns = end_ns.saturating_sub(start_ns);
     recording::record_poll(start_ns, wait_ns, what_ran::thread_number());

@@ -158,12 +158,19 @@ fn untime_selector(selector_id: usize) {
     iterations::untime_selector(selector_id);
 }
 
-/// A stand-in for a stock asyncio loop's `call_soon` (bound) that notes,
-/// while recording, when each handle it returns was scheduled and by which
-/// task: its ready-wait and a new task's creation.
+/// Notes, while recording, when each handle a stock asyncio loop's
+/// `call_soon` returns was scheduled and by which task (its ready-wait and a
+/// new task's creation); false if the loop already was stamped. Puts
+/// aiocop's `call_soon` on the loop's class that defines it.
 #[pyfunction]
-fn stamped_call_soon<'py>(py: Python<'py>, original: Py<PyAny>) -> PyResult<Bound<'py, PyAny>> {
-    call_soon::stamped_call_soon(py, original)
+fn stamp_call_soon(loop_: &Bound<'_, PyAny>) -> PyResult<bool> {
+    call_soon::stamp_call_soon(loop_)
+}
+
+/// Stops stamping the loop of `id()` `loop_id` (it is being freed).
+#[pyfunction]
+fn unstamp_call_soon(loop_id: usize) {
+    call_soon::unstamp_call_soon(loop_id);
 }
 
 /// Marks a stock asyncio loop, by `id()`, as monitored or not.
@@ -638,7 +645,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(schedule_patch, m)?)?;
     m.add_function(wrap_pyfunction!(time_selector, m)?)?;
     m.add_function(wrap_pyfunction!(untime_selector, m)?)?;
-    m.add_function(wrap_pyfunction!(stamped_call_soon, m)?)?;
+    m.add_function(wrap_pyfunction!(stamp_call_soon, m)?)?;
+    m.add_function(wrap_pyfunction!(unstamp_call_soon, m)?)?;
     m.add_class::<emit::FormattedOnRead>()?;
     m.add_class::<emit::PendingReport>()?;
     m.add_class::<monitor::ScheduleTarget>()?;
@@ -650,7 +658,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<reading::Slice>()?;
     m.add_class::<reading::Event>()?;
     m.add_class::<reading::Frame>()?;
-    m.add_class::<call_soon::StampedCallSoon>()?;
     m.add("MAX_EVENTS_PER_SLICE", slice::MAX_EVENTS_PER_SLICE)?;
     // run_monitored(callback, *args): what a patched loop schedules in place of each callback.
     m.add("run_monitored", monitor::run_monitored_function(m.py())?.clone_ref(m.py()))?;

@@ -315,6 +315,56 @@ fn run_monitored_ready_function(py: Python<'_>) -> PyResult<&'static Py<PyAny>> 
     Ok(FUNCTION.get_or_init(|| function))
 }
 
+/// The original method, among `classes` (class address, its original), of
+/// the first class in `class`'s method resolution order that has one: a
+/// stand-in put on a class finds what it stands in for, also when called
+/// through a subclass's override and `super()`.
+pub(crate) fn original_in_mro(
+    classes: &[(usize, Py<PyAny>)],
+    class: *mut ffi::PyTypeObject,
+) -> Option<*mut ffi::PyObject> {
+    // SAFETY: a live type's `tp_mro` is a tuple of live types (null
+    // only before the type is ready, which an instance's type is).
+    let mro = unsafe { (*class).tp_mro };
+    if mro.is_null() {
+        return None;
+    }
+    // SAFETY: as above.
+    let count = unsafe { ffi::PyTuple_GET_SIZE(mro) };
+    (0..count).find_map(|at| {
+        // SAFETY: `at` is within the tuple.
+        let base = unsafe { ffi::PyTuple_GET_ITEM(mro, at) } as usize;
+        classes.iter().find(|(c, _)| *c == base).map(|(_, original)| original.as_ptr())
+    })
+}
+
+/// Arguments of a class stand-in passed on in a buffer on the stack, `self` first.
+const STACK_ARGUMENTS: usize = 4;
+
+/// Calls `original` (a plain function) with `instance` prepended to the
+/// arguments a method stand-in received (`passed`: `nargs` positional, then
+/// one per name in `kwnames`).
+pub(crate) fn vectorcall_with_self(
+    py: Python<'_>,
+    original: *mut ffi::PyObject,
+    instance: *mut ffi::PyObject,
+    passed: &[*mut ffi::PyObject],
+    nargs: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> PyResult<*mut ffi::PyObject> {
+    let mut on_stack = [std::ptr::null_mut(); STACK_ARGUMENTS];
+    let mut on_heap = Vec::new();
+    let with_self: &mut [*mut ffi::PyObject] = if passed.len() < STACK_ARGUMENTS {
+        &mut on_stack[..passed.len() + 1]
+    } else {
+        on_heap.resize(passed.len() + 1, std::ptr::null_mut());
+        &mut on_heap
+    };
+    with_self[0] = instance;
+    with_self[1..].copy_from_slice(passed);
+    vectorcall(py, original, with_self, nargs as usize + 1, kwnames)
+}
+
 /// A `PyMethodDef` in a static: CPython keeps a pointer to it for as long as
 /// the function object lives. It is only read after construction.
 pub(crate) struct MethodDefinition(pub(crate) std::cell::UnsafeCell<ffi::PyMethodDef>);

@@ -188,13 +188,20 @@ def _stamp_scheduled_callbacks(loop: asyncio.BaseEventLoop) -> None:
     A handle's ready-wait (the loop lag it met) counts from then; a task's
     first step is scheduled by ``Task.__init__``, so its stamp is the task's
     creation. ``_asyncio``'s tasks and futures call the loop's ``call_soon``
-    by name: the loop instance's attribute (a native stand-in that stamps
-    the handle it returns while recording) is what they call. Only loops
-    patched while recording get it, as for the selector's ``select``.
+    by name: the class of the loop that defines it (``BaseEventLoop``) gets a
+    native ``call_soon`` that calls the original and, for the loops stamped
+    here and while recording, stamps the handle it returns; other loops go
+    straight to the original. On the class, not the instance, as for the
+    selector's ``select`` (recorder/src/call_soon.rs says what it costs).
+    Only loops patched while recording get it.
     """
-    if "call_soon" in getattr(loop, "__dict__", {"call_soon": None}):
-        return  # no instance attributes, or call_soon already replaced
-    loop.call_soon = _native.stamped_call_soon(loop.call_soon)  # type: ignore[method-assign,assignment]
+    try:
+        if not _native.stamp_call_soon(loop):
+            return  # stamped already
+    except (AttributeError, TypeError) as error:
+        logger.debug("The call_soon of %r cannot be stamped: %s", loop, error)
+        return
+    weakref.finalize(loop, _native.unstamp_call_soon, id(loop))
 
 
 def _reraise_violations_from_exception_handler(loop: asyncio.AbstractEventLoop) -> None:
