@@ -567,15 +567,6 @@ pub(crate) unsafe fn vectorcall_arguments<'a>(
     unsafe { std::slice::from_raw_parts(args, nargs as usize + keywords) }
 }
 
-/// Calls `function` with `args` (`positional` of them, then the keyword
-/// values named by `kwnames`) and returns a new reference.
-pub(crate) fn vectorcall(
-    py: Python<'_>,
-    function: *mut ffi::PyObject,
-    args: &[*mut ffi::PyObject],
-    positional: usize,
-    kwnames: *mut ffi::PyObject,
-) -> PyResult<*mut ffi::PyObject> {
-    // Guarded: a daemon thread blocked in the call must not unwind through aiocop at exit.
-    crate::exit_guard::vectorcall(py, function, args, positional, kwnames)
-}
+/// Every stand-in calls the code it stands for through the exit guard: a
+/// daemon thread blocked in it must not unwind through aiocop at exit.
+pub(crate) use crate::exit_guard::vectorcall;
