@@ -7,7 +7,8 @@ script that imports aiocop and starts recording as ``python -m aiocop
 record`` would: every loop already running (asyncio or uvloop, any thread)
 is monitored from its next callback on. After the duration, or on Ctrl-C,
 a second script stops the recording, which writes the trace out complete,
-and turns monitoring off: the audit hook and the patched functions stay in
+and turns monitoring off (so does SIGTERM or SIGHUP, as a supervisor or a
+closed terminal sends them): the audit hook and the patched functions stay in
 the process (an audit hook cannot be removed) but do nothing, asyncio's
 ``Handle._run`` and uvloop loops' scheduling methods are their own again,
 and the sampling thread stops.
@@ -18,6 +19,10 @@ installed, or ``--aiocop-path`` naming the directory that holds the
 the scripts on the target's main thread, the next time it runs Python code:
 a main thread blocked for good in a C call (``Thread.join()`` without a
 timeout) never runs them, and attach gives up after ``--start-timeout``.
+
+Should this command die without stopping it (SIGKILL, a lost machine), the
+target stops recording by itself ``--start-timeout`` + 5 s after the
+duration: a recording left behind never runs on.
 
 This side (the command) and the target's side (``start_in_target``,
 ``stop_in_target``) talk through a status file in a private directory.
@@ -32,14 +37,19 @@ import argparse
 import os
 import re
 import shutil
+import signal
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 PROG = "python -m aiocop attach"
 STATUS_FILE = "status"
+# How long after the duration, beyond --start-timeout, the target stops by itself
+# when this command never came back to stop it.
+SELF_STOP_MARGIN_S = 5.0
 
 
 class Refused(Exception):
@@ -83,30 +93,54 @@ def _attach(args: argparse.Namespace) -> int:
     workdir = tempfile.mkdtemp(prefix="aiocop-attach-")
     try:
         status = Path(workdir) / STATUS_FILE
-        started = _run_in_target(pid, workdir, "start", output, args.label, args.aiocop_path, args.start_timeout)
+        self_stop_after = args.duration + args.start_timeout + SELF_STOP_MARGIN_S
+        started = _run_in_target(
+            pid, workdir, "start", output, args.aiocop_path, args.start_timeout, (args.label, self_stop_after)
+        )
         print(f"{PROG}: recording {pid} to {started} for {args.duration:g} s (Ctrl-C stops)", file=sys.stderr)
         if not _wait_while_alive(pid, args.duration):
             print(f"{PROG}: {pid} exited during the recording; its trace {started} ends there", file=sys.stderr)
             return 0
         status.unlink(missing_ok=True)
-        summary = _run_in_target(pid, workdir, "stop", output, None, args.aiocop_path, args.start_timeout)
+        summary = _run_in_target(pid, workdir, "stop", output, args.aiocop_path, args.start_timeout)
         print(f"{PROG}: stopped; {summary}", file=sys.stderr)
         return 0
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+class _StopEarly(Exception):
+    """SIGTERM or SIGHUP arrived while recording: stop the target's recording now, as Ctrl-C does."""
+
+
 def _wait_while_alive(pid: int, duration_s: float) -> bool:
-    """Sleeps for the duration or until Ctrl-C; False if the target exited meanwhile."""
+    """Sleeps for the duration or until Ctrl-C, SIGTERM or SIGHUP; False if the target exited meanwhile."""
     deadline = time.monotonic() + duration_s
+    previous = _stop_early_on(signal.SIGTERM, signal.SIGHUP)
     try:
         while time.monotonic() < deadline:
             if not _alive(pid):
                 return False
             time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, _StopEarly):
         pass
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     return _alive(pid)
+
+
+def _stop_early_on(*signals: signal.Signals) -> dict[signal.Signals, Any]:
+    """Makes each signal stop the wait, unless it is ignored (nohup's SIGHUP); the handlers it replaced."""
+
+    def stop_early(signum: int, frame: object) -> None:
+        raise _StopEarly(signum)
+
+    previous = {}
+    for signum in signals:
+        if signal.getsignal(signum) is not signal.SIG_IGN:
+            previous[signum] = signal.signal(signum, stop_early)
+    return previous
 
 
 def _alive(pid: int) -> bool:
@@ -174,12 +208,19 @@ def _remote_debugging_disabled(pid: int) -> bool:
 
 
 def _run_in_target(
-    pid: int, workdir: str, action: str, output: str, label: str | None, aiocop_path: str | None, timeout_s: float
+    pid: int,
+    workdir: str,
+    action: str,
+    output: str,
+    aiocop_path: str | None,
+    timeout_s: float,
+    start: tuple[str | None, float] | None = None,
 ) -> str:
-    """Has the target run `action` (start or stop) and returns what it answered; Refused on an error."""
+    """Has the target run `action` (start, given (label, self-stop seconds), or stop) and returns what it
+    answered; Refused on an error."""
     script = Path(workdir) / f"{action}.py"
     status = Path(workdir) / STATUS_FILE
-    script.write_text(_target_script(action, output, label, aiocop_path, str(status)))
+    script.write_text(_target_script(action, output, aiocop_path, str(status), start))
     try:
         sys.remote_exec(pid, str(script))  # type: ignore[attr-defined]
     except PermissionError:
@@ -215,14 +256,17 @@ def _remote_exec_error(pid: int, error: Exception) -> str:
     return f"cannot attach to process {pid}: {text}"
 
 
-def _target_script(action: str, output: str, label: str | None, aiocop_path: str | None, status: str) -> str:
+def _target_script(
+    action: str, output: str, aiocop_path: str | None, status: str, start: tuple[str | None, float] | None
+) -> str:
     """The script the target runs: it never raises there, it answers in the status file."""
     path_line = f"sys.path.insert(0, {aiocop_path!r})\n" if aiocop_path else ""
-    call = (
-        f"answer = attach.start_in_target({output!r}, label={label!r})"
-        if action == "start"
-        else "answer = attach.stop_in_target()"
-    )
+    if action == "start":
+        assert start is not None
+        label, self_stop_after = start
+        call = f"answer = attach.start_in_target({output!r}, label={label!r}, self_stop_after_s={self_stop_after!r})"
+    else:
+        call = "answer = attach.stop_in_target()"
     return (
         "import os, sys\n"
         f"{path_line}"
@@ -243,10 +287,13 @@ def _target_script(action: str, output: str, label: str | None, aiocop_path: str
 # The target's side: run on its main thread by the scripts above.
 
 _state: dict[str, Any] = {}
+# Held while stopping: the stop script (main thread) and the self-stop timer may both come.
+_stopping = threading.Lock()
 
 
-def start_in_target(output: str, *, label: str | None) -> str:
-    """Starts recording every loop in this process; the path written, or 'error: ...'."""
+def start_in_target(output: str, *, label: str | None, self_stop_after_s: float | None = None) -> str:
+    """Starts recording every loop in this process; the path written, or 'error: ...'. With
+    self_stop_after_s, the recording stops by itself then if stop_in_target was not called before."""
     from aiocop import _native
     from aiocop.core import autorecord, state
 
@@ -277,7 +324,28 @@ def start_in_target(output: str, *, label: str | None) -> str:
             slow_tasks._patch_loop(loop)
             loop._aiocop_patched = True
     _state["uvloop_loops"] = uvloop_loops
+    _state["attached"] = True
+    if self_stop_after_s is not None:
+        _state["self_stop"] = _self_stop_timer(self_stop_after_s)
     return written
+
+
+def _self_stop_timer(after_s: float) -> threading.Timer:
+    """A daemon timer that stops the recording if the attach command never comes back to (killed, lost)."""
+
+    def stop_left_behind() -> None:
+        import logging
+
+        logging.getLogger("aiocop").warning(
+            "aiocop attach: no stop came %.0f s after the recording started; stopping it here", after_s
+        )
+        stop_in_target()
+
+    timer = threading.Timer(after_s, stop_left_behind)
+    timer.name = "aiocop-attach-self-stop"
+    timer.daemon = True
+    timer.start()
+    return timer
 
 
 def _unpatched_uvloop_loops() -> list[Any]:
@@ -291,10 +359,22 @@ def _unpatched_uvloop_loops() -> list[Any]:
 
 
 def stop_in_target() -> str:
-    """Stops the recording and turns monitoring off again (unless the program had it on)."""
+    """Stops the recording and turns monitoring off again (unless the program had it on). Called by the
+    attach command's stop script on the main thread, or by the self-stop timer: whichever comes second
+    finds the recording already stopped."""
+    with _stopping:
+        return _stop_in_target()
+
+
+def _stop_in_target() -> str:
     from aiocop import _native
     from aiocop.core import recorder, slow_tasks, state
 
+    self_stop = _state.pop("self_stop", None)
+    if self_stop is not None:
+        self_stop.cancel()
+    if not _state.pop("attached", False):
+        return "the recording had already stopped"
     summary = recorder.stop_recording()
     _native.set_monitor_all_loops(False)
     for loop in _state.pop("uvloop_loops", []):
