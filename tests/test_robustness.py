@@ -173,6 +173,20 @@ DAEMON_AT_EXIT = {
 
             asyncio.run(main())
     """,
+    "a context provider that blocks": """
+        aiocop.start_blocking_io_detection()
+        aiocop.detect_slow_tasks(threshold_ms=100)
+        # 5 ms: under the 10 ms after which a slow provider is disabled.
+        aiocop.register_context_provider(lambda: time.sleep(0.005) or {})
+
+        def daemon():
+            async def main():
+                aiocop.activate()
+                while True:
+                    await asyncio.sleep(0.001)
+
+            asyncio.run(main())
+    """,
     "a recorded loop polling its selector": """
         aiocop.start_recording(sys.argv[1])
 

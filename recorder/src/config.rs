@@ -111,9 +111,14 @@ pub fn len_of(py: Python<'_>, list: &ReplaceableList) -> usize {
 }
 
 /// Logs a warning through the `aiocop` logger; errors while logging are
-/// dropped, since there is nowhere left to report them.
+/// dropped, since there is nowhere left to report them. Through the exit
+/// guard: the program's handlers may block (a file, a socket).
 pub fn log_warning(py: Python<'_>, message: &str) {
     if let Some(side) = python_side() {
-        let _ = side.logger.call_method1(py, "warning", ("%s", message));
+        let arguments = pyo3::types::PyTuple::new(py, ["%s", message]);
+        let warning = side.logger.bind(py).getattr("warning");
+        if let (Ok(warning), Ok(arguments)) = (warning, arguments) {
+            let _ = crate::exit_guard::call(py, &warning.unbind(), &arguments, None);
+        }
     }
 }

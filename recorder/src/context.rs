@@ -6,6 +6,7 @@
 //! the Python side (`config`), so neither calls the other for it.
 
 use crate::config;
+use crate::exit_guard;
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
@@ -37,11 +38,16 @@ pub fn has_context_providers(py: Python<'_>) -> bool {
 /// What the providers return, run inside `context` (a handle's
 /// `contextvars.Context`) if given; None if they failed (logged).
 pub fn capture_context<'py>(py: Python<'py>, context: Option<&Bound<'py, PyAny>>) -> Option<Bound<'py, PyDict>> {
-    let capture = config::python_side()?.capture_context.bind(py);
+    let capture = &config::python_side()?.capture_context;
+    // Through the exit guard: a provider is the program's code and may block,
+    // in a daemon thread the interpreter ends at exit.
     let captured = match context {
-        Some(context) => context.call_method1(intern!(py, "run"), (capture,)),
-        None => capture.call0(),
-    };
+        Some(context) => {
+            context.getattr(intern!(py, "run")).and_then(|run| exit_guard::call1(py, &run.unbind(), capture.bind(py)))
+        }
+        None => exit_guard::call0(py, capture),
+    }
+    .map(|value| value.into_bound(py));
     match captured {
         Ok(value) => value.cast_into::<PyDict>().ok(),
         // `_capture_context` lets only these through, as the program's own code would.

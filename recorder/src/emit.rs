@@ -199,7 +199,16 @@ fn invoke_callbacks(py: Python<'_>, side: &PythonSide, event: &Bound<'_, PyAny>)
     let callbacks = registered.get_slice(0, registered.len());
     for callback in callbacks.iter() {
         if let Err(error) = crate::exit_guard::call1(py, &callback.clone().unbind(), event) {
-            side.report_error.call1(py, ("slow task callback", callback, error.value(py)))?;
+            // Reported through the program's logging, which may block: guarded too.
+            let arguments = PyTuple::new(
+                py,
+                [
+                    PyString::new(py, "slow task callback").into_any(),
+                    callback,
+                    error.into_value(py).into_bound(py).into_any(),
+                ],
+            )?;
+            crate::exit_guard::call(py, &side.report_error, &arguments, None)?;
         }
     }
     Ok(())

@@ -48,6 +48,13 @@ pub fn vectorcall(
     }
 }
 
+/// `function()`.
+pub fn call0(py: Python<'_>, function: &Py<PyAny>) -> PyResult<Py<PyAny>> {
+    let result = vectorcall(py, function.as_ptr(), &[], 0, std::ptr::null_mut())?;
+    // SAFETY: a new, non-null reference.
+    Ok(unsafe { Bound::from_owned_ptr(py, result) }.unbind())
+}
+
 /// `function(argument)`.
 pub fn call1(py: Python<'_>, function: &Py<PyAny>, argument: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
     let result = vectorcall(py, function.as_ptr(), &[argument.as_ptr()], 1, std::ptr::null_mut())?;
