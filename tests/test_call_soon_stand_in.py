@@ -33,3 +33,38 @@ def test_a_call_soon_override_calling_super_reaches_the_original_once_without_re
         _native.unstamp_call_soon(id(stamped))
         stamped.close()
         plain.close()
+
+
+def test_the_stand_ins_keep_the_signatures_inspect_reads():
+    """Frameworks and debuggers call inspect.signature on loop methods; a stand-in without a text
+    signature made it raise ValueError while the class was patched (process-wide, once recorded)."""
+    import inspect
+    import selectors
+
+    def after_self(method: object) -> list[inspect.Parameter]:
+        # A built-in's self is positional-only (`$self`); what follows it is what callers see.
+        return list(inspect.signature(method).parameters.values())[1:]  # type: ignore[arg-type]
+
+    originals = {
+        "call_soon": after_self(asyncio.BaseEventLoop.call_soon),
+        "select": after_self(selectors.DefaultSelector.select),
+        "_run": after_self(asyncio.Handle._run),
+    }
+    loop = asyncio.SelectorEventLoop()
+    selector = loop._selector  # type: ignore[attr-defined]
+    try:
+        assert _native.stamp_call_soon(loop) is True
+        assert _native.time_selector(selector) is True
+        _native.install_handle_run(asyncio.Handle)
+        stand_ins = {
+            "call_soon": vars(asyncio.BaseEventLoop)["call_soon"],
+            "select": vars(type(selector))["select"],
+            "_run": vars(asyncio.Handle)["_run"],
+        }
+        assert {type(m).__name__ for m in stand_ins.values()} == {"method_descriptor"}
+        assert {name: after_self(m) for name, m in stand_ins.items()} == originals
+        assert str(inspect.signature(loop.call_soon)) == "(callback, *args, context=None)"
+    finally:
+        _native.unstamp_call_soon(id(loop))
+        _native.untime_selector(id(selector))
+        loop.close()

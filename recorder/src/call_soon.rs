@@ -115,7 +115,8 @@ static CALL_SOON_DEFINITION: MethodDefinition = MethodDefinition(std::cell::Unsa
         ),
     },
     ml_flags: ffi::METH_FASTCALL | ffi::METH_KEYWORDS,
-    ml_doc: c"The loop's call_soon; aiocop notes when each handle was scheduled.".as_ptr(),
+    // The first lines are the signature `inspect.signature` reads (`__text_signature__`).
+    ml_doc: c"call_soon($self, callback, *args, context=None)\n--\n\nThe loop's call_soon; aiocop notes when each handle was scheduled.".as_ptr(),
 }));
 
 /// The C entry point of aiocop's `call_soon`, a method of the loop's class.

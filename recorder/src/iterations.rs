@@ -126,7 +126,9 @@ static SELECT_DEFINITION: MethodDefinition = MethodDefinition(std::cell::UnsafeC
         ),
     },
     ml_flags: ffi::METH_FASTCALL | ffi::METH_KEYWORDS,
-    ml_doc: c"The selector's select, timed by aiocop as one loop iteration's poll.".as_ptr(),
+    // The first lines are the signature `inspect.signature` reads (`__text_signature__`).
+    ml_doc: c"select($self, timeout=None)\n--\n\nThe selector's select, timed by aiocop as one loop iteration's poll."
+        .as_ptr(),
 }));
 
 /// The C entry point of aiocop's `select`, a method of the selector's class.

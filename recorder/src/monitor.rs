@@ -64,7 +64,8 @@ pub fn install_handle_run(py: Python<'_>, handle_class: &Bound<'_, PyType>) -> P
             PyCFunction: pyo3::impl_::trampoline::get_trampoline_function!(noargs, handle_run_entry),
         },
         ml_flags: ffi::METH_NOARGS,
-        ml_doc: c"Run the handle's callback; timed by aiocop when its loop is monitored.".as_ptr(),
+        // The first lines are the signature `inspect.signature` reads (`__text_signature__`).
+        ml_doc: c"_run($self)\n--\n\nRun the handle's callback; timed by aiocop when its loop is monitored.".as_ptr(),
     }));
     // SAFETY: the type is alive, the definition is leaked so it lives forever;
     // PyDescr_NewMethod returns a new reference or NULL.
