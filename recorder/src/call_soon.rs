@@ -16,7 +16,7 @@
 //! specialising attribute and method loads on the loop, which cost about
 //! 1,700 instructions a step on the `pure` workload.
 
-use crate::monitor::{original_in_mro, vectorcall_arguments, vectorcall_with_self, MethodDefinition};
+use crate::monitor::{fastcall_method, original_in_mro, vectorcall_arguments, vectorcall_with_self, MethodDefinition};
 use pyo3::ffi;
 use pyo3::prelude::*;
 use std::sync::Mutex;
@@ -106,18 +106,12 @@ pub fn unstamp_call_soon(address: usize) {
     }
 }
 
-static CALL_SOON_DEFINITION: MethodDefinition = MethodDefinition(std::cell::UnsafeCell::new(ffi::PyMethodDef {
-    ml_name: c"call_soon".as_ptr(),
-    ml_meth: ffi::PyMethodDefPointer {
-        PyCFunctionFastWithKeywords: pyo3::impl_::trampoline::get_trampoline_function!(
-            fastcall_cfunction_with_keywords,
-            call_soon_entry
-        ),
-    },
-    ml_flags: ffi::METH_FASTCALL | ffi::METH_KEYWORDS,
-    // The first lines are the signature `inspect.signature` reads (`__text_signature__`).
-    ml_doc: c"call_soon($self, callback, *args, context=None)\n--\n\nThe loop's call_soon; aiocop notes when each handle was scheduled.".as_ptr(),
-}));
+// The doc's first lines are the signature `inspect.signature` reads (`__text_signature__`).
+static CALL_SOON_DEFINITION: MethodDefinition = fastcall_method!(
+    c"call_soon",
+    call_soon_entry,
+    c"call_soon($self, callback, *args, context=None)\n--\n\nThe loop's call_soon; aiocop notes when each handle was scheduled."
+);
 
 /// The C entry point of aiocop's `call_soon`, a method of the loop's class.
 ///

@@ -25,7 +25,7 @@
 //! iterations, so its traces have none and the analyzer cuts stalls by the
 //! gaps between slices, as for traces older than format 1.3.
 
-use crate::monitor::{original_in_mro, vectorcall_arguments, vectorcall_with_self, MethodDefinition};
+use crate::monitor::{fastcall_method, original_in_mro, vectorcall_arguments, vectorcall_with_self, MethodDefinition};
 use crate::{clock, recording, what_ran};
 use pyo3::ffi;
 use pyo3::prelude::*;
@@ -117,19 +117,12 @@ pub fn untime_selector(address: usize) {
     }
 }
 
-static SELECT_DEFINITION: MethodDefinition = MethodDefinition(std::cell::UnsafeCell::new(ffi::PyMethodDef {
-    ml_name: c"select".as_ptr(),
-    ml_meth: ffi::PyMethodDefPointer {
-        PyCFunctionFastWithKeywords: pyo3::impl_::trampoline::get_trampoline_function!(
-            fastcall_cfunction_with_keywords,
-            select_entry
-        ),
-    },
-    ml_flags: ffi::METH_FASTCALL | ffi::METH_KEYWORDS,
-    // The first lines are the signature `inspect.signature` reads (`__text_signature__`).
-    ml_doc: c"select($self, timeout=None)\n--\n\nThe selector's select, timed by aiocop as one loop iteration's poll."
-        .as_ptr(),
-}));
+// The doc's first lines are the signature `inspect.signature` reads (`__text_signature__`).
+static SELECT_DEFINITION: MethodDefinition = fastcall_method!(
+    c"select",
+    select_entry,
+    c"select($self, timeout=None)\n--\n\nThe selector's select, timed by aiocop as one loop iteration's poll."
+);
 
 /// The C entry point of aiocop's `select`, a method of the selector's class.
 ///

@@ -372,29 +372,36 @@ pub(crate) struct MethodDefinition(pub(crate) std::cell::UnsafeCell<ffi::PyMetho
 // SAFETY: never mutated from Rust after construction.
 unsafe impl Sync for MethodDefinition {}
 
-static SCHEDULE_DEFINITION: MethodDefinition = MethodDefinition(std::cell::UnsafeCell::new(ffi::PyMethodDef {
-    ml_name: c"schedule".as_ptr(),
-    ml_meth: ffi::PyMethodDefPointer {
-        PyCFunctionFastWithKeywords: pyo3::impl_::trampoline::get_trampoline_function!(
-            fastcall_cfunction_with_keywords,
-            schedule_entry
-        ),
-    },
-    ml_flags: ffi::METH_FASTCALL | ffi::METH_KEYWORDS,
-    ml_doc: c"Schedule the callback through aiocop's run_monitored, which times it.".as_ptr(),
-}));
+/// A static `MethodDefinition` for a native entry point called by the
+/// vectorcall convention with keywords: `fastcall_method!(c"name", entry, c"doc")`.
+macro_rules! fastcall_method {
+    ($name:expr, $entry:ident, $doc:expr) => {
+        $crate::monitor::MethodDefinition(std::cell::UnsafeCell::new(pyo3::ffi::PyMethodDef {
+            ml_name: $name.as_ptr(),
+            ml_meth: pyo3::ffi::PyMethodDefPointer {
+                PyCFunctionFastWithKeywords: pyo3::impl_::trampoline::get_trampoline_function!(
+                    fastcall_cfunction_with_keywords,
+                    $entry
+                ),
+            },
+            ml_flags: pyo3::ffi::METH_FASTCALL | pyo3::ffi::METH_KEYWORDS,
+            ml_doc: $doc.as_ptr(),
+        }))
+    };
+}
+pub(crate) use fastcall_method;
 
-static RUN_MONITORED_DEFINITION: MethodDefinition = MethodDefinition(std::cell::UnsafeCell::new(ffi::PyMethodDef {
-    ml_name: c"run_monitored".as_ptr(),
-    ml_meth: ffi::PyMethodDefPointer {
-        PyCFunctionFastWithKeywords: pyo3::impl_::trampoline::get_trampoline_function!(
-            fastcall_cfunction_with_keywords,
-            run_monitored_entry
-        ),
-    },
-    ml_flags: ffi::METH_FASTCALL | ffi::METH_KEYWORDS,
-    ml_doc: c"run_monitored(callback, *args): call callback(*args), timed by aiocop.".as_ptr(),
-}));
+static SCHEDULE_DEFINITION: MethodDefinition = fastcall_method!(
+    c"schedule",
+    schedule_entry,
+    c"Schedule the callback through aiocop's run_monitored, which times it."
+);
+
+static RUN_MONITORED_DEFINITION: MethodDefinition = fastcall_method!(
+    c"run_monitored",
+    run_monitored_entry,
+    c"run_monitored(callback, *args): call callback(*args), timed by aiocop."
+);
 
 pub(crate) fn new_builtin<'py>(
     py: Python<'py>,
@@ -410,20 +417,11 @@ pub(crate) fn new_builtin<'py>(
     }
 }
 
-static RUN_MONITORED_READY_DEFINITION: MethodDefinition =
-    MethodDefinition(std::cell::UnsafeCell::new(ffi::PyMethodDef {
-        ml_name: c"run_monitored_ready".as_ptr(),
-        ml_meth: ffi::PyMethodDefPointer {
-            PyCFunctionFastWithKeywords: pyo3::impl_::trampoline::get_trampoline_function!(
-                fastcall_cfunction_with_keywords,
-                run_monitored_ready_entry
-            ),
-        },
-        ml_flags: ffi::METH_FASTCALL | ffi::METH_KEYWORDS,
-        ml_doc:
-            c"run_monitored_ready(ready_ns, since, parent, callback, *args): call callback(*args), timed by aiocop."
-                .as_ptr(),
-    }));
+static RUN_MONITORED_READY_DEFINITION: MethodDefinition = fastcall_method!(
+    c"run_monitored_ready",
+    run_monitored_ready_entry,
+    c"run_monitored_ready(ready_ns, since, parent, callback, *args): call callback(*args), timed by aiocop."
+);
 
 /// The C entry point of a patched scheduling method (see `schedule_patch`).
 ///
