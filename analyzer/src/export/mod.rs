@@ -349,9 +349,9 @@ pub(crate) const ROUTE_DIFF_HEADER: [&str; 5] =
 
 /// What the routes' comparison says under its title.
 pub(crate) const ROUTE_DIFF_HEADLINE: &str = "each route's loop time and blocking events per request, tested \
-as the gate tests a group's rates (regressed: beyond chance and by --min-increase; loop time beyond \
-the machine's band too, the ratios within which the other routes moved, and by --min-route-change-ms); \
-the gate (--fail-on) does not look at routes.";
+as the gate tests a group's rates (regressed: beyond chance and by --min-increase; loop time only past \
+the machine's band, the ratios within which the other routes moved, by --min-increase more and by \
+--min-route-change-ms); the gate (--fail-on) does not look at routes.";
 
 /// What the Routes table's numbers are.
 pub(crate) const ROUTES_HEADLINE: &str =
