@@ -15,6 +15,7 @@ Sanic, Litestar and Django's ASGI handler each serve one route.
 
 import asyncio
 import glob
+import os
 import signal
 import socket
 import subprocess
@@ -224,9 +225,11 @@ def served(
     paths: list[str],
     seconds: float = LOAD_SECONDS,
     connections: int = CONNECTIONS,
+    cpus: set[int] | None = None,
 ) -> tuple[list[str], dict[str, int]]:
     """Record `command` (app.py in `tmp`) with `python -m aiocop record` under load, then SIGINT it.
 
+    With `cpus`, the server runs on those CPUs only (its children inherit them).
     Returns the traces written and the answers the load generator got, by path.
     """
     (tmp / "costs.py").write_text(COSTS)
@@ -237,6 +240,7 @@ def served(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=None if cpus is None else lambda: os.sched_setaffinity(0, cpus),
     )
     try:
         counts = asyncio.run(drive(port, paths, seconds, connections))

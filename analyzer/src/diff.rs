@@ -63,7 +63,7 @@ use std::collections::BTreeSet;
 /// Bumped when a field of the diff's JSON changes meaning or goes away.
 pub const DIFF_SCHEMA_VERSION: u32 = 2;
 /// Bumped when the diff's JSON gains a field: 1 added `routes` (`--by route`).
-pub const DIFF_SCHEMA_MINOR: u32 = 1;
+pub const DIFF_SCHEMA_MINOR: u32 = 2;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -887,6 +887,27 @@ pub struct RouteDiffRow {
     /// no other route), what the loop test compares.
     #[serde(skip)]
     pub relative_cost: (Option<f64>, Option<f64>),
+    /// The machine's change as the other routes show it (see
+    /// [`crate::stats::MachineSpread`]): loop time per request moved only
+    /// beyond it. `None`: no other route on both sides, loop time not judged.
+    #[serde(rename = "machine_band", serialize_with = "band_ratios")]
+    pub machine_band: Option<crate::stats::MachineSpread>,
+}
+
+/// A band as JSON shows it: `{"low": 0.8, "high": 1.9, "peers": 3}`,
+/// ratios new over base, and how many other routes it was read from.
+fn band_ratios<S: serde::Serializer>(band: &Option<crate::stats::MachineSpread>, out: S) -> Result<S::Ok, S::Error> {
+    #[derive(Serialize)]
+    struct Band {
+        low: f64,
+        high: f64,
+        peers: usize,
+    }
+    let shown = band.map(|b| {
+        let (low, high) = b.band();
+        Band { low: round3(low), high: round3(high), peers: b.peers }
+    });
+    shown.serialize(out)
 }
 
 impl RouteDiffRow {

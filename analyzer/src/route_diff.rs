@@ -16,11 +16,21 @@
 //! the route's slices. Rises are Holm-adjusted over every route's rise
 //! tests, falls over every fall test; a route is `regressed` when a rate
 //! rose beyond chance (adjusted p <= 1 - `--confidence`) and by at least
-//! `--min-increase` (loop time: its cost against the other routes', and by
-//! `--min-route-change-ms` at the new side's speed), `improved` when one fell so and none rose, `new` or
-//! `gone` when one side has no request of it, else `unchanged`. The gate
-//! (`--fail-on`) does not look at routes: it stays the groups' (said in
-//! the report).
+//! `--min-increase` (loop time: beyond the machine's band, below, and by
+//! `--min-route-change-ms` at the new side's speed), `improved` when one
+//! fell so and none rose, `new` or `gone` when one side has no request of
+//! it, else `unchanged`. The gate (`--fail-on`) does not look at routes: it
+//! stays the groups' (said in the report).
+//!
+//! Chance is not all that moves loop time between two recordings: a
+//! machine busier in one does not slow every route alike (a long CPU-bound
+//! request is preempted more than a short one), and that unevenness does
+//! not shrink with more requests. So a route's loop time changed only
+//! beyond the band in which the other routes moved ([`stats::MachineSpread`]):
+//! as far as the farthest of them from their median, at least as far as
+//! that median from 1 and [`stats::MACHINE_ALLOWANCE`] (1.5x), by
+//! `--min-increase` more; with no other route on both sides, loop time is
+//! not judged.
 
 use crate::diff::{DiffOptions, RouteDiffRow, RouteSideValues, Status};
 use crate::routes::{RouteStats, Routes};
@@ -94,10 +104,34 @@ fn events_sample(stats: Option<&RouteStats>, requests: u64) -> RateSample {
     RateSample { total, sum_sq, side_slices: requests }
 }
 
+/// `ln(new / base)` of a route's loop time per request, when both sides served it.
+fn loop_log_ratio(base: Option<&RouteStats>, new: Option<&RouteStats>) -> Option<f64> {
+    let per_request = |s: &RouteStats| s.busy_ns as f64 / s.requests as f64;
+    let (b, n) = (base?, new?);
+    (b.requests > 0 && n.requests > 0 && b.busy_ns > 0 && n.busy_ns > 0).then(|| (per_request(n) / per_request(b)).ln())
+}
+
+/// Each route's band of the machine's change: the spread of the other
+/// routes' log ratios, at least as wide as their change and as
+/// [`stats::MACHINE_ALLOWANCE`] (see [`stats::MachineSpread`]); `None`
+/// without another route on both sides.
+fn machine_bands(log_ratios: &[Option<f64>]) -> Vec<Option<stats::MachineSpread>> {
+    (0..log_ratios.len())
+        .map(|i| {
+            let peers: Vec<f64> =
+                log_ratios.iter().enumerate().filter(|&(j, _)| j != i).filter_map(|(_, &x)| x).collect();
+            stats::MachineSpread::of(&peers).map(|spread| spread.at_least_the_change().at_least_the_allowance())
+        })
+        .collect()
+}
+
 /// Every route of either side, most loop time per request added first.
 pub fn compare_routes(base: &Routes, new: &Routes, options: &DiffOptions) -> Vec<RouteDiffRow> {
     let names: BTreeSet<&String> = base.keys().chain(new.keys()).collect();
     let speed = speed_ratio(base, new);
+    let log_ratios: Vec<Option<f64>> =
+        names.iter().map(|name| loop_log_ratio(base.get(*name), new.get(*name))).collect();
+    let mut bands = machine_bands(&log_ratios).into_iter();
     let mut rows = Vec::with_capacity(names.len());
     // Per route: (loop rise, loop fall, events rise, events fall), raw.
     let mut raw: Vec<[Option<f64>; 4]> = Vec::with_capacity(names.len());
@@ -128,6 +162,7 @@ pub fn compare_routes(base: &Routes, new: &Routes, options: &DiffOptions) -> Vec
             events_rise_p_value: None,
             events_fall_p_value: None,
             relative_cost: (b.map(|_| 1.0), n.map(|_| speed)),
+            machine_band: bands.next().flatten().filter(|_| both),
         });
     }
     adjust(&mut rows, &raw);
@@ -163,20 +198,20 @@ fn status(row: &RouteDiffRow, options: &DiffOptions) -> Status {
     let alpha = 1.0 - options.confidence;
     let beyond = |p: Option<f64>| p.is_some_and(|p| p <= alpha);
     let rose = |from: f64, to: f64| to > 0.0 && to >= from * (1.0 + options.min_increase);
-    // The route's cost against the other routes' (its ms per request alone
-    // when a side has no other route); the change, at the new side's speed,
-    // must also be --min-route-change-ms.
+    // Loop time moved only when it left the band of the machine's change
+    // (the other routes', by --min-increase more; never without another
+    // route), and by --min-route-change-ms at the new side's speed.
     let (loop_b, loop_n) = (base.loop_ms_per_request, new.loop_ms_per_request);
-    // At the base side's speed: the new side's time over the speed ratio.
-    let (relative_b, relative_n) = (loop_b, loop_n / row.relative_cost.1.unwrap_or(1.0));
+    let log_ratio = if loop_b > 0.0 && loop_n > 0.0 { (loop_n / loop_b).ln() } else { 0.0 };
     let ms_at_new_speed = (loop_n - loop_b * row.relative_cost.1.unwrap_or(1.0)).abs();
-    let loop_rose = |from: f64, to: f64| rose(from, to) && ms_at_new_speed >= options.min_route_change_ms;
+    let enough_ms = ms_at_new_speed >= options.min_route_change_ms;
+    let band = row.machine_band;
+    let loop_rose = enough_ms && band.is_some_and(|b| b.rose_beyond(log_ratio, options.min_increase));
+    let loop_fell = enough_ms && band.is_some_and(|b| b.fell_beyond(log_ratio, options.min_increase));
     let (events_b, events_n) = (base.events_per_request, new.events_per_request);
-    if (beyond(row.loop_rise_p_value) && loop_rose(relative_b, relative_n))
-        || (beyond(row.events_rise_p_value) && rose(events_b, events_n))
-    {
+    if (beyond(row.loop_rise_p_value) && loop_rose) || (beyond(row.events_rise_p_value) && rose(events_b, events_n)) {
         Status::Regressed
-    } else if (beyond(row.loop_fall_p_value) && loop_rose(relative_n, relative_b))
+    } else if (beyond(row.loop_fall_p_value) && loop_fell)
         || (beyond(row.events_fall_p_value) && rose(events_n, events_b))
     {
         Status::Improved
@@ -248,6 +283,66 @@ mod tests {
         let rows = compare_routes(&base, &new, &options());
         let by_name = |name: &str| rows.iter().find(|r| r.route == name).unwrap().status;
         assert_eq!((by_name("GET /a"), by_name("GET /b")), (Status::Regressed, Status::Improved));
+    }
+
+    /// The three routes of a FastAPI app as two recordings measured them:
+    /// (requests, loop ms per request) of /checkout, /report and /io.
+    fn app(checkout: (u64, f64), report: (u64, f64), io: (u64, f64)) -> Routes {
+        routes(&[
+            ("GET /checkout", route(checkout.0, checkout.1, 0)),
+            ("GET /report", route(report.0, report.1, 0)),
+            ("GET /io", route(io.0, io.1, 0)),
+        ])
+    }
+
+    fn status_of(rows: &[RouteDiffRow], name: &str) -> Status {
+        rows.iter().find(|r| r.route == name).unwrap().status
+    }
+
+    #[test]
+    fn the_same_build_beside_a_busy_process_changes_no_route() {
+        // Measured: the second recording shared the server's CPU with a busy
+        // process; the CPU-bound /checkout slowed 1.42x, the others did not.
+        let quiet = app((1655, 2.971), (507, 1.017), (300, 0.446));
+        let busy = app((1088, 4.225), (554, 0.994), (275, 0.369));
+        for (base, new) in [(&quiet, &busy), (&busy, &quiet)] {
+            let rows = compare_routes(base, new, &options());
+            assert!(rows.iter().all(|r| r.status == Status::Unchanged), "{rows:#?}");
+            // Beyond chance by the counts alone: the band is what holds it.
+            let checkout = rows.iter().find(|r| r.route == "GET /checkout").unwrap();
+            let p = checkout.loop_rise_p_value.unwrap().min(checkout.loop_fall_p_value.unwrap());
+            assert!(p < 1e-6, "{checkout:?}");
+            assert_eq!(checkout.machine_band.unwrap().peers, 2);
+        }
+    }
+
+    #[test]
+    fn three_times_the_work_is_regressed_whichever_recording_was_busy() {
+        // Measured: /checkout doing 3x the work, the base recorded beside a
+        // busy process (every route slower there), the new one quiet.
+        let busy_a = app((1775, 2.869), (580, 0.684), (353, 0.723));
+        let quiet_b = app((826, 6.746), (253, 0.904), (201, 0.289));
+        let rows = compare_routes(&busy_a, &quiet_b, &options());
+        assert_eq!(status_of(&rows, "GET /checkout"), Status::Regressed, "{rows:#?}");
+        assert_eq!(
+            (status_of(&rows, "GET /report"), status_of(&rows, "GET /io")),
+            (Status::Unchanged, Status::Unchanged)
+        );
+        assert_eq!(status_of(&compare_routes(&quiet_b, &busy_a, &options()), "GET /checkout"), Status::Improved);
+        // Both quiet: 4.1x against routes that moved 0.93x and 1.72x.
+        let quiet_a = app((3193, 1.645), (793, 0.525), (406, 0.312));
+        assert_eq!(status_of(&compare_routes(&quiet_a, &quiet_b, &options()), "GET /checkout"), Status::Regressed);
+    }
+
+    #[test]
+    fn a_lone_routes_loop_time_is_not_judged() {
+        // Nothing tells a machine twice as slow from a route twice as dear.
+        let rows = compare_routes(
+            &routes(&[("GET /a", route(400, 5.0, 0))]),
+            &routes(&[("GET /a", route(400, 10.0, 0))]),
+            &options(),
+        );
+        assert_eq!((rows[0].status, rows[0].machine_band), (Status::Unchanged, None));
     }
 
     #[test]

@@ -142,6 +142,100 @@ pub fn holm(p_values: &[f64]) -> Vec<f64> {
     adjusted
 }
 
+/// How many robust standard deviations (MAD x 1.4826) of the peers' changes
+/// a row's change must stand beyond to be more than the machine's: 3, the
+/// usual robust outlier rule.
+pub const MACHINE_SPREAD_SDS: f64 = 3.0;
+
+/// The least ratio, either way, that a row's change must pass against its
+/// peers' before it can be its own and not the machine's: a change of load
+/// between two recordings moves code of one shape against another by this
+/// much without any peer showing it. Measured on a 2-core machine with a
+/// busy process on the server's CPU in one of two recordings of one
+/// FastAPI build: its CPU-bound route slowed 1.42x while the two others
+/// moved 0.98x and 0.83x (1.58x against their median); reported before, a
+/// route +50% against the others. With `--min-increase` (20%) on top, a
+/// change is called from 1.8x against the peers.
+pub const MACHINE_ALLOWANCE: f64 = 1.5;
+
+/// The median absolute deviation's scale to a normal standard deviation.
+const MAD_TO_SD: f64 = 1.4826;
+
+fn median(values: &mut [f64]) -> Option<f64> {
+    values.sort_by(f64::total_cmp);
+    let middle = values.len() / 2;
+    match values.len() {
+        0 => None,
+        n if n % 2 == 1 => Some(values[middle]),
+        _ => Some((values[middle - 1] + values[middle]) / 2.0),
+    }
+}
+
+/// What a change of the machine's speed between two recordings does to rows
+/// that did not change (routes, stacks), read from the rows' peers: their
+/// log ratios (`ln(new / base)`) spread around a `center` (the machine's
+/// change for them all), and a row's own change counts only beyond
+/// `center ± allowance`: as far as the farthest peer, but no farther than
+/// [`MACHINE_SPREAD_SDS`] robust standard deviations of the peers (so that,
+/// among many rows, two that really changed do not hide each other; with
+/// two or three peers, their whole range). A machine twice as busy
+/// does not slow every kind of code alike (a long CPU-bound slice is
+/// preempted more than a short one), and no count of requests or samples
+/// makes that unevenness smaller: it is not chance a test of counts knows.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct MachineSpread {
+    /// The peers' median log ratio.
+    pub center: f64,
+    /// Half the width, in log ratio, of the band that a row's change must leave.
+    pub allowance: f64,
+    /// How many peers the spread was read from.
+    pub peers: usize,
+}
+
+impl MachineSpread {
+    /// No change and no spread: a row without peers, before any allowance.
+    pub const NONE: MachineSpread = MachineSpread { center: 0.0, allowance: 0.0, peers: 0 };
+
+    /// The spread of `peer_log_ratios`; `None` with no peer (nothing tells
+    /// the machine's change from the row's own then).
+    pub fn of(peer_log_ratios: &[f64]) -> Option<MachineSpread> {
+        let mut values: Vec<f64> = peer_log_ratios.iter().copied().filter(|x| x.is_finite()).collect();
+        let center = median(&mut values)?;
+        let mut deviations: Vec<f64> = values.iter().map(|x| (x - center).abs()).collect();
+        let farthest = deviations.iter().copied().fold(0.0, f64::max);
+        let mad = median(&mut deviations).unwrap_or(0.0);
+        let allowance = farthest.min(MACHINE_SPREAD_SDS * MAD_TO_SD * mad);
+        Some(MachineSpread { center, allowance, peers: values.len() })
+    }
+
+    /// The same band, at least as wide as the machine's change itself
+    /// (`|center|`): when the whole machine got 1.5x slower, code of another
+    /// shape may have been slowed by none of it or twice as much.
+    pub fn at_least_the_change(self) -> MachineSpread {
+        MachineSpread { allowance: self.allowance.max(self.center.abs()), ..self }
+    }
+
+    /// The same band, at least [`MACHINE_ALLOWANCE`] wide either way.
+    pub fn at_least_the_allowance(self) -> MachineSpread {
+        MachineSpread { allowance: self.allowance.max(MACHINE_ALLOWANCE.ln()), ..self }
+    }
+
+    /// Whether `log_ratio` rose beyond the band, by `min_increase` more.
+    pub fn rose_beyond(&self, log_ratio: f64, min_increase: f64) -> bool {
+        log_ratio > self.center + self.allowance + min_increase.ln_1p()
+    }
+
+    /// Whether `log_ratio` fell beyond the band, by `min_increase` more.
+    pub fn fell_beyond(&self, log_ratio: f64, min_increase: f64) -> bool {
+        log_ratio < self.center - self.allowance - min_increase.ln_1p()
+    }
+
+    /// The band's edges as ratios (new over base): `(low, high)`.
+    pub fn band(&self) -> (f64, f64) {
+        ((self.center - self.allowance).exp(), (self.center + self.allowance).exp())
+    }
+}
+
 /// `p < 0.001`, `p = 0.004`, as a reason shows a p-value.
 pub fn p_text(p: f64) -> String {
     if p < 0.001 {
@@ -356,6 +450,72 @@ mod tests {
             })
             .count();
         assert!(failed as f64 <= ALPHA * SEEDS as f64, "{failed} of {SEEDS} diffs failed");
+    }
+
+    /// The log ratios of `rows` rows that did not change, on a machine whose
+    /// speed changed by `speed` between the recordings, each kind of code
+    /// slowed unevenly (a factor drawn within `unevenness` of the speed),
+    /// each measured with a few percent of noise.
+    fn unchanged_rows(rng: &mut Rng, rows: usize, speed: f64, unevenness: f64) -> Vec<f64> {
+        (0..rows)
+            .map(|_| speed.ln() + unevenness.ln() * (2.0 * rng.uniform() - 1.0) + 0.03 * (2.0 * rng.uniform() - 1.0))
+            .collect()
+    }
+
+    #[test]
+    fn a_row_moved_with_its_peers_by_the_machine_is_within_the_band() {
+        // A machine as fast or 2.4x slower, that slows code unevenly (within
+        // 1.25x either way, so two rows up to 1.56x apart, as measured):
+        // every unchanged row, tested against the others, stays in.
+        let mut rng = Rng(17);
+        for (rows, speed) in [3, 4, 6, 12].into_iter().flat_map(|rows| [(rows, 1.0), (rows, 2.4), (rows, 0.5)]) {
+            for _ in 0..200 {
+                let ratios = unchanged_rows(&mut rng, rows, speed, 1.25);
+                for i in 0..rows {
+                    let peers: Vec<f64> = ratios.iter().enumerate().filter(|&(j, _)| j != i).map(|(_, &x)| x).collect();
+                    let spread = MachineSpread::of(&peers).unwrap().at_least_the_change().at_least_the_allowance();
+                    assert!(
+                        !spread.rose_beyond(ratios[i], 0.2) && !spread.fell_beyond(ratios[i], 0.2),
+                        "{i} of {ratios:?}: {spread:?}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_row_three_times_as_dear_leaves_the_band_of_peers_that_moved_alike() {
+        let mut rng = Rng(19);
+        for speed in [1.0, 1.3, 0.8] {
+            for rows in [3, 5, 12] {
+                let mut ratios = unchanged_rows(&mut rng, rows, speed, 1.05);
+                ratios[0] += 3f64.ln();
+                let spread = MachineSpread::of(&ratios[1..]).unwrap().at_least_the_change().at_least_the_allowance();
+                assert!(spread.rose_beyond(ratios[0], 0.2), "{ratios:?}: {spread:?}");
+                // And a third of the cost is a fall beyond it.
+                assert!(spread.fell_beyond(ratios[0] - 2.0 * 3f64.ln(), 0.2), "{ratios:?}: {spread:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_band_is_the_peers_spread_at_least_their_change_and_nothing_without_peers() {
+        assert_eq!(MachineSpread::of(&[]), None);
+        let one = MachineSpread::of(&[2f64.ln()]).unwrap();
+        assert_eq!((one.center, one.allowance, one.peers), (2f64.ln(), 0.0, 1));
+        // Alone, a peer's change is the band: 2x slower, a row may be 1x to 4x.
+        let (low, high) = one.at_least_the_change().band();
+        assert!((low - 1.0).abs() < 1e-9 && (high - 4.0).abs() < 1e-9, "{low} {high}");
+        // Peers at 0, ±0.1: as far as the farthest.
+        let spread = MachineSpread::of(&[-0.1, 0.0, 0.1]).unwrap();
+        assert!((spread.allowance - 0.1).abs() < 1e-9, "{spread:?}");
+        assert!(!spread.rose_beyond(0.1 + 0.18, 0.2) && spread.rose_beyond(0.1 + 0.19, 0.2));
+        // Eleven peers, one far off (a row that changed too): 3 robust
+        // standard deviations of them (MAD 0.1), not as far as that one.
+        let mut peers = vec![-0.1, 0.1, -0.1, 0.1, -0.1, 0.1, 0.0, -0.1, 0.1, 0.0];
+        peers.push(1.1);
+        let spread = MachineSpread::of(&peers).unwrap();
+        assert!((spread.allowance - 0.44478).abs() < 1e-9, "{spread:?}");
     }
 
     #[test]

@@ -627,7 +627,7 @@ fn route_diff_section(diff: &Diff) -> Option<Section> {
     titles.extend(ROUTE_DIFF_HEADER);
     let rows = diff.routes.iter().map(|row| {
         let value = |pick: fn(&RouteSideValues) -> f64| row.new.as_ref().or(row.base.as_ref()).map_or(0.0, pick);
-        let [loop_ms, events, requests, p] = route_diff_cells(row);
+        let [loop_ms, events, requests, p, band] = route_diff_cells(row);
         vec![
             Cell {
                 text: row.status.as_str().to_owned(),
@@ -640,6 +640,7 @@ fn route_diff_section(diff: &Diff) -> Option<Section> {
             number(events, value(|v| v.events_per_request)),
             number(requests, value(|v| v.requests as f64)),
             number(p, row.p_value().unwrap_or(1.0)),
+            Cell { text: band, sort: None, class: None, hover: None },
         ]
     });
     Some(Section {

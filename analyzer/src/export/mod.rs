@@ -321,22 +321,37 @@ fn route_change(row: &RouteDiffRow, pick: fn(&RouteSideValues) -> f64) -> String
 }
 
 /// The cells of a route's diff row after its status and route (see [`ROUTE_DIFF_HEADER`]).
-pub(crate) fn route_diff_cells(row: &RouteDiffRow) -> [String; 4] {
+pub(crate) fn route_diff_cells(row: &RouteDiffRow) -> [String; 5] {
     [
         route_change(row, |v| v.loop_ms_per_request),
         route_change(row, |v| v.events_per_request),
         route_change(row, |v| v.requests as f64),
         row.p_value().map_or_else(|| "–".to_owned(), crate::stats::p_text),
+        machine_band_text(row),
     ]
 }
 
+/// The ratios of loop time per request within which the other routes say
+/// the machine moved (`x0.8–x1.9 (2 routes)`), `–` when none could.
+fn machine_band_text(row: &RouteDiffRow) -> String {
+    row.machine_band.map_or_else(
+        || "–".to_owned(),
+        |band| {
+            let (low, high) = band.band();
+            format!("x{low:.2}–x{high:.2} ({})", crate::units::count(band.peers as u64, "route"))
+        },
+    )
+}
+
 /// The titles of [`route_diff_cells`].
-pub(crate) const ROUTE_DIFF_HEADER: [&str; 4] = ["loop ms per request", "events per request", "requests", "p"];
+pub(crate) const ROUTE_DIFF_HEADER: [&str; 5] =
+    ["loop ms per request", "events per request", "requests", "p", "machine's band"];
 
 /// What the routes' comparison says under its title.
 pub(crate) const ROUTE_DIFF_HEADLINE: &str = "each route's loop time and blocking events per request, tested \
-as the gate tests a group's rates (regressed: beyond chance and by --min-increase; loop time by \
---min-route-change-ms too); the gate (--fail-on) does not look at routes.";
+as the gate tests a group's rates (regressed: beyond chance and by --min-increase; loop time only past \
+the machine's band, the ratios within which the other routes moved, by --min-increase more and by \
+--min-route-change-ms); the gate (--fail-on) does not look at routes.";
 
 /// What the Routes table's numbers are.
 pub(crate) const ROUTES_HEADLINE: &str =
