@@ -167,3 +167,84 @@ def test_a_fastapi_server_under_load_has_one_timed_task_per_request(tmp_path):
     # /cpu burns 10 ms a request on the loop; /block sleeps 5 ms in time.sleep (also on the loop).
     assert 9.5 <= by_route["GET /cpu"]["loop_ms"] <= 20, by_route["GET /cpu"]
     assert by_route["GET /block"]["loop_ms"] >= 5, by_route["GET /block"]
+
+
+# Two phases 2 s apart: five quick tasks, then five tasks whose timers run
+# ~30 ms late; one task spans both.
+TWO_PHASES = MAIN + textwrap.dedent(
+    """
+    async def early():
+        await asyncio.sleep(0.01)
+
+    async def late():
+        await asyncio.sleep(0.01)
+
+    async def spanning(done):
+        await done.wait()
+
+    async def main():
+        done = asyncio.Event()
+        span = asyncio.create_task(spanning(done))
+        for _ in range(5):
+            await asyncio.create_task(early())
+        await asyncio.sleep(2)
+        for _ in range(5):
+            waiter = asyncio.create_task(late())
+            await asyncio.sleep(0)
+            spin(0.04)
+            await waiter
+        done.set()
+        await span
+
+    run(main)
+    """
+)
+
+
+def test_a_time_window_times_the_tasks_inside_it_and_only_counts_one_across_its_edge(tmp_path):
+    trace = record(tmp_path, TWO_PHASES, "asyncio")
+    whole = report_json(str(trace))
+    assert (row_of(whole, "early")["timed"], row_of(whole, "late")["timed"]) == (5, 5), whole["tasks"]
+    # The cut: half a second before the first second with a late timer, so inside the 2 s sleep.
+    lagging = [s["second"] for s in whole["tasks"]["loop_lag_by_second"] if s["max_ms"] >= 20]
+    cut = str(lagging[0] - 0.5)
+    after = report_json("--since", cut, str(trace))
+    keys = {row["key"] for row in after["tasks"]["rows"]}
+    assert "early" not in keys, after["tasks"]
+    assert row_of(after, "late")["timed"] == 5
+    # Created before the window: counted, not timed.
+    assert (row_of(after, "spanning")["tasks"], row_of(after, "spanning")["timed"]) == (1, 0)
+    assert after["tasks"]["loop_lag"]["max_ms"] >= 20
+    before = report_json("--until", cut, str(trace))
+    keys = {row["key"] for row in before["tasks"]["rows"]}
+    assert "late" not in keys, before["tasks"]
+    assert row_of(before, "early")["timed"] == 5
+    # Ended after the window: counted, not timed.
+    assert (row_of(before, "spanning")["tasks"], row_of(before, "spanning")["timed"]) == (1, 0)
+    assert before["tasks"]["loop_lag"]["max_ms"] < 20, before["tasks"]["loop_lag"]
+    lag_slices = before["tasks"]["loop_lag"]["slices"] + after["tasks"]["loop_lag"]["slices"]
+    assert lag_slices == whole["tasks"]["loop_lag"]["slices"]
+
+
+def test_markdown_csv_and_html_show_the_tasks_and_loop_lag_of_a_real_recording(tmp_path):
+    import csv
+    import io
+
+    trace = record(tmp_path, LAGGING, "asyncio")
+    report = report_json(str(trace))
+    late, lag = row_of(report, "late"), report["tasks"]["loop_lag"]
+    markdown = analyze(str(trace), "--format", "markdown").stdout
+    assert f"**Loop lag**: how long ready callbacks waited for the loop, over {lag['slices']} slices" in markdown
+    assert f"| `late` | {late['tasks']} | {late['timed']} |" in markdown, markdown
+    rows = list(csv.DictReader(io.StringIO(analyze(str(trace), "--format", "csv", "--csv-table", "tasks").stdout)))
+    by_key = {row["key"]: row for row in rows}
+    assert len(rows) == len(report["tasks"]["rows"])
+    assert (int(by_key["late"]["timed"]), by_key["late"]["by"]) == (late["timed"], "coroutine")
+    assert abs(float(by_key["late"]["ready_wait_p50_ms"]) - late["ready_wait_p50_ms"]) < 0.001
+    per_second = analyze(str(trace), "--format", "csv", "--csv-table", "loop-lag").stdout
+    seconds = list(csv.DictReader(io.StringIO(per_second)))
+    assert sum(int(s["slices"]) for s in seconds) == lag["slices"], per_second
+    html = analyze(str(trace), "--format", "html").stdout
+    assert '<section id="tasks">' in html and '<section id="loop-lag-over-time">' in html
+    assert '<td class="key">late</td>' in html, html
+    assert html.count('<rect class="bar"') >= len(seconds)

@@ -298,7 +298,8 @@ pub struct ReportArgs {
     #[arg(long, value_name = "US", default_value_t = crate::stalls::DEFAULT_STALL_GAP_NS as f64 / 1000.0, allow_negative_numbers = true, help_heading = "Loop time")]
     pub stall_gap_us: f64,
 
-    /// With --format csv, the table written: groups (blocking I/O), loop-time, stalls or routes (with --by route).
+    /// With --format csv, the table written: groups (blocking I/O), loop-time, stalls, routes (with --by route),
+    /// tasks (the Tasks table, every row) or loop-lag (per second).
     #[arg(long, value_name = "TABLE", default_value = "groups", help_heading = "Output")]
     pub csv_table: CsvTable,
 

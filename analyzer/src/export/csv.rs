@@ -3,13 +3,16 @@
 //! `top_events` as `name:count` pairs joined with `;`. CSV holds one table:
 //! `--csv-table loop-time` writes the Loop time table instead (`via` joined
 //! with `+`), `--csv-table stalls` the stalls (`top` as `key:busy_ms` pairs
-//! joined with `;`), `--csv-table routes` the Routes table (`--by route`).
+//! joined with `;`), `--csv-table routes` the Routes table (`--by route`),
+//! `--csv-table tasks` the Tasks table (every row), `--csv-table loop-lag`
+//! the loop lag per second (a row per second with a slice of known
+//! readiness).
 //! For a diff, one row per diff row: key, identity, status, then each value
 //! as `base_X` and `new_X` (empty for a side without the group), then
 //! `p_value` and `one_time` (empty when null); with `--csv-table routes`,
 //! one row per route: route, status, `base_X`/`new_X`, `p_value`.
 
-use super::{elapsed_cells, Exporter, Style};
+use super::{elapsed_cells, task_cells, Exporter, Style};
 use crate::diff::RouteSideValues;
 use crate::diff::{Diff, SideValues};
 use crate::report::{CsvTable, Report};
@@ -103,6 +106,8 @@ impl Exporter for CsvExporter {
             CsvTable::LoopTime => loop_time(report),
             CsvTable::Stalls => stalls(report),
             CsvTable::Routes => routes(report),
+            CsvTable::Tasks => tasks(report),
+            CsvTable::LoopLag => loop_lag(report),
         }
     }
 }
@@ -180,6 +185,47 @@ fn routes(report: &Report) -> String {
             row.events_per_request.to_string(),
             row.severity_score.to_string(),
             row.worst.unwrap_or("").to_owned(),
+        ]
+    });
+    to_csv(std::iter::once(header).chain(rows))
+}
+
+pub const TASK_COLUMNS: [&str; 12] = [
+    "key",
+    "tasks",
+    "timed",
+    "wall_p50_ms",
+    "wall_p95_ms",
+    "loop_ms",
+    "ready_wait_p50_ms",
+    "ready_wait_p95_ms",
+    "waiting_ms",
+    "cancelled",
+    "raised",
+    "by",
+];
+
+fn tasks(report: &Report) -> String {
+    let header = TASK_COLUMNS.iter().map(|c| c.to_string()).collect();
+    let rows = report.tasks.rows.iter().map(|row| {
+        std::iter::once(row.key.clone()).chain(task_cells(row)).chain([report.tasks.by.to_owned()]).collect()
+    });
+    to_csv(std::iter::once(header).chain(rows))
+}
+
+pub const LOOP_LAG_COLUMNS: [&str; 6] = ["second", "slices", "p50_ms", "p95_ms", "p99_ms", "max_ms"];
+
+fn loop_lag(report: &Report) -> String {
+    let header = LOOP_LAG_COLUMNS.iter().map(|c| c.to_string()).collect();
+    let rows = report.tasks.loop_lag_by_second.iter().map(|second| {
+        let lag = &second.lag;
+        vec![
+            second.second.to_string(),
+            lag.slices.to_string(),
+            fmt_ms(lag.p50_ms),
+            fmt_ms(lag.p95_ms),
+            fmt_ms(lag.p99_ms),
+            fmt_ms(lag.max_ms),
         ]
     });
     to_csv(std::iter::once(header).chain(rows))

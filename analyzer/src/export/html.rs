@@ -16,9 +16,10 @@
 
 use super::fit::relative_to;
 use super::{
-    diff_cells, diff_summary_lines, diff_title, guessed_stalls_note, loop_time_headline, route_diff_cells,
-    samples_note, stalls_headline, summary_lines, top_events_text, unexplained_note, untimed_samples_note, via_text,
-    Exporter, Style, DIFF_HEADER, NO_ROUTES, ROUTES_HEADLINE, ROUTE_DIFF_HEADER, ROUTE_DIFF_HEADLINE,
+    any_task_timed, diff_cells, diff_summary_lines, diff_title, guessed_stalls_note, loop_lag_text, loop_time_headline,
+    more_tasks_text, no_task_timing_note, route_diff_cells, samples_note, stalls_headline, summary_lines,
+    top_events_text, unexplained_note, untimed_samples_note, via_text, Exporter, Style, DIFF_HEADER, NO_ROUTES,
+    ROUTES_HEADLINE, ROUTE_DIFF_HEADER, ROUTE_DIFF_HEADLINE, TASKS_HEADLINE, TASK_ROWS_SHOWN,
 };
 use crate::diff::RouteSideValues;
 use crate::diff::{Diff, DiffRow, SideValues};
@@ -129,6 +130,18 @@ struct Bar {
     title: String,
 }
 
+/// Loop lag over time: a bar per second, its height the second's p99.
+#[derive(Serialize)]
+struct LagChart {
+    width: f64,
+    height: f64,
+    line: String,
+    /// The value at the top of the axis: the highest p99 of a second.
+    top_label: String,
+    end_label: String,
+    bars: Vec<Bar>,
+}
+
 /// One example stack: its title and frames shown short, each with its full
 /// text on hover when that differs.
 #[derive(Serialize)]
@@ -157,6 +170,8 @@ struct Page {
     verdict: Option<Verdict>,
     chart: Option<Chart>,
     sections: Vec<Section>,
+    /// Drawn after the Tasks section.
+    lag_chart: Option<LagChart>,
     flame_graph: Option<String>,
     flame_graph_note: String,
     /// The section the flame graph follows.
@@ -183,8 +198,15 @@ impl Exporter for HtmlExporter {
             chart: chart(report),
             sections: routes_section(report)
                 .into_iter()
-                .chain([loop_section(report), stalls_section(report), io_section(report), cpu_section(report)])
+                .chain([
+                    loop_section(report),
+                    stalls_section(report),
+                    tasks_section(report),
+                    io_section(report),
+                    cpu_section(report),
+                ])
                 .collect(),
+            lag_chart: lag_chart(report),
             flame_graph: report.pictures.flame_graph_svg.as_deref().map(inline_svg),
             flame_graph_note: FLAME_GRAPH_NOTE.to_owned(),
             flame_graph_after: "loop-time",
@@ -243,6 +265,7 @@ impl Exporter for HtmlExporter {
                 chart
             }),
             sections,
+            lag_chart: None,
             flame_graph: diff.flame_graph_svg.as_deref().map(inline_svg),
             flame_graph_note: DIFF_FLAME_GRAPH_NOTE.to_owned(),
             flame_graph_after: "comparison",
@@ -392,6 +415,48 @@ fn chart(report: &Report) -> Option<Chart> {
     })
 }
 
+/// Each second's p99 loop lag as a bar, scaled to the highest; `None`
+/// without task timing.
+fn lag_chart(report: &Report) -> Option<LagChart> {
+    let seconds = &report.tasks.loop_lag_by_second;
+    let last = seconds.last()?.second;
+    let top_ms = seconds.iter().map(|s| s.lag.p99_ms).fold(0.0, f64::max);
+    let bar_width = CHART_WIDTH / (last + 1) as f64;
+    let bars = seconds
+        .iter()
+        .map(|s| {
+            let lag = &s.lag;
+            let height = if top_ms > 0.0 { CHART_HEIGHT * lag.p99_ms / top_ms } else { 0.0 };
+            Bar {
+                x: round2(s.second as f64 * bar_width),
+                y: round2(CHART_HEIGHT - height),
+                width: round2(bar_width),
+                height: round2(height),
+                title: format!(
+                    "{} s to {} s: p50 {} ms, p95 {} ms, p99 {} ms, max {} ms over {} slices",
+                    s.second,
+                    s.second + 1,
+                    fmt_ms(lag.p50_ms),
+                    fmt_ms(lag.p95_ms),
+                    fmt_ms(lag.p99_ms),
+                    fmt_ms(lag.max_ms),
+                    lag.slices
+                ),
+            }
+        })
+        .collect();
+    Some(LagChart {
+        width: CHART_WIDTH,
+        height: CHART_HEIGHT,
+        line: "Loop lag over time: each second's p99 after each trace's start (traces overlaid), from 0 to the \
+               highest second's; hover a bar for its p50, p95, max and slices."
+            .to_owned(),
+        top_label: format!("{} ms", fmt_short_ms(top_ms)),
+        end_label: format!("{} s", last + 1),
+        bars,
+    })
+}
+
 fn round2(value: f64) -> f64 {
     (value * 100.0).round() / 100.0
 }
@@ -463,6 +528,53 @@ fn stalls_section(report: &Report) -> Section {
             .collect(),
         empty: "No stall.".to_owned(),
         more: (report.stalls_not_shown > 0).then(|| format!("… and {} more", report.stalls_not_shown)),
+    }
+}
+
+/// The loop lag and the Tasks table.
+fn tasks_section(report: &Report) -> Section {
+    let tasks = &report.tasks;
+    let mut lines: Vec<String> = no_task_timing_note(report).into_iter().collect();
+    lines.extend(tasks.loop_lag.as_ref().map(|lag| format!("Loop lag: {}", loop_lag_text(lag))));
+    lines.push(format!("By {}: {TASKS_HEADLINE}", tasks.by));
+    // Tasks seen only by their slices (none created and ended while recording) have no times to show.
+    let shown = if any_task_timed(report) { &tasks.rows[..] } else { &[] };
+    let rows = shown.iter().take(TASK_ROWS_SHOWN).map(|row| {
+        vec![
+            code(&row.key, &report.pictures.key_roots),
+            number(row.tasks, row.tasks as f64),
+            number(row.timed, row.timed as f64),
+            ms(row.wall_p50_ms),
+            ms(row.wall_p95_ms),
+            ms(row.loop_ms),
+            ms(row.ready_wait_p50_ms),
+            ms(row.ready_wait_p95_ms),
+            ms(row.waiting_ms),
+            number(row.cancelled, row.cancelled as f64),
+            number(row.raised, row.raised as f64),
+        ]
+    });
+    let titles = [
+        tasks.by,
+        "tasks",
+        "timed",
+        "wall p50",
+        "wall p95",
+        "loop ms",
+        "ready p50",
+        "ready p95",
+        "waiting ms",
+        "cancelled",
+        "raised",
+    ];
+    Section {
+        id: "tasks",
+        title: "Tasks and loop lag".to_owned(),
+        lines,
+        columns: columns(&titles, &[1, 2, 3, 4, 5, 6, 7, 8, 9, 10]),
+        rows: rows.collect(),
+        empty: "No task was created and ended in the traces (and the time window).".to_owned(),
+        more: more_tasks_text(report),
     }
 }
 
@@ -761,6 +873,29 @@ mod tests {
     }
 
     #[test]
+    fn the_tasks_table_and_loop_lag_over_time_are_on_the_page() {
+        let mut report = super::super::tests::sample_report();
+        let second = |second, p99_ms| crate::tasks::LagSecond {
+            second,
+            lag: crate::tasks::LagSummary { slices: 10, p50_ms: 0.1, p95_ms: 1.0, p99_ms, max_ms: 40.0 },
+        };
+        report.tasks.loop_lag_by_second = vec![second(0, 2.0), second(3, 30.0)];
+        let html = HtmlExporter.render(&report, Style::default());
+        assert!(html.contains("<section id=\"tasks\">"), "{html}");
+        assert!(html.contains("Loop lag: how long ready callbacks waited for the loop, over 1200 slices"), "{html}");
+        assert!(html.contains("<td class=\"key\">handle</td>"), "{html}");
+        // A bar per second with a slice, the highest p99 at the top of the axis.
+        assert!(html.contains("<section id=\"loop-lag-over-time\">"), "{html}");
+        assert_eq!(html.matches("<svg class=\"chart lag-chart\"").count(), 1);
+        assert!(html.contains(">30 ms</text>"), "{html}");
+        let bar =
+            "<rect class=\"bar\" x=\"600.0\" y=\"0.0\" width=\"200.0\" height=\"120.0\"><title>3 s to 4 s: p50 0.100 ms, \
+                   p95 1.000 ms, p99 30.000 ms, max 40.000 ms over 10 slices</title></rect>";
+        assert!(html.contains(bar), "{html}");
+        assert!(html.contains("<rect class=\"bar\" x=\"0.0\" y=\"112.0\" width=\"200.0\" height=\"8.0\">"), "{html}");
+    }
+
+    #[test]
     fn an_empty_report_says_so_in_each_section_without_pictures() {
         let mut report = super::super::tests::sample_report();
         report.groups.clear();
@@ -768,11 +903,19 @@ mod tests {
         report.stalls.clear();
         report.loop_time.groups.clear();
         report.totals.groups = 0;
+        report.tasks.rows.clear();
+        report.tasks.loop_lag = None;
+        report.tasks.loop_lag_by_second.clear();
         let html = HtmlExporter.render(&report, Style::default());
-        for said in ["No slice recorded.", "No stall.", "No blocking I&#x2f;O recorded.", "No CPU-blocking slice."] {
+        let tasks = "No task was created and ended in the traces (and the time window).";
+        for said in
+            ["No slice recorded.", "No stall.", "No blocking I&#x2f;O recorded.", "No CPU-blocking slice.", tasks]
+        {
             assert!(html.contains(&format!("<p class=\"empty\">{said}</p>")), "{said}\n{html}");
         }
-        for absent in ["id=\"busy-over-time\"", "id=\"flame-graph\"", "id=\"examples\"", "<table"] {
+        for absent in
+            ["id=\"busy-over-time\"", "id=\"loop-lag-over-time\"", "id=\"flame-graph\"", "id=\"examples\"", "<table"]
+        {
             assert!(!html.contains(absent), "{absent}");
         }
     }

@@ -18,6 +18,7 @@ pub mod table;
 use crate::diff::{trim, Diff, DiffRow, SideValues, SideView};
 use crate::diff::{RouteDiffRow, RouteSideValues};
 use crate::report::{LoopRow, Report, Row, StallRow, TotalsView, TraceFacts};
+use crate::tasks::LagSummary;
 use crate::units::{count, fmt_ms, fmt_share, fmt_short_ms};
 use clap::ValueEnum;
 
@@ -346,6 +347,67 @@ pub(crate) const ROUTES_HEADLINE: &str =
 /// Said instead of the Routes table when no request was routed.
 pub(crate) const NO_ROUTES: &str = "No request was routed: the traces name no route (recorded before aiocop \
 named routes, or no web framework it knows served them).";
+
+/// Rows of the Tasks table the terminal, Markdown and HTML show (all are
+/// in the JSON and the CSV).
+pub(crate) const TASK_ROWS_SHOWN: usize = 20;
+
+/// What the Tasks table's numbers are.
+pub(crate) const TASKS_HEADLINE: &str = "timed tasks were created and ended in the trace (and the time window); \
+wall is from creation to the end of the last step, loop ms its steps' time (mean), ready the time its steps \
+waited for the loop once ready, waiting ms the rest (I/O, timers, other tasks; mean). Milliseconds.";
+
+/// Said once when traces predate task timing.
+pub(crate) fn no_task_timing_note(report: &Report) -> Option<String> {
+    let traces = report.tasks.traces_without_task_timing;
+    let which = match traces {
+        0 => return None,
+        t if t == report.traces.len() as u64 => "the traces were".to_owned(),
+        t => format!("{t} of the traces were"),
+    };
+    Some(format!("No task timing: {which} recorded before format 1.4."))
+}
+
+/// What follows "Loop lag:": the distribution with its count.
+pub(crate) fn loop_lag_text(lag: &LagSummary) -> String {
+    format!(
+        "how long ready callbacks waited for the loop, over {} slices: p50 {} ms, p95 {} ms, p99 {} ms, max {} ms.",
+        lag.slices,
+        fmt_ms(lag.p50_ms),
+        fmt_ms(lag.p95_ms),
+        fmt_ms(lag.p99_ms),
+        fmt_ms(lag.max_ms),
+    )
+}
+
+/// Whether the Tasks table has anything to show: tasks seen only by their
+/// slices (none created and ended while recording) have no times.
+pub(crate) fn any_task_timed(report: &Report) -> bool {
+    report.tasks.rows.iter().any(|row| row.timed > 0)
+}
+
+/// A Tasks row's values after its key, as Markdown and CSV write them
+/// (tasks, timed, wall p50/p95, loop, ready p50/p95, waiting, cancelled, raised).
+pub(crate) fn task_cells(row: &crate::tasks::TaskRow) -> [String; 10] {
+    [
+        row.tasks.to_string(),
+        row.timed.to_string(),
+        fmt_ms(row.wall_p50_ms),
+        fmt_ms(row.wall_p95_ms),
+        fmt_ms(row.loop_ms),
+        fmt_ms(row.ready_wait_p50_ms),
+        fmt_ms(row.ready_wait_p95_ms),
+        fmt_ms(row.waiting_ms),
+        row.cancelled.to_string(),
+        row.raised.to_string(),
+    ]
+}
+
+/// Said under a Tasks table cut at [`TASK_ROWS_SHOWN`].
+pub(crate) fn more_tasks_text(report: &Report) -> Option<String> {
+    let rows = report.tasks.rows.len();
+    (rows > TASK_ROWS_SHOWN).then(|| format!("{} more in --format json or --csv-table tasks.", rows - TASK_ROWS_SHOWN))
+}
 
 /// The title line of a diff: both sides by name.
 pub(crate) fn diff_title(diff: &Diff) -> String {

@@ -9,10 +9,10 @@
 
 use super::fit::{fit_key, lay_out, shorten_key, wrap_text, Fit, Text};
 use super::{
-    any_alike, diff_cells, diff_summary_lines, diff_title, elapsed_cells, guessed_stalls_note, loop_time_headline,
-    route_diff_cells, samples_note, stalls_headline, summary_lines, top_events_text, unexplained_note,
-    untimed_samples_note, via_text, Exporter, Style, DIFF_HEADER, NO_ROUTES, ROUTES_HEADLINE, ROUTE_DIFF_HEADER,
-    ROUTE_DIFF_HEADLINE,
+    any_alike, any_task_timed, diff_cells, diff_summary_lines, diff_title, elapsed_cells, guessed_stalls_note,
+    loop_lag_text, loop_time_headline, more_tasks_text, no_task_timing_note, route_diff_cells, samples_note,
+    stalls_headline, summary_lines, top_events_text, unexplained_note, untimed_samples_note, via_text, Exporter, Style,
+    DIFF_HEADER, NO_ROUTES, ROUTES_HEADLINE, ROUTE_DIFF_HEADER, ROUTE_DIFF_HEADLINE, TASKS_HEADLINE, TASK_ROWS_SHOWN,
 };
 use crate::diff::{Diff, Status};
 use crate::report::Report;
@@ -367,38 +367,16 @@ fn render_routes(out: &mut String, report: &Report, style: Style) {
     out.push('\n');
 }
 
-/// Rows of the Tasks table the terminal shows (all are in the JSON).
-const TASK_ROWS_SHOWN: usize = 20;
-
 /// The Tasks table (by coroutine, or route) and the loop lag.
 fn render_tasks(out: &mut String, report: &Report, style: Style) {
     let tasks = &report.tasks;
-    if tasks.traces_without_task_timing > 0 {
-        let traces = tasks.traces_without_task_timing;
-        let which = if traces == report.traces.len() as u64 {
-            "the traces were".to_owned()
-        } else {
-            format!("{traces} of the traces were")
-        };
-        push_prose(out, &format!("No task timing: {which} recorded before format 1.4.\n"), style);
+    if let Some(note) = no_task_timing_note(report) {
+        push_prose(out, &format!("{note}\n"), style);
     }
     if let Some(lag) = &tasks.loop_lag {
-        push_prose(
-            out,
-            &format!(
-                "{}: how long ready callbacks waited for the loop, over {} slices: p50 {} ms, p95 {} ms, p99 {} ms, max {} ms.\n",
-                bold("Loop lag", style),
-                lag.slices,
-                fmt_ms(lag.p50_ms),
-                fmt_ms(lag.p95_ms),
-                fmt_ms(lag.p99_ms),
-                fmt_ms(lag.max_ms),
-            ),
-            style,
-        );
+        push_prose(out, &format!("{}: {}\n", bold("Loop lag", style), loop_lag_text(lag)), style);
     }
-    // Tasks seen only by their slices (none created and ended while recording) have no times to show.
-    if tasks.rows.iter().all(|row| row.timed == 0) {
+    if !any_task_timed(report) {
         if tasks.loop_lag.is_some() {
             out.push('\n');
         }
@@ -431,16 +409,11 @@ fn render_tasks(out: &mut String, report: &Report, style: Style) {
         ]);
     }
     out.push_str(&grid.draw(style));
-    if tasks.rows.len() > TASK_ROWS_SHOWN {
-        out.push_str(&format!("{} more in --format json.\n", tasks.rows.len() - TASK_ROWS_SHOWN));
+    if let Some(more) = more_tasks_text(report) {
+        out.push_str(&format!("{more}\n"));
     }
     out.push_str("\n\n");
 }
-
-/// What the Tasks table's numbers are.
-const TASKS_HEADLINE: &str = "timed tasks were created and ended in the trace; wall is from creation to the end \
-of the last step, loop ms its steps' time (mean), ready the time its steps waited for the loop once ready, \
-waiting ms the rest (I/O, timers, other tasks; mean). Milliseconds.";
 
 fn level_of(name: &str) -> SeverityLevel {
     match name {
