@@ -114,7 +114,7 @@ def routes_of(diff: dict) -> dict[str, dict]:
 def test_a_like_recording_of_the_same_build_changes_no_route(recordings):
     (a, a_counts), (a2, a2_counts) = recordings["a"], recordings["a2"]
     diff = diff_json(a, a2, "--by", "route")
-    assert diff["schema_minor"] == 1
+    assert diff["schema_minor"] == 2
     routes = routes_of(diff)
     for path, route in PATHS.items():
         row = routes[route]

@@ -6,7 +6,9 @@ the loop, time ready but waiting for it, and time waiting for I/O or
 timers; a loop made to lag shows it.
 """
 
+import json
 import textwrap
+from pathlib import Path
 
 import pytest
 from conftest import analyze, report_json
@@ -248,3 +250,60 @@ def test_markdown_csv_and_html_show_the_tasks_and_loop_lag_of_a_real_recording(t
     assert '<section id="tasks">' in html and '<section id="loop-lag-over-time">' in html
     assert '<td class="key">late</td>' in html, html
     assert html.count('<rect class="bar"') >= len(seconds)
+
+
+# Requests in rounds of four at once: each waits 10 ms (its I/O) then
+# computes 1 ms. BLOCKING_REQUESTS is a release whose requests also block
+# the loop 20 ms each (a synchronous call): the others, ready, wait for it.
+REQUESTS = MAIN + textwrap.dedent(
+    """
+    BLOCK_S = 0.0
+
+    async def request():
+        await asyncio.sleep(0.01)
+        spin(0.001)
+        if BLOCK_S:
+            time.sleep(BLOCK_S)
+
+    async def main():
+        for _ in range(40):
+            await asyncio.gather(*(asyncio.create_task(request()) for _ in range(4)))
+
+    run(main)
+    """
+)
+BLOCKING_REQUESTS = REQUESTS.replace("BLOCK_S = 0.0", "BLOCK_S = 0.02")
+assert BLOCKING_REQUESTS != REQUESTS
+
+
+def task_diff(base: Path, new: Path) -> dict:
+    result = analyze("diff", str(base), str(new), "--all", "--format", "json")
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)["tasks"]
+
+
+def test_diff_finds_a_loop_blocked_20_ms_a_request_and_not_a_rerun_of_the_same_program(tmp_path):
+    base = record(tmp_path, REQUESTS, "asyncio", name="base.py")
+    same = record(tmp_path, REQUESTS, "asyncio", name="same.py")
+    blocking = record(tmp_path, BLOCKING_REQUESTS, "asyncio", name="blocking.py")
+    # The same program twice: nothing called a regression.
+    tasks = task_diff(base, same)
+    assert tasks["loop_lag"]["status"] != "regressed", tasks["loop_lag"]
+    request = next(row for row in tasks["rows"] if row["key"] == "request")
+    assert request["status"] == "unchanged", request
+    assert (request["base"]["timed"], request["new"]["timed"]) == (160, 160)
+    assert [row for row in tasks["rows"] if row["status"] == "regressed"] == [], tasks["rows"]
+    # 20 ms of blocking a request: the loop lag and the requests' ready-wait and wall time rose.
+    tasks = task_diff(base, blocking)
+    lag = tasks["loop_lag"]
+    assert lag["status"] == "regressed" and lag["rise_p_value"] < 0.001, lag
+    assert lag["new"]["p95_ms"] >= 19, lag
+    assert lag["base"]["slices"] > 0 and lag["new"]["slices"] > 0, lag
+    request = next(row for row in tasks["rows"] if row["key"] == "request")
+    assert request["status"] == "regressed", request
+    # Three of four requests a round wait for the others' blocking: 30 ms on average.
+    assert request["new"]["ready_wait_ms"] - request["base"]["ready_wait_ms"] >= 20, request
+    table = analyze("diff", str(base), str(blocking)).stdout
+    assert "Tasks and loop lag" in table and "Loop lag: p50" in table and ": regressed (p < 0.001)" in table, table
+    markdown = analyze("diff", str(base), str(blocking), "--format", "markdown").stdout
+    assert "| **regressed** | `request` |" in markdown, markdown

@@ -353,6 +353,13 @@ fn make_diff(args: &DiffArgs, base: &Side, new: &Side, event_table_changes: Vec<
     let (mut rows, rise_tests, fall_tests) = diff::compare(base, new, &diff_options);
     // Every route of either side, unchanged ones included: a short table.
     let routes = crate::route_diff::compare_routes(&base.routes, &new.routes, &diff_options);
+    let mut tasks =
+        crate::task_diff::compare_tasks(&base.tasks, &new.tasks, args.filters.by.has_routes_table(), &diff_options);
+    if !diff_options.all {
+        let before = tasks.rows.len();
+        tasks.rows.retain(|row| row.status != diff::Status::Unchanged);
+        tasks.rows_not_shown = before - tasks.rows.len();
+    }
     let counts = diff::count_statuses(&rows);
     let warning = diff::nothing_in_common(&rows);
     let reasons = diff::gate(&rows, &diff_options);
@@ -385,6 +392,7 @@ fn make_diff(args: &DiffArgs, base: &Side, new: &Side, event_table_changes: Vec<
         schema_minor: diff::DIFF_SCHEMA_MINOR,
         by: filters.by.to_string(),
         routes,
+        tasks,
         base: side_view(base),
         new: side_view(new),
         scored_with: args.rescore.as_str(),

@@ -435,7 +435,8 @@ pub struct DiffArgs {
     pub confidence: f64,
 
     /// With --by route, a route's loop time per request must rise (or fall)
-    /// by at least MS as well as by --min-increase and beyond chance.
+    /// by at least MS as well as by --min-increase and beyond chance; so
+    /// must a task's mean wall time or ready-wait (diff's Tasks and loop lag).
     #[arg(long = "min-route-change-ms", value_name = "MS", default_value_t = crate::diff::DEFAULT_MIN_ROUTE_CHANGE_MS, help_heading = "Gate")]
     pub min_route_change_ms: f64,
 

@@ -62,8 +62,9 @@ use std::collections::BTreeSet;
 
 /// Bumped when a field of the diff's JSON changes meaning or goes away.
 pub const DIFF_SCHEMA_VERSION: u32 = 2;
-/// Bumped when the diff's JSON gains a field: 1 added `routes` (`--by route`).
-pub const DIFF_SCHEMA_MINOR: u32 = 1;
+/// Bumped when the diff's JSON gains a field: 1 added `routes` (`--by route`),
+/// 2 `tasks` (loop lag and tasks compared, [`crate::task_diff`]).
+pub const DIFF_SCHEMA_MINOR: u32 = 2;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -369,6 +370,8 @@ pub struct Diff {
     /// `--by route`: every route of either side ([`crate::route_diff`]);
     /// empty for other keys.
     pub routes: Vec<RouteDiffRow>,
+    /// Schema minor 2: loop lag and tasks of both sides compared.
+    pub tasks: crate::task_diff::TasksDiff,
     pub base: SideView,
     pub new: SideView,
     /// Whose event table scored both sides: `new` or `base`.

@@ -10,9 +10,10 @@
 use super::fit::{fit_key, lay_out, shorten_key, wrap_text, Fit, Text};
 use super::{
     any_alike, any_task_timed, diff_cells, diff_summary_lines, diff_title, elapsed_cells, guessed_stalls_note,
-    loop_lag_text, loop_time_headline, more_tasks_text, no_task_timing_note, route_diff_cells, samples_note,
-    stalls_headline, summary_lines, top_events_text, unexplained_note, untimed_samples_note, via_text, Exporter, Style,
-    DIFF_HEADER, NO_ROUTES, ROUTES_HEADLINE, ROUTE_DIFF_HEADER, ROUTE_DIFF_HEADLINE, TASKS_HEADLINE, TASK_ROWS_SHOWN,
+    lag_diff_text, loop_lag_text, loop_time_headline, more_tasks_text, no_task_timing_note, route_diff_cells,
+    samples_note, stalls_headline, summary_lines, task_diff_cells, tasks_not_shown_text, top_events_text,
+    unexplained_note, untimed_samples_note, via_text, Exporter, Style, DIFF_HEADER, NO_ROUTES, ROUTES_HEADLINE,
+    ROUTE_DIFF_HEADER, ROUTE_DIFF_HEADLINE, TASKS_HEADLINE, TASK_DIFF_HEADER, TASK_DIFF_HEADLINE, TASK_ROWS_SHOWN,
 };
 use crate::diff::{Diff, Status};
 use crate::report::Report;
@@ -184,6 +185,7 @@ impl Exporter for TableExporter {
             out.push('\n');
         }
         render_route_diff(&mut out, diff, style);
+        render_task_diff(&mut out, diff, style);
         out.push('\n');
         for line in diff_summary_lines(diff) {
             push_prose(&mut out, &format!("{line}\n"), style);
@@ -321,6 +323,35 @@ fn render_route_diff(out: &mut String, diff: &Diff, style: Style) {
     }
     out.push_str(&grid.draw(style));
     out.push('\n');
+}
+
+/// Loop lag and tasks of both sides: the changed rows (all with --all).
+fn render_task_diff(out: &mut String, diff: &Diff, style: Style) {
+    let tasks = &diff.tasks;
+    if tasks.loop_lag.is_none() && tasks.rows.is_empty() && tasks.rows_not_shown == 0 {
+        return;
+    }
+    out.push('\n');
+    push_prose(out, &format!("{}: {}\n", bold("Tasks and loop lag", style), TASK_DIFF_HEADLINE), style);
+    if let Some(lag) = &tasks.loop_lag {
+        push_prose(out, &format!("{}: {}\n", bold("Loop lag", style), lag_diff_text(lag)), style);
+    }
+    if !tasks.rows.is_empty() {
+        let mut columns = vec![text("status", Fit::Fixed), text(tasks.by, Fit::Key)];
+        // On a terminal: the two means; the tasks and p-value with --wide.
+        columns.extend(TASK_DIFF_HEADER.iter().enumerate().map(|(i, title)| number(title, i < 2)));
+        let mut grid = Grid::new(columns);
+        for row in &tasks.rows {
+            let mut cells = vec![(Text::plain(row.status.as_str()), Paint::Status(row.status)), key(&row.key)];
+            cells.extend(task_diff_cells(row).map(plain));
+            grid.add(cells);
+        }
+        out.push_str(&grid.draw(style));
+        out.push('\n');
+    }
+    if let Some(more) = tasks_not_shown_text(diff) {
+        out.push_str(&format!("{more}\n"));
+    }
 }
 
 /// `--by route`: the Routes table, most loop time per request first.
