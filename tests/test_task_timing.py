@@ -307,3 +307,7 @@ def test_diff_finds_a_loop_blocked_20_ms_a_request_and_not_a_rerun_of_the_same_p
     assert "Tasks and loop lag" in table and "Loop lag: p50" in table and ": regressed (p < 0.001)" in table, table
     markdown = analyze("diff", str(base), str(blocking), "--format", "markdown").stdout
     assert "| **regressed** | `request` |" in markdown, markdown
+    html = analyze("diff", str(base), str(blocking), "--format", "html").stdout
+    assert (
+        '<section id="tasks">' in html and '<td class="status-worse">regressed</td><td class="key">request</td>' in html
+    )

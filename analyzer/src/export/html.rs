@@ -16,14 +16,16 @@
 
 use super::fit::relative_to;
 use super::{
-    any_task_timed, diff_cells, diff_summary_lines, diff_title, guessed_stalls_note, loop_lag_text, loop_time_headline,
-    more_tasks_text, no_task_timing_note, route_diff_cells, samples_note, stalls_headline, summary_lines,
-    top_events_text, unexplained_note, untimed_samples_note, via_text, Exporter, Style, DIFF_HEADER, NO_ROUTES,
-    ROUTES_HEADLINE, ROUTE_DIFF_HEADER, ROUTE_DIFF_HEADLINE, TASKS_HEADLINE, TASK_ROWS_SHOWN,
+    any_task_timed, diff_cells, diff_summary_lines, diff_title, guessed_stalls_note, lag_diff_text, loop_lag_text,
+    loop_time_headline, more_tasks_text, no_task_timing_note, route_diff_cells, samples_note, stalls_headline,
+    summary_lines, task_diff_cells, tasks_not_shown_text, top_events_text, unexplained_note, untimed_samples_note,
+    via_text, Exporter, Style, DIFF_HEADER, NO_ROUTES, ROUTES_HEADLINE, ROUTE_DIFF_HEADER, ROUTE_DIFF_HEADLINE,
+    TASKS_HEADLINE, TASK_DIFF_HEADER, TASK_DIFF_HEADLINE, TASK_ROWS_SHOWN,
 };
 use crate::diff::RouteSideValues;
 use crate::diff::{Diff, DiffRow, SideValues};
 use crate::report::Report;
+use crate::task_diff::TaskSideValues;
 use crate::units::{count, fmt_ms, fmt_share, fmt_short_ms};
 use aiocop_trace::frame::TRACE_SEPARATOR;
 use serde::Serialize;
@@ -245,6 +247,7 @@ impl Exporter for HtmlExporter {
         };
         let mut sections = vec![section];
         sections.extend(route_diff_section(diff));
+        sections.extend(task_diff_section(diff));
         let new_side = diff.new_side.as_deref();
         if let Some(new) = new_side {
             let (mut loop_time, mut stalls) = (loop_section(new), stalls_section(new));
@@ -730,6 +733,14 @@ fn routes_section(report: &Report) -> Option<Section> {
     })
 }
 
+/// A row of a comparison: its status, its key, and four values shown as
+/// `base → new` and sorted by `sorts`.
+fn compared_row(status: crate::diff::Status, key: &str, shown: [String; 4], sorts: [f64; 4]) -> Vec<Cell> {
+    let status = Cell { text: status.as_str().to_owned(), sort: None, class: Some(status_class(status)), hover: None };
+    let values = shown.into_iter().zip(sorts).map(|(shown, sort)| number(shown, sort));
+    [status, code(key, &[])].into_iter().chain(values).collect()
+}
+
 /// `diff --by route`: every route of either side.
 fn route_diff_section(diff: &Diff) -> Option<Section> {
     if !diff.group_by.has_routes_table() {
@@ -739,20 +750,13 @@ fn route_diff_section(diff: &Diff) -> Option<Section> {
     titles.extend(ROUTE_DIFF_HEADER);
     let rows = diff.routes.iter().map(|row| {
         let value = |pick: fn(&RouteSideValues) -> f64| row.new.as_ref().or(row.base.as_ref()).map_or(0.0, pick);
-        let [loop_ms, events, requests, p] = route_diff_cells(row);
-        vec![
-            Cell {
-                text: row.status.as_str().to_owned(),
-                sort: None,
-                class: Some(status_class(row.status)),
-                hover: None,
-            },
-            code(&row.route, &[]),
-            number(loop_ms, value(|v| v.loop_ms_per_request)),
-            number(events, value(|v| v.events_per_request)),
-            number(requests, value(|v| v.requests as f64)),
-            number(p, row.p_value().unwrap_or(1.0)),
-        ]
+        let sorts = [
+            value(|v| v.loop_ms_per_request),
+            value(|v| v.events_per_request),
+            value(|v| v.requests as f64),
+            row.p_value().unwrap_or(1.0),
+        ];
+        compared_row(row.status, &row.route, route_diff_cells(row), sorts)
     });
     Some(Section {
         id: "routes",
@@ -762,6 +766,33 @@ fn route_diff_section(diff: &Diff) -> Option<Section> {
         rows: rows.collect(),
         empty: NO_ROUTES.to_owned(),
         more: None,
+    })
+}
+
+/// `diff`: loop lag and tasks of both sides; `None` without task timing on either.
+fn task_diff_section(diff: &Diff) -> Option<Section> {
+    let tasks = &diff.tasks;
+    if tasks.loop_lag.is_none() && tasks.rows.is_empty() && tasks.rows_not_shown == 0 {
+        return None;
+    }
+    let mut lines = vec![TASK_DIFF_HEADLINE.to_owned()];
+    lines.extend(tasks.loop_lag.as_ref().map(|lag| format!("Loop lag: {}", lag_diff_text(lag))));
+    let mut titles = vec!["status", tasks.by];
+    titles.extend(TASK_DIFF_HEADER);
+    let rows = tasks.rows.iter().map(|row| {
+        let value = |pick: fn(&TaskSideValues) -> f64| row.new.as_ref().or(row.base.as_ref()).map_or(0.0, pick);
+        let sorts =
+            [value(|v| v.wall_ms), value(|v| v.ready_wait_ms), value(|v| v.timed as f64), row.p_value().unwrap_or(1.0)];
+        compared_row(row.status, &row.key, task_diff_cells(row), sorts)
+    });
+    Some(Section {
+        id: "tasks",
+        title: "Tasks and loop lag".to_owned(),
+        lines,
+        columns: columns(&titles, &[2, 3, 4, 5]),
+        rows: rows.collect(),
+        empty: "No task changed.".to_owned(),
+        more: tasks_not_shown_text(diff),
     })
 }
 
