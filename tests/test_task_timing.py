@@ -6,6 +6,8 @@ the loop, time ready but waiting for it, and time waiting for I/O or
 timers; a loop made to lag shows it.
 """
 
+import csv
+import io
 import json
 import textwrap
 from pathlib import Path
@@ -229,9 +231,6 @@ def test_a_time_window_times_the_tasks_inside_it_and_only_counts_one_across_its_
 
 
 def test_markdown_csv_and_html_show_the_tasks_and_loop_lag_of_a_real_recording(tmp_path):
-    import csv
-    import io
-
     trace = record(tmp_path, LAGGING, "asyncio")
     report = report_json(str(trace))
     late, lag = row_of(report, "late"), report["tasks"]["loop_lag"]
@@ -307,6 +306,10 @@ def test_diff_finds_a_loop_blocked_20_ms_a_request_and_not_a_rerun_of_the_same_p
     assert "Tasks and loop lag" in table and "Loop lag: p50" in table and ": regressed (p < 0.001)" in table, table
     markdown = analyze("diff", str(base), str(blocking), "--format", "markdown").stdout
     assert "| **regressed** | `request` |" in markdown, markdown
+    text = analyze("diff", str(base), str(blocking), "--format", "csv", "--csv-table", "tasks").stdout
+    rows = {row["key"]: row for row in csv.DictReader(io.StringIO(text))}
+    assert rows["request"]["status"] == "regressed", text
+    assert (rows["request"]["base_timed"], rows["request"]["new_timed"]) == ("160", "160"), text
     html = analyze("diff", str(base), str(blocking), "--format", "html").stdout
     assert (
         '<section id="tasks">' in html and '<td class="status-worse">regressed</td><td class="key">request</td>' in html

@@ -249,8 +249,8 @@ pub fn run_diff(mut args: DiffArgs) -> Result<Outcome, AnalyzeError> {
     if args.skip_first_s > args.filters.since.unwrap_or(0.0) {
         args.filters.since = Some(args.skip_first_s);
     }
-    if !matches!(args.csv_table, report::CsvTable::Groups | report::CsvTable::Routes) {
-        return Err(AnalyzeError::Usage("--csv-table: a diff writes groups or routes".to_owned()));
+    if !matches!(args.csv_table, report::CsvTable::Groups | report::CsvTable::Routes | report::CsvTable::Tasks) {
+        return Err(AnalyzeError::Usage("--csv-table: a diff writes groups, routes or tasks".to_owned()));
     }
     let destination = Destination::new(args.output.output.as_deref());
     let base_paths = expand_side(&args.base, &args.more_base)?;

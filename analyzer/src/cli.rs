@@ -474,7 +474,7 @@ pub struct DiffArgs {
     #[arg(long, help_heading = "Output")]
     pub all: bool,
 
-    /// With --format csv, the table written: groups, or routes (with --by route).
+    /// With --format csv, the table written: groups, routes (with --by route) or tasks (tasks compared).
     #[arg(long, value_name = "TABLE", default_value = "groups", help_heading = "Output")]
     pub csv_table: CsvTable,
 

@@ -10,12 +10,15 @@
 //! For a diff, one row per diff row: key, identity, status, then each value
 //! as `base_X` and `new_X` (empty for a side without the group), then
 //! `p_value` and `one_time` (empty when null); with `--csv-table routes`,
-//! one row per route: route, status, `base_X`/`new_X`, `p_value`.
+//! one row per route: route, status, `base_X`/`new_X`, `p_value`; with
+//! `--csv-table tasks`, one row per coroutine (or route) shown: key,
+//! status, `base_X`/`new_X`, `p_value` (the loop lag is in the JSON).
 
 use super::{elapsed_cells, task_cells, Exporter, Style};
 use crate::diff::RouteSideValues;
 use crate::diff::{Diff, SideValues};
 use crate::report::{CsvTable, Report};
+use crate::task_diff::TaskSideValues;
 use crate::units::fmt_ms;
 
 pub struct CsvExporter;
@@ -82,8 +85,10 @@ fn to_csv(records: impl IntoIterator<Item = Vec<String>>) -> String {
 
 impl Exporter for CsvExporter {
     fn render_diff(&self, diff: &Diff, _style: Style) -> String {
-        if diff.csv_table == CsvTable::Routes {
-            return route_diff(diff);
+        match diff.csv_table {
+            CsvTable::Routes => return route_diff(diff),
+            CsvTable::Tasks => return task_diff(diff),
+            _ => {}
         }
         let header = ["key".to_owned(), "identity".to_owned(), "status".to_owned()]
             .into_iter()
@@ -254,6 +259,38 @@ fn route_diff(diff: &Diff) -> String {
     let rows = diff.routes.iter().map(|row| {
         let (base, new) = (values(row.base.as_ref()), values(row.new.as_ref()));
         [row.route.clone(), row.status.as_str().to_owned()]
+            .into_iter()
+            .chain(base.into_iter().zip(new).flat_map(|(b, n)| [b, n]))
+            .chain([row.p_value().map_or_else(String::new, |p| p.to_string())])
+            .collect()
+    });
+    to_csv(std::iter::once(header.collect()).chain(rows))
+}
+
+/// The values of each side of a task's diff row, as `base_X` and `new_X` columns.
+pub const TASK_DIFF_VALUES: [&str; 7] =
+    ["tasks", "timed", "wall_ms", "ready_wait_ms", "loop_ms", "wall_p95_ms", "ready_wait_p95_ms"];
+
+fn task_diff(diff: &Diff) -> String {
+    let header = ["key".to_owned(), "status".to_owned()]
+        .into_iter()
+        .chain(TASK_DIFF_VALUES.iter().flat_map(|v| [format!("base_{v}"), format!("new_{v}")]))
+        .chain(["p_value".to_owned()]);
+    let values = |side: Option<&TaskSideValues>| -> [String; 7] {
+        let Some(v) = side else { return Default::default() };
+        [
+            v.tasks.to_string(),
+            v.timed.to_string(),
+            v.wall_ms.to_string(),
+            v.ready_wait_ms.to_string(),
+            v.loop_ms.to_string(),
+            v.wall_p95_ms.to_string(),
+            v.ready_wait_p95_ms.to_string(),
+        ]
+    };
+    let rows = diff.tasks.rows.iter().map(|row| {
+        let (base, new) = (values(row.base.as_ref()), values(row.new.as_ref()));
+        [row.key.clone(), row.status.as_str().to_owned()]
             .into_iter()
             .chain(base.into_iter().zip(new).flat_map(|(b, n)| [b, n]))
             .chain([row.p_value().map_or_else(String::new, |p| p.to_string())])
