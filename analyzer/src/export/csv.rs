@@ -16,9 +16,9 @@
 
 use super::{elapsed_cells, task_cells, Exporter, Style};
 use crate::diff::RouteSideValues;
+use crate::diff::TaskSideValues;
 use crate::diff::{Diff, SideValues};
 use crate::report::{CsvTable, Report};
-use crate::task_diff::TaskSideValues;
 use crate::units::fmt_ms;
 
 pub struct CsvExporter;

@@ -23,9 +23,9 @@ use super::{
     TASKS_HEADLINE, TASK_DIFF_HEADER, TASK_DIFF_HEADLINE, TASK_ROWS_SHOWN,
 };
 use crate::diff::RouteSideValues;
+use crate::diff::TaskSideValues;
 use crate::diff::{Diff, DiffRow, SideValues};
 use crate::report::Report;
-use crate::task_diff::TaskSideValues;
 use crate::units::{count, fmt_ms, fmt_share, fmt_short_ms};
 use aiocop_trace::frame::TRACE_SEPARATOR;
 use serde::Serialize;

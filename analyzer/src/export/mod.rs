@@ -17,9 +17,9 @@ pub mod table;
 
 use crate::diff::Status;
 use crate::diff::{trim, Diff, DiffRow, SideValues, SideView};
+use crate::diff::{LagDiff, TaskDiffRow, TaskSideValues};
 use crate::diff::{RouteDiffRow, RouteSideValues};
 use crate::report::{LoopRow, Report, Row, StallRow, TotalsView, TraceFacts};
-use crate::task_diff::{LagDiff, TaskDiffRow, TaskSideValues};
 use crate::tasks::LagSummary;
 use crate::units::{count, fmt_ms, fmt_share, fmt_short_ms};
 use clap::ValueEnum;
