@@ -183,7 +183,7 @@ def test_the_route_diff_in_table_markdown_html_and_csv(recordings):
     rows = {row["route"]: row for row in csv.DictReader(io.StringIO(text))}
     assert rows["GET /cpu"]["status"] == "regressed"
     assert float(rows["GET /cpu"]["new_loop_ms_per_request"]) > float(rows["GET /cpu"]["base_loop_ms_per_request"])
-    # A diff's CSV holds groups or routes, nothing else.
+    # A diff's CSV holds groups, routes or tasks, nothing else.
     refused = analyze("diff", a[0], b[0], "--format", "csv", "--csv-table", "stalls")
     assert refused.returncode == 2 and "--csv-table" in refused.stderr and "Traceback" not in refused.stderr
 

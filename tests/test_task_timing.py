@@ -6,7 +6,11 @@ the loop, time ready but waiting for it, and time waiting for I/O or
 timers; a loop made to lag shows it.
 """
 
+import csv
+import io
+import json
 import textwrap
+from pathlib import Path
 
 import pytest
 from conftest import analyze, report_json
@@ -167,3 +171,147 @@ def test_a_fastapi_server_under_load_has_one_timed_task_per_request(tmp_path):
     # /cpu burns 10 ms a request on the loop; /block sleeps 5 ms in time.sleep (also on the loop).
     assert 9.5 <= by_route["GET /cpu"]["loop_ms"] <= 20, by_route["GET /cpu"]
     assert by_route["GET /block"]["loop_ms"] >= 5, by_route["GET /block"]
+
+
+# Two phases 2 s apart: five quick tasks, then five tasks whose timers run
+# ~30 ms late; one task spans both.
+TWO_PHASES = MAIN + textwrap.dedent(
+    """
+    async def early():
+        await asyncio.sleep(0.01)
+
+    async def late():
+        await asyncio.sleep(0.01)
+
+    async def spanning(done):
+        await done.wait()
+
+    async def main():
+        done = asyncio.Event()
+        span = asyncio.create_task(spanning(done))
+        for _ in range(5):
+            await asyncio.create_task(early())
+        await asyncio.sleep(2)
+        for _ in range(5):
+            waiter = asyncio.create_task(late())
+            await asyncio.sleep(0)
+            spin(0.04)
+            await waiter
+        done.set()
+        await span
+
+    run(main)
+    """
+)
+
+
+def test_a_time_window_times_the_tasks_inside_it_and_only_counts_one_across_its_edge(tmp_path):
+    trace = record(tmp_path, TWO_PHASES, "asyncio")
+    whole = report_json(str(trace))
+    assert (row_of(whole, "early")["timed"], row_of(whole, "late")["timed"]) == (5, 5), whole["tasks"]
+    # The cut: half a second before the first second with a late timer, so inside the 2 s sleep
+    # (from second 2: a loaded machine can make the start lag too).
+    lagging = [s["second"] for s in whole["tasks"]["loop_lag_by_second"] if s["max_ms"] >= 20 and s["second"] >= 2]
+    cut = str(lagging[0] - 0.5)
+    after = report_json("--since", cut, str(trace))
+    keys = {row["key"] for row in after["tasks"]["rows"]}
+    assert "early" not in keys, after["tasks"]
+    assert row_of(after, "late")["timed"] == 5
+    # Created before the window: counted, not timed.
+    assert (row_of(after, "spanning")["tasks"], row_of(after, "spanning")["timed"]) == (1, 0)
+    assert after["tasks"]["loop_lag"]["max_ms"] >= 20
+    before = report_json("--until", cut, str(trace))
+    keys = {row["key"] for row in before["tasks"]["rows"]}
+    assert "late" not in keys, before["tasks"]
+    assert row_of(before, "early")["timed"] == 5
+    # Ended after the window: counted, not timed.
+    assert (row_of(before, "spanning")["tasks"], row_of(before, "spanning")["timed"]) == (1, 0)
+    assert row_of(after, "late")["ready_wait_p50_ms"] >= 20, after["tasks"]
+    lag_slices = before["tasks"]["loop_lag"]["slices"] + after["tasks"]["loop_lag"]["slices"]
+    assert lag_slices == whole["tasks"]["loop_lag"]["slices"]
+
+
+def test_markdown_csv_and_html_show_the_tasks_and_loop_lag_of_a_real_recording(tmp_path):
+    trace = record(tmp_path, LAGGING, "asyncio")
+    report = report_json(str(trace))
+    late, lag = row_of(report, "late"), report["tasks"]["loop_lag"]
+    markdown = analyze(str(trace), "--format", "markdown").stdout
+    assert f"**Loop lag**: how long ready callbacks waited for the loop, over {lag['slices']} slices" in markdown
+    assert f"| `late` | {late['tasks']} | {late['timed']} |" in markdown, markdown
+    rows = list(csv.DictReader(io.StringIO(analyze(str(trace), "--format", "csv", "--csv-table", "tasks").stdout)))
+    by_key = {row["key"]: row for row in rows}
+    assert len(rows) == len(report["tasks"]["rows"])
+    assert (int(by_key["late"]["timed"]), by_key["late"]["by"]) == (late["timed"], "coroutine")
+    assert abs(float(by_key["late"]["ready_wait_p50_ms"]) - late["ready_wait_p50_ms"]) < 0.001
+    per_second = analyze(str(trace), "--format", "csv", "--csv-table", "loop-lag").stdout
+    seconds = list(csv.DictReader(io.StringIO(per_second)))
+    assert sum(int(s["slices"]) for s in seconds) == lag["slices"], per_second
+    html = analyze(str(trace), "--format", "html").stdout
+    assert '<section id="tasks">' in html and '<section id="loop-lag-over-time">' in html
+    assert '<td class="key">late</td>' in html, html
+    assert html.count('<rect class="bar"') >= len(seconds)
+
+
+# Requests in rounds of four at once: each waits 10 ms (its I/O) then
+# computes 1 ms. BLOCKING_REQUESTS is a release whose requests also block
+# the loop 20 ms each (a synchronous call): the others, ready, wait for it.
+REQUESTS = MAIN + textwrap.dedent(
+    """
+    BLOCK_S = 0.0
+
+    async def request():
+        await asyncio.sleep(0.01)
+        spin(0.001)
+        if BLOCK_S:
+            time.sleep(BLOCK_S)
+
+    async def main():
+        for _ in range(40):
+            await asyncio.gather(*(asyncio.create_task(request()) for _ in range(4)))
+
+    run(main)
+    """
+)
+BLOCKING_REQUESTS = REQUESTS.replace("BLOCK_S = 0.0", "BLOCK_S = 0.02")
+assert BLOCKING_REQUESTS != REQUESTS
+
+
+def task_diff(base: Path, new: Path) -> dict:
+    result = analyze("diff", str(base), str(new), "--all", "--format", "json")
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)["tasks"]
+
+
+def test_diff_finds_a_loop_blocked_20_ms_a_request_and_not_a_rerun_of_the_same_program(tmp_path):
+    base = record(tmp_path, REQUESTS, "asyncio", name="base.py")
+    same = record(tmp_path, REQUESTS, "asyncio", name="same.py")
+    blocking = record(tmp_path, BLOCKING_REQUESTS, "asyncio", name="blocking.py")
+    # The same program twice: nothing called a regression.
+    tasks = task_diff(base, same)
+    assert tasks["loop_lag"]["status"] != "regressed", tasks["loop_lag"]
+    request = next(row for row in tasks["rows"] if row["key"] == "request")
+    assert request["status"] == "unchanged", request
+    assert (request["base"]["timed"], request["new"]["timed"]) == (160, 160)
+    assert [row for row in tasks["rows"] if row["status"] == "regressed"] == [], tasks["rows"]
+    # 20 ms of blocking a request: the loop lag and the requests' ready-wait and wall time rose.
+    tasks = task_diff(base, blocking)
+    lag = tasks["loop_lag"]
+    assert lag["status"] == "regressed" and lag["rise_p_value"] < 0.001, lag
+    assert lag["new"]["p95_ms"] >= 19, lag
+    assert lag["base"]["slices"] > 0 and lag["new"]["slices"] > 0, lag
+    request = next(row for row in tasks["rows"] if row["key"] == "request")
+    assert request["status"] == "regressed", request
+    # Three of four requests a round wait for the others' blocking: 30 ms on average.
+    assert request["new"]["ready_wait_ms"] - request["base"]["ready_wait_ms"] >= 20, request
+    table = analyze("diff", str(base), str(blocking)).stdout
+    assert "Tasks and loop lag" in table and "Loop lag: p50" in table and ": regressed (p < 0.001)" in table, table
+    markdown = analyze("diff", str(base), str(blocking), "--format", "markdown").stdout
+    assert "| **regressed** | `request` |" in markdown, markdown
+    text = analyze("diff", str(base), str(blocking), "--format", "csv", "--csv-table", "tasks").stdout
+    rows = {row["key"]: row for row in csv.DictReader(io.StringIO(text))}
+    assert rows["request"]["status"] == "regressed", text
+    assert (rows["request"]["base_timed"], rows["request"]["new_timed"]) == ("160", "160"), text
+    html = analyze("diff", str(base), str(blocking), "--format", "html").stdout
+    assert (
+        '<section id="tasks">' in html and '<td class="status-worse">regressed</td><td class="key">request</td>' in html
+    )

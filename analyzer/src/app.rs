@@ -249,8 +249,8 @@ pub fn run_diff(mut args: DiffArgs) -> Result<Outcome, AnalyzeError> {
     if args.skip_first_s > args.filters.since.unwrap_or(0.0) {
         args.filters.since = Some(args.skip_first_s);
     }
-    if !matches!(args.csv_table, report::CsvTable::Groups | report::CsvTable::Routes) {
-        return Err(AnalyzeError::Usage("--csv-table: a diff writes groups or routes".to_owned()));
+    if !matches!(args.csv_table, report::CsvTable::Groups | report::CsvTable::Routes | report::CsvTable::Tasks) {
+        return Err(AnalyzeError::Usage("--csv-table: a diff writes groups, routes or tasks".to_owned()));
     }
     let destination = Destination::new(args.output.output.as_deref());
     let base_paths = expand_side(&args.base, &args.more_base)?;
@@ -353,6 +353,13 @@ fn make_diff(args: &DiffArgs, base: &Side, new: &Side, event_table_changes: Vec<
     let (mut rows, rise_tests, fall_tests) = diff::compare(base, new, &diff_options);
     // Every route of either side, unchanged ones included: a short table.
     let routes = crate::route_diff::compare_routes(&base.routes, &new.routes, &diff_options);
+    let mut tasks =
+        crate::task_diff::compare_tasks(&base.tasks, &new.tasks, args.filters.by.has_routes_table(), &diff_options);
+    if !diff_options.all {
+        let before = tasks.rows.len();
+        tasks.rows.retain(|row| row.status != diff::Status::Unchanged);
+        tasks.rows_not_shown = before - tasks.rows.len();
+    }
     let counts = diff::count_statuses(&rows);
     let warning = diff::nothing_in_common(&rows);
     let reasons = diff::gate(&rows, &diff_options);
@@ -385,6 +392,7 @@ fn make_diff(args: &DiffArgs, base: &Side, new: &Side, event_table_changes: Vec<
         schema_minor: diff::DIFF_SCHEMA_MINOR,
         by: filters.by.to_string(),
         routes,
+        tasks,
         base: side_view(base),
         new: side_view(new),
         scored_with: args.rescore.as_str(),

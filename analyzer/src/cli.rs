@@ -298,7 +298,8 @@ pub struct ReportArgs {
     #[arg(long, value_name = "US", default_value_t = crate::stalls::DEFAULT_STALL_GAP_NS as f64 / 1000.0, allow_negative_numbers = true, help_heading = "Loop time")]
     pub stall_gap_us: f64,
 
-    /// With --format csv, the table written: groups (blocking I/O), loop-time, stalls or routes (with --by route).
+    /// With --format csv, the table written: groups (blocking I/O), loop-time, stalls, routes (with --by route),
+    /// tasks (the Tasks table, every row) or loop-lag (per second).
     #[arg(long, value_name = "TABLE", default_value = "groups", help_heading = "Output")]
     pub csv_table: CsvTable,
 
@@ -434,7 +435,8 @@ pub struct DiffArgs {
     pub confidence: f64,
 
     /// With --by route, a route's loop time per request must rise (or fall)
-    /// by at least MS as well as by --min-increase and beyond chance.
+    /// by at least MS as well as by --min-increase and beyond chance; so
+    /// must a task's mean wall time or ready-wait (diff's Tasks and loop lag).
     #[arg(long = "min-route-change-ms", value_name = "MS", default_value_t = crate::diff::DEFAULT_MIN_ROUTE_CHANGE_MS, help_heading = "Gate")]
     pub min_route_change_ms: f64,
 
@@ -472,7 +474,7 @@ pub struct DiffArgs {
     #[arg(long, help_heading = "Output")]
     pub all: bool,
 
-    /// With --format csv, the table written: groups, or routes (with --by route).
+    /// With --format csv, the table written: groups, routes (with --by route) or tasks (tasks compared).
     #[arg(long, value_name = "TABLE", default_value = "groups", help_heading = "Output")]
     pub csv_table: CsvTable,
 

@@ -62,7 +62,9 @@ use std::collections::BTreeSet;
 
 /// Bumped when a field of the diff's JSON changes meaning or goes away.
 pub const DIFF_SCHEMA_VERSION: u32 = 2;
-/// Bumped when the diff's JSON gains a field: 1 added `routes` (`--by route`).
+/// Bumped when the diff's JSON gains a field: 1 added `routes` (`--by route`),
+/// 2 `tasks` (loop lag and tasks compared, [`crate::task_diff`]) and each
+/// route's `machine_band`.
 pub const DIFF_SCHEMA_MINOR: u32 = 2;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -369,6 +371,8 @@ pub struct Diff {
     /// `--by route`: every route of either side ([`crate::route_diff`]);
     /// empty for other keys.
     pub routes: Vec<RouteDiffRow>,
+    /// Schema minor 2: loop lag and tasks of both sides compared.
+    pub tasks: TasksDiff,
     pub base: SideView,
     pub new: SideView,
     /// Whose event table scored both sides: `new` or `base`.
@@ -916,6 +920,72 @@ impl RouteDiffRow {
         let candidates = match self.status {
             Status::Improved => [self.loop_fall_p_value, self.events_fall_p_value],
             _ => [self.loop_rise_p_value, self.events_rise_p_value],
+        };
+        candidates.into_iter().flatten().min_by(f64::total_cmp)
+    }
+}
+
+/// `diff`'s tasks and loop lag ([`crate::task_diff`] compares them).
+/// Tasks and loop lag of both sides.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct TasksDiff {
+    /// What keys a row: `coroutine`, or `route` with `--by route`.
+    pub by: &'static str,
+    /// `None` when a side has no slice of known readiness.
+    pub loop_lag: Option<LagDiff>,
+    /// Coroutines (or routes) with timed tasks on a side, most mean wall
+    /// time added first.
+    pub rows: Vec<TaskDiffRow>,
+    /// Unchanged rows left out (without `--all`).
+    pub rows_not_shown: usize,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct LagDiff {
+    pub status: Status,
+    pub base: crate::tasks::LagSummary,
+    pub new: crate::tasks::LagSummary,
+    /// The mean ready-wait per slice: what is tested.
+    pub base_mean_ms: f64,
+    pub new_mean_ms: f64,
+    /// Holm-adjusted p-values that the mean rose and fell.
+    pub rise_p_value: f64,
+    pub fall_p_value: f64,
+}
+
+/// One side's tasks of a coroutine (or route).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct TaskSideValues {
+    pub tasks: u64,
+    /// Tasks created and ended in the traces: what the times are of.
+    pub timed: u64,
+    /// Means per timed task.
+    pub wall_ms: f64,
+    pub ready_wait_ms: f64,
+    pub loop_ms: f64,
+    pub wall_p95_ms: f64,
+    pub ready_wait_p95_ms: f64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct TaskDiffRow {
+    pub key: String,
+    pub status: Status,
+    pub base: Option<TaskSideValues>,
+    pub new: Option<TaskSideValues>,
+    /// Holm-adjusted p-values (`None`: not tested, a side has no timed task).
+    pub ready_wait_rise_p_value: Option<f64>,
+    pub ready_wait_fall_p_value: Option<f64>,
+    pub wall_rise_p_value: Option<f64>,
+    pub wall_fall_p_value: Option<f64>,
+}
+
+impl TaskDiffRow {
+    /// The adjusted p-value its status rests on, if it was tested.
+    pub fn p_value(&self) -> Option<f64> {
+        let candidates = match self.status {
+            Status::Improved => [self.ready_wait_fall_p_value, self.wall_fall_p_value],
+            _ => [self.ready_wait_rise_p_value, self.wall_rise_p_value],
         };
         candidates.into_iter().flatten().min_by(f64::total_cmp)
     }

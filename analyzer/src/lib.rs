@@ -93,6 +93,7 @@ pub mod signature;
 pub mod stalls;
 pub mod stats;
 pub mod tables;
+pub mod task_diff;
 pub mod tasks;
 pub mod timeline;
 pub mod units;

@@ -214,7 +214,7 @@ fn read_file(
         true => crate::routes::file_routes(&trace, options.since_ns, options.until_ns),
         false => crate::routes::Routes::default(),
     };
-    let tasks = crate::tasks::file_tasks(&trace, options.by.has_routes_table());
+    let tasks = crate::tasks::file_tasks(&trace, options.by.has_routes_table(), options.since_ns, options.until_ns);
     Ok(FileOutcome::Read(Box::new(ReadFile { facts, analysis, warnings, flame, routes, tasks })))
 }
 

@@ -507,6 +507,10 @@ pub enum CsvTable {
     Stalls,
     /// The Routes table (`--by route`); for a diff, its routes' comparison.
     Routes,
+    /// The Tasks table, every row (by coroutine, or route with `--by route`).
+    Tasks,
+    /// Loop lag per second after each trace's start.
+    LoopLag,
 }
 
 /// How rows are chosen and ordered.

@@ -13,6 +13,13 @@
 //!
 //! A pass of its own over each file, in chunk order (a task's slices must
 //! be met in the order they ran).
+//!
+//! In a time window (`--since`/`--until`, from each trace's start): loop lag
+//! is of the slices that start in it; a task counts when one of its slices
+//! starts in it, and is timed only when it lies wholly inside: created at or
+//! after `--since` and its last step started before `--until`. A task that
+//! straddles an edge is counted, not timed, as one created before the
+//! recording or still running at its end.
 
 use crate::durations::Durations;
 use aiocop_trace::records::{SliceRecord, StringId, TaskTiming, READY_UNKNOWN, TASK_CANCELLED, TASK_RAISED};
@@ -81,6 +88,8 @@ struct OpenTask {
     /// What ran at its first slice seen (its coroutine), or its route.
     key: StringId,
     created_ns: Option<u64>,
+    /// One of its slices started in the time window.
+    in_window: bool,
     loop_ns: u64,
     ready_ns: u64,
 }
@@ -135,9 +144,11 @@ impl SliceVisitor for TaskVisitor {
 }
 
 /// A file's tasks, keyed by string ids until its end.
-#[derive(Default)]
 struct FileTasks {
     by_route: bool,
+    /// The time window, from the trace's start: `[since_ns, until_ns)`.
+    since_ns: u64,
+    until_ns: u64,
     open: FxHashMap<StringId, OpenTask>,
     groups: FxHashMap<StringId, TaskGroup>,
     lag: Durations,
@@ -148,7 +159,27 @@ struct FileTasks {
     names: FxHashMap<StringId, String>,
 }
 
+impl Default for FileTasks {
+    fn default() -> FileTasks {
+        FileTasks {
+            by_route: false,
+            since_ns: 0,
+            until_ns: u64::MAX,
+            open: FxHashMap::default(),
+            groups: FxHashMap::default(),
+            lag: Durations::default(),
+            lag_by_second: BTreeMap::new(),
+            keys: FxHashSet::default(),
+            names: FxHashMap::default(),
+        }
+    }
+}
+
 impl FileTasks {
+    fn in_window(&self, start_ns: u64) -> bool {
+        (self.since_ns..self.until_ns).contains(&start_ns)
+    }
+
     /// Keeps the text of the keys among a chunk's definitions.
     fn add_names(&mut self, strings: &[(StringId, String)]) {
         for (id, text) in strings {
@@ -165,7 +196,8 @@ impl FileTasks {
         for (index, slice) in slices.iter().enumerate() {
             let ready = timing.ready.get(index).filter(|ready| ready.since != READY_UNKNOWN);
             let ready_ns = ready.map_or(0, |ready| ready.wait_ns);
-            if ready.is_some() {
+            let in_window = self.in_window(slice.start_ns);
+            if ready.is_some() && in_window {
                 self.lag.record(ready_ns);
                 self.lag_by_second.entry(slice.start_ns / 1_000_000_000).or_default().record(ready_ns);
             }
@@ -186,23 +218,30 @@ impl FileTasks {
             if let Some(creation) = creation {
                 open.created_ns = Some(slice.start_ns.saturating_sub(creation.created_before_ns));
             }
+            open.in_window |= in_window;
             open.loop_ns = open.loop_ns.saturating_add(slice.duration_ns);
             open.ready_ns = open.ready_ns.saturating_add(ready_ns);
             if let Some(end) = end {
                 let open = self.open.remove(&task).unwrap_or_default();
-                self.close(open, Some((slice.start_ns + slice.duration_ns, end.outcome)));
+                // Its end counts only inside the window: one after it is not seen.
+                let end = in_window.then_some((slice.start_ns + slice.duration_ns, end.outcome));
+                self.close(open, end);
             }
         }
     }
 
-    /// Counts a task; with its wall time if it was created and ended in the trace.
+    /// Counts a task seen in the window; with its wall time if it was
+    /// created and ended in it.
     fn close(&mut self, task: OpenTask, end: Option<(u64, u8)>) {
+        if !task.in_window {
+            return;
+        }
         let group = self.groups.entry(task.key).or_default();
         group.tasks += 1;
         let Some((end_ns, outcome)) = end else { return };
         group.cancelled += u64::from(outcome == TASK_CANCELLED);
         group.raised += u64::from(outcome == TASK_RAISED);
-        let Some(created_ns) = task.created_ns else { return };
+        let Some(created_ns) = task.created_ns.filter(|&created_ns| created_ns >= self.since_ns) else { return };
         let wall_ns = end_ns.saturating_sub(created_ns);
         group.wall.record(wall_ns);
         group.loop_time.record(task.loop_ns);
@@ -211,10 +250,12 @@ impl FileTasks {
     }
 }
 
-/// The task timing of one trace; `by_route` keys tasks by their route
-/// instead of their coroutine (tasks without one go to `<unrouted>`).
-/// Chunks that cannot be read are left out (the main read reports them).
-pub fn file_tasks(trace: &TraceFile, by_route: bool) -> TaskTimes {
+/// The task timing of one trace in `[since_ns, until_ns)` from its start
+/// (see the module's doc for tasks at the window's edges); `by_route` keys
+/// tasks by their route instead of their coroutine (tasks without one go
+/// to `<unrouted>`). Chunks that cannot be read are left out (the main
+/// read reports them).
+pub fn file_tasks(trace: &TraceFile, by_route: bool, since_ns: u64, until_ns: u64) -> TaskTimes {
     let (major, minor) = trace.format_version();
     if (major, minor) < (1, 4) {
         return TaskTimes { untimed_traces: 1, ..TaskTimes::default() };
@@ -229,7 +270,7 @@ pub fn file_tasks(trace: &TraceFile, by_route: bool) -> TaskTimes {
         })
         .min();
     let mut visitor = TaskVisitor { route_key, slices: Vec::new(), too_many: false };
-    let mut file = FileTasks { by_route, ..FileTasks::default() };
+    let mut file = FileTasks { by_route, since_ns, until_ns, ..FileTasks::default() };
     for index in 0..chunks {
         visitor.slices.clear();
         visitor.too_many = false;
@@ -388,6 +429,42 @@ mod tests {
         assert_eq!(group.waiting.total_ns(), 50_000_000);
         // Loop lag: the two slices whose readiness is known.
         assert_eq!((file.lag.count(), file.lag.max_ns()), (2, 1_000_000));
+    }
+
+    #[test]
+    fn a_window_times_the_tasks_inside_it_and_counts_those_across_its_edges() {
+        // Task 3 from 0 to 12 ms straddles --since 10 ms; task 4 lies inside
+        // [10, 30) ms; task 5 starts inside and ends after --until 30 ms;
+        // task 6 runs only after it.
+        let slices = [
+            slice(1, 1, Some(3)),
+            slice(11, 1, Some(3)),
+            slice(12, 2, Some(4)),
+            slice(20, 1, Some(5)),
+            slice(25, 1, Some(4)),
+            slice(31, 1, Some(5)),
+            slice(32, 1, Some(6)),
+        ];
+        let created = |slice, created_before_ms: u64| TaskCreated {
+            slice,
+            created_before_ns: created_before_ms * 1_000_000,
+            parent: None,
+        };
+        let end = |slice| TaskEnded { slice, outcome: TASK_DONE };
+        let timing = TaskTiming {
+            ready: (0..7).map(|_| ready(1, READY_SCHEDULED)).collect(),
+            created: vec![created(0, 1), created(2, 1), created(3, 1), created(6, 0)],
+            ended: vec![end(1), end(4), end(5), end(6)],
+        };
+        let mut file = FileTasks { since_ns: 10_000_000, until_ns: 30_000_000, ..FileTasks::default() };
+        file.add_chunk(&slices, &timing);
+        let group = &file.groups[&7];
+        assert_eq!((group.tasks, group.wall.count()), (3, 1), "tasks 3, 4 and 5 counted, 4 timed");
+        // Task 4: created at 11 ms, its last step ends at 26 ms.
+        assert_eq!(group.wall.total_ns(), 15_000_000);
+        assert_eq!(group.loop_time.total_ns(), 3_000_000);
+        // Loop lag: the four slices starting in the window.
+        assert_eq!(file.lag.count(), 4);
     }
 
     #[test]

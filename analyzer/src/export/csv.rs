@@ -3,14 +3,20 @@
 //! `top_events` as `name:count` pairs joined with `;`. CSV holds one table:
 //! `--csv-table loop-time` writes the Loop time table instead (`via` joined
 //! with `+`), `--csv-table stalls` the stalls (`top` as `key:busy_ms` pairs
-//! joined with `;`), `--csv-table routes` the Routes table (`--by route`).
+//! joined with `;`), `--csv-table routes` the Routes table (`--by route`),
+//! `--csv-table tasks` the Tasks table (every row), `--csv-table loop-lag`
+//! the loop lag per second (a row per second with a slice of known
+//! readiness).
 //! For a diff, one row per diff row: key, identity, status, then each value
 //! as `base_X` and `new_X` (empty for a side without the group), then
 //! `p_value` and `one_time` (empty when null); with `--csv-table routes`,
-//! one row per route: route, status, `base_X`/`new_X`, `p_value`.
+//! one row per route: route, status, `base_X`/`new_X`, `p_value`; with
+//! `--csv-table tasks`, one row per coroutine (or route) shown: key,
+//! status, `base_X`/`new_X`, `p_value` (the loop lag is in the JSON).
 
-use super::{elapsed_cells, Exporter, Style};
+use super::{elapsed_cells, task_cells, Exporter, Style};
 use crate::diff::RouteSideValues;
+use crate::diff::TaskSideValues;
 use crate::diff::{Diff, SideValues};
 use crate::report::{CsvTable, Report};
 use crate::units::fmt_ms;
@@ -79,8 +85,10 @@ fn to_csv(records: impl IntoIterator<Item = Vec<String>>) -> String {
 
 impl Exporter for CsvExporter {
     fn render_diff(&self, diff: &Diff, _style: Style) -> String {
-        if diff.csv_table == CsvTable::Routes {
-            return route_diff(diff);
+        match diff.csv_table {
+            CsvTable::Routes => return route_diff(diff),
+            CsvTable::Tasks => return task_diff(diff),
+            _ => {}
         }
         let header = ["key".to_owned(), "identity".to_owned(), "status".to_owned()]
             .into_iter()
@@ -103,6 +111,8 @@ impl Exporter for CsvExporter {
             CsvTable::LoopTime => loop_time(report),
             CsvTable::Stalls => stalls(report),
             CsvTable::Routes => routes(report),
+            CsvTable::Tasks => tasks(report),
+            CsvTable::LoopLag => loop_lag(report),
         }
     }
 }
@@ -185,6 +195,47 @@ fn routes(report: &Report) -> String {
     to_csv(std::iter::once(header).chain(rows))
 }
 
+pub const TASK_COLUMNS: [&str; 12] = [
+    "key",
+    "tasks",
+    "timed",
+    "wall_p50_ms",
+    "wall_p95_ms",
+    "loop_ms",
+    "ready_wait_p50_ms",
+    "ready_wait_p95_ms",
+    "waiting_ms",
+    "cancelled",
+    "raised",
+    "by",
+];
+
+fn tasks(report: &Report) -> String {
+    let header = TASK_COLUMNS.iter().map(|c| c.to_string()).collect();
+    let rows = report.tasks.rows.iter().map(|row| {
+        std::iter::once(row.key.clone()).chain(task_cells(row)).chain([report.tasks.by.to_owned()]).collect()
+    });
+    to_csv(std::iter::once(header).chain(rows))
+}
+
+pub const LOOP_LAG_COLUMNS: [&str; 6] = ["second", "slices", "p50_ms", "p95_ms", "p99_ms", "max_ms"];
+
+fn loop_lag(report: &Report) -> String {
+    let header = LOOP_LAG_COLUMNS.iter().map(|c| c.to_string()).collect();
+    let rows = report.tasks.loop_lag_by_second.iter().map(|second| {
+        let lag = &second.lag;
+        vec![
+            second.second.to_string(),
+            lag.slices.to_string(),
+            fmt_ms(lag.p50_ms),
+            fmt_ms(lag.p95_ms),
+            fmt_ms(lag.p99_ms),
+            fmt_ms(lag.max_ms),
+        ]
+    });
+    to_csv(std::iter::once(header).chain(rows))
+}
+
 /// The values of each side of a route's diff row, as `base_X` and `new_X` columns.
 pub const ROUTE_DIFF_VALUES: [&str; 6] =
     ["requests", "loop_ms_per_request", "p95_ms", "events_per_request", "busy_ms", "events"];
@@ -208,6 +259,38 @@ fn route_diff(diff: &Diff) -> String {
     let rows = diff.routes.iter().map(|row| {
         let (base, new) = (values(row.base.as_ref()), values(row.new.as_ref()));
         [row.route.clone(), row.status.as_str().to_owned()]
+            .into_iter()
+            .chain(base.into_iter().zip(new).flat_map(|(b, n)| [b, n]))
+            .chain([row.p_value().map_or_else(String::new, |p| p.to_string())])
+            .collect()
+    });
+    to_csv(std::iter::once(header.collect()).chain(rows))
+}
+
+/// The values of each side of a task's diff row, as `base_X` and `new_X` columns.
+pub const TASK_DIFF_VALUES: [&str; 7] =
+    ["tasks", "timed", "wall_ms", "ready_wait_ms", "loop_ms", "wall_p95_ms", "ready_wait_p95_ms"];
+
+fn task_diff(diff: &Diff) -> String {
+    let header = ["key".to_owned(), "status".to_owned()]
+        .into_iter()
+        .chain(TASK_DIFF_VALUES.iter().flat_map(|v| [format!("base_{v}"), format!("new_{v}")]))
+        .chain(["p_value".to_owned()]);
+    let values = |side: Option<&TaskSideValues>| -> [String; 7] {
+        let Some(v) = side else { return Default::default() };
+        [
+            v.tasks.to_string(),
+            v.timed.to_string(),
+            v.wall_ms.to_string(),
+            v.ready_wait_ms.to_string(),
+            v.loop_ms.to_string(),
+            v.wall_p95_ms.to_string(),
+            v.ready_wait_p95_ms.to_string(),
+        ]
+    };
+    let rows = diff.tasks.rows.iter().map(|row| {
+        let (base, new) = (values(row.base.as_ref()), values(row.new.as_ref()));
+        [row.key.clone(), row.status.as_str().to_owned()]
             .into_iter()
             .chain(base.into_iter().zip(new).flat_map(|(b, n)| [b, n]))
             .chain([row.p_value().map_or_else(String::new, |p| p.to_string())])

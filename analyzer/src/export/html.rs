@@ -16,11 +16,14 @@
 
 use super::fit::relative_to;
 use super::{
-    diff_cells, diff_summary_lines, diff_title, guessed_stalls_note, loop_time_headline, route_diff_cells,
-    samples_note, stalls_headline, summary_lines, top_events_text, unexplained_note, untimed_samples_note, via_text,
-    Exporter, Style, DIFF_HEADER, NO_ROUTES, ROUTES_HEADLINE, ROUTE_DIFF_HEADER, ROUTE_DIFF_HEADLINE,
+    any_task_timed, diff_cells, diff_summary_lines, diff_title, guessed_stalls_note, lag_diff_text, loop_lag_text,
+    loop_time_headline, more_tasks_text, no_task_timing_note, route_diff_cells, samples_note, stalls_headline,
+    summary_lines, task_diff_cells, tasks_not_shown_text, top_events_text, unexplained_note, untimed_samples_note,
+    via_text, Exporter, Style, DIFF_HEADER, NO_ROUTES, ROUTES_HEADLINE, ROUTE_DIFF_HEADER, ROUTE_DIFF_HEADLINE,
+    TASKS_HEADLINE, TASK_DIFF_HEADER, TASK_DIFF_HEADLINE, TASK_ROWS_SHOWN,
 };
 use crate::diff::RouteSideValues;
+use crate::diff::TaskSideValues;
 use crate::diff::{Diff, DiffRow, SideValues};
 use crate::report::Report;
 use crate::units::{count, fmt_ms, fmt_share, fmt_short_ms};
@@ -129,6 +132,18 @@ struct Bar {
     title: String,
 }
 
+/// Loop lag over time: a bar per second, its height the second's p99.
+#[derive(Serialize)]
+struct LagChart {
+    width: f64,
+    height: f64,
+    line: String,
+    /// The value at the top of the axis: the highest p99 of a second.
+    top_label: String,
+    end_label: String,
+    bars: Vec<Bar>,
+}
+
 /// One example stack: its title and frames shown short, each with its full
 /// text on hover when that differs.
 #[derive(Serialize)]
@@ -157,6 +172,8 @@ struct Page {
     verdict: Option<Verdict>,
     chart: Option<Chart>,
     sections: Vec<Section>,
+    /// Drawn after the Tasks section.
+    lag_chart: Option<LagChart>,
     flame_graph: Option<String>,
     flame_graph_note: String,
     /// The section the flame graph follows.
@@ -183,8 +200,15 @@ impl Exporter for HtmlExporter {
             chart: chart(report),
             sections: routes_section(report)
                 .into_iter()
-                .chain([loop_section(report), stalls_section(report), io_section(report), cpu_section(report)])
+                .chain([
+                    loop_section(report),
+                    stalls_section(report),
+                    tasks_section(report),
+                    io_section(report),
+                    cpu_section(report),
+                ])
                 .collect(),
+            lag_chart: lag_chart(report),
             flame_graph: report.pictures.flame_graph_svg.as_deref().map(inline_svg),
             flame_graph_note: FLAME_GRAPH_NOTE.to_owned(),
             flame_graph_after: "loop-time",
@@ -223,6 +247,7 @@ impl Exporter for HtmlExporter {
         };
         let mut sections = vec![section];
         sections.extend(route_diff_section(diff));
+        sections.extend(task_diff_section(diff));
         let new_side = diff.new_side.as_deref();
         if let Some(new) = new_side {
             let (mut loop_time, mut stalls) = (loop_section(new), stalls_section(new));
@@ -243,6 +268,7 @@ impl Exporter for HtmlExporter {
                 chart
             }),
             sections,
+            lag_chart: None,
             flame_graph: diff.flame_graph_svg.as_deref().map(inline_svg),
             flame_graph_note: DIFF_FLAME_GRAPH_NOTE.to_owned(),
             flame_graph_after: "comparison",
@@ -392,6 +418,48 @@ fn chart(report: &Report) -> Option<Chart> {
     })
 }
 
+/// Each second's p99 loop lag as a bar, scaled to the highest; `None`
+/// without task timing.
+fn lag_chart(report: &Report) -> Option<LagChart> {
+    let seconds = &report.tasks.loop_lag_by_second;
+    let last = seconds.last()?.second;
+    let top_ms = seconds.iter().map(|s| s.lag.p99_ms).fold(0.0, f64::max);
+    let bar_width = CHART_WIDTH / (last + 1) as f64;
+    let bars = seconds
+        .iter()
+        .map(|s| {
+            let lag = &s.lag;
+            let height = if top_ms > 0.0 { CHART_HEIGHT * lag.p99_ms / top_ms } else { 0.0 };
+            Bar {
+                x: round2(s.second as f64 * bar_width),
+                y: round2(CHART_HEIGHT - height),
+                width: round2(bar_width),
+                height: round2(height),
+                title: format!(
+                    "{} s to {} s: p50 {} ms, p95 {} ms, p99 {} ms, max {} ms over {} slices",
+                    s.second,
+                    s.second + 1,
+                    fmt_ms(lag.p50_ms),
+                    fmt_ms(lag.p95_ms),
+                    fmt_ms(lag.p99_ms),
+                    fmt_ms(lag.max_ms),
+                    lag.slices
+                ),
+            }
+        })
+        .collect();
+    Some(LagChart {
+        width: CHART_WIDTH,
+        height: CHART_HEIGHT,
+        line: "Loop lag over time: each second's p99 after each trace's start (traces overlaid), from 0 to the \
+               highest second's; hover a bar for its p50, p95, max and slices."
+            .to_owned(),
+        top_label: format!("{} ms", fmt_short_ms(top_ms)),
+        end_label: format!("{} s", last + 1),
+        bars,
+    })
+}
+
 fn round2(value: f64) -> f64 {
     (value * 100.0).round() / 100.0
 }
@@ -463,6 +531,53 @@ fn stalls_section(report: &Report) -> Section {
             .collect(),
         empty: "No stall.".to_owned(),
         more: (report.stalls_not_shown > 0).then(|| format!("… and {} more", report.stalls_not_shown)),
+    }
+}
+
+/// The loop lag and the Tasks table.
+fn tasks_section(report: &Report) -> Section {
+    let tasks = &report.tasks;
+    let mut lines: Vec<String> = no_task_timing_note(report).into_iter().collect();
+    lines.extend(tasks.loop_lag.as_ref().map(|lag| format!("Loop lag: {}", loop_lag_text(lag))));
+    lines.push(format!("By {}: {TASKS_HEADLINE}", tasks.by));
+    // Tasks seen only by their slices (none created and ended while recording) have no times to show.
+    let shown = if any_task_timed(report) { &tasks.rows[..] } else { &[] };
+    let rows = shown.iter().take(TASK_ROWS_SHOWN).map(|row| {
+        vec![
+            code(&row.key, &report.pictures.key_roots),
+            number(row.tasks, row.tasks as f64),
+            number(row.timed, row.timed as f64),
+            ms(row.wall_p50_ms),
+            ms(row.wall_p95_ms),
+            ms(row.loop_ms),
+            ms(row.ready_wait_p50_ms),
+            ms(row.ready_wait_p95_ms),
+            ms(row.waiting_ms),
+            number(row.cancelled, row.cancelled as f64),
+            number(row.raised, row.raised as f64),
+        ]
+    });
+    let titles = [
+        tasks.by,
+        "tasks",
+        "timed",
+        "wall p50",
+        "wall p95",
+        "loop ms",
+        "ready p50",
+        "ready p95",
+        "waiting ms",
+        "cancelled",
+        "raised",
+    ];
+    Section {
+        id: "tasks",
+        title: "Tasks and loop lag".to_owned(),
+        lines,
+        columns: columns(&titles, &[1, 2, 3, 4, 5, 6, 7, 8, 9, 10]),
+        rows: rows.collect(),
+        empty: "No task was created and ended in the traces (and the time window).".to_owned(),
+        more: more_tasks_text(report),
     }
 }
 
@@ -618,6 +733,14 @@ fn routes_section(report: &Report) -> Option<Section> {
     })
 }
 
+/// A row of a comparison: its status, its key, and four values shown as
+/// `base → new` and sorted by `sorts`.
+fn compared_row(status: crate::diff::Status, key: &str, shown: [String; 4], sorts: [f64; 4]) -> Vec<Cell> {
+    let status = Cell { text: status.as_str().to_owned(), sort: None, class: Some(status_class(status)), hover: None };
+    let values = shown.into_iter().zip(sorts).map(|(shown, sort)| number(shown, sort));
+    [status, code(key, &[])].into_iter().chain(values).collect()
+}
+
 /// `diff --by route`: every route of either side.
 fn route_diff_section(diff: &Diff) -> Option<Section> {
     if !diff.group_by.has_routes_table() {
@@ -628,20 +751,15 @@ fn route_diff_section(diff: &Diff) -> Option<Section> {
     let rows = diff.routes.iter().map(|row| {
         let value = |pick: fn(&RouteSideValues) -> f64| row.new.as_ref().or(row.base.as_ref()).map_or(0.0, pick);
         let [loop_ms, events, requests, p, band] = route_diff_cells(row);
-        vec![
-            Cell {
-                text: row.status.as_str().to_owned(),
-                sort: None,
-                class: Some(status_class(row.status)),
-                hover: None,
-            },
-            code(&row.route, &[]),
-            number(loop_ms, value(|v| v.loop_ms_per_request)),
-            number(events, value(|v| v.events_per_request)),
-            number(requests, value(|v| v.requests as f64)),
-            number(p, row.p_value().unwrap_or(1.0)),
-            Cell { text: band, sort: None, class: None, hover: None },
-        ]
+        let sorts = [
+            value(|v| v.loop_ms_per_request),
+            value(|v| v.events_per_request),
+            value(|v| v.requests as f64),
+            row.p_value().unwrap_or(1.0),
+        ];
+        let mut cells = compared_row(row.status, &row.route, [loop_ms, events, requests, p], sorts);
+        cells.push(Cell { text: band, sort: None, class: None, hover: None });
+        cells
     });
     Some(Section {
         id: "routes",
@@ -651,6 +769,33 @@ fn route_diff_section(diff: &Diff) -> Option<Section> {
         rows: rows.collect(),
         empty: NO_ROUTES.to_owned(),
         more: None,
+    })
+}
+
+/// `diff`: loop lag and tasks of both sides; `None` without task timing on either.
+fn task_diff_section(diff: &Diff) -> Option<Section> {
+    let tasks = &diff.tasks;
+    if tasks.loop_lag.is_none() && tasks.rows.is_empty() && tasks.rows_not_shown == 0 {
+        return None;
+    }
+    let mut lines = vec![TASK_DIFF_HEADLINE.to_owned()];
+    lines.extend(tasks.loop_lag.as_ref().map(|lag| format!("Loop lag: {}", lag_diff_text(lag))));
+    let mut titles = vec!["status", tasks.by];
+    titles.extend(TASK_DIFF_HEADER);
+    let rows = tasks.rows.iter().map(|row| {
+        let value = |pick: fn(&TaskSideValues) -> f64| row.new.as_ref().or(row.base.as_ref()).map_or(0.0, pick);
+        let sorts =
+            [value(|v| v.wall_ms), value(|v| v.ready_wait_ms), value(|v| v.timed as f64), row.p_value().unwrap_or(1.0)];
+        compared_row(row.status, &row.key, task_diff_cells(row), sorts)
+    });
+    Some(Section {
+        id: "tasks",
+        title: "Tasks and loop lag".to_owned(),
+        lines,
+        columns: columns(&titles, &[2, 3, 4, 5]),
+        rows: rows.collect(),
+        empty: "No task changed.".to_owned(),
+        more: tasks_not_shown_text(diff),
     })
 }
 
@@ -762,6 +907,29 @@ mod tests {
     }
 
     #[test]
+    fn the_tasks_table_and_loop_lag_over_time_are_on_the_page() {
+        let mut report = super::super::tests::sample_report();
+        let second = |second, p99_ms| crate::tasks::LagSecond {
+            second,
+            lag: crate::tasks::LagSummary { slices: 10, p50_ms: 0.1, p95_ms: 1.0, p99_ms, max_ms: 40.0 },
+        };
+        report.tasks.loop_lag_by_second = vec![second(0, 2.0), second(3, 30.0)];
+        let html = HtmlExporter.render(&report, Style::default());
+        assert!(html.contains("<section id=\"tasks\">"), "{html}");
+        assert!(html.contains("Loop lag: how long ready callbacks waited for the loop, over 1200 slices"), "{html}");
+        assert!(html.contains("<td class=\"key\">handle</td>"), "{html}");
+        // A bar per second with a slice, the highest p99 at the top of the axis.
+        assert!(html.contains("<section id=\"loop-lag-over-time\">"), "{html}");
+        assert_eq!(html.matches("<svg class=\"chart lag-chart\"").count(), 1);
+        assert!(html.contains(">30 ms</text>"), "{html}");
+        let bar =
+            "<rect class=\"bar\" x=\"600.0\" y=\"0.0\" width=\"200.0\" height=\"120.0\"><title>3 s to 4 s: p50 0.100 ms, \
+                   p95 1.000 ms, p99 30.000 ms, max 40.000 ms over 10 slices</title></rect>";
+        assert!(html.contains(bar), "{html}");
+        assert!(html.contains("<rect class=\"bar\" x=\"0.0\" y=\"112.0\" width=\"200.0\" height=\"8.0\">"), "{html}");
+    }
+
+    #[test]
     fn an_empty_report_says_so_in_each_section_without_pictures() {
         let mut report = super::super::tests::sample_report();
         report.groups.clear();
@@ -769,11 +937,19 @@ mod tests {
         report.stalls.clear();
         report.loop_time.groups.clear();
         report.totals.groups = 0;
+        report.tasks.rows.clear();
+        report.tasks.loop_lag = None;
+        report.tasks.loop_lag_by_second.clear();
         let html = HtmlExporter.render(&report, Style::default());
-        for said in ["No slice recorded.", "No stall.", "No blocking I&#x2f;O recorded.", "No CPU-blocking slice."] {
+        let tasks = "No task was created and ended in the traces (and the time window).";
+        for said in
+            ["No slice recorded.", "No stall.", "No blocking I&#x2f;O recorded.", "No CPU-blocking slice.", tasks]
+        {
             assert!(html.contains(&format!("<p class=\"empty\">{said}</p>")), "{said}\n{html}");
         }
-        for absent in ["id=\"busy-over-time\"", "id=\"flame-graph\"", "id=\"examples\"", "<table"] {
+        for absent in
+            ["id=\"busy-over-time\"", "id=\"loop-lag-over-time\"", "id=\"flame-graph\"", "id=\"examples\"", "<table"]
+        {
             assert!(!html.contains(absent), "{absent}");
         }
     }

@@ -1,13 +1,15 @@
 //! GitHub-flavoured Markdown: the Loop time table, the longest stalls, the
-//! ranking as a table, the CPU-blocking ranking as another, and the totals
-//! as a list. Keys are code spans, so
+//! loop lag and the Tasks table, the ranking as a table, the CPU-blocking
+//! ranking as another, and the totals as a list. Keys are code spans, so
 //! that `<no stack>` or `<frozen ...>` show as text, not as HTML.
 
 use super::{
-    any_alike, diff_cells, diff_summary_lines, diff_title, elapsed_cells, guessed_stalls_note, loop_time_headline,
-    route_diff_cells, samples_note, stall_top_text, stalls_headline, summary_lines, top_events_text, unexplained_note,
-    untimed_samples_note, via_text, Exporter, Style, DIFF_HEADER, NO_ROUTES, ROUTES_HEADLINE, ROUTE_DIFF_HEADER,
-    ROUTE_DIFF_HEADLINE,
+    any_alike, any_task_timed, diff_cells, diff_summary_lines, diff_title, elapsed_cells, guessed_stalls_note,
+    lag_diff_text, loop_lag_text, loop_time_headline, more_tasks_text, no_task_timing_note, route_diff_cells,
+    samples_note, stall_top_text, stalls_headline, summary_lines, task_cells, task_diff_cells, tasks_not_shown_text,
+    top_events_text, unexplained_note, untimed_samples_note, via_text, Exporter, Style, DIFF_HEADER, NO_ROUTES,
+    ROUTES_HEADLINE, ROUTE_DIFF_HEADER, ROUTE_DIFF_HEADLINE, TASKS_HEADLINE, TASK_DIFF_HEADER, TASK_DIFF_HEADLINE,
+    TASK_ROWS_SHOWN,
 };
 use crate::diff::Diff;
 use crate::report::Report;
@@ -62,6 +64,7 @@ impl Exporter for MarkdownExporter {
             }
         }
         render_route_diff(&mut out, diff);
+        render_task_diff(&mut out, diff);
         out.push('\n');
         for line in diff_summary_lines(diff) {
             out.push_str(&format!("- {}\n", cell(&line).replace('<', "&lt;")));
@@ -74,6 +77,7 @@ impl Exporter for MarkdownExporter {
         render_routes(&mut out, report);
         render_loop_time(&mut out, report);
         render_stalls(&mut out, report);
+        render_tasks(&mut out, report);
         out.push_str(&format!("**Blocking I/O** by {}:\n\n", report.group_by.title()));
         if report.groups.is_empty() {
             out.push_str("No blocking I/O");
@@ -184,6 +188,35 @@ fn render_route_diff(out: &mut String, diff: &Diff) {
     }
 }
 
+/// Loop lag and tasks of both sides.
+fn render_task_diff(out: &mut String, diff: &Diff) {
+    let tasks = &diff.tasks;
+    if tasks.loop_lag.is_none() && tasks.rows.is_empty() && tasks.rows_not_shown == 0 {
+        return;
+    }
+    out.push_str(&format!("\n**Tasks and loop lag**: {}\n\n", prose(TASK_DIFF_HEADLINE)));
+    if let Some(lag) = &tasks.loop_lag {
+        out.push_str(&format!("Loop lag: {}\n\n", prose(&lag_diff_text(lag))));
+    }
+    if !tasks.rows.is_empty() {
+        let header: Vec<String> = ["status", tasks.by].into_iter().chain(TASK_DIFF_HEADER).map(str::to_owned).collect();
+        out.push_str(&table_row(&header));
+        out.push_str("|:--|:--|--:|--:|--:|--:|\n");
+        for row in &tasks.rows {
+            let status = match row.status.is_worse() {
+                true => format!("**{}**", row.status.as_str()),
+                false => row.status.as_str().to_owned(),
+            };
+            let cells: Vec<String> =
+                [status, code(&row.key)].into_iter().chain(task_diff_cells(row).map(|c| prose(&c))).collect();
+            out.push_str(&table_row(&cells));
+        }
+    }
+    if let Some(more) = tasks_not_shown_text(diff) {
+        out.push_str(&format!("\n{more}\n"));
+    }
+}
+
 fn render_loop_time(out: &mut String, report: &Report) {
     let view = &report.loop_time;
     out.push_str(&format!("**Loop time**: {}\n\n", prose(&loop_time_headline(report))));
@@ -256,6 +289,34 @@ fn render_stalls(out: &mut String, report: &Report) {
     }
     if report.stalls_not_shown > 0 {
         out.push_str(&format!("\n… and {} more.\n", report.stalls_not_shown));
+    }
+    out.push('\n');
+}
+
+/// The loop lag and the Tasks table, as the terminal's (every column).
+fn render_tasks(out: &mut String, report: &Report) {
+    let tasks = &report.tasks;
+    if let Some(note) = no_task_timing_note(report) {
+        out.push_str(&format!("{}\n\n", prose(&note)));
+    }
+    if let Some(lag) = &tasks.loop_lag {
+        out.push_str(&format!("**Loop lag**: {}\n\n", prose(&loop_lag_text(lag))));
+    }
+    if !any_task_timed(report) {
+        return;
+    }
+    out.push_str(&format!("**Tasks** by {}: {}\n\n", tasks.by, prose(TASKS_HEADLINE)));
+    out.push_str(&format!(
+        "| {} | tasks | timed | wall p50 | wall p95 | loop ms | ready p50 | ready p95 | waiting ms | cancelled | raised |\n",
+        tasks.by
+    ));
+    out.push_str("|:--|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n");
+    for row in tasks.rows.iter().take(TASK_ROWS_SHOWN) {
+        let cells: Vec<String> = std::iter::once(code(&row.key)).chain(task_cells(row)).collect();
+        out.push_str(&table_row(&cells));
+    }
+    if let Some(more) = more_tasks_text(report) {
+        out.push_str(&format!("\n{more}\n"));
     }
     out.push('\n');
 }

@@ -15,9 +15,12 @@ pub mod json;
 pub mod markdown;
 pub mod table;
 
+use crate::diff::Status;
 use crate::diff::{trim, Diff, DiffRow, SideValues, SideView};
+use crate::diff::{LagDiff, TaskDiffRow, TaskSideValues};
 use crate::diff::{RouteDiffRow, RouteSideValues};
 use crate::report::{LoopRow, Report, Row, StallRow, TotalsView, TraceFacts};
+use crate::tasks::LagSummary;
 use crate::units::{count, fmt_ms, fmt_share, fmt_short_ms};
 use clap::ValueEnum;
 
@@ -278,7 +281,11 @@ fn trace_line(trace: &TraceFacts) -> String {
 /// `base → new (+150%)`: one value of a diff row on both sides, `–` for a
 /// side without the group.
 pub(crate) fn change_text(row: &DiffRow, pick: fn(&SideValues) -> f64) -> String {
-    let (base, new) = (row.base.as_ref().map(pick), row.new.as_ref().map(pick));
+    both_sides_text(row.base.as_ref().map(pick), row.new.as_ref().map(pick))
+}
+
+/// `base → new (+150%)`, `–` for a side without the value.
+fn both_sides_text(base: Option<f64>, new: Option<f64>) -> String {
     let side = |value: Option<f64>| value.map_or_else(|| "–".to_owned(), trim);
     let percent = match (base, new) {
         (Some(base), Some(new)) if base > 0.0 => match ((new - base) / base * 100.0).round() {
@@ -308,16 +315,7 @@ pub(crate) const DIFF_HEADER: [&str; 5] =
 
 /// A route's value on both sides, `base → new (+100%)`, `–` for a side without it.
 fn route_change(row: &RouteDiffRow, pick: fn(&RouteSideValues) -> f64) -> String {
-    let (base, new) = (row.base.as_ref().map(pick), row.new.as_ref().map(pick));
-    let side = |value: Option<f64>| value.map_or_else(|| "–".to_owned(), trim);
-    let percent = match (base, new) {
-        (Some(base), Some(new)) if base > 0.0 => match ((new - base) / base * 100.0).round() {
-            0.0 => String::new(),
-            percent => format!(" ({percent:+}%)"),
-        },
-        _ => String::new(),
-    };
-    format!("{} → {}{percent}", side(base), side(new))
+    both_sides_text(row.base.as_ref().map(pick), row.new.as_ref().map(pick))
 }
 
 /// The cells of a route's diff row after its status and route (see [`ROUTE_DIFF_HEADER`]).
@@ -361,6 +359,122 @@ pub(crate) const ROUTES_HEADLINE: &str =
 /// Said instead of the Routes table when no request was routed.
 pub(crate) const NO_ROUTES: &str = "No request was routed: the traces name no route (recorded before aiocop \
 named routes, or no web framework it knows served them).";
+
+/// Rows of the Tasks table the terminal, Markdown and HTML show (all are
+/// in the JSON and the CSV).
+pub(crate) const TASK_ROWS_SHOWN: usize = 20;
+
+/// What the Tasks table's numbers are.
+pub(crate) const TASKS_HEADLINE: &str = "timed tasks were created and ended in the trace (and the time window); \
+wall is from creation to the end of the last step, loop ms its steps' time (mean), ready the time its steps \
+waited for the loop once ready, waiting ms the rest (I/O, timers, other tasks; mean). Milliseconds.";
+
+/// Said once when traces predate task timing.
+pub(crate) fn no_task_timing_note(report: &Report) -> Option<String> {
+    let traces = report.tasks.traces_without_task_timing;
+    let which = match traces {
+        0 => return None,
+        t if t == report.traces.len() as u64 => "the traces were".to_owned(),
+        t => format!("{t} of the traces were"),
+    };
+    Some(format!("No task timing: {which} recorded before format 1.4."))
+}
+
+/// What follows "Loop lag:": the distribution with its count.
+pub(crate) fn loop_lag_text(lag: &LagSummary) -> String {
+    format!(
+        "how long ready callbacks waited for the loop, over {} slices: p50 {} ms, p95 {} ms, p99 {} ms, max {} ms.",
+        lag.slices,
+        fmt_ms(lag.p50_ms),
+        fmt_ms(lag.p95_ms),
+        fmt_ms(lag.p99_ms),
+        fmt_ms(lag.max_ms),
+    )
+}
+
+/// Whether the Tasks table has anything to show: tasks seen only by their
+/// slices (none created and ended while recording) have no times.
+pub(crate) fn any_task_timed(report: &Report) -> bool {
+    report.tasks.rows.iter().any(|row| row.timed > 0)
+}
+
+/// A Tasks row's values after its key, as Markdown and CSV write them
+/// (tasks, timed, wall p50/p95, loop, ready p50/p95, waiting, cancelled, raised).
+pub(crate) fn task_cells(row: &crate::tasks::TaskRow) -> [String; 10] {
+    [
+        row.tasks.to_string(),
+        row.timed.to_string(),
+        fmt_ms(row.wall_p50_ms),
+        fmt_ms(row.wall_p95_ms),
+        fmt_ms(row.loop_ms),
+        fmt_ms(row.ready_wait_p50_ms),
+        fmt_ms(row.ready_wait_p95_ms),
+        fmt_ms(row.waiting_ms),
+        row.cancelled.to_string(),
+        row.raised.to_string(),
+    ]
+}
+
+/// Said under a Tasks table cut at [`TASK_ROWS_SHOWN`].
+pub(crate) fn more_tasks_text(report: &Report) -> Option<String> {
+    let rows = report.tasks.rows.len();
+    (rows > TASK_ROWS_SHOWN).then(|| format!("{} more in --format json or --csv-table tasks.", rows - TASK_ROWS_SHOWN))
+}
+
+/// The loop lag of both sides, `Loop lag: p50 0.2 → 0.3 ms, …`, and its verdict.
+pub(crate) fn lag_diff_text(lag: &LagDiff) -> String {
+    let (b, n) = (&lag.base, &lag.new);
+    let p = match lag.status {
+        Status::Improved => lag.fall_p_value,
+        _ => lag.rise_p_value,
+    };
+    format!(
+        "p50 {} → {} ms, p95 {} → {} ms, p99 {} → {} ms, max {} → {} ms over {} → {} slices; mean {} → {} ms: {} ({})",
+        trim(b.p50_ms),
+        trim(n.p50_ms),
+        trim(b.p95_ms),
+        trim(n.p95_ms),
+        trim(b.p99_ms),
+        trim(n.p99_ms),
+        trim(b.max_ms),
+        trim(n.max_ms),
+        b.slices,
+        n.slices,
+        trim(lag.base_mean_ms),
+        trim(lag.new_mean_ms),
+        lag.status.as_str(),
+        crate::stats::p_text(p)
+    )
+}
+
+/// What the comparison of tasks says under its title.
+pub(crate) const TASK_DIFF_HEADLINE: &str = "the mean wall time and ready-wait of each timed task, and the loop \
+lag's mean per slice, tested as the gate tests a group's rates (regressed: beyond chance, by --min-increase and, a \
+task's, by --min-route-change-ms); not scaled to the machine's speed; the gate (--fail-on) does not look at them.";
+
+/// A value of a task's diff row on both sides, `base → new (+100%)`.
+fn task_change(row: &TaskDiffRow, pick: fn(&TaskSideValues) -> f64) -> String {
+    both_sides_text(row.base.as_ref().map(pick), row.new.as_ref().map(pick))
+}
+
+/// The cells of a task's diff row after its status and key (see [`TASK_DIFF_HEADER`]).
+pub(crate) fn task_diff_cells(row: &TaskDiffRow) -> [String; 4] {
+    [
+        task_change(row, |v| v.wall_ms),
+        task_change(row, |v| v.ready_wait_ms),
+        task_change(row, |v| v.timed as f64),
+        row.p_value().map_or_else(|| "–".to_owned(), crate::stats::p_text),
+    ]
+}
+
+/// The titles of [`task_diff_cells`].
+pub(crate) const TASK_DIFF_HEADER: [&str; 4] = ["wall ms/task", "ready ms/task", "timed tasks", "p"];
+
+/// Said under the tasks' comparison when unchanged rows were left out.
+pub(crate) fn tasks_not_shown_text(diff: &Diff) -> Option<String> {
+    let hidden = diff.tasks.rows_not_shown;
+    (hidden > 0).then(|| format!("{} unchanged (--all shows them).", count(hidden as u64, "more row")))
+}
 
 /// The title line of a diff: both sides by name.
 pub(crate) fn diff_title(diff: &Diff) -> String {

@@ -9,10 +9,11 @@
 
 use super::fit::{fit_key, lay_out, shorten_key, wrap_text, Fit, Text};
 use super::{
-    any_alike, diff_cells, diff_summary_lines, diff_title, elapsed_cells, guessed_stalls_note, loop_time_headline,
-    route_diff_cells, samples_note, stalls_headline, summary_lines, top_events_text, unexplained_note,
-    untimed_samples_note, via_text, Exporter, Style, DIFF_HEADER, NO_ROUTES, ROUTES_HEADLINE, ROUTE_DIFF_HEADER,
-    ROUTE_DIFF_HEADLINE,
+    any_alike, any_task_timed, diff_cells, diff_summary_lines, diff_title, elapsed_cells, guessed_stalls_note,
+    lag_diff_text, loop_lag_text, loop_time_headline, more_tasks_text, no_task_timing_note, route_diff_cells,
+    samples_note, stalls_headline, summary_lines, task_diff_cells, tasks_not_shown_text, top_events_text,
+    unexplained_note, untimed_samples_note, via_text, Exporter, Style, DIFF_HEADER, NO_ROUTES, ROUTES_HEADLINE,
+    ROUTE_DIFF_HEADER, ROUTE_DIFF_HEADLINE, TASKS_HEADLINE, TASK_DIFF_HEADER, TASK_DIFF_HEADLINE, TASK_ROWS_SHOWN,
 };
 use crate::diff::{Diff, Status};
 use crate::report::Report;
@@ -184,6 +185,7 @@ impl Exporter for TableExporter {
             out.push('\n');
         }
         render_route_diff(&mut out, diff, style);
+        render_task_diff(&mut out, diff, style);
         out.push('\n');
         for line in diff_summary_lines(diff) {
             push_prose(&mut out, &format!("{line}\n"), style);
@@ -323,6 +325,35 @@ fn render_route_diff(out: &mut String, diff: &Diff, style: Style) {
     out.push('\n');
 }
 
+/// Loop lag and tasks of both sides: the changed rows (all with --all).
+fn render_task_diff(out: &mut String, diff: &Diff, style: Style) {
+    let tasks = &diff.tasks;
+    if tasks.loop_lag.is_none() && tasks.rows.is_empty() && tasks.rows_not_shown == 0 {
+        return;
+    }
+    out.push('\n');
+    push_prose(out, &format!("{}: {}\n", bold("Tasks and loop lag", style), TASK_DIFF_HEADLINE), style);
+    if let Some(lag) = &tasks.loop_lag {
+        push_prose(out, &format!("{}: {}\n", bold("Loop lag", style), lag_diff_text(lag)), style);
+    }
+    if !tasks.rows.is_empty() {
+        let mut columns = vec![text("status", Fit::Fixed), text(tasks.by, Fit::Key)];
+        // On a terminal: the two means; the tasks and p-value with --wide.
+        columns.extend(TASK_DIFF_HEADER.iter().enumerate().map(|(i, title)| number(title, i < 2)));
+        let mut grid = Grid::new(columns);
+        for row in &tasks.rows {
+            let mut cells = vec![(Text::plain(row.status.as_str()), Paint::Status(row.status)), key(&row.key)];
+            cells.extend(task_diff_cells(row).map(plain));
+            grid.add(cells);
+        }
+        out.push_str(&grid.draw(style));
+        out.push('\n');
+    }
+    if let Some(more) = tasks_not_shown_text(diff) {
+        out.push_str(&format!("{more}\n"));
+    }
+}
+
 /// `--by route`: the Routes table, most loop time per request first.
 fn render_routes(out: &mut String, report: &Report, style: Style) {
     if !report.group_by.has_routes_table() {
@@ -367,38 +398,16 @@ fn render_routes(out: &mut String, report: &Report, style: Style) {
     out.push('\n');
 }
 
-/// Rows of the Tasks table the terminal shows (all are in the JSON).
-const TASK_ROWS_SHOWN: usize = 20;
-
 /// The Tasks table (by coroutine, or route) and the loop lag.
 fn render_tasks(out: &mut String, report: &Report, style: Style) {
     let tasks = &report.tasks;
-    if tasks.traces_without_task_timing > 0 {
-        let traces = tasks.traces_without_task_timing;
-        let which = if traces == report.traces.len() as u64 {
-            "the traces were".to_owned()
-        } else {
-            format!("{traces} of the traces were")
-        };
-        push_prose(out, &format!("No task timing: {which} recorded before format 1.4.\n"), style);
+    if let Some(note) = no_task_timing_note(report) {
+        push_prose(out, &format!("{note}\n"), style);
     }
     if let Some(lag) = &tasks.loop_lag {
-        push_prose(
-            out,
-            &format!(
-                "{}: how long ready callbacks waited for the loop, over {} slices: p50 {} ms, p95 {} ms, p99 {} ms, max {} ms.\n",
-                bold("Loop lag", style),
-                lag.slices,
-                fmt_ms(lag.p50_ms),
-                fmt_ms(lag.p95_ms),
-                fmt_ms(lag.p99_ms),
-                fmt_ms(lag.max_ms),
-            ),
-            style,
-        );
+        push_prose(out, &format!("{}: {}\n", bold("Loop lag", style), loop_lag_text(lag)), style);
     }
-    // Tasks seen only by their slices (none created and ended while recording) have no times to show.
-    if tasks.rows.iter().all(|row| row.timed == 0) {
+    if !any_task_timed(report) {
         if tasks.loop_lag.is_some() {
             out.push('\n');
         }
@@ -431,16 +440,11 @@ fn render_tasks(out: &mut String, report: &Report, style: Style) {
         ]);
     }
     out.push_str(&grid.draw(style));
-    if tasks.rows.len() > TASK_ROWS_SHOWN {
-        out.push_str(&format!("{} more in --format json.\n", tasks.rows.len() - TASK_ROWS_SHOWN));
+    if let Some(more) = more_tasks_text(report) {
+        out.push_str(&format!("{more}\n"));
     }
     out.push_str("\n\n");
 }
-
-/// What the Tasks table's numbers are.
-const TASKS_HEADLINE: &str = "timed tasks were created and ended in the trace; wall is from creation to the end \
-of the last step, loop ms its steps' time (mean), ready the time its steps waited for the loop once ready, \
-waiting ms the rest (I/O, timers, other tasks; mean). Milliseconds.";
 
 fn level_of(name: &str) -> SeverityLevel {
     match name {

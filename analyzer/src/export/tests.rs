@@ -221,7 +221,7 @@ Stalls: 1 stall of at least the threshold (50 ms) without getting back to waitin
 └───┴─────────┴─────────────┴────────┴──────────────────────────────────────────────────┘
 
 Loop lag: how long ready callbacks waited for the loop, over 1200 slices: p50 0.100 ms, p95 1.000 ms, p99 5.000 ms, max 30.000 ms.
-Tasks by coroutine: timed tasks were created and ended in the trace; wall is from creation to the end of the last step, loop ms its steps' time (mean), ready the time its steps waited for the loop once ready, waiting ms the rest (I/O, timers, other tasks; mean). Milliseconds.
+Tasks by coroutine: timed tasks were created and ended in the trace (and the time window); wall is from creation to the end of the last step, loop ms its steps' time (mean), ready the time its steps waited for the loop once ready, waiting ms the rest (I/O, timers, other tasks; mean). Milliseconds.
 ┌────────────────────┬───────┬───────┬──────────┬──────────┬─────────┬───────────┬───────────┬────────────┐
 │ coroutine          ┆ tasks ┆ timed ┆ wall p50 ┆ wall p95 ┆ loop ms ┆ ready p50 ┆ ready p95 ┆ waiting ms │
 ╞════════════════════╪═══════╪═══════╪══════════╪══════════╪═════════╪═══════════╪═══════════╪════════════╡
@@ -554,6 +554,14 @@ Not explained by a stack: 6.400 s of slices of 2 ms or more had neither blocking
 |--:|:--|--:|--:|--:|:--|
 | 1 | `w.bin, 1` | 3.250 | 200.125 | 10 | handle_cpu 180.000 ms, app.py:12:fetch 20.100 ms |
 
+**Loop lag**: how long ready callbacks waited for the loop, over 1200 slices: p50 0.100 ms, p95 1.000 ms, p99 5.000 ms, max 30.000 ms.
+
+**Tasks** by coroutine: timed tasks were created and ended in the trace (and the time window); wall is from creation to the end of the last step, loop ms its steps' time (mean), ready the time its steps waited for the loop once ready, waiting ms the rest (I/O, timers, other tasks; mean). Milliseconds.
+
+| coroutine | tasks | timed | wall p50 | wall p95 | loop ms | ready p50 | ready p95 | waiting ms | cancelled | raised |
+|:--|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|
+| `handle` | 3 | 2 | 55.000 | 60.000 | 5.000 | 0.500 | 1.000 | 50.000 | 1 | 0 |
+
 **Blocking I/O** by entry point:
 
 | # | entry point | slices | events | score | level | over | total ms | p50 ms | p95 ms | p99 ms | max ms | top events |
@@ -802,7 +810,7 @@ fn helpers() {
 }
 
 #[test]
-fn csv_writes_the_loop_time_or_the_stalls_when_asked() {
+fn csv_writes_the_loop_time_stalls_tasks_or_loop_lag_when_asked() {
     let mut report = sample_report();
     report.csv_table = crate::report::CsvTable::LoopTime;
     assert_eq!(
@@ -811,6 +819,20 @@ fn csv_writes_the_loop_time_or_the_stalls_when_asked() {
 1,handle_cpu,7000.000,0.7292,3,0.000,7000.000,0,what_ran,
 2,app.py:40:crunch,1450.500,0.1511,3,0.000,1450.500,14,samples,app.py:40:crunch <- app.py:1:main
 3,app.py:12:fetch,1000.000,0.1042,3,312.500,687.500,0,events+samples,app.py:12:fetch <- app.py:1:main
+"
+    );
+    report.csv_table = crate::report::CsvTable::Tasks;
+    assert_eq!(
+        exporter(ReportFormat::Csv).render(&report, Style::default()),
+        "key,tasks,timed,wall_p50_ms,wall_p95_ms,loop_ms,ready_wait_p50_ms,ready_wait_p95_ms,waiting_ms,cancelled,raised,by
+handle,3,2,55.000,60.000,5.000,0.500,1.000,50.000,1,0,coroutine
+"
+    );
+    report.csv_table = crate::report::CsvTable::LoopLag;
+    assert_eq!(
+        exporter(ReportFormat::Csv).render(&report, Style::default()),
+        "second,slices,p50_ms,p95_ms,p99_ms,max_ms
+3,1200,0.200,1.000,5.000,30.000
 "
     );
     report.csv_table = crate::report::CsvTable::Stalls;
