@@ -728,8 +728,9 @@ What the export holds (docs/parquet-export.md has every column):
                 share and native (the report's split of the slice's time).
   DIR/traces/   one row per trace: the header's facts, the footer's counts, what was read.
   Each table is partitioned label=<label>/host=<host>/ (Hive style: read them with
-  hive_partitioning); each file is <pid>-<start_unix_ns>.parquet, its key-value metadata
-  aiocop.schema_version and aiocop.table. A damaged chunk is skipped with one warning; the rows
+  hive_partitioning); a trace's files are <pid>-<start_unix_ns>.parquet, then, past 262,144
+  slices, <pid>-<start_unix_ns>.part00001.parquet and on (read them all: tables/slices/**/*.parquet),
+  each with aiocop.schema_version and aiocop.table in its key-value metadata. A damaged chunk is skipped with one warning; the rows
   of the readable ones are written.";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

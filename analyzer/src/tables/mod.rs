@@ -9,9 +9,13 @@
 //!   as record batches of at most [`BATCH_ROWS`] rows into row groups of at
 //!   most [`ROW_GROUP_ROWS`] rows and [`ROW_GROUP_MEMORY_BYTES`] held:
 //!   memory holds a chunk, a batch, a row group being encoded per table and
-//!   the trace's dictionary, never the trace. Traces are
+//!   the trace's dictionary, never the trace; and a trace's files are closed
+//!   and new ones begun every [`PART_SLICES`] slices, so that what a writer
+//!   keeps until its file closes is bounded too. Traces are
 //!   exported in parallel, one per rayon thread.
-//! - Layout: `DIR/<table>/label=<label>/host=<host>/<pid>-<start_unix_ns>.parquet`,
+//! - Layout: `DIR/<table>/label=<label>/host=<host>/<pid>-<start_unix_ns>.parquet`
+//!   (the trace's first [`PART_SLICES`] slices, their events, samples and
+//!   tasks), then `<pid>-<start_unix_ns>.part00001.parquet` and on,
 //!   Hive partitions (a missing label or host is `__HIVE_DEFAULT_PARTITION__`,
 //!   which readers take as null); strings dictionary-encoded, pages
 //!   compressed with zstd, each file's key-value metadata naming its table
@@ -69,6 +73,19 @@ pub const ROW_GROUP_ROWS: usize = 256 * 1024;
 /// columns' dictionaries until they fall back to plain encoding): the bound
 /// is above that, as smaller row groups make files a fifth larger.
 pub const ROW_GROUP_MEMORY_BYTES: usize = 8 * 1024 * 1024;
+/// Slices of a trace per part: its files are closed and new ones begun
+/// after this many. A writer keeps until its file closes what the footer
+/// needs (each row group's metadata and page index), a zstd context per
+/// column, sized by the largest page it compressed, and the sparse tables'
+/// open row groups (a fiftieth and a five-hundredth of the slices are
+/// events and samples: they fill theirs slowly). With one file per trace
+/// and table, an export's peak memory grew about 3 MB a million slices
+/// (57/75/93 MB at 1/4/12 M; heaptrack's difference between 1 and 4 M:
+/// +10.4 MB of zstd contexts of columns whose first page had been
+/// compressed). Parts of one slices row group each ([`ROW_GROUP_ROWS`])
+/// reach that steady state within the first part; the Parquet is no
+/// larger (8.25 bytes a slice at 12 M, 8.3 before).
+pub const PART_SLICES: u64 = ROW_GROUP_ROWS as u64;
 /// zstd's level for the pages: 3, its default, compresses the repeated ids
 /// and times of slices to a few bytes each without slowing the export.
 const ZSTD_LEVEL: i32 = 3;
@@ -163,12 +180,17 @@ fn partition_value(value: Option<&str>) -> String {
     encoded
 }
 
-/// The file of `table` for the trace with `header`, under `out`.
-fn table_path(out: &Path, table: Table, header: &TraceHeader) -> PathBuf {
+/// The file of part `part` of `table` for the trace with `header`, under
+/// `out`. The first part keeps the name a trace's only file has.
+fn table_path(out: &Path, table: Table, header: &TraceHeader, part: u64) -> PathBuf {
+    let name = match part {
+        0 => format!("{}-{}.parquet", header.pid, header.start_unix_ns),
+        _ => format!("{}-{}.part{part:05}.parquet", header.pid, header.start_unix_ns),
+    };
     out.join(table.name())
         .join(format!("label={}", partition_value(header.label.as_deref())))
         .join(format!("host={}", partition_value(Some(&header.host))))
-        .join(format!("{}-{}.parquet", header.pid, header.start_unix_ns))
+        .join(name)
 }
 
 fn writer_properties(table: Table) -> WriterProperties {
@@ -238,12 +260,71 @@ fn parquet_error(path: &Path, error: parquet::errors::ParquetError) -> AnalyzeEr
     AnalyzeError::Output { path: path.display().to_string(), source }
 }
 
-/// The files of one trace, slices, events, samples and tasks, while its chunks are read.
-struct TraceFiles {
+/// The tables with rows for each part of a trace (the `traces` table has one row a trace).
+const PART_TABLES: [Table; 4] = [Table::Slices, Table::Events, Table::Samples, Table::Tasks];
+
+/// The files of one trace while its chunks are read: those of its current
+/// part, one per table of [`PART_TABLES`], and every file created so far.
+struct TraceFiles<'a> {
+    out: &'a Path,
+    header: &'a TraceHeader,
+    part: u64,
     files: Vec<(Table, TableFile)>,
+    created: Vec<PathBuf>,
+    written_bytes: u64,
 }
 
-impl TraceFiles {
+impl<'a> TraceFiles<'a> {
+    fn new(out: &'a Path, header: &'a TraceHeader) -> Self {
+        TraceFiles { out, header, part: 0, files: Vec::new(), created: Vec::new(), written_bytes: 0 }
+    }
+
+    fn create(&mut self, table: Table, part: u64) -> Result<TableFile, AnalyzeError> {
+        let file = TableFile::create(table_path(self.out, table, self.header, part), table)?;
+        self.created.push(file.path.clone());
+        Ok(file)
+    }
+
+    /// Opens the files of the current part.
+    fn open_part(&mut self) -> Result<(), AnalyzeError> {
+        for table in PART_TABLES {
+            let file = self.create(table, self.part)?;
+            self.files.push((table, file));
+        }
+        Ok(())
+    }
+
+    /// Closes the current part's files, counting their bytes.
+    fn close_part(&mut self) -> Result<(), AnalyzeError> {
+        for (_, file) in std::mem::take(&mut self.files) {
+            self.written_bytes += file.close()?;
+        }
+        Ok(())
+    }
+
+    /// Closes the current part and opens the next one.
+    fn next_part(&mut self) -> Result<(), AnalyzeError> {
+        self.close_part()?;
+        self.part += 1;
+        self.open_part()
+    }
+
+    /// Writes the trace's one row of the `traces` table, in a file of its own.
+    fn write_trace_row(&mut self, row: &RecordBatch) -> Result<(), AnalyzeError> {
+        let mut traces = self.create(Table::Traces, 0)?;
+        traces.write(row)?;
+        self.written_bytes += traces.close()?;
+        Ok(())
+    }
+
+    /// Removes every file created, after an error.
+    fn remove_created(self) {
+        drop(self.files);
+        for path in &self.created {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+
     fn write(&mut self, batches: [(Table, RecordBatch); 3]) -> Result<(), AnalyzeError> {
         for (table, batch) in batches {
             self.write_one(table, batch)?;
@@ -270,26 +351,21 @@ fn export_trace(path: &Path, options: &ExportOptions) -> Result<TraceExport, Ana
     if let (0, Some(damage)) = (trace.chunk_count(), trace.damage()) {
         return Err(AnalyzeError::DamagedBeforeAnyChunk { damage: damage.to_string() });
     }
-    let header = trace.header();
-    let paths: Vec<(Table, PathBuf)> =
-        Table::ALL.iter().map(|&table| (table, table_path(&options.output, table, header))).collect();
-    let outcome = write_trace(&trace, &paths);
-    if outcome.is_err() {
-        for (_, path) in &paths {
-            let _ = std::fs::remove_file(path);
+    let mut files = TraceFiles::new(&options.output, trace.header());
+    match write_trace(&trace, &mut files) {
+        Ok((read, warnings)) => {
+            Ok(TraceExport { path: path.to_path_buf(), read, written_bytes: files.written_bytes, warnings })
+        }
+        Err(error) => {
+            files.remove_created();
+            Err(error)
         }
     }
-    let (read, written_bytes, warnings) = outcome?;
-    Ok(TraceExport { path: path.to_path_buf(), read, written_bytes, warnings })
 }
 
-/// Writes the five files of `trace`; what was read, bytes written, warnings.
-fn write_trace(trace: &TraceFile, paths: &[(Table, PathBuf)]) -> Result<(ReadCounts, u64, Vec<String>), AnalyzeError> {
-    let path_of = |table: Table| paths.iter().find(|(t, _)| *t == table).map(|(_, p)| p.clone()).expect("every table");
-    let mut files = TraceFiles { files: Vec::new() };
-    for table in [Table::Slices, Table::Events, Table::Samples, Table::Tasks] {
-        files.files.push((table, TableFile::create(path_of(table), table)?));
-    }
+/// Writes the files of `trace`, part by part; what was read, and warnings.
+fn write_trace(trace: &TraceFile, files: &mut TraceFiles) -> Result<(ReadCounts, Vec<String>), AnalyzeError> {
+    files.open_part()?;
     let header = trace.header();
     let trace_id = trace_id(header);
     let path_context = PathContext::new(&Dictionary::new(), [], &header.process.sys_path);
@@ -322,6 +398,11 @@ fn write_trace(trace: &TraceFile, paths: &[(Table, PathBuf)]) -> Result<(ReadCou
         let mut created = chunk.task_timing.created.iter().peekable();
         let mut ended = chunk.task_timing.ended.iter().peekable();
         for (in_chunk, slice) in chunk.slices.iter().enumerate() {
+            if read.slices > 0 && read.slices.is_multiple_of(PART_SLICES) {
+                files.write(rows.take())?;
+                files.write_tasks(&mut tasks)?;
+                files.next_part()?;
+            }
             start_ns = start_ns.saturating_add(slice.start_delta_ns);
             let sample_times = chunk.sample_timing.of_slice(in_chunk);
             let timing = &chunk.task_timing;
@@ -380,12 +461,7 @@ fn write_trace(trace: &TraceFile, paths: &[(Table, PathBuf)]) -> Result<(ReadCou
     warnings.extend(footer.warning);
     warnings.extend(check_readable(trace, read.unreadable_chunks, first_error.map(|e| e.to_string())));
 
-    let mut written_bytes = 0;
-    for (_, file) in files.files {
-        written_bytes += file.close()?;
-    }
-    let mut traces = TableFile::create(path_of(Table::Traces), Table::Traces)?;
-    traces.write(&trace_row(trace, &trace_id, footer.footer.as_ref(), &read))?;
-    written_bytes += traces.close()?;
-    Ok((read, written_bytes, warnings))
+    files.close_part()?;
+    files.write_trace_row(&trace_row(trace, &trace_id, footer.footer.as_ref(), &read))?;
+    Ok((read, warnings))
 }
