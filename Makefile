@@ -61,6 +61,8 @@ lint: build
 
 rust-test:
 	cargo test --workspace --quiet
+	# Millions of slices: only a release build exports them in seconds.
+	cargo test --release --quiet -p aiocop-analyze --test export_memory
 
 py-test: build
 	$(BIN)/python -m pytest -q
