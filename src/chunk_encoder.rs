@@ -77,6 +77,12 @@ pub fn encode_chunk(chunk: &Chunk, out: &mut Vec<u8>) {
     }
     out.len(chunk.loop_iterations.polling_threads.len());
     chunk.loop_iterations.polling_threads.iter().for_each(|&thread| out.u64(u64::from(thread)));
+    out.len(chunk.sample_cpu.slices.len());
+    for timed in &chunk.sample_cpu.slices {
+        out.u64(u64::from(timed.slice));
+        out.len(timed.ran_ns.len());
+        timed.ran_ns.iter().for_each(|&ran_ns| out.u64(ran_ns));
+    }
 }
 
 struct Encoder<'a> {
@@ -181,7 +187,7 @@ mod tests {
         encode_chunk(&chunk, &mut out);
         // No definitions, base 300 (a u16 varint), no slices, 2 dropped, no
         // frame names, no sample times, nothing allowed (kept, dropped), no
-        // loop iterations (base 0, no polls, no threads).
-        assert_eq!(out, [9, 0, 0, 0, 251, 44, 1, 0, 2, 0, 0, 0, 0, 0, 0, 0]);
+        // loop iterations (base 0, no polls, no threads), no CPU times.
+        assert_eq!(out, [9, 0, 0, 0, 251, 44, 1, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0]);
     }
 }

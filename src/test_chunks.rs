@@ -3,8 +3,8 @@
 //! and slices with every field set.
 
 use crate::records::{
-    AllowedEvent, AllowedEvents, Appended, Chunk, EventRecord, Frame, FrameName, LoopIterations, PollRecord,
-    SampleTime, SampleTiming, SliceRecord, SliceSampleTimes,
+    AllowedEvent, AllowedEvents, Appended, Chunk, EventRecord, Frame, FrameName, LoopIterations, PollRecord, SampleCpu,
+    SampleTime, SampleTiming, SliceRecord, SliceSampleCpu, SliceSampleTimes,
 };
 
 /// A small xorshift generator: reproducible chunks without a crate.
@@ -122,6 +122,14 @@ pub fn random_chunk(random: &mut Random) -> Chunk {
                 })
                 .collect(),
             polling_threads: (0..random.below(3)).map(|_| random.wide() as u32).collect(),
+        }),
+        sample_cpu: Appended(SampleCpu {
+            slices: (0..random.below(3))
+                .map(|_| SliceSampleCpu {
+                    slice: random.wide() as u32,
+                    ran_ns: (0..random.below(3)).map(|_| random.wide()).collect(),
+                })
+                .collect(),
         }),
     }
 }

@@ -10,8 +10,8 @@ use crate::format::{
 use crate::reader::{Dictionary, TraceFile};
 use crate::records::{
     AllowedEvent, AllowedEvents, Appended, Chunk, EventRecord, EventSpec, Frame, FrameName, LoopIterations, PollRecord,
-    ProcessInfo, Redaction, SampleTime, SampleTiming, SamplingInfo, SliceRecord, SliceSampleTimes, TraceFooter,
-    TraceHeader,
+    ProcessInfo, Redaction, SampleCpu, SampleTime, SampleTiming, SamplingInfo, SliceRecord, SliceSampleCpu,
+    SliceSampleTimes, TraceFooter, TraceHeader,
 };
 use crate::writer::TraceWriter;
 use std::io::{self, Write};
@@ -105,6 +105,9 @@ fn chunks() -> Vec<Chunk> {
             base_offset_ns: 900,
             polls: vec![PollRecord { start_delta_ns: 0, wait_ns: 50, thread: 1 }],
             polling_threads: vec![1],
+        }),
+        sample_cpu: Appended(SampleCpu {
+            slices: vec![SliceSampleCpu { slice: 1, ran_ns: vec![1_900_000, 46_000_000, 100] }],
         }),
     };
     let second = Chunk {
@@ -332,6 +335,16 @@ fn an_empty_recording_is_a_header_and_a_footer() {
 /// passes and `GOLDEN_TRACE` still reads (`the_golden_trace_still_reads`),
 /// and regenerating the hex is all there is to do.
 const GOLDEN_TRACE: &str = "\
+41494f434f5054520100040000000000010100006e00000065000000e4cc865a28b52ffd206529030005312e332e3004\
+332e3132056c696e75780168070104612e7079fc00ca9a3bfb881300640201046f70656e1400060207757669636f726e\
+076170703a6170700b737061776e206368696c6401062f612f737263fc80841e00fc40420f00010105726f7574650201\
+00007a00000087000000c920ee3828b52ffd20878d030052071923a027e9817ffdd7df12c57fab126ed4da9a9b911654\
+1dcd6d8de2ab2fe1084208213bc90d49feff8cdc9063b195f51d917c40f25faadf3e6831f5efed0268b2925d4540efc8\
+ee05c6980591968a088a4225665c40cbd33cc71da2847b2ef0d33c47b505030038aa40dd8e68d5130301000012000000\
+0900000098906e4c28b52ffd200949000002010101fc80380100";
+
+/// A trace of format 1.3, before the samples' CPU times.
+const GOLDEN_TRACE_1_3: &str = "\
 41494f434f5054520100030000000000010100006e00000065000000e4cc865a28b52ffd206529030005312e332e3004\
 332e3132056c696e75780168070104612e7079fc00ca9a3bfb881300640201046f70656e1400060207757669636f726e\
 076170703a6170700b737061776e206368696c6401062f612f737263fc80841e00fc40420f00010105726f7574650201\
@@ -363,7 +376,7 @@ const GOLDEN_TRACE_1_1: &str = "\
 /// the bincode encoding itself, independent of zstd.
 const GOLDEN_PAYLOADS: [&str; 3] = [
     "05312e332e3004332e3132056c696e75780168070104612e7079fc00ca9a3bfb881300640201046f70656e1400060207757669636f726e076170703a6170700b737061776e206368696c6401062f612f737263fc80841e00fc40420f00010105726f757465",
-    "0700046d61696e010e2f612f7372632f6d61696e2e70790201660304782c207204046d61696e0503672e6606066d61696e2e2a0100010602010001000a020005000000000000000000fb2c01fc701101000001000101010003020000140100000101000405010101fbc8affbe0ab01010006000702000201fb3601fb9001010101",
+    "0700046d61696e010e2f612f7372632f6d61696e2e70790201660304782c207204046d61696e0503672e6606066d61696e2e2a0100010602010001000a020005000000000000000000fb2c01fc701101000001000101010003020000140100000101000405010101fbc8affbe0ab01010006000702000201fb3601fb9001010101010101fbf8a7",
     "02010101fc80380100",
 ];
 
@@ -376,6 +389,13 @@ const GOLDEN_TRACE_1_0: &str = "\
 00120000000900000098906e4c28b52ffd200949000002010101fc80380100";
 
 fn golden_parts() -> (TraceHeader, Chunk, TraceFooter) {
+    let (header, mut chunk, footer) = golden_parts_1_3();
+    chunk.sample_cpu = Appended(SampleCpu { slices: vec![SliceSampleCpu { slice: 1, ran_ns: vec![43_000] }] });
+    (header, chunk, footer)
+}
+
+/// What [`GOLDEN_TRACE_1_3`] holds.
+fn golden_parts_1_3() -> (TraceHeader, Chunk, TraceFooter) {
     let (header, mut chunk, footer) = golden_parts_1_2();
     chunk.sample_timing = Appended(SampleTiming {
         slices: vec![SliceSampleTimes {
@@ -465,6 +485,7 @@ fn golden_parts_1_0() -> (TraceHeader, Chunk, TraceFooter) {
         sample_timing: Appended::default(),
         allowed: Appended::default(),
         loop_iterations: Appended::default(),
+        sample_cpu: Appended::default(),
     };
     let footer = TraceFooter { slices: 2, events: 1, dropped_slices: 1, chunks: 1, end_offset_ns: 80_000 };
     (header, chunk, footer)
@@ -532,7 +553,7 @@ fn a_1_2_trace_still_reads_without_sample_times_allowed_events_or_loop_iteration
     // Visited slice by slice, its sampled slice comes without times.
     let mut times_seen = Vec::new();
     trace.visit_chunk(0, &mut TimesSeen(&mut times_seen)).unwrap();
-    assert_eq!(times_seen, [(1, vec![])]);
+    assert_eq!(times_seen, [(1, vec![], vec![])]);
     assert_eq!(trace.footer(), Some(&footer));
 }
 
@@ -540,25 +561,44 @@ fn a_1_2_trace_still_reads_without_sample_times_allowed_events_or_loop_iteration
 fn a_visitor_gets_each_sampled_slice_with_its_sample_times() {
     let (_, chunk, _) = golden_parts();
     let trace = TraceFile::from_bytes(from_hex(GOLDEN_TRACE), "golden.aiocop").unwrap();
-    assert_eq!(trace.format_version(), (1, 3));
+    assert_eq!(trace.format_version(), (1, 4));
     let mut times_seen = Vec::new();
     trace.visit_chunk(0, &mut TimesSeen(&mut times_seen)).unwrap();
-    assert_eq!(times_seen, [(1, chunk.sample_timing.slices[0].times.clone())]);
+    assert_eq!(
+        times_seen,
+        [(1, chunk.sample_timing.slices[0].times.clone(), chunk.sample_cpu.slices[0].ran_ns.clone())]
+    );
 }
 
-/// Records (slice index, sample times) of each sampled slice visited.
-struct TimesSeen<'a>(&'a mut Vec<(usize, Vec<SampleTime>)>);
+#[test]
+fn a_1_3_trace_still_reads_without_cpu_times() {
+    let (header, chunk, footer) = golden_parts_1_3();
+    let trace = TraceFile::from_bytes(from_hex(GOLDEN_TRACE_1_3), "golden-1.3.aiocop").unwrap();
+    assert_eq!(trace.format_version(), (1, 3));
+    assert_eq!(trace.header(), &header);
+    let read = trace.read_chunk(0).unwrap();
+    assert!(read.sample_cpu.slices.is_empty());
+    assert_eq!(read, chunk);
+    // Visited slice by slice, its sampled slice comes with times, without CPU times.
+    let mut times_seen = Vec::new();
+    trace.visit_chunk(0, &mut TimesSeen(&mut times_seen)).unwrap();
+    assert_eq!(times_seen, [(1, chunk.sample_timing.slices[0].times.clone(), vec![])]);
+    assert_eq!(trace.footer(), Some(&footer));
+}
+
+/// Records (slice index, sample times, CPU times) of each sampled slice visited.
+struct TimesSeen<'a>(&'a mut Vec<(usize, Vec<SampleTime>, Vec<u64>)>);
 
 impl crate::SliceVisitor for TimesSeen<'_> {
     fn pure_slice(&mut self, _: u64, _: crate::PureSlice) {}
     fn slice(&mut self, _: u64, _: &SliceRecord) {
         unreachable!("the decoder calls timed_slice");
     }
-    fn timed_slice(&mut self, start_ns: u64, slice: &SliceRecord, sample_times: &[SampleTime]) {
+    fn timed_slice(&mut self, start_ns: u64, slice: &SliceRecord, sample_times: &[SampleTime], sample_cpu: &[u64]) {
         if !slice.samples.is_empty() {
             // The golden chunk's sampled slice is its second (start 310).
             assert_eq!(start_ns, 310);
-            self.0.push((1, sample_times.to_vec()));
+            self.0.push((1, sample_times.to_vec(), sample_cpu.to_vec()));
         }
     }
 }

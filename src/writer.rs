@@ -13,8 +13,8 @@ use crate::format::{
     MAX_WRITTEN_RAW_LEN,
 };
 use crate::records::{
-    AllowedEvent, AllowedEvents, Appended, Chunk, LoopIterations, PollRecord, SampleTiming, SliceRecord,
-    SliceSampleTimes, TraceFooter, TraceHeader,
+    AllowedEvent, AllowedEvents, Appended, Chunk, LoopIterations, PollRecord, SampleCpu, SampleTiming, SliceRecord,
+    TraceFooter, TraceHeader,
 };
 use std::fmt;
 use std::io::Write;
@@ -218,10 +218,8 @@ fn split_chunk(chunk: &Chunk) -> Option<(Chunk, Chunk)> {
         }
         // Sample times name their slice by its index in the chunk.
         let head_len = head.len() as u32;
-        let (head_times, tail_times): (Vec<SliceSampleTimes>, Vec<SliceSampleTimes>) =
-            chunk.sample_timing.slices.iter().cloned().partition(|t| t.slice < head_len);
-        let tail_times: Vec<SliceSampleTimes> =
-            tail_times.into_iter().map(|t| SliceSampleTimes { slice: t.slice - head_len, ..t }).collect();
+        let (head_times, tail_times) = split_by_slice(&chunk.sample_timing.slices, head_len, |t| &mut t.slice);
+        let (head_cpu, tail_cpu) = split_by_slice(&chunk.sample_cpu.slices, head_len, |t| &mut t.slice);
         let (head_allowed, tail_allowed) = split_allowed(&chunk.allowed, head.len() as u32);
         let (head_polls, tail_polls) = split_polls(&chunk.loop_iterations, tail_start);
         let first = Chunk {
@@ -235,6 +233,7 @@ fn split_chunk(chunk: &Chunk) -> Option<(Chunk, Chunk)> {
             sample_timing: Appended(SampleTiming { slices: head_times }),
             allowed: Appended(head_allowed),
             loop_iterations: Appended(head_polls),
+            sample_cpu: Appended(SampleCpu { slices: head_cpu }),
         };
         let second = Chunk {
             base_offset_ns: tail_start.saturating_sub(first_delta),
@@ -243,6 +242,7 @@ fn split_chunk(chunk: &Chunk) -> Option<(Chunk, Chunk)> {
             sample_timing: Appended(SampleTiming { slices: tail_times }),
             allowed: Appended(tail_allowed),
             loop_iterations: Appended(tail_polls),
+            sample_cpu: Appended(SampleCpu { slices: tail_cpu }),
             ..Chunk::default()
         };
         return Some((first, second));
@@ -260,6 +260,7 @@ fn split_chunk(chunk: &Chunk) -> Option<(Chunk, Chunk)> {
         sample_timing: chunk.sample_timing.clone(),
         allowed: chunk.allowed.clone(),
         loop_iterations: chunk.loop_iterations.clone(),
+        sample_cpu: chunk.sample_cpu.clone(),
         ..Chunk::default()
     };
     let mut to_first = definitions / 2;
@@ -278,6 +279,22 @@ fn split_chunk(chunk: &Chunk) -> Option<(Chunk, Chunk)> {
     let (a, b) = chunk.stacks.split_at(stacks);
     (first.stacks, second.stacks) = (a.to_vec(), b.to_vec());
     Some((first, second))
+}
+
+/// Entries that name their slice by its index in the chunk (`slice_of`),
+/// split as the slices are at `head_len`: the tail's renumbered from 0.
+fn split_by_slice<T: Clone>(entries: &[T], head_len: u32, slice_of: impl Fn(&mut T) -> &mut u32) -> (Vec<T>, Vec<T>) {
+    let (mut head, mut tail) = (Vec::new(), Vec::new());
+    for mut entry in entries.iter().cloned() {
+        let slice = slice_of(&mut entry);
+        if *slice < head_len {
+            head.push(entry);
+        } else {
+            *slice -= head_len;
+            tail.push(entry);
+        }
+    }
+    (head, tail)
 }
 
 /// The allowed events of the slices before `at`, and those of the others

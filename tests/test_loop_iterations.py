@@ -37,7 +37,7 @@ def test_an_asyncio_trace_records_each_iteration_and_its_wait(tmp_path):
     )
     trace = record(tmp_path, script)
     data = trace.read_bytes()
-    assert data[8:12] == b"\x01\x00\x03\x00", "format 1.3"
+    assert data[8:12] == b"\x01\x00\x04\x00", "format 1.4"
     report = report_json(str(trace))
     assert report["stalls"] == []
     assert GUESSED not in analyze(str(trace)).stdout

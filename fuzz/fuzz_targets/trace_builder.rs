@@ -65,6 +65,7 @@ impl ArbitraryChunk {
                 self.frame_names.iter().map(|&(id, module, qualname)| (id, FrameName { module, qualname })).collect(),
             ),
             sample_timing: Appended::default(),
+            allowed: Appended::default(),
             loop_iterations: Appended(LoopIterations {
                 base_offset_ns: self.loop_iterations.0,
                 polls: self
@@ -75,6 +76,7 @@ impl ArbitraryChunk {
                     .collect(),
                 polling_threads: self.loop_iterations.2.clone(),
             }),
+            sample_cpu: Appended::default(),
         }
     }
 }

@@ -46,7 +46,7 @@ use pyo3::types::PyDict;
 use std::cell::Cell;
 use std::ffi::{c_int, c_void};
 use std::sync::atomic::{
-    AtomicBool, AtomicU64, AtomicUsize,
+    AtomicBool, AtomicI32, AtomicU64, AtomicUsize,
     Ordering::{Acquire, Relaxed, Release},
 };
 use std::sync::{Mutex, OnceLock};
@@ -75,10 +75,16 @@ struct Slot {
     /// call was queued for (0: none queued), and when, ...
     pending_for: AtomicU64,
     pending_since_ns: AtomicU64,
+    /// ... and the loop thread's CPU time then (0: unknown), ...
+    pending_since_cpu_ns: AtomicU64,
     /// ... and the slices it should take a monitor's and a recording's
     /// sample of (0: none).
     monitor_wanted: AtomicU64,
     recording_wanted: AtomicU64,
+    /// The thread's CPU clock ([`clock::CpuClock::raw`]; 0: none), which
+    /// the watchdog reads to learn whether the thread ran while a sample
+    /// waited.
+    cpu_clock: AtomicI32,
 }
 
 #[allow(clippy::declare_interior_mutable_const)]
@@ -92,8 +98,10 @@ const EMPTY_SLOT: Slot = Slot {
     recording_samples: Mutex::new(Vec::new()),
     pending_for: AtomicU64::new(0),
     pending_since_ns: AtomicU64::new(0),
+    pending_since_cpu_ns: AtomicU64::new(0),
     monitor_wanted: AtomicU64::new(0),
     recording_wanted: AtomicU64::new(0),
+    cpu_clock: AtomicI32::new(0),
 };
 static SLOTS: [Slot; MAX_SLOTS] = [EMPTY_SLOT; MAX_SLOTS];
 static SLOTS_USED: AtomicUsize = AtomicUsize::new(0);
@@ -137,6 +145,8 @@ fn my_slot() -> Option<&'static Slot> {
         // Past MAX_SLOTS threads, later ones go unsampled (never wrong, only silent).
         (index < MAX_SLOTS).then(|| {
             SLOTS[index].thread_ident.store(current_thread_ident(), Relaxed);
+            let cpu_clock = clock::CpuClock::of_this_thread().map_or(0, clock::CpuClock::raw);
+            SLOTS[index].cpu_clock.store(cpu_clock, Relaxed);
             MY_SLOT.set(Some(index));
             index
         })
@@ -161,12 +171,15 @@ pub fn slice_started(start_ns: u64) {
 }
 
 /// One of recording's samples: its stack, when the watchdog asked for it
-/// and when it was taken (the clock of [`clock::now_ns`]).
+/// and when it was taken (the clock of [`clock::now_ns`]), and how much CPU
+/// time the loop thread used from the request reaching it to the sample
+/// (`None`: unknown).
 #[derive(Clone, Copy)]
 struct TimedSample {
     stack: StackId,
     asked_ns: u64,
     taken_ns: u64,
+    ran_ns: Option<u64>,
 }
 
 /// The samples taken during a slice: the monitor's (for `cpu_blocking`
@@ -178,6 +191,10 @@ pub struct SliceSamples {
     pub monitor: Vec<StackId>,
     pub recording: Vec<StackId>,
     pub recording_times: Vec<SampleTime>,
+    /// The loop thread's CPU time over each recording sample's wait (empty
+    /// when any is unknown), which says whether it waited in C code
+    /// (`aiocop_trace::waited_in_native_code`).
+    pub recording_cpu: Vec<u64>,
 }
 
 /// Withdraws the slice and returns the samples taken during it.
@@ -196,6 +213,7 @@ pub fn slice_finished(start_ns: u64) -> SliceSamples {
                 waited_ns: sample.taken_ns.saturating_sub(sample.asked_ns),
             })
             .collect(),
+        recording_cpu: recording.iter().map(|sample| sample.ran_ns).collect::<Option<_>>().unwrap_or_default(),
     }
 }
 
@@ -346,6 +364,7 @@ pub fn after_fork_in_child() {
         slot.recording_due_ns.store(0, Relaxed);
         slot.recording_slice.store(0, Relaxed);
         slot.pending_for.store(0, Relaxed);
+        slot.cpu_clock.store(0, Relaxed);
         slot.monitor_wanted.store(0, Relaxed);
         slot.recording_wanted.store(0, Relaxed);
     }
@@ -543,16 +562,21 @@ fn ask_the_loop_thread(index: usize, slot: &Slot, start: u64, wanted: Wanted) {
     // over and does nothing.
     let now = clock::now_ns();
     if slot.pending_for.load(Acquire) == start {
-        // Not serviced yet: the eval breaker can be missed (the bit goes to
-        // the thread holding the GIL at that instant). Taking the GIL makes
-        // the loop thread drop and take it again, and so run the call.
+        // Not serviced yet: the eval breaker can be missed (on 3.11 and
+        // 3.12, a thread taking the GIL recomputes it without the main
+        // thread's calls), so it is set again. Taking the GIL makes the loop
+        // thread drop and take it again, and so run the call.
+        signal_pending_sample(slot);
         let late = now.saturating_sub(slot.pending_since_ns.load(Relaxed)) > 2 * RECORDING_INTERVAL_NS.load(Relaxed);
         if wanted.recording && late {
             sample_with_the_gil(slot, start);
+            // Taking the GIL recomputed the flag as this thread sees it.
+            signal_pending_sample(slot);
         }
         return;
     }
     slot.pending_since_ns.store(now, Relaxed);
+    slot.pending_since_cpu_ns.store(loop_thread_cpu_ns(slot).unwrap_or(0), Relaxed);
     slot.pending_for.store(start, Release);
     // SAFETY: Py_AddPendingCall needs neither the GIL nor a thread state;
     // the argument is a slot index, valid for the life of the process.
@@ -565,13 +589,26 @@ fn ask_the_loop_thread(index: usize, slot: &Slot, start: u64, wanted: Wanted) {
     }
 }
 
+/// Sets the main thread's eval breaker again for a pending call not run
+/// yet. If the flag had been cleared, the loop thread may have run Python
+/// since without seeing the request: its CPU time counts from now, so that
+/// only a wait it ran through with the request in sight (C code holding
+/// the GIL) looks native (`aiocop_trace::waited_in_native_code`).
+fn signal_pending_sample(slot: &Slot) {
+    if !eval_breaker::signal_main_thread() {
+        slot.pending_since_cpu_ns.store(loop_thread_cpu_ns(slot).unwrap_or(0), Relaxed);
+    }
+}
+
 /// Runs on the main thread, holding the GIL, at its next eval-breaker check:
 /// takes the samples wanted of its own stack, if the slice the call was
 /// queued for still runs. Never raises.
 extern "C" fn take_pending_sample(index: *mut c_void) -> c_int {
     let Some(slot) = SLOTS.get(index as usize) else { return 0 };
-    let asked_ns = slot.pending_since_ns.load(Relaxed);
     let queued_for = slot.pending_for.swap(0, Acquire);
+    // Stored before `pending_for` was (Release): read after it.
+    let asked_ns = slot.pending_since_ns.load(Relaxed);
+    let asked_cpu_ns = slot.pending_since_cpu_ns.load(Relaxed);
     let running = slot.slice_start_ns.load(Acquire);
     if queued_for == 0 || running != queued_for {
         return 0;
@@ -580,10 +617,13 @@ extern "C" fn take_pending_sample(index: *mut c_void) -> c_int {
     let py = unsafe { Python::assume_attached() };
     let recording_depth = config::trace_depth();
     let recording_stack = if slot.recording_wanted.swap(0, Relaxed) == running {
+        // Read first: walking the stack is the sampler's time, not the wait's.
+        let ran_ns =
+            clock::this_thread_cpu_ns().filter(|_| asked_cpu_ns != 0).map(|cpu_ns| cpu_ns.saturating_sub(asked_cpu_ns));
         let stack = stacks::capture_current(py, recording_depth);
         if let Some(stack) = stack {
             PENDING_SAMPLED.fetch_add(1, Relaxed);
-            push_recording_sample(slot, running, TimedSample { stack, asked_ns, taken_ns: clock::now_ns() });
+            push_recording_sample(slot, running, TimedSample { stack, asked_ns, taken_ns: clock::now_ns(), ran_ns });
         }
         stack
     } else {
@@ -612,6 +652,7 @@ fn sample_with_the_gil(slot: &Slot, start: u64) {
         return;
     }
     let asked_ns = clock::now_ns();
+    let asked_cpu_ns = loop_thread_cpu_ns(slot);
     let switch_interval = switch_interval_functions();
     // SAFETY: plain reads and writes of the interpreter's switch interval,
     // which need no GIL; the program's value is put back once we hold it.
@@ -632,13 +673,36 @@ fn sample_with_the_gil(slot: &Slot, start: u64) {
             return;
         }
         let taken_ns = clock::now_ns();
+        // The loop thread is asked to drop the GIL only a switch interval
+        // after we asked for it: what it ran before that was no wait.
+        let lowered_us = program_interval.map(|interval| SAMPLING_SWITCH_INTERVAL_US.min(interval));
+        let ran_ns = asked_cpu_ns
+            .zip(loop_thread_cpu_ns(slot))
+            .map(|(asked, now)| now.saturating_sub(asked).saturating_sub(switch_interval_ns(py, lowered_us)));
         let stack = thread_frame(py, slot.thread_ident.load(Relaxed))
             .and_then(|frame| stacks::capture_from(py, &frame, config::trace_depth()));
         if let (Some(stack), true) = (stack, slot.slice_start_ns.load(Acquire) == start) {
             GIL_SAMPLED.fetch_add(1, Relaxed);
-            push_recording_sample(slot, start, TimedSample { stack, asked_ns, taken_ns });
+            push_recording_sample(slot, start, TimedSample { stack, asked_ns, taken_ns, ran_ns });
         }
     });
+}
+
+/// The CPU time the slot's thread has used, if its clock can be read.
+fn loop_thread_cpu_ns(slot: &Slot) -> Option<u64> {
+    clock::CpuClock::from_raw(slot.cpu_clock.load(Relaxed)).and_then(clock::CpuClock::now_ns)
+}
+
+/// The switch interval a GIL request waited before asking the holder to
+/// drop it: the lowered one (3.11), else the program's.
+fn switch_interval_ns(py: Python<'_>, lowered_us: Option<std::ffi::c_ulong>) -> u64 {
+    if let Some(us) = lowered_us {
+        // `c_ulong` is 32 bits wide on some targets.
+        #[allow(clippy::unnecessary_cast)]
+        return us as u64 * 1_000;
+    }
+    let seconds = py.import("sys").and_then(|sys| sys.call_method0("getswitchinterval")?.extract::<f64>());
+    seconds.map_or(0, |seconds| (seconds * 1e9) as u64)
 }
 
 fn push_recording_sample(slot: &Slot, start: u64, sample: TimedSample) {

@@ -281,8 +281,8 @@ fn write_trace(trace: &TraceFile, paths: &[(Table, PathBuf)]) -> Result<(ReadCou
         let mut start_ns = chunk.base_offset_ns;
         for (in_chunk, slice) in chunk.slices.iter().enumerate() {
             start_ns = start_ns.saturating_add(slice.start_delta_ns);
-            let sample_times = chunk.sample_timing.of_slice(in_chunk);
-            rows.push(&context, &mut stacks, &mut keys, &path_context, read.slices, start_ns, slice, sample_times);
+            let (times, cpu) = (chunk.sample_timing.of_slice(in_chunk), chunk.sample_cpu.of_slice(in_chunk));
+            rows.push(&context, &mut stacks, &mut keys, &path_context, read.slices, start_ns, slice, times, cpu);
             read.slices += 1;
             read.events += slice.events.len() as u64;
             read.samples += slice.samples.len() as u64;

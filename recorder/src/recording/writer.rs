@@ -14,8 +14,8 @@ use super::settings::{self, Settings};
 use crate::stacks::{self, StackId};
 use crate::{clock, config, trace_file};
 use aiocop_trace::records::{
-    AllowedEvent, Chunk, EventRecord, Frame, FrameName, LoopIterations, PollRecord, SliceRecord, SliceSampleTimes,
-    TraceFooter, TraceHeader,
+    AllowedEvent, Chunk, EventRecord, Frame, FrameName, LoopIterations, PollRecord, SliceRecord, SliceSampleCpu,
+    SliceSampleTimes, TraceFooter, TraceHeader,
 };
 use aiocop_trace::writer::TraceWriter;
 use pyo3::ffi;
@@ -410,9 +410,14 @@ impl FileState {
                 ..SliceRecord::default()
             };
             if let Some(mut detail) = slice.has_detail.then(|| details.next()).flatten() {
-                let times = std::mem::take(&mut detail.sample_times);
+                let (times, ran_ns) =
+                    (std::mem::take(&mut detail.sample_times), std::mem::take(&mut detail.sample_cpu));
+                let slice = chunk.slices.len() as u32;
                 if !times.is_empty() {
-                    chunk.sample_timing.slices.push(SliceSampleTimes { slice: chunk.slices.len() as u32, times });
+                    chunk.sample_timing.slices.push(SliceSampleTimes { slice, times });
+                }
+                if !ran_ns.is_empty() {
+                    chunk.sample_cpu.slices.push(SliceSampleCpu { slice, ran_ns });
                 }
                 self.add_detail(&mut chunk, &mut record, detail);
             }

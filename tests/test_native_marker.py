@@ -1,0 +1,102 @@
+"""`native` marks C code, not a busy machine.
+
+A recording sample is taken at the loop thread's next eval-breaker check after
+the watchdog asks for it. A request that waits over two sampling intervals
+waited either in C code holding the GIL (a sort: no check until it returns)
+or for the loop thread to get a CPU back (a loaded machine). Only the first is
+native code: the recorder keeps the loop thread's CPU time over each wait
+(format 1.4), and the analyzer marks `native` only a wait the thread ran
+through. Here the recorded program shares one CPU with two busy processes, so
+its loop thread is descheduled for several milliseconds at a time, as on a
+loaded server; the trace is read back by the ``aiocop-analyze`` executable.
+"""
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from conftest import analyze, report_json
+
+# Slices of ~30 ms of pure Python (`spin`), then slices of a sort (`sort`): C
+# code holding the GIL, called from `sort`. Each ends with a short sleep.
+PROGRAM = textwrap.dedent(
+    """
+    import asyncio, random, time
+
+    DATA = [random.random() for _ in range(150_000)]
+    KEPT = []
+
+    def spin():
+        end = time.perf_counter() + 0.03
+        n = 0
+        while time.perf_counter() < end:
+            n += 1
+        return n
+
+    def sort():
+        KEPT.append(sorted(DATA))
+
+    async def main():
+        for _ in range(15):
+            spin()
+            await asyncio.sleep(0.002)
+        for _ in range(5):
+            sort()
+            await asyncio.sleep(0.002)
+
+    asyncio.run(main())
+    """
+)
+
+HOG = "while True: pass"
+
+
+def on_one_cpu() -> None:
+    """Runs the process on the first CPU it may use, with whatever else runs there."""
+    os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs CPU affinity (Linux)")
+def test_pure_python_on_a_loaded_cpu_is_not_native_and_a_sort_is(tmp_path: Path) -> None:
+    script, trace = tmp_path / "app.py", tmp_path / "app.bin"
+    script.write_text(PROGRAM)
+    hogs = [subprocess.Popen([sys.executable, "-c", HOG], preexec_fn=on_one_cpu) for _ in range(2)]
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "aiocop", "record", "-o", str(trace), "--", str(script)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd=tmp_path,
+            preexec_fn=on_one_cpu,
+        )
+    finally:
+        for hog in hogs:
+            hog.kill()
+            hog.wait()
+    assert result.returncode == 0, result.stderr
+    report = report_json("--by", "function", "--top", "0", str(trace))
+    groups = {g["key"].rsplit(":", 1)[-1]: g for g in report["loop_time"]["groups"] if ".py:" in g["key"]}
+    # The loop thread waited for the CPU many times over two intervals while
+    # it ran `spin`; none of that is C code.
+    assert groups["spin"]["samples"] >= 15, groups
+    assert groups["spin"]["via"] == ["samples"], groups["spin"]
+    # The sort ran C code all through its requests' waits.
+    assert "native" in groups["sort"]["via"], groups["sort"]
+    assert "traces_with_wall_clock_native" not in report["loop_time"]
+    assert "Native marked by the wall clock" not in analyze(str(trace)).stdout
+
+
+def test_a_1_3_trace_marks_native_by_the_wall_clock_and_the_report_says_so_once() -> None:
+    # A format 1.3 trace of tests/test_sample_weights.py's `sorted` program
+    # (3.12): its samples carry times but no CPU times.
+    old = Path(__file__).parent / "data" / "format-1.3-sorted.aiocop"
+    report = analyze("--by", "function", str(old))
+    assert report.returncode == 0, report.stderr
+    assert report.stdout.count("Native marked by the wall clock: the trace's samples carry no CPU times") == 1
+    groups = report_json("--by", "function", str(old))["loop_time"]["groups"]
+    (work,) = [g for g in groups if g["key"].endswith(":work")]
+    assert work["via"] == ["samples", "native"], work
