@@ -18,7 +18,8 @@ use super::fit::relative_to;
 use super::{
     diff_cells, diff_summary_lines, diff_title, guessed_stalls_note, loop_time_headline, route_diff_cells,
     samples_note, stalls_headline, summary_lines, top_events_text, unexplained_note, untimed_samples_note, via_text,
-    Exporter, Style, DIFF_HEADER, NO_ROUTES, ROUTES_HEADLINE, ROUTE_DIFF_HEADER, ROUTE_DIFF_HEADLINE,
+    wall_clock_native_note, Exporter, Style, DIFF_HEADER, NO_ROUTES, ROUTES_HEADLINE, ROUTE_DIFF_HEADER,
+    ROUTE_DIFF_HEADLINE,
 };
 use crate::diff::RouteSideValues;
 use crate::diff::{Diff, DiffRow, SideValues};
@@ -169,6 +170,7 @@ impl Exporter for HtmlExporter {
         let mut summary = vec![format!("Loop time: {}", loop_time_headline(report))];
         summary.extend(samples_note(report));
         summary.extend(untimed_samples_note(report));
+        summary.extend(wall_clock_native_note(report));
         summary.extend(unexplained_note(report));
         summary.extend(guessed_stalls_note(report));
         summary.extend(summary_lines(report));

@@ -323,7 +323,7 @@ fn write_trace(trace: &TraceFile, paths: &[(Table, PathBuf)]) -> Result<(ReadCou
         let mut ended = chunk.task_timing.ended.iter().peekable();
         for (in_chunk, slice) in chunk.slices.iter().enumerate() {
             start_ns = start_ns.saturating_add(slice.start_delta_ns);
-            let sample_times = chunk.sample_timing.of_slice(in_chunk);
+            let (times, cpu) = (chunk.sample_timing.of_slice(in_chunk), chunk.sample_cpu.of_slice(in_chunk));
             let timing = &chunk.task_timing;
             let ready_wait_ns = timing
                 .ready
@@ -338,7 +338,7 @@ fn write_trace(trace: &TraceFile, paths: &[(Table, PathBuf)]) -> Result<(ReadCou
                 read.slices,
                 start_ns,
                 slice,
-                sample_times,
+                (times, cpu),
                 ready_wait_ns,
             );
             // The chunk's creations and ends are in slice order, as the report meets them.
