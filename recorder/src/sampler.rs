@@ -81,6 +81,12 @@ struct Slot {
     pending_since_ns: AtomicU64,
     /// ... and the loop thread's CPU time then (0: unknown), ...
     pending_since_cpu_ns: AtomicU64,
+    /// How many of recording's samples the thread took by a pending call:
+    /// each was an eval-breaker check (see `sample_with_the_gil`).
+    pending_samples_taken: AtomicU64,
+    /// The CPU time over the wait of the last of them (see
+    /// `sample_with_the_gil`).
+    last_pending_ran_ns: AtomicU64,
     /// ... and the slices it should take a monitor's and a recording's
     /// sample of (0: none).
     monitor_wanted: AtomicU64,
@@ -112,6 +118,8 @@ const EMPTY_SLOT: Slot = Slot {
     pending_for: AtomicU64::new(0),
     pending_since_ns: AtomicU64::new(0),
     pending_since_cpu_ns: AtomicU64::new(0),
+    pending_samples_taken: AtomicU64::new(0),
+    last_pending_ran_ns: AtomicU64::new(0),
     monitor_wanted: AtomicU64::new(0),
     recording_wanted: AtomicU64::new(0),
     validate_for: AtomicU64::new(0),
@@ -853,6 +861,8 @@ extern "C" fn take_pending_sample(index: *mut c_void) -> c_int {
         let stack = stacks::capture_current(py, recording_depth);
         if let Some(stack) = stack {
             PENDING_SAMPLED.fetch_add(1, Relaxed);
+            slot.last_pending_ran_ns.store(ran_ns.unwrap_or(0), Relaxed);
+            slot.pending_samples_taken.fetch_add(1, Release);
             let sample =
                 TimedSample { stack: SampleStack::Interned(stack), asked_ns, taken_ns: clock::now_ns(), ran_ns };
             push_recording_sample(slot, running, sample);
@@ -902,6 +912,7 @@ fn sample_with_the_gil(slot: &Slot, start: u64) {
     }
     let asked_ns = clock::now_ns();
     let asked_cpu_ns = loop_thread_cpu_ns(slot);
+    let pending_samples_before = slot.pending_samples_taken.load(Relaxed);
     let switch_interval = switch_interval_functions();
     // SAFETY: plain reads and writes of the interpreter's switch interval,
     // which need no GIL; the program's value is put back once we hold it.
@@ -923,11 +934,21 @@ fn sample_with_the_gil(slot: &Slot, start: u64) {
         }
         let taken_ns = clock::now_ns();
         // The loop thread is asked to drop the GIL only a switch interval
-        // after we asked for it: what it ran before that was no wait.
+        // after we asked for it: what it ran before that was no wait. If it
+        // took a pending call's sample meanwhile, it reached an eval-breaker
+        // check while we waited, and dropped the GIL at that check or soon
+        // after: that sample's wait is this one's (on a loaded CPU this
+        // thread may wake to ask for the GIL only after the loop thread's
+        // time slice, 3-4 ms of Python, which is no wait in C code).
+        let checked_meanwhile = slot.pending_samples_taken.load(Acquire) != pending_samples_before;
         let lowered_us = program_interval.map(|interval| SAMPLING_SWITCH_INTERVAL_US.min(interval));
-        let ran_ns = asked_cpu_ns
-            .zip(loop_thread_cpu_ns(slot))
-            .map(|(asked, now)| now.saturating_sub(asked).saturating_sub(switch_interval_ns(py, lowered_us)));
+        let ran_ns = asked_cpu_ns.zip(loop_thread_cpu_ns(slot)).map(|(asked, now)| {
+            if checked_meanwhile {
+                slot.last_pending_ran_ns.load(Relaxed)
+            } else {
+                now.saturating_sub(asked).saturating_sub(switch_interval_ns(py, lowered_us))
+            }
+        });
         let frame = thread_frame(py, slot.thread_ident.load(Relaxed));
         let to_learn = slot.codes_to_learn.try_lock().map(|mut codes| std::mem::take(&mut *codes)).unwrap_or_default();
         if !to_learn.is_empty() {
