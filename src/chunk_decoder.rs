@@ -25,8 +25,8 @@
 //! before anything is allocated for it.
 
 use crate::records::{
-    AllowedEvent, Chunk, EventRecord, Frame, FrameName, PollRecord, ReadyWait, SampleTime, SampleTiming, SliceRecord,
-    SliceSampleTimes, StringId, TaskCreated, TaskEnded, TaskTiming,
+    AllowedEvent, Chunk, EventRecord, Frame, FrameName, PollRecord, ReadyWait, SampleCpu, SampleTime, SampleTiming,
+    SliceRecord, SliceSampleCpu, SliceSampleTimes, StringId, TaskCreated, TaskEnded, TaskTiming,
 };
 
 /// Why a payload could not be decoded, and where.
@@ -105,11 +105,13 @@ pub trait SliceVisitor {
     /// Any other slice, whole.
     fn slice(&mut self, start_ns: u64, slice: &SliceRecord);
     /// Any other slice, whole, with the times of its samples (format 1.3;
-    /// empty when they are untimed): see [`crate::sample_weights`]. By
-    /// default, [`slice`](Self::slice) without them.
+    /// empty when they are untimed: see [`crate::sample_weights`]) and the
+    /// loop thread's CPU time over each one's wait (format 1.4; empty when
+    /// unknown: see [`crate::waited_in_native_code`]). By default,
+    /// [`slice`](Self::slice) without them.
     #[inline(always)]
-    fn timed_slice(&mut self, start_ns: u64, slice: &SliceRecord, sample_times: &[SampleTime]) {
-        let _ = sample_times;
+    fn timed_slice(&mut self, start_ns: u64, slice: &SliceRecord, sample_times: &[SampleTime], sample_cpu: &[u64]) {
+        let _ = (sample_times, sample_cpu);
         self.slice(start_ns, slice);
     }
 }
@@ -166,12 +168,12 @@ pub fn decode_chunk_within(
         } else {
             (slice.start_delta_ns, slice.duration_ns, slice.what) = (start_delta_ns, duration_ns, what);
             cursor.pos = decode_slice_rest(raw, cursor.pos, &mut slice, allocate)?;
-            let times = if slice.samples.is_empty() {
-                &[][..]
+            let (times, cpu) = if slice.samples.is_empty() {
+                (&[][..], &[][..])
             } else {
                 sample_times.of_slice(raw, cursor.pos, (index, slice_count), allocate)?
             };
-            visitor.timed_slice(start_ns, &slice, times);
+            visitor.timed_slice(start_ns, &slice, times, cpu);
         }
     }
     chunk.dropped_slices = cursor.u64()?;
@@ -215,6 +217,15 @@ fn decode_appended(cursor: &mut Cursor<'_>, chunk: &mut Chunk, allocate: Allocat
     if cursor.pos < cursor.bytes.len() {
         chunk.task_timing.0 = decode_task_timing(cursor, allocate)?;
     }
+    // Then 1.4's samples' CPU times; a 1.4 chunk written before them ends
+    // here, and its samples are judged by the wall clock.
+    if cursor.pos < cursor.bytes.len() {
+        chunk.sample_cpu.0 = SampleCpu {
+            slices: cursor.vec(allocate, 2, |c| {
+                Ok(SliceSampleCpu { slice: c.u32()?, ran_ns: c.vec(allocate, 1, Cursor::u64)? })
+            })?,
+        };
+    }
     Ok(())
 }
 
@@ -229,18 +240,19 @@ fn decode_task_timing(cursor: &mut Cursor<'_>, allocate: Allocate<'_>) -> Result
     Ok(TaskTiming { ready, created, ended })
 }
 
-/// A chunk's sample times, read ahead of the slice loop once a slice
-/// needs them.
+/// A chunk's sample times and CPU times, read ahead of the slice loop once
+/// a slice needs them.
 #[derive(Default)]
 struct SampleTimesAhead {
-    timing: Option<SampleTiming>,
-    /// The first entry that may be of a slice not visited yet (entries are
-    /// in slice order).
-    next: usize,
+    timing: Option<(SampleTiming, SampleCpu)>,
+    /// The first entries that may be of a slice not visited yet (entries
+    /// are in slice order): of the times, and of the CPU times.
+    next: (usize, usize),
 }
 
 impl SampleTimesAhead {
-    /// The times of slice `index` (of `count`), whose record ends at `pos`.
+    /// The times and CPU times of slice `index` (of `count`), whose record
+    /// ends at `pos`.
     #[inline(never)]
     fn of_slice(
         &mut self,
@@ -248,24 +260,35 @@ impl SampleTimesAhead {
         pos: usize,
         (index, count): (usize, usize),
         allocate: Allocate<'_>,
-    ) -> Result<&[SampleTime]> {
+    ) -> Result<(&[SampleTime], &[u64])> {
         if self.timing.is_none() {
             self.timing = Some(read_ahead(raw, pos, count - index - 1, allocate)?);
         }
-        let Some(timing) = &self.timing else { return Ok(&[]) };
-        while timing.slices.get(self.next).is_some_and(|t| (t.slice as usize) < index) {
-            self.next += 1;
-        }
-        Ok(match timing.slices.get(self.next) {
-            Some(timed) if timed.slice as usize == index => &timed.times,
-            _ => &[],
-        })
+        let Some((timing, cpu)) = &self.timing else { return Ok((&[], &[])) };
+        let times = entry_of_slice(&timing.slices, &mut self.next.0, index, |t| t.slice).map_or(&[][..], |t| &t.times);
+        let cpu = entry_of_slice(&cpu.slices, &mut self.next.1, index, |t| t.slice).map_or(&[][..], |t| &t.ran_ns);
+        Ok((times, cpu))
     }
 }
 
+/// The entry of slice `index` among `entries` (in slice order), from
+/// `next` on, which moves past the entries of earlier slices.
+fn entry_of_slice<'a, T>(
+    entries: &'a [T],
+    next: &mut usize,
+    index: usize,
+    slice_of: impl Fn(&T) -> u32,
+) -> Option<&'a T> {
+    while entries.get(*next).is_some_and(|entry| (slice_of(entry) as usize) < index) {
+        *next += 1;
+    }
+    entries.get(*next).filter(|entry| slice_of(entry) as usize == index)
+}
+
 /// Skips the `slices_left` slices from `pos` and the fields after them, and
-/// decodes the chunk's sample times (empty before format 1.3).
-fn read_ahead(raw: &[u8], pos: usize, slices_left: usize, allocate: Allocate<'_>) -> Result<SampleTiming> {
+/// decodes the chunk's sample times (empty before format 1.3) and CPU
+/// times (empty before 1.4).
+fn read_ahead(raw: &[u8], pos: usize, slices_left: usize, allocate: Allocate<'_>) -> Result<(SampleTiming, SampleCpu)> {
     let mut cursor = Cursor { bytes: raw, pos };
     let mut scratch = SliceRecord::default();
     for _ in 0..slices_left {
@@ -280,7 +303,7 @@ fn read_ahead(raw: &[u8], pos: usize, slices_left: usize, allocate: Allocate<'_>
     cursor.u64()?;
     let mut appended = Chunk::default();
     decode_appended(&mut cursor, &mut appended, allocate)?;
-    Ok(appended.sample_timing.0)
+    Ok((appended.sample_timing.0, appended.sample_cpu.0))
 }
 
 /// Decodes the fields of a slice after `what` into `slice`, from `pos`;
@@ -579,39 +602,48 @@ mod tests {
         // Cut where format 1.1's frame names start, the payload is a whole
         // 1.0 chunk; where 1.3's sample times start, a whole 1.2 chunk; where
         // its allowed events and its loop iterations start, a 1.3 chunk
-        // without them (an empty appended field takes a byte per vector or
-        // number: 1 for the sample times, 2 for the allowed events, 3 for
-        // the iterations).
+        // without them; where 1.4's task timing starts, a whole 1.3 chunk;
+        // where 1.4's CPU times start, a 1.4 chunk written before them (an
+        // empty appended field takes a byte per vector or number: 1 for the
+        // sample times, 2 for the allowed events, 3 for the iterations, 3
+        // for the task timing, 1 for the CPU times).
         let without = |frame_names: bool| Chunk {
             frame_names: if frame_names { chunk.frame_names.clone() } else { Default::default() },
             sample_timing: Default::default(),
             allowed: Default::default(),
             loop_iterations: Default::default(),
             task_timing: Default::default(),
+            sample_cpu: Default::default(),
             ..chunk.clone()
         };
-        let format_1_0_end = encode_payload(&without(false)).unwrap().len() - 10;
-        let format_1_2_end = encode_payload(&without(true)).unwrap().len() - 9;
+        let format_1_0_end = encode_payload(&without(false)).unwrap().len() - 11;
+        let format_1_2_end = encode_payload(&without(true)).unwrap().len() - 10;
         let times_end = encode_payload(&Chunk {
             allowed: Default::default(),
             loop_iterations: Default::default(),
             task_timing: Default::default(),
+            sample_cpu: Default::default(),
             ..chunk.clone()
         })
         .unwrap()
         .len()
-            - 8;
+            - 9;
         let allowed_end = encode_payload(&Chunk {
             loop_iterations: Default::default(),
             task_timing: Default::default(),
+            sample_cpu: Default::default(),
             ..chunk.clone()
         })
         .unwrap()
         .len()
-            - 6;
-        // 1.4's task timing: three vectors.
+            - 7;
         let iterations_end =
-            encode_payload(&Chunk { task_timing: Default::default(), ..chunk.clone() }).unwrap().len() - 3;
+            encode_payload(&Chunk { task_timing: Default::default(), sample_cpu: Default::default(), ..chunk.clone() })
+                .unwrap()
+                .len()
+                - 4;
+        let task_timing_end =
+            encode_payload(&Chunk { sample_cpu: Default::default(), ..chunk.clone() }).unwrap().len() - 1;
         let (whole, _) = decode_all(&raw[..format_1_0_end]).unwrap();
         assert!(whole.frame_names.is_empty());
         let (whole, _) = decode_all(&raw[..format_1_2_end]).unwrap();
@@ -626,7 +658,11 @@ mod tests {
         let (whole, _) = decode_all(&raw[..iterations_end]).unwrap();
         assert_eq!(whole.loop_iterations, chunk.loop_iterations);
         assert!(whole.task_timing.ready.is_empty());
-        let whole_cuts = [format_1_0_end, format_1_2_end, times_end, allowed_end, iterations_end];
+        let (whole, _) = decode_all(&raw[..task_timing_end]).unwrap();
+        assert_eq!(whole.task_timing, chunk.task_timing);
+        assert!(whole.sample_cpu.slices.is_empty());
+        assert!(!chunk.sample_cpu.slices.is_empty(), "the chunk has CPU times to cut");
+        let whole_cuts = [format_1_0_end, format_1_2_end, times_end, allowed_end, iterations_end, task_timing_end];
         for cut in (0..raw.len()).filter(|cut| !whole_cuts.contains(cut)) {
             assert!(decode_all(&raw[..cut]).is_err(), "cut at {cut}");
             assert!(crate::format::decode_payload::<Chunk>(&raw[..cut]).is_err());

@@ -8,7 +8,7 @@
 //! produce the same bytes for random chunks, and the `chunk_codec` fuzz
 //! target does for any chunk bincode can decode, so the two cannot drift.
 
-use crate::records::{Chunk, EventRecord, SliceRecord, TaskTiming};
+use crate::records::{Chunk, EventRecord, SampleCpu, SliceRecord, TaskTiming};
 
 const U16_MARKER: u8 = 251;
 const U32_MARKER: u8 = 252;
@@ -78,6 +78,7 @@ pub fn encode_chunk(chunk: &Chunk, out: &mut Vec<u8>) {
     out.len(chunk.loop_iterations.polling_threads.len());
     chunk.loop_iterations.polling_threads.iter().for_each(|&thread| out.u64(u64::from(thread)));
     out.task_timing(&chunk.task_timing);
+    out.sample_cpu(&chunk.sample_cpu);
 }
 
 struct Encoder<'a> {
@@ -146,6 +147,15 @@ impl Encoder<'_> {
         }
     }
 
+    fn sample_cpu(&mut self, cpu: &SampleCpu) {
+        self.len(cpu.slices.len());
+        for timed in &cpu.slices {
+            self.u64(u64::from(timed.slice));
+            self.len(timed.ran_ns.len());
+            timed.ran_ns.iter().for_each(|&ran_ns| self.u64(ran_ns));
+        }
+    }
+
     fn task_timing(&mut self, timing: &TaskTiming) {
         self.len(timing.ready.len());
         for ready in &timing.ready {
@@ -208,7 +218,7 @@ mod tests {
         // No definitions, base 300 (a u16 varint), no slices, 2 dropped, no
         // frame names, no sample times, nothing allowed (kept, dropped), no
         // loop iterations (base 0, no polls, no threads), no task timing
-        // (ready, created, ended).
-        assert_eq!(out, [9, 0, 0, 0, 251, 44, 1, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+        // (ready, created, ended), no CPU times.
+        assert_eq!(out, [9, 0, 0, 0, 251, 44, 1, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
     }
 }

@@ -29,7 +29,7 @@ pub use events::{BlockingEvent, EventSource, BLOCKING_EVENTS};
 pub use intern::Interner;
 pub use reader::{Dictionary, TraceFile};
 pub use severity::{level_from_score, SeverityLevel};
-pub use weights::{apportion, sample_weights, waited_in_native_code};
+pub use weights::{apportion, sample_weights, samples_native, waited_in_native_code};
 pub use writer::TraceWriter;
 
 #[cfg(test)]

@@ -159,6 +159,9 @@ pub struct Chunk {
     /// ready, and which tasks began and ended in this chunk (empty in older
     /// traces).
     pub task_timing: Appended<TaskTiming>,
+    /// Since format 1.4: how long the loop thread ran on a CPU while each
+    /// of recording's samples waited to be taken (empty in older traces).
+    pub sample_cpu: Appended<SampleCpu>,
 }
 
 /// Task timing of a chunk (format 1.4): each slice's ready-wait (the loop
@@ -263,6 +266,39 @@ pub struct SampleTime {
     /// thread runs the request at its next eval-breaker check, which C code
     /// holding the GIL delays (see `crate::weights::waited_in_native_code`).
     pub waited_ns: u64,
+}
+
+/// How long the loop thread ran on a CPU while each of recording's samples
+/// waited (format 1.4), for the slices listed in `SampleTiming`. A request
+/// waits for the loop thread's next eval-breaker check: a thread that ran
+/// all along ran C code holding the GIL; one that did not run was waiting
+/// for a CPU (a loaded machine) or for I/O with the GIL released. Only the
+/// first is native code (`crate::weights::waited_in_native_code`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
+pub struct SampleCpu {
+    /// In slice order; a slice not listed has no CPU times.
+    pub slices: Vec<SliceSampleCpu>,
+}
+
+impl SampleCpu {
+    /// The CPU times of the samples of slice `index` of the chunk (empty: none).
+    pub fn of_slice(&self, index: usize) -> &[u64] {
+        match self.slices.binary_search_by_key(&index, |timed| timed.slice as usize) {
+            Ok(found) => &self.slices[found].ran_ns,
+            Err(_) => &[],
+        }
+    }
+}
+
+/// The CPU times of one slice's samples, one per sample in `samples` order.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
+pub struct SliceSampleCpu {
+    /// The slice's index in its chunk's `slices`.
+    pub slice: u32,
+    /// For each sample: the loop thread's CPU time from the request
+    /// reaching it (the watchdog asking; with the GIL, the switch interval
+    /// later, when the holder is asked to drop it) to the sample.
+    pub ran_ns: Vec<u64>,
 }
 
 /// Which blocking events of a chunk's slices an allow-list allowed

@@ -4,7 +4,8 @@
 
 use crate::records::{
     AllowedEvent, AllowedEvents, Appended, Chunk, EventRecord, Frame, FrameName, LoopIterations, PollRecord, ReadyWait,
-    SampleTime, SampleTiming, SliceRecord, SliceSampleTimes, TaskCreated, TaskEnded, TaskTiming,
+    SampleCpu, SampleTime, SampleTiming, SliceRecord, SliceSampleCpu, SliceSampleTimes, TaskCreated, TaskEnded,
+    TaskTiming,
 };
 
 /// A small xorshift generator: reproducible chunks without a crate.
@@ -136,6 +137,14 @@ pub fn random_chunk(random: &mut Random) -> Chunk {
                 .collect(),
             ended: (0..random.below(3))
                 .map(|_| TaskEnded { slice: random.wide() as u32, outcome: random.wide() as u8 })
+                .collect(),
+        }),
+        sample_cpu: Appended(SampleCpu {
+            slices: (0..random.below(3))
+                .map(|_| SliceSampleCpu {
+                    slice: random.wide() as u32,
+                    ran_ns: (0..random.below(3)).map(|_| random.wide()).collect(),
+                })
                 .collect(),
         }),
     }

@@ -10,9 +10,9 @@ use crate::format::{
 use crate::reader::{Dictionary, TraceFile};
 use crate::records::{
     AllowedEvent, AllowedEvents, Appended, Chunk, EventRecord, EventSpec, Frame, FrameName, LoopIterations, PollRecord,
-    ProcessInfo, ReadyWait, Redaction, SampleTime, SampleTiming, SamplingInfo, SliceRecord, SliceSampleTimes,
-    TaskCreated, TaskEnded, TaskTiming, TraceFooter, TraceHeader, READY_SCHEDULED, READY_TIMER, READY_UNKNOWN,
-    TASK_CANCELLED, TASK_DONE,
+    ProcessInfo, ReadyWait, Redaction, SampleCpu, SampleTime, SampleTiming, SamplingInfo, SliceRecord, SliceSampleCpu,
+    SliceSampleTimes, TaskCreated, TaskEnded, TaskTiming, TraceFooter, TraceHeader, READY_SCHEDULED, READY_TIMER,
+    READY_UNKNOWN, TASK_CANCELLED, TASK_DONE,
 };
 use crate::writer::TraceWriter;
 use std::io::{self, Write};
@@ -111,6 +111,9 @@ fn chunks() -> Vec<Chunk> {
             ready: vec![ReadyWait { wait_ns: 30, since: READY_TIMER }, ReadyWait { wait_ns: 0, since: READY_UNKNOWN }],
             created: vec![TaskCreated { slice: 1, created_before_ns: 400, parent: Some(2) }],
             ended: vec![TaskEnded { slice: 1, outcome: TASK_CANCELLED }],
+        }),
+        sample_cpu: Appended(SampleCpu {
+            slices: vec![SliceSampleCpu { slice: 1, ran_ns: vec![1_900_000, 46_000_000, 100] }],
         }),
     };
     let second = Chunk {
@@ -341,12 +344,23 @@ const GOLDEN_TRACE: &str = "\
 41494f434f5054520100040000000000010100006e00000065000000e4cc865a28b52ffd206529030005312e332e3004\
 332e3132056c696e75780168070104612e7079fc00ca9a3bfb881300640201046f70656e1400060207757669636f726e\
 076170703a6170700b737061776e206368696c6401062f612f737263fc80841e00fc40420f00010105726f7574650201\
+000083000000970000008e4ac7e728b52ffd2097d5030052481b2690354907c166cabec4ceeaa88ffdb1e1db1ac69b1a\
+96dd9d964b43aafa2a3f238e4608213bc90f80fcfbbde57f215bfc77e4881c8b4a591f32c98824ffa5faed841653ffde\
+3e80026ed9550cf48eec7e608c591469a9c8d0182a3163035a9ee6392e112ddc73829fe639aa4a030038aa40dd8e68d5\
+1303010000120000000900000098906e4c28b52ffd200949000002010101fc80380100";
+
+/// A trace of format 1.4 written before the samples' CPU times (slot 5):
+/// main's 1.4 until they were added, read as a trace without them.
+const GOLDEN_TRACE_1_4_WITHOUT_CPU: &str = "\
+41494f434f5054520100040000000000010100006e00000065000000e4cc865a28b52ffd206529030005312e332e3004\
+332e3132056c696e75780168070104612e7079fc00ca9a3bfb881300640201046f70656e1400060207757669636f726e\
+076170703a6170700b737061776e206368696c6401062f612f737263fc80841e00fc40420f00010105726f7574650201\
 00007d00000091000000edd4ee3228b52ffd2091a50300f2c71923a027e9fbc17ffd2df17fab8b236e2dcecd480baa8e\
 e63642f13e7d0927374208d94906fddef27f902dfe3372438ec5a4acdf80a4e391ff52fd76418ba97f6f0f40915b7615\
 95de91dd0b8c310b222d15119a4225665c40cbd33cc71da2847b0ef0d33c473509030038aa40dd8e68d5130301000012\
 0000000900000098906e4c28b52ffd200949000002010101fc80380100";
 
-/// A trace of format 1.3, before the task timing.
+/// A trace of format 1.3, before the task timing and the CPU times.
 const GOLDEN_TRACE_1_3: &str = "\
 41494f434f5054520100030000000000010100006e00000065000000e4cc865a28b52ffd206529030005312e332e3004\
 332e3132056c696e75780168070104612e7079fc00ca9a3bfb881300640201046f70656e1400060207757669636f726e\
@@ -379,7 +393,7 @@ const GOLDEN_TRACE_1_1: &str = "\
 /// the bincode encoding itself, independent of zstd.
 const GOLDEN_PAYLOADS: [&str; 3] = [
     "05312e332e3004332e3132056c696e75780168070104612e7079fc00ca9a3bfb881300640201046f70656e1400060207757669636f726e076170703a6170700b737061776e206368696c6401062f612f737263fc80841e00fc40420f00010105726f757465",
-    "0700046d61696e010e2f612f7372632f6d61696e2e70790201660304782c207204046d61696e0503672e6606066d61696e2e2a0100010602010001000a020005000000000000000000fb2c01fc701101000001000101010003020000140100000101000405010101fbc8affbe0ab01010006000702000201fb3601fb9001010101020000fb1801010101fb2c0100010100",
+    "0700046d61696e010e2f612f7372632f6d61696e2e70790201660304782c207204046d61696e0503672e6606066d61696e2e2a0100010602010001000a020005000000000000000000fb2c01fc701101000001000101010003020000140100000101000405010101fbc8affbe0ab01010006000702000201fb3601fb9001010101020000fb1801010101fb2c0100010100010101fbf8a7",
     "02010101fc80380100",
 ];
 
@@ -392,6 +406,13 @@ const GOLDEN_TRACE_1_0: &str = "\
 00120000000900000098906e4c28b52ffd200949000002010101fc80380100";
 
 fn golden_parts() -> (TraceHeader, Chunk, TraceFooter) {
+    let (header, mut chunk, footer) = golden_parts_1_4_without_cpu();
+    chunk.sample_cpu = Appended(SampleCpu { slices: vec![SliceSampleCpu { slice: 1, ran_ns: vec![43_000] }] });
+    (header, chunk, footer)
+}
+
+/// What [`GOLDEN_TRACE_1_4_WITHOUT_CPU`] holds.
+fn golden_parts_1_4_without_cpu() -> (TraceHeader, Chunk, TraceFooter) {
     let (header, mut chunk, footer) = golden_parts_1_3();
     chunk.task_timing = Appended(TaskTiming {
         ready: vec![ReadyWait { wait_ns: 0, since: READY_UNKNOWN }, ReadyWait { wait_ns: 280, since: READY_SCHEDULED }],
@@ -493,6 +514,7 @@ fn golden_parts_1_0() -> (TraceHeader, Chunk, TraceFooter) {
         allowed: Appended::default(),
         loop_iterations: Appended::default(),
         task_timing: Appended::default(),
+        sample_cpu: Appended::default(),
     };
     let footer = TraceFooter { slices: 2, events: 1, dropped_slices: 1, chunks: 1, end_offset_ns: 80_000 };
     (header, chunk, footer)
@@ -560,20 +582,7 @@ fn a_1_2_trace_still_reads_without_sample_times_allowed_events_or_loop_iteration
     // Visited slice by slice, its sampled slice comes without times.
     let mut times_seen = Vec::new();
     trace.visit_chunk(0, &mut TimesSeen(&mut times_seen)).unwrap();
-    assert_eq!(times_seen, [(1, vec![])]);
-    assert_eq!(trace.footer(), Some(&footer));
-}
-
-#[test]
-fn a_1_3_trace_still_reads_without_task_timing() {
-    let (header, chunk, footer) = golden_parts_1_3();
-    let trace = TraceFile::from_bytes(from_hex(GOLDEN_TRACE_1_3), "golden-1.3.aiocop").unwrap();
-    assert_eq!(trace.format_version(), (1, 3));
-    assert_eq!(trace.header(), &header);
-    let read = trace.read_chunk(0).unwrap();
-    assert_eq!(read.task_timing.0, TaskTiming::default());
-    assert_eq!(read.loop_iterations, chunk.loop_iterations);
-    assert_eq!(read, chunk);
+    assert_eq!(times_seen, [(1, vec![], vec![])]);
     assert_eq!(trace.footer(), Some(&footer));
 }
 
@@ -584,22 +593,59 @@ fn a_visitor_gets_each_sampled_slice_with_its_sample_times() {
     assert_eq!(trace.format_version(), (1, 4));
     let mut times_seen = Vec::new();
     trace.visit_chunk(0, &mut TimesSeen(&mut times_seen)).unwrap();
-    assert_eq!(times_seen, [(1, chunk.sample_timing.slices[0].times.clone())]);
+    assert_eq!(
+        times_seen,
+        [(1, chunk.sample_timing.slices[0].times.clone(), chunk.sample_cpu.slices[0].ran_ns.clone())]
+    );
 }
 
-/// Records (slice index, sample times) of each sampled slice visited.
-struct TimesSeen<'a>(&'a mut Vec<(usize, Vec<SampleTime>)>);
+#[test]
+fn a_1_3_trace_still_reads_without_task_timing_or_cpu_times() {
+    let (header, chunk, footer) = golden_parts_1_3();
+    let trace = TraceFile::from_bytes(from_hex(GOLDEN_TRACE_1_3), "golden-1.3.aiocop").unwrap();
+    assert_eq!(trace.format_version(), (1, 3));
+    assert_eq!(trace.header(), &header);
+    let read = trace.read_chunk(0).unwrap();
+    assert_eq!(read.task_timing.0, TaskTiming::default());
+    assert!(read.sample_cpu.slices.is_empty());
+    assert_eq!(read.loop_iterations, chunk.loop_iterations);
+    assert_eq!(read, chunk);
+    // Visited slice by slice, its sampled slice comes with times, without CPU times.
+    let mut times_seen = Vec::new();
+    trace.visit_chunk(0, &mut TimesSeen(&mut times_seen)).unwrap();
+    assert_eq!(times_seen, [(1, chunk.sample_timing.slices[0].times.clone(), vec![])]);
+    assert_eq!(trace.footer(), Some(&footer));
+}
+
+#[test]
+fn a_1_4_trace_written_before_cpu_times_reads_with_its_task_timing_and_without_them() {
+    let (header, chunk, footer) = golden_parts_1_4_without_cpu();
+    let trace = TraceFile::from_bytes(from_hex(GOLDEN_TRACE_1_4_WITHOUT_CPU), "golden-1.4.aiocop").unwrap();
+    assert_eq!(trace.format_version(), (1, 4));
+    assert_eq!(trace.header(), &header);
+    let read = trace.read_chunk(0).unwrap();
+    assert_eq!(read.task_timing, chunk.task_timing);
+    assert!(read.sample_cpu.slices.is_empty());
+    assert_eq!(read, chunk);
+    let mut times_seen = Vec::new();
+    trace.visit_chunk(0, &mut TimesSeen(&mut times_seen)).unwrap();
+    assert_eq!(times_seen, [(1, chunk.sample_timing.slices[0].times.clone(), vec![])]);
+    assert_eq!(trace.footer(), Some(&footer));
+}
+
+/// Records (slice index, sample times, CPU times) of each sampled slice visited.
+struct TimesSeen<'a>(&'a mut Vec<(usize, Vec<SampleTime>, Vec<u64>)>);
 
 impl crate::SliceVisitor for TimesSeen<'_> {
     fn pure_slice(&mut self, _: u64, _: crate::PureSlice) {}
     fn slice(&mut self, _: u64, _: &SliceRecord) {
         unreachable!("the decoder calls timed_slice");
     }
-    fn timed_slice(&mut self, start_ns: u64, slice: &SliceRecord, sample_times: &[SampleTime]) {
+    fn timed_slice(&mut self, start_ns: u64, slice: &SliceRecord, sample_times: &[SampleTime], sample_cpu: &[u64]) {
         if !slice.samples.is_empty() {
             // The golden chunk's sampled slice is its second (start 310).
             assert_eq!(start_ns, 310);
-            self.0.push((1, sample_times.to_vec()));
+            self.0.push((1, sample_times.to_vec(), sample_cpu.to_vec()));
         }
     }
 }

@@ -8,8 +8,9 @@
 //! slice would split the C call's time between its caller and whatever runs
 //! after it (a safepoint bias). So a sample weighs the time since the
 //! previous sample of its slice (the first: since the slice's start), and
-//! a sample whose request waited long ([`waited_in_native_code`]) says the
-//! time was inside a C call made from the sampled line.
+//! a sample whose request waited long while the loop thread ran
+//! ([`waited_in_native_code`]) says the time was inside a C call made from
+//! the sampled line.
 //!
 //! Traces before format 1.3 carry no sample times: their samples weigh the
 //! same. [`sample_weights`] is the one place this is decided: the analyzer
@@ -48,12 +49,32 @@ pub fn sample_weights(duration_ns: u64, sample_count: usize, times: &[SampleTime
     apportion(duration_ns, &gaps)
 }
 
-/// Whether a sample's request waited longer than twice recording's
-/// sampling interval: the loop thread did not reach an eval-breaker check
-/// for that long, so it was running C code that held the GIL, called from
-/// the sampled line. `false` for an untimed sample or an unknown interval.
-pub fn waited_in_native_code(time: &SampleTime, interval_ns: u64) -> bool {
-    interval_ns > 0 && time.waited_ns > interval_ns.saturating_mul(2)
+/// Whether a sample's request waited in C code that held the GIL, called
+/// from the sampled line: the loop thread reached no eval-breaker check for
+/// over twice recording's sampling interval while it *ran*.
+///
+/// `ran_ns` (format 1.4) is the loop thread's CPU time over the wait: a
+/// thread the machine did not run (a loaded machine, pure Python waiting
+/// for a CPU) or that waited with the GIL released did not run C code, and
+/// its wall-clock wait says nothing. Without it (a 1.3 trace) the wall-clock
+/// wait decides, as it did then. `false` for an unknown interval.
+pub fn waited_in_native_code(time: &SampleTime, ran_ns: Option<u64>, interval_ns: u64) -> bool {
+    let limit_ns = interval_ns.saturating_mul(2);
+    interval_ns > 0 && ran_ns.unwrap_or(time.waited_ns) > limit_ns
+}
+
+/// Whether each of a slice's `sample_count` samples waited in native code
+/// ([`waited_in_native_code`]), in sample order: by the loop thread's CPU
+/// time where `cpu_ns` has one per sample (format 1.4), else by the
+/// wall-clock wait of `times`; all `false` for untimed samples (`times` not
+/// one per sample). The analyzer, its exports and the Python reader use it.
+pub fn samples_native(sample_count: usize, times: &[SampleTime], cpu_ns: &[u64], interval_ns: u64) -> Vec<bool> {
+    if times.len() != sample_count {
+        return vec![false; sample_count];
+    }
+    let cpu_known = cpu_ns.len() == times.len();
+    let ran_ns = |index: usize| if cpu_known { cpu_ns.get(index).copied() } else { None };
+    times.iter().enumerate().map(|(index, time)| waited_in_native_code(time, ran_ns(index), interval_ns)).collect()
 }
 
 /// Splits `total` in proportion to `weights`, in whole units, so that the
@@ -130,9 +151,32 @@ mod tests {
     #[test]
     fn a_request_that_waited_over_two_intervals_waited_in_native_code() {
         let waited = |waited_ns| SampleTime { taken_offset_ns: 0, waited_ns };
-        assert!(waited_in_native_code(&waited(2_000_001), 1_000_000));
-        assert!(!waited_in_native_code(&waited(2_000_000), 1_000_000));
-        assert!(!waited_in_native_code(&waited(u64::MAX), 0));
+        assert!(waited_in_native_code(&waited(2_000_001), None, 1_000_000));
+        assert!(!waited_in_native_code(&waited(2_000_000), None, 1_000_000));
+        assert!(!waited_in_native_code(&waited(u64::MAX), None, 0));
+    }
+
+    #[test]
+    fn a_wait_the_loop_thread_did_not_run_through_is_not_native_code() {
+        // 10 ms waited, but the thread ran 0.1 ms of it: the machine ran
+        // something else (pure Python on a loaded machine).
+        let waited = SampleTime { taken_offset_ns: 0, waited_ns: 10_000_000 };
+        assert!(!waited_in_native_code(&waited, Some(100_000), 1_000_000));
+        // It ran 9 ms of it without a check: C code holding the GIL.
+        assert!(waited_in_native_code(&waited, Some(9_000_000), 1_000_000));
+        assert!(!waited_in_native_code(&waited, Some(9_000_000), 0));
+    }
+
+    #[test]
+    fn a_slices_samples_are_native_by_cpu_time_where_each_has_one_else_by_the_wall_clock() {
+        let waited = |waited_ns| SampleTime { taken_offset_ns: 0, waited_ns };
+        let times = [waited(10_000_000), waited(10_000_000)];
+        assert_eq!(samples_native(2, &times, &[9_000_000, 100_000], 1_000_000), [true, false]);
+        // CPU times not one per sample (none: a 1.3 trace, or a 1.4 one written before them).
+        assert_eq!(samples_native(2, &times, &[], 1_000_000), [true, true]);
+        assert_eq!(samples_native(2, &times, &[100_000], 1_000_000), [true, true]);
+        // Untimed samples are never native.
+        assert_eq!(samples_native(2, &times[..1], &[], 1_000_000), [false, false]);
     }
 
     #[test]

@@ -13,8 +13,8 @@ use crate::format::{
     MAX_WRITTEN_RAW_LEN,
 };
 use crate::records::{
-    AllowedEvent, AllowedEvents, Appended, Chunk, LoopIterations, PollRecord, SampleTiming, SliceRecord,
-    SliceSampleTimes, TaskCreated, TaskEnded, TaskTiming, TraceFooter, TraceHeader,
+    AllowedEvent, AllowedEvents, Appended, Chunk, LoopIterations, PollRecord, SampleCpu, SampleTiming, SliceRecord,
+    TaskTiming, TraceFooter, TraceHeader,
 };
 use std::fmt;
 use std::io::Write;
@@ -218,10 +218,8 @@ fn split_chunk(chunk: &Chunk) -> Option<(Chunk, Chunk)> {
         }
         // Sample times name their slice by its index in the chunk.
         let head_len = head.len() as u32;
-        let (head_times, tail_times): (Vec<SliceSampleTimes>, Vec<SliceSampleTimes>) =
-            chunk.sample_timing.slices.iter().cloned().partition(|t| t.slice < head_len);
-        let tail_times: Vec<SliceSampleTimes> =
-            tail_times.into_iter().map(|t| SliceSampleTimes { slice: t.slice - head_len, ..t }).collect();
+        let (head_times, tail_times) = split_by_slice(&chunk.sample_timing.slices, head_len, |t| &mut t.slice);
+        let (head_cpu, tail_cpu) = split_by_slice(&chunk.sample_cpu.slices, head_len, |t| &mut t.slice);
         let (head_allowed, tail_allowed) = split_allowed(&chunk.allowed, head.len() as u32);
         let (head_polls, tail_polls) = split_polls(&chunk.loop_iterations, tail_start);
         let (head_tasks, tail_tasks) = split_task_timing(&chunk.task_timing, head.len() as u32);
@@ -237,6 +235,7 @@ fn split_chunk(chunk: &Chunk) -> Option<(Chunk, Chunk)> {
             allowed: Appended(head_allowed),
             loop_iterations: Appended(head_polls),
             task_timing: Appended(head_tasks),
+            sample_cpu: Appended(SampleCpu { slices: head_cpu }),
         };
         let second = Chunk {
             base_offset_ns: tail_start.saturating_sub(first_delta),
@@ -246,6 +245,7 @@ fn split_chunk(chunk: &Chunk) -> Option<(Chunk, Chunk)> {
             allowed: Appended(tail_allowed),
             loop_iterations: Appended(tail_polls),
             task_timing: Appended(tail_tasks),
+            sample_cpu: Appended(SampleCpu { slices: tail_cpu }),
             ..Chunk::default()
         };
         return Some((first, second));
@@ -264,6 +264,7 @@ fn split_chunk(chunk: &Chunk) -> Option<(Chunk, Chunk)> {
         allowed: chunk.allowed.clone(),
         loop_iterations: chunk.loop_iterations.clone(),
         task_timing: chunk.task_timing.clone(),
+        sample_cpu: chunk.sample_cpu.clone(),
         ..Chunk::default()
     };
     let mut to_first = definitions / 2;
@@ -288,20 +289,26 @@ fn split_chunk(chunk: &Chunk) -> Option<(Chunk, Chunk)> {
 /// their slice indices counted from `at`.
 fn split_task_timing(timing: &TaskTiming, at: u32) -> (TaskTiming, TaskTiming) {
     let cut = (at as usize).min(timing.ready.len());
-    let head = TaskTiming {
-        ready: timing.ready[..cut].to_vec(),
-        created: timing.created.iter().filter(|c| c.slice < at).copied().collect(),
-        ended: timing.ended.iter().filter(|e| e.slice < at).copied().collect(),
-    };
-    let tail = TaskTiming {
-        ready: timing.ready[cut..].to_vec(),
-        created: timing
-            .created
-            .iter()
-            .filter_map(|c| Some(TaskCreated { slice: c.slice.checked_sub(at)?, ..*c }))
-            .collect(),
-        ended: timing.ended.iter().filter_map(|e| Some(TaskEnded { slice: e.slice.checked_sub(at)?, ..*e })).collect(),
-    };
+    let (head_created, tail_created) = split_by_slice(&timing.created, at, |c| &mut c.slice);
+    let (head_ended, tail_ended) = split_by_slice(&timing.ended, at, |e| &mut e.slice);
+    let head = TaskTiming { ready: timing.ready[..cut].to_vec(), created: head_created, ended: head_ended };
+    let tail = TaskTiming { ready: timing.ready[cut..].to_vec(), created: tail_created, ended: tail_ended };
+    (head, tail)
+}
+
+/// Entries that name their slice by its index in the chunk (`slice_of`),
+/// split as the slices are at `head_len`: the tail's renumbered from 0.
+fn split_by_slice<T: Clone>(entries: &[T], head_len: u32, slice_of: impl Fn(&mut T) -> &mut u32) -> (Vec<T>, Vec<T>) {
+    let (mut head, mut tail) = (Vec::new(), Vec::new());
+    for mut entry in entries.iter().cloned() {
+        let slice = slice_of(&mut entry);
+        if *slice < head_len {
+            head.push(entry);
+        } else {
+            *slice -= head_len;
+            tail.push(entry);
+        }
+    }
     (head, tail)
 }
 

@@ -315,8 +315,9 @@ SORTING = textwrap.dedent(
 )
 
 
-def test_sample_weights_are_the_exports(tmp_path):
-    """Each slice's `sample_weights_ns` add up to it and equal the Parquet export's `weight_ns`, sample by sample."""
+def test_sample_weights_and_native_marks_are_the_exports(tmp_path):
+    """Each slice's `sample_weights_ns` add up to it and equal the Parquet export's `weight_ns`, sample by sample;
+    its `sample_native` are the export's `native` (the report's `[native]`)."""
     duckdb = pytest.importorskip("duckdb")
     run_program(tmp_path, SORTING, str(tmp_path / "trace.bin"))
     trace = tmp_path / "trace.bin"
@@ -330,11 +331,18 @@ def test_sample_weights_are_the_exports(tmp_path):
     result = analyze("export", "--format", "parquet", "-o", str(out), str(trace))
     assert result.returncode == 0, result.stderr
     exported = duckdb.sql(
-        f"SELECT slice_index, sample_index, weight_ns FROM read_parquet('{out}/samples/**/*.parquet') "
+        f"SELECT slice_index, sample_index, weight_ns, native FROM read_parquet('{out}/samples/**/*.parquet') "
         "ORDER BY slice_index, sample_index"
     ).fetchall()
-    read = [(i, k, weight) for i, s in sampled for k, weight in enumerate(s.sample_weights_ns)]
+    read = [
+        (i, k, weight, native)
+        for i, s in sampled
+        for k, (weight, native) in enumerate(zip(s.sample_weights_ns, s.sample_native, strict=True))
+    ]
     assert exported == read
+    # The 200,000-float sorts are C code holding the GIL: some of their samples waited in it.
+    assert any(native for _, s in sampled for native in s.sample_native)
+    assert aiocop.read_trace(trace)["slices"][sampled[0][0]]["sample_native"] == list(sampled[0][1].sample_native)
 
 
 def test_untimed_samples_weigh_an_equal_share(tmp_path):
@@ -342,4 +350,5 @@ def test_untimed_samples_weigh_an_equal_share(tmp_path):
     old.write_bytes(golden_trace_1_0())
     _, second = aiocop.open_trace(old).slices()
     assert second.sample_weights_ns == (second.duration_ns,)
+    assert second.sample_native == (False,), "an untimed sample is never native"
     assert aiocop.read_trace(old)["slices"][1]["sample_weights_ns"] == [second.duration_ns]

@@ -149,6 +149,9 @@ pub struct Counts {
     pub allowed: AllowedCounts,
     /// Of those, samples with the time they were taken (format 1.3).
     pub timed_samples: u64,
+    /// Of those, samples with the loop thread's CPU time over their wait
+    /// (format 1.4): the others are marked native by the wall clock.
+    pub cpu_timed_samples: u64,
     /// With [`ChunkOptions::busy_series`]: the busy time per bucket of
     /// [`BUSY_BUCKET_NS`] from the trace's start, as `(bucket, ns)` in the
     /// order slices came (a slice's time split between the buckets it spans).
@@ -232,6 +235,7 @@ impl Counts {
         self.samples += other.samples;
         self.allowed.merge(&other.allowed);
         self.timed_samples += other.timed_samples;
+        self.cpu_timed_samples += other.cpu_timed_samples;
         self.busy_series.extend_from_slice(&other.busy_series);
     }
 }
@@ -334,7 +338,7 @@ impl FileAggregate {
         for (index, slice) in chunk.slices.iter().enumerate() {
             start_ns = start_ns.saturating_add(slice.start_delta_ns);
             if let Some(exceeded) = self.counts.add_slice(start_ns, slice, options) {
-                let times = chunk.sample_timing.of_slice(index);
+                let times = (chunk.sample_timing.of_slice(index), chunk.sample_cpu.of_slice(index));
                 let slot = self.add_window_slice(slice, times, start_ns, exceeded, options);
                 stalls.add(slice.thread, start_ns, slice.duration_ns, slot);
             }
@@ -368,12 +372,13 @@ impl FileAggregate {
 
     /// Takes a slice in the window that is not pure (a few in a hundred:
     /// kept out of the loop over slices); returns where its time goes.
-    /// `times`: when its samples were taken (empty: untimed).
+    /// `times`: when its samples were taken (empty: untimed), and the loop
+    /// thread's CPU time over each one's wait (empty: unknown).
     #[inline(never)]
     fn add_window_slice(
         &mut self,
         slice: &SliceRecord,
-        times: &[SampleTime],
+        (times, cpu_ns): (&[SampleTime], &[u64]),
         start_ns: u64,
         exceeded: bool,
         options: &ChunkOptions,
@@ -381,6 +386,9 @@ impl FileAggregate {
         self.counts.samples += slice.samples.len() as u64;
         if times.len() == slice.samples.len() {
             self.counts.timed_samples += times.len() as u64;
+            if cpu_ns.len() == times.len() {
+                self.counts.cpu_timed_samples += cpu_ns.len() as u64;
+            }
         }
         if exceeded || !slice.events.is_empty() {
             if let Some(slot) = self.add_keyed_slice(slice, times, start_ns, exceeded, options) {
@@ -399,8 +407,13 @@ impl FileAggregate {
             Slot::Ran(ran)
         } else {
             let extra = self.extra_of(slice, options);
-            let signature =
-                SampleSignature::of(&slice.samples, times, slice.duration_ns, options.sample_interval_ns, extra);
+            let signature = SampleSignature::of(
+                &slice.samples,
+                (times, cpu_ns),
+                slice.duration_ns,
+                options.sample_interval_ns,
+                extra,
+            );
             self.loop_time.add_sampled(signature.clone(), start_ns, slice.duration_ns, long);
             Slot::Sampled(signature)
         }
@@ -581,13 +594,14 @@ impl SliceVisitor for ChunkVisitor<'_> {
 
     #[inline(always)]
     fn slice(&mut self, start_ns: u64, slice: &SliceRecord) {
-        self.timed_slice(start_ns, slice, &[]);
+        self.timed_slice(start_ns, slice, &[], &[]);
     }
 
     #[inline(always)]
-    fn timed_slice(&mut self, start_ns: u64, slice: &SliceRecord, sample_times: &[SampleTime]) {
+    fn timed_slice(&mut self, start_ns: u64, slice: &SliceRecord, sample_times: &[SampleTime], sample_cpu: &[u64]) {
         if let Some(exceeded) = self.counts.add_slice(start_ns, slice, &self.options) {
-            let slot = self.aggregate.add_window_slice(slice, sample_times, start_ns, exceeded, &self.options);
+            let times = (sample_times, sample_cpu);
+            let slot = self.aggregate.add_window_slice(slice, times, start_ns, exceeded, &self.options);
             self.stalls.add(slice.thread, start_ns, slice.duration_ns, slot);
         }
     }
@@ -708,6 +722,7 @@ mod tests {
                 samples: 0,
                 allowed: AllowedCounts { events: 5, by_entry: BTreeMap::from([(40, 2), (41, 1)]) },
                 timed_samples: 0,
+                cpu_timed_samples: 0,
                 busy_series: Vec::new(),
             }
         );

@@ -405,9 +405,11 @@ fn machine_bands(
 
 /// The stacks as the test takes them: time and squares, a `[native]` frame
 /// counted with its caller. Whether a sample waited in C code is judged by
-/// the wall clock ([`aiocop_trace::waited_in_native_code`]): on a loaded
-/// machine pure-Python code is marked native in one run and not in the
-/// next, which is not a change of the program.
+/// the wall clock in traces without the loop thread's CPU times
+/// ([`aiocop_trace::waited_in_native_code`]): on a loaded machine
+/// pure-Python code is marked native in one run and not in the next, which
+/// is not a change of the program; by CPU time, a wait near the limit can
+/// still tip either way.
 fn tested_stacks(folded: &Folded) -> FxHashMap<String, (u64, u64)> {
     let mut tested: FxHashMap<String, (u64, u64)> = FxHashMap::default();
     for (stack, &ns) in &folded.stacks {

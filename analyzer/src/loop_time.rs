@@ -179,7 +179,7 @@ mod tests {
 
     #[test]
     fn sample_signatures_count_each_stack_in_any_order() {
-        let untimed = |samples: &[StackId], extra| SampleSignature::of(samples, &[], 1_000, 1_000, extra);
+        let untimed = |samples: &[StackId], extra| SampleSignature::of(samples, (&[], &[]), 1_000, 1_000, extra);
         assert_eq!(untimed(&[7, 3, 7], None), untimed(&[3, 7, 7], None));
         let share = |stack, count, share| SampleShare { stack, native: false, count, share };
         assert_eq!(&untimed(&[7, 3, 7], Some(1)).samples[..], &[share(3, 1, 1), share(7, 2, 2)]);
@@ -191,7 +191,7 @@ mod tests {
         // C code), then two quick samples in the code after it.
         let time = |taken_offset_ns, waited_ns| SampleTime { taken_offset_ns, waited_ns };
         let times = [time(45_000_000, 44_000_000), time(45_100_000, 100_000), time(45_200_000, 100_000)];
-        let signature = SampleSignature::of(&[3, 7, 7], &times, 45_300_000, 1_000_000, None);
+        let signature = SampleSignature::of(&[3, 7, 7], (&times, &[]), 45_300_000, 1_000_000, None);
         let share = |stack, native, count, share| SampleShare { stack, native, count, share };
         assert_eq!(&signature.samples[..], &[share(3, true, 1, 255), share(7, false, 2, 1)]);
     }

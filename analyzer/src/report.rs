@@ -18,7 +18,8 @@ pub const SCHEMA_VERSION: u32 = 1;
 /// traces' `samples`; 2 added `totals.allowed_events`, `totals.allowed_by`,
 /// `totals.traces_before_allowed`, `loop_time.traces_with_guessed_stalls`
 /// and the stalls' `alike` and `alike_ms` (a row stands for stalls alike);
-/// 3 added `tasks` (the Tasks table and loop lag, from traces of format 1.4).
+/// 3 added `tasks` (the Tasks table and loop lag, from traces of format 1.4)
+/// and `loop_time.traces_with_wall_clock_native`.
 pub const SCHEMA_MINOR: u32 = 3;
 
 /// `--sort`: the column rows are ranked by. Numbers rank high first, keys
@@ -322,6 +323,10 @@ pub struct LoopTimeView {
     /// monitor's): each weighs an equal share of its slice.
     #[serde(skip_serializing_if = "is_zero")]
     pub traces_with_untimed_samples: u64,
+    /// Traces whose timed samples carry no CPU times (format 1.3): `native`
+    /// is told by the wall-clock wait, which a loaded machine lengthens.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub traces_with_wall_clock_native: u64,
 }
 
 fn is_zero(count: &u64) -> bool {
@@ -721,6 +726,7 @@ pub fn loop_time(analysis: &Analysis, top: usize, long_ms: f64) -> LoopTimeView 
         traces_without_samples: totals.traces_without_samples,
         traces_with_guessed_stalls: totals.traces_with_guessed_stalls,
         traces_with_untimed_samples: totals.traces_with_untimed_samples,
+        traces_with_wall_clock_native: totals.traces_with_wall_clock_native,
     }
 }
 

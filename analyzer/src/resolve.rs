@@ -198,6 +198,9 @@ pub struct LoopTotals {
     pub traces_with_guessed_stalls: u64,
     /// Traces with samples that carry no times (count-weighted).
     pub traces_with_untimed_samples: u64,
+    /// Traces with timed samples that carry no CPU times (format 1.3):
+    /// native code is told by the wall-clock wait.
+    pub traces_with_wall_clock_native: u64,
 }
 
 /// A stall, resolved.
@@ -752,6 +755,7 @@ impl Analysis {
         loop_totals.traces_without_samples += u64::from(counts.samples == 0 && recorded_without_sampling);
         loop_totals.traces_with_guessed_stalls += u64::from(aggregate.runs.iter().any(ChunkRuns::has_guessed_runs));
         loop_totals.traces_with_untimed_samples += u64::from(counts.samples > counts.timed_samples);
+        loop_totals.traces_with_wall_clock_native += u64::from(counts.timed_samples > counts.cpu_timed_samples);
         let mut series = Vec::new();
         for &(bucket, ns) in &counts.busy_series {
             add_at(&mut series, bucket as usize, ns);
@@ -851,6 +855,7 @@ impl Analysis {
         mine.traces_without_samples += theirs.traces_without_samples;
         mine.traces_with_guessed_stalls += theirs.traces_with_guessed_stalls;
         mine.traces_with_untimed_samples += theirs.traces_with_untimed_samples;
+        mine.traces_with_wall_clock_native += theirs.traces_with_wall_clock_native;
         self.stalls.extend(other.stalls);
         let (mine, theirs) = (&mut self.totals, other.totals);
         mine.traces += theirs.traces;

@@ -114,37 +114,43 @@ pub struct SampleCut {
 }
 
 /// Each sample's [`SampleCut`], in sample order, for a slice of
-/// `duration_ns` with `sample_count` samples and their times (empty:
-/// untimed); `interval_ns` is recording's sampling interval. The one place
-/// shares are decided: the report's signatures and the export's `share`
-/// and `native` columns both come from here.
-pub fn sample_cuts(duration_ns: u64, sample_count: usize, times: &[SampleTime], interval_ns: u64) -> Vec<SampleCut> {
+/// `duration_ns` with `sample_count` samples, their times (empty: untimed)
+/// and the loop thread's CPU time over each one's wait (empty: unknown,
+/// before format 1.4); `interval_ns` is recording's sampling interval. The
+/// one place shares are decided: the report's signatures and the export's
+/// `share` and `native` columns both come from here.
+pub fn sample_cuts(
+    duration_ns: u64,
+    sample_count: usize,
+    times: &[SampleTime],
+    cpu_ns: &[u64],
+    interval_ns: u64,
+) -> Vec<SampleCut> {
     if times.len() != sample_count {
         return vec![SampleCut { share: 1, native: false }; sample_count];
     }
     let weights = aiocop_trace::sample_weights(duration_ns, sample_count, times);
+    let native = aiocop_trace::samples_native(sample_count, times, cpu_ns, interval_ns);
     aiocop_trace::apportion(SHARE_UNITS, &weights)
         .into_iter()
-        .zip(times)
-        .map(|(share, time)| SampleCut {
-            share: share as u32,
-            native: aiocop_trace::waited_in_native_code(time, interval_ns),
-        })
+        .zip(native)
+        .map(|(share, native)| SampleCut { share: share as u32, native })
         .collect()
 }
 
 impl SampleSignature {
-    /// The signature of a slice of `duration_ns` with these samples and
-    /// their times (empty: untimed); `interval_ns` is recording's sampling
-    /// interval, which says which waited in native code.
+    /// The signature of a slice of `duration_ns` with these samples, their
+    /// times (empty: untimed) and CPU times (empty: unknown); `interval_ns`
+    /// is recording's sampling interval, which says which waited in native
+    /// code.
     pub fn of(
         samples: &[StackId],
-        times: &[SampleTime],
+        (times, cpu_ns): (&[SampleTime], &[u64]),
         duration_ns: u64,
         interval_ns: u64,
         extra: Option<StringId>,
     ) -> SampleSignature {
-        let cuts = sample_cuts(duration_ns, samples.len(), times, interval_ns);
+        let cuts = sample_cuts(duration_ns, samples.len(), times, cpu_ns, interval_ns);
         let mut counts = SampleCounts::new();
         for (&stack, &SampleCut { share, native }) in samples.iter().zip(&cuts) {
             match counts.iter_mut().find(|s| s.stack == stack && s.native == native) {

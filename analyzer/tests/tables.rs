@@ -413,3 +413,77 @@ fn timed_samples_carry_the_shares_and_native_flags_the_report_splits_by() {
     let entry_points: Vec<String> = strings(&samples, "entry_point").into_iter().map(Option::unwrap).collect();
     assert_eq!(groups, [(entry_points[0].clone(), 90.922), (entry_points[1].clone(), 1.078)]);
 }
+
+/// A sample's request that waited while the loop thread did not run (a
+/// loaded machine) is no native code: with the loop thread's CPU time over
+/// each wait (format 1.4), `native` says whether it ran C code all along.
+/// Without (a 1.3 trace), the wall-clock wait decides, and the report says
+/// so once.
+#[test]
+fn native_is_told_by_the_loop_threads_cpu_time_when_the_trace_has_it() {
+    use aiocop_trace::records::{SampleTime, SamplingInfo};
+    let dir = test_dir("tables-native-cpu");
+    let write = |name: &str, sample_cpu: Vec<u64>| {
+        let mut header = header(Some("v1"), "web-1", 100);
+        *header.sampling = SamplingInfo { after_ns: 2 * MS, interval_ns: MS };
+        let mut trace = TraceBuilder::new(header, 0);
+        // Both samples waited 9 ms: `sort`'s while the thread ran (9 ms of
+        // CPU), `spin`'s while it waited for a CPU (0.2 ms of CPU).
+        trace.slice(Slice {
+            start_ns: 100 * MS,
+            duration_ns: 20 * MS,
+            what: "handle",
+            samples: vec![vec![("app.py", 3, "sort")], vec![("app.py", 9, "spin")]],
+            sample_times: vec![
+                SampleTime { taken_offset_ns: 10 * MS, waited_ns: 9 * MS },
+                SampleTime { taken_offset_ns: 20 * MS, waited_ns: 9 * MS },
+            ],
+            sample_cpu,
+            ..Slice::default()
+        });
+        trace.write(&dir.join(name), Some(300 * MS))
+    };
+    let via = |file: &Path| {
+        let report = run([path(file), "--by", "function", "--format", "json", "--top", "0"]);
+        assert_eq!(report.status.code(), Some(0), "{}", stderr(&report));
+        let report: serde_json::Value = serde_json::from_str(&stdout(&report)).unwrap();
+        let mut via: Vec<(String, serde_json::Value)> = report["loop_time"]["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| (g["key"].as_str().unwrap().to_owned(), g["via"].clone()))
+            .collect();
+        via.sort_by(|a, b| a.0.cmp(&b.0));
+        (via, report["loop_time"]["traces_with_wall_clock_native"].clone())
+    };
+    let with_cpu = write("cpu.bin", vec![9 * MS, MS / 5]);
+    let (groups, wall_clock) = via(&with_cpu);
+    assert_eq!(
+        groups,
+        [
+            ("app.py:sort".into(), serde_json::json!(["samples", "native"])),
+            ("app.py:spin".into(), serde_json::json!(["samples"]))
+        ]
+    );
+    assert!(wall_clock.is_null(), "{wall_clock}");
+    let out = dir.join("out");
+    let output = export(&out, &[&with_cpu], &["--quiet"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let native = rows(&out, "samples").column_by_name("native").unwrap().as_boolean().clone();
+    assert_eq!(native.iter().collect::<Vec<_>>(), [Some(true), Some(false)]);
+    let table = stdout(&run([path(&with_cpu)]));
+    assert!(!table.contains("Native marked by the wall clock"), "{table}");
+
+    // No CPU times: both waited over two intervals, both are marked, and
+    // the report says why once.
+    let without_cpu = write("wall.bin", vec![]);
+    let (groups, wall_clock) = via(&without_cpu);
+    assert!(groups.iter().all(|(_, via)| via == &serde_json::json!(["samples", "native"])), "{groups:?}");
+    assert_eq!(wall_clock, 1);
+    let table = stdout(&run([path(&without_cpu)]));
+    assert_eq!(
+        table.matches("Native marked by the wall clock: the trace's samples carry no CPU times").count(),
+        1,
+        "{table}"
+    );
+}

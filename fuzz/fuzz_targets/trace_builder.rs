@@ -65,6 +65,7 @@ impl ArbitraryChunk {
                 self.frame_names.iter().map(|&(id, module, qualname)| (id, FrameName { module, qualname })).collect(),
             ),
             sample_timing: Appended::default(),
+            allowed: Appended::default(),
             loop_iterations: Appended(LoopIterations {
                 base_offset_ns: self.loop_iterations.0,
                 polls: self
@@ -76,6 +77,7 @@ impl ArbitraryChunk {
                 polling_threads: self.loop_iterations.2.clone(),
             }),
             task_timing: Appended::default(),
+            sample_cpu: Appended::default(),
         }
     }
 }

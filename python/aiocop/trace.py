@@ -272,6 +272,7 @@ def _slice_dict(recorded: Slice) -> dict[str, Any]:
         ],
         "samples": [[str(f) for f in stack] for stack in recorded.samples],
         "sample_weights_ns": list(recorded.sample_weights_ns),
+        "sample_native": list(recorded.sample_native),
         "event_frame_names": [[_frame_name(f) for f in e.stack] for e in recorded.events],
         "context": recorded.context,
     }

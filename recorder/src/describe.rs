@@ -30,6 +30,8 @@ pub struct SliceFacts<'a, 'py> {
     /// When recording's samples were taken, one per sample (none for the
     /// monitor's).
     pub sample_times: &'a [SampleTime],
+    /// The loop thread's CPU time over each of those samples' waits.
+    pub sample_cpu: &'a [u64],
     pub context: Option<&'a Bound<'py, PyDict>>,
     /// The route of the request it served, if any (see `crate::routes`).
     pub route: &'a crate::routes::SliceRoute,
@@ -219,6 +221,7 @@ fn detail(py: Python<'_>, facts: &SliceFacts<'_, '_>) -> SliceDetail {
         score: facts.slice.score,
         samples: facts.samples.to_vec(),
         sample_times: facts.sample_times.to_vec(),
+        sample_cpu: facts.sample_cpu.to_vec(),
         context,
         route: facts.route.route,
         requests_started: facts.route.started.clone(),

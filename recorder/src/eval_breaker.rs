@@ -105,10 +105,16 @@ fn read(address: usize) -> i32 {
 }
 
 /// Asks the main thread to look at its pending calls at its next
-/// eval-breaker check. Callable from any thread, without the GIL.
-pub fn signal_main_thread() {
-    if usable() {
-        // SAFETY: as in `read`; the check proved the field is the flag.
-        unsafe { AtomicI32::from_ptr(FLAG_ADDRESS.load(Relaxed) as *mut i32) }.store(1, Relaxed);
+/// eval-breaker check. Callable from any thread, without the GIL. Returns
+/// `false` if the flag was found cleared, `true` if it was set or is not
+/// ours to read (3.13 and later: a per-thread flag that no other thread
+/// clears). Between two calls for one queued call, a cleared flag means a
+/// thread that took the GIL recomputed it without the main thread's calls:
+/// the main thread may have run Python since without seeing the request.
+pub fn signal_main_thread() -> bool {
+    if !usable() {
+        return true;
     }
+    // SAFETY: as in `read`; the check proved the field is the flag.
+    unsafe { AtomicI32::from_ptr(FLAG_ADDRESS.load(Relaxed) as *mut i32) }.swap(1, Relaxed) != 0
 }

@@ -155,7 +155,7 @@ pub fn run_slice(
         task_timing::leave(outer);
     }
     let wall_ns = clock::now_ns() - start_ns;
-    let sampler::SliceSamples { monitor: samples, recording: recording_samples, recording_times } =
+    let sampler::SliceSamples { monitor: samples, recording: recording_samples, recording_times, recording_cpu } =
         sampler::slice_finished(py, start_ns);
     let finished = slice::end(outer);
     // The providers called at the first blocking event ran inside the
@@ -202,6 +202,7 @@ pub fn run_slice(
             // Recording's own samples where it takes them, else the monitor's.
             samples: if recording_samples_taken { &recording_samples } else { &samples },
             sample_times: if recording_samples_taken { &recording_times } else { &[] },
+            sample_cpu: if recording_samples_taken { &recording_cpu } else { &[] },
             context: merged.as_ref(),
         };
         let (described, detail) = describe::for_recording(py, &facts);

@@ -47,7 +47,7 @@ use pyo3::types::PyDict;
 use std::cell::Cell;
 use std::ffi::{c_int, c_void};
 use std::sync::atomic::{
-    AtomicBool, AtomicU64, AtomicU8, AtomicUsize,
+    AtomicBool, AtomicI32, AtomicU64, AtomicU8, AtomicUsize,
     Ordering::{Acquire, Relaxed, Release},
 };
 use std::sync::{Mutex, OnceLock};
@@ -79,6 +79,14 @@ struct Slot {
     /// call was queued for (0: none queued), and when, ...
     pending_for: AtomicU64,
     pending_since_ns: AtomicU64,
+    /// ... and the loop thread's CPU time then (0: unknown), ...
+    pending_since_cpu_ns: AtomicU64,
+    /// How many of recording's samples the thread took by a pending call:
+    /// each was an eval-breaker check (see `sample_with_the_gil`).
+    pending_samples_taken: AtomicU64,
+    /// The CPU time over the wait of the last of them (see
+    /// `sample_with_the_gil`).
+    last_pending_ran_ns: AtomicU64,
     /// ... and the slices it should take a monitor's and a recording's
     /// sample of (0: none).
     monitor_wanted: AtomicU64,
@@ -91,6 +99,10 @@ struct Slot {
     /// does not know: (address, first line), for its next pending call to
     /// learn (`stacks::learn_codes`).
     codes_to_learn: Mutex<Vec<(usize, i32)>>,
+    /// The thread's CPU clock ([`clock::CpuClock::raw`]; 0: none), which
+    /// the watchdog reads to learn whether the thread ran while a sample
+    /// waited.
+    cpu_clock: AtomicI32,
 }
 
 #[allow(clippy::declare_interior_mutable_const)]
@@ -105,11 +117,15 @@ const EMPTY_SLOT: Slot = Slot {
     recording_samples: Mutex::new(Vec::new()),
     pending_for: AtomicU64::new(0),
     pending_since_ns: AtomicU64::new(0),
+    pending_since_cpu_ns: AtomicU64::new(0),
+    pending_samples_taken: AtomicU64::new(0),
+    last_pending_ran_ns: AtomicU64::new(0),
     monitor_wanted: AtomicU64::new(0),
     recording_wanted: AtomicU64::new(0),
     validate_for: AtomicU64::new(0),
     validate_stack: AtomicU64::new(0),
     codes_to_learn: Mutex::new(Vec::new()),
+    cpu_clock: AtomicI32::new(0),
 };
 static SLOTS: [Slot; MAX_SLOTS] = [EMPTY_SLOT; MAX_SLOTS];
 static SLOTS_USED: AtomicUsize = AtomicUsize::new(0);
@@ -156,6 +172,8 @@ fn my_slot() -> Option<&'static Slot> {
             // SAFETY: slots are taken by threads running monitored
             // callbacks, which hold the GIL: their thread state is current.
             SLOTS[index].thread_state.store(unsafe { pyo3::ffi::PyThreadState_Get() } as usize, Relaxed);
+            let cpu_clock = clock::CpuClock::of_this_thread().map_or(0, clock::CpuClock::raw);
+            SLOTS[index].cpu_clock.store(cpu_clock, Relaxed);
             MY_SLOT.set(Some(index));
             index
         })
@@ -180,14 +198,17 @@ pub fn slice_started(start_ns: u64) {
 }
 
 /// One of recording's samples: its stack, when the watchdog asked for it
-/// and when it was taken (the clock of [`clock::now_ns`]). For a stack read
-/// by the watchdog, "asked" is when the thread was first seen at the
-/// instruction it is at (so a sample of a long C call is marked native,
-/// as a pending call would have waited that long).
+/// and when it was taken (the clock of [`clock::now_ns`]), and how much CPU
+/// time the loop thread used from the request reaching it to the sample
+/// (`None`: unknown). For a stack read by the watchdog, "asked" is when the
+/// thread was first seen at the instruction it is at (so a sample of a long
+/// C call is marked native, as a pending call would have waited that long),
+/// and its CPU time counts from then too.
 struct TimedSample {
     stack: SampleStack,
     asked_ns: u64,
     taken_ns: u64,
+    ran_ns: Option<u64>,
 }
 
 enum SampleStack {
@@ -206,6 +227,10 @@ pub struct SliceSamples {
     pub monitor: Vec<StackId>,
     pub recording: Vec<StackId>,
     pub recording_times: Vec<SampleTime>,
+    /// The loop thread's CPU time over each recording sample's wait (empty
+    /// when any is unknown), which says whether it waited in C code
+    /// (`aiocop_trace::waited_in_native_code`).
+    pub recording_cpu: Vec<u64>,
 }
 
 /// Withdraws the slice and returns the samples taken during it. Called by
@@ -219,7 +244,10 @@ pub fn slice_finished(py: Python<'_>, start_ns: u64) -> SliceSamples {
         monitor: take_samples(&slot.sampled_slice, &slot.samples, start_ns),
         recording: Vec::with_capacity(recording.len()),
         recording_times: Vec::with_capacity(recording.len()),
+        recording_cpu: Vec::with_capacity(recording.len()),
     };
+    // CPU times are kept for all of the slice's samples or none.
+    let mut every_cpu_time_known = true;
     for sample in recording {
         let stack = match sample.stack {
             SampleStack::Interned(stack) => Some(stack),
@@ -237,7 +265,12 @@ pub fn slice_finished(py: Python<'_>, start_ns: u64) -> SliceSamples {
                 taken_offset_ns: sample.taken_ns.saturating_sub(start_ns),
                 waited_ns: sample.taken_ns.saturating_sub(sample.asked_ns),
             });
+            every_cpu_time_known &= sample.ran_ns.is_some();
+            samples.recording_cpu.push(sample.ran_ns.unwrap_or(0));
         }
+    }
+    if !every_cpu_time_known {
+        samples.recording_cpu.clear();
     }
     samples
 }
@@ -449,6 +482,7 @@ pub fn after_fork_in_child() {
         slot.recording_due_ns.store(0, Relaxed);
         slot.recording_slice.store(0, Relaxed);
         slot.pending_for.store(0, Relaxed);
+        slot.cpu_clock.store(0, Relaxed);
         slot.monitor_wanted.store(0, Relaxed);
         slot.recording_wanted.store(0, Relaxed);
     }
@@ -671,6 +705,8 @@ struct Position {
     slice: u64,
     at: (u64, u64),
     since_ns: u64,
+    /// The thread's CPU time then (`None`: unknown).
+    since_cpu_ns: Option<u64>,
 }
 
 /// What reading a slot's thread's frames gave.
@@ -698,6 +734,7 @@ fn read_sample(slot: &Slot, start: u64, position: &mut Position, validate: bool)
     }
     let depth = config::trace_depth();
     let now = clock::now_ns();
+    let now_cpu_ns = loop_thread_cpu_ns(slot);
     let read = layout.read_stack(thread_state as u64, depth + stacks::OWN_FRAME_MARGIN);
     let taken_ns = clock::now_ns();
     // The slice may have ended while we read: the frames would belong to
@@ -735,10 +772,13 @@ fn read_sample(slot: &Slot, start: u64, position: &mut Position, validate: bool)
         slot.validate_for.store(start, Release);
     }
     if position.slice != start || position.at != read.position {
-        *position = Position { slice: start, at: read.position, since_ns: now };
+        *position = Position { slice: start, at: read.position, since_ns: now, since_cpu_ns: now_cpu_ns };
     }
     FRAMES_READ_OK.fetch_add(1, Relaxed);
-    push_recording_sample(slot, start, TimedSample { stack, asked_ns: position.since_ns, taken_ns });
+    // As a pending call's, the CPU time the thread ran while seen at one
+    // instruction tells C code that held it there from a thread that waited.
+    let ran_ns = position.since_cpu_ns.zip(now_cpu_ns).map(|(since, now)| now.saturating_sub(since));
+    push_recording_sample(slot, start, TimedSample { stack, asked_ns: position.since_ns, taken_ns, ran_ns });
     outcome
 }
 
@@ -756,16 +796,21 @@ fn ask_the_loop_thread(index: usize, slot: &Slot, start: u64, wanted: Wanted) {
     // over and does nothing.
     let now = clock::now_ns();
     if slot.pending_for.load(Acquire) == start {
-        // Not serviced yet: the eval breaker can be missed (the bit goes to
-        // the thread holding the GIL at that instant). Taking the GIL makes
-        // the loop thread drop and take it again, and so run the call.
+        // Not serviced yet: the eval breaker can be missed (on 3.11 and
+        // 3.12, a thread taking the GIL recomputes it without the main
+        // thread's calls), so it is set again. Taking the GIL makes the loop
+        // thread drop and take it again, and so run the call.
+        signal_pending_sample(slot);
         let late = now.saturating_sub(slot.pending_since_ns.load(Relaxed)) > 2 * RECORDING_INTERVAL_NS.load(Relaxed);
         if wanted.recording && late {
             sample_with_the_gil(slot, start);
+            // Taking the GIL recomputed the flag as this thread sees it.
+            signal_pending_sample(slot);
         }
         return;
     }
     slot.pending_since_ns.store(now, Relaxed);
+    slot.pending_since_cpu_ns.store(loop_thread_cpu_ns(slot).unwrap_or(0), Relaxed);
     slot.pending_for.store(start, Release);
     // SAFETY: Py_AddPendingCall needs neither the GIL nor a thread state;
     // the argument is a slot index, valid for the life of the process.
@@ -778,13 +823,26 @@ fn ask_the_loop_thread(index: usize, slot: &Slot, start: u64, wanted: Wanted) {
     }
 }
 
+/// Sets the main thread's eval breaker again for a pending call not run
+/// yet. If the flag had been cleared, the loop thread may have run Python
+/// since without seeing the request: its CPU time counts from now, so that
+/// only a wait it ran through with the request in sight (C code holding
+/// the GIL) looks native (`aiocop_trace::waited_in_native_code`).
+fn signal_pending_sample(slot: &Slot) {
+    if !eval_breaker::signal_main_thread() {
+        slot.pending_since_cpu_ns.store(loop_thread_cpu_ns(slot).unwrap_or(0), Relaxed);
+    }
+}
+
 /// Runs on the main thread, holding the GIL, at its next eval-breaker check:
 /// takes the samples wanted of its own stack, if the slice the call was
 /// queued for still runs. Never raises.
 extern "C" fn take_pending_sample(index: *mut c_void) -> c_int {
     let Some(slot) = SLOTS.get(index as usize) else { return 0 };
-    let asked_ns = slot.pending_since_ns.load(Relaxed);
     let queued_for = slot.pending_for.swap(0, Acquire);
+    // Stored before `pending_for` was (Release): read after it.
+    let asked_ns = slot.pending_since_ns.load(Relaxed);
+    let asked_cpu_ns = slot.pending_since_cpu_ns.load(Relaxed);
     let running = slot.slice_start_ns.load(Acquire);
     if queued_for == 0 || running != queued_for {
         return 0;
@@ -797,10 +855,16 @@ extern "C" fn take_pending_sample(index: *mut c_void) -> c_int {
     }
     let recording_depth = config::trace_depth();
     let recording_stack = if slot.recording_wanted.swap(0, Relaxed) == running {
+        // Read first: walking the stack is the sampler's time, not the wait's.
+        let ran_ns =
+            clock::this_thread_cpu_ns().filter(|_| asked_cpu_ns != 0).map(|cpu_ns| cpu_ns.saturating_sub(asked_cpu_ns));
         let stack = stacks::capture_current(py, recording_depth);
         if let Some(stack) = stack {
             PENDING_SAMPLED.fetch_add(1, Relaxed);
-            let sample = TimedSample { stack: SampleStack::Interned(stack), asked_ns, taken_ns: clock::now_ns() };
+            slot.last_pending_ran_ns.store(ran_ns.unwrap_or(0), Relaxed);
+            slot.pending_samples_taken.fetch_add(1, Release);
+            let sample =
+                TimedSample { stack: SampleStack::Interned(stack), asked_ns, taken_ns: clock::now_ns(), ran_ns };
             push_recording_sample(slot, running, sample);
         }
         stack
@@ -847,6 +911,8 @@ fn sample_with_the_gil(slot: &Slot, start: u64) {
         return;
     }
     let asked_ns = clock::now_ns();
+    let asked_cpu_ns = loop_thread_cpu_ns(slot);
+    let pending_samples_before = slot.pending_samples_taken.load(Relaxed);
     let switch_interval = switch_interval_functions();
     // SAFETY: plain reads and writes of the interpreter's switch interval,
     // which need no GIL; the program's value is put back once we hold it.
@@ -867,6 +933,22 @@ fn sample_with_the_gil(slot: &Slot, start: u64) {
             return;
         }
         let taken_ns = clock::now_ns();
+        // The loop thread is asked to drop the GIL only a switch interval
+        // after we asked for it: what it ran before that was no wait. If it
+        // took a pending call's sample meanwhile, it reached an eval-breaker
+        // check while we waited, and dropped the GIL at that check or soon
+        // after: that sample's wait is this one's (on a loaded CPU this
+        // thread may wake to ask for the GIL only after the loop thread's
+        // time slice, 3-4 ms of Python, which is no wait in C code).
+        let checked_meanwhile = slot.pending_samples_taken.load(Acquire) != pending_samples_before;
+        let lowered_us = program_interval.map(|interval| SAMPLING_SWITCH_INTERVAL_US.min(interval));
+        let ran_ns = asked_cpu_ns.zip(loop_thread_cpu_ns(slot)).map(|(asked, now)| {
+            if checked_meanwhile {
+                slot.last_pending_ran_ns.load(Relaxed)
+            } else {
+                now.saturating_sub(asked).saturating_sub(switch_interval_ns(py, lowered_us))
+            }
+        });
         let frame = thread_frame(py, slot.thread_ident.load(Relaxed));
         let to_learn = slot.codes_to_learn.try_lock().map(|mut codes| std::mem::take(&mut *codes)).unwrap_or_default();
         if !to_learn.is_empty() {
@@ -875,9 +957,30 @@ fn sample_with_the_gil(slot: &Slot, start: u64) {
         let stack = frame.and_then(|frame| stacks::capture_from(py, &frame, config::trace_depth()));
         if let (Some(stack), true) = (stack, slot.slice_start_ns.load(Acquire) == start) {
             GIL_SAMPLED.fetch_add(1, Relaxed);
-            push_recording_sample(slot, start, TimedSample { stack: SampleStack::Interned(stack), asked_ns, taken_ns });
+            push_recording_sample(
+                slot,
+                start,
+                TimedSample { stack: SampleStack::Interned(stack), asked_ns, taken_ns, ran_ns },
+            );
         }
     });
+}
+
+/// The CPU time the slot's thread has used, if its clock can be read.
+fn loop_thread_cpu_ns(slot: &Slot) -> Option<u64> {
+    clock::CpuClock::from_raw(slot.cpu_clock.load(Relaxed)).and_then(clock::CpuClock::now_ns)
+}
+
+/// The switch interval a GIL request waited before asking the holder to
+/// drop it: the lowered one (3.11), else the program's.
+fn switch_interval_ns(py: Python<'_>, lowered_us: Option<std::ffi::c_ulong>) -> u64 {
+    if let Some(us) = lowered_us {
+        // `c_ulong` is 32 bits wide on some targets.
+        #[allow(clippy::unnecessary_cast)]
+        return us as u64 * 1_000;
+    }
+    let seconds = py.import("sys").and_then(|sys| sys.call_method0("getswitchinterval")?.extract::<f64>());
+    seconds.map_or(0, |seconds| (seconds * 1e9) as u64)
 }
 
 fn push_recording_sample(slot: &Slot, start: u64, sample: TimedSample) {

@@ -19,8 +19,8 @@ use super::{
     any_task_timed, diff_cells, diff_summary_lines, diff_title, guessed_stalls_note, lag_diff_text, loop_lag_text,
     loop_time_headline, more_tasks_text, no_task_timing_note, route_diff_cells, samples_note, stalls_headline,
     summary_lines, task_diff_cells, tasks_not_shown_text, top_events_text, unexplained_note, untimed_samples_note,
-    via_text, Exporter, Style, DIFF_HEADER, NO_ROUTES, ROUTES_HEADLINE, ROUTE_DIFF_HEADER, ROUTE_DIFF_HEADLINE,
-    TASKS_HEADLINE, TASK_DIFF_HEADER, TASK_DIFF_HEADLINE, TASK_ROWS_SHOWN,
+    via_text, wall_clock_native_note, Exporter, Style, DIFF_HEADER, NO_ROUTES, ROUTES_HEADLINE, ROUTE_DIFF_HEADER,
+    ROUTE_DIFF_HEADLINE, TASKS_HEADLINE, TASK_DIFF_HEADER, TASK_DIFF_HEADLINE, TASK_ROWS_SHOWN,
 };
 use crate::diff::RouteSideValues;
 use crate::diff::TaskSideValues;
@@ -186,6 +186,7 @@ impl Exporter for HtmlExporter {
         let mut summary = vec![format!("Loop time: {}", loop_time_headline(report))];
         summary.extend(samples_note(report));
         summary.extend(untimed_samples_note(report));
+        summary.extend(wall_clock_native_note(report));
         summary.extend(unexplained_note(report));
         summary.extend(guessed_stalls_note(report));
         summary.extend(summary_lines(report));

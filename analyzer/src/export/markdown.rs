@@ -7,9 +7,9 @@ use super::{
     any_alike, any_task_timed, diff_cells, diff_summary_lines, diff_title, elapsed_cells, guessed_stalls_note,
     lag_diff_text, loop_lag_text, loop_time_headline, more_tasks_text, no_task_timing_note, route_diff_cells,
     samples_note, stall_top_text, stalls_headline, summary_lines, task_cells, task_diff_cells, tasks_not_shown_text,
-    top_events_text, unexplained_note, untimed_samples_note, via_text, Exporter, Style, DIFF_HEADER, NO_ROUTES,
-    ROUTES_HEADLINE, ROUTE_DIFF_HEADER, ROUTE_DIFF_HEADLINE, TASKS_HEADLINE, TASK_DIFF_HEADER, TASK_DIFF_HEADLINE,
-    TASK_ROWS_SHOWN,
+    top_events_text, unexplained_note, untimed_samples_note, via_text, wall_clock_native_note, Exporter, Style,
+    DIFF_HEADER, NO_ROUTES, ROUTES_HEADLINE, ROUTE_DIFF_HEADER, ROUTE_DIFF_HEADLINE, TASKS_HEADLINE, TASK_DIFF_HEADER,
+    TASK_DIFF_HEADLINE, TASK_ROWS_SHOWN,
 };
 use crate::diff::Diff;
 use crate::report::Report;
@@ -220,7 +220,9 @@ fn render_task_diff(out: &mut String, diff: &Diff) {
 fn render_loop_time(out: &mut String, report: &Report) {
     let view = &report.loop_time;
     out.push_str(&format!("**Loop time**: {}\n\n", prose(&loop_time_headline(report))));
-    for note in [samples_note(report), untimed_samples_note(report)].into_iter().flatten() {
+    for note in
+        [samples_note(report), untimed_samples_note(report), wall_clock_native_note(report)].into_iter().flatten()
+    {
         out.push_str(&format!("{}\n\n", prose(&note)));
     }
     if let Some(note) = unexplained_note(report) {

@@ -139,6 +139,21 @@ pub(crate) fn untimed_samples_note(report: &Report) -> Option<String> {
     ))
 }
 
+/// Said once when timed samples carry no CPU times: `native` was told by
+/// the wall clock.
+pub(crate) fn wall_clock_native_note(report: &Report) -> Option<String> {
+    let (wall_clock, traces) = (report.loop_time.traces_with_wall_clock_native, report.traces.len() as u64);
+    let which = match (wall_clock, traces) {
+        (0, _) => return None,
+        (1, 1) => "the trace's samples carry".to_owned(),
+        (w, t) if w == t => format!("the samples of the {t} traces carry"),
+        (w, t) => format!("{w} of the {t} traces have samples that carry"),
+    };
+    Some(format!(
+        "Native marked by the wall clock: {which} no CPU times (recorded before trace format 1.4 added them), so a sample whose request waited over two intervals is marked native even when the loop thread was only waiting for a CPU (a loaded machine)"
+    ))
+}
+
 /// Said when most of the long slices' time has no stack although the
 /// traces have samples: those slices were not sampled (too short for the
 /// recorder's sampler), and their time is under what ran.

@@ -12,8 +12,9 @@ use super::{
     any_alike, any_task_timed, diff_cells, diff_summary_lines, diff_title, elapsed_cells, guessed_stalls_note,
     lag_diff_text, loop_lag_text, loop_time_headline, more_tasks_text, no_task_timing_note, route_diff_cells,
     samples_note, stalls_headline, summary_lines, task_diff_cells, tasks_not_shown_text, top_events_text,
-    unexplained_note, untimed_samples_note, via_text, Exporter, Style, DIFF_HEADER, NO_ROUTES, ROUTES_HEADLINE,
-    ROUTE_DIFF_HEADER, ROUTE_DIFF_HEADLINE, TASKS_HEADLINE, TASK_DIFF_HEADER, TASK_DIFF_HEADLINE, TASK_ROWS_SHOWN,
+    unexplained_note, untimed_samples_note, via_text, wall_clock_native_note, Exporter, Style, DIFF_HEADER, NO_ROUTES,
+    ROUTES_HEADLINE, ROUTE_DIFF_HEADER, ROUTE_DIFF_HEADLINE, TASKS_HEADLINE, TASK_DIFF_HEADER, TASK_DIFF_HEADLINE,
+    TASK_ROWS_SHOWN,
 };
 use crate::diff::{Diff, Status};
 use crate::report::Report;
@@ -458,7 +459,9 @@ fn level_of(name: &str) -> SeverityLevel {
 fn render_loop_time(out: &mut String, report: &Report, style: Style) {
     let view = &report.loop_time;
     push_prose(out, &format!("{}: {}\n", bold("Loop time", style), loop_time_headline(report)), style);
-    for note in [samples_note(report), untimed_samples_note(report), unexplained_note(report)].into_iter().flatten() {
+    let notes =
+        [samples_note(report), untimed_samples_note(report), wall_clock_native_note(report), unexplained_note(report)];
+    for note in notes.into_iter().flatten() {
         push_prose(out, &format!("{note}\n"), style);
     }
     if view.groups.is_empty() {

@@ -84,6 +84,7 @@ pub(crate) fn sample_report() -> Report {
             traces_without_samples: 0,
             traces_with_guessed_stalls: 0,
             traces_with_untimed_samples: 0,
+            traces_with_wall_clock_native: 0,
         },
         stalls: vec![StallRow {
             rank: 1,

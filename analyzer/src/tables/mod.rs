@@ -404,7 +404,7 @@ fn write_trace(trace: &TraceFile, files: &mut TraceFiles) -> Result<(ReadCounts,
                 files.next_part()?;
             }
             start_ns = start_ns.saturating_add(slice.start_delta_ns);
-            let sample_times = chunk.sample_timing.of_slice(in_chunk);
+            let (times, cpu) = (chunk.sample_timing.of_slice(in_chunk), chunk.sample_cpu.of_slice(in_chunk));
             let timing = &chunk.task_timing;
             let ready_wait_ns = timing
                 .ready
@@ -419,7 +419,7 @@ fn write_trace(trace: &TraceFile, files: &mut TraceFiles) -> Result<(ReadCounts,
                 read.slices,
                 start_ns,
                 slice,
-                sample_times,
+                (times, cpu),
                 ready_wait_ns,
             );
             // The chunk's creations and ends are in slice order, as the report meets them.

@@ -233,8 +233,10 @@ impl SliceRows {
     /// after the trace's start, with its events and samples, keyed by `keys`;
     /// each sample weighs the time it stands for (`sample_times`, format 1.3;
     /// an equal share of the slice without them) and has its share and
-    /// `native` as the report counts them; `ready_wait_ns` its ready-wait
-    /// when known (format 1.4). Returns the slice's route, if it has one.
+    /// `native` as the report counts them (`sample_cpu`, format 1.4: the
+    /// loop thread's CPU time over each one's wait); `ready_wait_ns` its
+    /// ready-wait when known (format 1.4). Returns the slice's route, if it
+    /// has one.
     #[allow(clippy::too_many_arguments)]
     pub fn push(
         &mut self,
@@ -245,7 +247,7 @@ impl SliceRows {
         index: u64,
         start_ns: u64,
         slice: &SliceRecord,
-        sample_times: &[SampleTime],
+        (sample_times, sample_cpu): (&[SampleTime], &[u64]),
         ready_wait_ns: Option<u64>,
     ) -> Option<StringId> {
         let start_unix_ns = int(trace.header.start_unix_ns.saturating_add(start_ns));
@@ -299,7 +301,8 @@ impl SliceRows {
             e.stack.push(event.stack, &stacks.get(event.stack, trace.dictionary, paths), key);
         }
         let weights = aiocop_trace::sample_weights(slice.duration_ns, slice.samples.len(), sample_times);
-        let cuts = sample_cuts(slice.duration_ns, slice.samples.len(), sample_times, trace.header.sampling.interval_ns);
+        let interval_ns = trace.header.sampling.interval_ns;
+        let cuts = sample_cuts(slice.duration_ns, slice.samples.len(), sample_times, sample_cpu, interval_ns);
         for (sample_index, ((&stack, weight_ns), cut)) in slice.samples.iter().zip(weights).zip(cuts).enumerate() {
             let p = &mut self.samples;
             p.rows += 1;

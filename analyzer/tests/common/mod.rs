@@ -4,7 +4,8 @@
 #![allow(dead_code)]
 
 use aiocop_trace::records::{
-    Chunk, EventRecord, EventSpec, Frame, SampleTime, SliceRecord, SliceSampleTimes, TraceFooter, TraceHeader,
+    Chunk, EventRecord, EventSpec, Frame, SampleTime, SliceRecord, SliceSampleCpu, SliceSampleTimes, TraceFooter,
+    TraceHeader,
 };
 use aiocop_trace::{TraceWriter, BLOCKING_EVENTS};
 use std::collections::HashMap;
@@ -27,6 +28,8 @@ pub struct Slice<'a> {
     pub samples: Vec<Vec<At<'a>>>,
     /// When recording took each sample (format 1.3); empty: untimed.
     pub sample_times: Vec<SampleTime>,
+    /// The loop thread's CPU time over each sample's wait (format 1.4).
+    pub sample_cpu: Vec<u64>,
     pub context: Vec<(&'a str, &'a str)>,
     /// The recorder's number for the thread; 0 is written as 1.
     pub thread: u32,
@@ -165,6 +168,10 @@ impl TraceBuilder {
         if !slice.sample_times.is_empty() {
             let at = self.chunk().slices.len() as u32;
             self.chunk().sample_timing.slices.push(SliceSampleTimes { slice: at, times: slice.sample_times.clone() });
+        }
+        if !slice.sample_cpu.is_empty() {
+            let at = self.chunk().slices.len() as u32;
+            self.chunk().sample_cpu.slices.push(SliceSampleCpu { slice: at, ran_ns: slice.sample_cpu.clone() });
         }
         self.chunk().slices.push(SliceRecord {
             start_delta_ns,

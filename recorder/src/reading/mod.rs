@@ -196,20 +196,25 @@ impl ChunkCursor {
     }
 }
 
-/// A decoded slice: its start (ns after the trace's start), its record, and
-/// the nanoseconds each of its samples stands for.
-type Decoded = (u64, aiocop_trace::records::SliceRecord, Vec<u64>);
+/// A decoded slice: its start (ns after the trace's start), its record, the
+/// nanoseconds each of its samples stands for, and whether each waited in
+/// native code.
+type Decoded = (u64, aiocop_trace::records::SliceRecord, Vec<u64>, Vec<bool>);
 
-/// Collects a chunk's slices with their starts and sample weights.
-struct Collect<'a>(&'a mut Vec<Decoded>);
+/// Collects a chunk's slices with their starts, sample weights and native
+/// marks, for a trace sampled every `interval_ns`.
+struct Collect<'a> {
+    slices: &'a mut Vec<Decoded>,
+    interval_ns: u64,
+}
 
 impl SliceVisitor for Collect<'_> {
     fn pure_slice(&mut self, start_ns: u64, slice: aiocop_trace::PureSlice) {
-        self.0.push((start_ns, slice.to_record(), Vec::new()));
+        self.slices.push((start_ns, slice.to_record(), Vec::new(), Vec::new()));
     }
 
     fn slice(&mut self, start_ns: u64, slice: &aiocop_trace::records::SliceRecord) {
-        self.timed_slice(start_ns, slice, &[]);
+        self.timed_slice(start_ns, slice, &[], &[]);
     }
 
     fn timed_slice(
@@ -217,9 +222,12 @@ impl SliceVisitor for Collect<'_> {
         start_ns: u64,
         slice: &aiocop_trace::records::SliceRecord,
         sample_times: &[aiocop_trace::records::SampleTime],
+        sample_cpu: &[u64],
     ) {
-        let weights = aiocop_trace::sample_weights(slice.duration_ns, slice.samples.len(), sample_times);
-        self.0.push((start_ns, slice.clone(), weights));
+        let count = slice.samples.len();
+        let weights = aiocop_trace::sample_weights(slice.duration_ns, count, sample_times);
+        let native = aiocop_trace::samples_native(count, sample_times, sample_cpu, self.interval_ns);
+        self.slices.push((start_ns, slice.clone(), weights, native));
     }
 }
 
@@ -245,19 +253,21 @@ impl SliceIter {
             self.decoded.clear();
             self.next = 0;
             let (cursor, decoded) = (&mut self.cursor, &mut self.decoded);
-            let more = py.detach(|| cursor.read_next(&mut Collect(decoded), |c| c.0.clear()));
+            let interval_ns = cursor.trace.header().sampling.interval_ns;
+            let mut collect = Collect { slices: decoded, interval_ns };
+            let more = py.detach(|| cursor.read_next(&mut collect, |c| c.slices.clear()));
             if !more {
                 return Ok(None);
             }
         }
-        let (start_ns, record, weights) = &self.decoded[self.next];
+        let (start_ns, record, weights, native) = &self.decoded[self.next];
         self.next += 1;
         let objects = match &mut self.objects {
             Some(objects) => objects,
             None => self.objects.insert(PyObjects::new(py, self.cursor.trace.header())),
         };
         let at = (*start_ns, self.cursor.unix_ns(*start_ns));
-        let slice = objects.slice(py, &self.cursor.dictionary, at, record, weights)?;
+        let slice = objects.slice(py, &self.cursor.dictionary, at, record, (weights, native))?;
         Py::new(py, slice).map(Some)
     }
 

@@ -186,6 +186,11 @@ pub struct Slice {
     /// weights the analyzer uses (equal shares for untimed samples).
     #[pyo3(get)]
     sample_weights_ns: Py<PyTuple>,
+    /// Whether each sample's request waited in C code holding the GIL,
+    /// called from its innermost frame: the analyzer's `native` (by the
+    /// loop thread's CPU time where the trace has it, else the wall clock).
+    #[pyo3(get)]
+    sample_native: Py<PyTuple>,
     context: Vec<(Py<PyString>, Py<PyString>)>,
 }
 
@@ -244,14 +249,14 @@ impl PyObjects {
 
     /// Slice `record`, which started at `(start_ns, start_unix_ns)`: ns
     /// after the trace's start and since the epoch; its samples weigh
-    /// `sample_weights_ns`.
+    /// `sample_weights_ns`, and `sample_native` says which waited in C code.
     pub fn slice(
         &mut self,
         py: Python<'_>,
         dictionary: &Dictionary,
         (start_ns, start_unix_ns): (u64, u64),
         record: &SliceRecord,
-        sample_weights_ns: &[u64],
+        (sample_weights_ns, sample_native): (&[u64], &[bool]),
     ) -> PyResult<Slice> {
         let events = if record.events.is_empty() {
             self.empty.clone_ref(py)
@@ -284,13 +289,18 @@ impl PyObjects {
             dropped_events: record.dropped_events,
             events,
             samples,
-            sample_weights_ns: if sample_weights_ns.is_empty() {
-                self.empty.clone_ref(py)
-            } else {
-                PyTuple::new(py, sample_weights_ns)?.unbind()
-            },
+            sample_weights_ns: self.tuple(py, sample_weights_ns)?,
+            sample_native: self.tuple(py, sample_native)?,
             context,
         })
+    }
+
+    /// `values` as a tuple (the shared empty one when there are none).
+    fn tuple<'py, T: IntoPyObject<'py> + Copy>(&self, py: Python<'py>, values: &[T]) -> PyResult<Py<PyTuple>> {
+        if values.is_empty() {
+            return Ok(self.empty.clone_ref(py));
+        }
+        Ok(PyTuple::new(py, values.iter().copied())?.unbind())
     }
 
     /// String `id` (`<unknown string N>` if the trace never defined it).

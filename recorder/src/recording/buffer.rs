@@ -83,6 +83,8 @@ pub struct SliceDetail {
     pub samples: Vec<StackId>,
     /// When each of `samples` was taken, if they are recording's own.
     pub sample_times: Vec<SampleTime>,
+    /// The loop thread's CPU time over each of those samples' waits.
+    pub sample_cpu: Vec<u64>,
     /// Redacted (key, value) pairs, if the recording keeps context.
     pub context: Vec<(String, String)>,
     /// The shared string id of the route of the request the slice served

@@ -15,7 +15,7 @@ use crate::stacks::{self, StackId};
 use crate::{clock, config, trace_file};
 use aiocop_trace::records::{
     AllowedEvent, Chunk, EventRecord, Frame, FrameName, LoopIterations, PollRecord, ReadyWait, SliceRecord,
-    SliceSampleTimes, TaskCreated, TaskEnded, TraceFooter, TraceHeader, READY_UNKNOWN,
+    SliceSampleCpu, SliceSampleTimes, TaskCreated, TaskEnded, TraceFooter, TraceHeader, READY_UNKNOWN,
 };
 use aiocop_trace::writer::TraceWriter;
 use pyo3::ffi;
@@ -411,9 +411,14 @@ impl FileState {
             };
             chunk.task_timing.ready.push(ready_wait(slice));
             if let Some(mut detail) = slice.has_detail.then(|| details.next()).flatten() {
-                let times = std::mem::take(&mut detail.sample_times);
+                let (times, ran_ns) =
+                    (std::mem::take(&mut detail.sample_times), std::mem::take(&mut detail.sample_cpu));
+                let index = chunk.slices.len() as u32;
                 if !times.is_empty() {
-                    chunk.sample_timing.slices.push(SliceSampleTimes { slice: chunk.slices.len() as u32, times });
+                    chunk.sample_timing.slices.push(SliceSampleTimes { slice: index, times });
+                }
+                if !ran_ns.is_empty() {
+                    chunk.sample_cpu.slices.push(SliceSampleCpu { slice: index, ran_ns });
                 }
                 self.add_task_lifecycle(&mut chunk, slice.start_ns, &detail);
                 self.add_detail(&mut chunk, &mut record, detail);
