@@ -33,6 +33,22 @@ use std::sync::Arc;
 pub use columns::ColumnIter;
 pub use objects::{Event, Footer, Frame, Header, Slice};
 
+/// Replaces `decoded` with the slices of the next chunks that hold any: a
+/// chunk may hold none (the writer splits an oversized chunk's definitions
+/// into a chunk of their own; polls or a dropped count may come alone).
+/// False once the trace is read.
+fn read_next_slices(cursor: &mut ChunkCursor, decoded: &mut Vec<Decoded>) -> bool {
+    let interval_ns = cursor.trace.header().sampling.interval_ns;
+    decoded.clear();
+    while decoded.is_empty() {
+        let mut collect = Collect { slices: decoded, interval_ns };
+        if !cursor.read_next(&mut collect, |c| c.slices.clear()) {
+            return false;
+        }
+    }
+    true
+}
+
 /// An opened trace: `aiocop._native.OpenTrace(path)`.
 #[pyclass(module = "aiocop._native", frozen)]
 pub struct OpenTrace {
@@ -250,13 +266,9 @@ impl SliceIter {
 
     fn __next__(&mut self, py: Python<'_>) -> PyResult<Option<Py<Slice>>> {
         if self.next == self.decoded.len() {
-            self.decoded.clear();
             self.next = 0;
             let (cursor, decoded) = (&mut self.cursor, &mut self.decoded);
-            let interval_ns = cursor.trace.header().sampling.interval_ns;
-            let mut collect = Collect { slices: decoded, interval_ns };
-            let more = py.detach(|| cursor.read_next(&mut collect, |c| c.slices.clear()));
-            if !more {
+            if !py.detach(|| read_next_slices(cursor, decoded)) {
                 return Ok(None);
             }
         }
@@ -292,5 +304,42 @@ impl SliceIter {
     #[getter]
     fn unreadable_chunks(&self) -> u64 {
         self.cursor.unreadable
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aiocop_trace::records::{Chunk, SliceRecord, TraceHeader};
+    use aiocop_trace::TraceWriter;
+
+    /// A trace whose chunks hold: one slice; definitions only; nothing; two slices.
+    fn trace_with_chunks_without_slices(path: &Path) {
+        let slice = |duration_ns| SliceRecord { duration_ns, ..SliceRecord::default() };
+        let chunks = [
+            Chunk { strings: vec![(0, "main".into())], slices: vec![slice(10)], ..Chunk::default() },
+            Chunk { strings: vec![(1, "only a definition".into())], ..Chunk::default() },
+            Chunk { dropped_slices: 3, ..Chunk::default() },
+            Chunk { base_offset_ns: 100, slices: vec![slice(20), slice(30)], ..Chunk::default() },
+        ];
+        let mut writer = TraceWriter::new(std::fs::File::create(path).unwrap(), &TraceHeader::default()).unwrap();
+        for chunk in &chunks {
+            writer.write_chunk(chunk).unwrap();
+        }
+    }
+
+    #[test]
+    fn chunks_without_slices_are_passed_over_not_taken_for_slices() {
+        let path = std::env::temp_dir().join(format!("aiocop-reading-{}.bin", std::process::id()));
+        trace_with_chunks_without_slices(&path);
+        let trace = Arc::new(TraceFile::open(&path).unwrap());
+        let (mut cursor, mut decoded) = (ChunkCursor::new(trace), Vec::new());
+        let mut durations = Vec::new();
+        while read_next_slices(&mut cursor, &mut decoded) {
+            assert!(!decoded.is_empty());
+            durations.extend(decoded.iter().map(|(_, slice, _, _)| slice.duration_ns));
+        }
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(durations, [10, 20, 30]);
     }
 }
