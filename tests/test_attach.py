@@ -249,10 +249,11 @@ def test_attach_monitors_a_loop_already_running_on_another_thread(tmp_path):
 
 
 def as_from_a_terminal() -> None:
-    """Ctrl-C in a terminal reaches a foreground process whose SIGINT is not ignored. The test runner
-    may run with SIGINT ignored (a background job of a non-interactive shell), which its children inherit
-    and Python keeps: such an attach rightly ignores SIGINT, as every Python program does."""
+    """Ctrl-C in a terminal reaches a foreground process whose SIGINT and SIGHUP are not ignored. The
+    test runner may run with them ignored (SIGINT in a background job of a non-interactive shell, SIGHUP
+    under nohup), which its children inherit and Python keeps: such an attach rightly ignores them."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
 
 
 @on_3_14_and_newer
