@@ -84,18 +84,23 @@ def record_a_few_slices(path: Path | str, **options: object) -> str:
 # 1. No symlink trap.
 
 
-def test_a_symlink_at_the_record_path_is_left_alone_and_the_recording_goes_beside_it(tmp_path, steps, victim):
-    path = tmp_path / "trace.bin"
-    path.symlink_to(victim)
+def assert_recorded_beside(path: Path, steps: Path, reason: str) -> None:
+    """`record -o path` leaves what is at `path` alone, records to `<path>.<pid>` and says why, once."""
     process = subprocess.Popen(
-        [*record_command(path), str(steps), "0.2"], stderr=subprocess.PIPE, text=True, cwd=tmp_path
+        [*record_command(path), str(steps), "0.2"], stderr=subprocess.PIPE, text=True, cwd=path.parent
     )
     stderr = finish(process, 60)
     assert process.returncode == 0, stderr
-    assert victim.read_bytes() == VICTIM_BYTES
     aside = f"{path}.{process.pid}"
-    assert stderr.count("\n") == 1 and "symbolic link" in stderr and aside in stderr, stderr
+    assert stderr.count("\n") == 1 and reason in stderr and aside in stderr, stderr
     assert aiocop.read_trace(aside)["cut_short"] is False
+
+
+def test_a_symlink_at_the_record_path_is_left_alone_and_the_recording_goes_beside_it(tmp_path, steps, victim):
+    path = tmp_path / "trace.bin"
+    path.symlink_to(victim)
+    assert_recorded_beside(path, steps, "is a symbolic link")
+    assert victim.read_bytes() == VICTIM_BYTES
 
 
 def test_a_symlink_at_a_pid_path_is_left_alone(tmp_path, victim, caplog):
@@ -127,12 +132,21 @@ def test_a_symlink_at_the_fallback_path_is_left_alone_and_start_says_why(tmp_pat
 
 def test_an_old_trace_is_replaced_by_a_new_file_not_written_through(tmp_path):
     path = tmp_path / "trace.bin"
-    path.write_bytes(b"an old trace")
+    path.write_bytes(b"AIOCOPTR an old trace, cut short")
     other_name = tmp_path / "hard-link"
     os.link(path, other_name)
     record_a_few_slices(path)
-    assert other_name.read_bytes() == b"an old trace"
+    assert other_name.read_bytes() == b"AIOCOPTR an old trace, cut short"
     assert aiocop.read_trace(path)["cut_short"] is False
+
+
+def test_a_users_file_given_as_the_output_is_kept_and_the_recording_goes_beside_it(tmp_path, steps):
+    # `-o notes.txt` by mistake (or AIOCOP_RECORD naming a script) once
+    # removed the file: only a trace, or an empty file, is ever replaced.
+    notes = tmp_path / "notes.txt"
+    notes.write_bytes(VICTIM_BYTES)
+    assert_recorded_beside(notes, steps, "is not an aiocop trace")
+    assert notes.read_bytes() == VICTIM_BYTES
 
 
 # 2. Private by default.

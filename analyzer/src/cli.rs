@@ -682,8 +682,10 @@ pub struct ExportArgs {
     #[arg(short, long, value_name = "DIR")]
     pub output: PathBuf,
 
-    /// Replace the tables (slices/, events/, samples/, traces/) of a
-    /// directory that holds some; nothing else in it is touched.
+    /// Replace the tables (slices/, events/, samples/, tasks/, traces/) of a
+    /// directory that holds some; nothing else in it is touched, and a
+    /// table's directory holding anything an export does not write (a
+    /// project's own `tasks/`) is refused, not removed.
     #[arg(long)]
     pub overwrite: bool,
 

@@ -356,6 +356,24 @@ fn a_directory_that_is_not_empty_is_refused_unless_overwrite() {
     assert_eq!(rows(&out, "slices").num_rows(), 2);
     assert_eq!(fs::read_to_string(out.join("notes.txt")).unwrap(), "mine");
 
+    // A directory of the user's that shares a table's name (a project's
+    // `tasks/` package) is neither removed nor written into.
+    let _ = fs::remove_dir_all(out.join("tasks"));
+    fs::create_dir(out.join("tasks")).unwrap();
+    fs::write(out.join("tasks").join("__init__.py"), "def job(): pass\n").unwrap();
+    let output = export(&out, &[&one], &["--overwrite", "-q"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(
+        stderr(&output),
+        format!(
+            "aiocop-analyze: '{}': not written by an export; --overwrite replaces exported tables only (move it, or \
+             give another directory)\n",
+            path(&out.join("tasks").join("__init__.py"))
+        )
+    );
+    assert_eq!(fs::read_to_string(out.join("tasks").join("__init__.py")).unwrap(), "def job(): pass\n");
+    assert_eq!(rows(&out, "slices").num_rows(), 2, "nothing removed before the refusal");
+
     // A file where the directory should be.
     let output = export(&out.join("notes.txt"), &[&one], &[]);
     assert_eq!(output.status.code(), Some(2));

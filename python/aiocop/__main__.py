@@ -13,8 +13,9 @@ of its own: {pid} in the path expands to its process id; without {pid}, a
 child's file is the path with .<pid> appended. A process that runs no event
 loop leaves no file. Trace files are created new, never through a symlink,
 readable by their owner only unless --file-mode widens them; a path another
-recording holds (or that is a symlink or another user's file) is left alone
-and the process records to <path>.<pid> instead. A FIFO no process reads is
+recording holds (or that is a symlink, another user's file or a file that
+is not an aiocop trace) is left alone and the process records to
+<path>.<pid> instead. A FIFO no process reads is
 refused. At exit, aiocop waits at most 2 s for the trace to be written.
 Analyze the traces with ``aiocop-analyze``.
 

@@ -7,8 +7,10 @@
 //!   never write over each other, whatever the timing; the second records
 //!   to `<path>.<pid>` instead.
 //! - An existing path is replaced only when it is a regular file of the
-//!   recording user that no live recording holds: it is locked, unlinked,
-//!   and a new file created in its place. Nothing is ever truncated or
+//!   recording user that no live recording holds and that is an aiocop
+//!   trace (or empty): it is locked, unlinked, and a new file created in
+//!   its place. A user's own file given by mistake (`-o notes.txt`, a
+//!   script) is never removed: the recording goes to `<path>.<pid>`. Nothing is ever truncated or
 //!   written through a path that could have been swapped, so a symlink (or
 //!   another user's file) planted at the path is never followed: the
 //!   recording goes to `<path>.<pid>`, under the same rules, or fails with
@@ -30,6 +32,8 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::sync::atomic::{AtomicI32, Ordering::Relaxed};
 use std::sync::{Mutex, MutexGuard};
+
+use aiocop_trace::format::MAGIC;
 
 /// The mode of a trace file unless the user widens it: traces hold
 /// command lines, paths and host names.
@@ -103,6 +107,7 @@ fn claim(path: &str, mode: u32) -> io::Result<Claim> {
         match remove_unheld(path)? {
             Removal::Removed | Removal::Changed => continue,
             Removal::Held => return Ok(Claim::Refused("is being recorded by another process")),
+            Removal::NotATrace => return Ok(Claim::Refused("is not an aiocop trace")),
         }
     }
     Ok(Claim::Refused("keeps being replaced by other processes"))
@@ -128,10 +133,12 @@ enum Removal {
     Held,
     /// The path changed while looking at it: look again.
     Changed,
+    /// It holds something other than a trace: not a recording's to remove.
+    NotATrace,
 }
 
-/// Removes the regular file at `path` if no live recording holds its lock;
-/// never writes to it. The lock is held across the unlink, so that two
+/// Removes the regular file at `path` if it is a trace (or empty) that no
+/// live recording holds; never writes to it. The lock is held across the unlink, so that two
 /// processes replacing the same file never remove each other's new one.
 fn remove_unheld(path: &str) -> io::Result<Removal> {
     let file = match OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK).open(path) {
@@ -151,11 +158,31 @@ fn remove_unheld(path: &str) -> io::Result<Removal> {
     if !is_at(&file, path) {
         return Ok(Removal::Changed);
     }
+    if !holds_a_trace_or_nothing(&file)? {
+        return Ok(Removal::NotATrace);
+    }
     match fs::remove_file(path) {
         Ok(()) => Ok(Removal::Removed),
         Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(Removal::Changed),
         Err(error) => Err(error),
     }
+}
+
+/// Whether `file` is empty or starts as a trace does (a recording cut
+/// short may hold fewer bytes than the magic): the only files a new
+/// recording may replace.
+fn holds_a_trace_or_nothing(mut file: &File) -> io::Result<bool> {
+    let mut head = [0u8; MAGIC.len()];
+    let mut read = 0;
+    while read < head.len() {
+        match io::Read::read(&mut file, &mut head[read..]) {
+            Ok(0) => break,
+            Ok(n) => read += n,
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(head[..read] == MAGIC[..read])
 }
 
 /// Takes the file's lock: false if another process holds it. Where the
@@ -316,13 +343,32 @@ mod tests {
     #[test]
     fn an_old_file_of_ours_is_replaced_not_truncated() {
         let path = temp_path("existing");
-        fs::write(&path, b"earlier").unwrap();
+        fs::write(&path, b"AIOCOPTR earlier").unwrap();
         let hard_link = path.replace("trace.bin", "other-name");
         fs::hard_link(&path, &hard_link).unwrap();
         let created = create_locked(&path, DEFAULT_FILE_MODE).unwrap();
         assert!(created.moved_aside.is_none());
         assert_eq!(fs::read(&path).unwrap(), b"");
-        assert_eq!(fs::read(&hard_link).unwrap(), b"earlier", "the old file was unlinked, not written");
+        assert_eq!(fs::read(&hard_link).unwrap(), b"AIOCOPTR earlier", "the old file was unlinked, not written");
+    }
+
+    #[test]
+    fn an_empty_file_or_a_trace_cut_inside_its_magic_is_replaced() {
+        for (tag, bytes) in [("empty", &b""[..]), ("cut", &b"AIOC"[..])] {
+            let path = temp_path(tag);
+            fs::write(&path, bytes).unwrap();
+            assert!(create_locked(&path, DEFAULT_FILE_MODE).unwrap().moved_aside.is_none(), "{tag}");
+        }
+    }
+
+    #[test]
+    fn a_file_of_ours_that_is_not_a_trace_is_never_removed() {
+        let path = temp_path("not-a-trace");
+        fs::write(&path, b"my notes").unwrap();
+        let created = create_locked(&path, DEFAULT_FILE_MODE).unwrap();
+        assert_eq!(created.path, aside(&path));
+        assert_eq!(created.moved_aside, Some("is not an aiocop trace"));
+        assert_eq!(fs::read(&path).unwrap(), b"my notes");
     }
 
     #[test]
@@ -361,11 +407,11 @@ mod tests {
     fn a_locked_path_is_neither_truncated_nor_shared() {
         let path = temp_path("locked");
         let mut first = create_locked(&path, DEFAULT_FILE_MODE).unwrap();
-        io::Write::write_all(&mut first.file, b"first recording").unwrap();
+        io::Write::write_all(&mut first.file, b"AIOCOPTR first recording").unwrap();
         let second = create_locked(&path, DEFAULT_FILE_MODE).unwrap();
         assert!(second.moved_aside.is_some());
         assert_eq!(second.path, aside(&path));
-        assert_eq!(fs::read(&path).unwrap(), b"first recording", "the live recording was not cut");
+        assert_eq!(fs::read(&path).unwrap(), b"AIOCOPTR first recording", "the live recording was not cut");
         drop(first);
         drop(second);
         let third = create_locked(&path, DEFAULT_FILE_MODE).unwrap();

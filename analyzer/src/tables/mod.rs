@@ -24,7 +24,9 @@
 //!   warning naming the trace (its readable chunks' rows are written); a
 //!   trace with nothing readable is an error, and none of its files is left.
 //!   An output directory that exists and is not empty is refused unless
-//!   `overwrite`, which replaces the tables' directories only.
+//!   `overwrite`, which replaces the tables' directories only, and only when
+//!   they hold nothing but exported files (a user's `tasks/` package is
+//!   never deleted).
 
 pub mod rows;
 pub mod schema;
@@ -138,16 +140,60 @@ pub fn prepare_output(options: &ExportOptions) -> Result<(), AnalyzeError> {
             out.display()
         )));
     }
-    for table in Table::ALL {
-        let dir = out.join(table.name());
-        match std::fs::symlink_metadata(&dir) {
-            // A symlink is removed, never followed.
-            Ok(meta) if meta.is_dir() => std::fs::remove_dir_all(&dir).map_err(failed)?,
-            Ok(_) => std::fs::remove_file(&dir).map_err(failed)?,
-            Err(_) => {}
+    // Everything is checked before anything is removed: a directory that
+    // merely shares a table's name (a project's `tasks/` package, given
+    // `-o .`) is refused whole, never half deleted.
+    let tables: Vec<PathBuf> = Table::ALL
+        .iter()
+        .map(|table| out.join(table.name()))
+        .filter(|dir| std::fs::symlink_metadata(dir).is_ok())
+        .collect();
+    for dir in &tables {
+        if let Some(foreign) = not_exported(dir).map_err(failed)? {
+            return Err(AnalyzeError::Usage(format!(
+                "'{}': not written by an export; --overwrite replaces exported tables only (move it, or give \
+                 another directory)",
+                foreign.display()
+            )));
         }
     }
+    for dir in &tables {
+        std::fs::remove_dir_all(dir).map_err(failed)?;
+    }
     Ok(())
+}
+
+/// The first path under a table's directory `dir` that an export does not
+/// write (anything but `label=*/host=*/*.parquet` in real directories,
+/// symlinks included), or None.
+fn not_exported(dir: &Path) -> std::io::Result<Option<PathBuf>> {
+    let is_real_dir = |path: &Path| std::fs::symlink_metadata(path).is_ok_and(|meta| meta.is_dir());
+    let named =
+        |path: &Path, prefix: &str| path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(prefix));
+    if !is_real_dir(dir) {
+        return Ok(Some(dir.to_path_buf()));
+    }
+    for label in std::fs::read_dir(dir)? {
+        let label = label?.path();
+        if !(named(&label, "label=") && is_real_dir(&label)) {
+            return Ok(Some(label));
+        }
+        for host in std::fs::read_dir(&label)? {
+            let host = host?.path();
+            if !(named(&host, "host=") && is_real_dir(&host)) {
+                return Ok(Some(host));
+            }
+            for file in std::fs::read_dir(&host)? {
+                let file = file?.path();
+                let is_parquet = file.extension().is_some_and(|e| e == "parquet")
+                    && std::fs::symlink_metadata(&file).is_ok_and(|meta| meta.is_file());
+                if !is_parquet {
+                    return Ok(Some(file));
+                }
+            }
+        }
+    }
+    Ok(None)
 }
 
 /// Exports the traces at `paths` into the prepared output, in parallel on
