@@ -55,6 +55,15 @@ def clean_environment(**variables: str) -> dict[str, str]:
     return {**environment, **variables}
 
 
+def run_program_with(tmp_path, **variables: str) -> subprocess.CompletedProcess[str]:
+    """PROGRAM run as `python app.py` with these AIOCOP_* variables (and no others)."""
+    script = tmp_path / "app.py"
+    script.write_text(PROGRAM)
+    return subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=60, env=clean_environment(**variables)
+    )
+
+
 @pytest.mark.parametrize(("name", "option", "variable", "text", "value"), BAD_SETTINGS)
 def test_the_command_line_refuses_a_bad_setting_in_one_line_naming_the_option(
     tmp_path, name, option, variable, text, value
@@ -170,16 +179,8 @@ def test_settings_written_to_the_environment_read_back_the_same():
 
 
 def test_a_bad_redact_variable_records_nothing_rather_than_the_secrets(tmp_path):
-    script = tmp_path / "app.py"
-    script.write_text(PROGRAM)
     trace = tmp_path / "t.bin"
-    result = subprocess.run(
-        [sys.executable, str(script)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=clean_environment(AIOCOP_RECORD=str(trace), AIOCOP_REDACT="maybe"),
-    )
+    result = run_program_with(tmp_path, AIOCOP_RECORD=str(trace), AIOCOP_REDACT="maybe")
     assert (result.returncode, result.stdout) == (0, "program ran\n"), result.stderr
     [warning] = result.stderr.splitlines()
     assert "AIOCOP_REDACT='maybe'" in warning and "not recording" in warning
@@ -191,3 +192,47 @@ def test_an_unset_or_empty_record_variable_records_nothing():
 
     assert settings.from_environment({}, print) is None
     assert settings.from_environment({"AIOCOP_RECORD": ""}, print) is None
+
+
+# A file name or variable that is not UTF-8 reaches Python with surrogate
+# escapes, which the recorder cannot take: it once ended the record command
+# in a UnicodeEncodeError traceback, and made AIOCOP_LABEL stop recording.
+NOT_UTF8 = os.fsdecode(b"trace-\xff.bin")
+
+
+def test_a_path_that_is_not_utf8_is_refused_in_one_line_by_the_command_line(tmp_path):
+    script = tmp_path / "app.py"
+    script.write_text(PROGRAM)
+    result = subprocess.run(
+        [sys.executable, "-m", "aiocop", "record", "-o", NOT_UTF8, "--", str(script)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=clean_environment(),
+        cwd=tmp_path,
+    )
+    assert result.returncode == 2, result.stderr
+    [line] = result.stderr.splitlines()
+    assert line.startswith("python -m aiocop record: --output must be a non-empty string of UTF-8 text"), line
+    assert os.listdir(tmp_path) == ["app.py"]
+
+
+def test_a_label_variable_that_is_not_utf8_warns_and_records_with_the_default(tmp_path):
+    trace = tmp_path / "t.bin"
+    result = run_program_with(tmp_path, AIOCOP_RECORD=str(trace), AIOCOP_LABEL=NOT_UTF8)
+    assert (result.returncode, result.stdout) == (0, "program ran\n"), result.stderr
+    [warning] = result.stderr.splitlines()
+    assert warning.startswith("AIOCOP_LABEL=") and "using the default, none" in warning, warning
+    assert aiocop.read_trace(trace)["slices"], "recording started with the default"
+
+
+def test_the_python_api_refuses_a_path_that_is_not_utf8_with_value_error(tmp_path):
+    with pytest.raises(ValueError, match="^path must be a non-empty string of UTF-8 text"):
+        aiocop.start_recording(str(tmp_path / NOT_UTF8))
+    assert not aiocop.is_recording()
+
+
+def test_a_bad_file_mode_variable_names_the_default_as_it_is_written(tmp_path):
+    result = run_program_with(tmp_path, AIOCOP_RECORD=str(tmp_path / "t.bin"), AIOCOP_FILE_MODE="-1")
+    [warning] = result.stderr.splitlines()
+    assert warning.endswith("using the default, 600"), warning

@@ -145,7 +145,8 @@ def from_environment(environ: Mapping[str, str], warn: Callable[[str], None]) ->
                 warn(f"{rule.variable}={text!r}: {error.problem}; not recording")
                 return None
             default = _DEFAULTS[name]
-            warn(f"{rule.variable}={text!r} ignored: {error.problem}; using the default, {default!r}")
+            shown = "none" if default is None else rule.to_text(default)  # as the variable takes it: 600, not 384
+            warn(f"{rule.variable}={text!r} ignored: {error.problem}; using the default, {shown}")
     return RecordingSettings(**values) if "path" in values else None
 
 
@@ -199,14 +200,24 @@ def _parse_flag(text: str) -> bool:
 
 
 def _text(*, optional: bool) -> Callable[[Any], str | None]:
-    rule = "must be a non-empty string without NUL characters"
+    rule = "must be a non-empty string of UTF-8 text without NUL characters"
 
     def problem(value: Any) -> str | None:
         if optional and value is None:
             return None
-        return None if isinstance(value, str) and value and "\0" not in value else rule
+        return None if isinstance(value, str) and value and "\0" not in value and _is_utf8(value) else rule
 
     return problem
+
+
+def _is_utf8(text: str) -> bool:
+    """Whether ``text`` can be written as UTF-8, as the recorder and the trace need; a file name
+    or variable of other bytes comes to Python with surrogate escapes, which cannot."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _allowlist(value: Any) -> str | None:
@@ -224,7 +235,7 @@ def _allowlist(value: Any) -> str | None:
 
 def _keys(value: Any) -> str | None:
     rule = "must be a tuple of context keys (strings)"
-    is_keys = isinstance(value, tuple) and all(isinstance(key, str) and key for key in value)
+    is_keys = isinstance(value, tuple) and all(isinstance(key, str) and key and _is_utf8(key) for key in value)
     return None if is_keys else rule
 
 
