@@ -11,6 +11,7 @@ import textwrap
 from pathlib import Path
 
 import aiocop
+import pytest
 
 PROGRAM = textwrap.dedent(
     """
@@ -144,3 +145,25 @@ def test_record_to_an_unwritable_path_exits_2_with_the_path(tmp_path):
     )
     assert result.returncode == 2
     assert str(target) in result.stderr and "ran" not in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [
+        (["nosuch.py"], "can't open file 'nosuch.py': no such file or directory"),
+        (["-m", "nosuch_module.server"], "no module named 'nosuch_module'"),
+        (["a_directory"], "can't find '__main__.py' in directory 'a_directory'"),
+    ],
+)
+def test_a_script_or_module_that_is_not_there_is_one_line_and_no_trace(tmp_path, target, message):
+    # It was a traceback through runpy and aiocop's own frames.
+    (tmp_path / "a_directory").mkdir()
+    result = subprocess.run(
+        [sys.executable, "-m", "aiocop", "record", "-o", "trace.bin", "--", *target],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert (result.returncode, result.stderr) == (2, f"python -m aiocop record: {message}\n")
+    assert sorted(os.listdir(tmp_path)) == ["a_directory"]

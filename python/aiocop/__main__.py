@@ -24,6 +24,8 @@ range (one line naming the option) or a trace that cannot be written.
 """
 
 import argparse
+import importlib.util
+import os
 import runpy
 import sys
 from typing import Any
@@ -169,6 +171,10 @@ def main(argv: list[str] | None = None) -> int:
         option = settings.RULES[error.name].option
         print(f"python -m aiocop record: {option} {error.problem}, not {error.value!r}", file=sys.stderr)
         return 2
+    missing = _missing_target(target)
+    if missing is not None:
+        print(f"python -m aiocop record: {missing}", file=sys.stderr)
+        return 2
     sys.argv = target  # the trace header records the program's command line, not ours
     lineage.claim_root(target, redact=chosen.redact)
     try:
@@ -178,6 +184,25 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     autorecord.pass_on_to_children(chosen)
     return _run(target)
+
+
+def _missing_target(target: list[str]) -> str | None:
+    """Why the script or module cannot be run, as python would say it, or None; checked before
+    recording starts, so that a typo leaves no trace file and no traceback of runpy's."""
+    if target[0] == "-m":
+        # Only the top-level package: finding a submodule would import its
+        # parents before aiocop patches anything (their `from time import
+        # sleep` would keep the unpatched function).
+        top_level = target[1].partition(".")[0]
+        try:
+            found = bool(top_level) and importlib.util.find_spec(top_level) is not None
+        except (ImportError, ValueError):
+            found = False
+        return None if found else f"no module named {top_level!r}"
+    script = target[0]
+    if os.path.isdir(script) and not os.path.exists(os.path.join(script, "__main__.py")):
+        return f"can't find '__main__.py' in directory {script!r}"
+    return None if os.path.exists(script) else f"can't open file {script!r}: no such file or directory"
 
 
 def _run(target: list[str]) -> int:
