@@ -442,3 +442,12 @@ def test_before_3_14_attach_says_it_needs_3_14_and_points_at_record(tmp_path):
         assert_refused(result, "needs Python 3.14 or newer", "python -m aiocop record")
     finally:
         stop(target)
+
+
+@pytest.mark.parametrize(("option", "value"), [("--duration", "nan"), ("--duration", "-1"), ("--start-timeout", "inf")])
+def test_a_duration_or_timeout_out_of_range_is_refused_before_anything_is_tried(tmp_path, option, value):
+    # nan and inf once reached the target's script (a NameError there) and
+    # 1e300 its self-stop timer (an OverflowError in the target's thread).
+    result = attach(str(os.getpid()), "-o", str(tmp_path / "t.bin"), f"{option}={value}")
+    assert_refused(result, f"{option} must be a number of seconds, more than 0 and at most 604800, not {value}")
+    assert not (tmp_path / "t.bin").exists()

@@ -34,6 +34,7 @@ debugging disabled, no permission, aiocop not importable there).
 """
 
 import argparse
+import math
 import os
 import re
 import shutil
@@ -54,6 +55,17 @@ SELF_STOP_MARGIN_S = 5.0
 
 class Refused(Exception):
     """Attaching is not possible; the message says why, in one line."""
+
+
+# The longest --duration or --start-timeout: a week. Past threading's
+# TIMEOUT_MAX the target's self-stop timer would fail in the target's own
+# process, and nan or inf would reach the script it runs.
+MAX_SECONDS = 7 * 24 * 3600.0
+
+
+def _check_seconds(option: str, value: float) -> None:
+    if not (math.isfinite(value) and 0 < value <= MAX_SECONDS):
+        raise Refused(f"{option} must be a number of seconds, more than 0 and at most {MAX_SECONDS:g}, not {value:g}")
 
 
 def add_parser(commands: Any) -> None:
@@ -82,6 +94,8 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _attach(args: argparse.Namespace) -> int:
+    _check_seconds("--duration", args.duration)
+    _check_seconds("--start-timeout", args.start_timeout)
     if sys.version_info < (3, 14) or not hasattr(sys, "remote_exec"):
         raise Refused(
             f"needs Python 3.14 or newer (sys.remote_exec), this is {sys.version_info.major}.{sys.version_info.minor}; "
