@@ -358,6 +358,29 @@ def test_an_unwritable_recording_path_is_a_usage_error(pytester, tmp_path):
     assert "Traceback" not in result.stderr.str() + result.stdout.str()
 
 
+def test_an_empty_recording_path_is_a_usage_error_not_a_run_without_recording(pytester):
+    pytester.makepyfile(test_sleeping=SLEEPING_TEST)
+
+    result = run(pytester, "--aiocop", "--aiocop-record=")
+
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    errors = [line for line in result.stderr.lines if line.strip()]
+    assert errors == [
+        "ERROR: --aiocop-record=: path must be a non-empty string of UTF-8 text without NUL characters, not ''"
+    ]
+
+
+def test_an_ini_switch_that_is_not_a_truth_value_is_a_usage_error_naming_it(pytester):
+    pytester.makepyfile(test_sleeping=SLEEPING_TEST)
+    pytester.makeini(INI + "aiocop = maybe\n")
+
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", timeout=120)
+
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    errors = [line for line in result.stderr.lines if line.strip()]
+    assert errors == ["ERROR: ini option aiocop: invalid truth value 'maybe' (give true or false)"]
+
+
 ALLOWING_PYPROJECT = """
 [tool.aiocop]
 allow = [

@@ -71,11 +71,21 @@ def pytest_configure(config: pytest.Config) -> None:
         ' ("module:qualname", "module.*", or {id=..., events=[...], reason=...})',
     )
     config.addinivalue_line("markers", "aiocop_skip: aiocop does not gate this test")
-    if not (config.getoption("aiocop") or config.getini("aiocop")):
+    if not (config.getoption("aiocop") or _ini_turns_on(config)):
         return
     from aiocop.gate.plugin import Gate  # only now: an inactive plugin costs nothing
 
     config.pluginmanager.register(Gate.from_config(config), "aiocop-gate")
+
+
+def _ini_turns_on(config: pytest.Config) -> bool:
+    """The ini option ``aiocop``; a value that is not a truth value is a usage error naming it
+    (pytest's own message, "invalid truth value 'maybe'", names no option; pytest 9 raises it
+    as a UsageError, earlier ones as a ValueError)."""
+    try:
+        return bool(config.getini("aiocop"))
+    except (ValueError, pytest.UsageError) as error:
+        raise pytest.UsageError(f"ini option aiocop: {error} (give true or false)") from None
 
 
 def options_of(config: pytest.Config) -> dict[str, Any]:

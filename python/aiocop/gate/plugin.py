@@ -84,7 +84,7 @@ class Gate:
     def pytest_configure(self, config: pytest.Config) -> None:
         if _is_xdist_controller(config):
             return  # the workers run the tests, each monitoring its own loops
-        if self.record:
+        if self.record is not None:  # an empty path is refused by the settings, not taken for none
             self._start_recording()
         else:
             autorecord.monitor_every_loop(threshold_ms=self.threshold_ms, trace_depth=settings.DEFAULT_TRACE_DEPTH)
