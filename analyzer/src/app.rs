@@ -129,10 +129,11 @@ pub(crate) fn style_for(output: &crate::cli::OutputArgs, destination: &Destinati
 }
 
 fn label_matcher(pattern: &str) -> Result<globset::GlobMatcher, AnalyzeError> {
-    let glob = GlobBuilder::new(pattern)
-        .literal_separator(false)
-        .build()
-        .map_err(|e| AnalyzeError::BadPattern { pattern: pattern.to_owned(), problem: e.kind().to_string() })?;
+    let glob = GlobBuilder::new(pattern).literal_separator(false).build().map_err(|e| AnalyzeError::BadPattern {
+        what: "--label",
+        pattern: pattern.to_owned(),
+        problem: e.kind().to_string(),
+    })?;
     Ok(glob.compile_matcher())
 }
 
@@ -146,8 +147,11 @@ pub(crate) fn read_options(filters: &FilterArgs, memory: MemoryArgs) -> Result<R
             return Err(AnalyzeError::Usage(format!("--since {since} is not before --until {until}")));
         }
     }
-    let ignore = IgnoreSet::new(&filters.ignore)
-        .map_err(|(pattern, e)| AnalyzeError::BadPattern { pattern, problem: e.kind().to_string() })?;
+    let ignore = IgnoreSet::new(&filters.ignore).map_err(|(pattern, e)| AnalyzeError::BadPattern {
+        what: "--ignore",
+        pattern,
+        problem: e.kind().to_string(),
+    })?;
     let label = match &filters.label {
         Some(pattern) => Some((pattern.clone(), label_matcher(pattern)?)),
         None => None,

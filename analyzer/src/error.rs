@@ -21,8 +21,10 @@ pub enum AnalyzeError {
     #[error("'{pattern}': no file matches this pattern")]
     NoMatch { pattern: String },
 
-    #[error("'{pattern}': not a valid pattern: {problem}")]
-    BadPattern { pattern: String, problem: String },
+    /// `what` names where the pattern was given: an option, or "trace
+    /// pattern" for an input.
+    #[error("{what} '{pattern}': not a valid pattern: {problem}")]
+    BadPattern { what: &'static str, pattern: String, problem: String },
 
     #[error("{error}; no chunk of it could be read (it has {chunks})")]
     NothingReadable { error: ReadError, chunks: usize },

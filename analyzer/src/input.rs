@@ -46,7 +46,8 @@ pub fn expand(inputs: &[PathBuf]) -> Result<Vec<PathBuf>, AnalyzeError> {
 }
 
 fn glob_matches(pattern: &str) -> Result<Vec<PathBuf>, AnalyzeError> {
-    let bad = |problem: String| AnalyzeError::BadPattern { pattern: pattern.to_owned(), problem };
+    let bad =
+        |problem: String| AnalyzeError::BadPattern { what: "trace pattern", pattern: pattern.to_owned(), problem };
     let options = glob::MatchOptions { require_literal_leading_dot: true, ..glob::MatchOptions::new() };
     // `glob` has no braces; expand `{a,b}` first.
     let mut matches = Vec::new();

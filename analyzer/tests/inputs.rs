@@ -458,9 +458,14 @@ fn usage_errors_version_and_help() {
     assert_unusable(&run(["t.bin", "--since", "5", "--until", "1"]), "--since 5 is not before --until 1");
     let dir = test_dir("usage");
     let (one, _) = write_fleet(&dir);
-    let bad_glob = run([path(&one), "--ignore", "a[b"]);
-    assert_eq!(bad_glob.status.code(), Some(2));
-    assert!(stderr(&bad_glob).starts_with("aiocop-analyze: 'a[b': not a valid pattern: "));
+    // Each bad pattern names the option it was given to.
+    for (option, prefix) in [("--ignore", "--ignore 'a[b'"), ("--label", "--label 'a[b'")] {
+        let bad_glob = run([path(&one), option, "a[b"]);
+        assert_eq!(bad_glob.status.code(), Some(2));
+        assert!(stderr(&bad_glob).starts_with(&format!("aiocop-analyze: {prefix}: not a valid pattern: ")));
+    }
+    let bad_input = run([&format!("{}/a[b", dir.display())]);
+    assert!(stderr(&bad_input).starts_with("aiocop-analyze: trace pattern '"), "{}", stderr(&bad_input));
     assert_unusable(&run([path(&one), "--label", "v9"]), "no trace has a label matching 'v9' (labels: v1)");
     let nothing = run::<[&str; 0], &str>([]);
     assert_eq!(nothing.status.code(), Some(2));
