@@ -281,7 +281,7 @@ pub struct ReportArgs {
 
     /// Show the first N rows of each table (0: all) [default: 20 in a table
     /// or markdown, all in json or csv].
-    #[arg(long, value_name = "N", help_heading = "Output")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true, help_heading = "Output")]
     pub top: Option<usize>,
 
     /// The column rows are ranked by (see --help for aliases and ties).
@@ -337,16 +337,16 @@ pub struct FilterArgs {
     pub label: Option<String>,
 
     /// Only slices starting at least SECONDS after their trace's start.
-    #[arg(long, value_name = "SECONDS", value_parser = parse_seconds, help_heading = "Filters")]
+    #[arg(long, value_name = "SECONDS", value_parser = parse_seconds, allow_negative_numbers = true, help_heading = "Filters")]
     pub since: Option<f64>,
 
     /// Only slices starting less than SECONDS after their trace's start.
-    #[arg(long, value_name = "SECONDS", value_parser = parse_seconds, help_heading = "Filters")]
+    #[arg(long, value_name = "SECONDS", value_parser = parse_seconds, allow_negative_numbers = true, help_heading = "Filters")]
     pub until: Option<f64>,
 
     /// Re-evaluate which slices are over the threshold at MS milliseconds
     /// (default: each trace's own threshold).
-    #[arg(long, value_name = "MS", value_parser = parse_seconds, help_heading = "Filters")]
+    #[arg(long, value_name = "MS", value_parser = parse_seconds, allow_negative_numbers = true, help_heading = "Filters")]
     pub threshold_ms: Option<f64>,
 }
 
@@ -367,7 +367,7 @@ pub struct OutputArgs {
     pub color: ColorChoice,
 
     /// Threads decoding chunks (0: one per CPU).
-    #[arg(short = 'j', long, value_name = "N", default_value_t = 0)]
+    #[arg(short = 'j', long, value_name = "N", default_value_t = 0, allow_negative_numbers = true)]
     pub threads: usize,
 
     /// On a terminal, every column of the tables (by default, the main ones, fitted to its width).
@@ -437,11 +437,11 @@ pub struct DiffArgs {
     /// With --by route, a route's loop time per request must rise (or fall)
     /// by at least MS as well as by --min-increase and beyond chance; so
     /// must a task's mean wall time or ready-wait (diff's Tasks and loop lag).
-    #[arg(long = "min-route-change-ms", value_name = "MS", default_value_t = crate::diff::DEFAULT_MIN_ROUTE_CHANGE_MS, help_heading = "Gate")]
+    #[arg(long = "min-route-change-ms", value_name = "MS", default_value_t = crate::diff::DEFAULT_MIN_ROUTE_CHANGE_MS, value_parser = parse_seconds, allow_negative_numbers = true, help_heading = "Gate")]
     pub min_route_change_ms: f64,
 
     /// p95s are compared only when both sides have at least N slices of the group.
-    #[arg(long = "min-slices-p95", value_name = "N", default_value_t = crate::diff::DEFAULT_MIN_SLICES_P95, help_heading = "Gate")]
+    #[arg(long = "min-slices-p95", value_name = "N", default_value_t = crate::diff::DEFAULT_MIN_SLICES_P95, allow_negative_numbers = true, help_heading = "Gate")]
     pub min_slices_p95: u64,
 
     /// Leave out the first SECONDS of each trace (start-up and warm-up work);
@@ -463,7 +463,7 @@ pub struct DiffArgs {
     pub min_p95_change_ms: f64,
 
     /// The gate ignores rows with fewer than N blocking slices on the new side.
-    #[arg(long, value_name = "N", default_value_t = crate::diff::DEFAULT_MIN_COUNT, help_heading = "Gate")]
+    #[arg(long, value_name = "N", default_value_t = crate::diff::DEFAULT_MIN_COUNT, allow_negative_numbers = true, help_heading = "Gate")]
     pub min_count: u64,
 
     /// Score both sides with this side's event table (its weights, by event name).
@@ -497,7 +497,7 @@ pub struct InfoArgs {
     pub output: Option<PathBuf>,
 
     /// Threads decoding chunks (0: one per CPU).
-    #[arg(short = 'j', long, value_name = "N", default_value_t = 0)]
+    #[arg(short = 'j', long, value_name = "N", default_value_t = 0, allow_negative_numbers = true)]
     pub threads: usize,
 
     /// No progress bar on stderr.
@@ -596,7 +596,7 @@ pub struct TimelineArgs {
     pub filters: FilterArgs,
 
     /// Leave out slices shorter than MS milliseconds (with their events and samples).
-    #[arg(long, value_name = "MS", default_value_t = 0.0, value_parser = parse_seconds, help_heading = "Filters")]
+    #[arg(long, value_name = "MS", default_value_t = 0.0, value_parser = parse_seconds, allow_negative_numbers = true, help_heading = "Filters")]
     pub min_ms: f64,
 
     /// One track per loop thread, or per task.
@@ -608,7 +608,7 @@ pub struct TimelineArgs {
     pub output: Option<PathBuf>,
 
     /// Threads decoding chunks (0: one per CPU).
-    #[arg(short = 'j', long, value_name = "N", default_value_t = 0)]
+    #[arg(short = 'j', long, value_name = "N", default_value_t = 0, allow_negative_numbers = true)]
     pub threads: usize,
 
     #[command(flatten)]
@@ -653,7 +653,7 @@ pub struct FlamegraphArgs {
     pub output: Option<PathBuf>,
 
     /// Threads decoding chunks (0: one per CPU).
-    #[arg(short = 'j', long, value_name = "N", default_value_t = 0)]
+    #[arg(short = 'j', long, value_name = "N", default_value_t = 0, allow_negative_numbers = true)]
     pub threads: usize,
 
     #[command(flatten)]
@@ -690,7 +690,7 @@ pub struct ExportArgs {
     pub overwrite: bool,
 
     /// Threads, each exporting one trace at a time (0: one per CPU).
-    #[arg(short = 'j', long, value_name = "N", default_value_t = 0)]
+    #[arg(short = 'j', long, value_name = "N", default_value_t = 0, allow_negative_numbers = true)]
     pub threads: usize,
 
     /// No summary line on stderr.

@@ -464,6 +464,34 @@ fn usage_errors_version_and_help() {
         assert_eq!(bad_glob.status.code(), Some(2));
         assert!(stderr(&bad_glob).starts_with(&format!("aiocop-analyze: {prefix}: not a valid pattern: ")));
     }
+    // A negative number is the option's bad value, not an unknown argument;
+    // nan once passed --min-route-change-ms and turned the routes' gate off.
+    for args in [
+        vec!["-j", "-1"],
+        vec!["--top", "-1"],
+        vec!["--threshold-ms", "-1"],
+        vec!["--since", "-1"],
+        vec!["diff", "--min-route-change-ms", "nan"],
+        vec!["diff", "--min-route-change-ms", "-1"],
+        vec!["diff", "--min-count", "-1"],
+    ] {
+        let option = match args[args.len() - 2] {
+            "-j" => "--threads",
+            named => named,
+        };
+        let mut with_traces = args.clone();
+        with_traces.push(path(&one));
+        if args[0] == "diff" {
+            with_traces.push(path(&one));
+        }
+        let bad = run(&with_traces);
+        assert_eq!(bad.status.code(), Some(2), "{args:?}");
+        assert!(
+            stderr(&bad).contains(&format!("invalid value '{}' for '{option}", args[args.len() - 1])),
+            "{}",
+            stderr(&bad)
+        );
+    }
     let bad_input = run([&format!("{}/a[b", dir.display())]);
     assert!(stderr(&bad_input).starts_with("aiocop-analyze: trace pattern '"), "{}", stderr(&bad_input));
     assert_unusable(&run([path(&one), "--label", "v9"]), "no trace has a label matching 'v9' (labels: v1)");
