@@ -414,3 +414,62 @@ def test_recording_imports_no_web_framework(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_a_django_requests_whole_handler_has_its_route(tmp_path):
+    """Django routes in a child task; the handler's own slices (body, signals, closing) are the request's too."""
+    pytest.importorskip("django")
+    port = free_port()
+    command = ["-m", "uvicorn", "app:app", "--log-level", "warning", "--port", str(port)]
+    traces, counts = served(tmp_path, DJANGO_APP, command, port, ["/items/1"], seconds=1.0, connections=1)
+    slices = [s for trace in traces for s in aiocop.read_trace(trace)["slices"]]
+    handler = [s for s in slices if s["what"] in ("RequestResponseCycle.run_asgi", "SyncToAsync.__call__")]
+    assert handler and all(s["context"].get("route") == "GET /items/<int:item_id>" for s in handler)
+    # What is left without a route: thread futures' callbacks, scheduled from the executor's threads.
+    routed = sum(s["duration_ns"] for s in slices if s["context"].get("route"))
+    assert routed >= 0.8 * sum(s["duration_ns"] for s in slices)
+    assert sum("route.start" in s["context"] for s in slices) == counts["/items/1"]
+
+
+DJANGO_MIDDLEWARE_WITH_ITS_URLCONF = textwrap.dedent(
+    """
+    import sys, types
+
+    from django.utils.decorators import async_only_middleware
+
+    async def item_v2(request, number):
+        return HttpResponse(str(number))
+
+
+    v2 = types.ModuleType("urls_v2")
+    v2.urlpatterns = [path("items/<int:number>", item_v2)]
+    sys.modules["urls_v2"] = v2
+
+
+    @async_only_middleware
+    def other_urlconf(get_response):
+        async def middleware(request):
+            request.urlconf = "urls_v2"
+            return await get_response(request)
+
+        return middleware
+
+
+    app = get_asgi_application()
+    """
+)
+DJANGO_APP_WITH_A_MIDDLEWARES_URLCONF = DJANGO_APP.replace("MIDDLEWARE=[]", "MIDDLEWARE=['app.other_urlconf']").replace(
+    "app = get_asgi_application()\n", DJANGO_MIDDLEWARE_WITH_ITS_URLCONF
+)
+
+
+def test_a_django_middlewares_urlconf_renames_the_request_without_counting_it_twice(tmp_path):
+    pytest.importorskip("django")
+    port = free_port()
+    command = ["-m", "uvicorn", "app:app", "--log-level", "warning", "--port", str(port)]
+    source = DJANGO_APP_WITH_A_MIDDLEWARES_URLCONF
+    traces, counts = served(tmp_path, source, command, port, ["/items/1"], seconds=1.0, connections=1)
+    routes = {row["route"]: row for row in report_json("--by", "route", *traces)["routes"]}
+    assert routes["GET /items/<int:number>"]["requests"] == counts["/items/1"], (routes, counts)
+    # The first request was named by the root URLconf before the middleware ran; none after it.
+    assert routes["GET /items/<int:item_id>"]["requests"] == 1, routes

@@ -212,6 +212,58 @@ def _hook_litestar(asgi_router: ModuleType) -> None:
 
 
 # --- Django (ASGI) ------------------------------------------------------------
+#
+# Django routes in a child task: ASGIHandler.handle reads the body, sends
+# `request_started`, then runs `process_request` (where `resolve_request`
+# runs) in a task of its own and closes the request after it. Named only
+# there, the handler's own slices (reading, signals, closing: a quarter of a
+# small view's loop time) had no route. So the request is named when the
+# handler starts, from the scope's path against the root URLconf, and
+# `resolve_request` counts it. If a middleware's URLconf (`request.urlconf`,
+# as django-hosts sets) resolves a request otherwise, the root URLconf is no
+# guide for this program: that request is named and counted again, and
+# requests are from then on named only when Django resolves them.
+
+
+def _django_template(match: Any) -> str:
+    return "/" + str(match.route or match.view_name)
+
+
+_django_root_urlconf_names_requests = True
+
+
+def _name_django_request_early(scope: Any) -> None:
+    if not _django_root_urlconf_names_requests or not isinstance(scope, dict) or scope.get("type") != "http":
+        return
+    try:
+        urls: Any = sys.modules["django.urls"]  # imported by the ASGI handler's module
+        path = scope.get("path", "")
+        root = scope.get("root_path", "")
+        if root and path.startswith(root):
+            path = path[len(root) :]
+        try:
+            match = urls.get_resolver().resolve(path)
+        except urls.Resolver404:
+            return  # named, if at all, when Django resolves it (a 404 is not)
+        set_route(scope.get("method", "GET"), _django_template(match))
+    except Exception as error:
+        _hook_failed(error)
+
+
+def _stop_naming_django_requests_early() -> None:
+    global _django_root_urlconf_names_requests
+    _django_root_urlconf_names_requests = False
+
+
+def _hook_django_asgi(asgi: ModuleType) -> None:
+    def wrap(original: Any) -> Callable[..., Any]:
+        def handle(self: Any, scope: Any, receive: Any, send: Any) -> Any:
+            _name_django_request_early(scope)
+            return original(self, scope, receive, send)
+
+        return handle
+
+    _replace_method(asgi.ASGIHandler, "handle", wrap)
 
 
 def _hook_django(base: ModuleType) -> None:
@@ -220,7 +272,12 @@ def _hook_django(base: ModuleType) -> None:
             resolved = original(self, request)
             try:
                 match = request.resolver_match
-                set_route(request.method, "/" + (match.route or match.view_name))
+                name = route_name(request.method, _django_template(match))
+                named = _route.get()
+                if named is not name:
+                    if named is not None:
+                        _stop_naming_django_requests_early()
+                    _native.set_route(name)
             except Exception as error:
                 _hook_failed(error)
             return resolved
@@ -238,6 +295,7 @@ HOOKS: dict[str, Callable[[ModuleType], None]] = {
     "sanic.router": _hook_sanic,
     "litestar._asgi.asgi_router": _hook_litestar,
     "django.core.handlers.base": _hook_django,
+    "django.core.handlers.asgi": _hook_django_asgi,
 }
 
 
