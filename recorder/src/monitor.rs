@@ -363,7 +363,11 @@ pub(crate) fn vectorcall_with_self(
         &mut on_heap
     };
     with_self[0] = instance;
-    with_self[1..].copy_from_slice(passed);
+    // One by one: for the one to three arguments of a loop's calls, a
+    // `copy_from_slice` is a call of libc's memcpy, which costs more.
+    for (to, &from) in with_self[1..].iter_mut().zip(passed) {
+        *to = from;
+    }
     vectorcall(py, original, with_self, nargs as usize + 1, kwnames)
 }
 
