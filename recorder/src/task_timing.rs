@@ -315,3 +315,51 @@ pub enum ReadyRule {
     /// `call_at(when, ...)`.
     At,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{Stamp, Stamps};
+    use std::collections::VecDeque;
+
+    fn stamp(scheduled_ns: u64) -> Stamp {
+        Stamp { scheduled_ns, parent: 0 }
+    }
+
+    #[test]
+    fn a_handle_about_to_run_is_found_at_the_front_and_the_skipped_ones_before_it_are_dropped() {
+        let mut stamps = Stamps { queue: VecDeque::new(), due: 0 };
+        for handle in [10, 11, 12] {
+            stamps.push(handle, stamp(handle as u64));
+        }
+        stamps.poll_ended();
+        // 10 was cancelled: the loop skips it and runs 11.
+        assert_eq!(stamps.take(11, true).map(|s| s.scheduled_ns), Some(11));
+        assert_eq!(stamps.queue.len(), 1);
+        // A handle that was not stamped (an I/O callback) is not found.
+        assert!(stamps.take(99, true).is_none());
+        assert_eq!(stamps.take(12, true).map(|s| s.scheduled_ns), Some(12));
+        assert!(stamps.queue.is_empty());
+    }
+
+    #[test]
+    fn a_cancelled_handles_stamp_is_dropped_at_the_poll_after_its_iteration() {
+        let mut stamps = Stamps { queue: VecDeque::new(), due: 0 };
+        stamps.push(10, stamp(1)); // then cancelled: never runs
+        stamps.poll_ended(); // due in this iteration, skipped by the loop
+        stamps.push(20, stamp(2)); // scheduled in this iteration
+        stamps.poll_ended();
+        assert_eq!(stamps.queue.len(), 1, "10's stamp is gone");
+        // A handle made later at 10's address is not read as 10.
+        assert!(stamps.take(10, true).is_none());
+        assert_eq!(stamps.take(20, true).map(|s| s.scheduled_ns), Some(2));
+    }
+
+    #[test]
+    fn a_handle_stamped_in_this_iteration_is_not_due_until_the_next_poll() {
+        let mut stamps = Stamps { queue: VecDeque::new(), due: 0 };
+        stamps.push(10, stamp(1));
+        assert!(stamps.take(10, true).is_none(), "not due: the loop runs it after its next poll");
+        // A thread whose loop's polls are not seen looks among all.
+        assert_eq!(stamps.take(10, false).map(|s| s.scheduled_ns), Some(1));
+    }
+}
