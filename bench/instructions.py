@@ -79,7 +79,12 @@ def instructions(python: str, mode: str, workload: str, steps: int, seed: int, o
     env = {**os.environ, "PYTHONHASHSEED": str(seed)}
     command = ["setarch", "-R", "valgrind", "--tool=callgrind", "--separate-threads=yes"]
     command += [f"--callgrind-out-file={prefix}", python, "-I", str(STEP_PY), mode, workload, str(steps)]
-    subprocess.run(command, check=True, capture_output=True, env=env)
+    run = subprocess.run(command, capture_output=True, text=True, env=env)
+    if run.returncode != 0:
+        # Say which run failed and why (its Python traceback, not valgrind's banner).
+        said = [line for line in run.stderr.splitlines() if not line.startswith("==")]
+        which = f"{python} {mode} {workload} {steps} (hash seed {seed})"
+        sys.exit(f"instructions: {which} failed: " + "\n".join(said[-15:]))
     totals = {}
     for path in Path(out_dir).glob(f"{Path(prefix).name}-*"):
         match = re.search(r"^totals: (\d+)", path.read_text(errors="replace"), re.MULTILINE)

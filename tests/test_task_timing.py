@@ -133,6 +133,41 @@ def test_a_timer_held_back_by_a_40_ms_callback_shows_30_ms_of_loop_lag(tmp_path,
     assert "Loop lag" in table and "Tasks by coroutine" in table, table
 
 
+# Cancelled call_soon handles, kept alive 200 ms past their iteration, then
+# freed; handles made right after (not by call_soon: call_soon_threadsafe)
+# take their addresses. A stamp a cancelled handle left behind would be
+# read as the new handle's: ready 200 ms before it was made.
+CANCELLED_THEN_REUSED = textwrap.dedent(
+    """
+    import asyncio
+
+    def noop():
+        pass
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        for _ in range(5):
+            cancelled = [loop.call_soon(noop) for _ in range(200)]
+            for handle in cancelled:
+                handle.cancel()
+            await asyncio.sleep(0.2)  # the loop skips them meanwhile
+            del cancelled, handle  # freed: their addresses are free again
+            for _ in range(200):
+                loop.call_soon_threadsafe(noop)
+            await asyncio.sleep(0.01)
+
+    asyncio.run(main())
+    """
+)
+
+
+def test_a_cancelled_call_soon_handles_stamp_is_not_read_as_a_later_handles(tmp_path):
+    trace = record(tmp_path, CANCELLED_THEN_REUSED)
+    lag = report_json(str(trace))["tasks"]["loop_lag"]
+    # 1,000 handles made and run within a few ms of each other.
+    assert lag["slices"] >= 1000 and lag["max_ms"] < 100, lag
+
+
 def test_a_1_3_trace_says_once_it_has_no_task_timing(tmp_path):
     trace = record(tmp_path, SLEEP_THEN_COMPUTE, "asyncio")
     data = bytearray(trace.read_bytes())

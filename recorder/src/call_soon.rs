@@ -16,7 +16,9 @@
 //! specialising attribute and method loads on the loop, which cost about
 //! 1,700 instructions a step on the `pure` workload.
 
-use crate::monitor::{fastcall_method, original_in_mro, vectorcall_arguments, vectorcall_with_self, MethodDefinition};
+use crate::monitor::{
+    lean_fastcall_method, original_in_mro, vectorcall_arguments, vectorcall_with_self, MethodDefinition,
+};
 use pyo3::ffi;
 use pyo3::prelude::*;
 use std::sync::Mutex;
@@ -27,8 +29,11 @@ struct Stamped {
     /// grows: a class keeps aiocop's `call_soon`, which then holds the
     /// original alive, for the life of the process.
     classes: Vec<(usize, Py<PyAny>)>,
-    /// The loops, by address, whose handles are stamped.
-    loops: Vec<usize>,
+    /// The loops, by address, whose handles are stamped, each with the
+    /// original `call_soon` it calls (one of `classes`', kept alive there):
+    /// found with the loop, without walking its class's method resolution
+    /// order on every call.
+    loops: Vec<(usize, usize)>,
 }
 
 static STAMPED: Mutex<Stamped> = Mutex::new(Stamped { classes: Vec::new(), loops: Vec::new() });
@@ -45,7 +50,7 @@ pub fn stamp_call_soon(loop_: &Bound<'_, PyAny>) -> PyResult<bool> {
     let class_ptr = loop_.get_type().as_type_ptr();
     let known = {
         let stamped = STAMPED.lock().map_err(|_| poisoned())?;
-        if stamped.loops.contains(&(loop_.as_ptr() as usize)) {
+        if stamped.loops.iter().any(|&(stamped, _)| stamped == loop_.as_ptr() as usize) {
             return Ok(false);
         }
         original_in_mro(&stamped.classes, class_ptr).is_some()
@@ -56,7 +61,9 @@ pub fn stamp_call_soon(loop_: &Bound<'_, PyAny>) -> PyResult<bool> {
     if let Some(class_and_original) = replaced {
         stamped.classes.push(class_and_original);
     }
-    stamped.loops.push(loop_.as_ptr() as usize);
+    let original = original_in_mro(&stamped.classes, class_ptr)
+        .ok_or_else(|| pyo3::exceptions::PyTypeError::new_err("the loop's call_soon is not aiocop's"))?;
+    stamped.loops.push((loop_.as_ptr() as usize, original as usize));
     Ok(true)
 }
 
@@ -102,12 +109,12 @@ fn put_stamping_call_soon(loop_: &Bound<'_, PyAny>) -> PyResult<(usize, Py<PyAny
 /// Stops stamping the loop at `address` (it is being freed).
 pub fn unstamp_call_soon(address: usize) {
     if let Ok(mut stamped) = STAMPED.lock() {
-        stamped.loops.retain(|&a| a != address);
+        stamped.loops.retain(|&(a, _)| a != address);
     }
 }
 
 // The doc's first lines are the signature `inspect.signature` reads (`__text_signature__`).
-static CALL_SOON_DEFINITION: MethodDefinition = fastcall_method!(
+static CALL_SOON_DEFINITION: MethodDefinition = lean_fastcall_method!(
     c"call_soon",
     call_soon_entry,
     c"call_soon($self, callback, *args, context=None)\n--\n\nThe loop's call_soon; aiocop notes when each handle was scheduled."
@@ -129,9 +136,11 @@ unsafe fn call_soon_entry(
 ) -> PyResult<*mut ffi::PyObject> {
     let (original, stamped) = {
         let stamped = STAMPED.lock().map_err(|_| poisoned())?;
-        // SAFETY: `loop_` is a live object.
-        let original = original_in_mro(&stamped.classes, unsafe { ffi::Py_TYPE(loop_) });
-        (original, stamped.loops.contains(&(loop_ as usize)))
+        match stamped.loops.iter().find(|&&(stamped, _)| stamped == loop_ as usize) {
+            Some(&(_, original)) => (Some(original as *mut ffi::PyObject), true),
+            // SAFETY: `loop_` is a live object.
+            None => (original_in_mro(&stamped.classes, unsafe { ffi::Py_TYPE(loop_) }), false),
+        }
     };
     let Some(original) = original else {
         return Err(pyo3::exceptions::PyTypeError::new_err("aiocop's call_soon() called on a loop it did not patch"));

@@ -33,8 +33,8 @@
 use crate::clock;
 use pyo3::ffi;
 use pyo3::prelude::*;
-use rustc_hash::FxHashMap;
 use std::cell::RefCell;
+use std::collections::VecDeque;
 use std::sync::OnceLock;
 
 pub use aiocop_trace::records::{READY_POLL, READY_SCHEDULED, READY_TIMER, READY_UNKNOWN};
@@ -62,13 +62,65 @@ struct Stamp {
     parent: usize,
 }
 
-/// Stamps kept at most per thread: handles that were cancelled never run
-/// and leave theirs behind; past this many, all are forgotten.
+/// Stamps kept at most per thread (a thread whose loop's polls are not
+/// seen drops those of cancelled handles only as later ones run); past
+/// this many, all are forgotten.
 const MAX_STAMPS: usize = 1 << 16;
 
+/// Handles looked past, at most, for the one about to run: stamped before
+/// it and skipped by the loop (cancelled). Past this many, a handle's
+/// stamp is not found, and its ready time is its iteration's poll.
+const MAX_SKIPPED: usize = 64;
+
+/// The stamps of `call_soon` handles not yet run, by address, in the order
+/// they were stamped, which is the order their loop runs them in
+/// (`_run_once` takes its ready queue first in, first out): the handle
+/// about to run is at the front, found without hashing.
+///
+/// The `due` at the front were stamped before the loop's last poll ended:
+/// the iteration going on runs them, or skips them if they were cancelled.
+/// At the next poll those still here were skipped, and are dropped: a
+/// cancelled handle's stamp lives one iteration.
+struct Stamps {
+    queue: VecDeque<(usize, Stamp)>,
+    due: usize,
+}
+
+impl Stamps {
+    fn push(&mut self, handle: usize, stamp: Stamp) {
+        if self.queue.len() >= MAX_STAMPS {
+            self.queue.clear();
+            self.due = 0;
+        }
+        self.queue.push_back((handle, stamp));
+    }
+
+    /// The stamp of `handle`, about to run; the stamps before it (of
+    /// handles the loop skipped) are dropped. Looks among the due ones
+    /// if the thread's loop polls (`polled`), else among all.
+    fn take(&mut self, handle: usize, polled: bool) -> Option<Stamp> {
+        let searched = if polled { self.due } else { self.queue.len() };
+        let at = self.queue.iter().take(searched.min(MAX_SKIPPED + 1)).position(|(h, _)| *h == handle)?;
+        if at > 0 {
+            self.queue.drain(..at); // a drain costs tens of instructions even when empty
+        }
+        self.due = self.due.saturating_sub(at + 1);
+        self.queue.pop_front().map(|(_, stamp)| stamp)
+    }
+
+    /// The loop polled: what was due and did not run was skipped, and
+    /// what was stamped since is due.
+    fn poll_ended(&mut self) {
+        if self.due > 0 {
+            self.queue.drain(..self.due);
+        }
+        self.due = self.queue.len();
+    }
+}
+
 struct ThreadReady {
-    /// `call_soon` handles not yet run, by address.
-    stamps: FxHashMap<usize, Stamp>,
+    /// `call_soon` handles not yet run.
+    stamps: Stamps,
     /// When the loop's last poll on this thread ended (0: no poll seen).
     last_poll_end_ns: u64,
     /// The task whose step is running on this thread (0: none).
@@ -81,7 +133,7 @@ struct ThreadReady {
 thread_local! {
     static THREAD: RefCell<ThreadReady> = const {
         RefCell::new(ThreadReady {
-            stamps: FxHashMap::with_hasher(rustc_hash::FxBuildHasher),
+            stamps: Stamps { queue: VecDeque::new(), due: 0 },
             last_poll_end_ns: 0,
             running_task: 0,
             running_ready_ns: 0,
@@ -95,6 +147,7 @@ pub fn poll_ended(end_ns: u64) {
     THREAD.with(|state| {
         if let Ok(mut state) = state.try_borrow_mut() {
             state.last_poll_end_ns = end_ns;
+            state.stamps.poll_ended();
         }
     });
 }
@@ -136,22 +189,27 @@ pub fn leave(outer: Running) {
 fn stamp_now() -> Stamp {
     let now_ns = clock::now_ns();
     THREAD.with(|state| {
-        state.try_borrow().map_or(Stamp { scheduled_ns: now_ns, parent: 0 }, |state| Stamp {
-            scheduled_ns: if state.running_ready_ns != 0 { state.running_ready_ns.min(now_ns) } else { now_ns },
-            parent: state.running_task,
-        })
+        state.try_borrow().map_or(Stamp { scheduled_ns: now_ns, parent: 0 }, |state| state.stamp_at(now_ns))
     })
+}
+
+impl ThreadReady {
+    /// What a callback this thread schedules at `now_ns` is stamped with.
+    fn stamp_at(&self, now_ns: u64) -> Stamp {
+        Stamp {
+            scheduled_ns: if self.running_ready_ns != 0 { self.running_ready_ns.min(now_ns) } else { now_ns },
+            parent: self.running_task,
+        }
+    }
 }
 
 /// Stamps a handle `call_soon` just returned (see `crate::call_soon`).
 pub fn stamp(handle: *mut ffi::PyObject) {
-    let stamp = stamp_now();
+    let now_ns = clock::now_ns();
     THREAD.with(|state| {
         if let Ok(mut state) = state.try_borrow_mut() {
-            if state.stamps.len() >= MAX_STAMPS {
-                state.stamps.clear();
-            }
-            state.stamps.insert(handle as usize, stamp);
+            let stamp = state.stamp_at(now_ns);
+            state.stamps.push(handle as usize, stamp);
         }
     });
 }
@@ -162,7 +220,8 @@ pub fn ready_of_handle(py: Python<'_>, handle: &Bound<'_, PyAny>) -> Ready {
     let address = handle.as_ptr() as usize;
     let found = THREAD.with(|state| {
         let mut state = state.try_borrow_mut().ok()?;
-        match state.stamps.remove(&address) {
+        let polled = state.last_poll_end_ns != 0;
+        match state.stamps.take(address, polled) {
             Some(stamp) => Some(Ready { ready_ns: stamp.scheduled_ns, since: READY_SCHEDULED, parent: stamp.parent }),
             None => Some(Ready { ready_ns: state.last_poll_end_ns, since: READY_POLL, parent: 0 }),
         }
@@ -212,7 +271,7 @@ pub fn monotonic_seconds_to_clock_ns(seconds: f64) -> u64 {
 }
 
 /// CLOCK_MONOTONIC minus `clock::now_ns`, measured once (both count on the
-/// same clock: `std::time::Instant` is CLOCK_MONOTONIC on Linux).
+/// same clock, CLOCK_MONOTONIC).
 fn clock_offset_ns() -> i64 {
     static OFFSET: OnceLock<i64> = OnceLock::new();
     *OFFSET.get_or_init(|| {
@@ -255,4 +314,52 @@ pub enum ReadyRule {
     AfterDelay,
     /// `call_at(when, ...)`.
     At,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Stamp, Stamps};
+    use std::collections::VecDeque;
+
+    fn stamp(scheduled_ns: u64) -> Stamp {
+        Stamp { scheduled_ns, parent: 0 }
+    }
+
+    #[test]
+    fn a_handle_about_to_run_is_found_at_the_front_and_the_skipped_ones_before_it_are_dropped() {
+        let mut stamps = Stamps { queue: VecDeque::new(), due: 0 };
+        for handle in [10, 11, 12] {
+            stamps.push(handle, stamp(handle as u64));
+        }
+        stamps.poll_ended();
+        // 10 was cancelled: the loop skips it and runs 11.
+        assert_eq!(stamps.take(11, true).map(|s| s.scheduled_ns), Some(11));
+        assert_eq!(stamps.queue.len(), 1);
+        // A handle that was not stamped (an I/O callback) is not found.
+        assert!(stamps.take(99, true).is_none());
+        assert_eq!(stamps.take(12, true).map(|s| s.scheduled_ns), Some(12));
+        assert!(stamps.queue.is_empty());
+    }
+
+    #[test]
+    fn a_cancelled_handles_stamp_is_dropped_at_the_poll_after_its_iteration() {
+        let mut stamps = Stamps { queue: VecDeque::new(), due: 0 };
+        stamps.push(10, stamp(1)); // then cancelled: never runs
+        stamps.poll_ended(); // due in this iteration, skipped by the loop
+        stamps.push(20, stamp(2)); // scheduled in this iteration
+        stamps.poll_ended();
+        assert_eq!(stamps.queue.len(), 1, "10's stamp is gone");
+        // A handle made later at 10's address is not read as 10.
+        assert!(stamps.take(10, true).is_none());
+        assert_eq!(stamps.take(20, true).map(|s| s.scheduled_ns), Some(2));
+    }
+
+    #[test]
+    fn a_handle_stamped_in_this_iteration_is_not_due_until_the_next_poll() {
+        let mut stamps = Stamps { queue: VecDeque::new(), due: 0 };
+        stamps.push(10, stamp(1));
+        assert!(stamps.take(10, true).is_none(), "not due: the loop runs it after its next poll");
+        // A thread whose loop's polls are not seen looks among all.
+        assert_eq!(stamps.take(10, false).map(|s| s.scheduled_ns), Some(1));
+    }
 }

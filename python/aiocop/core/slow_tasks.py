@@ -153,14 +153,17 @@ def _patch_loop(loop: asyncio.AbstractEventLoop) -> None:
 def _time_loop_iterations(loop: asyncio.BaseEventLoop) -> None:
     """Let a recording see where each iteration of the loop begins and how long it waited for I/O.
 
-    ``BaseEventLoop._run_once`` polls the loop's selector once per iteration;
-    the selector's class gets a native ``select`` that calls the original
-    and, for the selectors of loops timed here and while recording, records
-    the poll. Other selectors of the class (``subprocess``'s, one a callback
+    ``BaseEventLoop._run_once`` polls the loop's selector once per iteration.
+    A stock selector waits in its C poller's method (``select.epoll.poll``,
+    ``poll``, ``devpoll``, ``kqueue.control``): that class gets a native
+    method that calls the C original and, for the pollers of loops timed
+    here and while recording, records the poll; any other selector's class
+    gets a native ``select`` doing the same around the original. Other
+    selectors and pollers of the class (``subprocess``'s, one a callback
     polls) record nothing. On the class, not the instance: an instance
     attribute would keep the interpreter from specialising the loop's
-    ``self._selector.select`` and the selector's own attribute reads (see
-    recorder/src/iterations.rs for what each choice costs).
+    attribute reads (see recorder/src/iterations.rs for what each choice
+    costs).
 
     Only loops patched while a recording runs get it: a monitor that does
     not record has no use for it. A loop patched before the recording
