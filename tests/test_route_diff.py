@@ -291,7 +291,7 @@ def test_the_differential_flame_graph_of_an_a_a_pair_says_what_its_colours_are_w
     assert f"quasi-Poisson rate test, Holm-adjusted over the {tested} tested, confidence 0.99" in legend[1], legend
     # It does not claim an A/A pair is white: chance colours none, a change of load does.
     assert legend[2].startswith("By chance alone an A/A pair colours no stack (99 pairs of 100); a change of the")
-    assert legend[2].endswith("A/A pairs measured on a loaded machine coloured 1-8."), legend
+    assert legend[2].endswith("A/A pairs measured on a loaded machine coloured 0-8."), legend
     # The shares it gives are the recordings' own, and it says when they differ.
     base_pct, new_pct = unstacked_pct(a), unstacked_pct(a2)
     assert legend[3].startswith(f"Time with no stack under what ran: base {base_pct:g}%, new {new_pct:g}%"), legend

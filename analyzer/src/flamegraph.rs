@@ -486,7 +486,7 @@ fn legend(changes: &Changes, test: ChangeTest, (base_unstacked, new_unstacked): 
         ),
         format!(
             "By chance alone an A/A pair colours no stack ({} pairs of 100); a change of the machine's load is \
-             not chance: A/A pairs measured on a loaded machine coloured 1-8.",
+             not chance: A/A pairs measured on a loaded machine coloured 0-8.",
             (test.confidence * 100.0).floor(),
         ),
     ];
@@ -742,7 +742,7 @@ mod tests {
             svg.contains("Time with no stack under what ran: base 80%, new 20%: these differ by more than 20%"),
             "{svg}"
         );
-        assert!(svg.contains("A/A pairs measured on a loaded machine coloured 1-8."), "{svg}");
+        assert!(svg.contains("A/A pairs measured on a loaded machine coloured 0-8."), "{svg}");
         // Four lines under the frames, the picture taller by them.
         assert_eq!(svg.matches("<text class=\"legend\"").count(), 4, "{svg}");
         let number_after = |svg: &str, from: &str, what: &str| -> usize {
