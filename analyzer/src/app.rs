@@ -173,6 +173,7 @@ pub(crate) fn read_options(filters: &FilterArgs, memory: MemoryArgs) -> Result<R
         flame: None,
         quiet: false,
         busy_series: false,
+        routes: filters.by.has_routes_table(),
     })
 }
 
@@ -273,6 +274,7 @@ pub fn run_diff(mut args: DiffArgs) -> Result<Outcome, AnalyzeError> {
     options.weights = Some(diff::weights_of(scoring_table));
     options.by_identity = true;
     options.quiet = args.output.quiet;
+    options.routes |= args.fail_on.iter().any(|fail_on| fail_on.gates_routes());
     if args.output.format == ReportFormat::Html {
         options.flame = Some(crate::flamegraph::FrameNames::Identity);
         options.busy_series = true;
@@ -365,8 +367,11 @@ fn make_diff(args: &DiffArgs, base: &Side, new: &Side, event_table_changes: Vec<
         tasks.rows_not_shown = before - tasks.rows.len();
     }
     let counts = diff::count_statuses(&rows);
-    let warning = diff::nothing_in_common(&rows);
-    let reasons = diff::gate(&rows, &diff_options);
+    let mut reasons = diff::gate(&rows, &diff_options);
+    let (route_reasons, routes_judged) = crate::route_diff::gate(&routes, &diff_options);
+    reasons.extend(route_reasons);
+    let warning =
+        diff::nothing_in_common(&rows).or_else(|| crate::route_diff::nothing_to_gate(routes_judged, &diff_options));
     let gate = diff::Gate {
         fail_on: args.fail_on.iter().map(|f| f.as_str()).collect(),
         min_count: args.min_count,
@@ -380,6 +385,7 @@ fn make_diff(args: &DiffArgs, base: &Side, new: &Side, event_table_changes: Vec<
         fall_tests,
         failed: !reasons.is_empty(),
         reasons,
+        routes_judged,
     };
     let shown_before = rows.len();
     if !diff_options.all {

@@ -110,14 +110,18 @@ Examples:
   aiocop-analyze diff base.bin new.bin --fail-on regressed --fail-on new
       A CI gate: exit 1 on a group worse beyond chance (at 0.99 over the whole
       diff) and by at least 20%, or a new group seen more than by chance.
+  aiocop-analyze diff base.bin new.bin --fail-on regressed --fail-on new --fail-on route
+      The same, and exit 1 on a route whose loop time per request rose
+      beyond chance and beyond the band the other routes moved in (a run on
+      a busier machine), or whose blocking events per request rose.
   aiocop-analyze diff base.bin new.bin --fail-on new-high --fail-on regressed --min-increase 50% --skip-first-s 10
       Stricter on size (50% worse), new high-severity groups however rare,
       and the first 10 s of each run (warm-up) left out.
   aiocop-analyze diff base.bin new.bin --format markdown -o diff.md
       A table for a pull-request comment.
 
-Exit codes: 0 nothing failed the gate (or no --fail-on); 1 the gate failed,
-one line per reason on stderr; 2 an input is unusable, or a usage error.";
+Exit codes: 0 nothing failed the gate (or no --fail-on); 1 the gate failed
+(a group or, with route or any, a route), one line per reason on stderr; 2 an input is unusable, or a usage error.";
 
 const DIFF_SEMANTICS: &str = "\
 How a diff is made:
@@ -154,7 +158,10 @@ How a diff is made:
   on the base side); with new-high, new groups of high severity. With
   regressed and new, an unchanged build passes with a chance of at least
   --confidence. Each reason gives the numbers, the p-values and the
-  confidence.
+  confidence. With route (or any), routes are read whatever --by and a
+  regressed route fails it too (see --by route's Routes table: loop time per
+  request only beyond the band in which the other routes moved, so one route
+  alone is never judged); a gate that judged no route says so.
 
   Rows are ordered by how much their severity per 1k slices rose (new and
   regressed groups first, improved and gone ones last), then by status.
@@ -419,7 +426,9 @@ pub struct DiffArgs {
     /// Exit with 1 when a row is WHAT (repeatable), counting rows with at
     /// least --min-count blocking slices on the new side that are not
     /// one-time work: new-high (a new group of high severity), new (a new
-    /// group beyond chance), regressed, or any (new or regressed).
+    /// group beyond chance), regressed (a group), route (a regressed route:
+    /// loop time or blocking events per request, whatever --by), or any
+    /// (new, regressed or route).
     #[arg(long = "fail-on", value_name = "WHAT", help_heading = "Gate")]
     pub fail_on: Vec<FailOn>,
 

@@ -64,8 +64,8 @@ use std::collections::BTreeSet;
 pub const DIFF_SCHEMA_VERSION: u32 = 2;
 /// Bumped when the diff's JSON gains a field: 1 added `routes` (`--by route`),
 /// 2 `tasks` (loop lag and tasks compared, [`crate::task_diff`]) and each
-/// route's `machine_band`.
-pub const DIFF_SCHEMA_MINOR: u32 = 2;
+/// route's `machine_band`, 3 `gate.routes_judged` (`--fail-on route`).
+pub const DIFF_SCHEMA_MINOR: u32 = 3;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -103,7 +103,12 @@ pub enum FailOn {
     New,
     /// A regressed group (worse beyond chance, and by --min-increase).
     Regressed,
-    /// Either of new and regressed.
+    /// A regressed route: its loop time per request rose beyond chance,
+    /// beyond the band the other routes moved in and by --min-increase and
+    /// --min-route-change-ms, or its blocking events per request beyond
+    /// chance and by --min-increase (read whatever --by).
+    Route,
+    /// Any of new, regressed and route.
     Any,
 }
 
@@ -113,8 +118,14 @@ impl FailOn {
             FailOn::NewHigh => "new-high",
             FailOn::New => "new",
             FailOn::Regressed => "regressed",
+            FailOn::Route => "route",
             FailOn::Any => "any",
         }
+    }
+
+    /// Whether it fails on routes, which are then read whatever `--by`.
+    pub fn gates_routes(self) -> bool {
+        matches!(self, FailOn::Route | FailOn::Any)
     }
 }
 
@@ -346,8 +357,13 @@ pub struct Gate {
     pub rise_tests: usize,
     pub fall_tests: usize,
     pub failed: bool,
-    /// One line per row that fails it.
+    /// One line per row (group or route) that fails it.
     pub reasons: Vec<String>,
+    /// With a `--fail-on` that looks at routes, how many routes were on
+    /// both sides with their loop time judged (another route beside them),
+    /// the gate's counts behind a pass; `None` when the gate does not look
+    /// at routes.
+    pub routes_judged: Option<usize>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -728,6 +744,7 @@ impl FailOn {
             FailOn::NewHigh => new_high,
             FailOn::New => new,
             FailOn::Regressed => regressed,
+            FailOn::Route => false,
             FailOn::Any => new || regressed,
         }
     }

@@ -31,6 +31,7 @@ use crate::aggregate::FileAggregate;
 use crate::group::{IgnoreSet, StackResolver};
 use crate::identity::{frame_facts, frame_identity, PathContext};
 use crate::stats::{self, RateSample};
+use crate::units::count;
 use aiocop_trace::apportion;
 use aiocop_trace::frame::short_path;
 use aiocop_trace::records::{FrameId, StackId, StringId, TraceHeader};
@@ -316,7 +317,7 @@ pub struct ChangeTest {
 /// rest of its side's busy time; rises and falls each Holm-adjusted over
 /// the stacks whose test could reject at all (Tarone), and its time
 /// against the rest moved by at least `min_increase` too.
-pub fn changes_beyond_chance(base: &Folded, new: &Folded, test: ChangeTest) -> FxHashSet<String> {
+pub fn changes_beyond_chance(base: &Folded, new: &Folded, test: ChangeTest) -> Changes {
     let (base_total_us, new_total_us) = (base.total_ns() / 1000, new.total_ns() / 1000);
     let (base_tested, new_tested) = (tested_stacks(base), tested_stacks(new));
     let stacks: Vec<&String> = {
@@ -341,15 +342,29 @@ pub fn changes_beyond_chance(base: &Folded, new: &Folded, test: ChangeTest) -> F
     let falls = testable_holm(&pairs, &floors, alpha, |(b, n)| stats::rate_fall(b, n), |f| f.1);
     let against_rest = |sample: &RateSample| sample.total / sample.side_slices as f64;
     let moved = |from: f64, to: f64| to > 0.0 && to >= from * (1.0 + test.min_increase);
-    stacks
-        .into_iter()
+    let tested = floors.iter().filter(|&&(rise, fall)| rise <= alpha || fall <= alpha).count();
+    let changed = stacks
+        .iter()
         .zip(pairs.iter().zip(rises.iter().zip(&falls)))
         .filter(|(_, ((b, n), (&rise, &fall)))| {
             (rise <= alpha && moved(against_rest(b), against_rest(n)))
                 || (fall <= alpha && moved(against_rest(n), against_rest(b)))
         })
-        .map(|(stack, _)| stack.clone())
-        .collect()
+        .map(|(stack, _)| (*stack).clone())
+        .collect();
+    Changes { changed, tested, stacks: stacks.len() }
+}
+
+/// What [`changes_beyond_chance`] found, with the counts behind it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Changes {
+    /// The stacks (as tested: without a `[native]` frame) that changed.
+    pub changed: FxHashSet<String>,
+    /// How many stacks had time enough on the two sides for their test to
+    /// be able to call a change at all (the Holm family's size).
+    pub tested: usize,
+    /// How many stacks either side had.
+    pub stacks: usize,
 }
 
 /// The stacks as the test takes them: time and squares, a `[native]` frame
@@ -396,10 +411,12 @@ fn testable_holm(
 /// The differential flame graph of `new` against `base`: `new`'s stacks,
 /// the base's time scaled to `new`'s total; only the stacks whose change
 /// `test` calls beyond chance are coloured (red: more of the time, blue:
-/// less), the others drawn as unchanged (white), so that two recordings
-/// of one build (an A/A pair) come out white.
+/// less), the others drawn as unchanged (white). Under the frames, a legend
+/// gives the counts behind the colours and says when two
+/// recordings of one build would be coloured too.
 pub fn differential_svg(base: &Folded, new: &Folded, text: &SvgText, test: ChangeTest) -> std::io::Result<Vec<u8>> {
-    let changed = changes_beyond_chance(base, new, test);
+    let changes = changes_beyond_chance(base, new, test);
+    let changed = &changes.changed;
     let scale = if base.total_ns() == 0 { 0.0 } else { new.total_ns() as f64 / base.total_ns() as f64 };
     let units = |ns: f64| (ns / SVG_UNIT_NS as f64).round() as u64;
     let mut lines: Vec<String> = new
@@ -420,7 +437,11 @@ pub fn differential_svg(base: &Folded, new: &Folded, text: &SvgText, test: Chang
     }
     lines.sort_unstable();
     // Say on the picture what its colours are, and how many stacks have one.
-    let note = colour_note(changed.len(), test);
+    let note = format!(
+        "Coloured: {} of {} tested, beyond chance (legend below)",
+        changes.changed.len(),
+        count(changes.tested as u64, "stack")
+    );
     let subtitle = match &text.subtitle {
         Some(subtitle) => format!("{subtitle}. {note}"),
         None => note,
@@ -428,18 +449,96 @@ pub fn differential_svg(base: &Folded, new: &Folded, text: &SvgText, test: Chang
     let text = SvgText { subtitle: Some(subtitle), ..text.clone() };
     let mut out = Vec::new();
     inferno::flamegraph::from_lines(&mut options(&text), lines.iter().map(String::as_str), &mut out)?;
-    Ok(out)
+    Ok(with_legend(out, &legend(&changes, test, (unstacked_share(base), unstacked_share(new)))))
 }
 
-/// What a differential picture says of its colours.
-fn colour_note(changed: usize, test: ChangeTest) -> String {
-    format!(
-        "Coloured: {} whose share of the time changed beyond chance (the diff gate's test at confidence {}, \
-         by at least {}%; red more, blue less); white: unchanged or noise",
-        crate::units::count(changed as u64, "stack"),
-        test.confidence,
-        (test.min_increase * 1000.0 * 100.0).round() / 1000.0
-    )
+/// The share of `folded`'s time at a stack of one frame, what ran with no
+/// stack under it: a slice neither sampled nor with blocking I/O.
+fn unstacked_share(folded: &Folded) -> f64 {
+    let total = folded.total_ns();
+    let unstacked: u64 = folded.stacks.iter().filter(|(stack, _)| !stack.contains(';')).map(|(_, &ns)| ns).sum();
+    if total == 0 {
+        0.0
+    } else {
+        unstacked as f64 / total as f64
+    }
+}
+
+/// What a differential picture says of its colours, under it: the test, its
+/// counts, what an A/A pair colours by chance, and when the two sides'
+/// stacks cannot be compared alike (one sampled far more of its time).
+fn legend(changes: &Changes, test: ChangeTest, (base_unstacked, new_unstacked): (f64, f64)) -> Vec<String> {
+    let pct = |fraction: f64| (fraction * 1000.0).round() / 10.0;
+    let mut lines = vec![
+        format!(
+            "Red: more of the time, blue: less, white: no change beyond chance. Coloured: {} of {} tested \
+             (of {} on either side; the rest too small to show a change).",
+            changes.changed.len(),
+            count(changes.tested as u64, "stack"),
+            changes.stacks
+        ),
+        format!(
+            "Test: each stack's time against the rest of its side, the diff gate's quasi-Poisson rate test, \
+             Holm-adjusted over the {} tested, confidence {}, change >= {}%.",
+            changes.tested,
+            test.confidence,
+            pct(test.min_increase)
+        ),
+        format!(
+            "By chance alone an A/A pair colours no stack ({} pairs of 100); a change of the machine's load is \
+             not chance: A/A pairs measured on a loaded machine coloured 0-8.",
+            (test.confidence * 100.0).floor(),
+        ),
+    ];
+    let shares =
+        format!("Time with no stack under what ran: base {}%, new {}%", pct(base_unstacked), pct(new_unstacked));
+    let (low, high) = (base_unstacked.min(new_unstacked), base_unstacked.max(new_unstacked));
+    lines.push(if high > low * (1.0 + test.min_increase) && high - low >= UNSTACKED_MOVE_WORTH_SAYING {
+        format!(
+            "{shares}: these differ by more than {}%, time moved between what ran and its stacks (slices near the \
+             sampling limit).",
+            pct(test.min_increase)
+        )
+    } else {
+        format!("{shares}.")
+    });
+    lines
+}
+
+/// The least share of the busy time moved between what ran and its stacks
+/// that the legend warns of: less moves no stack that has time enough to be
+/// tested by much (a stack of 5% of the time taking all of it would be +100%,
+/// but such a move is spread over every stack of the requests near the limit).
+const UNSTACKED_MOVE_WORTH_SAYING: f64 = 0.05;
+
+/// The height of a line of the legend, in pixels (the picture's font is 12 px).
+const LEGEND_LINE_PX: usize = 16;
+
+/// `svg` (as inferno writes it) made taller by `lines`, written under the frames.
+fn with_legend(svg: Vec<u8>, lines: &[String]) -> Vec<u8> {
+    let text = String::from_utf8_lossy(&svg).into_owned();
+    let height = |text: &str| -> Option<usize> {
+        let at = text.find("<svg ")?;
+        let rest = &text[at..];
+        let start = rest.find(" height=\"")? + " height=\"".len();
+        rest[start..].split('"').next()?.parse().ok()
+    };
+    let (Some(old), Some(end)) = (height(&text), text.rfind("</svg>")) else { return svg };
+    let new = old + LEGEND_LINE_PX * lines.len() + LEGEND_LINE_PX / 2;
+    let mut legend = String::new();
+    for (i, line) in lines.iter().enumerate() {
+        let y = old + LEGEND_LINE_PX * (i + 1);
+        let _ = write!(legend, "<text class=\"legend\" x=\"10\" y=\"{y}\">{}</text>", xml_escape(line));
+    }
+    let mut out = text[..end].replacen(&format!(" height=\"{old}\""), &format!(" height=\"{new}\""), 2);
+    out = out.replacen(&format!("viewBox=\"0 0 1200 {old}\""), &format!("viewBox=\"0 0 1200 {new}\""), 1);
+    out.push_str(&legend);
+    out.push_str(&text[end..]);
+    out.into_bytes()
+}
+
+fn xml_escape(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
 /// Both sides' stacks, one line each, `stack base new`, in units of
@@ -466,7 +565,7 @@ pub fn differential_text(base: &Folded, new: &Folded) -> std::io::Result<String>
 /// A valid SVG that says there was nothing to draw.
 fn empty_svg(title: &str) -> Vec<u8> {
     let mut svg = String::new();
-    let escaped = title.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
+    let escaped = xml_escape(title);
     let _ = write!(
         svg,
         "<?xml version=\"1.0\" standalone=\"no\"?>\n<svg version=\"1.1\" width=\"1200\" height=\"60\" \
@@ -565,7 +664,10 @@ mod tests {
         let diff = String::from_utf8(differential_svg(&Folded::default(), &folded, &text, test).unwrap()).unwrap();
         assert!(diff.contains("load (/srv/app/app.py:5)"));
         // Its colours are said to be tested, not every difference.
-        assert!(diff.contains("changed beyond chance (the diff gate&apos;s test at confidence 0.99"), "{diff}");
+        assert!(
+            diff.contains("the diff gate's quasi-Poisson rate test, Holm-adjusted over the 0 tested, confidence 0.99"),
+            "{diff}"
+        );
         let text_lines = differential_text(&Folded::default(), &folded).unwrap();
         assert_eq!(text_lines, "main;handler (/srv/app/app.py:9);load (/srv/app/app.py:5) 0 10000\n");
         // Against itself at twice the time: normalized, nothing changed.
@@ -593,13 +695,13 @@ mod tests {
         slices_at(&mut new, "main;cpu", 10_300, 5);
         slices_at(&mut new, "main;io", 9_850, 1);
         slices_at(&mut new, "main;rare", 9, 40);
-        assert!(changes_beyond_chance(&base, &new, test).is_empty());
+        assert!(changes_beyond_chance(&base, &new, test).changed.is_empty());
         // cpu twice as slow: its share rose, io's fell.
         let mut slower = Folded::default();
         slices_at(&mut slower, "main;cpu", 10_000, 10);
         slices_at(&mut slower, "main;io", 10_000, 1);
         slices_at(&mut slower, "main;rare", 3, 40);
-        let changed = changes_beyond_chance(&base, &slower, test);
+        let changed = changes_beyond_chance(&base, &slower, test).changed;
         assert_eq!(
             changed.into_iter().collect::<std::collections::BTreeSet<_>>(),
             ["main;cpu", "main;io"].map(String::from).into()
@@ -607,7 +709,8 @@ mod tests {
         // Drawn: a changed stack gets its base's scaled time, an unchanged one its own (white).
         let text = SvgText { title: "t".to_owned(), subtitle: None };
         let svg = String::from_utf8(differential_svg(&base, &new, &text, test).unwrap()).unwrap();
-        assert!(svg.contains("Coloured: 0 stacks whose share"), "{svg}");
+        assert!(svg.contains("Coloured: 0 of 3 stacks tested, beyond chance (legend below)"), "{svg}");
+        assert!(svg.contains("Coloured: 0 of 3 stacks tested (of 3 on either side;"), "{svg}");
         let fills = |svg: &str| -> std::collections::BTreeSet<String> {
             svg.split("fill=\"").skip(1).filter_map(|rest| rest.split('"').next()).map(str::to_owned).collect()
         };
@@ -622,6 +725,37 @@ mod tests {
         let coloured = frame_fills(&slower_svg);
         assert!(coloured.iter().any(|f| f.starts_with("rgb(255,")), "{coloured:?}");
         assert!(coloured.iter().any(|f| f.ends_with(",255)")), "{coloured:?}");
+    }
+
+    #[test]
+    fn the_legend_says_when_one_side_sampled_far_more_of_its_time_than_the_other() {
+        let test = ChangeTest { confidence: 0.99, min_increase: 0.2 };
+        // The same work; the base's requests were not sampled (their time on what ran), the new one's were.
+        let (mut base, mut new) = (Folded::default(), Folded::default());
+        slices_at(&mut base, "main", 800, 3);
+        slices_at(&mut base, "main;cpu", 200, 3);
+        slices_at(&mut new, "main", 200, 3);
+        slices_at(&mut new, "main;cpu", 800, 3);
+        let text = SvgText { title: "t".to_owned(), subtitle: None };
+        let svg = String::from_utf8(differential_svg(&base, &new, &text, test).unwrap()).unwrap();
+        assert!(
+            svg.contains("Time with no stack under what ran: base 80%, new 20%: these differ by more than 20%"),
+            "{svg}"
+        );
+        assert!(svg.contains("A/A pairs measured on a loaded machine coloured 0-8."), "{svg}");
+        // Four lines under the frames, the picture taller by them.
+        assert_eq!(svg.matches("<text class=\"legend\"").count(), 4, "{svg}");
+        let number_after = |svg: &str, from: &str, what: &str| -> usize {
+            let rest = &svg[svg.find(from).unwrap()..];
+            rest.split(what).nth(1).unwrap().split('"').next().unwrap().parse().unwrap()
+        };
+        let height = number_after(&svg, "<svg ", " height=\"");
+        let first_line_y = number_after(&svg, "<text class=\"legend\"", " y=\"");
+        assert_eq!(height, first_line_y + 3 * LEGEND_LINE_PX + LEGEND_LINE_PX / 2);
+        assert!(svg.contains(&format!("height=\"{height}\" fill=\"url(#background)\"")), "{svg}");
+        // Alike: no warning.
+        let same = String::from_utf8(differential_svg(&new, &new, &text, test).unwrap()).unwrap();
+        assert!(same.contains("base 20%, new 20%.") && !same.contains("these differ"), "{same}");
     }
 
     fn svg_of_nothing() -> Vec<u8> {

@@ -79,6 +79,9 @@ pub struct ReadOptions {
     pub quiet: bool,
     /// Keep the busy time over each trace (the HTML report's chart).
     pub busy_series: bool,
+    /// Count each route's requests and time ([`Side::routes`]): `--by
+    /// route`, or a diff whose gate looks at routes (`--fail-on route`).
+    pub routes: bool,
 }
 
 impl ReadOptions {
@@ -129,7 +132,7 @@ pub struct Side {
     pub paths: Vec<String>,
     /// With [`ReadOptions::flame`], the busy time by stack.
     pub flame: Folded,
-    /// For `--by route`, the requests and time of each route.
+    /// With [`ReadOptions::routes`], the requests and time of each route.
     pub routes: crate::routes::Routes,
     /// Tasks by coroutine (by route with `--by route`) and loop lag.
     pub tasks: crate::tasks::TaskTimes,
@@ -210,7 +213,7 @@ fn read_file(
         flame.add_file(trace.header(), &aggregate, options.ignore.as_ref(), names);
     }
     aggregate.runs = Vec::new();
-    let routes = match options.by.has_routes_table() {
+    let routes = match options.routes {
         true => crate::routes::file_routes(&trace, options.since_ns, options.until_ns),
         false => crate::routes::Routes::default(),
     };

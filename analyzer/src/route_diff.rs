@@ -19,8 +19,8 @@
 //! `--min-increase` (loop time: beyond the machine's band, below, and by
 //! `--min-route-change-ms` at the new side's speed), `improved` when one
 //! fell so and none rose, `new` or `gone` when one side has no request of
-//! it, else `unchanged`. The gate (`--fail-on`) does not look at routes: it
-//! stays the groups' (said in the report).
+//! it, else `unchanged`. `--fail-on route` (or `any`) fails the gate on a
+//! regressed route ([`gate`]); `regressed` stays the groups'.
 //!
 //! Chance is not all that moves loop time between two recordings: a
 //! machine busier in one does not slow every route alike (a long CPU-bound
@@ -32,7 +32,7 @@
 //! `--min-increase` more; with no other route on both sides, loop time is
 //! not judged.
 
-use crate::diff::{DiffOptions, RouteDiffRow, RouteSideValues, Status};
+use crate::diff::{trim, DiffOptions, RouteDiffRow, RouteSideValues, Status};
 use crate::routes::{RouteStats, Routes};
 use crate::stats::{self, RateSample};
 use std::collections::BTreeSet;
@@ -220,6 +220,74 @@ fn status(row: &RouteDiffRow, options: &DiffOptions) -> Status {
     }
 }
 
+/// The routes that fail a gate that looks at routes (`--fail-on route` or
+/// `any`), one reason each, in row order; and how many routes were judged
+/// (on both sides, with another route beside them to read the machine's
+/// change from). Empty, and `None`, when the gate does not look at routes.
+pub fn gate(rows: &[RouteDiffRow], options: &DiffOptions) -> (Vec<String>, Option<usize>) {
+    if !options.fail_on.iter().any(|fail_on| fail_on.gates_routes()) {
+        return (Vec::new(), None);
+    }
+    let judged = rows.iter().filter(|row| row.machine_band.is_some()).count();
+    let reasons = rows.iter().filter(|row| row.status == Status::Regressed).map(|row| reason(row, options)).collect();
+    (reasons, Some(judged))
+}
+
+/// What a diff says when its gate was asked for routes (`--fail-on route`;
+/// `any` asks for whatever there is) and judged none: the traces hold no
+/// route on both sides (not recorded from a web app, recorded before routes
+/// were, or one route alone), so no route can fail it.
+pub fn nothing_to_gate(routes_judged: Option<usize>, options: &DiffOptions) -> Option<String> {
+    let asked = options.fail_on.contains(&crate::diff::FailOn::Route);
+    (asked && routes_judged == Some(0)).then(|| {
+        "--fail-on route judged no route: none was served on both sides beside another route (routes are \
+         recorded from Starlette/FastAPI, aiohttp, Sanic, Litestar and Django apps; one route alone cannot \
+         be told from a change of the machine)"
+            .to_owned()
+    })
+}
+
+/// `regressed route 'GET /cpu': loop ms per request 3.1 -> 9.4 (x3.0, p <
+/// 0.001; the other routes moved 0.67x to 1.5x), 812 -> 790 requests, at
+/// confidence 0.99`: the measures that rose, with the counts behind them.
+fn reason(row: &RouteDiffRow, options: &DiffOptions) -> String {
+    let (Some(base), Some(new)) = (&row.base, &row.new) else { return format!("route '{}'", row.route) };
+    let alpha = 1.0 - options.confidence;
+    let mut measures = Vec::new();
+    let ratio = |from: f64, to: f64| if from > 0.0 { format!("x{:.1}, ", to / from) } else { String::new() };
+    if let Some(p) = row.loop_rise_p_value.filter(|&p| p <= alpha) {
+        let band = row.machine_band.map(|b| b.band()).map_or(String::new(), |(low, high)| {
+            format!("; outside the band the other routes set, {}x to {}x", trim(low), trim(high))
+        });
+        let (from, to) = (base.loop_ms_per_request, new.loop_ms_per_request);
+        measures.push(format!(
+            "loop ms per request {} -> {} ({}{}{band})",
+            trim(from),
+            trim(to),
+            ratio(from, to),
+            stats::p_text(p)
+        ));
+    }
+    if let Some(p) = row.events_rise_p_value.filter(|&p| p <= alpha) {
+        let (from, to) = (base.events_per_request, new.events_per_request);
+        measures.push(format!(
+            "blocking events per request {} -> {} ({}{})",
+            trim(from),
+            trim(to),
+            ratio(from, to),
+            stats::p_text(p)
+        ));
+    }
+    format!(
+        "regressed route '{}': {}, {} -> {} requests, at confidence {}",
+        row.route,
+        measures.join(", "),
+        base.requests,
+        new.requests,
+        options.confidence
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -332,6 +400,37 @@ mod tests {
         // Both quiet: 4.1x against routes that moved 0.93x and 1.72x.
         let quiet_a = app((3193, 1.645), (793, 0.525), (406, 0.312));
         assert_eq!(status_of(&compare_routes(&quiet_a, &quiet_b, &options()), "GET /checkout"), Status::Regressed);
+    }
+
+    #[test]
+    fn the_gate_fails_on_a_regressed_route_only_when_asked_to_look_at_routes() {
+        use crate::diff::FailOn;
+        let busy_a = app((1775, 2.869), (580, 0.684), (353, 0.723));
+        let quiet_b = app((826, 6.746), (253, 0.904), (201, 0.289));
+        let rows = compare_routes(&busy_a, &quiet_b, &options());
+        let gate_on = |fail_on: Vec<FailOn>| gate(&rows, &DiffOptions { fail_on, ..options() });
+        let (reasons, judged) = gate_on(vec![FailOn::Route]);
+        assert_eq!(judged, Some(3));
+        assert_eq!(reasons.len(), 1, "{reasons:?}");
+        assert!(
+            reasons[0]
+                .starts_with("regressed route 'GET /checkout': loop ms per request 2.869 -> 6.746 (x2.4, p < 0.001"),
+            "{reasons:?}"
+        );
+        assert!(reasons[0].ends_with(", 1775 -> 826 requests, at confidence 0.99"), "{reasons:?}");
+        assert_eq!(gate_on(vec![FailOn::Any]).0, reasons);
+        // `regressed` stays the groups': routes are neither read nor judged.
+        assert_eq!(gate_on(vec![FailOn::Regressed, FailOn::New]), (Vec::new(), None));
+        // The same build beside a busy process: judged, and passed.
+        let quiet = app((1655, 2.971), (507, 1.017), (300, 0.446));
+        let busy = app((1088, 4.225), (554, 0.994), (275, 0.369));
+        let same = compare_routes(&quiet, &busy, &options());
+        let on_routes = DiffOptions { fail_on: vec![FailOn::Route], ..options() };
+        assert_eq!(gate(&same, &on_routes), (Vec::new(), Some(3)));
+        assert_eq!(nothing_to_gate(Some(3), &on_routes), None);
+        assert!(nothing_to_gate(Some(0), &on_routes).unwrap().starts_with("--fail-on route judged no route"));
+        let on_any = DiffOptions { fail_on: vec![FailOn::Any], ..options() };
+        assert_eq!(nothing_to_gate(Some(0), &on_any), None);
     }
 
     #[test]

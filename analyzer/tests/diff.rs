@@ -181,7 +181,7 @@ fn values_are_normalised_per_thousand_slices_of_each_side() {
         diff["gate"],
         serde_json::json!({"fail_on": [], "min_count": 5, "confidence": 0.99, "min_increase_pct": 20.0,
             "min_p95_change_ms": 10.0, "min_slices_p95": 50, "skip_first_s": 0.0, "gate_one_time": false,
-            "rise_tests": 9, "fall_tests": 9, "failed": false, "reasons": []})
+            "rise_tests": 9, "fall_tests": 9, "failed": false, "reasons": [], "routes_judged": null})
     );
 }
 

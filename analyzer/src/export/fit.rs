@@ -240,6 +240,54 @@ pub(crate) enum Fit {
     Words,
     /// Keys: shortened from the left, one line each.
     Key,
+    /// A diff's values (`12.177 → 30.473 (+150%)`): whole where there is
+    /// room, else wrapped between words, an arrow kept with the number before it.
+    Phrase,
+}
+
+/// A [`Fit::Phrase`]'s words: split at spaces, an arrow kept with the word
+/// before it (`12.177 →`, `30.473`, `(+150%)`).
+fn phrase_words(text: &str) -> Vec<String> {
+    let mut words: Vec<String> = Vec::new();
+    for word in text.split(' ').filter(|w| !w.is_empty()) {
+        match words.last_mut() {
+            Some(last) if word == "→" => {
+                last.push(' ');
+                last.push_str(word);
+            }
+            _ => words.push(word.to_owned()),
+        }
+    }
+    words
+}
+
+/// A [`Fit::Phrase`] in lines of at most `width` columns, between its words
+/// (a word wider than `width` stays whole on its own line).
+fn wrap_phrase(text: &str, width: usize) -> Vec<String> {
+    let mut lines: Vec<String> = Vec::new();
+    for word in phrase_words(text) {
+        match lines.last_mut() {
+            Some(line) if width_of(line) + 1 + width_of(&word) <= width => {
+                line.push(' ');
+                line.push_str(&word);
+            }
+            _ => lines.push(word),
+        }
+    }
+    lines
+}
+
+/// The narrowest a [`Fit::Phrase`] can be: its widest word.
+fn phrase_min_width(text: &str) -> usize {
+    phrase_words(text).iter().map(|w| width_of(w)).max().unwrap_or(0)
+}
+
+/// What a [`Fit::Phrase`] takes on two lines, its last word (the change,
+/// `(+150%)`) on the second: `12.177 → 30.473`.
+fn phrase_two_line_width(text: &str) -> usize {
+    let words = phrase_words(text);
+    let Some((last, before)) = words.split_last() else { return 0 };
+    width_of(&before.join(" ")).max(width_of(last))
 }
 
 /// A cell's text: as a pipe gets it, and for a [`Fit::Key`] column, its
@@ -283,6 +331,7 @@ impl Text {
             Fit::Fixed => self.full.clone(),
             Fit::Words => wrap_items(&self.full, width, LIST_SEPARATOR).join("\n"),
             Fit::Key => self.key_lines(width, shorten_key).join("\n"),
+            Fit::Phrase => wrap_phrase(&self.full, width).join("\n"),
         }
     }
 
@@ -376,6 +425,13 @@ pub(crate) fn lay_out(
                     rows.iter().map(|row| longest_item(&row[c].full)).max().unwrap_or(0).max(longest_word(&titles[c]))
                 }
                 Fit::Key => KEY_MIN_WIDTH.min(contents[c]).max(longest_word(&titles[c])).max(key_mins[c]),
+                // Its title gives way as a number column's does; its values to their words.
+                Fit::Phrase => {
+                    rows.iter().map(|row| phrase_min_width(&row[c].full)).max().unwrap_or(0).max(match wrap_titles {
+                        2 => longest_word(&titles[c]),
+                        _ => title_width(c, wrap_titles).min(contents[c].max(longest_word(&titles[c]))),
+                    })
+                }
             })
             .collect();
         let preferred = |c: usize| contents[c].max(width_of(&titles[c]));
@@ -389,10 +445,14 @@ pub(crate) fn lay_out(
             }
         };
         // Keys first get room for their file, line and function, then lists
-        // room for a few items, then keys the rest.
+        // room for a few items, a diff's values room for two lines (`12.177 →
+        // 30.473` over `(+150%)`), then keys the rest, then values to be whole.
+        let two_lines = |c: usize| rows.iter().map(|row| phrase_two_line_width(&row[c].full)).max().unwrap_or(0);
         grow(&mut widths, Fit::Key, &|c| preferred(c).min(tails[c]));
         grow(&mut widths, Fit::Words, &|c| preferred(c).min(WORDS_TARGET_WIDTH));
+        grow(&mut widths, Fit::Phrase, &two_lines);
         grow(&mut widths, Fit::Key, &preferred);
+        grow(&mut widths, Fit::Phrase, &preferred);
         grow(&mut widths, Fit::Words, &preferred);
         widths
     };
@@ -410,7 +470,7 @@ pub(crate) fn lay_out(
     // giving way down to LAST_RESORT_WIDTH, their names cut from the left.
     let mut excess = (widths.iter().sum::<usize>() + border_width(titles.len())).saturating_sub(width);
     while excess > 0 {
-        let gives_way = |c: &usize| fits[*c] != Fit::Fixed && widths[*c] > LAST_RESORT_WIDTH;
+        let gives_way = |c: &usize| matches!(fits[*c], Fit::Words | Fit::Key) && widths[*c] > LAST_RESORT_WIDTH;
         let Some(c) = (0..titles.len()).filter(gives_way).max_by_key(|&c| widths[c]) else { break };
         widths[c] -= 1;
         excess -= 1;
@@ -647,5 +707,31 @@ mod tests {
         // Wide enough: nothing changes.
         let (_, cells) = lay_out(200, &["k".to_owned()], &[Fit::Key], &[vec![Text::key("a/b.py:1:f")]]);
         assert_eq!(cells[0][0], "a/b.py:1:f");
+    }
+
+    #[test]
+    fn a_diffs_values_wrap_between_words_before_a_key_loses_its_file() {
+        let titles: Vec<String> =
+            ["status", "entry point", "severity per 1k slices", "p95 ms"].map(String::from).to_vec();
+        let fits = [Fit::Fixed, Fit::Key, Fit::Phrase, Fit::Phrase];
+        let rows = vec![vec![
+            Text::plain("regressed"),
+            Text::key("uvicorn/protocols/http/httptools_impl.py:run_asgi"),
+            Text::plain("12.177 → 30.473 (+150%)"),
+            Text::plain("2.1 → 7.9 (+276%)"),
+        ]];
+        // At 120 every value is whole; at 60 they wrap, an arrow kept with its number.
+        let (_, wide) = lay_out(120, &titles, &fits, &rows);
+        assert_eq!((wide[0][2].as_str(), wide[0][3].as_str()), ("12.177 → 30.473 (+150%)", "2.1 → 7.9 (+276%)"));
+        let (titles, narrow) = lay_out(60, &titles, &fits, &rows);
+        assert_eq!(narrow[0][2], "12.177 →\n30.473\n(+150%)");
+        assert_eq!(narrow[0][3], "2.1 →\n7.9\n(+276%)");
+        // The key keeps its file and function whole (wrapped after the `:`).
+        assert_eq!(narrow[0][1], "…/httptools_impl.py:\nrun_asgi");
+        let widest = |cell: &str| cell.lines().map(width_of).max().unwrap_or(0);
+        let table: usize =
+            (0..4).map(|c| widest(&narrow[0][c]).max(widest(&titles[c]))).sum::<usize>() + border_width(4);
+        assert!(table <= 60, "{table}: {titles:?} {narrow:?}");
+        assert_eq!(wrap_phrase("x0.6–x1.8 (2 routes)", 11), ["x0.6–x1.8", "(2 routes)"]);
     }
 }

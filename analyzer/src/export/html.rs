@@ -285,7 +285,8 @@ const FLAME_GRAPH_NOTE: &str =
 const DIFF_FLAME_GRAPH_NOTE: &str = "The new side's busy time by stack, frames matched across releases by module and \
      qualified name, against the base scaled to the same total (hover a box for its change). Only stacks whose share \
      of the time changed beyond chance, by the diff gate's test, are coloured (red grew, blue shrank); the rest is \
-     white: two recordings of one build come out white.";
+     white. Under the picture: the counts, and when the two sides sampled their time unalike (then two recordings \
+     of one build are coloured too).";
 
 fn generator() -> String {
     format!("aiocop-analyze {}", env!("CARGO_PKG_VERSION"))

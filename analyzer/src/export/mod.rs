@@ -364,7 +364,7 @@ pub(crate) const ROUTE_DIFF_HEADER: [&str; 5] =
 pub(crate) const ROUTE_DIFF_HEADLINE: &str = "each route's loop time and blocking events per request, tested \
 as the gate tests a group's rates (regressed: beyond chance and by --min-increase; loop time only past \
 the machine's band, the ratios within which the other routes moved, by --min-increase more and by \
---min-route-change-ms); the gate (--fail-on) does not look at routes.";
+--min-route-change-ms); a regressed route fails --fail-on route (or any), not regressed.";
 
 /// What the Routes table's numbers are.
 pub(crate) const ROUTES_HEADLINE: &str =
@@ -542,8 +542,10 @@ pub(crate) fn diff_summary_lines(diff: &Diff) -> Vec<String> {
             "passed".to_owned()
         };
         let one_time = if gate.gate_one_time { "" } else { ", one-time work left out" };
+        let routes =
+            gate.routes_judged.map_or(String::new(), |judged| format!(", {} judged", count(judged as u64, "route")));
         lines.push(format!(
-            "Gate (--fail-on {}, confidence {}, groups of at least {} on the new side{one_time}): {verdict}",
+            "Gate (--fail-on {}, confidence {}, groups of at least {} on the new side{one_time}{routes}): {verdict}",
             gate.fail_on.join(", "),
             gate.confidence,
             count(gate.min_count, "slice")

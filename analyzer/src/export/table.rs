@@ -46,6 +46,11 @@ fn number(title: &str, narrow: bool) -> Column {
     Column { title: title.to_owned(), fit: Fit::Fixed, right: true, narrow }
 }
 
+/// A diff's value column (right-aligned, wrapped between words on a narrow terminal).
+fn phrase(title: &str, narrow: bool) -> Column {
+    Column { title: title.to_owned(), fit: Fit::Phrase, right: true, narrow }
+}
+
 fn text(title: &str, fit: Fit) -> Column {
     Column { title: title.to_owned(), fit, right: false, narrow: true }
 }
@@ -114,7 +119,7 @@ impl Grid {
             // On a terminal the layout has made every cell fit already.
             if style.width.is_none() {
                 column.set_constraint(match spec.fit {
-                    Fit::Fixed => ColumnConstraint::ContentWidth,
+                    Fit::Fixed | Fit::Phrase => ColumnConstraint::ContentWidth,
                     Fit::Words | Fit::Key => ColumnConstraint::LowerBoundary(Width::Fixed(MIN_TEXT_WIDTH)),
                 });
             }
@@ -175,7 +180,7 @@ impl Exporter for TableExporter {
         } else {
             let mut columns = vec![text("status", Fit::Fixed), text(&diff.group_by.title(), Fit::Key)];
             // On a terminal: the severity rate and the p95, the others with --wide.
-            columns.extend(DIFF_HEADER.iter().enumerate().map(|(i, title)| number(title, i == 0 || i == 2)));
+            columns.extend(DIFF_HEADER.iter().enumerate().map(|(i, title)| phrase(title, i == 0 || i == 2)));
             let mut grid = Grid::new(columns);
             for row in &diff.rows {
                 let mut cells = vec![(Text::plain(row.status.as_str()), Paint::Status(row.status)), key(&row.key)];
@@ -315,7 +320,7 @@ fn render_route_diff(out: &mut String, diff: &Diff, style: Style) {
     }
     let mut columns = vec![text("status", Fit::Fixed), text("route", Fit::Key)];
     // On a terminal: the two rates; the requests and p-value with --wide.
-    columns.extend(ROUTE_DIFF_HEADER.iter().enumerate().map(|(i, title)| number(title, i < 2)));
+    columns.extend(ROUTE_DIFF_HEADER.iter().enumerate().map(|(i, title)| phrase(title, i < 2)));
     let mut grid = Grid::new(columns);
     for row in &diff.routes {
         let mut cells = vec![(Text::plain(row.status.as_str()), Paint::Status(row.status)), key(&row.route)];
@@ -340,7 +345,7 @@ fn render_task_diff(out: &mut String, diff: &Diff, style: Style) {
     if !tasks.rows.is_empty() {
         let mut columns = vec![text("status", Fit::Fixed), text(tasks.by, Fit::Key)];
         // On a terminal: the two means; the tasks and p-value with --wide.
-        columns.extend(TASK_DIFF_HEADER.iter().enumerate().map(|(i, title)| number(title, i < 2)));
+        columns.extend(TASK_DIFF_HEADER.iter().enumerate().map(|(i, title)| phrase(title, i < 2)));
         let mut grid = Grid::new(columns);
         for row in &tasks.rows {
             let mut cells = vec![(Text::plain(row.status.as_str()), Paint::Status(row.status)), key(&row.key)];
