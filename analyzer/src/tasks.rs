@@ -15,10 +15,10 @@
 //! be met in the order they ran).
 //!
 //! Eager tasks (format 1.5): an eager task's first step ran inside its
-//! creator's slice; that step's time is added to the task's loop time (it
-//! stays in its creator's slice for the loop's own time, which counts it
-//! once). A task that ended in that step has no slice: it is counted and
-//! timed from its record (wall = loop = the step).
+//! creator's slice; that step's time is the task's loop time, taken from its
+//! creator's (the loop's own time counts it once, in the creator's slice).
+//! A task that ended in that step has no slice: it is counted and timed from
+//! its record (wall = loop = the step).
 //!
 //! In a time window (`--since`/`--until`, from each trace's start): loop lag
 //! is of the slices that start in it; a task counts when one of its slices
@@ -219,12 +219,19 @@ impl FileTasks {
                 self.lag.record(ready_ns);
                 self.lag_by_second.entry(slice.start_ns / 1_000_000_000).or_default().record(ready_ns);
             }
-            while let Some(task) = ended_eagerly.next_if(|e| e.slice as usize == index) {
-                self.add_ended_eagerly(slice, task);
+            // Eager steps run inside their creator's slice: they are the
+            // created tasks' time, not the creator's.
+            let mut eager_children_ns = 0u64;
+            while let Some(child) = ended_eagerly.next_if(|e| e.slice as usize == index) {
+                eager_children_ns = eager_children_ns.saturating_add(child.ran_ns);
+                self.add_ended_eagerly(slice, child);
             }
             let creation = created.next_if(|c| c.slice as usize == index);
             let end = ended.next_if(|e| e.slice as usize == index);
             let eager_step_ns = eager_steps.next_if(|e| e.slice as usize == index).map(|e| e.ran_ns);
+            if let (Some(ran_ns), Some(parent)) = (eager_step_ns, creation.and_then(|c| c.parent)) {
+                self.take_from_creator(parent, ran_ns);
+            }
             let Some(task) = slice.task else { continue };
             let key = if self.by_route { slice.route } else { Some(slice.what) };
             if let Some(key) = key {
@@ -245,7 +252,7 @@ impl FileTasks {
                 open.eager = true;
                 open.loop_ns = open.loop_ns.saturating_add(ran_ns);
             }
-            open.loop_ns = open.loop_ns.saturating_add(slice.duration_ns);
+            open.loop_ns = open.loop_ns.saturating_add(slice.duration_ns.saturating_sub(eager_children_ns));
             open.ready_ns = open.ready_ns.saturating_add(ready_ns);
             if let Some(end) = end {
                 let open = self.open.remove(&task).unwrap_or_default();
@@ -253,6 +260,14 @@ impl FileTasks {
                 let end = in_window.then_some((slice.start_ns + slice.duration_ns, end.outcome));
                 self.close(open, end);
             }
+        }
+    }
+
+    /// The eager step of a task that suspended in it ran inside a slice of
+    /// its creator (`parent`), still running: that time is not the creator's.
+    fn take_from_creator(&mut self, parent: StringId, ran_ns: u64) {
+        if let Some(creator) = self.open.get_mut(&parent) {
+            creator.loop_ns = creator.loop_ns.saturating_sub(ran_ns);
         }
     }
 
@@ -525,14 +540,18 @@ mod tests {
 
     #[test]
     fn eager_tasks_are_counted_and_timed_with_their_eager_first_step() {
-        // Slice 0 (task 3, 4 ms at 10 ms) made two eager tasks of `what` 9:
-        // one ended in its 1 ms step at 11 ms; the other stepped 2 ms from 12
-        // ms, slept, and its first slice (1 ms at 60 ms) ended it.
-        let slices = [slice(10, 4, Some(3)), slice(60, 1, Some(4))];
+        // Slice 0 (task 3's first, 4 ms at 10 ms) made two eager tasks: one
+        // of `what` 9 ended in its 1 ms step at 11 ms; the other stepped 2 ms
+        // from 12 ms, slept, and its first slice (1 ms at 60 ms) ended it.
+        // Task 3 ends in a 1 ms slice at 70 ms.
+        let slices = [slice(10, 4, Some(3)), slice(60, 1, Some(4)), slice(70, 1, Some(3))];
         let timing = TaskTiming {
             ready: vec![],
-            created: vec![TaskCreated { slice: 1, created_before_ns: 48_000_000, parent: Some(3) }],
-            ended: vec![TaskEnded { slice: 1, outcome: TASK_DONE }],
+            created: vec![
+                TaskCreated { slice: 0, created_before_ns: 0, parent: None },
+                TaskCreated { slice: 1, created_before_ns: 48_000_000, parent: Some(3) },
+            ],
+            ended: vec![TaskEnded { slice: 1, outcome: TASK_DONE }, TaskEnded { slice: 2, outcome: TASK_DONE }],
         };
         let eager = EagerTasks {
             first_steps: vec![aiocop_trace::records::EagerFirstStep { slice: 1, ran_ns: 2_000_000 }],
@@ -554,11 +573,13 @@ mod tests {
         assert_eq!(ended_eagerly.ended_eagerly, 1);
         assert_eq!((ended_eagerly.wall.total_ns(), ended_eagerly.loop_time.total_ns()), (1_000_000, 1_000_000));
         // The suspended one is keyed by its first slice's what (7 here):
-        // created at 12 ms, ended at 61 ms; on the loop 2 + 1 ms.
-        let suspended = &file.groups[&7];
-        assert_eq!((suspended.tasks, suspended.eager, suspended.ended_eagerly), (2, 1, 0), "task 3 and task 4");
-        assert_eq!(suspended.wall.total_ns(), 49_000_000);
-        assert_eq!(suspended.loop_time.total_ns(), 3_000_000);
+        // created at 12 ms, ended at 61 ms; on the loop 2 + 1 ms. Task 3
+        // (what 7 too), 10 to 71 ms, ran 4 + 1 ms of which 3 were its
+        // children's eager steps.
+        let sevens = &file.groups[&7];
+        assert_eq!((sevens.tasks, sevens.eager, sevens.ended_eagerly), (2, 1, 0), "task 3 and task 4");
+        assert_eq!(sevens.wall.total_ns(), 49_000_000 + 61_000_000);
+        assert_eq!(sevens.loop_time.total_ns(), 3_000_000 + 2_000_000);
     }
 
     #[test]

@@ -405,8 +405,8 @@ pub(crate) fn eager_tasks_note(report: &Report) -> Option<String> {
     let ended: u64 = rows.iter().map(|row| row.ended_eagerly).sum();
     Some(format!(
         "Eager tasks: {eager} of the tasks ran their first step at once inside the slice that created them, \
-         {ended} of them ending there with no slice of their own. Their loop time includes that step, which \
-         the Loop time table counts once, in their creators' slices."
+         {ended} of them ending there with no slice of their own. That step is in their loop time, not in \
+         their creator task's; the Loop time table counts it once, in the creators' slices."
     ))
 }
 
