@@ -93,3 +93,26 @@ def test_eager_tasks_that_end_at_once_or_sleep_are_all_counted_and_timed(tmp_pat
             break
     assert problem is None, problem
     assert trace.read_bytes()[8:12] == b"\x01\x00\x05\x00", "format 1.5"
+
+
+def test_aiohttp_request_handlers_started_eagerly_are_one_timed_task_per_request(tmp_path):
+    # aiohttp (3.10+) starts each request's handler with Task(..., eager_start=True) on 3.12+:
+    # a handler that does not await ends inside the slice that read the request.
+    pytest.importorskip("aiohttp")
+    from test_routes import AIOHTTP_APP, PATHS, free_port, served
+
+    port = free_port()
+    traces, counts = served(tmp_path, AIOHTTP_APP, ["app.py", str(port)], port, list(PATHS), connections=4)
+    answered = sum(counts.values())
+    assert answered >= 40, counts
+    handlers = row_of(report_json(*traces), "RequestHandler._handle_request")
+    assert (handlers["tasks"], handlers["timed"], handlers["eager"]) == (answered,) * 3, (handlers, counts)
+    # /cpu, /block and /render never await: their handlers end eagerly; /api/items awaits a task.
+    ended_at_once = answered - counts["/api/items/7"]
+    assert handlers["ended_eagerly"] == ended_at_once, (handlers, counts)
+    by_route = {row["key"]: row for row in report_json("--by", "route", *traces)["tasks"]["rows"]}
+    # /cpu burns 10 ms a request, in its handler's eager step. A connection's task may be keyed by
+    # the route of its first request too: up to one per connection more.
+    cpu = by_route["GET /cpu"]
+    assert counts["/cpu"] <= cpu["eager"] <= cpu["tasks"] <= counts["/cpu"] + 4, (cpu, counts)
+    assert 9.5 <= cpu["wall_p50_ms"] <= 20, cpu
