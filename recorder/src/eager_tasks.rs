@@ -151,7 +151,8 @@ unsafe extern "C" fn eager_aware_init(
     // arguments are live for the call.
     let py = unsafe { Python::assume_attached() };
     // Taken before the step: a task that ends in its eager step drops its
-    // coroutine (`get_coro()` is then None), which names it.
+    // coroutine (its `_coro` is then None; `get_coro()` on it crashes
+    // CPython 3.12.1, which aiocop never calls), which names it.
     // SAFETY: as above; `args` is a tuple.
     let coroutine = unsafe { Bound::from_borrowed_ptr(py, args) }.cast_into::<PyTuple>().ok().and_then(|args| {
         args.get_item(0).ok().or_else(|| {
@@ -178,8 +179,13 @@ unsafe extern "C" fn eager_aware_init(
 /// # Safety
 /// `kwds` must be a live dict, with the GIL held.
 unsafe fn eager_start_asked(kwds: *mut ffi::PyObject) -> bool {
-    // SAFETY: a borrowed look-up in a live dict; a C string key.
-    let flag = unsafe { ffi::PyDict_GetItemString(kwds, c"eager_start".as_ptr()) };
+    // SAFETY: the caller holds the GIL.
+    let py = unsafe { Python::assume_attached() };
+    // An interned key, its hash cached: a look-up, no string made per task.
+    let key = intern!(py, "eager_start");
+    // SAFETY: a borrowed look-up in a live dict (errors of hashing are
+    // impossible for a str key, and leave null).
+    let flag = unsafe { ffi::PyDict_GetItemWithError(kwds, key.as_ptr()) };
     // SAFETY: `flag` is a live borrowed object when not null; an error of
     // truth testing is cleared (the original init then sees the same flag).
     !flag.is_null()
