@@ -25,8 +25,9 @@
 //! before anything is allocated for it.
 
 use crate::records::{
-    AllowedEvent, Chunk, EventRecord, Frame, FrameName, PollRecord, ReadyWait, SampleCpu, SampleTime, SampleTiming,
-    SliceRecord, SliceSampleCpu, SliceSampleTimes, StringId, TaskCreated, TaskEnded, TaskTiming,
+    AllowedEvent, Chunk, EagerFirstStep, EagerTask, EagerTasks, EventRecord, Frame, FrameName, PollRecord, ReadyWait,
+    SampleCpu, SampleTime, SampleTiming, SliceRecord, SliceSampleCpu, SliceSampleTimes, StringId, TaskCreated,
+    TaskEnded, TaskTiming,
 };
 
 /// Why a payload could not be decoded, and where.
@@ -226,14 +227,36 @@ fn decode_appended(cursor: &mut Cursor<'_>, chunk: &mut Chunk, allocate: Allocat
             })?,
         };
     }
+    // Format 1.5 appended the eager tasks; a 1.4 chunk ends here.
+    if cursor.pos < cursor.bytes.len() {
+        chunk.eager_tasks.0 = decode_eager_tasks(cursor, allocate)?;
+    }
     Ok(())
+}
+
+fn optional_id(cursor: &mut Cursor<'_>) -> Result<Option<u32>> {
+    Ok(if cursor.flag()? { Some(cursor.u32()?) } else { None })
+}
+
+fn decode_eager_tasks(cursor: &mut Cursor<'_>, allocate: Allocate<'_>) -> Result<EagerTasks> {
+    let first_steps = cursor.vec(allocate, 2, |c| Ok(EagerFirstStep { slice: c.u32()?, ran_ns: c.u64()? }))?;
+    let ended = cursor.vec(allocate, 5, |c| {
+        Ok(EagerTask {
+            slice: c.u32()?,
+            created_offset_ns: c.u64()?,
+            ran_ns: c.u64()?,
+            what: c.u32()?,
+            outcome: c.byte()?,
+        })
+    })?;
+    Ok(EagerTasks { first_steps, ended })
 }
 
 fn decode_task_timing(cursor: &mut Cursor<'_>, allocate: Allocate<'_>) -> Result<TaskTiming> {
     let ready = cursor.vec(allocate, 2, |c| Ok(ReadyWait { wait_ns: c.u64()?, since: c.byte()? }))?;
     let created = cursor.vec(allocate, 3, |c| {
         let (slice, created_before_ns) = (c.u32()?, c.u64()?);
-        let parent = if c.flag()? { Some(c.u32()?) } else { None };
+        let parent = optional_id(c)?;
         Ok(TaskCreated { slice, created_before_ns, parent })
     })?;
     let ended = cursor.vec(allocate, 2, |c| Ok(TaskEnded { slice: c.u32()?, outcome: c.byte()? }))?;
@@ -603,10 +626,11 @@ mod tests {
         // 1.0 chunk; where 1.3's sample times start, a whole 1.2 chunk; where
         // its allowed events and its loop iterations start, a 1.3 chunk
         // without them; where 1.4's task timing starts, a whole 1.3 chunk;
-        // where 1.4's CPU times start, a 1.4 chunk written before them (an
-        // empty appended field takes a byte per vector or number: 1 for the
-        // sample times, 2 for the allowed events, 3 for the iterations, 3
-        // for the task timing, 1 for the CPU times).
+        // where 1.4's CPU times start, a 1.4 chunk written before them;
+        // where 1.5's eager tasks start, a whole 1.4 chunk (an empty appended
+        // field takes a byte per vector or number: 1 for the sample times, 2
+        // for the allowed events, 3 for the iterations, 3 for the task
+        // timing, 1 for the CPU times, 2 for the eager tasks).
         let without = |frame_names: bool| Chunk {
             frame_names: if frame_names { chunk.frame_names.clone() } else { Default::default() },
             sample_timing: Default::default(),
@@ -614,36 +638,47 @@ mod tests {
             loop_iterations: Default::default(),
             task_timing: Default::default(),
             sample_cpu: Default::default(),
+            eager_tasks: Default::default(),
             ..chunk.clone()
         };
-        let format_1_0_end = encode_payload(&without(false)).unwrap().len() - 11;
-        let format_1_2_end = encode_payload(&without(true)).unwrap().len() - 10;
+        let format_1_0_end = encode_payload(&without(false)).unwrap().len() - 13;
+        let format_1_2_end = encode_payload(&without(true)).unwrap().len() - 12;
         let times_end = encode_payload(&Chunk {
             allowed: Default::default(),
             loop_iterations: Default::default(),
             task_timing: Default::default(),
             sample_cpu: Default::default(),
+            eager_tasks: Default::default(),
+            ..chunk.clone()
+        })
+        .unwrap()
+        .len()
+            - 11;
+        let allowed_end = encode_payload(&Chunk {
+            loop_iterations: Default::default(),
+            task_timing: Default::default(),
+            sample_cpu: Default::default(),
+            eager_tasks: Default::default(),
             ..chunk.clone()
         })
         .unwrap()
         .len()
             - 9;
-        let allowed_end = encode_payload(&Chunk {
-            loop_iterations: Default::default(),
+        let iterations_end = encode_payload(&Chunk {
             task_timing: Default::default(),
             sample_cpu: Default::default(),
+            eager_tasks: Default::default(),
             ..chunk.clone()
         })
         .unwrap()
         .len()
-            - 7;
-        let iterations_end =
-            encode_payload(&Chunk { task_timing: Default::default(), sample_cpu: Default::default(), ..chunk.clone() })
+            - 6;
+        let task_timing_end =
+            encode_payload(&Chunk { sample_cpu: Default::default(), eager_tasks: Default::default(), ..chunk.clone() })
                 .unwrap()
                 .len()
-                - 4;
-        let task_timing_end =
-            encode_payload(&Chunk { sample_cpu: Default::default(), ..chunk.clone() }).unwrap().len() - 1;
+                - 3;
+        let cpu_end = encode_payload(&Chunk { eager_tasks: Default::default(), ..chunk.clone() }).unwrap().len() - 2;
         let (whole, _) = decode_all(&raw[..format_1_0_end]).unwrap();
         assert!(whole.frame_names.is_empty());
         let (whole, _) = decode_all(&raw[..format_1_2_end]).unwrap();
@@ -662,7 +697,12 @@ mod tests {
         assert_eq!(whole.task_timing, chunk.task_timing);
         assert!(whole.sample_cpu.slices.is_empty());
         assert!(!chunk.sample_cpu.slices.is_empty(), "the chunk has CPU times to cut");
-        let whole_cuts = [format_1_0_end, format_1_2_end, times_end, allowed_end, iterations_end, task_timing_end];
+        let (whole, _) = decode_all(&raw[..cpu_end]).unwrap();
+        assert_eq!(whole.sample_cpu, chunk.sample_cpu);
+        assert_eq!(whole.eager_tasks.0, EagerTasks::default());
+        assert!(!chunk.eager_tasks.ended.is_empty(), "the chunk has eager tasks to cut");
+        let whole_cuts =
+            [format_1_0_end, format_1_2_end, times_end, allowed_end, iterations_end, task_timing_end, cpu_end];
         for cut in (0..raw.len()).filter(|cut| !whole_cuts.contains(cut)) {
             assert!(decode_all(&raw[..cut]).is_err(), "cut at {cut}");
             assert!(crate::format::decode_payload::<Chunk>(&raw[..cut]).is_err());

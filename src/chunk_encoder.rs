@@ -8,7 +8,7 @@
 //! produce the same bytes for random chunks, and the `chunk_codec` fuzz
 //! target does for any chunk bincode can decode, so the two cannot drift.
 
-use crate::records::{Chunk, EventRecord, SampleCpu, SliceRecord, TaskTiming};
+use crate::records::{Chunk, EagerTasks, EventRecord, SampleCpu, SliceRecord, TaskTiming};
 
 const U16_MARKER: u8 = 251;
 const U32_MARKER: u8 = 252;
@@ -79,6 +79,7 @@ pub fn encode_chunk(chunk: &Chunk, out: &mut Vec<u8>) {
     chunk.loop_iterations.polling_threads.iter().for_each(|&thread| out.u64(u64::from(thread)));
     out.task_timing(&chunk.task_timing);
     out.sample_cpu(&chunk.sample_cpu);
+    out.eager_tasks(&chunk.eager_tasks);
 }
 
 struct Encoder<'a> {
@@ -166,18 +167,38 @@ impl Encoder<'_> {
         for created in &timing.created {
             self.u64(u64::from(created.slice));
             self.u64(created.created_before_ns);
-            match created.parent {
-                None => self.flag(false),
-                Some(parent) => {
-                    self.flag(true);
-                    self.u64(u64::from(parent));
-                }
-            }
+            self.optional_id(created.parent);
         }
         self.len(timing.ended.len());
         for ended in &timing.ended {
             self.u64(u64::from(ended.slice));
             self.out.push(ended.outcome);
+        }
+    }
+
+    fn optional_id(&mut self, id: Option<u32>) {
+        match id {
+            None => self.flag(false),
+            Some(id) => {
+                self.flag(true);
+                self.u64(u64::from(id));
+            }
+        }
+    }
+
+    fn eager_tasks(&mut self, eager: &EagerTasks) {
+        self.len(eager.first_steps.len());
+        for step in &eager.first_steps {
+            self.u64(u64::from(step.slice));
+            self.u64(step.ran_ns);
+        }
+        self.len(eager.ended.len());
+        for task in &eager.ended {
+            self.u64(u64::from(task.slice));
+            self.u64(task.created_offset_ns);
+            self.u64(task.ran_ns);
+            self.u64(u64::from(task.what));
+            self.out.push(task.outcome);
         }
     }
 
@@ -218,7 +239,8 @@ mod tests {
         // No definitions, base 300 (a u16 varint), no slices, 2 dropped, no
         // frame names, no sample times, nothing allowed (kept, dropped), no
         // loop iterations (base 0, no polls, no threads), no task timing
-        // (ready, created, ended), no CPU times.
-        assert_eq!(out, [9, 0, 0, 0, 251, 44, 1, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+        // (ready, created, ended), no CPU times, no eager tasks (first
+        // steps, ended).
+        assert_eq!(out, [9, 0, 0, 0, 251, 44, 1, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
     }
 }

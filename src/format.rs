@@ -43,7 +43,7 @@ pub const FORMAT_MAJOR: u16 = 1;
 /// Bumped by a change that older readers can safely ignore: a new frame kind
 /// (skipped by older readers) or data appended at the end of a payload
 /// (ignored by older readers). Readers accept a newer minor, and say so.
-pub const FORMAT_MINOR: u16 = 4;
+pub const FORMAT_MINOR: u16 = 5;
 
 /// Bytes in the file header: magic, major, minor, reserved.
 pub const FILE_HEADER_LEN: usize = 16;

@@ -162,6 +162,50 @@ pub struct Chunk {
     /// Since format 1.4: how long the loop thread ran on a CPU while each
     /// of recording's samples waited to be taken (empty in older traces).
     pub sample_cpu: Appended<SampleCpu>,
+    /// Since format 1.5: eager tasks (3.12+), whose first step ran inside
+    /// the `create_task` that made them (empty in older traces).
+    pub eager_tasks: Appended<EagerTasks>,
+}
+
+/// Eager tasks of a chunk (format 1.5). An eager task's first step runs at
+/// once inside `create_task`, within its creator's slice: that step has no
+/// slice of its own, and its time is in its creator's (the loop's time is
+/// not counted twice). A task that ends in that step has no slice at all.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
+pub struct EagerTasks {
+    /// Eager tasks that suspended in their first step, with their next
+    /// slice (its creation is in `TaskTiming::created` with that slice).
+    pub first_steps: Vec<EagerFirstStep>,
+    /// Eager tasks that ended in their first step, in slice order.
+    pub ended: Vec<EagerTask>,
+}
+
+/// The eager first step of a task that then suspended.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
+pub struct EagerFirstStep {
+    /// The index in the chunk's `slices` of the task's first slice (its
+    /// second step, or a wake-up).
+    pub slice: u32,
+    /// How long the eager first step ran (from `create_task` being called
+    /// to its return), inside its creator's slice.
+    pub ran_ns: u64,
+}
+
+/// A task that ended in its eager first step: it has no slice of its own.
+/// Its creator's slice (`slice`) tells its thread, its parent (that slice's
+/// task) and its route (that slice's).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
+pub struct EagerTask {
+    /// The index in the chunk's `slices` of the slice it ran in.
+    pub slice: u32,
+    /// When it was created, from that slice's start.
+    pub created_offset_ns: u64,
+    /// Its whole life, the eager step.
+    pub ran_ns: u64,
+    /// Its coroutine's qualname, as `SliceRecord::what` names a step.
+    pub what: StringId,
+    /// One of the `TASK_*` constants.
+    pub outcome: u8,
 }
 
 /// Task timing of a chunk (format 1.4): each slice's ready-wait (the loop

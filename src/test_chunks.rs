@@ -3,9 +3,9 @@
 //! and slices with every field set.
 
 use crate::records::{
-    AllowedEvent, AllowedEvents, Appended, Chunk, EventRecord, Frame, FrameName, LoopIterations, PollRecord, ReadyWait,
-    SampleCpu, SampleTime, SampleTiming, SliceRecord, SliceSampleCpu, SliceSampleTimes, TaskCreated, TaskEnded,
-    TaskTiming,
+    AllowedEvent, AllowedEvents, Appended, Chunk, EagerFirstStep, EagerTask, EagerTasks, EventRecord, Frame, FrameName,
+    LoopIterations, PollRecord, ReadyWait, SampleCpu, SampleTime, SampleTiming, SliceRecord, SliceSampleCpu,
+    SliceSampleTimes, TaskCreated, TaskEnded, TaskTiming,
 };
 
 /// A small xorshift generator: reproducible chunks without a crate.
@@ -144,6 +144,21 @@ pub fn random_chunk(random: &mut Random) -> Chunk {
                 .map(|_| SliceSampleCpu {
                     slice: random.wide() as u32,
                     ran_ns: (0..random.below(3)).map(|_| random.wide()).collect(),
+                })
+                .collect(),
+        }),
+        eager_tasks: Appended(EagerTasks {
+            first_steps: (0..random.below(3))
+                .map(|_| EagerFirstStep { slice: random.wide() as u32, ran_ns: random.wide() })
+                .collect(),
+            // At least one, so that cuts inside it are tried.
+            ended: (0..1 + random.below(2))
+                .map(|_| EagerTask {
+                    slice: random.wide() as u32,
+                    created_offset_ns: random.wide(),
+                    ran_ns: random.wide(),
+                    what: random.wide() as u32,
+                    outcome: random.wide() as u8,
                 })
                 .collect(),
         }),

@@ -9,10 +9,10 @@ use crate::format::{
 };
 use crate::reader::{Dictionary, TraceFile};
 use crate::records::{
-    AllowedEvent, AllowedEvents, Appended, Chunk, EventRecord, EventSpec, Frame, FrameName, LoopIterations, PollRecord,
-    ProcessInfo, ReadyWait, Redaction, SampleCpu, SampleTime, SampleTiming, SamplingInfo, SliceRecord, SliceSampleCpu,
-    SliceSampleTimes, TaskCreated, TaskEnded, TaskTiming, TraceFooter, TraceHeader, READY_SCHEDULED, READY_TIMER,
-    READY_UNKNOWN, TASK_CANCELLED, TASK_DONE,
+    AllowedEvent, AllowedEvents, Appended, Chunk, EagerFirstStep, EagerTask, EagerTasks, EventRecord, EventSpec, Frame,
+    FrameName, LoopIterations, PollRecord, ProcessInfo, ReadyWait, Redaction, SampleCpu, SampleTime, SampleTiming,
+    SamplingInfo, SliceRecord, SliceSampleCpu, SliceSampleTimes, TaskCreated, TaskEnded, TaskTiming, TraceFooter,
+    TraceHeader, READY_SCHEDULED, READY_TIMER, READY_UNKNOWN, TASK_CANCELLED, TASK_DONE, TASK_RAISED,
 };
 use crate::writer::TraceWriter;
 use std::io::{self, Write};
@@ -114,6 +114,10 @@ fn chunks() -> Vec<Chunk> {
         }),
         sample_cpu: Appended(SampleCpu {
             slices: vec![SliceSampleCpu { slice: 1, ran_ns: vec![1_900_000, 46_000_000, 100] }],
+        }),
+        eager_tasks: Appended(EagerTasks {
+            first_steps: vec![EagerFirstStep { slice: 1, ran_ns: 700 }],
+            ended: vec![EagerTask { slice: 0, created_offset_ns: 10, ran_ns: 1_500, what: 0, outcome: TASK_RAISED }],
         }),
     };
     let second = Chunk {
@@ -341,6 +345,17 @@ fn an_empty_recording_is_a_header_and_a_footer() {
 /// passes and `GOLDEN_TRACE` still reads (`the_golden_trace_still_reads`),
 /// and regenerating the hex is all there is to do.
 const GOLDEN_TRACE: &str = "\
+41494f434f5054520100050000000000010100006e00000065000000e4cc865a28b52ffd206529030005312e332e3004\
+332e3132056c696e75780168070104612e7079fc00ca9a3bfb881300640201046f70656e1400060207757669636f726e\
+076170703a6170700b737061776e206368696c6401062f612f737263fc80841e00fc40420f00010105726f7574650201\
+000097000000ab000000c53b651828b52ffd20ab75040042491f2980454907c1c8c4b02a090d23834c0e98cab669865f\
+ff230d123447c1d23434050153838810420849328d1193896f927c0a40de9bfc3764cbfe27b9226765b1b05fc9a4e592\
+ff73fdf642cb5affde4eb0026eb2af4cd03b83f746f458482f2220941c467bee3a3410d7a459c472aa09a29ee8723cd0\
+33b89a20ca3510040006104484a306d49988563d0103010000120000000900000098906e4c28b52ffd20094900000201\
+0101fc80380100";
+
+/// A trace of format 1.4 (with the CPU times), before the eager tasks.
+const GOLDEN_TRACE_1_4: &str = "\
 41494f434f5054520100040000000000010100006e00000065000000e4cc865a28b52ffd206529030005312e332e3004\
 332e3132056c696e75780168070104612e7079fc00ca9a3bfb881300640201046f70656e1400060207757669636f726e\
 076170703a6170700b737061776e206368696c6401062f612f737263fc80841e00fc40420f00010105726f7574650201\
@@ -393,7 +408,7 @@ const GOLDEN_TRACE_1_1: &str = "\
 /// the bincode encoding itself, independent of zstd.
 const GOLDEN_PAYLOADS: [&str; 3] = [
     "05312e332e3004332e3132056c696e75780168070104612e7079fc00ca9a3bfb881300640201046f70656e1400060207757669636f726e076170703a6170700b737061776e206368696c6401062f612f737263fc80841e00fc40420f00010105726f757465",
-    "0700046d61696e010e2f612f7372632f6d61696e2e70790201660304782c207204046d61696e0503672e6606066d61696e2e2a0100010602010001000a020005000000000000000000fb2c01fc701101000001000101010003020000140100000101000405010101fbc8affbe0ab01010006000702000201fb3601fb9001010101020000fb1801010101fb2c0100010100010101fbf8a7",
+    "0800046d61696e010e2f612f7372632f6d61696e2e70790201660304782c207204046d61696e0503672e6606066d61696e2e2a070566657463680100010602010001000a020005000000000000000000fb2c01fc701101000001000101010003020000140100000101000405010101fbc8affbe0ab01010006000702000201fb3601fb9001010101020000fb1801010101fb2c0100010100010101fbf8a70101fb8403010132fbd0070700",
     "02010101fc80380100",
 ];
 
@@ -406,6 +421,17 @@ const GOLDEN_TRACE_1_0: &str = "\
 00120000000900000098906e4c28b52ffd200949000002010101fc80380100";
 
 fn golden_parts() -> (TraceHeader, Chunk, TraceFooter) {
+    let (header, mut chunk, footer) = golden_parts_1_4();
+    chunk.strings.push((7, "fetch".into()));
+    chunk.eager_tasks = Appended(EagerTasks {
+        first_steps: vec![EagerFirstStep { slice: 1, ran_ns: 900 }],
+        ended: vec![EagerTask { slice: 1, created_offset_ns: 50, ran_ns: 2_000, what: 7, outcome: TASK_DONE }],
+    });
+    (header, chunk, footer)
+}
+
+/// What [`GOLDEN_TRACE_1_4`] holds.
+fn golden_parts_1_4() -> (TraceHeader, Chunk, TraceFooter) {
     let (header, mut chunk, footer) = golden_parts_1_4_without_cpu();
     chunk.sample_cpu = Appended(SampleCpu { slices: vec![SliceSampleCpu { slice: 1, ran_ns: vec![43_000] }] });
     (header, chunk, footer)
@@ -515,6 +541,7 @@ fn golden_parts_1_0() -> (TraceHeader, Chunk, TraceFooter) {
         loop_iterations: Appended::default(),
         task_timing: Appended::default(),
         sample_cpu: Appended::default(),
+        eager_tasks: Appended::default(),
     };
     let footer = TraceFooter { slices: 2, events: 1, dropped_slices: 1, chunks: 1, end_offset_ns: 80_000 };
     (header, chunk, footer)
@@ -590,7 +617,7 @@ fn a_1_2_trace_still_reads_without_sample_times_allowed_events_or_loop_iteration
 fn a_visitor_gets_each_sampled_slice_with_its_sample_times() {
     let (_, chunk, _) = golden_parts();
     let trace = TraceFile::from_bytes(from_hex(GOLDEN_TRACE), "golden.aiocop").unwrap();
-    assert_eq!(trace.format_version(), (1, 4));
+    assert_eq!(trace.format_version(), (1, 5));
     let mut times_seen = Vec::new();
     trace.visit_chunk(0, &mut TimesSeen(&mut times_seen)).unwrap();
     assert_eq!(
@@ -630,6 +657,19 @@ fn a_1_4_trace_written_before_cpu_times_reads_with_its_task_timing_and_without_t
     let mut times_seen = Vec::new();
     trace.visit_chunk(0, &mut TimesSeen(&mut times_seen)).unwrap();
     assert_eq!(times_seen, [(1, chunk.sample_timing.slices[0].times.clone(), vec![])]);
+    assert_eq!(trace.footer(), Some(&footer));
+}
+
+#[test]
+fn a_1_4_trace_reads_with_its_cpu_times_and_without_eager_tasks() {
+    let (header, chunk, footer) = golden_parts_1_4();
+    let trace = TraceFile::from_bytes(from_hex(GOLDEN_TRACE_1_4), "golden-1.4.aiocop").unwrap();
+    assert_eq!(trace.format_version(), (1, 4));
+    assert_eq!(trace.header(), &header);
+    let read = trace.read_chunk(0).unwrap();
+    assert_eq!(read.sample_cpu, chunk.sample_cpu);
+    assert_eq!(read.eager_tasks.0, EagerTasks::default());
+    assert_eq!(read, chunk);
     assert_eq!(trace.footer(), Some(&footer));
 }
 

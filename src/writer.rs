@@ -13,8 +13,8 @@ use crate::format::{
     MAX_WRITTEN_RAW_LEN,
 };
 use crate::records::{
-    AllowedEvent, AllowedEvents, Appended, Chunk, LoopIterations, PollRecord, SampleCpu, SampleTiming, SliceRecord,
-    TaskTiming, TraceFooter, TraceHeader,
+    AllowedEvent, AllowedEvents, Appended, Chunk, EagerTasks, LoopIterations, PollRecord, SampleCpu, SampleTiming,
+    SliceRecord, TaskTiming, TraceFooter, TraceHeader,
 };
 use std::fmt;
 use std::io::Write;
@@ -223,6 +223,7 @@ fn split_chunk(chunk: &Chunk) -> Option<(Chunk, Chunk)> {
         let (head_allowed, tail_allowed) = split_allowed(&chunk.allowed, head.len() as u32);
         let (head_polls, tail_polls) = split_polls(&chunk.loop_iterations, tail_start);
         let (head_tasks, tail_tasks) = split_task_timing(&chunk.task_timing, head.len() as u32);
+        let (head_eager, tail_eager) = split_eager_tasks(&chunk.eager_tasks, head_len);
         let first = Chunk {
             strings: chunk.strings.clone(),
             frames: chunk.frames.clone(),
@@ -236,6 +237,7 @@ fn split_chunk(chunk: &Chunk) -> Option<(Chunk, Chunk)> {
             loop_iterations: Appended(head_polls),
             task_timing: Appended(head_tasks),
             sample_cpu: Appended(SampleCpu { slices: head_cpu }),
+            eager_tasks: Appended(head_eager),
         };
         let second = Chunk {
             base_offset_ns: tail_start.saturating_sub(first_delta),
@@ -246,6 +248,7 @@ fn split_chunk(chunk: &Chunk) -> Option<(Chunk, Chunk)> {
             loop_iterations: Appended(tail_polls),
             task_timing: Appended(tail_tasks),
             sample_cpu: Appended(SampleCpu { slices: tail_cpu }),
+            eager_tasks: Appended(tail_eager),
             ..Chunk::default()
         };
         return Some((first, second));
@@ -265,6 +268,7 @@ fn split_chunk(chunk: &Chunk) -> Option<(Chunk, Chunk)> {
         loop_iterations: chunk.loop_iterations.clone(),
         task_timing: chunk.task_timing.clone(),
         sample_cpu: chunk.sample_cpu.clone(),
+        eager_tasks: chunk.eager_tasks.clone(),
         ..Chunk::default()
     };
     let mut to_first = definitions / 2;
@@ -294,6 +298,17 @@ fn split_task_timing(timing: &TaskTiming, at: u32) -> (TaskTiming, TaskTiming) {
     let head = TaskTiming { ready: timing.ready[..cut].to_vec(), created: head_created, ended: head_ended };
     let tail = TaskTiming { ready: timing.ready[cut..].to_vec(), created: tail_created, ended: tail_ended };
     (head, tail)
+}
+
+/// The eager tasks of the slices before `at`, and those of the others with
+/// their slice indices counted from `at`.
+fn split_eager_tasks(eager: &EagerTasks, at: u32) -> (EagerTasks, EagerTasks) {
+    let (head_steps, tail_steps) = split_by_slice(&eager.first_steps, at, |e| &mut e.slice);
+    let (head_ended, tail_ended) = split_by_slice(&eager.ended, at, |e| &mut e.slice);
+    (
+        EagerTasks { first_steps: head_steps, ended: head_ended },
+        EagerTasks { first_steps: tail_steps, ended: tail_ended },
+    )
 }
 
 /// Entries that name their slice by its index in the chunk (`slice_of`),

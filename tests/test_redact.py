@@ -133,7 +133,7 @@ def test_info_says_a_trace_is_redacted_and_what_a_trace_holds_when_it_is_not(tmp
     redacted_info = analyze("info", str(redacted)).stdout
     assert "holds:" in redacted_info and "redacted (--redact)" in redacted_info
     [info] = json.loads(analyze("info", "--format", "json", str(redacted)).stdout)["traces"]
-    assert info["redacted"] is True and info["format_version"] == "1.4"
+    assert info["redacted"] is True and info["format_version"] == "1.5"
 
     plain_info = analyze("info", str(plain)).stdout
     assert "not redacted: the command lines with their arguments" in plain_info

@@ -100,8 +100,8 @@ def test_a_task_that_sleeps_50_ms_and_computes_5_ms_splits_its_wall_time(tmp_pat
         if problem is None:
             break
     assert problem is None, problem
-    assert trace.read_bytes()[8:12] == b"\x01\x00\x04\x00", "format 1.4"
-    assert report["schema_minor"] == 3
+    assert trace.read_bytes()[8:12] == b"\x01\x00\x05\x00", "format 1.5"
+    assert report["schema_minor"] == 4
 
 
 def lag_problem(report: dict) -> str | None:
@@ -161,11 +161,53 @@ CANCELLED_THEN_REUSED = textwrap.dedent(
 )
 
 
+# uvloop's timers are due on libuv's loop time (milliseconds, maybe a
+# coarse clock) plus the delay rounded to milliseconds: a 10.4 ms sleep is
+# due when `loop.time()` + 10 ms says, up to ~1.4 ms before now + 10.4 ms.
+# Each task notes how late it woke against that due time.
+UVLOOP_TIMERS = textwrap.dedent(
+    """
+    import asyncio, json, sys, time
+    import uvloop
+
+    DELAY = 0.0104
+    late_ms = []
+
+    async def sleeper():
+        loop = asyncio.get_running_loop()
+        due = loop.time() + round(DELAY * 1000) / 1000  # as uvloop counts it
+        await asyncio.sleep(DELAY)
+        late_ms.append((time.monotonic() - due) * 1000)
+
+    async def main():
+        for _ in range(31):
+            await asyncio.create_task(sleeper())
+
+    uvloop.run(main())
+    with open(sys.argv[1], "w") as out:
+        json.dump(sorted(late_ms), out)
+    """
+)
+
+
 def test_a_cancelled_call_soon_handles_stamp_is_not_read_as_a_later_handles(tmp_path):
     trace = record(tmp_path, CANCELLED_THEN_REUSED)
     lag = report_json(str(trace))["tasks"]["loop_lag"]
     # 1,000 handles made and run within a few ms of each other.
     assert lag["slices"] >= 1000 and lag["max_ms"] < 100, lag
+
+
+def test_a_uvloop_timer_waits_from_when_uvloop_says_it_is_due(tmp_path):
+    pytest.importorskip("uvloop")
+    trace = record(tmp_path, UVLOOP_TIMERS, str(tmp_path / "late.json"))
+    true_late_ms = json.loads((tmp_path / "late.json").read_text())
+    sleeper = row_of(report_json(str(trace)), "sleeper")
+    assert sleeper["timed"] == 31, sleeper
+    # A task's ready-wait is its first step's (microseconds) and its wake-up's,
+    # which met its timer's lateness: the median of what the tasks saw. The
+    # old estimate (now + delay) came 0.4 to 1.4 ms short (often to 0).
+    true_p50_ms = true_late_ms[15]
+    assert abs(sleeper["ready_wait_p50_ms"] - true_p50_ms) < 0.3, (sleeper, true_late_ms)
 
 
 def test_a_1_3_trace_says_once_it_has_no_task_timing(tmp_path):

@@ -135,7 +135,7 @@ def test_the_header_and_each_slice_are_typed_objects(trace):
     with aiocop.open_trace(str(trace)) as reader:
         header = reader.header
         assert header.label == facts["label"] == "v2.0"
-        assert header.pid == facts["pid"] and header.format_version == (1, 4)
+        assert header.pid == facts["pid"] and header.format_version == (1, 5)
         assert header.records_context and dict(header.event_table)["open"] > 0
         assert reader.cut_short is False and "chunks" in repr(reader)
         handlers = [s for s in reader.slices() if s.what == "handler"]

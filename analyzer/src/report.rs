@@ -20,7 +20,7 @@ pub const SCHEMA_VERSION: u32 = 1;
 /// and the stalls' `alike` and `alike_ms` (a row stands for stalls alike);
 /// 3 added `tasks` (the Tasks table and loop lag, from traces of format 1.4)
 /// and `loop_time.traces_with_wall_clock_native`.
-pub const SCHEMA_MINOR: u32 = 3;
+pub const SCHEMA_MINOR: u32 = 4;
 
 /// `--sort`: the column rows are ranked by. Numbers rank high first, keys
 /// alphabetically; ties go to the higher score, then the longer total

@@ -14,6 +14,12 @@
 //! A pass of its own over each file, in chunk order (a task's slices must
 //! be met in the order they ran).
 //!
+//! Eager tasks (format 1.5): an eager task's first step ran inside its
+//! creator's slice; that step's time is the task's loop time, taken from its
+//! creator's (the loop's own time counts it once, in the creator's slice).
+//! A task that ended in that step has no slice: it is counted and timed from
+//! its record (wall = loop = the step).
+//!
 //! In a time window (`--since`/`--until`, from each trace's start): loop lag
 //! is of the slices that start in it; a task counts when one of its slices
 //! starts in it, and is timed only when it lies wholly inside: created at or
@@ -22,7 +28,9 @@
 //! recording or still running at its end.
 
 use crate::durations::Durations;
-use aiocop_trace::records::{SliceRecord, StringId, TaskTiming, READY_UNKNOWN, TASK_CANCELLED, TASK_RAISED};
+use aiocop_trace::records::{
+    EagerTask, EagerTasks, SliceRecord, StringId, TaskTiming, READY_UNKNOWN, TASK_CANCELLED, TASK_RAISED,
+};
 use aiocop_trace::{PureSlice, SliceVisitor, TraceFile};
 use rustc_hash::{FxHashMap, FxHashSet};
 use std::collections::BTreeMap;
@@ -68,6 +76,10 @@ pub struct TaskGroup {
     pub waiting: Durations,
     pub cancelled: u64,
     pub raised: u64,
+    /// Of `tasks`, those whose first step ran eagerly inside their creator's
+    /// slice, and of those, the ones that ended in it (no slice of their own).
+    pub eager: u64,
+    pub ended_eagerly: u64,
 }
 
 impl TaskGroup {
@@ -79,6 +91,8 @@ impl TaskGroup {
         self.waiting.merge(&other.waiting);
         self.cancelled += other.cancelled;
         self.raised += other.raised;
+        self.eager += other.eager;
+        self.ended_eagerly += other.ended_eagerly;
     }
 }
 
@@ -92,6 +106,8 @@ struct OpenTask {
     in_window: bool,
     loop_ns: u64,
     ready_ns: u64,
+    /// Its first step ran eagerly, inside its creator's slice.
+    eager: bool,
 }
 
 /// One slice, as the task pass needs it, held until the chunk's task
@@ -189,10 +205,12 @@ impl FileTasks {
         }
     }
 
-    /// Takes a chunk's slices with its task timing.
-    fn add_chunk(&mut self, slices: &[SeenSlice], timing: &TaskTiming) {
+    /// Takes a chunk's slices with its task timing and eager tasks.
+    fn add_chunk(&mut self, slices: &[SeenSlice], timing: &TaskTiming, eager: &EagerTasks) {
         let mut created = timing.created.iter().peekable();
         let mut ended = timing.ended.iter().peekable();
+        let mut eager_steps = eager.first_steps.iter().peekable();
+        let mut ended_eagerly = eager.ended.iter().peekable();
         for (index, slice) in slices.iter().enumerate() {
             let ready = timing.ready.get(index).filter(|ready| ready.since != READY_UNKNOWN);
             let ready_ns = ready.map_or(0, |ready| ready.wait_ns);
@@ -201,8 +219,19 @@ impl FileTasks {
                 self.lag.record(ready_ns);
                 self.lag_by_second.entry(slice.start_ns / 1_000_000_000).or_default().record(ready_ns);
             }
+            // Eager steps run inside their creator's slice: they are the
+            // created tasks' time, not the creator's.
+            let mut eager_children_ns = 0u64;
+            while let Some(child) = ended_eagerly.next_if(|e| e.slice as usize == index) {
+                eager_children_ns = eager_children_ns.saturating_add(child.ran_ns);
+                self.add_ended_eagerly(slice, child);
+            }
             let creation = created.next_if(|c| c.slice as usize == index);
             let end = ended.next_if(|e| e.slice as usize == index);
+            let eager_step_ns = eager_steps.next_if(|e| e.slice as usize == index).map(|e| e.ran_ns);
+            if let (Some(ran_ns), Some(parent)) = (eager_step_ns, creation.and_then(|c| c.parent)) {
+                self.take_from_creator(parent, ran_ns);
+            }
             let Some(task) = slice.task else { continue };
             let key = if self.by_route { slice.route } else { Some(slice.what) };
             if let Some(key) = key {
@@ -219,7 +248,11 @@ impl FileTasks {
                 open.created_ns = Some(slice.start_ns.saturating_sub(creation.created_before_ns));
             }
             open.in_window |= in_window;
-            open.loop_ns = open.loop_ns.saturating_add(slice.duration_ns);
+            if let Some(ran_ns) = eager_step_ns {
+                open.eager = true;
+                open.loop_ns = open.loop_ns.saturating_add(ran_ns);
+            }
+            open.loop_ns = open.loop_ns.saturating_add(slice.duration_ns.saturating_sub(eager_children_ns));
             open.ready_ns = open.ready_ns.saturating_add(ready_ns);
             if let Some(end) = end {
                 let open = self.open.remove(&task).unwrap_or_default();
@@ -227,6 +260,37 @@ impl FileTasks {
                 let end = in_window.then_some((slice.start_ns + slice.duration_ns, end.outcome));
                 self.close(open, end);
             }
+        }
+    }
+
+    /// The eager step of a task that suspended in it ran inside a slice of
+    /// its creator (`parent`), still running: that time is not the creator's.
+    fn take_from_creator(&mut self, parent: StringId, ran_ns: u64) {
+        if let Some(creator) = self.open.get_mut(&parent) {
+            creator.loop_ns = creator.loop_ns.saturating_sub(ran_ns);
+        }
+    }
+
+    /// A task that ended in its eager first step, inside `slice`: its own
+    /// life, keyed by its coroutine (or its creator's route).
+    fn add_ended_eagerly(&mut self, slice: &SeenSlice, task: &EagerTask) {
+        let created_ns = slice.start_ns.saturating_add(task.created_offset_ns);
+        let key = if self.by_route { slice.route } else { Some(task.what) };
+        if let Some(key) = key {
+            self.keys.insert(key);
+        }
+        let open = OpenTask {
+            key: key.unwrap_or(u32::MAX),
+            created_ns: Some(created_ns),
+            in_window: self.in_window(created_ns),
+            loop_ns: task.ran_ns,
+            ready_ns: 0,
+            eager: true,
+        };
+        let end = open.in_window.then_some((created_ns.saturating_add(task.ran_ns), task.outcome));
+        self.close(open, end);
+        if let Some(group) = self.groups.get_mut(&open.key).filter(|_| open.in_window) {
+            group.ended_eagerly += 1;
         }
     }
 
@@ -238,6 +302,7 @@ impl FileTasks {
         }
         let group = self.groups.entry(task.key).or_default();
         group.tasks += 1;
+        group.eager += u64::from(task.eager);
         let Some((end_ns, outcome)) = end else { return };
         group.cancelled += u64::from(outcome == TASK_CANCELLED);
         group.raised += u64::from(outcome == TASK_RAISED);
@@ -276,7 +341,7 @@ pub fn file_tasks(trace: &TraceFile, by_route: bool, since_ns: u64, until_ns: u6
         visitor.too_many = false;
         if let Ok(chunk) = trace.visit_chunk(index, &mut visitor) {
             if !visitor.too_many {
-                file.add_chunk(&visitor.slices, &chunk.task_timing);
+                file.add_chunk(&visitor.slices, &chunk.task_timing, &chunk.eager_tasks);
             }
             file.add_names(&chunk.strings);
         }
@@ -315,6 +380,10 @@ pub struct TaskRow {
     pub waiting_ms: f64,
     pub cancelled: u64,
     pub raised: u64,
+    /// Of `tasks`, those whose first step ran eagerly inside their creator's
+    /// slice (3.12+ eager tasks), and of those, the ones that ended there.
+    pub eager: u64,
+    pub ended_eagerly: u64,
 }
 
 /// The Tasks table: most total wall time first (then by name).
@@ -339,6 +408,8 @@ pub fn task_rows(times: &TaskTimes) -> Vec<TaskRow> {
                 waiting_ms: mean(&group.waiting),
                 cancelled: group.cancelled,
                 raised: group.raised,
+                eager: group.eager,
+                ended_eagerly: group.ended_eagerly,
             };
             (group.wall.total_ns(), row)
         })
@@ -420,7 +491,7 @@ mod tests {
             ended: vec![TaskEnded { slice: 2, outcome: TASK_DONE }],
         };
         let mut file = FileTasks::default();
-        file.add_chunk(&slices, &timing);
+        file.add_chunk(&slices, &timing, &EagerTasks::default());
         let group = &file.groups[&7];
         assert_eq!((group.tasks, group.wall.count()), (1, 1));
         assert_eq!(group.wall.total_ns(), 58_000_000);
@@ -457,7 +528,7 @@ mod tests {
             ended: vec![end(1), end(4), end(5), end(6)],
         };
         let mut file = FileTasks { since_ns: 10_000_000, until_ns: 30_000_000, ..FileTasks::default() };
-        file.add_chunk(&slices, &timing);
+        file.add_chunk(&slices, &timing, &EagerTasks::default());
         let group = &file.groups[&7];
         assert_eq!((group.tasks, group.wall.count()), (3, 1), "tasks 3, 4 and 5 counted, 4 timed");
         // Task 4: created at 11 ms, its last step ends at 26 ms.
@@ -465,6 +536,50 @@ mod tests {
         assert_eq!(group.loop_time.total_ns(), 3_000_000);
         // Loop lag: the four slices starting in the window.
         assert_eq!(file.lag.count(), 4);
+    }
+
+    #[test]
+    fn eager_tasks_are_counted_and_timed_with_their_eager_first_step() {
+        // Slice 0 (task 3's first, 4 ms at 10 ms) made two eager tasks: one
+        // of `what` 9 ended in its 1 ms step at 11 ms; the other stepped 2 ms
+        // from 12 ms, slept, and its first slice (1 ms at 60 ms) ended it.
+        // Task 3 ends in a 1 ms slice at 70 ms.
+        let slices = [slice(10, 4, Some(3)), slice(60, 1, Some(4)), slice(70, 1, Some(3))];
+        let timing = TaskTiming {
+            ready: vec![],
+            created: vec![
+                TaskCreated { slice: 0, created_before_ns: 0, parent: None },
+                TaskCreated { slice: 1, created_before_ns: 48_000_000, parent: Some(3) },
+            ],
+            ended: vec![TaskEnded { slice: 1, outcome: TASK_DONE }, TaskEnded { slice: 2, outcome: TASK_DONE }],
+        };
+        let eager = EagerTasks {
+            first_steps: vec![aiocop_trace::records::EagerFirstStep { slice: 1, ran_ns: 2_000_000 }],
+            ended: vec![EagerTask {
+                slice: 0,
+                created_offset_ns: 1_000_000,
+                ran_ns: 1_000_000,
+                what: 9,
+                outcome: TASK_DONE,
+            }],
+        };
+        let mut file = FileTasks::default();
+        file.add_chunk(&slices, &timing, &eager);
+        for task in std::mem::take(&mut file.open).into_values() {
+            file.close(task, None);
+        }
+        let ended_eagerly = &file.groups[&9];
+        assert_eq!((ended_eagerly.tasks, ended_eagerly.wall.count(), ended_eagerly.eager), (1, 1, 1));
+        assert_eq!(ended_eagerly.ended_eagerly, 1);
+        assert_eq!((ended_eagerly.wall.total_ns(), ended_eagerly.loop_time.total_ns()), (1_000_000, 1_000_000));
+        // The suspended one is keyed by its first slice's what (7 here):
+        // created at 12 ms, ended at 61 ms; on the loop 2 + 1 ms. Task 3
+        // (what 7 too), 10 to 71 ms, ran 4 + 1 ms of which 3 were its
+        // children's eager steps.
+        let sevens = &file.groups[&7];
+        assert_eq!((sevens.tasks, sevens.eager, sevens.ended_eagerly), (2, 1, 0), "task 3 and task 4");
+        assert_eq!(sevens.wall.total_ns(), 49_000_000 + 61_000_000);
+        assert_eq!(sevens.loop_time.total_ns(), 3_000_000 + 2_000_000);
     }
 
     #[test]
@@ -476,7 +591,7 @@ mod tests {
             ended: vec![TaskEnded { slice: 0, outcome: TASK_CANCELLED }],
         };
         let mut file = FileTasks::default();
-        file.add_chunk(&slices, &timing);
+        file.add_chunk(&slices, &timing, &EagerTasks::default());
         for task in std::mem::take(&mut file.open).into_values() {
             file.close(task, None);
         }

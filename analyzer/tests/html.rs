@@ -76,3 +76,46 @@ fn the_diff_page_says_the_gates_verdict() {
     assert!(html.contains("Loop time of the new side") && html.contains("The new side. "), "{html}");
     insta::assert_snapshot!(html);
 }
+
+/// A trace of `requests` request tasks, one a second, each two steps of 2 ms
+/// 50 ms apart, each step waiting `ready_wait_ns` for the loop.
+fn write_requests(path: &Path, label: &str, requests: u64, ready_wait_ns: u64) -> std::path::PathBuf {
+    let mut trace = TraceBuilder::new(header(Some(label), "web-1", 100), 0);
+    let names: Vec<String> = (0..requests).map(|n| format!("Task-{n}")).collect();
+    for (n, name) in names.iter().enumerate() {
+        let start_ns = n as u64 * 1_000 * MS;
+        let step = |start_ns, created_before_ns, ended| Slice {
+            start_ns,
+            duration_ns: 2 * MS,
+            what: "handle",
+            task: Some(name),
+            ready_wait_ns: Some(ready_wait_ns),
+            created_before_ns,
+            ended,
+            ..Slice::default()
+        };
+        trace.slice(step(start_ns, Some(ready_wait_ns), None));
+        trace.slice(step(start_ns + 50 * MS, None, Some(aiocop_trace::records::TASK_DONE)));
+    }
+    trace.write(path, Some(requests * 1_000 * MS))
+}
+
+#[test]
+fn the_diff_page_shows_the_new_sides_tasks_and_loop_lag() {
+    let dir = test_dir("html-diff-tasks");
+    let base = write_requests(&dir.join("base.bin"), "v1", 3, MS / 10);
+    let new = write_requests(&dir.join("new.bin"), "v2", 4, 5 * MS);
+    let html = page(&dir, &["diff", path(&base), path(&new)], 0);
+    check_page(&html);
+    // The comparison of both sides' tasks, then the new side's own table
+    // and its loop lag per second, as the report page has them.
+    assert!(html.contains("<section id=\"tasks\">"), "{html}");
+    let start = html.find("<section id=\"new-tasks\">").expect("the new side's Tasks table");
+    let end = start + html[start..].find("</main>").expect("the page's end");
+    let new_side = &html[start..end];
+    assert!(new_side.contains("Tasks and loop lag of the new side"), "{new_side}");
+    assert!(new_side.contains("<td class=\"key\">handle</td>"), "{new_side}");
+    assert!(new_side.contains("<section id=\"loop-lag-over-time\">"), "{new_side}");
+    assert_eq!(html.matches("<svg class=\"chart lag-chart\"").count(), 1);
+    insta::assert_snapshot!(new_side);
+}

@@ -83,7 +83,7 @@ fn every_slice_gives_its_time_to_the_groups_and_they_add_up_exactly() {
     assert_eq!(loop_time["long_slice_attributed_share"], 1.0);
     // Worker 2 has no samples at all.
     assert_eq!((loop_time["samples"].as_u64(), loop_time["traces_without_samples"].as_u64()), (Some(3), Some(1)));
-    assert_eq!(report["schema_minor"], 3);
+    assert_eq!(report["schema_minor"], 4);
 
     // With --top, what is left out is summed, to the microsecond.
     for top in ["1", "2", "5"] {

@@ -197,7 +197,7 @@ fn the_json_report_is_the_documented_contract() {
     assert_eq!(
         report["traces"][1],
         serde_json::json!({
-            "path": path(&dir.join("web-2.bin")), "format_version": "1.4", "aiocop_version": "1.3.0",
+            "path": path(&dir.join("web-2.bin")), "format_version": "1.5", "aiocop_version": "1.3.0",
             "python_version": "3.12.1", "platform": "linux", "host": "web-2", "pid": 4242,
             "parent_pid": 0, "role": "", "root_command": [], "label": "v2",
             "threshold_ms": 100.0, "start_unix_ns": 1_714_564_800_000_000_000u64, "duration_s": 1.0, "slices": 2,

@@ -78,6 +78,7 @@ impl ArbitraryChunk {
             }),
             task_timing: Appended::default(),
             sample_cpu: Appended::default(),
+            eager_tasks: Appended::default(),
         }
     }
 }

@@ -19,6 +19,7 @@ mod clock;
 mod config;
 mod context;
 mod describe;
+mod eager_tasks;
 mod emit;
 mod eval_breaker;
 mod exit_guard;
@@ -37,6 +38,7 @@ mod signals;
 mod sigterm;
 mod slice;
 mod stacks;
+mod task_state;
 mod task_timing;
 mod trace_file;
 mod what_ran;
@@ -171,6 +173,13 @@ fn stamp_call_soon(loop_: &Bound<'_, PyAny>) -> PyResult<bool> {
 #[pyfunction]
 fn unstamp_call_soon(loop_id: usize) {
     call_soon::unstamp_call_soon(loop_id);
+}
+
+/// Lets recordings see eager tasks (3.12+) made by `task_type`
+/// (`_asyncio.Task`); false if it already did (see `eager_tasks`).
+#[pyfunction]
+fn watch_eager_tasks(task_type: &Bound<'_, pyo3::types::PyType>) -> PyResult<bool> {
+    eager_tasks::watch_eager_tasks(task_type)
 }
 
 /// Marks a stock asyncio loop, by `id()`, as monitored or not.
@@ -647,6 +656,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(untime_selector, m)?)?;
     m.add_function(wrap_pyfunction!(stamp_call_soon, m)?)?;
     m.add_function(wrap_pyfunction!(unstamp_call_soon, m)?)?;
+    m.add_function(wrap_pyfunction!(watch_eager_tasks, m)?)?;
     m.add_class::<emit::FormattedOnRead>()?;
     m.add_class::<emit::PendingReport>()?;
     m.add_class::<monitor::ScheduleTarget>()?;

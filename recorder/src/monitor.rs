@@ -14,7 +14,7 @@
 use crate::context::{capture_context, has_context_providers, take_provider_interrupt};
 use crate::emit::{self, FinishedSlice};
 use crate::handle_slots::{self, Slot};
-use crate::task_timing::{self, Ready, ReadyRule};
+use crate::task_timing::{self, Ready, ReadyRule, TimerDue};
 use crate::what_ran::{self, Ran};
 use crate::{clock, config, describe, exit_guard, recording, routes, sampler, slice};
 use pyo3::ffi;
@@ -505,7 +505,8 @@ unsafe fn schedule_entry(
 }
 
 /// While recording: schedules `run_monitored_ready(ready_ns, since, parent,
-/// callback, *args)`, so that the slice knows when its callback became ready.
+/// callback, *args)`, so that the slice knows when its callback became ready
+/// (a timer's `ready_ns` is a `TimerDue`, set once the loop made its handle).
 fn schedule_with_ready(
     py: Python<'_>,
     target: &ScheduleTarget,
@@ -519,14 +520,26 @@ fn schedule_with_ready(
         _ => Some(unsafe { Bound::from_borrowed_ptr(py, all[0]) }),
     };
     let ready = task_timing::ready_when_scheduled(target.ready, first.as_ref());
+    let due = match target.ready {
+        ReadyRule::Now => None,
+        _ => Some(Bound::new(py, TimerDue::estimated(ready))?),
+    };
     let ready_values = (ready.ready_ns, ready.since, ready.parent).into_pyobject(py)?;
-    let ready_values: Vec<Bound<'_, PyAny>> = ready_values.iter().collect();
+    let mut ready_values: Vec<Bound<'_, PyAny>> = ready_values.iter().collect();
+    if let Some(due) = &due {
+        ready_values[0] = due.clone().into_any();
+    }
     let mut forwarded = Vec::with_capacity(all.len() + 4);
     forwarded.extend_from_slice(&all[..target.callback_index]);
     forwarded.push(run_monitored_ready_function(py)?.as_ptr());
     forwarded.extend(ready_values.iter().map(Bound::as_ptr));
     forwarded.extend_from_slice(&all[target.callback_index..]);
-    vectorcall(py, target.original.as_ptr(), &forwarded, positional + 4, kwnames)
+    let handle = vectorcall(py, target.original.as_ptr(), &forwarded, positional + 4, kwnames)?;
+    if let Some(due) = due {
+        // SAFETY: the new reference the loop returned, borrowed here.
+        due.get().learn_from(unsafe { &Bound::from_borrowed_ptr(py, handle) });
+    }
+    Ok(handle)
 }
 
 /// The C entry point of `run_monitored(callback, *args)`.
@@ -570,8 +583,12 @@ unsafe fn run_monitored_ready_entry(
         ));
     }
     // SAFETY: live borrowed references of the call.
-    let number = |index: usize| unsafe { Bound::from_borrowed_ptr(py, all[index]) }.extract::<u64>().unwrap_or(0);
-    let ready = Ready { ready_ns: number(0), since: number(1) as u8, parent: number(2) as usize };
+    let value = |index: usize| unsafe { Bound::from_borrowed_ptr(py, all[index]) };
+    let number = |index: usize| value(index).extract::<u64>().unwrap_or(0);
+    let ready = match value(0).cast::<TimerDue>() {
+        Ok(due) => due.get().ready(),
+        Err(_) => Ready { ready_ns: number(0), since: number(1) as u8, parent: number(2) as usize },
+    };
     run_callback(py, all[3], &all[4..], positional - 4, kwnames, ready)
 }
 

@@ -35,6 +35,8 @@ use pyo3::ffi;
 use pyo3::prelude::*;
 use std::cell::RefCell;
 use std::collections::VecDeque;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicU64, AtomicU8};
 use std::sync::OnceLock;
 
 pub use aiocop_trace::records::{READY_POLL, READY_SCHEDULED, READY_TIMER, READY_UNKNOWN};
@@ -128,6 +130,8 @@ struct ThreadReady {
     /// When the callback running on this thread (not a task's step) became
     /// ready (0: a task's step, or unknown): what it schedules was ready then.
     running_ready_ns: u64,
+    /// Recorded slices running on this thread (loops may nest).
+    slices_running: u32,
 }
 
 thread_local! {
@@ -137,6 +141,7 @@ thread_local! {
             last_poll_end_ns: 0,
             running_task: 0,
             running_ready_ns: 0,
+            slices_running: 0,
         })
     };
 }
@@ -169,6 +174,7 @@ pub fn enter(task: usize, ready: &Ready) -> Running {
         state.try_borrow_mut().map_or(Running::default(), |mut state| {
             let outer = Running { task: state.running_task, ready_ns: state.running_ready_ns };
             (state.running_task, state.running_ready_ns) = (running.task, running.ready_ns);
+            state.slices_running += 1;
             outer
         })
     })
@@ -180,8 +186,15 @@ pub fn leave(outer: Running) {
     THREAD.with(|state| {
         if let Ok(mut state) = state.try_borrow_mut() {
             (state.running_task, state.running_ready_ns) = (outer.task, outer.ready_ns);
+            state.slices_running = state.slices_running.saturating_sub(1);
         }
     });
+}
+
+/// The task whose step runs on this thread (0: none), and whether a
+/// recorded slice runs on it at all.
+pub fn running_task() -> (usize, bool) {
+    THREAD.with(|state| state.try_borrow().map_or((0, false), |state| (state.running_task, state.slices_running > 0)))
 }
 
 /// What a callback scheduled now is stamped with: when it became ready
@@ -284,9 +297,60 @@ fn clock_offset_ns() -> i64 {
     })
 }
 
+/// When a timer a patched loop (uvloop) schedules is due, as the loop
+/// counts it: passed to the scheduled callback in place of a number, and
+/// set from the handle the loop returns (`TimerHandle.when()`). uvloop
+/// rounds the delay to milliseconds and adds it to libuv's loop time, a
+/// millisecond clock that may lag the precise one by a clock tick, so now
+/// + delay is up to a few milliseconds later than when its timer fires (its
+/// wait was undercounted, often to 0), and a delay under half a millisecond
+/// is no timer at all but a `call_soon`.
+#[pyclass(module = "aiocop._native", frozen)]
+pub struct TimerDue {
+    ready_ns: AtomicU64,
+    since: AtomicU8,
+    /// When it was scheduled: its ready time if the loop made no timer.
+    scheduled_ns: u64,
+    parent: usize,
+}
+
+impl TimerDue {
+    /// Due as estimated before the loop made the handle.
+    pub fn estimated(ready: Ready) -> TimerDue {
+        TimerDue {
+            ready_ns: AtomicU64::new(ready.ready_ns),
+            since: AtomicU8::new(ready.since),
+            scheduled_ns: clock::now_ns(),
+            parent: ready.parent,
+        }
+    }
+
+    /// Takes the due time from the handle the loop returned: its `when()`
+    /// (on `loop.time()`, CLOCK_MONOTONIC for uvloop and asyncio alike); a
+    /// handle without one is not a timer (uvloop's `call_later` of a delay
+    /// that rounds to 0 ms is a `call_soon`): ready when scheduled.
+    pub fn learn_from(&self, handle: &Bound<'_, PyAny>) {
+        let py = handle.py();
+        let Ok(when) = handle.getattr(pyo3::intern!(py, "when")) else {
+            self.ready_ns.store(self.scheduled_ns, Relaxed);
+            self.since.store(READY_SCHEDULED, Relaxed);
+            return;
+        };
+        match when.call0().and_then(|seconds| seconds.extract::<f64>()) {
+            Ok(seconds) => self.ready_ns.store(monotonic_seconds_to_clock_ns(seconds), Relaxed),
+            Err(error) => drop(error), // kept: the estimate
+        }
+    }
+
+    pub fn ready(&self) -> Ready {
+        Ready { ready_ns: self.ready_ns.load(Relaxed), since: self.since.load(Relaxed), parent: self.parent }
+    }
+}
+
 /// When a callback a patched loop (uvloop) schedules now will be ready:
 /// now for `call_soon`, after the delay (`call_later`'s first argument),
-/// or at the time (`call_at`'s, on `loop.time()`), with the running task.
+/// or at the time (`call_at`'s, on `loop.time()`), with the running task;
+/// a timer's is then taken from its handle (`TimerDue`).
 pub fn ready_when_scheduled(rule: ReadyRule, first_argument: Option<&Bound<'_, PyAny>>) -> Ready {
     let Stamp { scheduled_ns, parent } = stamp_now();
     let now_ns = clock::now_ns();

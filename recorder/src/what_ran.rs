@@ -463,6 +463,15 @@ fn describe_task(py: Python<'_>, owner: &Bound<'_, PyAny>, recording: u64) -> Op
     Some((described.0, described.1, true))
 }
 
+/// The what-id of a coroutine: its code's qualname, as a task step is named.
+pub fn coroutine_what_id(coroutine: &Bound<'_, PyAny>) -> u32 {
+    let py = coroutine.py();
+    match coroutine.getattr(intern!(py, "cr_code")).or_else(|_| coroutine.getattr(intern!(py, "gi_code"))) {
+        Ok(code) => code_what_id(py, &code),
+        Err(_) => shared_string_id("?"),
+    }
+}
+
 /// The what-id of a code object: its qualname, interned.
 fn code_what_id(py: Python<'_>, code: &Bound<'_, PyAny>) -> u32 {
     let address = code.as_ptr() as usize;

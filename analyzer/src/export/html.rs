@@ -16,11 +16,11 @@
 
 use super::fit::relative_to;
 use super::{
-    any_task_timed, diff_cells, diff_summary_lines, diff_title, guessed_stalls_note, lag_diff_text, loop_lag_text,
-    loop_time_headline, more_tasks_text, no_task_timing_note, route_diff_cells, samples_note, stalls_headline,
-    summary_lines, task_diff_cells, tasks_not_shown_text, top_events_text, unexplained_note, untimed_samples_note,
-    via_text, wall_clock_native_note, Exporter, Style, DIFF_HEADER, NO_ROUTES, ROUTES_HEADLINE, ROUTE_DIFF_HEADER,
-    ROUTE_DIFF_HEADLINE, TASKS_HEADLINE, TASK_DIFF_HEADER, TASK_DIFF_HEADLINE, TASK_ROWS_SHOWN,
+    any_task_timed, diff_cells, diff_summary_lines, diff_title, eager_tasks_note, guessed_stalls_note, lag_diff_text,
+    loop_lag_text, loop_time_headline, more_tasks_text, no_task_timing_note, route_diff_cells, samples_note,
+    stalls_headline, summary_lines, task_diff_cells, tasks_not_shown_text, top_events_text, unexplained_note,
+    untimed_samples_note, via_text, wall_clock_native_note, Exporter, Style, DIFF_HEADER, NO_ROUTES, ROUTES_HEADLINE,
+    ROUTE_DIFF_HEADER, ROUTE_DIFF_HEADLINE, TASKS_HEADLINE, TASK_DIFF_HEADER, TASK_DIFF_HEADLINE, TASK_ROWS_SHOWN,
 };
 use crate::diff::RouteSideValues;
 use crate::diff::TaskSideValues;
@@ -172,8 +172,9 @@ struct Page {
     verdict: Option<Verdict>,
     chart: Option<Chart>,
     sections: Vec<Section>,
-    /// Drawn after the Tasks section.
     lag_chart: Option<LagChart>,
+    /// The section the loop lag chart follows (the Tasks table it is of).
+    lag_chart_after: &'static str,
     flame_graph: Option<String>,
     flame_graph_note: String,
     /// The section the flame graph follows.
@@ -210,6 +211,7 @@ impl Exporter for HtmlExporter {
                 ])
                 .collect(),
             lag_chart: lag_chart(report),
+            lag_chart_after: "tasks",
             flame_graph: report.pictures.flame_graph_svg.as_deref().map(inline_svg),
             flame_graph_note: FLAME_GRAPH_NOTE.to_owned(),
             flame_graph_after: "loop-time",
@@ -254,7 +256,11 @@ impl Exporter for HtmlExporter {
             let (mut loop_time, mut stalls) = (loop_section(new), stalls_section(new));
             loop_time.title = "Loop time of the new side".to_owned();
             stalls.title = "Longest stalls of the new side".to_owned();
-            sections.extend([loop_time, stalls]);
+            let mut tasks = tasks_section(new);
+            tasks.title = "Tasks and loop lag of the new side".to_owned();
+            // "tasks" is the comparison of both sides' tasks.
+            tasks.id = NEW_SIDE_TASKS;
+            sections.extend([loop_time, stalls, tasks]);
         }
         let page = Page {
             title: diff_title(diff),
@@ -269,7 +275,11 @@ impl Exporter for HtmlExporter {
                 chart
             }),
             sections,
-            lag_chart: None,
+            lag_chart: new_side.and_then(lag_chart).map(|mut chart| {
+                chart.line = format!("The new side. {}", chart.line);
+                chart
+            }),
+            lag_chart_after: NEW_SIDE_TASKS,
             flame_graph: diff.flame_graph_svg.as_deref().map(inline_svg),
             flame_graph_note: DIFF_FLAME_GRAPH_NOTE.to_owned(),
             flame_graph_after: "comparison",
@@ -278,6 +288,9 @@ impl Exporter for HtmlExporter {
         render_page(&page)
     }
 }
+
+/// The id of the diff page's Tasks table of the new side.
+const NEW_SIDE_TASKS: &str = "new-tasks";
 
 const FLAME_GRAPH_NOTE: &str =
     "The loop's busy time by stack: every slice's time, split as the Loop time table splits it (hover a box for its time).";
@@ -542,6 +555,7 @@ fn tasks_section(report: &Report) -> Section {
     let mut lines: Vec<String> = no_task_timing_note(report).into_iter().collect();
     lines.extend(tasks.loop_lag.as_ref().map(|lag| format!("Loop lag: {}", loop_lag_text(lag))));
     lines.push(format!("By {}: {TASKS_HEADLINE}", tasks.by));
+    lines.extend(eager_tasks_note(report));
     // Tasks seen only by their slices (none created and ended while recording) have no times to show.
     let shown = if any_task_timed(report) { &tasks.rows[..] } else { &[] };
     let rows = shown.iter().take(TASK_ROWS_SHOWN).map(|row| {

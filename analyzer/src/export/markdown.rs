@@ -4,12 +4,12 @@
 //! that `<no stack>` or `<frozen ...>` show as text, not as HTML.
 
 use super::{
-    any_alike, any_task_timed, diff_cells, diff_summary_lines, diff_title, elapsed_cells, guessed_stalls_note,
-    lag_diff_text, loop_lag_text, loop_time_headline, more_tasks_text, no_task_timing_note, route_diff_cells,
-    samples_note, stall_top_text, stalls_headline, summary_lines, task_cells, task_diff_cells, tasks_not_shown_text,
-    top_events_text, unexplained_note, untimed_samples_note, via_text, wall_clock_native_note, Exporter, Style,
-    DIFF_HEADER, NO_ROUTES, ROUTES_HEADLINE, ROUTE_DIFF_HEADER, ROUTE_DIFF_HEADLINE, TASKS_HEADLINE, TASK_DIFF_HEADER,
-    TASK_DIFF_HEADLINE, TASK_ROWS_SHOWN,
+    any_alike, any_task_timed, diff_cells, diff_summary_lines, diff_title, eager_tasks_note, elapsed_cells,
+    guessed_stalls_note, lag_diff_text, loop_lag_text, loop_time_headline, more_tasks_text, no_task_timing_note,
+    route_diff_cells, samples_note, stall_top_text, stalls_headline, summary_lines, task_cells, task_diff_cells,
+    tasks_not_shown_text, top_events_text, unexplained_note, untimed_samples_note, via_text, wall_clock_native_note,
+    Exporter, Style, DIFF_HEADER, NO_ROUTES, ROUTES_HEADLINE, ROUTE_DIFF_HEADER, ROUTE_DIFF_HEADLINE, TASKS_HEADLINE,
+    TASK_DIFF_HEADER, TASK_DIFF_HEADLINE, TASK_ROWS_SHOWN,
 };
 use crate::diff::Diff;
 use crate::report::Report;
@@ -319,6 +319,9 @@ fn render_tasks(out: &mut String, report: &Report) {
     }
     if let Some(more) = more_tasks_text(report) {
         out.push_str(&format!("\n{more}\n"));
+    }
+    if let Some(eager) = eager_tasks_note(report) {
+        out.push_str(&format!("\n{}\n", prose(&eager)));
     }
     out.push('\n');
 }

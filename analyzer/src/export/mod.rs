@@ -395,6 +395,21 @@ pub(crate) fn no_task_timing_note(report: &Report) -> Option<String> {
     Some(format!("No task timing: {which} recorded before format 1.4."))
 }
 
+/// Says how many tasks started eagerly (3.12+ eager tasks), if any did.
+pub(crate) fn eager_tasks_note(report: &Report) -> Option<String> {
+    let rows = &report.tasks.rows;
+    let eager: u64 = rows.iter().map(|row| row.eager).sum();
+    if eager == 0 {
+        return None;
+    }
+    let ended: u64 = rows.iter().map(|row| row.ended_eagerly).sum();
+    Some(format!(
+        "Eager tasks: {eager} of the tasks ran their first step at once inside the slice that created them, \
+         {ended} of them ending there with no slice of their own. That step is in their loop time, not in \
+         their creator task's; the Loop time table counts it once, in the creators' slices."
+    ))
+}
+
 /// What follows "Loop lag:": the distribution with its count.
 pub(crate) fn loop_lag_text(lag: &LagSummary) -> String {
     format!(

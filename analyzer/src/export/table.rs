@@ -9,12 +9,12 @@
 
 use super::fit::{fit_key, lay_out, shorten_key, wrap_text, Fit, Text};
 use super::{
-    any_alike, any_task_timed, diff_cells, diff_summary_lines, diff_title, elapsed_cells, guessed_stalls_note,
-    lag_diff_text, loop_lag_text, loop_time_headline, more_tasks_text, no_task_timing_note, route_diff_cells,
-    samples_note, stalls_headline, summary_lines, task_diff_cells, tasks_not_shown_text, top_events_text,
-    unexplained_note, untimed_samples_note, via_text, wall_clock_native_note, Exporter, Style, DIFF_HEADER, NO_ROUTES,
-    ROUTES_HEADLINE, ROUTE_DIFF_HEADER, ROUTE_DIFF_HEADLINE, TASKS_HEADLINE, TASK_DIFF_HEADER, TASK_DIFF_HEADLINE,
-    TASK_ROWS_SHOWN,
+    any_alike, any_task_timed, diff_cells, diff_summary_lines, diff_title, eager_tasks_note, elapsed_cells,
+    guessed_stalls_note, lag_diff_text, loop_lag_text, loop_time_headline, more_tasks_text, no_task_timing_note,
+    route_diff_cells, samples_note, stalls_headline, summary_lines, task_diff_cells, tasks_not_shown_text,
+    top_events_text, unexplained_note, untimed_samples_note, via_text, wall_clock_native_note, Exporter, Style,
+    DIFF_HEADER, NO_ROUTES, ROUTES_HEADLINE, ROUTE_DIFF_HEADER, ROUTE_DIFF_HEADLINE, TASKS_HEADLINE, TASK_DIFF_HEADER,
+    TASK_DIFF_HEADLINE, TASK_ROWS_SHOWN,
 };
 use crate::diff::{Diff, Status};
 use crate::report::Report;
@@ -448,6 +448,12 @@ fn render_tasks(out: &mut String, report: &Report, style: Style) {
     out.push_str(&grid.draw(style));
     if let Some(more) = more_tasks_text(report) {
         out.push_str(&format!("{more}\n"));
+    }
+    if let Some(eager) = eager_tasks_note(report) {
+        if !out.ends_with('\n') {
+            out.push('\n');
+        }
+        push_prose(out, &format!("{eager}\n"), style);
     }
     out.push_str("\n\n");
 }

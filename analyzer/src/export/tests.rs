@@ -59,6 +59,8 @@ pub(crate) fn sample_report() -> Report {
                 waiting_ms: 50.0,
                 cancelled: 1,
                 raised: 0,
+                eager: 0,
+                ended_eagerly: 0,
             }],
             loop_lag: Some(lag(0.1)),
             loop_lag_by_second: vec![crate::tasks::LagSecond { second: 3, lag: lag(0.2) }],
@@ -341,7 +343,9 @@ fn json_is_the_serde_form_in_field_order() {
         "ready_wait_p95_ms": 1.0,
         "waiting_ms": 50.0,
         "cancelled": 1,
-        "raised": 0
+        "raised": 0,
+        "eager": 0,
+        "ended_eagerly": 0
       }
     ],
     "loop_lag": {

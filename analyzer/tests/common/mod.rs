@@ -4,8 +4,8 @@
 #![allow(dead_code)]
 
 use aiocop_trace::records::{
-    Chunk, EventRecord, EventSpec, Frame, SampleTime, SliceRecord, SliceSampleCpu, SliceSampleTimes, TraceFooter,
-    TraceHeader,
+    Chunk, EventRecord, EventSpec, Frame, ReadyWait, SampleTime, SliceRecord, SliceSampleCpu, SliceSampleTimes,
+    TaskCreated, TaskEnded, TraceFooter, TraceHeader, READY_SCHEDULED, READY_UNKNOWN,
 };
 use aiocop_trace::{TraceWriter, BLOCKING_EVENTS};
 use std::collections::HashMap;
@@ -33,6 +33,15 @@ pub struct Slice<'a> {
     pub context: Vec<(&'a str, &'a str)>,
     /// The recorder's number for the thread; 0 is written as 1.
     pub thread: u32,
+    /// The task whose step it is, by name (default: `Task-1` for a slice
+    /// with events or over the threshold, else none).
+    pub task: Option<&'a str>,
+    /// How long it waited for the loop once ready (format 1.4 task timing).
+    pub ready_wait_ns: Option<u64>,
+    /// It is its task's first step, the task created this long before.
+    pub created_before_ns: Option<u64>,
+    /// It is its task's last step, which ended so (`TASK_*`).
+    pub ended: Option<u8>,
 }
 
 /// Builds a trace chunk by chunk, interning strings, frames and stacks per
@@ -154,7 +163,12 @@ impl TraceBuilder {
         let context: Vec<(u32, u32)> = slice.context.iter().map(|(k, v)| (self.string(k), self.string(v))).collect();
         let exceeded = slice.duration_ns >= self.header.threshold_ns;
         let interesting = exceeded || !events.is_empty();
-        let task = if interesting { Some(self.string("Task-1")) } else { None };
+        let task = match slice.task {
+            Some(name) => Some(self.string(name)),
+            None if interesting => Some(self.string("Task-1")),
+            None => None,
+        };
+        self.task_timing(&slice);
         let start_delta_ns = match self.previous_start {
             None => {
                 self.chunk().base_offset_ns = slice.start_ns;
@@ -187,6 +201,25 @@ impl TraceBuilder {
             context,
         });
         self
+    }
+
+    /// The slice's task timing, if it has any: a ready-wait for every slice
+    /// of the chunk once one has it (unknown for the others).
+    fn task_timing(&mut self, slice: &Slice) {
+        let at = self.chunk().slices.len();
+        let timing = &mut self.chunk().task_timing;
+        if slice.ready_wait_ns.is_some() || !timing.ready.is_empty() {
+            let unknown = ReadyWait { wait_ns: 0, since: READY_UNKNOWN };
+            timing.ready.resize(at, unknown);
+            let wait = slice.ready_wait_ns.map(|wait_ns| ReadyWait { wait_ns, since: READY_SCHEDULED });
+            timing.ready.push(wait.unwrap_or(unknown));
+        }
+        if let Some(created_before_ns) = slice.created_before_ns {
+            timing.created.push(TaskCreated { slice: at as u32, created_before_ns, parent: None });
+        }
+        if let Some(outcome) = slice.ended {
+            timing.ended.push(TaskEnded { slice: at as u32, outcome });
+        }
     }
 
     /// Writes the trace to `path`; with a footer ending at `end_ns` if given.

@@ -144,10 +144,35 @@ def _patch_loop(loop: asyncio.AbstractEventLoop) -> None:
         if _native.is_recording():
             _time_loop_iterations(loop)
             _stamp_scheduled_callbacks(loop)
+            _watch_eager_tasks()
         return
 
     for name, callback_index in _SCHEDULING_METHODS:
         setattr(loop, name, _native.schedule_patch(getattr(loop, name), callback_index))
+    if _native.is_recording():
+        _watch_eager_tasks()
+
+
+def _watch_eager_tasks() -> None:
+    """Let a recording see eager tasks (3.12+), whose first step runs inside ``create_task``.
+
+    However a task is asked to start eagerly (``asyncio.eager_task_factory``,
+    ``create_eager_task_factory``, ``Task(..., eager_start=True)`` as aiohttp
+    makes its request handlers, 3.14's ``create_task(..., eager_start=True)``),
+    ``_asyncio.Task``'s constructor runs its first step: the native
+    ``watch_eager_tasks`` gives the type a constructor that times it while
+    recording (recorder/src/eager_tasks.rs). Once per process; a task made
+    without ``eager_start`` pays a dictionary look-up.
+    """
+    if sys.version_info < (3, 12):
+        return  # no eager tasks before 3.12
+    task_type = asyncio.Task
+    if task_type.__module__ != "_asyncio":
+        return  # the pure-Python tasks (no C accelerator): not watched
+    try:
+        _native.watch_eager_tasks(task_type)
+    except TypeError as error:
+        logger.debug("Eager tasks cannot be watched: %s", error)
 
 
 def _time_loop_iterations(loop: asyncio.BaseEventLoop) -> None:

@@ -97,6 +97,32 @@ pub struct SliceDetail {
     pub created: Option<TaskCreation>,
     /// The slice is the last step of a task, which ended so (`TASK_*`).
     pub ended: Option<u8>,
+    /// The slice is the first of an eager task, whose first step ran this
+    /// long inside its creator's slice (format 1.5).
+    pub eager_first_step_ns: Option<u64>,
+    /// Eager tasks that ended in their first step, inside this slice.
+    pub ended_eagerly: Vec<EndedEagerly>,
+}
+
+/// An eager first step, as the task's constructor ran it (`crate::eager_tasks`).
+#[derive(Clone, Copy, Debug)]
+pub struct EagerStart {
+    /// When `create_task` was called, on `clock::now_ns`'s scale.
+    pub created_ns: u64,
+    /// How long the constructor (the step) took.
+    pub ran_ns: u64,
+    /// The address of the task running when it was created (0: none).
+    pub parent: usize,
+}
+
+/// A task that ended in its eager first step, told with the slice it ran in.
+#[derive(Clone, Copy, Debug)]
+pub struct EndedEagerly {
+    pub start: EagerStart,
+    /// A shared string id: its coroutine's qualname.
+    pub what: u32,
+    /// One of the `TASK_*` constants.
+    pub outcome: u8,
 }
 
 /// A task's creation, told with its first step.

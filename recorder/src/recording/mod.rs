@@ -20,7 +20,10 @@ mod session;
 mod settings;
 mod writer;
 
-pub use buffer::{record_poll, record_slice, DescribedEvent, DescribedSlice, RouteIds, SliceDetail, TaskCreation};
+pub use buffer::{
+    record_poll, record_slice, DescribedEvent, DescribedSlice, EagerStart, EndedEagerly, RouteIds, SliceDetail,
+    TaskCreation,
+};
 pub use fork::{after_fork_in_child, after_fork_in_parent, before_fork};
 pub use registry::shared_string_id;
 pub use session::{current_path, start, stop, stop_without_the_gil};

@@ -14,8 +14,9 @@ use super::settings::{self, Settings};
 use crate::stacks::{self, StackId};
 use crate::{clock, config, trace_file};
 use aiocop_trace::records::{
-    AllowedEvent, Chunk, EventRecord, Frame, FrameName, LoopIterations, PollRecord, ReadyWait, SliceRecord,
-    SliceSampleCpu, SliceSampleTimes, TaskCreated, TaskEnded, TraceFooter, TraceHeader, READY_UNKNOWN,
+    AllowedEvent, Chunk, EagerFirstStep, EagerTask, EventRecord, Frame, FrameName, LoopIterations, PollRecord,
+    ReadyWait, SliceRecord, SliceSampleCpu, SliceSampleTimes, TaskCreated, TaskEnded, TraceFooter, TraceHeader,
+    READY_UNKNOWN,
 };
 use aiocop_trace::writer::TraceWriter;
 use pyo3::ffi;
@@ -469,6 +470,14 @@ impl FileState {
         }
         if let Some(outcome) = detail.ended {
             chunk.task_timing.ended.push(TaskEnded { slice, outcome });
+        }
+        if let Some(ran_ns) = detail.eager_first_step_ns {
+            chunk.eager_tasks.first_steps.push(EagerFirstStep { slice, ran_ns });
+        }
+        for ended in &detail.ended_eagerly {
+            let what = self.shared(chunk, ended.what);
+            let (created_offset_ns, ran_ns) = (ended.start.created_ns.saturating_sub(start_ns), ended.start.ran_ns);
+            chunk.eager_tasks.ended.push(EagerTask { slice, created_offset_ns, ran_ns, what, outcome: ended.outcome });
         }
     }
 
